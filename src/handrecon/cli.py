@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 app = typer.Typer(
@@ -13,6 +11,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """3D hand reconstruction from single RGB images (HandOS, M3DHMR)."""
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""handrecon.utils"""

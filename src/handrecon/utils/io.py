@@ -1,0 +1,47 @@
+"""File I/O helpers shared by every writer: atomic writes, so nothing half-written is left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds.
+
+    The parent directory is created if needed. On error the temporary file is removed and
+    `path` is left untouched.
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_open writes only, got mode {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Serialise `obj` as JSON to `path` atomically."""
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+        f.write("\n")
