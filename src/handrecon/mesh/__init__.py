@@ -1,1 +1,37 @@
-"""handrecon.mesh"""
+"""handrecon.mesh: topology-agnostic mesh machinery (pure numpy/scipy/torch).
+
+- `ops`: normals, edges, face adjacency, boundaries, signed volume / orientation (numpy + torch).
+- `hierarchy`: COMA-style quadric edge-collapse hierarchy (coarse ⊂ fine) and up-sampling rows.
+- `spiral`: SpiralNet++ spiral sequences (dilated, region-restricted).
+- `cache`: checksummed on-disk cache (`$HANDRECON_CACHE`, default ~/.cache/handrecon).
+"""
+
+from handrecon.mesh.hierarchy import DEFAULT_FACTORS, MeshHierarchy, build_hierarchy, decimate, get_hierarchy, upsampling
+from handrecon.mesh.ops import (
+    boundary_edges,
+    boundary_loops,
+    close_boundaries,
+    face_adjacency,
+    face_normals,
+    face_normals_torch,
+    faces_point_outward,
+    signed_volume,
+    signed_volume_torch,
+    unique_edges,
+    vertex_normals,
+    vertex_normals_torch,
+)
+from handrecon.mesh.spiral import ccw_neighbours, get_spirals, spiral_indices
+
+__all__ = [
+    "DEFAULT_FACTORS", "MeshHierarchy", "build_hierarchy", "decimate", "get_hierarchy", "upsampling",
+    "boundary_edges", "boundary_loops", "close_boundaries", "face_adjacency", "face_normals",
+    "face_normals_torch", "faces_point_outward", "signed_volume", "signed_volume_torch", "unique_edges",
+    "vertex_normals", "vertex_normals_torch", "ccw_neighbours", "get_spirals", "spiral_indices",
+    "hierarchy_spirals",
+]
+
+
+def hierarchy_spirals(h: MeshHierarchy, length: int = 9, dilation: int = 1, use_cache: bool = True) -> list:
+    """(V_k, length) spiral indices for every level of `h`, finest first."""
+    return [get_spirals(v, f, length, dilation, use_cache=use_cache) for v, f in zip(h.vertices, h.faces)]
