@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -49,6 +50,29 @@ def demo(
         )
     Console().print(table)
     typer.echo(f"summary: {out / 'summary.json'}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML training config (schema: configs/README.md)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. optim.lr=1e-4 data.batch_size=8."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (last complete checkpoint of the run dir) or a checkpoint path."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (overrides the config's `output`)."),
+) -> None:
+    """Train a model from a YAML config; run it under torchrun for DistributedDataParallel."""
+    from handrecon.train import CheckpointError, ConfigError, load_config
+    from handrecon.train import train as run_training
+
+    try:
+        cfg = load_config(config, overrides or [])
+        if out is not None:
+            cfg.output = str(out)
+        result = run_training(cfg, resume=resume)
+    except (ConfigError, CheckpointError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    metrics = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+    typer.echo(f"done: step {result.step}, run dir {result.run_dir}, last {result.last_checkpoint} {metrics}".rstrip())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,295 @@
+"""Checkpoints: safetensors weights, safetensors training state and a JSON card, written atomically.
+
+Layout of one checkpoint directory (``RUN/checkpoints/step_00001234/``)::
+
+    model.safetensors   model weights (the unwrapped module's state_dict)
+    state.safetensors   optimizer, LR schedule, AMP scaler, step, per-rank RNG states; tensors as
+                        tensors, the rest as JSON in the safetensors metadata (no pickle)
+    card.json           architecture name + kwargs, hand model, config, step/epoch, metrics,
+                        handrecon version, time, and the SHA-256 of both files
+
+The directory is assembled under a temporary name and renamed into place, so a checkpoint either
+exists completely or not at all. ``RUN/checkpoints/last.json`` and ``best.json`` point to the
+newest and the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from handrecon.utils.io import atomic_write_bytes, atomic_write_json
+
+CARD_FORMAT = "handrecon-checkpoint"
+CARD_VERSION = 1
+MODEL_FILE, STATE_FILE, CARD_FILE = "model.safetensors", "state.safetensors", "card.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or corrupt; the message names the path."""
+
+
+# --------------------------------------------------------------------------- tensor/JSON state
+
+
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor] | None = None, prefix: str = "s") -> tuple[Any, dict]:
+    """Split a nested state (dicts, lists, tuples, tensors, numpy arrays, scalars) into a JSON
+    skeleton and a flat ``{name: tensor}`` dict. Inverse: :func:`unflatten_state`."""
+    tensors = {} if tensors is None else tensors
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": prefix}, tensors
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}, tensors
+    if isinstance(obj, np.generic):
+        return obj.item(), tensors
+    if isinstance(obj, dict):
+        items = [[k, flatten_state(v, tensors, f"{prefix}.{k}")[0]] for k, v in obj.items()]
+        return {"__dict__": items}, tensors
+    if isinstance(obj, (list, tuple)):
+        items = [flatten_state(v, tensors, f"{prefix}.{i}")[0] for i, v in enumerate(obj)]
+        return (items if isinstance(obj, list) else {"__tuple__": items}), tensors
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj, tensors
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint state")
+
+
+def unflatten_state(skel: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skel, list):
+        return [unflatten_state(v, tensors) for v in skel]
+    if isinstance(skel, dict):
+        if "__tensor__" in skel:
+            return tensors[skel["__tensor__"]]
+        if "__ndarray__" in skel:
+            return np.asarray(skel["__ndarray__"], dtype=skel["dtype"])
+        if "__tuple__" in skel:
+            return tuple(unflatten_state(v, tensors) for v in skel["__tuple__"])
+        return {k: unflatten_state(v, tensors) for k, v in skel["__dict__"]}
+    return skel
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's python, numpy, torch (and CUDA) RNG states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state_dict as independent contiguous CPU tensors (safetensors rejects shared storage)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    model: torch.nn.Module,
+    state: dict[str, Any],
+    card: dict[str, Any],
+) -> Path:
+    """Write ``model`` weights, the training ``state`` and the ``card`` into ``ckpt_dir`` atomically.
+
+    The files are written into a temporary sibling directory that is renamed onto ``ckpt_dir``
+    (replacing an older one of the same name) only once all three are complete.
+    """
+    from handrecon import __version__
+
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", suffix=".tmp", dir=ckpt_dir.parent))
+    try:
+        atomic_write_bytes(tmp / MODEL_FILE, st_save(model_tensors(model)))
+        skel, tensors = flatten_state(state)
+        atomic_write_bytes(tmp / STATE_FILE, st_save(tensors, metadata={"state": json.dumps(skel)}))
+        card = {
+            "format": CARD_FORMAT,
+            "format_version": CARD_VERSION,
+            **card,
+            "handrecon_version": __version__,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": {name: _sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE)},
+        }
+        atomic_write_json(tmp / CARD_FILE, card)
+        if ckpt_dir.exists():
+            old = ckpt_dir.with_name(f".{ckpt_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(ckpt_dir, old)
+            os.replace(tmp, ckpt_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, ckpt_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ckpt_dir
+
+
+def write_pointer(ckpt_root: str | Path, which: str, ckpt_dir: Path, **extra: Any) -> None:
+    """Point ``ckpt_root/{which}.json`` (``last`` or ``best``) at a checkpoint directory."""
+    atomic_write_json(Path(ckpt_root) / f"{which}.json", {"checkpoint": ckpt_dir.name, **extra})
+
+
+def read_pointer(ckpt_root: str | Path, which: str) -> Path | None:
+    p = Path(ckpt_root) / f"{which}.json"
+    if not p.is_file():
+        return None
+    try:
+        return Path(ckpt_root) / json.loads(p.read_text())["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
+    """Checkpoint directories under ``ckpt_root`` that have a card, sorted by step (oldest first)."""
+    root = Path(ckpt_root)
+    if not root.is_dir():
+        return []
+    dirs = [d for d in root.glob("step_*") if d.is_dir() and (d / CARD_FILE).is_file()]
+    return sorted(dirs, key=lambda d: d.name)
+
+
+def prune_checkpoints(ckpt_root: str | Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, never the one ``best.json`` points to."""
+    if keep_last <= 0:
+        return
+    best = read_pointer(ckpt_root, "best")
+    for d in list_checkpoints(ckpt_root)[:-keep_last]:
+        if best is None or d.resolve() != best.resolve():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Turn a checkpoint dir, its ``card.json``, a ``checkpoints/`` dir or a run dir into a
+    checkpoint directory (a run or checkpoints dir resolves to ``best``, then ``last``)."""
+    p = Path(path)
+    if p.is_file() and p.name == CARD_FILE:
+        p = p.parent
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    if (p / CARD_FILE).is_file():
+        return p
+    for root in (p / "checkpoints", p):
+        for which in ("best", "last"):
+            target = read_pointer(root, which)
+            if target is not None and (target / CARD_FILE).is_file():
+                return target
+        found = list_checkpoints(root)
+        if found:
+            return found[-1]
+    raise CheckpointError(f"{p} holds no checkpoint (no {CARD_FILE} in it or under checkpoints/)")
+
+
+def find_last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete, verified checkpoint of a run (``last.json`` first, then a scan)."""
+    root = Path(run_dir) / "checkpoints"
+    candidates = list_checkpoints(root)[::-1]
+    last = read_pointer(root, "last")
+    if last is not None:
+        candidates.insert(0, last)
+    for c in candidates:
+        try:
+            read_card(c, verify=True)
+            return c
+        except CheckpointError:
+            continue
+    return None
+
+
+def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read a checkpoint's card; with ``verify`` also check both files exist and match their hashes."""
+    d = Path(ckpt_dir)
+    card_path = d / CARD_FILE
+    if not card_path.is_file():
+        raise CheckpointError(f"{d}: no {CARD_FILE}; the checkpoint is missing or was never completed")
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{card_path}: not valid JSON ({e}); the checkpoint is corrupt") from e
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{card_path}: not a handrecon checkpoint card")
+    if verify:
+        for name, digest in card.get("files", {}).items():
+            f = d / name
+            if not f.is_file():
+                raise CheckpointError(f"{d}: {name} is missing; the checkpoint is incomplete")
+            if _sha256(f) != digest:
+                raise CheckpointError(f"{f}: contents do not match the hash in {CARD_FILE}; the file is corrupt")
+    return card
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(path.read_bytes())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors ({e}); the file is corrupt") from e
+
+
+def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The training state saved by :func:`save_checkpoint` (optimizer, schedule, scaler, RNG, step)."""
+    path = Path(ckpt_dir) / STATE_FILE
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            skel = json.loads(f.metadata()["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read the training state ({e}); the file is corrupt") from e
+    return unflatten_state(skel, tensors)
+
+
+def load_weights(model: torch.nn.Module, ckpt_dir: str | Path, strict: bool = True) -> None:
+    """Load ``model.safetensors`` of a checkpoint into ``model`` (names and shapes must match)."""
+    path = Path(ckpt_dir) / MODEL_FILE
+    tensors = load_tensors(path)
+    try:
+        model.load_state_dict(tensors, strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model: {e}") from e
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint (or run dir): ``(model in eval mode, card)``."""
+    from handrecon.train.config import MODELS, import_modules
+
+    d = resolve_checkpoint(path)
+    card = read_card(d, verify=True)
+    import_modules(card.get("imports", []))
+    model = MODELS.build(card["architecture"], **card.get("kwargs", {}))
+    load_weights(model, d)
+    return model.to(device).eval(), card

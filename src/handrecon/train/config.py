@@ -1,0 +1,324 @@
+"""Training configuration: YAML → typed dataclasses, command-line overrides, and the registries
+that turn the names in a config (``model.name``, ``data.train.name``) into objects.
+
+The schema is documented in ``configs/README.md``. Loading is strict: an unknown key, a wrong type
+or a missing required value raises :class:`ConfigError` naming the key and where it came from
+(the YAML file or the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says which key and what to do."""
+
+
+# --------------------------------------------------------------------------- registries
+
+
+class Registry:
+    """Maps names used in configs to factories (classes or functions).
+
+    On a miss, ``{package}.{name}`` is imported once (so ``model.name: m3dhmr`` finds
+    ``handrecon.models.m3dhmr`` without anyone importing it first); anything else must be listed
+    in the config's ``imports``.
+    """
+
+    def __init__(self, kind: str, package: str):
+        self.kind, self.package = kind, package
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+            old = self._items.get(name)
+            if old is not None and _qualname(old) != _qualname(obj):
+                raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(old)}")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            module = f"{self.package}.{name}"
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name is None or not module.startswith(e.name):
+                    raise
+        if name not in self._items:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise ConfigError(
+                f"unknown {self.kind} {name!r} (registered: {known}); add the module that registers "
+                f"it to the config's `imports:` list"
+            )
+        return self._items[name]
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        factory = self.get(name)
+        try:
+            return factory(**kwargs)
+        except TypeError as e:
+            raise ConfigError(f"cannot build {self.kind} {name!r} with kwargs {kwargs}: {e}") from e
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+MODELS = Registry("model", "handrecon.models")
+DATASETS = Registry("dataset", "handrecon.data")
+
+
+def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: make a model class/factory buildable as ``model.name: <name>``."""
+    return MODELS.register(name)
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: make a dataset class/factory buildable as ``data.train.name: <name>``."""
+    return DATASETS.register(name)
+
+
+def import_modules(modules: list[str]) -> None:
+    """Import the config's ``imports`` so their ``register_*`` decorators run."""
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError as e:
+            raise ConfigError(f"imports: cannot import {m!r}: {e}") from e
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    train: DatasetSpec
+    val: DatasetSpec | None = None
+    batch_size: int = 32
+    val_batch_size: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "multistep", "cosine"] = "constant"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    start_epoch: float = 0.0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None
+    max_steps: int | None = None
+    steps_per_epoch: int | None = None
+    log_every: int = 50
+    val_every: Union[int, Literal["epoch"]] = "epoch"
+    ckpt_every: Union[int, Literal["epoch"]] = "epoch"
+    keep_last: int = 3
+    best_metric: str = "loss"
+    best_mode: Literal["min", "max"] = "min"
+    seed: int = 0
+    amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
+    grad_clip: float | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+
+@dataclass
+class Config:
+    model: ModelConfig
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: str | None = None
+    imports: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``dotted.key=value`` overrides (values parsed as YAML) and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (or is not a file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    cfg = config_from_dict(raw, source=str(path), overrides=overrides)
+    if cfg.output is None:
+        cfg.output = str(Path("runs") / path.stem)
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """Validate a nested dict (plus overrides) into a :class:`Config`."""
+    raw = _deep_copy(raw)
+    overridden: set[str] = set()
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(raw, key, value)
+        overridden.add(key)
+    return _build(Config, raw, "", source, overridden)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-4"`` → ``("optim.lr", "1e-4")``; the value is parsed as YAML (``8`` → int)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} must look like section.key=value (e.g. optim.lr=1e-4)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+    return key, value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_copy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deep_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deep_copy(v) for v in x]
+    return x
+
+
+def _where(key: str, source: str, overridden: set[str]) -> str:
+    origin = "command-line override" if any(key == o or key.startswith(o + ".") for o in overridden) else source
+    return f"{origin}: {key}"
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str, overridden: set[str]) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{_where(prefix or '<top>', source, overridden)}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(
+            f"{_where(key, source, overridden)}: unknown key; allowed in "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{_where(key, source, overridden)}: required key is missing")
+            continue
+        values[name] = _check(hints[name], raw[name], key, source, overridden)
+    return cls(**values)
+
+
+def _check(tp: Any, value: Any, key: str, source: str, overridden: set[str]) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check(arg, value, key, source, overridden)
+            except ConfigError as e:
+                errors.append(str(e).rsplit(": ", 1)[-1])
+        raise ConfigError(f"{_where(key, source, overridden)}: {' or '.join(errors)}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".", source, overridden)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{_where(key, source, overridden)}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{_where(key, source, overridden)}: expected a list, got {value!r}")
+        return [_check(args[0], v, f"{key}[{i}]", source, overridden) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{_where(key, source, overridden)}: expected a mapping with string keys, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ConfigError(f"{_where(key, source, overridden)}: expected {tp.__name__}, got {value!r}")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from handrecon.utils.io import atomic_open
+
+    with atomic_open(path, "w") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)

@@ -1,0 +1,166 @@
+"""Distributed plumbing for `torchrun`: process group set-up from the environment, resumable
+sharded sampling, and per-rank/per-worker seed streams for on-the-fly data.
+
+Launch with torchrun (no launcher of our own)::
+
+    torchrun --nproc_per_node=4 -m handrecon.cli train CONFIG.yaml
+
+torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; without them the run is a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Read torchrun's environment, pick the device and start the process group if ``WORLD_SIZE > 1``.
+
+    Backend: NCCL on CUDA, gloo on CPU. Each process uses GPU ``LOCAL_RANK``.
+    """
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use device=auto or cpu")
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend=backend, device_id=dev if use_cuda else None)
+    return DistInfo(rank, world, local, dev)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` as a list indexed by rank (``[obj]`` when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ranks (identity when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
+def current_rank() -> tuple[int, int]:
+    """(rank, world_size): from the process group if started, else from torchrun's environment."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """`DistributedSampler` that can start part-way through an epoch (``set_start(n)`` skips the
+    first ``n`` indices of this rank's shard), for exact mid-epoch resume without reading the
+    skipped samples. The permutation depends only on ``seed`` and the epoch, not on the rank
+    count, so the union of all ranks' batches is the same data a single process would see.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def set_start(self, n: int) -> None:
+        self.start = n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def sample_rng(seed: int, *keys: int) -> np.random.Generator:
+    """Independent numpy generator for a key tuple, e.g. ``sample_rng(seed, epoch, index)``.
+
+    Use it inside ``Dataset.__getitem__`` for random augmentation: the draw depends only on the
+    keys, never on which worker or process serves the sample, so resume and any worker count
+    give identical data.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
+
+
+class SeededStream(IterableDataset):
+    """Base for endless on-the-fly datasets sharded over ranks and DataLoader workers.
+
+    Subclasses implement ``make_sample(rng) -> sample``. Sample ``j`` of this rank's batch ``b``
+    in epoch ``e`` is drawn from ``sample_rng(seed, e, rank, b, j)``: every rank gets a distinct
+    stream, the stream does not depend on ``num_workers``, and the engine's
+    ``set_position(epoch, start_batch, batch_size)`` makes a resumed run continue exactly where
+    the interrupted one stopped. The engine ends each epoch after ``train.steps_per_epoch``.
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed = seed
+        self.epoch, self.start_batch, self.batch_size = 0, 0, 1
+
+    def set_position(self, epoch: int, start_batch: int, batch_size: int) -> None:
+        self.epoch, self.start_batch, self.batch_size = epoch, start_batch, batch_size
+
+    def make_sample(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, _ = current_rank()
+        # The DataLoader takes batch k of a fresh iterator from worker k % n_workers.
+        b = self.start_batch + worker
+        while True:
+            for j in range(self.batch_size):
+                yield self.make_sample(sample_rng(self.seed, self.epoch, rank, b, j))
+            b += n_workers
