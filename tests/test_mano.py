@@ -218,7 +218,7 @@ def test_new_numpy_and_scipy_module_paths(tmp_path):
     data = dump_py2(raw, old_numpy_path=False)
     assert b"numpy._core.multiarray" in data and b"scipy.sparse._csc" in data
     (tmp_path / "m.pkl").write_bytes(data)
-    m = load_mano_data(tmp_path / "m.pkl")
+    m = load_mano_data(tmp_path / "m.pkl", side="right")
     np.testing.assert_allclose(m.J_regressor, arr["J_regressor"], rtol=1e-6)
     np.testing.assert_allclose(m.shapedirs, arr["shapedirs"], rtol=1e-6)
 
@@ -335,3 +335,32 @@ def test_missing_field_and_wrong_shape(mano_dir):
         load_mano_data(d / "c.pkl")
     with pytest.raises(ValueError, match="tips must be one of"):
         load_mano_data(d / "MANO_RIGHT.pkl", tips="openpose")
+
+
+def test_side_from_file_name(mano_dir):
+    d, _ = mano_dir
+    (d / "my_model.pkl").write_bytes((d / "MANO_RIGHT.pkl").read_bytes())
+    with pytest.raises(ValueError, match="pass side='right'"):
+        load_mano_data(d / "my_model.pkl")
+    assert load_mano_data(d / "my_model.pkl", side="right").meta["side_file"] == "right"
+    with pytest.raises(ValueError, match="file name says it holds the right hand"):
+        load_mano_data(d / "MANO_RIGHT.pkl", side="left")
+
+
+def test_hand_model_from_fake_mano(mano_dir):
+    import torch
+
+    from handrecon.hand.model import HandModel
+
+    d, arr = mano_dir
+    (d / "MANO_LEFT.pkl").write_bytes(dump_py2(mano_dict(mirror_left(arr, shapedirs_defect=True))))
+    for side in ("right", "left"):
+        model = HandModel.from_mano(d / f"MANO_{side.upper()}.pkl", side, tips="smplx")
+        assert (model.num_vertices, model.num_joints, model.num_shape) == (V, J, S)
+        flat = -model.pose_mean.expand(2, J, 3)  # cancels hands_mean: the rest pose
+        out = model(flat, torch.zeros(2, S))
+        assert out.vertices.shape == (2, V, 3) and out.joints.shape == (2, 21, 3)
+        mirror = MIRROR if side == "left" else np.ones(3)
+        np.testing.assert_allclose(out.vertices[1].numpy(), arr["v_template"] * mirror, atol=1e-6)
+        np.testing.assert_allclose(out.joints[0, list(OP21_TIPS)].numpy(),
+                                   arr["v_template"][list(TIP_VERTEX_IDS["smplx"])] * mirror, atol=1e-6)

@@ -197,13 +197,15 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
 
 def load_mano_data(
     path: str | Path,
-    side: str = "right",
+    side: str | None = None,
     tips: str = "freihand",
     right_path: str | Path | None = None,
 ) -> HandModelData:
     """Load an official MANO pickle as right-hand `HandModelData` (metres, float32).
 
-    side: which hand the file holds ("right" for MANO_RIGHT.pkl, "left" for MANO_LEFT.pkl).
+    side: which hand the FILE holds ("right" for MANO_RIGHT.pkl, "left" for MANO_LEFT.pkl);
+        None infers it from the file name. A side contradicting the file name is an error (to
+        pose a left hand from MANO_RIGHT.pkl, load it as right and mirror in `HandModel`).
         `HandModelData` always describes the RIGHT hand (the left is derived by mirroring in
         `HandModel`), so a left file is converted into the right-hand frame by mirroring x:
         vertex x and the x rows of shapedirs/posedirs are negated, the pose-corrective inputs
@@ -219,12 +221,11 @@ def load_mano_data(
     zero global row); OP21 keypoints = MANO joints + tip vertices; regions from the dominant
     skinning weight.
     """
-    if side not in ("right", "left"):
-        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     if tips not in TIP_VERTEX_IDS:
         raise ValueError(f"tips must be one of {sorted(TIP_VERTEX_IDS)}, got {tips!r}")
     path = Path(path)
     fields = _checked_fields(read_mano_pickle(path), path)
+    side = _file_side(path, side)
     meta: dict[str, Any] = {"source": str(path), "licence": LICENCE, "side_file": side, "tips": tips}
     if side == "left":
         fields, meta["left_conversion"] = _left_to_right(fields, path, right_path)
@@ -262,6 +263,26 @@ def load_mano_data(
         pose_pca=fields["hands_components"].astype(np.float32),
         meta=meta,
     ).validate()
+
+
+def _file_side(path: Path, side: str | None) -> str:
+    """The hand a MANO file holds: `side` if given, else from its name; checks they agree."""
+    if side not in (None, "right", "left"):
+        raise ValueError(f"side must be 'right', 'left' or None (infer from the file name), got {side!r}")
+    named = [s for s in ("right", "left") if s in path.name.lower()]
+    if side is None:
+        if len(named) != 1:
+            raise ValueError(
+                f"{path}: cannot tell from the file name whether it holds the right or the left MANO hand; "
+                "pass side='right' (MANO_RIGHT.pkl) or side='left' (MANO_LEFT.pkl)."
+            )
+        return named[0]
+    if len(named) == 1 and named[0] != side:
+        raise ValueError(
+            f"{path}: side={side!r} but the file name says it holds the {named[0]} hand. `side` is the hand "
+            f"the file holds; load it with side={named[0]!r} (HandModel mirrors it for the other side)."
+        )
+    return side
 
 
 def _checked_fields(raw: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
