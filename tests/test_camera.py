@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from handrecon.geometry.camera import (
+    DEFAULT_FOCAL_FACTOR,
+    backproject,
+    default_intrinsics,
+    intrinsics,
+    project,
+    scale_intrinsics,
+)
+
+
+def test_project_known_values_and_backproject_roundtrip():
+    K = intrinsics(500.0, 520.0, 111.5, 100.0, skew=2.0)
+    X = np.array([[0.1, -0.05, 0.5], [0.0, 0.0, 1.0]])
+    uv = project(X, K)
+    assert isinstance(uv, np.ndarray)
+    np.testing.assert_allclose(uv[0], [500 * 0.2 + 2 * -0.1 + 111.5, 520 * -0.1 + 100.0])
+    np.testing.assert_allclose(uv[1], [111.5, 100.0])
+    np.testing.assert_allclose(backproject(uv, X[:, 2], K), X, atol=1e-12)
+
+
+def test_torch_batched_differentiable_follows_data_dtype():
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(4, 21, 3, generator=g) * 0.2 + torch.tensor([0.0, 0.0, 0.5])
+    X.requires_grad_(True)
+    K = np.stack([intrinsics(500 + i, 500 + i, 112, 112) for i in range(4)])  # numpy K, torch points
+    uv = project(X, K)
+    assert uv.shape == (4, 21, 2) and uv.dtype == torch.float32
+    uv.sum().backward()
+    assert torch.isfinite(X.grad).all() and X.grad.abs().sum() > 0
+    back = backproject(uv.detach(), X[..., 2].detach(), torch.as_tensor(K))
+    torch.testing.assert_close(back, X.detach(), atol=1e-5, rtol=0)
+
+
+def test_default_intrinsics():
+    K = default_intrinsics((640, 480))
+    assert K[0, 0] == K[1, 1] == DEFAULT_FOCAL_FACTOR * 640
+    np.testing.assert_array_equal(K[:2, 2], [319.5, 239.5])
+    K = default_intrinsics((300, 400), fov_deg=90)
+    assert K[0, 0] == pytest.approx(200.0)
+    # A point on the edge of the field of view lands on the image border (pixel edge, -0.5).
+    edge = np.array([[0.0, -math.tan(math.radians(45)), 1.0]])
+    assert project(edge, K)[0, 1] == pytest.approx(199.5 - 200.0)
+    assert default_intrinsics((10, 10), focal=7.0)[0, 0] == 7.0
+    with pytest.raises(ValueError):
+        default_intrinsics((10, 10), fov_deg=40, focal=7.0)
+    with pytest.raises(ValueError):
+        default_intrinsics((0, 10))
+
+
+def test_scale_intrinsics_matches_resized_pixel_grid():
+    K = intrinsics(500.0, 480.0, 111.5, 90.0)
+    X = np.random.default_rng(0).normal(size=(50, 3)) * 0.1 + [0, 0, 0.6]
+    uv = project(X, K)
+    for sx, sy in ((0.5, 0.5), (2.0, 3.0)):
+        # Resizing maps pixel edges to pixel edges: u -> sx * (u + 0.5) - 0.5.
+        want = np.stack([sx * (uv[:, 0] + 0.5) - 0.5, sy * (uv[:, 1] + 0.5) - 0.5], 1)
+        np.testing.assert_allclose(project(X, scale_intrinsics(K, sx, sy)), want, atol=1e-9)
