@@ -132,6 +132,14 @@ class _Collapser:
     def edge_faces(self, a: int, b: int) -> set[int]:
         return self.vfaces[a] & self.vfaces[b]
 
+    def _link_edges(self, a: int, skip: set[int]) -> set[tuple[int, int]]:
+        """Edges opposite `a` in its faces, except the faces in `skip`."""
+        out = set()
+        for fi in self.vfaces[a] - skip:
+            x, y = (c for c in self.faces[fi].tolist() if c != a)
+            out.add((min(x, y), max(x, y)))
+        return out
+
     def is_boundary_vertex(self, a: int) -> bool:
         return any(len(self.edge_faces(a, b)) == 1 for b in self.nbrs[a])
 
@@ -139,7 +147,7 @@ class _Collapser:
         """Collapse keeps the mesh manifold and removes exactly one vertex.
 
         Link condition: the common neighbours of a and b are exactly the opposite vertices of the
-        faces on edge ab; an interior edge joining two boundary vertices would pinch the surface;
+        faces on edge ab, and the links of a and b share no edge; an interior edge joining two boundary vertices would pinch the surface;
         no opposite vertex may be left without faces.
         """
         ef = self.edge_faces(a, b)
@@ -147,6 +155,8 @@ class _Collapser:
             return False
         opposite = {c for fi in ef for c in self.faces[fi].tolist() if c != a and c != b}
         if self.nbrs[a] & self.nbrs[b] != opposite:
+            return False
+        if self._link_edges(a, ef) & self._link_edges(b, ef):  # e.g. a tetrahedron would fold flat
             return False
         if len(ef) == 2 and self.is_boundary_vertex(a) and self.is_boundary_vertex(b):
             return False
