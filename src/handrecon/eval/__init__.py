@@ -1,1 +1,1 @@
-"""handrecon.eval"""
+"""handrecon.eval: official-semantics metrics (`metrics`) and benchmark submission I/O (`submission`)."""
