@@ -103,6 +103,10 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return table
 
 
+class RefusedPickleError(pickle.UnpicklingError):
+    """A pickle referenced a global outside the numpy/builtins allow-list; nothing was executed."""
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that admits numpy arrays/scalars/dtypes and plain builtins, nothing else."""
 
@@ -111,7 +115,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         obj = self._allowed.get((module, name))
         if obj is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays and builtins are allowed")
+            raise RefusedPickleError(f"refusing to load {module}.{name}: only numpy arrays and builtins are allowed")
         return obj
 
 
@@ -122,9 +126,9 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
     data = path.read_bytes()
     try:
         return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except RefusedPickleError as e:
         raise DatasetError(f"{path}: {e}") from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise DatasetError(f"{path}: corrupt pickle ({e})") from e
 
 
