@@ -75,5 +75,43 @@ def train(
     typer.echo(f"done: step {result.step}, run dir {result.run_dir}, last {result.last_checkpoint} {metrics}".rstrip())
 
 
+@app.command("evaluate-submission")
+def evaluate_submission(
+    pred: Path = typer.Option(..., "--pred", help="Submission file (FreiHAND: pred.json holding xyz_list and verts_list, metres)."),
+    gt_dir: Path = typer.Option(..., "--gt-dir", help="Ground-truth folder (FreiHAND: evaluation_xyz.json, evaluation_verts.json)."),
+    benchmark: str = typer.Option("freihand", "--benchmark", help="Benchmark whose official evaluation to run: freihand."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the scores (official key names, lengths in mm) to this JSON file."),
+) -> None:
+    """Score a benchmark submission with the official metrics; print a table, optionally write JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from handrecon.eval.submission import (
+        SubmissionError, evaluate_freihand, format_scores, load_freihand_gt, load_freihand_submission,
+    )
+    from handrecon.utils.io import atomic_write_json
+
+    if benchmark != "freihand":
+        typer.echo(f"error: unknown benchmark {benchmark!r}; supported: freihand", err=True)
+        raise typer.Exit(2)
+    try:
+        gt = load_freihand_gt(gt_dir)
+        scores = evaluate_freihand(load_freihand_submission(pred, expected_count=len(gt.xyz)), gt)
+    except SubmissionError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"FreiHAND, {len(gt.xyz)} samples")
+    if scores["mesh_mean3d"] is None:
+        table.caption = "mesh_*: n/a, the predicted vertex count differs from the ground truth's"
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in format_scores(scores):
+        table.add_row(key, value)
+    Console().print(table)
+    if out is not None:
+        atomic_write_json(out, scores)
+        typer.echo(f"scores: {out}")
+
+
 if __name__ == "__main__":
     app()
