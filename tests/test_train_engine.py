@@ -30,11 +30,16 @@ class ToyMLP(nn.Module):
 
     hand_model_name = "none"
 
-    def __init__(self, hidden: int = 32, dropout: float = 0.2):
+    def __init__(self, hidden: int = 32, dropout: float = 0.2, crash_at_call: int | None = None):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 2))
+        self.crash_at_call, self.train_calls = crash_at_call, 0
 
     def forward(self, batch):
+        if self.training:
+            self.train_calls += 1
+            if self.train_calls == self.crash_at_call:
+                raise RuntimeError("simulated crash")
         return {"y": self.net(batch["x"])}
 
     def loss(self, outputs, batch):
@@ -134,3 +139,30 @@ def test_exact_resume(tmp_path, over):
     assert not torch.allclose(params(mid)["net.0.weight"], pa["net.0.weight"])
     sa, sb = load_state(tmp_path / "a" / "checkpoints" / "step_00000024"), load_state(tmp_path / "b" / "checkpoints" / "step_00000024")
     torch.testing.assert_close(sa["rng"][0]["torch"], sb["rng"][0]["torch"])
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    res = train(config_from_dict(make_cfg(tmp_path, **{"train.amp": "bf16", "train.max_steps": 6, "train.epochs": None})))
+    assert res.step == 6 and np.isfinite(res.metrics["mean_err"])
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    from handrecon.train import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train(config_from_dict(make_cfg(tmp_path, **{"train.amp": "fp16", "train.device": "cpu"})))
+
+
+def test_best_pointer_and_load_model(tmp_path):
+    res = train(config_from_dict(make_cfg(tmp_path, **{"train.val_every": 4, "train.best_metric": "mean_err"})))
+    rows = (tmp_path / "val_log.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["step", "epoch", "mean_err", "loss"] and len(rows) == 1 + 6
+    errs = {int(r.split(",")[0]): float(r.split(",")[2]) for r in rows[1:]}
+    best_step = min(errs, key=errs.get)
+    assert res.best_checkpoint.name == f"step_{best_step:08d}"
+    model, card = load_model(tmp_path)  # a run dir resolves to its best checkpoint
+    assert card["step"] == best_step and card["architecture"] == "toy_mlp" and card["hand_model"] == "none"
+    assert card["metrics"]["mean_err"] == pytest.approx(errs[best_step], rel=1e-3)
+    assert not model.training
+    header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert header == ["step", "epoch", "lr", "l1", "l2", "loss", "steps_per_s"]

@@ -282,8 +282,8 @@ def _check(tp: Any, value: Any, key: str, source: str, overridden: set[str]) -> 
             try:
                 return _check(arg, value, key, source, overridden)
             except ConfigError as e:
-                errors.append(str(e).rsplit(": ", 1)[-1])
-        raise ConfigError(f"{_where(key, source, overridden)}: {' or '.join(errors)}")
+                errors.append(str(e).rsplit(": ", 1)[-1].rsplit(", got ", 1)[0])
+        raise ConfigError(f"{_where(key, source, overridden)}: {' or '.join(errors)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".", source, overridden)
     if origin is Literal:

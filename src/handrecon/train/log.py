@@ -52,7 +52,11 @@ def _fmt(v: Any) -> str:
 
 
 class RunLogger:
-    """Everything rank 0 reports during training. Other ranks get ``RunLogger(None, ...)``, a no-op."""
+    """Everything rank 0 reports during training. Other ranks get ``RunLogger(None, ...)``, a no-op.
+
+    ``progress``: ``rich`` (a bar), ``plain`` (a line per logged step), ``off`` (neither), ``auto``
+    (rich in a terminal, plain otherwise). Messages (start, resume, validation) always print.
+    """
 
     def __init__(self, run_dir: Path | None, total_steps: int, start_step: int = 0, progress: str = "auto"):
         self.active = run_dir is not None
@@ -85,7 +89,7 @@ class RunLogger:
             self.task = self.bar.add_task("train", total=total_steps, completed=start_step, info="")
 
     def message(self, text: str) -> None:
-        if not self.active or self.mode == "off":
+        if not self.active:
             return
         if self.bar is not None:
             self.bar.console.print(text)
