@@ -74,7 +74,8 @@ class HandAnnotation:
     box: (4,) float32 x1,y1,x2,y2 px. Loaders take the tight box around the projected mesh
         when vertices are known, else the dataset's own box, else around the valid 2D keypoints.
     keypoints_2d: (21, 2) float32 px, OP21.
-    keypoints_valid: (21,) bool, the 2D keypoint is annotated (its position can be trusted).
+    keypoints_valid: (21,) bool, the 2D keypoint is annotated (its position can be trusted);
+        defaults to visibility > 0 when not given.
     visibility: (21,) float32 in [0, 1], 1 = annotated and not occluded. Sources without
         occlusion labels set it equal to keypoints_valid.
     keypoints_3d: (21, 3) float32 m, OpenCV camera frame, OP21, or None.
