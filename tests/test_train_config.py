@@ -53,6 +53,8 @@ def test_load_defaults_and_overrides(tmp_path):
         (BASE, ["optim.lr"], "must look like section.key=value"),
         (BASE, ["train.epochs.x=1"], "train.epochs is not a section"),
         (BASE, ["optim.betas=[0.9, high]"], r"optim.betas\[1\]: expected float"),
+        (BASE, ["train.log_every=0"], "command-line override: train.log_every: must be >= 1, got 0"),
+        (BASE, ["optim.lr=-1e-3"], "optim.lr: must be positive"),
     ],
 )
 def test_errors_name_key_and_source(tmp_path, raw, overrides, message):

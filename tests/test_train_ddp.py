@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from handrecon.train import config_from_dict, train
-from handrecon.train.checkpoint import read_card
+from handrecon.train.checkpoint import load_state, read_card
 
 from test_train_engine import TESTS, make_cfg
 
@@ -46,6 +46,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
         assert torch.equal(r0[k], r1[k]), f"{k} differs between ranks"
     card = read_card(tmp_path / "ddp" / "checkpoints" / "step_00000012")
     assert card["world_size"] == 2 and card["steps_per_epoch"] == 4 and "mean_err" in card["metrics"]
+    rngs = load_state(tmp_path / "ddp" / "checkpoints" / "step_00000012")["rng"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])  # per-rank streams
     assert (tmp_path / "ddp" / "train_log.csv").is_file()
 
     # one process, batch 16 = the union of both ranks' batches of 8 at every step

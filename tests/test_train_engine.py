@@ -166,3 +166,14 @@ def test_best_pointer_and_load_model(tmp_path):
     assert not model.training
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
     assert header == ["step", "epoch", "lr", "l1", "l2", "loss", "steps_per_s"]
+
+
+def test_plain_progress_lines(tmp_path, capsys):
+    train(config_from_dict(make_cfg(tmp_path, **{"train.progress": "plain", "train.max_steps": 10})))
+    out = capsys.readouterr().out
+    assert "step 5/10 epoch 0 lr 0.003" in out and "step 10/10 epoch 1" in out and "val @ step 10" in out
+
+
+def test_rich_progress_runs(tmp_path, capsys):
+    res = train(config_from_dict(make_cfg(tmp_path, **{"train.progress": "rich", "train.max_steps": 4})))
+    assert res.step == 4 and "train" in capsys.readouterr().out

@@ -207,7 +207,32 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>", overrides: lis
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
         overridden.add(key)
-    return _build(Config, raw, "", source, overridden)
+    cfg = _build(Config, raw, "", source, overridden)
+    _check_ranges(cfg, source, overridden)
+    return cfg
+
+
+def _check_ranges(cfg: Config, source: str, overridden: set[str]) -> None:
+    """Values that type-check but make no sense (a zero batch size, a negative learning rate)."""
+    t = cfg.train
+    rules = [
+        ("data.batch_size", cfg.data.batch_size, 1),
+        ("data.val_batch_size", cfg.data.val_batch_size, 1),
+        ("data.num_workers", cfg.data.num_workers, 0),
+        ("train.epochs", t.epochs, 1),
+        ("train.max_steps", t.max_steps, 1),
+        ("train.steps_per_epoch", t.steps_per_epoch, 1),
+        ("train.log_every", t.log_every, 1),
+        ("train.val_every", None if t.val_every == "epoch" else t.val_every, 1),
+        ("train.ckpt_every", None if t.ckpt_every == "epoch" else t.ckpt_every, 1),
+        ("train.keep_last", t.keep_last, 0),
+        ("train.grad_clip", t.grad_clip, 1e-12),
+        ("optim.lr", cfg.optim.lr, 1e-300),
+    ]
+    for key, value, low in rules:
+        if value is not None and value < low:
+            bound = "positive" if low in (1e-12, 1e-300) else f">= {low}"
+            raise ConfigError(f"{_where(key, source, overridden)}: must be {bound}, got {value!r}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:

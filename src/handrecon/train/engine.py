@@ -188,15 +188,16 @@ class Trainer:
 
     def __init__(self, cfg: Config, dist_info: DistInfo):
         self.cfg, self.dist = cfg, dist_info
-        self.run_dir = Path(cfg.output or "runs/default")
+        self.run_dir = Path(cfg.output or "runs/default")  # the same default as train()
         self.ckpt_root = self.run_dir / "checkpoints"
         self.device = dist_info.device
         import_modules(cfg.imports)
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.model: torch.nn.Module = MODELS.build(cfg.model.name, **cfg.model.kwargs).to(self.device)
-        for attr in ("loss",):
-            if not callable(getattr(self.model, attr, None)):
-                raise ConfigError(f"model {cfg.model.name!r} has no {attr}(outputs, batch) method")
+        if not callable(getattr(self.model, "loss", None)):
+            raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
+        # from here on each rank draws its own stream (dropout, augmentation in the main process)
+        seed_everything(int(np.random.SeedSequence([cfg.train.seed, dist_info.rank]).generate_state(1)[0]))
         self.train_set = DATASETS.build(cfg.data.train.name, **cfg.data.train.kwargs)
         self.val_set = DATASETS.build(cfg.data.val.name, **cfg.data.val.kwargs) if cfg.data.val else None
         self.iterable = isinstance(self.train_set, IterableDataset)
@@ -204,8 +205,8 @@ class Trainer:
         t = cfg.train
         if t.epochs is None and t.max_steps is None:
             raise ConfigError("train: set train.epochs or train.max_steps")
-        totals = [n for n in (t.epochs and t.epochs * self.steps_per_epoch, t.max_steps) if n]
-        self.total_steps = min(totals)
+        totals = [t.epochs * self.steps_per_epoch] if t.epochs is not None else []
+        self.total_steps = min(totals + ([t.max_steps] if t.max_steps is not None else []))
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.schedule = LRSchedule(self.optimizer, cfg.optim.schedule, self.steps_per_epoch, self.total_steps)
         self.amp = amp_dtype(t.amp, self.device)
@@ -341,8 +342,8 @@ class Trainer:
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             ckpt.set_rng_state(rngs[self.dist.rank])
-        else:
-            seed_everything(self.cfg.train.seed + 1000 * self.dist.rank + self.step)
+        else:  # a different process count: fresh, still distinct per-rank streams
+            seed_everything(int(np.random.SeedSequence([self.cfg.train.seed, self.dist.rank, self.step]).generate_state(1)[0]))
 
     # ---- loop
 
@@ -432,18 +433,18 @@ class Trainer:
 def train(cfg: Config, resume: str | None = None) -> TrainResult:
     """Train from a config. ``resume``: None (fresh run), ``"auto"`` (last complete checkpoint in
     the run dir, or fresh if there is none) or a checkpoint path. Works under torchrun."""
+    run_dir = Path(cfg.output or "runs/default")
+    if resume == "auto":
+        found = ckpt.find_last_checkpoint(run_dir)
+        resume = str(found) if found is not None else None
+    elif resume is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it or --out NEW_DIR")
+    elif resume is not None:
+        ckpt.read_card(ckpt.resolve_checkpoint(resume), verify=True)
     dist_info = init_distributed(cfg.train.device)
     log = None
     try:
         trainer = Trainer(cfg, dist_info)
-        run_dir = trainer.run_dir
-        if resume == "auto":
-            found = ckpt.find_last_checkpoint(run_dir)
-            resume = str(found) if found is not None else None
-        elif resume is None and ckpt.list_checkpoints(trainer.ckpt_root):
-            raise ConfigError(
-                f"{run_dir} already holds checkpoints; pass --resume auto to continue it or --out NEW_DIR"
-            )
         if resume is not None:
             trainer.restore(resume)
         if dist_info.is_main:
