@@ -177,3 +177,25 @@ def test_plain_progress_lines(tmp_path, capsys):
 def test_rich_progress_runs(tmp_path, capsys):
     res = train(config_from_dict(make_cfg(tmp_path, **{"train.progress": "rich", "train.max_steps": 4})))
     assert res.step == 4 and "train" in capsys.readouterr().out
+
+
+@register_model("toy_mlp_groups")
+class ToyMLPGroups(ToyMLP):
+    """First layer frozen, last layer at a tenth of the base lr through param_groups()."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.net[0].requires_grad_(False)
+
+    def param_groups(self):
+        return [{"params": self.net[3].parameters(), "lr": 3e-4}]
+
+
+def test_param_groups_and_frozen_layers(tmp_path):
+    start = ToyMLPGroups(hidden=32, dropout=0.2)
+    res = train(config_from_dict(make_cfg(tmp_path, **{"model.name": "toy_mlp_groups", "train.max_steps": 4})))
+    torch.manual_seed(3)
+    assert torch.equal(res.model.net[0].weight, ToyMLPGroups(hidden=32, dropout=0.2).net[0].weight)
+    assert not torch.equal(res.model.net[3].weight, start.net[3].weight)
+    lrs = [float(r.split(",")[2]) for r in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
+    assert lrs == [pytest.approx(3e-4)]

@@ -71,8 +71,9 @@ def train(
     except (ConfigError, CheckpointError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    metrics = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-    typer.echo(f"done: step {result.step}, run dir {result.run_dir}, last {result.last_checkpoint} {metrics}".rstrip())
+    if result.rank == 0:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+        typer.echo(f"done: step {result.step}, run dir {result.run_dir}, last {result.last_checkpoint} {metrics}".rstrip())
 
 
 @app.command("evaluate-submission")

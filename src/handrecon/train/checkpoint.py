@@ -5,8 +5,9 @@ Layout of one checkpoint directory (``RUN/checkpoints/step_00001234/``)::
     model.safetensors   model weights (the unwrapped module's state_dict)
     state.safetensors   optimizer, LR schedule, AMP scaler, step, per-rank RNG states; tensors as
                         tensors, the rest as JSON in the safetensors metadata (no pickle)
-    card.json           architecture name + kwargs, hand model, config, step/epoch, metrics,
-                        handrecon version, time, and the SHA-256 of both files
+    card.json           architecture name + kwargs, hand model, config, step, epoch (epochs
+                        completed, fractional), metrics of the last validation, handrecon
+                        version, time, and the SHA-256 of both files
 
 The directory is assembled under a temporary name and renamed into place, so a checkpoint either
 exists completely or not at all. ``RUN/checkpoints/last.json`` and ``best.json`` point to the

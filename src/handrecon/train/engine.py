@@ -12,6 +12,8 @@ Protocol — what a model or dataset provides to plug in, without editing this f
   - optional ``validate(batches) -> {metric: float}``: consumes an iterable of device batches of
     the validation set (run under ``no_grad`` and autocast, model in eval mode) and returns the
     task's metrics. Without it the engine reports the mean loss terms.
+  - optional ``param_groups() -> list[dict]``: optimizer parameter groups (e.g. a smaller
+    ``lr`` for a backbone); default: every parameter with ``requires_grad``.
   - optional attribute ``hand_model_name`` (recorded in the checkpoint card).
 
 * **Dataset**: registered with ``@register_dataset("name")``, built as ``factory(**kwargs)``.
@@ -175,8 +177,11 @@ def mean_loss_terms(model: torch.nn.Module, batches: Any) -> dict[str, float]:
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns on every rank; ``metrics`` (last validation) are filled on rank 0."""
+
     run_dir: Path
     model: torch.nn.Module
+    rank: int
     step: int
     metrics: dict[str, float]
     last_checkpoint: Path | None
@@ -207,7 +212,9 @@ class Trainer:
             raise ConfigError("train: set train.epochs or train.max_steps")
         totals = [t.epochs * self.steps_per_epoch] if t.epochs is not None else []
         self.total_steps = min(totals + ([t.max_steps] if t.max_steps is not None else []))
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        groups = getattr(self.model, "param_groups", None)
+        params = groups() if callable(groups) else [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, cfg.optim)
         self.schedule = LRSchedule(self.optimizer, cfg.optim.schedule, self.steps_per_epoch, self.total_steps)
         self.amp = amp_dtype(t.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
@@ -412,7 +419,7 @@ class Trainer:
             if self.step == step_before:
                 raise RuntimeError(f"the training DataLoader yielded no batch in epoch {epoch}")
         return TrainResult(
-            self.run_dir, self.model, self.step, self.metrics,
+            self.run_dir, self.model, self.dist.rank, self.step, self.metrics,
             ckpt.read_pointer(self.ckpt_root, "last"), ckpt.read_pointer(self.ckpt_root, "best"),
         )
 
