@@ -117,7 +117,7 @@ def test_impossible_target_raises_clearly():
         decimate(tet.vertices, tet.faces, 3)
 
 
-def test_openhand_hierarchy():
+def test_openhand_hierarchy_orientation_and_roi_spirals():
     openhand = pytest.importorskip("handrecon.hand.openhand")
     try:
         d = openhand.load_openhand()
@@ -128,4 +128,11 @@ def test_openhand_hierarchy():
     for _ in range(4):
         n.append(math.ceil(n[-1] / 2))
     assert h.sizes == n
-    assert len(ops.boundary_loops(h.faces[-1])) == len(ops.boundary_loops(d.faces))
+    for vk, fk in zip(h.vertices, h.faces):
+        assert len(ops.boundary_loops(fk)) == len(ops.boundary_loops(d.faces))  # the wrist stays open
+        assert ops.faces_point_outward(vk, fk)
+        assert not ops.faces_point_outward(vk * np.array([-1, 1, 1], np.float32), fk)  # left hand
+    from handrecon.mesh import spiral_indices
+
+    roi = spiral_indices(d.v_template, d.faces, 9, dilation=2, regions=d.regions)
+    assert (d.regions[roi] == d.regions[:, None]).all()
