@@ -6,10 +6,6 @@ the config's ``imports`` with ``tests/`` on PYTHONPATH.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from handrecon.train import SeededStream, config_from_dict, load_model, register_dataset, register_model, sample_rng, train
-from handrecon.train.checkpoint import CheckpointError, find_last_checkpoint, load_state, read_card
+from handrecon.train.checkpoint import load_state, read_card
 
 TESTS = Path(__file__).parent
 

@@ -22,7 +22,7 @@ Protocol — what a model or dataset provides to plug in, without editing this f
   through an optional ``set_epoch(epoch)``), or an ``IterableDataset`` for endless on-the-fly
   data (subclass :class:`~handrecon.train.distributed.SeededStream`; ``train.steps_per_epoch``
   is then required). An optional ``collate(list_of_samples) -> batch`` replaces the default
-  collate.
+  collate. The validation set must be finite (map-style, or an iterable that ends).
 
 Run: ``handrecon train CONFIG.yaml [key=value ...]``, or ``torchrun --nproc_per_node=N -m
 handrecon.cli train CONFIG.yaml`` for DistributedDataParallel. Only rank 0 writes logs and
@@ -46,7 +46,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from handrecon.train import checkpoint as ckpt
 from handrecon.train.config import DATASETS, MODELS, Config, ConfigError, import_modules, save_config
