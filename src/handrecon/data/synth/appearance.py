@@ -1,0 +1,225 @@
+"""Appearance of synthetic images: skin albedo, lighting, occluder objects, backgrounds, corruption.
+
+Every function takes a numpy Generator and is deterministic given its state. Images are RGB
+uint8 (H, W, 3); albedos are linear RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from handrecon.render import Lights
+
+# Fitzpatrick-like base skin albedos (types I..VI and in-between), RGB in [0, 1].
+SKIN_PALETTE = np.array([
+    (0.96, 0.80, 0.69), (0.92, 0.74, 0.62), (0.87, 0.67, 0.54), (0.80, 0.59, 0.45),
+    (0.72, 0.51, 0.37), (0.62, 0.42, 0.29), (0.52, 0.34, 0.23), (0.42, 0.27, 0.18),
+    (0.33, 0.21, 0.14), (0.25, 0.16, 0.11),
+], np.float32)
+BACKGROUND_KINDS = ("noise", "gradient", "stripes", "blobs", "shapes", "solid")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+# ----------------------------------------------------------------------------- skin
+class SkinShader:
+    """Per-vertex albedo of one hand topology.
+
+    Static parts are computed once from the rest mesh: the palm side (lighter on darker skin)
+    and the nail patches (dorsal fingertips, lighter and pinker). Per posed mesh a cavity term
+    darkens concave vertices (creases between fingers, knuckle folds): the offset of a vertex
+    from the mean of its neighbours, along its outward normal.
+    """
+
+    def __init__(self, rest_vertices: np.ndarray, faces: np.ndarray, tip_vertex_ids: np.ndarray,
+                 palm_normal: np.ndarray) -> None:
+        from scipy import sparse
+
+        from handrecon.mesh.ops import unique_edges, vertex_normals
+
+        V = len(rest_vertices)
+        e = unique_edges(faces)
+        adj = sparse.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), (V, V)).tocsr()
+        self.mean_op = sparse.diags(1.0 / np.maximum(adj.sum(1).A1, 1)) @ adj  # (V, V) neighbour mean
+        self.faces = faces
+        normals = vertex_normals(rest_vertices.astype(np.float64), faces)
+        self.palm = np.clip(normals @ palm_normal, 0, 1).astype(np.float32)  # 1 on the palm side
+        tips = rest_vertices[tip_vertex_ids]
+        d = np.linalg.norm(rest_vertices[:, None] - tips[None], axis=2).min(1)
+        dorsal = np.clip(-(normals @ palm_normal), 0, 1)
+        self.nail = (np.clip(1.0 - d / 0.014, 0, 1) * (dorsal > 0.35)).astype(np.float32)
+
+    def albedo(self, vertices: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
+               tone: int | None = None) -> tuple[np.ndarray, int]:
+        """(V, 3) float32 albedo for one posed hand (vertices, normals (V, 3)), and the palette index."""
+        tone = int(rng.integers(len(SKIN_PALETTE))) if tone is None else tone
+        base = SKIN_PALETTE[tone] * rng.uniform(0.92, 1.08, 3).astype(np.float32)
+        lightness = 1.0 - tone / (len(SKIN_PALETTE) - 1)  # 1 lightest .. 0 darkest
+        cavity = np.einsum("vc,vc->v", self.mean_op @ vertices - vertices, normals)  # > 0 concave
+        ao = 1.0 - np.clip(cavity / 0.0015, 0, 1) * rng.uniform(0.25, 0.45)
+        palm_lift = self.palm[:, None] * (0.05 + 0.25 * (1 - lightness)) * (1 - base)
+        nail_col = np.array((0.93, 0.78, 0.75), np.float32)
+        color = base + palm_lift
+        color = color + self.nail[:, None] * 0.55 * (nail_col - color)
+        mottling = 1.0 + 0.04 * rng.standard_normal((len(vertices), 1)).astype(np.float32)
+        return np.clip(color * ao[:, None] * mottling, 0, 1).astype(np.float32), tone
+
+
+# ----------------------------------------------------------------------------- lights
+def random_lights(rng: np.random.Generator) -> Lights:
+    """Ambient + 1-3 directional lights from the camera's hemisphere, slightly tinted; random specular."""
+    n = int(rng.integers(1, 4))
+    dirs = rng.standard_normal((n, 3))
+    dirs[:, 2] = np.abs(dirs[:, 2]) + 0.3  # travel into the scene (lit from the camera side)
+    ambient = rng.uniform(0.2, 0.45) * rng.uniform(0.92, 1.08, 3)
+    weights = rng.dirichlet(np.ones(n)) * rng.uniform(0.45, 0.95 - ambient.mean())  # total <= ~1: no blown-out skin
+    tint = rng.uniform(0.88, 1.12, (n, 3)) * weights[:, None]
+    return Lights(ambient=ambient, directions=dirs, colors=tint,
+                  specular=float(rng.uniform(0.0, 0.3)), shininess=float(rng.uniform(8, 64)))
+
+
+# ----------------------------------------------------------------------------- occluders
+@lru_cache(maxsize=1)
+def _primitives() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Unit-size sphere, box and cylinder (vertices, faces), built once with trimesh."""
+    import trimesh
+
+    meshes = (trimesh.creation.icosphere(subdivisions=2, radius=0.5),
+              trimesh.creation.box(extents=(1.0, 1.0, 1.0)),
+              trimesh.creation.cylinder(radius=0.5, height=1.0, sections=20))
+    return tuple((np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int64)) for m in meshes)
+
+
+def random_occluder(rng: np.random.Generator, centre: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sphere, box or cylinder of about `size` metres at camera-frame `centre` (3,), random
+    rotation, aspect and colour. Returns vertices (V, 3), faces (F, 3), albedo (V, 3)."""
+    from scipy.spatial.transform import Rotation
+
+    verts, faces = _primitives()[int(rng.integers(3))]
+    scale = size * rng.uniform(0.5, 1.4, 3)
+    R = Rotation.from_quat(rng.standard_normal(4)).as_matrix()
+    v = (verts * scale) @ R.T + centre
+    base = rng.uniform(0.05, 0.95, 3)
+    color = np.clip(base * rng.uniform(0.9, 1.1, (len(v), 1)), 0, 1)
+    return v.astype(np.float32), faces, color.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- backgrounds
+def _smooth_noise(rng: np.random.Generator, H: int, W: int, cells: int, channels: int = 3) -> np.ndarray:
+    """(H, W, channels) float32 in [0, 1]: a random (cells x cells) grid upsampled bicubically."""
+    ch, cw = max(2, cells * H // max(H, W)), max(2, cells * W // max(H, W))
+    small = (rng.random((ch, cw, channels)) * 255).astype(np.uint8)
+    mode = "RGB" if channels == 3 else "L"
+    big = Image.fromarray(small.squeeze(-1) if channels == 1 else small, mode).resize((W, H), Image.Resampling.BICUBIC)
+    return np.asarray(big, np.float32).reshape(H, W, channels) / 255.0
+
+
+def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.uniform(0, 1, (n, 3)).astype(np.float32)
+
+
+def procedural_background(rng: np.random.Generator, H: int, W: int, kind: str | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 procedural background of `kind` (one of BACKGROUND_KINDS; random if None)."""
+    kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))] if kind is None else kind
+    if kind == "noise":
+        img = sum(_smooth_noise(rng, H, W, c) * w for c, w in ((4, 0.55), (16, 0.3), (64, 0.15)))
+        img = img * rng.uniform(0.5, 1.3, 3) + rng.uniform(-0.2, 0.2, 3)
+    elif kind == "gradient":
+        a = rng.uniform(0, 2 * np.pi)
+        y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+        t = (np.cos(a) * x + np.sin(a) * y) / max(H, W)
+        t = (t - t.min()) / max(np.ptp(t), 1e-6)
+        c0, c1 = _palette(rng, 2)
+        img = c0 + t[..., None] * (c1 - c0)
+    elif kind == "stripes":
+        a = rng.uniform(0, np.pi)
+        y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+        period = rng.uniform(6, max(H, W) / 3)
+        phase = (np.cos(a) * x + np.sin(a) * y) / period
+        t = (np.sin(2 * np.pi * phase) > rng.uniform(-0.5, 0.5)) if rng.random() < 0.5 else 0.5 + 0.5 * np.sin(2 * np.pi * phase)
+        c0, c1 = _palette(rng, 2)
+        img = c0 + np.asarray(t, np.float32)[..., None] * (c1 - c0)
+    elif kind == "blobs":
+        field = _smooth_noise(rng, H, W, int(rng.integers(3, 9)), 1)[..., 0]
+        levels = np.quantile(field, np.sort(rng.uniform(0.1, 0.9, 3)))
+        cols = _palette(rng, 4)
+        img = cols[np.searchsorted(levels, field)]
+        img = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))),
+                         np.float32) / 255.0
+    elif kind == "shapes":
+        im = Image.new("RGB", (W, H), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(5, 25))):
+            fill = tuple(int(c) for c in rng.integers(0, 256, 3))
+            x0, y0 = rng.uniform(-0.2, 1.0) * W, rng.uniform(-0.2, 1.0) * H
+            w, h = rng.uniform(0.05, 0.5) * W, rng.uniform(0.05, 0.5) * H
+            k = rng.integers(3)
+            if k == 0:
+                draw.rectangle((x0, y0, x0 + w, y0 + h), fill=fill)
+            elif k == 1:
+                draw.ellipse((x0, y0, x0 + w, y0 + h), fill=fill)
+            else:
+                pts = np.c_[x0 + rng.uniform(0, w, 3), y0 + rng.uniform(0, h, 3)]
+                draw.polygon([tuple(p) for p in pts], fill=fill)
+        img = np.asarray(im, np.float32) / 255.0
+    elif kind == "solid":
+        img = np.broadcast_to(_palette(rng, 1)[0], (H, W, 3)) * (0.9 + 0.1 * _smooth_noise(rng, H, W, 8))
+    else:
+        raise ValueError(f"unknown background kind {kind!r}; choose from {BACKGROUND_KINDS}")
+    return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def list_background_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files (by suffix) under `folder`, recursively; ValueError if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--backgrounds {folder}: not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"--backgrounds {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def image_background(rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
+    """(H, W, 3) uint8: a random crop (30-100% of the height, output aspect, random flip) of the image at `path`."""
+    from handrecon.data.schema import load_image
+
+    img = load_image(path)
+    h, w = img.shape[:2]
+    ch = rng.uniform(0.3, 1.0) * h
+    cw = ch * W / H
+    if cw > w:  # keep the aspect ratio of the output
+        cw, ch = w, w * H / W
+    y0, x0 = rng.uniform(0, h - ch), rng.uniform(0, w - cw)
+    im = Image.fromarray(img).resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    out = np.asarray(im)
+    return out[:, ::-1].copy() if rng.random() < 0.5 else out
+
+
+# ----------------------------------------------------------------------------- corruption
+def corrupt(image: np.ndarray, rng: np.random.Generator, p_blur: float = 0.3, p_noise: float = 0.4,
+            p_jpeg: float = 0.3) -> tuple[np.ndarray, dict]:
+    """Photometric corruption of an RGB uint8 image: Gaussian blur, Gaussian noise, JPEG
+    re-compression, each with its probability. Returns the image and what was applied."""
+    applied: dict = {}
+    if rng.random() < p_blur:
+        r = float(rng.uniform(0.3, 1.5))
+        image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(r)))
+        applied["blur"] = round(r, 3)
+    if rng.random() < p_noise:
+        sigma = float(rng.uniform(1, 8))
+        noisy = image.astype(np.float32) + rng.standard_normal(image.shape, np.float32) * sigma
+        image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        applied["noise"] = round(sigma, 3)
+    if rng.random() < p_jpeg:
+        q = int(rng.integers(30, 90))
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=q)
+        image = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        applied["jpeg"] = q
+    return image, applied

@@ -1,0 +1,97 @@
+"""Synthetic data presets: plain dataclass configs, overridable field by field.
+
+    cfg = preset("crop", image_size=(128, 128))   # a copy of the preset with overrides
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How synthetic images are drawn. Ranges are (min, max), drawn uniformly per image / hand.
+
+    image_size: (H, W) pixels.
+    focal: focal length range in pixels (fx = fy), or None to use `fov_deg`.
+    fov_deg: field of view range across the larger image side, degrees (used when focal is None).
+    principal_jitter: principal point offset from the image centre, as a fraction of (W, H).
+    num_hands: range of the number of hands per image.
+    p_extra_hand: probability of one more hand beyond `num_hands` (a distractor in `crop`).
+    hand_size: projected extent of a hand (largest side of its vertex box) as a fraction of min(H, W).
+    centred: the first hand is centred (`crop`), else every hand is placed anywhere.
+    centre_jitter: offset of the centred hand from the image centre, fraction of min(H, W).
+    p_overlap: probability that a further hand is placed over an earlier one (mutual occlusion).
+    occluders: range of the number of occluder objects; p_occluder: probability of having any.
+    p_left: probability that a hand is a left hand.
+    pose_kinds: pose sampler kinds drawn uniformly per hand (see handrecon.hand.pose.KINDS).
+    shape_scale: standard deviation of the shape coefficients.
+    p_image_background: probability of a user background image (when a folder is given).
+    p_blur, p_noise, p_jpeg: photometric corruption probabilities.
+    supersample: render at this factor and reduce (antialiased edges); 1 = off.
+    image_format, jpeg_quality: how images are stored by `handrecon synth`.
+    """
+
+    name: str = "crop"
+    image_size: tuple[int, int] = (224, 224)
+    focal: tuple[float, float] | None = (400.0, 700.0)
+    fov_deg: tuple[float, float] = (40.0, 75.0)
+    principal_jitter: float = 0.03
+    num_hands: tuple[int, int] = (1, 1)
+    p_extra_hand: float = 0.1
+    hand_size: tuple[float, float] = (0.5, 0.85)
+    centred: bool = True
+    centre_jitter: float = 0.05
+    p_overlap: float = 0.3
+    occluders: tuple[int, int] = (1, 1)
+    p_occluder: float = 0.2
+    p_left: float = 0.5
+    pose_kinds: tuple[str, ...] = ("random", "open", "fist", "pinch", "point")
+    shape_scale: float = 1.0
+    p_image_background: float = 0.5
+    p_blur: float = 0.25
+    p_noise: float = 0.35
+    p_jpeg: float = 0.25
+    supersample: int = 1
+    image_format: str = "jpg"
+    jpeg_quality: int = 92
+
+    def __post_init__(self) -> None:
+        H, W = self.image_size
+        checks = [
+            (H > 0 and W > 0, f"image_size must be positive (H, W), got {self.image_size}"),
+            (1 <= self.num_hands[0] <= self.num_hands[1], f"num_hands must be 1 <= min <= max, got {self.num_hands}"),
+            (0 < self.hand_size[0] <= self.hand_size[1], f"hand_size must be 0 < min <= max, got {self.hand_size}"),
+            (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
+            (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
+            (self.image_format in ("jpg", "png"), f"image_format must be 'jpg' or 'png', got {self.image_format!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"synth config {self.name!r}: {msg}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, SynthConfig] = {
+    # One hand centred in a FreiHAND-like 224x224 crop (M3DHMR); distractors and occluders are rarer.
+    "crop": SynthConfig(),
+    # Full images with 1-4 hands at varied scales anywhere, overlapping and occluded (HandOS).
+    "scene": SynthConfig(
+        name="scene", image_size=(384, 512), focal=None, fov_deg=(40.0, 75.0), principal_jitter=0.02,
+        num_hands=(1, 4), p_extra_hand=0.0, hand_size=(0.12, 0.5), centred=False, p_overlap=0.35,
+        occluders=(0, 3), p_occluder=0.6,
+    ),
+}
+
+
+def preset(name: str, **overrides) -> SynthConfig:
+    """The preset `name` ("crop" or "scene") with fields replaced by `overrides`."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown synth preset {name!r}; choose from {sorted(PRESETS)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(SynthConfig)}
+    if unknown:
+        raise ValueError(f"unknown synth config fields {sorted(unknown)}")
+    return dataclasses.replace(PRESETS[name], **overrides)

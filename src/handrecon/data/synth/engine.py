@@ -1,0 +1,154 @@
+"""The synthetic engine: sample a scene, render it, derive exact ground truth.
+
+    engine = SynthEngine(preset("crop"))
+    sample = engine.sample(index=7, seed=0)      # a handrecon.data.Sample, same for same (seed, index)
+
+Sample `index` of dataset `seed` is drawn from its own random stream
+``np.random.default_rng([seed, index])``, so any subset of samples can be rendered in any order,
+by any worker, with identical results.
+
+Ground truth per hand: side, box (tight box of the projected vertices, clipped to the image
+extent [-0.5, W-0.5] x [-0.5, H-0.5]), 2D keypoints (projection of the 3D ones with K), 3D
+keypoints and vertices (camera frame, metres), per-keypoint visibility (`keypoint_visibility`),
+pose (actual joint rotations, root in the camera frame), shape and transl such that
+``HandModel(pose - pose_mean, shape, transl)`` reproduces the vertices.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from handrecon.data.schema import HandAnnotation, Sample
+from handrecon.data.synth.appearance import (
+    SkinShader, corrupt, image_background, list_background_images, procedural_background, random_lights,
+)
+from handrecon.data.synth.config import SynthConfig
+from handrecon.data.synth.scene import Scene, sample_scene
+from handrecon.geometry.camera import scale_intrinsics
+from handrecon.mesh.ops import vertex_normals
+from handrecon.render import Mesh, render
+
+# A keypoint is hidden by another object only if that object's surface is this much nearer.
+VISIBILITY_TOLERANCE_M = 0.015
+VISIBILITY_RADIUS_PX = 1
+
+
+def keypoint_visibility(keypoints_3d: np.ndarray, K: np.ndarray, depth: np.ndarray, instance: np.ndarray,
+                        tolerance: float = VISIBILITY_TOLERANCE_M, radius: int = VISIBILITY_RADIUS_PX) -> np.ndarray:
+    """(N, 21) float32 visibility of the keypoints (N, 21, 3) of hands 1..N (hand n is instance n + 1).
+
+    A keypoint is visible when it projects inside the image and at least half of the pixels in
+    the (2 radius + 1)^2 window around its pixel are "clear": the pixel shows the hand itself
+    (self-occlusion does not hide a keypoint: joints lie inside the mesh, under its own
+    surface), or whatever the pixel shows (another hand, an occluder) is no nearer than the
+    keypoint's depth minus `tolerance` metres (background has infinite depth).
+    depth: (H, W) metres, inf where empty; instance: (H, W) int ids, 0 background.
+    """
+    H, W = depth.shape
+    kp = np.asarray(keypoints_3d, np.float64)
+    z = kp[..., 2]
+    uv = (kp @ np.asarray(K, np.float64).T)[..., :2] / np.where(z > 0, z, 1.0)[..., None]
+    inside = (z > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] < H - 0.5)
+    px = np.rint(np.where(inside[..., None], uv, 0)).astype(np.int64)
+    off = np.arange(-radius, radius + 1)
+    cols = np.clip(px[..., 0, None, None] + off[None, :], 0, W - 1)  # (N, 21, 1, w)
+    rows = np.clip(px[..., 1, None, None] + off[:, None], 0, H - 1)  # (N, 21, w, 1)
+    own = instance[rows, cols] == (np.arange(len(kp)) + 1)[:, None, None, None]
+    clear = own | (depth[rows, cols] >= (z - tolerance)[..., None, None])
+    return (inside & (clear.mean((-1, -2)) >= 0.5)).astype(np.float32)
+
+
+class SynthEngine:
+    """Renders synthetic samples for one config. Holds the hand models (both sides), their faces
+    and skin shaders, and the list of background images; the GL context is per process.
+
+    backgrounds: optional folder of images used as backgrounds with probability
+    cfg.p_image_background. backend: renderer backend (None: $HANDRECON_RENDERER / auto).
+    """
+
+    def __init__(self, cfg: SynthConfig, backgrounds: str | os.PathLike | None = None,
+                 backend: str | None = None) -> None:
+        from handrecon.hand.model import HandModel
+
+        self.cfg = cfg
+        self.backend = backend
+        self.models = {side: HandModel.openhand(side) for side in ("right", "left")}
+        self.hand_model = self.models["right"].name
+        self.faces = {s: m.faces.numpy() for s, m in self.models.items()}
+        self.pose_mean = {s: m.pose_mean.numpy() for s, m in self.models.items()}
+        self.skin = {
+            s: SkinShader(m.v_template.numpy(), self.faces[s], m.tip_vertex_ids.numpy(), np.array([0.0, -1.0, 0.0]))
+            for s, m in self.models.items()
+        }
+        self.backgrounds: list[Path] = list_background_images(backgrounds) if backgrounds else []
+
+    @staticmethod
+    def rng(seed: int, index: int) -> np.random.Generator:
+        """The random stream of sample `index` of dataset `seed`."""
+        return np.random.default_rng([int(seed), int(index)])
+
+    def sample(self, index: int, seed: int) -> Sample:
+        """Render sample `index` of dataset `seed` (deterministic)."""
+        rng = self.rng(seed, index)
+        scene = sample_scene(self.models, self.cfg, rng)
+        image, depth, instance, extra = self.render_scene(scene, rng)
+        hands = self.annotate(scene, depth, instance)
+        return Sample.from_image(image, hands, K=scene.K.astype(np.float32), source="synthetic",
+                                 sample_id=f"{seed}_{index}", meta=extra)
+
+    def render_scene(self, scene: Scene, rng: np.random.Generator):
+        """Image (H, W, 3) uint8, depth (sH, sW), instance (sH, sW) at s = cfg.supersample, and extras."""
+        cfg = self.cfg
+        H, W = scene.image_size
+        s = cfg.supersample
+        meshes, tones = [], []
+        for hand in scene.hands:
+            normals = vertex_normals(hand.vertices, self.faces[hand.side])
+            albedo, tone = self.skin[hand.side].albedo(hand.vertices, normals, rng)
+            meshes.append(Mesh(hand.vertices, self.faces[hand.side], albedo, normals))
+            tones.append(tone)
+        meshes += [Mesh(v, f, c) for v, f, c in scene.occluders]
+        if self.backgrounds and rng.random() < cfg.p_image_background:
+            path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+            background, bg_kind = image_background(rng, path, H, W), f"image:{path.name}"
+        else:
+            background = procedural_background(rng, H, W)
+            bg_kind = "procedural"
+        lights = random_lights(rng)
+        K = scale_intrinsics(scene.K, s) if s > 1 else scene.K
+        if s > 1:
+            big = np.asarray(Image.fromarray(background).resize((W * s, H * s), Image.Resampling.NEAREST))
+            out = render(meshes, K, (H * s, W * s), lights=lights, background=big, backend=self.backend)
+            rgb = np.asarray(Image.fromarray(out.rgb).reduce(s))
+        else:
+            out = render(meshes, K, (H, W), lights=lights, background=background, backend=self.backend)
+            rgb = out.rgb
+        rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg)
+        extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "corruption": applied}
+        return rgb, out.depth, out.instance, extra
+
+    def annotate(self, scene: Scene, depth: np.ndarray, instance: np.ndarray) -> list[HandAnnotation]:
+        """Exact per-hand ground truth of a rendered scene (depth/instance at the render resolution)."""
+        H, W = scene.image_size
+        s = depth.shape[1] / W
+        K = scene.K
+        joints = np.stack([h.joints for h in scene.hands])
+        vis = keypoint_visibility(joints, scale_intrinsics(K, s) if s != 1 else K, depth, instance)
+        hands = []
+        for n, h in enumerate(scene.hands):
+            uv = h.vertices @ K.T
+            uv = uv[:, :2] / uv[:, 2:]
+            lo = np.maximum(uv.min(0), -0.5)
+            hi = np.minimum(uv.max(0), (W - 0.5, H - 0.5))
+            kp2d = h.joints @ K.T
+            hands.append(HandAnnotation(
+                side=h.side, box=np.r_[lo, np.maximum(hi, lo)], keypoints_2d=kp2d[:, :2] / kp2d[:, 2:],
+                visibility=vis[n], keypoints_valid=np.ones(21, bool), keypoints_3d=h.joints,
+                vertices=h.vertices, pose=h.pose + self.pose_mean[h.side], shape=h.shape, transl=h.transl,
+                hand_model=self.hand_model, meta={"pose_kind": h.kind},
+            ))
+        return hands
