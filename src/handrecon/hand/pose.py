@@ -1,0 +1,255 @@
+"""Anatomical joint frames and limits, and a sampler of plausible hand poses.
+
+Each skeleton joint has an anatomical frame (J, 3, 3) whose columns are the flexion axis, the
+abduction axis and the twist axis (= bone direction), in the model's canonical rest frame, and
+limits (J, 3, 2) in radians for (flexion, abduction, twist). A joint's rotation is the
+axis-angle vector `frame @ (flex, abd, twist)`, so anatomical angles and model axis-angles
+convert linearly both ways. Signs (right hand): positive flexion curls towards the palm;
+positive abduction moves a finger towards the thumb side (for the thumb: away from the palm).
+
+Models without frames/limits (MANO) get frames derived from the rest skeleton and generic
+human limits, by the role of each joint (read from `keypoint_joints`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from handrecon.hand.model import mirror_axis_angle
+from handrecon.hand.model_data import HandModelData
+
+KINDS = ("random", "open", "fist", "pinch", "point")
+ROLES = ("root", "thumb_cmc", "thumb_mcp", "thumb_ip", "mcp", "pip", "dip", "other")
+
+# Limits (radians) per role: (flexion, abduction, twist) x (min, max).
+ROLE_LIMITS = {
+    "root": ((-np.pi, np.pi), (-np.pi, np.pi), (-np.pi, np.pi)),
+    "thumb_cmc": ((-0.4, 0.8), (-0.3, 0.8), (-0.3, 0.5)),
+    "thumb_mcp": ((-0.1, 1.0), (-0.15, 0.15), (-0.2, 0.2)),
+    "thumb_ip": ((-0.3, 1.4), (-0.05, 0.05), (-0.1, 0.1)),
+    "mcp": ((-0.3, 1.6), (-0.35, 0.35), (-0.15, 0.15)),
+    "pip": ((0.0, 1.9), (-0.05, 0.05), (-0.1, 0.1)),
+    "dip": ((0.0, 1.3), (-0.05, 0.05), (-0.1, 0.1)),
+    "other": ((-0.05, 0.25), (-0.05, 0.05), (-0.05, 0.05)),
+}
+
+# Flexion range (radians) per pose kind and role; abduction/twist are drawn within the limits
+# shrunk around their midpoint by the kind's spread. "random" draws uniformly within the limits.
+_FLEX = {
+    "open": {"thumb_cmc": (-0.3, 0.1), "thumb_mcp": (0.0, 0.2), "thumb_ip": (-0.2, 0.2),
+             "mcp": (-0.2, 0.2), "pip": (0.0, 0.2), "dip": (0.0, 0.15), "other": (-0.05, 0.05)},
+    "fist": {"thumb_cmc": (0.4, 0.8), "thumb_mcp": (0.5, 0.9), "thumb_ip": (0.5, 1.0),
+             "mcp": (1.3, 1.6), "pip": (1.5, 1.9), "dip": (0.8, 1.3), "other": (0.1, 0.25)},
+    "curl": {"mcp": (0.4, 0.6), "pip": (0.7, 1.0), "dip": (0.3, 0.6)},
+    "pinch_thumb": {"thumb_cmc": (0.2, 0.4), "thumb_mcp": (0.0, 0.3), "thumb_ip": (0.3, 0.6)},
+}
+_SPREAD = {"open": 0.8, "fist": 0.2, "pinch": 0.3, "point": 0.3}
+
+
+def joint_roles(data: HandModelData) -> tuple[list[str], np.ndarray]:
+    """Role (one of ROLES) and finger (0 palm, 1 thumb .. 5 little) of each skeleton joint."""
+    roles, finger = ["other"] * data.num_joints, np.zeros(data.num_joints, np.int64)
+    roles[0] = "root"
+    names = (("thumb_cmc", "thumb_mcp", "thumb_ip"),) + (("mcp", "pip", "dip"),) * 4
+    for f, triple in enumerate(names):
+        for k, role in enumerate(triple):
+            j = int(data.keypoint_joints[4 * f + 1 + k])
+            if j > 0:
+                roles[j], finger[j] = role, f + 1
+    return roles, finger
+
+
+def default_bone_frames(data: HandModelData) -> np.ndarray:
+    """(J, 3, 3) anatomical frames (columns flexion, abduction, twist) from the rest skeleton.
+
+    Twist = direction to the next joint along the finger (the fingertip vertex for the last
+    joint); flexion axis = twist x volar, where volar is the palm normal for fingers and, for
+    the thumb, the direction from the joint to a point in front of the palm centre.
+    """
+    joints = data.J_regressor.astype(np.float64) @ data.v_template
+    kp = np.where(data.keypoint_joints >= 0, data.keypoint_joints, 0)
+    kp_pos = joints[kp]
+    kp_pos[data.keypoint_joints < 0] = data.v_template[data.tip_vertex_ids]
+    wrist, index, middle, little = kp_pos[0], kp_pos[5], kp_pos[9], kp_pos[17]
+    fwd = _unit(middle - wrist)
+    volar = -_unit(np.cross(fwd, _unit(index - little)))  # right hand: thumb side x fingers
+    hand_len = np.linalg.norm(middle - wrist)
+    palm_front = kp_pos[[0, 5, 9, 13, 17]].mean(0) + 0.2 * hand_len * volar
+    roles, _ = joint_roles(data)
+
+    twist = np.zeros_like(joints)
+    normal = np.repeat(volar[None], len(joints), 0)
+    for j in range(len(joints)):
+        children = np.flatnonzero(data.parents == j)
+        if j == 0:
+            twist[j] = fwd
+        elif j in data.keypoint_joints:
+            k = int(np.flatnonzero(data.keypoint_joints == j)[0])
+            twist[j] = kp_pos[k + 1] - joints[j]
+        elif len(children):
+            twist[j] = joints[children].mean(0) - joints[j]
+        else:
+            twist[j] = twist[data.parents[j]]
+        if roles[j].startswith("thumb"):
+            normal[j] = palm_front - joints[j]
+    twist = _unit(twist)
+    flex = _unit(np.cross(twist, normal))
+    abd = np.cross(twist, flex)
+    return np.stack([flex, abd, twist], -1).astype(np.float32)
+
+
+def default_joint_limits(data: HandModelData) -> np.ndarray:
+    """(J, 3, 2) generic human limits (radians) by joint role."""
+    roles, _ = joint_roles(data)
+    return np.asarray([ROLE_LIMITS[r] for r in roles], np.float32)
+
+
+def frames_and_limits(source) -> tuple[np.ndarray, np.ndarray]:
+    """The model's bone_frames and joint_limits, or the derived defaults when absent."""
+    data = _data(source)
+    frames = data.bone_frames if data.bone_frames is not None else default_bone_frames(data)
+    limits = data.joint_limits if data.joint_limits is not None else default_joint_limits(data)
+    return frames, limits
+
+
+def anatomical_to_axis_angle(angles: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """(..., J, 3) (flex, abd, twist) radians -> (..., J, 3) axis-angle in the model frame."""
+    return (frames.to(angles) @ angles[..., None])[..., 0]
+
+
+def axis_angle_to_anatomical(pose: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Inverse of `anatomical_to_axis_angle` (frames are orthonormal)."""
+    return (frames.to(pose).transpose(-1, -2) @ pose[..., None])[..., 0]
+
+
+def sample_poses(
+    source,
+    n: int,
+    kind: str = "random",
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    global_orient: str = "zero",
+) -> torch.Tensor:
+    """Sample n plausible poses (n, J, 3) axis-angle, ready for `HandModel.forward`.
+
+    source: a HandModelData (right hand) or a HandModel (its side is respected: left poses are
+    mirrored). kind: "random" (uniform within the limits), "open", "fist", "pinch" (thumb and
+    index curled towards each other), "point" (index extended), or "mixed" (a kind per sample).
+    global_orient: "zero" (wrist unrotated) or "random" (uniform over rotations).
+    Deterministic for a given seed / generator state.
+    """
+    if kind not in KINDS + ("mixed",):
+        raise ValueError(f"pose kind must be one of {KINDS + ('mixed',)}, got {kind!r}")
+    if global_orient not in ("zero", "random"):
+        raise ValueError(f"global_orient must be 'zero' or 'random', got {global_orient!r}")
+    data = _data(source)
+    g = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
+    frames, limits = frames_and_limits(data)
+    ranges = torch.as_tensor(_kind_ranges(data, limits), dtype=torch.float32)  # (K,J,3,2)
+    if kind == "mixed":
+        kinds = torch.randint(len(KINDS), (n,), generator=g)
+    else:
+        kinds = torch.full((n,), KINDS.index(kind), dtype=torch.long)
+    lo, hi = ranges[kinds].unbind(-1)
+    angles = lo + torch.rand(lo.shape, generator=g) * (hi - lo)
+    angles[:, 0] = 0.0
+    pose = anatomical_to_axis_angle(angles, torch.as_tensor(frames))
+    if global_orient == "random":
+        pose[:, 0] = _random_rotations(n, g)
+    return _to_model_pose(pose, source)
+
+
+def sample_shapes(source_or_num_shape, n: int, scale: float = 1.0, seed: int | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, S) shape coefficients ~ N(0, scale^2) (unit-variance shape bases)."""
+    s = source_or_num_shape if isinstance(source_or_num_shape, int) else _data(source_or_num_shape).num_shape
+    g = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
+    return torch.randn(n, s, generator=g) * scale
+
+
+def clamp_pose(pose: torch.Tensor, source) -> torch.Tensor:
+    """Clamp (B, J, 3) model poses into the joint limits (the root joint is left free)."""
+    angles, frames, limits = _anatomical(pose, source)
+    lo, hi = limits[..., 0], limits[..., 1]
+    clamped = torch.maximum(torch.minimum(angles, hi), lo)
+    clamped[:, 0] = angles[:, 0]
+    return _to_model_pose(anatomical_to_axis_angle(clamped, frames), source)
+
+
+def limit_violation(pose: torch.Tensor, source) -> torch.Tensor:
+    """(B, J, 3) radians by which each anatomical angle exceeds its limits (0 inside; root 0)."""
+    angles, _, limits = _anatomical(pose, source)
+    excess = torch.relu(limits[..., 0] - angles) + torch.relu(angles - limits[..., 1])
+    excess[:, 0] = 0.0
+    return excess
+
+
+def _anatomical(pose: torch.Tensor, source):
+    data = _data(source)
+    frames, limits = (torch.as_tensor(a).to(pose) for a in frames_and_limits(data))
+    right = _from_model_pose(pose, source)
+    return axis_angle_to_anatomical(right, frames), frames, limits
+
+
+def _kind_ranges(data: HandModelData, limits: np.ndarray) -> np.ndarray:
+    """(K, J, 3, 2) sampling ranges of the anatomical angles for each kind in KINDS."""
+    roles, finger = joint_roles(data)
+    mid, half = limits.mean(-1), (limits[..., 1] - limits[..., 0]) / 2
+    out = np.repeat(limits[None], len(KINDS), 0).copy()
+    for k, kind in enumerate(KINDS[1:], start=1):
+        spread = _SPREAD[kind]
+        out[k, :, 1:, 0] = mid[:, 1:] - spread * half[:, 1:]
+        out[k, :, 1:, 1] = mid[:, 1:] + spread * half[:, 1:]
+        for j, role in enumerate(roles):
+            if role == "root":
+                continue
+            table = _FLEX["fist"]
+            if kind == "open" or (kind == "point" and finger[j] == 2):
+                table = _FLEX["open"]
+            elif kind == "pinch" and finger[j] == 1:
+                table = _FLEX["pinch_thumb"]
+            elif kind == "pinch" and finger[j] == 2:
+                table = _FLEX["curl"]
+            elif kind == "pinch":
+                table = {**_FLEX["open"], **{r: (a, b) for r, (a, b) in _FLEX["curl"].items()}}
+            out[k, j, 0] = table.get(role, _FLEX["open"].get(role, (0.0, 0.0)))
+    return np.clip(out, limits[None, ..., :1], limits[None, ..., 1:])
+
+
+def _random_rotations(n: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 3) axis-angle of rotations uniform over SO(3)."""
+    q = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=-1)
+    q = torch.where(q[:, :1] < 0, -q, q)
+    half = torch.atan2(q[:, 1:].norm(dim=-1), q[:, 0])
+    return torch.nn.functional.normalize(q[:, 1:], dim=-1) * (2 * half)[:, None]
+
+
+def _to_model_pose(right_pose: torch.Tensor, source) -> torch.Tensor:
+    """Right-hand full rotations -> the model's pose input (minus pose_mean, mirrored for left)."""
+    data = _data(source)
+    if data.pose_mean is not None:
+        right_pose = right_pose - torch.as_tensor(data.pose_mean).to(right_pose)
+    if getattr(source, "side", "right") == "left":
+        return mirror_axis_angle(right_pose)
+    return right_pose
+
+
+def _from_model_pose(pose: torch.Tensor, source) -> torch.Tensor:
+    data = _data(source)
+    if getattr(source, "side", "right") == "left":
+        pose = mirror_axis_angle(pose)
+    if data.pose_mean is not None:
+        pose = pose + torch.as_tensor(data.pose_mean).to(pose)
+    return pose
+
+
+def _data(source) -> HandModelData:
+    data = getattr(source, "data", source)
+    if not isinstance(data, HandModelData):
+        raise TypeError(f"expected a HandModelData or HandModel, got {type(source).__name__}")
+    return data
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
