@@ -22,7 +22,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RESNET_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
-STAGE_CHANNELS = (64, 128, 256, 512)
 STAGE_STRIDES = (4, 8, 16, 32)
 
 
@@ -58,9 +57,11 @@ class ResNet(nn.Module):
         layers: blocks per stage, (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34.
         num_classes: size of the `fc` classifier; 0 drops `fc` (timm convention) and `forward`
             then returns the globally pooled (B, 512) features.
-        stem: with False there is no conv1/bn1/maxpool and the input is a stride-4, 64-channel
+        stem: with False there is no conv1/bn1/maxpool and the input is a stride-4, `width`-channel
             feature map (used by the second stack of `StackedResNet`).
         in_chans: input channels of conv1.
+        width: channels of the stem and layer1; stages have width·(1, 2, 4, 8). Only the default
+            64 is torchvision's (and loads ImageNet weights); 32 is a 4× cheaper variant.
 
     `feature_info` lists (channels, stride) of the four `forward_features` outputs.
     """
@@ -71,16 +72,18 @@ class ResNet(nn.Module):
         num_classes: int = 1000,
         stem: bool = True,
         in_chans: int = 3,
+        width: int = 64,
     ) -> None:
         super().__init__()
         self.has_stem = stem
+        self.stage_channels = tuple(width * m for m in (1, 2, 4, 8))
         if stem:
-            self.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(in_chans, width, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_ch = 64
-        for i, (n, ch) in enumerate(zip(layers, STAGE_CHANNELS)):
+        in_ch = width
+        for i, (n, ch) in enumerate(zip(layers, self.stage_channels)):
             stride = 1 if i == 0 else 2
             blocks = [BasicBlock(in_ch, ch, stride)] + [BasicBlock(ch, ch) for _ in range(n - 1)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
@@ -88,8 +91,8 @@ class ResNet(nn.Module):
         self.num_classes = num_classes
         if num_classes > 0:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(512, num_classes)
-        self.feature_info = [dict(num_chs=c, reduction=s) for c, s in zip(STAGE_CHANNELS, STAGE_STRIDES)]
+            self.fc = nn.Linear(in_ch, num_classes)
+        self.feature_info = [dict(num_chs=c, reduction=s) for c, s in zip(self.stage_channels, STAGE_STRIDES)]
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -101,13 +104,13 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) → (B, 64, H/4, W/4): conv1-bn1-relu-maxpool."""
+        """(B, in_chans, H, W) → (B, width, H/4, W/4): conv1-bn1-relu-maxpool."""
         if not self.has_stem:
             raise RuntimeError("this ResNet was built with stem=False; feed stride-4 features to forward_stages")
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Stride-4, 64-channel input → [layer1, layer2, layer3, layer4] outputs (strides 4..32)."""
+        """Stride-4, `width`-channel input → [layer1, layer2, layer3, layer4] outputs (strides 4..32)."""
         feats = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
@@ -115,11 +118,11 @@ class ResNet(nn.Module):
         return feats
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Image (B, 3, H, W) → 4 maps: (B,64,H/4,W/4), (B,128,H/8,·), (B,256,H/16,·), (B,512,H/32,·)."""
+        """Image (B, 3, H, W) → 4 maps (B,64,H/4,W/4), (B,128,H/8,·), (B,256,H/16,·), (B,512,H/32,·) at width 64."""
         return self.forward_stages(self.forward_stem(x) if self.has_stem else x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes), or pooled features (B, 512) when num_classes == 0."""
+        """Logits (B, num_classes), or pooled features (B, 8·width) when num_classes == 0."""
         x = self.forward_features(x)[-1]
         if self.num_classes == 0:
             return F.adaptive_avg_pool2d(x, 1).flatten(1)

@@ -16,7 +16,8 @@ released and M3DHMR gives no layer details, so where the paper is silent we foll
   a flattened 16×16 map ties the head to one input size).
 
 Each stack's trunk is a torchvision-layout ResNet (stack 2 without conv1/bn1/maxpool), so both
-load ImageNet weights via `load_pretrained`.
+load ImageNet weights via `load_pretrained`. `width=32` halves every trunk channel count (4× fewer
+parameters and FLOPs; no ImageNet weights) for the CPU real-time budget.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from handrecon.hand.keypoints import NUM_KEYPOINTS
-from handrecon.models.backbones.resnet import RESNET_LAYERS, STAGE_CHANNELS, ResNet, load_pretrained
+from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet, load_pretrained
 from handrecon.models.heads import LandmarkHead, encoder_output
 
 
@@ -44,7 +45,7 @@ class TopDownDecoder(nn.Module):
     result and smoothed by a 3×3 conv-BN-ReLU.
     """
 
-    def __init__(self, in_channels: tuple[int, ...] = STAGE_CHANNELS, width: int = 64) -> None:
+    def __init__(self, in_channels: tuple[int, ...], width: int = 64) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(conv_bn(c, width) for c in in_channels)
         self.smooth = nn.ModuleList(conv_bn(width, width, 3, relu=True) for _ in in_channels)
@@ -75,19 +76,21 @@ class StackedResNet(nn.Module):
         num_joints: int = NUM_KEYPOINTS,
         latent_channels: int = 256,
         decoder_width: int = 64,
+        width: int = 64,
     ) -> None:
         super().__init__()
         self.num_joints = num_joints
         self.latent_channels = latent_channels
-        self.trunk1 = ResNet(layers, num_classes=0)
-        self.decoder1 = TopDownDecoder(STAGE_CHANNELS, decoder_width)
+        self.trunk1 = ResNet(layers, num_classes=0, width=width)
+        chans = self.trunk1.stage_channels
+        self.decoder1 = TopDownDecoder(chans, decoder_width)
         self.head1 = LandmarkHead(decoder_width, num_joints)
-        self.remap_features = conv_bn(decoder_width, STAGE_CHANNELS[0])
-        self.remap_heatmaps = conv_bn(num_joints, STAGE_CHANNELS[0])
-        self.trunk2 = ResNet(layers, num_classes=0, stem=False)
-        self.decoder2 = TopDownDecoder(STAGE_CHANNELS, decoder_width)
+        self.remap_features = conv_bn(decoder_width, chans[0])
+        self.remap_heatmaps = conv_bn(num_joints, chans[0])
+        self.trunk2 = ResNet(layers, num_classes=0, stem=False, width=width)
+        self.decoder2 = TopDownDecoder(chans, decoder_width)
         self.head2 = LandmarkHead(decoder_width, num_joints)
-        self.latent_proj = nn.Conv2d(STAGE_CHANNELS[-1], latent_channels, 1)
+        self.latent_proj = nn.Conv2d(chans[-1], latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x0 = self.trunk1.forward_stem(x)
