@@ -1,0 +1,154 @@
+"""Run a predictor over images and folders and write every output (`handrecon reconstruct`).
+
+Per input image `NAME`: `NAME.json` (the ImageResult), `NAME_hand{i}.{obj,ply,glb}` (camera-space
+meshes) and `NAME_overlay.png` (mesh and skeleton over the image, with a side view). A bad or
+unreadable file is reported and skipped; the run goes on and the report lists every failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+
+from handrecon.infer.export import save_mesh
+from handrecon.infer.results import ImageResult
+from handrecon.utils.io import atomic_open, atomic_write_json
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class Predictor(Protocol):
+    def predict(
+        self, image: np.ndarray, box: np.ndarray | None = None, side: str | None = None, K: np.ndarray | None = None
+    ) -> ImageResult: ...
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did: written files per input, and (input, reason) for each failure."""
+
+    written: dict[str, list[str]] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    num_hands: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def collect_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, sorted) into image files.
+
+    Returns (images, problems) where problems are (path, reason) for inputs that do not exist
+    or folders holding no image.
+    """
+    images: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append((str(p), f"folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"))
+            images.extend(found)
+        elif p.is_file():
+            images.append(p)
+        else:
+            problems.append((str(p), "no such file or folder"))
+    return images, problems
+
+
+def unique_stems(images: list[Path]) -> list[str]:
+    """Output names: the file stem, with _2, _3, ... appended where two inputs share a stem."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in images:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        stems.append(p.stem if n == 1 else f"{p.stem}_{n}")
+    return stems
+
+
+def write_result(
+    result: ImageResult,
+    image: np.ndarray,
+    out_dir: Path,
+    stem: str,
+    mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
+    overlay: bool = True,
+) -> list[str]:
+    """Write NAME.json, per-hand meshes and the overlay for one image. Returns the file names."""
+    files = []
+    json_path = out_dir / f"{stem}.json"
+    atomic_write_json(json_path, result.to_json())
+    files.append(json_path.name)
+    for i, hand in enumerate(result.hands):
+        for fmt in mesh_formats:
+            files.append(save_mesh(out_dir / f"{stem}_hand{i}.{fmt}", hand.vertices, result.faces_for(hand.side)).name)
+    if overlay:
+        png = out_dir / f"{stem}_overlay.png"
+        _save_png(png, render_overlay(result, image))
+        files.append(png.name)
+    return files
+
+
+def render_overlay(result: ImageResult, image: np.ndarray) -> np.ndarray:
+    """Image with every hand's mesh blended over it and its skeleton drawn, then a side view panel."""
+    from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
+
+    front = image
+    for hand in result.hands:
+        front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), result.K, alpha=0.55)
+    for hand in result.hands:
+        front = draw_skeleton(front, hand.keypoints_2d)
+    if not result.hands:
+        return front
+    # The renderer shades both sides of a face, so one winding serves every hand in the side view.
+    h = front.shape[0]
+    panel = side_view([hd.vertices for hd in result.hands], result.faces_for("right"), size=(h, max(h // 2, 64)))
+    return np.concatenate([front, panel], axis=1)
+
+
+def reconstruct_paths(
+    predictor: Predictor,
+    paths: Iterable[str | Path],
+    out_dir: str | Path,
+    box: np.ndarray | None = None,
+    side: str | None = None,
+    focal: float | None = None,
+    mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
+    overlay: bool = True,
+    on_progress: Callable[[str], None] | None = None,
+) -> BatchReport:
+    """Reconstruct every image in `paths` (files or folders) into `out_dir`.
+
+    box / side / focal apply to every image (focal in pixels builds K with the principal point at
+    the image centre; without it the predictor's default camera is used).
+    """
+    from handrecon.data.schema import load_image
+    from handrecon.geometry.camera import default_intrinsics
+
+    out_dir = Path(out_dir)
+    images, problems = collect_images(paths)
+    report = BatchReport(failed=list(problems))
+    for path, stem in zip(images, unique_stems(images)):
+        try:
+            image = load_image(path)
+            K = None if focal is None else default_intrinsics((image.shape[1], image.shape[0]), focal=focal)
+            result = predictor.predict(image, box=box, side=side, K=K)
+            report.written[str(path)] = write_result(result, image, out_dir, stem, mesh_formats, overlay)
+            report.num_hands += len(result.hands)
+        except (ValueError, OSError) as e:
+            report.failed.append((str(path), str(e)))
+        if on_progress is not None:
+            on_progress(str(path))
+    return report
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(image).save(f, format="PNG")

@@ -1,0 +1,70 @@
+"""Typed inference results: what every predictor returns for one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from handrecon.hand.keypoints import OP21_NAMES
+
+
+@dataclass
+class HandResult:
+    """One reconstructed hand, all in the image's camera (OpenCV frame, metres, pixels).
+
+    box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: detection/confidence in [0, 1].
+    keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
+    vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
+    cam_t: (3,) m, camera-space position of the root (wrist) joint.
+    """
+
+    box: np.ndarray
+    side: str
+    keypoints_2d: np.ndarray
+    keypoints_3d: np.ndarray
+    vertices: np.ndarray
+    cam_t: np.ndarray
+    score: float = 1.0
+
+    def to_json(self) -> dict:
+        return {
+            "box": _round(self.box, 2),
+            "side": self.side,
+            "score": round(float(self.score), 4),
+            "keypoint_names": list(OP21_NAMES),
+            "keypoints_2d": _round(self.keypoints_2d, 2),
+            "keypoints_3d": _round(self.keypoints_3d, 5),
+            "cam_t": _round(self.cam_t, 5),
+            "vertices": _round(self.vertices, 5),
+        }
+
+
+@dataclass
+class ImageResult:
+    """All hands found in one image. K: (3, 3) intrinsics used; image_size: (H, W)."""
+
+    K: np.ndarray
+    image_size: tuple[int, int]
+    hands: list[HandResult] = field(default_factory=list)
+    faces_right: np.ndarray | None = None
+    faces_left: np.ndarray | None = None
+
+    def faces_for(self, side: str) -> np.ndarray:
+        """(F, 3) faces with outward winding for the given side."""
+        faces = self.faces_left if side == "left" else self.faces_right
+        if faces is None:
+            raise ValueError(f"no faces stored for side {side!r}")
+        return faces
+
+    def to_json(self) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "K": _round(self.K, 4),
+            "frame": "OpenCV camera frame: x right, y down, z forward; metres and pixels",
+            "hands": [h.to_json() for h in self.hands],
+        }
+
+
+def _round(a: np.ndarray, nd: int) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from handrecon.infer.batch import collect_images, reconstruct_paths, unique_stems
+from handrecon.infer.results import HandResult, ImageResult
+
+TETRA_V = np.array([[0, 0, 0.5], [0.05, 0, 0.5], [0, 0.05, 0.5], [0, 0, 0.55]], dtype=np.float32)
+TETRA_F = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+
+
+class FakePredictor:
+    """Places a small tetrahedron at 0.5 m; records the K it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, image, box=None, side=None, K=None):
+        h, w = image.shape[:2]
+        if K is None:
+            K = np.array([[300.0, 0, (w - 1) / 2], [0, 300.0, (h - 1) / 2], [0, 0, 1]])
+        self.calls.append(K)
+        uv = TETRA_V[:, :2] / TETRA_V[:, 2:] * K[0, 0] + K[:2, 2]
+        kp2d = np.resize(uv, (21, 2))
+        kp3d = np.resize(TETRA_V, (21, 3))
+        hand = HandResult(
+            box=np.array([0, 0, w, h], np.float32), side=side or "right", keypoints_2d=kp2d,
+            keypoints_3d=kp3d, vertices=TETRA_V, cam_t=TETRA_V[0],
+        )
+        return ImageResult(K=K, image_size=(h, w), hands=[hand], faces_right=TETRA_F, faces_left=TETRA_F[:, ::-1])
+
+
+def _write_images(root):
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a/x.png", "b/x.jpg", "a/y.png"):
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(root / name)
+    (root / "a" / "broken.jpg").write_bytes(b"not an image")
+
+
+def test_collect_images_and_unique_stems(tmp_path):
+    _write_images(tmp_path)
+    images, problems = collect_images([tmp_path, tmp_path / "missing.png"])
+    assert [p.name for p in images] == ["broken.jpg", "x.png", "y.png", "x.jpg"]
+    assert problems == [(str(tmp_path / "missing.png"), "no such file or folder")]
+    assert unique_stems(images) == ["broken", "x", "y", "x_2"]
+
+
+def test_reconstruct_paths_writes_outputs_and_reports_failures(tmp_path):
+    _write_images(tmp_path / "in")
+    pred = FakePredictor()
+    report = reconstruct_paths(pred, [tmp_path / "in", tmp_path / "nope"], tmp_path / "out", focal=500.0, side="left")
+    failed = dict(report.failed)
+    assert set(failed) == {str(tmp_path / "in" / "a" / "broken.jpg"), str(tmp_path / "nope")}
+    assert "cannot read image" in failed[str(tmp_path / "in" / "a" / "broken.jpg")]
+    assert not report.ok and report.num_hands == 3 and len(report.written) == 3
+    # --focal builds K with the principal point at the image centre.
+    np.testing.assert_allclose(pred.calls[0], [[500, 0, 39.5], [0, 500, 31.5], [0, 0, 1]])
+    out = tmp_path / "out"
+    data = json.loads((out / "x_2.json").read_text())
+    assert data["hands"][0]["side"] == "left" and len(data["hands"][0]["keypoints_2d"]) == 21
+    for fmt in ("obj", "ply", "glb"):
+        mesh = trimesh.load(out / f"x_hand0.{fmt}", force="mesh", process=False)
+        assert len(mesh.faces) == 4
+    overlay = np.asarray(Image.open(out / "y_overlay.png"))
+    assert overlay.shape[0] == 64 and overlay.shape[1] > 80  # image plus side-view panel
+    assert not list(out.glob(".*tmp"))
