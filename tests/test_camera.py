@@ -61,3 +61,13 @@ def test_scale_intrinsics_matches_resized_pixel_grid():
         # Resizing maps pixel edges to pixel edges: u -> sx * (u + 0.5) - 0.5.
         want = np.stack([sx * (uv[:, 0] + 0.5) - 0.5, sy * (uv[:, 1] + 0.5) - 0.5], 1)
         np.testing.assert_allclose(project(X, scale_intrinsics(K, sx, sy)), want, atol=1e-9)
+
+
+def test_package_reexports():
+    import handrecon.geometry as geometry
+
+    assert geometry.project is project and geometry.intrinsics is intrinsics
+    for name in geometry.__all__:
+        assert getattr(geometry, name) is not None
+    with pytest.raises(AttributeError):
+        geometry.not_a_function  # noqa: B018
