@@ -101,7 +101,7 @@ class _Select(_StateOnly):
 class _SparseMatrix(_StateOnly):
     """Stand-in for a pickled scipy compressed sparse matrix (state: data, indices, indptr, _shape)."""
 
-    fmt = "csc"
+    fmt: str  # "csc" or "csr"
 
     def value(self) -> np.ndarray:
         shape = tuple(self.state.get("_shape", self.state.get("shape", ())))
