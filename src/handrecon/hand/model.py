@@ -167,8 +167,8 @@ class HandModel(nn.Module):
         # Skinning transforms map rest points to posed points: T_j = G_j @ [I | -J_j].
         skin_t = world[..., :3, 3] - (world[..., :3, :3] @ rest_joints[..., None])[..., 0]
         skin = torch.cat([world[..., :3, :3], skin_t[..., None]], -1)  # (B,J,3,4)
-        blended = torch.einsum("vj,bjrc->bvrc", self.weights, skin)  # (B,V,3,4)
-        verts = (blended[..., :3] @ v_shaped[..., None])[..., 0] + blended[..., 3]
+        blended = (self.weights.to(skin.dtype) @ skin.reshape(B, J, 12)).view(B, -1, 3, 4)  # (B,V,3,4)
+        verts = (blended[..., :3] * v_shaped[:, :, None, :]).sum(-1) + blended[..., 3]
         if transl is not None:
             t = transl.to(verts.dtype)[:, None]
             verts = verts + t
