@@ -89,7 +89,7 @@ class HandModel(nn.Module):
                 posedirs = (posedirs.reshape(V, 3, J - 1, 9) * sign).reshape(V, 3, -1)
             buf("posedirs", posedirs)
         else:
-            self.posedirs = None
+            self.register_buffer("posedirs", None)
         # OP21 rows: skeleton joint for keypoint_joints >= 0, tip vertex otherwise.
         kp = data.keypoint_joints
         tips = np.flatnonzero(kp < 0)
