@@ -1,8 +1,15 @@
 """moderngl rasterizer on a headless EGL context (Mesa llvmpipe on the CPU): the fast path.
 
-One context per process, created lazily on first use and re-created after a fork, so every
+One context per process, created lazily on first use and made anew in a forked child, so every
 DataLoader worker gets its own (a context is never shared across processes). No window and no
 X server are involved.
+
+Fork safety: llvmpipe's rasterizer threads do not survive fork(), and a child that draws on the
+driver state it inherited waits for them forever. So unless the user sets LP_NUM_THREADS
+themselves, handrecon sets LP_NUM_THREADS=0 (llvmpipe rasterizes in the calling thread) before
+the first context is made; with it, a parent may render and then fork workers that render too
+(one process per core is the parallelism that pays on a CPU). If a threaded context existed in
+a parent, a forked child refuses GL (auto mode falls back to the numpy rasterizer).
 """
 
 from __future__ import annotations
@@ -159,6 +166,7 @@ class GLRenderer:
 
 _RENDERER: dict[int, GLRenderer] = {}  # by pid: a parent's context is unusable after fork and left alone
 _FAILURE: dict[int, str] = {}
+_THREADED: set[int] = set()  # pids whose context runs llvmpipe threads (unsafe to inherit)
 
 
 def get_gl_renderer() -> GLRenderer:
@@ -170,8 +178,19 @@ def get_gl_renderer() -> GLRenderer:
     if pid in _FAILURE:
         raise RuntimeError(_FAILURE[pid])
     if pid not in _RENDERER:
+        if _THREADED:
+            _FAILURE[pid] = (
+                "this process was forked from one that already rendered with a multi-threaded llvmpipe "
+                f"context (LP_NUM_THREADS={os.environ.get('LP_NUM_THREADS')!r}); its threads do not survive "
+                "fork. Leave LP_NUM_THREADS unset or 0, start workers with the 'spawn' method, or set "
+                "HANDRECON_RENDERER=soft."
+            )
+            raise RuntimeError(_FAILURE[pid])
+        os.environ.setdefault("LP_NUM_THREADS", "0")
         try:
             _RENDERER[pid] = GLRenderer()
+            if os.environ["LP_NUM_THREADS"] != "0":
+                _THREADED.add(pid)
         except Exception as e:  # moderngl raises plain Exception when EGL is missing
             _FAILURE[pid] = (
                 f"could not create a headless EGL OpenGL context with moderngl ({type(e).__name__}: {e}). "
