@@ -124,6 +124,8 @@ def _read_json(path: Path, what: str):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SubmissionError(f"{what} {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise SubmissionError(f"cannot read {what} {path}: {e.strerror or e}") from None
 
 
 def _to_array(data, name: str, tail: tuple, where: str) -> np.ndarray:
