@@ -114,5 +114,64 @@ def evaluate_submission(
         typer.echo(f"scores: {out}")
 
 
+@app.command()
+def synth(
+    preset: str = typer.Option("crop", "--preset", help="crop (one centred hand, 224x224, M3DHMR) or scene (full images, 1-4 hands, HandOS)."),
+    num: int = typer.Option(..., "--num", help="Number of images."),
+    out: Path = typer.Option(..., "--out", help="Output folder; re-running into it resumes (finished shards are skipped)."),
+    seed: int = typer.Option(0, "--seed", help="Dataset seed: same seed, same data (whatever --workers)."),
+    shard_size: int = typer.Option(500, "--shard-size", help="Images per shard (the unit of resume and of work)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes, one renderer context each."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of background images (mixed with procedural ones)."),
+    image_size: Optional[str] = typer.Option(None, "--image-size", help="Override the preset's image size: 'S' or 'HxW' pixels."),
+    image_format: Optional[str] = typer.Option(None, "--image-format", help="jpg or png (default: the preset's, jpg)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Render a synthetic dataset (sharded, resumable; docs/synthetic.md)."""
+    from handrecon.data.schema import DatasetError
+    from handrecon.data.synth.config import preset as get_preset
+    from handrecon.data.synth.writer import generate
+
+    overrides: dict = {}
+    try:
+        if image_size:
+            hw = [int(x) for x in image_size.lower().split("x")]
+            overrides["image_size"] = (hw[0], hw[0]) if len(hw) == 1 else (hw[0], hw[1])
+        if image_format:
+            overrides["image_format"] = image_format
+        cfg = get_preset(preset, **overrides)
+        summary = generate(out, cfg, num, seed, shard_size, workers, backgrounds, progress=not quiet)
+    except (ValueError, DatasetError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"done: {summary.images_written} images in {summary.seconds:.1f} s ({summary.images_per_second:.1f} img/s), "
+        f"{summary.shards - summary.shards_skipped} shard(s) written, {summary.shards_skipped} already complete -> {out}"
+    )
+
+
+@app.command("show-dataset")
+def show_dataset(
+    dataset: str = typer.Option(..., "--dataset", help="Loader name: freihand, ho3d, dexycb, hint, coco_wholebody, onehand10k, synthetic."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: the loader's)."),
+    num: int = typer.Option(16, "--num", help="Number of samples in the grid."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="Output PNG."),
+    seed: int = typer.Option(0, "--seed", help="Seed choosing the samples."),
+    cell: int = typer.Option(256, "--cell", help="Largest side of each tile in pixels."),
+    mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl/MANO_LEFT.pkl, to draw MANO meshes."),
+) -> None:
+    """Write a grid PNG of dataset samples with skeletons and meshes overlaid."""
+    from handrecon.data.schema import DatasetError
+    from handrecon.data.show import show_dataset as run
+
+    try:
+        path = run(dataset, root, out, split, num, seed, cell, mano_dir)
+    except (ValueError, DatasetError, IndexError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"grid: {path}")
+
+
 if __name__ == "__main__":
     app()

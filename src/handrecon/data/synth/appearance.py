@@ -123,55 +123,63 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(0, 1, (n, 3)).astype(np.float32)
 
 
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _two_tone(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 mapping a field t in [0, 1] between two random colours (via a 256-entry table)."""
+    c0, c1 = _palette(rng, 2)
+    lut = _to_uint8(c0 + np.linspace(0, 1, 256, dtype=np.float32)[:, None] * (c1 - c0))
+    return lut[np.clip(t * 255 + 0.5, 0, 255).astype(np.uint8)]
+
+
 def procedural_background(rng: np.random.Generator, H: int, W: int, kind: str | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 procedural background of `kind` (one of BACKGROUND_KINDS; random if None)."""
+    """(H, W, 3) uint8 procedural background of `kind` (one of BACKGROUND_KINDS; random if None).
+
+    Smooth kinds (noise, gradient, blobs, solid) are drawn at half resolution and upsampled.
+    """
     kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))] if kind is None else kind
+    h, w = max(2, H // 2), max(2, W // 2)
     if kind == "noise":
-        img = sum(_smooth_noise(rng, H, W, c) * w for c, w in ((4, 0.55), (16, 0.3), (64, 0.15)))
-        img = img * rng.uniform(0.5, 1.3, 3) + rng.uniform(-0.2, 0.2, 3)
+        img = sum(_smooth_noise(rng, h, w, c) * wt for c, wt in ((4, 0.55), (16, 0.3), (48, 0.15)))
+        img = _to_uint8(img * rng.uniform(0.5, 1.3, 3).astype(np.float32) + rng.uniform(-0.2, 0.2, 3).astype(np.float32))
     elif kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
-        y, x = np.mgrid[0:H, 0:W].astype(np.float32)
-        t = (np.cos(a) * x + np.sin(a) * y) / max(H, W)
-        t = (t - t.min()) / max(np.ptp(t), 1e-6)
-        c0, c1 = _palette(rng, 2)
-        img = c0 + t[..., None] * (c1 - c0)
+        t = np.cos(a) * np.arange(w, dtype=np.float32)[None] + np.sin(a) * np.arange(h, dtype=np.float32)[:, None]
+        img = _two_tone(rng, (t - t.min()) / max(np.ptp(t), 1e-6))
     elif kind == "stripes":
         a = rng.uniform(0, np.pi)
-        y, x = np.mgrid[0:H, 0:W].astype(np.float32)
         period = rng.uniform(6, max(H, W) / 3)
-        phase = (np.cos(a) * x + np.sin(a) * y) / period
-        t = (np.sin(2 * np.pi * phase) > rng.uniform(-0.5, 0.5)) if rng.random() < 0.5 else 0.5 + 0.5 * np.sin(2 * np.pi * phase)
-        c0, c1 = _palette(rng, 2)
-        img = c0 + np.asarray(t, np.float32)[..., None] * (c1 - c0)
+        phase = (np.cos(a) * np.arange(W, dtype=np.float32)[None] + np.sin(a) * np.arange(H, dtype=np.float32)[:, None]) / period
+        wave = np.sin(2 * np.pi * phase)
+        t = (wave > rng.uniform(-0.5, 0.5)).astype(np.float32) if rng.random() < 0.5 else 0.5 + 0.5 * wave
+        return _two_tone(rng, t)
     elif kind == "blobs":
-        field = _smooth_noise(rng, H, W, int(rng.integers(3, 9)), 1)[..., 0]
+        field = _smooth_noise(rng, h, w, int(rng.integers(3, 9)), 1)[..., 0]
         levels = np.quantile(field, np.sort(rng.uniform(0.1, 0.9, 3)))
-        cols = _palette(rng, 4)
-        img = cols[np.searchsorted(levels, field)]
-        img = np.asarray(Image.fromarray((img * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))),
-                         np.float32) / 255.0
+        img = _to_uint8(_palette(rng, 4))[np.searchsorted(levels, field)]
     elif kind == "shapes":
         im = Image.new("RGB", (W, H), tuple(int(c) for c in rng.integers(0, 256, 3)))
         draw = ImageDraw.Draw(im)
         for _ in range(int(rng.integers(5, 25))):
             fill = tuple(int(c) for c in rng.integers(0, 256, 3))
             x0, y0 = rng.uniform(-0.2, 1.0) * W, rng.uniform(-0.2, 1.0) * H
-            w, h = rng.uniform(0.05, 0.5) * W, rng.uniform(0.05, 0.5) * H
+            sw, sh = rng.uniform(0.05, 0.5) * W, rng.uniform(0.05, 0.5) * H
             k = rng.integers(3)
             if k == 0:
-                draw.rectangle((x0, y0, x0 + w, y0 + h), fill=fill)
+                draw.rectangle((x0, y0, x0 + sw, y0 + sh), fill=fill)
             elif k == 1:
-                draw.ellipse((x0, y0, x0 + w, y0 + h), fill=fill)
+                draw.ellipse((x0, y0, x0 + sw, y0 + sh), fill=fill)
             else:
-                pts = np.c_[x0 + rng.uniform(0, w, 3), y0 + rng.uniform(0, h, 3)]
+                pts = np.c_[x0 + rng.uniform(0, sw, 3), y0 + rng.uniform(0, sh, 3)]
                 draw.polygon([tuple(p) for p in pts], fill=fill)
-        img = np.asarray(im, np.float32) / 255.0
+        return np.asarray(im)
     elif kind == "solid":
-        img = np.broadcast_to(_palette(rng, 1)[0], (H, W, 3)) * (0.9 + 0.1 * _smooth_noise(rng, H, W, 8))
+        img = _to_uint8(_palette(rng, 1)[0] * (0.9 + 0.1 * _smooth_noise(rng, h, w, 8)))
     else:
         raise ValueError(f"unknown background kind {kind!r}; choose from {BACKGROUND_KINDS}")
-    return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(img).resize((W, H), Image.Resampling.BILINEAR))
 
 
 def list_background_images(folder: str | os.PathLike) -> list[Path]:

@@ -128,6 +128,7 @@ class SynthEngine:
             out = render(meshes, K, (H, W), lights=lights, background=background, backend=self.backend)
             rgb = out.rgb
         rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg)
+        rgb = rgb if rgb.flags.writeable else rgb.copy()
         extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "corruption": applied}
         return rgb, out.depth, out.instance, extra
 
@@ -152,3 +153,14 @@ class SynthEngine:
                 hand_model=self.hand_model, meta={"pose_kind": h.kind},
             ))
         return hands
+
+
+_ENGINES: dict = {}  # per process: (config, backgrounds, backend) -> SynthEngine
+
+
+def get_engine(cfg: SynthConfig, backgrounds: str | None = None, backend: str | None = None) -> SynthEngine:
+    """This process's SynthEngine for these settings (built once: hand models, shaders, background list)."""
+    key = (cfg, backgrounds, backend)
+    if key not in _ENGINES:
+        _ENGINES[key] = SynthEngine(cfg, backgrounds, backend)
+    return _ENGINES[key]

@@ -22,9 +22,9 @@ from typing import Callable
 import numpy as np
 
 from handrecon.data.synth.config import SynthConfig
+from handrecon.data.synth.engine import get_engine
 from handrecon.data.synthetic_format import ShardWriter, init_output, list_complete_shards, make_meta
 
-_ENGINES: dict = {}  # per process: (config, backgrounds, backend) -> SynthEngine
 _PROGRESS = None  # per worker process: queue of rendered-sample counts
 
 
@@ -49,20 +49,11 @@ def topology_hash(faces: np.ndarray) -> str:
     return hash_inputs(np.asarray(faces, np.int64))[:16]
 
 
-def _engine(cfg: SynthConfig, backgrounds: str | None, backend: str | None):
-    from handrecon.data.synth.engine import SynthEngine
-
-    key = (cfg, backgrounds, backend)
-    if key not in _ENGINES:
-        _ENGINES[key] = SynthEngine(cfg, backgrounds, backend)
-    return _ENGINES[key]
-
-
 def write_shard(out: Path, cfg: SynthConfig, seed: int, num: int, shard_size: int, shard: int,
                 backgrounds: str | None = None, backend: str | None = None,
                 on_sample: Callable[[], None] | None = None) -> int:
     """Render and atomically write shard `shard` (samples shard*shard_size .. min(num, next)); returns its image count."""
-    engine = _engine(cfg, backgrounds, backend)
+    engine = get_engine(cfg, backgrounds, backend)
     indices = range(shard * shard_size, min(num, (shard + 1) * shard_size))
     with ShardWriter(out, shard, image_format=cfg.image_format, jpeg_quality=cfg.jpeg_quality) as w:
         for i in indices:
@@ -89,7 +80,7 @@ def _mp_context():
     methods = mp.get_all_start_methods()
     if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["handrecon.data.synth.engine"])
+        ctx.set_forkserver_preload(["handrecon.data.synth.engine", "trimesh", "scipy.spatial.transform"])
         return ctx
     return mp.get_context("spawn")
 

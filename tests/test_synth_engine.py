@@ -1,0 +1,154 @@
+"""Synthetic engine: determinism, exact ground truth, left/right geometry, depth-buffer visibility, presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from handrecon.data.synth import SynthEngine, keypoint_visibility, preset
+from handrecon.data.synth.scene import PlacedHand, Scene, pose_hand
+from handrecon.geometry.camera import intrinsics, project
+from handrecon.hand.model import HandModel
+
+
+@pytest.fixture(scope="module")
+def scene_engine():
+    return SynthEngine(preset("scene", image_size=(96, 128), p_occluder=1.0))
+
+
+@pytest.fixture(scope="module")
+def crop_engine():
+    return SynthEngine(preset("crop"))
+
+
+def test_same_seed_and_index_same_sample(scene_engine):
+    a, b, c = scene_engine.sample(5, seed=3), scene_engine.sample(5, seed=3), scene_engine.sample(6, seed=3)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.K, b.K)
+    assert len(a.hands) == len(b.hands)
+    for ha, hb in zip(a.hands, b.hands):
+        for name in ("keypoints_2d", "keypoints_3d", "vertices", "visibility", "pose", "shape", "transl", "box"):
+            assert np.array_equal(getattr(ha, name), getattr(hb, name)), name
+    assert not np.array_equal(a.image, c.image)
+    assert not np.array_equal(a.image, scene_engine.sample(5, seed=4).image)
+
+
+def test_ground_truth_is_exact_for_both_sides(scene_engine):
+    sides = set()
+    for i in range(6):
+        s = scene_engine.sample(i, seed=0).validate()
+        H, W = s.image.shape[:2]
+        for h in s.hands:
+            sides.add(h.side)
+            model = HandModel.openhand(h.side)
+            out = model(torch.as_tensor(h.pose)[None] - model.pose_mean, torch.as_tensor(h.shape)[None],
+                        torch.as_tensor(h.transl)[None])
+            np.testing.assert_allclose(out.vertices[0].numpy(), h.vertices, atol=1e-5)
+            np.testing.assert_allclose(out.joints[0].numpy(), h.keypoints_3d, atol=1e-5)
+            np.testing.assert_allclose(project(h.keypoints_3d.astype(np.float64), s.K.astype(np.float64)), h.keypoints_2d, atol=1e-3)
+            uv = project(h.vertices.astype(np.float64), s.K.astype(np.float64))
+            tight = np.r_[np.maximum(uv.min(0), -0.5), np.minimum(uv.max(0), (W - 0.5, H - 0.5))]
+            np.testing.assert_allclose(h.box, tight, atol=1e-3)  # tight box of the vertices, clipped to the image
+    assert sides == {"left", "right"}
+
+
+def _chirality(joints: np.ndarray) -> float:
+    """Sign of (index MCP - wrist) x (little MCP - wrist) . (thumb MCP - wrist): opposite for left and right."""
+    w = joints[0]
+    return float(np.sign(np.cross(joints[5] - w, joints[17] - w) @ (joints[2] - w)))
+
+
+def test_left_hand_is_the_mirror_of_the_right():
+    right, left = HandModel.openhand("right"), HandModel.openhand("left")
+    rng = np.random.default_rng(0)
+    pose_r, shape, v_r, j_r = pose_hand(right, "random", rng, 1.0)
+    from handrecon.hand.model import mirror_axis_angle
+
+    with torch.no_grad():
+        out_l = left(mirror_axis_angle(torch.as_tensor(pose_r))[None], torch.as_tensor(shape)[None])
+    np.testing.assert_allclose(out_l.vertices[0].numpy(), v_r * [-1, 1, 1], atol=1e-5)
+    assert _chirality(j_r) == -_chirality(out_l.joints[0].numpy()) != 0
+
+
+def _sphere_scene(engine, occluder_depth_frac: float | None):
+    """A right open hand facing the camera, optionally a sphere on the ray to the index tip in front of it."""
+    K = intrinsics(300.0, 300.0, 63.5, 47.5)
+    model = engine.models["right"]
+    pose = torch.zeros(1, model.num_joints, 3)
+    pose[0, 0] = torch.tensor([np.pi / 2, 0.0, 0.0])  # palm (-y) turned to face the camera (-z)
+    with torch.no_grad():
+        out = model(pose)
+    v, j = out.vertices[0].double().numpy(), out.joints[0].double().numpy()
+    t = np.array([0.0, 0.0, 0.5]) - (v.min(0) + v.max(0)) / 2
+    hand = PlacedHand("right", "open", pose[0].numpy(), np.zeros(model.num_shape, np.float32), t.astype(np.float32), v + t, j + t)
+    occluders = []
+    if occluder_depth_frac is not None:
+        import trimesh
+
+        tip = hand.joints[8]
+        sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.025)
+        centre = tip / tip[2] * tip[2] * occluder_depth_frac
+        occluders.append((np.asarray(sphere.vertices) + centre, np.asarray(sphere.faces), np.full((len(sphere.vertices), 3), 0.2)))
+    return Scene(K, (96, 128), [hand], occluders)
+
+
+def test_visibility_with_an_occluder_in_front_of_the_index_finger(scene_engine):
+    rng = np.random.default_rng(0)
+    clear = _sphere_scene(scene_engine, None)
+    _, depth, inst, _ = scene_engine.render_scene(clear, rng)
+    vis_clear = scene_engine.annotate(clear, depth, inst)[0].visibility
+    assert vis_clear.all(), "an unoccluded hand inside the image must be fully visible (own surface does not hide joints)"
+
+    occ = _sphere_scene(scene_engine, 0.8)
+    _, depth, inst, _ = scene_engine.render_scene(occ, rng)
+    vis = scene_engine.annotate(occ, depth, inst)[0].visibility
+    assert vis[8] == 0  # the index tip is behind the sphere
+    assert vis[[0, 1, 5, 13, 17]].all()  # the wrist and far MCPs are not
+    uv = project(occ.hands[0].joints, occ.K)
+    under = inst[np.rint(uv[:, 1]).astype(int), np.rint(uv[:, 0]).astype(int)] == 2
+    assert np.array_equal(vis == 0, under)  # hidden exactly where the occluder covers the joint
+
+
+def test_keypoint_visibility_rule():
+    H, W = 20, 30
+    K = intrinsics(100.0, 100.0, 14.5, 9.5)
+    depth = np.full((H, W), np.inf, np.float32)
+    inst = np.zeros((H, W), np.int32)
+    uvs = np.array([[3, 3], [10, 3], [20, 3], [25, 12], [5, 15], [40, 5]], float)  # last one outside
+    kp = np.zeros((1, 21, 3))
+    kp[0, :, 2] = 1.0
+    kp[0, :6, :2] = (uvs - K[:2, 2]) / 100.0
+    kp[0, 6:, :2] = kp[0, 4, :2]
+    # 0: own hand surface 3 cm in front -> visible; 1: other instance 5 cm in front -> hidden;
+    # 2: other instance 1 cm in front (within tolerance) -> visible; 3: other instance behind -> visible; 4: background
+    for (u, v), (i, d) in zip(uvs[:4].astype(int), [(1, 0.97), (2, 0.95), (2, 0.99), (3, 1.2)]):
+        inst[v - 2:v + 3, u - 2:u + 3] = i
+        depth[v - 2:v + 3, u - 2:u + 3] = d
+    vis = keypoint_visibility(kp, K, depth, inst)
+    assert vis.shape == (1, 21) and vis.dtype == np.float32
+    assert vis[0, :6].tolist() == [1, 0, 1, 1, 1, 0]
+
+
+def test_crop_preset_centres_one_hand_like_freihand(crop_engine):
+    for i in range(6):
+        s = crop_engine.sample(i, seed=1)
+        assert s.image.shape == (224, 224, 3)
+        h = s.hands[0]
+        cx, cy = (h.box[:2] + h.box[2:]) / 2
+        side = max(h.box[2] - h.box[0], h.box[3] - h.box[1])
+        assert abs(cx - 111.5) < 40 and abs(cy - 111.5) < 40
+        assert 0.35 * 224 < side < 224
+        assert 400 <= s.K[0, 0] <= 700
+
+
+def test_background_folder_is_used(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((50, 80, 3), (10, 200, 30), np.uint8)).save(tmp_path / "green.png")
+    engine = SynthEngine(preset("crop", image_size=(48, 48), p_image_background=1.0, p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0, p_extra_hand=0), backgrounds=tmp_path)
+    s = engine.sample(0, seed=0)
+    assert s.meta["background"] == "image:green.png"
+    corner = s.image[0, 0] if s.hands[0].box[0] > 2 else s.image[-1, -1]
+    assert np.abs(corner.astype(int) - (10, 200, 30)).max() <= 2
+    with pytest.raises(ValueError, match="not a folder"):
+        SynthEngine(preset("crop"), backgrounds=tmp_path / "missing_is_not_a_folder")
