@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import trimesh
+from scipy.ndimage import binary_dilation
 
 import handrecon.render.gl as gl_module
 from handrecon.render import Lights, Mesh, gl_available, render, resolve_backend
@@ -243,3 +244,32 @@ def test_gl_needs_no_display():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) > 1000
+
+
+@needs_gl
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_backends_agree_on_a_posed_hand(side):
+    torch = pytest.importorskip("torch")
+    try:
+        from handrecon.hand.model import HandModel
+        from handrecon.hand.pose import sample_poses
+
+        model = HandModel.openhand(side)
+    except (ImportError, FileNotFoundError) as e:
+        pytest.skip(f"OpenHand asset unavailable: {e}")
+    with torch.no_grad():
+        hand = model(sample_poses(model, 1, kind="mixed", seed=3, global_orient="random"))
+    v = hand.vertices[0].numpy()
+    shift = np.array([0.0, 0.0, 0.45]) - v.mean(0)
+    mesh = Mesh(v + shift, model.faces.numpy())
+    a, b = render(mesh, K, SIZE, backend="gl"), render(mesh, K, SIZE, backend="soft")
+    assert a.mask.sum() > 2000
+    assert iou(a.mask, b.mask) >= 0.98
+    both = a.mask & b.mask
+    assert np.median(np.abs(a.depth[both] - b.depth[both])) < 1e-5
+    assert np.abs(a.rgb[both].astype(int) - b.rgb[both]).mean() < 1.0
+    # the keypoints project inside (or within 2 px of) the rendered silhouette
+    kp = hand.joints[0].numpy() + shift
+    uv = np.rint((kp @ K.T)[:, :2] / kp[:, 2:]).astype(int)
+    near_mask = binary_dilation(a.mask, np.ones((5, 5), bool))
+    assert near_mask[uv[:, 1], uv[:, 0]].all()
