@@ -164,10 +164,11 @@ def test_left_mirror_includes_pose_correctives():
 def test_from_mano_uses_the_mano_loader(monkeypatch):
     calls = []
 
-    def fake_loader(path, side, tips):
+    def fake_loader(path, side=None, tips="freihand"):
         calls.append((path, side, tips))
         return load_openhand()
 
     monkeypatch.setitem(sys.modules, "handrecon.hand.mano", types.SimpleNamespace(load_mano_data=fake_loader))
-    model = HandModel.from_mano("/x/MANO_LEFT.pkl", side="left", tips="smplx")
-    assert calls == [("/x/MANO_LEFT.pkl", "left", "smplx")] and model.side == "left"
+    # The file's own side comes from its name (side=None); the posed side is the model's.
+    model = HandModel.from_mano("/x/MANO_RIGHT.pkl", side="left", tips="smplx")
+    assert calls == [("/x/MANO_RIGHT.pkl", None, "smplx")] and model.side == "left"

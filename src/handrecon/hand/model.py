@@ -110,10 +110,14 @@ class HandModel(nn.Module):
 
     @classmethod
     def from_mano(cls, path: str | PathLike, side: str = "right", tips: str = "freihand") -> "HandModel":
-        """MANO from the official pickle (`MANO_RIGHT.pkl` / `MANO_LEFT.pkl`, user supplied)."""
+        """MANO from the official pickle (`MANO_RIGHT.pkl` / `MANO_LEFT.pkl`, user supplied).
+
+        side: the hand to pose. The hand the file holds is read from its name, so either file
+        gives either side (a left file is stored right-handed and mirrored back here).
+        """
         from handrecon.hand.mano import load_mano_data
 
-        return cls(load_mano_data(path, side, tips), side)
+        return cls(load_mano_data(path, tips=tips), side)
 
     # ---------------------------------------------------------------- properties
     @property
