@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -233,6 +234,16 @@ def test_forked_worker_gets_its_own_context():
     proc.join(timeout=60)
     assert proc.exitcode == 0
     assert np.array_equal(parent, child)
+
+
+@needs_gl
+def test_other_threads_get_their_own_context():
+    expected = render(sphere([0.0, 0.0, 0.4]), K, SIZE, backend="gl").rgb
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(rgb=render(sphere([0.0, 0.0, 0.4]), K, SIZE, backend="gl").rgb))
+    thread.start()
+    thread.join(timeout=60)
+    assert np.array_equal(result["rgb"], expected)
 
 
 @needs_gl

@@ -1,8 +1,8 @@
 """moderngl rasterizer on a headless EGL context (Mesa llvmpipe on the CPU): the fast path.
 
-One context per process, created lazily on first use and made anew in a forked child, so every
-DataLoader worker gets its own (a context is never shared across processes). No window and no
-X server are involved.
+One context per process and thread, created lazily on first use and made anew in a forked child,
+so every DataLoader worker gets its own (a context is never shared across processes or threads).
+No window and no X server are involved.
 
 Fork safety: llvmpipe's rasterizer threads do not survive fork(), and a child that draws on the
 driver state it inherited waits for them forever. So unless the user sets LP_NUM_THREADS
@@ -15,6 +15,7 @@ a parent, a forked child refuses GL (auto mode falls back to the numpy rasterize
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -164,21 +165,23 @@ class GLRenderer:
         return RenderResult(composite(rgb, instance, background), depth, instance, geom[..., :3])
 
 
-_RENDERER: dict[int, GLRenderer] = {}  # by pid: a parent's context is unusable after fork and left alone
-_FAILURE: dict[int, str] = {}
+_RENDERER: dict[tuple[int, int], GLRenderer] = {}  # by (pid, thread): a context is current in one thread only
+_FAILURE: dict[int, str] = {}  # by pid
 _THREADED: set[int] = set()  # pids whose context runs llvmpipe threads (unsafe to inherit)
 
 
 def get_gl_renderer() -> GLRenderer:
-    """This process's GLRenderer, created on first use (and anew in a forked child).
+    """This thread's GLRenderer, created on first use (and anew in a forked child or another thread).
 
-    Raises RuntimeError with the reason if no EGL context can be made.
+    A parent's context is unusable after fork and is left alone. Raises RuntimeError with the
+    reason if no EGL context can be made.
     """
     pid = os.getpid()
+    key = (pid, threading.get_ident())
     if pid in _FAILURE:
         raise RuntimeError(_FAILURE[pid])
-    if pid not in _RENDERER:
-        if _THREADED:
+    if key not in _RENDERER:
+        if _THREADED - {pid}:
             _FAILURE[pid] = (
                 "this process was forked from one that already rendered with a multi-threaded llvmpipe "
                 f"context (LP_NUM_THREADS={os.environ.get('LP_NUM_THREADS')!r}); its threads do not survive "
@@ -188,7 +191,7 @@ def get_gl_renderer() -> GLRenderer:
             raise RuntimeError(_FAILURE[pid])
         os.environ.setdefault("LP_NUM_THREADS", "0")
         try:
-            _RENDERER[pid] = GLRenderer()
+            _RENDERER[key] = GLRenderer()
             if os.environ["LP_NUM_THREADS"] != "0":
                 _THREADED.add(pid)
         except Exception as e:  # moderngl raises plain Exception when EGL is missing
@@ -198,4 +201,4 @@ def get_gl_renderer() -> GLRenderer:
                 "HANDRECON_RENDERER=soft to use the numpy rasterizer."
             )
             raise RuntimeError(_FAILURE[pid]) from e
-    return _RENDERER[pid]
+    return _RENDERER[key]
