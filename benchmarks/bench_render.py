@@ -6,9 +6,10 @@ Renders a posed OpenHand hand (1538 faces; an icosphere of 1280 faces if the ass
 filling about 60% of the image width, with the gl (moderngl on EGL, llvmpipe) and soft (numpy)
 backends. Each timed call builds the Mesh (vertex normals) and reads back rgb, depth, instance
 and normals, as the synthetic engine does. Backends and sizes are timed round-robin so that load
-from other processes falls on all alike; prints median ms, frames/s and soft/gl as a ratio to the
-gl baseline measured in the same run. LP_NUM_THREADS is 0 (single-threaded llvmpipe, handrecon's
-default) unless set in the environment.
+from other processes falls on all alike; prints median and best wall ms, CPU ms of this process
+per frame (less sensitive to a shared machine; all threads counted), frames/s from the median,
+and each time as a ratio to the gl baseline measured in the same run. LP_NUM_THREADS is 0
+(single-threaded llvmpipe, handrecon's default) unless set in the environment.
 """
 
 from __future__ import annotations
@@ -63,21 +64,24 @@ def main() -> None:
         return render(Mesh(placed, faces), cams[size], (size, size), backend=backend)
 
     times = {(b, s): [] for b in backends for s in args.sizes}
+    cpu = {key: 0.0 for key in times}
     for key in times:  # warm-up (context creation, shader compilation)
         frame(*key)
     for _ in range(args.rounds):
         for key in times:
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             frame(*key)
             times[key].append(time.perf_counter() - t)
+            cpu[key] += time.process_time() - c
 
     coverage = {s: frame(backends[0], s).mask.mean() for s in args.sizes}
     print(f"mesh: {name}, {len(verts)} vertices, {len(faces)} faces; {args.rounds} rounds")
-    print(f"{'backend':8} {'size':>9} {'covered':>8} {'median ms':>10} {'best ms':>8} {'frames/s':>9} {'x gl time':>10}")
+    print(f"{'backend':8} {'size':>9} {'covered':>8} {'median ms':>10} {'best ms':>8} {'cpu ms':>7} {'frames/s':>9} {'x gl time':>10}")
     for (b, s), ts in times.items():
         med = statistics.median(ts) * 1e3
         base = statistics.median(times[("gl", s)]) * 1e3 if "gl" in backends else med
-        print(f"{b:8} {s:>4}x{s:<4} {coverage[s]:>8.1%} {med:>10.2f} {min(ts) * 1e3:>8.2f} {1e3 / med:>9.1f} {med / base:>10.2f}")
+        cpu_ms = cpu[(b, s)] / args.rounds * 1e3
+        print(f"{b:8} {s:>4}x{s:<4} {coverage[s]:>8.1%} {med:>10.2f} {min(ts) * 1e3:>8.2f} {cpu_ms:>7.2f} {1e3 / med:>9.1f} {med / base:>10.2f}")
 
 
 if __name__ == "__main__":
