@@ -178,6 +178,20 @@ def test_stacked_resnet_loads_imagenet_weights_into_both_trunks(tmp_path):
 SMALL_ENCODERS = [("stacked_resnet18", {"width": 32}), ("hourglass2", {"channels": 64})]
 
 
+def test_hourglass_state_dict_roundtrip(tmp_path):
+    from safetensors.torch import save_file
+
+    src = build_backbone("hourglass2", channels=32).eval()
+    path = tmp_path / "hg.safetensors"
+    save_file(src.state_dict(), str(path))
+    model = build_backbone("hourglass2", channels=32, pretrained=path).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x)["latent"], src(x)["latent"])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        build_backbone("hourglass2", channels=64, pretrained=path)
+
+
 @pytest.mark.parametrize("name,kw", SMALL_ENCODERS)
 def test_gradients_reach_every_parameter(name, kw):
     model = build_backbone(name, **kw).train()

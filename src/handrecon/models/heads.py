@@ -112,6 +112,11 @@ def encoder_output(
       (4×4×256 for a 128×128 crop, as MobRecon).
     - "heatmaps": (B, S, J, H/4, W/4) heatmap logits of every stack (intermediate supervision).
     - "uv_stacks": (B, S, J, 2) soft-argmax landmarks of every stack.
+
+    Supervision (M3DHMR §3.1, §3.4): L_pose2D is L1 on "uv". The intermediate "guidance of heatmaps"
+    of the earlier stacks is either MSE of their "heatmaps" against `gaussian_heatmaps` (Newell) or
+    L1 on their "uv_stacks" — not both on one stack: MSE-trained maps are not logits, so their
+    soft-argmax is pulled towards the crop centre.
     """
     return {
         "uv": uvs[-1],
