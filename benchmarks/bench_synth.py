@@ -5,9 +5,9 @@ Measures, in one run:
   2. `generate(..., workers=W)` end to end (worker start-up included) and in steady state
      (images after the first shard of each worker);
 and prints the ratio of (2) to (1) and to the target of 100 crop images/s with 2 workers on 2
-cores. The CPU time per image of (1) gives what W workers would reach on W idle cores
-(W / cpu_per_image), which matters on a shared machine where wall time is inflated by other load
-(the load average is printed).
+cores. The CPU time per image (of (1), and summed over the workers of (2)) gives what W workers
+reach on W idle cores (W / cpu_per_image), which matters on a shared machine where wall time is
+inflated by other load (the load average is printed).
 
 Usage: .venv/bin/python benchmarks/bench_synth.py [--preset crop] [--num 600] [--workers 2] [--shard-size 50]
 """
@@ -60,8 +60,10 @@ def main() -> None:
         marks = shard_times[args.workers - 1:]  # steady state: from the first shard of the last worker to finish one
         steady = (len(marks) - 1) * args.shard_size / (marks[-1] - marks[0]) if len(marks) > 1 and marks[-1] > marks[0] else float("nan")
         rate = summary.images_written / total
+        cpu_multi = summary.cpu_seconds / summary.images_written
         print(f"{args.workers} workers: {rate:7.1f} img/s end to end ({summary.images_written} images, {total:.1f} s, start-up included), "
-              f"{steady:.1f} img/s steady state")
+              f"{steady:.1f} img/s steady state; worker CPU {cpu_multi * 1e3:.1f} ms/img -> {args.workers / cpu_multi:.0f} img/s "
+              f"on {args.workers} idle cores")
         print(f"ratio {args.workers} workers / 1 process (wall): {rate * wall:.2f}; end to end / target {TARGET:.0f}: "
               f"{rate / TARGET:.2f}; steady / target: {steady / TARGET:.2f}; load average after {os.getloadavg()[0]:.1f}")
     finally:

@@ -36,6 +36,7 @@ class GenerateSummary:
     shards_skipped: int
     images_written: int
     seconds: float
+    cpu_seconds: float  # CPU time spent rendering and writing, summed over the processes that did it
 
     @property
     def images_per_second(self) -> float:
@@ -72,8 +73,11 @@ def _init_worker(progress_queue) -> None:
     torch.set_num_threads(1)  # one core per worker; also makes the LBS sums independent of threading
 
 
-def _worker_shard(args: tuple) -> int:
-    return write_shard(*args, on_sample=lambda: _PROGRESS.put(1))
+def _worker_shard(args: tuple) -> float:
+    """Write one shard in a worker; returns the CPU seconds it took (all threads of the process)."""
+    c0 = time.process_time()
+    write_shard(*args, on_sample=lambda: _PROGRESS.put(1))
+    return time.process_time() - c0
 
 
 def _mp_context():
@@ -120,6 +124,7 @@ def generate(
     todo = [s for s in range(num_shards) if s not in done]
     todo_images = sum(min(num, (s + 1) * shard_size) - s * shard_size for s in todo)
     t0 = time.perf_counter()
+    cpu = 0.0
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -137,11 +142,13 @@ def generate(
         if workers <= 1 or len(todo) <= 1:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
+            c0 = time.process_time()
             try:
                 for s in todo:
                     write_shard(out, cfg, seed, num, shard_size, s, backgrounds, backend, on_sample=advance)
             finally:
                 torch.set_num_threads(threads)
+                cpu = time.process_time() - c0
         else:
             ctx = _mp_context()
             q = ctx.Queue()
@@ -151,10 +158,10 @@ def generate(
                 while pending:
                     finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        f.result()  # re-raise a worker's error
+                        cpu += f.result()  # re-raises a worker's error
                     _drain(q, advance)
                 _drain(q, advance)
-    return GenerateSummary(out, num, num_shards, len(done), todo_images, time.perf_counter() - t0)
+    return GenerateSummary(out, num, num_shards, len(done), todo_images, time.perf_counter() - t0, cpu)
 
 
 def _drain(q, advance: Callable[[int], None]) -> None:
