@@ -13,7 +13,7 @@ import numpy as np
 
 from handrecon.render.common import Lights, Mesh, RenderResult, composite, shade
 
-_CHUNK = 1 << 21  # (triangle, pixel) candidates tested per step
+_CHUNK = 1 << 20  # (triangle, pixel) candidates tested per step (bounds memory to ~50 MB)
 
 
 def _pack(meshes: list[Mesh]):
