@@ -284,3 +284,14 @@ def test_backends_agree_on_a_posed_hand(side):
     uv = np.rint((kp @ K.T)[:, :2] / kp[:, 2:]).astype(int)
     near_mask = binary_dilation(a.mask, np.ones((5, 5), bool))
     assert near_mask[uv[:, 1], uv[:, 0]].all()
+
+
+def test_soft_chunking_does_not_change_the_image(monkeypatch):
+    import handrecon.render.soft as soft
+
+    meshes = [sphere([0.03, 0.01, 0.6], 0.08), sphere([-0.02, 0.0, 0.45], 0.05)]
+    whole = render(meshes, K, SIZE, backend="soft")
+    monkeypatch.setattr(soft, "_CHUNK", 997)
+    chunked = render(meshes, K, SIZE, backend="soft")
+    for name in ("rgb", "depth", "instance", "normals"):
+        assert np.array_equal(getattr(whole, name), getattr(chunked, name)), name
