@@ -3,8 +3,10 @@
 Synthetic hand-shaped data: a skeleton with vertices on capsules around its bones, posed in the
 camera at ~0.6 m; predictions are the GT under a random similarity (~8 deg, +-5 %, ~15 mm) plus
 4 mm noise, so unaligned errors are ~2 cm and aligned ones a few mm, as for real methods.
-Prints the median of 3 end-to-end runs of `evaluate_freihand` (target <= 10 s on 2 cores), a
-per-stage breakdown and, apart from the target, the time to load a pred.json of that size.
+Prints the median of 3 end-to-end runs of `evaluate_freihand` (target <= 10 s on 2 cores; wall and
+process CPU time, since the machine may be shared), its ratio to a per-sample official-style loop
+measured in the same run, a per-stage breakdown and, apart from the target, the time to write and
+load a pred.json of that size.
 
     .venv/bin/python benchmarks/bench_metrics.py [--samples 3960] [--repeats 3]
 """
@@ -18,6 +20,8 @@ import tempfile
 import time
 
 import numpy as np
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from handrecon.eval.metrics import f_scores_sets, keypoint_errors, summarize_errors
@@ -66,6 +70,27 @@ def synthesize(n: int, seed: int = 0) -> tuple[FreihandSet, FreihandSet]:
     return FreihandSet(pred[:, :21], pred[:, 21:]), FreihandSet(gt[:, :21], gt[:, 21:])
 
 
+def per_sample_baseline(pred: FreihandSet, gt: FreihandSet) -> None:
+    """The official script's way: one sample at a time, scipy Procrustes, plain KD-tree F-scores."""
+
+    def align(g, p):
+        g0, p0 = g - g.mean(0), p - p.mean(0)
+        gn, pn = np.linalg.norm(g0) + 1e-8, np.linalg.norm(p0) + 1e-8
+        R, s = orthogonal_procrustes(g0 / gn, p0 / pn)
+        return (p0 / pn) @ R.T * s * gn + g.mean(0)
+
+    def fscore(g, p, t):
+        precision = np.mean(cKDTree(g).query(p)[0] < t)
+        recall = np.mean(cKDTree(p).query(g)[0] < t)
+        return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+    for xyz, verts, xyz_p, verts_p in zip(gt.xyz, gt.verts, pred.xyz, pred.verts):
+        np.linalg.norm(align(xyz, xyz_p) - xyz, axis=1)
+        verts_al = align(verts, verts_p)
+        np.linalg.norm(verts_al - verts, axis=1)
+        [fscore(verts, v, t) for v in (verts_p, verts_al) for t in (0.005, 0.015)]
+
+
 def timed(fn):
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
@@ -89,6 +114,13 @@ def main() -> None:
     print(f"end-to-end evaluate_freihand: median {wall:.2f} s wall ({cpu:.2f} s CPU) over {args.repeats} runs "
           f"[{', '.join(f'{r[1]:.2f}' for r in runs)}]; target <= {TARGET_S:.0f} s: "
           f"{'MET' if wall <= TARGET_S else 'MISSED'} (ratio {wall / TARGET_S:.2f})")
+    n_base = min(300, args.samples)
+    _, base_wall, base_cpu = timed(lambda: per_sample_baseline(
+        FreihandSet(pred.xyz[:n_base], pred.verts[:n_base]), FreihandSet(gt.xyz[:n_base], gt.verts[:n_base])))
+    scale = args.samples / n_base
+    print(f"baseline, per-sample official-style loop ({n_base} samples, scaled x{scale:.1f}): "
+          f"{base_wall * scale:.2f} s wall ({base_cpu * scale:.2f} s CPU); speed-up "
+          f"{base_wall * scale / wall:.2f}x wall, {base_cpu * scale / cpu:.2f}x CPU")
     print("scores: " + ", ".join(f"{k}={v:.4g}" for k, v in scores.items()))
 
     trafo, *t_xfit = timed(lambda: procrustes_trafo(pred.xyz, gt.xyz))
