@@ -135,7 +135,10 @@ def synth(
     overrides: dict = {}
     try:
         if image_size:
-            hw = [int(x) for x in image_size.lower().split("x")]
+            parts = image_size.lower().split("x")
+            if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"--image-size must be 'S' or 'HxW' in pixels (e.g. 224 or 384x512), got {image_size!r}")
+            hw = [int(p) for p in parts]
             overrides["image_size"] = (hw[0], hw[0]) if len(hw) == 1 else (hw[0], hw[1])
         if image_format:
             overrides["image_format"] = image_format

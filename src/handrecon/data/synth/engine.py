@@ -29,7 +29,7 @@ from handrecon.data.synth.appearance import (
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
 from handrecon.geometry.camera import scale_intrinsics
-from handrecon.mesh.ops import vertex_normals
+from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
 from handrecon.render import Mesh, render
 
 # A keypoint is hidden by another object only if that object's surface is this much nearer.
@@ -79,6 +79,11 @@ class SynthEngine:
         self.models = {side: HandModel.openhand(side) for side in ("right", "left")}
         self.hand_model = self.models["right"].name
         self.faces = {s: m.faces.numpy() for s, m in self.models.items()}
+        # the wrist opening is capped for rendering (a fan around each loop's centroid), so the
+        # inside of the hand is never seen; annotations keep the model's own vertices
+        self.loops = {s: boundary_loops(f) for s, f in self.faces.items()}
+        self.render_faces = {s: np.concatenate([f, cap_faces(self.loops[s], len(self.models[s].v_template))])
+                             for s, f in self.faces.items()}
         self.pose_mean = {s: m.pose_mean.numpy() for s, m in self.models.items()}
         self.skin = {
             s: SkinShader(m.v_template.numpy(), self.faces[s], m.tip_vertex_ids.numpy(), np.array([0.0, -1.0, 0.0]))
@@ -107,9 +112,12 @@ class SynthEngine:
         s = cfg.supersample
         meshes, tones = [], []
         for hand in scene.hands:
-            normals = vertex_normals(hand.vertices, self.faces[hand.side])
-            albedo, tone = self.skin[hand.side].albedo(hand.vertices, normals, rng)
-            meshes.append(Mesh(hand.vertices, self.faces[hand.side], albedo, normals))
+            loops, V = self.loops[hand.side], len(hand.vertices)
+            verts = np.concatenate([hand.vertices] + [hand.vertices[lp].mean(0, keepdims=True) for lp in loops])
+            normals = vertex_normals(verts, self.render_faces[hand.side])
+            albedo, tone = self.skin[hand.side].albedo(hand.vertices, normals[:V], rng)
+            albedo = np.concatenate([albedo] + [albedo[lp].mean(0, keepdims=True) for lp in loops])
+            meshes.append(Mesh(verts, self.render_faces[hand.side], albedo, normals))
             tones.append(tone)
         meshes += [Mesh(v, f, c) for v, f, c in scene.occluders]
         if self.backgrounds and rng.random() < cfg.p_image_background:
