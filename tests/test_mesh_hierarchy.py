@@ -76,12 +76,21 @@ def test_quadric_of_a_vertex_vanishes_on_its_planes():
     assert vh[0] @ q[0] @ vh[0] == pytest.approx(0) and (vh[0] + [0, 0, 1, 0]) @ q[0] @ (vh[0] + [0, 0, 1, 0]) == pytest.approx(6)
 
 
-def test_upsampling_rows_reproduce_fine_vertices():
+def _distance_to_surface(points, vertices, faces):
+    """Brute-force point-to-triangle-mesh distance (independent of handrecon's closest-point code)."""
+    tris = vertices[faces]
+    P, F = len(points), len(faces)
+    closest = trimesh.triangles.closest_point(np.repeat(tris[None], P, 0).reshape(-1, 3, 3), np.repeat(points, F, 0))
+    return np.linalg.norm(closest.reshape(P, F, 3) - points[:, None], axis=-1).min(1)
+
+
+def test_upsampling_rows_give_the_closest_point_on_the_coarse_surface():
     m = trimesh.creation.icosphere(3)
     h = build_hierarchy(m.vertices, m.faces, [2, 2])
     for k in range(2):
         rec = np.einsum("vj,vjk->vk", h.up_weight[k], h.vertices[k + 1][h.up_index[k]])
-        assert np.abs(rec - h.vertices[k]).max() < 1e-2 * np.ptp(h.vertices[k], axis=0).max()
+        dist = _distance_to_surface(h.vertices[k].astype(np.float64), h.vertices[k + 1].astype(np.float64), h.faces[k + 1])
+        np.testing.assert_allclose(np.linalg.norm(rec - h.vertices[k], axis=1), dist, atol=1e-5)
         kept = h.down[k]  # a surviving vertex is copied: one coefficient 1 on itself
         assert np.array_equal(h.up_index[k][kept, 0], np.arange(len(kept)))
         assert np.allclose(h.up_weight[k][kept], [1, 0, 0])
@@ -94,11 +103,26 @@ def test_upsampling_face_interior_and_edge_cases():
     cf = np.array([[0, 1, 2]])
     fine = np.array([[0.2, 0.3, 1.1], [0.5, -0.2, 1.0], [1.5, 0.0, 1.0]])
     idx, w = upsampling(fine, cv, cf)
-    assert set(idx[0]) == {0, 1, 2}  # interior: exact solve for the position (rows need not sum to 1)
-    assert np.allclose(np.einsum("j,jk->k", w[0], cv[idx[0]]), fine[0], atol=1e-6)
-    assert w[0].sum() == pytest.approx(1.1, abs=1e-5)
-    assert set(idx[1][:2]) == {0, 1} and w[1, 2] == 0  # edge: 2 coefficients, least squares
+    # interior: barycentric coordinates of the closest point (0.2, 0.3, 1.0)
+    assert list(idx[0]) == [0, 1, 2] and np.allclose(w[0], [0.5, 0.2, 0.3], atol=1e-6)
+    # edge: the closest point (0.5, 0, 1) lies half-way between vertices 0 and 1
+    assert set(idx[1][:2]) == {0, 1} and np.allclose(w[1], [0.5, 0.5, 0], atol=1e-6)
     assert idx[2, 0] == 1 and np.allclose(w[2], [1, 0, 0])  # vertex
+
+
+def test_upsampling_coefficients_are_bounded_on_a_hand_near_the_origin():
+    # OpenHand's template passes through the origin (wrist at 0): planes through the origin made
+    # a linear solve for the fine position blow up (coefficients ~46); barycentrics stay in [0, 1].
+    from handrecon.hand.openhand import load_openhand
+
+    data = load_openhand()
+    h = build_hierarchy(data.v_template, data.faces)
+    for k, w in enumerate(h.up_weight):
+        assert w.min() >= -1e-6 and w.max() <= 1 + 1e-6
+        assert np.allclose(w.sum(1), 1, atol=1e-5)
+        rec = np.einsum("vj,vjk->vk", w, h.vertices[k + 1][h.up_index[k]])
+        dist = _distance_to_surface(h.vertices[k].astype(np.float64), h.vertices[k + 1].astype(np.float64), h.faces[k + 1])
+        np.testing.assert_allclose(np.linalg.norm(rec - h.vertices[k], axis=1), dist, atol=1e-5)
 
 
 def test_degenerate_faces_do_not_break_the_build():

@@ -3,8 +3,8 @@
 Level 0 is the input mesh; level k+1 keeps `ceil(V_k / factors[k])` of level k's vertices at their
 original positions (coarse ⊂ fine), so down-sampling is a selection `down[k]` (indices into
 level k). Up-sampling from level k+1 to level k gives every fine vertex 3 coarse vertices and 3
-coefficients from the closest point on the coarse surface (face interior, edge or vertex), solved
-by least squares for the fine vertex's position, as in COMA (rows need not sum to 1).
+coefficients: the barycentric coordinates of its closest point on the coarse surface (face
+interior, edge or vertex), as COMA's least-squares solve for that point gives.
 See docs/mesh.md for the collapse rules.
 """
 
@@ -20,7 +20,7 @@ from handrecon.mesh.cache import cached_arrays, hash_inputs
 from handrecon.mesh.ops import check_mesh, face_normals, unique_edges
 
 DEFAULT_FACTORS = (2, 2, 2, 2)
-HIERARCHY_VERSION = 1  # bump when the algorithm changes: old cache files then count as stale
+HIERARCHY_VERSION = 2  # bump when the algorithm changes: old cache files then count as stale
 
 
 @dataclass
@@ -285,22 +285,39 @@ def _closest_points(points: np.ndarray, cv: np.ndarray, cf: np.ndarray, chunk: i
 
 
 def upsampling(fine: np.ndarray, coarse: np.ndarray, coarse_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COMA up-sampling rows for every fine vertex: ((V_f,3) coarse indices, (V_f,3) coefficients).
+    """Up-sampling rows for every fine vertex: ((V_f,3) coarse indices, (V_f,3) coefficients).
 
-    The closest coarse feature gives the vertices; coefficients solve min ||A x - p|| for the fine
-    position p with A the feature's vertex positions (3 for a face, 2 for an edge; 1 for a vertex).
+    The closest point of the coarse surface (face interior, edge or vertex) gives the coarse
+    vertices, and the coefficients are that point's barycentric coordinates on its feature (3 for a
+    face, 2 for an edge, 1 for a vertex): what COMA's least-squares solve for the closest point
+    gives, computed in closed form so that it stays well conditioned when a face's plane passes
+    near the origin. Rows sum to 1 and lie in [0, 1].
     """
     fine = np.asarray(fine, dtype=np.float64)
     coarse = np.asarray(coarse, dtype=np.float64)
     kind, idx = _closest_points(fine, coarse, coarse_faces)
     w = np.zeros((len(fine), 3))
     w[kind == 0, 0] = 1.0
-    for k, m in ((1, 2), (2, 3)):
-        sel = np.flatnonzero(kind == k)
-        if len(sel):
-            A = coarse[idx[sel, :m]].transpose(0, 2, 1)  # (n,3,m)
-            w[sel, :m] = np.einsum("nmk,nk->nm", np.linalg.pinv(A), fine[sel])
+    sel = np.flatnonzero(kind == 1)
+    if len(sel):
+        a, b = coarse[idx[sel, 0]], coarse[idx[sel, 1]]
+        t = np.clip(((fine[sel] - a) * (b - a)).sum(-1) / np.maximum(((b - a) ** 2).sum(-1), 1e-30), 0.0, 1.0)
+        w[sel, 0], w[sel, 1] = 1.0 - t, t
+    sel = np.flatnonzero(kind == 2)
+    if len(sel):
+        w[sel] = _barycentric(fine[sel], *(coarse[idx[sel, j]] for j in range(3)))
     return idx.astype(np.int64), w.astype(np.float32)
+
+
+def _barycentric(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(N,3) barycentric coordinates of the projections of points p (N,3) onto triangles (a, b, c)."""
+    e0, e1, e2 = b - a, c - a, p - a
+    d00, d01, d11 = (e0 * e0).sum(-1), (e0 * e1).sum(-1), (e1 * e1).sum(-1)
+    d20, d21 = (e2 * e0).sum(-1), (e2 * e1).sum(-1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-30)
+    wb = (d11 * d20 - d01 * d21) / den
+    wc = (d00 * d21 - d01 * d20) / den
+    return np.stack([1.0 - wb - wc, wb, wc], -1)
 
 
 def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, factors=DEFAULT_FACTORS) -> MeshHierarchy:
