@@ -64,9 +64,7 @@ def test_pooling_matches_dense_coma_matrices(mesh):
     xc = down(x)
     assert torch.allclose(xc, torch.as_tensor(D) @ x)
     assert torch.allclose(up(xc), torch.as_tensor(U) @ xc, atol=1e-6)
-    # up-sampling the coarse positions reproduces the fine mesh closely
-    vc = torch.as_tensor(h.vertices[1])[None]
-    assert (up(vc)[0] - torch.as_tensor(h.vertices[0])).abs().max() < 0.02
+    # (what up-sampled positions reproduce is tested in test_mesh_hierarchy: the closest coarse point)
 
 
 def test_gradients_flow(mesh):
