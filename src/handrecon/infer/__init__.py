@@ -1,1 +1,26 @@
-"""handrecon.infer"""
+"""handrecon.infer: typed results, the Reconstructor (`load` → `predict`), batch runs over files,
+mesh export and ONNX export / onnxruntime inference. Submodules are imported lazily."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "HandResult": "handrecon.infer.results",
+    "ImageResult": "handrecon.infer.results",
+    "Reconstructor": "handrecon.infer.predictor",
+    "load": "handrecon.infer.predictor",
+    "OnnxReconstructor": "handrecon.infer.onnx",
+    "export_onnx": "handrecon.infer.onnx",
+    "reconstruct_paths": "handrecon.infer.batch",
+    "SHIPPED_MODELS": "handrecon.infer.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'handrecon.infer' has no attribute {name!r}")
