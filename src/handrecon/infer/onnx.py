@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,11 @@ def export_onnx(model: str | Path | Reconstructor, out: str | Path, opset: int =
     network = network.cpu().eval()
     S = rec.input_size
     buf = io.BytesIO()
-    with torch.no_grad():
+    # The input size is fixed (only the batch axis is dynamic), so the tracer's "Python value
+    # treated as a constant" warnings about S are expected; the legacy exporter is chosen on purpose.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             network, (torch.zeros(1, 3, S, S),), buf, dynamo=False, opset_version=opset,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),

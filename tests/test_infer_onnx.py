@@ -1,0 +1,71 @@
+"""ONNX export and onnxruntime inference: same network outputs and same predictions as torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from test_predictor import SIZE, photo, tiny_checkpoint
+
+import handrecon
+from handrecon.infer.onnx import METADATA_KEY, OnnxReconstructor, export_onnx, load_onnx
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("onnx")
+    torch_rec = handrecon.load(tiny_checkpoint(d / "ck", seed=1))
+    path = export_onnx(d / "ck", d / "model.onnx")
+    return torch_rec, handrecon.load(path, threads=1), path
+
+
+def test_export_embeds_metadata(models):
+    torch_rec, _, path = models
+    proto = onnx.load(str(path))
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    assert meta["input_size"] == SIZE and meta["card"]["architecture"] == "m3dhmr"
+    assert meta["crop_scale"] == pytest.approx(torch_rec.crop_scale)
+    np.testing.assert_array_equal(meta["faces_left"], torch_rec.faces_left)
+    assert [i.name for i in proto.graph.input] == ["image"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_onnxruntime_matches_torch_network(models):
+    torch_rec, ort_rec, _ = models
+    assert isinstance(ort_rec, OnnxReconstructor)
+    x = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)  # batch 3: dynamic axis
+    a, b = torch_rec.network(x), ort_rec.network(x)
+    for key in ("uv_px", "verts", "joints"):
+        assert b[key].shape == a[key].shape
+        np.testing.assert_allclose(b[key], a[key], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_onnx_predict_matches_torch_predict(models, side):
+    torch_rec, ort_rec, _ = models
+    image = photo(seed=4)
+    a = torch_rec.predict(image, box=(30, 20, 110, 100), side=side)
+    b = ort_rec.predict(image, box=(30, 20, 110, 100), side=side)
+    ha, hb = a.hands[0], b.hands[0]
+    assert hb.side == side
+    np.testing.assert_allclose(hb.keypoints_2d, ha.keypoints_2d, atol=1e-3)
+    np.testing.assert_allclose(hb.vertices, ha.vertices, atol=1e-4)
+    np.testing.assert_allclose(hb.cam_t, ha.cam_t, atol=1e-4)
+    np.testing.assert_array_equal(b.faces_for(side), a.faces_for(side))
+
+
+def test_foreign_onnx_file_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    with pytest.raises(ValueError, match="not exported by"):
+        load_onnx(path)
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="cannot load"):
+        load_onnx(tmp_path / "junk.onnx")
