@@ -11,7 +11,7 @@ roi: true, ...}}` (kwargs of `M3DHMR`).
 
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder, ROILayer, spiral_layer
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
-from handrecon.models.m3dhmr.model import M3DHMR, M3DHMRInference, pixel_affine_to_normalized
+from handrecon.models.m3dhmr.model import M3DHMR, M3DHMRInference, export_onnx, pixel_affine_to_normalized
 from handrecon.train.config import register_model
 
 
@@ -22,6 +22,6 @@ def m3dhmr(**kwargs) -> M3DHMR:
 
 
 __all__ = [
-    "CONV_TYPES", "DynamicSpiralConv", "M3DHMR", "M3DHMRInference", "MeshDecoder", "ROILayer",
+    "CONV_TYPES", "DynamicSpiralConv", "M3DHMR", "M3DHMRInference", "MeshDecoder", "ROILayer", "export_onnx",
     "m3dhmr", "pixel_affine_to_normalized", "spiral_layer", "temperature_at",
 ]

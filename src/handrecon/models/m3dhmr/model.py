@@ -32,6 +32,7 @@ checkpointed and resumes exactly); `set_progress(step)` sets it from outside.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -248,13 +249,37 @@ def pixel_affine_to_normalized(affine: torch.Tensor, size1: tuple[int, int], siz
 class M3DHMRInference(nn.Module):
     """Export wrapper: image (B, 3, S, S) float ImageNet-normalised → (uv_px (B, 21, 2) crop
     pixels, verts (B, V, 3), joints (B, 21, 3), root-relative metres). Root recovery stays outside
-    (`M3DHMR.camera_space`). Used for ONNX export."""
+    (`M3DHMR.camera_space`). Use `export_onnx` to write the ONNX file."""
 
     def __init__(self, model: M3DHMR) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model
+        self.eval()
         model._sync_temperature()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model.predict(image)
         return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
+
+
+def export_onnx(model: M3DHMR, path: str | Path, image_size: int = 128, opset: int = 17) -> Path:
+    """Write the image → (uv_px, verts, joints) graph of `model` to `path` (dynamic batch axis).
+
+    Uses the TorchScript exporter (`dynamo=False`; the dynamo exporter needs onnxscript). The
+    exporter restores the training flag of its own wrapper afterwards, which would leave `model`
+    in training mode (batch-norm batch statistics); the model's own mode is restored here. The
+    crop size is fixed in the graph (the landmark pixel scale is traced as a constant).
+    """
+    was_training = model.training
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(M3DHMRInference(model), (torch.zeros(1, 3, image_size, image_size),), str(path),
+                              dynamo=False, opset_version=opset, input_names=["image"],
+                              output_names=["uv_px", "verts", "joints"],
+                              dynamic_axes={name: {0: "batch"} for name in ("image", "uv_px", "verts", "joints")})
+    finally:
+        model.train(was_training)
+    return path

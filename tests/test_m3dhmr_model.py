@@ -1,0 +1,256 @@
+"""M3DHMR model: ablation switches, units, loss, root placement, validation, engine and ONNX."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from handrecon.losses.m3dhmr import M3DHMRLoss, apply_affine
+from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
+from handrecon.models.m3dhmr import M3DHMR, export_onnx, pixel_affine_to_normalized
+from handrecon.train import config_from_dict, register_dataset, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small ops on a shared 2-core machine run many times faster on one intra-op thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+SIZE = 64  # small crops keep the tests fast; the model is size-agnostic (multiples of 32)
+SMALL = {"stacked_resnet18": {"width": 16, "decoder_width": 16}, "stacked_resnet34": {"width": 16, "decoder_width": 16},
+         "hourglass2": {"channels": 32}}
+
+
+def small_model(backbone: str = "stacked_resnet18", **kw) -> M3DHMR:
+    torch.manual_seed(0)
+    return M3DHMR(backbone=backbone, backbone_kwargs=SMALL[backbone], **kw)
+
+
+def crop_K(batch: int, f: float = 120.0) -> torch.Tensor:
+    K = torch.tensor([[f, 0.0, (SIZE - 1) / 2], [0.0, f, (SIZE - 1) / 2], [0.0, 0.0, 1.0]])
+    return K.expand(batch, 3, 3).clone()
+
+
+def rot_z(deg: float) -> torch.Tensor:
+    a = math.radians(deg)
+    return torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+
+
+def random_sample(g: torch.Generator, two_views: bool = True) -> dict:
+    """One sample with the batch keys of `handrecon.models.m3dhmr.model` (random values)."""
+    s = {
+        "image": torch.randn(3, SIZE, SIZE, generator=g),
+        "joints_2d": torch.rand(21, 2, generator=g) * (SIZE - 1),
+        "verts_3d": torch.randn(778, 3, generator=g) * 0.03,
+        "joints_3d": torch.randn(21, 3, generator=g) * 0.03,
+        "K": crop_K(1)[0],
+        "root": torch.tensor([0.0, 0.0, 0.6]),
+    }
+    if two_views:
+        s["view2"] = {k: v.clone() for k, v in s.items()}
+        s["view2_R"] = torch.eye(3)
+        s["view2_affine"] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    return s
+
+
+def random_batch(n: int = 2, seed: int = 0, two_views: bool = True) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    samples = [random_sample(g, two_views) for _ in range(n)]
+    return torch.utils.data.default_collate(samples)
+
+
+@register_dataset("m3dhmr_random_test")
+class RandomCrops(Dataset):
+    """Random tensors shaped like the M3DHMR batch (engine smoke test only)."""
+
+    def __init__(self, n: int = 8, seed: int = 0, two_views: bool = True):
+        self.n, self.seed, self.two_views = n, seed, two_views
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return random_sample(torch.Generator().manual_seed(self.seed * 1000 + i), self.two_views)
+
+
+@pytest.mark.parametrize(
+    "backbone,conv,kernels,roi",
+    [("stacked_resnet18", c, 8, r) for c in ("dsc", "spiral", "dsep") for r in (True, False)]
+    + [("stacked_resnet18", "dsc", k, True) for k in (2, 4, 16)]
+    + [("stacked_resnet34", "dsc", 8, True), ("hourglass2", "dsc", 8, True)],
+)
+def test_output_shapes_for_every_switch(backbone, conv, kernels, roi):
+    m = small_model(backbone, conv=conv, num_kernels=kernels, roi=roi).eval()
+    assert (m.decoder.roi is not None) == roi
+    with torch.no_grad():
+        out = m(torch.randn(2, 3, SIZE, SIZE))
+    assert out["uv"].shape == (2, 21, 2) and out["uv_stacks"].shape == (2, 2, 21, 2)
+    assert out["verts"].shape == (2, 778, 3) and out["joints"].shape == (2, 21, 3)
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_bad_switches_are_clear_errors():
+    with pytest.raises(ValueError, match="landmark encoder"):
+        M3DHMR(backbone="resnet18")
+    with pytest.raises(ValueError, match="unknown decoder conv"):
+        M3DHMR(conv="gcn")
+    with pytest.raises(ValueError, match="unknown M3DHMR loss term"):
+        small_model(loss_weights={"meshh": 1.0})
+
+
+def test_units_metres_and_regressed_joints():
+    m = small_model().eval()
+    image = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        out = m(image)
+        enc = m.encoder(image)
+        raw = m.decoder(enc["latent"], enc["uv"])
+    torch.testing.assert_close(out["verts"], raw * 0.2)  # decoder regresses in units of 0.2 m
+    from handrecon.hand.openhand import load_openhand
+
+    kp = torch.as_tensor(load_openhand().kp_regressor)
+    torch.testing.assert_close(out["joints"], torch.einsum("jv,bvc->bjc", kp, out["verts"]))
+    # uint8 input is normalised like the float path
+    u8 = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    with torch.no_grad():
+        a = m(u8)["verts"]
+        b = m((u8.float() / 255 - mean[:, None, None]) / std[:, None, None])["verts"]
+    torch.testing.assert_close(a, b)
+
+
+def test_loss_zero_at_ground_truth():
+    m = small_model().eval()
+    batch = random_batch(2, two_views=False)
+    with torch.no_grad():
+        out = m(batch["image"])
+    batch["verts_3d"] = out["verts"].clone()
+    batch["joints_2d"] = normalized_to_pixels(out["uv"], SIZE, SIZE)
+    total, terms = m.loss(out, batch)
+    assert set(terms) == {"mesh", "pose2d", "norm", "edge"}
+    for k, v in terms.items():
+        assert float(v) < 1e-5, (k, float(v))
+    batch["verts_3d"] = batch["verts_3d"] + 0.01
+    assert float(m.loss(out, batch)[1]["mesh"]) == pytest.approx(0.05, rel=1e-4)  # 1 cm = 0.05 units of 0.2 m
+
+
+def test_consistency_zero_for_matching_views_and_positive_otherwise():
+    loss = M3DHMRLoss(np.array([[0, 1, 2]]))
+    g = torch.Generator().manual_seed(1)
+    verts1, uv1 = torch.randn(2, 5, 3, generator=g), torch.rand(2, 21, 2, generator=g)
+    R = torch.stack([rot_z(30.0), rot_z(-75.0)])
+    A = torch.tensor([[[0.8, 0.3, 0.1], [-0.3, 0.8, 0.05]]]).expand(2, 2, 3)
+    terms = loss.consistency(verts1, verts1 @ R.transpose(1, 2), uv1, apply_affine(uv1, A), R, A)
+    assert float(terms["con3d"]) < 1e-6 and float(terms["con2d"]) < 1e-6
+    terms = loss.consistency(verts1, verts1, uv1, uv1, R, A)  # rotation not undone
+    assert float(terms["con3d"]) > 0.1 and float(terms["con2d"]) > 0.01
+
+
+def test_pixel_affine_to_normalized_matches_the_pixel_map():
+    g = torch.Generator().manual_seed(2)
+    A_px = torch.randn(3, 2, 3, generator=g)
+    px1 = torch.rand(3, 7, 2, generator=g) * 63
+    px2 = apply_affine(px1, A_px)
+    A_n = pixel_affine_to_normalized(A_px, (64, 64), (96, 96))
+    torch.testing.assert_close(apply_affine(pixels_to_normalized(px1, 64, 64), A_n), pixels_to_normalized(px2, 96, 96))
+
+
+def test_two_view_training_forward_consistency_and_temperature():
+    m = small_model(tau_start=30.0, tau_anneal_steps=4)
+    batch = random_batch(2)
+    m.train()
+    out = m(batch)
+    assert out["verts"].shape == (2, 778, 3) and out["view2"]["verts"].shape == (2, 778, 3)
+    total, terms = m.loss(out, batch)
+    assert set(terms) == {"mesh", "pose2d", "norm", "edge", "con3d", "con2d"}
+    # identical views through the same batch-norm batch: the consistency terms vanish
+    assert terms["con3d"].item() < 1e-6 and terms["con2d"].item() < 1e-6
+    total.backward()
+    grads = [p.grad for p in m.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert int(m.train_step) == 1 and m.temperature() == pytest.approx(30.0 - 29.0 / 4)
+    m.set_progress(10)
+    m.eval()
+    with torch.no_grad():
+        m(batch)
+    assert int(m.train_step) == 10 and m.temperature() == 1.0
+    assert all(layer.tau == 1.0 for layer in m.decoder.layers)
+
+
+def test_camera_space_recovers_the_root():
+    m = small_model(refine_root=True)
+    g = torch.Generator().manual_seed(3)
+    joints = torch.randn(2, 21, 3, generator=g) * 0.04
+    root = torch.tensor([[0.05, -0.02, 0.5], [-0.1, 0.03, 0.8]])
+    K = crop_K(2)
+    q = (joints + root[:, None]) @ K.transpose(1, 2)
+    uv = pixels_to_normalized(q[..., :2] / q[..., 2:], SIZE, SIZE)
+    verts = torch.randn(2, 778, 3, generator=g) * 0.04
+    placed = m.camera_space({"joints": joints, "uv": uv, "verts": verts}, K, (SIZE, SIZE))
+    torch.testing.assert_close(placed["root"], root, atol=1e-5, rtol=0)
+    torch.testing.assert_close(placed["verts_cam"], verts + root[:, None], atol=1e-5, rtol=0)
+
+
+def test_validate_reports_perfect_scores_for_perfect_predictions():
+    m = small_model().eval()
+    batch = random_batch(4, two_views=False)
+    with torch.no_grad():
+        out = m(batch["image"])
+        batch.update(verts_3d=out["verts"].clone(), joints_3d=out["joints"].clone(),
+                     joints_2d=normalized_to_pixels(out["uv"], SIZE, SIZE))
+        batch["root"] = m.camera_space(out, batch["K"], (SIZE, SIZE))["root"]
+        metrics = m.validate([batch])
+    assert set(metrics) == {"pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "pck2d@0.1", "root_mm"}
+    assert metrics["pa_mpjpe_mm"] < 1e-3 and metrics["pa_mpvpe_mm"] < 1e-3 and metrics["root_mm"] < 1e-3
+    assert metrics["f@5"] == metrics["f@15"] == metrics["pck2d@0.1"] == 1.0
+    assert metrics["auc"] > 0.99  # errors ~1e-9 m miss only the 0 mm threshold: 1 - 1/198
+    batch["joints_2d"] = batch["joints_2d"] + 0.2 * SIZE  # every joint off by 0.28 crop sides
+    assert m.validate([batch])["pck2d@0.1"] == 0.0
+
+
+def test_engine_trains_a_few_steps_and_validates(tmp_path):
+    cfg = config_from_dict({
+        "output": str(tmp_path),
+        "model": {"name": "m3dhmr", "kwargs": {"backbone": "stacked_resnet18", "backbone_kwargs": SMALL["stacked_resnet18"],
+                                               "num_kernels": 2, "tau_anneal_steps": 2}},
+        "data": {"train": {"name": "m3dhmr_random_test", "kwargs": {"n": 8}},
+                 "val": {"name": "m3dhmr_random_test", "kwargs": {"n": 4, "seed": 1, "two_views": False}},
+                 "batch_size": 2},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"max_steps": 3, "log_every": 1, "val_every": 3, "ckpt_every": 3, "progress": "off",
+                  "best_metric": "pa_mpjpe_mm"},
+    })
+    res = train(cfg)
+    assert res.step == 3 and int(res.model.train_step) == 3
+    assert {"pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "pck2d@0.1", "root_mm"} <= set(res.metrics)
+    assert all(np.isfinite(v) for v in res.metrics.values())
+    header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert {"mesh", "pose2d", "norm", "edge", "con3d", "con2d"} <= set(header)
+    from handrecon.train import load_model
+
+    loaded, _ = load_model(res.last_checkpoint)
+    assert int(loaded.train_step) == 3  # the temperature schedule position is checkpointed
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    m = small_model().eval()
+    path = export_onnx(m, tmp_path / "m3dhmr.onnx", image_size=SIZE)
+    assert not m.training  # the exporter must not leave batch norm on batch statistics
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = torch.randn(2, 3, SIZE, SIZE)
+    for batch in (image, image[:1]):
+        got = sess.run(None, {"image": batch.numpy()})
+        with torch.no_grad():
+            out = m(batch)
+        want = (normalized_to_pixels(out["uv"], SIZE, SIZE), out["verts"], out["joints"])
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
