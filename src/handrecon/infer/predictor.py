@@ -228,6 +228,11 @@ class Reconstructor:
         self.card = card or {}
         self.source = source
 
+    @property
+    def hand_model(self) -> str | None:
+        """Name of the hand model whose topology the vertices use ("openhand", "mano"), from the card."""
+        return self.card.get("hand_model") or (self.card.get("kwargs") or {}).get("hand_model")
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.source or 'unnamed'}, input {self.input_size}px, "
                 f"crop scale {self.crop_scale:.3g}, {len(self.faces_right)} faces)")

@@ -1,0 +1,134 @@
+"""`eval.runner.evaluate`: protocol, submission file and metrics on tiny FreiHAND / synthetic sets.
+
+A ground-truth oracle in place of the network proves the protocol end to end (crops around GT
+boxes, sides, K, root recovery, ordering): its metrics must be perfect. A random-weights model
+checks the FreiHAND path, the topology rule and the no-ground-truth case."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_loaders_freihand import write_freihand
+from test_predictor import tiny_checkpoint
+
+import handrecon
+from handrecon.data.loaders import build_dataset
+from handrecon.data.schema import HandAnnotation
+from handrecon.data.synthetic_format import ShardWriter, init_output, make_meta
+from handrecon.eval.metrics import pa_mpjpe
+from handrecon.eval.runner import evaluate
+from handrecon.eval.submission import load_freihand_submission
+from handrecon.geometry.camera import intrinsics, project
+from handrecon.hand.model import HandModel
+from handrecon.infer.predictor import Reconstructor
+
+
+def write_synthetic(root, n_shards=2, per_shard=2):
+    """Images with one or two posed OpenHand hands each, exact 2D/3D/K ground truth."""
+    models = {s: HandModel.openhand(s) for s in ("right", "left")}
+    g = torch.Generator().manual_seed(0)
+    init_output(root, make_meta("crop", 0, n_shards * per_shard, per_shard, "openhand", "test", "png"))
+    K = intrinsics(150.0, 150.0, 63.5, 47.5)
+    for s in range(n_shards):
+        with ShardWriter(root, s, image_format="png", vertex_dtype="float32") as w:
+            for i in range(per_shard):
+                hands = []
+                for j, side in enumerate(("right", "left")[: 1 + (i + s) % 2]):
+                    pose = torch.randn(1, models[side].num_joints, 3, generator=g) * 0.15
+                    out = models[side](pose, transl=torch.tensor([[0.06 * (2 * j - 1), 0.01, 0.5]]))
+                    verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
+                    uv = project(verts, K)
+                    hands.append(HandAnnotation(side=side, box=np.r_[uv.min(0), uv.max(0)], keypoints_2d=project(joints, K),
+                                                visibility=np.ones(21), keypoints_3d=joints, vertices=verts,
+                                                hand_model="openhand"))
+                w.add(np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8), K, hands)
+
+
+class Oracle(Reconstructor):
+    """A Reconstructor whose 'network' returns the ground truth of the queued items in the crop
+    views it is given (so every metric must be perfect)."""
+
+    def __init__(self, base: Reconstructor, queue: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        super().__init__(self.oracle, base.input_size, base.faces_right, base.faces_left, base.crop_scale,
+                         True, base.card, "oracle")
+        self.queue = list(queue)
+
+    def prepare(self, *args):
+        self.crops = super().prepare(*args)
+        return self.crops
+
+    def oracle(self, images):
+        out = {"uv_px": [], "verts": [], "joints": []}
+        for R, K_view in zip(self.crops.R, self.crops.K_view):
+            verts, joints = self.queue.pop(0)
+            X, V = joints @ R.T, verts @ R.T  # camera frame -> view frame (mirror included)
+            out["uv_px"].append(project(X, K_view))
+            out["joints"].append(X - X[0])
+            out["verts"].append(V - X[0])
+        return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tiny_checkpoint(tmp_path_factory.mktemp("ck") / "ck")
+    return path, handrecon.load(path)
+
+
+def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
+    write_synthetic(tmp_path / "syn")
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    gt = [(h.vertices.astype(np.float64), h.keypoints_3d.astype(np.float64)) for i in range(len(ds)) for h in ds[i].hands]
+    assert len(gt) == 6 and {h.side for i in range(len(ds)) for h in ds[i].hands} == {"left", "right"}
+    res = evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=4)
+    m = res.metrics
+    assert res.num_samples == 6 and res.notes == []
+    assert m["pa_mpjpe_mm"] < 0.01 and m["pa_mpvpe_mm"] < 0.01 and m["mpjpe_mm"] < 0.01
+    assert m["root_error_mm"] < 0.01 and m["root_depth_error_mm"] < 0.01
+    assert m["f@5"] == 1.0 and m["f@15"] == 1.0 and m["auc"] > 0.99 and m["pck2d@0.1"] == 1.0
+    sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=6)  # in item order
+    np.testing.assert_allclose(sub.xyz, np.stack([x for _, x in gt]), atol=1e-5)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["metrics"] == pytest.approx(m) and saved["split"] == "all"
+
+
+def test_random_model_on_synthetic_val_split(tmp_path, tiny):
+    write_synthetic(tmp_path / "syn")
+    res = evaluate(tiny[1], "synthetic", tmp_path / "syn", out=tmp_path / "out")  # default split: val
+    assert res.split == "val" and res.num_samples == 3  # the held-out last shard: 1 + 2 hands
+    assert all(v is not None and np.isfinite(v) for v in res.metrics.values())
+    sub = load_freihand_submission(tmp_path / "out" / "pred.json")
+    ds = build_dataset("synthetic", tmp_path / "syn", "val")
+    gt = np.stack([h.keypoints_3d for i in range(len(ds)) for h in ds[i].hands])
+    assert res.metrics["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(sub.xyz, gt), rel=1e-9)
+
+
+def test_freihand_openhand_model_reports_joint_metrics_only(tmp_path, tiny):
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh")
+    res = evaluate(tiny[0], "freihand", tmp_path / "fh", out=tmp_path / "out")
+    assert res.split == "evaluation" and res.num_samples == 2
+    m = res.metrics
+    assert m["pa_mpvpe_mm"] is None and m["f@5"] is None and m["f@15"] is None
+    assert m["pa_mpjpe_mm"] > 0 and 0 <= m["auc"] <= 1 and m["root_error_mm"] > 0
+    assert any("different topologies" in n for n in res.notes)
+    assert res.official["mesh_al_mean3d"] is None and res.official["f_al_score_5"] is None
+    sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=2)
+    assert sub.verts.shape == (2, 778, 3)
+
+
+def test_freihand_without_ground_truth_writes_predictions_only(tmp_path, tiny):
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh", eval_gt=False)
+    res = evaluate(tiny[1], "freihand", tmp_path / "fh", out=tmp_path / "out")
+    assert all(v is None for v in res.metrics.values()) and "no ground truth" in res.notes[0]
+    assert load_freihand_submission(tmp_path / "out" / "pred.json").xyz.shape == (2, 21, 3)
+
+
+def test_bad_arguments(tmp_path, tiny):
+    with pytest.raises(ValueError, match="supports datasets"):
+        evaluate(tiny[1], "ho3d", tmp_path)
+    with pytest.raises(ValueError, match="batch size"):
+        evaluate(tiny[1], "freihand", tmp_path, batch_size=0)
