@@ -195,7 +195,8 @@ def test_camera_space_recovers_the_root():
     uv = pixels_to_normalized(q[..., :2] / q[..., 2:], SIZE, SIZE)
     verts = torch.randn(2, 778, 3, generator=g) * 0.04
     placed = m.camera_space({"joints": joints, "uv": uv, "verts": verts}, K, (SIZE, SIZE))
-    torch.testing.assert_close(placed["root"], root, atol=1e-5, rtol=0)
+    torch.testing.assert_close(placed["translation"], root, atol=1e-5, rtol=0)
+    torch.testing.assert_close(placed["joints_cam"], joints + root[:, None], atol=1e-5, rtol=0)
     torch.testing.assert_close(placed["verts_cam"], verts + root[:, None], atol=1e-5, rtol=0)
 
 
@@ -206,7 +207,7 @@ def test_validate_reports_perfect_scores_for_perfect_predictions():
         out = m(batch["image"])
         batch.update(verts_3d=out["verts"].clone(), joints_3d=out["joints"].clone(),
                      joints_2d=normalized_to_pixels(out["uv"], SIZE, SIZE))
-        batch["root"] = m.camera_space(out, batch["K"], (SIZE, SIZE))["root"]
+        batch["root"] = m.camera_space(out, batch["K"], (SIZE, SIZE))["joints_cam"][:, 0]
         metrics = m.validate([batch])
     assert set(metrics) == {"pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "pck2d@0.1", "root_mm"}
     assert metrics["pa_mpjpe_mm"] < 1e-3 and metrics["pa_mpvpe_mm"] < 1e-3 and metrics["root_mm"] < 1e-3
@@ -254,3 +255,14 @@ def test_onnx_export_matches_torch(tmp_path):
         want = (normalized_to_pixels(out["uv"], SIZE, SIZE), out["verts"], out["joints"])
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+
+
+def test_intermediate_stack_supervision_and_bf16_autocast():
+    m = small_model(loss_weights={"stacks": 0.5})
+    batch = random_batch(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(batch)
+        total, terms = m.loss(out, batch)
+    assert "stacks" in terms and total.dtype == torch.float32 and torch.isfinite(total)
+    expected = sum(v * (0.5 if k == "stacks" else 1.0) for k, v in terms.items())
+    torch.testing.assert_close(total, expected)

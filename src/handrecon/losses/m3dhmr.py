@@ -53,6 +53,7 @@ class M3DHMRLoss(nn.Module):
                    gt_uv: torch.Tensor, uv_stacks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """verts, gt_verts: (B, V, 3) metres; uv, gt_uv: (B, J, 2) normalised; uv_stacks: (B, S, J, 2)."""
         s, w = self.vertex_scale, self.weights
+        verts, uv, gt_verts, gt_uv = verts.float(), uv.float(), gt_verts.float(), gt_uv.float()  # fp32 under autocast
         terms = {
             "mesh": F.l1_loss(verts / s, gt_verts / s),
             "pose2d": F.l1_loss(uv, gt_uv),
@@ -60,7 +61,8 @@ class M3DHMRLoss(nn.Module):
             "edge": edge_loss(verts / s, gt_verts / s, self.faces),
         }
         if w["stacks"] > 0 and uv_stacks is not None and uv_stacks.shape[1] > 1:
-            terms["stacks"] = F.l1_loss(uv_stacks[:, :-1], gt_uv[:, None].expand_as(uv_stacks[:, :-1]))
+            earlier = uv_stacks[:, :-1].float()
+            terms["stacks"] = F.l1_loss(earlier, gt_uv[:, None].expand_as(earlier))
         return terms
 
     def consistency(self, verts1: torch.Tensor, verts2: torch.Tensor, uv1: torch.Tensor, uv2: torch.Tensor,
@@ -71,6 +73,8 @@ class M3DHMRLoss(nn.Module):
         affine: (B, 2, 3), view-1 normalised crop coords → view-2 normalised crop coords.
         """
         s = self.vertex_scale
+        verts1, verts2, uv1, uv2 = verts1.float(), verts2.float(), uv1.float(), uv2.float()
+        rotation, affine = rotation.float(), affine.float()
         return {
             "con3d": F.l1_loss(verts1 @ rotation.transpose(1, 2) / s, verts2 / s),
             "con2d": F.l1_loss(apply_affine(uv1, affine), uv2),

@@ -185,8 +185,8 @@ class M3DHMR(nn.Module):
                      refine: bool | None = None) -> dict[str, torch.Tensor]:
         """Place the root-relative prediction in the camera (of K, crop pixels; image_size (W, H)).
 
-        Returns root (B, 3) (the translation added to the root-relative prediction), verts_cam
-        (B, V, 3), joints_cam (B, 21, 3), metres. Solved in float64: closed form, then the robust
+        Returns translation (B, 3) (added to the root-relative prediction), verts_cam (B, V, 3),
+        joints_cam (B, 21, 3) (its wrist `joints_cam[:, 0]` is the camera-space root), metres. Solved in float64: closed form, then the robust
         refinement unless `refine` is False (default: the model's `refine_root`).
         """
         joints = outputs["joints"].detach().double()
@@ -196,12 +196,14 @@ class M3DHMR(nn.Module):
         if self.refine_root if refine is None else refine:
             t = refine_root_translation(joints, uv_px, K, t_init=t).t
         t = t.to(outputs["verts"].dtype)
-        return {"root": t, "verts_cam": outputs["verts"] + t[:, None], "joints_cam": outputs["joints"] + t[:, None]}
+        return {"translation": t, "verts_cam": outputs["verts"] + t[:, None],
+                "joints_cam": outputs["joints"] + t[:, None]}
 
     @torch.no_grad()
     def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
         """PA-MPJPE / PA-MPVPE (mm), F@5 / F@15 and AUC (0-50 mm) of the PA-aligned joints, 2D
-        PCK@0.1 of the crop side, and the camera-space root error (mm) when batches carry `root`."""
+        PCK@0.1 of the crop side, and the camera-space wrist error (mm, `root_mm`) when batches carry
+        `root`; the model's joints are placed by `camera_space`."""
         from handrecon.eval.metrics import keypoint_errors, pck_2d, summarize_errors, f_scores
 
         acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pj", "gj", "pv", "gv", "puv", "guv", "root")}
@@ -214,8 +216,8 @@ class M3DHMR(nn.Module):
                                ("guv", batch["joints_2d"])):
                 acc[key].append(value.detach().double().cpu().numpy())
             if "root" in batch:
-                t = self.camera_space(out, batch["K"], size)["root"]
-                acc["root"].append((t.double() - batch["root"].double()).norm(dim=-1).cpu().numpy())
+                wrist = self.camera_space(out, batch["K"], size)["joints_cam"][:, 0]
+                acc["root"].append((wrist.double() - batch["root"].double()).norm(dim=-1).cpu().numpy())
         if size is None:
             raise ValueError("validation set yielded no batch")
         a = {k: np.concatenate(v) for k, v in acc.items() if v}
