@@ -176,5 +176,113 @@ def show_dataset(
     typer.echo(f"grid: {path}")
 
 
+
+def _load_model_or_exit(model: str, threads: Optional[int] = None):
+    """handrecon.load, or a one-line error and exit code 2."""
+    from handrecon.infer.predictor import load
+    from handrecon.train import CheckpointError
+
+    try:
+        return load(model, threads=threads)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        typer.echo(f"error: cannot load model {model!r}: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def reconstruct(
+    paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json, NAME_hand0.{obj,ply,glb}, NAME_overlay.png."),
+    model: str = typer.Option("m3dhmr-openhand", "--model", help="Shipped model name, checkpoint or run directory, or .onnx file."),
+    box: Optional[tuple[float, float, float, float]] = typer.Option(None, "--box", help="Hand box x1 y1 x2 y2 in pixels (default: the whole image is a hand crop)."),
+    side: Optional[str] = typer.Option(None, "--side", help="left or right (default: right; the model has no side classifier)."),
+    focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: 1.2 x the larger image side, principal point at the centre)."),
+    formats: str = typer.Option("obj,ply,glb", "--formats", help="Mesh formats, comma-separated (obj, ply, glb); empty for none."),
+    no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+) -> None:
+    """Reconstruct one hand per image: JSON, camera-space meshes and an overlay per input image."""
+    from rich.progress import Progress
+
+    from handrecon.infer.batch import collect_images, reconstruct_paths
+    from handrecon.infer.export import MESH_FORMATS
+
+    mesh_formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    bad = [f for f in mesh_formats if f not in MESH_FORMATS]
+    if bad or side not in (None, "left", "right"):
+        what = f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else f"--side must be left or right, got {side!r}"
+        typer.echo(f"error: {what}", err=True)
+        raise typer.Exit(2)
+    predictor = _load_model_or_exit(model, threads)
+    total = len(collect_images(paths)[0])
+    with Progress(transient=True) as progress:
+        task = progress.add_task("reconstructing", total=total)
+        report = reconstruct_paths(predictor, paths, out, box=box, side=side, focal=focal, mesh_formats=mesh_formats,
+                                   overlay=not no_overlay, on_progress=lambda _: progress.advance(task))
+    typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
+               f"{len(report.failed)} failed -> {out}/")
+    for path, reason in report.failed:
+        typer.echo(f"  failed: {path}: {reason}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint or run directory, shipped model name, or .onnx file."),
+    dataset: str = typer.Option(..., "--dataset", help="freihand (whole 224 crops) or synthetic (GT boxes)."),
+    root: Path = typer.Option(..., "--root", help="Dataset root folder."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: freihand evaluation, synthetic val)."),
+    out: Path = typer.Option(Path("eval_out"), "--out", help="Folder for pred.json (official submission format) and metrics.json."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per network batch."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N samples (quick checks)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+) -> None:
+    """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from handrecon.data.schema import DatasetError
+    from handrecon.eval.runner import evaluate as run_evaluation
+    from handrecon.eval.runner import format_metric
+
+    rec = _load_model_or_exit(checkpoint, threads)
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"evaluating on {dataset}", total=None)
+            result = run_evaluation(rec, dataset, root, split, out, batch_size, limit,
+                                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ValueError, DatasetError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    table = Table(title=f"{result.dataset} {result.split}: {result.num_samples} samples, model {result.model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, format_metric(key, value))
+    Console().print(table)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"predictions: {result.files['predictions']}\nmetrics: {result.files['metrics']}")
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    model: str = typer.Option("m3dhmr-openhand", "--model", help="Shipped model name, checkpoint or run directory."),
+    out: Path = typer.Option(..., "--out", help="Output .onnx file."),
+) -> None:
+    """Export a model's network to ONNX (dynamic batch, opset 17) for onnxruntime inference."""
+    from handrecon.infer.onnx import export_onnx
+
+    rec = _load_model_or_exit(model)
+    try:
+        path = export_onnx(rec, out)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"exported: {path} (input 1x3x{rec.input_size}x{rec.input_size} ImageNet-normalised, "
+               f"batch axis dynamic); use it with handrecon.load({str(path)!r})")
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,91 @@
+"""`handrecon reconstruct`, `evaluate` and `export-onnx` through typer's CliRunner with a tiny
+random-weights checkpoint written by the test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_loaders_freihand import write_freihand
+from test_predictor import tiny_checkpoint
+from typer.testing import CliRunner
+
+from handrecon.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ck") / "ck")
+
+
+def write_images(root):
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(root / "a.png")
+    Image.fromarray(rng.integers(0, 256, (100, 80, 3), dtype=np.uint8)).save(root / "sub" / "b.jpg")
+    return root
+
+
+def test_reconstruct_writes_outputs_and_summary(tmp_path, ckpt):
+    images = write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt),
+                            "--side", "left", "--focal", "300", "--box", "10", "10", "70", "80", "--formats", "obj,glb"])
+    assert r.exit_code == 0, r.output
+    assert "2 image(s) reconstructed, 2 hand(s), 0 failed" in r.output
+    assert {p.name for p in out.iterdir()} == {
+        "a.json", "a_hand0.obj", "a_hand0.glb", "a_overlay.png", "b.json", "b_hand0.obj", "b_hand0.glb", "b_overlay.png"}
+    res = json.loads((out / "a.json").read_text())
+    assert res["K"][0][0] == 300.0 and res["image_size"] == [90, 120]
+    hand = res["hands"][0]
+    assert hand["side"] == "left" and hand["box"] == [10, 10, 70, 80] and len(hand["vertices"]) == 778
+
+
+def test_reconstruct_reports_failures_with_exit_code_1(tmp_path, ckpt):
+    images = write_images(tmp_path / "in")
+    (images / "broken.jpg").write_bytes(b"not an image")
+    r = runner.invoke(app, ["reconstruct", str(images), str(tmp_path / "missing.png"), "--out", str(tmp_path / "out"),
+                            "--model", str(ckpt), "--no-overlay", "--formats", ""])
+    assert r.exit_code == 1
+    assert "2 image(s) reconstructed, 2 hand(s), 2 failed" in r.output
+    assert "broken.jpg: " in r.output and "cannot read image" in r.output and "no such file or folder" in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "b.json"]
+
+
+def test_reconstruct_missing_model_is_a_one_line_error(tmp_path):
+    write_images(tmp_path / "in")
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                            "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 2
+    assert r.output.strip().count("\n") == 0 and r.output.startswith("error: cannot load model")
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--side", "up"])
+    assert r.exit_code == 2 and "--side must be left or right" in r.output
+
+
+def test_export_onnx_then_reconstruct_with_it(tmp_path, ckpt):
+    onnx_path = tmp_path / "m.onnx"
+    r = runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(onnx_path)])
+    assert r.exit_code == 0, r.output
+    assert onnx_path.is_file() and "exported" in r.output
+    write_images(tmp_path / "in")
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "in" / "a.png"), "--out", str(tmp_path / "out"),
+                            "--model", str(onnx_path), "--no-overlay", "--formats", "ply"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "a_hand0.ply").is_file()
+
+
+def test_evaluate_command_on_freihand(tmp_path, ckpt):
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh")
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "fh"),
+                            "--out", str(tmp_path / "ev"), "--batch-size", "1"])
+    assert r.exit_code == 0, r.output
+    assert "pa_mpjpe_mm" in r.output and "different topologies" in r.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["num_samples"] == 2
+    assert (tmp_path / "ev" / "pred.json").is_file()
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "no")])
+    assert r.exit_code == 2 and "error:" in r.output
