@@ -220,8 +220,8 @@ def test_validate_reports_perfect_scores_for_perfect_predictions():
 def test_engine_trains_a_few_steps_and_validates(tmp_path):
     cfg = config_from_dict({
         "output": str(tmp_path),
-        "model": {"name": "m3dhmr", "kwargs": {"backbone": "stacked_resnet18", "backbone_kwargs": SMALL["stacked_resnet18"],
-                                               "num_kernels": 2, "tau_anneal_steps": 2}},
+        "model": {"name": "m3dhmr", "kwargs": {"backbone": "stacked_resnet18", "num_kernels": 2, "tau_anneal_steps": 2,
+                                               "backbone_kwargs": SMALL["stacked_resnet18"]}},
         "data": {"train": {"name": "m3dhmr_random_test", "kwargs": {"n": 8}},
                  "val": {"name": "m3dhmr_random_test", "kwargs": {"n": 4, "seed": 1, "two_views": False}},
                  "batch_size": 2},

@@ -114,7 +114,6 @@ class M3DHMR(nn.Module):
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.criterion = M3DHMRLoss(hand.faces, loss_weights)
-        self.regions = hand.regions
 
     # ---- temperature schedule
 
@@ -166,17 +165,16 @@ class M3DHMR(nn.Module):
     # ---- loss
 
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        size = batch["image"].shape[-1], batch["image"].shape[-2]
         views = [(outputs, batch)] + ([(outputs["view2"], batch["view2"])] if "view2" in outputs else [])
-        cat = lambda key, src: torch.cat([o[key] if src == "out" else b[key] for o, b in views], 0)  # noqa: E731
-        gt_uv = pixels_to_normalized(cat("joints_2d", "batch"), *size)
-        terms = self.criterion.supervised(cat("verts", "out"), cat("uv", "out"), cat("verts_3d", "batch"),
-                                          gt_uv, cat("uv_stacks", "out"))
+        pred = {k: torch.cat([o[k] for o, _ in views]) for k in ("verts", "uv", "uv_stacks")}
+        gt_verts = torch.cat([b["verts_3d"] for _, b in views])
+        gt_uv = torch.cat([pixels_to_normalized(b["joints_2d"], *crop_size(b)) for _, b in views])
+        terms = self.criterion.supervised(pred["verts"], pred["uv"], gt_verts, gt_uv, pred["uv_stacks"])
         if "view2" in outputs:
-            affine = pixel_affine_to_normalized(batch["view2_affine"].to(gt_uv.dtype), size,
-                                                (batch["view2"]["image"].shape[-1], batch["view2"]["image"].shape[-2]))
+            affine = pixel_affine_to_normalized(batch["view2_affine"].float(), crop_size(batch),
+                                                crop_size(batch["view2"]))
             terms.update(self.criterion.consistency(outputs["verts"], outputs["view2"]["verts"], outputs["uv"],
-                                                    outputs["view2"]["uv"], batch["view2_R"].to(gt_uv.dtype), affine))
+                                                    outputs["view2"]["uv"], batch["view2_R"], affine))
         return self.criterion.total(terms)
 
     # ---- camera space and validation
@@ -186,8 +184,9 @@ class M3DHMR(nn.Module):
         """Place the root-relative prediction in the camera (of K, crop pixels; image_size (W, H)).
 
         Returns translation (B, 3) (added to the root-relative prediction), verts_cam (B, V, 3),
-        joints_cam (B, 21, 3) (its wrist `joints_cam[:, 0]` is the camera-space root), metres. Solved in float64: closed form, then the robust
-        refinement unless `refine` is False (default: the model's `refine_root`).
+        joints_cam (B, 21, 3) (its wrist `joints_cam[:, 0]` is the camera-space root), metres.
+        Solved in float64: closed form, then the robust refinement unless `refine` is False
+        (default: the model's `refine_root`).
         """
         joints = outputs["joints"].detach().double()
         uv_px = normalized_to_pixels(outputs["uv"].detach().double(), *image_size)
@@ -204,13 +203,13 @@ class M3DHMR(nn.Module):
         """PA-MPJPE / PA-MPVPE (mm), F@5 / F@15 and AUC (0-50 mm) of the PA-aligned joints, 2D
         PCK@0.1 of the crop side, and the camera-space wrist error (mm, `root_mm`) when batches carry
         `root`; the model's joints are placed by `camera_space`."""
-        from handrecon.eval.metrics import keypoint_errors, pck_2d, summarize_errors, f_scores
+        from handrecon.eval.metrics import f_scores, keypoint_errors, pck_2d, summarize_errors
 
         acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pj", "gj", "pv", "gv", "puv", "guv", "root")}
         size = None
         for batch in batches:
             out = self(batch["image"])
-            size = batch["image"].shape[-1], batch["image"].shape[-2]
+            size = crop_size(batch)
             for key, value in (("pj", out["joints"]), ("gj", batch["joints_3d"]), ("pv", out["verts"]),
                                ("gv", batch["verts_3d"]), ("puv", normalized_to_pixels(out["uv"], *size)),
                                ("guv", batch["joints_2d"])):
@@ -237,6 +236,11 @@ class M3DHMR(nn.Module):
         if "root" in a:
             metrics["root_mm"] = 1000.0 * float(a["root"].mean())
         return metrics
+
+
+def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
+    """(W, H) of the batch's image crops."""
+    return batch["image"].shape[-1], batch["image"].shape[-2]
 
 
 def pixel_affine_to_normalized(affine: torch.Tensor, size1: tuple[int, int], size2: tuple[int, int]) -> torch.Tensor:
