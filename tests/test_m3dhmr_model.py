@@ -118,6 +118,11 @@ def test_units_metres_and_regressed_joints():
 
     kp = torch.as_tensor(load_openhand().kp_regressor)
     torch.testing.assert_close(out["joints"], torch.einsum("jv,bvc->bjc", kp, out["verts"]))
+    # the head predicts offsets from the root-relative rest mesh: its regressed wrist is the origin
+    template = m.decoder.template * 0.2
+    torch.testing.assert_close((kp @ template)[0], torch.zeros(3), atol=1e-6, rtol=0)
+    extent = (template.amax(0) - template.amin(0)).max()
+    assert 0.1 < extent < 0.3  # a hand, in metres
     # uint8 input is normalised like the float path
     u8 = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])

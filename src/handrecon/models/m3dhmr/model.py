@@ -106,8 +106,10 @@ class M3DHMR(nn.Module):
         spirals = hierarchy_spirals(hierarchy, spiral_length)
         region_spirals = (get_spirals(hand.v_template, hand.faces, roi_length, roi_dilation, regions=hand.regions)
                           if roi else None)
+        rest = np.asarray(hand.v_template, np.float64)
+        template = (rest - np.asarray(hand.kp_regressor, np.float64)[0] @ rest) / VERTEX_SCALE_M  # wrist at 0
         self.decoder = MeshDecoder(hierarchy, spirals, self.encoder.latent_channels, channels, conv,
-                                   num_kernels, attention_input, region_spirals)
+                                   num_kernels, attention_input, region_spirals, template=template)
         self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32),
                              persistent=False)
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
