@@ -1,0 +1,132 @@
+"""End-to-end inference speed of `handrecon.load(...).predict` at batch 1, torch and onnxruntime.
+
+What is timed (median seconds over `--repeats` runs after `--warmup` runs, `--threads` CPU
+threads for torch and for onnxruntime's intra-op pool), one 640×480 photo with a hand box:
+
+| stage        | what                                                                   |
+|--------------|------------------------------------------------------------------------|
+| preprocess   | input checks, training crop + resize (+ flip for left hands), normalisation |
+| encoder      | torch only: the stacked landmark encoder                               |
+| decoder      | torch only: the mesh decoder (lifting, spiral layers, head, ROI)       |
+| network      | the whole network (torch module or onnxruntime session)                |
+| root         | camera-space root: closed form + robust refinement (float64)           |
+| root (closed)| the closed form alone (`handrecon.load(..., refine_root=False)`)       |
+| postprocess  | back to the image camera, typed results                                |
+| predict      | the whole `predict()` call; images/s = 1 / this                        |
+
+Model: `--model` (a shipped name, checkpoint/run directory); when it is not available M3DHMR
+with random weights is used (the default config, or `--random-kwargs`; the cost does not depend
+on the weights), and the run says so. Timings on a shared machine vary with its load; compare rows within one run.
+
+Usage: .venv/bin/python benchmarks/bench_inference.py [--model m3dhmr-openhand] [--threads 2]
+           [--repeats 50] [--warmup 5] [--side right] [--random-kwargs JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
+    """(torch Reconstructor, description): the requested model, else random weights."""
+    import handrecon
+    from handrecon.infer.predictor import random_checkpoint
+    from handrecon.infer.registry import ModelNotFoundError
+
+    try:
+        return handrecon.load(name, threads=threads), f"{name} (trained weights)"
+    except ModelNotFoundError as e:
+        print(f"note: {e}\n      -> benchmarking M3DHMR with random weights instead")
+        path = random_checkpoint(tmp / "random", random_kwargs, input_size=128)
+        return handrecon.load(path, threads=threads), f"M3DHMR kwargs {random_kwargs or '(defaults)'}, random weights"
+
+
+def stage_times(rec, image, box, side, args, model=None) -> dict[str, float]:
+    from handrecon.infer.predictor import root_translation, to_results
+
+    crops = rec.prepare([image], [box], [side], [None])
+    x = crops.normalised()
+    raw = rec.network(x)
+    t = root_translation(raw, crops.K_view, rec.refine_root)
+    r, w = args.repeats, args.warmup
+    out = {
+        "preprocess": timed(lambda: rec.prepare([image], [box], [side], [None]).normalised(), r, w),
+        "network": timed(lambda: rec.network(x), r, w),
+        "root": timed(lambda: root_translation(raw, crops.K_view, rec.refine_root), r, w),
+        "root (closed)": timed(lambda: root_translation(raw, crops.K_view, refine=False), r, w),
+        "postprocess": timed(lambda: to_results(crops, raw, t, rec.faces_right, rec.faces_left), r, w),
+        "predict": timed(lambda: rec.predict(image, box=box, side=side), r, w),
+    }
+    if model is not None:  # torch: the two halves of the network, each on its real input
+        xt = model.prepare_image(torch.from_numpy(x))
+        with torch.no_grad():
+            enc = model.encoder(xt)
+            out["encoder"] = timed(lambda: model.encoder(xt), r, w)
+            out["decoder"] = timed(lambda: model.decoder(enc["latent"], enc["uv"]), r, w)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="m3dhmr-openhand")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--side", default="right", choices=["left", "right"])
+    ap.add_argument("--random-kwargs", type=json.loads, default={},
+                    help='M3DHMR kwargs (JSON) for the random-weights fallback, e.g. \'{"backbone_kwargs": {"width": 32}}\'')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    box = (250.0, 150.0, 410.0, 330.0)
+
+    with tempfile.TemporaryDirectory() as d:
+        rec, what = open_model(args.model, Path(d), args.threads, args.random_kwargs)
+        model = rec.network.model
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"model: {what}; {n_params / 1e6:.2f} M parameters, input {rec.input_size}x{rec.input_size}")
+        print(f"threads: {args.threads}; batch 1; median of {args.repeats} runs after {args.warmup} warm-up; "
+              f"photo 640x480, box {box}, side {args.side}")
+        model.eval()
+        results = {"torch": stage_times(rec, image, box, args.side, args, model=model)}
+        try:
+            from handrecon.infer.onnx import export_onnx, load_onnx
+
+            path = export_onnx(rec, Path(d) / "model.onnx")
+            results["onnxruntime"] = stage_times(load_onnx(path, threads=args.threads), image, box, args.side, args)
+        except ImportError as e:
+            print(f"onnxruntime/onnx not installed ({e}): skipped")
+
+    rows = ("preprocess", "encoder", "decoder", "network", "root", "root (closed)", "postprocess", "predict")
+    names = list(results)
+    print(f"\n{'stage (ms)':14s}" + "".join(f"{n:>14s}" for n in names))
+    for row in rows:
+        cells = [f"{results[n][row] * 1e3:14.2f}" if row in results[n] else f"{'-':>14s}" for n in names]
+        print(f"{row:14s}" + "".join(cells))
+    print(f"{'images/s':14s}" + "".join(f"{1 / results[n]['predict']:14.1f}" for n in names))
+    if len(names) == 2:
+        print(f"\nonnxruntime / torch throughput: {results['torch']['predict'] / results['onnxruntime']['predict']:.2f}x; "
+              f"target >= 30 images/s with torch")
+
+
+if __name__ == "__main__":
+    main()
