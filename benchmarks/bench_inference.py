@@ -26,24 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def timed(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+from bench_m3dhmr import timed  # median seconds of fn() after warm-up runs
 
 
 def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
