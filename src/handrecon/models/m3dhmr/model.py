@@ -274,8 +274,9 @@ def export_onnx(model: M3DHMR, path: str | Path, image_size: int = 128, opset: i
     """Write the image → (uv_px, verts, joints) graph of `model` to `path` (dynamic batch axis).
 
     Uses the TorchScript exporter (`dynamo=False`; the dynamo exporter needs onnxscript). The
-    exporter restores the training flag of its own wrapper afterwards, which would leave `model`
-    in training mode (batch-norm batch statistics); the model's own mode is restored here. The
+    exporter traces in eval mode and afterwards restores the exported module's training flag
+    recursively, so a wrapper left in training mode would switch `model`'s batch norms to batch
+    statistics; the wrapper is built in eval mode and `model`'s own mode is restored here. The
     crop size is fixed in the graph (the landmark pixel scale is traced as a constant).
     """
     was_training = model.training
