@@ -11,15 +11,6 @@ from handrecon.models.m3dhmr import DynamicSpiralConv, MeshDecoder, ROILayer, te
 from handrecon.models.spiral import DepthSeparableSpiralConv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops on a shared 2-core machine run many times faster on one intra-op thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def hand():
     h = load_openhand()

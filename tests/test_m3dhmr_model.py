@@ -15,15 +15,6 @@ from handrecon.models.m3dhmr import M3DHMR, export_onnx, pixel_affine_to_normali
 from handrecon.train import config_from_dict, register_dataset, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops on a shared 2-core machine run many times faster on one intra-op thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SIZE = 64  # small crops keep the tests fast; the model is size-agnostic (multiples of 32)
 SMALL = {"stacked_resnet18": {"width": 16, "decoder_width": 16}, "stacked_resnet34": {"width": 16, "decoder_width": 16},
          "hourglass2": {"channels": 32}}

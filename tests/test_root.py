@@ -13,15 +13,6 @@ from handrecon.geometry.rotations import axis_angle_to_matrix
 CROP = 224
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batched 3x3 algebra is fastest single-threaded (thread hand-offs dominate on shared CPUs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_hands(n: int, seed: int):
     """(joints_rel (n,21,3), t (n,3), K (n,3,3)) float64: OP21 hands ~18 cm long, 0.5-0.8 m away.
 
