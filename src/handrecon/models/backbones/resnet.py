@@ -56,7 +56,7 @@ class ResNet(nn.Module):
     Args:
         layers: blocks per stage, (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for ResNet-34.
         num_classes: size of the `fc` classifier; 0 drops `fc` (timm convention) and `forward`
-            then returns the globally pooled (B, 512) features.
+            then returns the globally pooled (B, 8·width) features.
         stem: with False there is no conv1/bn1/maxpool and the input is a stride-4, `width`-channel
             feature map (used by the second stack of `StackedResNet`).
         in_chans: input channels of conv1.
