@@ -15,8 +15,6 @@ from handrecon.models.heads import (
     soft_argmax_2d,
 )
 
-torch.set_num_threads(2)
-
 # Expected torchvision layout, built here from the architecture definition (not from our code).
 TV_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 
