@@ -72,6 +72,8 @@ class OnnxNetwork:
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads or 0)  # 0: onnxruntime's default (all cores)
         so.inter_op_num_threads = 1
+        # No busy-waiting between runs: the crop and root recovery that follow share these cores.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
