@@ -205,3 +205,13 @@ def test_import_handrecon_stays_cheap():
     code = "import handrecon, sys; print('torch' in sys.modules); print(callable(handrecon.load))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_inference_settings_from_card():
+    from handrecon.infer.predictor import inference_settings
+
+    assert inference_settings({"inference": {"input_size": 96, "crop_scale": 1.4}}) == (96, 1.4)
+    cfg = {"config": {"data": {"train": {"kwargs": {"input_size": 160, "scale": [1.2, 1.4]}}}}}
+    size, scale = inference_settings(cfg)
+    assert size == 160 and scale == pytest.approx(1.3)
+    assert inference_settings({}) == (128, None)  # M3DHMR's input; crop scale: the HandCrop default

@@ -10,9 +10,8 @@ checkpoint card, the input size, the crop scale, the root refinement switch and 
 
 from __future__ import annotations
 
-import io
 import json
-import warnings
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +30,17 @@ def export_onnx(model: str | Path | Reconstructor, out: str | Path, opset: int =
     import onnx
 
     from handrecon.infer.registry import resolve_model
+    from handrecon.models.m3dhmr import export_onnx as export_network
 
     rec = model if isinstance(model, Reconstructor) else load_torch(resolve_model(model))
-    network = getattr(rec.network, "module", None)
+    network = getattr(rec.network, "model", None)
     if not isinstance(network, torch.nn.Module):
         raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")
-    network = network.cpu().eval()
     S = rec.input_size
-    buf = io.BytesIO()
-    # The input size is fixed (only the batch axis is dynamic), so the tracer's "Python value
-    # treated as a constant" warnings about S are expected; the legacy exporter is chosen on purpose.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            network, (torch.zeros(1, 3, S, S),), buf, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
-        )
-    proto = onnx.load_from_string(buf.getvalue())
+    device = next(network.parameters()).device
+    with tempfile.TemporaryDirectory() as d:
+        proto = onnx.load(str(export_network(network.cpu(), Path(d) / "network.onnx", image_size=S, opset=opset)))
+    network.to(device)
     meta = {
         "format": "handrecon-onnx", "format_version": 1, "card": rec.card, "input_size": S,
         "crop_scale": rec.crop_scale, "refine_root": rec.refine_root,

@@ -291,22 +291,23 @@ class TorchNetwork:
 
 
 def inference_settings(card: dict) -> tuple[int, float | None]:
-    """(input size S, crop scale or None) from a checkpoint card.
+    """(input size S, crop scale or None = `default_crop_scale`) from a checkpoint card.
 
-    Read from ``card["inference"]`` ({"input_size", "crop_scale"}); else the input size from the
-    training config's dataset kwargs (``input_size`` / ``crop_size``); else M3DHMR's 128 px.
+    Read from ``card["inference"]`` ({"input_size", "crop_scale"}, what `tools/package_model.py`
+    writes); else from the training dataset's kwargs in the card's config (``input_size``, and the
+    centre of its ``scale`` range); else M3DHMR's 128 px.
     """
     inf = card.get("inference") or {}
-    size = inf.get("input_size")
-    if size is None:
-        kwargs = ((card.get("config") or {}).get("data") or {}).get("train") or {}
-        kwargs = kwargs.get("kwargs") or {}
-        size = kwargs.get("input_size", kwargs.get("crop_size"))
+    kwargs = (((card.get("config") or {}).get("data") or {}).get("train") or {}).get("kwargs") or {}
+    size = inf.get("input_size", kwargs.get("input_size"))
     if size is None:
         log.warning("checkpoint card gives no input size (card['inference']['input_size']); using %d px",
                     DEFAULT_INPUT_SIZE)
         size = DEFAULT_INPUT_SIZE
-    return int(size), inf.get("crop_scale")
+    scale = inf.get("crop_scale")
+    if scale is None and "scale" in kwargs:
+        scale = float(np.mean(kwargs["scale"]))
+    return int(size), scale
 
 
 def hand_faces(hand_model: str) -> tuple[np.ndarray, np.ndarray]:
