@@ -129,7 +129,10 @@ def test_bad_inputs_raise_clear_errors(rec, kwargs, match):
         rec.predict(args["image"], box=args["box"], side=args["side"], K=args["K"])
 
 
-def test_predict_batch_matches_predict_and_names_bad_items(rec):
+def test_predict_batch_matches_predict_and_names_bad_items(rec, monkeypatch):
+    # Closed-form root only: the robust refinement's inlier choice is discontinuous, and on random
+    # weights (2D and 3D disagree) float-level differences between batch sizes can flip it.
+    monkeypatch.setattr(rec, "refine_root", False)
     images = [photo(seed=i) for i in range(3)]
     boxes = [(40, 30, 100, 90), None, (10, 10, 70, 60)]
     sides = ["right", "left", None]

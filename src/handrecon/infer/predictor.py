@@ -352,24 +352,17 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
 
 
 def random_checkpoint(path: str | Path, kwargs: dict | None = None, input_size: int = DEFAULT_INPUT_SIZE,
-                      seed: int = 0, output_gain: float = 50.0) -> Path:
-    """Write an M3DHMR checkpoint with random weights (tests, benchmarks without a trained model).
-
-    At initialisation every vertex sits at one point (the lifting matrix starts constant), which
-    makes root recovery degenerate: the lifting matrix gets random entries and output_gain
-    multiplies the mesh head's weights, spreading the vertices over a hand-sized volume.
-    """
+                      seed: int = 0) -> Path:
+    """Write an M3DHMR checkpoint with random (initial) weights, through the same builder and
+    checkpoint format as a trained one (tests, benchmarks without a trained model). At
+    initialisation the decoder outputs about the hand model's rest mesh."""
     from handrecon.train.checkpoint import save_checkpoint
     from handrecon.train.config import MODELS
 
     kwargs = dict(kwargs or {})
     torch.manual_seed(seed)
     model = MODELS.build("m3dhmr", **kwargs)
-    with torch.no_grad():
-        model.decoder.lift.normal_(0.0, 0.05)
-        for p in model.decoder.head.parameters():
-            p.mul_(output_gain)
     card = {"architecture": "m3dhmr", "kwargs": kwargs, "hand_model": model.hand_model_name,
             "inference": {"input_size": int(input_size), "crop_scale": default_crop_scale()},
-            "note": f"random weights (seed {seed}, head gain {output_gain:g}), not trained"}
+            "note": f"random initial weights (seed {seed}), not trained"}
     return save_checkpoint(path, model, {}, card)
