@@ -1,22 +1,50 @@
 import json
 
 import numpy as np
+import pytest
 import trimesh
+from PIL import Image
 from typer.testing import CliRunner
 
 from handrecon.cli import app
+from handrecon.demo import load_sample
 
 
-def test_demo_writes_loadable_meshes_and_summary(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from handrecon.infer.predictor import random_checkpoint
+
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt"), {"backbone_kwargs": {"width": 16}}, input_size=64)
+
+
+def test_sample_has_ground_truth():
+    image, meta = load_sample()
+    assert image.shape == (meta["height"], meta["width"], 3) and image.dtype == np.uint8
+    hand = meta["hands"][0]
+    assert np.asarray(hand["keypoints_3d"]).shape == (21, 3) and hand["side"] in ("left", "right")
+
+
+def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--model", str(tiny_checkpoint)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {(m["side"], m["pose"]) for m in summary["meshes"]} == {
+
+    rec = summary["reconstruction"]
+    assert rec["side"] == load_sample()[1]["hands"][0]["side"]
+    for name in rec["files"]:
+        assert (tmp_path / name).is_file()
+    for fmt in ("obj", "ply", "glb"):
+        assert len(trimesh.load(tmp_path / f"sample_hand0.{fmt}", force="mesh", process=False).vertices) == 778
+    assert np.asarray(Image.open(tmp_path / "sample_overlay.png")).shape[1] > 224  # image + side view
+    assert all(np.isfinite(rec[k]) for k in ("mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "keypoints_2d_error_px"))
+
+    posed = summary["posed_hand_model"]["meshes"]
+    assert {(m["side"], m["pose"]) for m in posed} == {
         (s, p) for s in ("right", "left") for p in ("open", "fist", "pinch", "point")
     }
-    for entry in summary["meshes"]:
-        obj = trimesh.load(tmp_path / entry["files"]["obj"], force="mesh", process=False)
-        glb = trimesh.load(tmp_path / entry["files"]["glb"], force="mesh", process=False)
+    for entry in posed:
+        obj = trimesh.load(tmp_path / "poses" / entry["files"]["obj"], force="mesh", process=False)
+        glb = trimesh.load(tmp_path / "poses" / entry["files"]["glb"], force="mesh", process=False)
         assert len(obj.vertices) == entry["num_vertices"] == len(glb.vertices)
         # GLB is the OBJ rotated into glTF's y-up frame.
         np.testing.assert_allclose(glb.vertices, obj.vertices * [1, -1, -1], atol=1e-5)

@@ -32,23 +32,27 @@ def version() -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Output directory."),
+    model: str = typer.Option("m3dhmr-openhand", "--model", help="Shipped model name or checkpoint path."),
 ) -> None:
-    """Run the demo: pose the bundled hand model and write meshes (OBJ, GLB) and a JSON summary."""
+    """Run the demo: reconstruct the bundled sample image and pose the bundled hand model."""
     from rich.console import Console
     from rich.table import Table
 
     from handrecon.demo import run_demo
 
-    summary = run_demo(out)
-    table = Table(title=f"handrecon demo -> {out}/")
-    for col in ("side", "pose", "vertices", "faces", "extent (m)", "files"):
+    summary = run_demo(out, model)
+    r = summary["reconstruction"]
+    console = Console()
+    table = Table(title=f"sample reconstruction ({r['model']}) vs ground truth")
+    for col in ("side", "camera-space root (m)", "2D error (px)", "MPJPE (mm)", "PA-MPJPE (mm)", "root error (mm)"):
         table.add_column(col)
-    for e in summary["meshes"]:
-        table.add_row(
-            e["side"], e["pose"], str(e["num_vertices"]), str(e["num_faces"]),
-            " x ".join(f"{x:.3f}" for x in e["extent_m"]), ", ".join(e["files"].values()),
-        )
-    Console().print(table)
+    table.add_row(r["side"], " ".join(f"{x:+.3f}" for x in r["cam_t_m"]), f"{r['keypoints_2d_error_px']:.1f}",
+                  f"{r['mpjpe_mm']:.1f}", f"{r['pa_mpjpe_mm']:.1f}", f"{r['root_error_mm']:.1f}")
+    console.print(table)
+    console.print(f"outputs: {', '.join(str(out / f) for f in r['files'])}")
+    posed = summary["posed_hand_model"]["meshes"]
+    console.print(f"posed OpenHand: {len(posed)} meshes ({', '.join(sorted({m['pose'] for m in posed}))}; "
+                  f"both sides) in {out / 'poses'}/")
     typer.echo(f"summary: {out / 'summary.json'}")
 
 
