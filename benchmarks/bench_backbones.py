@@ -7,7 +7,9 @@ Prints, per encoder: parameters, fp32 weight size, GFLOPs per image (torch's Flo
 inference mode (optionally also through onnxruntime), images/s, and the batch-1 throughput as a
 ratio of the ResNet-18 trunk measured in the same run (the baseline) and of the 30 img/s budget of
 the whole shipped model. Throughputs use the best time: on a machine shared with other jobs it is
-the least disturbed estimate (medians are printed too).
+the least disturbed estimate (medians are printed too). On a machine shared with other jobs, run
+with OMP_WAIT_POLICY=PASSIVE: torch's OpenMP threads otherwise spin at barriers and a 2-thread
+forward pass slows down several-fold whenever another process takes a core.
 """
 
 from __future__ import annotations
