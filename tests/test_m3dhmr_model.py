@@ -262,3 +262,31 @@ def test_intermediate_stack_supervision_and_bf16_autocast():
     assert "stacks" in terms and total.dtype == torch.float32 and torch.isfinite(total)
     expected = sum(v * (0.5 if k == "stacks" else 1.0) for k, v in terms.items())
     torch.testing.assert_close(total, expected)
+
+
+def test_heatmap_guidance_is_zero_at_target_and_trains_logits():
+    from handrecon.losses.m3dhmr import HEATMAP_SIGMA
+    from handrecon.models.heads import gaussian_heatmaps
+
+    crit = M3DHMRLoss(np.array([[0, 1, 2]]), {"heatmap": 1.0})
+    uv = torch.rand(2, 21, 2) * 0.8 + 0.1
+    target = gaussian_heatmaps(uv, 8, 8, HEATMAP_SIGMA)
+    target = target / target.sum((-1, -2), keepdim=True)
+    at_target = torch.log(target).unsqueeze(1).repeat(1, 2, 1, 1, 1)  # (B, S=2, J, h, w)
+    assert crit.heatmap(at_target, uv).abs() < 1e-5
+    flat = torch.zeros(2, 2, 21, 8, 8, requires_grad=True)
+    loss = crit.heatmap(flat, uv)
+    loss.backward()
+    assert loss > 0.5 and torch.isfinite(flat.grad).all() and flat.grad.abs().sum() > 0
+
+
+def test_heatmap_term_only_when_weighted_and_training():
+    batch = random_batch(2)
+    m = small_model(loss_weights={"heatmap": 0.1}).train()
+    out = m(batch)
+    total, terms = m.loss(out, batch)
+    assert out["heatmaps"].shape[:3] == (2, 2, 21) and out["view2"]["heatmaps"].shape[:3] == (2, 2, 21)
+    assert "heatmap" in terms and torch.isfinite(total)
+    torch.testing.assert_close(total, sum(v * (0.1 if k == "heatmap" else 1.0) for k, v in terms.items()))
+    assert "heatmaps" not in m.eval()(batch)  # inference outputs are unchanged
+    assert "heatmaps" not in small_model().train()(batch)  # default weight 0: nothing extra computed

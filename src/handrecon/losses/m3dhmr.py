@@ -7,6 +7,10 @@
 - L_con3D  = ||R·V_view1 − V_view2||_1      view 1's vertices rotated into view 2's camera frame
 - L_con2D  = ||A(L^p_view1) − L^p_view2||_1  view 1's landmarks mapped into view 2's crop
 
+- L_heatmap = KL(G* || softmax(H)) per stack: the "guidance of heatmaps" under which §3.1 trains
+  the encoder's stacks; G* is a normalised Gaussian (std `heatmap_sigma` cells) at the GT landmark,
+  H the heatmap logits whose soft-argmax gives L^p. Off by default (weight 0); zero at G*.
+
 Every ||·||_1 is a mean over elements (as MobRecon's F.l1_loss); the paper's sums over faces are
 means here too (see docs/mesh.md). 3D lengths are measured in units of 0.2 m (`VERTEX_SCALE_M`, the
 decoder's output unit, MobRecon), so an L1 of 0.05 is 1 cm; 2D in crop fractions. Weights are
@@ -24,9 +28,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from handrecon.losses.mesh import edge_loss, normal_loss
+from handrecon.models.heads import gaussian_heatmaps
 
 VERTEX_SCALE_M = 0.2
-DEFAULT_WEIGHTS = {"mesh": 1.0, "pose2d": 1.0, "norm": 1.0, "edge": 1.0, "con3d": 1.0, "con2d": 1.0, "stacks": 0.0}
+DEFAULT_WEIGHTS = {"mesh": 1.0, "pose2d": 1.0, "norm": 1.0, "edge": 1.0, "con3d": 1.0, "con2d": 1.0, "stacks": 0.0,
+                   "heatmap": 0.0}
+HEATMAP_SIGMA = 1.0  # target std in heatmap cells (stride 4: 4 px of a 128 px crop)
 
 
 def apply_affine(points: torch.Tensor, affine: torch.Tensor) -> torch.Tensor:
@@ -64,6 +71,18 @@ class M3DHMRLoss(nn.Module):
             earlier = uv_stacks[:, :-1].float()
             terms["stacks"] = F.l1_loss(earlier, gt_uv[:, None].expand_as(earlier))
         return terms
+
+    def heatmap(self, logits: torch.Tensor, gt_uv: torch.Tensor, sigma: float = HEATMAP_SIGMA) -> torch.Tensor:
+        """KL(target || softmax(logits)) averaged over batch, stacks and joints.
+
+        logits: (B, S, J, h, w) heatmap logits of every stack; gt_uv: (B, J, 2) normalised.
+        """
+        B, S, J, h, w = logits.shape
+        target = gaussian_heatmaps(gt_uv.float(), h, w, sigma).reshape(B, 1, J, h * w)
+        target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+        log_p = torch.log_softmax(logits.float().reshape(B, S, J, h * w), dim=-1)
+        kl = (target * (torch.log(target.clamp_min(1e-12)) - log_p)).sum(-1)
+        return kl.mean()
 
     def consistency(self, verts1: torch.Tensor, verts2: torch.Tensor, uv1: torch.Tensor, uv2: torch.Tensor,
                     rotation: torch.Tensor, affine: torch.Tensor) -> dict[str, torch.Tensor]:

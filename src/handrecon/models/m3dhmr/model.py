@@ -22,7 +22,8 @@ Outputs of `forward` (dict): `uv` (B, 21, 2) landmarks in normalised crop coords
 `handrecon.models.heads`: u_norm = (u_px + 0.5) / S), `uv_stacks` (B, S_enc, 21, 2) every encoder
 stack's landmarks, `verts` (B, V, 3) root-relative vertices in **metres** (the decoder regresses
 them in units of 0.2 m, `VERTEX_SCALE_M`), `joints` (B, 21, 3) = kp_regressor @ verts, metres;
-in training with `view2` in the batch also `view2`: the same dict for the second view (both views
+in training with a non-zero `heatmap` loss weight also `heatmaps` (B, S_enc, 21, h, w) logits; in
+training with `view2` in the batch also `view2`: the same dict for the second view (both views
 run through the network as one batch).
 
 The Dynamic Spiral Convolution temperature follows `temperature_at(step, tau_start,
@@ -148,7 +149,10 @@ class M3DHMR(nn.Module):
         enc = self.encoder(self.prepare_image(image))
         verts = self.decoder(enc["latent"], enc["uv"]) * VERTEX_SCALE_M
         joints = torch.einsum("jv,bvc->bjc", self.kp_regressor, verts)
-        return {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
+        out = {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
+        if self.training and self.criterion.weights["heatmap"] > 0:
+            out["heatmaps"] = enc["heatmaps"]
+        return out
 
     def forward(self, batch: dict[str, Any] | torch.Tensor) -> dict[str, Any]:
         if isinstance(batch, torch.Tensor):
@@ -172,6 +176,8 @@ class M3DHMR(nn.Module):
         gt_verts = torch.cat([b["verts_3d"] for _, b in views])
         gt_uv = torch.cat([pixels_to_normalized(b["joints_2d"], *crop_size(b)) for _, b in views])
         terms = self.criterion.supervised(pred["verts"], pred["uv"], gt_verts, gt_uv, pred["uv_stacks"])
+        if "heatmaps" in outputs:
+            terms["heatmap"] = self.criterion.heatmap(torch.cat([o["heatmaps"] for o, _ in views]), gt_uv)
         if "view2" in outputs:
             affine = pixel_affine_to_normalized(batch["view2_affine"].float(), crop_size(batch),
                                                 crop_size(batch["view2"]))
