@@ -1,14 +1,16 @@
 """Package a trained M3DHMR checkpoint as a shipped model: ``src/handrecon/assets/models/<name>/``.
 
-    python tools/package_model.py runs/m3dhmr_cpu --metrics runs/m3dhmr_cpu/heldout_metrics.json \
-        --training runs/m3dhmr_cpu/training.json
+    python tools/package_model.py runs/m3dhmr_cpu --training runs/m3dhmr_cpu/training.json \
+        --metrics pipeline=runs/m3dhmr_cpu/heldout_eval/metrics.json \
+        --metrics network=runs/m3dhmr_cpu/heldout_eval/crop_metrics.json
 
 Copies the checkpoint's weights (the best one of a run directory, see
 `handrecon.train.checkpoint.resolve_checkpoint`) as ``model.safetensors`` — in float16 when the
 float32 file would exceed ``--max-mb`` — and writes ``card.json``: the checkpoint card (architecture,
 kwargs, hand model, config, step, validation metrics) with ``files`` listing only the weights,
-plus ``inference`` (input size, crop scale), ``heldout_metrics`` and ``training`` (data, seeds,
-wall time, commands) read from the given JSON files. The result loads with ``handrecon.load(name)``.
+plus ``inference`` (input size, crop scale), ``heldout_metrics`` ({KEY: contents of each
+``--metrics KEY=PATH`` JSON}) and ``training`` (data, seeds, wall time, commands, from
+``--training``). The result loads with ``handrecon.load(name)``.
 """
 
 from __future__ import annotations
@@ -74,13 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="checkpoint dir or run dir (its best checkpoint)")
     p.add_argument("--name", default="m3dhmr-openhand")
-    p.add_argument("--metrics", type=Path, help="JSON of the held-out metrics")
+    p.add_argument("--metrics", action="append", default=[], metavar="KEY=PATH",
+                   help="held-out metrics JSON stored under heldout_metrics[KEY] (repeatable)")
     p.add_argument("--training", type=Path, help="JSON describing the training run (data, seeds, wall time)")
     p.add_argument("--max-mb", type=float, default=25.0)
     p.add_argument("--out-root", type=Path, default=ASSETS)
     a = p.parse_args(argv)
+    metrics = {}
+    for item in a.metrics:
+        key, sep, path = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--metrics expects KEY=PATH, got {item!r}")
+        metrics[key] = read_json(Path(path), "metrics")
     try:
-        out = package(a.checkpoint, a.name, read_json(a.metrics, "metrics"), read_json(a.training, "training"),
+        out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"),
                       a.max_mb, a.out_root)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

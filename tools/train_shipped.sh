@@ -22,6 +22,19 @@ $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.
     --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout" --split all --out "$RUN/heldout_eval"
+# the network alone on the held-out crops (deterministic training-centre crop, crop-side 2D PCK):
+# the model's own validate hook, as during training
+$PY - "$RUN" "$DATA/heldout" "$RUN/heldout_eval/crop_metrics.json" <<'PYEOF'
+import sys, torch
+from torch.utils.data import DataLoader
+from handrecon.data.m3dhmr_crops import M3DHMRCrops
+from handrecon.train import load_model
+from handrecon.utils.io import atomic_write_json
+model, card = load_model(sys.argv[1])
+size = card["config"]["data"]["train"]["kwargs"].get("input_size", 128)
+crops = M3DHMRCrops(sys.argv[2], split="all", input_size=size, augment=False)
+atomic_write_json(sys.argv[3], {"samples": len(crops), **model.validate(DataLoader(crops, batch_size=64))})
+PYEOF
 t3=$(now)
 $PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" <<'PYEOF'
 import json, os, sys
@@ -37,4 +50,5 @@ atomic_write_json(path, {
     "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "1")), "dataloader_workers": 1},
 })
 PYEOF
-$PY tools/package_model.py "$RUN" --metrics "$RUN/heldout_eval/metrics.json" --training "$RUN/training.json"
+$PY tools/package_model.py "$RUN" --training "$RUN/training.json" \
+    --metrics pipeline="$RUN/heldout_eval/metrics.json" --metrics network="$RUN/heldout_eval/crop_metrics.json"
