@@ -21,3 +21,15 @@ def test_atomic_open_failure_leaves_old_file(tmp_path):
             raise RuntimeError("boom")
     assert p.read_text() == "old"
     assert [q.name for q in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644

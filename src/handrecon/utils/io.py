@@ -14,7 +14,8 @@ from typing import IO, Any, Iterator
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds.
 
-    The parent directory is created if needed. On error the temporary file is removed and
+    The parent directory is created if needed. The file gets the usual permissions (0666 minus
+    the umask; mkstemp's private 0600 is not kept). On error the temporary file is removed and
     `path` is left untouched.
     """
     if "w" not in mode:
@@ -27,11 +28,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
