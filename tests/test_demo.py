@@ -51,3 +51,18 @@ def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
         # The hand sits half a metre in front of the camera and is hand-sized.
         assert 0.35 < obj.vertices[:, 2].mean() < 0.65
         assert 0.08 < max(entry["extent_m"]) < 0.25
+
+
+def test_shipped_model_loads_and_reconstructs_the_sample():
+    import handrecon
+
+    image, meta = load_sample()
+    gt = meta["hands"][0]
+    rec = handrecon.load("m3dhmr-openhand")
+    assert rec.hand_model == "openhand" and rec.input_size == 128
+    result = rec.predict(image, box=gt["box"], side=gt["side"], K=np.asarray(meta["K"]))
+    hand = result.hands[0]
+    assert hand.side == gt["side"] and hand.vertices.shape == (778, 3)
+    assert np.isfinite(hand.vertices).all() and 0.05 <= hand.cam_t[2] <= 2.0  # root depth within the solver's bounds
+    # Landmarks stay on the image (the model is weak, not broken: see docs/model_card_m3dhmr_openhand.md).
+    assert (hand.keypoints_2d >= -1).all() and (hand.keypoints_2d <= 224).all()
