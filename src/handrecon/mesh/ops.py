@@ -39,10 +39,9 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray, normalize: bool = True
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V,3) unit vertex normals: area-weighted mean of the incident face normals (zero if isolated)."""
-    fn = face_normals(vertices, faces, normalize=False)
-    vn = np.zeros((len(vertices), 3))
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
+    fn = np.repeat(face_normals(vertices, faces, normalize=False), 3, axis=0)  # one row per face corner
+    idx = np.asarray(faces).reshape(-1)
+    vn = np.stack([np.bincount(idx, weights=fn[:, c], minlength=len(vertices)) for c in range(3)], axis=1)
     norm = np.linalg.norm(vn, axis=1, keepdims=True)
     return np.divide(vn, norm, out=np.zeros_like(vn), where=norm > 0)
 
