@@ -104,8 +104,10 @@ def refine_root_translation(
     return RootFit(t, inliers, error_px)
 
 
-def _levenberg_marquardt(joints_rel, uv, K, w, t, iterations, depth_range):
-    """Minimise sum_i w_i |project(P_i + t) - uv_i|^2 over t, batched, with tz clamped."""
+def _levenberg_marquardt(joints_rel, uv, K, w, t, iterations, depth_range, tol: float = 1e-9):
+    """Minimise sum_i w_i |project(P_i + t) - uv_i|^2 over t, batched, with tz clamped.
+
+    Stops early once every proposed step of the batch is below `tol` metres (nothing left to gain)."""
     lam = torch.full(t.shape[:1], 1e-3, dtype=t.dtype, device=t.device)
     cost = _cost(joints_rel, uv, K, w, t)
     eye = torch.eye(3, dtype=t.dtype, device=t.device)
@@ -119,9 +121,12 @@ def _levenberg_marquardt(joints_rel, uv, K, w, t, iterations, depth_range):
         t_new = _clamp_depth(t + step, depth_range)
         cost_new = _cost(joints_rel, uv, K, w, t_new)
         better = cost_new < cost
+        converged = bool(((t_new - t).abs().amax(-1) < tol).all())
         t = torch.where(better[:, None], t_new, t)
         cost = torch.where(better, cost_new, cost)
         lam = torch.where(better, lam * 0.1, lam * 10).clamp(1e-9, 1e9)
+        if converged:
+            break
     return t
 
 
