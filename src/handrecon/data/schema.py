@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from handrecon.hand.keypoints import NUM_KEYPOINTS
+from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
 
@@ -167,7 +168,7 @@ class Sample:
     @classmethod
     def from_image(cls, image: np.ndarray, hands: list[HandAnnotation], **kw: Any) -> "Sample":
         """A sample holding an in-memory RGB uint8 (H, W, 3) image."""
-        return cls(image_path=None, hands=hands, _image=_check_image(image), **kw)
+        return cls(image_path=None, hands=hands, _image=check_image(np.asarray(image)), **kw)
 
     @property
     def image(self) -> np.ndarray:
@@ -187,14 +188,7 @@ class Sample:
                 except ValueError as e:
                     raise ValueError(f"hand {i}: {e}") from None
             if self._image is not None:
-                _check_image(self._image)
+                check_image(np.asarray(self._image))
         except ValueError as e:
             raise ValueError(f"{self.source} sample {self.sample_id!r}: {e}") from None
         return self
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    return image

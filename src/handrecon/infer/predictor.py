@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from handrecon.infer.results import HandResult, ImageResult
+from handrecon.utils.image import check_image
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,9 @@ Network = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 # ----------------------------------------------------------------------------- input checks
-def check_image(image: Any) -> np.ndarray:
-    """RGB uint8 (H, W, 3) or a ValueError saying what is wrong."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be RGB with shape (H, W, 3), got shape {image.shape}; "
-                         "convert grayscale/RGBA images to RGB first")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (0-255), got {image.dtype}; "
-                         "for a float image in [0, 1] pass (image * 255).round().astype(np.uint8)")
+def check_input_image(image: Any) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of at least 2 x 2 pixels, or a ValueError saying what is wrong."""
+    image = check_image(image)
     if min(image.shape[:2]) < 2:
         raise ValueError(f"image is too small: {image.shape[1]} x {image.shape[0]} pixels")
     return image
@@ -142,7 +136,7 @@ def prepare_crops(
     out: dict[str, list] = {k: [] for k in ("images", "K_view", "affine", "R", "boxes", "sides", "K", "image_sizes")}
     for i, (image, box, side, K) in enumerate(zip(images, boxes, sides, Ks)):
         try:
-            image = check_image(image)
+            image = check_input_image(image)
             H, W = image.shape[:2]
             side = check_side(side)
             K = check_intrinsics(K, W, H)

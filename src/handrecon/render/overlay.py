@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from handrecon.hand.keypoints import NUM_KEYPOINTS, OP21_EDGES, OP21_FINGER
 from handrecon.render import Lights, Mesh, render
+from handrecon.utils.image import check_image
 
 # RGB per finger label (0 wrist/palm, 1 thumb, 2 index, 3 middle, 4 ring, 5 little)
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -22,13 +23,6 @@ MESH_COLORS: tuple[tuple[float, float, float], ...] = (
     (0.55, 0.72, 0.95), (0.95, 0.65, 0.45), (0.6, 0.9, 0.6), (0.9, 0.6, 0.85),
 )
 _SUPERSAMPLE = 4
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image of shape (H, W, 3), got {image.dtype} {image.shape}")
-    return image
 
 
 def draw_skeleton(
@@ -47,7 +41,7 @@ def draw_skeleton(
     (default FINGER_COLORS). thickness, radius: line width and joint radius in pixels (default
     scaled to the image size). Lines are antialiased by drawing the region at 4x and reducing.
     """
-    image = _check_image(image)
+    image = check_image(np.asarray(image))
     kp = np.asarray(keypoints_2d, np.float64)
     if kp.shape != (NUM_KEYPOINTS, 2):
         raise ValueError(f"keypoints_2d must have shape (21, 2) in OP21 order, got {kp.shape}")
@@ -125,7 +119,7 @@ def overlay_mesh(
     shared. color: one albedo (3,) in [0, 1] or one per mesh (default MESH_COLORS). alpha:
     opacity of the mesh where it covers the image.
     """
-    image = _check_image(image)
+    image = check_image(np.asarray(image))
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     out = render(_meshes(vertices, faces, color), K, image.shape[:2], lights=lights, backend=backend)
@@ -175,7 +169,7 @@ def make_grid(images: Sequence[np.ndarray], ncols: int, pad: int = 2, pad_value:
         raise ValueError("make_grid needs at least one image")
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1, got {ncols}")
-    images = [_check_image(im) for im in images]
+    images = [check_image(np.asarray(im)) for im in images]
     h = max(im.shape[0] for im in images)
     w = max(im.shape[1] for im in images)
     ncols = min(ncols, len(images))
