@@ -127,15 +127,15 @@ class HandModel(nn.Module):
 
     @property
     def num_joints(self) -> int:
-        return int(self.parents.shape[0])
+        return self.data.num_joints
 
     @property
     def num_vertices(self) -> int:
-        return int(self.v_template.shape[0])
+        return self.data.num_vertices
 
     @property
     def num_shape(self) -> int:
-        return int(self.shapedirs.shape[-1])
+        return self.data.num_shape
 
     # ---------------------------------------------------------------- forward
     def shaped(self, shape: torch.Tensor | None = None, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
