@@ -7,23 +7,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from handrecon.hand.model import HandModel
 from handrecon.hand.pose import sample_poses, sample_shapes
 
+from _timing import run_times
+
 
 def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(run_times(fn, repeats, warmup=3)) * 1e3
 
 
 def main() -> None:

@@ -24,23 +24,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _timing import run_times
+
 
 def timed(fn, repeats: int, warmup: int = 3) -> float:
     """Median seconds of `fn()` over `repeats` runs."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return statistics.median(run_times(fn, repeats, warmup))
 
 
 def bench_model(args) -> None:

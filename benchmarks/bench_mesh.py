@@ -12,11 +12,12 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
 from torch import nn
+
+from _timing import run_times
 
 
 def _mesh():
@@ -30,15 +31,6 @@ def _mesh():
 
         v, f = open_tube(rings=41, sections=19, length=0.18, radius=0.03)
         return "open tube (OpenHand asset not found)", v, f
-
-
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def _fmt(ts: list[float], unit: float = 1e3, name: str = "ms") -> str:
@@ -96,7 +88,7 @@ def main() -> None:
 
     name, v, f = _mesh()
     print(f"mesh: {name}, {len(v)} vertices, {len(f)} faces; torch threads {args.threads}")
-    build = _time(lambda: build_hierarchy(v, f), 3)
+    build = run_times(lambda: build_hierarchy(v, f), 3)
     h = build_hierarchy(v, f)
     print(f"hierarchy sizes {h.sizes}")
     for k in range(h.num_levels - 1):
@@ -105,14 +97,14 @@ def main() -> None:
         print(f"  up-sampling {h.sizes[k + 1]}->{h.sizes[k]}: |U·coarse - fine| mean {err.mean():.2e}, "
               f"max {err.max():.2e} (mesh units), max |coefficient| {np.abs(h.up_weight[k]).max():.2f}")
     print(f"hierarchy build, cold (no cache):        {_fmt(build, 1, 's')}")
-    write = _time(lambda: get_hierarchy(v, f), 1)
-    load = _time(lambda: get_hierarchy(v, f), 20)
+    write = run_times(lambda: get_hierarchy(v, f), 1)
+    load = run_times(lambda: get_hierarchy(v, f), 20)
     print(f"hierarchy first get (build + write):     {_fmt(write, 1, 's')}")
     print(f"hierarchy cache load:                    {_fmt(load)}")
-    sp_cold = _time(lambda: [spiral_indices(vk, fk, 9) for vk, fk in zip(h.vertices, h.faces)], 3)
+    sp_cold = run_times(lambda: [spiral_indices(vk, fk, 9) for vk, fk in zip(h.vertices, h.faces)], 3)
     print(f"spirals, all levels (length 9), cold:    {_fmt(sp_cold)}")
     spirals = [get_spirals(vk, fk, 9) for vk, fk in zip(h.vertices, h.faces)]
-    sp_load = _time(lambda: [get_spirals(vk, fk, 9) for vk, fk in zip(h.vertices, h.faces)], 20)
+    sp_load = run_times(lambda: [get_spirals(vk, fk, 9) for vk, fk in zip(h.vertices, h.faces)], 20)
     print(f"spirals, all levels, cache load:         {_fmt(sp_load)}")
 
     x = torch.randn(args.batch, h.sizes[-1], 256)
@@ -127,7 +119,7 @@ def main() -> None:
             dec(x).square().mean().backward()
 
         step()
-        ts = _time(step, args.repeats)
+        ts = run_times(step, args.repeats)
         results[label] = statistics.median(ts)
         n_par = sum(p.numel() for p in dec.parameters())
         print(f"decoder fwd+bwd, batch {args.batch} [{label}, {n_par} params]: {_fmt(ts)}")
