@@ -156,3 +156,24 @@ def test_roi_layer_mixes_only_within_a_region(hand):
         changed = (roi(f2, c2) - base).abs().amax(-1)[0] > 1e-6
         assert changed[regions == r].any()
         assert not changed[regions != r].any(), f"region {r} leaked into others"
+
+
+@pytest.mark.parametrize("k", [2, 8, 16])
+def test_dsc_starts_at_the_scale_of_one_static_kernel(hand, k):
+    """With near-uniform attention (τ = 30, as at the start of training) a DSC decoder's vertex
+    features must keep the scale of the static depth-separable decoder. Averaging K kernels of
+    the usual variance shrank every layer ~sqrt(K)² and the decoder's output ~K^4, and the decoder
+    could not fit its training data."""
+    _, hier, spirals = hand
+    latent, uv = torch.randn(4, 256, 4, 4), torch.rand(4, 21, 2)
+    scales = {}
+    for conv in ("dsc", "dsep"):
+        torch.manual_seed(11)
+        dec = MeshDecoder(hier, spirals, 256, conv=conv, num_kernels=k)
+        dec.lift.data.normal_()  # distinct coarse features, as after the first steps
+        for m in dec.modules():
+            if isinstance(m, DynamicSpiralConv):
+                m.tau = 30.0
+        with torch.no_grad():
+            scales[conv] = float(dec.features(latent, uv).std())
+    assert 0.4 < scales["dsc"] / scales["dsep"] < 2.5, scales
