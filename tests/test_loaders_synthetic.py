@@ -113,3 +113,25 @@ def test_reader_errors(tmp_path):
         build_dataset("synthetic", tmp_path)[0]
     with pytest.raises(DatasetError, match="topology"):
         build_dataset("synthetic", tmp_path, expected_topology_hash="other")
+
+
+def test_shuffled_access_reads_each_vertex_file_once(tmp_path, monkeypatch):
+    """Random-order training access must not re-read a shard's vertices per sample (it did: one
+    shard cached, 65 ms per sample on 500-image shards), and the LRU bound is respected."""
+    import handrecon.data.loaders.synthetic as synthetic_loader
+
+    write_dataset(tmp_path, n_shards=3, per_shard=4)
+    reads = []
+    real = synthetic_loader.read_shard_vertices
+    monkeypatch.setattr(synthetic_loader, "read_shard_vertices", lambda d: reads.append(d) or real(d))
+    ds = build_dataset("synthetic", tmp_path)
+    order = np.random.default_rng(1).permutation(np.tile(np.arange(len(ds)), 3))
+    first = {int(i): ds[int(i)].hands[0].vertices.copy() for i in order[: len(ds)]}
+    for i in order:
+        np.testing.assert_array_equal(ds[int(i)].hands[0].vertices, first.get(int(i), ds[int(i)].hands[0].vertices))
+    assert len(reads) == 3
+    small = synthetic_loader.SyntheticDataset(tmp_path, cache_shards=1)
+    reads.clear()
+    for i in (0, 4, 0):  # shards 0, 1, 0 with room for one
+        small[i]
+    assert len(reads) == 3 and len(small._vertex_cache) == 1

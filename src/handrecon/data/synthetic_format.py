@@ -271,18 +271,21 @@ def read_shard(shard_dir: str | os.PathLike, load_vertices: bool = True) -> tupl
         raise DatasetError(f"{path}: invalid annotations ({e})") from e
     if int(doc.get("version", -1)) > FORMAT_VERSION:
         raise DatasetError(f"{path}: format version {doc.get('version')} is newer than this handrecon reads; upgrade handrecon")
-    verts: dict[tuple[int, int], np.ndarray] = {}
-    if load_vertices:
-        vpath = shard_dir / VERTICES_FILE
-        if not vpath.is_file():
-            raise DatasetError(f"{vpath}: not found; the shard is incomplete")
-        try:
-            with np.load(vpath, allow_pickle=False) as z:
-                rel, origin, index = z["vertices"], z["origin"], z["index"]
-        except (OSError, ValueError, KeyError) as e:
-            raise DatasetError(f"{vpath}: unreadable vertex file ({e})") from e
-        if not (len(rel) == len(origin) == len(index)):
-            raise DatasetError(f"{vpath}: vertices ({len(rel)}), origin ({len(origin)}) and index ({len(index)}) counts differ")
-        absolute = rel.astype(np.float32) + origin[:, None, :].astype(np.float32)
-        verts = {(int(i), int(j)): v for (i, j), v in zip(index, absolute)}
-    return records, verts
+    return records, read_shard_vertices(shard_dir) if load_vertices else {}
+
+
+def read_shard_vertices(shard_dir: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]:
+    """The vertices of a finished shard: {(image, hand): (V,3) float32 metres, camera frame}.
+    Reads only vertices.npz; raises DatasetError naming the file on any problem."""
+    vpath = Path(shard_dir) / VERTICES_FILE
+    if not vpath.is_file():
+        raise DatasetError(f"{vpath}: not found; the shard is incomplete")
+    try:
+        with np.load(vpath, allow_pickle=False) as z:
+            rel, origin, index = z["vertices"], z["origin"], z["index"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{vpath}: unreadable vertex file ({e})") from e
+    if not (len(rel) == len(origin) == len(index)):
+        raise DatasetError(f"{vpath}: vertices ({len(rel)}), origin ({len(origin)}) and index ({len(index)}) counts differ")
+    absolute = rel.astype(np.float32) + origin[:, None, :].astype(np.float32)
+    return {(int(i), int(j)): v for (i, j), v in zip(index, absolute)}
