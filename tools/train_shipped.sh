@@ -3,19 +3,18 @@
 # render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml, evaluate on
 # the held-out seed, package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
-# Environment: PY (default .venv/bin/python), DATA (default .cache/m3dhmr_cpu), RUN (default runs/m3dhmr_cpu).
+# Environment: PY (default .venv/bin/python), DATA (default .cache/m3dhmr_cpu24k), RUN (default runs/m3dhmr_cpu).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 HR="$PY -m handrecon.cli"
-DATA=${DATA:-.cache/m3dhmr_cpu}
+DATA=${DATA:-.cache/m3dhmr_cpu24k}
 RUN=${RUN:-runs/m3dhmr_cpu}
-# one core trains (two torch threads on a shared 2-core machine spin-wait and run ~5x slower),
-# the other runs the DataLoader worker (data.num_workers: 1)
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# two torch threads; the DataLoader worker (data.num_workers: 1) decodes and crops in between
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
 t0=$(now)
-$HR synth --preset crop --num 12000 --out "$DATA/train" --seed 0 --workers 2 --quiet
+$HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet
 $HR synth --preset crop --num 2000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet
 t1=$(now)
 $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
@@ -44,10 +43,10 @@ old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
     "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml)",
-    "data": {"train": "handrecon synth --preset crop --num 12000 --seed 0 (last 500-image shard held out for validation)",
+    "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "heldout": "handrecon synth --preset crop --num 2000 --seed 1000"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
-    "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "1")), "dataloader_workers": 1},
+    "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "2")), "dataloader_workers": 1},
 })
 PYEOF
 $PY tools/package_model.py "$RUN" --training "$RUN/training.json" \
