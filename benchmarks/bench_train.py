@@ -1,0 +1,96 @@
+"""M3DHMR training throughput on the CPU: the data pipeline under shuffled access, and train steps.
+
+1. `data`: `M3DHMRCrops` items/s in random order (the training access pattern) in this process:
+   JPEG decode, augmented 128 px crop, left-hand mirror, tensors. A regression here once made
+   training 3x slower (the synthetic reader re-read a whole shard per sample; docs/data_format.md).
+2. `step`: forward + backward + Adam of the CPU recipe's model (`configs/m3dhmr_cpu.yaml`:
+   Stack-ResNet-18 at width 32, DSC K=8, ROI, heatmap guidance) at batch 32 on real crops, fed by a
+   DataLoader with one worker as the recipe does; steps/s and images/s.
+
+Without --root it renders a small synthetic folder (4 shards of 64 crops) into a temp dir first.
+
+Usage: .venv/bin/python benchmarks/bench_train.py [--threads 2] [--steps 12] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _timing import run_times
+
+
+def bench_data(root: Path, n: int) -> float:
+    from handrecon.data.m3dhmr_crops import M3DHMRCrops
+
+    ds = M3DHMRCrops(root, split="train", input_size=128, two_views=False)
+    order = np.random.default_rng(0).permutation(len(ds))[:n]
+    start = time.perf_counter()
+    for i in order:
+        ds[int(i)]
+    return n / (time.perf_counter() - start)
+
+
+def bench_steps(root: Path, steps: int, batch: int) -> list[float]:
+    from torch.utils.data import DataLoader
+
+    from handrecon.data.m3dhmr_crops import M3DHMRCrops
+    from handrecon.models.m3dhmr import M3DHMR
+
+    torch.manual_seed(0)
+    model = M3DHMR(backbone_kwargs={"width": 32}, loss_weights={"heatmap": 1.0}).train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    loader = DataLoader(M3DHMRCrops(root, split="train", input_size=128, two_views=False), batch_size=batch,
+                        shuffle=True, drop_last=True, num_workers=1, generator=torch.Generator().manual_seed(0))
+    batches = iter(loader)
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            b = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            b = next(batches)
+        total, _ = model.loss(model(b), b)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return run_times(step, steps, warmup=2)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--items", type=int, default=192, help="items timed in the data section")
+    p.add_argument("--root", type=Path, help="a `handrecon synth --preset crop` folder (default: render one)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root
+        if root is None:
+            from handrecon.data.synth import preset
+            from handrecon.data.synth.writer import generate
+
+            root = Path(tmp) / "synth"
+            generate(root, preset("crop"), num=256, seed=0, shard_size=64, progress=False)
+        items = bench_data(root, args.items)
+        times = bench_steps(root, args.steps, args.batch)
+    step_s = statistics.median(times)
+    print(f"threads: {args.threads}; data: {root if args.root else 'rendered 256 crops (4 shards)'}")
+    print(f"data pipeline, shuffled: {items:.0f} items/s ({1000 / items:.1f} ms per item, 1 process)")
+    print(f"train step, batch {args.batch}: median {step_s * 1000:.0f} ms over {args.steps} "
+          f"-> {1 / step_s:.2f} steps/s, {args.batch / step_s:.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
