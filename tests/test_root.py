@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from handrecon.geometry.camera import project
-from handrecon.geometry.root import recover_root_translation, refine_root_translation
+from handrecon.geometry.root import recover_root_translation, refine_root_translation, solve_root_translation
 from handrecon.geometry.rotations import axis_angle_to_matrix
 
 CROP = 224
@@ -64,6 +64,17 @@ def test_exact_data_recovers_translation():
     assert (fit.t - t).abs().max() < 1e-6 and fit.error_px.max() < 1e-6
     w = torch.rand(200, 21, dtype=torch.float64) + 0.1  # any positive weights: still exact
     assert (recover_root_translation(joints_rel, uv, K, w) - t).abs().max() < 1e-6
+
+
+def test_solve_root_translation_is_refinement_or_closed_form():
+    joints_rel, t, K = random_hands(50, seed=3)
+    uv = project(joints_rel + t[:, None], K)
+    uv = uv + torch.randn(uv.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2.0
+    uv[:, 8] += 40.0  # one outlier joint per hand: refinement and closed form differ
+    closed, refined = solve_root_translation(joints_rel, uv, K, refine=False), solve_root_translation(joints_rel, uv, K)
+    torch.testing.assert_close(closed, recover_root_translation(joints_rel, uv, K), rtol=0, atol=0)
+    torch.testing.assert_close(refined, refine_root_translation(joints_rel, uv, K).t, rtol=0, atol=0)
+    assert (refined - closed).abs().max() > 1e-4
 
 
 def test_closed_form_is_differentiable_and_batched_k():

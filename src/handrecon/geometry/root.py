@@ -15,7 +15,8 @@ project(P_i + t, K) ~ (u_i, v_i) (REFERENCE §4, as in MobRecon / M3DHMR):
    discards ~16% of good joints and, on noise without outliers, the refined depth is worse than
    the closed form's (measured in tests/test_root.py); `noise_ratio=0` gives the plain rule.
 
-All torch, batched over B; use float64 where sub-millimetre accuracy matters.
+`solve_root_translation` is the one entry point the model and the predictor call (1, then 2 unless
+switched off). All torch, batched over B; use float64 where sub-millimetre accuracy matters.
 """
 
 from __future__ import annotations
@@ -102,6 +103,16 @@ def refine_root_translation(
     err = _residual(joints_rel, uv, K, t).norm(dim=-1)
     error_px = (err * inliers).sum(1) / inliers.sum(1).clamp_min(1)
     return RootFit(t, inliers, error_px)
+
+
+def solve_root_translation(
+    joints_rel: torch.Tensor, uv: torch.Tensor, K: torch.Tensor, refine: bool = True
+) -> torch.Tensor:
+    """t (B, 3): the robust refinement started from the closed form, or the closed form alone when
+    `refine` is False. Shapes as in `recover_root_translation`."""
+    if refine:
+        return refine_root_translation(joints_rel, uv, K).t
+    return recover_root_translation(joints_rel, uv, K)
 
 
 def _levenberg_marquardt(joints_rel, uv, K, w, t, iterations, depth_range, tol: float = 1e-9):

@@ -161,15 +161,11 @@ def prepare_crops(
 # ----------------------------------------------------------------------------- root and results
 def root_translation(raw: dict[str, np.ndarray], K_view: np.ndarray, refine: bool = True) -> np.ndarray:
     """(B, 3) float64 t placing the root-relative joints in the view camera (metres)."""
-    from handrecon.geometry.root import recover_root_translation, refine_root_translation
+    from handrecon.geometry.root import solve_root_translation
 
     joints = torch.as_tensor(raw["joints"], dtype=torch.float64)
     uv = torch.as_tensor(raw["uv_px"], dtype=torch.float64)
-    K = torch.as_tensor(K_view, dtype=torch.float64)
-    t = recover_root_translation(joints, uv, K)
-    if refine:
-        t = refine_root_translation(joints, uv, K, t_init=t).t
-    return t.numpy()
+    return solve_root_translation(joints, uv, torch.as_tensor(K_view, dtype=torch.float64), refine).numpy()
 
 
 def to_results(

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 
 from handrecon.geometry.procrustes import procrustes_align
-from handrecon.geometry.root import recover_root_translation, refine_root_translation
+from handrecon.geometry.root import solve_root_translation
 from handrecon.losses.m3dhmr import VERTEX_SCALE_M, M3DHMRLoss
 from handrecon.models.backbones import IMAGENET_MEAN, IMAGENET_STD, LANDMARK_ENCODERS, build_backbone
 from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
@@ -198,10 +198,7 @@ class M3DHMR(nn.Module):
         """
         joints = outputs["joints"].detach().double()
         uv_px = normalized_to_pixels(outputs["uv"].detach().double(), *image_size)
-        K = K.double()
-        t = recover_root_translation(joints, uv_px, K)
-        if self.refine_root if refine is None else refine:
-            t = refine_root_translation(joints, uv_px, K, t_init=t).t
+        t = solve_root_translation(joints, uv_px, K.double(), self.refine_root if refine is None else refine)
         t = t.to(outputs["verts"].dtype)
         return {"translation": t, "verts_cam": outputs["verts"] + t[:, None],
                 "joints_cam": outputs["joints"] + t[:, None]}
