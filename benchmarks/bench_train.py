@@ -3,9 +3,9 @@
 1. `data`: `M3DHMRCrops` items/s in random order (the training access pattern) in this process:
    JPEG decode, augmented 128 px crop, left-hand mirror, tensors. A regression here once made
    training 3x slower (the synthetic reader re-read a whole shard per sample; docs/data_format.md).
-2. `step`: forward + backward + Adam of the CPU recipe's model (`configs/m3dhmr_cpu.yaml`:
-   Stack-ResNet-18 at width 32, DSC K=8, ROI, heatmap guidance) at batch 32 on real crops, fed by a
-   DataLoader with one worker as the recipe does; steps/s and images/s.
+2. `step`: the training engine's step (`Trainer.train_step`: forward, loss, backward, grad clip,
+   Adam) of the CPU recipe `configs/m3dhmr_cpu.yaml` as written (model, loss weights, one
+   DataLoader worker), at batch 32 on real crops; steps/s and images/s.
 
 Without --root it renders a small synthetic folder (4 shards of 64 crops) into a temp dir first.
 
@@ -15,6 +15,7 @@ Usage: .venv/bin/python benchmarks/bench_train.py [--threads 2] [--steps 12] [--
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from _timing import run_times
+
+CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "m3dhmr_cpu.yaml"
 
 
 def bench_data(root: Path, n: int) -> float:
@@ -38,32 +41,24 @@ def bench_data(root: Path, n: int) -> float:
 
 
 def bench_steps(root: Path, steps: int, batch: int) -> list[float]:
-    from torch.utils.data import DataLoader
+    """Seconds per `Trainer.train_step` of the CPU recipe, batches from the recipe's own loader."""
+    from handrecon.train.config import load_config
+    from handrecon.train.distributed import cleanup_distributed, init_distributed
+    from handrecon.train.engine import Trainer
 
-    from handrecon.data.m3dhmr_crops import M3DHMRCrops
-    from handrecon.models.m3dhmr import M3DHMR
+    cfg = load_config(CPU_RECIPE, [f"data.train.kwargs.root={root}", "data.val=null", f"data.batch_size={batch}"])
+    trainer = Trainer(cfg, init_distributed("cpu"))
+    trainer.model.train()
 
-    torch.manual_seed(0)
-    model = M3DHMR(backbone_kwargs={"width": 32}, loss_weights={"heatmap": 1.0}).train()
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    loader = DataLoader(M3DHMRCrops(root, split="train", input_size=128, two_views=False), batch_size=batch,
-                        shuffle=True, drop_last=True, num_workers=1, generator=torch.Generator().manual_seed(0))
-    batches = iter(loader)
+    def epochs():  # the recipe's loader, epoch after epoch (a small --root holds few batches)
+        for epoch in itertools.count():
+            yield from trainer._loader(epoch, start_batch=0)
 
-    def step() -> None:
-        nonlocal batches
-        try:
-            b = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            b = next(batches)
-        total, _ = model.loss(model(b), b)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    return run_times(step, steps, warmup=2)
+    batches = epochs()
+    try:
+        return run_times(lambda: trainer.train_step(next(batches)), steps, warmup=2)
+    finally:
+        cleanup_distributed()
 
 
 def main() -> None:
