@@ -21,10 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save as st_save
 
+from handrecon.infer.predictor import default_crop_scale, inference_settings
 from handrecon.train.checkpoint import MODEL_FILE, CARD_FILE, CheckpointError, load_tensors, read_card, resolve_checkpoint
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -52,9 +52,7 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
         blob, dtype = st_save(tensors), "float16"
         if len(blob) > max_mb * 2**20:
             raise SystemExit(f"{src}: weights are {len(blob) / 2**20:.1f} MB even in float16 (limit {max_mb} MB)")
-    data = (card.get("config") or {}).get("data") or {}
-    train_kwargs = (data.get("train") or {}).get("kwargs") or {}
-    scale = train_kwargs.get("scale", (1.15, 1.5))
+    input_size, crop_scale = inference_settings(card)  # what the predictor would read from the card
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / MODEL_FILE, blob)
@@ -63,7 +61,7 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
         source_checkpoint=str(src),
         weights_dtype=dtype,
         parameters=int(sum(v.numel() for k, v in tensors.items() if v.is_floating_point())),
-        inference={"input_size": int(train_kwargs.get("input_size", 128)), "crop_scale": float(np.mean(scale))},
+        inference={"input_size": input_size, "crop_scale": default_crop_scale() if crop_scale is None else crop_scale},
         heldout_metrics=metrics,
         training={**card.get("training", {}), **training},
         files={MODEL_FILE: hashlib.sha256(blob).hexdigest()},

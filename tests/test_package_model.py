@@ -1,0 +1,36 @@
+"""tools/package_model.py: a checkpoint packaged as a shipped model loads through handrecon.load."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "package_model.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("package_model", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_packaged_checkpoint_loads_with_its_inference_settings(tmp_path):
+    import handrecon
+    from handrecon.infer.predictor import random_checkpoint
+
+    # width 16: 9.8 MB in float32, 4.9 MB in float16, so a 6 MB limit takes the float16 path
+    ckpt = random_checkpoint(tmp_path / "ckpt", {"backbone_kwargs": {"width": 16}}, input_size=64)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"pa_mpjpe_mm": 12.5}))
+    assert _tool().main([str(ckpt), "--name", "tiny", "--out-root", str(tmp_path / "assets"),
+                         "--metrics", f"pipeline={metrics}", "--max-mb", "6"]) == 0
+    card = json.loads((tmp_path / "assets" / "tiny" / "card.json").read_text())
+    assert card["inference"] == {"input_size": 64, "crop_scale": 1.325}
+    assert card["weights_dtype"] == "float16" and card["heldout_metrics"] == {"pipeline": {"pa_mpjpe_mm": 12.5}}
+    rec = handrecon.load(tmp_path / "assets" / "tiny")
+    result = rec.predict(np.zeros((64, 64, 3), np.uint8))
+    assert rec.input_size == 64 and result.hands[0].vertices.shape == (778, 3)
