@@ -257,9 +257,9 @@ class ShardWriter:
                 self._tmp = None
 
 
-def read_shard(shard_dir: str | os.PathLike, load_vertices: bool = True) -> tuple[list[dict], dict[tuple[int, int], np.ndarray]]:
-    """Read a finished shard: (image records of annotations.json, {(image, hand): (V,3) float32
-    vertices in metres, camera frame}). Raises DatasetError naming the file on any problem."""
+def read_shard_records(shard_dir: str | os.PathLike) -> list[dict]:
+    """The image records of a finished shard's annotations.json (vertices: `read_shard_vertices`).
+    Raises DatasetError naming the file on any problem."""
     shard_dir = Path(shard_dir)
     path = shard_dir / ANNOTATIONS_FILE
     if not path.is_file():
@@ -271,7 +271,7 @@ def read_shard(shard_dir: str | os.PathLike, load_vertices: bool = True) -> tupl
         raise DatasetError(f"{path}: invalid annotations ({e})") from e
     if int(doc.get("version", -1)) > FORMAT_VERSION:
         raise DatasetError(f"{path}: format version {doc.get('version')} is newer than this handrecon reads; upgrade handrecon")
-    return records, read_shard_vertices(shard_dir) if load_vertices else {}
+    return records
 
 
 def read_shard_vertices(shard_dir: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]:

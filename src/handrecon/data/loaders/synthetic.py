@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from handrecon.data.schema import DatasetError, HandAnnotation, Sample
-from handrecon.data.synthetic_format import list_complete_shards, read_meta, read_shard, read_shard_vertices, shard_name
+from handrecon.data.synthetic_format import list_complete_shards, read_meta, read_shard_records, read_shard_vertices, shard_name
 
 SPLITS = ("all", "train", "val")
 
@@ -54,7 +54,7 @@ class SyntheticDataset:
         self._records: list[list[dict]] = []
         index = []
         for s in shards:
-            records, _ = read_shard(self.root / shard_name(s), load_vertices=False)
+            records = read_shard_records(self.root / shard_name(s))
             self._records.append(records)
             index += [(len(self._records) - 1, i) for i in range(len(records))]
         self._index = np.asarray(index, dtype=np.int64).reshape(-1, 2)
