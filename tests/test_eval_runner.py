@@ -105,6 +105,80 @@ def test_random_model_on_synthetic_val_split(tmp_path, tiny):
     assert res.metrics["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(sub.xyz, gt), rel=1e-9)
 
 
+class ColourOracle(Reconstructor):
+    """A Reconstructor whose 'network' reads which evaluation image it got from the image's colour
+    and returns that sample's ground truth in the crop view (so any slip in K, crop or order shows)."""
+
+    def __init__(self, base: Reconstructor, gt_xyz: np.ndarray, gt_verts: np.ndarray, colours: list[int]) -> None:
+        super().__init__(self.oracle, base.input_size, base.faces_right, base.faces_left, base.crop_scale,
+                         True, {"hand_model": "mano"}, "oracle")
+        self.gt_xyz, self.gt_verts, self.colours = gt_xyz, gt_verts, colours
+
+    def prepare(self, *args):
+        self.crops = super().prepare(*args)
+        return self.crops
+
+    def oracle(self, images):
+        out = {"uv_px": [], "verts": [], "joints": []}
+        for view, R, K_view in zip(self.crops.images, self.crops.R, self.crops.K_view):
+            i = int(np.argmin([abs(float(view[..., 0].mean()) - c) for c in self.colours]))
+            X, V = self.gt_xyz[i] @ R.T, self.gt_verts[i] @ R.T
+            out["uv_px"].append(project(X, K_view))
+            out["joints"].append(X - X[0])
+            out["verts"].append(V - X[0])
+        return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+
+
+def test_freihand_protocol_with_a_ground_truth_oracle(tmp_path, tiny):
+    """Whole 224x224 image as the crop, the dataset's own K per image, right hands, official order:
+    an oracle that knows only the image content must score perfectly, camera-space root included."""
+    from PIL import Image
+
+    from handrecon.geometry.camera import default_intrinsics
+
+    root = tmp_path / "fh"
+    root.mkdir()
+    write_freihand(root)
+    colours = [40, 200]  # evaluation image i is filled with red = colours[i]
+    for i, c in enumerate(colours):
+        Image.new("RGB", (224, 224), (c, 0, 0)).save(root / "evaluation" / "rgb" / f"{i:08d}.jpg", quality=100)
+    ds = build_dataset("freihand", root, "evaluation")
+    gt_xyz = np.stack([ds[i].hands[0].keypoints_3d for i in range(2)]).astype(np.float64)
+    gt_verts = np.stack([ds[i].hands[0].vertices for i in range(2)]).astype(np.float64)
+    Ks = np.stack([ds[i].K for i in range(2)])
+    assert not np.allclose(Ks[0], default_intrinsics((224, 224)))  # the default K would misplace the root
+    res = evaluate(ColourOracle(tiny[1], gt_xyz, gt_verts, colours), "freihand", root, out=tmp_path / "out",
+                   batch_size=1)
+    m = res.metrics
+    assert res.notes == [] and res.num_samples == 2
+    assert m["pa_mpjpe_mm"] < 0.01 and m["pa_mpvpe_mm"] < 0.01 and m["mpjpe_mm"] < 0.01
+    assert m["root_error_mm"] < 0.01 and m["root_depth_error_mm"] < 0.01 and m["pck2d@0.1"] == 1.0
+    sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=2)
+    np.testing.assert_allclose(sub.xyz, gt_xyz, atol=1e-5)  # camera space, in the official order
+    np.testing.assert_allclose(sub.verts, gt_verts, atol=1e-5)
+
+
+def test_freihand_uses_the_whole_image_and_the_dataset_K(tmp_path, tiny, monkeypatch):
+    """The runner hands each FreiHAND image to the predictor whole (no box), as a right hand, with
+    the K of that very sample."""
+    root = tmp_path / "fh"
+    root.mkdir()
+    write_freihand(root)
+    ds = build_dataset("freihand", root, "evaluation")
+    seen = []
+    real = tiny[1].predict_batch
+
+    def spy(images, boxes, sides, Ks, batch_size=32):
+        seen.extend(zip(boxes, sides, Ks))
+        return real(images, boxes, sides, Ks, batch_size=batch_size)
+
+    monkeypatch.setattr(tiny[1], "predict_batch", spy)
+    evaluate(tiny[1], "freihand", root)
+    assert [b for b, _, _ in seen] == [None, None] and [s for _, s, _ in seen] == ["right", "right"]
+    for i, (_, _, K) in enumerate(seen):
+        np.testing.assert_array_equal(K, ds[i].K)
+
+
 def test_freihand_openhand_model_reports_joint_metrics_only(tmp_path, tiny):
     (tmp_path / "fh").mkdir()
     write_freihand(tmp_path / "fh")
@@ -112,10 +186,13 @@ def test_freihand_openhand_model_reports_joint_metrics_only(tmp_path, tiny):
     assert res.split == "evaluation" and res.num_samples == 2
     m = res.metrics
     assert m["pa_mpvpe_mm"] is None and m["f@5"] is None and m["f@15"] is None
-    assert m["pa_mpjpe_mm"] > 0 and 0 <= m["auc"] <= 1 and m["root_error_mm"] > 0
+    sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=2)
+    ds = build_dataset("freihand", tmp_path / "fh", "evaluation")
+    gt = np.stack([ds[i].hands[0].keypoints_3d for i in range(2)]).astype(np.float64)
+    assert m["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(sub.xyz, gt), rel=1e-9)
+    assert m["root_error_mm"] == pytest.approx(1000 * np.linalg.norm(sub.xyz[:, 0] - gt[:, 0], axis=-1).mean(), rel=1e-9)
     assert any("different topologies" in n for n in res.notes)
     assert res.official["mesh_al_mean3d"] is None and res.official["f_al_score_5"] is None
-    sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=2)
     assert sub.verts.shape == (2, 778, 3)
 
 

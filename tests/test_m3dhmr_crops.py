@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from handrecon.data import DatasetError
 from handrecon.data.m3dhmr_crops import BATCH_KEYS, M3DHMRCrops, M3DHMRStream
 from handrecon.data.synth import preset
 from handrecon.data.synth.writer import generate
@@ -129,5 +130,5 @@ def test_stream_renders_deterministic_items():
 
 
 def test_clear_error_without_data(tmp_path):
-    with pytest.raises(Exception, match="meta.json|synth"):
+    with pytest.raises(DatasetError, match="meta.json: not found.*handrecon synth"):
         M3DHMRCrops(tmp_path)

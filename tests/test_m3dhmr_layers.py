@@ -176,4 +176,6 @@ def test_dsc_starts_at_the_scale_of_one_static_kernel(hand, k):
                 m.tau = 30.0
         with torch.no_grad():
             scales[conv] = float(dec.features(latent, uv).std())
-    assert 0.4 < scales["dsc"] / scales["dsep"] < 2.5, scales
+    # Within a factor 1.5 of the static decoder (measured 0.73-1.17 for K = 2-16); the old init gave
+    # about 1/K^4 (1/16 already for K = 2), so any per-layer shrink of the mixture is caught.
+    assert 1 / 1.5 < scales["dsc"] / scales["dsep"] < 1.5, scales

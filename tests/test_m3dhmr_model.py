@@ -138,6 +138,71 @@ def test_loss_zero_at_ground_truth():
     assert float(m.loss(out, batch)[1]["mesh"]) == pytest.approx(0.05, rel=1e-4)  # 1 cm = 0.05 units of 0.2 m
 
 
+def _hand_mesh():
+    """(verts (1, V, 3) metres, faces (F, 3)) of the OpenHand rest mesh, root-relative."""
+    from handrecon.hand.model import HandModel
+
+    hm = HandModel.openhand("right")
+    v = hm.v_template[None].float()
+    return v - v.mean(1, keepdim=True), hm.faces.numpy()
+
+
+def _edges(v, faces):
+    tri = v[:, torch.as_tensor(faces).long()]
+    return tri.roll(-1, dims=2) - tri  # (B, F, 3, 3) v1-v0, v2-v1, v0-v2
+
+
+def test_each_supervised_term_rises_only_with_its_own_target():
+    """Perturb one target at a time; the perturbed term takes the value derived independently
+    from its definition (module doc of losses.m3dhmr) and no other term moves."""
+    verts, faces = _hand_mesh()
+    loss = M3DHMRLoss(faces)
+    uv = torch.rand(1, 21, 2, generator=torch.Generator().manual_seed(0))
+    base = loss.supervised(verts, uv, verts.clone(), uv.clone())
+    assert all(float(v) < 1e-6 for v in base.values()), base
+
+    def moved(terms, own):
+        assert float(terms[own]) > 1e-3, own
+        assert all(float(v) < 1e-6 for k, v in terms.items() if k != own), (own, terms)
+
+    # 2D: gt landmarks shifted by (0.03, -0.01) crop fractions -> L1 mean 0.02
+    t = loss.supervised(verts, uv, verts, uv + torch.tensor([0.03, -0.01]))
+    moved(t, "pose2d")
+    assert float(t["pose2d"]) == pytest.approx(0.02, rel=1e-5)
+    # mesh: gt translated by 1 cm in x only -> mean |dx| over 3 coords = 1/3 cm = (1/3) * 0.05 units
+    t = loss.supervised(verts, uv, verts + torch.tensor([0.01, 0.0, 0.0]), uv)
+    moved(t, "mesh")
+    assert float(t["mesh"]) == pytest.approx(0.05 / 3, rel=1e-4)
+    # edge: the prediction scaled by 1.1 about its centre (normals unchanged; vertices move too)
+    t = loss.supervised(verts * 1.1, uv, verts, uv)
+    expected_edge = (0.1 * _edges(verts, faces).norm(dim=-1)).mean() / 0.2
+    assert float(t["edge"]) == pytest.approx(float(expected_edge), rel=1e-4)
+    assert float(t["norm"]) < 1e-6 and float(t["pose2d"]) < 1e-6
+    # normal: the gt rotated about its centre (edge lengths unchanged): mean |unit(e_pred) . n_gt|
+    R = rot_z(20.0) @ torch.tensor([[1.0, 0, 0], [0, 0.0, -1.0], [0, 1.0, 0.0]])
+    gt_rot = verts @ R.T
+    t = loss.supervised(verts, uv, gt_rot, uv)
+    e = torch.nn.functional.normalize(_edges(verts, faces), dim=-1)
+    tri = gt_rot[:, torch.as_tensor(faces).long()]
+    n = torch.nn.functional.normalize(torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]), dim=-1)
+    expected_norm = (e * n[:, :, None]).sum(-1).abs().mean()
+    assert float(t["norm"]) == pytest.approx(float(expected_norm), rel=1e-4) and float(expected_norm) > 0.05
+    assert float(t["edge"]) < 1e-5
+
+
+def test_model_loss_compares_prediction_with_the_batch_targets():
+    """`M3DHMR.loss` feeds each term the batch's own targets (2D in pixels -> crop fractions)."""
+    m = small_model().eval()
+    batch = random_batch(2, two_views=False)
+    with torch.no_grad():
+        out = m(batch["image"])
+    batch["verts_3d"] = out["verts"].clone()
+    batch["joints_2d"] = normalized_to_pixels(out["uv"], SIZE, SIZE) + torch.tensor([0.1 * SIZE, 0.0])
+    terms = m.loss(out, batch)[1]
+    assert float(terms["pose2d"]) == pytest.approx(0.05, rel=1e-4)  # 0.1 of the side on one of 2 coords
+    assert float(terms["mesh"]) < 1e-6 and float(terms["norm"]) < 1e-6 and float(terms["edge"]) < 1e-6
+
+
 def test_consistency_zero_for_matching_views_and_positive_otherwise():
     loss = M3DHMRLoss(np.array([[0, 1, 2]]))
     g = torch.Generator().manual_seed(1)
@@ -211,6 +276,39 @@ def test_validate_reports_perfect_scores_for_perfect_predictions():
     assert metrics["auc"] > 0.99  # errors ~1e-9 m miss only the 0 mm threshold: 1 - 1/198
     batch["joints_2d"] = batch["joints_2d"] + 0.2 * SIZE  # every joint off by 0.28 crop sides
     assert m.validate([batch])["pck2d@0.1"] == 0.0
+
+
+def test_validate_equals_the_official_metrics_on_imperfect_predictions():
+    """validate() on a random model's (imperfect) predictions equals the official FreiHAND scores
+    (eval.submission, each set aligned by its own Procrustes fit) and the box-PCK of eval.metrics."""
+    from handrecon.eval.metrics import pck_2d
+    from handrecon.eval.submission import FreihandSet, evaluate_freihand
+
+    m = small_model().eval()
+    batch = random_batch(6, seed=4, two_views=False)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        out = m(batch["image"])
+    # ground truth = the prediction rotated, scaled and noised (so alignment matters a lot)
+    R = torch.stack([rot_z(40.0 * i) for i in range(6)])
+    batch["verts_3d"] = 1.2 * out["verts"] @ R.transpose(1, 2) + 0.003 * torch.randn(out["verts"].shape, generator=g)
+    batch["joints_3d"] = 1.2 * out["joints"] @ R.transpose(1, 2) + 0.003 * torch.randn(out["joints"].shape, generator=g)
+    batch["joints_2d"] = normalized_to_pixels(out["uv"], SIZE, SIZE) + 4.0 * torch.randn(6, 21, 2, generator=g)
+    with torch.no_grad():
+        metrics = m.validate([{k: v[:3] for k, v in batch.items()}, {k: v[3:] for k, v in batch.items()}])
+    d = lambda x: x.double().numpy()  # noqa: E731
+    official = evaluate_freihand(FreihandSet(d(out["joints"]), d(out["verts"])),
+                                 FreihandSet(d(batch["joints_3d"]), d(batch["verts_3d"])))
+    assert metrics["pa_mpjpe_mm"] == pytest.approx(official["xyz_al_mean3d"], rel=1e-5)
+    assert metrics["pa_mpvpe_mm"] == pytest.approx(official["mesh_al_mean3d"], rel=1e-5)
+    assert metrics["auc"] == pytest.approx(official["xyz_al_auc3d"], rel=1e-5)
+    assert metrics["f@5"] == pytest.approx(official["f_al_score_5"], rel=1e-5)
+    assert metrics["f@15"] == pytest.approx(official["f_al_score_15"], rel=1e-5)
+    assert official["xyz_mean3d"] > 3 * official["xyz_al_mean3d"]  # unaligned scores would differ
+    crop = np.tile([0.0, 0.0, SIZE, SIZE], (6, 1))
+    pred_px = normalized_to_pixels(out["uv"], SIZE, SIZE)
+    assert metrics["pck2d@0.1"] == pytest.approx(pck_2d(d(pred_px), d(batch["joints_2d"]), crop, 0.1))
+    assert 0.0 < metrics["pck2d@0.1"] < 1.0
 
 
 def test_engine_trains_a_few_steps_and_validates(tmp_path):

@@ -78,17 +78,54 @@ def test_mirrored_hand_aligns_only_with_the_official_variant():
     assert np.linalg.det(procrustes_trafo(mirrored, gt, allow_reflection=False).R) == pytest.approx(1.0)
 
 
-def test_det_fixed_variant_is_optimal_among_proper_rotations():
+def _normalised_sets(pred, gt):
+    """Centred, Frobenius-normalised A (gt) and B (pred), as in the official script (+1e-8)."""
+    A, B = gt - gt.mean(0), pred - pred.mean(0)
+    return A / (np.linalg.norm(A) + 1e-8), B / (np.linalg.norm(B) + 1e-8)
+
+
+def _aligned_error(pred, gt, R):
+    """Error of the similarity with rotation R and the least-squares scale for that R on the
+    unit-normalised sets, s = <A, B R^T> (derived independently of the SVD formula)."""
+    A, B = _normalised_sets(pred, gt)
+    BR = B @ R.T
+    s = max((A * BR).sum(), 0.0)  # a negative scale would be a reflection (-I) in disguise
+    s1 = np.linalg.norm(gt - gt.mean(0)) + 1e-8
+    return np.linalg.norm(BR * s * s1 + gt.mean(0) - gt), s
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_det_fixed_variant_is_optimal_among_proper_rotations(mirrored):
     rng = np.random.default_rng(3)
-    gt = rng.normal(size=(30, 3))
-    pred = rng.normal(size=(30, 3))
-    best = np.linalg.norm(procrustes_align(pred, gt, allow_reflection=False) - gt)
+    gt = hand_joints() + [0.0, 0.0, 0.6]
+    pred = gt @ Rotation.random(random_state=rng).as_matrix().T + rng.normal(size=gt.shape) * 0.004
+    if mirrored:  # the optimal orthogonal map is a reflection: the det fix (S3 -> -S3) matters
+        pred = pred * [-1.0, 1.0, 1.0]
     tr = procrustes_trafo(pred, gt, allow_reflection=False)
-    for _ in range(200):  # no random proper rotation (same scale/centres) does better
+    best = np.linalg.norm(procrustes_align(pred, gt, allow_reflection=False) - gt)
+    # the returned scale is the least-squares scale for the returned rotation
+    err_own, s_own = _aligned_error(pred, gt, tr.R)
+    assert tr.scale == pytest.approx(s_own, rel=1e-9)
+    assert best == pytest.approx(err_own, rel=1e-9)
+    # and no random proper rotation, each with its own optimal scale, does better
+    for _ in range(300):
         R = Rotation.random(random_state=rng).as_matrix()
-        B = (pred - tr.pred_mean) / tr.pred_norm
-        trial = B @ R.T * tr.scale * tr.gt_norm + tr.gt_mean
-        assert np.linalg.norm(trial - gt) >= best - 1e-12
+        assert _aligned_error(pred, gt, R)[0] >= best - 1e-10
+    # a local search around the fitted rotation finds nothing better either
+    for _ in range(300):
+        R = Rotation.from_rotvec(rng.normal(size=3) * 0.02).as_matrix() @ tr.R
+        assert _aligned_error(pred, gt, R)[0] >= best - 1e-10
+
+
+def test_official_variant_scale_is_least_squares_for_its_rotation():
+    rng = np.random.default_rng(5)
+    gt = hand_joints() + [0.0, 0.0, 0.6]
+    for mirrored in (False, True):
+        pred = 0.8 * gt @ Rotation.random(random_state=rng).as_matrix().T + rng.normal(size=gt.shape) * 0.003
+        pred = pred * ([-1.0, 1.0, 1.0] if mirrored else 1.0)
+        tr = procrustes_trafo(pred, gt)
+        assert tr.scale == pytest.approx(_aligned_error(pred, gt, tr.R)[1], rel=1e-9)
+        assert np.linalg.det(tr.R) == pytest.approx(-1.0 if mirrored else 1.0)
 
 
 def test_zero_prediction_is_finite_and_maps_to_gt_centroid():

@@ -261,13 +261,10 @@ def test_gl_needs_no_display():
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_backends_agree_on_a_posed_hand(side):
     torch = pytest.importorskip("torch")
-    try:
-        from handrecon.hand.model import HandModel
-        from handrecon.hand.pose import sample_poses
+    from handrecon.hand.model import HandModel
+    from handrecon.hand.pose import sample_poses
 
-        model = HandModel.openhand(side)
-    except (ImportError, FileNotFoundError) as e:
-        pytest.skip(f"OpenHand asset unavailable: {e}")
+    model = HandModel.openhand(side)
     with torch.no_grad():
         hand = model(sample_poses(model, 1, kind="mixed", seed=3, global_orient="random"))
     v = hand.vertices[0].numpy()

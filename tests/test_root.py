@@ -131,11 +131,28 @@ def test_refinement_beats_linear_with_outlier_joints():
     assert (fit.inliers.sum(1) >= 13).all()
 
 
-def test_depth_is_bounded_and_bad_shapes_error():
+# The documented working range of the root depth (`geometry.root` module doc: "the depth kept in
+# [0.05, 2] m"): every hand inside it is recovered exactly, every hand outside is clamped to it.
+DOCUMENTED_DEPTH_M = (0.05, 2.0)
+
+
+@pytest.mark.parametrize("depth", [0.3, 1.2, 1.6, 1.95])
+def test_hands_across_the_documented_depth_range_are_recovered_exactly(depth):
+    joints_rel, t, K = random_hands(20, seed=6)
+    t = t.clone()
+    t[:, :2] *= depth / t[:, 2:]  # the same rays, further away
+    t[:, 2] = depth
+    uv = project(joints_rel + t[:, None], K)
+    for solved in (solve_root_translation(joints_rel, uv, K), solve_root_translation(joints_rel, uv, K, refine=False)):
+        assert (solved - t).abs().max() < 1e-6
+
+
+def test_depth_is_clamped_to_the_documented_range_and_bad_shapes_error():
     joints_rel, t, K = random_hands(3, seed=5)
-    uv = project(joints_rel + t[:, None] * torch.tensor([1.0, 1.0, 10.0], dtype=torch.float64), K)  # 5-8 m away
-    fit = refine_root_translation(joints_rel, uv, K)
-    assert (fit.t[:, 2] <= 2.0 + 1e-12).all()
+    for factor, bound in ((10.0, DOCUMENTED_DEPTH_M[1]), (0.02, DOCUMENTED_DEPTH_M[0])):  # 5-8 m, 1-1.6 cm away
+        uv = project(joints_rel + t[:, None] * torch.tensor([1.0, 1.0, factor], dtype=torch.float64), K)
+        fit = refine_root_translation(joints_rel, uv, K)
+        torch.testing.assert_close(fit.t[:, 2], torch.full((3,), bound, dtype=torch.float64), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="uv must be"):
         recover_root_translation(joints_rel, uv[:, :20], K)
     with pytest.raises(ValueError, match="weights must be"):
