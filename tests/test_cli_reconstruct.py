@@ -89,3 +89,46 @@ def test_evaluate_command_on_freihand(tmp_path, ckpt):
     assert (tmp_path / "ev" / "pred.json").is_file()
     r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "no")])
     assert r.exit_code == 2 and "error:" in r.output
+
+
+def _one_line_error(r, *fragments):
+    """Exit code 2, a single 'error: ...' line naming what is wrong, and no traceback."""
+    assert r.exit_code == 2, r.output
+    text = r.output.strip()
+    assert "Traceback" not in text and text.count("\n") == 0 and text.startswith("error:"), text
+    for f in fragments:
+        assert f in text, (f, text)
+
+
+def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
+    write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
+                                        "--formats", "obj,stl"]), "--formats", "stl", "obj, ply, glb")
+    assert not out.exists()  # refused before anything ran
+    (tmp_path / "p.json").write_text("[]")
+    _one_line_error(runner.invoke(app, ["evaluate-submission", "--pred", str(tmp_path / "p.json"), "--gt-dir",
+                                        str(tmp_path), "--benchmark", "other"]), "unknown benchmark 'other'", "freihand")
+    for size in ("12x", "axb", "1x2x3", "-5"):
+        _one_line_error(runner.invoke(app, ["synth", "--num", "2", "--out", str(tmp_path / "s"), "--image-size", size]),
+                        "--image-size", repr(size))
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")]),
+                    "cannot load model")
+    blocker = tmp_path / "in" / "a.png"  # a file where a folder is needed
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(blocker / "m.onnx")]),
+                    "cannot write", str(blocker / "m.onnx"))
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
+                    "is a folder")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_evaluate_limit(tmp_path, ckpt):
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh")
+    base = ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "fh")]
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "ev"), "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["num_samples"] == 1
+    for bad in ("0", "-3"):
+        _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev2"), "--limit", bad]), "limit", bad)
+    assert not (tmp_path / "ev2").exists()

@@ -388,3 +388,38 @@ def test_heatmap_term_only_when_weighted_and_training():
     torch.testing.assert_close(total, sum(v * (0.1 if k == "heatmap" else 1.0) for k, v in terms.items()))
     assert "heatmaps" not in m.eval()(batch)  # inference outputs are unchanged
     assert "heatmaps" not in small_model().train()(batch)  # default weight 0: nothing extra computed
+
+
+def test_exact_resume_of_a_real_m3dhmr_run(tmp_path):
+    """A real M3DHMR run on the rendered two-view stream (batch norm, DSC temperature annealing,
+    both views' augmentation): 4 steps straight == 2 steps, checkpoint, resume, 2 more, bit for bit."""
+    from handrecon.train import load_model
+    from handrecon.train.checkpoint import read_card
+
+    def cfg(out):
+        return config_from_dict({
+            "output": str(out), "imports": ["handrecon.data.m3dhmr_crops"],
+            "model": {"name": "m3dhmr", "kwargs": {"backbone": "stacked_resnet18", "num_kernels": 2,
+                                                   "tau_start": 30.0, "tau_anneal_steps": 3,
+                                                   "backbone_kwargs": SMALL["stacked_resnet18"]}},
+            "data": {"train": {"name": "m3dhmr_stream", "kwargs": {"seed": 3, "image_size": [96, 96],
+                                                                  "input_size": SIZE, "two_views": True}},
+                     "batch_size": 2, "num_workers": 0},
+            "optim": {"name": "adam", "lr": 1e-3},
+            "train": {"max_steps": 4, "steps_per_epoch": 2, "log_every": 1, "ckpt_every": 2, "progress": "off"},
+        })
+
+    train(cfg(tmp_path / "a"))
+    mid = tmp_path / "a" / "checkpoints" / "step_00000002"
+    assert read_card(mid)["step"] == 2
+    torch.manual_seed(999)
+    train(cfg(tmp_path / "b"), resume=str(mid))
+    a, _ = load_model(tmp_path / "a" / "checkpoints" / "step_00000004")
+    b, _ = load_model(tmp_path / "b" / "checkpoints" / "step_00000004")
+    sa, sb, sm = a.state_dict(), b.state_dict(), load_model(mid)[0].state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=0, msg=k)
+    assert int(a.train_step) == int(b.train_step) == 4 and a.temperature() == b.temperature() == 1.0
+    running = [k for k in sa if k.endswith("running_mean")]
+    assert running and any(not torch.equal(sa[k], sm[k]) for k in running)  # batch-norm state moved and matches

@@ -81,6 +81,8 @@ def evaluate(
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of samples, got {limit}")
     split = split or DEFAULT_SPLITS[dataset]
     rec = model if isinstance(model, Reconstructor) else load(model)
     ds = build_dataset(dataset, root, split)

@@ -49,8 +49,13 @@ def export_onnx(model: str | Path | Reconstructor, out: str | Path, opset: int =
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, proto.SerializeToString())
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; give the path of the .onnx file to write, e.g. {out / 'model.onnx'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, proto.SerializeToString())
+    except OSError as e:
+        raise ValueError(f"cannot write {out}: {e.strerror or e} (is a parent path a file, or not writable?)") from None
     return out
 
 
