@@ -149,3 +149,20 @@ def test_joint_trafo_on_vertices_reproduces_official_align_by_trafo():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same shape"):
         procrustes_align(np.zeros((21, 3)), np.zeros((20, 3)))
+
+
+def test_float32_input_is_computed_in_float64():
+    rng = np.random.default_rng(9)
+    gt, pred = rng.normal(size=(2, 21, 3)).astype(np.float32), rng.normal(size=(2, 21, 3)).astype(np.float32)
+    want = procrustes_align(pred.astype(np.float64), gt.astype(np.float64))
+    got = procrustes_align(pred, gt)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    tr = procrustes_trafo(pred.astype(np.float64), gt.astype(np.float64))
+    np.testing.assert_array_equal(freihand_align_by_joint_trafo(pred, tr), freihand_align_by_joint_trafo(pred.astype(np.float64), tr))
+
+
+@pytest.mark.parametrize("shape", [(21, 2), (21,), (2, 21, 4)])
+def test_points_must_be_three_dimensional(shape):
+    with pytest.raises(ValueError, match=r"\(\.\.\., N, 3\)"):
+        procrustes_align(np.zeros(shape), np.zeros(shape))

@@ -25,7 +25,9 @@ import torch
 from safetensors.torch import save as st_save
 
 from handrecon.infer.predictor import default_crop_scale, inference_settings
-from handrecon.train.checkpoint import MODEL_FILE, CARD_FILE, CheckpointError, load_tensors, read_card, resolve_checkpoint
+from handrecon.train.checkpoint import (
+    CARD_FILE, MODEL_FILE, CheckpointError, load_tensors, read_card, resolve_checkpoint, seal_card,
+)
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "handrecon" / "assets" / "models"
@@ -66,7 +68,7 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
         training={**card.get("training", {}), **training},
         files={MODEL_FILE: hashlib.sha256(blob).hexdigest()},
     )
-    atomic_write_json(out / CARD_FILE, card)
+    atomic_write_json(out / CARD_FILE, seal_card(card))
     return out
 
 

@@ -7,7 +7,14 @@ Layout of one checkpoint directory (``RUN/checkpoints/step_00001234/``)::
                         tensors, the rest as JSON in the safetensors metadata (no pickle)
     card.json           architecture name + kwargs, hand model, config, step, epoch (epochs
                         completed, fractional), metrics of the last validation, handrecon
-                        version, time, and the SHA-256 of both files
+                        version, time, the SHA-256 of both files, and its own SHA-256
+                        (``card_sha256``, over the canonical JSON of every other field)
+
+A card is data. Loading a checkpoint never imports or runs anything the card names: the model is
+built from handrecon's own registry (families under ``handrecon.models``), the card must carry a
+``files`` table of plain file names inside the checkpoint directory (the weights among them), each
+file must match its hash, and the card must match its own digest (an edited or hand-written card is
+refused).
 
 The directory is assembled under a temporary name and renamed into place, so a checkpoint either
 exists completely or not at all. ``RUN/checkpoints/last.json`` and ``best.json`` point to the
@@ -41,6 +48,17 @@ MODEL_FILE, STATE_FILE, CARD_FILE = "model.safetensors", "state.safetensors", "c
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or corrupt; the message names the path."""
+
+
+def card_digest(card: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces) of every card field but ``card_sha256``."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The card with its own digest (``card_sha256``) set; write cards only through this."""
+    return {**card, "card_sha256": card_digest(card)}
 
 
 # --------------------------------------------------------------------------- tensor/JSON state
@@ -142,7 +160,7 @@ def save_checkpoint(
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {name: _sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE)},
         }
-        atomic_write_json(tmp / CARD_FILE, card)
+        atomic_write_json(tmp / CARD_FILE, seal_card(card))
         if ckpt_dir.exists():
             old = ckpt_dir.with_name(f".{ckpt_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -232,19 +250,33 @@ def find_last_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Read a checkpoint's card; with ``verify`` also check both files exist and match their hashes."""
+    """Read a checkpoint's card; with ``verify`` also check the card's own digest, that its ``files``
+    are plain names inside the checkpoint directory (``model.safetensors`` among them), and that each
+    exists and matches its hash. Raises CheckpointError naming the file and the problem."""
     d = Path(ckpt_dir)
     card_path = d / CARD_FILE
     if not card_path.is_file():
         raise CheckpointError(f"{d}: no {CARD_FILE}; the checkpoint is missing or was never completed")
     try:
         card = json.loads(card_path.read_text())
-    except ValueError as e:
-        raise CheckpointError(f"{card_path}: not valid JSON ({e}); the checkpoint is corrupt") from e
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{card_path}: not valid JSON ({e}); the checkpoint is corrupt") from None
+    except OSError as e:
+        raise CheckpointError(f"{card_path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise CheckpointError(f"{card_path}: not a handrecon checkpoint card")
     if verify:
-        for name, digest in card.get("files", {}).items():
+        if card.get("card_sha256") != card_digest(card):
+            raise CheckpointError(f"{card_path}: the card does not match its own digest (card_sha256): it was edited "
+                                  "or not written by handrecon; re-save the checkpoint with handrecon")
+        files = card.get("files")
+        if not isinstance(files, dict) or MODEL_FILE not in files:
+            raise CheckpointError(f"{card_path}: no 'files' table listing {MODEL_FILE} and its SHA-256; "
+                                  "the card is incomplete")
+        for name, digest in files.items():
+            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+                raise CheckpointError(f"{card_path}: 'files' entry {name!r} is not a plain file name inside "
+                                      f"{d}; refused")
             f = d / name
             if not f.is_file():
                 raise CheckpointError(f"{d}: {name} is missing; the checkpoint is incomplete")
@@ -285,12 +317,22 @@ def load_weights(model: torch.nn.Module, ckpt_dir: str | Path, strict: bool = Tr
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from a checkpoint (or run dir): ``(model in eval mode, card)``."""
-    from handrecon.train.config import MODELS, import_modules
+    """Rebuild a trained model from a checkpoint (or run dir): ``(model in eval mode, card)``.
+
+    The architecture must be one handrecon registers itself (or one registered in this process);
+    nothing named by the card is imported."""
+    from handrecon.train.config import MODELS, ConfigError
 
     d = resolve_checkpoint(path)
     card = read_card(d, verify=True)
-    import_modules(card.get("imports", []))
-    model = MODELS.build(card["architecture"], **card.get("kwargs", {}))
+    arch, kwargs = card.get("architecture"), card.get("kwargs") or {}
+    if not isinstance(arch, str) or not arch.isidentifier() or not isinstance(kwargs, dict):
+        raise CheckpointError(f"{d / CARD_FILE}: 'architecture' must be a model family name and 'kwargs' an object")
+    try:
+        model = MODELS.build(arch, **kwargs)
+    except ConfigError as e:
+        raise CheckpointError(f"{d / CARD_FILE}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{d / CARD_FILE}: cannot build a {arch!r} model from the card's kwargs: {e}") from None
     load_weights(model, d)
     return model.to(device).eval(), card

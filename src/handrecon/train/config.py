@@ -34,8 +34,8 @@ class Registry:
     in the config's ``imports``.
     """
 
-    def __init__(self, kind: str, package: str):
-        self.kind, self.package = kind, package
+    def __init__(self, kind: str, package: str, builtin: tuple[str, ...] = ()):
+        self.kind, self.package, self.builtin = kind, package, builtin
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -57,6 +57,8 @@ class Registry:
                 if e.name is None or not module.startswith(e.name):
                     raise
         if name not in self._items:
+            for module in self.builtin:  # handrecon's own families, so the list below is complete
+                importlib.import_module(module)
             known = ", ".join(sorted(self._items)) or "none"
             raise ConfigError(
                 f"unknown {self.kind} {name!r} (registered: {known}); add the module that registers "
@@ -79,8 +81,8 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-MODELS = Registry("model", "handrecon.models")
-DATASETS = Registry("dataset", "handrecon.data")
+MODELS = Registry("model", "handrecon.models", builtin=("handrecon.models.m3dhmr",))
+DATASETS = Registry("dataset", "handrecon.data", builtin=("handrecon.data.m3dhmr_crops",))
 
 
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,0 +1,95 @@
+"""Re-run the ten planted mutations of issue 9 against the suite: each must make its tests fail.
+
+Each mutation is one textual edit of one source file. The script copies `src/` and `tests/` to a
+temporary folder, applies one edit there, runs the named test files against the copy (PYTHONPATH
+first, so the editable install is shadowed) and reports caught / SURVIVED. The working tree is
+never touched. An edit whose text is no longer found is reported as stale (update it here).
+
+    .venv/bin/python tools/planted_mutations.py            # all ten, about 2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, file, old text, new text, test files)
+MUTATIONS = [
+    ("official Procrustes forced to a proper rotation", "src/handrecon/geometry/procrustes.py",
+     "def procrustes_trafo(pred: np.ndarray, gt: np.ndarray, allow_reflection: bool = True)",
+     "def procrustes_trafo(pred: np.ndarray, gt: np.ndarray, allow_reflection: bool = False)",
+     ["tests/test_procrustes.py"]),
+    ("proper-rotation scale = S.sum()", "src/handrecon/geometry/procrustes.py",
+     "scale = S[..., 0] + S[..., 1] + d * S[..., 2]", "scale = S.sum(-1)", ["tests/test_procrustes.py"]),
+    ("FreiHAND scorer without reflections", "src/handrecon/eval/submission.py",
+     "xyz_trafo = procrustes_trafo(pred.xyz, gt.xyz)",
+     "xyz_trafo = procrustes_trafo(pred.xyz, gt.xyz, allow_reflection=False)",
+     ["tests/test_submission.py", "tests/test_eval_runner.py", "tests/test_metrics.py"]),
+    ("mirror dropped from crop_R in flip", "src/handrecon/data/transforms.py",
+     'meta["crop_R"] = np.diag(_MIRROR_X.astype(np.float64)) @ meta["crop_R"]', 'meta["crop_R"] = meta["crop_R"]',
+     ["tests/test_transforms.py", "tests/test_predictor.py"]),
+    ("root depth clamp 2.0 -> 1.0 m", "src/handrecon/geometry/root.py",
+     "DEPTH_RANGE = (0.05, 2.0)", "DEPTH_RANGE = (0.05, 1.0)", ["tests/test_root.py", "tests/test_predictor.py"]),
+    ("pose2d loss compares the prediction with itself", "src/handrecon/losses/m3dhmr.py",
+     '"pose2d": F.l1_loss(uv, gt_uv)', '"pose2d": F.l1_loss(uv, uv)', ["tests/test_m3dhmr_model.py"]),
+    ("norm loss compares the prediction with itself", "src/handrecon/losses/m3dhmr.py",
+     '"norm": normal_loss(verts, gt_verts, self.faces)', '"norm": normal_loss(verts, verts, self.faces)',
+     ["tests/test_m3dhmr_model.py"]),
+    ("edge loss compares the prediction with itself", "src/handrecon/losses/m3dhmr.py",
+     '"edge": edge_loss(verts / s, gt_verts / s, self.faces)', '"edge": edge_loss(verts / s, verts / s, self.faces)',
+     ["tests/test_m3dhmr_model.py"]),
+    ("FreiHAND evaluation ignores the dataset's K", "src/handrecon/eval/runner.py",
+     "[smp.K for smp in samples]", '[None if dataset == "freihand" else smp.K for smp in samples]',
+     ["tests/test_eval_runner.py"]),
+    ("shipped-model preprocessing RGB -> BGR", "src/handrecon/infer/predictor.py",
+     "x = self.images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0",
+     "x = self.images[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2) / 255.0", ["tests/test_demo.py"]),
+    ("shipped-model crop scale x0.85", "src/handrecon/infer/predictor.py",
+     "box, scale = check_box(box, W, H), crop_scale\n", "box, scale = check_box(box, W, H), crop_scale * 0.85\n",
+     ["tests/test_demo.py"]),
+    ("shipped-model crop scale x1.3", "src/handrecon/infer/predictor.py",
+     "box, scale = check_box(box, W, H), crop_scale\n", "box, scale = check_box(box, W, H), crop_scale * 1.3\n",
+     ["tests/test_demo.py"]),
+    ("validate(): AUC without alignment", "src/handrecon/models/m3dhmr/model.py",
+     '"auc": summarize_errors(joint_err).auc', '"auc": summarize_errors(keypoint_errors(a["pj"], a["gj"])).auc',
+     ["tests/test_m3dhmr_model.py"]),
+    ("validate(): PA-MPVPE without alignment", "src/handrecon/models/m3dhmr/model.py",
+     'keypoint_errors(verts_aligned, a["gv"]).mean(0).mean()', 'keypoint_errors(a["pv"], a["gv"]).mean(0).mean()',
+     ["tests/test_m3dhmr_model.py"]),
+]
+
+
+def run(name: str, file: str, old: str, new: str, tests: list[str]) -> str:
+    with tempfile.TemporaryDirectory() as d:
+        for part in ("src", "tests"):
+            shutil.copytree(ROOT / part, Path(d) / part, ignore=shutil.ignore_patterns("__pycache__"))
+        target = Path(d) / file
+        text = target.read_text()
+        if old not in text:
+            return "stale (text not found)"
+        target.write_text(text.replace(old, new, 1))
+        env = {**os.environ, "PYTHONPATH": str(Path(d) / "src")}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                              cwd=d, env=env, capture_output=True, text=True)
+        failed = [ln.split(" ")[1] for ln in proc.stdout.splitlines() if ln.startswith("FAILED ")]
+        return f"caught by {failed[0]}" if proc.returncode == 1 and failed else (
+            "SURVIVED" if proc.returncode == 0 else f"error (pytest exit {proc.returncode})")
+
+
+def main() -> int:
+    survived = 0
+    for name, file, old, new, tests in MUTATIONS:
+        outcome = run(name, file, old, new, tests)
+        survived += not outcome.startswith("caught")
+        print(f"| {name} | {outcome} |", flush=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
