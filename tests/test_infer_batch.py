@@ -46,7 +46,61 @@ def test_collect_images_and_unique_stems(tmp_path):
     images, problems = collect_images([tmp_path, tmp_path / "missing.png"])
     assert [p.name for p in images] == ["broken.jpg", "x.png", "y.png", "x.jpg"]
     assert problems == [(str(tmp_path / "missing.png"), "no such file or folder")]
-    assert unique_stems(images) == ["broken", "x", "y", "x_2"]
+    assert unique_stems(images) == ["broken", "a_x_png", "y", "b_x_jpg"]
+    assert unique_stems(images[::-1]) == unique_stems(images)[::-1]  # stable: independent of the order
+    again, _ = collect_images([tmp_path / "a" / "y.png", tmp_path, tmp_path / "a" / "y.png"])
+    assert len(again) == 4  # each file once
+
+
+def test_outputs_of_same_stem_inputs_never_overwrite_each_other(tmp_path):
+    """x.jpg, x.png and x_2.png in one folder: three images, three distinct sets of outputs."""
+    root = tmp_path / "in"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for h, name in ((41, "x.jpg"), (42, "x.png"), (43, "x_2.png")):
+        Image.fromarray(rng.integers(0, 255, (h, 60, 3), dtype=np.uint8)).save(root / name)
+    report = reconstruct_paths(FakePredictor(), [root], tmp_path / "out", mesh_formats=("obj",), overlay=False)
+    assert report.ok and len(report.written) == 3
+    names = [n for files in report.written.values() for n in files]
+    assert len(names) == len(set(names)) == 6
+    for stem, h in (("x_jpg", 41), ("x_png", 42), ("x_2", 43)):  # each output belongs to its own input
+        assert json.loads((tmp_path / "out" / f"{stem}.json").read_text())["image_size"][0] == h
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+
+
+def test_an_unresolvable_name_clash_is_an_error_before_anything_runs(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("x.jpg", "x.png", "x_png.png"):  # x.png -> "x_png", the name x_png.png has already
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / name)
+    pred = FakePredictor()
+    try:
+        reconstruct_paths(pred, [root], tmp_path / "out")
+    except ValueError as e:
+        assert "x_png" in str(e) and "rename" in str(e)
+    else:
+        raise AssertionError("a name clash must be an error")
+    assert pred.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_output_folder_inside_the_input_folder_is_skipped(tmp_path):
+    _write_images(tmp_path)
+    first = reconstruct_paths(FakePredictor(), [tmp_path], tmp_path / "out")
+    second = reconstruct_paths(FakePredictor(), [tmp_path], tmp_path / "out")
+    assert set(first.written) == set(second.written) and len(second.written) == 3
+
+
+def test_a_non_finite_result_writes_nothing(tmp_path):
+    class NaNPredictor(FakePredictor):
+        def predict(self, image, box=None, side=None, K=None):
+            res = super().predict(image, box, side, K)
+            res.hands[0].vertices = res.hands[0].vertices * np.float32("nan")
+            return res
+
+    _write_images(tmp_path / "in")
+    report = reconstruct_paths(NaNPredictor(), [tmp_path / "in"], tmp_path / "out")
+    assert len(report.failed) == 4 and all("non-finite vertices" in why for p, why in report.failed if "broken" not in p)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_reconstruct_paths_writes_outputs_and_reports_failures(tmp_path):
@@ -60,10 +114,10 @@ def test_reconstruct_paths_writes_outputs_and_reports_failures(tmp_path):
     # --focal builds K with the principal point at the image centre.
     np.testing.assert_allclose(pred.calls[0], [[500, 0, 39.5], [0, 500, 31.5], [0, 0, 1]])
     out = tmp_path / "out"
-    data = json.loads((out / "x_2.json").read_text())
+    data = json.loads((out / "b_x_jpg.json").read_text())
     assert data["hands"][0]["side"] == "left" and len(data["hands"][0]["keypoints_2d"]) == 21
     for fmt in ("obj", "ply", "glb"):
-        mesh = trimesh.load(out / f"x_hand0.{fmt}", force="mesh", process=False)
+        mesh = trimesh.load(out / f"a_x_png_hand0.{fmt}", force="mesh", process=False)
         assert len(mesh.faces) == 4
     overlay = np.asarray(Image.open(out / "y_overlay.png"))
     assert overlay.shape[0] == 64 and overlay.shape[1] > 80  # image plus side-view panel

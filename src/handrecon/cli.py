@@ -218,11 +218,16 @@ def reconstruct(
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
     predictor = _load_model_or_exit(model, threads)
-    total = len(collect_images(paths)[0])
-    with Progress(transient=True) as progress:
-        task = progress.add_task("reconstructing", total=total)
-        report = reconstruct_paths(predictor, paths, out, box=box, side=side, focal=focal, mesh_formats=mesh_formats,
-                                   overlay=not no_overlay, on_progress=lambda _: progress.advance(task))
+    total = len(collect_images(paths, exclude=out)[0])
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("reconstructing", total=total)
+            report = reconstruct_paths(predictor, paths, out, box=box, side=side, focal=focal,
+                                       mesh_formats=mesh_formats, overlay=not no_overlay,
+                                       on_progress=lambda _: progress.advance(task))
+    except ValueError as e:  # raised before any image runs (e.g. two inputs, one output name)
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
                f"{len(report.failed)} failed -> {out}/")
     for path, reason in report.failed:

@@ -7,6 +7,8 @@ unreadable file is reported and skipped; the run goes on and the report lists ev
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -39,17 +41,20 @@ class BatchReport:
         return not self.failed
 
 
-def collect_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files and folders (recursively, sorted) into image files.
+def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, sorted) into image files, each once.
 
-    Returns (images, problems) where problems are (path, reason) for inputs that do not exist
-    or folders holding no image.
+    exclude: a folder whose contents are skipped inside input folders (the run's own output folder,
+    so a second run does not reconstruct its own overlays). Returns (images, problems) where
+    problems are (path, reason) for inputs that do not exist or folders holding no image.
     """
     images: list[Path] = []
     problems: list[tuple[str, str]] = []
+    skip = Path(exclude).resolve() if exclude is not None else None
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+                           and not (skip is not None and q.resolve().is_relative_to(skip)))
             if not found:
                 problems.append((str(p), f"folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"))
             images.extend(found)
@@ -57,18 +62,36 @@ def collect_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[
             images.append(p)
         else:
             problems.append((str(p), "no such file or folder"))
-    return images, problems
+    unique = list({q.resolve(): q for q in images}.values())
+    return unique, problems
 
 
 def unique_stems(images: list[Path]) -> list[str]:
-    """Output names: the file stem, with _2, _3, ... appended where two inputs share a stem."""
-    seen: dict[str, int] = {}
-    stems = []
+    """Output names, unique and independent of the input order: the file stem; where several inputs
+    share a stem, their path below the shared parent folder with the suffix, joined by '_'
+    (``x.jpg``, ``x.png`` -> ``x_jpg``, ``x_png``; ``a/x.png``, ``b/x.png`` -> ``a_x_png``, ``b_x_png``).
+    Raises ValueError, before anything is written, if two inputs would still share a name."""
+    groups: dict[str, list[Path]] = defaultdict(list)
     for p in images:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        stems.append(p.stem if n == 1 else f"{p.stem}_{n}")
-    return stems
+        groups[p.stem].append(p)
+    names = []
+    for p in images:
+        group = groups[p.stem]
+        if len(group) == 1:
+            names.append(p.stem)
+            continue
+        base = Path(os.path.commonpath([q.resolve().parent for q in group]))
+        rel = p.resolve().relative_to(base).with_suffix("")
+        names.append("_".join((*rel.parts, p.suffix.lstrip(".").lower())))
+    owners: dict[str, list[str]] = defaultdict(list)
+    for p, n in zip(images, names):
+        owners[n].append(str(p))
+    clash = {n: ps for n, ps in owners.items() if len(ps) > 1}
+    if clash:
+        n, ps = next(iter(clash.items()))
+        raise ValueError(f"inputs {' and '.join(ps)} would both write outputs named {n!r}; rename one of them "
+                         "or reconstruct them into different --out folders")
+    return names
 
 
 def write_result(
@@ -79,19 +102,38 @@ def write_result(
     mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
     overlay: bool = True,
 ) -> list[str]:
-    """Write NAME.json, per-hand meshes and the overlay for one image. Returns the file names."""
-    files = []
-    json_path = out_dir / f"{stem}.json"
-    atomic_write_json(json_path, result.to_json())
-    files.append(json_path.name)
+    """Write NAME.json, per-hand meshes and the overlay for one image. Returns the file names.
+
+    All or nothing: a result with non-finite numbers is refused before anything is written
+    (ValueError), and if any file fails the ones already written for this image are removed."""
+    check_finite(result)
+    written: list[Path] = []
+    try:
+        json_path = out_dir / f"{stem}.json"
+        atomic_write_json(json_path, result.to_json())
+        written.append(json_path)
+        for i, hand in enumerate(result.hands):
+            for fmt in mesh_formats:
+                written.append(save_mesh(out_dir / f"{stem}_hand{i}.{fmt}", hand.vertices, result.faces_for(hand.side)))
+        if overlay:
+            png = out_dir / f"{stem}_overlay.png"
+            _save_png(png, render_overlay(result, image))
+            written.append(png)
+    except BaseException:
+        for f in written:
+            f.unlink(missing_ok=True)
+        raise
+    return [f.name for f in written]
+
+
+def check_finite(result: ImageResult) -> None:
+    """ValueError naming the hand and field when a result holds NaN or infinite numbers."""
     for i, hand in enumerate(result.hands):
-        for fmt in mesh_formats:
-            files.append(save_mesh(out_dir / f"{stem}_hand{i}.{fmt}", hand.vertices, result.faces_for(hand.side)).name)
-    if overlay:
-        png = out_dir / f"{stem}_overlay.png"
-        _save_png(png, render_overlay(result, image))
-        files.append(png.name)
-    return files
+        for name in ("box", "keypoints_2d", "keypoints_3d", "vertices", "cam_t"):
+            value = np.asarray(getattr(hand, name), np.float64)
+            if not np.isfinite(value).all():
+                raise ValueError(f"hand {i}: the model produced non-finite {name} (NaN or inf); the input is out of "
+                                 "range (camera, box) or the model weights are corrupt; nothing written")
 
 
 def render_overlay(result: ImageResult, image: np.ndarray) -> np.ndarray:
@@ -131,9 +173,10 @@ def reconstruct_paths(
     from handrecon.geometry.camera import default_intrinsics
 
     out_dir = Path(out_dir)
-    images, problems = collect_images(paths)
+    images, problems = collect_images(paths, exclude=out_dir)
+    stems = unique_stems(images)  # a name clash is an error before anything runs
     report = BatchReport(failed=list(problems))
-    for path, stem in zip(images, unique_stems(images)):
+    for path, stem in zip(images, stems):
         try:
             image = load_image(path)
             K = None if focal is None else default_intrinsics((image.shape[1], image.shape[0]), focal=focal)

@@ -49,7 +49,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    """Serialise `obj` as JSON to `path` atomically."""
+    """Serialise `obj` as strict JSON to `path` atomically (NaN/inf are a ValueError, nothing written)."""
+    text = json.dumps(obj, indent=indent, allow_nan=False)
     with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=indent)
+        f.write(text)
         f.write("\n")
