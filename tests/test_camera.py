@@ -71,3 +71,17 @@ def test_package_reexports():
         assert callable(getattr(geometry, name)), name
     with pytest.raises(AttributeError):
         geometry.not_a_function  # noqa: B018
+
+
+def test_default_intrinsics_field_of_view():
+    """fov across the larger side: the image edge lies at half the angle from the optical axis."""
+    for fov in (30.0, 90.0, 120.0):
+        K = default_intrinsics((640, 480), fov_deg=fov)
+        edge = np.degrees(np.arctan(320.0 / K[0, 0]))
+        assert edge == pytest.approx(fov / 2)
+        np.testing.assert_allclose(K[:2, 2], [319.5, 239.5])
+    for bad in (0.0, 180.0, -5.0):
+        with pytest.raises(ValueError, match="fov_deg"):
+            default_intrinsics((640, 480), fov_deg=bad)
+    with pytest.raises(ValueError, match="image_size"):
+        default_intrinsics((0, 480))

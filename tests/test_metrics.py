@@ -229,3 +229,11 @@ def test_zero_prediction_gives_finite_large_errors():
     assert np.isfinite(f).all() and (f <= 1).all()
     s = summarize_errors(keypoint_errors(zero, gt))
     assert s.auc == 0.0
+
+
+def test_pa_metrics_default_to_the_official_reflection_alignment():
+    rng = np.random.default_rng(11)
+    gt = rng.normal(size=(3, 30, 3)) * 0.04
+    mirrored = gt * [-1.0, 1.0, 1.0] + 0.1
+    assert pa_mpjpe(mirrored, gt) < 1e-7 and pa_mpvpe(mirrored, gt) < 1e-7
+    assert pa_mpjpe(mirrored, gt, allow_reflection=False) > 1e-3
