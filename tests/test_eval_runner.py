@@ -60,10 +60,14 @@ class Oracle(Reconstructor):
         self.crops = super().prepare(*args)
         return self.crops
 
+    def ground_truth(self, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(verts, joints) in the camera frame of the item whose crop view this is."""
+        return self.queue.pop(0)
+
     def oracle(self, images):
         out = {"uv_px": [], "verts": [], "joints": []}
-        for R, K_view in zip(self.crops.R, self.crops.K_view):
-            verts, joints = self.queue.pop(0)
+        for view, R, K_view in zip(self.crops.images, self.crops.R, self.crops.K_view):
+            verts, joints = self.ground_truth(view)
             X, V = joints @ R.T, verts @ R.T  # camera frame -> view frame (mirror included)
             out["uv_px"].append(project(X, K_view))
             out["joints"].append(X - X[0])
@@ -105,28 +109,18 @@ def test_random_model_on_synthetic_val_split(tmp_path, tiny):
     assert res.metrics["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(sub.xyz, gt), rel=1e-9)
 
 
-class ColourOracle(Reconstructor):
-    """A Reconstructor whose 'network' reads which evaluation image it got from the image's colour
-    and returns that sample's ground truth in the crop view (so any slip in K, crop or order shows)."""
+class ColourOracle(Oracle):
+    """An Oracle that reads which evaluation image it got from the image's colour (instead of the
+    queue order), so any slip in K, crop or order shows."""
 
     def __init__(self, base: Reconstructor, gt_xyz: np.ndarray, gt_verts: np.ndarray, colours: list[int]) -> None:
-        super().__init__(self.oracle, base.input_size, base.faces_right, base.faces_left, base.crop_scale,
-                         True, {"hand_model": "mano"}, "oracle")
+        super().__init__(base, [])
+        self.card = {"hand_model": "mano"}
         self.gt_xyz, self.gt_verts, self.colours = gt_xyz, gt_verts, colours
 
-    def prepare(self, *args):
-        self.crops = super().prepare(*args)
-        return self.crops
-
-    def oracle(self, images):
-        out = {"uv_px": [], "verts": [], "joints": []}
-        for view, R, K_view in zip(self.crops.images, self.crops.R, self.crops.K_view):
-            i = int(np.argmin([abs(float(view[..., 0].mean()) - c) for c in self.colours]))
-            X, V = self.gt_xyz[i] @ R.T, self.gt_verts[i] @ R.T
-            out["uv_px"].append(project(X, K_view))
-            out["joints"].append(X - X[0])
-            out["verts"].append(V - X[0])
-        return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+    def ground_truth(self, view):
+        i = int(np.argmin([abs(float(view[..., 0].mean()) - c) for c in self.colours]))
+        return self.gt_verts[i], self.gt_xyz[i]
 
 
 def test_freihand_protocol_with_a_ground_truth_oracle(tmp_path, tiny):

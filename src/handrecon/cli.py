@@ -208,7 +208,7 @@ def reconstruct(
     """Reconstruct one hand per image: JSON, camera-space meshes and an overlay per input image."""
     from rich.progress import Progress
 
-    from handrecon.infer.batch import collect_images, reconstruct_paths
+    from handrecon.infer.batch import reconstruct_paths
     from handrecon.infer.export import MESH_FORMATS
 
     mesh_formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
@@ -218,13 +218,13 @@ def reconstruct(
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
     predictor = _load_model_or_exit(model, threads)
-    total = len(collect_images(paths, exclude=out)[0])
     try:
         with Progress(transient=True) as progress:
-            task = progress.add_task("reconstructing", total=total)
+            task = progress.add_task("reconstructing", total=None)
             report = reconstruct_paths(predictor, paths, out, box=box, side=side, focal=focal,
                                        mesh_formats=mesh_formats, overlay=not no_overlay,
-                                       on_progress=lambda _: progress.advance(task))
+                                       on_progress=lambda _: progress.advance(task),
+                                       on_start=lambda n: progress.update(task, total=n))
     except ValueError as e:  # raised before any image runs (e.g. two inputs, one output name)
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -163,11 +163,13 @@ def reconstruct_paths(
     mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
     overlay: bool = True,
     on_progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
     box / side / focal apply to every image (focal in pixels builds K with the principal point at
-    the image centre; without it the predictor's default camera is used).
+    the image centre; without it the predictor's default camera is used). on_start gets the
+    number of images once they are collected; on_progress each image's path once it is done.
     """
     from handrecon.data.schema import load_image
     from handrecon.geometry.camera import default_intrinsics
@@ -175,6 +177,8 @@ def reconstruct_paths(
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
+    if on_start is not None:
+        on_start(len(images))
     report = BatchReport(failed=list(problems))
     for path, stem in zip(images, stems):
         try:

@@ -330,9 +330,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         raise CheckpointError(f"{d / CARD_FILE}: 'architecture' must be a model family name and 'kwargs' an object")
     try:
         model = MODELS.build(arch, **kwargs)
-    except ConfigError as e:
+    except ConfigError as e:  # unknown family, or kwargs it does not take
         raise CheckpointError(f"{d / CARD_FILE}: {e}") from None
-    except (TypeError, ValueError) as e:
+    except ValueError as e:  # the family's own argument checks
         raise CheckpointError(f"{d / CARD_FILE}: cannot build a {arch!r} model from the card's kwargs: {e}") from None
     load_weights(model, d)
     return model.to(device).eval(), card
