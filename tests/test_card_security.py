@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import handrecon
 from handrecon.cli import app
 from handrecon.infer.registry import SHIPPED_MODELS
-from handrecon.train.checkpoint import CheckpointError, card_digest, load_model, seal_card
+from handrecon.checkpoint import CheckpointError, card_digest, load_model, seal_card
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from handrecon.demo import load_sample
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from handrecon.infer.predictor import random_checkpoint
+    from helpers import random_checkpoint
 
     return random_checkpoint(tmp_path_factory.mktemp("ckpt"), {"backbone_kwargs": {"width": 16}}, input_size=64)
 

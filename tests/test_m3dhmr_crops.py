@@ -13,7 +13,7 @@ from handrecon.data import DatasetError
 from handrecon.data.m3dhmr_crops import BATCH_KEYS, M3DHMRCrops, M3DHMRStream
 from handrecon.data.synth import preset
 from handrecon.data.synth.writer import generate
-from handrecon.train.config import DATASETS
+from handrecon.registry import DATASETS
 
 CFG = preset("crop", image_size=(64, 64), p_left=0.5)
 S = 48

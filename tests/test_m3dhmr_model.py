@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 from handrecon.losses.m3dhmr import M3DHMRLoss, apply_affine
 from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
 from handrecon.models.m3dhmr import M3DHMR, export_onnx, pixel_affine_to_normalized
-from handrecon.train import config_from_dict, register_dataset, train
+from handrecon.registry import register_dataset
+from handrecon.train import config_from_dict, train
 
 
 SIZE = 64  # small crops keep the tests fast; the model is size-agnostic (multiples of 32)
@@ -329,7 +330,7 @@ def test_engine_trains_a_few_steps_and_validates(tmp_path):
     assert all(np.isfinite(v) for v in res.metrics.values())
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
     assert {"mesh", "pose2d", "norm", "edge", "con3d", "con2d"} <= set(header)
-    from handrecon.train import load_model
+    from handrecon.checkpoint import load_model
 
     loaded, _ = load_model(res.last_checkpoint)
     assert int(loaded.train_step) == 3  # the temperature schedule position is checkpointed
@@ -393,8 +394,8 @@ def test_heatmap_term_only_when_weighted_and_training():
 def test_exact_resume_of_a_real_m3dhmr_run(tmp_path):
     """A real M3DHMR run on the rendered two-view stream (batch norm, DSC temperature annealing,
     both views' augmentation): 4 steps straight == 2 steps, checkpoint, resume, 2 more, bit for bit."""
-    from handrecon.train import load_model
-    from handrecon.train.checkpoint import read_card
+    from handrecon.checkpoint import load_model
+    from handrecon.checkpoint import read_card
 
     def cfg(out):
         return config_from_dict({

@@ -20,7 +20,7 @@ def _tool():
 
 def test_packaged_checkpoint_loads_with_its_inference_settings(tmp_path):
     import handrecon
-    from handrecon.infer.predictor import random_checkpoint
+    from helpers import random_checkpoint
 
     # width 16: 9.8 MB in float32, 4.9 MB in float16, so a 6 MB limit takes the float16 path
     ckpt = random_checkpoint(tmp_path / "ckpt", {"backbone_kwargs": {"width": 16}}, input_size=64)

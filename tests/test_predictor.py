@@ -14,7 +14,7 @@ import handrecon
 from handrecon.geometry.camera import default_intrinsics, intrinsics, project
 from handrecon.geometry.crop import crop_transform, transform_points
 from handrecon.hand.model import HandModel
-from handrecon.infer.predictor import random_checkpoint
+from helpers import random_checkpoint
 from handrecon.infer.registry import SHIPPED_MODELS, ModelNotFoundError
 from handrecon.infer.results import ImageResult
 

@@ -19,7 +19,7 @@ def test_configs_exist():
 def test_config_loads_and_builds_its_model(path):
     import handrecon.data.m3dhmr_crops  # noqa: F401  (registers the datasets)
     import handrecon.models.m3dhmr  # noqa: F401  (registers the model)
-    from handrecon.train.config import DATASETS, MODELS
+    from handrecon.registry import DATASETS, MODELS
 
     cfg = load_config(path)
     DATASETS.get(cfg.data.train.name)  # raises on an unknown name

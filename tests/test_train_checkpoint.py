@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from handrecon.train.checkpoint import (
+from handrecon.checkpoint import (
     CheckpointError,
     find_last_checkpoint,
     load_state,

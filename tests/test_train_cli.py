@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from handrecon.cli import app
-from handrecon.train import load_model
+from handrecon.checkpoint import load_model
 
 from test_train_engine import make_cfg
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from handrecon.train.config import ConfigError, ScheduleConfig, config_from_dict, load_config, save_config
+from handrecon.registry import ConfigError
+from handrecon.train.config import ScheduleConfig, config_from_dict, load_config, save_config
 from handrecon.train.engine import LRSchedule
 
 BASE = {

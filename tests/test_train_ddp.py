@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 
 from handrecon.train import config_from_dict, train
-from handrecon.train.checkpoint import load_state, read_card
+from handrecon.checkpoint import load_state, read_card
 
 from test_train_engine import TESTS, make_cfg
 

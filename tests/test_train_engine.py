@@ -14,8 +14,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from handrecon.train import SeededStream, config_from_dict, load_model, register_dataset, register_model, sample_rng, train
-from handrecon.train.checkpoint import load_state, read_card
+from handrecon.checkpoint import load_model
+from handrecon.data.stream import SeededStream, sample_rng
+from handrecon.registry import register_dataset, register_model
+from handrecon.train import config_from_dict, train
+from handrecon.checkpoint import load_state, read_card
 
 TESTS = Path(__file__).parent
 

@@ -133,7 +133,6 @@ def test_to_tensors(samples):
     h = c.hands[0]
     np.testing.assert_allclose(t["joints_3d"].numpy(), h.keypoints_3d - h.keypoints_3d[0], atol=1e-7)
     assert torch.all(t["joints_3d"][0] == 0)
-    np.testing.assert_allclose(t["keypoints_2d_norm"].numpy(), h.keypoints_2d / 31 * 2 - 1, atol=1e-6)
     assert t["is_left"] == 0  # CropAugment flips left hands to right
     assert t["flipped"] == float(samples[2].hands[0].side == "left")
     batch = torch.utils.data.default_collate([t, to_tensors(c)])

@@ -5,10 +5,10 @@
         --metrics network=runs/m3dhmr_cpu/heldout_eval/crop_metrics.json
 
 Copies the checkpoint's weights (the best one of a run directory, see
-`handrecon.train.checkpoint.resolve_checkpoint`) as ``model.safetensors`` — in float16 when the
+`handrecon.checkpoint.resolve_checkpoint`) as ``model.safetensors`` — in float16 when the
 float32 file would exceed ``--max-mb`` — and writes ``card.json``: the checkpoint card (architecture,
-kwargs, hand model, config, step, validation metrics) with ``files`` listing only the weights,
-plus ``inference`` (input size, crop scale), ``heldout_metrics`` ({KEY: contents of each
+kwargs, the model's inference spec as the trainer wrote it, config, step, validation metrics), copied
+unchanged, with ``files`` listing only the weights, plus ``heldout_metrics`` ({KEY: contents of each
 ``--metrics KEY=PATH`` JSON}) and ``training`` (data, seeds, wall time, commands, from
 ``--training``). The result loads with ``handrecon.load(name)``.
 """
@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as st_save
 
-from handrecon.infer.predictor import default_crop_scale, inference_settings
-from handrecon.train.checkpoint import (
+from handrecon.checkpoint import (
     CARD_FILE, MODEL_FILE, CheckpointError, load_tensors, read_card, resolve_checkpoint, seal_card,
 )
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
@@ -54,7 +53,9 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
         blob, dtype = st_save(tensors), "float16"
         if len(blob) > max_mb * 2**20:
             raise SystemExit(f"{src}: weights are {len(blob) / 2**20:.1f} MB even in float16 (limit {max_mb} MB)")
-    input_size, crop_scale = inference_settings(card)  # what the predictor would read from the card
+    if not isinstance(card.get("inference"), dict):
+        raise CheckpointError(f"{src}: the card has no inference spec (written by the trainer since handrecon "
+                              "0.1.0's model-family layout); re-save the checkpoint before packaging it")
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / MODEL_FILE, blob)
@@ -63,7 +64,6 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
         source_checkpoint=str(src),
         weights_dtype=dtype,
         parameters=int(sum(v.numel() for k, v in tensors.items() if v.is_floating_point())),
-        inference={"input_size": input_size, "crop_scale": default_crop_scale() if crop_scale is None else crop_scale},
         heldout_metrics=metrics,
         training={**card.get("training", {}), **training},
         files={MODEL_FILE: hashlib.sha256(blob).hexdigest()},

@@ -27,7 +27,7 @@ $PY - "$RUN" "$DATA/heldout" "$RUN/heldout_eval/crop_metrics.json" <<'PYEOF'
 import sys, torch
 from torch.utils.data import DataLoader
 from handrecon.data.m3dhmr_crops import M3DHMRCrops
-from handrecon.train import load_model
+from handrecon.checkpoint import load_model
 from handrecon.utils.io import atomic_write_json
 model, card = load_model(sys.argv[1])
 size = card["config"]["data"]["train"]["kwargs"].get("input_size", 128)

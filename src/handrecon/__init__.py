@@ -1,18 +1,20 @@
-"""handrecon: 3D hand reconstruction from single RGB images (HandOS and M3DHMR).
+"""handrecon: 3D hand reconstruction from RGB images (HandOS and M3DHMR), with an open hand model.
 
     import handrecon
     model = handrecon.load("m3dhmr-openhand")          # or a checkpoint dir / run dir / .onnx file
-    result = model.predict(image, box=(x1, y1, x2, y2), side="left")
+    result = model.predict(image, boxes=[(x1, y1, x2, y2)], sides=["left"])
 
-`load` is imported lazily, so `import handrecon` stays cheap.
+`load` is imported on first use, so `import handrecon` stays cheap (no torch).
 """
 
-__version__ = "0.1.0"
+from handrecon.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def __getattr__(name: str):
     if name == "load":
-        from handrecon.infer.predictor import load
+        from handrecon.infer.load import load  # deferred: importing torch takes ~1 s
 
         return load
     raise AttributeError(f"module 'handrecon' has no attribute {name!r}")

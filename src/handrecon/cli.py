@@ -24,7 +24,7 @@ def main() -> None:
 @app.command()
 def version() -> None:
     """Print the handrecon version."""
-    from handrecon import __version__
+    from handrecon.version import __version__
 
     typer.echo(__version__)
 
@@ -64,7 +64,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (overrides the config's `output`)."),
 ) -> None:
     """Train a model from a YAML config; run it under torchrun for DistributedDataParallel."""
-    from handrecon.train import CheckpointError, ConfigError, load_config
+    from handrecon.checkpoint import CheckpointError
+    from handrecon.train import ConfigError, load_config
     from handrecon.train import train as run_training
 
     try:
@@ -183,8 +184,8 @@ def show_dataset(
 
 def _load_model_or_exit(model: str, threads: Optional[int] = None):
     """handrecon.load, or a one-line error and exit code 2."""
-    from handrecon.infer.predictor import load
-    from handrecon.train import CheckpointError
+    from handrecon.checkpoint import CheckpointError
+    from handrecon.infer.load import load
 
     try:
         return load(model, threads=threads)
@@ -244,7 +245,7 @@ def evaluate(
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: freihand evaluation, synthetic val)."),
     out: Path = typer.Option(Path("eval_out"), "--out", help="Folder for pred.json (official submission format) and metrics.json."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per network batch."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N samples (quick checks)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images (quick checks)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
@@ -265,7 +266,8 @@ def evaluate(
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    table = Table(title=f"{result.dataset} {result.split}: {result.num_samples} samples, model {result.model}")
+    table = Table(title=f"{result.dataset} {result.split}: {result.num_samples} images, {result.num_hands} hands, "
+                        f"model {result.model}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.metrics.items():
@@ -282,7 +284,7 @@ def export_onnx_command(
     out: Path = typer.Option(..., "--out", help="Output .onnx file."),
 ) -> None:
     """Export a model's network to ONNX (dynamic batch, opset 17) for onnxruntime inference."""
-    from handrecon.infer.onnx import export_onnx
+    from handrecon.infer.load import export_onnx
 
     rec = _load_model_or_exit(model)
     try:
@@ -290,8 +292,9 @@ def export_onnx_command(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"exported: {path} (input 1x3x{rec.input_size}x{rec.input_size} ImageNet-normalised, "
-               f"batch axis dynamic); use it with handrecon.load({str(path)!r})")
+    size = rec.spec["input_size"]
+    typer.echo(f"exported: {path} (input 1x3x{size}x{size} normalised, batch axis dynamic); "
+               f"use it with handrecon.load({str(path)!r})")
 
 if __name__ == "__main__":
     app()

@@ -50,7 +50,7 @@ def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_DEMO_MODEL) -> 
     image, meta = load_sample()
     gt = meta["hands"][0]
     rec = handrecon.load(model)
-    result = rec.predict(image, box=gt["box"], side=gt["side"], K=np.asarray(meta["K"]))
+    result = rec.predict(image, K=np.asarray(meta["K"]), boxes=[gt["box"]], sides=[gt["side"]])
     files = write_result(result, image, out_dir, "sample")
     hand = result.hands[0]
     kp3d_gt = np.asarray(gt["keypoints_3d"], np.float64)

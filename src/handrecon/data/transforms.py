@@ -3,6 +3,8 @@
 Every random transform takes a numpy Generator and is deterministic given its state. All
 geometric transforms keep images, K and annotations consistent:
 
+- `crop_view`: the typed view a crop model sees at inference (image, K', image→view maps), the
+  same crop and mirror as `crop_hand` + `flip_left` without a `Sample`.
 - `crop_hand` / `HandCrop`: square crop around a hand with scale / shift / rotation; K becomes
   the crop's virtual camera K' and 3D keypoints, vertices, the root rotation and transl are
   rotated by the crop's R (geometry.crop), so ``project(X', K') == crop-transformed 2D``.
@@ -28,9 +30,9 @@ from handrecon.geometry.camera import scale_intrinsics
 from handrecon.geometry.crop import crop_transform, invert_affine, transform_points, warp_image
 from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handrecon.hand.model import mirror_axis_angle
+from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_SCALE = 1.3  # crop side / longest box side when none is given
 _MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)
 
 
@@ -77,7 +79,7 @@ def _crop_hand_annotation(h: HandAnnotation, affine: np.ndarray, R: np.ndarray, 
     )
 
 
-def crop_hand(sample: Sample, size: int = 224, hand_index: int = 0, scale: float = 1.3,
+def crop_hand(sample: Sample, size: int = 224, hand_index: int = 0, scale: float = DEFAULT_CROP_SCALE,
               shift: tuple[float, float] = (0.0, 0.0), rotation_deg: float = 0.0) -> Sample:
     """Square `size` crop around hand `hand_index`'s box (side = longest box side * scale, centre
     moved by shift * side, content rotated by rotation_deg counter-clockwise on screen).
@@ -97,6 +99,38 @@ def crop_hand(sample: Sample, size: int = 224, hand_index: int = 0, scale: float
                              source=sample.source, sample_id=sample.sample_id, meta=meta)
 
 
+@dataclass(frozen=True)
+class CropView:
+    """What a crop model sees of one hand, and how to map its outputs back.
+
+    image: (S, S, 3) uint8. K: (3, 3) float64 view intrinsics (view px). affine: (2, 3) image px →
+    view px. R: (3, 3) image camera frame → view frame (det -1 when mirrored), so that
+    project(R X, K) = affine(project(X, K_image)). mirrored: a left hand shown as a right hand.
+    """
+
+    image: np.ndarray
+    K: np.ndarray
+    affine: np.ndarray
+    R: np.ndarray
+    mirrored: bool
+
+
+def crop_view(image: np.ndarray, K: np.ndarray, box: np.ndarray, size: int, scale: float,
+              mirror: bool = False) -> CropView:
+    """The deterministic crop of `crop_hand` (no shift or rotation) around `box` (x1, y1, x2, y2
+    px; side = longest box side * scale), resized to `size`, then mirrored if `mirror` (as
+    `flip_left` does for a left hand): exactly the view the training pipeline gives the model, bit
+    for bit (the box and K' pass through float32, as a `Sample` stores them)."""
+    ct = crop_transform(np.asarray(box, np.float32), size, K, scale)
+    view = warp_image(image, ct.affine, size)
+    K_view, affine, R = ct.K.astype(np.float32).astype(np.float64), ct.affine, ct.R
+    if mirror:
+        view = np.ascontiguousarray(view[:, ::-1])
+        K_view = mirror_intrinsics(K_view, size)
+        affine, R = mirror_maps(affine, R, size)
+    return CropView(view, K_view, np.asarray(affine, np.float64), np.asarray(R, np.float64), mirror)
+
+
 @dataclass
 class HandCrop:
     """Random hand-centred crop. scale: range of the crop side over the longest box side;
@@ -104,7 +138,7 @@ class HandCrop:
     absolute in-plane rotation; hand_index: the hand to crop (None: a random one)."""
 
     size: int = 224
-    scale: tuple[float, float] = (1.15, 1.5)
+    scale: tuple[float, float] = (DEFAULT_CROP_SCALE, DEFAULT_CROP_SCALE)
     shift: float = 0.08
     rotation_deg: float = 45.0
     hand_index: int | None = 0
@@ -120,6 +154,23 @@ class HandCrop:
 
 
 # ----------------------------------------------------------------------------- flip
+def mirror_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
+    """(3, 3) float64 intrinsics of the horizontally mirrored image: cx -> W-1-cx, skew negated."""
+    K = np.asarray(K, np.float64).copy()
+    K[0, 2] = width - 1 - K[0, 2]
+    K[0, 1] = -K[0, 1]
+    return K
+
+
+def mirror_maps(affine: np.ndarray, R: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(affine (2, 3) image px -> view px, R (3, 3) camera -> view frame) composed with the
+    horizontal mirror of a view `width` px wide (u -> W-1-u, x -> -x)."""
+    F = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
+    A = np.asarray(affine, np.float64)
+    mirrored = np.concatenate([F[:, :2] @ A[:, :2], (F[:, :2] @ A[:, 2] + F[:, 2])[:, None]], 1)
+    return mirrored, np.diag(_MIRROR_X.astype(np.float64)) @ np.asarray(R, np.float64)
+
+
 def flip(sample: Sample) -> Sample:
     """Mirror the sample horizontally: image columns reversed, u -> W-1-u, K's cx -> W-1-cx and
     skew negated, 3D x negated (vertices, keypoints, transl), poses mirrored, sides swapped.
@@ -129,11 +180,7 @@ def flip(sample: Sample) -> Sample:
     """
     image = np.ascontiguousarray(sample.image[:, ::-1])
     H, W = image.shape[:2]
-    K = None
-    if sample.K is not None:
-        K = sample.K.astype(np.float64).copy()
-        K[0, 2] = W - 1 - K[0, 2]
-        K[0, 1] = -K[0, 1]
+    K = None if sample.K is None else mirror_intrinsics(sample.K, W)
     hands = []
     for h in sample.hands:
         kp2d = h.keypoints_2d.copy()
@@ -149,10 +196,7 @@ def flip(sample: Sample) -> Sample:
         ))
     meta = {**sample.meta, "flipped": not sample.meta.get("flipped", False)}
     if "crop_affine" in meta:  # keep "original image/camera -> this view" maps exact (now with a mirror)
-        F = np.array([[-1.0, 0.0, W - 1.0], [0.0, 1.0, 0.0]])
-        A = meta["crop_affine"]
-        meta["crop_affine"] = np.concatenate([F[:, :2] @ A[:, :2], (F[:, :2] @ A[:, 2] + F[:, 2])[:, None]], 1)
-        meta["crop_R"] = np.diag(_MIRROR_X.astype(np.float64)) @ meta["crop_R"]
+        meta["crop_affine"], meta["crop_R"] = mirror_maps(meta["crop_affine"], meta["crop_R"], W)
     return Sample.from_image(image, hands, K=K, source=sample.source, sample_id=sample.sample_id, meta=meta)
 
 
@@ -255,8 +299,7 @@ def to_tensors(sample: Sample, hand_index: int = 0, num_vertices: int = 778,
                mean: tuple[float, float, float] = IMAGENET_MEAN, std: tuple[float, float, float] = IMAGENET_STD) -> dict[str, torch.Tensor]:
     """Training tensors of one (cropped, square) sample for the M3DHMR crop model.
 
-    image (3, S, S) float32 normalised by mean/std; keypoints_2d (21, 2) crop px;
-    keypoints_2d_norm (21, 2) in [-1, 1] (2u/(S-1) - 1: -1/+1 at the first/last pixel centres);
+    image (3, S, S) float32 (`utils.image.normalize_images` with mean/std); keypoints_2d (21, 2) crop px;
     visibility, keypoints_valid (21,); joints_3d (21, 3) and vertices (num_vertices, 3) metres
     relative to the wrist (zeros when unknown, see has_3d / has_vertices); root (3,) wrist in the
     camera frame; K (3, 3) (identity with has_K = 0 when unknown); is_left, flipped (scalars).
@@ -266,8 +309,7 @@ def to_tensors(sample: Sample, hand_index: int = 0, num_vertices: int = 778,
     if image.shape[1] != S:
         raise ValueError(f"to_tensors expects a square crop, got image {image.shape}; apply crop_hand/HandCrop first")
     h = sample.hands[hand_index]
-    img = torch.tensor(image).permute(2, 0, 1).float().div_(255)
-    img = (img - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    img = torch.from_numpy(normalize_images(image, mean, std))
     kp2d = torch.from_numpy(h.keypoints_2d.astype(np.float32))
     has_3d = h.keypoints_3d is not None
     root = h.keypoints_3d[0] if has_3d else np.zeros(3, np.float32)
@@ -277,7 +319,6 @@ def to_tensors(sample: Sample, hand_index: int = 0, num_vertices: int = 778,
     return {
         "image": img,
         "keypoints_2d": kp2d,
-        "keypoints_2d_norm": kp2d * (2.0 / max(S - 1, 1)) - 1.0,
         "visibility": torch.from_numpy(h.visibility.astype(np.float32)),
         "keypoints_valid": torch.from_numpy(h.keypoints_valid.astype(np.float32)),
         "joints_3d": torch.from_numpy(np.asarray(joints, np.float32)),

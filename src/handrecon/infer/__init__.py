@@ -1,5 +1,6 @@
-"""handrecon.infer: typed results, the Reconstructor (`load` → `predict`), batch runs over files,
-mesh export and ONNX export / onnxruntime inference. Submodules are imported lazily."""
+"""handrecon.infer: the one inference protocol (`Predictor`, built by `load`), typed results,
+batch runs over files, mesh export and ONNX export / onnxruntime inference. Submodules are
+imported on first use (torch and onnxruntime are slow to import)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Any
 _EXPORTS = {
     "HandResult": "handrecon.infer.results",
     "ImageResult": "handrecon.infer.results",
-    "Reconstructor": "handrecon.infer.predictor",
-    "load": "handrecon.infer.predictor",
-    "OnnxReconstructor": "handrecon.infer.onnx",
-    "export_onnx": "handrecon.infer.onnx",
+    "Predictor": "handrecon.infer.predictor",
+    "load": "handrecon.infer.load",
+    "export_onnx": "handrecon.infer.load",
     "reconstruct_paths": "handrecon.infer.batch",
     "SHIPPED_MODELS": "handrecon.infer.registry",
 }

@@ -23,9 +23,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 
 
 class Predictor(Protocol):
-    def predict(
-        self, image: np.ndarray, box: np.ndarray | None = None, side: str | None = None, K: np.ndarray | None = None
-    ) -> ImageResult: ...
+    """What a batch run needs of a model: `infer.predictor.Predictor.predict`."""
+
+    def predict(self, image: np.ndarray, K: np.ndarray | None = None, boxes: np.ndarray | None = None,
+                sides: list[str] | None = None) -> ImageResult: ...
 
 
 @dataclass
@@ -167,7 +168,8 @@ def reconstruct_paths(
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
-    box / side / focal apply to every image (focal in pixels builds K with the principal point at
+    box / side / focal apply to every image (box: one hand prompt; without it a crop model takes
+    the whole image as the hand and a full-image model finds the hands itself) (focal in pixels builds K with the principal point at
     the image centre; without it the predictor's default camera is used). on_start gets the
     number of images once they are collected; on_progress each image's path once it is done.
     """
@@ -184,7 +186,8 @@ def reconstruct_paths(
         try:
             image = load_image(path)
             K = None if focal is None else default_intrinsics((image.shape[1], image.shape[0]), focal=focal)
-            result = predictor.predict(image, box=box, side=side, K=K)
+            result = predictor.predict(image, K=K, boxes=None if box is None else [box],
+                                       sides=None if side is None else [side])
             report.written[str(path)] = write_result(result, image, out_dir, stem, mesh_formats, overlay)
             report.num_hands += len(result.hands)
         except (ValueError, OSError) as e:

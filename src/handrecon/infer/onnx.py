@@ -1,69 +1,38 @@
-"""ONNX export of a crop model and inference with onnxruntime (`handrecon export-onnx`).
+"""The onnxruntime backend and the ``handrecon`` metadata of an exported ONNX file.
 
-The exported graph is the network only: ``image`` (B, 3, S, S) float32 ImageNet-normalised →
-``uv_px`` (B, 21, 2) crop pixels, ``verts`` (B, V, 3), ``joints`` (B, 21, 3) root-relative metres
-(`M3DHMRInference`), with a dynamic batch axis. Cropping, root recovery and the way back to the
-image camera are the same Python code as the torch backend (`infer.predictor`). What that code
-needs travels in the ONNX metadata_props under the key ``handrecon``: a JSON object with the
-checkpoint card, the input size, the crop scale, the root refinement switch and both faces arrays.
+An exported file (`infer.load.export_onnx`, `handrecon export-onnx`) holds the family's network
+graph only (`InferenceAdapter.network`: ``image`` (B, 3, S, S) float32 normalised → its named
+outputs, dynamic batch axis). Pre- and post-processing are the same Python code as the torch
+backend. What they need travels in the ONNX metadata_props under the key ``handrecon``: a JSON
+object with the checkpoint card (whose ``inference`` is the model's inference spec) and the root
+refinement switch.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from handrecon.infer.predictor import Reconstructor, load_torch
-from handrecon.utils.io import atomic_write_bytes
+from handrecon.models.adapter import INPUT_NAME
 
 METADATA_KEY = "handrecon"
+METADATA_FORMAT, METADATA_VERSION = "handrecon-onnx", 2
 OPSET = 17
-INPUT_NAME, OUTPUT_NAMES = "image", ("uv_px", "verts", "joints")
 
 
-def export_onnx(model: str | Path | Reconstructor, out: str | Path, opset: int = OPSET) -> Path:
-    """Export a model (shipped name, checkpoint/run dir, or a torch `Reconstructor`) to `out` (.onnx)."""
-    import onnx
-
-    from handrecon.infer.registry import resolve_model
-    from handrecon.models.m3dhmr import export_onnx as export_network
-
-    rec = model if isinstance(model, Reconstructor) else load_torch(resolve_model(model))
-    network = getattr(rec.network, "model", None)
-    if not isinstance(network, torch.nn.Module):
-        raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")
-    S = rec.input_size
-    device = next(network.parameters()).device
-    with tempfile.TemporaryDirectory() as d:
-        proto = onnx.load(str(export_network(network.cpu(), Path(d) / "network.onnx", image_size=S, opset=opset)))
-    network.to(device)
-    meta = {
-        "format": "handrecon-onnx", "format_version": 1, "card": rec.card, "input_size": S,
-        "crop_scale": rec.crop_scale, "refine_root": rec.refine_root,
-        "faces_right": rec.faces_right.tolist(), "faces_left": rec.faces_left.tolist(),
-    }
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"{out} is a folder; give the path of the .onnx file to write, e.g. {out / 'model.onnx'}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, proto.SerializeToString())
-    except OSError as e:
-        raise ValueError(f"cannot write {out}: {e.strerror or e} (is a parent path a file, or not writable?)") from None
-    return out
+def metadata(card: dict, refine_root: bool) -> str:
+    """The ``handrecon`` metadata value (JSON) for a model's card."""
+    return json.dumps({"format": METADATA_FORMAT, "format_version": METADATA_VERSION, "card": card,
+                       "refine_root": bool(refine_root)})
 
 
 class OnnxNetwork:
-    """An onnxruntime session (CPU) as a `Network`."""
+    """An onnxruntime session (CPU) as a `infer.predictor.Network`."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency (extra "onnx"): imported only when used
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads or 0)  # 0: onnxruntime's default (all cores)
@@ -74,39 +43,26 @@ class OnnxNetwork:
             self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ValueError(f"{path}: onnxruntime cannot load it ({e}); re-export with `handrecon export-onnx`") from e
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
-        return dict(zip(OUTPUT_NAMES, outputs))
+    def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
+        return dict(zip(self.output_names, outputs))
 
-
-class OnnxReconstructor(Reconstructor):
-    """`Reconstructor` whose network runs in onnxruntime; pre/post-processing are shared."""
-
-
-def read_metadata(path: str | Path, network: OnnxNetwork | None = None) -> dict:
-    """The ``handrecon`` metadata of an exported file (ValueError if it is not a handrecon export)."""
-    network = network or OnnxNetwork(path, threads=1)
-    raw = network.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if raw is None:
-        raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; not exported by `handrecon export-onnx`")
-    try:
-        meta = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"{path}: '{METADATA_KEY}' metadata is not valid JSON ({e})") from None
-    if meta.get("format") != "handrecon-onnx":
-        raise ValueError(f"{path}: metadata format {meta.get('format')!r}, expected 'handrecon-onnx'")
-    return meta
-
-
-def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | None = None) -> OnnxReconstructor:
-    """An `OnnxReconstructor` for an exported file; `threads` onnxruntime intra-op threads."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist")
-    network = OnnxNetwork(path, threads)
-    meta = read_metadata(path, network)
-    return OnnxReconstructor(
-        network, meta["input_size"], np.asarray(meta["faces_right"], np.int64), np.asarray(meta["faces_left"], np.int64),
-        meta["crop_scale"], meta["refine_root"] if refine_root is None else refine_root, meta["card"], str(path),
-    )
+    def read_metadata(self, path: str | Path) -> dict:
+        """The ``handrecon`` metadata (ValueError if the file is not a handrecon export)."""
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if raw is None:
+            raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; not exported by `handrecon export-onnx`")
+        try:
+            meta = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"{path}: '{METADATA_KEY}' metadata is not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
+            raise ValueError(f"{path}: metadata format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
+                             f"expected {METADATA_FORMAT!r}")
+        if meta.get("format_version") != METADATA_VERSION or not isinstance(meta.get("card"), dict):
+            raise ValueError(f"{path}: exported by another handrecon version (metadata version "
+                             f"{meta.get('format_version')!r}, this one reads {METADATA_VERSION}); re-export it with "
+                             "`handrecon export-onnx`")
+        return meta

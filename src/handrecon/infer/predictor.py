@@ -1,43 +1,36 @@
-"""Inference with a crop model (M3DHMR): `handrecon.load(name_or_path).predict(image, box, side, K)`.
+"""The one inference protocol: `Predictor.predict(image, K=None, boxes=None, sides=None)`.
 
-One hand per call, in four stages shared by the torch and the onnxruntime backends:
+Every trained model, of any family and on either backend (torch, onnxruntime), is served by a
+`Predictor` (built by `handrecon.load`, `infer.load`). The predictor owns what is the same for
+every model: input checks, the default camera (`geometry.camera.default_intrinsics`), batching,
+the hand model's faces and the typed results (`infer.results`). The family's inference adapter
+(`models.adapter.InferenceAdapter`, found by the card's architecture) owns pre-processing and the
+way back to the image camera; the backend (`TorchNetwork` or `infer.onnx.OnnxNetwork`) runs the
+network between them.
 
-1. `prepare`: the training pipeline's crop, deterministic: `data.transforms.crop_hand` around the
-   box with the centre of `HandCrop`'s scale range (without a box the whole image is the crop,
-   scale 1), resized to the network's S×S input, then `flip_left`: the network only ever sees
-   right hands. Every view has a camera: K' (crop pixels) and R (original camera frame → view
-   frame, the mirror included) with project(R X, K') = affine(project(X, K)).
-2. the network: ImageNet-normalised (B, 3, S, S) → `uv_px` (B, 21, 2) view pixels, `verts`
-   (B, V, 3) and `joints` (B, 21, 3) root-relative, metres, view camera frame.
-3. `root_translation`: t with project(joints + t, K') ≈ uv (closed form + robust refinement,
-   `geometry.root`), in the view frame.
-4. `to_results`: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'): the crop rotation and the left-hand
-   mirror are undone, so a left hand's vertices are its true camera-space positions (faces:
-   `ImageResult.faces_for("left")`).
-
-Frames and units follow DESIGN.md: OpenCV camera (x right, y down, z forward), metres, pixels
-with pixel centres at integers, boxes x1, y1, x2, y2.
+boxes are prompts: a crop model (M3DHMR) reconstructs one hand per box (without boxes, the whole
+image is one hand crop); a full-image model finds its own hands. sides: one per box ("left" |
+"right"); a crop model without a side classifier takes None as "right".
+Frames and units follow DESIGN.md: OpenCV camera (x right, y down, z forward), metres, pixels with
+pixel centres at integers, boxes x1, y1, x2, y2.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from handrecon.geometry.camera import default_intrinsics
+from handrecon.hand.model import load_hand_model_data, side_faces, topology_sha256
 from handrecon.infer.results import HandResult, ImageResult
+from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.utils.image import check_image
 
-log = logging.getLogger(__name__)
-
-DEFAULT_INPUT_SIZE = 128  # M3DHMR's input crop (paper §4.2)
 SIDES = ("left", "right")
 
-# A network maps ImageNet-normalised float32 crops (B, 3, S, S) to {"uv_px", "verts", "joints"}.
+# A network maps the adapter's input array (B, 3, S, S) float32 to {output name: array}.
 Network = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
@@ -62,18 +55,32 @@ def check_box(box: Any, width: int, height: int) -> np.ndarray:
     return b
 
 
-def check_side(side: Any) -> str:
-    if side is None:
-        return "right"
-    if side not in SIDES:
-        raise ValueError(f"side must be 'left', 'right' or None (= right), got {side!r}")
-    return side
+def check_boxes(boxes: Any, width: int, height: int) -> np.ndarray | None:
+    """None, or (N, 4) float64 boxes each passing `check_box` (one box may be given flat)."""
+    if boxes is None:
+        return None
+    if np.ndim(boxes) == 1 and len(boxes) == 4:
+        boxes = [boxes]
+    return np.stack([check_box(b, width, height) for b in boxes]) if len(boxes) else np.zeros((0, 4))
+
+
+def check_sides(sides: Any, count: int | None) -> list[str] | None:
+    """None, or a list of "left" | "right" (None entries: "right"), one per box when `count` is given."""
+    if sides is None:
+        return None
+    if isinstance(sides, str):
+        sides = [sides]
+    sides = list(sides)
+    for s in sides:
+        if s is not None and s not in SIDES:
+            raise ValueError(f"side must be 'left', 'right' or None (= right), got {s!r}")
+    if count is not None and len(sides) != count:
+        raise ValueError(f"got {count} boxes but {len(sides)} sides; pass one side per box")
+    return [s or "right" for s in sides]
 
 
 def check_intrinsics(K: Any, width: int, height: int) -> np.ndarray:
     """(3, 3) float64 intrinsics; None gives `default_intrinsics` of the image."""
-    from handrecon.geometry.camera import default_intrinsics
-
     if K is None:
         return default_intrinsics((width, height))
     K = np.asarray(K, np.float64)
@@ -84,275 +91,120 @@ def check_intrinsics(K: Any, width: int, height: int) -> np.ndarray:
     return K
 
 
-# ----------------------------------------------------------------------------- crops
-@dataclass
-class CropBatch:
-    """What the network sees and how to map its outputs back.
-
-    images: (B, S, S, 3) uint8 views (left hands mirrored). K_view: (B, 3, 3) view intrinsics.
-    affine: (B, 2, 3) image px → view px. R: (B, 3, 3) camera frame → view frame (det -1 when
-    mirrored). boxes: (B, 4) the crop boxes in image px. sides, K (B, 3, 3) image intrinsics,
-    image_sizes [(H, W)].
-    """
-
-    images: np.ndarray
-    K_view: np.ndarray
-    affine: np.ndarray
-    R: np.ndarray
-    boxes: np.ndarray
-    sides: list[str]
-    K: np.ndarray
-    image_sizes: list[tuple[int, int]]
-
-    def normalised(self) -> np.ndarray:
-        """(B, 3, S, S) float32 ImageNet-normalised network input (as `data.transforms.to_tensors`)."""
-        from handrecon.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-        x = self.images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
-        return np.ascontiguousarray((x - mean) / std)
-
-
-def default_crop_scale() -> float:
-    """Crop side / longest box side of the training crop's deterministic centre (`HandCrop`)."""
-    from handrecon.data.transforms import HandCrop
-
-    return float(np.mean(HandCrop().scale))
-
-
-def prepare_crops(
-    images: Sequence[np.ndarray],
-    boxes: Sequence[Any],
-    sides: Sequence[Any],
-    Ks: Sequence[Any],
-    size: int,
-    crop_scale: float,
-) -> CropBatch:
-    """Validate inputs and cut the network views (see the module docstring, stage 1)."""
-    from handrecon.data.schema import HandAnnotation, Sample
-    from handrecon.data.transforms import crop_hand, flip_left
-
-    out: dict[str, list] = {k: [] for k in ("images", "K_view", "affine", "R", "boxes", "sides", "K", "image_sizes")}
-    for i, (image, box, side, K) in enumerate(zip(images, boxes, sides, Ks)):
-        try:
-            image = check_input_image(image)
-            H, W = image.shape[:2]
-            side = check_side(side)
-            K = check_intrinsics(K, W, H)
-            if box is None:  # the image is the crop: its pixel extent, no expansion
-                box, scale = np.array([-0.5, -0.5, W - 0.5, H - 0.5]), 1.0
-            else:
-                box, scale = check_box(box, W, H), crop_scale
-        except ValueError as e:
-            if len(images) == 1:
-                raise
-            raise ValueError(f"item {i}: {e}") from None
-        hand = HandAnnotation(side=side, box=box, keypoints_2d=np.zeros((21, 2)), visibility=np.zeros(21))
-        view = flip_left(crop_hand(Sample.from_image(image, [hand], K=K), size, scale=scale))
-        for key, value in (("images", view.image), ("K_view", view.K), ("affine", view.meta["crop_affine"]),
-                           ("R", view.meta["crop_R"]), ("boxes", box), ("sides", side), ("K", K),
-                           ("image_sizes", (H, W))):
-            out[key].append(value)
-    arrays = {k: np.stack(out[k]).astype(np.float64) for k in ("K_view", "affine", "R", "boxes", "K")}
-    return CropBatch(images=np.stack(out["images"]), sides=out["sides"], image_sizes=out["image_sizes"], **arrays)
-
-
-# ----------------------------------------------------------------------------- root and results
-def root_translation(raw: dict[str, np.ndarray], K_view: np.ndarray, refine: bool = True) -> np.ndarray:
-    """(B, 3) float64 t placing the root-relative joints in the view camera (metres)."""
-    from handrecon.geometry.root import solve_root_translation
-
-    joints = torch.as_tensor(raw["joints"], dtype=torch.float64)
-    uv = torch.as_tensor(raw["uv_px"], dtype=torch.float64)
-    return solve_root_translation(joints, uv, torch.as_tensor(K_view, dtype=torch.float64), refine).numpy()
-
-
-def to_results(
-    crops: CropBatch, raw: dict[str, np.ndarray], t: np.ndarray, faces_right: np.ndarray, faces_left: np.ndarray
-) -> list[ImageResult]:
-    """Back from the view frames to each image's camera (stage 4): one ImageResult per item."""
-    from handrecon.geometry.crop import invert_affine, transform_points
-
-    R = crops.R  # X_view = R @ X  =>  X = R^T @ X_view, i.e. rows X_view @ R
-    joints = np.einsum("bni,bij->bnj", raw["joints"].astype(np.float64) + t[:, None], R)
-    verts = np.einsum("bni,bij->bnj", raw["verts"].astype(np.float64) + t[:, None], R)
-    uv = transform_points(raw["uv_px"].astype(np.float64), invert_affine(crops.affine))
-    results = []
-    for i, side in enumerate(crops.sides):
-        hand = HandResult(
-            box=crops.boxes[i].astype(np.float32), side=side, keypoints_2d=uv[i].astype(np.float32),
-            keypoints_3d=joints[i].astype(np.float32), vertices=verts[i].astype(np.float32),
-            cam_t=joints[i, 0].astype(np.float32), score=1.0,
-        )
-        results.append(ImageResult(K=crops.K[i], image_size=crops.image_sizes[i], hands=[hand],
-                                   faces_right=faces_right, faces_left=faces_left))
-    return results
-
-
-# ----------------------------------------------------------------------------- the reconstructor
-class Reconstructor:
-    """A crop model behind `predict`. Build it with `handrecon.load`.
-
-    network: normalised crops (B, 3, S, S) → {"uv_px", "verts", "joints"} (see module docstring).
-    input_size: S. crop_scale: crop side / longest box side (training crop centre).
-    faces_right / faces_left: (F, 3) outward winding per side. refine_root: robust root refinement.
-    """
-
-    def __init__(
-        self,
-        network: Network,
-        input_size: int,
-        faces_right: np.ndarray,
-        faces_left: np.ndarray,
-        crop_scale: float | None = None,
-        refine_root: bool = True,
-        card: dict | None = None,
-        source: str = "",
-    ) -> None:
-        self.network = network
-        self.input_size = int(input_size)
-        self.crop_scale = default_crop_scale() if crop_scale is None else float(crop_scale)
-        self.faces_right, self.faces_left = np.asarray(faces_right), np.asarray(faces_left)
-        self.refine_root = refine_root
-        self.card = card or {}
-        self.source = source
-
-    @property
-    def hand_model(self) -> str | None:
-        """Name of the hand model whose topology the vertices use ("openhand", "mano"), from the card."""
-        return self.card.get("hand_model") or (self.card.get("kwargs") or {}).get("hand_model")
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.source or 'unnamed'}, input {self.input_size}px, "
-                f"crop scale {self.crop_scale:.3g}, {len(self.faces_right)} faces)")
-
-    def predict(self, image: np.ndarray, box: Any = None, side: str | None = None, K: Any = None) -> ImageResult:
-        """Reconstruct the hand in `box` (None: the whole image is a hand crop) of an RGB uint8
-        (H, W, 3) image. side: "left" | "right" (None: right; M3DHMR has no side classifier).
-        K: (3, 3) intrinsics of the image (None: `default_intrinsics`, principal point at the
-        centre, focal 1.2 × the larger side). Returns one ImageResult with one HandResult.
-        """
-        return self.predict_batch([image], [box], [side], [K])[0]
-
-    def predict_batch(
-        self,
-        images: Sequence[np.ndarray],
-        boxes: Sequence[Any] | None = None,
-        sides: Sequence[Any] | None = None,
-        Ks: Sequence[Any] | None = None,
-        batch_size: int = 32,
-    ) -> list[ImageResult]:
-        """`predict` over many images (one hand each), running the network `batch_size` at a time."""
-        n = len(images)
-        boxes, sides, Ks = ([None] * n if x is None else list(x) for x in (boxes, sides, Ks))
-        if not len(boxes) == len(sides) == len(Ks) == n:
-            raise ValueError(f"got {n} images but {len(boxes)} boxes, {len(sides)} sides and {len(Ks)} K; pass one each")
-        results: list[ImageResult] = []
-        for s in range(0, n, batch_size):
-            crops = self.prepare(images[s:s + batch_size], boxes[s:s + batch_size], sides[s:s + batch_size],
-                                 Ks[s:s + batch_size])
-            raw = self.network(crops.normalised())
-            t = root_translation(raw, crops.K_view, self.refine_root)
-            results += to_results(crops, raw, t, self.faces_right, self.faces_left)
-        return results
-
-    def prepare(self, images, boxes, sides, Ks) -> CropBatch:
-        """Stage 1: validated inputs → network views."""
-        return prepare_crops(images, boxes, sides, Ks, self.input_size, self.crop_scale)
-
-
-# ----------------------------------------------------------------------------- torch backend
+# ----------------------------------------------------------------------------- backends
 class TorchNetwork:
-    """The torch model as a `Network` (M3DHMR's export wrapper, `M3DHMRInference`)."""
+    """A family's torch network (`InferenceAdapter.network`) as a `Network`."""
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
-        from handrecon.models.m3dhmr import M3DHMRInference
-
+    def __init__(self, module: torch.nn.Module, output_names: Sequence[str], device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model = model
-        self.module = M3DHMRInference(model).to(self.device).eval()
+        self.module = module.to(self.device).eval()
+        self.output_names = tuple(output_names)
 
     @torch.no_grad()
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        uv, verts, joints = self.module(torch.from_numpy(images).to(self.device))
-        return {"uv_px": uv.float().cpu().numpy(), "verts": verts.float().cpu().numpy(),
-                "joints": joints.float().cpu().numpy()}
+    def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.module(torch.from_numpy(inputs).to(self.device))
+        return {name: out.float().cpu().numpy() for name, out in zip(self.output_names, outputs)}
 
 
-def inference_settings(card: dict) -> tuple[int, float | None]:
-    """(input size S, crop scale or None = `default_crop_scale`) from a checkpoint card.
+# ----------------------------------------------------------------------------- the predictor
+class Predictor:
+    """A model behind `predict` (see the module docstring). Build it with `handrecon.load`.
 
-    Read from ``card["inference"]`` ({"input_size", "crop_scale"}, what `tools/package_model.py`
-    writes); else from the training dataset's kwargs in the card's config (``input_size``, and the
-    centre of its ``scale`` range); else M3DHMR's 128 px.
+    adapter: the family's inference adapter (its spec says input size, normalisation, crop rule
+    and hand model). network: the backend. refine_root: robust root refinement. model: the torch
+    module (torch backend only; what `export_onnx` exports). card: the checkpoint card.
     """
-    inf = card.get("inference") or {}
-    kwargs = (((card.get("config") or {}).get("data") or {}).get("train") or {}).get("kwargs") or {}
-    size = inf.get("input_size", kwargs.get("input_size"))
-    if size is None:
-        log.warning("checkpoint card gives no input size (card['inference']['input_size']); using %d px",
-                    DEFAULT_INPUT_SIZE)
-        size = DEFAULT_INPUT_SIZE
-    scale = inf.get("crop_scale")
-    if scale is None and "scale" in kwargs:
-        scale = float(np.mean(kwargs["scale"]))
-    return int(size), scale
+
+    def __init__(self, adapter: InferenceAdapter, network: Network, refine_root: bool = True,
+                 card: dict | None = None, source: str = "", model: torch.nn.Module | None = None) -> None:
+        self.adapter, self.network, self.refine_root, self.model = adapter, network, refine_root, model
+        self.card, self.source = card or {}, source
+        data = load_hand_model_data(adapter.spec["hand_model"])
+        if topology_sha256(data) != adapter.spec["topology_sha256"]:
+            raise ValueError(f"{source or 'model'}: the hand model {adapter.spec['hand_model']!r} here has another mesh "
+                             "topology than the one the model was trained with; give it the same hand model files")
+        self.hand_model = data.name
+        self.faces_right, self.faces_left = side_faces(data)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The model's inference spec (input size, normalisation, crop rule, hand model, topology)."""
+        return self.adapter.spec
+
+    @property
+    def detects_hands(self) -> bool:
+        """True for a full-image model that finds its own hands; False for a crop model."""
+        return self.adapter.detects_hands
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.source or 'unnamed'}, {self.card.get('architecture', '?')}, "
+                f"input {self.adapter.input_size}px, {self.hand_model} hand model)")
+
+    def predict(self, image: np.ndarray, K: Any = None, boxes: Any = None, sides: Any = None) -> ImageResult:
+        """Reconstruct the hands of an RGB uint8 (H, W, 3) image.
+
+        K: (3, 3) intrinsics (None: `default_intrinsics`, principal point at the centre, focal
+        1.2 × the larger side). boxes: (N, 4) px x1, y1, x2, y2 prompts (None: the model's own
+        detections, or for a crop model the whole image as one hand). sides: one per box (or one
+        for the whole image), "left" | "right" | None. Returns an ImageResult with every hand.
+        """
+        return self.predict_batch([image], [K], [boxes], [sides])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], Ks: Sequence[Any] | None = None,
+                      boxes: Sequence[Any] | None = None, sides: Sequence[Any] | None = None,
+                      batch_size: int = 32) -> list[ImageResult]:
+        """`predict` over many images (per-image K, boxes and sides), `batch_size` images per network call."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = len(images)
+        Ks, boxes, sides = ([None] * n if x is None else list(x) for x in (Ks, boxes, sides))
+        if not len(Ks) == len(boxes) == len(sides) == n:
+            raise ValueError(f"got {n} images but {len(Ks)} K, {len(boxes)} box lists and {len(sides)} side lists; "
+                             "pass one of each per image (or None)")
+        results: list[ImageResult] = []
+        for s in range(0, n, batch_size):
+            chunk = slice(s, s + batch_size)
+            prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk])
+            outputs = self.network(prepared.inputs) if len(prepared.inputs) else {}
+            results += self.results(prepared, self.adapter.postprocess(prepared, outputs, self.refine_root)
+                                    if outputs else [_no_hands() for _ in prepared.image_sizes])
+        return results
+
+    def prepare(self, images: Sequence[np.ndarray], Ks: Sequence[Any], boxes: Sequence[Any],
+                sides: Sequence[Any]) -> Prepared:
+        """Checked inputs → the adapter's network batch. A bad item is a ValueError naming its index."""
+        checked: dict[str, list] = {"images": [], "Ks": [], "boxes": [], "sides": []}
+        for i, (image, K, image_boxes, image_sides) in enumerate(zip(images, Ks, boxes, sides)):
+            try:
+                image = check_input_image(image)
+                H, W = image.shape[:2]
+                image_boxes = check_boxes(image_boxes, W, H)
+                image_sides = check_sides(image_sides, None if image_boxes is None else len(image_boxes))
+                if image_boxes is None and image_sides is not None and len(image_sides) != 1:
+                    raise ValueError(f"without boxes give one side (the whole image as one hand), got {len(image_sides)}")
+                K = check_intrinsics(K, W, H)
+            except ValueError as e:
+                if len(images) == 1:
+                    raise
+                raise ValueError(f"item {i}: {e}") from None
+            for key, value in zip(checked, (image, K, image_boxes, image_sides)):
+                checked[key].append(value)
+        return self.adapter.preprocess(checked["images"], checked["Ks"], checked["boxes"], checked["sides"])
+
+    def results(self, prepared: Prepared, hands: list[Hands]) -> list[ImageResult]:
+        """The adapter's stacked arrays → typed `ImageResult`s (float32 arrays, image camera)."""
+        out = []
+        for K, size, h in zip(prepared.Ks, prepared.image_sizes, hands):
+            f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+            out.append(ImageResult(K=K, image_size=tuple(size), faces_right=self.faces_right, faces_left=self.faces_left,
+                                   hands=[HandResult(box=f32(h.boxes[i]), side=h.sides[i], keypoints_2d=f32(h.keypoints_2d[i]),
+                                                     keypoints_3d=f32(h.keypoints_3d[i]), vertices=f32(h.vertices[i]),
+                                                     cam_t=f32(h.cam_t[i]), score=float(h.scores[i]))
+                                          for i in range(len(h))]))
+        return out
 
 
-def hand_faces(hand_model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(faces_right, faces_left) (F, 3) of a hand model ("openhand" or a MANO pickle path)."""
-    from handrecon.hand.model import HandModel
-    from handrecon.models.m3dhmr.model import load_hand_model_data
+def _no_hands() -> Hands:
+    empty = np.zeros((0, 0, 3))
+    return Hands(np.zeros((0, 4)), np.zeros(0), [], np.zeros((0, 21, 2)), np.zeros((0, 21, 3)), empty, np.zeros((0, 3)))
 
-    data = load_hand_model_data(hand_model)
-    return HandModel(data, "right").faces.numpy(), HandModel(data, "left").faces.numpy()
-
-
-def load_torch(path: str | Path, device: str | torch.device = "cpu", refine_root: bool | None = None) -> Reconstructor:
-    """A Reconstructor from a checkpoint directory or run directory (`train.checkpoint.load_model`)."""
-    from handrecon.train.checkpoint import load_model
-
-    model, card = load_model(path, device=device)
-    if card.get("architecture") != "m3dhmr":
-        raise ValueError(f"{path}: a {card.get('architecture')!r} checkpoint; handrecon.load supports m3dhmr crop models")
-    size, crop_scale = inference_settings(card)
-    faces_right, faces_left = hand_faces(card.get("kwargs", {}).get("hand_model", "openhand"))
-    refine = getattr(model, "refine_root", True) if refine_root is None else refine_root
-    return Reconstructor(TorchNetwork(model, device), size, faces_right, faces_left, crop_scale, refine, card, str(path))
-
-
-def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
-         refine_root: bool | None = None) -> Reconstructor:
-    """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
-    directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
-    intra-op threads). Returns a `Reconstructor` (``.predict``, ``.predict_batch``)."""
-    from handrecon.infer.registry import resolve_model
-
-    path = resolve_model(name_or_path)
-    if path.suffix.lower() == ".onnx":
-        from handrecon.infer.onnx import load_onnx
-
-        return load_onnx(path, threads=threads, refine_root=refine_root)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    rec = load_torch(path, device, refine_root)
-    rec.source = str(name_or_path)
-    return rec
-
-
-def random_checkpoint(path: str | Path, kwargs: dict | None = None, input_size: int = DEFAULT_INPUT_SIZE,
-                      seed: int = 0) -> Path:
-    """Write an M3DHMR checkpoint with random (initial) weights, through the same builder and
-    checkpoint format as a trained one (tests, benchmarks without a trained model). At
-    initialisation the decoder outputs about the hand model's rest mesh."""
-    from handrecon.train.checkpoint import save_checkpoint
-    from handrecon.train.config import MODELS
-
-    kwargs = dict(kwargs or {})
-    torch.manual_seed(seed)
-    model = MODELS.build("m3dhmr", **kwargs)
-    card = {"architecture": "m3dhmr", "kwargs": kwargs, "hand_model": model.hand_model_name,
-            "inference": {"input_size": int(input_size), "crop_scale": default_crop_scale()},
-            "note": f"random initial weights (seed {seed}), not trained"}
-    return save_checkpoint(path, model, {}, card)

@@ -1,7 +1,7 @@
 """Named models shipped inside the package.
 
 A shipped model is a checkpoint directory under ``handrecon/assets/models/<name>/`` holding
-``model.safetensors`` and ``card.json`` (the files `handrecon.train.checkpoint` writes; the card's
+``model.safetensors`` and ``card.json`` (the files `handrecon.checkpoint` writes; the card's
 ``files`` lists only ``model.safetensors``). `resolve_model` turns a name or a path into
 something `handrecon.load` can open.
 """

@@ -1,33 +1,9 @@
 """handrecon.train: the generic training engine (see :mod:`handrecon.train.engine` for the
-model/dataset protocol and ``configs/README.md`` for the config schema)."""
+model/dataset protocol and ``configs/README.md`` for the config schema). Models and datasets
+register in `handrecon.registry`; checkpoints are `handrecon.checkpoint`."""
 
-from handrecon.train.checkpoint import CheckpointError, load_model
-from handrecon.train.config import (
-    DATASETS,
-    MODELS,
-    Config,
-    ConfigError,
-    config_from_dict,
-    load_config,
-    register_dataset,
-    register_model,
-)
-from handrecon.train.distributed import SeededStream, sample_rng
+from handrecon.registry import ConfigError
+from handrecon.train.config import Config, config_from_dict, load_config
 from handrecon.train.engine import TrainResult, train
 
-__all__ = [
-    "DATASETS",
-    "MODELS",
-    "CheckpointError",
-    "Config",
-    "ConfigError",
-    "SeededStream",
-    "TrainResult",
-    "config_from_dict",
-    "load_config",
-    "load_model",
-    "register_dataset",
-    "register_model",
-    "sample_rng",
-    "train",
-]
+__all__ = ["Config", "ConfigError", "TrainResult", "config_from_dict", "load_config", "train"]

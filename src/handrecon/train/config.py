@@ -1,5 +1,5 @@
-"""Training configuration: YAML → typed dataclasses, command-line overrides, and the registries
-that turn the names in a config (``model.name``, ``data.train.name``) into objects.
+"""Training configuration: YAML → typed dataclasses and command-line overrides. The names in a
+config (``model.name``, ``data.train.name``) are looked up in `handrecon.registry`.
 
 The schema is documented in ``configs/README.md``. Loading is strict: an unknown key, a wrong type
 or a missing required value raises :class:`ConfigError` naming the key and where it came from
@@ -9,99 +9,16 @@ or a missing required value raises :class:`ConfigError` naming the key and where
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message says which key and what to do."""
-
-
-# --------------------------------------------------------------------------- registries
-
-
-class Registry:
-    """Maps names used in configs to factories (classes or functions).
-
-    On a miss, ``{package}.{name}`` is imported once (so ``model.name: m3dhmr`` finds
-    ``handrecon.models.m3dhmr`` without anyone importing it first); anything else must be listed
-    in the config's ``imports``.
-    """
-
-    def __init__(self, kind: str, package: str, builtin: tuple[str, ...] = ()):
-        self.kind, self.package, self.builtin = kind, package, builtin
-        self._items: dict[str, Callable[..., Any]] = {}
-
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
-            old = self._items.get(name)
-            if old is not None and _qualname(old) != _qualname(obj):
-                raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(old)}")
-            self._items[name] = obj
-            return obj
-
-        return deco
-
-    def get(self, name: str) -> Callable[..., Any]:
-        if name not in self._items:
-            module = f"{self.package}.{name}"
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as e:
-                if e.name is None or not module.startswith(e.name):
-                    raise
-        if name not in self._items:
-            for module in self.builtin:  # handrecon's own families, so the list below is complete
-                importlib.import_module(module)
-            known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigError(
-                f"unknown {self.kind} {name!r} (registered: {known}); add the module that registers "
-                f"it to the config's `imports:` list"
-            )
-        return self._items[name]
-
-    def build(self, name: str, **kwargs: Any) -> Any:
-        factory = self.get(name)
-        try:
-            return factory(**kwargs)
-        except TypeError as e:
-            raise ConfigError(f"cannot build {self.kind} {name!r} with kwargs {kwargs}: {e}") from e
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-
-
-MODELS = Registry("model", "handrecon.models", builtin=("handrecon.models.m3dhmr",))
-DATASETS = Registry("dataset", "handrecon.data", builtin=("handrecon.data.m3dhmr_crops",))
-
-
-def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: make a model class/factory buildable as ``model.name: <name>``."""
-    return MODELS.register(name)
-
-
-def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: make a dataset class/factory buildable as ``data.train.name: <name>``."""
-    return DATASETS.register(name)
-
-
-def import_modules(modules: list[str]) -> None:
-    """Import the config's ``imports`` so their ``register_*`` decorators run."""
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except ImportError as e:
-            raise ConfigError(f"imports: cannot import {m!r}: {e}") from e
+from handrecon.registry import ConfigError
+from handrecon.utils.io import atomic_open
 
 
 # --------------------------------------------------------------------------- schema
@@ -345,7 +262,5 @@ def _check(tp: Any, value: Any, key: str, source: str, overridden: set[str]) -> 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from handrecon.utils.io import atomic_open
-
     with atomic_open(path, "w") as f:
         yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)

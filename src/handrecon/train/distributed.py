@@ -1,5 +1,5 @@
 """Distributed plumbing for `torchrun`: process group set-up from the environment, resumable
-sharded sampling, and per-rank/per-worker seed streams for on-the-fly data.
+sharded sampling (seeded streams for on-the-fly data are `handrecon.data.stream`).
 
 Launch with torchrun (no launcher of our own)::
 
@@ -14,10 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, IterableDataset, get_worker_info
+from torch.utils.data import DistributedSampler
 
 
 @dataclass(frozen=True)
@@ -95,13 +94,6 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def current_rank() -> tuple[int, int]:
-    """(rank, world_size): from the process group if started, else from torchrun's environment."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 class ResumableDistributedSampler(DistributedSampler):
     """`DistributedSampler` that can start part-way through an epoch (``set_start(n)`` skips the
     first ``n`` indices of this rank's shard), for exact mid-epoch resume without reading the
@@ -121,46 +113,3 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples - self.start
-
-
-def sample_rng(seed: int, *keys: int) -> np.random.Generator:
-    """Independent numpy generator for a key tuple, e.g. ``sample_rng(seed, epoch, index)``.
-
-    Use it inside ``Dataset.__getitem__`` for random augmentation: the draw depends only on the
-    keys, never on which worker or process serves the sample, so resume and any worker count
-    give identical data.
-    """
-    return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
-
-
-class SeededStream(IterableDataset):
-    """Base for endless on-the-fly datasets sharded over ranks and DataLoader workers.
-
-    Subclasses implement ``make_sample(rng) -> sample``. Sample ``j`` of this rank's batch ``b``
-    in epoch ``e`` is drawn from ``sample_rng(seed, e, rank, b, j)``: every rank gets a distinct
-    stream, the stream does not depend on ``num_workers``, and the engine's
-    ``set_position(epoch, start_batch, batch_size)`` makes a resumed run continue exactly where
-    the interrupted one stopped. The engine ends each epoch after ``train.steps_per_epoch``.
-    """
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        self.seed = seed
-        self.epoch, self.start_batch, self.batch_size = 0, 0, 1
-
-    def set_position(self, epoch: int, start_batch: int, batch_size: int) -> None:
-        self.epoch, self.start_batch, self.batch_size = epoch, start_batch, batch_size
-
-    def make_sample(self, rng: np.random.Generator) -> Any:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[Any]:
-        info = get_worker_info()
-        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rank, _ = current_rank()
-        # The DataLoader takes batch k of a fresh iterator from worker k % n_workers.
-        b = self.start_batch + worker
-        while True:
-            for j in range(self.batch_size):
-                yield self.make_sample(sample_rng(self.seed, self.epoch, rank, b, j))
-            b += n_workers

@@ -2,7 +2,7 @@
 
 Protocol — what a model or dataset provides to plug in, without editing this file:
 
-* **Model**: an ``nn.Module`` registered with ``@register_model("name")``; built as
+* **Model**: an ``nn.Module`` registered with ``@handrecon.registry.register_model("name")``; built as
   ``factory(**model.kwargs)``.
 
   - ``forward(batch) -> outputs``: ``batch`` is what the DataLoader yields, moved to the device
@@ -14,13 +14,15 @@ Protocol — what a model or dataset provides to plug in, without editing this f
     task's metrics. Without it the engine reports the mean loss terms.
   - optional ``param_groups() -> list[dict]``: optimizer parameter groups (e.g. a smaller
     ``lr`` for a backbone); default: every parameter with ``requires_grad``.
-  - optional attribute ``hand_model_name`` (recorded in the checkpoint card).
+  - optional ``inference_spec() -> dict``: what serving the model needs (input size,
+    normalisation, crop or letterbox rule, hand model, topology hash; see
+    `handrecon.models.adapter`), written into every checkpoint card as ``inference``.
 
 * **Dataset**: registered with ``@register_dataset("name")``, built as ``factory(**kwargs)``.
   Either map-style (``__len__``/``__getitem__``; shuffled by a resumable ``DistributedSampler``;
   for random augmentation draw from ``sample_rng(seed, epoch, index)``, with the epoch received
   through an optional ``set_epoch(epoch)``), or an ``IterableDataset`` for endless on-the-fly
-  data (subclass :class:`~handrecon.train.distributed.SeededStream`; ``train.steps_per_epoch``
+  data (subclass :class:`~handrecon.data.stream.SeededStream`; ``train.steps_per_epoch``
   is then required). An optional ``collate(list_of_samples) -> batch`` replaces the default
   collate. The validation set must be finite (map-style, or an iterable that ends).
 
@@ -48,8 +50,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
 
-from handrecon.train import checkpoint as ckpt
-from handrecon.train.config import DATASETS, MODELS, Config, ConfigError, import_modules, save_config
+from handrecon import checkpoint as ckpt
+from handrecon.registry import DATASETS, MODELS, ConfigError, import_modules
+from handrecon.train.config import Config, save_config
 from handrecon.train.distributed import (
     DistInfo,
     ResumableDistributedSampler,
@@ -294,7 +297,7 @@ class Trainer:
         return {
             "architecture": cfg.model.name,
             "kwargs": cfg.model.kwargs,
-            "hand_model": getattr(self.model, "hand_model_name", None) or cfg.model.kwargs.get("hand_model"),
+            "inference": self.model.inference_spec() if hasattr(self.model, "inference_spec") else None,
             "imports": cfg.imports,
             "config": cfg.to_dict(),
             "step": self.step,

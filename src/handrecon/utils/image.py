@@ -1,10 +1,14 @@
-"""The image convention at every interface: RGB, uint8, (H, W, 3)."""
+"""The image convention at every interface (RGB, uint8, (H, W, 3)) and the one network-input
+normalisation (`normalize_images`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_image(image: Any) -> np.ndarray:
@@ -18,3 +22,12 @@ def check_image(image: Any) -> np.ndarray:
         raise ValueError(f"image must be RGB uint8 (0-255), got {image.dtype}; "
                          "for a float image in [0, 1] pass (image * 255).round().astype(np.uint8)")
     return image
+
+
+def normalize_images(images: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """RGB uint8 (..., H, W, 3) → float32 (..., 3, H, W): x / 255, minus `mean`, over `std`
+    (per channel, RGB in [0, 1]); what every network in handrecon takes, in training and inference."""
+    x = np.moveaxis(np.asarray(images), -1, -3).astype(np.float32) / np.float32(255.0)
+    shape = (3, 1, 1)
+    x = (x - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)
+    return np.ascontiguousarray(x)

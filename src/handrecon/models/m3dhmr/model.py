@@ -8,12 +8,13 @@ Batch keys (what `forward`, `loss` and `validate` read; produced by the data pip
 
 | key            | shape            | meaning                                                           |
 |----------------|------------------|-------------------------------------------------------------------|
-| `image`        | (B, 3, S, S)     | RGB crop, float32 ImageNet-normalised (uint8 0-255 is normalised here) |
+| `image`        | (B, 3, S, S)     | RGB crop, float32 normalised (`utils.image.normalize_images`)     |
 | `joints_2d`    | (B, 21, 2)       | GT OP21 keypoints, crop pixels (pixel centres at integers)        |
 | `verts_3d`     | (B, V, 3)        | GT vertices relative to the GT wrist (OP21 joint 0), metres, crop camera frame |
 | `joints_3d`    | (B, 21, 3)       | GT OP21 joints, same frame and root (validation)                  |
 | `K`            | (B, 3, 3)        | intrinsics of the crop camera (crop pixels) (validation, root recovery) |
-| `root`         | (B, 3)           | optional: GT camera-space wrist, metres (validation: `root_mm`)   |
+| `root`         | (B, 3)           | optional: GT camera-space wrist, metres (validation: camera-space metrics) |
+| `box`          | (B, 4)           | GT hand box, crop pixels (validation: the 2D PCK normaliser)      |
 | `view2`        | dict             | optional, training: the keys above for a second augmentation of the same image |
 | `view2_R`      | (B, 3, 3)        | view-2 camera coords = view2_R @ view-1 camera coords             |
 | `view2_affine` | (B, 2, 3)        | view-1 crop pixels → view-2 crop pixels                           |
@@ -33,36 +34,25 @@ checkpointed and resumes exactly); `set_progress(step)` sets it from outside.
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from handrecon.geometry.procrustes import procrustes_align
+from handrecon.eval.scoring import HandSet, score_hands
 from handrecon.geometry.root import solve_root_translation
-from handrecon.losses.m3dhmr import VERTEX_SCALE_M, M3DHMRLoss
-from handrecon.models.backbones import IMAGENET_MEAN, IMAGENET_STD, LANDMARK_ENCODERS, build_backbone
+from handrecon.hand.model import load_hand_model_data, topology_sha256
+from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
+from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
 from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
+from handrecon.models.m3dhmr.loss import VERTEX_SCALE_M, M3DHMRLoss
+from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
-PCK_2D_THRESHOLD = 0.1  # fraction of the crop side (validation metric "pck2d@0.1")
-
-
-def load_hand_model_data(hand_model: str):
-    """`HandModelData` for "openhand" or a path to an official MANO pickle."""
-    if hand_model == "openhand":
-        from handrecon.hand.openhand import load_openhand
-
-        return load_openhand()
-    if Path(hand_model).suffix == ".pkl":
-        from handrecon.hand.mano import load_mano_data
-
-        return load_mano_data(hand_model)
-    raise ValueError(f"hand_model must be 'openhand' or a path to MANO_RIGHT.pkl, got {hand_model!r}")
+INPUT_SIZE = 128  # the paper's input crop (§4.2)
+CROP_SCALE_RANGE = (1.15, 1.5)  # training crop side / longest box side; inference takes the centre
 
 
 class M3DHMR(nn.Module):
@@ -71,6 +61,9 @@ class M3DHMR(nn.Module):
     backbone: one of `LANDMARK_ENCODERS` ("stacked_resnet18" / "stacked_resnet34" (Tab. 4) or
     "hourglass2" (§3.1)); conv: "dsc" | "spiral" (SpiralConv++) | "dsep" (MobRecon DSConv);
     num_kernels: K of DSC; roi: ROI layer on/off (length `roi_length`, dilation `roi_dilation`).
+    input_size / crop_scale: the crop the model is trained on and served with (S px; crop side over
+    the longest box side, default the centre of `CROP_SCALE_RANGE`), written to the checkpoint card
+    by `inference_spec`.
     """
 
     def __init__(
@@ -90,17 +83,19 @@ class M3DHMR(nn.Module):
         tau_anneal_steps: int = 1000,
         loss_weights: dict[str, float] | None = None,
         refine_root: bool = True,
+        input_size: int = INPUT_SIZE,
+        crop_scale: float | None = None,
     ) -> None:
         super().__init__()
-        from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
-
         if backbone not in LANDMARK_ENCODERS:
             raise ValueError(f"M3DHMR needs a landmark encoder as backbone; got {backbone!r}, "
                              f"choose one of {', '.join(LANDMARK_ENCODERS)}")
         if conv not in CONV_TYPES:
             raise ValueError(f"unknown decoder conv {conv!r}; choose one of {', '.join(CONV_TYPES)}")
         hand = load_hand_model_data(hand_model)
-        self.hand_model_name = hand.name
+        self.hand_model_name, self.hand_model, self.topology = hand.name, hand_model, topology_sha256(hand)
+        self.input_size = int(input_size)
+        self.crop_scale = float(np.mean(CROP_SCALE_RANGE)) if crop_scale is None else float(crop_scale)
         self.tau_start, self.tau_anneal_steps, self.refine_root = tau_start, tau_anneal_steps, refine_root
         self.encoder = build_backbone(backbone, **(backbone_kwargs or {}))
         hierarchy = get_hierarchy(hand.v_template, hand.faces, factors=(2,) * len(channels))
@@ -113,10 +108,17 @@ class M3DHMR(nn.Module):
                                    num_kernels, attention_input, region_spirals, template=template)
         self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32),
                              persistent=False)
-        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
         self.criterion = M3DHMRLoss(hand.faces, loss_weights)
+
+    def inference_spec(self) -> dict[str, Any]:
+        """What serving this model needs (written into the checkpoint card by the trainer; see
+        `handrecon.models.adapter`): a right-hand crop of `input_size` px around the box, side =
+        longest box side × `crop_scale`, left hands mirrored, ImageNet normalisation."""
+        return {"input_size": self.input_size,
+                "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                "crop": {"rule": "box", "scale": self.crop_scale, "mirror_left": True},
+                "hand_model": self.hand_model, "topology_sha256": self.topology}
 
     # ---- temperature schedule
 
@@ -135,18 +137,14 @@ class M3DHMR(nn.Module):
 
     # ---- forward
 
-    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
-        if image.dtype == torch.uint8:
-            return (image.float() / 255.0 - self.image_mean) / self.image_std
-        return image
-
-    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, S, S) crop → dict uv, uv_stacks, verts, joints (see module docstring)."""
+    def forward_crops(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3, S, S) normalised crops → dict uv, uv_stacks, verts, joints (see module docstring)."""
         if not torch.jit.is_tracing():
-            if image.ndim != 4 or image.shape[1] != 3:
-                raise ValueError(f"M3DHMR expects image crops (B, 3, S, S), got {tuple(image.shape)}")
+            if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
+                raise ValueError(f"M3DHMR expects normalised float image crops (B, 3, S, S), got "
+                                 f"{tuple(image.shape)} {image.dtype}")
             self._sync_temperature()
-        enc = self.encoder(self.prepare_image(image))
+        enc = self.encoder(image)
         verts = self.decoder(enc["latent"], enc["uv"]) * VERTEX_SCALE_M
         joints = torch.einsum("jv,bvc->bjc", self.kp_regressor, verts)
         out = {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
@@ -156,14 +154,14 @@ class M3DHMR(nn.Module):
 
     def forward(self, batch: dict[str, Any] | torch.Tensor) -> dict[str, Any]:
         if isinstance(batch, torch.Tensor):
-            return self.predict(batch)
+            return self.forward_crops(batch)
         image = batch["image"]
         two_views = self.training and "view2" in batch
         if self.training:
             self.train_step += 1
         if not two_views:
-            return self.predict(image)
-        out = self.predict(torch.cat([image, batch["view2"]["image"]], 0))
+            return self.forward_crops(image)
+        out = self.forward_crops(torch.cat([image, batch["view2"]["image"]], 0))
         first = {k: v[: image.shape[0]] for k, v in out.items()}
         first["view2"] = {k: v[image.shape[0]:] for k, v in out.items()}
         return first
@@ -204,42 +202,37 @@ class M3DHMR(nn.Module):
                 "joints_cam": outputs["joints"] + t[:, None]}
 
     @torch.no_grad()
-    def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """PA-MPJPE / PA-MPVPE (mm), F@5 / F@15 and AUC (0-50 mm) of the PA-aligned joints, 2D
-        PCK@0.1 of the crop side, and the camera-space wrist error (mm, `root_mm`) when batches carry
-        `root`; the model's joints are placed by `camera_space`."""
-        from handrecon.eval.metrics import f_scores, keypoint_errors, pck_2d, summarize_errors
-
-        acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pj", "gj", "pv", "gv", "puv", "guv", "root")}
-        size = None
+    def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float | None]:
+        """The metrics of `handrecon.eval.scoring.score_hands` (the ones `handrecon evaluate`
+        prints) over the validation crops: every crop holds one ground-truth hand, given to the
+        model (found, with its side). Camera-space metrics (MPJPE, root) need `root` in the batches
+        and place the model's joints with `camera_space`; the 2D PCK normaliser is the batch's `box`."""
+        acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pj", "gj", "pv", "gv", "puv", "guv", "box")}
+        has_root = True
         for batch in batches:
+            if "box" not in batch:
+                raise ValueError("validation batches need 'box' (the GT hand box in crop pixels, the 2D PCK "
+                                 "normaliser); the m3dhmr_crops datasets provide it")
             out = self(batch["image"])
             size = crop_size(batch)
-            for key, value in (("pj", out["joints"]), ("gj", batch["joints_3d"]), ("pv", out["verts"]),
-                               ("gv", batch["verts_3d"]), ("puv", normalized_to_pixels(out["uv"], *size)),
-                               ("guv", batch["joints_2d"])):
+            pj, gj, pv, gv = out["joints"], batch["joints_3d"], out["verts"], batch["verts_3d"]
+            has_root = has_root and "root" in batch
+            if has_root:  # camera space: the model's placement vs the ground-truth wrist
+                t = self.camera_space(out, batch["K"], size)["translation"][:, None]
+                root = batch["root"][:, None].to(t.dtype)
+                pj, pv, gj, gv = pj + t, pv + t, gj + root, gv + root
+            for key, value in (("pj", pj), ("gj", gj), ("pv", pv), ("gv", gv), ("box", batch["box"]),
+                               ("puv", normalized_to_pixels(out["uv"], *size)), ("guv", batch["joints_2d"])):
                 acc[key].append(value.detach().double().cpu().numpy())
-            if "root" in batch:
-                wrist = self.camera_space(out, batch["K"], size)["joints_cam"][:, 0]
-                acc["root"].append((wrist.double() - batch["root"].double()).norm(dim=-1).cpu().numpy())
-        if size is None:
+        if not acc["pj"]:
             raise ValueError("validation set yielded no batch")
-        a = {k: np.concatenate(v) for k, v in acc.items() if v}
-        joints_aligned = procrustes_align(a["pj"], a["gj"])
-        verts_aligned = procrustes_align(a["pv"], a["gv"])
-        joint_err = keypoint_errors(joints_aligned, a["gj"])
-        f = f_scores(verts_aligned, a["gv"]).mean(0)
-        crop_box = np.tile([0.0, 0.0, size[0], size[1]], (len(a["puv"]), 1))
-        metrics = {
-            "pa_mpjpe_mm": 1000.0 * float(joint_err.mean(0).mean()),
-            "pa_mpvpe_mm": 1000.0 * float(keypoint_errors(verts_aligned, a["gv"]).mean(0).mean()),
-            "f@5": float(f[0]),
-            "f@15": float(f[1]),
-            "auc": summarize_errors(joint_err).auc,
-            "pck2d@0.1": pck_2d(a["puv"], a["guv"], crop_box, PCK_2D_THRESHOLD),
-        }
-        if "root" in a:
-            metrics["root_mm"] = 1000.0 * float(a["root"].mean())
+        a = {k: np.concatenate(v) for k, v in acc.items()}
+        n = len(a["pj"])
+        sides = ["right"] * n  # the crops show right hands (left ones mirrored)
+        metrics, _, _ = score_hands(HandSet(a["puv"], a["pj"], a["pv"], a["box"], sides),
+                                    HandSet(a["guv"], a["gj"], a["gv"], a["box"], sides), np.ones(n, bool))
+        if not has_root:  # root-relative only: no camera-space numbers
+            metrics.update(mpjpe_mm=None, root_error_mm=None, root_depth_error_mm=None)
         return metrics
 
 
@@ -255,43 +248,3 @@ def pixel_affine_to_normalized(affine: torch.Tensor, size1: tuple[int, int], siz
     lin = affine[:, :, :2] * s1[None, None, :] / s2[None, :, None]
     offset = (affine[:, :, 2] - 0.5 * affine[:, :, :2].sum(-1) + 0.5) / s2
     return torch.cat([lin, offset[..., None]], -1)
-
-
-class M3DHMRInference(nn.Module):
-    """Export wrapper: image (B, 3, S, S) float ImageNet-normalised → (uv_px (B, 21, 2) crop
-    pixels, verts (B, V, 3), joints (B, 21, 3), root-relative metres). Root recovery stays outside
-    (`M3DHMR.camera_space`). Use `export_onnx` to write the ONNX file."""
-
-    def __init__(self, model: M3DHMR) -> None:
-        super().__init__()
-        self.model = model
-        self.eval()
-        model._sync_temperature()
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model.predict(image)
-        return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
-
-
-def export_onnx(model: M3DHMR, path: str | Path, image_size: int = 128, opset: int = 17) -> Path:
-    """Write the image → (uv_px, verts, joints) graph of `model` to `path` (dynamic batch axis).
-
-    Uses the TorchScript exporter (`dynamo=False`; the dynamo exporter needs onnxscript). The
-    exporter traces in eval mode and afterwards restores the exported module's training flag
-    recursively, so a wrapper left in training mode would switch `model`'s batch norms to batch
-    statistics; the wrapper is built in eval mode and `model`'s own mode is restored here. The
-    crop size is fixed in the graph (the landmark pixel scale is traced as a constant).
-    """
-    was_training = model.training
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            torch.onnx.export(M3DHMRInference(model), (torch.zeros(1, 3, image_size, image_size),), str(path),
-                              dynamo=False, opset_version=opset, input_names=["image"],
-                              output_names=["uv_px", "verts", "joints"],
-                              dynamic_axes={name: {0: "batch"} for name in ("image", "uv_px", "verts", "joints")})
-    finally:
-        model.train(was_training)
-    return path

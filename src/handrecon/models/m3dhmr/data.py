@@ -21,7 +21,8 @@ consistency losses. Each item is exactly the batch of `handrecon.models.m3dhmr.m
 | `joints_3d`    | (21, 3)     | OP21 joints minus the wrist, metres, crop camera frame                |
 | `K`            | (3, 3)      | crop camera intrinsics (crop pixels)                                  |
 | `root`         | (3,)        | wrist in the crop camera frame, metres                                |
-| `view2`        | dict        | the six keys above for the second view (``two_views`` only)           |
+| `box`          | (4,)        | the hand's box in crop pixels (validation: the 2D PCK normaliser)     |
+| `view2`        | dict        | the seven keys above for the second view (``two_views`` only)         |
 | `view2_R`      | (3, 3)      | view-2 camera coords = view2_R @ view-1 camera coords                 |
 | `view2_affine` | (2, 3)      | view-1 crop pixels → view-2 crop pixels                               |
 
@@ -40,12 +41,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import Sample
+from handrecon.data.stream import SeededStream, sample_rng
+from handrecon.data.synth.config import preset as synth_preset
+from handrecon.data.synth.engine import get_engine
 from handrecon.data.transforms import CropAugment, HandCrop, to_tensors, two_views
-from handrecon.train.config import register_dataset
-from handrecon.train.distributed import SeededStream, sample_rng
+from handrecon.models.m3dhmr.model import CROP_SCALE_RANGE, INPUT_SIZE
+from handrecon.registry import register_dataset
 
-BATCH_KEYS = ("image", "joints_2d", "verts_3d", "joints_3d", "K", "root")
+BATCH_KEYS = ("image", "joints_2d", "verts_3d", "joints_3d", "K", "root", "box")
 
 
 def view_tensors(sample: Sample, num_vertices: int) -> dict[str, torch.Tensor]:
@@ -55,7 +60,8 @@ def view_tensors(sample: Sample, num_vertices: int) -> dict[str, torch.Tensor]:
                          f"required to train M3DHMR); write the data with `handrecon synth`")
     t = to_tensors(sample, num_vertices=num_vertices)
     return {"image": t["image"], "joints_2d": t["keypoints_2d"], "verts_3d": t["vertices"],
-            "joints_3d": t["joints_3d"], "K": t["K"], "root": t["root"]}
+            "joints_3d": t["joints_3d"], "K": t["K"], "root": t["root"],
+            "box": torch.from_numpy(np.asarray(sample.hands[0].box, np.float32))}
 
 
 class CropPipeline:
@@ -67,7 +73,7 @@ class CropPipeline:
     deterministic centre crop (no view 2).
     """
 
-    def __init__(self, input_size: int = 128, scale: tuple[float, float] = (1.15, 1.5), shift: float = 0.08,
+    def __init__(self, input_size: int = INPUT_SIZE, scale: tuple[float, float] = CROP_SCALE_RANGE, shift: float = 0.08,
                  rotation_deg: float = 45.0, jitter: float = 0.3, two_views: bool = True,
                  augment: bool = True, num_vertices: int = 778) -> None:
         self.augment = augment
@@ -99,8 +105,6 @@ class M3DHMRCrops(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "all", val_shards: int = 1, limit: int | None = None,
                  seed: int = 0, **pipeline: Any) -> None:
-        from handrecon.data.loaders import build_dataset
-
         self.samples = build_dataset("synthetic", root, split, val_shards=val_shards)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
@@ -134,15 +138,11 @@ class M3DHMRStream(SeededStream):
 
     def __init__(self, seed: int = 0, preset: str = "crop", image_size: tuple[int, int] | None = None,
                  backgrounds: str | None = None, **pipeline: Any) -> None:
-        from handrecon.data.synth.config import preset as synth_preset
-
         super().__init__(seed)
         self.cfg = synth_preset(preset, **({"image_size": tuple(image_size)} if image_size else {}))
         self.backgrounds = backgrounds
         self.pipeline = CropPipeline(**pipeline)
 
     def make_sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        from handrecon.data.synth.engine import get_engine
-
         engine = get_engine(self.cfg, self.backgrounds)
         return self.pipeline(engine.sample(int(rng.integers(2**62)), self.seed), rng)

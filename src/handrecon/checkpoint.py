@@ -35,11 +35,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from handrecon.registry import MODELS, ConfigError
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
+from handrecon.version import __version__
 
 CARD_FORMAT = "handrecon-checkpoint"
 CARD_VERSION = 1
@@ -143,8 +145,6 @@ def save_checkpoint(
     The files are written into a temporary sibling directory that is renamed onto ``ckpt_dir``
     (replacing an older one of the same name) only once all three are complete.
     """
-    from handrecon import __version__
-
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", suffix=".tmp", dir=ckpt_dir.parent))
@@ -296,8 +296,6 @@ def load_state(ckpt_dir: str | Path) -> dict[str, Any]:
     """The training state saved by :func:`save_checkpoint` (optimizer, schedule, scaler, RNG, step)."""
     path = Path(ckpt_dir) / STATE_FILE
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             skel = json.loads(f.metadata()["state"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -321,8 +319,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
 
     The architecture must be one handrecon registers itself (or one registered in this process);
     nothing named by the card is imported."""
-    from handrecon.train.config import MODELS, ConfigError
-
     d = resolve_checkpoint(path)
     card = read_card(d, verify=True)
     arch, kwargs = card.get("architecture"), card.get("kwargs") or {}

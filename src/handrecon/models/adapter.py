@@ -1,0 +1,117 @@
+"""What a model family gives the shared inference code (`handrecon.infer`): its inference adapter.
+
+`handrecon.infer` owns everything that is the same for every model: input checks, the default
+camera, typed results, writers, overlays, the torch and onnxruntime backends. A family supplies,
+registered under its architecture name with `handrecon.registry.register_adapter`, a subclass of
+`InferenceAdapter` built from the model's inference spec (the dict the model's
+``inference_spec()`` returns and the trainer writes into the checkpoint card):
+
+1. `preprocess`: validated images, intrinsics and per-image box/side prompts → the network's input
+   array and whatever the way back needs (`Prepared`);
+2. `network`: the torch module that maps that array to the named outputs (`output_names`), which
+   the torch backend runs as is and `export_network` writes as the ONNX graph;
+3. `postprocess`: the outputs → every hand of every image in the image's camera (`Hands`).
+
+Inference spec keys every family writes: ``input_size`` (px), ``normalization`` ({"mean", "std"},
+RGB in [0, 1], see `utils.image.normalize_images`), ``hand_model`` (a name for
+`hand.model.load_hand_model_data`), ``topology_sha256`` (`hand.model.topology_sha256`), and its
+own rule for what the network sees (e.g. ``crop``: {"rule": "box", "scale": 1.325}).
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+INPUT_NAME = "image"
+
+
+@dataclass
+class Hands:
+    """Every hand predicted in one image, stacked, in that image's camera (OpenCV frame).
+
+    boxes (N, 4) px x1, y1, x2, y2; scores (N,) in [0, 1]; sides N of "left" | "right";
+    keypoints_2d (N, 21, 2) px; keypoints_3d (N, 21, 3) m; vertices (N, V, 3) m (right-hand
+    topology of the spec's hand model); cam_t (N, 3) m, the root (wrist) joint.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    sides: list[str]
+    keypoints_2d: np.ndarray
+    keypoints_3d: np.ndarray
+    vertices: np.ndarray
+    cam_t: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sides)
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the network: `inputs` (B, 3, S, S) float32 and, per image, what the way
+    back needs (`views`, family-defined), plus the images' intrinsics (3, 3) and sizes (H, W)."""
+
+    inputs: np.ndarray
+    views: list[Any]
+    Ks: list[np.ndarray]
+    image_sizes: list[tuple[int, int]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class InferenceAdapter(ABC):
+    """One family's pre-processing, network and post-processing (see the module docstring).
+
+    detects_hands: True for a full-image model that finds its own hands (boxes are optional
+    prompts); False for a crop model (a box per hand, or the whole image as one crop).
+    """
+
+    detects_hands: bool = False
+    output_names: tuple[str, ...] = ()
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = dict(spec)
+        self.input_size = int(spec["input_size"])
+        self.mean = tuple(spec["normalization"]["mean"])
+        self.std = tuple(spec["normalization"]["std"])
+
+    @abstractmethod
+    def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
+        """images: RGB uint8 (H, W, 3), checked; Ks: (3, 3) float64; boxes[i]: (N_i, 4) px or None;
+        sides[i]: N_i sides or None (None: no side given)."""
+
+    @abstractmethod
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
+        """Network outputs (`output_names` → arrays, batch first) → one `Hands` per image."""
+
+    @abstractmethod
+    def network(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module mapping `Prepared.inputs` (as a tensor) to a tuple in `output_names` order,
+        in eval mode; the torch backend runs it and `export_network` traces it."""
+
+    def export_network(self, model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
+        """Write the `network` graph of `model` to `path` (dynamic batch axis, fixed input size).
+
+        The TorchScript exporter (``dynamo=False``; the dynamo exporter needs onnxscript). It traces
+        in eval mode and afterwards restores the exported module's training flags recursively, so
+        `model`'s own mode is saved and restored here."""
+        was_training = model.training
+        S = self.input_size
+        names = (INPUT_NAME, *self.output_names)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                torch.onnx.export(self.network(model), (torch.zeros(1, 3, S, S),), str(path), dynamo=False,
+                                  opset_version=opset, input_names=[INPUT_NAME], output_names=list(self.output_names),
+                                  dynamic_axes={name: {0: "batch"} for name in names})
+        finally:
+            model.train(was_training)
+        return Path(path)

@@ -1,0 +1,106 @@
+"""M3DHMR behind `handrecon.load`: its inference adapter (see `handrecon.models.adapter`).
+
+M3DHMR is a crop model: one network view per hand, in four stages:
+
+1. `preprocess`: per hand, the training pipeline's deterministic crop (`data.transforms.crop_view`:
+   the box's longest side × the spec's crop scale, resized to S × S, left hands mirrored: the
+   network only ever sees right hands). Without boxes the whole image is one crop (scale 1).
+2. `network` (`M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
+   view pixels, ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame.
+3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ uv, in the view frame.
+4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
+   rotation and the mirror, so a left hand's vertices are its true camera-space positions.
+
+Frames and units follow DESIGN.md: OpenCV camera, metres, pixels with centres at integers.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from handrecon.data.transforms import CropView, crop_view
+from handrecon.geometry.crop import invert_affine, transform_points
+from handrecon.geometry.root import solve_root_translation
+from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
+from handrecon.models.heads import normalized_to_pixels
+from handrecon.models.m3dhmr.model import M3DHMR
+from handrecon.registry import register_adapter
+from handrecon.utils.image import normalize_images
+
+
+class M3DHMRNetwork(nn.Module):
+    """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
+    (B, 21, 3) root-relative metres). Root recovery stays outside (`M3DHMRAdapter.postprocess`)."""
+
+    def __init__(self, model: M3DHMR) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+        model._sync_temperature()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model.forward_crops(image)
+        return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
+
+
+@register_adapter("m3dhmr")
+class M3DHMRAdapter(InferenceAdapter):
+    """Crops → M3DHMR → camera space (module docstring). Spec: `M3DHMR.inference_spec`."""
+
+    detects_hands = False
+    output_names = ("uv_px", "verts", "joints")
+
+    def __init__(self, spec: dict) -> None:
+        super().__init__(spec)
+        crop = spec["crop"]
+        if crop.get("rule") != "box":
+            raise ValueError(f"an M3DHMR inference spec has crop rule 'box', got {crop.get('rule')!r}")
+        self.crop_scale = float(crop["scale"])
+
+    def network(self, model: torch.nn.Module) -> torch.nn.Module:
+        return M3DHMRNetwork(model)
+
+    def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
+        views: list[list[tuple[CropView, np.ndarray, str]]] = []
+        for image, K, image_boxes, image_sides in zip(images, Ks, boxes, sides):
+            H, W = image.shape[:2]
+            if image_boxes is None:  # the image is the crop: its pixel extent, no expansion
+                image_boxes, scale = np.array([[-0.5, -0.5, W - 0.5, H - 0.5]]), 1.0
+            else:
+                scale = self.crop_scale
+            image_sides = image_sides or ["right"] * len(image_boxes)  # no side classifier: right
+            views.append([(crop_view(image, K, box, self.input_size, scale, mirror=side == "left"), box, side)
+                          for box, side in zip(image_boxes, image_sides)])
+        crops = [v.image for image_views in views for v, _, _ in image_views]
+        size = self.input_size
+        inputs = normalize_images(np.stack(crops), self.mean, self.std) if crops else \
+            np.zeros((0, 3, size, size), np.float32)
+        return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
+
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
+        flat = [item for image_views in prepared.views for item in image_views]
+        K_view = np.stack([v.K for v, _, _ in flat]) if flat else np.zeros((0, 3, 3))
+        R = np.stack([v.R for v, _, _ in flat]) if flat else np.zeros((0, 3, 3))
+        affine = np.stack([v.affine for v, _, _ in flat]) if flat else np.zeros((0, 2, 3))
+        joints_view = torch.as_tensor(outputs["joints"], dtype=torch.float64)
+        uv_view = torch.as_tensor(outputs["uv_px"], dtype=torch.float64)
+        t = solve_root_translation(joints_view, uv_view, torch.as_tensor(K_view), refine_root).numpy()
+        # X_view = R @ X  =>  X = R^T @ X_view, i.e. rows X_view @ R
+        joints = np.einsum("bni,bij->bnj", outputs["joints"].astype(np.float64) + t[:, None], R)
+        verts = np.einsum("bni,bij->bnj", outputs["verts"].astype(np.float64) + t[:, None], R)
+        uv = transform_points(outputs["uv_px"].astype(np.float64), invert_affine(affine))
+        results, start = [], 0
+        for image_views in prepared.views:
+            s = slice(start, start + len(image_views))
+            start += len(image_views)
+            results.append(Hands(
+                boxes=np.array([box for _, box, _ in image_views], np.float64).reshape(-1, 4),
+                scores=np.ones(len(image_views)), sides=[side for _, _, side in image_views],
+                keypoints_2d=uv[s], keypoints_3d=joints[s], vertices=verts[s], cam_t=joints[s, 0],
+            ))
+        return results

@@ -1,0 +1,37 @@
+"""The shipped model's outputs on the bundled sample are pinned (issue 10: the refactor into model
+families changes nothing for users). The reference was written by the pre-refactor predictor
+(commit f5421f4, one torch thread as in this suite: see conftest.py) into
+`tests/data/golden_shipped_sample.npz`: the sample's given box/side/K, the same box with the other
+side (the mirror path), and the whole image without a box."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import handrecon
+from handrecon.demo import load_sample
+
+GOLDEN = np.load(Path(__file__).parent / "data" / "golden_shipped_sample.npz")
+FIELDS = ("keypoints_2d", "keypoints_3d", "vertices", "cam_t")
+
+
+@pytest.fixture(scope="module")
+def predictions():
+    image, meta = load_sample()
+    gt = meta["hands"][0]
+    other = "left" if gt["side"] == "right" else "right"
+    model = handrecon.load("m3dhmr-openhand")
+    K = np.asarray(meta["K"])
+    return {
+        "given": model.predict(image, K=K, boxes=[gt["box"]], sides=[gt["side"]]).hands[0],
+        "mirrored": model.predict(image, K=K, boxes=[gt["box"]], sides=[other]).hands[0],
+        "whole_image": model.predict(image).hands[0],
+    }
+
+
+@pytest.mark.parametrize("case", ["given", "mirrored", "whole_image"])
+@pytest.mark.parametrize("field", FIELDS)
+def test_shipped_model_outputs_are_unchanged(predictions, case, field):
+    np.testing.assert_allclose(np.asarray(getattr(predictions[case], field)), GOLDEN[f"{case}/{field}"],
+                               rtol=0, atol=1e-5)
