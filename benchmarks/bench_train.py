@@ -30,7 +30,7 @@ CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "m3dhmr_cpu.yaml"
 
 
 def bench_data(root: Path, n: int) -> float:
-    from handrecon.data.m3dhmr_crops import M3DHMRCrops
+    from handrecon.models.m3dhmr.data import M3DHMRCrops
 
     ds = M3DHMRCrops(root, split="train", input_size=128, two_views=False)
     order = np.random.default_rng(0).permutation(len(ds))[:n]

@@ -64,10 +64,10 @@ def _heldout_hands(n: int = 24):
 
 def test_shipped_model_crops_exactly_like_its_validation_pipeline():
     """The predictor's view of a hand is the training pipeline's deterministic centre crop (what
-    the model was validated on), read from the card's training config: same pixels, same camera.
+    the model was validated on), built from the card's training config: same pixels, same camera.
     A different crop scale, size, mirror or normalisation would put the model off its training data."""
     import handrecon
-    from handrecon.data.m3dhmr_crops import CropPipeline
+    from handrecon.models.m3dhmr import CropPipeline
 
     rec = handrecon.load("m3dhmr-openhand")
     train_kwargs = rec.card["config"]["data"]["train"]["kwargs"]
@@ -75,12 +75,11 @@ def test_shipped_model_crops_exactly_like_its_validation_pipeline():
                             **{k: train_kwargs[k] for k in ("scale",) if k in train_kwargs})
     hands, images, Ks, samples = _heldout_hands(6)
     assert {h.side for h in hands} == {"left", "right"}
-    crops = rec.prepare(images, [h.box for h in hands], [h.side for h in hands], Ks)
-    x = crops.normalised()
+    prepared = rec.prepare(images, Ks, [[h.box] for h in hands], [[h.side] for h in hands])
     for i, sample in enumerate(samples):
         item = pipeline(sample, np.random.default_rng(0))
-        np.testing.assert_allclose(x[i], item["image"].numpy(), atol=1e-5)
-        np.testing.assert_allclose(crops.K_view[i], item["K"].numpy(), rtol=1e-5)
+        np.testing.assert_array_equal(prepared.inputs[i], item["image"].numpy())  # bit-identical
+        np.testing.assert_array_equal(prepared.views[i][0][0].K, item["K"].numpy())
 
 
 # The sample (assets/sample/hand.json) has exact ground truth. Bounds on a trained model cannot be
@@ -100,8 +99,8 @@ def test_shipped_model_reconstructs_the_sample_near_its_ground_truth():
     image, meta = load_sample()
     gt = meta["hands"][0]
     rec = handrecon.load("m3dhmr-openhand")
-    assert rec.hand_model == "openhand" and rec.input_size == 128
-    hand = rec.predict(image, box=gt["box"], side=gt["side"], K=np.asarray(meta["K"])).hands[0]
+    assert rec.hand_model == "openhand" and rec.spec["input_size"] == 128
+    hand = rec.predict(image, K=np.asarray(meta["K"]), boxes=[gt["box"]], sides=[gt["side"]]).hands[0]
     assert hand.side == gt["side"] and hand.vertices.shape == (778, 3)
     gt3d, gt2d = np.asarray(gt["keypoints_3d"]), np.asarray(gt["keypoints_2d"])
     assert 1000 * keypoint_errors(procrustes_align(hand.keypoints_3d, gt3d), gt3d).mean() < SAMPLE_PA_MPJPE_MM
@@ -127,7 +126,7 @@ def test_shipped_model_accuracy_on_held_out_synthetic_hands():
 
     hands, images, Ks, _ = _heldout_hands(24)
     rec = handrecon.load("m3dhmr-openhand")
-    results = rec.predict_batch(images, [h.box for h in hands], [h.side for h in hands], Ks)
+    results = rec.predict_batch(images, Ks, [[h.box] for h in hands], [[h.side] for h in hands])
     pred = np.stack([r.hands[0].keypoints_3d for r in results])
     gt = np.stack([np.asarray(h.keypoints_3d) for h in hands])
     pa_mpjpe_mm = 1000 * keypoint_errors(procrustes_align(pred, gt), gt).mean()

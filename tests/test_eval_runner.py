@@ -23,7 +23,7 @@ from handrecon.eval.runner import evaluate
 from handrecon.eval.submission import load_freihand_submission
 from handrecon.geometry.camera import intrinsics, project
 from handrecon.hand.model import HandModel
-from handrecon.infer.predictor import Reconstructor
+from handrecon.infer.predictor import Predictor
 
 
 def write_synthetic(root, n_shards=2, per_shard=2):
@@ -47,31 +47,31 @@ def write_synthetic(root, n_shards=2, per_shard=2):
                 w.add(np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8), K, hands)
 
 
-class Oracle(Reconstructor):
-    """A Reconstructor whose 'network' returns the ground truth of the queued items in the crop
-    views it is given (so every metric must be perfect)."""
+class Oracle(Predictor):
+    """A Predictor whose 'network' returns the ground truth of the queued hands in the crop views
+    it is given (so every metric must be perfect)."""
 
-    def __init__(self, base: Reconstructor, queue: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        super().__init__(self.oracle, base.input_size, base.faces_right, base.faces_left, base.crop_scale,
-                         True, base.card, "oracle")
+    def __init__(self, base: Predictor, queue: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        super().__init__(base.adapter, self.oracle, True, base.card, "oracle")
         self.queue = list(queue)
 
     def prepare(self, *args):
-        self.crops = super().prepare(*args)
-        return self.crops
+        self.prepared = super().prepare(*args)
+        return self.prepared
 
     def ground_truth(self, view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(verts, joints) in the camera frame of the item whose crop view this is."""
+        """(verts, joints) in the camera frame of the hand whose crop view this is."""
         return self.queue.pop(0)
 
-    def oracle(self, images):
+    def oracle(self, inputs):
         out = {"uv_px": [], "verts": [], "joints": []}
-        for view, R, K_view in zip(self.crops.images, self.crops.R, self.crops.K_view):
-            verts, joints = self.ground_truth(view)
-            X, V = joints @ R.T, verts @ R.T  # camera frame -> view frame (mirror included)
-            out["uv_px"].append(project(X, K_view))
-            out["joints"].append(X - X[0])
-            out["verts"].append(V - X[0])
+        for image_views in self.prepared.views:
+            for view, _, _ in image_views:
+                verts, joints = self.ground_truth(view.image)
+                X, V = joints @ view.R.T, verts @ view.R.T  # camera frame -> view frame (mirror included)
+                out["uv_px"].append(project(X, view.K))
+                out["joints"].append(X - X[0])
+                out["verts"].append(V - X[0])
         return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
 
 
@@ -88,7 +88,8 @@ def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
     assert len(gt) == 6 and {h.side for i in range(len(ds)) for h in ds[i].hands} == {"left", "right"}
     res = evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=4)
     m = res.metrics
-    assert res.num_samples == 6 and res.notes == []
+    assert res.num_samples == 4 and res.num_hands == 6 and res.notes == []
+    assert m["recall"] == m["precision"] == m["side_accuracy"] == 1.0
     assert m["pa_mpjpe_mm"] < 0.01 and m["pa_mpvpe_mm"] < 0.01 and m["mpjpe_mm"] < 0.01
     assert m["root_error_mm"] < 0.01 and m["root_depth_error_mm"] < 0.01
     assert m["f@5"] == 1.0 and m["f@15"] == 1.0 and m["auc"] > 0.99 and m["pck2d@0.1"] == 1.0
@@ -101,7 +102,7 @@ def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
 def test_random_model_on_synthetic_val_split(tmp_path, tiny):
     write_synthetic(tmp_path / "syn")
     res = evaluate(tiny[1], "synthetic", tmp_path / "syn", out=tmp_path / "out")  # default split: val
-    assert res.split == "val" and res.num_samples == 3  # the held-out last shard: 1 + 2 hands
+    assert res.split == "val" and res.num_samples == 2 and res.num_hands == 3  # the held-out last shard: 1 + 2 hands
     assert all(v is not None and np.isfinite(v) for v in res.metrics.values())
     sub = load_freihand_submission(tmp_path / "out" / "pred.json")
     ds = build_dataset("synthetic", tmp_path / "syn", "val")
@@ -113,9 +114,9 @@ class ColourOracle(Oracle):
     """An Oracle that reads which evaluation image it got from the image's colour (instead of the
     queue order), so any slip in K, crop or order shows."""
 
-    def __init__(self, base: Reconstructor, gt_xyz: np.ndarray, gt_verts: np.ndarray, colours: list[int]) -> None:
+    def __init__(self, base: Predictor, gt_xyz: np.ndarray, gt_verts: np.ndarray, colours: list[int]) -> None:
         super().__init__(base, [])
-        self.card = {"hand_model": "mano"}
+        self.hand_model = "mano"
         self.gt_xyz, self.gt_verts, self.colours = gt_xyz, gt_verts, colours
 
     def ground_truth(self, view):
@@ -162,13 +163,14 @@ def test_freihand_uses_the_whole_image_and_the_dataset_K(tmp_path, tiny, monkeyp
     seen = []
     real = tiny[1].predict_batch
 
-    def spy(images, boxes, sides, Ks, batch_size=32):
-        seen.extend(zip(boxes, sides, Ks))
-        return real(images, boxes, sides, Ks, batch_size=batch_size)
+    def spy(images, Ks=None, boxes=None, sides=None, batch_size=32):
+        assert boxes is None
+        seen.extend(zip([None] * len(images), sides, Ks))
+        return real(images, Ks, boxes, sides, batch_size=batch_size)
 
     monkeypatch.setattr(tiny[1], "predict_batch", spy)
     evaluate(tiny[1], "freihand", root)
-    assert [b for b, _, _ in seen] == [None, None] and [s for _, s, _ in seen] == ["right", "right"]
+    assert [b for b, _, _ in seen] == [None, None] and [s for _, s, _ in seen] == [["right"], ["right"]]
     for i, (_, _, K) in enumerate(seen):
         np.testing.assert_array_equal(K, ds[i].K)
 
@@ -176,7 +178,7 @@ def test_freihand_uses_the_whole_image_and_the_dataset_K(tmp_path, tiny, monkeyp
 def test_freihand_openhand_model_reports_joint_metrics_only(tmp_path, tiny):
     (tmp_path / "fh").mkdir()
     write_freihand(tmp_path / "fh")
-    res = evaluate(tiny[0], "freihand", tmp_path / "fh", out=tmp_path / "out")
+    res = evaluate(tiny[1], "freihand", tmp_path / "fh", out=tmp_path / "out")
     assert res.split == "evaluation" and res.num_samples == 2
     m = res.metrics
     assert m["pa_mpvpe_mm"] is None and m["f@5"] is None and m["f@15"] is None

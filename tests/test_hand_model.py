@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -168,7 +166,7 @@ def test_from_mano_uses_the_mano_loader(monkeypatch):
         calls.append((path, side, tips))
         return load_openhand()
 
-    monkeypatch.setitem(sys.modules, "handrecon.hand.mano", types.SimpleNamespace(load_mano_data=fake_loader))
+    monkeypatch.setattr("handrecon.hand.model.load_mano_data", fake_loader)
     # The file's own side comes from its name (side=None); the posed side is the model's.
     model = HandModel.from_mano("/x/MANO_RIGHT.pkl", side="left", tips="smplx")
     assert calls == [("/x/MANO_RIGHT.pkl", None, "smplx")] and model.side == "left"

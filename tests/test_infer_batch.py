@@ -17,8 +17,9 @@ class FakePredictor:
     def __init__(self):
         self.calls = []
 
-    def predict(self, image, box=None, side=None, K=None):
+    def predict(self, image, K=None, boxes=None, sides=None):
         h, w = image.shape[:2]
+        side = sides[0] if sides else None
         if K is None:
             K = np.array([[300.0, 0, (w - 1) / 2], [0, 300.0, (h - 1) / 2], [0, 0, 1]])
         self.calls.append(K)
@@ -92,8 +93,8 @@ def test_output_folder_inside_the_input_folder_is_skipped(tmp_path):
 
 def test_a_non_finite_result_writes_nothing(tmp_path):
     class NaNPredictor(FakePredictor):
-        def predict(self, image, box=None, side=None, K=None):
-            res = super().predict(image, box, side, K)
+        def predict(self, image, K=None, boxes=None, sides=None):
+            res = super().predict(image, K, boxes, sides)
             res.hands[0].vertices = res.hands[0].vertices * np.float32("nan")
             return res
 

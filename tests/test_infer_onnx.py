@@ -10,7 +10,8 @@ import pytest
 from test_predictor import SIZE, photo, tiny_checkpoint
 
 import handrecon
-from handrecon.infer.onnx import METADATA_KEY, OnnxReconstructor, export_onnx, load_onnx
+from handrecon.infer.load import export_onnx, load_onnx
+from handrecon.infer.onnx import METADATA_KEY, OnnxNetwork, metadata
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +26,15 @@ def test_export_embeds_metadata(models):
     torch_rec, _, path = models
     proto = onnx.load(str(path))
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
-    assert meta["input_size"] == SIZE and meta["card"]["architecture"] == "m3dhmr"
-    assert meta["crop_scale"] == pytest.approx(torch_rec.crop_scale)
-    np.testing.assert_array_equal(meta["faces_left"], torch_rec.faces_left)
+    assert meta["card"] == torch_rec.card and meta["card"]["inference"]["input_size"] == SIZE
+    assert meta["refine_root"] is True
     assert [i.name for i in proto.graph.input] == ["image"]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
 def test_onnxruntime_matches_torch_network(models):
     torch_rec, ort_rec, _ = models
-    assert isinstance(ort_rec, OnnxReconstructor)
+    assert isinstance(ort_rec.network, OnnxNetwork) and ort_rec.model is None
     x = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)  # batch 3: dynamic axis
     a, b = torch_rec.network(x), ort_rec.network(x)
     for key in ("uv_px", "verts", "joints"):
@@ -48,8 +48,8 @@ def test_onnx_predict_matches_torch_predict(models, side, monkeypatch):
     for rec in (torch_rec, ort_rec):  # closed-form root: see test_predict_batch_matches_predict
         monkeypatch.setattr(rec, "refine_root", False)
     image = photo(seed=4)
-    a = torch_rec.predict(image, box=(30, 20, 110, 100), side=side)
-    b = ort_rec.predict(image, box=(30, 20, 110, 100), side=side)
+    a = torch_rec.predict(image, boxes=[(30, 20, 110, 100)], sides=[side])
+    b = ort_rec.predict(image, boxes=[(30, 20, 110, 100)], sides=[side])
     ha, hb = a.hands[0], b.hands[0]
     assert hb.side == side
     np.testing.assert_allclose(hb.keypoints_2d, ha.keypoints_2d, atol=1e-3)
@@ -73,6 +73,34 @@ def test_foreign_onnx_file_is_refused(tmp_path):
         load_onnx(tmp_path / "junk.onnx")
 
 
+def test_onnx_metadata_that_lies_is_refused(models, tmp_path):
+    """A handrecon export whose metadata was edited (an older format, a card of another family, a
+    graph without the outputs the card's family has) gives a one-line error, not a crash later."""
+    torch_rec, _, path = models
+
+    def with_meta(value, name):
+        proto = onnx.load(str(path))
+        for p in proto.metadata_props:
+            if p.key == METADATA_KEY:
+                p.value = value
+        out = tmp_path / name
+        onnx.save(proto, str(out))
+        return out
+
+    old = json.dumps({"format": "handrecon-onnx", "format_version": 1, "card": torch_rec.card})
+    with pytest.raises(ValueError, match="another handrecon version"):
+        load_onnx(with_meta(old, "old.onnx"))
+    with pytest.raises(ValueError, match="unknown inference adapter 'nope'"):
+        load_onnx(with_meta(metadata({**torch_rec.card, "architecture": "nope"}, True), "nope.onnx"))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_onnx(with_meta("{", "broken.onnx"))
+    proto = onnx.load(str(path))
+    proto.graph.output.pop()  # drop "joints"
+    onnx.save(proto, str(tmp_path / "short.onnx"))
+    with pytest.raises(ValueError, match="lacks the outputs"):
+        load_onnx(tmp_path / "short.onnx")
+
+
 def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
     """The shipped model (fp16 weights, read as float32) exported to ONNX gives the same hands as
     torch through the whole pipeline, robust root refinement on, on held-out synthetic hands."""
@@ -81,12 +109,11 @@ def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
     torch_rec = handrecon.load("m3dhmr-openhand")
     assert torch_rec.refine_root and torch_rec.card["weights_dtype"] == "float16"
     ort_rec = handrecon.load(export_onnx("m3dhmr-openhand", tmp_path / "shipped.onnx"), threads=1)
-    assert ort_rec.refine_root and ort_rec.input_size == torch_rec.input_size
-    assert ort_rec.crop_scale == pytest.approx(torch_rec.crop_scale)
+    assert ort_rec.refine_root and ort_rec.spec == torch_rec.spec
     engine = SynthEngine(preset("crop"))
     samples = [engine.sample(i, 1000) for i in range(8)]
-    args = ([s.image for s in samples], [s.hands[0].box for s in samples], [s.hands[0].side for s in samples],
-            [s.K for s in samples])
+    args = ([s.image for s in samples], [s.K for s in samples], [[s.hands[0].box] for s in samples],
+            [[s.hands[0].side] for s in samples])
     for a, b in zip(torch_rec.predict_batch(*args), ort_rec.predict_batch(*args)):
         ha, hb = a.hands[0], b.hands[0]
         np.testing.assert_allclose(hb.keypoints_2d, ha.keypoints_2d, atol=0.05)  # px

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from handrecon.data import DatasetError
-from handrecon.data.m3dhmr_crops import BATCH_KEYS, M3DHMRCrops, M3DHMRStream
+from handrecon.models.m3dhmr.data import BATCH_KEYS, M3DHMRCrops, M3DHMRStream
 from handrecon.data.synth import preset
 from handrecon.data.synth.writer import generate
 from handrecon.registry import DATASETS
@@ -32,7 +32,8 @@ def project(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 
 
 def check_view(v: dict, V: int = 778) -> None:
-    shapes = {"image": (3, S, S), "joints_2d": (21, 2), "verts_3d": (V, 3), "joints_3d": (21, 3), "K": (3, 3), "root": (3,)}
+    shapes = {"image": (3, S, S), "joints_2d": (21, 2), "verts_3d": (V, 3), "joints_3d": (21, 3), "K": (3, 3), "root": (3,),
+              "box": (4,)}
     assert {k: tuple(v[k].shape) for k in BATCH_KEYS} == shapes
     assert all(v[k].dtype == torch.float32 for k in BATCH_KEYS)
     assert v["image"].abs().max() < 3.0  # ImageNet-normalised, not 0-255
@@ -42,6 +43,12 @@ def check_view(v: dict, V: int = 778) -> None:
     assert 0.1 < float(v["root"][2]) < 5.0
     # the crop camera K projects the 3D joints onto the 2D joints (crop pixels)
     torch.testing.assert_close(project(v["joints_3d"] + v["root"], v["K"]), v["joints_2d"], atol=1e-2, rtol=0)
+    # the box (the validation PCK normaliser) is the hand's extent in crop pixels: it holds the
+    # visible joints, within the crop
+    box, uv = v["box"], v["joints_2d"]
+    inside = (uv >= -0.5).all(-1) & (uv <= S - 0.5).all(-1)
+    assert (box[:2] >= -0.5).all() and (box[2:] <= S - 0.5).all() and (box[2:] > box[:2]).all()
+    assert (uv[inside] >= box[:2] - 1.0).all() and (uv[inside] <= box[2:] + 1.0).all()
 
 
 def test_registered_and_keys_shapes_units(root):

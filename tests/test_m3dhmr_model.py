@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from handrecon.losses.m3dhmr import M3DHMRLoss, apply_affine
+from handrecon.models.m3dhmr.loss import M3DHMRLoss, apply_affine
 from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
-from handrecon.models.m3dhmr import M3DHMR, export_onnx, pixel_affine_to_normalized
+from handrecon.eval.scoring import METRIC_NAMES
+from handrecon.models.m3dhmr import M3DHMR, M3DHMRAdapter, pixel_affine_to_normalized
 from handrecon.registry import register_dataset
 from handrecon.train import config_from_dict, train
 
@@ -45,6 +46,7 @@ def random_sample(g: torch.Generator, two_views: bool = True) -> dict:
         "joints_3d": torch.randn(21, 3, generator=g) * 0.03,
         "K": crop_K(1)[0],
         "root": torch.tensor([0.0, 0.0, 0.6]),
+        "box": torch.tensor([0.0, 0.0, SIZE, SIZE]),
     }
     if two_views:
         s["view2"] = {k: v.clone() for k, v in s.items()}
@@ -115,13 +117,9 @@ def test_units_metres_and_regressed_joints():
     torch.testing.assert_close((kp @ template)[0], torch.zeros(3), atol=1e-6, rtol=0)
     extent = (template.amax(0) - template.amin(0)).max()
     assert 0.1 < extent < 0.3  # a hand, in metres
-    # uint8 input is normalised like the float path
-    u8 = torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-    with torch.no_grad():
-        a = m(u8)["verts"]
-        b = m((u8.float() / 255 - mean[:, None, None]) / std[:, None, None])["verts"]
-    torch.testing.assert_close(a, b)
+    # the model takes normalised float crops only (utils.image.normalize_images is the one place)
+    with pytest.raises(ValueError, match="normalised float"):
+        m(torch.randint(0, 256, (1, 3, SIZE, SIZE), dtype=torch.uint8))
 
 
 def test_loss_zero_at_ground_truth():
@@ -267,12 +265,14 @@ def test_validate_reports_perfect_scores_for_perfect_predictions():
     batch = random_batch(4, two_views=False)
     with torch.no_grad():
         out = m(batch["image"])
-        batch.update(verts_3d=out["verts"].clone(), joints_3d=out["joints"].clone(),
+        wrist = out["joints"][:, :1]  # the batch convention: 3D relative to the wrist, root = camera wrist
+        batch.update(verts_3d=out["verts"] - wrist, joints_3d=out["joints"] - wrist,
                      joints_2d=normalized_to_pixels(out["uv"], SIZE, SIZE))
         batch["root"] = m.camera_space(out, batch["K"], (SIZE, SIZE))["joints_cam"][:, 0]
         metrics = m.validate([batch])
-    assert set(metrics) == {"pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "pck2d@0.1", "root_mm"}
-    assert metrics["pa_mpjpe_mm"] < 1e-3 and metrics["pa_mpvpe_mm"] < 1e-3 and metrics["root_mm"] < 1e-3
+    assert set(metrics) == set(METRIC_NAMES)  # the metrics `handrecon evaluate` reports
+    assert metrics["pa_mpjpe_mm"] < 1e-3 and metrics["pa_mpvpe_mm"] < 1e-3 and metrics["root_error_mm"] < 1e-3
+    assert metrics["mpjpe_mm"] < 1e-3 and metrics["recall"] == metrics["side_accuracy"] == 1.0
     assert metrics["f@5"] == metrics["f@15"] == metrics["pck2d@0.1"] == 1.0
     assert metrics["auc"] > 0.99  # errors ~1e-9 m miss only the 0 mm threshold: 1 - 1/198
     batch["joints_2d"] = batch["joints_2d"] + 0.2 * SIZE  # every joint off by 0.28 crop sides
@@ -326,7 +326,7 @@ def test_engine_trains_a_few_steps_and_validates(tmp_path):
     })
     res = train(cfg)
     assert res.step == 3 and int(res.model.train_step) == 3
-    assert {"pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "pck2d@0.1", "root_mm"} <= set(res.metrics)
+    assert set(METRIC_NAMES) <= set(res.metrics)
     assert all(np.isfinite(v) for v in res.metrics.values())
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")
     assert {"mesh", "pose2d", "norm", "edge", "con3d", "con2d"} <= set(header)
@@ -339,7 +339,7 @@ def test_engine_trains_a_few_steps_and_validates(tmp_path):
 def test_onnx_export_matches_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     m = small_model().eval()
-    path = export_onnx(m, tmp_path / "m3dhmr.onnx", image_size=SIZE)
+    path = M3DHMRAdapter({**m.inference_spec(), "input_size": SIZE}).export_network(m, tmp_path / "m3dhmr.onnx")
     assert not m.training  # the exporter must not leave batch norm on batch statistics
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     image = torch.randn(2, 3, SIZE, SIZE)
@@ -364,7 +364,7 @@ def test_intermediate_stack_supervision_and_bf16_autocast():
 
 
 def test_heatmap_guidance_is_zero_at_target_and_trains_logits():
-    from handrecon.losses.m3dhmr import HEATMAP_SIGMA
+    from handrecon.models.m3dhmr.loss import HEATMAP_SIGMA
     from handrecon.models.heads import gaussian_heatmaps
 
     crit = M3DHMRLoss(np.array([[0, 1, 2]]), {"heatmap": 1.0})
@@ -399,7 +399,7 @@ def test_exact_resume_of_a_real_m3dhmr_run(tmp_path):
 
     def cfg(out):
         return config_from_dict({
-            "output": str(out), "imports": ["handrecon.data.m3dhmr_crops"],
+            "output": str(out), "imports": ["handrecon.models.m3dhmr.data"],
             "model": {"name": "m3dhmr", "kwargs": {"backbone": "stacked_resnet18", "num_kernels": 2,
                                                    "tau_start": 30.0, "tau_anneal_steps": 3,
                                                    "backbone_kwargs": SMALL["stacked_resnet18"]}},

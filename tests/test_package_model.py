@@ -29,8 +29,10 @@ def test_packaged_checkpoint_loads_with_its_inference_settings(tmp_path):
     assert _tool().main([str(ckpt), "--name", "tiny", "--out-root", str(tmp_path / "assets"),
                          "--metrics", f"pipeline={metrics}", "--max-mb", "6"]) == 0
     card = json.loads((tmp_path / "assets" / "tiny" / "card.json").read_text())
-    assert card["inference"] == {"input_size": 64, "crop_scale": 1.325}
+    source = json.loads((ckpt / "card.json").read_text())
+    assert card["inference"] == source["inference"]  # copied from the trainer's card, never patched
+    assert card["inference"]["input_size"] == 64 and card["inference"]["crop"]["scale"] == 1.325
     assert card["weights_dtype"] == "float16" and card["heldout_metrics"] == {"pipeline": {"pa_mpjpe_mm": 12.5}}
     rec = handrecon.load(tmp_path / "assets" / "tiny")
     result = rec.predict(np.zeros((64, 64, 3), np.uint8))
-    assert rec.input_size == 64 and result.hands[0].vertices.shape == (778, 3)
+    assert rec.spec["input_size"] == 64 and result.hands[0].vertices.shape == (778, 3)

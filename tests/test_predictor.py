@@ -1,4 +1,4 @@
-"""handrecon.load / Reconstructor.predict with a tiny random-weights M3DHMR checkpoint, and the
+"""handrecon.load / Predictor.predict with a tiny random-weights M3DHMR checkpoint, and the
 crop → camera chain proven exact on ground truth (the network replaced by a GT oracle)."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def photo(h=120, w=160, seed=0):
 
 def test_predict_shapes_and_types(rec):
     image = photo()
-    res = rec.predict(image, box=(40, 30, 100, 90))
+    res = rec.predict(image, boxes=[(40, 30, 100, 90)])
     assert isinstance(res, ImageResult) and res.image_size == (120, 160) and len(res.hands) == 1
     np.testing.assert_allclose(res.K, default_intrinsics((160, 120)))
     h = res.hands[0]
@@ -62,8 +62,8 @@ def test_box_moves_keypoints_with_the_content(rec):
     for x, y in ((20, 30), (150, 110)):
         img = canvas.copy()
         img[y:y + 48, x:x + 48] = patch
-        results.append(rec.predict(img, box=(x, y, x + 47, y + 47)).hands[0])
-        side = 47 * rec.crop_scale
+        results.append(rec.predict(img, boxes=[(x, y, x + 47, y + 47)]).hands[0])
+        side = 47 * rec.adapter.crop_scale
         centre = np.array([x + 23.5, y + 23.5])
         assert (np.abs(results[-1].keypoints_2d - centre) <= side / 2).all()  # inside the crop square
     np.testing.assert_allclose(results[1].keypoints_2d - results[0].keypoints_2d, np.tile([130, 80], (21, 1)), atol=1e-3)
@@ -71,9 +71,9 @@ def test_box_moves_keypoints_with_the_content(rec):
 
 def test_whole_image_is_the_crop_without_a_box(rec):
     image = photo(SIZE, SIZE)
-    crops = rec.prepare([image], [None], [None], [None])
-    np.testing.assert_array_equal(crops.images[0], image)  # identity crop: same size, no expansion
-    np.testing.assert_allclose(crops.affine[0], [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+    view = rec.prepare([image], [None], [None], [None]).views[0][0][0]
+    np.testing.assert_array_equal(view.image, image)  # identity crop: same size, no expansion
+    np.testing.assert_allclose(view.affine, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     h = rec.predict(image).hands[0]
     np.testing.assert_allclose(h.box, [-0.5, -0.5, SIZE - 0.5, SIZE - 0.5])
 
@@ -83,12 +83,12 @@ def test_left_hand_mirrors_right_hand(rec):
     whose principal point is the image centre (the default K). The box maps pixels 1:1 onto the
     crop so both crops are bit-identical and only the geometry is under test."""
     image, (H, W) = photo(), (120, 160)
-    half = SIZE / rec.crop_scale / 2
+    half = SIZE / rec.adapter.crop_scale / 2
     cx, cy = 60.5, 50.5
     box = np.array([cx - half, cy - half, cx + half, cy + half])
-    right = rec.predict(image, box=box, side="right").hands[0]
-    left = rec.predict(np.ascontiguousarray(image[:, ::-1]), box=[W - 1 - box[2], box[1], W - 1 - box[0], box[3]],
-                       side="left").hands[0]
+    right = rec.predict(image, boxes=[box], sides=["right"]).hands[0]
+    left = rec.predict(np.ascontiguousarray(image[:, ::-1]), boxes=[[W - 1 - box[2], box[1], W - 1 - box[0], box[3]]],
+                       sides=["left"]).hands[0]
     assert left.side == "left"
     np.testing.assert_allclose(left.vertices, right.vertices * [-1, 1, 1], atol=1e-6)
     np.testing.assert_allclose(left.keypoints_3d, right.keypoints_3d * [-1, 1, 1], atol=1e-6)
@@ -101,10 +101,10 @@ def test_K_is_used_and_returned(rec):
     default camera. (That K' and R are right is proven on ground truth below.)"""
     image = photo()
     box = (40, 30, 100, 90)
-    base = rec.predict(image, box=box)
+    base = rec.predict(image, boxes=[box])
     np.testing.assert_array_equal(base.K, default_intrinsics((160, 120)))
     K2 = default_intrinsics((160, 120), focal=0.5 * 1.2 * 160)
-    res = rec.predict(image, box=box, K=K2)
+    res = rec.predict(image, K=K2, boxes=[box])
     np.testing.assert_array_equal(res.K, K2)
     np.testing.assert_allclose(res.hands[0].keypoints_2d, base.hands[0].keypoints_2d, atol=1e-3)
     assert np.abs(res.hands[0].cam_t - base.hands[0].cam_t).max() > 1e-3
@@ -126,7 +126,8 @@ def test_K_is_used_and_returned(rec):
 def test_bad_inputs_raise_clear_errors(rec, kwargs, match):
     args = {"image": photo(50, 60), "box": None, "side": None, "K": None, **kwargs}
     with pytest.raises(ValueError, match=match):
-        rec.predict(args["image"], box=args["box"], side=args["side"], K=args["K"])
+        rec.predict(args["image"], K=args["K"], boxes=None if args["box"] is None else [args["box"]],
+                    sides=None if args["side"] is None else [args["side"]])
 
 
 def test_predict_batch_matches_predict_and_names_bad_items(rec, monkeypatch):
@@ -136,13 +137,34 @@ def test_predict_batch_matches_predict_and_names_bad_items(rec, monkeypatch):
     images = [photo(seed=i) for i in range(3)]
     boxes = [(40, 30, 100, 90), None, (10, 10, 70, 60)]
     sides = ["right", "left", None]
-    batch = rec.predict_batch(images, boxes, sides, batch_size=2)
-    for img, box, side, r in zip(images, boxes, sides, batch):
-        single = rec.predict(img, box=box, side=side)
+    box_lists = [None if b is None else [b] for b in boxes]
+    batch = rec.predict_batch(images, None, box_lists, [[s] for s in sides], batch_size=2)
+    for img, image_boxes, side, r in zip(images, box_lists, sides, batch):
+        single = rec.predict(img, boxes=image_boxes, sides=[side])
         np.testing.assert_allclose(r.hands[0].vertices, single.hands[0].vertices, atol=1e-5)
         assert r.hands[0].side == (side or "right")
     with pytest.raises(ValueError, match="item 1: box"):
-        rec.predict_batch(images[:2], [None, (500, 500, 600, 600)])
+        rec.predict_batch(images[:2], None, [None, [(500, 500, 600, 600)]])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            rec.predict_batch(images, batch_size=bad)
+
+
+def test_several_boxes_give_one_hand_each_and_no_boxes_list_gives_none(rec, monkeypatch):
+    """boxes are per-image lists of prompts: each box is one hand (in order, with its side), exactly
+    what predicting it alone gives; an empty list gives an image without hands."""
+    monkeypatch.setattr(rec, "refine_root", False)
+    image = photo()
+    boxes, sides = [(40, 30, 100, 90), (90, 20, 150, 80), (5, 60, 45, 110)], ["left", "right", None]
+    res = rec.predict(image, boxes=boxes, sides=sides)
+    assert [h.side for h in res.hands] == ["left", "right", "right"]
+    for box, side, hand in zip(boxes, sides, res.hands):
+        alone = rec.predict(image, boxes=[box], sides=[side]).hands[0]
+        np.testing.assert_array_equal(hand.box, np.asarray(box, np.float32))
+        np.testing.assert_allclose(hand.vertices, alone.vertices, atol=1e-5)
+    assert rec.predict(image, boxes=[]).hands == []
+    with pytest.raises(ValueError, match="3 boxes but 2 sides"):
+        rec.predict(image, boxes=boxes, sides=sides[:2])
 
 
 # ----------------------------------------------------------------------------- GT chain
@@ -184,8 +206,8 @@ def test_camera_chain_is_exact_on_ground_truth(rec, side, given_K, depth, monkey
     verts, joints = gt_hand(side, depth)
     uv = project(verts, K)
     box = np.r_[uv.min(0), uv.max(0)]
-    monkeypatch.setattr(rec, "network", oracle_network(verts, joints, K, box, rec.crop_scale, SIZE, side))
-    h = rec.predict(np.zeros((H, W, 3), np.uint8), box=box, side=side, K=K if given_K else None).hands[0]
+    monkeypatch.setattr(rec, "network", oracle_network(verts, joints, K, box, rec.adapter.crop_scale, SIZE, side))
+    h = rec.predict(np.zeros((H, W, 3), np.uint8), K=K if given_K else None, boxes=[box], sides=[side]).hands[0]
     assert h.side == side
     np.testing.assert_allclose(h.cam_t, joints[0], atol=1e-3)
     np.testing.assert_allclose(h.keypoints_3d, joints, atol=1e-3)
@@ -215,11 +237,30 @@ def test_import_handrecon_stays_cheap():
     assert out == ["False", "True"]
 
 
-def test_inference_settings_from_card():
-    from handrecon.infer.predictor import inference_settings
+def test_the_card_carries_the_inference_spec_and_a_bad_one_is_refused(rec, tmp_path):
+    """The predictor is configured only by the card's inference spec (written from
+    `model.inference_spec()`); a card without one, an unknown architecture or another mesh
+    topology is a one-line error, not a guess."""
+    import json
 
-    assert inference_settings({"inference": {"input_size": 96, "crop_scale": 1.4}}) == (96, 1.4)
-    cfg = {"config": {"data": {"train": {"kwargs": {"input_size": 160, "scale": [1.2, 1.4]}}}}}
-    size, scale = inference_settings(cfg)
-    assert size == 160 and scale == pytest.approx(1.3)
-    assert inference_settings({}) == (128, None)  # M3DHMR's input; crop scale: the HandCrop default
+    from handrecon.checkpoint import seal_card
+
+    spec = rec.card["inference"]
+    assert spec["input_size"] == SIZE and spec["crop"] == {"rule": "box", "scale": 1.325, "mirror_left": True}
+    assert spec["hand_model"] == "openhand" and rec.hand_model == "openhand"
+    ck = tiny_checkpoint(tmp_path / "ck")
+    card = json.loads((ck / "card.json").read_text())
+
+    def write(**changes):
+        body = {k: v for k, v in {**card, **changes}.items() if k != "card_sha256" and v is not None}
+        (ck / "card.json").write_text(json.dumps(seal_card(body)))
+
+    write(inference=None)
+    with pytest.raises(ValueError, match="no inference spec"):
+        handrecon.load(ck)
+    write(inference={**spec, "topology_sha256": "0" * 64})
+    with pytest.raises(ValueError, match="another mesh topology"):
+        handrecon.load(ck)
+    write(inference={**spec, "crop": {"rule": "letterbox"}})
+    with pytest.raises(ValueError, match="crop rule 'box'"):
+        handrecon.load(ck)

@@ -17,7 +17,7 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_loads_and_builds_its_model(path):
-    import handrecon.data.m3dhmr_crops  # noqa: F401  (registers the datasets)
+    import handrecon.models.m3dhmr.data  # noqa: F401  (registers the datasets)
     import handrecon.models.m3dhmr  # noqa: F401  (registers the model)
     from handrecon.registry import DATASETS, MODELS
 

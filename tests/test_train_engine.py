@@ -27,7 +27,8 @@ TESTS = Path(__file__).parent
 class ToyMLP(nn.Module):
     """(B,4) → (B,2) MLP; ``loss`` is L1 + L2 so two terms are logged."""
 
-    hand_model_name = "none"
+    def inference_spec(self) -> dict:
+        return {"input_size": 4, "toy": True}
 
     def __init__(self, hidden: int = 32, dropout: float = 0.2, crash_at_call: int | None = None):
         super().__init__()
@@ -160,7 +161,8 @@ def test_best_pointer_and_load_model(tmp_path):
     best_step = min(errs, key=errs.get)
     assert res.best_checkpoint.name == f"step_{best_step:08d}"
     model, card = load_model(tmp_path)  # a run dir resolves to its best checkpoint
-    assert card["step"] == best_step and card["architecture"] == "toy_mlp" and card["hand_model"] == "none"
+    assert card["step"] == best_step and card["architecture"] == "toy_mlp"
+    assert card["inference"] == {"input_size": 4, "toy": True}  # the model's own spec, written by the trainer
     assert card["metrics"]["mean_err"] == pytest.approx(errs[best_step], rel=1e-3)
     assert not model.training
     header = (tmp_path / "train_log.csv").read_text().splitlines()[0].split(",")

@@ -26,7 +26,7 @@ $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout" --sp
 $PY - "$RUN" "$DATA/heldout" "$RUN/heldout_eval/crop_metrics.json" <<'PYEOF'
 import sys, torch
 from torch.utils.data import DataLoader
-from handrecon.data.m3dhmr_crops import M3DHMRCrops
+from handrecon.models.m3dhmr.data import M3DHMRCrops
 from handrecon.checkpoint import load_model
 from handrecon.utils.io import atomic_write_json
 model, card = load_model(sys.argv[1])
