@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import handrecon
+from handrecon.data.schema import load_image
+from handrecon.eval.metrics import keypoint_errors
+from handrecon.geometry.procrustes import procrustes_align
 from handrecon.hand.keypoints import OP21_NAMES
+from handrecon.hand.model import HandModel
+from handrecon.hand.pose import sample_poses
+from handrecon.infer.batch import write_result
 from handrecon.infer.export import save_mesh
 from handrecon.utils.io import atomic_write_json
 
@@ -29,8 +36,6 @@ DEFAULT_DEMO_MODEL = "m3dhmr-openhand"
 
 def load_sample() -> tuple[np.ndarray, dict]:
     """The bundled sample: RGB uint8 image (H, W, 3) and its ground-truth annotation dict."""
-    from handrecon.data.schema import load_image
-
     root = resources.files("handrecon") / "assets" / "sample"
     meta = json.loads((root / "hand.json").read_text())
     with resources.as_file(root / meta["image"]) as path:
@@ -41,11 +46,6 @@ def load_sample() -> tuple[np.ndarray, dict]:
 def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_DEMO_MODEL) -> dict:
     """Reconstruct the sample's hand (its box, side and K are given, as a detector would) with
     `model` (a shipped name or checkpoint path); write outputs as OUT/sample*; return errors vs GT."""
-    import handrecon
-    from handrecon.eval.metrics import keypoint_errors
-    from handrecon.geometry.procrustes import procrustes_align
-    from handrecon.infer.batch import write_result
-
     out_dir = Path(out_dir)
     image, meta = load_sample()
     gt = meta["hands"][0]
@@ -71,9 +71,6 @@ def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_DEMO_MODEL) -> 
 def pose_hand_model(out_dir: str | Path, seed: int = 0) -> list[dict]:
     """Pose OpenHand in DEMO_POSES for both sides, half a metre in front of the camera; write OBJ
     and GLB per pose into out_dir. Returns one entry per mesh."""
-    from handrecon.hand.model import HandModel
-    from handrecon.hand.pose import sample_poses
-
     out_dir = Path(out_dir)
     entries = []
     for side in ("right", "left"):

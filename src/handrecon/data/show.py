@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import Sample
+from handrecon.data.transforms import letterbox
+from handrecon.hand.model import HandModel
+from handrecon.render.overlay import draw_skeleton, make_grid, overlay_mesh
+from handrecon.utils.io import atomic_open
 
 
 def _faces_for(hand_model: str | None, num_vertices: int, mano_dir: str | os.PathLike | None, side: str | None):
     """Faces of the topology the vertices belong to, or None when unknown (then vertices are drawn as dots)."""
-    from handrecon.hand.model import HandModel
-
     try:
         if hand_model == "openhand":
             m = HandModel.openhand("left" if side == "left" else "right")
@@ -33,14 +36,10 @@ def render_sample(sample: Sample, mano_dir: str | os.PathLike | None = None, cel
                   caption: bool = True, backend: str | None = None) -> np.ndarray:
     """The sample's image with every hand's mesh (projected with K, when vertices and their faces
     are known; else vertices as dots) and skeleton drawn, resized to fit a cell x cell square."""
-    from handrecon.render.overlay import draw_skeleton, overlay_mesh
-
     image = sample.image
     H, W = image.shape[:2]
     s = min(1.0, cell / max(H, W))  # draw at (at most) the cell resolution: faster, sharper lines
     if s < 1.0:
-        from handrecon.data.transforms import letterbox
-
         sample = letterbox(sample, (max(1, round(H * s)), max(1, round(W * s))))
         image = sample.image
     out = image
@@ -76,8 +75,6 @@ def render_sample(sample: Sample, mano_dir: str | os.PathLike | None = None, cel
 def dataset_grid(dataset: Any, num: int = 16, seed: int = 0, ncols: int | None = None, cell: int = 256,
                  mano_dir: str | os.PathLike | None = None, backend: str | None = None) -> np.ndarray:
     """RGB uint8 grid of `num` random samples (without replacement, chosen by `seed`) of a map-style dataset."""
-    from handrecon.render.overlay import make_grid
-
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty; nothing to show")
@@ -90,9 +87,6 @@ def show_dataset(name: str, root: str | os.PathLike, out: str | os.PathLike, spl
                  num: int = 16, seed: int = 0, cell: int = 256, mano_dir: str | os.PathLike | None = None,
                  **loader_kw: Any) -> Path:
     """Build dataset `name` from `root` (data.loaders.build_dataset) and write a grid PNG to `out`."""
-    from handrecon.data.loaders import build_dataset
-    from handrecon.utils.io import atomic_open
-
     ds = build_dataset(name, root, split, **loader_kw)
     grid = dataset_grid(ds, num, seed, cell=cell, mano_dir=mano_dir)
     out = Path(out)

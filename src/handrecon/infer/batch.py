@@ -15,8 +15,11 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
+from handrecon.data.schema import load_image
+from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.export import save_mesh
 from handrecon.infer.results import ImageResult
+from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
 from handrecon.utils.io import atomic_open, atomic_write_json
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -139,8 +142,6 @@ def check_finite(result: ImageResult) -> None:
 
 def render_overlay(result: ImageResult, image: np.ndarray) -> np.ndarray:
     """Image with every hand's mesh blended over it and its skeleton drawn, then a side view panel."""
-    from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
-
     front = image
     for hand in result.hands:
         front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), result.K, alpha=0.55)
@@ -173,9 +174,6 @@ def reconstruct_paths(
     the image centre; without it the predictor's default camera is used). on_start gets the
     number of images once they are collected; on_progress each image's path once it is done.
     """
-    from handrecon.data.schema import load_image
-    from handrecon.geometry.camera import default_intrinsics
-
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs

@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from handrecon.render.common import Lights, Mesh, RenderResult, as_mesh_list, check_camera
+from handrecon.render.gl import get_gl_renderer  # moderngl itself is imported on first use
+from handrecon.render.soft import render_soft
 
 __all__ = ["Lights", "Mesh", "RenderResult", "render", "resolve_backend", "gl_available"]
 
@@ -26,8 +28,6 @@ BACKENDS = ("auto", "gl", "soft")
 
 def gl_available() -> bool:
     """True if this process can make (or already has) a headless EGL context."""
-    from handrecon.render.gl import get_gl_renderer
-
     try:
         get_gl_renderer()
     except RuntimeError:
@@ -44,8 +44,6 @@ def resolve_backend(backend: str | None = None) -> str:
     if choice not in BACKENDS:
         raise ValueError(f"unknown renderer {choice!r} (from backend= or HANDRECON_RENDERER); use one of {BACKENDS}")
     if choice == "gl":
-        from handrecon.render.gl import get_gl_renderer
-
         get_gl_renderer()  # raises with the reason and the fix
         return "gl"
     if choice == "auto":
@@ -77,9 +75,5 @@ def render(
     K, H, W = check_camera(K, image_size, near, far)
     lights = lights if lights is not None else Lights()
     if resolve_backend(backend) == "gl":
-        from handrecon.render.gl import get_gl_renderer
-
         return get_gl_renderer().render(meshes, K, H, W, lights, background, near, far)
-    from handrecon.render.soft import render_soft
-
     return render_soft(meshes, K, H, W, lights, background, near, far)

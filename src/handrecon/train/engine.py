@@ -50,7 +50,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
 
-from handrecon import checkpoint as ckpt
+import handrecon.checkpoint as ckpt
 from handrecon.registry import DATASETS, MODELS, ConfigError, import_modules
 from handrecon.train.config import Config, save_config
 from handrecon.train.distributed import (
@@ -64,7 +64,6 @@ from handrecon.train.distributed import (
     init_distributed,
 )
 from handrecon.train.log import RunLogger
-
 
 # --------------------------------------------------------------------------- small pieces
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from handrecon.data.schema import DatasetError
+from handrecon.geometry.camera import project as _project
 
 log = logging.getLogger("handrecon.data")
 _warned: set[str] = set()
@@ -134,8 +135,6 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
 
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(..., N, 3) camera-frame points -> (..., N, 2) pixels with K (3, 3); float32."""
-    from handrecon.geometry.camera import project as _project
-
     return np.asarray(_project(np.asarray(points, np.float32), np.asarray(K, np.float32)), dtype=np.float32)
 
 

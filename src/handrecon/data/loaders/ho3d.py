@@ -32,6 +32,7 @@ from handrecon.data.loaders.common import (
 )
 from handrecon.data.loaders.mano_params import ManoLayers
 from handrecon.data.schema import DatasetError, HandAnnotation, Sample, box_from_keypoints
+from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handrecon.hand.keypoints import mano21_to_op21
 
 DEPTH_SCALE = 0.00012498664727900177  # metres per depth unit
@@ -59,8 +60,6 @@ def load_ho3d_depth(path: str | os.PathLike) -> np.ndarray:
 def _global_rot_gl_to_cv(pose: np.ndarray) -> np.ndarray:
     """(16, 3) axis-angle in the OpenGL frame -> same with the root rotation expressed in OpenCV."""
     import torch
-
-    from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
     R = axis_angle_to_matrix(torch.from_numpy(pose[:1].astype(np.float64)))
     flip = torch.diag(torch.tensor(GL_TO_CV, dtype=torch.float64))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from handrecon.data.schema import DatasetError
+from handrecon.hand.model import HandModel
 
 _AXIS_ANGLE_MIRROR = np.array([1.0, -1.0, -1.0], np.float32)
 
@@ -38,8 +39,6 @@ class ManoLayers:
 
     def model(self, side: str):
         if side not in self._models:
-            from handrecon.hand.model import HandModel
-
             self._models[side] = HandModel.from_mano(find_mano_file(self.mano_dir, side), side=side).eval()
         return self._models[side]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from handrecon.data.schema import load_image
+from handrecon.mesh.ops import unique_edges, vertex_normals
 from handrecon.render import Lights
 
 # Fitzpatrick-like base skin albedos (types I..VI and in-between), RGB in [0, 1].
@@ -39,8 +41,6 @@ class SkinShader:
     def __init__(self, rest_vertices: np.ndarray, faces: np.ndarray, tip_vertex_ids: np.ndarray,
                  palm_normal: np.ndarray) -> None:
         from scipy import sparse
-
-        from handrecon.mesh.ops import unique_edges, vertex_normals
 
         V = len(rest_vertices)
         e = unique_edges(faces)
@@ -195,8 +195,6 @@ def list_background_images(folder: str | os.PathLike) -> list[Path]:
 
 def image_background(rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
     """(H, W, 3) uint8: a random crop (30-100% of the height, output aspect, random flip) of the image at `path`."""
-    from handrecon.data.schema import load_image
-
     img = load_image(path)
     h, w = img.shape[:2]
     ch = rng.uniform(0.3, 1.0) * h

@@ -24,11 +24,17 @@ from PIL import Image
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.data.synth.appearance import (
-    SkinShader, corrupt, image_background, list_background_images, procedural_background, random_lights,
+    SkinShader,
+    corrupt,
+    image_background,
+    list_background_images,
+    procedural_background,
+    random_lights,
 )
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
 from handrecon.geometry.camera import scale_intrinsics
+from handrecon.hand.model import HandModel
 from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
 from handrecon.render import Mesh, render
 
@@ -72,8 +78,6 @@ class SynthEngine:
 
     def __init__(self, cfg: SynthConfig, backgrounds: str | os.PathLike | None = None,
                  backend: str | None = None) -> None:
-        from handrecon.hand.model import HandModel
-
         self.cfg = cfg
         self.backend = backend
         self.models = {side: HandModel.openhand(side) for side in ("right", "left")}

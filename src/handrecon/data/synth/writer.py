@@ -21,9 +21,12 @@ from typing import Callable
 
 import numpy as np
 
+from handrecon.data.synth.appearance import list_background_images
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.engine import get_engine
 from handrecon.data.synthetic_format import ShardWriter, init_output, list_complete_shards, make_meta
+from handrecon.hand.openhand import load_openhand
+from handrecon.mesh.cache import hash_inputs
 
 _PROGRESS = None  # per worker process: queue of rendered-sample counts
 
@@ -45,8 +48,6 @@ class GenerateSummary:
 
 def topology_hash(faces: np.ndarray) -> str:
     """Short hash identifying a mesh topology (its faces)."""
-    from handrecon.mesh.cache import hash_inputs
-
     return hash_inputs(np.asarray(faces, np.int64))[:16]
 
 
@@ -104,8 +105,6 @@ def generate(
     holds an earlier run with the same settings. workers <= 1 renders in this process."""
     import torch
 
-    from handrecon.hand.openhand import load_openhand
-
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
     if shard_size <= 0:
@@ -113,8 +112,6 @@ def generate(
     out = Path(out)
     backgrounds = str(Path(backgrounds).resolve()) if backgrounds else None
     if backgrounds:
-        from handrecon.data.synth.appearance import list_background_images
-
         list_background_images(backgrounds)  # fail early with a clear message
     meta = make_meta(cfg.name, seed, num, shard_size, "openhand", topology_hash(load_openhand().faces),
                      image_format=cfg.image_format, config=cfg.to_dict(), backgrounds=backgrounds)
@@ -126,7 +123,14 @@ def generate(
     t0 = time.perf_counter()
     cpu = 0.0
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[bold]synth {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} img/s"),

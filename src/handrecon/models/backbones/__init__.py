@@ -19,7 +19,7 @@ from typing import Callable
 import torch.nn as nn
 
 from handrecon.models.backbones.hourglass import HourglassNet, hourglass2
-from handrecon.models.backbones.resnet import IMAGENET_MEAN, IMAGENET_STD, ResNet, resnet18, resnet34
+from handrecon.models.backbones.resnet import ResNet, resnet18, resnet34
 from handrecon.models.backbones.stacked import StackedResNet, stacked_resnet18, stacked_resnet34
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -40,7 +40,7 @@ def build_backbone(name: str, **kw) -> nn.Module:
 
 
 __all__ = [
-    "BACKBONES", "LANDMARK_ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "build_backbone",
+    "BACKBONES", "LANDMARK_ENCODERS", "build_backbone",
     "ResNet", "StackedResNet", "HourglassNet",
     "resnet18", "resnet34", "stacked_resnet18", "stacked_resnet34", "hourglass2",
 ]

@@ -6,7 +6,7 @@ Module and parameter names/shapes are those of `torchvision.models.resnet18/34` 
 encoders need: `forward_features(x)` returns the outputs of layer1..layer4 at strides 4, 8, 16, 32
 (for a 128×128 crop: 32², 16², 8², 4²).
 
-Input: float32 (B, 3, H, W), RGB scaled to [0, 1] then normalised with `IMAGENET_MEAN/STD`.
+Input: float32 (B, 3, H, W), RGB normalised by `handrecon.utils.image.normalize_images`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RESNET_LAYERS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
 STAGE_STRIDES = (4, 8, 16, 32)
