@@ -21,7 +21,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/handrecon demo --out demo_out
 
+# The layer contracts of DESIGN.md (pyproject [tool.importlinter]) first, then the suite.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 tests
 
 # Mutation testing of the numeric core (pyproject [tool.mutmut]); slow, not part of `make test`.

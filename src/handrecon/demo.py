@@ -27,11 +27,11 @@ from handrecon.hand.model import HandModel
 from handrecon.hand.pose import sample_poses
 from handrecon.infer.batch import write_result
 from handrecon.infer.export import save_mesh
+from handrecon.infer.registry import DEFAULT_MODEL
 from handrecon.utils.io import atomic_write_json
 
 DEMO_POSES = ("open", "fist", "pinch", "point")
 DEMO_TRANSLATION = (0.0, 0.0, 0.5)
-DEFAULT_DEMO_MODEL = "m3dhmr-openhand"
 
 
 def load_sample() -> tuple[np.ndarray, dict]:
@@ -43,7 +43,7 @@ def load_sample() -> tuple[np.ndarray, dict]:
     return image, meta
 
 
-def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_DEMO_MODEL) -> dict:
+def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_MODEL) -> dict:
     """Reconstruct the sample's hand (its box, side and K are given, as a detector would) with
     `model` (a shipped name or checkpoint path); write outputs as OUT/sample*; return errors vs GT."""
     out_dir = Path(out_dir)
@@ -96,7 +96,7 @@ def pose_hand_model(out_dir: str | Path, seed: int = 0) -> list[dict]:
     return entries
 
 
-def run_demo(out_dir: str | Path, model: str = DEFAULT_DEMO_MODEL) -> dict:
+def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL) -> dict:
     """Both demo parts; writes OUT/summary.json and returns it."""
     out_dir = Path(out_dir)
     summary = {

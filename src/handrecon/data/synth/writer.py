@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from handrecon.data.synth.appearance import list_background_images
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.engine import get_engine
 from handrecon.data.synthetic_format import ShardWriter, init_output, list_complete_shards, make_meta
+from handrecon.hand.model import topology_sha256
 from handrecon.hand.openhand import load_openhand
-from handrecon.mesh.cache import hash_inputs
 
 _PROGRESS = None  # per worker process: queue of rendered-sample counts
 
@@ -44,11 +43,6 @@ class GenerateSummary:
     @property
     def images_per_second(self) -> float:
         return self.images_written / self.seconds if self.seconds > 0 else float("nan")
-
-
-def topology_hash(faces: np.ndarray) -> str:
-    """Short hash identifying a mesh topology (its faces)."""
-    return hash_inputs(np.asarray(faces, np.int64))[:16]
 
 
 def write_shard(out: Path, cfg: SynthConfig, seed: int, num: int, shard_size: int, shard: int,
@@ -113,7 +107,7 @@ def generate(
     backgrounds = str(Path(backgrounds).resolve()) if backgrounds else None
     if backgrounds:
         list_background_images(backgrounds)  # fail early with a clear message
-    meta = make_meta(cfg.name, seed, num, shard_size, "openhand", topology_hash(load_openhand().faces),
+    meta = make_meta(cfg.name, seed, num, shard_size, "openhand", topology_sha256(load_openhand()),
                      image_format=cfg.image_format, config=cfg.to_dict(), backgrounds=backgrounds)
     init_output(out, meta)
     num_shards = meta["num_shards"]
