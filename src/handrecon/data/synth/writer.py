@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from handrecon.data.synth.appearance import list_background_images
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.engine import get_engine
