@@ -5,13 +5,12 @@ threads for torch and for onnxruntime's intra-op pool), one 640×480 photo with 
 
 | stage        | what                                                                   |
 |--------------|------------------------------------------------------------------------|
-| preprocess   | input checks, training crop + resize (+ flip for left hands), normalisation |
+| preprocess   | input checks + the family's pre-processing: crop, resize, mirror, normalisation |
 | encoder      | torch only: the stacked landmark encoder                               |
 | decoder      | torch only: the mesh decoder (lifting, spiral layers, head, ROI)       |
 | network      | the whole network (torch module or onnxruntime session)                |
-| root         | camera-space root: closed form + robust refinement (float64)           |
-| root (closed)| the closed form alone (`handrecon.load(..., refine_root=False)`)       |
-| postprocess  | back to the image camera, typed results                                |
+| postprocess  | root recovery (closed form + robust refinement), back to the image camera, typed results |
+| post (closed)| the same with the closed-form root alone (`refine_root=False`)         |
 | predict      | the whole `predict()` call; images/s = 1 / this                        |
 
 Model: `--model` (a shipped name, checkpoint/run directory); when it is not available M3DHMR
@@ -34,38 +33,44 @@ import torch
 from bench_m3dhmr import timed  # median seconds of fn() after warm-up runs
 
 
+def random_checkpoint(path: Path, kwargs: dict) -> Path:
+    """An M3DHMR checkpoint with random weights, its card carrying the model's inference spec."""
+    from handrecon.checkpoint import save_checkpoint
+    from handrecon.registry import MODELS
+
+    model = MODELS.build("m3dhmr", **kwargs)
+    card = {"architecture": "m3dhmr", "kwargs": kwargs, "inference": model.inference_spec(), "note": "random weights"}
+    return save_checkpoint(path, model, {}, card)
+
+
 def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
-    """(torch Reconstructor, description): the requested model, else random weights."""
+    """(torch Predictor, description): the requested model, else random weights."""
     import handrecon
-    from handrecon.infer.predictor import random_checkpoint
     from handrecon.infer.registry import ModelNotFoundError
 
     try:
         return handrecon.load(name, threads=threads), f"{name} (trained weights)"
     except ModelNotFoundError as e:
         print(f"note: {e}\n      -> benchmarking M3DHMR with random weights instead")
-        path = random_checkpoint(tmp / "random", random_kwargs, input_size=128)
+        path = random_checkpoint(tmp / "random", random_kwargs)
         return handrecon.load(path, threads=threads), f"M3DHMR kwargs {random_kwargs or '(defaults)'}, random weights"
 
 
 def stage_times(rec, image, box, side, args, model=None) -> dict[str, float]:
-    from handrecon.infer.predictor import root_translation, to_results
-
-    crops = rec.prepare([image], [box], [side], [None])
-    x = crops.normalised()
+    prompt = ([image], [None], [[box]], [[side]])
+    prepared = rec.prepare(*prompt)
+    x = prepared.inputs
     raw = rec.network(x)
-    t = root_translation(raw, crops.K_view, rec.refine_root)
     r, w = args.repeats, args.warmup
     out = {
-        "preprocess": timed(lambda: rec.prepare([image], [box], [side], [None]).normalised(), r, w),
+        "preprocess": timed(lambda: rec.prepare(*prompt), r, w),
         "network": timed(lambda: rec.network(x), r, w),
-        "root": timed(lambda: root_translation(raw, crops.K_view, rec.refine_root), r, w),
-        "root (closed)": timed(lambda: root_translation(raw, crops.K_view, refine=False), r, w),
-        "postprocess": timed(lambda: to_results(crops, raw, t, rec.faces_right, rec.faces_left), r, w),
-        "predict": timed(lambda: rec.predict(image, box=box, side=side), r, w),
+        "postprocess": timed(lambda: rec.results(prepared, rec.adapter.postprocess(prepared, raw, rec.refine_root)), r, w),
+        "post (closed)": timed(lambda: rec.results(prepared, rec.adapter.postprocess(prepared, raw, False)), r, w),
+        "predict": timed(lambda: rec.predict(image, boxes=[box], sides=[side]), r, w),
     }
     if model is not None:  # torch: the two halves of the network, each on its real input
-        xt = model.prepare_image(torch.from_numpy(x))
+        xt = torch.from_numpy(x)
         with torch.no_grad():
             enc = model.encoder(xt)
             out["encoder"] = timed(lambda: model.encoder(xt), r, w)
@@ -89,22 +94,23 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         rec, what = open_model(args.model, Path(d), args.threads, args.random_kwargs)
-        model = rec.network.model
+        model = rec.model
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"model: {what}; {n_params / 1e6:.2f} M parameters, input {rec.input_size}x{rec.input_size}")
+        size = rec.spec["input_size"]
+        print(f"model: {what}; {n_params / 1e6:.2f} M parameters, input {size}x{size}")
         print(f"threads: {args.threads}; batch 1; median of {args.repeats} runs after {args.warmup} warm-up; "
               f"photo 640x480, box {box}, side {args.side}")
         model.eval()
         results = {"torch": stage_times(rec, image, box, args.side, args, model=model)}
         try:
-            from handrecon.infer.onnx import export_onnx, load_onnx
+            from handrecon.infer.load import export_onnx, load_onnx
 
             path = export_onnx(rec, Path(d) / "model.onnx")
             results["onnxruntime"] = stage_times(load_onnx(path, threads=args.threads), image, box, args.side, args)
         except ImportError as e:
             print(f"onnxruntime/onnx not installed ({e}): skipped")
 
-    rows = ("preprocess", "encoder", "decoder", "network", "root", "root (closed)", "postprocess", "predict")
+    rows = ("preprocess", "encoder", "decoder", "network", "postprocess", "post (closed)", "predict")
     names = list(results)
     print(f"\n{'stage (ms)':14s}" + "".join(f"{n:>14s}" for n in names))
     for row in rows:

@@ -40,7 +40,7 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
 def bench_model(args) -> None:
     from handrecon.geometry.root import recover_root_translation, refine_root_translation
     from handrecon.models.heads import normalized_to_pixels
-    from handrecon.models.m3dhmr import M3DHMR, export_onnx
+    from handrecon.models.m3dhmr import M3DHMR, M3DHMRAdapter
 
     model = M3DHMR(backbone=args.backbone, backbone_kwargs={"width": args.width} if "resnet" in args.backbone else {},
                    conv=args.conv, num_kernels=args.kernels, attention_input=args.attention).eval()
@@ -74,7 +74,7 @@ def bench_model(args) -> None:
         return
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m3dhmr.onnx"
-        export_onnx(model, path)
+        M3DHMRAdapter(model.inference_spec()).export_network(model, path)
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

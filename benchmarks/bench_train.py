@@ -42,7 +42,7 @@ def bench_data(root: Path, n: int) -> float:
 
 def bench_steps(root: Path, steps: int, batch: int) -> list[float]:
     """Seconds per `Trainer.train_step` of the CPU recipe, batches from the recipe's own loader."""
-    from handrecon.train.config import load_config
+    from handrecon.train import load_config
     from handrecon.train.distributed import cleanup_distributed, init_distributed
     from handrecon.train.engine import Trainer
 
