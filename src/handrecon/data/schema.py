@@ -9,6 +9,7 @@ centred at (c, r), boxes x1,y1,x2,y2, OP21 keypoints, axis-angle poses, float32.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,97 @@ class DatasetError(ValueError):
     """A dataset on disk is missing, unreadable or inconsistent. The message names the file."""
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3) with its EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+MAX_IMAGE_PIXELS = 150_000_000  # larger files are refused (docs/security.md); PIL itself refuses > 179 MP
+WORK_PIXELS = 40_000_000  # `read_image(reduce=True)` decodes larger images reduced below this
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read by `read_image`: RGB uint8 (h, w, 3), possibly reduced from the file's
+    (H, W) = `size` (after EXIF orientation). `scale` = (w / W, h / H): pixel (u, v) of the file
+    is (sx·(u + 0.5) − 0.5, sy·(v + 0.5) − 0.5) here (`geometry.camera.scale_intrinsics`)."""
+
+    image: np.ndarray
+    scale: tuple[float, float]
+    size: tuple[int, int]
+
+    @property
+    def reduced(self) -> bool:
+        return self.image.shape[:2] != tuple(self.size)
+
+
+def _to_rgb8(im) -> np.ndarray:
+    """Any PIL mode → RGB uint8 (H, W, 3): 16-bit and 32-bit integer images are scaled from their
+    full range (not clipped at 255), float images from [0, 1], palette/alpha/CMYK via PIL."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        full = 65535 if im.mode.startswith("I;16") or a.max() > 255 else 255
+        a = np.clip(np.rint(a * (255.0 / full)), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=-1)
+    if im.mode == "F":
+        a = np.asarray(im, np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError("float image holds NaN or infinite values")
+        a = a * 255.0 if a.max() <= 1.0 else a
+        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.array(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+
+
+def _reduced(im, factor: int):
+    """`im.reduce(factor)`, freeing the full-size pixels at once (memory: one full copy at most)."""
+    small = im.reduce(factor)
+    im.close()
+    return small
+
+
+def read_image(path: str | os.PathLike, reduce: bool = False) -> LoadedImage:
+    """Read an image file as RGB uint8 with its EXIF orientation applied.
+
+    Files over `MAX_IMAGE_PIXELS` are refused; animated images (several frames) are refused (take a
+    frame out, or use video input). With `reduce`, an image over `WORK_PIXELS` is decoded at a
+    reduced size (JPEG: in the decoder, so memory stays bounded; others: PIL's `reduce`) with the
+    scale returned. Raises DatasetError naming the file and what to do."""
+    from PIL import Image, ImageOps, UnidentifiedImageError  # PIL is slow to import; only readers need it
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DatasetError(f"{path}: cannot read image ({e}); the file is corrupt or not an image") from e
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies instead
+            W, H = im.size
+            H0, W0 = (W, H) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (H, W)  # EXIF 90° turns
+            if W * H > MAX_IMAGE_PIXELS:
+                raise DatasetError(f"{path}: {W} x {H} = {W * H / 1e6:.0f} megapixels is over handrecon's limit of "
+                                   f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP; downscale the image first")
+            if getattr(im, "n_frames", 1) > 1:
+                raise DatasetError(f"{path}: an animated image with {im.n_frames} frames; save the frame you want "
+                                   "as a still image (PNG/JPEG)")
+            factor = 1
+            if reduce and W * H > WORK_PIXELS:
+                factor = int(np.ceil(np.sqrt(W * H / WORK_PIXELS)))
+                if im.format == "JPEG":
+                    im.draft("RGB", (W // factor, H // factor))  # decodes at 1/2, 1/4 or 1/8
+                    factor = 1 if im.size == (W, H) else W / im.size[0]
+                    if W * H / factor**2 > WORK_PIXELS:  # draft could not reduce enough
+                        im = _reduced(im, int(np.ceil(np.sqrt(W * H / factor**2 / WORK_PIXELS))))
+                else:
+                    im = _reduced(im, factor)
+            image = _to_rgb8(ImageOps.exif_transpose(im))
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError:
+        raise DatasetError(f"{path}: over handrecon's limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; downscale the "
+                           "image first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DatasetError(f"{path}: cannot read image ({e}); the file is corrupt or not an image") from None
+    return LoadedImage(image, (image.shape[1] / W0, image.shape[0] / H0), (H0, W0))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), full size, EXIF orientation applied (`read_image`)."""
+    return read_image(path).image
 
 
 def box_from_keypoints(points: np.ndarray, valid: np.ndarray | None = None, pad: float = 0.0) -> np.ndarray:

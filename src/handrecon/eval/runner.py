@@ -95,12 +95,12 @@ def evaluate(
             hands = result.hands
             num_predictions += len(hands)
             if whole_crops:  # one hand per image, the model's best, in the official order
-                best = max(hands, key=lambda h: h.score) if hands else None
+                best = max(hands, key=_score) if hands else None
                 gt_hands.append(smp.hands[0] if smp.hands else None)
                 pred_rows.append(best)
                 found.append(best is not None)
                 continue
-            match = match_hands(np.array([h.box for h in hands]).reshape(-1, 4), [h.score for h in hands],
+            match = match_hands(np.array([h.box for h in hands]).reshape(-1, 4), [_score(h) for h in hands],
                                 np.array([h.box for h in smp.hands]).reshape(-1, 4))
             for gt, m in zip(smp.hands, match):
                 gt_hands.append(gt)
@@ -130,6 +130,11 @@ def evaluate(
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files = {"predictions": str(out / "pred.json"), "metrics": str(out / "metrics.json")}
     return result
+
+
+def _score(hand: Any) -> float:
+    """A hand's score for ranking; a model without scores (None) ranks its hands in output order."""
+    return 0.0 if hand.score is None else float(hand.score)
 
 
 def score(pred: dict[str, np.ndarray], gt_hands: list, found: np.ndarray, pred_sides: list[str],

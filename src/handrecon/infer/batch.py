@@ -11,18 +11,20 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
+from PIL import Image
 
-from handrecon.data.schema import load_image
-from handrecon.geometry.camera import default_intrinsics
+from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, read_image
+from handrecon.geometry.camera import default_intrinsics, scale_intrinsics
 from handrecon.infer.export import save_mesh
+from handrecon.infer.predictor import check_box, check_intrinsics
 from handrecon.infer.results import ImageResult
 from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
 from handrecon.utils.io import atomic_open, atomic_write_json
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
 
 
 class Predictor(Protocol):
@@ -140,13 +142,23 @@ def check_finite(result: ImageResult) -> None:
                                  "range (camera, box) or the model weights are corrupt; nothing written")
 
 
-def render_overlay(result: ImageResult, image: np.ndarray) -> np.ndarray:
-    """Image with every hand's mesh blended over it and its skeleton drawn, then a side view panel."""
+def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
+    """Image with every hand's mesh blended over it and its skeleton drawn, then a side view panel.
+
+    `image` shows the result's image at any size (e.g. read reduced); the overlay is drawn at most
+    `max_side` px on its longer side, so its memory is bounded whatever the photo's size."""
+    H, W = result.image_size
+    s = min(1.0, max_side / max(H, W))
+    size = (max(1, round(W * s)), max(1, round(H * s)))
+    if (image.shape[1], image.shape[0]) != size:
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    sx, sy = size[0] / W, size[1] / H
+    K = scale_intrinsics(result.K, sx, sy)
     front = image
     for hand in result.hands:
-        front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), result.K, alpha=0.55)
+        front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), K, alpha=0.55)
     for hand in result.hands:
-        front = draw_skeleton(front, hand.keypoints_2d)
+        front = draw_skeleton(front, (np.asarray(hand.keypoints_2d, np.float64) + 0.5) * (sx, sy) - 0.5)
     if not result.hands:
         return front
     # The renderer shades both sides of a face, so one winding serves every hand in the side view.
@@ -182,11 +194,9 @@ def reconstruct_paths(
     report = BatchReport(failed=list(problems))
     for path, stem in zip(images, stems):
         try:
-            image = load_image(path)
-            K = None if focal is None else default_intrinsics((image.shape[1], image.shape[0]), focal=focal)
-            result = predictor.predict(image, K=K, boxes=None if box is None else [box],
-                                       sides=None if side is None else [side])
-            report.written[str(path)] = write_result(result, image, out_dir, stem, mesh_formats, overlay)
+            loaded = read_image(path, reduce=True)
+            result = predict_file_pixels(predictor, loaded, box, side, focal)
+            report.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay)
             report.num_hands += len(result.hands)
         except (ValueError, OSError) as e:
             report.failed.append((str(path), str(e)))
@@ -195,8 +205,31 @@ def reconstruct_paths(
     return report
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
+def predict_file_pixels(predictor: Predictor, loaded: LoadedImage, box: Any = None, side: str | None = None,
+                        focal: float | None = None) -> ImageResult:
+    """Predict on an image read (possibly reduced) by `read_image`, with the box, focal and results
+    all in the file's own pixels: the box and K are scaled to the reduced image and the 2D results
+    scaled back (3D is the same camera either way)."""
+    H, W = loaded.size
+    sx, sy = loaded.scale
+    K_file = check_intrinsics(None if focal is None else default_intrinsics((W, H), focal=focal), W, H)
+    boxes = None
+    if box is not None:
+        b = check_box(box, W, H)
+        boxes = [[sx * (b[0] + 0.5) - 0.5, sy * (b[1] + 0.5) - 0.5, sx * (b[2] + 0.5) - 0.5, sy * (b[3] + 0.5) - 0.5]]
+    result = predictor.predict(loaded.image, K=scale_intrinsics(K_file, sx, sy), boxes=boxes,
+                               sides=None if side is None else [side])
+    if not loaded.reduced:
+        result.K = K_file
+        return result
+    back = lambda uv: ((np.asarray(uv, np.float64) + 0.5) / (sx, sy) - 0.5).astype(np.float32)  # noqa: E731
+    for hand in result.hands:
+        hand.keypoints_2d = back(hand.keypoints_2d)
+        hand.box = back(np.reshape(hand.box, (2, 2))).reshape(4)
+    result.K, result.image_size = K_file, (H, W)
+    return result
 
+
+def _save_png(path: Path, image: np.ndarray) -> None:
     with atomic_open(path, "wb") as f:
         Image.fromarray(image).save(f, format="PNG")

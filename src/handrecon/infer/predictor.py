@@ -199,7 +199,8 @@ class Predictor:
             out.append(ImageResult(K=K, image_size=tuple(size), faces_right=self.faces_right, faces_left=self.faces_left,
                                    hands=[HandResult(box=f32(h.boxes[i]), side=h.sides[i], keypoints_2d=f32(h.keypoints_2d[i]),
                                                      keypoints_3d=f32(h.keypoints_3d[i]), vertices=f32(h.vertices[i]),
-                                                     cam_t=f32(h.cam_t[i]), score=float(h.scores[i]))
+                                                     cam_t=f32(h.cam_t[i]),
+                                                     score=None if np.isnan(h.scores[i]) else float(h.scores[i]))
                                           for i in range(len(h))]))
         return out
 

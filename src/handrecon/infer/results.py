@@ -13,7 +13,9 @@ from handrecon.hand.keypoints import OP21_NAMES
 class HandResult:
     """One reconstructed hand, all in the image's camera (OpenCV frame, metres, pixels).
 
-    box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: detection/confidence in [0, 1].
+    box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: the model's confidence in [0, 1]
+    that this is a hand, or None for a model without one (a crop model such as M3DHMR reconstructs
+    the hand in the box it is given and has no hand-presence output).
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
@@ -25,13 +27,13 @@ class HandResult:
     keypoints_3d: np.ndarray
     vertices: np.ndarray
     cam_t: np.ndarray
-    score: float = 1.0
+    score: float | None = None
 
     def to_json(self) -> dict:
         return {
             "box": _round(self.box, 2),
             "side": self.side,
-            "score": round(float(self.score), 4),
+            "score": None if self.score is None else round(float(self.score), 4),
             "keypoint_names": list(OP21_NAMES),
             "keypoints_2d": _round(self.keypoints_2d, 2),
             "keypoints_3d": _round(self.keypoints_3d, 5),

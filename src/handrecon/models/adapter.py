@@ -36,7 +36,7 @@ INPUT_NAME = "image"
 class Hands:
     """Every hand predicted in one image, stacked, in that image's camera (OpenCV frame).
 
-    boxes (N, 4) px x1, y1, x2, y2; scores (N,) in [0, 1]; sides N of "left" | "right";
+    boxes (N, 4) px x1, y1, x2, y2; scores (N,) in [0, 1], NaN where the model has none; sides N of "left" | "right";
     keypoints_2d (N, 21, 2) px; keypoints_3d (N, 21, 3) m; vertices (N, V, 3) m (right-hand
     topology of the spec's hand model); cam_t (N, 3) m, the root (wrist) joint.
     """

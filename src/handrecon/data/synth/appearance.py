@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from handrecon.data.schema import load_image
+from handrecon.data.schema import IMAGE_SUFFIXES, load_image
 from handrecon.mesh.ops import unique_edges, vertex_normals
 from handrecon.render import Lights
 
@@ -25,7 +25,6 @@ SKIN_PALETTE = np.array([
     (0.33, 0.21, 0.14), (0.25, 0.16, 0.11),
 ], np.float32)
 BACKGROUND_KINDS = ("noise", "gradient", "stripes", "blobs", "shapes", "solid")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 # ----------------------------------------------------------------------------- skin
@@ -189,7 +188,7 @@ def list_background_images(folder: str | os.PathLike) -> list[Path]:
         raise ValueError(f"--backgrounds {folder}: not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"--backgrounds {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise ValueError(f"--backgrounds {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     return files
 
 

@@ -98,9 +98,9 @@ class M3DHMRAdapter(InferenceAdapter):
         for image_views in prepared.views:
             s = slice(start, start + len(image_views))
             start += len(image_views)
-            results.append(Hands(
+            results.append(Hands(  # scores NaN: M3DHMR has no hand-presence output
                 boxes=np.array([box for _, box, _ in image_views], np.float64).reshape(-1, 4),
-                scores=np.ones(len(image_views)), sides=[side for _, _, side in image_views],
+                scores=np.full(len(image_views), np.nan), sides=[side for _, _, side in image_views],
                 keypoints_2d=uv[s], keypoints_3d=joints[s], vertices=verts[s], cam_t=joints[s, 0],
             ))
         return results
