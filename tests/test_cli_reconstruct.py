@@ -120,6 +120,26 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
                     "is a folder")
     assert not (tmp_path / "m.onnx").exists()
+    for threads in ("0", "-3"):  # used to be a RuntimeError traceback from torch.set_num_threads
+        _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
+                                            "--threads", threads]), "threads must be a positive", threads)
+    _one_line_error(runner.invoke(app, ["demo", "--model", "nope", "--out", str(tmp_path / "d")]),
+                    "cannot load model 'nope'")
+    _one_line_error(runner.invoke(app, ["demo", "--model", str(ckpt), "--out", str(blocker / "d")]),
+                    "cannot write the demo outputs", str(blocker / "d"))
+
+
+def test_absurd_box_and_focal_fail_the_item_with_the_reason(tmp_path, ckpt):
+    """--box -1e9 -1e9 1e9 1e9 used to place a hand kilometres away with exit 0; --focal 1e308
+    wrote a JSON full of NaN. Each is now a failed item with the reason, and nothing is written."""
+    write_images(tmp_path / "in")
+    for args, reason in ((["--box", "-1e9", "-1e9", "1e9", "1e9"], "over 3 x the image"),
+                         (["--box", "10", "10", "10.001", "10.001"], "at least 4 px"),
+                         (["--focal", "1e308"], "focal length"), (["--focal", "1e-9"], "focal length")):
+        out = tmp_path / f"out{len(reason)}"
+        r = runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt), *args])
+        assert r.exit_code == 1 and "0 image(s) reconstructed" in r.output and reason in r.output, r.output
+        assert not out.exists() or not any(out.iterdir())
 
 
 def test_evaluate_limit(tmp_path, ckpt):

@@ -123,6 +123,12 @@ def test_K_is_used_and_returned(rec):
     ({"side": "up"}, "side"),
     ({"K": np.eye(2)}, "3 x 3"),
     ({"K": [[-100, 0, 30], [0, 100, 25], [0, 0, 1]]}, "fx, fy > 0"),
+    # absurd values used to give absurd hands (a hand at (-2447, 14471, 0.04) m, or 8e7 m away)
+    ({"box": (-1e9, -1e9, 1e9, 1e9)}, "over 3 x the image"),
+    ({"box": (10, 10, 10.001, 10.001)}, "at least 4 px"),
+    ({"K": [[1e-9, 0, 30], [0, 1e-9, 25], [0, 0, 1]]}, "focal length"),
+    ({"K": [[1e7, 0, 30], [0, 1e7, 25], [0, 0, 1]]}, "focal length"),
+    ({"K": [[60, 0, 1e6], [0, 60, 25], [0, 0, 1]]}, "principal point"),
 ])
 def test_bad_inputs_raise_clear_errors(rec, kwargs, match):
     args = {"image": photo(50, 60), "box": None, "side": None, "K": None, **kwargs}

@@ -44,7 +44,13 @@ def demo(
 
     from handrecon.demo import run_demo
 
-    summary = run_demo(out, model)
+    predictor = _load_model_or_exit(model)
+    try:
+        summary = run_demo(out, predictor)
+    except OSError as e:
+        typer.echo(f"error: cannot write the demo outputs to {out}: {e.strerror or e} (is a parent path a file, or "
+                   "not writable?)", err=True)
+        raise typer.Exit(2) from None
     r = summary["reconstruction"]
     console = Console()
     table = Table(title=f"sample reconstruction ({r['model']}) vs ground truth")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,13 +44,14 @@ def load_sample() -> tuple[np.ndarray, dict]:
     return image, meta
 
 
-def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_MODEL) -> dict:
+def reconstruct_sample(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
     """Reconstruct the sample's hand (its box, side and K are given, as a detector would) with
-    `model` (a shipped name or checkpoint path); write outputs as OUT/sample*; return errors vs GT."""
+    `model` (a loaded predictor, or a shipped name or checkpoint path); write outputs as OUT/sample*;
+    return errors vs GT."""
     out_dir = Path(out_dir)
     image, meta = load_sample()
     gt = meta["hands"][0]
-    rec = handrecon.load(model)
+    rec = handrecon.load(model) if isinstance(model, (str, Path)) else model
     result = rec.predict(image, K=np.asarray(meta["K"]), boxes=[gt["box"]], sides=[gt["side"]])
     files = write_result(result, image, out_dir, "sample")
     hand = result.hands[0]
@@ -57,7 +59,7 @@ def reconstruct_sample(out_dir: str | Path, model: str = DEFAULT_MODEL) -> dict:
     kp3d = np.asarray(hand.keypoints_3d, np.float64)
     errors = keypoint_errors(kp3d, kp3d_gt)  # (21,) metres
     return {
-        "model": str(model),
+        "model": str(getattr(rec, "source", "") or model),
         "side": hand.side,
         "files": files,
         "cam_t_m": np.round(hand.cam_t, 4).tolist(),
@@ -96,7 +98,7 @@ def pose_hand_model(out_dir: str | Path, seed: int = 0) -> list[dict]:
     return entries
 
 
-def run_demo(out_dir: str | Path, model: str = DEFAULT_MODEL) -> dict:
+def run_demo(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
     """Both demo parts; writes OUT/summary.json and returns it."""
     out_dir = Path(out_dir)
     summary = {

@@ -66,6 +66,8 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads). Returns a `Predictor` (``.predict``, ``.predict_batch``)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive number of CPU threads, got {threads!r}")
     path = resolve_model(name_or_path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)

@@ -29,6 +29,8 @@ from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
+MIN_BOX_PX = 4.0  # a hand box's longest side, at least (pixels)
+FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
 
 # A network maps the adapter's input array (B, 3, S, S) float32 to {output name: array}.
 Network = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -44,7 +46,9 @@ def check_input_image(image: Any) -> np.ndarray:
 
 
 def check_box(box: Any, width: int, height: int) -> np.ndarray:
-    """(4,) float64 x1, y1, x2, y2 px, finite, positive size and overlapping the image."""
+    """(4,) float64 x1, y1, x2, y2 px: finite, overlapping the image, its longest side at least
+    `MIN_BOX_PX` and at most 3 × the image's longer side (a hand partly outside the photo is fine;
+    a box far larger than the photo is a mistake, not a hand)."""
     b = np.asarray(box, np.float64)
     if b.shape != (4,) or not np.isfinite(b).all():
         raise ValueError(f"box must be 4 finite numbers x1, y1, x2, y2 in pixels, got {box!r}")
@@ -52,6 +56,12 @@ def check_box(box: Any, width: int, height: int) -> np.ndarray:
         raise ValueError(f"box must have x2 > x1 and y2 > y1, got {b.tolist()}")
     if b[2] <= -0.5 or b[3] <= -0.5 or b[0] >= width - 0.5 or b[1] >= height - 0.5:
         raise ValueError(f"box {b.tolist()} lies outside the image ({width} x {height} pixels)")
+    side = max(b[2] - b[0], b[3] - b[1])
+    if side < MIN_BOX_PX:
+        raise ValueError(f"box {b.tolist()} is {side:.3g} px; a hand box must be at least {MIN_BOX_PX:g} px")
+    if side > 3 * max(width, height):
+        raise ValueError(f"box {b.tolist()} is {side:.3g} px, over 3 x the image ({width} x {height} pixels); "
+                         "give the hand's box in this image's pixels")
     return b
 
 
@@ -88,6 +98,13 @@ def check_intrinsics(K: Any, width: int, height: int) -> np.ndarray:
         raise ValueError(f"K must be a finite 3 x 3 intrinsics matrix, got shape {K.shape}")
     if not (K[0, 0] > 0 and K[1, 1] > 0) or not np.allclose(K[2], (0.0, 0.0, 1.0)) or K[1, 0] != 0:
         raise ValueError(f"K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 (pixels), got {K.tolist()}")
+    lo, hi = (r * max(width, height) for r in FOCAL_RANGE)
+    if not (lo <= K[0, 0] <= hi and lo <= K[1, 1] <= hi):
+        raise ValueError(f"focal length fx={K[0, 0]:.4g}, fy={K[1, 1]:.4g} px is outside {lo:.4g}-{hi:.4g} px "
+                         f"({FOCAL_RANGE[0]:g}-{FOCAL_RANGE[1]:g} x the image's longer side, fields of view 157 to "
+                         "2.9 degrees); give it in this image's pixels")
+    if abs(K[0, 1]) > K[0, 0] or not (-width <= K[0, 2] <= 2 * width and -height <= K[1, 2] <= 2 * height):
+        raise ValueError(f"K's skew or principal point is implausible for a {width} x {height} image: {K.tolist()}")
     return K
 
 
