@@ -120,6 +120,11 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
                     "is a folder")
     assert not (tmp_path / "m.onnx").exists()
+    (tmp_path / "deep.json").write_text("[" * 200000 + "]" * 200000)  # used to be a RecursionError traceback
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh")
+    _one_line_error(runner.invoke(app, ["evaluate-submission", "--pred", str(tmp_path / "deep.json"), "--gt-dir",
+                                        str(tmp_path / "fh")]), "nested too deeply")
     for threads in ("0", "-3"):  # used to be a RuntimeError traceback from torch.set_num_threads
         _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
                                             "--threads", threads]), "threads must be a positive", threads)

@@ -66,7 +66,7 @@ def test_foreign_onnx_file_is_refused(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     path = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    with pytest.raises(ValueError, match="not exported by"):
+    with pytest.raises(ValueError, match="not a handrecon export|not exported by"):
         load_onnx(path)
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot load"):
@@ -94,6 +94,13 @@ def test_onnx_metadata_that_lies_is_refused(models, tmp_path):
         load_onnx(with_meta(metadata({**torch_rec.card, "architecture": "nope"}, True), "nope.onnx"))
     with pytest.raises(ValueError, match="not valid JSON"):
         load_onnx(with_meta("{", "broken.onnx"))
+    card = torch_rec.card
+    for bad, match in (({"input_size": SIZE * 2}, "graph takes"), ({"input_size": -1}, "input_size must be"),
+                       ({"crop": {"rule": "box", "scale": -1}}, "crop scale"),
+                       ({"normalization": {"mean": [0, 0], "std": [1, 1, 1]}}, "normalization")):
+        lying = {**card, "inference": {**card["inference"], **bad}}
+        with pytest.raises(ValueError, match=match):
+            load_onnx(with_meta(metadata(lying, True), "lying.onnx"))
     proto = onnx.load(str(path))
     proto.graph.output.pop()  # drop "joints"
     onnx.save(proto, str(tmp_path / "short.onnx"))

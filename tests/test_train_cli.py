@@ -72,9 +72,16 @@ def test_overrides_reach_the_run(tmp_path):
         (["{cfg}", "optim.lrr=1"], "command-line override: optim.lrr: unknown key"),
         (["{cfg}", "model.name=nope"], "unknown model 'nope'"),
         (["{cfg}", "--resume", "{tmp}/nowhere"], "nowhere does not exist"),
+        # each of these used to end in a traceback (issue 11, item 7)
+        (["{cfg}", "model.name=m3dhmr", "model.kwargs={{backbone_kwargs: {{width: -1}}}}"], "model: "),
+        (["{cfg}", "data.train.name=m3dhmr_crops", "data.train.kwargs={{root: {tmp}/no_data}}"], "data.train: "),
+        (["{cfg}", "train.device=cuda"] if not torch.cuda.is_available() else ["{cfg}", "model.name=nope"],
+         "no CUDA device" if not torch.cuda.is_available() else "unknown model"),
+        (["{tmp}/alias.yaml"], "refers to itself"),
     ],
 )
 def test_clear_errors(tmp_path, args, message):
     cfg = _write(tmp_path, make_cfg(tmp_path / "run"))
+    (tmp_path / "alias.yaml").write_text("a: &x\n  b: *x\nmodel: {name: toy_mlp}\n")
     res = runner.invoke(app, ["train", *[a.format(cfg=cfg, tmp=tmp_path) for a in args]])
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output

@@ -185,9 +185,12 @@ def read_pointer(ckpt_root: str | Path, which: str) -> Path | None:
     if not p.is_file():
         return None
     try:
-        return Path(ckpt_root) / json.loads(p.read_text())["checkpoint"]
-    except (ValueError, KeyError, TypeError):
+        name = json.loads(p.read_text())["checkpoint"]
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        return None  # a pointer names a checkpoint directory inside ckpt_root, nothing else
+    return Path(ckpt_root) / name
 
 
 def list_checkpoints(ckpt_root: str | Path) -> list[Path]:

@@ -79,8 +79,8 @@ def read_meta(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise DatasetError(f"{path}: not found; is {out_dir} a handrecon synthetic dataset (made by `handrecon synth`)?")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: invalid JSON ({e})") from e
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, nested too deeply
+        raise DatasetError(f"{path}: invalid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise DatasetError(f"{path}: not a {FORMAT_NAME} meta file")
     if int(meta.get("version", -1)) > FORMAT_VERSION:
@@ -267,8 +267,8 @@ def read_shard_records(shard_dir: str | os.PathLike) -> list[dict]:
     try:
         doc = json.loads(path.read_text())
         records = doc["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DatasetError(f"{path}: invalid annotations ({e})") from e
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise DatasetError(f"{path}: invalid annotations ({type(e).__name__}: {e})") from None
     if int(doc.get("version", -1)) > FORMAT_VERSION:
         raise DatasetError(f"{path}: format version {doc.get('version')} is newer than this handrecon reads; upgrade handrecon")
     return records

@@ -124,6 +124,9 @@ def _read_json(path: Path, what: str):
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SubmissionError(f"{what} {path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise SubmissionError(f"{what} {path} is nested too deeply to be a submission (lists of lists of numbers "
+                              "expected)") from None
     except OSError as e:
         raise SubmissionError(f"cannot read {what} {path}: {e.strerror or e}") from None
 

@@ -57,6 +57,10 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
     if missing:
         raise ValueError(f"{path}: the graph lacks the outputs {sorted(missing)} that a "
                          f"{meta['card'].get('architecture')!r} model has; re-export it")
+    graph_size = network.input_shape[-2:]
+    if list(graph_size) != [adapter.input_size] * 2:
+        raise ValueError(f"{path}: the metadata says input_size {adapter.input_size} but the graph takes "
+                         f"{graph_size[0]} x {graph_size[1]} images; the file was edited or is broken, re-export it")
     refine = bool(meta.get("refine_root", True)) if refine_root is None else refine_root
     return Predictor(adapter, network, refine, meta["card"], str(path))
 

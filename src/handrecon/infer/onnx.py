@@ -44,6 +44,11 @@ class OnnxNetwork:
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise ValueError(f"{path}: onnxruntime cannot load it ({e}); re-export with `handrecon export-onnx`") from e
         self.output_names = [o.name for o in self.session.get_outputs()]
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise ValueError(f"{path}: the graph takes {[i.name for i in inputs]}, not one {INPUT_NAME!r}; not a handrecon "
+                             "export")
+        self.input_shape = list(inputs[0].shape)  # [batch, 3, S, S]; S fixed at export
 
     def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})

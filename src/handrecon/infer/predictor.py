@@ -17,6 +17,7 @@ pixel centres at integers, boxes x1, y1, x2, y2.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -136,7 +137,10 @@ class Predictor:
                  card: dict | None = None, source: str = "", model: torch.nn.Module | None = None) -> None:
         self.adapter, self.network, self.refine_root, self.model = adapter, network, refine_root, model
         self.card, self.source = card or {}, source
-        data = load_hand_model_data(adapter.spec["hand_model"])
+        try:
+            data = load_hand_model_data(adapter.spec["hand_model"])
+        except (OSError, ValueError, pickle.UnpicklingError) as e:  # a missing, refused or broken hand model file
+            raise ValueError(f"{source or 'model'}: cannot load its hand model {adapter.spec['hand_model']!r}: {e}") from None
         if topology_sha256(data) != adapter.spec["topology_sha256"]:
             raise ValueError(f"{source or 'model'}: the hand model {adapter.spec['hand_model']!r} here has another mesh "
                              "topology than the one the model was trained with; give it the same hand model files")

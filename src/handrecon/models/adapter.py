@@ -76,10 +76,20 @@ class InferenceAdapter(ABC):
     output_names: tuple[str, ...] = ()
 
     def __init__(self, spec: dict[str, Any]) -> None:
+        """Check the shared spec keys (ValueError naming the key): a card is data, maybe edited."""
         self.spec = dict(spec)
-        self.input_size = int(spec["input_size"])
-        self.mean = tuple(spec["normalization"]["mean"])
-        self.std = tuple(spec["normalization"]["std"])
+        size = spec["input_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
+            raise ValueError(f"inference spec: input_size must be an integer number of pixels in 16-4096, got {size!r}")
+        self.input_size = size
+        norm = spec["normalization"]
+        mean, std = np.asarray(norm["mean"], np.float64), np.asarray(norm["std"], np.float64)
+        if mean.shape != (3,) or std.shape != (3,) or not (np.isfinite(mean).all() and np.isfinite(std).all()) \
+                or not (std > 0).all():
+            raise ValueError(f"inference spec: normalization needs 3 finite means and 3 positive stds, got {norm!r}")
+        self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
+        if not isinstance(spec["hand_model"], str) or not isinstance(spec["topology_sha256"], str):
+            raise ValueError("inference spec: hand_model and topology_sha256 must be strings")
 
     @abstractmethod
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],

@@ -120,7 +120,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>", overrides: list[str] | None = None) -> Config:
     """Validate a nested dict (plus overrides) into a :class:`Config`."""
-    raw = _deep_copy(raw)
+    try:
+        raw = _deep_copy(raw)
+    except RecursionError:
+        raise ConfigError(f"{source}: the config refers to itself (a YAML alias inside its own anchor) or is "
+                          "nested too deeply") from None
     overridden: set[str] = set()
     for item in overrides or []:
         key, value = parse_override(item)

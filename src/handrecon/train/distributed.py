@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from handrecon.registry import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -46,7 +48,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use device=auto or cpu")
+            raise ConfigError("train.device is 'cuda' but no CUDA device is available; use train.device=auto or cpu")
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:

@@ -68,6 +68,17 @@ from handrecon.train.log import RunLogger
 # --------------------------------------------------------------------------- small pieces
 
 
+def _built(key: str, build: Any) -> Any:
+    """`build()`, with a model's or dataset's own argument errors (a missing data folder, a negative
+    width) turned into a ConfigError naming the config section."""
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, RuntimeError, OSError) as e:  # includes DatasetError
+        raise ConfigError(f"{key}: {e}") from None
+
+
 class LRSchedule:
     """Learning rate as a function of the global step (epochs may be fractional).
 
@@ -200,13 +211,15 @@ class Trainer:
         self.device = dist_info.device
         import_modules(cfg.imports)
         seed_everything(cfg.train.seed)  # same initial weights on every rank
-        self.model: torch.nn.Module = MODELS.build(cfg.model.name, **cfg.model.kwargs).to(self.device)
+        self.model: torch.nn.Module = _built("model", lambda: MODELS.build(cfg.model.name, **cfg.model.kwargs))
+        self.model.to(self.device)
         if not callable(getattr(self.model, "loss", None)):
             raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
         # from here on each rank draws its own stream (dropout, augmentation in the main process)
         seed_everything(int(np.random.SeedSequence([cfg.train.seed, dist_info.rank]).generate_state(1)[0]))
-        self.train_set = DATASETS.build(cfg.data.train.name, **cfg.data.train.kwargs)
-        self.val_set = DATASETS.build(cfg.data.val.name, **cfg.data.val.kwargs) if cfg.data.val else None
+        self.train_set = _built("data.train", lambda: DATASETS.build(cfg.data.train.name, **cfg.data.train.kwargs))
+        self.val_set = (_built("data.val", lambda: DATASETS.build(cfg.data.val.name, **cfg.data.val.kwargs))
+                        if cfg.data.val else None)
         self.iterable = isinstance(self.train_set, IterableDataset)
         self.steps_per_epoch = self._steps_per_epoch()
         t = cfg.train

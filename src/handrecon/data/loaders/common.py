@@ -51,8 +51,8 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         with open(path, "rb") as f:
             return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: invalid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise DatasetError(f"{path}: invalid JSON ({type(e).__name__}: {e})") from None
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

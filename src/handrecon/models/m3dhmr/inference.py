@@ -57,9 +57,12 @@ class M3DHMRAdapter(InferenceAdapter):
     def __init__(self, spec: dict) -> None:
         super().__init__(spec)
         crop = spec["crop"]
-        if crop.get("rule") != "box":
-            raise ValueError(f"an M3DHMR inference spec has crop rule 'box', got {crop.get('rule')!r}")
-        self.crop_scale = float(crop["scale"])
+        if not isinstance(crop, dict) or crop.get("rule") != "box":
+            raise ValueError(f"an M3DHMR inference spec has crop rule 'box', got {crop!r}")
+        scale = crop.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.5 <= scale <= 4.0:
+            raise ValueError(f"inference spec: crop scale (crop side / box side) must be in 0.5-4, got {scale!r}")
+        self.crop_scale = float(scale)
 
     def network(self, model: torch.nn.Module) -> torch.nn.Module:
         return M3DHMRNetwork(model)
