@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -59,12 +60,26 @@ def write_shard(out: Path, cfg: SynthConfig, seed: int, num: int, shard_size: in
     return len(indices)
 
 
-def _init_worker(progress_queue) -> None:
-    import torch
+def _init_worker(progress_queue, parent_pid: int) -> None:
+    import torch  # in the worker process only
 
     global _PROGRESS
     _PROGRESS = progress_queue
     torch.set_num_threads(1)  # one core per worker; also makes the LBS sums independent of threading
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
+    """Worker watchdog: end this process once the `handrecon synth` process is gone (killed with
+    SIGKILL it cannot tell its pool), so no worker renders on for nobody."""
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+            os._exit(1)
 
 
 def _worker_shard(args: tuple) -> float:
@@ -150,7 +165,7 @@ def generate(
             ctx = _mp_context()
             q = ctx.Queue()
             with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(q,)) as pool:
+                                     initializer=_init_worker, initargs=(q, os.getpid())) as pool:
                 pending = {pool.submit(_worker_shard, (out, cfg, seed, num, shard_size, s, backgrounds, backend)) for s in todo}
                 while pending:
                     finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
