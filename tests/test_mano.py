@@ -364,3 +364,28 @@ def test_hand_model_from_fake_mano(mano_dir):
         np.testing.assert_allclose(out.vertices[1].numpy(), arr["v_template"] * mirror, atol=1e-6)
         np.testing.assert_allclose(out.joints[0, list(OP21_TIPS)].numpy(),
                                    arr["v_template"][list(TIP_VERTEX_IDS["smplx"])] * mirror, atol=1e-6)
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+def test_a_harmless_re_save_with_any_protocol_loads(tmp_path, fake_modules, protocol):
+    """Loading the official file (with chumpy) and saving it again with pickle protocol 0-2 adds
+    `_codecs.encode` (bytes), `copy_reg._reconstructor` and `object`: it used to be refused as unsafe."""
+    arr = make_arrays()
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(pickle.dumps(mano_dict(arr), protocol=protocol))
+    m = load_mano_data(tmp_path / "MANO_RIGHT.pkl")
+    np.testing.assert_allclose(m.v_template, arr["v_template"], rtol=1e-6)
+    np.testing.assert_allclose(m.shapedirs, arr["shapedirs"], rtol=1e-6)
+
+
+def test_the_re_save_stand_ins_admit_nothing_else(tmp_path):
+    """`_codecs.encode` only as latin-1 text -> bytes; `copy_reg._reconstructor` only for the MANO
+    field stand-ins (a reconstructor of any other class, e.g. a subprocess type, is refused)."""
+    evil = (b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00abcq\x01X\x06\x00\x00\x00rot_13q\x02\x86q\x03Rq\x04.")
+    (tmp_path / "codec.pkl").write_bytes(evil)
+    with pytest.raises(UnsafePickleError, match="only latin-1"):
+        read_mano_pickle(tmp_path / "codec.pkl")
+    # copy_reg._reconstructor(numpy.dtype, object, None): an admitted global, but not a field class
+    evil = b"ccopy_reg\n_reconstructor\n(cnumpy\ndtype\nc__builtin__\nobject\nNtR."
+    (tmp_path / "recon.pkl").write_bytes(evil)
+    with pytest.raises(UnsafePickleError, match="not a MANO field class"):
+        read_mano_pickle(tmp_path / "recon.pkl")

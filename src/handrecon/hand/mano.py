@@ -118,6 +118,23 @@ class _CsrMatrix(_SparseMatrix):
     fmt = "csr"
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Stand-in for `_codecs.encode`, which protocol 0-2 pickles written by Python 3 use for bytes
+    (numpy array payloads): only the latin-1 text-to-bytes form is accepted."""
+    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
+        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r}): only latin-1 text "
+                                "(how pickle stores bytes) appears in a re-saved MANO file")
+    return text.encode("latin1")
+
+
+def _reconstructor(cls: type, base: type, state: Any) -> Any:
+    """Stand-in for `copyreg._reconstructor` (protocol 0/1 objects): makes a bare instance of one of
+    the admitted stand-in classes and nothing else."""
+    if base is not object or state is not None or not (isinstance(cls, type) and issubclass(cls, _StateOnly)):
+        raise UnsafePickleError(f"refusing copyreg._reconstructor({cls!r}, {base!r}): not a MANO field class")
+    return object.__new__(cls)
+
+
 def _build_allowed() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,
@@ -126,6 +143,12 @@ def _build_allowed() -> dict[tuple[str, str], Any]:
         ("chumpy.reordering", "Select"): _Select,
         ("__builtin__", "set"): set,  # chumpy's `_dirty_vars`
         ("builtins", "set"): set,
+        # what a harmless re-save with protocol 0, 1 or 2 adds (Python 3 writes them under Python 2 names)
+        ("_codecs", "encode"): _latin1_bytes,
+        ("copy_reg", "_reconstructor"): _reconstructor,
+        ("copyreg", "_reconstructor"): _reconstructor,
+        ("__builtin__", "object"): object,
+        ("builtins", "object"): object,
     }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = _multiarray._reconstruct
