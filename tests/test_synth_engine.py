@@ -152,3 +152,14 @@ def test_background_folder_is_used(tmp_path):
     assert np.abs(corner.astype(int) - (10, 200, 30)).max() <= 2
     with pytest.raises(ValueError, match="not a folder"):
         SynthEngine(preset("crop"), backgrounds=tmp_path / "missing_is_not_a_folder")
+
+
+@pytest.mark.parametrize("name", ["crop", "scene"])
+def test_the_box_holds_every_visible_keypoint(name):
+    """It used to leave a visible keypoint up to 2 px outside (the box was the mesh's alone)."""
+    engine = SynthEngine(preset(name, image_size=(96, 96)))
+    for i in range(12):
+        s = engine.sample(i, 7)
+        for h in s.hands:
+            kp = h.keypoints_2d[h.visibility > 0]
+            assert (kp >= h.box[:2] - 1e-4).all() and (kp <= h.box[2:] + 1e-4).all()

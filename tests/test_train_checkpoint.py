@@ -22,6 +22,7 @@ from handrecon.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    remove_stale_temporaries,
     write_pointer,
 )
 
@@ -73,7 +74,9 @@ def test_corrupt_and_missing_are_reported(tmp_path):
     (bad / "model.safetensors").write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="model.safetensors: contents do not match"):
         read_card(bad)
-    assert find_last_checkpoint(tmp_path) == good  # auto-resume skips the corrupt newest one
+    skipped = []
+    assert find_last_checkpoint(tmp_path, skipped) == good  # auto-resume skips the corrupt newest one...
+    assert len(skipped) == 1 and "step_00000002" in skipped[0] and "do not match" in skipped[0]  # ...and says so
     (good / "state.safetensors").unlink()
     with pytest.raises(CheckpointError, match="state.safetensors is missing"):
         read_card(good)
@@ -88,6 +91,31 @@ def test_corrupt_and_missing_are_reported(tmp_path):
         resolve_checkpoint(tmp_path / "empty")
     with pytest.raises(CheckpointError, match="weights do not fit"):
         load_weights(nn.Linear(5, 2), bad.with_name("step_00000002"))
+
+
+def test_pointer_names_only_a_checkpoint_inside_the_folder(tmp_path):
+    model, _ = _opt_state()
+    root = tmp_path / "run" / "checkpoints"
+    outside = save_checkpoint(tmp_path / "elsewhere", model, {}, {"architecture": "lin"})
+    (root).mkdir(parents=True)
+    for name in ("../../elsewhere", str(outside), ".."):
+        (root / "last.json").write_text(json.dumps({"checkpoint": name}))
+        assert find_last_checkpoint(tmp_path / "run") is None
+
+
+def test_leftovers_of_interrupted_writes_are_removed(tmp_path):
+    """A checkpoint write killed midway leaves `.step_*.tmp` (and a swap `.old`); they used to stay forever."""
+    model, _ = _opt_state()
+    root = tmp_path / "checkpoints"
+    done = save_checkpoint(root / "step_00000001", model, {}, {"architecture": "lin"})
+    (root / ".step_00000002.abc123.tmp").mkdir()
+    (root / ".step_00000002.abc123.tmp" / "model.safetensors").write_bytes(b"partial")
+    (root / ".step_00000001.old").mkdir()
+    (root / ".last.json.xyz.tmp").write_text("{")
+    removed = remove_stale_temporaries(root)
+    assert sorted(p.name for p in removed) == [".last.json.xyz.tmp", ".step_00000001.old", ".step_00000002.abc123.tmp"]
+    assert [p.name for p in root.iterdir()] == [done.name]
+    assert remove_stale_temporaries(tmp_path / "nowhere") == []
 
 
 def test_prune_keeps_best(tmp_path):

@@ -4,6 +4,7 @@ interruption reproducing the uninterrupted run, and clear errors for bad input."
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 import torch
@@ -36,9 +37,18 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     assert isinstance(crashed.exception, RuntimeError) and "simulated crash" in str(crashed.exception)
     refused = runner.invoke(app, ["train", str(cfg), "--out", out_b])
     assert refused.exit_code == 2 and "already holds checkpoints; pass --resume auto" in refused.output
+    # a half-written newer checkpoint (as a kill during the write leaves it) and a corrupt complete one
+    ckpts = tmp_path / "b" / "checkpoints"
+    (ckpts / ".step_00000016.x1.tmp").mkdir()
+    shutil.copytree(ckpts / "step_00000012", ckpts / "step_00000016")
+    (ckpts / "step_00000016" / "model.safetensors").write_bytes(b"corrupt")
+    (ckpts / "last.json").write_text('{"checkpoint": "step_00000016"}')
     resumed = runner.invoke(app, ["train", str(cfg), "--out", out_b, "--resume", "auto"])
     assert resumed.exit_code == 0, resumed.output
     assert "resumed from" in resumed.output and "step_00000012" in resumed.output
+    assert "passed over a newer checkpoint" in resumed.output and "step_00000016" in resumed.output
+    assert "removed 1 leftover(s) of interrupted checkpoint writes: .step_00000016.x1.tmp" in resumed.output
+    assert not (ckpts / ".step_00000016.x1.tmp").exists()
 
     ma, _ = load_model(tmp_path / "a" / "checkpoints" / "step_00000024")
     mb, card = load_model(tmp_path / "b" / "checkpoints" / "step_00000024")

@@ -236,20 +236,35 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{p} holds no checkpoint (no {CARD_FILE} in it or under checkpoints/)")
 
 
-def find_last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete, verified checkpoint of a run (``last.json`` first, then a scan)."""
+def find_last_checkpoint(run_dir: str | Path, skipped: list[str] | None = None) -> Path | None:
+    """The newest complete, verified checkpoint of a run (``last.json`` first, then a scan).
+    Each newer checkpoint passed over (corrupt, incomplete) is appended to `skipped` with the reason."""
     root = Path(run_dir) / "checkpoints"
     candidates = list_checkpoints(root)[::-1]
     last = read_pointer(root, "last")
-    if last is not None:
+    if last is not None and last not in candidates[:1]:
         candidates.insert(0, last)
     for c in candidates:
         try:
             read_card(c, verify=True)
             return c
-        except CheckpointError:
-            continue
+        except CheckpointError as e:
+            if skipped is not None:
+                skipped.append(str(e))
     return None
+
+
+def remove_stale_temporaries(ckpt_root: str | Path) -> list[Path]:
+    """Remove what interrupted writes left in a checkpoints folder (``.step_*.tmp`` / ``.*.old``
+    directories, ``.*.tmp`` files: never a finished checkpoint); returns what was removed. Call it
+    only where no other process is writing checkpoints into this folder."""
+    root = Path(ckpt_root)
+    removed = []
+    for p in sorted(root.glob(".*")) if root.is_dir() else []:
+        if p.name.endswith((".tmp", ".old")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:

@@ -55,9 +55,10 @@ def _replace(h: HandAnnotation, **changes) -> HandAnnotation:
 def _crop_hand_annotation(h: HandAnnotation, affine: np.ndarray, R: np.ndarray, K_crop: np.ndarray | None, size: int) -> HandAnnotation:
     kp2d = transform_points(h.keypoints_2d.astype(np.float64), affine)
     rot = lambda x: None if x is None else (x.astype(np.float64) @ R.T).astype(np.float32)  # noqa: E731
-    if h.vertices is not None and K_crop is not None:
+    visible = kp2d[(h.visibility * _inside(kp2d, size, size)) > 0]
+    if h.vertices is not None and K_crop is not None:  # the mesh and every visible keypoint, as in the synth engine
         uv = rot(h.vertices).astype(np.float64) @ K_crop.T
-        uv = uv[:, :2] / uv[:, 2:]
+        uv = np.concatenate([uv[:, :2] / uv[:, 2:], visible])
         box = np.r_[uv.min(0), uv.max(0)]
     else:
         x1, y1, x2, y2 = h.box

@@ -456,14 +456,16 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     """Train from a config. ``resume``: None (fresh run), ``"auto"`` (last complete checkpoint in
     the run dir, or fresh if there is none) or a checkpoint path. Works under torchrun."""
     run_dir = Path(cfg.output or "runs/default")
+    skipped: list[str] = []
     if resume == "auto":
-        found = ckpt.find_last_checkpoint(run_dir)
+        found = ckpt.find_last_checkpoint(run_dir, skipped)
         resume = str(found) if found is not None else None
     elif resume is None and ckpt.list_checkpoints(run_dir / "checkpoints"):
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it or --out NEW_DIR")
     elif resume is not None:
         ckpt.read_card(ckpt.resolve_checkpoint(resume), verify=True)
     dist_info = init_distributed(cfg.train.device)
+    stale = ckpt.remove_stale_temporaries(run_dir / "checkpoints") if dist_info.is_main else []
     log = None
     try:
         trainer = Trainer(cfg, dist_info)
@@ -473,6 +475,11 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
         log = RunLogger(run_dir if dist_info.is_main else None, trainer.total_steps, trainer.step, cfg.train.progress)
+        for reason in skipped:
+            log.message(f"warning: passed over a newer checkpoint: {reason}")
+        if stale:
+            log.message(f"removed {len(stale)} leftover(s) of interrupted checkpoint writes: "
+                        f"{', '.join(p.name for p in stale)}")
         if resume is not None:
             log.message(f"resumed from {resume} at step {trainer.step}")
         log.message(

@@ -7,7 +7,7 @@ Sample `index` of dataset `seed` is drawn from its own random stream
 ``np.random.default_rng([seed, index])``, so any subset of samples can be rendered in any order,
 by any worker, with identical results.
 
-Ground truth per hand: side, box (tight box of the projected vertices, clipped to the image
+Ground truth per hand: side, box (tight box of the projected vertices and visible keypoints, clipped to the image
 extent [-0.5, W-0.5] x [-0.5, H-0.5]), 2D keypoints (projection of the 3D ones with K), 3D
 keypoints and vertices (camera frame, metres), per-keypoint visibility (`keypoint_visibility`),
 pose (actual joint rotations, root in the camera frame), shape and transl such that
@@ -154,12 +154,14 @@ class SynthEngine:
         hands = []
         for n, h in enumerate(scene.hands):
             uv = h.vertices @ K.T
-            uv = uv[:, :2] / uv[:, 2:]
-            lo = np.maximum(uv.min(0), -0.5)
-            hi = np.minimum(uv.max(0), (W - 0.5, H - 0.5))
             kp2d = h.joints @ K.T
+            kp2d = kp2d[:, :2] / kp2d[:, 2:]
+            # the box holds the mesh and every visible keypoint (a joint can project just outside the mesh)
+            pts = np.concatenate([uv[:, :2] / uv[:, 2:], kp2d[vis[n] > 0]])
+            lo = np.maximum(pts.min(0), -0.5)
+            hi = np.minimum(pts.max(0), (W - 0.5, H - 0.5))
             hands.append(HandAnnotation(
-                side=h.side, box=np.r_[lo, np.maximum(hi, lo)], keypoints_2d=kp2d[:, :2] / kp2d[:, 2:],
+                side=h.side, box=np.r_[lo, np.maximum(hi, lo)], keypoints_2d=kp2d,
                 visibility=vis[n], keypoints_valid=np.ones(21, bool), keypoints_3d=h.joints,
                 vertices=h.vertices, pose=h.pose + self.pose_mean[h.side], shape=h.shape, transl=h.transl,
                 hand_model=self.hand_model, meta={"pose_kind": h.kind},
