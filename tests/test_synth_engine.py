@@ -154,12 +154,12 @@ def test_background_folder_is_used(tmp_path):
         SynthEngine(preset("crop"), backgrounds=tmp_path / "missing_is_not_a_folder")
 
 
-@pytest.mark.parametrize("name", ["crop", "scene"])
-def test_the_box_holds_every_visible_keypoint(name):
-    """It used to leave a visible keypoint up to 2 px outside (the box was the mesh's alone)."""
-    engine = SynthEngine(preset(name, image_size=(96, 96)))
-    for i in range(12):
-        s = engine.sample(i, 7)
+def test_the_box_holds_every_visible_keypoint():
+    """It used to leave a visible keypoint outside (the box was the mesh's alone): sample 24 of the
+    crop preset, seed 0, had its wrist 3 px outside."""
+    engine = SynthEngine(preset("crop"))
+    for i in (24, 0, 1, 2):
+        s = engine.sample(i, 0)
         for h in s.hands:
             kp = h.keypoints_2d[h.visibility > 0]
             assert (kp >= h.box[:2] - 1e-4).all() and (kp <= h.box[2:] + 1e-4).all()
