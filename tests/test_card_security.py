@@ -98,3 +98,26 @@ def test_saved_and_shipped_cards_carry_a_valid_digest(ckpt):
         assert card["card_sha256"] == card_digest(card)
     shutil.copytree(SHIPPED_MODELS["m3dhmr-openhand"].directory, ckpt.parent / "shipped")
     assert load_model(ckpt.parent / "shipped")[1]["name"] == "m3dhmr-openhand"
+
+
+def test_a_card_naming_a_refused_pickle_as_hand_model_is_a_one_line_error(ckpt, tmp_path):
+    """kwargs / inference spec pointing hand_model at a pickle that runs code: refused, nothing runs,
+    and the CLI says so in one line (it used to end in an UnpicklingError traceback)."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (eval, (f"open({str(marker)!r}, 'w')",))
+
+    evil = tmp_path / "MANO_RIGHT.pkl"
+    evil.write_bytes(pickle.dumps({"f": Evil()}, protocol=2))
+    card = json.loads((ckpt / "card.json").read_text())
+    edit_card(ckpt, reseal=True, kwargs={**card["kwargs"], "hand_model": str(evil)},
+              inference={**card["inference"], "hand_model": str(evil)})
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_model(ckpt)
+    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(ckpt)])
+    assert r.exit_code == 2 and "refusing to load" in r.output and "Traceback" not in r.output
+    assert not marker.exists()

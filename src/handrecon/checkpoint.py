@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -346,7 +347,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         model = MODELS.build(arch, **kwargs)
     except ConfigError as e:  # unknown family, or kwargs it does not take
         raise CheckpointError(f"{d / CARD_FILE}: {e}") from None
-    except ValueError as e:  # the family's own argument checks
+    except (ValueError, OSError, pickle.UnpicklingError) as e:  # the family's own checks; a missing or refused file
         raise CheckpointError(f"{d / CARD_FILE}: cannot build a {arch!r} model from the card's kwargs: {e}") from None
     load_weights(model, d)
     return model.to(device).eval(), card
