@@ -120,6 +120,11 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
                     "is a folder")
     assert not (tmp_path / "m.onnx").exists()
+    _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(blocker / "o"), "--model",
+                                        str(ckpt)]), "cannot create the output folder", str(blocker / "o"))
+    _one_line_error(runner.invoke(app, ["synth", "--num", "2", "--out", str(blocker / "s")]), "cannot write to")
+    _one_line_error(runner.invoke(app, ["synth", "--num", "2", "--workers", "-1", "--out", str(tmp_path / "s")]),
+                    "--workers must be 0 or more")
     (tmp_path / "deep.json").write_text("[" * 200000 + "]" * 200000)  # used to be a RecursionError traceback
     (tmp_path / "fh").mkdir()
     write_freihand(tmp_path / "fh")

@@ -165,6 +165,9 @@ def synth(
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except OSError as e:
+        typer.echo(f"error: cannot write to {out}: {e.strerror or e} (is a parent path a file, or not writable?)", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"done: {summary.images_written} images in {summary.seconds:.1f} s ({summary.images_per_second:.1f} img/s), "
         f"{summary.shards - summary.shards_skipped} shard(s) written, {summary.shards_skipped} already complete -> {out}"

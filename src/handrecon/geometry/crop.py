@@ -112,7 +112,10 @@ def warp_image(image, affine, size: int | tuple[int, int]):
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
             raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
-        chw = torch.from_numpy(np.ascontiguousarray(image.reshape(*image.shape[:2], -1))).permute(2, 0, 1)
+        pixels = np.ascontiguousarray(image.reshape(*image.shape[:2], -1))
+        if not pixels.flags.writeable:  # torch wants writable memory; only read here, but copy to be exact
+            pixels = pixels.copy()
+        chw = torch.from_numpy(pixels).permute(2, 0, 1)
         out = _grid_warp(chw[None].to(torch.float32), torch.as_tensor(affine, dtype=torch.float32)[None], w, h)[0]
         out = out.permute(1, 2, 0).reshape(h, w, *image.shape[2:])
         if image.dtype == np.uint8:

@@ -189,6 +189,12 @@ def reconstruct_paths(
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
+    if images:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # not per item: no image could be written
+            raise ValueError(f"cannot create the output folder {out_dir}: {e.strerror or e} (is a parent path a file, "
+                             "or not writable?)") from None
     if on_start is not None:
         on_start(len(images))
     report = BatchReport(failed=list(problems))

@@ -117,6 +117,8 @@ def generate(
         raise ValueError(f"--num must be positive, got {num}")
     if shard_size <= 0:
         raise ValueError(f"--shard-size must be positive, got {shard_size}")
+    if workers < 0:
+        raise ValueError(f"--workers must be 0 or more (0 and 1: render in this process), got {workers}")
     out = Path(out)
     backgrounds = str(Path(backgrounds).resolve()) if backgrounds else None
     if backgrounds:
