@@ -20,3 +20,12 @@ def random_checkpoint(path: str | Path, kwargs: dict | None = None, input_size: 
     card = {"architecture": "m3dhmr", "kwargs": kwargs, "inference": model.inference_spec(),
             "note": f"random initial weights (seed {seed}), not trained"}
     return save_checkpoint(path, model, {}, card)
+
+
+class OneByOne:
+    """Mixin for test predictors that define `predict`: `predict_batch` calls it per image."""
+
+    def predict_batch(self, images, Ks=None, boxes=None, sides=None, batch_size=32):
+        n = len(images)
+        Ks, boxes, sides = ([None] * n if x is None else x for x in (Ks, boxes, sides))
+        return [self.predict(i, K=K, boxes=b, sides=s) for i, K, b, s in zip(images, Ks, boxes, sides)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import OneByOne
 from PIL import Image
 
 import handrecon.data.schema as schema
@@ -75,7 +76,7 @@ def test_large_images_are_decoded_reduced_with_their_scale(tmp_path, monkeypatch
     assert loaded.size == (400, 320) and loaded.image.shape[0] > loaded.image.shape[1]
 
 
-class BoxEcho:
+class BoxEcho(OneByOne):
     """Returns one hand whose box and first keypoints are the box it was given (or the image extent)."""
 
     def __init__(self):

@@ -7,8 +7,10 @@ unreadable file is reported and skipped; the run goes on and the report lists ev
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -19,7 +21,7 @@ from PIL import Image
 from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, read_image
 from handrecon.geometry.camera import default_intrinsics, scale_intrinsics
 from handrecon.infer.export import save_mesh
-from handrecon.infer.predictor import check_box, check_intrinsics
+from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
 from handrecon.infer.results import ImageResult
 from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
 from handrecon.utils.io import atomic_open, atomic_write_json
@@ -28,10 +30,13 @@ OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
 
 
 class Predictor(Protocol):
-    """What a batch run needs of a model: `infer.predictor.Predictor.predict`."""
+    """What a batch run needs of a model: `infer.predictor.Predictor`'s predict and predict_batch."""
 
     def predict(self, image: np.ndarray, K: np.ndarray | None = None, boxes: np.ndarray | None = None,
                 sides: list[str] | None = None) -> ImageResult: ...
+
+    def predict_batch(self, images: list, Ks: list | None = None, boxes: list | None = None,
+                      sides: list | None = None, batch_size: int = 32) -> list[ImageResult]: ...
 
 
 @dataclass
@@ -178,14 +183,19 @@ def reconstruct_paths(
     overlay: bool = True,
     on_progress: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    batch_size: int = 16,
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
     box / side / focal apply to every image (box: one hand prompt; without it a crop model takes
-    the whole image as the hand and a full-image model finds the hands itself) (focal in pixels builds K with the principal point at
-    the image centre; without it the predictor's default camera is used). on_start gets the
-    number of images once they are collected; on_progress each image's path once it is done.
+    the whole image as the hand and a full-image model finds the hands itself; focal in pixels
+    builds K with the principal point at the image centre, else the default camera). Images are
+    decoded by a reader thread ahead of the network, which runs on `batch_size` images at a time;
+    a bad item fails alone. on_start gets the number of images once they are collected;
+    on_progress each image's path once it is done.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
@@ -198,42 +208,97 @@ def reconstruct_paths(
     if on_start is not None:
         on_start(len(images))
     report = BatchReport(failed=list(problems))
-    for path, stem in zip(images, stems):
+
+    def prepare(path: Path) -> tuple[LoadedImage, FilePrompt] | Exception:
         try:
             loaded = read_image(path, reduce=True)
-            result = predict_file_pixels(predictor, loaded, box, side, focal)
-            report.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay)
-            report.num_hands += len(result.hands)
+            return loaded, file_prompt(loaded, box, side, focal)
         except (ValueError, OSError) as e:
-            report.failed.append((str(path), str(e)))
-        if on_progress is not None:
-            on_progress(str(path))
+            return e
+
+    with ThreadPoolExecutor(max_workers=1) as reader:  # decoding overlaps the network
+        items = zip(images, stems, reader.map(prepare, images))
+        while chunk := list(itertools.islice(items, batch_size)):
+            ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
+            report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
+            for (path, stem, (loaded, prompt)), result in zip(ready, _predict_chunk(predictor, [r[2] for r in ready])):
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    result = to_file_pixels(result, loaded, prompt.K_file)
+                    report.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay)
+                    report.num_hands += len(result.hands)
+                except (ValueError, OSError) as e:
+                    report.failed.append((str(path), str(e)))
+            if on_progress is not None:
+                for path, _, _ in chunk:
+                    on_progress(str(path))
     return report
 
 
-def predict_file_pixels(predictor: Predictor, loaded: LoadedImage, box: Any = None, side: str | None = None,
-                        focal: float | None = None) -> ImageResult:
-    """Predict on an image read (possibly reduced) by `read_image`, with the box, focal and results
-    all in the file's own pixels: the box and K are scaled to the reduced image and the 2D results
-    scaled back (3D is the same camera either way)."""
+def _predict_chunk(predictor: Predictor, items: list) -> list:
+    """predict_batch over the chunk; if it fails, each item alone, so only the bad one fails."""
+    if not items:
+        return []
+    prompts = [p for _, p in items]
+    try:
+        return predictor.predict_batch([p.image for p in prompts], [p.K for p in prompts], [p.boxes for p in prompts],
+                                       [p.sides for p in prompts], batch_size=len(prompts))
+    except ValueError:
+        out = []
+        for p in prompts:
+            try:
+                out.append(predictor.predict(p.image, K=p.K, boxes=p.boxes, sides=p.sides))
+            except ValueError as e:
+                out.append(e)
+        return out
+
+
+@dataclass
+class FilePrompt:
+    """What goes to the predictor for one file read by `read_image`: the (maybe reduced) image, its
+    K, box and side prompts in its pixels, and the file's own K (results are mapped back to it)."""
+
+    image: np.ndarray
+    K: np.ndarray
+    boxes: list | None
+    sides: list | None
+    K_file: np.ndarray
+
+
+def file_prompt(loaded: LoadedImage, box: Any = None, side: str | None = None, focal: float | None = None) -> FilePrompt:
+    """Checked prompts for one file, in the pixels of the image as decoded (ValueError if invalid)."""
     H, W = loaded.size
     sx, sy = loaded.scale
+    check_input_image(loaded.image)
     K_file = check_intrinsics(None if focal is None else default_intrinsics((W, H), focal=focal), W, H)
     boxes = None
     if box is not None:
         b = check_box(box, W, H)
         boxes = [[sx * (b[0] + 0.5) - 0.5, sy * (b[1] + 0.5) - 0.5, sx * (b[2] + 0.5) - 0.5, sy * (b[3] + 0.5) - 0.5]]
-    result = predictor.predict(loaded.image, K=scale_intrinsics(K_file, sx, sy), boxes=boxes,
-                               sides=None if side is None else [side])
+    return FilePrompt(loaded.image, scale_intrinsics(K_file, sx, sy), boxes, None if side is None else [side], K_file)
+
+
+def to_file_pixels(result: ImageResult, loaded: LoadedImage, K_file: np.ndarray) -> ImageResult:
+    """A result on the decoded image, in the file's pixels (3D is the same camera either way)."""
+    result.K = K_file
     if not loaded.reduced:
-        result.K = K_file
         return result
+    sx, sy = loaded.scale
     back = lambda uv: ((np.asarray(uv, np.float64) + 0.5) / (sx, sy) - 0.5).astype(np.float32)  # noqa: E731
     for hand in result.hands:
         hand.keypoints_2d = back(hand.keypoints_2d)
         hand.box = back(np.reshape(hand.box, (2, 2))).reshape(4)
-    result.K, result.image_size = K_file, (H, W)
+    result.image_size = loaded.size
     return result
+
+
+def predict_file_pixels(predictor: Predictor, loaded: LoadedImage, box: Any = None, side: str | None = None,
+                        focal: float | None = None) -> ImageResult:
+    """Predict on an image read (possibly reduced) by `read_image`, with the box, focal and results
+    all in the file's own pixels."""
+    p = file_prompt(loaded, box, side, focal)
+    return to_file_pixels(predictor.predict(p.image, K=p.K, boxes=p.boxes, sides=p.sides), loaded, p.K_file)
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
