@@ -13,6 +13,8 @@ threads for torch and for onnxruntime's intra-op pool), one 640×480 photo with 
 | post (closed)| the same with the closed-form root alone (`refine_root=False`)         |
 | predict      | the whole `predict()` call; images/s = 1 / this                        |
 
+Then the throughput of `predict_batch` over 16 224×224 crops (images/s), torch and onnxruntime.
+
 Model: `--model` (a shipped name, checkpoint/run directory); when it is not available M3DHMR
 with random weights is used (the default config, or `--random-kwargs`; the cost does not depend
 on the weights), and the run says so. Timings on a shared machine vary with its load; compare rows within one run.
@@ -102,15 +104,31 @@ def main() -> None:
               f"photo 640x480, box {box}, side {args.side}")
         model.eval()
         results = {"torch": stage_times(rec, image, box, args.side, args, model=model)}
+        batch16 = {"torch": batch_throughput(rec, args)}
         try:
             from handrecon.infer.load import export_onnx, load_onnx
 
             path = export_onnx(rec, Path(d) / "model.onnx")
-            results["onnxruntime"] = stage_times(load_onnx(path, threads=args.threads), image, box, args.side, args)
+            ort = load_onnx(path, threads=args.threads)
+            results["onnxruntime"] = stage_times(ort, image, box, args.side, args)
+            batch16["onnxruntime"] = batch_throughput(ort, args)
         except ImportError as e:
             print(f"onnxruntime/onnx not installed ({e}): skipped")
 
     rows = ("preprocess", "encoder", "decoder", "network", "postprocess", "post (closed)", "predict")
+    print_table(results, rows)
+    print(f"{'batch 16 img/s':14s}" + "".join(f"{batch16[n]:14.1f}" for n in batch16)
+          + "   (predict_batch over 16 224x224 crops, whole image as the crop)")
+
+
+def batch_throughput(rec, args, n: int = 16) -> float:
+    """Images/s of predict_batch over n 224x224 crops (whole image as the crop), one call."""
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(n)]
+    return n / timed(lambda: rec.predict_batch(crops, batch_size=n), max(3, args.repeats // 5), 1)
+
+
+def print_table(results: dict, rows: tuple) -> None:
     names = list(results)
     print(f"\n{'stage (ms)':14s}" + "".join(f"{n:>14s}" for n in names))
     for row in rows:

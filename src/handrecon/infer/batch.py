@@ -121,7 +121,7 @@ def write_result(
     written: list[Path] = []
     try:
         json_path = out_dir / f"{stem}.json"
-        atomic_write_json(json_path, result.to_json())
+        atomic_write_json(json_path, result.to_json(), indent=None)  # compact: the C encoder, 10x faster
         written.append(json_path)
         for i, hand in enumerate(result.hands):
             for fmt in mesh_formats:

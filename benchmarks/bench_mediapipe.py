@@ -1,0 +1,111 @@
+"""handrecon's crop path against MediaPipe Hands on the same folder of 224x224 hand crops.
+
+    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads 2]
+
+1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
+   (the last release that still ships its hand models inside the wheel; it needs `numpy<2`, so it
+   cannot share handrecon's environment) from the package registry.
+2. Renders `--num` held-out crops with handrecon's synthetic engine (seed 1000, never used for
+   training) into a folder, and exports the shipped model to ONNX.
+3. Times, alternately (A B A B ...), two whole processes over the same folder:
+   A = `handrecon reconstruct FOLDER --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
+   vertices, camera translation, one JSON per image), and
+   B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
+   landmark model) over every image, 21 2D/3D landmarks each.
+   Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
+
+Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = ROOT / ".cache" / "bench-mediapipe"
+MEDIAPIPE_SCRIPT = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from PIL import Image
+import mediapipe as mp
+files = sorted(Path(sys.argv[1]).glob("*.png"))
+found = 0
+with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, model_complexity=1) as hands:
+    for f in files:
+        out = hands.process(np.asarray(Image.open(f).convert("RGB")))
+        found += out.multi_hand_landmarks is not None
+print(f"mediapipe: {found} of {len(files)} hands found")
+"""
+
+
+def mediapipe_python() -> Path:
+    """The benchmark environment's python, built on first use."""
+    python = ENV / "bin" / "python"
+    if not (ENV / ".ready").is_file():
+        print(f"building {ENV} (mediapipe==0.10.21, numpy<2) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "mediapipe==0.10.21", "numpy<2", "pillow"], check=True)
+        (ENV / ".ready").write_text("mediapipe==0.10.21\n")
+    return python
+
+
+def render_crops(folder: Path, num: int) -> None:
+    from PIL import Image
+
+    from handrecon.data.synth import SynthEngine, preset
+
+    engine = SynthEngine(preset("crop"))
+    for i in range(num):
+        Image.fromarray(engine.sample(i, 1000).image).save(folder / f"{i:05d}.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    mp_python = mediapipe_python()
+    handrecon_cli = Path(sys.executable).parent / "handrecon"
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "crops").mkdir()
+        render_crops(d / "crops", args.num)
+        (d / "mp.py").write_text(MEDIAPIPE_SCRIPT)
+        subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
+                       stdout=subprocess.DEVNULL)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        commands = {
+            "handrecon (onnx)": [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", str(d / "m3dhmr.onnx"),
+                                 "--formats", "", "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)],
+            "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops")],
+        }
+        for cmd in commands.values():  # warm-up: file caches, model files
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ratios = []
+        print(f"{args.num} crops of 224x224, {args.threads} threads; wall seconds of the whole process")
+        for r in range(args.rounds):
+            seconds = {}
+            for name, cmd in commands.items():
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+                seconds[name] = time.perf_counter() - t0
+                if r == 0:
+                    print("  " + (out.stdout.strip().splitlines() or [""])[-1])
+            ratio = seconds["mediapipe hands"] / seconds["handrecon (onnx)"]
+            ratios.append(ratio)
+            print(f"round {r + 1}: " + ", ".join(f"{n} {s:.2f} s ({args.num / s:.0f} img/s)" for n, s in seconds.items())
+                  + f"; handrecon throughput / mediapipe: {ratio:.2f}x")
+        print(f"median ratio over {args.rounds} rounds: {statistics.median(ratios):.2f}x (target >= 2x)")
+
+
+if __name__ == "__main__":
+    main()
