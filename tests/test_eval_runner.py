@@ -205,3 +205,24 @@ def test_bad_arguments(tmp_path, tiny):
         evaluate(tiny[1], "ho3d", tmp_path)
     with pytest.raises(ValueError, match="batch size"):
         evaluate(tiny[1], "freihand", tmp_path, batch_size=0)
+
+
+def test_whole_image_protocol_on_synthetic_crops(tmp_path, tiny):
+    """--whole-image: each image whole to the model with its ground-truth side (no box), its first
+    hand scored; a ground-truth oracle then scores perfectly."""
+    write_synthetic(tmp_path / "syn")
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    first = [ds[i].hands[0] for i in range(len(ds))]
+    oracle = Oracle(tiny[1], [(h.vertices.astype(np.float64), h.keypoints_3d.astype(np.float64)) for h in first])
+    seen = []
+    real = oracle.predict_batch
+
+    def spy(images, Ks=None, boxes=None, sides=None, batch_size=32):
+        seen.append((boxes, sides))
+        return real(images, Ks, boxes, sides, batch_size=batch_size)
+
+    oracle.predict_batch = spy
+    res = evaluate(oracle, "synthetic", tmp_path / "syn", split="all", whole_image=True)
+    assert all(b is None for b, _ in seen) and [s for _, ss in seen for s in ss] == [[h.side] for h in first]
+    assert res.num_hands == len(first) == 4
+    assert res.metrics["pa_mpjpe_mm"] < 0.01 and res.metrics["root_error_mm"] < 0.01

@@ -62,9 +62,12 @@ def evaluate(
     batch_size: int = 32,
     limit: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    whole_image: bool = False,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
-    and ``metrics.json`` into `out` (if given) and return the result."""
+    and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
+    datasets of single-hand crops): each image goes whole to the model as one hand with its
+    ground-truth side, as the FreiHAND protocol does, instead of with its ground-truth box."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
@@ -77,20 +80,26 @@ def evaluate(
     indices = list(range(len(ds)))[:limit]
     if not indices:
         raise ValueError(f"{root}: the {dataset} {split} split holds no image to evaluate")
-    whole_crops = dataset == "freihand"
+    whole_crops = dataset == "freihand" or whole_image
     prompted = not whole_crops and not getattr(predictor, "detects_hands", False)
 
     gt_hands, pred_rows, found, num_predictions = [], [], [], 0
     for s in range(0, len(indices), batch_size):
         samples = [ds[i] for i in indices[s:s + batch_size]]
         if whole_crops:
-            boxes, sides = None, [["right"] for _ in samples]
+            boxes = None
+            sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
         elif prompted:
             boxes, sides = [[h.box for h in smp.hands] for smp in samples], [[h.side for h in smp.hands] for smp in samples]
         else:
             boxes, sides = None, None
-        results = predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples], boxes, sides,
-                                          batch_size=batch_size)
+        try:
+            results = predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples], boxes, sides,
+                                              batch_size=batch_size)
+        except ValueError as e:  # name the sample, not its index in the batch
+            bad = samples[int(str(e).split(":")[0].split()[-1])] if str(e).startswith("item ") else None
+            where = f"sample {bad.sample_id!r}" if bad is not None else f"images {indices[s]}-{indices[s] + len(samples) - 1}"
+            raise ValueError(f"{root}: {where}: {e}") from None
         for smp, result in zip(samples, results):
             hands = result.hands
             num_predictions += len(hands)
@@ -116,7 +125,7 @@ def evaluate(
     result = EvalResult(dataset, split, getattr(predictor, "source", "") or type(predictor).__name__, len(indices),
                         sum(h is not None for h in gt_hands))
     if gt_hands and all(h is not None for h in gt_hands):
-        gt_hand_model = "mano" if whole_crops else getattr(ds, "meta", {}).get("hand_model")
+        gt_hand_model = "mano" if dataset == "freihand" else getattr(ds, "meta", {}).get("hand_model")
         result.metrics, result.official, result.notes = score(
             P, gt_hands, np.array(found), [h.side if h is not None else "" for h in pred_rows],
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
