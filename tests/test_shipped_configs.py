@@ -29,3 +29,8 @@ def test_config_loads_and_builds_its_model(path):
     assert sum(p.numel() for p in model.parameters()) > 1_000_000
     # the recipe's loss weights reach the model (heatmap guidance of the encoder, §3.1)
     assert model.criterion.weights["heatmap"] == cfg.model.kwargs.get("loss_weights", {}).get("heatmap", 0.0)
+    if cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model
+        import json
+
+        card = json.loads((Path(__file__).resolve().parents[1] / cfg.train.init_from / "card.json").read_text())
+        assert card["architecture"] == cfg.model.name and card["kwargs"] == cfg.model.kwargs

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from handrecon.checkpoint import load_model
 from handrecon.data.stream import SeededStream, sample_rng
-from handrecon.registry import register_dataset, register_model
+from handrecon.registry import ConfigError, register_dataset, register_model
 from handrecon.train import config_from_dict, train
 from handrecon.checkpoint import load_state, read_card
 
@@ -200,3 +200,18 @@ def test_param_groups_and_frozen_layers(tmp_path):
     assert not torch.equal(res.model.net[3].weight, start.net[3].weight)
     lrs = [float(r.split(",")[2]) for r in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
     assert lrs == [pytest.approx(3e-4)]
+
+
+def test_init_from_starts_from_another_checkpoints_weights(tmp_path):
+    """train.init_from: the weights of a finished run, a fresh optimizer and step count."""
+    first = train(config_from_dict(make_cfg(tmp_path / "a", **{"train.max_steps": 6, "train.epochs": None})))
+    cfg = make_cfg(tmp_path / "b", **{"train.max_steps": 1, "train.epochs": None, "optim.lr": 1e-12,
+                                      "train.init_from": str(first.last_checkpoint)})
+    second = train(config_from_dict(cfg))
+    assert second.step == 1
+    a, b = params(first.last_checkpoint), params(second.last_checkpoint)
+    for k in a:  # lr 1e-12: one step moves nothing measurable, so the start was the first run's weights
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6)
+    bad = make_cfg(tmp_path / "c", **{"train.init_from": str(tmp_path / "nowhere")})
+    with pytest.raises(ConfigError, match="train.init_from"):
+        train(config_from_dict(bad))

@@ -81,6 +81,7 @@ class TrainConfig:
     grad_clip: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
+    init_from: str | None = None
 
 
 @dataclass

@@ -212,6 +212,8 @@ class Trainer:
         import_modules(cfg.imports)
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.model: torch.nn.Module = _built("model", lambda: MODELS.build(cfg.model.name, **cfg.model.kwargs))
+        if cfg.train.init_from:
+            self._init_weights(cfg.train.init_from)
         self.model.to(self.device)
         if not callable(getattr(self.model, "loss", None)):
             raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
@@ -341,6 +343,22 @@ class Trainer:
             ckpt.prune_checkpoints(self.ckpt_root, self.cfg.train.keep_last)
         barrier()
         return path
+
+    def _init_weights(self, path: str | Path) -> None:
+        """Start from the weights of another checkpoint of the same architecture (fine-tuning);
+        the optimizer, schedule and step start fresh. A resumed run then overrides them."""
+        try:
+            d = ckpt.resolve_checkpoint(path)
+            card = ckpt.read_card(d, verify=True)
+        except ckpt.CheckpointError as e:
+            raise ConfigError(f"train.init_from: {e}") from None
+        if card.get("architecture") != self.cfg.model.name or (card.get("kwargs") or {}) != self.cfg.model.kwargs:
+            raise ConfigError(f"train.init_from: {d} is a {card.get('architecture')!r} model with kwargs "
+                              f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}")
+        try:
+            ckpt.load_weights(self.model, d)
+        except ckpt.CheckpointError as e:
+            raise ConfigError(f"train.init_from: {e}") from None
 
     def restore(self, path: str | Path) -> None:
         d = ckpt.resolve_checkpoint(path)

@@ -27,7 +27,7 @@ class SynthConfig:
     p_left: probability that a hand is a left hand.
     pose_kinds: pose sampler kinds drawn uniformly per hand (see handrecon.hand.pose.KINDS).
     shape_scale: standard deviation of the shape coefficients.
-    p_image_background: probability of a user background image (when a folder is given).
+    p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
     p_blur, p_noise, p_jpeg: photometric corruption probabilities.
     supersample: render at this factor and reduce (antialiased edges); 1 = off.
     image_format, jpeg_quality: how images are stored by `handrecon synth`.
@@ -49,7 +49,7 @@ class SynthConfig:
     p_left: float = 0.5
     pose_kinds: tuple[str, ...] = ("random", "open", "fist", "pinch", "point")
     shape_scale: float = 1.0
-    p_image_background: float = 0.5
+    p_image_background: float = 0.8
     p_blur: float = 0.25
     p_noise: float = 0.35
     p_jpeg: float = 0.25

@@ -1,0 +1,81 @@
+"""Fetch the training pool of real photographs from the Debian archive (nothing is committed).
+
+    python tools/fetch_photos.py [--out .cache/photos/train]
+
+Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
+installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
+side (the synthetic engine crops 224-px backgrounds from them; smaller files decode faster) and
+writes them with `SOURCES.md` (package, file, licence). Used as `handrecon synth --backgrounds`.
+
+- `mate-backgrounds` (1.26): the `nature/` photographs, GPL-2+ (debian/copyright of the package).
+- `plasma-workspace-wallpapers` (5.27): the photographic wallpapers listed in `PLASMA_PHOTOS`,
+  LGPL / CC-BY-SA as stated in each wallpaper's `metadata.json` (recorded in `SOURCES.md`).
+
+The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
+the two pools never overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+MATE_NATURE = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+               "TwoWings", "Wood", "YellowFlower")
+PLASMA_PHOTOS = ("Autumn", "BytheWater", "Canopee", "Cascade", "ColorfulCups", "DarkestHour", "EveningGlow",
+                 "FallenLeaf", "Grey", "Kite", "Path", "SafeLanding", "summer_1am", "Altai", "IceCold", "OneStandsOut")
+MAX_SIDE = 1280
+
+
+def download(package: str, into: Path) -> Path:
+    subprocess.run(["apt-get", "download", package], cwd=into, check=True, capture_output=True)
+    deb = next(into.glob(f"{package}_*.deb"))
+    root = into / package
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root
+
+
+def save(src: Path, dst: Path) -> None:
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        im.save(dst, quality=92)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(".cache/photos/train"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        mate = download("mate-backgrounds", d)
+        for name in MATE_NATURE:
+            src = mate / "usr/share/backgrounds/mate/nature" / f"{name}.jpg"
+            if src.is_file():
+                save(src, args.out / f"mate_{name}.jpg")
+                rows.append(f"| mate_{name}.jpg | mate-backgrounds: nature/{name}.jpg | GPL-2+ |")
+        plasma = download("plasma-workspace-wallpapers", d)
+        for name in PLASMA_PHOTOS:
+            folder = plasma / "usr/share/wallpapers" / name
+            images = sorted((folder / "contents" / "images").glob("*"), key=lambda p: p.stat().st_size)
+            if not images:
+                continue
+            licence = "see the package's debian/copyright"
+            meta = folder / "metadata.json"
+            if meta.is_file():
+                licence = json.loads(meta.read_text()).get("KPlugin", {}).get("License", licence)
+            save(images[-1], args.out / f"plasma_{name}.jpg")
+            rows.append(f"| plasma_{name}.jpg | plasma-workspace-wallpapers: {name} | {licence} |")
+    (args.out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    print(f"{len(rows)} photographs in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
