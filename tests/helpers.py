@@ -29,3 +29,14 @@ class OneByOne:
         n = len(images)
         Ks, boxes, sides = ([None] * n if x is None else x for x in (Ks, boxes, sides))
         return [self.predict(i, K=K, boxes=b, sides=s) for i, K, b, s in zip(images, Ks, boxes, sides)]
+
+
+def load_script(relative: str):
+    """Import a script of the repository (tools/, benchmarks/) by path, as a module."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

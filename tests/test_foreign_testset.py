@@ -3,24 +3,18 @@ benchmark-only extra `.[foreign]`): exact ground truth that lines up with what p
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 pytest.importorskip("pyrender", reason="benchmark-only extra: pip install -e '.[foreign]'")
 pytest.importorskip("skimage", reason="benchmark-only extra: pip install -e '.[foreign]'")
 
-TOOL = Path(__file__).resolve().parents[1] / "benchmarks" / "foreign_testset.py"
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("foreign_testset", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/foreign_testset.py")
 
 
 def test_foreign_crops_have_exact_ground_truth(tmp_path, monkeypatch):

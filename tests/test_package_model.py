@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "package_model.py"
+from helpers import load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("package_model", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/package_model.py")
 
 
 def test_packaged_checkpoint_loads_with_its_inference_settings(tmp_path):
-    import handrecon
     from helpers import random_checkpoint
+
+    import handrecon
 
     # width 16: 9.8 MB in float32, 4.9 MB in float16, so a 6 MB limit takes the float16 path
     ckpt = random_checkpoint(tmp_path / "ckpt", {"backbone_kwargs": {"width": 16}}, input_size=64)
