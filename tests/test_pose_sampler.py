@@ -105,3 +105,34 @@ def test_bad_kind_raises(model):
         sample_poses(model, 2, "wave")
     with pytest.raises(TypeError, match="HandModelData or HandModel"):
         sample_poses("openhand", 2)
+
+
+def _finger_direction(model, pose):
+    """(n, 3) direction wrist -> middle-finger base per sample, camera frame."""
+    with torch.no_grad():
+        joints = model(pose).joints
+    return joints[:, 9] - joints[:, 0]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_natural_orientations_are_how_hands_are_usually_seen(side):
+    """global_orient="natural": fingers mostly up (wrist below), palm or back towards the camera
+    about half each; "random" is uniform (fingers up about half the time); "mixed" in between."""
+    model = HandModel.openhand(side)
+    n = 400
+    up = {o: _finger_direction(model, sample_poses(model, n, kind="open", generator=torch.Generator().manual_seed(3),
+                                              global_orient=o)) for o in ("natural", "random", "mixed")}
+    fingers_up = {o: float((u[:, 1] < 0).float().mean()) for o, u in up.items()}
+    assert fingers_up["natural"] > 0.8 and 0.35 < fingers_up["random"] < 0.65
+    assert fingers_up["random"] < fingers_up["mixed"] < fingers_up["natural"]
+    # palm towards the camera in about half of the natural samples: a fist then curls towards it
+    g = torch.Generator().manual_seed(4)
+    fist = sample_poses(model, n, kind="fist", generator=g, global_orient="natural")
+    opened = fist.clone()
+    opened[:, 1:] = sample_poses(model, n, kind="open", generator=torch.Generator().manual_seed(4))[:, 1:]
+    with torch.no_grad():
+        dz = (model(fist).joints[:, [8, 12, 16, 20], 2] - model(opened).joints[:, [8, 12, 16, 20], 2]).mean(1)
+    towards = float((dz < 0).float().mean())
+    assert 0.3 < towards < 0.7
+    with pytest.raises(ValueError, match="global_orient"):
+        sample_poses(model, 1, global_orient="sideways")

@@ -163,3 +163,12 @@ def test_the_box_holds_every_visible_keypoint():
         for h in s.hands:
             kp = h.keypoints_2d[h.visibility > 0]
             assert (kp >= h.box[:2] - 1e-4).all() and (kp <= h.box[2:] + 1e-4).all()
+
+
+def test_orientation_setting_reaches_the_renders():
+    """SynthConfig.orientation: "natural" renders hands mostly fingers-up; bad values are refused."""
+    engine = SynthEngine(preset("crop", image_size=(64, 64), orientation="natural", p_extra_hand=0.0))
+    up = [s.hands[0].keypoints_2d[9, 1] < s.hands[0].keypoints_2d[0, 1] for s in (engine.sample(i, 3) for i in range(16))]
+    assert sum(up) >= 12  # the middle finger's base above the wrist in the image
+    with pytest.raises(ValueError, match="orientation"):
+        preset("crop", orientation="upside")

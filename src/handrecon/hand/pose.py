@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handrecon.hand.model import mirror_axis_angle
 from handrecon.hand.model_data import HandModelData
 
 KINDS = ("random", "open", "fist", "pinch", "point")
+GLOBAL_ORIENTS = ("zero", "random", "natural", "mixed")
 ROLES = ("root", "thumb_cmc", "thumb_mcp", "thumb_ip", "mcp", "pip", "dip", "other")
 
 # Limits (radians) per role: (flexion, abduction, twist) x (min, max).
@@ -130,19 +132,21 @@ def sample_poses(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     global_orient: str = "zero",
+    p_natural: float = 0.6,
 ) -> torch.Tensor:
     """Sample n plausible poses (n, J, 3) axis-angle, ready for `HandModel.forward`.
 
     source: a HandModelData (right hand) or a HandModel (its side is respected: left poses are
     mirrored). kind: "random" (uniform within the limits), "open", "fist", "pinch" (thumb and
     index curled towards each other), "point" (index extended), or "mixed" (a kind per sample).
-    global_orient: "zero" (wrist unrotated) or "random" (uniform over rotations).
-    Deterministic for a given seed / generator state.
+    global_orient: "zero" (wrist unrotated), "random" (uniform over rotations), "natural" (how
+    hands are usually seen, `natural_rotations`) or "mixed" (natural with probability
+    `p_natural`, else uniform). Deterministic for a given seed / generator state.
     """
     if kind not in KINDS + ("mixed",):
         raise ValueError(f"pose kind must be one of {KINDS + ('mixed',)}, got {kind!r}")
-    if global_orient not in ("zero", "random"):
-        raise ValueError(f"global_orient must be 'zero' or 'random', got {global_orient!r}")
+    if global_orient not in GLOBAL_ORIENTS:
+        raise ValueError(f"global_orient must be one of {GLOBAL_ORIENTS}, got {global_orient!r}")
     data = _data(source)
     g = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
     frames, limits = frames_and_limits(data)
@@ -157,7 +161,52 @@ def sample_poses(
     pose = anatomical_to_axis_angle(angles, torch.as_tensor(frames))
     if global_orient == "random":
         pose[:, 0] = _random_rotations(n, g)
+    elif global_orient in ("natural", "mixed"):
+        natural = natural_rotations(data, n, g)
+        if global_orient == "mixed":
+            uniform = _random_rotations(n, g)
+            natural = torch.where((torch.rand(n, generator=g) < p_natural)[:, None], natural, uniform)
+        pose[:, 0] = natural
     return _to_model_pose(pose, source)
+
+
+def natural_rotations(data: HandModelData, n: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 3) axis-angle root rotations of a right hand as hands are usually seen (OpenCV camera:
+    x right, y down, z forward), about the wrist:
+
+    - palm towards the camera or its back (half each), turned about the vertical by N(0, 40°);
+    - fingers up — the wrist below the fingers — rolled about the view axis by N(0, 35°), and in
+      15 % of the samples rolled uniformly (wrist above, sideways);
+    - tilted about the horizontal by N(0, 30°), and in 25 % of the samples pitched 35-75° away from
+      the camera: the egocentric view of one's own hand, seen from above.
+    The canonical frame (fingers up, palm towards the camera) is measured on the rest skeleton:
+    wrist -> middle-finger base, and the palm's normal from the index and little-finger bases.
+    """
+    R = torch.as_tensor(_canonical_view(data), dtype=torch.float32)
+    deg = torch.pi / 180
+    yaw = torch.randn(n, generator=g) * 40 * deg + torch.pi * (torch.rand(n, generator=g) < 0.5)
+    roll = torch.randn(n, generator=g) * 35 * deg
+    roll = torch.where(torch.rand(n, generator=g) < 0.15, (torch.rand(n, generator=g) * 2 - 1) * torch.pi, roll)
+    pitch = torch.randn(n, generator=g) * 30 * deg
+    ego = torch.rand(n, generator=g) < 0.25
+    pitch = torch.where(ego, (35 + torch.rand(n, generator=g) * 40) * deg, pitch)
+    x, y, z = torch.eye(3).unbind(0)
+    rot = (axis_angle_to_matrix(z[None] * roll[:, None]) @ axis_angle_to_matrix(x[None] * pitch[:, None])
+           @ axis_angle_to_matrix(y[None] * yaw[:, None]) @ R)
+    return matrix_to_axis_angle(rot)
+
+
+def _canonical_view(data: HandModelData) -> np.ndarray:
+    """(3, 3) rotation taking the right hand's rest frame to fingers up (-y), palm to the camera (-z)."""
+    rest = np.asarray(data.kp_regressor, np.float64) @ np.asarray(data.v_template, np.float64)  # OP21 joints
+    wrist, index, middle, little = rest[0], rest[5], rest[9], rest[17]
+    up = _unit(middle - wrist)
+    palm = _unit(np.cross(little - wrist, index - wrist))  # the right hand's palm side (flexion curls towards it)
+    palm = _unit(palm - up * (palm @ up))
+    src = np.stack([up, palm, np.cross(up, palm)], 1)
+    dst_up, dst_palm = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    dst = np.stack([dst_up, dst_palm, np.cross(dst_up, dst_palm)], 1)
+    return dst @ src.T
 
 
 def sample_shapes(source_or_num_shape, n: int, scale: float = 1.0, seed: int | None = None,

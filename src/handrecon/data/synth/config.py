@@ -27,6 +27,9 @@ class SynthConfig:
     p_left: probability that a hand is a left hand.
     pose_kinds: pose sampler kinds drawn uniformly per hand (see handrecon.hand.pose.KINDS).
     shape_scale: standard deviation of the shape coefficients.
+    orientation: global hand orientation: "uniform" (every view equally likely), "natural" (how
+    hands are usually seen: `handrecon.hand.pose.natural_rotations`) or "mixed" (natural with
+    probability `p_natural`, else uniform).
     p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
     p_blur, p_noise, p_jpeg: photometric corruption probabilities.
     supersample: render at this factor and reduce (antialiased edges); 1 = off.
@@ -49,6 +52,8 @@ class SynthConfig:
     p_left: float = 0.5
     pose_kinds: tuple[str, ...] = ("random", "open", "fist", "pinch", "point")
     shape_scale: float = 1.0
+    orientation: str = "uniform"
+    p_natural: float = 0.6
     p_image_background: float = 0.8
     p_blur: float = 0.25
     p_noise: float = 0.35
@@ -63,6 +68,9 @@ class SynthConfig:
             (H > 0 and W > 0, f"image_size must be positive (H, W), got {self.image_size}"),
             (1 <= self.num_hands[0] <= self.num_hands[1], f"num_hands must be 1 <= min <= max, got {self.num_hands}"),
             (0 < self.hand_size[0] <= self.hand_size[1], f"hand_size must be 0 < min <= max, got {self.hand_size}"),
+            (self.orientation in ("uniform", "natural", "mixed"),
+             f"orientation must be 'uniform', 'natural' or 'mixed', got {self.orientation!r}"),
+            (0.0 <= self.p_natural <= 1.0, f"p_natural must be in [0, 1], got {self.p_natural}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
             (self.image_format in ("jpg", "png"), f"image_format must be 'jpg' or 'png', got {self.image_format!r}"),

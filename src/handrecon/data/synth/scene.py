@@ -61,13 +61,16 @@ def sample_camera(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     return intrinsics(f, f, cx, cy)
 
 
-def pose_hand(model, kind: str, rng: np.random.Generator, shape_scale: float) -> tuple[np.ndarray, ...]:
-    """Pose `model` (one side) with a `kind` pose, random global orientation and random shape.
+def pose_hand(model, kind: str, rng: np.random.Generator, shape_scale: float, orientation: str = "uniform",
+              p_natural: float = 0.6) -> tuple[np.ndarray, ...]:
+    """Pose `model` (one side) with a `kind` pose, a global orientation drawn as `orientation` says
+    (see `SynthConfig`) and a random shape.
 
     Returns pose (J, 3), shape (S,), vertices (V, 3) and OP21 joints (21, 3) at transl = 0 (float64).
     """
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    pose = sample_poses(model, 1, kind=kind, generator=g, global_orient="random")
+    global_orient = {"uniform": "random", "natural": "natural", "mixed": "mixed"}[orientation]
+    pose = sample_poses(model, 1, kind=kind, generator=g, global_orient=global_orient, p_natural=p_natural)
     shape = torch.as_tensor(rng.standard_normal((1, model.num_shape)) * shape_scale, dtype=torch.float32)
     with torch.no_grad():
         out = model(pose, shape)
@@ -79,7 +82,7 @@ def place_hand(models: dict, cfg: SynthConfig, rng: np.random.Generator, K: np.n
     """A random hand whose vertex box centre projects to `centre_px` (2,) with projected extent ~`size_px`."""
     side = "left" if rng.random() < cfg.p_left else "right"
     kind = cfg.pose_kinds[int(rng.integers(len(cfg.pose_kinds)))]
-    pose, shape, verts, joints = pose_hand(models[side], kind, rng, cfg.shape_scale)
+    pose, shape, verts, joints = pose_hand(models[side], kind, rng, cfg.shape_scale, cfg.orientation, cfg.p_natural)
     c = (verts.min(0) + verts.max(0)) / 2
     extent = max(np.ptp(verts[:, 0]), np.ptp(verts[:, 1]))
     z = K[0, 0] * extent / size_px + (verts[:, 2].max() - c[2]) * 0.5  # extent measured at the box centre
