@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -152,6 +154,11 @@ def test_background_folder_is_used(tmp_path):
     assert np.abs(corner.astype(int) - (10, 200, 30)).max() <= 2
     with pytest.raises(ValueError, match="not a folder"):
         SynthEngine(preset("crop"), backgrounds=tmp_path / "missing_is_not_a_folder")
+    # several folders (--backgrounds repeated): joined by os.pathsep, every image of each is drawn from
+    (tmp_path / "more").mkdir()
+    Image.fromarray(np.full((50, 80, 3), (200, 10, 30), np.uint8)).save(tmp_path / "more" / "red.png")
+    two = SynthEngine(preset("crop", image_size=(48, 48), p_image_background=1.0), backgrounds=f"{tmp_path / 'more'}{os.pathsep}{tmp_path}")
+    assert {two.sample(i, 0).meta["background"] for i in range(12)} == {"image:green.png", "image:red.png"}
 
 
 def test_the_box_holds_every_visible_keypoint():

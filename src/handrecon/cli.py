@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -139,7 +140,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Dataset seed: same seed, same data (whatever --workers)."),
     shard_size: int = typer.Option(500, "--shard-size", help="Images per shard (the unit of resume and of work)."),
     workers: int = typer.Option(1, "--workers", help="Worker processes, one renderer context each."),
-    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of background images (mixed with procedural ones)."),
+    backgrounds: Optional[list[Path]] = typer.Option(None, "--backgrounds", help="Folder of background photographs (80 % of the backgrounds; procedural ones for the rest); repeat for several folders."),
     image_size: Optional[str] = typer.Option(None, "--image-size", help="Override the preset's image size: 'S' or 'HxW' pixels."),
     image_format: Optional[str] = typer.Option(None, "--image-format", help="jpg or png (default: the preset's, jpg)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -161,7 +162,8 @@ def synth(
         if image_format:
             overrides["image_format"] = image_format
         cfg = get_preset(preset, **overrides)
-        summary = generate(out, cfg, num, seed, shard_size, workers, backgrounds, progress=not quiet)
+        folders = os.pathsep.join(str(b) for b in backgrounds) if backgrounds else None
+        summary = generate(out, cfg, num, seed, shard_size, workers, folders, progress=not quiet)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -181,14 +181,17 @@ def procedural_background(rng: np.random.Generator, H: int, W: int, kind: str | 
     return np.asarray(Image.fromarray(img).resize((W, H), Image.Resampling.BILINEAR))
 
 
-def list_background_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files (by suffix) under `folder`, recursively; ValueError if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"--backgrounds {folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise ValueError(f"--backgrounds {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+def list_background_images(folders: str | os.PathLike) -> list[Path]:
+    """Sorted image files (by suffix) under each folder, recursively; several folders are joined by
+    `os.pathsep` (``photos:textures``). ValueError naming a folder that is missing or holds none."""
+    files: list[Path] = []
+    for folder in map(Path, str(folders).split(os.pathsep)):
+        if not folder.is_dir():
+            raise ValueError(f"--backgrounds {folder}: not a folder")
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise ValueError(f"--backgrounds {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+        files += found
     return files
 
 

@@ -120,7 +120,8 @@ def generate(
     if workers < 0:
         raise ValueError(f"--workers must be 0 or more (0 and 1: render in this process), got {workers}")
     out = Path(out)
-    backgrounds = str(Path(backgrounds).resolve()) if backgrounds else None
+    backgrounds = os.pathsep.join(str(Path(b).resolve()) for b in str(backgrounds).split(os.pathsep)) \
+        if backgrounds else None
     if backgrounds:
         list_background_images(backgrounds)  # fail early with a clear message
     meta = make_meta(cfg.name, seed, num, shard_size, "openhand", topology_sha256(load_openhand()),
