@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 from PIL import Image
 from typer.testing import CliRunner
@@ -84,11 +85,12 @@ def test_shipped_model_crops_exactly_like_its_validation_pipeline():
 
 # The sample (assets/sample/hand.json) has exact ground truth. Bounds on a trained model cannot be
 # derived from first principles: these are the values measured for the shipped weights when they
-# were packaged (demo output: PA-MPJPE 8.4 mm, 2D error 4.7 px, root error 180 mm), each with a
-# margin. A change to preprocessing, crop, camera or root recovery moves them past the bounds.
-SAMPLE_PA_MPJPE_MM = 12.0
-SAMPLE_2D_ERROR_PX = 8.0
-SAMPLE_ROOT_ERROR_MM = 220.0
+# were packaged (demo output, first shipped weights: PA-MPJPE 8.4 mm, 2D error 4.7 px, root error
+# 180 mm; photo-fine-tuned weights now shipped: 7.0 mm, 4.5 px, 160 mm), each with a margin. A change
+# to preprocessing, crop, camera or root recovery moves them past the bounds.
+SAMPLE_PA_MPJPE_MM = 10.0
+SAMPLE_2D_ERROR_PX = 7.0
+SAMPLE_ROOT_ERROR_MM = 200.0
 
 
 def test_shipped_model_reconstructs_the_sample_near_its_ground_truth():
@@ -111,12 +113,13 @@ def test_shipped_model_reconstructs_the_sample_near_its_ground_truth():
 # Accuracy of the shipped model on 24 held-out synthetic hands (seed 1000; training used seed 0),
 # through the public API with ground-truth boxes, sides and K. Where the bounds come from: the
 # model card's held-out numbers on 2184 hands (PA-MPJPE 15.35 mm, box PCK 0.697, root error
-# 94.5 mm) with a margin for 24 hands (measured on these 24: 14.9 mm, 0.766, 85.9 mm). The
+# 94.5 mm) with a margin for 24 hands (measured on these 24 with the first shipped weights: 14.9 mm,
+# 0.766, 85.9 mm; with the photo-fine-tuned ones now shipped: 12.9 mm, 0.782, 73.9 mm). The
 # rest-pose template scores 23.7 mm, so a model that learnt nothing, wrong weights or a
 # preprocessing mismatch fails.
-HELDOUT_PA_MPJPE_MM = 18.0
-HELDOUT_PCK_BOX = 0.65
-HELDOUT_ROOT_ERROR_MM = 110.0
+HELDOUT_PA_MPJPE_MM = 16.0
+HELDOUT_PCK_BOX = 0.70
+HELDOUT_ROOT_ERROR_MM = 100.0
 
 
 def test_shipped_model_accuracy_on_held_out_synthetic_hands():
@@ -136,3 +139,32 @@ def test_shipped_model_accuracy_on_held_out_synthetic_hands():
     assert pa_mpjpe_mm < HELDOUT_PA_MPJPE_MM, pa_mpjpe_mm
     assert pck > HELDOUT_PCK_BOX, pck
     assert root_mm < HELDOUT_ROOT_ERROR_MM, root_mm
+
+
+# The foreign test set (benchmarks/foreign_testset.py): 24 of its crops are kept in tests/data/foreign24
+# (pyrender over CC0/public-domain scikit-image photographs, CC0 hand; JPEG). Whole crop as input.
+# Measured: rest hand 26.9 mm; first shipped weights 26.7 mm and PCK 0.171 (no better than the rest
+# hand: they had learnt their renderer); the photo-fine-tuned weights 21.4 mm and 0.274.
+FOREIGN_MARGIN_BELOW_REST_MM = 3.0
+FOREIGN_PCK = 0.23
+
+
+def test_shipped_model_does_better_than_the_rest_hand_on_foreign_crops():
+    from pathlib import Path
+
+    import handrecon
+    from handrecon.data.loaders import build_dataset
+    from handrecon.eval.runner import evaluate
+    from handrecon.eval.submission import FreihandSet, evaluate_freihand
+    from handrecon.hand.model import HandModel
+
+    root = Path(__file__).parent / "data" / "foreign24"
+    result = evaluate(handrecon.load("m3dhmr-openhand"), "synthetic", root, split="all", whole_image=True)
+    ds = build_dataset("synthetic", root, "all")
+    models = {s: HandModel.openhand(s) for s in ("left", "right")}
+    rest = {s: m(torch.zeros(1, m.num_joints, 3)).joints[0].double().numpy() for s, m in models.items()}
+    gt = np.stack([ds[i].hands[0].keypoints_3d for i in range(len(ds))]).astype(np.float64)
+    flat = np.stack([rest[ds[i].hands[0].side] for i in range(len(ds))])
+    rest_mm = evaluate_freihand(FreihandSet(flat, flat), FreihandSet(gt, gt))["xyz_al_mean3d"]
+    assert result.metrics["pa_mpjpe_mm"] < rest_mm - FOREIGN_MARGIN_BELOW_REST_MM, (result.metrics, rest_mm)
+    assert result.metrics["pck2d@0.1"] > FOREIGN_PCK, result.metrics
