@@ -179,3 +179,24 @@ def test_orientation_setting_reaches_the_renders():
     assert sum(up) >= 12  # the middle finger's base above the wrist in the image
     with pytest.raises(ValueError, match="orientation"):
         preset("crop", orientation="upside")
+
+
+def test_occluders_can_be_cut_from_photographs(tmp_path):
+    """With photographs given, an occluder is subdivided and coloured by a photo (projected along
+    its thinnest axis) instead of one flat colour; rendering stays deterministic."""
+    from PIL import Image
+
+    from handrecon.data.synth.appearance import photo_textured, random_occluder
+
+    photo = np.zeros((40, 40, 3), np.uint8)
+    photo[:, :20] = (255, 0, 0)
+    photo[:, 20:] = (0, 0, 255)
+    v, f, c = random_occluder(np.random.default_rng(0), np.array([0.0, 0.0, 0.5]), 0.05)
+    tv, tf, tc = photo_textured(v, f, photo)
+    assert len(tf) == 16 * len(f) and tc.shape == (len(tv), 3)
+    red, blue = (tc[:, 0] > 0.9).mean(), (tc[:, 2] > 0.9).mean()
+    assert red > 0.25 and blue > 0.25 and red + blue > 0.99  # both halves of the photo, nothing else
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    cfg = preset("crop", image_size=(64, 64), p_occluder=1.0, occluders=(1, 1), p_photo_occluder=1.0)
+    engine = SynthEngine(cfg, backgrounds=tmp_path)
+    np.testing.assert_array_equal(engine.sample(3, 0).image, SynthEngine(cfg, backgrounds=tmp_path).sample(3, 0).image)

@@ -108,6 +108,23 @@ def random_occluder(rng: np.random.Generator, centre: np.ndarray, size: float) -
     return v.astype(np.float32), faces, color.astype(np.float32)
 
 
+def photo_textured(verts: np.ndarray, faces: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An occluder textured with a photograph: the mesh subdivided twice (for texture detail) and
+    each vertex coloured by the photo (H, W, 3) uint8, projected along the mesh's thinnest axis.
+    Returns vertices, faces and per-vertex albedo in [0, 1]."""
+    import trimesh  # deferred as in _primitives: 0.36 s of import for a run that may not need it
+
+    v, f = trimesh.remesh.subdivide(verts, faces)
+    v, f = trimesh.remesh.subdivide(v, f)
+    centred = v - v.mean(0)
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:2]  # the two widest directions
+    uv = centred @ axes.T
+    uv = (uv - uv.min(0)) / np.maximum(np.ptp(uv, 0), 1e-9)
+    H, W = photo.shape[:2]
+    px = np.clip((uv * [W - 1, H - 1]).round().astype(int), 0, [W - 1, H - 1])
+    return v.astype(np.float32), f, photo[px[:, 1], px[:, 0]].astype(np.float32) / 255.0
+
+
 # ----------------------------------------------------------------------------- backgrounds
 def _smooth_noise(rng: np.random.Generator, H: int, W: int, cells: int, channels: int = 3) -> np.ndarray:
     """(H, W, channels) float32 in [0, 1]: a random (cells x cells) grid upsampled bicubically."""
@@ -195,9 +212,17 @@ def list_background_images(folders: str | os.PathLike) -> list[Path]:
     return files
 
 
+@lru_cache(maxsize=64)
+def _photo(path: Path) -> np.ndarray:
+    """A background photograph, decoded once per process (a pool of tens of photos: ~3 MB each)."""
+    img = load_image(path)
+    img.setflags(write=False)
+    return img
+
+
 def image_background(rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
     """(H, W, 3) uint8: a random crop (30-100% of the height, output aspect, random flip) of the image at `path`."""
-    img = load_image(path)
+    img = _photo(Path(path))
     h, w = img.shape[:2]
     ch = rng.uniform(0.3, 1.0) * h
     cw = ch * W / H

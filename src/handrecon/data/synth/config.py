@@ -31,6 +31,7 @@ class SynthConfig:
     hands are usually seen: `handrecon.hand.pose.natural_rotations`) or "mixed" (natural with
     probability `p_natural`, else uniform).
     p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
+    p_photo_occluder: probability that an occluder is textured with a photograph (when a folder is given).
     p_blur, p_noise, p_jpeg: photometric corruption probabilities.
     supersample: render at this factor and reduce (antialiased edges); 1 = off.
     image_format, jpeg_quality: how images are stored by `handrecon synth`.
@@ -55,6 +56,7 @@ class SynthConfig:
     orientation: str = "uniform"
     p_natural: float = 0.6
     p_image_background: float = 0.8
+    p_photo_occluder: float = 0.7
     p_blur: float = 0.25
     p_noise: float = 0.35
     p_jpeg: float = 0.25

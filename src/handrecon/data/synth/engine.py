@@ -28,6 +28,7 @@ from handrecon.data.synth.appearance import (
     corrupt,
     image_background,
     list_background_images,
+    photo_textured,
     procedural_background,
     random_lights,
 )
@@ -123,7 +124,11 @@ class SynthEngine:
             albedo = np.concatenate([albedo] + [albedo[lp].mean(0, keepdims=True) for lp in loops])
             meshes.append(Mesh(verts, self.render_faces[hand.side], albedo, normals))
             tones.append(tone)
-        meshes += [Mesh(v, f, c) for v, f, c in scene.occluders]
+        for v, f, c in scene.occluders:  # with photographs given, most occluders are cut from them
+            if self.backgrounds and rng.random() < cfg.p_photo_occluder:
+                path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+                v, f, c = photo_textured(v, f, image_background(rng, path, 96, 96))
+            meshes.append(Mesh(v, f, c))
         if self.backgrounds and rng.random() < cfg.p_image_background:
             path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
             background, bg_kind = image_background(rng, path, H, W), f"image:{path.name}"
