@@ -197,6 +197,33 @@ def test_occluders_can_be_cut_from_photographs(tmp_path):
     red, blue = (tc[:, 0] > 0.9).mean(), (tc[:, 2] > 0.9).mean()
     assert red > 0.25 and blue > 0.25 and red + blue > 0.99  # both halves of the photo, nothing else
     Image.fromarray(photo).save(tmp_path / "p.png")
-    cfg = preset("crop", image_size=(64, 64), p_occluder=1.0, occluders=(1, 1), p_photo_occluder=1.0)
+    cfg = preset("crop", image_size=(64, 64), p_occluder=1.0, occluders=(1, 1), p_photo_occluder=1.0, p_skin_occluder=0.0)
     engine = SynthEngine(cfg, backgrounds=tmp_path)
     np.testing.assert_array_equal(engine.sample(3, 0).image, SynthEngine(cfg, backgrounds=tmp_path).sample(3, 0).image)
+
+
+def test_skin_coloured_distractor_occluders(tmp_path, monkeypatch):
+    """With photographs given, p_skin_occluder of the occluders take a skin tone of the palette
+    (a distractor: skin that is not a hand); the shares must be probabilities."""
+    from PIL import Image
+
+    import handrecon.data.synth.engine as engine_module
+    from handrecon.data.synth.appearance import SKIN_PALETTE
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "p.png")
+    drawn = []
+    real_mesh = engine_module.Mesh
+
+    def spy(v, f, c=(0.7, 0.7, 0.7), normals=None):
+        drawn.append(np.asarray(c))
+        return real_mesh(v, f, c, normals)
+
+    monkeypatch.setattr(engine_module, "Mesh", spy)
+    cfg = preset("crop", image_size=(48, 48), p_occluder=1.0, occluders=(1, 1), p_photo_occluder=0.0,
+                 p_skin_occluder=1.0, p_extra_hand=0.0)
+    SynthEngine(cfg, backgrounds=tmp_path).sample(0, 0)
+    occluder = drawn[-1]  # the hand first, then the occluder
+    tone = occluder.mean(0)
+    assert np.abs(SKIN_PALETTE - tone).max(1).min() < 0.08  # within the jitter of a palette tone
+    with pytest.raises(ValueError, match="summing to at most 1"):
+        preset("crop", p_photo_occluder=0.7, p_skin_occluder=0.5)

@@ -32,6 +32,7 @@ class SynthConfig:
     probability `p_natural`, else uniform).
     p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
     p_photo_occluder: probability that an occluder is textured with a photograph (when a folder is given).
+    p_skin_occluder: probability that an occluder is skin-coloured, a distractor (when a folder is given).
     p_blur, p_noise, p_jpeg: photometric corruption probabilities.
     supersample: render at this factor and reduce (antialiased edges); 1 = off.
     image_format, jpeg_quality: how images are stored by `handrecon synth`.
@@ -57,6 +58,7 @@ class SynthConfig:
     p_natural: float = 0.6
     p_image_background: float = 0.8
     p_photo_occluder: float = 0.7
+    p_skin_occluder: float = 0.2
     p_blur: float = 0.25
     p_noise: float = 0.35
     p_jpeg: float = 0.25
@@ -73,6 +75,10 @@ class SynthConfig:
             (self.orientation in ("uniform", "natural", "mixed"),
              f"orientation must be 'uniform', 'natural' or 'mixed', got {self.orientation!r}"),
             (0.0 <= self.p_natural <= 1.0, f"p_natural must be in [0, 1], got {self.p_natural}"),
+            (0.0 <= self.p_photo_occluder and 0.0 <= self.p_skin_occluder
+             and self.p_photo_occluder + self.p_skin_occluder <= 1.0,
+             f"p_photo_occluder + p_skin_occluder must be probabilities summing to at most 1, got "
+             f"{self.p_photo_occluder} + {self.p_skin_occluder}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
             (self.image_format in ("jpg", "png"), f"image_format must be 'jpg' or 'png', got {self.image_format!r}"),

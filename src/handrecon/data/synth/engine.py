@@ -24,6 +24,7 @@ from PIL import Image
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.data.synth.appearance import (
+    SKIN_PALETTE,
     SkinShader,
     corrupt,
     image_background,
@@ -124,10 +125,14 @@ class SynthEngine:
             albedo = np.concatenate([albedo] + [albedo[lp].mean(0, keepdims=True) for lp in loops])
             meshes.append(Mesh(verts, self.render_faces[hand.side], albedo, normals))
             tones.append(tone)
-        for v, f, c in scene.occluders:  # with photographs given, most occluders are cut from them
-            if self.backgrounds and rng.random() < cfg.p_photo_occluder:
+        for v, f, c in scene.occluders:  # with photographs given: most cut from them, some skin-coloured
+            u = rng.random() if self.backgrounds else 1.0
+            if u < cfg.p_photo_occluder:
                 path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
                 v, f, c = photo_textured(v, f, image_background(rng, path, 96, 96))
+            elif u < cfg.p_photo_occluder + cfg.p_skin_occluder:  # a distractor: skin is not a hand
+                tone = SKIN_PALETTE[int(rng.integers(len(SKIN_PALETTE)))]
+                c = np.clip(tone * rng.uniform(0.9, 1.1, (len(v), 1)), 0, 1).astype(np.float32)
             meshes.append(Mesh(v, f, c))
         if self.backgrounds and rng.random() < cfg.p_image_background:
             path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
