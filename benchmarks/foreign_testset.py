@@ -32,16 +32,14 @@ import argparse
 import os
 from pathlib import Path
 
-os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL for pyrender
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from handrecon.data.schema import HandAnnotation  # noqa: E402
-from handrecon.data.synthetic_format import ShardWriter, init_output, make_meta  # noqa: E402
-from handrecon.hand.model import HandModel, topology_sha256  # noqa: E402
-from handrecon.hand.openhand import load_openhand  # noqa: E402
-from handrecon.hand.pose import sample_poses, sample_shapes  # noqa: E402
+from handrecon.data.schema import HandAnnotation
+from handrecon.data.synthetic_format import ShardWriter, init_output, make_meta
+from handrecon.hand.model import HandModel, topology_sha256
+from handrecon.hand.openhand import load_openhand
+from handrecon.hand.pose import sample_poses, sample_shapes
 
 SIZE = 224
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "brick.png", "grass.png", "gravel.png",
@@ -180,6 +178,7 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=100)
     ap.add_argument("--baseline", action="store_true", help="print the rest-hand baseline's PA-MPJPE on the set")
     args = ap.parse_args()
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, read when pyrender is imported
     import pyrender
 
     torch.set_num_threads(1)

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 from PIL import Image
 from typer.testing import CliRunner
@@ -152,19 +151,13 @@ FOREIGN_PCK = 0.23
 def test_shipped_model_does_better_than_the_rest_hand_on_foreign_crops():
     from pathlib import Path
 
+    from helpers import load_script
+
     import handrecon
-    from handrecon.data.loaders import build_dataset
     from handrecon.eval.runner import evaluate
-    from handrecon.eval.submission import FreihandSet, evaluate_freihand
-    from handrecon.hand.model import HandModel
 
     root = Path(__file__).parent / "data" / "foreign24"
     result = evaluate(handrecon.load("m3dhmr-openhand"), "synthetic", root, split="all", whole_image=True)
-    ds = build_dataset("synthetic", root, "all")
-    models = {s: HandModel.openhand(s) for s in ("left", "right")}
-    rest = {s: m(torch.zeros(1, m.num_joints, 3)).joints[0].double().numpy() for s, m in models.items()}
-    gt = np.stack([ds[i].hands[0].keypoints_3d for i in range(len(ds))]).astype(np.float64)
-    flat = np.stack([rest[ds[i].hands[0].side] for i in range(len(ds))])
-    rest_mm = evaluate_freihand(FreihandSet(flat, flat), FreihandSet(gt, gt))["xyz_al_mean3d"]
+    rest_mm = load_script("benchmarks/foreign_testset.py").rest_hand_baseline(root)
     assert result.metrics["pa_mpjpe_mm"] < rest_mm - FOREIGN_MARGIN_BELOW_REST_MM, (result.metrics, rest_mm)
     assert result.metrics["pck2d@0.1"] > FOREIGN_PCK, result.metrics

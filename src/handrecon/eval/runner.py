@@ -96,9 +96,9 @@ def evaluate(
         try:
             results = predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples], boxes, sides,
                                               batch_size=batch_size)
-        except ValueError as e:  # name the sample, not its index in the batch
-            bad = samples[int(str(e).split(":")[0].split()[-1])] if str(e).startswith("item ") else None
-            where = f"sample {bad.sample_id!r}" if bad is not None else f"images {indices[s]}-{indices[s] + len(samples) - 1}"
+        except ValueError as e:  # name the sample (a Predictor's ItemError carries its index in the batch)
+            i = getattr(e, "index", None)
+            where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {indices[s]}-{indices[s] + len(samples) - 1}"
             raise ValueError(f"{root}: {where}: {e}") from None
         for smp, result in zip(samples, results):
             hands = result.hands

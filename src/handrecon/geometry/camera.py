@@ -62,6 +62,13 @@ def scale_intrinsics(K: np.ndarray, sx: float, sy: float | None = None) -> np.nd
     return S @ np.asarray(K, np.float64)
 
 
+def scale_points(points: np.ndarray, sx: float, sy: float | None = None) -> np.ndarray:
+    """(..., 2) pixel coordinates after resizing the image by (sx, sy): u -> sx * (u + 0.5) - 0.5
+    (pixel centres at integers, as `scale_intrinsics`); (1/sx, 1/sy) maps back."""
+    sy = sx if sy is None else sy
+    return (np.asarray(points, np.float64) + 0.5) * (sx, sy) - 0.5
+
+
 def project(points, K):
     """Project (..., N, 3) camera-frame points with K (..., 3, 3) to (..., N, 2) pixels.
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, read_image
-from handrecon.geometry.camera import default_intrinsics, scale_intrinsics
+from handrecon.geometry.camera import default_intrinsics, scale_intrinsics, scale_points
 from handrecon.infer.export import save_mesh
 from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
 from handrecon.infer.results import ImageResult
@@ -29,7 +29,7 @@ from handrecon.utils.io import atomic_open, atomic_write_json
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
 
 
-class Predictor(Protocol):
+class PredictorLike(Protocol):
     """What a batch run needs of a model: `infer.predictor.Predictor`'s predict and predict_batch."""
 
     def predict(self, image: np.ndarray, K: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -163,7 +163,7 @@ def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERL
     for hand in result.hands:
         front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), K, alpha=0.55)
     for hand in result.hands:
-        front = draw_skeleton(front, (np.asarray(hand.keypoints_2d, np.float64) + 0.5) * (sx, sy) - 0.5)
+        front = draw_skeleton(front, scale_points(hand.keypoints_2d, sx, sy))
     if not result.hands:
         return front
     # The renderer shades both sides of a face, so one winding serves every hand in the side view.
@@ -173,7 +173,7 @@ def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERL
 
 
 def reconstruct_paths(
-    predictor: Predictor,
+    predictor: PredictorLike,
     paths: Iterable[str | Path],
     out_dir: str | Path,
     box: np.ndarray | None = None,
@@ -236,7 +236,7 @@ def reconstruct_paths(
     return report
 
 
-def _predict_chunk(predictor: Predictor, items: list) -> list:
+def _predict_chunk(predictor: PredictorLike, items: list) -> list:
     """predict_batch over the chunk; if it fails, each item alone, so only the bad one fails."""
     if not items:
         return []
@@ -274,8 +274,7 @@ def file_prompt(loaded: LoadedImage, box: Any = None, side: str | None = None, f
     K_file = check_intrinsics(None if focal is None else default_intrinsics((W, H), focal=focal), W, H)
     boxes = None
     if box is not None:
-        b = check_box(box, W, H)
-        boxes = [[sx * (b[0] + 0.5) - 0.5, sy * (b[1] + 0.5) - 0.5, sx * (b[2] + 0.5) - 0.5, sy * (b[3] + 0.5) - 0.5]]
+        boxes = [scale_points(check_box(box, W, H).reshape(2, 2), sx, sy).reshape(4)]
     return FilePrompt(loaded.image, scale_intrinsics(K_file, sx, sy), boxes, None if side is None else [side], K_file)
 
 
@@ -285,15 +284,14 @@ def to_file_pixels(result: ImageResult, loaded: LoadedImage, K_file: np.ndarray)
     if not loaded.reduced:
         return result
     sx, sy = loaded.scale
-    back = lambda uv: ((np.asarray(uv, np.float64) + 0.5) / (sx, sy) - 0.5).astype(np.float32)  # noqa: E731
     for hand in result.hands:
-        hand.keypoints_2d = back(hand.keypoints_2d)
-        hand.box = back(np.reshape(hand.box, (2, 2))).reshape(4)
+        hand.keypoints_2d = scale_points(hand.keypoints_2d, 1 / sx, 1 / sy).astype(np.float32)
+        hand.box = scale_points(np.reshape(hand.box, (2, 2)), 1 / sx, 1 / sy).reshape(4).astype(np.float32)
     result.image_size = loaded.size
     return result
 
 
-def predict_file_pixels(predictor: Predictor, loaded: LoadedImage, box: Any = None, side: str | None = None,
+def predict_file_pixels(predictor: PredictorLike, loaded: LoadedImage, box: Any = None, side: str | None = None,
                         focal: float | None = None) -> ImageResult:
     """Predict on an image read (possibly reduced) by `read_image`, with the box, focal and results
     all in the file's own pixels."""

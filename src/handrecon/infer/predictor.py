@@ -37,6 +37,14 @@ FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fie
 Network = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
+class ItemError(ValueError):
+    """One input of a batch is invalid; `index` says which (the message starts "item {index}: ")."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(f"item {index}: {message}")
+        self.index = index
+
+
 # ----------------------------------------------------------------------------- input checks
 def check_input_image(image: Any) -> np.ndarray:
     """RGB uint8 (H, W, 3) of at least 2 x 2 pixels, or a ValueError saying what is wrong."""
@@ -207,7 +215,7 @@ class Predictor:
             except ValueError as e:
                 if len(images) == 1:
                     raise
-                raise ValueError(f"item {i}: {e}") from None
+                raise ItemError(i, str(e)) from None
             for key, value in zip(checked, (image, K, image_boxes, image_sides)):
                 checked[key].append(value)
         return self.adapter.preprocess(checked["images"], checked["Ks"], checked["boxes"], checked["sides"])

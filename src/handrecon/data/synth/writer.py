@@ -76,9 +76,7 @@ def _exit_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
         time.sleep(period_s)
         try:
             os.kill(parent_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+        except (ProcessLookupError, PermissionError):  # gone (or the pid now belongs to another user)
             os._exit(1)
 
 

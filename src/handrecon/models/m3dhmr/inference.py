@@ -86,10 +86,10 @@ class M3DHMRAdapter(InferenceAdapter):
         return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
-        flat = [item for image_views in prepared.views for item in image_views]
-        K_view = np.stack([v.K for v, _, _ in flat]) if flat else np.zeros((0, 3, 3))
-        R = np.stack([v.R for v, _, _ in flat]) if flat else np.zeros((0, 3, 3))
-        affine = np.stack([v.affine for v, _, _ in flat]) if flat else np.zeros((0, 2, 3))
+        flat = [item for image_views in prepared.views for item in image_views]  # never empty: see Predictor
+        K_view = np.stack([v.K for v, _, _ in flat])
+        R = np.stack([v.R for v, _, _ in flat])
+        affine = np.stack([v.affine for v, _, _ in flat])
         joints_view = torch.as_tensor(outputs["joints"], dtype=torch.float64)
         uv_view = torch.as_tensor(outputs["uv_px"], dtype=torch.float64)
         t = solve_root_translation(joints_view, uv_view, torch.as_tensor(K_view), refine_root).numpy()
