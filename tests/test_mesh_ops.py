@@ -72,3 +72,28 @@ def test_bad_input_errors_are_clear():
         ops.signed_volume(np.zeros((4, 2)), np.zeros((1, 3), int))
     with pytest.raises(ValueError, match="face indices"):
         ops.signed_volume(np.zeros((4, 3)), np.array([[0, 1, 9]]))
+
+
+def test_loop_subdivision_matches_trimesh_and_keeps_orientation():
+    """The operator reproduces trimesh's Loop subdivision (closed mesh and the open hand), rows sum
+    to 1 (an affine map: colours stay colours), and the finer mesh is oriented like the coarse one."""
+    from handrecon.hand.model import HandModel
+
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    hand = HandModel.openhand()
+    for v, f in ((np.asarray(sphere.vertices), np.asarray(sphere.faces)),
+                 (hand.v_template.numpy().astype(np.float64), hand.faces.numpy())):
+        S, fine = ops.loop_subdivision(f, len(v))
+        ours = S @ v
+        ref, _ = trimesh.remesh.subdivide_loop(v, f)
+        assert ours.shape == ref.shape and len(fine) == 4 * len(f)
+        from scipy.spatial import cKDTree
+
+        assert cKDTree(ref).query(ours)[0].max() < 1e-7
+        np.testing.assert_allclose(np.asarray(S.sum(1)).ravel(), 1.0, atol=1e-12)
+        assert ops.faces_point_outward(ours, fine) == ops.faces_point_outward(v, f)
+    # the open hand keeps its wrist outline: boundary vertices move only along the boundary
+    v, f = hand.v_template.numpy().astype(np.float64), hand.faces.numpy()
+    S, fine = ops.loop_subdivision(f, len(v))
+    assert len(ops.boundary_loops(fine)) == len(ops.boundary_loops(f))
+    assert sum(map(len, ops.boundary_loops(fine))) == 2 * sum(map(len, ops.boundary_loops(f)))

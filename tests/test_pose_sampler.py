@@ -136,3 +136,19 @@ def test_natural_orientations_are_how_hands_are_usually_seen(side):
     assert 0.3 < towards < 0.7
     with pytest.raises(ValueError, match="global_orient"):
         sample_poses(model, 1, global_orient="sideways")
+
+
+def test_gesture_and_grasp_kinds_look_like_their_names(model):
+    """The kinds beyond the first four: which fingers are extended, how far a grasp closes."""
+    tips = {k: tip_to_palm(model, sample_poses(model, 100, k, seed=2)) for k in ("open", "fist", "grasp", "relaxed",
+                                                                                   "peace", "thumbs_up", "ok")}
+    peace = tips["peace"]
+    assert torch.all(peace[:, 1:3].min(1).values > 1.6 * peace[:, 3:].max(1).values), "peace: index and middle out"
+    thumbs = tips["thumbs_up"]
+    assert torch.all(thumbs[:, 0] > tips["fist"][:, 0] * 1.2) and torch.all(thumbs[:, 1:] < tips["open"][:, 1:] * 0.5)
+    grasp = tips["grasp"][:, 1:].mean(1)
+    assert torch.all(grasp < tips["open"][:, 1:].mean(1)) and torch.all(grasp > tips["fist"][:, 1:].mean(1)), \
+        "grasp: between a fist and an open hand"
+    j_ok = model(sample_poses(model, 100, "ok", seed=2)).joints
+    assert (j_ok[:, 4] - j_ok[:, 8]).norm(dim=-1).median() < 0.025, "ok: thumb meets index"
+    assert torch.all(tips["ok"][:, 2:] > 0.8 * tips["open"][:, 2:].min(0).values)

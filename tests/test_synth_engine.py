@@ -147,7 +147,8 @@ def test_background_folder_is_used(tmp_path):
     from PIL import Image
 
     Image.fromarray(np.full((50, 80, 3), (10, 200, 30), np.uint8)).save(tmp_path / "green.png")
-    engine = SynthEngine(preset("crop", image_size=(48, 48), p_image_background=1.0, p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0, p_extra_hand=0), backgrounds=tmp_path)
+    engine = SynthEngine(preset("crop", image_size=(48, 48), p_image_background=1.0, p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0, p_extra_hand=0,
+                                p_color=0, p_motion_blur=0, p_forearm=0), backgrounds=tmp_path)
     s = engine.sample(0, seed=0)
     assert s.meta["background"] == "image:green.png"
     corner = s.image[0, 0] if s.hands[0].box[0] > 2 else s.image[-1, -1]
@@ -227,3 +228,89 @@ def test_skin_coloured_distractor_occluders(tmp_path, monkeypatch):
     assert np.abs(SKIN_PALETTE - tone).max(1).min() < 0.08  # within the jitter of a palette tone
     with pytest.raises(ValueError, match="summing to at most 1"):
         preset("crop", p_photo_occluder=0.7, p_skin_occluder=0.5)
+
+
+def test_forearm_grows_from_the_wrist_away_from_the_fingers():
+    """The arm starts on the wrist opening, runs from the middle knuckle through the wrist, widens,
+    and a sleeve's cuff is wider than the skin under it."""
+    from handrecon.data.synth.appearance import forearm
+
+    ring = np.c_[0.03 * np.cos(np.linspace(0, 2 * np.pi, 12, endpoint=False)),
+                 0.02 * np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False)), np.full(12, 0.5)]
+    away = np.array([0.0, 0.0, 1.0])
+    skin = np.array([0.8, 0.6, 0.5])
+    for seed in range(20):
+        v, f, c = forearm(ring, away, skin, np.random.default_rng(seed), p_sleeve=0.5)
+        np.testing.assert_allclose(v[:12], ring, atol=1e-6)  # the first ring is the wrist opening
+        depth = (v - ring.mean(0)) @ away
+        assert depth.min() > -1e-6 and 0.1 <= depth.max() <= 0.35 + 0.02
+        assert f.min() == 0 and f.max() == len(v) - 1 and c.shape == v.shape
+        rings, colours = v[:-1].reshape(-1, 12, 3), c[:-1].reshape(-1, 12, 3)  # the last vertex closes the far end
+        cloth = np.abs(colours[:, 0] - skin).max(1) > 0.05
+        if cloth.any():  # the sleeve is wider than the bare arm before it
+            radius = np.linalg.norm((rings - rings.mean(1, keepdims=True))[..., :2], axis=2).mean(1)
+            assert radius[cloth].min() > radius[~cloth].max()
+
+
+def test_realistic_rendering_leaves_the_labels_on_the_model(crop_engine):
+    """Subdivided render mesh, forearm, lights and camera effects change pixels only: the vertices
+    and keypoints are the hand model's, and the image differs from the plain render."""
+    s = crop_engine.sample(4, seed=11)
+    h = s.hands[0]
+    model = HandModel.openhand(h.side)
+    with torch.no_grad():
+        out = model(torch.as_tensor(h.pose - model.pose_mean.numpy())[None].float(),
+                    torch.as_tensor(h.shape)[None].float(), torch.as_tensor(h.transl)[None].float())
+    np.testing.assert_allclose(h.vertices, out.vertices[0].numpy(), atol=1e-5)
+    plain = SynthEngine(preset("crop", render_subdivisions=0, p_forearm=0.0, p_color=0.0, p_motion_blur=0.0))
+    assert crop_engine.subdivide[h.side].shape[0] > 3 * plain.subdivide[h.side].shape[0]
+    with pytest.raises(ValueError, match="render_subdivisions"):
+        preset("crop", render_subdivisions=3)
+
+
+def test_ambient_occlusion_darkens_a_palm_under_curled_fingers():
+    from handrecon.data.synth.appearance import occlusion
+    from handrecon.hand.pose import sample_poses
+    from handrecon.mesh.ops import vertex_normals
+
+    model = HandModel.openhand()
+    palm = (model.v_template.numpy() @ np.array([0.0, -1.0, 0.0]))  # the palm faces -y at rest
+    palm_ids = np.argsort(palm)[-60:]
+    result = {}
+    for kind in ("open", "fist"):
+        with torch.no_grad():
+            v = model(sample_poses(model, 1, kind, seed=0)).vertices[0].double().numpy()
+        result[kind] = occlusion(v, vertex_normals(v, model.faces.numpy()))
+    assert result["open"].min() > 0.0 and result["open"].max() <= 1.0
+    assert result["fist"].mean() < result["open"].mean() - 0.05
+    assert result["fist"][palm_ids].mean() < result["open"][palm_ids].mean()
+
+
+def test_camera_effects():
+    """White balance/exposure change colour, motion blur smears along one direction only, each
+    effect is recorded, and a probability of 0 leaves the image alone."""
+    from handrecon.data.synth.appearance import corrupt
+
+    img = np.full((32, 32, 3), 120, np.uint8)
+    img[:, 16] = 250  # a vertical line
+    same, applied = corrupt(img, np.random.default_rng(0), 0, 0, 0, 0, 0)
+    assert np.array_equal(same, img) and applied == {}
+    for seed in range(30):
+        out, applied = corrupt(img, np.random.default_rng(seed), 0, 0, 0, p_motion_blur=1.0)
+        angle = applied["motion_blur"]["angle"]
+        if abs(np.cos(angle)) < 0.2:  # vertical motion, along the line's length: the line stays sharp
+            assert out[:, 16].mean() > 240 and out[:, 10].mean() < 125
+        if abs(np.sin(angle)) < 0.2:  # horizontal motion, across it: the line spreads
+            assert out[:, 16].mean() < 230 and out[:, 15].mean() > 125
+    out, applied = corrupt(img, np.random.default_rng(1), 0, 0, 0, p_color=1.0)
+    assert set(applied) == {"color"} and not np.array_equal(out, img)
+
+
+def test_truncated_hands_are_cut_by_the_border():
+    engine = SynthEngine(preset("crop", image_size=(64, 64), p_truncated=1.0, p_extra_hand=0.0))
+    cut = 0
+    for i in range(8):
+        h = engine.sample(i, 0).hands[0]
+        uv = h.keypoints_2d
+        cut += bool(((uv < -0.5) | (uv > 63.5)).any())
+    assert cut >= 4

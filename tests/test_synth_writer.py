@@ -115,6 +115,19 @@ def test_cli_synth_and_show_dataset(tmp_path):
     assert im.shape == (2 + 2 * 66, 2 + 2 * 66, 3)  # 2x2 grid of 64 px tiles with 2 px padding
     r = runner.invoke(app, ["synth", "--preset", "nope", "--num", "3", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "unknown synth preset" in r.output
+    # --set overrides any config field (YAML values, lists as tuples); the dataset records it
+    setd = tmp_path / "set"
+    r = runner.invoke(app, ["synth", "--num", "1", "--out", str(setd), "--image-size", "48", "--quiet",
+                            "--set", "orientation=mixed", "--set", "p_natural=0.25", "--set", "hand_size=[0.4, 0.6]"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    config = json.loads((setd / "meta.json").read_text())["config"]
+    assert (config["orientation"], config["p_natural"], config["hand_size"]) == ("mixed", 0.25, [0.4, 0.6])
+    for bad, message in ((["--set", "p_natural"], "FIELD=VALUE"), (["--set", "nope=1"], "unknown synth config fields"),
+                         (["--set", "orientation=sideways"], "orientation must be"), (["--set", "p_natural=[1"], "not valid YAML")):
+        r = runner.invoke(app, ["synth", "--num", "1", "--out", str(tmp_path / "bad"), *bad])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
     r = runner.invoke(app, ["show-dataset", "--dataset", "synthetic", "--root", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "meta.json" in r.output
 

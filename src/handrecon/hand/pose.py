@@ -20,7 +20,7 @@ from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_an
 from handrecon.hand.model import mirror_axis_angle
 from handrecon.hand.model_data import HandModelData
 
-KINDS = ("random", "open", "fist", "pinch", "point")
+KINDS = ("random", "open", "fist", "pinch", "point", "grasp", "relaxed", "peace", "thumbs_up", "ok")
 GLOBAL_ORIENTS = ("zero", "random", "natural", "mixed")
 ROLES = ("root", "thumb_cmc", "thumb_mcp", "thumb_ip", "mcp", "pip", "dip", "other")
 
@@ -36,8 +36,7 @@ ROLE_LIMITS = {
     "other": ((-0.05, 0.25), (-0.05, 0.05), (-0.05, 0.05)),
 }
 
-# Flexion range (radians) per pose kind and role; abduction/twist are drawn within the limits
-# shrunk around their midpoint by the kind's spread. "random" draws uniformly within the limits.
+# Flexion ranges (radians) by role: the tables a pose kind assigns to each finger.
 _FLEX = {
     "open": {"thumb_cmc": (-0.3, 0.1), "thumb_mcp": (0.0, 0.2), "thumb_ip": (-0.2, 0.2),
              "mcp": (-0.2, 0.2), "pip": (0.0, 0.2), "dip": (0.0, 0.15), "other": (-0.05, 0.05)},
@@ -45,8 +44,29 @@ _FLEX = {
              "mcp": (1.3, 1.6), "pip": (1.5, 1.9), "dip": (0.8, 1.3), "other": (0.1, 0.25)},
     "curl": {"mcp": (0.4, 0.6), "pip": (0.7, 1.0), "dip": (0.3, 0.6)},
     "pinch_thumb": {"thumb_cmc": (0.2, 0.4), "thumb_mcp": (0.0, 0.3), "thumb_ip": (0.3, 0.6)},
+    # a power grasp around a handle or a cup: every finger half closed, the thumb opposed
+    "grasp": {"thumb_cmc": (0.3, 0.6), "thumb_mcp": (0.2, 0.5), "thumb_ip": (0.2, 0.6),
+              "mcp": (0.7, 1.1), "pip": (0.8, 1.3), "dip": (0.4, 0.8), "other": (0.0, 0.15)},
+    # a hand at rest, hanging or lying: slight, varied flexion
+    "relaxed": {"thumb_cmc": (-0.1, 0.3), "thumb_mcp": (0.1, 0.4), "thumb_ip": (0.0, 0.5),
+                "mcp": (0.1, 0.6), "pip": (0.2, 0.8), "dip": (0.1, 0.5), "other": (0.0, 0.1)},
 }
-_SPREAD = {"open": 0.8, "fist": 0.2, "pinch": 0.3, "point": 0.3}
+# Per kind: the table of each finger (thumb, index, middle, ring, little; joints of the palm
+# follow the middle finger); a role a table lacks takes "open"'s range. Abduction and twist are drawn within the limits shrunk around their
+# midpoint by the kind's spread. "random" draws every angle uniformly within the limits.
+_KIND_FINGERS = {
+    "open": ("open",) * 5,
+    "fist": ("fist",) * 5,
+    "pinch": ("pinch_thumb",) + ("curl",) * 4,
+    "point": ("fist", "open", "fist", "fist", "fist"),
+    "grasp": ("grasp",) * 5,
+    "relaxed": ("relaxed",) * 5,
+    "peace": ("fist", "open", "open", "fist", "fist"),
+    "thumbs_up": ("open", "fist", "fist", "fist", "fist"),
+    "ok": ("pinch_thumb", "curl", "open", "open", "open"),
+}
+_SPREAD = {"open": 0.8, "fist": 0.2, "pinch": 0.3, "point": 0.3, "grasp": 0.3, "relaxed": 0.6, "peace": 0.6,
+           "thumbs_up": 0.3, "ok": 0.5}
 
 
 def joint_roles(data: HandModelData) -> tuple[list[str], np.ndarray]:
@@ -138,7 +158,10 @@ def sample_poses(
 
     source: a HandModelData (right hand) or a HandModel (its side is respected: left poses are
     mirrored). kind: "random" (uniform within the limits), "open", "fist", "pinch" (thumb and
-    index curled towards each other), "point" (index extended), or "mixed" (a kind per sample).
+    index curled towards each other), "point" (index extended), "grasp" (a power grasp: fingers
+    half closed round a handle, thumb opposed), "relaxed" (slight varied flexion), "peace" (index
+    and middle extended), "thumbs_up", "ok" (thumb-index ring, three fingers open), or "mixed"
+    (a kind per sample).
     global_orient: "zero" (wrist unrotated), "random" (uniform over rotations), "natural" (how
     hands are usually seen, `natural_rotations`) or "mixed" (natural with probability
     `p_natural`, else uniform). Deterministic for a given seed / generator state.
@@ -253,15 +276,7 @@ def _kind_ranges(data: HandModelData, limits: np.ndarray) -> np.ndarray:
         for j, role in enumerate(roles):
             if role == "root":
                 continue
-            table = _FLEX["fist"]
-            if kind == "open" or (kind == "point" and finger[j] == 2):
-                table = _FLEX["open"]
-            elif kind == "pinch" and finger[j] == 1:
-                table = _FLEX["pinch_thumb"]
-            elif kind == "pinch" and finger[j] == 2:
-                table = _FLEX["curl"]
-            elif kind == "pinch":
-                table = {**_FLEX["open"], **{r: (a, b) for r, (a, b) in _FLEX["curl"].items()}}
+            table = _FLEX[_KIND_FINGERS[kind][finger[j] - 1 if finger[j] > 0 else 2]]  # palm joints: as the middle finger
             out[k, j, 0] = table.get(role, _FLEX["open"].get(role, (0.0, 0.0)))
     return np.clip(out, limits[None, ..., :1], limits[None, ..., 1:])
 

@@ -60,6 +60,7 @@ def render(
     near: float = 0.01,
     far: float = 100.0,
     backend: str | None = None,
+    normals: bool = True,
 ) -> RenderResult:
     """Render meshes seen by the pinhole camera K into an image of `image_size` = (H, W).
 
@@ -69,11 +70,13 @@ def render(
     background: None (black), an RGB colour, or an (H, W, 3) uint8 image shown where nothing is
     drawn. near, far: clipping distances along z in metres. Faces are two-sided (see common.py).
     Returns RenderResult(rgb uint8 (H,W,3), depth float32 (H,W) metres with inf where empty,
-    instance int32 (H,W), normals float32 (H,W,3)).
+    instance int32 (H,W), normals float32 (H,W,3), or None if `normals` is False: the GL backend
+    then skips reading it back).
     """
     meshes = as_mesh_list(meshes)
     K, H, W = check_camera(K, image_size, near, far)
     lights = lights if lights is not None else Lights()
     if resolve_backend(backend) == "gl":
-        return get_gl_renderer().render(meshes, K, H, W, lights, background, near, far)
-    return render_soft(meshes, K, H, W, lights, background, near, far)
+        return get_gl_renderer().render(meshes, K, H, W, lights, background, near, far, normals)
+    out = render_soft(meshes, K, H, W, lights, background, near, far)
+    return out if normals else RenderResult(out.rgb, out.depth, out.instance, None)

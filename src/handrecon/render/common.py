@@ -96,13 +96,13 @@ class RenderResult:
     depth: (H, W) float32 camera z in metres (the OpenCV z of the surface, not the ray length);
     ``inf`` where nothing is drawn. instance: (H, W) int32, 0 for background and i + 1 where mesh
     i is the nearest surface. normals: (H, W, 3) float32 unit normals in the camera frame, turned
-    towards the camera; 0 where nothing is drawn.
+    towards the camera; 0 where nothing is drawn; None when not asked for (``render(normals=False)``).
     """
 
     rgb: np.ndarray
     depth: np.ndarray
     instance: np.ndarray
-    normals: np.ndarray = field(repr=False)
+    normals: np.ndarray | None = field(repr=False)
 
     @property
     def mask(self) -> np.ndarray:

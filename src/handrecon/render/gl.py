@@ -54,8 +54,8 @@ in vec3 v_normal;
 in vec3 v_color;
 flat in float v_inst;
 layout(location = 0) out vec4 out_color;
-layout(location = 1) out vec4 out_geom;
-layout(location = 2) out float out_inst;
+layout(location = 1) out vec2 out_depth_inst;
+layout(location = 2) out vec4 out_normal;
 void main() {{
     vec3 n = normalize(v_normal);
     if (!gl_FrontFacing) n = -n;
@@ -68,8 +68,8 @@ void main() {{
         spec += light_color[i] * pow(max(dot(n, normalize(l + view)), 0.0), shininess);
     }}
     out_color = vec4(clamp(v_color * (ambient + diffuse) + specular * spec, 0.0, 1.0), 1.0);
-    out_geom = vec4(n, v_pos.z);
-    out_inst = v_inst;
+    out_depth_inst = vec2(v_pos.z, v_inst);
+    out_normal = vec4(n, 0.0);
 }}
 """
 
@@ -113,8 +113,8 @@ class GLRenderer:
         if (H, W) not in self.fbos:
             ctx = self.ctx
             self.fbos[(H, W)] = ctx.framebuffer(
-                color_attachments=[ctx.renderbuffer((W, H), 4), ctx.renderbuffer((W, H), 4, dtype="f4"),
-                                   ctx.renderbuffer((W, H), 1, dtype="f4")],
+                color_attachments=[ctx.renderbuffer((W, H), 4), ctx.renderbuffer((W, H), 2, dtype="f4"),
+                                   ctx.renderbuffer((W, H), 4, dtype="f4")],
                 depth_attachment=ctx.depth_renderbuffer((W, H)),
             )
         return self.fbos[(H, W)]
@@ -126,8 +126,9 @@ class GLRenderer:
         buffer.write(data)
 
     def render(self, meshes: list[Mesh], K: np.ndarray, H: int, W: int, lights: Lights, background,
-               near: float, far: float) -> RenderResult:
-        """Rasterize `meshes` into an (H, W) image; see handrecon.render.render for the arguments."""
+               near: float, far: float, normals: bool = True) -> RenderResult:
+        """Rasterize `meshes` into an (H, W) image; see handrecon.render.render for the arguments.
+        The normal map is read back only if `normals` (a third of the read-back time)."""
         fbo = self._fbo(H, W)
         fbo.use()
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
@@ -155,14 +156,17 @@ class GLRenderer:
             prog["shininess"].value = float(lights.shininess)
             self.vao.render(vertices=num_indices)
         rgb = np.empty((H, W, 3), np.uint8)
-        geom = np.empty((H, W, 4), np.float32)
-        inst = np.empty((H, W), np.float32)
+        depth_inst = np.empty((H, W, 2), np.float32)
         fbo.read_into(rgb, components=3, attachment=0, alignment=1)
-        fbo.read_into(geom, components=4, attachment=1, dtype="f4")
-        fbo.read_into(inst, components=1, attachment=2, dtype="f4")
-        instance = inst.astype(np.int32)  # exact: small integers stored in float32
-        depth = np.where(instance > 0, geom[..., 3], np.float32(np.inf))
-        return RenderResult(composite(rgb, instance, background), depth, instance, geom[..., :3])
+        fbo.read_into(depth_inst, components=2, attachment=1, dtype="f4")
+        normal_map = None
+        if normals:
+            normal_map = np.empty((H, W, 4), np.float32)
+            fbo.read_into(normal_map, components=4, attachment=2, dtype="f4")
+            normal_map = normal_map[..., :3]
+        instance = depth_inst[..., 1].astype(np.int32)  # exact: small integers stored in float32
+        depth = np.where(instance > 0, depth_inst[..., 0], np.float32(np.inf))
+        return RenderResult(composite(rgb, instance, background), depth, instance, normal_map)
 
 
 _RENDERER: dict[tuple[int, int], GLRenderer] = {}  # by (pid, thread): a context is current in one thread only

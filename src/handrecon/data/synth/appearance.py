@@ -1,4 +1,5 @@
-"""Appearance of synthetic images: skin albedo, lighting, occluder objects, backgrounds, corruption.
+"""Appearance of synthetic images: skin albedo, ambient occlusion, forearms and sleeves, lighting,
+occluder objects, backgrounds, camera effects.
 
 Every function takes a numpy Generator and is deterministic given its state. Images are RGB
 uint8 (H, W, 3); albedos are linear RGB in [0, 1].
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from scipy import sparse
 
 from handrecon.data.schema import IMAGE_SUFFIXES, load_image
 from handrecon.mesh.ops import unique_edges, vertex_normals
@@ -31,16 +33,16 @@ BACKGROUND_KINDS = ("noise", "gradient", "stripes", "blobs", "shapes", "solid")
 class SkinShader:
     """Per-vertex albedo of one hand topology.
 
-    Static parts are computed once from the rest mesh: the palm side (lighter on darker skin)
-    and the nail patches (dorsal fingertips, lighter and pinker). Per posed mesh a cavity term
-    darkens concave vertices (creases between fingers, knuckle folds): the offset of a vertex
-    from the mean of its neighbours, along its outward normal.
+    Static parts are computed once from the rest mesh: the palm side (lighter on darker skin),
+    the nail patches (dorsal fingertips, lighter and pinker) and a flush on fingertips and the
+    back of the knuckles (`knuckles`: (K, 3) rest joint positions). Per posed mesh a cavity term
+    darkens concave vertices (creases between fingers, knuckle folds: the offset of a vertex from
+    the mean of its neighbours, along its outward normal), `occlusion` darkens what nearby parts
+    of the hand shade, and a slow random tone variation and mottling break up the uniform albedo.
     """
 
     def __init__(self, rest_vertices: np.ndarray, faces: np.ndarray, tip_vertex_ids: np.ndarray,
-                 palm_normal: np.ndarray) -> None:
-        from scipy import sparse
-
+                 palm_normal: np.ndarray, knuckles: np.ndarray | None = None) -> None:
         V = len(rest_vertices)
         e = unique_edges(faces)
         adj = sparse.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), (V, V)).tocsr()
@@ -52,6 +54,13 @@ class SkinShader:
         d = np.linalg.norm(rest_vertices[:, None] - tips[None], axis=2).min(1)
         dorsal = np.clip(-(normals @ palm_normal), 0, 1)
         self.nail = (np.clip(1.0 - d / 0.014, 0, 1) * (dorsal > 0.35)).astype(np.float32)
+        # fingertips and knuckles are redder than the rest of the skin
+        flush = np.clip(1.0 - d / 0.02, 0, 1) * (1 - self.nail)
+        if knuckles is not None and len(knuckles):
+            dk = np.linalg.norm(rest_vertices[:, None] - knuckles[None], axis=2).min(1)
+            flush = np.maximum(flush, np.clip(1.0 - dk / 0.015, 0, 1) * dorsal)
+        self.flush = flush.astype(np.float32)
+        self.rest = rest_vertices.astype(np.float32)
 
     def albedo(self, vertices: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
                tone: int | None = None) -> tuple[np.ndarray, int]:
@@ -65,21 +74,114 @@ class SkinShader:
         nail_col = np.array((0.93, 0.78, 0.75), np.float32)
         color = base + palm_lift
         color = color + self.nail[:, None] * 0.55 * (nail_col - color)
+        red = np.array((1.0, 0.55, 0.5), np.float32) * color.mean(-1, keepdims=True)
+        color = color + self.flush[:, None] * rng.uniform(0.0, 0.35) * (red - color)
+        # slow tone variation over the hand (a few random plane waves on the rest shape), and mottling
+        k = rng.standard_normal((3, 3)).astype(np.float32) * rng.uniform(40, 160)
+        waves = np.sin(self.rest[: len(vertices)] @ k + rng.uniform(0, 2 * np.pi, 3).astype(np.float32)).mean(1)
+        tone_var = 1.0 + rng.uniform(0.0, 0.08) * waves[:, None]
         mottling = 1.0 + 0.04 * rng.standard_normal((len(vertices), 1)).astype(np.float32)
-        return np.clip(color * ao[:, None] * mottling, 0, 1).astype(np.float32), tone
+        return np.clip(color * (ao * occlusion(vertices, normals))[:, None] * tone_var * mottling, 0, 1).astype(np.float32), tone
+
+
+def occlusion(vertices: np.ndarray, normals: np.ndarray, radius: float = 0.035, near: float = 0.006,
+              stride: int = 8, strength: float = 0.55) -> np.ndarray:
+    """(V,) float32 ambient-occlusion factor in (1 - strength, 1] of a posed mesh (vertices, normals (V, 3), metres).
+
+    Every `stride`-th vertex stands for the surface around it; a vertex is darkened by those
+    between `near` and `radius` metres that lie above its tangent plane (the cosine of their
+    elevation, fading linearly with distance), summed into an occlusion o, and the factor is
+    1 - strength (1 - exp(-o / 3)): a palm under curled fingers and the inner sides of fingers
+    pressed together darken, a flat open hand barely does. Vectorised: V x V/stride.
+    """
+    vertices, normals = vertices.astype(np.float32), normals.astype(np.float32)
+    probes = vertices[::stride]
+    offset = probes[None] - vertices[:, None]  # (V, P, 3)
+    d = np.sqrt(np.einsum("vpc,vpc->vp", offset, offset))
+    cos = np.einsum("vpc,vc->vp", offset, normals) / np.maximum(d, 1e-9)
+    weight = np.clip((radius - d) / (radius - near), 0, 1) * (d > near)
+    occ = (np.clip(cos, 0, 1) * weight).sum(1)
+    return (1.0 - strength * (1.0 - np.exp(-occ / 3.0))).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- forearm
+def forearm(ring: np.ndarray, away: np.ndarray, skin: np.ndarray, rng: np.random.Generator,
+            p_sleeve: float = 0.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A forearm grown from the wrist opening of a posed hand, often inside a sleeve.
+
+    ring: (L, 3) the wrist boundary loop in order (camera frame, metres); away: (3,) unit
+    direction from the hand towards the elbow; skin: (3,) albedo at the wrist. The arm is a tube
+    of scaled copies of the ring, 10-35 cm long, widening by 10-40 %, slightly bent, capped at the
+    far end. With probability `p_sleeve` a sleeve (a cuff 1-10 cm from the wrist, 15-45 % wider,
+    a cloth colour, grey 1 in 5) covers the rest. Returns vertices (N, 3), faces, albedo (N, 3).
+    """
+    L = len(ring)
+    centre = ring.mean(0)
+    length = rng.uniform(0.10, 0.35)
+    t = np.r_[0.0, 0.01, 0.025, 0.05, 0.08, 0.12, 0.18, 0.26, 0.35]
+    t = t[t < length].tolist() + [length]
+    widen = rng.uniform(0.10, 0.40)
+    bend = np.cross(away, rng.standard_normal(3)) * rng.uniform(0.0, 0.25)
+    sleeve_at = rng.uniform(0.01, 0.10) if rng.random() < p_sleeve else np.inf
+    sleeve_scale = 1.0 + rng.uniform(0.15, 0.45)
+    cloth = rng.uniform(0.03, 0.95, 3) if rng.random() < 0.8 else np.full(3, rng.uniform(0.03, 0.95))
+    rings, colors = [], []
+
+    def add(ti: float, scale: float, color: np.ndarray) -> None:
+        axis = centre + away * ti + bend * ti ** 2 / length
+        rings.append(axis + (ring - centre) * scale)
+        colors.append(np.broadcast_to(color, (L, 3)))
+
+    cuffed = False
+    for ti in t:
+        if ti >= sleeve_at and not cuffed:  # the cuff: a skin ring, then a wider cloth ring at the same place
+            s0 = 1.0 + widen * min(sleeve_at / 0.15, 1.0)
+            add(sleeve_at, s0, skin)
+            add(sleeve_at, sleeve_scale * s0, cloth)
+            cuffed = True
+        scale = 1.0 + widen * min(ti / 0.15, 1.0)
+        if cuffed:
+            add(ti, sleeve_scale * scale, cloth * rng.uniform(0.9, 1.1, (L, 1)))
+        else:
+            add(ti, scale, skin)
+    verts = np.concatenate(rings + [rings[-1].mean(0, keepdims=True)])
+    albedo = np.concatenate(colors + [colors[-1][:1]])
+    n = len(rings)
+    i = np.arange(n - 1)[:, None] * L
+    j = np.arange(L)[None]
+    a, b = i + j, i + (j + 1) % L
+    quads = np.stack([a, b, b + L, a + L], -1).reshape(-1, 4)
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]],
+                            np.stack([(n - 1) * L + j[0], (n - 1) * L + (j[0] + 1) % L, np.full(L, n * L)], 1)])
+    return verts.astype(np.float32), faces.astype(np.int64), np.clip(albedo, 0, 1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- lights
+# RGB of light sources from warm to cool (about 2700 K tungsten .. 9000 K shade), normalised to max 1.
+LIGHT_COLORS = np.array([
+    (1.00, 0.71, 0.42), (1.00, 0.80, 0.60), (1.00, 0.89, 0.80), (1.00, 0.97, 0.95), (0.93, 0.94, 1.00),
+    (0.82, 0.87, 1.00),
+], np.float32)
+
+
 def random_lights(rng: np.random.Generator) -> Lights:
-    """Ambient + 1-3 directional lights from the camera's hemisphere, slightly tinted; random specular."""
-    n = int(rng.integers(1, 4))
+    """Ambient + 1-4 directional lights of varied colour temperature (one room's lights share a
+    tint, sometimes one of another), mostly from the camera's hemisphere, 1 in 4 a rim light from
+    behind; random specular sheen. Total intensity <= ~1: no blown-out skin."""
+    n = int(rng.integers(1, 5))
     dirs = rng.standard_normal((n, 3))
     dirs[:, 2] = np.abs(dirs[:, 2]) + 0.3  # travel into the scene (lit from the camera side)
-    ambient = rng.uniform(0.2, 0.45) * rng.uniform(0.92, 1.08, 3)
-    weights = rng.dirichlet(np.ones(n)) * rng.uniform(0.45, 0.95 - ambient.mean())  # total <= ~1: no blown-out skin
-    tint = rng.uniform(0.88, 1.12, (n, 3)) * weights[:, None]
+    if n > 1 and rng.random() < 0.25:
+        dirs[-1, 2] = -abs(dirs[-1, 2])  # a rim light from behind the hand
+    room = LIGHT_COLORS[int(rng.integers(len(LIGHT_COLORS)))]
+    colors = np.repeat(room[None], n, 0)
+    other = rng.random(n) < 0.3
+    colors[other] = LIGHT_COLORS[rng.integers(len(LIGHT_COLORS), size=int(other.sum()))]
+    ambient = rng.uniform(0.15, 0.45) * room * rng.uniform(0.92, 1.08, 3)
+    weights = rng.dirichlet(np.ones(n)) * rng.uniform(0.45, 0.95 - ambient.mean())
+    tint = colors * rng.uniform(0.92, 1.08, (n, 3)) * weights[:, None]
     return Lights(ambient=ambient, directions=dirs, colors=tint,
-                  specular=float(rng.uniform(0.0, 0.3)), shininess=float(rng.uniform(8, 64)))
+                  specular=float(rng.uniform(0.0, 0.35)), shininess=float(rng.uniform(6, 64)))
 
 
 # ----------------------------------------------------------------------------- occluders
@@ -212,41 +314,77 @@ def list_background_images(folders: str | os.PathLike) -> list[Path]:
     return files
 
 
+PHOTO_MAX_SIDE = 1600  # photos are cached at most this large: a 30 % crop still fills a 384 px image
+
+
 @lru_cache(maxsize=64)
-def _photo(path: Path) -> np.ndarray:
-    """A background photograph, decoded once per process (a pool of tens of photos: ~3 MB each)."""
-    img = load_image(path)
-    img.setflags(write=False)
+def _photo(path: Path) -> Image.Image:
+    """A background photograph, decoded once per process (a pool of tens of photos) and shrunk to
+    at most PHOTO_MAX_SIDE px; kept as a PIL image so that a crop does not copy the whole photo."""
+    img = Image.fromarray(load_image(path))
+    img.thumbnail((PHOTO_MAX_SIDE, PHOTO_MAX_SIDE), Image.Resampling.LANCZOS)
     return img
 
 
 def image_background(rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
     """(H, W, 3) uint8: a random crop (30-100% of the height, output aspect, random flip) of the image at `path`."""
     img = _photo(Path(path))
-    h, w = img.shape[:2]
+    w, h = img.size
     ch = rng.uniform(0.3, 1.0) * h
     cw = ch * W / H
     if cw > w:  # keep the aspect ratio of the output
         cw, ch = w, w * H / W
     y0, x0 = rng.uniform(0, h - ch), rng.uniform(0, w - cw)
-    im = Image.fromarray(img).resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    im = img.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch), reducing_gap=2.0)
     out = np.asarray(im)
     return out[:, ::-1].copy() if rng.random() < 0.5 else out
 
 
 # ----------------------------------------------------------------------------- corruption
+@lru_cache(maxsize=8)
+def _radius2(H: int, W: int) -> np.ndarray:
+    """(H, W) float32 squared distance from the image centre, 1 at the corners."""
+    yy, xx = np.ogrid[:H, :W]
+    return (((yy - (H - 1) / 2) ** 2 + (xx - (W - 1) / 2) ** 2) / (((H - 1) / 2) ** 2 + ((W - 1) / 2) ** 2 + 1e-9)).astype(np.float32)
+
+
 def corrupt(image: np.ndarray, rng: np.random.Generator, p_blur: float = 0.3, p_noise: float = 0.4,
-            p_jpeg: float = 0.3) -> tuple[np.ndarray, dict]:
-    """Photometric corruption of an RGB uint8 image: Gaussian blur, Gaussian noise, JPEG
-    re-compression, each with its probability. Returns the image and what was applied."""
+            p_jpeg: float = 0.3, p_motion_blur: float = 0.0, p_color: float = 0.0) -> tuple[np.ndarray, dict]:
+    """Camera effects on an RGB uint8 image, each with its probability, in the order a camera
+    applies them: white balance, exposure and gamma with a vignette (`p_color`), defocus (Gaussian)
+    blur, motion blur along a random direction, sensor noise (shot + read noise) and JPEG
+    re-compression. Returns the image and what was applied."""
     applied: dict = {}
+    if rng.random() < p_color:
+        gains = np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)  # white balance off by a few percent
+        exposure = float(np.exp(rng.normal(0, 0.25)))
+        gamma = float(rng.uniform(0.8, 1.25))
+        levels = np.arange(256, dtype=np.float32)[:, None] / 255.0
+        lut = np.clip(np.power(np.clip(levels * gains * exposure, 0, 1), gamma) * 255 + 0.5, 0, 255).astype(np.uint8)
+        image = np.asarray(Image.fromarray(image).point(lut.T.ravel().tolist()))  # each channel through its own curve
+        vignette = 1.0 - rng.uniform(0.0, 0.35) * _radius2(*image.shape[:2])
+        image = (image * vignette[..., None] + 0.5).astype(np.uint8)
+        applied["color"] = {"gains": np.round(gains, 3).tolist(), "exposure": round(exposure, 3), "gamma": round(gamma, 3)}
     if rng.random() < p_blur:
         r = float(rng.uniform(0.3, 1.5))
         image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(r)))
         applied["blur"] = round(r, 3)
+    if rng.random() < p_motion_blur:
+        length = int(rng.integers(3, 10))
+        angle = float(rng.uniform(0, np.pi))
+        steps = np.linspace(-(length - 1) / 2, (length - 1) / 2, length)
+        offsets = np.unique(np.rint(np.c_[steps * np.sin(angle), steps * np.cos(angle)]).astype(int), axis=0)
+        pad = int(np.abs(offsets).max())
+        padded = np.pad(image.astype(np.float32), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+        H, W = image.shape[:2]
+        acc = sum(padded[pad + dy: pad + dy + H, pad + dx: pad + dx + W] for dy, dx in offsets)
+        image = np.clip(acc / len(offsets) + 0.5, 0, 255).astype(np.uint8)
+        applied["motion_blur"] = {"length": length, "angle": round(angle, 3)}
     if rng.random() < p_noise:
         sigma = float(rng.uniform(1, 8))
-        noisy = image.astype(np.float32) + rng.standard_normal(image.shape, np.float32) * sigma
+        shot = float(rng.uniform(0.0, 0.6))
+        level = sigma + shot * np.sqrt(image.astype(np.float32))
+        noisy = image.astype(np.float32) + rng.standard_normal(image.shape, np.float32) * level
         image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         applied["noise"] = round(sigma, 3)
     if rng.random() < p_jpeg:

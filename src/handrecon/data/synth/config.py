@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import yaml
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -33,7 +35,13 @@ class SynthConfig:
     p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
     p_photo_occluder: probability that an occluder is textured with a photograph (when a folder is given).
     p_skin_occluder: probability that an occluder is skin-coloured, a distractor (when a folder is given).
-    p_blur, p_noise, p_jpeg: photometric corruption probabilities.
+    p_truncated: probability that the centred hand (`crop`) is pushed 20-40 % of the image off centre,
+    so the image border cuts it.
+    p_forearm: probability that a hand has a forearm; p_sleeve: that a forearm wears a sleeve.
+    render_subdivisions: Loop subdivision steps of the hand mesh for rendering only (smooth
+    silhouettes and shading); ground truth stays on the model's vertices.
+    p_blur, p_motion_blur, p_noise, p_jpeg, p_color: camera effects (defocus, motion blur, sensor
+    noise, JPEG, white balance + exposure + gamma + vignette; see `appearance.corrupt`).
     supersample: render at this factor and reduce (antialiased edges); 1 = off.
     image_format, jpeg_quality: how images are stored by `handrecon synth`.
     """
@@ -52,16 +60,23 @@ class SynthConfig:
     occluders: tuple[int, int] = (1, 1)
     p_occluder: float = 0.2
     p_left: float = 0.5
-    pose_kinds: tuple[str, ...] = ("random", "open", "fist", "pinch", "point")
+    pose_kinds: tuple[str, ...] = ("random", "open", "fist", "pinch", "point", "grasp", "relaxed", "peace",
+                                   "thumbs_up", "ok")
     shape_scale: float = 1.0
     orientation: str = "uniform"
     p_natural: float = 0.6
     p_image_background: float = 0.8
     p_photo_occluder: float = 0.7
     p_skin_occluder: float = 0.2
+    p_truncated: float = 0.1
+    p_forearm: float = 0.85
+    p_sleeve: float = 0.6
+    render_subdivisions: int = 1
     p_blur: float = 0.25
+    p_motion_blur: float = 0.15
     p_noise: float = 0.35
     p_jpeg: float = 0.25
+    p_color: float = 0.6
     supersample: int = 1
     image_format: str = "jpg"
     jpeg_quality: int = 92
@@ -81,6 +96,7 @@ class SynthConfig:
              f"{self.p_photo_occluder} + {self.p_skin_occluder}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
+            (self.render_subdivisions in (0, 1, 2), f"render_subdivisions must be 0, 1 or 2, got {self.render_subdivisions}"),
             (self.image_format in ("jpg", "png"), f"image_format must be 'jpg' or 'png', got {self.image_format!r}"),
         ]
         for ok, msg in checks:
@@ -111,3 +127,22 @@ def preset(name: str, **overrides) -> SynthConfig:
     if unknown:
         raise ValueError(f"unknown synth config fields {sorted(unknown)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """{field: value} from ``FIELD=VALUE`` strings (VALUE parsed as YAML; lists become tuples).
+
+    ValueError naming the item when it has no ``=`` or its value is not valid YAML; unknown
+    fields are refused by `preset`.
+    """
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. orientation=mixed")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({e.__class__.__name__})") from None
+        out[name.strip()] = tuple(value) if isinstance(value, list) else value
+    return out

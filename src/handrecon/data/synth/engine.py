@@ -20,13 +20,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from scipy import sparse
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.data.synth.appearance import (
     SKIN_PALETTE,
     SkinShader,
     corrupt,
+    forearm,
     image_background,
     list_background_images,
     photo_textured,
@@ -37,7 +40,7 @@ from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
 from handrecon.geometry.camera import scale_intrinsics
 from handrecon.hand.model import HandModel
-from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
+from handrecon.mesh.ops import boundary_loops, cap_faces, loop_subdivision, vertex_normals
 from handrecon.render import Mesh, render
 
 # A keypoint is hidden by another object only if that object's surface is this much nearer.
@@ -90,11 +93,24 @@ class SynthEngine:
         self.loops = {s: boundary_loops(f) for s, f in self.faces.items()}
         self.render_faces = {s: np.concatenate([f, cap_faces(self.loops[s], len(self.models[s].v_template))])
                              for s, f in self.faces.items()}
+        # rendered smoother than it is learnt: Loop-subdivided (a fixed linear map of the capped mesh)
+        self.subdivide, self.fine_faces = {}, {}
+        for side, faces in self.render_faces.items():
+            S = sparse.identity(len(self.models[side].v_template) + len(self.loops[side]), format="csr")
+            for _ in range(cfg.render_subdivisions):
+                step, faces = loop_subdivision(faces, S.shape[0])
+                S = step @ S
+            self.subdivide[side], self.fine_faces[side] = S.tocsr(), faces
+        # the wrist: the longest opening (its vertices keep their indices in the subdivided mesh)
+        self.wrist = {s: max(lp, key=len) for s, lp in self.loops.items()}
         self.pose_mean = {s: m.pose_mean.numpy() for s, m in self.models.items()}
-        self.skin = {
-            s: SkinShader(m.v_template.numpy(), self.faces[s], m.tip_vertex_ids.numpy(), np.array([0.0, -1.0, 0.0]))
-            for s, m in self.models.items()
-        }
+        self.skin = {}
+        for side, m in self.models.items():
+            with torch.no_grad():
+                rest_joints = m(torch.zeros(1, m.num_joints, 3) - m.pose_mean[None], torch.zeros(1, m.num_shape)).joints[0]
+            knuckles = rest_joints.numpy()[[5, 6, 9, 10, 13, 14, 17, 18]]  # OP21 MCP and PIP joints of the fingers
+            self.skin[side] = SkinShader(m.v_template.numpy(), self.faces[side], m.tip_vertex_ids.numpy(),
+                                         np.array([0.0, -1.0, 0.0]), knuckles)
         self.backgrounds: list[Path] = list_background_images(backgrounds) if backgrounds else []
 
     @staticmethod
@@ -116,15 +132,25 @@ class SynthEngine:
         cfg = self.cfg
         H, W = scene.image_size
         s = cfg.supersample
-        meshes, tones = [], []
+        meshes, arms, tones = [], [], []
         for hand in scene.hands:
-            loops, V = self.loops[hand.side], len(hand.vertices)
+            side, V = hand.side, len(hand.vertices)
+            loops = self.loops[side]
             verts = np.concatenate([hand.vertices] + [hand.vertices[lp].mean(0, keepdims=True) for lp in loops])
-            normals = vertex_normals(verts, self.render_faces[hand.side])
-            albedo, tone = self.skin[hand.side].albedo(hand.vertices, normals[:V], rng)
+            normals = vertex_normals(verts, self.render_faces[side])
+            albedo, tone = self.skin[side].albedo(hand.vertices, normals[:V], rng)
             albedo = np.concatenate([albedo] + [albedo[lp].mean(0, keepdims=True) for lp in loops])
-            meshes.append(Mesh(verts, self.render_faces[hand.side], albedo, normals))
+            S, faces = self.subdivide[side], self.fine_faces[side]
+            fine, fine_albedo, fine_normals = S @ verts, S @ albedo, S @ normals  # normals: interpolated, renormalised
+            fine_normals /= np.maximum(np.linalg.norm(fine_normals, axis=1, keepdims=True), 1e-12)
+            meshes.append(Mesh(fine, faces, fine_albedo, fine_normals))
             tones.append(tone)
+            if rng.random() < cfg.p_forearm:
+                away = hand.joints[0] - hand.joints[9]  # from the middle knuckle through the wrist
+                wrist = self.wrist[side]
+                arm = forearm(fine[wrist], away / np.linalg.norm(away), fine_albedo[wrist].mean(0), rng, cfg.p_sleeve)
+                arms.append(Mesh(*arm))
+        meshes += arms  # after the hands: hand n stays instance n + 1
         for v, f, c in scene.occluders:  # with photographs given: most cut from them, some skin-coloured
             u = rng.random() if self.backgrounds else 1.0
             if u < cfg.p_photo_occluder:
@@ -144,14 +170,15 @@ class SynthEngine:
         K = scale_intrinsics(scene.K, s) if s > 1 else scene.K
         if s > 1:
             big = np.asarray(Image.fromarray(background).resize((W * s, H * s), Image.Resampling.NEAREST))
-            out = render(meshes, K, (H * s, W * s), lights=lights, background=big, backend=self.backend)
+            out = render(meshes, K, (H * s, W * s), lights=lights, background=big, backend=self.backend, normals=False)
             rgb = np.asarray(Image.fromarray(out.rgb).reduce(s))
         else:
-            out = render(meshes, K, (H, W), lights=lights, background=background, backend=self.backend)
+            out = render(meshes, K, (H, W), lights=lights, background=background, backend=self.backend, normals=False)
             rgb = out.rgb
-        rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg)
+        rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg, cfg.p_motion_blur, cfg.p_color)
         rgb = rgb if rgb.flags.writeable else rgb.copy()
-        extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "corruption": applied}
+        extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "forearms": len(arms),
+                 "corruption": applied}
         return rgb, out.depth, out.instance, extra
 
     def annotate(self, scene: Scene, depth: np.ndarray, instance: np.ndarray) -> list[HandAnnotation]:

@@ -117,6 +117,9 @@ def sample_scene(models: dict, cfg: SynthConfig, rng: np.random.Generator) -> Sc
         size = rng.uniform(*cfg.hand_size) * short
         if i == 0 and cfg.centred:
             centre = np.array([(W - 1) / 2, (H - 1) / 2]) + rng.uniform(-1, 1, 2) * cfg.centre_jitter * short
+            if rng.random() < cfg.p_truncated:  # cut by the image border
+                a = rng.uniform(0, 2 * np.pi)
+                centre = centre + rng.uniform(0.2, 0.4) * short * np.array([np.cos(a), np.sin(a)])
         elif hands and rng.random() < cfg.p_overlap:
             prev = hands[int(rng.integers(len(hands)))]
             uv = prev.vertices @ K.T
