@@ -20,6 +20,9 @@ the check. What it shares with training is only the hand model's mesh and the po
 - framing: 224 x 224 crops, the hand filling about 2/3 of the crop, every global orientation
   (uniform over rotations), both sides, focal length 1.2-3 x the crop side.
 
+`--scenes` writes full 384 x 512 images instead, 0-4 hands each (1 in 5 without a hand) anywhere in
+the image at 12-45 % of its height, for detectors (`handrecon evaluate-detector`).
+
 Written in handrecon's synthetic dataset format (`docs/data_format.md`) with exact ground truth
 (2D/3D keypoints, vertices, K, side, box, visibility by depth test), so `handrecon evaluate
 --dataset synthetic --split all` reads it; `--whole-image` gives each crop whole to the model as
@@ -87,18 +90,23 @@ def frame(verts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return t, K
 
 
-def render(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, rng: np.random.Generator, renderer):
-    """RGBA uint8 and depth (metres, 0 where empty) of the subdivided, smooth-shaded hand."""
+def render(meshes: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, rng: np.random.Generator, renderer):
+    """RGBA uint8 and depth (metres, 0 where empty) of the subdivided, smooth-shaded hands
+    (vertices, faces) in the OpenCV camera frame, each with its own skin material."""
     import pyrender
     import trimesh
 
-    v, f = trimesh.remesh.subdivide_loop(verts, faces, iterations=1)
-    mesh = trimesh.Trimesh(v * [1, -1, -1], f, process=False)  # OpenCV -> OpenGL camera frame
-    skin = SKIN[rng.integers(len(SKIN))] * rng.uniform(0.85, 1.1, 3)
-    material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*np.clip(skin, 0, 1), 1.0], metallicFactor=0.0,
-                                                  roughnessFactor=float(rng.uniform(0.35, 0.8)), doubleSided=True)
+    pending = []
+    for verts, faces in meshes:
+        v, f = trimesh.remesh.subdivide_loop(verts, faces, iterations=1)
+        mesh = trimesh.Trimesh(v * [1, -1, -1], f, process=False)  # OpenCV -> OpenGL camera frame
+        skin = SKIN[rng.integers(len(SKIN))] * rng.uniform(0.85, 1.1, 3)
+        material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*np.clip(skin, 0, 1), 1.0], metallicFactor=0.0,
+                                                      roughnessFactor=float(rng.uniform(0.35, 0.8)), doubleSided=True)
+        pending.append(pyrender.Mesh.from_trimesh(mesh, material=material, smooth=True))
     scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=rng.uniform(0.05, 0.25, 3))
-    scene.add(pyrender.Mesh.from_trimesh(mesh, material=material, smooth=True))
+    for mesh in pending:
+        scene.add(mesh)
     scene.add(pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5, znear=0.01, zfar=20))
     n_lights = rng.integers(1, 4)
     for _ in range(n_lights):
@@ -120,16 +128,32 @@ def render(verts: np.ndarray, faces: np.ndarray, K: np.ndarray, rng: np.random.G
     return rgba, depth
 
 
-def sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.ndarray, np.ndarray, HandAnnotation]:
-    rng = np.random.default_rng([seed, i])
-    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+# the pose kinds the set was first drawn from; newer sampler kinds are left out so the set stays fixed
+POSE_KINDS = ("random", "open", "fist", "pinch", "point")
+
+
+def foreign_pose(model: HandModel, g: torch.Generator) -> torch.Tensor:
+    """(1, J, 3) a pose of a kind drawn uniformly from POSE_KINDS, any global orientation (the
+    generator is used exactly as `sample_poses(kind="mixed")` did with these five kinds)."""
+    kind = POSE_KINDS[int(torch.randint(len(POSE_KINDS), (1,), generator=g))]
+    return sample_poses(model, 1, kind=kind, generator=g, global_orient="random")
+
+
+def posed_hand(models: dict, rng: np.random.Generator, g: torch.Generator) -> tuple:
+    """A random side, pose (`foreign_pose`) and shape: (side, model, vertices (V, 3), joints (21, 3)) at the origin."""
     side = "left" if rng.random() < 0.5 else "right"
     model = models[side]
-    pose = sample_poses(model, 1, kind="mixed", generator=g, global_orient="random")
+    pose = foreign_pose(model, g)
     shape = sample_shapes(model, 1, seed=int(rng.integers(2**31)))
     with torch.no_grad():
         out = model(pose, shape)
-    verts, joints = out.vertices[0].double().numpy(), out.joints[0].double().numpy()
+    return side, model, out.vertices[0].double().numpy(), out.joints[0].double().numpy()
+
+
+def sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.ndarray, np.ndarray, HandAnnotation]:
+    rng = np.random.default_rng([seed, i])
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    side, model, verts, joints = posed_hand(models, rng, g)
     root = joints[0].copy()
     verts, joints = verts - root, joints - root
     for _ in range(20):  # a framing whose perspective went wrong (hand outside the crop) is drawn again
@@ -140,21 +164,67 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.
             if ((uv.min(0) > -0.1 * SIZE) & (uv.max(0) < 1.1 * SIZE)).all():
                 break
     verts, joints = verts + t, joints + t
-    rgba, depth = render(verts, model.faces.numpy(), K, rng, renderer)
+    rgba, depth = render([(verts, model.faces.numpy())], K, rng, renderer)
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     image = (alpha * rgba[..., :3] + (1 - alpha) * background(photos, rng)).round().astype(np.uint8)
+    return image, K, annotate(side, verts, joints, K, depth)
+
+
+SCENE_H, SCENE_W = 384, 512
+
+
+def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, depth: np.ndarray) -> HandAnnotation:
+    """Exact ground truth of a rendered hand: 2D keypoints, visibility (inside the image and not
+    behind a rendered surface by more than 12 mm), box = projected mesh and visible keypoints."""
+    H, W = depth.shape
     uv = joints @ K.T
     kp2d = uv[:, :2] / uv[:, 2:]
-    inside = (kp2d >= -0.5).all(1) & (kp2d <= SIZE - 0.5).all(1)
-    px = np.clip(np.rint(kp2d).astype(int), 0, SIZE - 1)
+    inside = (kp2d >= -0.5).all(1) & (kp2d[:, 0] <= W - 0.5) & (kp2d[:, 1] <= H - 0.5)
+    px = np.clip(np.rint(kp2d).astype(int), 0, [W - 1, H - 1])
     surface = depth[px[:, 1], px[:, 0]]
-    visible = inside & ((surface == 0) | (joints[:, 2] <= surface + 0.012))  # not behind the hand's own surface
+    visible = inside & ((surface == 0) | (joints[:, 2] <= surface + 0.012))
     vuv = verts @ K.T
     pts = np.concatenate([vuv[:, :2] / vuv[:, 2:], kp2d[visible]])
-    box = np.r_[np.maximum(pts.min(0), -0.5), np.minimum(pts.max(0), SIZE - 0.5)]
-    hand = HandAnnotation(side=side, box=box, keypoints_2d=kp2d, visibility=visible.astype(np.float32),
+    box = np.r_[np.maximum(pts.min(0), -0.5), np.minimum(pts.max(0), [W - 0.5, H - 0.5])]
+    return HandAnnotation(side=side, box=box, keypoints_2d=kp2d, visibility=visible.astype(np.float32),
                           keypoints_3d=joints, vertices=verts, hand_model="openhand")
-    return image, K, hand
+
+
+def scene_sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.ndarray, np.ndarray, list]:
+    """A full 384 x 512 image with 0-4 hands (1 in 5 without one) anywhere, 12-45 % of the image
+    height, every orientation, over a photo: for detectors. Returns image, K and the hands."""
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, 10**6 + i])
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    f = SCENE_W * rng.uniform(0.8, 1.5)
+    K = np.array([[f, 0, (SCENE_W - 1) / 2], [0, f, (SCENE_H - 1) / 2], [0, 0, 1.0]])
+    placed = []
+    for n in range(int(rng.integers(0, 5))):
+        side, model, verts, joints = posed_hand(models, rng, g)
+        centre = (verts.max(0) + verts.min(0)) / 2
+        verts, joints = verts - centre, joints - centre
+        size_px = SCENE_H * rng.uniform(0.12, 0.45)
+        z = f * np.ptp(verts[:, :2], 0).max() / size_px + 0.05 * n  # later hands a little further back
+        target = np.array([rng.uniform(0.08, 0.92) * SCENE_W, rng.uniform(0.08, 0.92) * SCENE_H])
+        t = z * np.linalg.solve(K, np.r_[target, 1.0])
+        placed.append((side, model, verts + t, joints + t))
+    rgba, depth = (render([(v, m.faces.numpy()) for _, m, v, _ in placed], K, rng, renderer) if placed
+                   else (np.zeros((SCENE_H, SCENE_W, 4), np.uint8), np.zeros((SCENE_H, SCENE_W), np.float32)))
+    photo = photos[rng.integers(len(photos))]
+    ph, pw = photo.shape[:2]
+    ch = int(rng.uniform(0.4, 1.0) * min(ph, pw * SCENE_H / SCENE_W))
+    cw = int(ch * SCENE_W / SCENE_H)
+    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+    bg = np.asarray(Image.fromarray(photo[y:y + ch, x:x + cw]).resize((SCENE_W, SCENE_H), Image.BILINEAR))
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    image = (alpha * rgba[..., :3] + (1 - alpha) * bg).round().astype(np.uint8)
+    hands = []
+    for side, model, verts, joints in placed:
+        hand = annotate(side, verts, joints, K, depth)
+        if (hand.box[2:] - hand.box[:2]).min() >= 2:  # else (almost) entirely outside the image: not in it
+            hands.append(hand)
+    return image, K, hands
 
 
 def rest_hand_baseline(root: Path) -> float:
@@ -177,6 +247,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shard-size", type=int, default=100)
     ap.add_argument("--baseline", action="store_true", help="print the rest-hand baseline's PA-MPJPE on the set")
+    ap.add_argument("--scenes", action="store_true",
+                    help="full 384x512 images with 0-4 hands anywhere (for detectors) instead of 224 crops")
     args = ap.parse_args()
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, read when pyrender is imported
     import pyrender
@@ -187,16 +259,20 @@ def main() -> None:
     init_output(args.out, make_meta("foreign", args.seed, args.num, args.shard_size, "openhand",
                                     topology_sha256(load_openhand()), image_format="png",
                                     renderer="pyrender", backgrounds="scikit-image CC0/public-domain photos"))
-    renderer = pyrender.OffscreenRenderer(SIZE, SIZE)
+    renderer = pyrender.OffscreenRenderer(SCENE_W, SCENE_H) if args.scenes else pyrender.OffscreenRenderer(SIZE, SIZE)
     try:
         for s in range(0, args.num, args.shard_size):
             with ShardWriter(args.out, s // args.shard_size, image_format="png", vertex_dtype="float32") as w:
                 for i in range(s, min(s + args.shard_size, args.num)):
-                    image, K, hand = sample(i, args.seed, models, photos, renderer)
-                    w.add(image, K, [hand], sample_id=f"{i:06d}")
+                    if args.scenes:
+                        image, K, hands = scene_sample(i, args.seed, models, photos, renderer)
+                    else:
+                        image, K, hand = sample(i, args.seed, models, photos, renderer)
+                        hands = [hand]
+                    w.add(image, K, hands, sample_id=f"{i:06d}")
     finally:
         renderer.delete()
-    print(f"wrote {args.num} foreign crops to {args.out}")
+    print(f"wrote {args.num} foreign {'scenes' if args.scenes else 'crops'} to {args.out}")
     if args.baseline:
         print(f"rest-hand baseline: PA-MPJPE {rest_hand_baseline(args.out):.2f} mm")
 

@@ -10,7 +10,8 @@ from test_eval_runner import write_synthetic
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.metrics import keypoint_errors, summarize_errors
 from handrecon.eval.runner import evaluate
-from handrecon.eval.scoring import HandSet, box_iou, match_hands, score_hands
+from handrecon.eval.scoring import HandSet, match_hands, score_hands
+from handrecon.geometry.boxes import box_iou
 from handrecon.eval.submission import FreihandSet, evaluate_freihand
 from handrecon.geometry.procrustes import procrustes_align
 from handrecon.infer.results import HandResult, ImageResult

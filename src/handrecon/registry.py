@@ -2,8 +2,9 @@
 ``data.train.name: m3dhmr_crops``, a card's ``architecture``) → the objects that build them.
 
 Model families (``handrecon.models.<family>``) register themselves: their model factory in
-`MODELS`, their datasets in `DATASETS` and their inference adapter (pre-processing, network,
-post-processing, ONNX export; see `handrecon.models.adapter`) in `ADAPTERS`. Nothing here names
+`MODELS`, their datasets in `DATASETS`, their inference adapter (pre-processing, network,
+post-processing, ONNX export; see `handrecon.models.adapter`) in `ADAPTERS` and their hand
+detectors in `DETECTORS`. Nothing here names
 a family: on a miss, every module listed under the ``handrecon.families`` entry point group
 (handrecon's own families in ``pyproject.toml``, or a third-party package's) is imported once, so
 the error can list what really exists. Anything else must be listed in a config's ``imports``.
@@ -81,6 +82,7 @@ def _qualname(obj: Any) -> str:
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
 ADAPTERS = Registry("inference adapter")
+DETECTORS = Registry("hand detector")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -96,6 +98,12 @@ def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def register_adapter(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: the inference adapter of the model family whose cards say ``architecture: <name>``."""
     return ADAPTERS.register(name)
+
+
+def register_detector(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: a hand detector loader, ``loader(path: str | None) -> detector`` with
+    ``detect(images, score_threshold, nms_iou)``, for ``--detector <name>[:<path>]``."""
+    return DETECTORS.register(name)
 
 
 def import_modules(modules: list[str]) -> None:

@@ -27,23 +27,13 @@ import numpy as np
 
 from handrecon.eval.metrics import keypoint_errors, pck_2d, summarize_errors
 from handrecon.eval.submission import FreihandSet, evaluate_freihand
+from handrecon.geometry.boxes import box_iou
 from handrecon.geometry.procrustes import apply_trafo, procrustes_trafo
 
 MATCH_IOU = 0.5
 PCK_2D_THRESHOLD = 0.1  # fraction of the ground-truth box's long side
 METRIC_NAMES = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "mpjpe_mm", "pck2d@0.1",
                 "root_error_mm", "root_depth_error_mm", "recall", "precision", "side_accuracy")
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) × (M, 4) boxes x1, y1, x2, y2 → (N, M) intersection over union (0 for empty boxes)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0.0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0.0, None).prod(-1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def match_hands(pred_boxes: np.ndarray, pred_scores: np.ndarray, gt_boxes: np.ndarray,

@@ -19,7 +19,8 @@ class SynthConfig:
     focal: focal length range in pixels (fx = fy), or None to use `fov_deg`.
     fov_deg: field of view range across the larger image side, degrees (used when focal is None).
     principal_jitter: principal point offset from the image centre, as a fraction of (W, H).
-    num_hands: range of the number of hands per image.
+    num_hands: range of the number of hands per image (0 allowed for uncentred presets: images
+    without a hand, for detectors; their occluders are placed anywhere in view).
     p_extra_hand: probability of one more hand beyond `num_hands` (a distractor in `crop`).
     hand_size: projected extent of a hand (largest side of its vertex box) as a fraction of min(H, W).
     centred: the first hand is centred (`crop`), else every hand is placed anywhere.
@@ -85,7 +86,8 @@ class SynthConfig:
         H, W = self.image_size
         checks = [
             (H > 0 and W > 0, f"image_size must be positive (H, W), got {self.image_size}"),
-            (1 <= self.num_hands[0] <= self.num_hands[1], f"num_hands must be 1 <= min <= max, got {self.num_hands}"),
+            (0 <= self.num_hands[0] <= self.num_hands[1] and (self.num_hands[0] >= 1 or not self.centred),
+             f"num_hands must be 0 <= min <= max (min >= 1 when the first hand is centred), got {self.num_hands}"),
             (0 < self.hand_size[0] <= self.hand_size[1], f"hand_size must be 0 < min <= max, got {self.hand_size}"),
             (self.orientation in ("uniform", "natural", "mixed"),
              f"orientation must be 'uniform', 'natural' or 'mixed', got {self.orientation!r}"),

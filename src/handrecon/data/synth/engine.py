@@ -186,6 +186,8 @@ class SynthEngine:
         H, W = scene.image_size
         s = depth.shape[1] / W
         K = scene.K
+        if not scene.hands:
+            return []
         joints = np.stack([h.joints for h in scene.hands])
         vis = keypoint_visibility(joints, scale_intrinsics(K, s) if s != 1 else K, depth, instance)
         hands = []

@@ -132,7 +132,12 @@ def sample_scene(models: dict, cfg: SynthConfig, rng: np.random.Generator) -> Sc
     occluders = []
     if rng.random() < cfg.p_occluder:
         for _ in range(int(rng.integers(cfg.occluders[0], cfg.occluders[1] + 1))):
-            occ = _occluder_for(hands[int(rng.integers(len(hands)))], rng)
+            if hands:
+                occ = _occluder_for(hands[int(rng.integers(len(hands)))], rng)
+            else:  # no hand in the image: an object anywhere in view
+                z = rng.uniform(0.3, 1.5)
+                centre = z * np.linalg.solve(K, np.r_[rng.uniform(0, W), rng.uniform(0, H), 1.0])
+                occ = random_occluder(rng, centre, rng.uniform(0.2, 0.6) * z * short / K[0, 0])
             if occ is not None:
                 occluders.append(occ)
     return Scene(K, (H, W), hands, occluders)

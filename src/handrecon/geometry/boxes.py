@@ -1,0 +1,45 @@
+"""Axis-aligned boxes: format conversion, IoU and non-maximum suppression (numpy).
+
+Boxes are (N, 4) arrays, x1, y1, x2, y2 in pixels unless a function says otherwise; cxcywh is
+centre x, centre y, width, height (a DETR's normalised output format).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) centre x, centre y, width, height -> x1, y1, x2, y2."""
+    b = np.asarray(boxes, np.float64)
+    half = b[..., 2:] / 2
+    return np.concatenate([b[..., :2] - half, b[..., :2] + half], -1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4) × (M, 4) boxes x1, y1, x2, y2 → (N, M) intersection over union (0 for empty boxes)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0.0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0.0, None).prod(-1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression: indices of the kept boxes, highest score first.
+
+    A box is dropped when its IoU with a kept, higher-scoring box exceeds `iou_threshold`
+    (iou_threshold >= 1 keeps every box). boxes (N, 4) x1, y1, x2, y2; scores (N,).
+    """
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    if iou_threshold >= 1.0 or len(order) < 2:
+        return order
+    iou = box_iou(boxes, boxes)[np.ix_(order, order)]
+    suppressed = np.zeros(len(order), bool)
+    for i in range(len(order)):  # over candidates (a few hundred at most), not pixels
+        if not suppressed[i]:
+            suppressed[i + 1:] |= iou[i, i + 1:] > iou_threshold
+    return order[~suppressed]

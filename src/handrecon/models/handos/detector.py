@@ -1,0 +1,384 @@
+"""The frozen DETR-like detector under HandOS (paper §3.1-3.2): one interface, several adapters.
+
+    det = load_detector("rt-detr:/models/my-rtdetr")            # or "handrecon-hand-detector"
+    hands = det.detect([image], score_threshold=0.3)             # boxes (N, 4) px, scores (N,)
+    out = det(pixel_values, pixel_mask)                          # everything HandOS reads
+
+A `Detector` wraps a `transformers` object detector and never trains it: its parameters have
+``requires_grad=False``, it stays in ``eval()`` when its owner is put in training mode, and its
+forward runs under ``torch.no_grad()``. One forward returns a `DetectorOutput` with what the
+detector computed anyway, recovered by hooks at no extra compute (REFERENCE.md §5): the encoder
+memory of every encoder layer, the level geometry (spatial shapes, level start index, valid
+ratios), the decoder queries Q_0 … Q_L and reference boxes of every layer, the final boxes and
+hand scores, and the backbone's maps at strides 4/8/16/32 (for HandOS's side tuning).
+
+Adapters (`DETECTOR_KINDS`): ``grounding-dino`` / ``mm-grounding-dino`` (prompted with "hand."
+by its bert-base-uncased token ids, no tokenizer needed), ``deformable-detr`` (two-stage with box
+refinement), ``rt-detr`` / ``rt-detr-v2``. Pretrained weights load from a local directory only
+(``local_files_only``, safetensors only): nothing is ever downloaded.
+
+Preprocessing belongs to the detector (`DetectorConfig`): the long side is resized to
+``input_size`` px, images are normalised with the ImageNet statistics and padded at the bottom
+and right to a common size (a multiple of 32); the pixel mask marks the real pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from handrecon.geometry.boxes import cxcywh_to_xyxy, nms
+from handrecon.utils.image import normalize_images
+
+# "hand." for Grounding DINO's text branch: bert-base-uncased ids [CLS] hand . [SEP]
+HAND_PROMPT_IDS = (101, 2192, 1012, 102)
+BACKBONE_STRIDES = (4, 8, 16, 32)
+
+
+class DetectorError(ValueError):
+    """A detector that cannot be loaded or used, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """How images are prepared for a detector and how its outputs are read.
+
+    input_size: long side of the network input in px. pad_multiple: the padded input's sides are
+    multiples of this. square: pad every image to input_size x input_size (detectors without a
+    pixel mask trained that way, such as handrecon's own). hand_label: the class index that means
+    "hand" (closed-set detectors); Grounding DINO scores the prompt's "hand" token instead.
+    """
+
+    input_size: int = 640
+    pad_multiple: int = 32
+    square: bool = False
+    hand_label: int = 0
+
+
+@dataclass
+class DetectorOutput:
+    """The frozen detector's outputs for a batch of B images (Q queries, L decoder layers).
+
+    boxes: (B, Q, 4) final boxes, cxcywh normalised to the padded input. scores: (B, Q) hand
+    probability. queries: (B, L + 1, Q, d): Q_0 (the decoder's input) then each layer's output.
+    reference_boxes: (B, L + 1, Q, 4) cxcywh in [0, 1]: the initial references, then each
+    layer's refined boxes. memory: {encoder layer (1-based): (B, ΣHW, d)}, every layer the
+    detector has (a hybrid encoder such as RT-DETR's has one memory, stored as its last layer).
+    spatial_shapes: (levels, 2) (H, W) of each memory level; level_start_index: (levels,);
+    valid_ratios: (B, levels, 2) (w, h) fraction of each level that is real image.
+    backbone_maps: the backbone's feature maps at strides 4, 8, 16, 32, (B, C_s, H/s, W/s).
+    input_size: (H, W) of the padded input.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    queries: torch.Tensor
+    reference_boxes: torch.Tensor
+    memory: dict[int, torch.Tensor]
+    spatial_shapes: torch.Tensor
+    level_start_index: torch.Tensor
+    valid_ratios: torch.Tensor
+    backbone_maps: tuple[torch.Tensor, ...]
+    input_size: tuple[int, int]
+
+    def memory_at(self, layer: int) -> torch.Tensor:
+        """(B, ΣHW, d) the memory after encoder layer `layer` (1-based; -1 = the last)."""
+        layers = sorted(self.memory)
+        key = layers[-1] if layer == -1 else layer
+        if key not in self.memory:
+            raise DetectorError(f"this detector has encoder memory after layers {layers}, not after layer {layer}")
+        return self.memory[key]
+
+
+@dataclass
+class Detections:
+    """Hands found in one image: boxes (N, 4) x1, y1, x2, y2 in the image's pixels, scores (N,)
+    in [0, 1], query (N,) the decoder query each came from; highest score first."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def to_dict(self) -> dict:
+        return {"boxes": np.round(self.boxes, 2).tolist(), "scores": np.round(self.scores, 4).tolist()}
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the network: pixel_values (B, 3, H, W) normalised, pixel_mask (B, H, W)
+    1 on real pixels, scale (B,) network px per image px."""
+
+    pixel_values: torch.Tensor
+    pixel_mask: torch.Tensor
+    scale: np.ndarray
+
+
+class Detector(nn.Module):
+    """A frozen transformers detector behind the interface HandOS reads (see the module doc).
+
+    Subclasses say how to call the model (`_call`), read hand scores (`_scores`) and the initial
+    reference boxes (`_initial_references`).
+    """
+
+    kind = "detector"
+    decoder_path = "model.decoder"
+    memory_key = "encoder_hidden_states"  # the decoder's keyword for the flattened memory
+
+    def __init__(self, model: nn.Module, config: DetectorConfig = DetectorConfig()) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.model.requires_grad_(False)
+        self.model.eval()
+        self._captured: dict = {}
+        self._stage_maps: list[torch.Tensor] = []
+        self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
+        for stage in self._backbone_stages():
+            stage.register_forward_hook(lambda module, args, output: self._stage_maps.append(output))
+
+    # ---- frozen
+    def train(self, mode: bool = True) -> "Detector":
+        """The wrapper follows `mode`; the detector itself stays in eval mode (frozen batch statistics)."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    # ---- hooks
+    def _capture_decoder_inputs(self, module, args, kwargs) -> None:
+        self._captured = dict(kwargs)
+
+    def _backbone_stages(self) -> list[nn.Module]:
+        for name, module in self.model.named_modules():
+            if name.endswith("encoder.stages") and "backbone" in name and isinstance(module, nn.ModuleList):
+                return list(module)
+        raise DetectorError(f"{self.kind}: found no backbone stages (encoder.stages) to read the stride 4-32 maps "
+                            "from; handrecon supports ResNet-style backbones (ResNet, RT-DETR ResNet, HGNetV2)")
+
+    # ---- per detector
+    def _call(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor):
+        return self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, output_hidden_states=True)
+
+    def _scores(self, out) -> torch.Tensor:
+        return out.logits[..., self.config.hand_label].sigmoid()
+
+    def _initial_references(self, out) -> torch.Tensor:
+        return out.init_reference_points
+
+    def _memory(self, out, captured: dict) -> dict[int, torch.Tensor]:
+        states = out.encoder_hidden_states  # input, then every encoder layer
+        return {i: s for i, s in enumerate(states) if i > 0}
+
+    # ---- the interface
+    @torch.no_grad()
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> DetectorOutput:
+        """pixel_values (B, 3, H, W) normalised, pixel_mask (B, H, W) (None: all real) -> DetectorOutput."""
+        if pixel_mask is None:
+            pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[-2:], dtype=torch.long)
+        self._captured, self._stage_maps = {}, []
+        out = self._call(pixel_values, pixel_mask)
+        cap = self._captured
+        H, W = pixel_values.shape[-2:]
+        maps = tuple(self._stage_maps)
+        strides = tuple(H // m.shape[-2] for m in maps)
+        if strides[-4:] != BACKBONE_STRIDES:
+            raise DetectorError(f"{self.kind}: backbone stages have strides {strides}, expected {BACKBONE_STRIDES}")
+        shapes = cap["spatial_shapes"]
+        valid = cap.get("valid_ratios")
+        if valid is None:  # no pixel mask in this detector: every position is input
+            valid = torch.ones(pixel_values.shape[0], len(shapes), 2)
+        return DetectorOutput(
+            boxes=out.pred_boxes, scores=self._scores(out),
+            queries=torch.cat([cap["inputs_embeds"][:, None], out.intermediate_hidden_states], 1),
+            reference_boxes=torch.cat([self._initial_references(out)[:, None], out.intermediate_reference_points], 1),
+            memory=self._memory(out, cap), spatial_shapes=shapes, level_start_index=cap["level_start_index"],
+            valid_ratios=valid, backbone_maps=maps[-4:], input_size=(int(H), int(W)),
+        )
+
+    def prepare(self, images: list[np.ndarray]) -> Prepared:
+        """RGB uint8 images (H, W, 3) -> a padded, normalised batch (long side = input_size)."""
+        cfg = self.config
+        resized = [resize_long_side(img, cfg.input_size) for img in images]
+        if cfg.square:
+            H = W = -(-cfg.input_size // cfg.pad_multiple) * cfg.pad_multiple
+        else:
+            H = -(-max(r.shape[0] for r, _ in resized) // cfg.pad_multiple) * cfg.pad_multiple
+            W = -(-max(r.shape[1] for r, _ in resized) // cfg.pad_multiple) * cfg.pad_multiple
+        batch = np.zeros((len(images), H, W, 3), np.uint8)
+        mask = torch.zeros(len(images), H, W, dtype=torch.long)
+        for i, (r, _) in enumerate(resized):
+            batch[i, : r.shape[0], : r.shape[1]] = r
+            mask[i, : r.shape[0], : r.shape[1]] = 1
+        pixels = torch.from_numpy(normalize_images(batch)) * mask[:, None]  # padding is 0 after normalising
+        return Prepared(pixels, mask, np.asarray([s for _, s in resized]))
+
+    def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
+               max_hands: int = 100) -> list[Detections]:
+        """Hands in each RGB uint8 image: queries scoring at least `score_threshold`, then greedy
+        NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels."""
+        prep = self.prepare(images)
+        out = self(prep.pixel_values, prep.pixel_mask)
+        return [self._select(out.boxes[i], out.scores[i], out.input_size, prep.scale[i], img.shape[:2],
+                             score_threshold, nms_iou, max_hands) for i, img in enumerate(images)]
+
+    @staticmethod
+    def _select(boxes: torch.Tensor, scores: torch.Tensor, input_size: tuple[int, int], scale: float,
+                image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
+        H, W = input_size
+        xyxy = cxcywh_to_xyxy(boxes.float().numpy()) * [W, H, W, H] / scale
+        xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
+        s = scores.float().numpy()
+        keep = np.flatnonzero(s >= score_threshold)
+        keep = keep[nms(xyxy[keep], s[keep], nms_iou)][:max_hands]
+        return Detections(xyxy[keep], s[keep], keep)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, **self.config.__dict__}
+
+
+class DeformableDetrDetector(Detector):
+    kind = "deformable-detr"
+
+
+class RTDetrDetector(Detector):
+    kind = "rt-detr"
+
+    def _call(self, pixel_values, pixel_mask):
+        return self.model(pixel_values=pixel_values, output_hidden_states=True)  # RT-DETR takes no pixel mask
+
+    def _initial_references(self, out):
+        return out.init_reference_points.sigmoid()  # RT-DETR keeps them as logits
+
+    def _memory(self, out, captured):
+        # the hybrid encoder's output, flattened over its levels, is the decoder's memory
+        return {1: captured["encoder_hidden_states"]}
+
+
+class RTDetrV2Detector(RTDetrDetector):
+    kind = "rt-detr-v2"
+
+
+class GroundingDinoDetector(Detector):
+    kind = "grounding-dino"
+
+    def _call(self, pixel_values, pixel_mask):
+        ids = torch.tensor([HAND_PROMPT_IDS] * pixel_values.shape[0])
+        return self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, input_ids=ids,
+                          attention_mask=torch.ones_like(ids), output_hidden_states=True)
+
+    def _scores(self, out):
+        return out.logits[..., 1].sigmoid()  # token 1 of the prompt is "hand"
+
+    def _memory(self, out, captured):
+        return {i: s for i, s in enumerate(out.encoder_vision_hidden_states) if i > 0}
+
+
+class MMGroundingDinoDetector(GroundingDinoDetector):
+    kind = "mm-grounding-dino"
+
+
+def _hf_classes() -> dict[str, tuple[type[Detector], type]]:
+    """kind -> (adapter, transformers model class)."""
+    import transformers as hf
+
+    return {
+        "grounding-dino": (GroundingDinoDetector, hf.GroundingDinoForObjectDetection),
+        "mm-grounding-dino": (MMGroundingDinoDetector, hf.MMGroundingDinoForObjectDetection),
+        "deformable-detr": (DeformableDetrDetector, hf.DeformableDetrForObjectDetection),
+        "rt-detr": (RTDetrDetector, hf.RTDetrForObjectDetection),
+        "rt-detr-v2": (RTDetrV2Detector, hf.RTDetrV2ForObjectDetection),
+    }
+
+
+DETECTOR_KINDS = ("grounding-dino", "mm-grounding-dino", "deformable-detr", "rt-detr", "rt-detr-v2")
+
+
+def resize_long_side(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """RGB uint8 (H, W, 3) resized (bilinear) so that its long side is `size` px, and the scale
+    (network px per image px). The one resize of detector inputs, in training and inference."""
+    h, w = image.shape[:2]
+    s = size / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    if (nh, nw) == (h, w):
+        return image, 1.0
+    return np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR)), s
+
+
+def wrap_detector(kind: str, model: nn.Module, config: DetectorConfig = DetectorConfig()) -> Detector:
+    """The adapter of `kind` (one of DETECTOR_KINDS) around a transformers detector `model`."""
+    classes = _hf_classes()
+    if kind not in classes:
+        raise DetectorError(f"unknown detector kind {kind!r}; use one of {', '.join(DETECTOR_KINDS)}")
+    adapter, model_class = classes[kind]
+    if not isinstance(model, model_class):
+        raise DetectorError(f"a {kind} detector must be a transformers {model_class.__name__}, got {type(model).__name__}")
+    return adapter(model, config)
+
+
+def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
+    """A frozen detector from ``KIND:DIR`` (a transformers checkpoint saved in a local folder:
+    config.json + model.safetensors) or from a folder written by `save_detector`.
+
+    Only local files are read (``local_files_only=True``) and only safetensors weights
+    (``use_safetensors=True``: no pickle); a missing folder or file is a DetectorError saying
+    what to do.
+    """
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in DETECTOR_KINDS:  # a folder saved by save_detector
+        kind, path = None, spec
+        if not (Path(spec) / "detector.json").is_file():
+            raise DetectorError(
+                f"detector {spec!r}: give KIND:DIR with KIND one of {', '.join(DETECTOR_KINDS)} and DIR a local folder "
+                "holding a transformers checkpoint (config.json + model.safetensors), or a folder saved by handrecon "
+                "(with detector.json)")
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DetectorError(
+            f"detector folder {folder} does not exist. handrecon never downloads weights: fetch the checkpoint on a "
+            f"machine with internet (e.g. `huggingface-cli download <repo> --local-dir {folder}`) and copy it here")
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise DetectorError(f"detector folder {folder} must hold config.json and model.safetensors "
+                            "(pickled pytorch_model.bin weights are not loaded)")
+    if (folder / "detector.json").is_file():  # written by save_detector: the kind and the preprocessing
+        try:
+            info = json.loads((folder / "detector.json").read_text())
+        except (OSError, ValueError) as e:
+            raise DetectorError(f"{folder}/detector.json is not readable JSON ({e})") from None
+        kind = kind or info.get("kind")
+        if config is None:
+            config = DetectorConfig(**{k: info[k] for k in DetectorConfig.__dataclass_fields__ if k in info})
+    if kind not in DETECTOR_KINDS:
+        raise DetectorError(f"{folder}/detector.json names unknown detector kind {kind!r}")
+    adapter, model_class = _hf_classes()[kind]
+    try:
+        model = model_class.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError) as e:
+        raise DetectorError(f"cannot load the {kind} detector from {folder}: {e}") from None
+    return adapter(model, config or DetectorConfig())
+
+
+def save_detector(detector: Detector, folder: str | Path) -> Path:
+    """Write `detector` as a folder `load_detector(folder)` reads: the transformers checkpoint
+    (config.json, model.safetensors) and detector.json (kind and preprocessing)."""
+    folder = Path(folder)
+    detector.model.save_pretrained(folder, safe_serialization=True)
+    (folder / "detector.json").write_text(json.dumps(detector.describe(), indent=1))
+    return folder
+
+
+def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> torch.Tensor:
+    """(N, 4) boxes in network-input px -> (N, 4) cxcywh normalised to the input (DETR targets)."""
+    H, W = input_size
+    b = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+    cxcy = (b[:, :2] + b[:, 2:]) / 2
+    wh = (b[:, 2:] - b[:, :2]).clamp(min=0)
+    return torch.cat([cxcy, wh], 1) / torch.tensor([W, H, W, H], dtype=torch.float32)
+
+
+__all__ = ["Detector", "DetectorConfig", "DetectorOutput", "Detections", "DetectorError", "DETECTOR_KINDS",
+           "HAND_PROMPT_IDS", "load_detector", "resize_long_side", "save_detector", "wrap_detector", "box_targets"]

@@ -1,0 +1,162 @@
+"""The frozen detector layer under HandOS: each transformers adapter from a tiny random config,
+what it returns, that it stays frozen, and local-only loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from handrecon.models.handos.detector import (  # noqa: E402
+    DETECTOR_KINDS,
+    DetectorConfig,
+    DetectorError,
+    load_detector,
+    save_detector,
+    wrap_detector,
+)
+
+D, Q = 64, 12
+
+
+def _resnet(rt: bool = False):
+    cls = transformers.RTDetrResNetConfig if rt else transformers.ResNetConfig
+    return cls(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], layer_type="basic",
+               out_features=["stage2", "stage3", "stage4"])
+
+
+def tiny_model(kind: str):
+    torch.manual_seed(0)
+    common = dict(d_model=D, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=Q, encoder_attention_heads=4,
+                  decoder_attention_heads=4)
+    if kind in ("rt-detr", "rt-detr-v2"):
+        cfg_cls, model_cls = ((transformers.RTDetrConfig, transformers.RTDetrForObjectDetection) if kind == "rt-detr"
+                              else (transformers.RTDetrV2Config, transformers.RTDetrV2ForObjectDetection))
+        cfg = cfg_cls(backbone_config=_resnet(True), encoder_hidden_dim=D, decoder_layers=3, num_labels=1,
+                      encoder_in_channels=[32, 64, 128], decoder_in_channels=[D] * 3, num_denoising=0, **common)
+        return model_cls(cfg)
+    if kind == "deformable-detr":
+        cfg = transformers.DeformableDetrConfig(backbone_config=_resnet(), use_timm_backbone=False, encoder_layers=2,
+                                                decoder_layers=2, num_labels=1, two_stage=True, with_box_refine=True,
+                                                two_stage_num_proposals=Q, **common)
+        return transformers.DeformableDetrForObjectDetection(cfg)
+    text = transformers.BertConfig(vocab_size=2200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=32)
+    cfg_cls, model_cls = ((transformers.GroundingDinoConfig, transformers.GroundingDinoForObjectDetection)
+                          if kind == "grounding-dino" else
+                          (transformers.MMGroundingDinoConfig, transformers.MMGroundingDinoForObjectDetection))
+    cfg = cfg_cls(backbone_config=_resnet(), use_timm_backbone=False, text_config=text, encoder_layers=2,
+                  decoder_layers=2, max_text_len=16, **common)
+    return model_cls(cfg)
+
+
+@pytest.fixture(scope="module", params=DETECTOR_KINDS)
+def detector(request):
+    return wrap_detector(request.param, tiny_model(request.param), DetectorConfig(input_size=160))
+
+
+def test_outputs_hold_what_handos_reads(detector):
+    images = [np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8),
+              np.random.default_rng(1).integers(0, 255, (160, 100, 3), np.uint8)]
+    prep = detector.prepare(images)
+    assert prep.pixel_values.shape == (2, 3, 160, 160) and prep.pixel_mask[0, 120:].sum() == 0
+    out = detector(prep.pixel_values, prep.pixel_mask)
+    B, L1 = 2, out.queries.shape[1]
+    assert out.boxes.shape == (B, Q, 4) and out.scores.shape == (B, Q)
+    assert ((out.scores >= 0) & (out.scores <= 1)).all()
+    assert out.queries.shape == (B, L1, Q, D) and L1 >= 3  # Q_0 and one per decoder layer
+    assert out.reference_boxes.shape == (B, L1, Q, 4)
+    assert (out.reference_boxes >= 0).all() and (out.reference_boxes <= 1).all()
+    torch.testing.assert_close(out.reference_boxes[:, -1], out.boxes)  # the last layer's boxes are the output
+    levels = len(out.spatial_shapes)
+    assert out.level_start_index.tolist() == [0, *np.cumsum([h * w for h, w in out.spatial_shapes.tolist()])[:-1]]
+    total = int(out.spatial_shapes.prod(1).sum())
+    for layer, memory in out.memory.items():
+        assert memory.shape == (B, total, D)
+    assert out.memory_at(-1) is out.memory[max(out.memory)]
+    assert out.valid_ratios.shape == (B, levels, 2)
+    assert [m.shape[-1] for m in out.backbone_maps] == [160 // s for s in (4, 8, 16, 32)]
+    if detector.kind not in ("rt-detr", "rt-detr-v2"):  # masked detectors see how much of image 0 is real
+        assert out.valid_ratios[0, 0, 1] < 0.8 and out.valid_ratios[0, 0, 0] == 1
+        assert len(out.memory) == 2  # every encoder layer
+    with pytest.raises(DetectorError, match="encoder memory after layers"):
+        out.memory_at(7)
+
+
+def test_the_detector_stays_frozen(detector):
+    holder = torch.nn.ModuleDict({"det": detector, "head": torch.nn.Linear(D, 1)})
+    holder.train()
+    assert not detector.model.training and detector.training
+    assert not any(p.requires_grad for p in detector.parameters())
+    prep = detector.prepare([np.zeros((64, 64, 3), np.uint8)])
+    out = detector(prep.pixel_values, prep.pixel_mask)
+    assert not out.queries.requires_grad and not out.memory_at(-1).requires_grad
+
+
+def test_detect_gives_boxes_in_image_pixels(detector):
+    image = np.random.default_rng(2).integers(0, 255, (90, 200, 3), np.uint8)
+    found = detector.detect([image], score_threshold=0.0, nms_iou=1.0)[0]
+    assert found.boxes.shape == (Q, 4) and (np.diff(found.scores) <= 0).all()
+    assert (found.boxes[:, [0, 2]] <= 200).all() and (found.boxes[:, [1, 3]] <= 90).all()
+    assert len(detector.detect([image], score_threshold=1.01)[0].boxes) == 0
+
+
+def test_save_and_load_from_a_local_folder(detector, tmp_path):
+    folder = save_detector(detector, tmp_path / "det")
+    again = load_detector(f"{detector.kind}:{folder}")
+    assert type(again) is type(detector)
+    image = np.random.default_rng(3).integers(0, 255, (100, 120, 3), np.uint8)
+    a = detector.detect([image], score_threshold=0.0)[0]
+    b = again.detect([image], score_threshold=0.0)[0]
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    assert load_detector(str(folder)).config == detector.config  # a folder saved by handrecon knows its kind
+
+
+def test_loading_errors_are_clear(tmp_path):
+    with pytest.raises(DetectorError, match="does not exist.*never downloads"):
+        load_detector(f"rt-detr:{tmp_path / 'missing'}")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "config.json").write_text("{}")
+    (tmp_path / "bin" / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(DetectorError, match="model.safetensors"):
+        load_detector(f"grounding-dino:{tmp_path / 'bin'}")
+    with pytest.raises(DetectorError, match="KIND:DIR"):
+        load_detector("yolo:/x")
+    with pytest.raises(DetectorError, match="must be a transformers"):
+        wrap_detector("rt-detr", tiny_model("deformable-detr"))
+
+
+def test_cli_detect(tmp_path):
+    """`handrecon detect` over a folder with a detector from a local folder: JSON + overlay per
+    image, a bad file reported while the rest go on, one-line errors for bad detectors and flags."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+
+    folder = save_detector(wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=128)),
+                           tmp_path / "det")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 120, 3), np.uint8)).save(images / "a.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (60, 60, 3), np.uint8)).save(images / "b.jpg")
+    (images / "broken.png").write_bytes(b"not an image")
+    runner = CliRunner()
+    r = runner.invoke(app, ["detect", str(images), "--out", str(tmp_path / "out"), "--detector", f"rt-detr:{folder}",
+                            "--score-threshold", "0", "--nms-iou", "1"])
+    assert r.exit_code == 1, r.output  # one file failed
+    assert "2 image(s)" in r.output and "broken.png" in r.output and "Traceback" not in r.output
+    import json
+
+    result = json.loads((tmp_path / "out" / "a.json").read_text())
+    assert result["size"] == [120, 90] and len(result["hands"]) == Q
+    boxes = np.array([h["box"] for h in result["hands"]])
+    assert (boxes[:, [0, 2]] <= 120).all() and (boxes[:, [1, 3]] <= 90).all() and (boxes[:, 2:] >= boxes[:, :2]).all()
+    assert (tmp_path / "out" / "a_boxes.png").is_file() and (tmp_path / "out" / "b.json").is_file()
+    for args, message in ((["--detector", f"rt-detr:{tmp_path / 'nowhere'}"], "never downloads"),
+                          (["--detector", "yolo"], "unknown hand detector 'yolo'"),
+                          (["--detector", f"rt-detr:{folder}", "--nms-iou", "0"], "--nms-iou")):
+        r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "o2"), *args])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

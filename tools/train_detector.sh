@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, <= 150 min):
+# render synthetic scenes (0-4 hands, photograph backgrounds from tools/fetch_photos.py), train
+# configs/detector_cpu.yaml, evaluate on held-out scenes (seed 1000) and, when the benchmark-only
+# extra `.[foreign]` is installed, on the foreign scene set (pyrender, photographs never used for
+# training); package into src/handrecon/assets/models/handrecon-hand-detector/.
+#   tools/train_detector.sh           # from the repository root; re-running resumes every step
+# Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default runs/detector_cpu).
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+HR="$PY -m handrecon.cli"
+DATA=${DATA:-.cache/detector}
+RUN=${RUN:-runs/detector_cpu}
+PHOTOS=${PHOTOS:-.cache/photos/train}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+now() { date +%s; }
+
+t0=$(now)
+[ -f "$PHOTOS/SOURCES.md" ] || $PY tools/fetch_photos.py --out "$PHOTOS"
+SCENES=(--preset scene --image-size 288x384 --set "num_hands=[0, 4]" --workers 2 --backgrounds "$PHOTOS" --quiet)
+$HR synth "${SCENES[@]}" --num 6000 --out "$DATA/train" --seed 0
+$HR synth "${SCENES[@]}" --num 400 --out "$DATA/heldout" --seed 1000
+t1=$(now)
+$HR train configs/detector_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
+    --out "$RUN" --resume auto
+t2=$(now)
+$PY tools/package_detector.py "$RUN" --out "$RUN/packaged"
+$HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/heldout_metrics.json"
+METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
+if $PY -c "import pyrender, skimage" 2>/dev/null; then
+    [ -f "$DATA/foreign/meta.json" ] || $PY benchmarks/foreign_testset.py --scenes --out "$DATA/foreign" --num 200
+    $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$RUN/packaged" \
+        --out "$RUN/foreign_metrics.json"
+    METRICS+=(--metrics foreign="$RUN/foreign_metrics.json")
+fi
+t3=$(now)
+$PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" <<'PYEOF'
+import os, sys
+from handrecon.utils.io import atomic_write_json
+path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
+atomic_write_json(path, {
+    "recipe": "tools/train_detector.sh (configs/detector_cpu.yaml)",
+    "data": {"train": "handrecon synth --preset scene --image-size 288x384 --set 'num_hands=[0, 4]' --num 6000 --seed 0 "
+                      "--backgrounds <tools/fetch_photos.py pool> (last 500-image shard held out for validation)",
+             "heldout": "the same with --num 400 --seed 1000",
+             "foreign": "benchmarks/foreign_testset.py --scenes --num 200 (pyrender, scikit-image photographs)"},
+    "wall_time_s": {"render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
+    "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "2")), "dataloader_workers": 1},
+})
+PYEOF
+$PY tools/package_detector.py "$RUN" --training "$RUN/training.json" "${METRICS[@]}"
