@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores, <= 150 min):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
-# stage 2: fetch the photograph pool (tools/fetch_photos.py), render realistic crops over it (the
-# engine's defaults: subdivided smooth hand, forearms and sleeves, photo occluders, coloured
-# lights, camera effects; natural and uniform views mixed) and fine-tune with
-# configs/m3dhmr_cpu_finetune.yaml (~60 min); evaluate on the held-out seed and on the foreign
-# test set (when the benchmark-only extra `.[foreign]` is installed), package into
+# stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
+# with configs/m3dhmr_cpu_finetune.yaml (~65 min); evaluate on the held-out seed and on the
+# foreign test set (when the benchmark-only extra `.[foreign]` is installed), package into
 # src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
-#   STAGE1=DIR tools/train_shipped.sh # skip stage 1: fine-tune the weights in DIR (a run or a packaged model)
 # Environment: PY (default .venv/bin/python), DATA (default .cache/m3dhmr_cpu24k), RUN (default runs/m3dhmr_cpu).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -19,23 +16,24 @@ RUN=${RUN:-runs/m3dhmr_cpu}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
+# the engine these weights were trained with: the realistic additions of issue 12 (subdivided
+# render mesh, forearms, camera colour and motion blur, truncation, the newer pose kinds) came
+# later and are switched off; configs/m3dhmr_cpu_realistic.yaml records the fine-tune with them
+PLAIN=(--set render_subdivisions=0 --set p_forearm=0 --set p_color=0 --set p_motion_blur=0 --set p_truncated=0
+       --set 'pose_kinds=[random, open, fist, pinch, point]')
 t0=$(now)
-$HR synth --preset crop --num 2000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet
-if [ -z "${STAGE1:-}" ]; then
-    $HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet \
-        --set render_subdivisions=0 --set p_forearm=0 --set p_color=0 --set p_motion_blur=0 --set p_truncated=0 \
-        --set 'pose_kinds=[random, open, fist, pinch, point]'  # stage 1 as first shipped: the plain engine
-    $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
-        --out "$RUN" --resume auto
-    STAGE1=$RUN
-fi
+$HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet "${PLAIN[@]}"
+$HR synth --preset crop --num 2000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
 t1=$(now)
+$HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
+    --out "$RUN" --resume auto
+STAGE1=$RUN
 RUN=${RUN2:-runs/m3dhmr_cpu_finetune}
 PHOTOS=${PHOTOS:-.cache/photos/train}
 [ -f "$PHOTOS/SOURCES.md" ] || $PY tools/fetch_photos.py --out "$PHOTOS"
-$HR synth --preset crop --num 20000 --out "$DATA/realistic" --seed 3 --workers 2 --backgrounds "$PHOTOS" --quiet \
-    --set orientation=mixed --set p_natural=0.4
-$HR train configs/m3dhmr_cpu_finetune.yaml data.train.kwargs.root="$DATA/realistic" data.val.kwargs.root="$DATA/realistic" \
+$HR synth --preset crop --num 12500 --out "$DATA/photos" --seed 2 --workers 2 --backgrounds "$PHOTOS" --quiet \
+    "${PLAIN[@]}" --set p_photo_occluder=0 --set p_skin_occluder=0
+$HR train configs/m3dhmr_cpu_finetune.yaml data.train.kwargs.root="$DATA/photos" data.val.kwargs.root="$DATA/photos" \
     train.init_from="$STAGE1" --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout" --split all --out "$RUN/heldout_eval"
@@ -67,8 +65,7 @@ atomic_write_json(path, {
     **old,
     "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, then configs/m3dhmr_cpu_finetune.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
-             "finetune": "handrecon synth --preset crop --num 20000 --seed 3 --backgrounds <tools/fetch_photos.py pool> --set orientation=mixed --set p_natural=0.4",
-             "init_from": os.environ.get("STAGE1_NOTE", "stage 1 of this recipe"),
+             "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "heldout": "handrecon synth --preset crop --num 2000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
