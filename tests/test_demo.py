@@ -53,11 +53,17 @@ def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
         assert 0.08 < max(entry["extent_m"]) < 0.25
 
 
+# The engine as the shipped weights were trained and measured with (tools/train_shipped.sh's PLAIN:
+# the realistic additions of issue 12 switched off).
+PLAIN_ENGINE = dict(render_subdivisions=0, p_forearm=0.0, p_color=0.0, p_motion_blur=0.0, p_truncated=0.0,
+                    pose_kinds=("random", "open", "fist", "pinch", "point"))
+
+
 def _heldout_hands(n: int = 24):
     """n hands rendered with seed 1000 (the shipped model was trained on seed 0), one per image."""
     from handrecon.data.synth import SynthEngine, preset
 
-    engine = SynthEngine(preset("crop"))
+    engine = SynthEngine(preset("crop", **PLAIN_ENGINE))
     samples = [engine.sample(i, 1000) for i in range(n)]
     return [s.hands[0] for s in samples], [s.image for s in samples], [s.K for s in samples], samples
 
@@ -79,7 +85,9 @@ def test_shipped_model_crops_exactly_like_its_validation_pipeline():
     for i, sample in enumerate(samples):
         item = pipeline(sample, np.random.default_rng(0))
         np.testing.assert_array_equal(prepared.inputs[i], item["image"].numpy())  # bit-identical
-        np.testing.assert_array_equal(prepared.views[i][0][0].K, item["K"].numpy())
+        # the same camera; the pipeline stores K in float32, the predictor in float64 (mirroring a
+        # left hand's K can round differently by one float32 ulp)
+        np.testing.assert_array_max_ulp(prepared.views[i][0][0].K.astype(np.float32), item["K"].numpy(), maxulp=1)
 
 
 # The sample (assets/sample/hand.json) has exact ground truth. Bounds on a trained model cannot be
@@ -109,13 +117,14 @@ def test_shipped_model_reconstructs_the_sample_near_its_ground_truth():
     assert 1000 * np.linalg.norm(hand.cam_t - gt3d[0]) < SAMPLE_ROOT_ERROR_MM
 
 
-# Accuracy of the shipped model on 24 held-out synthetic hands (seed 1000; training used seed 0),
+# Accuracy of the shipped model on 64 held-out synthetic hands (seed 1000; training used seed 0),
 # through the public API with ground-truth boxes, sides and K. Where the bounds come from: the
 # model card's held-out numbers on 2184 hands (PA-MPJPE 15.35 mm, box PCK 0.697, root error
-# 94.5 mm) with a margin for 24 hands (measured on these 24 with the first shipped weights: 14.9 mm,
-# 0.766, 85.9 mm; with the photo-fine-tuned ones now shipped: 12.9 mm, 0.782, 73.9 mm). The
-# rest-pose template scores 23.7 mm, so a model that learnt nothing, wrong weights or a
-# preprocessing mismatch fails.
+# 94.5 mm) with a margin for a small sample. It was 24 hands until the engine's random stream
+# changed with issue 12's realism (the same distribution, other hands): the new first 24 gave a
+# mean root error of 100.3 mm (per-hand std 77 mm), so the sample grew to 64 instead of the bound
+# moving: 13.2 mm, 0.755, 77.4 mm with the shipped weights. The rest-pose template scores 23.7 mm,
+# so a model that learnt nothing, wrong weights or a preprocessing mismatch fails.
 HELDOUT_PA_MPJPE_MM = 16.0
 HELDOUT_PCK_BOX = 0.70
 HELDOUT_ROOT_ERROR_MM = 100.0
@@ -126,7 +135,7 @@ def test_shipped_model_accuracy_on_held_out_synthetic_hands():
     from handrecon.eval.metrics import keypoint_errors, pck_2d
     from handrecon.geometry.procrustes import procrustes_align
 
-    hands, images, Ks, _ = _heldout_hands(24)
+    hands, images, Ks, _ = _heldout_hands(64)
     rec = handrecon.load("m3dhmr-openhand")
     results = rec.predict_batch(images, Ks, [[h.box] for h in hands], [[h.side] for h in hands])
     pred = np.stack([r.hands[0].keypoints_3d for r in results])

@@ -85,3 +85,21 @@ def test_train_package_and_detect(tmp_path):
     assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_the_shipped_detector():
+    """Packaged in the wheel (<= 25 MB), frozen, finds the bundled sample's hand as its best
+    detection, and nothing in noise or a black image at the default threshold."""
+    from handrecon.demo import load_sample
+    from handrecon.geometry.boxes import box_iou
+    from handrecon.infer.detect import build_detector
+    from handrecon.models.handos.hand_detector import ASSET_DIR
+
+    assert sum(p.stat().st_size for p in ASSET_DIR.iterdir()) < 25 * 2**20
+    detector = build_detector("handrecon-hand-detector")
+    assert not any(p.requires_grad for p in detector.parameters())
+    image, meta = load_sample()
+    found = detector.detect([image], score_threshold=0.3)[0]
+    assert len(found.boxes) and box_iou(found.boxes[:1], np.array([meta["hands"][0]["box"]]))[0, 0] > 0.5
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
+    assert len(detector.detect([noise, np.zeros_like(noise)], score_threshold=0.5)[0].boxes) == 0

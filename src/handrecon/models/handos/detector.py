@@ -355,6 +355,9 @@ def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
     if kind not in DETECTOR_KINDS:
         raise DetectorError(f"{folder}/detector.json names unknown detector kind {kind!r}")
     adapter, model_class = _hf_classes()[kind]
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no per-tensor progress bar on the user's terminal
     try:
         model = model_class.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as e:
