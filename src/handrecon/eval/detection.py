@@ -23,10 +23,6 @@ import numpy as np
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.scoring import match_hands
 
-DETECTION_METRICS = ("ap", "ap50", "ap75", "recall", "recall50", "precision_at_threshold", "recall50_at_threshold",
-                     "no_hand_fp_rate")
-
-
 def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray]):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -128,7 +128,7 @@ def write_result(
                 written.append(save_mesh(out_dir / f"{stem}_hand{i}.{fmt}", hand.vertices, result.faces_for(hand.side)))
         if overlay:
             png = out_dir / f"{stem}_overlay.png"
-            _save_png(png, render_overlay(result, image))
+            save_png(png, render_overlay(result, image))
             written.append(png)
     except BaseException:
         for f in written:
@@ -299,6 +299,7 @@ def predict_file_pixels(predictor: PredictorLike, loaded: LoadedImage, box: Any 
     return to_file_pixels(predictor.predict(p.image, K=p.K, boxes=p.boxes, sides=p.sides), loaded, p.K_file)
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image as PNG atomically (a temp file, then a rename)."""
     with atomic_open(path, "wb") as f:
         Image.fromarray(image).save(f, format="PNG")

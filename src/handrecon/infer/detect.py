@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from handrecon.data.schema import read_image
-from handrecon.infer.batch import OVERLAY_MAX_SIDE, BatchReport, collect_images, unique_stems
+from handrecon.infer.batch import OVERLAY_MAX_SIDE, BatchReport, collect_images, save_png, unique_stems
 from handrecon.registry import DETECTORS
-from handrecon.utils.io import atomic_open, atomic_write_json
+from handrecon.utils.io import atomic_write_json
 
 
 
@@ -71,8 +71,7 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
             written = [str(out / f"{name}.json")]
             atomic_write_json(out / f"{name}.json", record)
             if overlay:
-                with atomic_open(out / f"{name}_boxes.png", "wb") as f:
-                    Image.fromarray(draw_boxes(loaded.image, found.boxes, found.scores)).save(f, format="PNG")
+                save_png(out / f"{name}_boxes.png", draw_boxes(loaded.image, found.boxes, found.scores))
                 written.append(str(out / f"{name}_boxes.png"))
             report.written[str(path)] = written
             report.num_hands += len(found.boxes)

@@ -1,4 +1,5 @@
-"""Small procedural meshes with known structure, for tests, examples and benchmarks."""
+"""Small procedural meshes with known structure (for tests, examples and benchmarks), and tube
+connectivity (also the synthetic engine's forearms)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ def hex_patch() -> tuple[np.ndarray, np.ndarray]:
     return v, np.array(f, dtype=np.int64)
 
 
+def tube_faces(rings: int, sections: int, closed_end: bool = True) -> np.ndarray:
+    """Faces of a tube of `rings` rings of `sections` vertices each (ring r holds vertices
+    r * sections .. r * sections + sections - 1, in order round the ring), quads split in two;
+    with `closed_end` the last ring is capped by a fan round one more vertex, rings * sections."""
+    i = np.arange(rings - 1)[:, None] * sections
+    j = np.arange(sections)[None]
+    a, b = i + j, i + (j + 1) % sections
+    c, d = a + sections, b + sections
+    f = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
+    if closed_end:
+        top = (rings - 1) * sections + np.arange(sections)
+        f = np.concatenate([f, np.stack([top, np.roll(top, -1), np.full(sections, rings * sections)], 1)])
+    return f.astype(np.int64)
+
+
 def open_tube(rings: int = 8, sections: int = 16, length: float = 1.0, radius: float = 0.2,
               closed_end: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Cylinder along +z, open at z=0 (like a hand at the wrist), optionally capped at z=length
@@ -31,14 +47,6 @@ def open_tube(rings: int = 8, sections: int = 16, length: float = 1.0, radius: f
     t = 2 * np.pi * np.arange(sections) / sections
     z = np.linspace(0, length, rings)
     v = np.stack([np.tile(radius * np.cos(t), rings), np.tile(radius * np.sin(t), rings), np.repeat(z, sections)], 1)
-    i = np.arange(rings - 1)[:, None] * sections
-    j = np.arange(sections)[None]
-    a, b = i + j, i + (j + 1) % sections
-    c, d = a + sections, b + sections
-    f = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)])
     if closed_end:
-        tip = len(v)
         v = np.concatenate([v, [[0.0, 0.0, length + radius]]])
-        top = (rings - 1) * sections + np.arange(sections)
-        f = np.concatenate([f, np.stack([top, np.roll(top, -1), np.full(sections, tip)], 1)])
-    return v, f.astype(np.int64)
+    return v, tube_faces(rings, sections, closed_end)

@@ -18,6 +18,7 @@ from scipy import sparse
 
 from handrecon.data.schema import IMAGE_SUFFIXES, load_image
 from handrecon.mesh.ops import unique_edges, vertex_normals
+from handrecon.mesh.primitives import tube_faces
 from handrecon.render import Lights
 
 # Fitzpatrick-like base skin albedos (types I..VI and in-between), RGB in [0, 1].
@@ -146,14 +147,8 @@ def forearm(ring: np.ndarray, away: np.ndarray, skin: np.ndarray, rng: np.random
             add(ti, scale, skin)
     verts = np.concatenate(rings + [rings[-1].mean(0, keepdims=True)])
     albedo = np.concatenate(colors + [colors[-1][:1]])
-    n = len(rings)
-    i = np.arange(n - 1)[:, None] * L
-    j = np.arange(L)[None]
-    a, b = i + j, i + (j + 1) % L
-    quads = np.stack([a, b, b + L, a + L], -1).reshape(-1, 4)
-    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]],
-                            np.stack([(n - 1) * L + j[0], (n - 1) * L + (j[0] + 1) % L, np.full(L, n * L)], 1)])
-    return verts.astype(np.float32), faces.astype(np.int64), np.clip(albedo, 0, 1).astype(np.float32)
+    faces = tube_faces(len(rings), L, closed_end=True)
+    return verts.astype(np.float32), faces, np.clip(albedo, 0, 1).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- lights

@@ -105,9 +105,6 @@ class Detections:
     scores: np.ndarray
     query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    def to_dict(self) -> dict:
-        return {"boxes": np.round(self.boxes, 2).tolist(), "scores": np.round(self.scores, 4).tolist()}
-
 
 @dataclass
 class Prepared:
