@@ -40,3 +40,43 @@ def load_script(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+TINY_DETR_WIDTH, TINY_DETR_QUERIES = 64, 12
+
+
+def tiny_detr(kind: str, encoder_layers: int = 2):
+    """A tiny random transformers detector of `kind` (one of handos DETECTOR_KINDS), built from a
+    config offline: d_model 64, 12 queries, a basic ResNet backbone of widths 16-128."""
+    import torch
+    import transformers
+
+    D, Q = TINY_DETR_WIDTH, TINY_DETR_QUERIES
+
+    def resnet(rt: bool = False):
+        cls = transformers.RTDetrResNetConfig if rt else transformers.ResNetConfig
+        return cls(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], layer_type="basic",
+                   out_features=["stage2", "stage3", "stage4"])
+
+    torch.manual_seed(0)
+    common = dict(d_model=D, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=Q, encoder_attention_heads=4,
+                  decoder_attention_heads=4)
+    if kind in ("rt-detr", "rt-detr-v2"):
+        cfg_cls, model_cls = ((transformers.RTDetrConfig, transformers.RTDetrForObjectDetection) if kind == "rt-detr"
+                              else (transformers.RTDetrV2Config, transformers.RTDetrV2ForObjectDetection))
+        cfg = cfg_cls(backbone_config=resnet(True), encoder_hidden_dim=D, decoder_layers=3, num_labels=1,
+                      encoder_in_channels=[32, 64, 128], decoder_in_channels=[D] * 3, num_denoising=0, **common)
+        return model_cls(cfg)
+    if kind == "deformable-detr":
+        cfg = transformers.DeformableDetrConfig(backbone_config=resnet(), use_timm_backbone=False,
+                                                encoder_layers=encoder_layers, decoder_layers=2, num_labels=1,
+                                                two_stage=True, with_box_refine=True, two_stage_num_proposals=Q, **common)
+        return transformers.DeformableDetrForObjectDetection(cfg)
+    text = transformers.BertConfig(vocab_size=2200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, max_position_embeddings=32)
+    cfg_cls, model_cls = ((transformers.GroundingDinoConfig, transformers.GroundingDinoForObjectDetection)
+                          if kind == "grounding-dino" else
+                          (transformers.MMGroundingDinoConfig, transformers.MMGroundingDinoForObjectDetection))
+    cfg = cfg_cls(backbone_config=resnet(), use_timm_backbone=False, text_config=text, encoder_layers=encoder_layers,
+                  decoder_layers=2, max_text_len=16, **common)
+    return model_cls(cfg)

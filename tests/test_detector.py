@@ -17,40 +17,9 @@ from handrecon.models.handos.detector import (  # noqa: E402
     save_detector,
     wrap_detector,
 )
-
-D, Q = 64, 12
-
-
-def _resnet(rt: bool = False):
-    cls = transformers.RTDetrResNetConfig if rt else transformers.ResNetConfig
-    return cls(embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], layer_type="basic",
-               out_features=["stage2", "stage3", "stage4"])
-
-
-def tiny_model(kind: str):
-    torch.manual_seed(0)
-    common = dict(d_model=D, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=Q, encoder_attention_heads=4,
-                  decoder_attention_heads=4)
-    if kind in ("rt-detr", "rt-detr-v2"):
-        cfg_cls, model_cls = ((transformers.RTDetrConfig, transformers.RTDetrForObjectDetection) if kind == "rt-detr"
-                              else (transformers.RTDetrV2Config, transformers.RTDetrV2ForObjectDetection))
-        cfg = cfg_cls(backbone_config=_resnet(True), encoder_hidden_dim=D, decoder_layers=3, num_labels=1,
-                      encoder_in_channels=[32, 64, 128], decoder_in_channels=[D] * 3, num_denoising=0, **common)
-        return model_cls(cfg)
-    if kind == "deformable-detr":
-        cfg = transformers.DeformableDetrConfig(backbone_config=_resnet(), use_timm_backbone=False, encoder_layers=2,
-                                                decoder_layers=2, num_labels=1, two_stage=True, with_box_refine=True,
-                                                two_stage_num_proposals=Q, **common)
-        return transformers.DeformableDetrForObjectDetection(cfg)
-    text = transformers.BertConfig(vocab_size=2200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32, max_position_embeddings=32)
-    cfg_cls, model_cls = ((transformers.GroundingDinoConfig, transformers.GroundingDinoForObjectDetection)
-                          if kind == "grounding-dino" else
-                          (transformers.MMGroundingDinoConfig, transformers.MMGroundingDinoForObjectDetection))
-    cfg = cfg_cls(backbone_config=_resnet(), use_timm_backbone=False, text_config=text, encoder_layers=2,
-                  decoder_layers=2, max_text_len=16, **common)
-    return model_cls(cfg)
-
+from helpers import TINY_DETR_QUERIES as Q  # noqa: E402
+from helpers import TINY_DETR_WIDTH as D  # noqa: E402
+from helpers import tiny_detr as tiny_model  # noqa: E402
 
 @pytest.fixture(scope="module", params=DETECTOR_KINDS)
 def detector(request):

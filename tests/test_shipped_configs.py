@@ -15,13 +15,30 @@ def test_configs_exist():
     assert {p.name for p in CONFIGS} >= {"m3dhmr_cpu.yaml", "m3dhmr_paper.yaml"}
 
 
+@pytest.fixture(scope="module")
+def local_grounding_dino(tmp_path_factory):
+    """A tiny random Grounding DINO saved as a local folder: the paper configs name a real
+    checkpoint's folder, which a test machine does not have."""
+    from helpers import tiny_detr
+
+    from handrecon.models.handos.detector import DetectorConfig, save_detector, wrap_detector
+
+    folder = tmp_path_factory.mktemp("grounding-dino")
+    detr = tiny_detr("grounding-dino", encoder_layers=6)
+    save_detector(wrap_detector("grounding-dino", detr, DetectorConfig(input_size=128)), folder)
+    return f"grounding-dino:{folder}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_config_loads_and_builds_its_model(path):
+def test_config_loads_and_builds_its_model(path, local_grounding_dino):
     import handrecon.models.m3dhmr.data  # noqa: F401  (registers the datasets)
     import handrecon.models.m3dhmr  # noqa: F401  (registers the model)
     from handrecon.registry import DATASETS, MODELS
 
-    cfg = load_config(path)
+    overrides = []
+    if "grounding-dino:" in path.read_text():
+        overrides = [f"model.kwargs.detector={local_grounding_dino}"]
+    cfg = load_config(path, overrides)
     DATASETS.get(cfg.data.train.name)  # raises on an unknown name
     if cfg.data.val is not None:
         DATASETS.get(cfg.data.val.name)
@@ -31,6 +48,12 @@ def test_config_loads_and_builds_its_model(path):
         assert model.criterion.weights["heatmap"] == cfg.model.kwargs.get("loss_weights", {}).get("heatmap", 0.0)
     if cfg.model.name == "hand_detector":  # the data's input size is the model's (the frozen detector's preprocessing)
         assert cfg.data.train.kwargs["input_size"] == cfg.model.kwargs["input_size"] == cfg.data.val.kwargs["input_size"]
+    if cfg.model.name == "handos":  # the paper's decoder on the paper configs: 778 vertex queries, d 256
+        spec = model.inference_spec()
+        assert spec["topology_sha256"] and spec["detector_sha256"]
+        if "paper" in path.name:
+            assert model.decoder.V == 778 and model.decoder.layers[0].norm1.normalized_shape == (256,)
+            assert model.criterion.weights["joints_2d"] == 10 and model.criterion.weights["normal_consistency"] == 0.5
     if cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model
         import json
 

@@ -44,6 +44,12 @@ OP21_TO_MANO21: tuple[int, ...] = (0, 5, 6, 7, 9, 10, 11, 17, 18, 19, 13, 14, 15
 COCO_WHOLEBODY_LEFT_HAND = slice(91, 112)
 COCO_WHOLEBODY_RIGHT_HAND = slice(112, 133)
 
+# COCO-WholeBody's OKS sigmas of the 21 hand keypoints, OP21 order (the OKS of HandOS eq. 9, 11).
+COCO_WHOLEBODY_HAND_SIGMAS: tuple[float, ...] = (
+    0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024,
+    0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031,
+)
+
 
 def mano21_to_op21(x: np.ndarray) -> np.ndarray:
     """Reorder (..., 21, C) keypoints from MANO21/HO3D order to OP21."""

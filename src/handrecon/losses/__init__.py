@@ -1,5 +1,6 @@
 """handrecon.losses"""
 
+from handrecon.losses.keypoints import oks, oks_loss
 from handrecon.losses.mesh import edge_loss, normal_consistency_loss, normal_loss
 
-__all__ = ["edge_loss", "normal_consistency_loss", "normal_loss"]
+__all__ = ["edge_loss", "normal_consistency_loss", "normal_loss", "oks", "oks_loss"]

@@ -82,6 +82,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     init_from: str | None = None
+    init_partial: bool = False
 
 
 @dataclass

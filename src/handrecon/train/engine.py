@@ -212,6 +212,8 @@ class Trainer:
         import_modules(cfg.imports)
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         self.model: torch.nn.Module = _built("model", lambda: MODELS.build(cfg.model.name, **cfg.model.kwargs))
+        self.init_note: str | None = None
+        self.uncomputed: set[str] = set()  # validation metrics the model could not compute (None)
         if cfg.train.init_from:
             self._init_weights(cfg.train.init_from)
         self.model.to(self.device)
@@ -346,19 +348,35 @@ class Trainer:
 
     def _init_weights(self, path: str | Path) -> None:
         """Start from the weights of another checkpoint of the same architecture (fine-tuning);
-        the optimizer, schedule and step start fresh. A resumed run then overrides them."""
+        the optimizer, schedule and step start fresh. A resumed run then overrides them.
+
+        With ``train.init_partial`` the kwargs may differ (HandOS's 3D stage starts from its 2D
+        model): every tensor whose name and shape match is copied, the rest keep their fresh
+        initialisation, and the counts are logged; no matching tensor at all is an error."""
         try:
             d = ckpt.resolve_checkpoint(path)
             card = ckpt.read_card(d, verify=True)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
-        if card.get("architecture") != self.cfg.model.name or (card.get("kwargs") or {}) != self.cfg.model.kwargs:
+        same_kwargs = (card.get("kwargs") or {}) == self.cfg.model.kwargs
+        if card.get("architecture") != self.cfg.model.name or not (same_kwargs or self.cfg.train.init_partial):
             raise ConfigError(f"train.init_from: {d} is a {card.get('architecture')!r} model with kwargs "
-                              f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}")
+                              f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}"
+                              " (set train.init_partial: true to copy the tensors that fit)")
         try:
-            ckpt.load_weights(self.model, d)
+            if same_kwargs:
+                ckpt.load_weights(self.model, d)
+                return
+            tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
+        own = self.model.state_dict()
+        fit = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+        if not fit:
+            raise ConfigError(f"train.init_from: no tensor of {d} fits the model (names and shapes differ)")
+        self.model.load_state_dict(fit, strict=False)
+        self.init_note = (f"init_from {d}: copied {len(fit)} of the model's {len(own)} tensors "
+                          f"({len(tensors) - len(fit)} of the checkpoint's did not fit)")
 
     def restore(self, path: str | Path) -> None:
         d = ckpt.resolve_checkpoint(path)
@@ -394,7 +412,8 @@ class Trainer:
             with preserved_rng(), torch.no_grad(), self._autocast():
                 fn = getattr(self.model, "validate", None)
                 raw = fn(self._val_batches()) if callable(fn) else mean_loss_terms(self.model, self._val_batches())
-            metrics = {k: float(v) for k, v in raw.items()}
+            metrics = {k: float(v) for k, v in raw.items() if v is not None}
+            self.uncomputed = {k for k, v in raw.items() if v is None}  # e.g. no hand matched yet
             self.model.train()
         barrier()
         return metrics
@@ -461,6 +480,8 @@ class Trainer:
         key = self.cfg.train.best_metric
         if not self.dist.is_main:
             return False
+        if key in self.uncomputed:
+            return False
         if key not in self.metrics:
             raise ConfigError(f"train.best_metric {key!r} is not among the validation metrics {sorted(self.metrics)}")
         v = self.metrics[key]
@@ -500,6 +521,8 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
                         f"{', '.join(p.name for p in stale)}")
         if resume is not None:
             log.message(f"resumed from {resume} at step {trainer.step}")
+        if trainer.init_note:
+            log.message(trainer.init_note)
         log.message(
             f"training {cfg.model.name} on {dist_info.world_size} process(es), device {dist_info.device}, "
             f"{trainer.steps_per_epoch} steps/epoch, {trainer.total_steps} steps; run dir {run_dir}"

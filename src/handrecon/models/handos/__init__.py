@@ -5,12 +5,24 @@ reconstruction on a frozen DETR-like detector. Part 1, the detector layer:
   its adapters for transformers' Grounding DINO, MM-Grounding-DINO, Deformable DETR, RT-DETR and
   RT-DETRv2; local-only loading.
 - `hand_detector.py`: handrecon's own small RT-DETR hand detector (model ``hand_detector``).
-- `data.py`: its training data (dataset ``scene_boxes``).
+- `data.py`: training data: ``scene_boxes`` (the detector) and ``handos_scenes`` (HandOS).
+
+Part 2, HandOS itself (model ``handos``):
+
+- `attention.py`: pure-PyTorch multi-scale deformable attention and the Fig. 8 attention policies.
+- `decoder.py`: side tuning, instance-to-joint expansion, 2D-to-3D lifting, 2D and interactive
+  layers, heads.
+- `assign.py`: SimOTA (training) and score threshold + NMS (inference).
+- `loss.py`: the paper's loss and weights; `model.py`: the model, validation, side from normals.
+- `inference.py`: the inference adapter (whole images in, every hand out).
 
 Importing this package registers the model and the dataset (`handrecon.registry`).
 """
 
-from handrecon.models.handos.data import SceneBoxes
+from handrecon.models.handos.assign import select_instances, simota_assign
+from handrecon.models.handos.attention import POLICIES, MultiScaleDeformableAttention, policy_mask
+from handrecon.models.handos.data import HandOSScenes, SceneBoxes
+from handrecon.models.handos.decoder import InteractiveDecoder, SideTuning, lifting_init
 from handrecon.models.handos.detector import (
     DETECTOR_KINDS,
     Detections,
@@ -23,6 +35,9 @@ from handrecon.models.handos.detector import (
     wrap_detector,
 )
 from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetector, load_hand_detector
+from handrecon.models.handos.inference import HandOSAdapter, HandOSNetwork
+from handrecon.models.handos.loss import PAPER_WEIGHTS, HandOSLoss
+from handrecon.models.handos.model import HandOS, sides_from_normals
 from handrecon.registry import register_detector, register_model
 
 
@@ -32,9 +47,18 @@ def hand_detector(**kwargs) -> HandDetector:
     return HandDetector(**kwargs)
 
 
+@register_model("handos")
+def handos(**kwargs) -> HandOS:
+    """Build HandOS from config kwargs (see `HandOS`)."""
+    return HandOS(**kwargs)
+
+
 register_detector(HAND_DETECTOR_NAME)(load_hand_detector)
 for _kind in DETECTOR_KINDS:  # --detector KIND:DIR
     register_detector(_kind)(lambda path, kind=_kind: load_detector(f"{kind}:{path}"))
 
 __all__ = ["DETECTOR_KINDS", "Detections", "Detector", "DetectorConfig", "DetectorError", "DetectorOutput",
-           "HandDetector", "SceneBoxes", "hand_detector", "load_detector", "save_detector", "wrap_detector"]
+           "HandDetector", "HandOS", "HandOSAdapter", "HandOSLoss", "HandOSNetwork", "HandOSScenes", "InteractiveDecoder",
+           "MultiScaleDeformableAttention", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideTuning", "hand_detector",
+           "handos", "lifting_init", "load_detector", "policy_mask", "save_detector", "select_instances",
+           "sides_from_normals", "simota_assign", "wrap_detector"]

@@ -1,5 +1,5 @@
-"""Detection data of the hand detector: full images with every hand's box, registered as
-``scene_boxes`` for `handrecon train`.
+"""Full-image training data of the HandOS family: ``scene_boxes`` (every hand's box, for the hand
+detector) and ``handos_scenes`` (every hand's box, 2D and 3D keypoints and mesh, for HandOS).
 
     data:
       train: {name: scene_boxes, kwargs: {root: .cache/detector/train, split: train, input_size: 384}}
@@ -28,21 +28,24 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from handrecon.data.loaders import build_dataset
+from handrecon.data.schema import Sample
 from handrecon.data.stream import sample_rng
-from handrecon.models.handos.detector import box_targets, resize_long_side
+from handrecon.geometry.camera import scale_intrinsics, scale_points
+from handrecon.models.handos.detector import box_targets, letterbox, resize_long_side
 from handrecon.registry import register_dataset
 from handrecon.utils.image import normalize_images
 
 
-@register_dataset("scene_boxes")
-class SceneBoxes(Dataset):
-    """root: a synthetic-format folder; split: "all" | "train" | "val" (the last `val_shards`
-    shards); input_size: the square canvas in px; augment: flips, quarter turns and zoom-out;
-    limit: the first `limit` samples only; seed: the augmentation stream."""
+class SceneDataset(Dataset):
+    """Whole images of a dataset in `data.loaders` (default: a synthetic-format folder written by
+    ``handrecon synth --preset scene``). root; split: "all" | "train" | "val" (synthetic: the last
+    `val_shards` shards are "val"); input_size: the square canvas in px; augment; limit: the first
+    `limit` samples only; seed: the augmentation stream (``sample_rng(seed, epoch, index)``)."""
 
     def __init__(self, root: str | os.PathLike, split: str = "all", val_shards: int = 1, input_size: int = 384,
-                 augment: bool = True, limit: int | None = None, seed: int = 0) -> None:
-        self.samples = build_dataset("synthetic", root, split, val_shards=val_shards)
+                 augment: bool = True, limit: int | None = None, seed: int = 0, source: str = "synthetic") -> None:
+        kw = {"val_shards": val_shards} if source == "synthetic" else {}
+        self.samples = build_dataset(source, root, split, **kw)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
             raise ValueError(f"{root}: no finished shards in split {split!r}; render scenes with "
@@ -54,6 +57,11 @@ class SceneBoxes(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+
+@register_dataset("scene_boxes")
+class SceneBoxes(SceneDataset):
+    """Boxes for the detector (arguments: `SceneDataset`); augment: flips, quarter turns and zoom-out."""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
@@ -103,3 +111,80 @@ def augment_scene(image: np.ndarray, boxes: np.ndarray, size: int, rng: np.rando
         image = canvas
         boxes = boxes * [sx, sy, sx, sy] + [x0, y0, x0, y0]
     return np.ascontiguousarray(image), boxes
+
+
+@register_dataset("handos_scenes")
+class HandOSScenes(SceneDataset):
+    """Scenes for HandOS: the letterboxed image and every hand's labels in its pixels and camera.
+
+    Arguments: `SceneDataset`; source: any loader of `data.loaders` with intrinsics (synthetic,
+    freihand, ho3d, dexycb: the paper's 3D sets); input_size: the detector's square input. Augmentation (``sample_rng(seed, epoch, index)``, exact resume): a horizontal flip (1/2;
+    the camera is mirrored with it: x -> -x in 3D, c_x -> W - 1 - c_x, so a right hand becomes a
+    true left hand) and a zoom-out (1/2; the image shrunk to 50-100 % of the canvas at a random
+    place, K scaled and shifted with it).
+
+    Item: ``pixel_values`` (3, S, S), ``K`` (3, 3) input px, ``hands``: ``boxes`` (N, 4) input px,
+    ``joints_2d`` (N, 21, 2) px, ``valid`` (N, 21), ``joints_3d`` (N, 21, 3) m, ``vertices``
+    (N, V, 3) m (zeros where a hand has no mesh), ``has_3d`` (N,), ``sides`` N strings.
+    """
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        rng = sample_rng(self.seed, self.epoch, index) if self.augment else None
+        return scene_item(sample, self.input_size, rng)
+
+    @staticmethod
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
+                "K": torch.stack([i["K"] for i in items]), "hands": [i["hands"] for i in items]}
+
+
+def scene_item(sample: Sample, size: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """One `HandOSScenes` item from a sample with K (augmented when `rng` is given)."""
+    if sample.K is None:
+        raise ValueError(f"{sample.source} sample {sample.sample_id!r} has no intrinsics K; HandOS needs them")
+    image = sample.image
+    H, W = image.shape[:2]
+    hands = sample.hands
+    K = np.asarray(sample.K, np.float64).copy()
+    j2 = np.array([h.keypoints_2d for h in hands], np.float64).reshape(-1, 21, 2)
+    boxes = np.array([h.box for h in hands], np.float64).reshape(-1, 4)
+    nv = next((len(h.vertices) for h in hands if h.vertices is not None), 0)
+    j3 = np.array([h.keypoints_3d if h.keypoints_3d is not None else np.ones((21, 3)) for h in hands],
+                  np.float64).reshape(-1, 21, 3)
+    verts = np.array([h.vertices if h.vertices is not None else np.zeros((nv, 3)) for h in hands],
+                     np.float64).reshape(len(hands), nv, 3)
+    has_3d = np.array([h.vertices is not None and h.keypoints_3d is not None for h in hands], bool)
+    sides = [h.side or "right" for h in hands]
+    if rng is not None and rng.random() < 0.5:  # mirror the camera: image, 2D and 3D together
+        image = image[:, ::-1]
+        j2[..., 0] = W - 1 - j2[..., 0]
+        boxes[:, [0, 2]] = W - 1 - boxes[:, [2, 0]]
+        j3[..., 0] *= -1
+        verts[..., 0] *= -1
+        K[0, 2] = W - 1 - K[0, 2]
+        K[0, 1] *= -1
+        sides = ["left" if s == "right" else "right" for s in sides]
+    canvas, s = letterbox(np.ascontiguousarray(image), size)
+    K, j2 = scale_intrinsics(K, s), scale_points(j2, s)
+    boxes = scale_points(boxes.reshape(-1, 2, 2), s).reshape(-1, 4)
+    if rng is not None and rng.random() < 0.5:  # zoom out: shrink the real part, place it anywhere
+        h, w = round(H * s), round(W * s)
+        z = rng.uniform(0.5, 1.0)
+        nh, nw = max(1, round(h * z)), max(1, round(w * z))
+        small = np.asarray(Image.fromarray(canvas[:h, :w]).resize((nw, nh), Image.Resampling.BILINEAR))
+        canvas = np.zeros_like(canvas)
+        canvas[:h, :w] = small.reshape(-1, 3).mean(0).astype(np.uint8)
+        y0, x0 = int(rng.integers(0, h - nh + 1)), int(rng.integers(0, w - nw + 1))
+        canvas[y0: y0 + nh, x0: x0 + nw] = small
+        zx, zy = nw / w, nh / h
+        K = scale_intrinsics(K, zx, zy)
+        K[0, 2] += x0
+        K[1, 2] += y0
+        j2 = scale_points(j2, zx, zy) + (x0, y0)
+        boxes = (scale_points(boxes.reshape(-1, 2, 2), zx, zy) + (x0, y0)).reshape(-1, 4)
+    valid = np.array([h.keypoints_valid for h in hands], bool).reshape(-1, 21)
+    f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    return {"pixel_values": torch.from_numpy(normalize_images(canvas)), "K": f32(K),
+            "hands": {"boxes": f32(boxes), "joints_2d": f32(j2), "valid": torch.as_tensor(valid),
+                      "joints_3d": f32(j3), "vertices": f32(verts), "has_3d": torch.as_tensor(has_3d), "sides": sides}}

@@ -306,6 +306,16 @@ def resize_long_side(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR)), s
 
 
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """RGB uint8 (H, W, 3) -> (size, size, 3): the long side resized to `size` (`resize_long_side`),
+    padded black at the bottom and right; and the scale (network px per image px). How the
+    square-input detectors (handrecon's own) and HandOS see an image, in training and inference."""
+    resized, s = resize_long_side(image, size)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[: resized.shape[0], : resized.shape[1]] = resized
+    return canvas, s
+
+
 def wrap_detector(kind: str, model: nn.Module, config: DetectorConfig = DetectorConfig()) -> Detector:
     """The adapter of `kind` (one of DETECTOR_KINDS) around a transformers detector `model`."""
     classes = _hf_classes()
@@ -381,4 +391,4 @@ def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> torch.Te
 
 
 __all__ = ["Detector", "DetectorConfig", "DetectorOutput", "Detections", "DetectorError", "DETECTOR_KINDS",
-           "HAND_PROMPT_IDS", "load_detector", "resize_long_side", "save_detector", "wrap_detector", "box_targets"]
+           "HAND_PROMPT_IDS", "letterbox", "load_detector", "resize_long_side", "save_detector", "wrap_detector", "box_targets"]

@@ -1,0 +1,235 @@
+"""The HandOS decoder (paper §3.2-3.3, Fig. 2-3): side tuning, instance-to-joint expansion,
+2D-to-3D lifting, 2D and interactive decoding layers and the regression heads.
+
+Shapes: N selected hand instances (over the whole batch), J = 21 joints, V vertex queries (the
+lifting level of the mesh: the full mesh in the paper, a coarse level on the CPU), T tokens per
+instance. Reference boxes are cxcywh in [0, 1] of the padded detector input, refined in
+inverse-sigmoid space and detached between layers (ED-Pose).
+
+    F^s = SideTuning(backbone maps)                       3 convs per scale (suppl. §VI.1)
+    Q^2D = Q̃^inst + e^Q,  R^J_c = σ(σ⁻¹(B̃_c) + FFN(Q^2D)),  R^J_s = B̃_s · σ(e^R_2D)      (6-7)
+    [Q^V, Q^t] = L ⋄ Q^J,  [R^V, R^t] = L ⋄ R^J, R_c += FFN, R_s ·= σ(e^R_3D)              (8)
+    2 layers over [J], then 4 interactive layers over [J | V | t] under a Fig. 8 policy mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from handrecon.models.handos.attention import MultiScaleDeformableAttention, policy_mask
+
+SIDE_NETWORKS = ("tuned", "scratch", "none")
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    x = x.clamp(eps, 1 - eps)
+    return torch.log(x / (1 - x))
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int, layers: int = 2, zero_last: bool = False) -> nn.Sequential:
+    """Linear-ReLU stack; `zero_last` zero-initialises the last layer (the output starts at 0)."""
+    dims = [d_in] + [d_hidden] * (layers - 1) + [d_out]
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(dims[i], dims[i + 1]))
+        if i < layers - 1:
+            mods.append(nn.ReLU(inplace=True))
+    if zero_last:
+        nn.init.zeros_(mods[-1].weight)
+        nn.init.zeros_(mods[-1].bias)
+    return nn.Sequential(*mods)
+
+
+def sine_box_embedding(boxes: torch.Tensor, dims_per_coord: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(..., 4) boxes in [0, 1] -> (..., 4 · dims_per_coord) sine/cosine embedding (DAB/ED-Pose)."""
+    half = dims_per_coord // 2
+    freq = temperature ** (2 * torch.arange(half, device=boxes.device, dtype=boxes.dtype) / dims_per_coord)
+    x = boxes[..., None] * (2 * math.pi) / freq  # (..., 4, half)
+    return torch.cat([x.sin(), x.cos()], -1).flatten(-2)
+
+
+# --------------------------------------------------------------------------- side networks
+
+
+def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.GroupNorm(8, c_out), nn.ReLU(inplace=True))
+
+
+class SideTuning(nn.Module):
+    """Suppl. §VI.1: 3 convolutions per scale map the detector's shallow backbone maps (strides
+    4/8/16/32) to d channels: F^s, 4 extra memory levels. Per scale: 3×3 to `width` (None: d),
+    3×3, then 1×1 to d (a narrow `width` keeps the stride-4 scale cheap on a CPU)."""
+
+    def __init__(self, in_channels: tuple[int, ...], d_model: int, width: int | None = None) -> None:
+        super().__init__()
+        w = width or d_model
+        self.scales = nn.ModuleList(
+            nn.Sequential(conv_block(c, w), conv_block(w, w), nn.Conv2d(w, d_model, 1)) for c in in_channels)
+
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        return [scale(m) for scale, m in zip(self.scales, maps)]
+
+
+class ScratchSideNetwork(nn.Module):
+    """The Table 6 alternative: a side network trained from scratch on the image (the paper's is
+    a Swin-T; here a plain conv pyramid of the same 4 strides), no detector features."""
+
+    def __init__(self, d_model: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(conv_block(3, w, 2), conv_block(w, w, 2))  # stride 4
+        self.stages = nn.ModuleList([conv_block(w, w), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2),
+                                     conv_block(4 * w, 8 * w, 2)])
+        self.out = nn.ModuleList(nn.Conv2d(c, d_model, 1) for c in (w, 2 * w, 4 * w, 8 * w))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x, maps = self.stem(image), []
+        for stage, out in zip(self.stages, self.out):
+            x = stage(x)
+            maps.append(out(x))
+        return maps
+
+
+# --------------------------------------------------------------------------- decoding layers
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention (under a mask) → multi-scale deformable cross-attention → FFN, each with a
+    residual and LayerNorm (Fig. 3). The same layer is a 2D layer over [J] or an interactive
+    layer over [J | V | t]; the mask makes the difference."""
+
+    def __init__(self, d_model: int, heads: int, levels: int, points: int, ffn_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.cross_attn = MultiScaleDeformableAttention(d_model, heads, levels, points)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, d_model))
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def forward(self, query: torch.Tensor, pos: torch.Tensor, reference: torch.Tensor, memory: dict,
+                blocked: torch.Tensor | None = None) -> torch.Tensor:
+        x = query + pos
+        query = self.norm1(query + self.self_attn(x, x, query, attn_mask=blocked, need_weights=False)[0])
+        query = self.norm2(query + self.cross_attn(query + pos, reference, **memory))
+        return self.norm3(query + self.ffn(query))
+
+
+def lifting_init(weights: np.ndarray, keypoint_joints: np.ndarray, parents: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The initial lifting matrix L ((V' + 1) × 21): each of the vertices `rows` combines the 21
+    joint queries with its skinning weights (skeleton joints mapped to their OP21 keypoints; a
+    joint without one, such as a metacarpal, to its nearest ancestor that has one; a finger's
+    distal bone shared half and half by its last joint and its tip); the camera row is uniform."""
+    W = np.asarray(weights, np.float64)[rows]
+    kj = np.asarray(keypoint_joints)
+    joint_kp = np.full(W.shape[1], -1)
+    joint_kp[kj[kj >= 0]] = np.flatnonzero(kj >= 0)
+    for j in range(len(joint_kp)):  # parents[j] < j: ancestors are mapped first
+        if joint_kp[j] < 0:
+            p = j
+            while joint_kp[p] < 0 and parents[p] >= 0:
+                p = parents[p]
+            joint_kp[j] = max(joint_kp[p], 0)
+    L = np.zeros((len(rows) + 1, len(kj)))
+    np.add.at(L[:-1].T, joint_kp, W.T)
+    for tip in np.flatnonzero(kj < 0):  # the tip keypoint follows the distal joint (keypoint tip - 1)
+        L[:-1, tip] = 0.5 * L[:-1, tip - 1]
+        L[:-1, tip - 1] *= 0.5
+    L[:-1] /= L[:-1].sum(1, keepdims=True)
+    L[-1] = 1.0 / len(kj)
+    return L.astype(np.float32)
+
+
+class InteractiveDecoder(nn.Module):
+    """Expansion, lifting, `num_2d_layers` 2D layers and `num_layers - num_2d_layers` interactive
+    layers, with per-layer heads (see the module docstring).
+
+    forward(instance_queries (N, d), boxes (N, 4) cxcywh, memory) -> list of per-layer dicts:
+    ``joints_2d`` (N, J, 2) in [0, 1] of the input; interactive layers also ``vertices`` (N, V', 3)
+    root-relative in `vertex_unit` metres (before up-sampling) and ``camera`` (N, 3): the root's
+    (u, v) in [0, 1] and its log depth correction (see `HandOS.camera_translation`).
+    """
+
+    def __init__(self, d_model: int, lifting: np.ndarray, template: np.ndarray, levels: int, num_layers: int = 6,
+                 num_2d_layers: int = 2, heads: int = 8, points: int = 4, ffn_dim: int = 1024,
+                 policy: str = "hierarchical", num_joints: int = 21) -> None:
+        super().__init__()
+        if not 0 <= num_2d_layers <= num_layers:
+            raise ValueError(f"num_2d_layers {num_2d_layers} must lie in 0..num_layers ({num_layers})")
+        self.J, self.V = num_joints, lifting.shape[0] - 1
+        self.num_layers, self.num_2d_layers = num_layers, num_2d_layers
+        self.joint_embed = nn.Parameter(torch.randn(num_joints, d_model) * 0.02)  # e^Q
+        self.joint_size = nn.Parameter(torch.zeros(num_joints, 2))  # e^R_2D: σ(0) = half the box
+        self.joint_offset = mlp(d_model, d_model, 2, zero_last=True)
+        self.lift = nn.Parameter(torch.as_tensor(lifting))  # L, (V' + 1) × J
+        self.lift_size = nn.Parameter(torch.zeros(self.V + 1, 2))  # e^R_3D
+        self.lift_offset = mlp(d_model, d_model, 2, zero_last=True)
+        self.pos_mlp = mlp(2 * d_model, d_model, d_model)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, heads, levels, points, ffn_dim) for _ in range(num_layers))
+        n3d = num_layers - num_2d_layers
+        self.joint_heads = nn.ModuleList(mlp(d_model, d_model, 2, 3, zero_last=True) for _ in range(num_layers))
+        self.ref_heads = nn.ModuleList(mlp(d_model, d_model, 2, 2, zero_last=True) for _ in range(n3d))  # V, t refs
+        self.vertex_heads = nn.ModuleList(mlp(d_model, d_model, 3, 3, zero_last=True) for _ in range(n3d))
+        self.camera_heads = nn.ModuleList(mlp(d_model, d_model, 3, 3, zero_last=True) for _ in range(n3d))
+        self.register_buffer("template", torch.as_tensor(template, dtype=torch.float32), persistent=False)
+        self.register_buffer("blocked", ~policy_mask(policy, num_joints, self.V), persistent=False)
+        self.policy = policy
+
+    def position(self, reference: torch.Tensor) -> torch.Tensor:
+        return self.pos_mlp(sine_box_embedding(reference, self.pos_mlp[0].in_features // 4))
+
+    def expand(self, instance_queries: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 6-7: joint queries (N, J, d) and reference boxes (N, J, 4)."""
+        q = instance_queries[:, None] + self.joint_embed
+        centre = (inverse_sigmoid(boxes[:, None, :2]) + self.joint_offset(q)).sigmoid()
+        size = boxes[:, None, 2:] * self.joint_size.sigmoid()
+        return q, torch.cat([centre, size], -1)
+
+    def lift_queries(self, q: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 8: (N, J, d), (N, J, 4) -> vertex and camera queries (N, V' + 1, d) and references."""
+        q3 = torch.einsum("vj,njd->nvd", self.lift, q)
+        r3 = torch.einsum("vj,njc->nvc", self.lift, ref)
+        centre = (inverse_sigmoid(r3[..., :2]) + self.lift_offset(q3)).sigmoid()
+        size = r3[..., 2:] * self.lift_size.sigmoid() * 2.0  # σ(0)·2 = 1: the lifted size at first
+        return q3, torch.cat([centre, size], -1)
+
+    def forward(self, instance_queries: torch.Tensor, boxes: torch.Tensor, memory: dict) -> list[dict[str, torch.Tensor]]:
+        q, ref = self.expand(instance_queries, boxes)
+        J = self.J
+        outputs = []
+        for i, layer in enumerate(self.layers):
+            interactive = i >= self.num_2d_layers
+            if interactive and q.shape[1] == J:
+                q3, r3 = self.lift_queries(q, ref)
+                q, ref = torch.cat([q, q3], 1), torch.cat([ref, r3], 1)
+            ref = ref.detach()
+            q = layer(q, self.position(ref), ref, memory, self.blocked if interactive else None)
+            joints = (inverse_sigmoid(ref[:, :J, :2]) + self.joint_heads[i](q[:, :J])).sigmoid()
+            out = {"joints_2d": joints}
+            if interactive:
+                k = i - self.num_2d_layers
+                centres = (inverse_sigmoid(ref[:, J:, :2]) + self.ref_heads[k](q[:, J:])).sigmoid()
+                out["vertices"] = self.template + self.vertex_heads[k](q[:, J:-1])
+                out["camera"] = self.camera_heads[k](q[:, -1])
+                out["camera_reference"] = ref[:, -1]
+                ref = torch.cat([torch.cat([joints, ref[:, :J, 2:]], -1), torch.cat([centres, ref[:, J:, 2:]], -1)], 1)
+            else:
+                ref = torch.cat([joints, ref[:, :, 2:]], -1)
+            outputs.append(out)
+        return outputs
+
+
+def upsample_vertices(vertices: torch.Tensor, up_index: list[torch.Tensor], up_weight: list[torch.Tensor]) -> torch.Tensor:
+    """(N, V_k, 3) at a coarse hierarchy level -> (N, V_0, 3) through the COMA up-sampling
+    matrices, coarsest step first (`up_index[k]` (V_k, 3) into level k + 1, weights alike)."""
+    for idx, w in zip(reversed(up_index), reversed(up_weight)):
+        vertices = (vertices[:, idx] * w[None, :, :, None]).sum(2)
+    return vertices
+
+
+__all__ = ["InteractiveDecoder", "DecoderLayer", "SideTuning", "ScratchSideNetwork", "SIDE_NETWORKS", "lifting_init",
+           "inverse_sigmoid", "sine_box_embedding", "upsample_vertices"]

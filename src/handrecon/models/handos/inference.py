@@ -1,0 +1,124 @@
+"""HandOS behind `handrecon.load`: a full-image model that finds its own hands.
+
+1. `preprocess`: each image letterboxed to the detector's square input (`detector.letterbox`);
+   K is carried to input pixels (`geometry.camera.scale_intrinsics`).
+2. `network` (`HandOSNetwork`): the frozen detector, the inference filtering (score threshold,
+   NMS, at most ``max_hands``; spec values) and the decoder on the kept instances; outputs padded
+   to the batch's largest hand count (``scores`` -1 on padding): ``scores`` (B, K), ``boxes`` (B,
+   K, 4) input px, ``joints_2d`` (B, K, 21, 2) input px, ``vertices`` (B, K, V, 3) and ``joints_3d``
+   (B, K, 21, 3) wrist-relative m, ``camera`` (B, K, 3): the wrist pixel and z for a focal of S px.
+3. `postprocess`: the camera translation from each image's own K, the hands back in image pixels
+   and the image camera, and each hand's side from its mesh normals (paper §3.5).
+
+User boxes are not prompts for HandOS (it reads its hands from the detector's queries): passing
+boxes is an error that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from handrecon.geometry.camera import scale_intrinsics, scale_points
+from handrecon.hand.model import load_hand_model_data
+from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
+from handrecon.models.handos.detector import letterbox
+from handrecon.models.handos.model import HandOS, camera_translation, sides_from_normals
+from handrecon.registry import register_adapter
+from handrecon.utils.image import normalize_images
+
+
+class HandOSNetwork(nn.Module):
+    """image (B, 3, S, S) normalised → the padded per-hand outputs of the module docstring."""
+
+    def __init__(self, model: HandOS) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = self.model
+        out = m({"pixel_values": image})
+        B, S = image.shape[0], image.shape[-1]
+        counts = torch.bincount(out["image_index"], minlength=B)
+        K = max(int(counts.max()) if B else 0, 1)
+        slot = torch.zeros_like(out["image_index"])
+        for b in range(B):
+            slot[out["image_index"] == b] = torch.arange(int(counts[b]))
+        idx = (out["image_index"], slot)
+        V = m.kp_regressor.shape[1]
+        scores = image.new_full((B, K), -1.0)
+        boxes, j2 = image.new_zeros(B, K, 4), image.new_zeros(B, K, 21, 2)
+        verts, j3, cam = image.new_zeros(B, K, V, 3), image.new_zeros(B, K, 21, 3), image.new_zeros(B, K, 3)
+        if out["layers"]:
+            last = out["layers"][-1]
+            scores[idx] = out["scores"].float()
+            b = out["boxes"]
+            boxes[idx] = torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], -1) * S
+            j2[idx] = last["joints_2d"] * S - 0.5
+            if "vertices" in last:
+                root = last["joints_3d"][:, :1]
+                verts[idx] = (last["vertices"] - root) * m.vertex_unit
+                j3[idx] = (last["joints_3d"] - root) * m.vertex_unit
+                cam[idx] = last["camera"]
+        return scores, boxes, j2, verts, j3, cam
+
+
+@register_adapter("handos")
+class HandOSAdapter(InferenceAdapter):
+    """Whole images → HandOS → every hand in the image camera (module docstring)."""
+
+    detects_hands = True
+    output_names = ("scores", "boxes", "joints_2d", "vertices", "joints_3d", "camera")
+
+    def __init__(self, spec: dict) -> None:
+        super().__init__(spec)
+        if not spec.get("is_3d", True):
+            raise ValueError("this HandOS checkpoint is a stage-1 2D model (no mesh); serve a full HandOS model")
+        self.faces = torch.as_tensor(np.asarray(load_hand_model_data(spec["hand_model"]).faces, np.int64))
+
+    def network(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The network, once the detector found under the card's name is the one it was trained on."""
+        want = self.spec.get("detector_sha256")
+        if want != model.detector_sha256:
+            raise ValueError(f"this HandOS model was trained on the detector {self.spec.get('detector')!r} with weights "
+                             f"{str(want)[:12]}…, but that detector now has weights {model.detector_sha256[:12]}…; serve "
+                             "it with the detector it was trained on (or retrain HandOS on this one)")
+        return HandOSNetwork(model)
+
+    def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
+        if any(b is not None for b in boxes):
+            raise ValueError("HandOS finds its own hands: it takes no boxes (use a crop model such as m3dhmr-openhand "
+                             "for given boxes)")
+        views, canvases = [], []
+        for image in images:
+            canvas, s = letterbox(image, self.input_size)
+            canvases.append(canvas)
+            views.append(s)
+        inputs = normalize_images(np.stack(canvases), self.mean, self.std)
+        return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
+
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
+        S = self.input_size
+        results = []
+        for i, (s, K) in enumerate(zip(prepared.views, prepared.Ks)):
+            keep = outputs["scores"][i] >= 0
+            n = int(keep.sum())
+            K_in = torch.as_tensor(scale_intrinsics(K, s)).expand(n, 3, 3)
+            cam = torch.as_tensor(outputs["camera"][i][keep], dtype=torch.float64)
+            t = camera_translation(cam, K_in, S).numpy() if n else np.zeros((0, 3))
+            verts = outputs["vertices"][i][keep].astype(np.float64) + t[:, None]
+            joints = outputs["joints_3d"][i][keep].astype(np.float64) + t[:, None]
+            boxes = outputs["boxes"][i][keep].astype(np.float64) / s  # continuous coordinates: a plain scale
+            results.append(Hands(boxes=boxes, scores=outputs["scores"][i][keep].astype(np.float64),
+                                 sides=sides_from_normals(torch.as_tensor(verts), self.faces),
+                                 keypoints_2d=scale_points(outputs["joints_2d"][i][keep], 1 / s),
+                                 keypoints_3d=joints, vertices=verts, cam_t=joints[:, 0] if n else np.zeros((0, 3))))
+        return results
+
+
+__all__ = ["HandOSAdapter", "HandOSNetwork"]

@@ -1,0 +1,383 @@
+"""HandOS (paper §3, Fig. 2): a frozen DETR-like detector, side tuning and the interactive 2D-3D
+decoder; every hand of an image in one forward, its side read from the mesh normals (§3.5).
+
+Batch keys (the ``handos_scenes`` dataset, `handos.data`):
+
+| key            | shape          | meaning                                                          |
+|----------------|----------------|------------------------------------------------------------------|
+| `pixel_values` | (B, 3, S, S)   | the letterboxed image (`letterbox`), ImageNet-normalised           |
+| `K`            | (B, 3, 3)      | intrinsics in input pixels                                        |
+| `hands`        | list of B dicts| per image: ``boxes`` (N, 4) input px, ``joints_2d`` (N, 21, 2) px, ``valid`` (N, 21), ``joints_3d`` (N, 21, 3) m, ``vertices`` (N, V, 3) m (camera frame; zeros without 3D), ``has_3d`` (N,), ``sides`` |
+
+`forward` returns per decoder layer ``joints_2d`` (N, 21, 2) in [0, 1]; interactive layers also
+``vertices`` (N, V, 3) and ``joints_3d`` (N, 21, 3) wrist-relative in `vertex_unit` m, ``camera``
+(N, 3) the wrist's (u, v) input px and its depth for a focal of S px (``z_canonical``, m), and
+``joints_proj`` (N, 21, 2) in [0, 1] (when K is known); plus ``image_index``, ``query_index``,
+``scores``, ``boxes`` (N, 4 cxcywh) of the N decoded instances (training: SimOTA positives and
+``gt_index``; inference: the top ``max_hands`` per image).
+
+Camera translation: the t query's reference box carries the wrist's pixel and a depth prior from
+the box size, z_canonical = HAND_SIZE_M / max(w, h) (w, h the box in [0, 1]) times exp(δ); for a
+camera of focal f (input px), z = z_canonical · f / S, and t = backproject((u, v), z, K).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from handrecon.eval.detection import detection_metrics
+from handrecon.eval.scoring import HandSet, match_hands, score_hands
+from handrecon.geometry.boxes import cxcywh_to_xyxy
+from handrecon.geometry.camera import backproject, project
+from handrecon.hand.model import load_hand_model_data, topology_sha256
+from handrecon.mesh import get_hierarchy
+from handrecon.mesh.ops import face_adjacency, signed_volume_torch
+from handrecon.models.handos.assign import select_instances, simota_assign
+from handrecon.models.handos.decoder import (
+    SIDE_NETWORKS, InteractiveDecoder, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
+    upsample_vertices,
+)
+from handrecon.models.handos.detector import Detector, DetectorError, load_detector
+from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, load_hand_detector
+from handrecon.models.handos.loss import HandOSLoss
+from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
+from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
+
+HAND_SIZE_M = 0.2  # the depth prior's hand extent (wrist to middle fingertip is about 0.19 m)
+QUERY_KINDS = ("inst", "uni")
+
+
+def build_frozen_detector(spec: str) -> Detector:
+    """``handrecon-hand-detector`` (shipped), ``handrecon-hand-detector:DIR``, ``KIND:DIR`` or a
+    folder saved by `save_detector`; always frozen."""
+    name, sep, path = spec.partition(":")
+    if name == HAND_DETECTOR_NAME:
+        return load_hand_detector(path if sep else None)
+    return load_detector(spec)
+
+
+def detector_fingerprint(detector: Detector) -> str:
+    """SHA-256 over the detector's parameters and buffers (names, shapes, bytes): a HandOS
+    checkpoint records the detector it was trained on and refuses another."""
+    h = hashlib.sha256()
+    for name, t in sorted(detector.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class HandOS(nn.Module):
+    """HandOS with the paper's switches.
+
+    detector: the frozen detector (`build_frozen_detector`); its weights are not part of the
+    HandOS checkpoint (the card names it and its fingerprint). d_model, heads, points, ffn_dim:
+    decoder width, attention heads, sampling points per level and head, FFN width. num_layers /
+    num_2d_layers: 6 / 2 in the paper; num_2d_layers = num_layers is the stage-1 2D model (no
+    lifting, no 3D). lift_level: the mesh hierarchy level the vertex queries live on (0: all V
+    vertices, the paper; 2: 195 of OpenHand's 778, the CPU deviation), up-sampled by the COMA
+    matrices. policy: Fig. 8 attention policy. queries: "inst" (Q^inst = [Q_0, Q_L] projected) or
+    "uni" (one learned query, Table 6). memory_layer: the encoder layer read as F^e (-1: the last,
+    F^e_6; 4: F^e_4). side: "tuned" (side tuning on the detector's backbone maps), "scratch" (a
+    side network trained from scratch on the image) or "none"; side_width: the side tuning's
+    hidden channels (None: d_model). max_positives: cap on SimOTA's
+    dynamic k (None: the paper's). score_threshold / nms_iou / max_hands: inference filtering
+    (paper T^S = 0.1, T^NMS = 0.9).
+    """
+
+    def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
+                 ffn_dim: int = 1024, num_layers: int = 6, num_2d_layers: int = 2, lift_level: int = 0,
+                 policy: str = "hierarchical", queries: str = "inst", memory_layer: int = -1, side: str = "tuned",
+                 side_width: int | None = None,
+                 hand_model: str = "openhand", vertex_unit: float = 0.1, loss_weights: dict[str, float] | None = None,
+                 max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
+                 max_hands: int = 10) -> None:
+        super().__init__()
+        if queries not in QUERY_KINDS:
+            raise ValueError(f"queries must be one of {QUERY_KINDS}, got {queries!r}")
+        if side not in SIDE_NETWORKS:
+            raise ValueError(f"side must be one of {SIDE_NETWORKS}, got {side!r}")
+        self.detector_spec = detector
+        self.detector = build_frozen_detector(detector)
+        self.detector_sha256 = detector_fingerprint(self.detector)
+        probe = self.detector(torch.zeros(1, 3, 64, 64))
+        probe.memory_at(memory_layer)  # a DetectorError now if the detector has no such layer
+        self.memory_layer, self.queries, self.side = memory_layer, queries, side
+        self.input_size = int(self.detector.config.input_size)
+        d_det, d_query = probe.memory_at(memory_layer).shape[-1], probe.queries.shape[-1]
+        self.memory_proj = nn.Linear(d_det, d_model)
+        if side == "tuned":
+            self.side_network: nn.Module | None = SideTuning(tuple(m.shape[1] for m in probe.backbone_maps), d_model,
+                                                               side_width)
+        elif side == "scratch":
+            self.side_network = ScratchSideNetwork(d_model)
+        else:
+            self.side_network = None
+        levels = len(probe.spatial_shapes) + (4 if self.side_network is not None else 0)
+        if queries == "inst":
+            self.instance_proj = nn.Sequential(nn.Linear(2 * d_query, d_model), nn.LayerNorm(d_model))
+        else:
+            self.unified_query = nn.Parameter(torch.randn(1, d_model) * 0.02)
+
+        hand = load_hand_model_data(hand_model)
+        self.hand_model, self.topology = hand_model, topology_sha256(hand)
+        self.vertex_unit = float(vertex_unit)
+        hierarchy = get_hierarchy(hand.v_template, hand.faces, factors=(2,) * max(lift_level, 1))
+        rows = hierarchy.level_subset(lift_level)
+        rest = np.asarray(hand.v_template, np.float64)
+        rest = rest - np.asarray(hand.kp_regressor, np.float64)[0] @ rest  # wrist at 0
+        self.decoder = InteractiveDecoder(
+            d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
+            (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
+            ffn_dim, policy)
+        self.up_index = [torch.as_tensor(i, dtype=torch.long) for i in hierarchy.up_index[:lift_level]]
+        self.up_weight = [torch.as_tensor(w, dtype=torch.float32) for w in hierarchy.up_weight[:lift_level]]
+        self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32), persistent=False)
+        self.register_buffer("faces", torch.as_tensor(np.asarray(hand.faces, np.int64)), persistent=False)
+        self.criterion = HandOSLoss(self.faces, torch.as_tensor(face_adjacency(np.asarray(hand.faces))), loss_weights)
+        self.max_positives = max_positives
+        self.score_threshold, self.nms_iou, self.max_hands = float(score_threshold), float(nms_iou), int(max_hands)
+        self._register_state_dict_hook(_drop_detector_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_detector_keys)
+
+    # ---- the frozen detector stays out of training and of checkpoints
+    def train(self, mode: bool = True) -> "HandOS":
+        super().train(mode)
+        self.detector.train(False)
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("detector.") and p.requires_grad]
+
+    def inference_spec(self) -> dict[str, Any]:
+        """A full-image model: the letterboxed input of the detector, its name and fingerprint,
+        the inference filtering, the hand model."""
+        return {"input_size": self.input_size, "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+                "letterbox": {"square": True, "pad": "black"}, "detector": self.detector_spec,
+                "detector_sha256": self.detector_sha256, "score_threshold": self.score_threshold,
+                "nms_iou": self.nms_iou, "max_hands": self.max_hands, "hand_model": self.hand_model,
+                "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers}
+
+    # ---- features
+    def memory(self, det, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """F^GD = [F^e, F^s] flattened over levels, with its level geometry."""
+        values = [self.memory_proj(det.memory_at(self.memory_layer))]
+        shapes = [det.spatial_shapes.to(torch.long)]
+        ratios = [det.valid_ratios]
+        if self.side_network is not None:
+            maps = self.side_network(det.backbone_maps if self.side == "tuned" else pixel_values)
+            values += [m.flatten(2).transpose(1, 2) for m in maps]
+            shapes.append(torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long))
+            ratios.append(det.valid_ratios[:, :1].expand(-1, len(maps), -1))
+        shapes_t = torch.cat(shapes)
+        areas = shapes_t.prod(1)
+        start = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
+        return {"value": torch.cat(values, 1), "spatial_shapes": shapes_t, "level_start_index": start,
+                "valid_ratios": torch.cat(ratios, 1)}
+
+    def instance_queries(self, det, image_index: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
+        if self.queries == "uni":
+            return self.unified_query.expand(len(image_index), -1)
+        q = torch.cat([det.queries[image_index, 0, query_index], det.queries[image_index, -1, query_index]], -1)
+        return self.instance_proj(q)
+
+    # ---- forward
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        pixel_values = batch["pixel_values"]
+        S = pixel_values.shape[-1]
+        det = self.detector(pixel_values)
+        if self.training:
+            image_index, query_index, gt_index = self._assign(det, batch["hands"], S)
+        else:
+            image_index, query_index = self._select(det, batch.get("max_hands"))
+            gt_index = None
+        boxes = det.boxes[image_index, query_index].float()
+        memory = {**self.memory(det, pixel_values), "image_index": image_index}
+        layers = self.decoder(self.instance_queries(det, image_index, query_index), boxes, memory) \
+            if len(image_index) else []
+        K = batch.get("K")
+        layers = [self.decode_layer(layer, S, None if K is None else K[image_index]) for layer in layers]
+        return {"layers": layers, "image_index": image_index, "query_index": query_index, "gt_index": gt_index,
+                "scores": det.scores[image_index, query_index], "boxes": boxes, "input_size": S}
+
+    def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
+        out = [[], [], []]
+        for b, h in enumerate(hands):
+            boxes = torch.as_tensor(cxcywh_to_xyxy(det.boxes[b].float().numpy()) * S)
+            q, g = simota_assign(det.scores[b], boxes, h["boxes"], self.max_positives)
+            out[0].append(torch.full_like(q, b))
+            out[1].append(q)
+            out[2].append(g)
+        return tuple(torch.cat(x) for x in out)
+
+    def _select(self, det, max_hands: int | None = None):
+        """Inference: per image the `max_hands` best queries that pass the score threshold and NMS
+        (at least one per image while tracing, so that shapes stay fixed)."""
+        k = max_hands or self.max_hands
+        image_index, query_index = [], []
+        for b in range(det.scores.shape[0]):
+            s = det.scores[b].float().numpy()
+            keep = select_instances(s, cxcywh_to_xyxy(det.boxes[b].float().numpy()), self.score_threshold,
+                                    self.nms_iou, k)
+            image_index.append(torch.full((len(keep),), b, dtype=torch.long))
+            query_index.append(torch.as_tensor(keep, dtype=torch.long))
+        return torch.cat(image_index), torch.cat(query_index)
+
+    def decode_layer(self, layer: dict[str, torch.Tensor], S: int, K: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per-layer raw outputs -> vertices (full mesh), 3D joints, camera, projected joints."""
+        if "vertices" not in layer:
+            return layer
+        verts = upsample_vertices(layer["vertices"], self.up_index, self.up_weight)
+        joints = torch.einsum("jv,nvc->njc", self.kp_regressor, verts)
+        ref = layer["camera_reference"]
+        uv = (inverse_sigmoid(ref[:, :2]) + layer["camera"][:, :2]).sigmoid()
+        z_canonical = HAND_SIZE_M / ref[:, 2:].amax(-1).clamp(min=1e-3) * layer["camera"][:, 2].clamp(-5, 5).exp()
+        out = {"joints_2d": layer["joints_2d"], "vertices": verts, "joints_3d": joints,
+               "camera": torch.cat([normalized_to_pixels(uv, S, S), z_canonical[:, None]], -1)}
+        if K is not None:
+            t = camera_translation(out["camera"], K, S)
+            cam = (joints - joints[:, :1]) * self.vertex_unit + t[:, None]
+            out["joints_proj"] = pixels_to_normalized(project(cam, K.to(cam.dtype)), S, S)
+        return out
+
+    # ---- loss
+    def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        layers = outputs["layers"]
+        if not layers:  # no hand in the whole batch: nothing to learn from the decoder
+            zero = sum(p.sum() * 0.0 for p in self.trainable_parameters())
+            return zero, {}
+        gt = self.targets(batch["hands"], outputs["image_index"], outputs["gt_index"], outputs["input_size"])
+        return self.criterion(layers, gt)
+
+    def targets(self, hands: list[dict[str, torch.Tensor]], image_index: torch.Tensor, gt_index: torch.Tensor,
+                S: int) -> dict[str, torch.Tensor]:
+        """The matched ground truth of every decoded instance, in the loss's units."""
+        def pick(key: str) -> torch.Tensor:
+            return torch.stack([hands[int(b)][key][int(g)] for b, g in zip(image_index, gt_index)])
+
+        boxes = pick("boxes").float()
+        joints_3d, verts = pick("joints_3d").float(), pick("vertices").float()
+        root = joints_3d[:, :1]
+        wh = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0) / S
+        return {"joints_2d": pixels_to_normalized(pick("joints_2d").float(), S, S), "valid": pick("valid").bool(),
+                "area": wh.prod(-1), "joints_3d": (joints_3d - root) / self.vertex_unit,
+                "vertices": (verts - root) / self.vertex_unit, "has_3d": pick("has_3d").bool()}
+
+    # ---- predictions in the input camera
+    @torch.no_grad()
+    def predict_input(self, pixel_values: torch.Tensor, K: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        """Every hand of each letterboxed image, in input pixels and the input camera K (B, 3, 3):
+        boxes (N, 4) x1, y1, x2, y2, scores, joints_2d, joints_3d / vertices (camera frame, m), sides."""
+        out = self({"pixel_values": pixel_values, "K": K})
+        S = out["input_size"]
+        B = pixel_values.shape[0]
+        results = []
+        for b in range(B):
+            sel = (out["image_index"] == b).nonzero()[:, 0]
+            boxes = cxcywh_to_xyxy(out["boxes"][sel].numpy()) * S
+            r = {"boxes": boxes, "scores": out["scores"][sel].float().numpy()}
+            if out["layers"]:
+                last = out["layers"][-1]
+                r["joints_2d"] = normalized_to_pixels(last["joints_2d"][sel], S, S).numpy()
+                if "vertices" in last:
+                    t = camera_translation(last["camera"][sel], K[b:b + 1].expand(len(sel), -1, -1), S)
+                    root = last["joints_3d"][sel, :1]
+                    r["vertices"] = ((last["vertices"][sel] - root) * self.vertex_unit + t[:, None]).numpy()
+                    r["joints_3d"] = ((last["joints_3d"][sel] - root) * self.vertex_unit + t[:, None]).numpy()
+                    r["sides"] = sides_from_normals(torch.as_tensor(r["vertices"]), self.faces)
+            results.append(r)
+        return results
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float | None]:
+        """AP50 / recall / precision of the boxes (COCO), and for the matched hands (IoU ≥ 0.5)
+        2D PCK@0.1 over all ground-truth hands (a missed hand scores 0), side accuracy and
+        PA-MPJPE / PA-MPVPE (`eval.scoring.score_hands`), on whole scenes with real detections."""
+        preds, gts = [], []
+        for batch in batches:
+            preds += self.predict_input(batch["pixel_values"], batch["K"])
+            gts += batch["hands"]
+        return scene_metrics(preds, gts)
+
+
+def camera_translation(camera: torch.Tensor, K: torch.Tensor, S: int) -> torch.Tensor:
+    """(N, 3) wrist (u, v) input px and z_canonical -> (N, 3) camera translation of the wrist, m,
+    for intrinsics K (N, 3, 3) in input pixels (z = z_canonical · fx / S)."""
+    z = camera[:, 2] * K[:, 0, 0].to(camera.dtype) / S
+    return backproject(camera[:, None, :2], z[:, None], K.to(camera.dtype))[:, 0]
+
+
+def sides_from_normals(vertices: torch.Tensor, faces: torch.Tensor) -> list[str]:
+    """Paper §3.5: with the right-hand faces, a right hand's normals point outwards (positive
+    signed volume of the capped mesh) and a left hand's inwards. vertices (N, V, 3) -> N sides."""
+    if len(vertices) == 0:
+        return []
+    volume = signed_volume_torch(vertices.double(), faces)
+    return ["right" if v > 0 else "left" for v in volume.tolist()]
+
+
+def scene_metrics(preds: list[dict[str, np.ndarray]], gts: list[dict[str, torch.Tensor]]) -> dict[str, float | None]:
+    """Detection (COCO AP, AP50, recall) and reconstruction metrics of `HandOS.validate` over
+    images: preds as `predict_input` returns them, gts the batches' ``hands``."""
+    det = detection_metrics([np.asarray(g["boxes"]) for g in gts], [p["boxes"] for p in preds],
+                            [p["scores"] for p in preds])
+    rows: dict[str, list] = {k: [] for k in ("p2", "p3", "pv", "g2", "g3", "gv", "box", "ps", "gs", "valid", "found")}
+    for p, g in zip(preds, gts):
+        gb = np.asarray(g["boxes"], np.float64).reshape(-1, 4)
+        if not len(gb):
+            continue
+        gv = np.asarray(g["vertices"], np.float64)
+        n = len(p["boxes"]) if "joints_2d" in p else 0
+        m = match_hands(p["boxes"], p["scores"], gb) if n else np.full(len(gb), -1)
+        found = m >= 0
+        idx = np.where(found, m, 0)
+
+        def take(key: str, shape: tuple[int, ...]) -> np.ndarray:
+            return np.asarray(p[key], np.float64)[idx] if n and key in p else np.zeros((len(gb), *shape))
+
+        rows["found"].append(found)
+        rows["p2"].append(take("joints_2d", (21, 2)))
+        rows["p3"].append(take("joints_3d", (21, 3)))
+        rows["pv"].append(take("vertices", gv.shape[1:]))
+        rows["ps"] += [p["sides"][i] for i in idx] if n and "sides" in p else ["right"] * len(gb)
+        rows["g2"].append(np.asarray(g["joints_2d"], np.float64))
+        rows["g3"].append(np.asarray(g["joints_3d"], np.float64))
+        rows["gv"].append(gv)
+        rows["box"].append(gb)
+        rows["gs"] += list(g["sides"])
+        rows["valid"].append(np.asarray(g["valid"], bool))
+    metrics = {"ap": det["ap"], "ap50": det["ap50"], "recall50": det["recall50"]}
+    if not rows["found"]:
+        return metrics
+    a = {k: (np.concatenate(v) if k not in ("ps", "gs") else v) for k, v in rows.items()}
+    all_hands, _, _ = score_hands(HandSet(a["p2"], a["p3"], a["pv"], a["box"], a["ps"]),
+                                  HandSet(a["g2"], a["g3"], a["gv"], a["box"], a["gs"], a["valid"]), a["found"])
+    metrics.update({"pck2d@0.1": all_hands["pck2d@0.1"], "recall": all_hands["recall"],
+                    "side_accuracy": all_hands["side_accuracy"]})
+    f = a["found"]
+    if f.any():
+        matched, _, _ = score_hands(
+            HandSet(a["p2"][f], a["p3"][f], a["pv"][f], a["box"][f], [s for s, k in zip(a["ps"], f) if k]),
+            HandSet(a["g2"][f], a["g3"][f], a["gv"][f], a["box"][f], [s for s, k in zip(a["gs"], f) if k],
+                    a["valid"][f]), np.ones(int(f.sum()), bool))
+        metrics.update({"pa_mpjpe_mm": matched["pa_mpjpe_mm"], "pa_mpvpe_mm": matched["pa_mpvpe_mm"],
+                        "pck2d@0.1_matched": matched["pck2d@0.1"]})
+    return metrics
+
+
+def _drop_detector_keys(module, state_dict, prefix, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "detector.")]:
+        del state_dict[key]
+
+
+def _ignore_missing_detector_keys(module, incompatible) -> None:
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith("detector.")]
+
+
+__all__ = ["HandOS", "HAND_SIZE_M", "build_frozen_detector", "camera_translation", "detector_fingerprint",
+           "scene_metrics", "sides_from_normals", "DetectorError"]

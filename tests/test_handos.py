@@ -1,0 +1,269 @@
+"""HandOS (part 2): the decoder's parts against their definitions, every ablation switch of the
+paper, training through the engine with the detector frozen bit for bit, and inference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from helpers import tiny_detr  # noqa: E402
+
+from handrecon.geometry.camera import project  # noqa: E402
+from handrecon.hand.model import HandModel, load_hand_model_data  # noqa: E402
+from handrecon.losses import oks  # noqa: E402
+from handrecon.models.handos import (  # noqa: E402
+    POLICIES,
+    HandOS,
+    HandOSScenes,
+    MultiScaleDeformableAttention,
+    lifting_init,
+    policy_mask,
+    sides_from_normals,
+    simota_assign,
+)
+from handrecon.models.handos.detector import DetectorConfig, DetectorError, save_detector, wrap_detector  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(d_model=32, heads=2, points=2, ffn_dim=64, lift_level=3, side_width=16, max_positives=2)
+
+
+@pytest.fixture(scope="module")
+def detectors(tmp_path_factory):
+    """Tiny random detectors saved as local folders: {kind: folder}."""
+    out = {}
+    for kind, layers in (("rt-detr", 2), ("grounding-dino", 4), ("deformable-detr", 2)):
+        folder = tmp_path_factory.mktemp(kind)
+        save_detector(wrap_detector(kind, tiny_detr(kind, encoder_layers=layers), DetectorConfig(input_size=64, square=True)),
+                      folder)
+        out[kind] = str(folder)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+
+    data = tmp_path_factory.mktemp("scenes")
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "3", "--out", str(data),
+                                 "--image-size", "48x64", "--set", "num_hands=[1, 3]", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return data
+
+
+def batch_of(scenes, n=3, augment=False, seed=0):
+    ds = HandOSScenes(scenes, input_size=64, augment=augment, seed=seed)
+    return HandOSScenes.collate([ds[i] for i in range(n)])
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def test_policy_masks_follow_fig8():
+    J, V = 21, 5
+    jj, vv, t = slice(0, J), slice(J, J + V), J + V
+    m = {p: policy_mask(p, J, V) for p in POLICIES}
+    assert m["full"].all()
+    a = m["independent"]
+    assert a[jj, jj].all() and a[vv, vv].all() and a[t, t] and not a[jj, vv].any() and not a[vv, jj].any()
+    assert not a[t, :t].any()
+    b = m["unidirectional"]
+    assert b[jj, jj].all() and not b[jj, vv].any() and b[vv, jj].all() and b[vv, vv].all() and b[t].all()
+    assert not b[:t, t].any()
+    c = m["hierarchical"]  # the paper's: J <-> V, t sees everything, nothing else sees t
+    assert c[:t, :t].all() and c[t].all() and not c[:t, t].any()
+    with pytest.raises(ValueError, match="policy"):
+        policy_mask("sideways", J, V)
+
+
+def test_deformable_attention_samples_its_own_images_memory():
+    """One level, one head, one point, zero offsets: each query reads its image's (projected)
+    memory bilinearly at its reference centre."""
+    torch.manual_seed(0)
+    attn = MultiScaleDeformableAttention(8, heads=1, levels=1, points=1)
+    with torch.no_grad():
+        attn.sampling_offsets.bias.zero_()
+    h, w, B = 4, 6, 2
+    value = torch.randn(B, h * w, 8)
+    ref = torch.tensor([[[(2 + 0.5) / w, (1 + 0.5) / h, 0.2, 0.2]], [[(5 + 0.5) / w, (3 + 0.5) / h, 0.2, 0.2]],
+                        [[(0 + 0.5) / w, (0 + 0.5) / h, 0.2, 0.2]]])  # pixel centres: exact reads
+    image_index = torch.tensor([1, 0, 1])
+    out = attn(torch.randn(3, 1, 8), ref, value, torch.tensor([[h, w]]), torch.tensor([0]), torch.ones(B, 1, 2),
+               image_index)
+    proj = attn.value_proj(value).view(B, h, w, 8)
+    expected = attn.output_proj(torch.stack([proj[1, 1, 2], proj[0, 3, 5], proj[1, 0, 0]]))
+    torch.testing.assert_close(out[:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_lifting_starts_from_the_skinning_weights():
+    data = load_hand_model_data("openhand")
+    rows = np.arange(data.num_vertices)
+    L = lifting_init(data.weights, data.keypoint_joints, data.parents, rows)
+    assert L.shape == (data.num_vertices + 1, 21)
+    np.testing.assert_allclose(L.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(L[-1], 1 / 21)  # the camera row
+    tip = data.tip_vertex_ids[1]  # the index fingertip vertex follows the index finger's last joints
+    assert set(np.flatnonzero(L[tip] > 0.1)) <= {6, 7, 8}
+    assert L[tip, [7, 8]].sum() > 0.5
+
+
+def test_simota_assigns_each_hand_its_cheapest_queries():
+    gt = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40]])
+    boxes = torch.tensor([[0.5, 0, 10, 10], [1, 1, 9, 11], [21, 20, 40, 41], [100, 100, 110, 110], [0, 0, 10, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.99, 0.1])
+    q, g = simota_assign(scores, boxes, gt)
+    pairs = set(zip(q.tolist(), g.tolist()))
+    assert (2, 1) in pairs and (0, 0) in pairs and all(qq != 3 for qq, _ in pairs)  # the far box never
+    q1, _ = simota_assign(scores, boxes, gt, max_k=1)
+    assert len(q1) == 2  # one per hand when capped
+    q0, g0 = simota_assign(scores, boxes, gt[:0])
+    assert len(q0) == len(g0) == 0
+
+
+def test_oks_is_one_at_the_truth_and_falls_with_distance():
+    gt = torch.rand(2, 21, 2)
+    valid = torch.ones(2, 21, dtype=torch.bool)
+    area = torch.tensor([0.04, 0.04])
+    assert torch.allclose(oks(gt, gt, valid, area), torch.ones(2), atol=1e-5)
+    near, far = oks(gt + 0.01, gt, valid, area), oks(gt + 0.2, gt, valid, area)
+    assert (near < 1).all() and (far < near).all() and (far < 1e-3).all()
+    valid[:, 5:] = False
+    moved = gt.clone()
+    moved[:, 5:] += 1.0  # invalid keypoints do not count
+    assert torch.allclose(oks(moved, gt, valid, area), torch.ones(2), atol=1e-5)
+
+
+def test_side_from_normals_is_right_for_every_ground_truth_mesh():
+    torch.manual_seed(0)
+    sides, truth = [], []
+    for side in ("right", "left"):
+        hand = HandModel.openhand(side)
+        pose = torch.randn(16, hand.num_joints, 3) * 0.3
+        out = hand(pose=pose, transl=torch.tensor([0.0, 0.0, 0.5]).expand(16, 3))
+        sides += sides_from_normals(out.vertices, hand.faces if side == "right" else HandModel.openhand().faces)
+        truth += [side] * 16
+    assert sides == truth
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_scene_items_keep_2d_and_3d_in_register(scenes):
+    """Flip and zoom-out move image, K, 2D keypoints, boxes and 3D together: the 3D joints project
+    onto the 2D ones through K, and a flipped right hand becomes a left one."""
+    ds = HandOSScenes(scenes, input_size=64, augment=True, seed=3)
+    flipped = 0
+    plain = HandOSScenes(scenes, input_size=64, augment=False)
+    for i in range(len(ds)):
+        for item in (ds[i], plain[i]):
+            h = item["hands"]
+            uv = project(h["joints_3d"].double(), item["K"].double())
+            err = (uv - h["joints_2d"].double()).norm(dim=-1)
+            assert err.max() < 0.05, err.max()
+            assert (h["boxes"][:, :2] <= h["joints_2d"].amin(1) + 1).all()
+        flipped += sum(a != b for a, b in zip(ds[i]["hands"]["sides"], plain[i]["hands"]["sides"]))
+        assert sides_from_normals(ds[i]["hands"]["vertices"], HandModel.openhand().faces) == ds[i]["hands"]["sides"]
+    assert flipped > 0
+
+
+@pytest.mark.parametrize("kind", ["rt-detr", "grounding-dino", "deformable-detr"])
+def test_training_step_on_every_detector(detectors, scenes, kind):
+    torch.manual_seed(0)
+    model = HandOS(detector=detectors[kind], **SMALL)
+    model.train()
+    assert not model.detector.model.training
+    out = model(batch_of(scenes))
+    assert len(out["layers"]) == 6 and "vertices" not in out["layers"][1] and "vertices" in out["layers"][2]
+    n = len(out["image_index"])
+    assert n >= 3 and out["layers"][-1]["vertices"].shape == (n, 778, 3)
+    loss, terms = model.loss(out, batch_of(scenes))
+    assert set(terms) == {"joints_2d", "oks_2d", "vertices", "joints_3d", "normal", "edge", "joints_proj", "oks_proj",
+                          "normal_consistency"}
+    loss.backward()
+    assert all(p.grad is None for p in model.detector.parameters())
+    assert model.decoder.lift.grad is not None and model.side_network.scales[0][0][0].weight.grad is not None
+    assert not any(k.startswith("detector.") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("switch", [dict(queries="uni"), dict(memory_layer=4), dict(side="none"), dict(side="scratch"),
+                                    dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
+                                    dict(policy="full"), dict(lift_level=0, max_positives=1)],
+                         ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+def test_ablation_switches(detectors, scenes, switch):
+    """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
+    (b), (d), the paper's full-resolution lifting: each builds, trains a step and predicts."""
+    torch.manual_seed(0)
+    model = HandOS(detector=detectors["grounding-dino"], **{**SMALL, **switch})
+    model.train()
+    batch = batch_of(scenes)
+    out = model(batch)
+    loss, terms = model.loss(out, batch)
+    loss.backward()
+    if switch.get("num_2d_layers") == 6:
+        assert set(terms) == {"joints_2d", "oks_2d"} and not model.inference_spec()["is_3d"]
+    if "policy" in switch:
+        assert (~model.decoder.blocked == policy_mask(switch["policy"], 21, model.decoder.V)).all()
+    if switch.get("queries") == "uni":
+        assert model.unified_query.grad is not None
+    model.eval()
+    preds = model.predict_input(batch["pixel_values"], batch["K"])
+    assert len(preds) == 3 and all(p["boxes"].shape[1] == 4 for p in preds)
+
+
+def test_a_missing_encoder_layer_is_a_clear_error(detectors):
+    with pytest.raises(DetectorError, match="layer 4"):
+        HandOS(detector=detectors["rt-detr"], memory_layer=4, **SMALL)
+
+
+def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes, tmp_path):
+    """Two engine steps through `handrecon train` on the CPU config: the detector's weights are
+    bit-identical afterwards, the checkpoint holds no detector tensor, `handrecon.load` serves the
+    run (every hand with box, score, side from the mesh), and a changed detector is refused."""
+    from typer.testing import CliRunner
+
+    import handrecon
+    from handrecon.cli import app
+    from handrecon.models.handos.model import build_frozen_detector
+
+    det_dir = tmp_path / "detector"
+    shutil.copytree(detectors["rt-detr"], det_dir)
+    before = {k: v.clone() for k, v in build_frozen_detector(str(det_dir)).model.state_dict().items()}
+    small = [f"model.kwargs.{k}={v}" for k, v in SMALL.items()]
+    r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "handos_cpu.yaml"), f"model.kwargs.detector={det_dir}",
+                                 *small, f"data.train.kwargs.root={scenes}", f"data.val.kwargs.root={scenes}",
+                                 "data.train.kwargs.input_size=64", "data.val.kwargs.input_size=64", "data.batch_size=2",
+                                 "data.val_batch_size=2", "data.num_workers=0", "data.val.kwargs.limit=2",
+                                 "train.max_steps=2", "train.val_every=2", "train.ckpt_every=2", "train.log_every=1",
+                                 "train.amp='off'", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    from safetensors.torch import load_file
+
+    ckpt = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))[-1]
+    assert not any(k.startswith("detector.") for k in load_file(ckpt / "model.safetensors"))
+    card = json.loads((ckpt / "card.json").read_text())
+    assert card["inference"]["detector_sha256"] and "ap50" in card["metrics"], card["metrics"]
+    after = build_frozen_detector(str(det_dir)).model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    predictor = handrecon.load(str(ckpt))
+    assert predictor.detects_hands
+    image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    result = predictor.predict(image)
+    for hand in result.hands:
+        assert hand.side in ("left", "right") and hand.vertices.shape == (778, 3) and 0 <= hand.score <= 1
+    with pytest.raises(ValueError, match="boxes"):
+        predictor.predict(image, boxes=[[0, 0, 20, 20]])
+    other = wrap_detector("rt-detr", tiny_detr("rt-detr"), DetectorConfig(input_size=64, square=True))
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1.0)
+    save_detector(other, det_dir)  # the detector under the same name changed
+    with pytest.raises(ValueError, match="trained on the detector"):
+        handrecon.load(str(ckpt))
