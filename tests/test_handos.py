@@ -261,6 +261,12 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
         assert hand.side in ("left", "right") and hand.vertices.shape == (778, 3) and 0 <= hand.score <= 1
     with pytest.raises(ValueError, match="boxes"):
         predictor.predict(image, boxes=[[0, 0, 20, 20]])
+    from handrecon.eval.runner import evaluate
+
+    res = evaluate(predictor, "synthetic", scenes, split="all")  # the HandOS protocol, real detections
+    for key in ("ap50", "recall", "pck2d@0.05", "pck2d_proj@0.15", "side_accuracy", "pa_mpjpe_mm"):
+        assert key in res.metrics, key
+    assert 0 <= res.metrics["ap50"] <= 1 and 0 <= res.metrics["pck2d_proj@0.1"] <= 1
     other = wrap_detector("rt-detr", tiny_detr("rt-detr"), DetectorConfig(input_size=64, square=True))
     with torch.no_grad():
         next(other.model.parameters()).add_(1.0)

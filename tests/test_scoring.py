@@ -114,3 +114,26 @@ def test_runner_gives_whole_images_to_a_detector_and_matches_its_hands(tmp_path)
     assert m["pck2d@0.1"] == pytest.approx(3 / 4) and m["root_error_mm"] < 1e-6
     # found hands are exact (their AUC ~1: errors ~1e-9 m miss only the 0 mm threshold), the missed one is 0
     assert 0.74 < m["auc"] <= 0.75
+
+
+def test_full_image_scores_follow_the_handos_protocol():
+    """Perfect hands score PCK 1 in 2D and projected, 0 mm over matched hands; a missed hand
+    scores 0 in PCK and is left out of the matched-only errors."""
+    from handrecon.eval.scoring import full_image_scores
+
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(0, 0.03, (3, 21, 3)) + [0, 0, 0.5]
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    q = xyz @ K.T
+    uv = q[..., :2] / q[..., 2:]
+    boxes = np.concatenate([uv.min(1), uv.max(1)], 1)
+    gt = HandSet(uv, xyz, xyz, boxes, ["right"] * 3)
+    found = np.array([True, True, False])
+    out = full_image_scores(HandSet(uv, xyz, xyz, boxes, ["right"] * 3), gt, found, np.stack([K] * 3))
+    for t in ("0.05", "0.1", "0.15"):
+        assert out[f"pck2d@{t}"] == pytest.approx(2 / 3) and out[f"pck2d_proj@{t}"] == pytest.approx(2 / 3)
+    assert out["pa_mpjpe_matched_mm"] == pytest.approx(0.0, abs=1e-4)  # mm
+    wrong = xyz.copy()
+    wrong[2] += 1.0  # the missed hand's prediction does not count
+    assert full_image_scores(HandSet(uv, wrong, wrong, boxes, ["right"] * 3), gt, found,
+                             np.stack([K] * 3))["pa_mpjpe_matched_mm"] == pytest.approx(0.0, abs=1e-4)  # mm

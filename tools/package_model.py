@@ -1,4 +1,4 @@
-"""Package a trained M3DHMR checkpoint as a shipped model: ``src/handrecon/assets/models/<name>/``.
+"""Package a trained checkpoint (any family: M3DHMR, HandOS) as a shipped model: ``src/handrecon/assets/models/<name>/``.
 
     python tools/package_model.py runs/m3dhmr_cpu --training runs/m3dhmr_cpu/training.json \
         --metrics pipeline=runs/m3dhmr_cpu/heldout_eval/metrics.json \

@@ -12,7 +12,10 @@ and `detects_hands`), gives it each image once, and scores its hands with
   crop model gets every ground-truth box and side as prompts; a full-image model finds the hands
   itself. Predicted hands are matched to the ground truth (`eval.scoring.match_hands`, IoU ≥ 0.5,
   one-to-one, highest score first); a missed hand follows the HandOS convention. ``pred.json``
-  holds one prediction per ground-truth hand (zeros where missed), in dataset order.
+  holds one prediction per ground-truth hand (zeros where missed), in dataset order. A full-image
+  model is also scored as HandOS reports it (`eval.scoring.full_image_scores`): COCO box AP / AP50
+  of its detections, PCK@0.05/0.1/0.15 of its 2D and of its projected 3D keypoints, and PA-MPJPE /
+  PA-MPVPE over the matched hands only.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, Callable
 import numpy as np
 
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.scoring import METRIC_NAMES, HandSet, match_hands, score_hands
+from handrecon.eval.detection import detection_metrics
+from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, score_hands
 from handrecon.eval.submission import write_freihand_submission
 from handrecon.utils.io import atomic_write_json
 
@@ -84,6 +88,8 @@ def evaluate(
     prompted = not whole_crops and not getattr(predictor, "detects_hands", False)
 
     gt_hands, pred_rows, found, num_predictions = [], [], [], 0
+    image_boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per image: GT boxes, predicted boxes, scores
+    hand_Ks: list[np.ndarray] = []
     for s in range(0, len(indices), batch_size):
         samples = [ds[i] for i in indices[s:s + batch_size]]
         if whole_crops:
@@ -111,7 +117,10 @@ def evaluate(
                 continue
             match = match_hands(np.array([h.box for h in hands]).reshape(-1, 4), [_score(h) for h in hands],
                                 np.array([h.box for h in smp.hands]).reshape(-1, 4))
+            image_boxes.append((np.array([h.box for h in smp.hands]).reshape(-1, 4),
+                                np.array([h.box for h in hands]).reshape(-1, 4), np.array([_score(h) for h in hands])))
             for gt, m in zip(smp.hands, match):
+                hand_Ks.append(result.K)
                 gt_hands.append(gt)
                 pred_rows.append(hands[m] if m >= 0 else None)
                 found.append(m >= 0)
@@ -129,6 +138,10 @@ def evaluate(
         result.metrics, result.official, result.notes = score(
             P, gt_hands, np.array(found), [h.side if h is not None else "" for h in pred_rows],
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
+        if not whole_crops and not prompted:  # the model found the hands itself: HandOS's protocol
+            det = detection_metrics(*map(list, zip(*image_boxes)))
+            result.metrics.update(ap=det["ap"], ap50=det["ap50"])
+            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_rows), np.array(found), np.stack(hand_Ks)))
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
@@ -141,6 +154,19 @@ def evaluate(
     return result
 
 
+def _hand_sets(pred: dict[str, np.ndarray], gt_hands: list, pred_rows: list) -> tuple[HandSet, HandSet]:
+    """The stacked predictions and ground truth as `HandSet`s (3D and vertices where all hands have them)."""
+    has_3d = all(h.keypoints_3d is not None for h in gt_hands)
+    verts = has_3d and all(h.vertices is not None for h in gt_hands) and len({len(h.vertices) for h in gt_hands}) == 1
+    gt = HandSet(np.stack([h.keypoints_2d for h in gt_hands]).astype(np.float64),
+                 np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64) if has_3d else None,
+                 np.stack([h.vertices for h in gt_hands]).astype(np.float64) if verts else None,
+                 np.stack([h.box for h in gt_hands]).astype(np.float64), [h.side for h in gt_hands],
+                 np.stack([h.keypoints_valid for h in gt_hands]).astype(bool))
+    sides = [h.side if h is not None else "" for h in pred_rows]
+    return HandSet(pred["keypoints_2d"], pred["keypoints_3d"], pred["vertices"], gt.boxes, sides), gt
+
+
 def _score(hand: Any) -> float:
     """A hand's score for ranking; a model without scores (None) ranks its hands in output order."""
     return 0.0 if hand.score is None else float(hand.score)
@@ -150,16 +176,8 @@ def score(pred: dict[str, np.ndarray], gt_hands: list, found: np.ndarray, pred_s
           num_predictions: int | None, pred_hand_model: str | None, gt_hand_model: str | None,
           ) -> tuple[dict, dict | None, list[str]]:
     """`score_hands` of the stacked predictions against the dataset's `HandAnnotation`s."""
-    has_3d = all(h.keypoints_3d is not None for h in gt_hands)
-    has_verts = has_3d and all(h.vertices is not None for h in gt_hands)
-    gt = HandSet(
-        keypoints_2d=np.stack([h.keypoints_2d for h in gt_hands]).astype(np.float64),
-        keypoints_3d=np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64) if has_3d else None,
-        vertices=np.stack([h.vertices for h in gt_hands]).astype(np.float64)
-        if has_verts and len({len(h.vertices) for h in gt_hands}) == 1 else None,
-        boxes=np.stack([h.box for h in gt_hands]).astype(np.float64), sides=[h.side for h in gt_hands],
-        valid=np.stack([h.keypoints_valid for h in gt_hands]).astype(bool))
-    prediction = HandSet(pred["keypoints_2d"], pred["keypoints_3d"], pred["vertices"], gt.boxes, pred_sides)
+    prediction, gt = _hand_sets(pred, gt_hands, [None] * len(gt_hands))
+    prediction.sides = list(pred_sides)
     return score_hands(prediction, gt, found, num_predictions, pred_hand_model, gt_hand_model)
 
 

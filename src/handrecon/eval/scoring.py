@@ -32,6 +32,7 @@ from handrecon.geometry.procrustes import apply_trafo, procrustes_trafo
 
 MATCH_IOU = 0.5
 PCK_2D_THRESHOLD = 0.1  # fraction of the ground-truth box's long side
+PCK_2D_THRESHOLDS = (0.05, 0.1, 0.15)  # HandOS's HInt table (suppl. §VII)
 METRIC_NAMES = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f@5", "f@15", "auc", "mpjpe_mm", "pck2d@0.1",
                 "root_error_mm", "root_depth_error_mm", "recall", "precision", "side_accuracy")
 
@@ -129,3 +130,33 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
         metrics["root_error_mm"] = 1000.0 * float(np.linalg.norm(root, axis=-1).mean())
         metrics["root_depth_error_mm"] = 1000.0 * float(np.abs(root[:, 2]).mean())
     return metrics, official, notes
+
+
+def full_image_scores(pred: HandSet, gt: HandSet, found: np.ndarray, Ks: np.ndarray) -> dict[str, float | None]:
+    """What the HandOS protocol adds for a model that finds its own hands (one row per ground-truth
+    hand; Ks (N, 3, 3) each hand's intrinsics): 2D PCK at `PCK_2D_THRESHOLDS` of the predicted 2D
+    keypoints (``pck2d@t``, HandOS-2D) and of the 3D keypoints projected through K
+    (``pck2d_proj@t``, HandOS-proj), a missed hand scoring 0; and PA-MPJPE / PA-MPVPE over the
+    matched hands only (``*_matched_mm``), the reconstruction error apart from detection."""
+    found = np.asarray(found, bool)
+    out: dict[str, float | None] = {}
+    projected = None
+    if pred.keypoints_3d is not None:
+        q = np.einsum("nij,nkj->nki", np.asarray(Ks, np.float64), np.asarray(pred.keypoints_3d, np.float64))
+        projected = q[..., :2] / np.maximum(q[..., 2:], 1e-9)  # a point behind the camera lands far off
+    for t in PCK_2D_THRESHOLDS:
+        uv = np.where(found[:, None, None], np.asarray(pred.keypoints_2d, np.float64), np.inf)
+        out[f"pck2d@{t:g}"] = pck_2d(uv, gt.keypoints_2d, gt.boxes, t, gt.valid)
+        if projected is not None:
+            uvp = np.where(found[:, None, None], projected, np.inf)
+            out[f"pck2d_proj@{t:g}"] = pck_2d(uvp, gt.keypoints_2d, gt.boxes, t, gt.valid)
+    out["pa_mpjpe_matched_mm"] = out["pa_mpvpe_matched_mm"] = None
+    if found.any() and pred.keypoints_3d is not None and gt.keypoints_3d is not None:
+        xyz, xyz_gt = np.asarray(pred.keypoints_3d, np.float64)[found], np.asarray(gt.keypoints_3d, np.float64)[found]
+        same = pred.vertices is not None and gt.vertices is not None and np.shape(pred.vertices) == np.shape(gt.vertices)
+        v, v_gt = (np.asarray(pred.vertices, np.float64)[found], np.asarray(gt.vertices, np.float64)[found]) if same \
+            else (xyz, xyz_gt)
+        official = evaluate_freihand(FreihandSet(xyz, v), FreihandSet(xyz_gt, v_gt))
+        out["pa_mpjpe_matched_mm"] = official["xyz_al_mean3d"]
+        out["pa_mpvpe_matched_mm"] = official["mesh_al_mean3d"] if same else None
+    return out

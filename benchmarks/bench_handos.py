@@ -1,0 +1,80 @@
+"""HandOS cost per 640x480 image on 2 cores: the frozen detector, then the decoder with 1, 4 and
+10 hands, and the whole `predict` path.
+
+    .venv/bin/python benchmarks/bench_handos.py [--model handos-openhand] [--threads 2]
+
+The decoder's cost grows with the number of hands it decodes, so the script decodes the top 1, 4
+and 10 queries of the detector (whatever their scores) and times: the detector forward; the
+decoder (side tuning, memory projection, expansion, lifting, 6 layers, heads, up-sampling) for N
+hands; `Predictor.predict` on the image (letterbox, detector, filtering, decoder, camera,
+sides). Median of `--repeats` runs after a warm-up. Without the shipped model it times the
+architecture of configs/handos_cpu.yaml with random decoder weights (the cost does not depend on
+the weights) and says so. Target of issue 14: <= 0.5 s per image with up to 4 hands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from _timing import run_times
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def get_model(name: str):
+    """(HandOS module, Predictor or None, description)."""
+    import handrecon
+    from handrecon.models.handos import HandOS
+
+    try:
+        predictor = handrecon.load(name)
+        return predictor.model, predictor, name
+    except (ValueError, FileNotFoundError) as e:
+        kwargs = yaml.safe_load((ROOT / "configs" / "handos_cpu.yaml").read_text())["model"]["kwargs"]
+        return HandOS(**kwargs).eval(), None, f"random decoder weights, configs/handos_cpu.yaml ({e})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="handos-openhand")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, predictor, what = get_model(args.model)
+    from handrecon.models.handos.detector import letterbox
+    from handrecon.utils.image import normalize_images
+
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
+    canvas, _ = letterbox(image, model.input_size)
+    pixels = torch.from_numpy(normalize_images(canvas[None]))
+    print(f"model: {what}; {args.threads} threads; one 640x480 image, input {model.input_size} px")
+    with torch.no_grad():
+        det_t = statistics.median(run_times(lambda: model.detector(pixels), args.repeats, 2))
+        det = model.detector(pixels)
+        print(f"  detector                 {det_t * 1000:7.1f} ms")
+        order = det.scores[0].argsort(descending=True)
+        for n in (1, 4, 10):
+            query = order[:n]
+            image_index = torch.zeros(n, dtype=torch.long)
+
+            def decode():
+                memory = {**model.memory(det, pixels), "image_index": image_index}
+                layers = model.decoder(model.instance_queries(det, image_index, query), det.boxes[0, query], memory)
+                return model.decode_layer(layers[-1], model.input_size, None)
+
+            t = statistics.median(run_times(decode, args.repeats, 1))
+            print(f"  decoder, {n:>2} hand(s)       {t * 1000:7.1f} ms   detector + decoder {(det_t + t) * 1000:7.1f} ms")
+    if predictor is not None:
+        t = statistics.median(run_times(lambda: predictor.predict(image), args.repeats, 1))
+        print(f"  predict (whole path, {len(predictor.predict(image).hands)} hands found in noise) {t * 1000:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
