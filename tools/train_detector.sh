@@ -16,10 +16,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
 t0=$(now)
-[ -f "$PHOTOS/SOURCES.md" ] || $PY tools/fetch_photos.py --out "$PHOTOS"
-SCENES=(--preset scene --image-size 288x384 --set "num_hands=[0, 4]" --workers 2 --backgrounds "$PHOTOS" --quiet)
-$HR synth "${SCENES[@]}" --num 6000 --out "$DATA/train" --seed 0
-$HR synth "${SCENES[@]}" --num 400 --out "$DATA/heldout" --seed 1000
+PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_scenes.sh
 t1=$(now)
 $HR train configs/detector_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
     --out "$RUN" --resume auto
