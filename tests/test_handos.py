@@ -273,3 +273,21 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     save_detector(other, det_dir)  # the detector under the same name changed
     with pytest.raises(ValueError, match="trained on the detector"):
         handrecon.load(str(ckpt))
+
+
+def test_the_decoder_exports_to_onnx(detectors, tmp_path):
+    """The decoder for a fixed number of hands runs in onnxruntime as in torch."""
+    ort = pytest.importorskip("onnxruntime")
+    from handrecon.models.handos.inference import export_decoder
+
+    torch.manual_seed(0)
+    model = HandOS(detector=detectors["rt-detr"], **SMALL)
+    image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    graph, args = export_decoder(model, image, str(tmp_path / "decoder.onnx"), num_hands=3)
+    with torch.no_grad():
+        expected = graph(*args)
+    session = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {i.name: a.numpy() for i, a in zip(session.get_inputs(), args)})
+    assert got[1].shape == (3, 778, 3)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e.numpy(), atol=1e-4)

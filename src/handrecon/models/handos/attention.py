@@ -100,12 +100,10 @@ class MultiScaleDeformableAttention(nn.Module):
         # instances of one image share its memory: lay them side by side per image (padded to the
         # largest count) so every level is sampled once per image, not copied per instance
         B = value.shape[0]
-        counts = torch.bincount(image_index, minlength=B)
+        member = image_index[:, None] == torch.arange(B, device=query.device)  # (N, B), ONNX-exportable
+        counts = member.sum(0)
         slots = int(counts.max()) if N else 0
-        order = torch.argsort(image_index, stable=True)
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.empty_like(image_index)
-        slot[order] = torch.arange(N, device=query.device) - first[image_index[order]]  # rank within its image
+        slot = (member.long().cumsum(0) - 1).gather(1, image_index[:, None])[:, 0]  # rank within its image
         grids = query.new_zeros(B, slots, T, H, L, P, 2)
         grids[image_index, slot] = (2.0 * loc - 1.0).to(grids.dtype)
         grids = grids.permute(0, 3, 4, 1, 2, 5, 6).reshape(B * H, L, slots * T, P, 2)

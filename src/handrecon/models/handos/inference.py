@@ -10,12 +10,19 @@
 3. `postprocess`: the camera translation from each image's own K, the hands back in image pixels
    and the image camera, and each hand's side from its mesh normals (paper §3.5).
 
+ONNX: `export_decoder` writes the decoder (side tuning, memory projection, expansion, lifting,
+the 6 layers, heads, up-sampling) as an ONNX graph for a fixed number of hands, which
+onnxruntime runs to within 1e-5 of torch. The frozen detector exports on its own
+(benchmarks/bench_detector.py); the filtering between them (threshold, NMS: a data-dependent
+number of hands) stays in numpy, so there is no single end-to-end graph.
+
 User boxes are not prompts for HandOS (it reads its hands from the detector's queries): passing
 boxes is an error that says so.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +32,7 @@ from torch import nn
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.hand.model import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
-from handrecon.models.handos.detector import letterbox
+from handrecon.models.handos.detector import DetectorOutput, letterbox
 from handrecon.models.handos.model import HandOS, camera_translation, sides_from_normals
 from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
@@ -65,6 +72,56 @@ class HandOSNetwork(nn.Module):
                 j3[idx] = (last["joints_3d"] - root) * m.vertex_unit
                 cam[idx] = last["camera"]
         return scores, boxes, j2, verts, j3, cam
+
+
+class DecoderGraph(nn.Module):
+    """The decoder for the hands of one image as a traceable module: (Q_0 (N, d_q), Q_L (N, d_q),
+    boxes (N, 4) cxcywh, memory (1, ΣHW, d_det), backbone maps at strides 4-32) -> joints_2d
+    (N, 21, 2) in [0, 1], vertices (N, V, 3) wrist-relative in vertex units, camera (N, 3)."""
+
+    def __init__(self, model: HandOS, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                 valid_ratios: torch.Tensor, input_size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("spatial_shapes", spatial_shapes, persistent=False)
+        self.register_buffer("level_start_index", level_start_index, persistent=False)
+        self.register_buffer("valid_ratios", valid_ratios, persistent=False)
+        self.input_size = input_size
+
+    def forward(self, q0: torch.Tensor, q_last: torch.Tensor, boxes: torch.Tensor, memory: torch.Tensor,
+                *backbone_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m, n = self.model, q0.shape[0]
+        det = DetectorOutput(boxes=boxes[None], scores=boxes.new_ones(1, n), queries=torch.stack([q0, q_last])[None],
+                             reference_boxes=boxes[None, None], memory={m.memory_layer: memory},
+                             spatial_shapes=self.spatial_shapes, level_start_index=self.level_start_index,
+                             valid_ratios=self.valid_ratios, backbone_maps=tuple(backbone_maps),
+                             input_size=(self.input_size, self.input_size))
+        index = torch.arange(n)
+        image_index = torch.zeros(n, dtype=torch.long)
+        memory_levels = {**m.memory(det, None), "image_index": image_index}
+        layers = m.decoder(m.instance_queries(det, image_index, index), boxes, memory_levels)
+        out = m.decode_layer(layers[-1], self.input_size, None)
+        return out["joints_2d"], out["vertices"], out["camera"]
+
+
+def export_decoder(model: HandOS, image: np.ndarray, path: str, num_hands: int = 4) -> tuple[DecoderGraph, tuple]:
+    """Write the decoder of `model` for `num_hands` hands of an image like `image` (RGB uint8) to
+    `path` (ONNX, opset 17); returns the traced module and its example inputs (the detector's top
+    `num_hands` queries on `image`)."""
+    model.eval()
+    canvas, _ = letterbox(image, model.input_size)
+    with torch.no_grad():
+        det = model.detector(torch.from_numpy(normalize_images(canvas[None])))
+    top = det.scores[0].argsort(descending=True)[:num_hands]
+    args = (det.queries[0, 0, top], det.queries[0, -1, top], det.boxes[0, top].float(), det.memory_at(model.memory_layer),
+            *det.backbone_maps)
+    graph = DecoderGraph(model, det.spatial_shapes, det.level_start_index, det.valid_ratios, model.input_size).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, args, path, dynamo=False, opset_version=17,
+                          input_names=["q0", "q_last", "boxes", "memory"] + [f"map{s}" for s in (4, 8, 16, 32)],
+                          output_names=["joints_2d", "vertices", "camera"])
+    return graph, args
 
 
 @register_adapter("handos")
@@ -121,4 +178,4 @@ class HandOSAdapter(InferenceAdapter):
         return results
 
 
-__all__ = ["HandOSAdapter", "HandOSNetwork"]
+__all__ = ["DecoderGraph", "HandOSAdapter", "HandOSNetwork", "export_decoder"]
