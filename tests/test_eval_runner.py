@@ -226,3 +226,68 @@ def test_whole_image_protocol_on_synthetic_crops(tmp_path, tiny):
     assert all(b is None for b, _ in seen) and [s for _, ss in seen for s in ss] == [[h.side] for h in first]
     assert res.num_hands == len(first) == 4
     assert res.metrics["pa_mpjpe_mm"] < 0.01 and res.metrics["root_error_mm"] < 0.01
+
+
+class BoxOracle:
+    """A full-image model that 'finds' each ground-truth hand of a dataset by its box, with its
+    2D keypoints moved by `shift` px and 3D joints that project onto them (for HandOS-protocol runs)."""
+
+    detects_hands = True
+    hand_model = "openhand"
+
+    def __init__(self, samples: dict, shift: float = 0.0) -> None:
+        self.samples, self.shift = samples, shift
+
+    def predict_batch(self, images, Ks, boxes, sides, batch_size=32):
+        from handrecon.geometry.camera import default_intrinsics
+        from handrecon.infer.results import HandResult, ImageResult
+
+        out = []
+        for image, K in zip(images, Ks):
+            smp = self.samples[image.tobytes()]
+            K = default_intrinsics((image.shape[1], image.shape[0])) if K is None else np.asarray(K, np.float64)
+            hands = []
+            for h in smp.hands:
+                uv = np.asarray(h.keypoints_2d, np.float64) + self.shift
+                xyz = np.concatenate([(uv - K[:2, 2]) / K[[0, 1], [0, 1]] * 0.5, np.full((21, 1), 0.5)], 1)
+                hands.append(HandResult(box=np.asarray(h.box), side="right", keypoints_2d=uv, keypoints_3d=xyz,
+                                        vertices=np.zeros((778, 3)), cam_t=xyz[0], score=0.9))
+            out.append(ImageResult(K=K, image_size=image.shape[:2], hands=hands))
+        return out
+
+
+def test_hint_with_a_full_image_model_reports_visible_and_occluded_pck(tmp_path, monkeypatch):
+    """HInt (2D only) through `evaluate`: PCK of the 2D and projected keypoints, over all, visible
+    and occluded keypoints, box AP; a perfect model scores 1, a shifted one less."""
+    from test_loaders_hint import write_item
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        kp = np.concatenate([rng.uniform(20, 100, (21, 2)), np.ones((21, 1))], 1)
+        occ = [1 if j in (5, 6, 7) else 0 for j in range(21)]
+        write_item(tmp_path / "TEST_newdays_img", f"ND_v{i}_frame00000{i}_r", kp.tolist(), occ,
+                   bbox=((kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()),))
+    ds = build_dataset("hint", tmp_path, "test")
+    samples = {}
+    for i in range(len(ds)):
+        smp = ds[i]
+        smp._image = (rng.random(smp.image.shape) * 255).astype(np.uint8)  # tell the images apart
+        samples[smp.image.tobytes()] = smp
+
+    class Fixed:  # the dataset with the distinguishable images
+        def __init__(self):
+            self.items = list(samples.values())
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    monkeypatch.setattr("handrecon.eval.runner.build_dataset", lambda *a, **k: Fixed())
+    perfect = evaluate(BoxOracle(samples), "hint", tmp_path).metrics
+    shifted = evaluate(BoxOracle(samples, shift=8.0), "hint", tmp_path).metrics
+    for key in ("pck2d@0.1", "pck2d_proj@0.1", "pck2d@0.1_visible", "pck2d@0.1_occluded", "pck2d_proj@0.1_occluded"):
+        assert perfect[key] == pytest.approx(1.0), key
+    assert perfect["ap50"] == pytest.approx(1.0) and perfect["recall"] == 1.0
+    assert shifted["pck2d@0.05"] < 1.0 and shifted["pck2d@0.05"] <= shifted["pck2d@0.15"]

@@ -345,7 +345,7 @@ def evaluate_detector_cmd(
 @app.command()
 def evaluate(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint or run directory, shipped model name, or .onnx file."),
-    dataset: str = typer.Option(..., "--dataset", help="freihand (whole 224 crops) or synthetic (GT boxes)."),
+    dataset: str = typer.Option(..., "--dataset", help="freihand (whole 224 crops), synthetic, dexycb or hint (whole images: a crop model gets the GT boxes, a full-image model finds the hands)."),
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: freihand evaluation, synthetic val)."),
     out: Path = typer.Option(Path("eval_out"), "--out", help="Folder for pred.json (official submission format) and metrics.json."),

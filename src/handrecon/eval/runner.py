@@ -15,7 +15,10 @@ and `detects_hands`), gives it each image once, and scores its hands with
   holds one prediction per ground-truth hand (zeros where missed), in dataset order. A full-image
   model is also scored as HandOS reports it (`eval.scoring.full_image_scores`): COCO box AP / AP50
   of its detections, PCK@0.05/0.1/0.15 of its 2D and of its projected 3D keypoints, and PA-MPJPE /
-  PA-MPVPE over the matched hands only.
+  PA-MPVPE over the matched hands only; where keypoints carry occlusion labels (HInt), PCK@0.1
+  over the visible and the occluded keypoints too (the paper's Table 5).
+- ``dexycb`` (default split ``s0_test``) and ``hint`` (default ``test``, 2D only: New Days, VISOR,
+  Ego4D): whole images, as ``synthetic``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, mat
 from handrecon.eval.submission import write_freihand_submission
 from handrecon.utils.io import atomic_write_json
 
-DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val"}
+DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test"}
 
 
 @dataclass
@@ -141,7 +144,9 @@ def evaluate(
         if not whole_crops and not prompted:  # the model found the hands itself: HandOS's protocol
             det = detection_metrics(*map(list, zip(*image_boxes)))
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
-            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_rows), np.array(found), np.stack(hand_Ks)))
+            visible = np.stack([h.visibility > 0.5 for h in gt_hands])
+            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_rows), np.array(found),
+                                                    np.stack(hand_Ks), visible))
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "

@@ -132,12 +132,15 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
     return metrics, official, notes
 
 
-def full_image_scores(pred: HandSet, gt: HandSet, found: np.ndarray, Ks: np.ndarray) -> dict[str, float | None]:
+def full_image_scores(pred: HandSet, gt: HandSet, found: np.ndarray, Ks: np.ndarray,
+                      visible: np.ndarray | None = None) -> dict[str, float | None]:
     """What the HandOS protocol adds for a model that finds its own hands (one row per ground-truth
     hand; Ks (N, 3, 3) each hand's intrinsics): 2D PCK at `PCK_2D_THRESHOLDS` of the predicted 2D
     keypoints (``pck2d@t``, HandOS-2D) and of the 3D keypoints projected through K
     (``pck2d_proj@t``, HandOS-proj), a missed hand scoring 0; and PA-MPJPE / PA-MPVPE over the
-    matched hands only (``*_matched_mm``), the reconstruction error apart from detection."""
+    matched hands only (``*_matched_mm``), the reconstruction error apart from detection. With
+    `visible` (N, 21) occlusion labels that mark some keypoints occluded and some visible, also
+    PCK@0.1 over each group (``pck2d@0.1_visible`` / ``_occluded`` and the ``proj`` ones)."""
     found = np.asarray(found, bool)
     out: dict[str, float | None] = {}
     projected = None
@@ -150,6 +153,14 @@ def full_image_scores(pred: HandSet, gt: HandSet, found: np.ndarray, Ks: np.ndar
         if projected is not None:
             uvp = np.where(found[:, None, None], projected, np.inf)
             out[f"pck2d_proj@{t:g}"] = pck_2d(uvp, gt.keypoints_2d, gt.boxes, t, gt.valid)
+    valid = np.ones(np.shape(gt.keypoints_2d)[:2], bool) if gt.valid is None else np.asarray(gt.valid, bool)
+    if visible is not None and (valid & visible).any() and (valid & ~visible).any():
+        for name, group in (("visible", valid & visible), ("occluded", valid & ~visible)):
+            uv = np.where(found[:, None, None], np.asarray(pred.keypoints_2d, np.float64), np.inf)
+            out[f"pck2d@0.1_{name}"] = pck_2d(uv, gt.keypoints_2d, gt.boxes, 0.1, group)
+            if projected is not None:
+                uvp = np.where(found[:, None, None], projected, np.inf)
+                out[f"pck2d_proj@0.1_{name}"] = pck_2d(uvp, gt.keypoints_2d, gt.boxes, 0.1, group)
     out["pa_mpjpe_matched_mm"] = out["pa_mpvpe_matched_mm"] = None
     if found.any() and pred.keypoints_3d is not None and gt.keypoints_3d is not None:
         xyz, xyz_gt = np.asarray(pred.keypoints_3d, np.float64)[found], np.asarray(gt.keypoints_3d, np.float64)[found]
