@@ -291,3 +291,26 @@ def test_the_decoder_exports_to_onnx(detectors, tmp_path):
     assert got[1].shape == (3, 778, 3)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e.numpy(), atol=1e-4)
+
+
+def test_a_users_mano_model(detectors, scenes, tmp_path):
+    """HandOS on a MANO-structured model file (the user's MANO_RIGHT.pkl; here a fake one): the
+    lifting starts from its skinning weights, vertices and joints come out in its topology."""
+    from test_loaders_ho3d import write_fake_mano
+
+    arr = write_fake_mano(tmp_path)
+    torch.manual_seed(0)
+    model = HandOS(detector=detectors["rt-detr"], hand_model=str(tmp_path / "MANO_RIGHT.pkl"),
+                   **{**SMALL, "lift_level": 0})
+    assert model.decoder.V == 778 and model.inference_spec()["hand_model"].endswith("MANO_RIGHT.pkl")
+    data = load_hand_model_data(str(tmp_path / "MANO_RIGHT.pkl"))
+    np.testing.assert_allclose(model.decoder.lift.detach().numpy(),
+                               lifting_init(data.weights, data.keypoint_joints, data.parents, np.arange(778)))
+    assert np.allclose(data.weights, arr["weights"], atol=1e-6)
+    model.train()
+    batch = batch_of(scenes)
+    loss, _ = model.loss(model(batch), batch)
+    loss.backward()
+    model.eval()
+    pred = model.predict_input(batch["pixel_values"], batch["K"])
+    assert all(p["vertices"].shape[1:] == (778, 3) for p in pred if "vertices" in p)

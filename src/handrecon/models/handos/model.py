@@ -127,16 +127,19 @@ class HandOS(nn.Module):
         hand = load_hand_model_data(hand_model)
         self.hand_model, self.topology = hand_model, topology_sha256(hand)
         self.vertex_unit = float(vertex_unit)
-        hierarchy = get_hierarchy(hand.v_template, hand.faces, factors=(2,) * max(lift_level, 1))
-        rows = hierarchy.level_subset(lift_level)
+        if lift_level:  # vertex queries on a coarse level, up-sampled by the COMA matrices
+            hierarchy = get_hierarchy(hand.v_template, hand.faces, factors=(2,) * lift_level)
+            rows, up_index, up_weight = hierarchy.level_subset(lift_level), hierarchy.up_index, hierarchy.up_weight
+        else:  # the paper: one query per vertex
+            rows, up_index, up_weight = np.arange(len(hand.v_template)), [], []
         rest = np.asarray(hand.v_template, np.float64)
         rest = rest - np.asarray(hand.kp_regressor, np.float64)[0] @ rest  # wrist at 0
         self.decoder = InteractiveDecoder(
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
             ffn_dim, policy)
-        self.up_index = [torch.as_tensor(i, dtype=torch.long) for i in hierarchy.up_index[:lift_level]]
-        self.up_weight = [torch.as_tensor(w, dtype=torch.float32) for w in hierarchy.up_weight[:lift_level]]
+        self.up_index = [torch.as_tensor(i, dtype=torch.long) for i in up_index]
+        self.up_weight = [torch.as_tensor(w, dtype=torch.float32) for w in up_weight]
         self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32), persistent=False)
         self.register_buffer("faces", torch.as_tensor(np.asarray(hand.faces, np.int64)), persistent=False)
         self.criterion = HandOSLoss(self.faces, torch.as_tensor(face_adjacency(np.asarray(hand.faces))), loss_weights)
