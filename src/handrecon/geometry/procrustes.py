@@ -88,3 +88,17 @@ def _as_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if pred.shape != gt.shape or pred.ndim < 2 or pred.shape[-1] != 3:
         raise ValueError(f"Procrustes needs two (..., N, 3) arrays of the same shape, got {pred.shape} and {gt.shape}")
     return pred, gt
+
+
+def rigid_transform_torch(src, dst):
+    """The proper rotation R (B, 3, 3) and translation t (B, 3) with dst ≈ src @ Rᵀ + t in the
+    least-squares sense (Kabsch, no scale, no reflection), for torch point sets (B, N, 3)."""
+    import torch
+
+    mu_s, mu_d = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    H = (src - mu_s).transpose(1, 2) @ (dst - mu_d)  # (B, 3, 3)
+    U, _, Vh = torch.linalg.svd(H)
+    d = torch.sign(torch.linalg.det(Vh.transpose(1, 2) @ U.transpose(1, 2)))
+    D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    R = Vh.transpose(1, 2) @ D @ U.transpose(1, 2)
+    return R, (mu_d - mu_s @ R.transpose(1, 2))[:, 0]

@@ -6,9 +6,12 @@ importing torch at package import time.
 
 from __future__ import annotations
 
-__all__ = ["HandModel", "HandOutput", "HandModelData", "load_openhand", "sample_poses", "sample_shapes"]
+__all__ = ["HandFit", "HandModel", "HandOutput", "HandModelData", "fit_hands", "load_openhand", "sample_poses",
+           "sample_shapes"]
 
 _LAZY = {
+    "HandFit": "handrecon.hand.fit",
+    "fit_hands": "handrecon.hand.fit",
     "HandModel": "handrecon.hand.model",
     "HandOutput": "handrecon.hand.model",
     "HandModelData": "handrecon.hand.model_data",
