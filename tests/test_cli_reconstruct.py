@@ -162,3 +162,27 @@ def test_evaluate_limit(tmp_path, ckpt):
     for bad in ("0", "-3"):
         _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev2"), "--limit", bad]), "limit", bad)
     assert not (tmp_path / "ev2").exists()
+
+
+def test_reconstruct_fit_adds_pose_parameters(tmp_path):
+    """--fit: every hand gets the hand model's pose, shape and translation, which reproduce its
+    mesh through the model (shipped model on the bundled sample, a left hand)."""
+    import torch
+
+    from handrecon.demo import load_sample
+    from handrecon.hand.model import HandModel
+
+    image, meta = load_sample()
+    Image.fromarray(image).save(tmp_path / "hand.png")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "hand.png"), "--out", str(out), "--formats", "",
+                            "--no-overlay", "--side", "left", "--box", *map(str, meta["hands"][0]["box"]), "--fit"])
+    assert r.exit_code == 0, r.output
+    hand = json.loads((out / "hand.json").read_text())["hands"][0]
+    fit = hand["fit"]
+    assert np.shape(fit["pose"]) == (20, 3) and len(fit["joint_names"]) == 20 and fit["error_mm"] < 10.0  # a predicted mesh is no exact LBS mesh
+    model = HandModel.openhand("left")
+    with torch.no_grad():
+        verts = model(torch.tensor([fit["pose"]]), torch.tensor([fit["shape"]]), torch.tensor([fit["transl"]])).vertices[0]
+    err = np.linalg.norm(verts.numpy() - np.array(hand["vertices"]), axis=-1).mean() * 1000
+    assert err == pytest.approx(fit["error_mm"], abs=0.05)

@@ -48,11 +48,11 @@ def fit_hands(model: HandModel, vertices: torch.Tensor | None = None, keypoints:
               limit_weight: float = 10.0, shape_weight: float = 1e-3, rounds: int = 2) -> HandFit:
     """Fit `model` to target vertices (B, V, 3) of its topology or OP21 keypoints (B, 21, 3),
     metres, camera frame (see the module docstring). iterations / lr of the refinement: None gives
-    20 / 0.005 for vertices (the initialisation is close) and 150 / 0.05 for keypoints."""
+    40 / 0.01 for vertices (the initialisation is close) and 150 / 0.05 for keypoints."""
     if iterations is None:
-        iterations = 20 if vertices is not None else 150
+        iterations = 40 if vertices is not None else 150
     if lr is None:
-        lr = 0.005 if vertices is not None else 0.05
+        lr = 0.01 if vertices is not None else 0.05
     if (vertices is None) == (keypoints is None):
         raise ValueError("fit_hands: give either vertices (B, V, 3) or keypoints (B, 21, 3)")
     target = torch.as_tensor(vertices if vertices is not None else keypoints, dtype=torch.float32)

@@ -184,6 +184,7 @@ def reconstruct_paths(
     on_progress: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     batch_size: int = 16,
+    fitter: Any = None,
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
@@ -192,7 +193,8 @@ def reconstruct_paths(
     builds K with the principal point at the image centre, else the default camera). Images are
     decoded by a reader thread ahead of the network, which runs on `batch_size` images at a time;
     a bad item fails alone. on_start gets the number of images once they are collected;
-    on_progress each image's path once it is done.
+    on_progress each image's path once it is done. fitter (`infer.fitting.HandFitter`): adds the
+    hand model's fitted pose parameters to every hand.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -221,7 +223,10 @@ def reconstruct_paths(
         while chunk := list(itertools.islice(items, batch_size)):
             ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
             report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
-            for (path, stem, (loaded, prompt)), result in zip(ready, _predict_chunk(predictor, [r[2] for r in ready])):
+            results = _predict_chunk(predictor, [r[2] for r in ready])
+            if fitter is not None:
+                fitter.attach_fits([r for r in results if not isinstance(r, Exception)])
+            for (path, stem, (loaded, prompt)), result in zip(ready, results):
                 try:
                     if isinstance(result, Exception):
                         raise result

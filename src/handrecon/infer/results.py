@@ -19,6 +19,10 @@ class HandResult:
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
+    fit: the hand model's parameters fitted to the vertices (`infer.fitting.attach_fits`):
+    ``pose`` (J, 3) axis-angle per joint (the model's input, root first), ``shape`` (S,),
+    ``transl`` (3,) m, ``error_mm`` (the fitted mesh's mean distance to `vertices`), ``joint_names``;
+    None unless asked for.
     """
 
     box: np.ndarray
@@ -28,6 +32,7 @@ class HandResult:
     vertices: np.ndarray
     cam_t: np.ndarray
     score: float | None = None
+    fit: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -39,6 +44,7 @@ class HandResult:
             "keypoints_3d": _round(self.keypoints_3d, 5),
             "cam_t": _round(self.cam_t, 5),
             "vertices": _round(self.vertices, 5),
+            **({"fit": self.fit} if self.fit is not None else {}),
         }
 
 
