@@ -1,0 +1,229 @@
+"""Reconstruct the hands of a video (`handrecon reconstruct clip.mp4`).
+
+Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
+
+- `NAME.jsonl`: one JSON line per frame, ``{"frame_index", "time", "image_size", "K", "hands"}``, each
+  hand as in the image JSON plus its ``track_id`` (stable over frames, `infer.tracking`) and, with
+  smoothing on, One-Euro-filtered keypoints, vertices and translation;
+- `NAME_overlay.mp4`: the overlay of every frame (meshes, skeletons, a side view; H.264);
+- `NAME.state.json`: how far the run got and the tracker's state. An interrupted run resumes from
+  its last complete chunk of frames with the same settings (the same model, focal and smoothing),
+  with the same output as an uninterrupted one; a finished video is not redone.
+
+Frames go through the model `batch_size` at a time; progress reports frames per second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from handrecon.geometry.camera import default_intrinsics
+from handrecon.infer.batch import render_overlay
+from handrecon.infer.results import HandResult, ImageResult
+from handrecon.infer.tracking import HandTracker, OneEuroConfig
+from handrecon.utils.io import atomic_write_json
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+STATE_VERSION = 1
+
+
+class VideoError(ValueError):
+    """A video that cannot be read or a run that cannot resume, with what to do about it."""
+
+
+@dataclass
+class VideoReport:
+    """frames: frames with results; hands: hand detections over all frames; tracks: distinct ids;
+    resumed_at: the frame a resumed run started from (0: a fresh run); files: what was written;
+    frames_per_second: processing speed of this invocation."""
+
+    frames: int = 0
+    hands: int = 0
+    tracks: int = 0
+    resumed_at: int = 0
+    frames_per_second: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tuple[int, np.ndarray]], float, int | None]:
+    """(iterator of (index, RGB uint8 frame) from frame `start`, frames per second, frame count
+    if the container says). Frames before `start` are decoded and dropped."""
+    import av
+
+    try:
+        container = av.open(str(path))
+        stream = container.streams.video[0]
+    except (av.FFmpegError, IndexError, OSError) as e:
+        raise VideoError(f"{path}: cannot read it as a video ({e}); any format ffmpeg reads works") from None
+    fps = float(stream.average_rate or stream.guessed_rate or 30)
+    count = stream.frames or None
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= start:
+                    yield i, frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as e:
+            raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
+        finally:
+            container.close()
+
+    return frames(), fps, count
+
+
+def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os.PathLike,
+                      smoothing: OneEuroConfig | None = OneEuroConfig(), focal: float | None = None,
+                      box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
+                      batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
+                      ) -> VideoReport:
+    """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
+    side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
+    frames per second)."""
+    path, out_dir = Path(path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
+    settings = {"source": str(path.resolve()), "model": str(getattr(predictor, "source", "")), "focal": focal,
+                "box": None if box is None else [float(b) for b in box], "side": side,
+                "smoothing": None if smoothing is None else asdict(smoothing), "version": STATE_VERSION}
+    tracker = HandTracker(smoothing)
+    report = VideoReport()
+    state = _read_state(state_path)
+    if state is not None and state.get("settings") == settings and jsonl.is_file():
+        report.resumed_at = int(state["frames_done"])
+        tracker.load_state(state["tracker"])
+        _truncate_lines(jsonl, report.resumed_at)
+        report.hands, track_ids = int(state["hands"]), set(state["track_ids"])
+    else:
+        if state is not None and state.get("settings") != settings:
+            jsonl.unlink(missing_ok=True)  # another run's partial output: start over with these settings
+        report.resumed_at, track_ids = 0, set()
+        jsonl.write_text("")
+    complete = state is not None and state.get("settings") == settings and state.get("complete")
+    t0, done = time.perf_counter(), report.resumed_at
+    if not complete:
+        frames, fps, total = video_frames(path, report.resumed_at)
+        with open(jsonl, "a") as out:
+            while chunk := _take(frames, batch_size):
+                H, W = chunk[0][1].shape[:2]
+                K = default_intrinsics((W, H), focal=focal)
+                boxes = None if box is None else [[box]] * len(chunk)
+                sides = None if side is None else [[side]] * len(chunk)
+                results = predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
+                                                  batch_size=len(chunk))
+                lines = []
+                for (i, _), result in zip(chunk, results):
+                    ids = tracker.update(result.hands, i, i / fps)
+                    track_ids.update(ids)
+                    report.hands += len(result.hands)
+                    if fitter is not None:
+                        fitter.attach_fits([result])
+                    record = {"frame_index": i, "time": round(i / fps, 6), **result.to_json()}
+                    for hand, track_id in zip(record["hands"], ids):
+                        hand["track_id"] = track_id
+                    lines.append(json.dumps(record, separators=(",", ":")))
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+                done = chunk[-1][0] + 1
+                atomic_write_json(state_path, {"settings": settings, "frames_done": done, "hands": report.hands,
+                                               "track_ids": sorted(track_ids), "tracker": tracker.state(),
+                                               "fps": fps, "complete": False}, indent=None)
+                if on_progress is not None:
+                    on_progress(done, total, (done - report.resumed_at) / max(time.perf_counter() - t0, 1e-9))
+        state = _read_state(state_path) or {"settings": settings, "frames_done": 0, "hands": 0, "track_ids": [],
+                                             "tracker": tracker.state(), "fps": fps}
+        state["complete"] = True
+        atomic_write_json(state_path, state, indent=None)
+    else:
+        done = int(state["frames_done"])
+        report.hands, track_ids = int(state["hands"]), set(state["track_ids"])
+    report.frames, report.tracks = done, len(track_ids)
+    report.frames_per_second = (done - report.resumed_at) / max(time.perf_counter() - t0, 1e-9)
+    report.files = [jsonl.name, state_path.name]
+    if overlay:
+        write_overlay_video(path, jsonl, out_dir / f"{path.stem}_overlay.mp4", predictor)
+        report.files.append(f"{path.stem}_overlay.mp4")
+    return report
+
+
+def write_overlay_video(video: Path, jsonl: Path, out: Path, predictor: Any) -> None:
+    """The overlay of every frame of `video` with the results in `jsonl`, as H.264 MP4 (written to
+    a temporary file, then renamed)."""
+    import av
+
+    frames, fps, _ = video_frames(video)
+    tmp = out.with_name(f".{out.name}.partial.mp4")
+    with open(jsonl) as lines:
+        container = av.open(str(tmp), mode="w")
+        try:
+            stream = None
+            for (i, frame), line in zip(frames, lines):
+                result = result_from_json(json.loads(line), predictor.faces_right, predictor.faces_left)
+                image = render_overlay(result, frame)
+                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]  # H.264 wants even sides
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+                    stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                    container.mux(packet)
+            if stream is not None:
+                for packet in stream.encode():
+                    container.mux(packet)
+        finally:
+            container.close()
+    os.replace(tmp, out)
+
+
+def result_from_json(record: dict, faces_right: np.ndarray, faces_left: np.ndarray) -> ImageResult:
+    """An `ImageResult` back from one line of `NAME.jsonl` (or an image's JSON)."""
+    hands = [HandResult(box=np.asarray(h["box"]), side=h["side"], keypoints_2d=np.asarray(h["keypoints_2d"]),
+                        keypoints_3d=np.asarray(h["keypoints_3d"]), vertices=np.asarray(h["vertices"]),
+                        cam_t=np.asarray(h["cam_t"]), score=h.get("score"), fit=h.get("fit"))
+             for h in record["hands"]]
+    return ImageResult(K=np.asarray(record["K"]), image_size=tuple(record["image_size"]), hands=hands,
+                       faces_right=faces_right, faces_left=faces_left)
+
+
+def _take(frames: Iterator, n: int) -> list:
+    out = []
+    for item in frames:
+        out.append(item)
+        if len(out) == n:
+            break
+    return out
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _truncate_lines(path: Path, n: int) -> None:
+    """Keep the first `n` complete lines of `path` (a crash may have left more, or half a line)."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    kept = [ln for ln in lines[:n] if ln]
+    if len(kept) != n:
+        raise VideoError(f"{path}: holds {len(kept)} complete frames but the state says {n}; delete {path} and "
+                         f"{path.with_suffix('.state.json')} to start the video over")
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(b"".join(ln + b"\n" for ln in kept))
+    os.replace(tmp, path)
+
+
+__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoReport", "is_video", "reconstruct_video", "result_from_json",
+           "video_frames", "write_overlay_video"]
