@@ -203,10 +203,9 @@ class InteractiveDecoder(nn.Module):
         outputs = []
         for i, layer in enumerate(self.layers):
             interactive = i >= self.num_2d_layers
-            if interactive and q.shape[1] == J:
+            if interactive and q.shape[1] == J:  # the lifted references are new: their FFN learns in this layer
                 q3, r3 = self.lift_queries(q, ref)
                 q, ref = torch.cat([q, q3], 1), torch.cat([ref, r3], 1)
-            ref = ref.detach()
             q = layer(q, self.position(ref), ref, memory, self.blocked if interactive else None)
             joints = (inverse_sigmoid(ref[:, :J, :2]) + self.joint_heads[i](q[:, :J])).sigmoid()
             out = {"joints_2d": joints}
@@ -219,6 +218,7 @@ class InteractiveDecoder(nn.Module):
                 ref = torch.cat([torch.cat([joints, ref[:, :J, 2:]], -1), torch.cat([centres, ref[:, J:, 2:]], -1)], 1)
             else:
                 ref = torch.cat([joints, ref[:, :, 2:]], -1)
+            ref = ref.detach()  # refined references are detached between layers (ED-Pose, Deformable DETR)
             outputs.append(out)
         return outputs
 

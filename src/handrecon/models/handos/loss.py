@@ -5,8 +5,9 @@ and summed: 2D terms on every layer, 3D and weak terms on the interactive layers
         + 10 L^Jproj + 4 L^proj_OKS + 0.5 L^nc
 
 Units: 2D keypoints in [0, 1] of the detector input (u_norm = (u_px + 0.5) / S), OKS areas in
-the same units squared; 3D in `vertex_unit` metres (0.1 m: errors of a few units of 10⁻¹), vertices
-and joints relative to the wrist. 3D terms (V, J3D, normal, edge) need 3D labels (`has_3d`); the
+the same units squared; 3D in `vertex_unit` metres (default 1: metres, so that 2D and 3D errors
+are of one size, a few 10⁻², and the paper's equal weights balance them), vertices and joints
+relative to the wrist. 3D terms (V, J3D, normal, edge) need 3D labels (`has_3d`); the
 weak terms (Jproj, OKS proj, nc) need only 2D labels, so 2D-only data trains the mesh too.
 """
 

@@ -94,7 +94,7 @@ class HandOS(nn.Module):
                  ffn_dim: int = 1024, num_layers: int = 6, num_2d_layers: int = 2, lift_level: int = 0,
                  policy: str = "hierarchical", queries: str = "inst", memory_layer: int = -1, side: str = "tuned",
                  side_width: int | None = None,
-                 hand_model: str = "openhand", vertex_unit: float = 0.1, loss_weights: dict[str, float] | None = None,
+                 hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10) -> None:
         super().__init__()
