@@ -175,7 +175,7 @@ def test_reconstruct_fit_adds_pose_parameters(tmp_path):
     image, meta = load_sample()
     Image.fromarray(image).save(tmp_path / "hand.png")
     out = tmp_path / "out"
-    r = runner.invoke(app, ["reconstruct", str(tmp_path / "hand.png"), "--out", str(out), "--formats", "",
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "hand.png"), "--out", str(out), "--formats", "glb",
                             "--no-overlay", "--side", "left", "--box", *map(str, meta["hands"][0]["box"]), "--fit"])
     assert r.exit_code == 0, r.output
     hand = json.loads((out / "hand.json").read_text())["hands"][0]
@@ -186,3 +186,7 @@ def test_reconstruct_fit_adds_pose_parameters(tmp_path):
         verts = model(torch.tensor([fit["pose"]]), torch.tensor([fit["shape"]]), torch.tensor([fit["transl"]])).vertices[0]
     err = np.linalg.norm(verts.numpy() - np.array(hand["vertices"]), axis=-1).mean() * 1000
     assert err == pytest.approx(fit["error_mm"], abs=0.05)
+    import pygltflib  # the GLB is the rigged hand, posed by the fit
+
+    doc = pygltflib.GLTF2().load(str(out / "hand_hand0.glb"))
+    assert len(doc.skins[0].joints) == 20 and doc.nodes[doc.skins[0].joints[0]].name == "wrist"

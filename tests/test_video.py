@@ -147,8 +147,12 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     render_clip(clip, frames=6)
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     r = CliRunner().invoke(app, ["reconstruct", str(clip), str(tmp_path / "broken.mp4"), "--out", str(tmp_path / "out"),
-                                 "--no-overlay", "--side", "right"])
+                                 "--no-overlay", "--side", "right", "--fit"])
     assert r.exit_code == 1 and "6 frame(s)" in r.output and "broken.mp4" in r.output and "Traceback" not in r.output
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert [json.loads(x)["frame_index"] for x in lines] == list(range(6))
     assert all(h["track_id"] == 0 for x in lines for h in json.loads(x)["hands"])
+    import pygltflib  # the track's hand, skinned and animated over the 6 frames
+
+    doc = pygltflib.GLTF2().load(str(tmp_path / "out" / "clip_track0.glb"))
+    assert doc.skins and doc.animations and doc.accessors[doc.animations[0].samplers[0].input].count == 6

@@ -112,8 +112,10 @@ def write_result(
     stem: str,
     mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
     overlay: bool = True,
+    fitter: Any = None,
 ) -> list[str]:
     """Write NAME.json, per-hand meshes and the overlay for one image. Returns the file names.
+    A hand with fitted parameters (``hand.fit``, from `fitter`) gets a rigged, posed GLB.
 
     All or nothing: a result with non-finite numbers is refused before anything is written
     (ValueError), and if any file fails the ones already written for this image are removed."""
@@ -125,7 +127,11 @@ def write_result(
         written.append(json_path)
         for i, hand in enumerate(result.hands):
             for fmt in mesh_formats:
-                written.append(save_mesh(out_dir / f"{stem}_hand{i}.{fmt}", hand.vertices, result.faces_for(hand.side)))
+                path = out_dir / f"{stem}_hand{i}.{fmt}"
+                if fmt == "glb" and hand.fit is not None and fitter is not None:
+                    written.append(fitter.save_glb(path, hand.fit, hand.side))
+                else:
+                    written.append(save_mesh(path, hand.vertices, result.faces_for(hand.side)))
         if overlay:
             png = out_dir / f"{stem}_overlay.png"
             save_png(png, render_overlay(result, image))
@@ -231,7 +237,8 @@ def reconstruct_paths(
                     if isinstance(result, Exception):
                         raise result
                     result = to_file_pixels(result, loaded, prompt.K_file)
-                    report.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay)
+                    report.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay,
+                                                             fitter)
                     report.num_hands += len(result.hands)
                 except (ValueError, OSError) as e:
                     report.failed.append((str(path), str(e)))

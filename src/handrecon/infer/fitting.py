@@ -1,5 +1,6 @@
 """Pose parameters for predicted hands: `handrecon.fit` (inverse kinematics) over every hand of
-a batch of results, batched per side, written into each `HandResult.fit`."""
+a batch of results, batched per side, written into each `HandResult.fit`; and the rigged GLBs
+posed by them (`infer.rig`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from handrecon.hand.fit import fit_hands
 from handrecon.hand.model import HandModel, load_hand_model_data
 from handrecon.infer.results import ImageResult
+from handrecon.infer.rig import save_rigged_glb
 
 
 class HandFitter:
@@ -35,3 +37,7 @@ class HandFitter:
                             "shape": np.round(fit.shape[i].numpy().astype(np.float64), 5).tolist(),
                             "transl": np.round(fit.transl[i].numpy().astype(np.float64), 6).tolist(),
                             "error_mm": round(float(fit.error_mm[i]), 3)}
+
+    def save_glb(self, path, fits: dict | list[dict], side: str, times: np.ndarray | None = None):
+        """A skinned GLB of the hand model for `side`, posed by one fit or animated over several."""
+        return save_rigged_glb(path, self.models[side], fits, times)

@@ -6,6 +6,8 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
   hand as in the image JSON plus its ``track_id`` (stable over frames, `infer.tracking`) and, with
   smoothing on, One-Euro-filtered keypoints, vertices and translation;
 - `NAME_overlay.mp4`: the overlay of every frame (meshes, skeletons, a side view; H.264);
+- with a fitter (``--fit``): `NAME_track{ID}.glb`, the hand model skinned and animated by its
+  fitted pose, one keyframe per frame the track is seen (`infer.rig`);
 - `NAME.state.json`: how far the run got and the tracker's state. An interrupted run resumes from
   its last complete chunk of frames with the same settings (the same model, focal and smoothing),
   with the same output as an uninterrupted one; a finished video is not redone.
@@ -155,7 +157,28 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     if overlay:
         write_overlay_video(path, jsonl, out_dir / f"{path.stem}_overlay.mp4", predictor)
         report.files.append(f"{path.stem}_overlay.mp4")
+    if fitter is not None:
+        report.files += write_track_glbs(jsonl, out_dir, path.stem, fitter)
     return report
+
+
+def write_track_glbs(jsonl: Path, out_dir: Path, stem: str, fitter: Any) -> list[str]:
+    """One animated GLB per track of `jsonl` whose hands carry fits: `STEM_track{ID}.glb`."""
+    tracks: dict[int, list[tuple[float, dict, str]]] = {}
+    with open(jsonl) as lines:
+        for line in lines:
+            record = json.loads(line)
+            for hand in record["hands"]:
+                if hand.get("fit") is not None:
+                    tracks.setdefault(hand["track_id"], []).append((record["time"], hand["fit"], hand["side"]))
+    names = []
+    for track_id, frames in sorted(tracks.items()):
+        side = max({s for _, _, s in frames}, key=[s for _, _, s in frames].count)
+        frames = [f for f in frames if f[2] == side]  # one rig per track: its majority side
+        name = f"{stem}_track{track_id}.glb"
+        fitter.save_glb(out_dir / name, [f for _, f, _ in frames], side, np.array([t for t, _, _ in frames]))
+        names.append(name)
+    return names
 
 
 def write_overlay_video(video: Path, jsonl: Path, out: Path, predictor: Any) -> None:
@@ -226,4 +249,4 @@ def _truncate_lines(path: Path, n: int) -> None:
 
 
 __all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoReport", "is_video", "reconstruct_video", "result_from_json",
-           "video_frames", "write_overlay_video"]
+           "video_frames", "write_overlay_video", "write_track_glbs"]
