@@ -126,3 +126,32 @@ def test_make_grid_layout():
     assert make_grid([a], ncols=4).shape == (14, 24, 3)
     with pytest.raises(ValueError, match="at least one"):
         make_grid([], 2)
+
+
+def test_result_overlay_numbers_hands_in_side_colours():
+    """Several hands: each in a box of its side's colour with its number; one hand without a
+    score (a crop model): no box."""
+    from handrecon.infer.batch import render_overlay
+    from handrecon.infer.results import HandResult, ImageResult
+    from handrecon.render.overlay import SIDE_COLORS
+
+    faces = np.array([[0, 1, 2]])
+    K = np.array([[300.0, 0, 80], [0, 300, 60], [0, 0, 1]])
+
+    def hand(side, box, score):
+        kp = np.stack([np.linspace(box[0] + 5, box[2] - 5, 21), np.linspace(box[1] + 5, box[3] - 5, 21)], 1)
+        v = np.array([[0.0, 0, 0.5], [0.01, 0, 0.5], [0, 0.01, 0.5]])
+        return HandResult(box=np.array(box, float), side=side, keypoints_2d=kp, keypoints_3d=np.zeros((21, 3)),
+                          vertices=v, cam_t=np.zeros(3), score=score)
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    two = ImageResult(K=K, image_size=(120, 160), hands=[hand("left", [10, 20, 60, 90], 0.9),
+                                                         hand("right", [90, 20, 150, 100], 0.8)],
+                      faces_right=faces, faces_left=faces)
+    out = render_overlay(two, image)[:, :160]
+    for side, x in (("left", 10), ("right", 90)):
+        column = out[40:80, x]
+        assert (np.abs(column.astype(int) - SIDE_COLORS[side]).sum(-1) < 30).any(), side
+    one = ImageResult(K=K, image_size=(120, 160), hands=[hand("left", [10, 20, 60, 90], None)],
+                      faces_right=faces, faces_left=faces)
+    assert not (np.abs(render_overlay(one, image)[40:80, 10].astype(int) - SIDE_COLORS["left"]).sum(-1) < 30).any()

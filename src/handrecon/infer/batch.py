@@ -23,7 +23,7 @@ from handrecon.geometry.camera import default_intrinsics, scale_intrinsics, scal
 from handrecon.infer.export import save_mesh
 from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
 from handrecon.infer.results import ImageResult
-from handrecon.render.overlay import draw_skeleton, overlay_mesh, side_view
+from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
 from handrecon.utils.io import atomic_open, atomic_write_json
 
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
@@ -154,7 +154,9 @@ def check_finite(result: ImageResult) -> None:
 
 
 def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:
-    """Image with every hand's mesh blended over it and its skeleton drawn, then a side view panel.
+    """Image with every hand's mesh blended over it (coloured by side) and its skeleton drawn, the
+    hands numbered in boxes coloured by side (several hands, or a model with scores), then a side
+    view panel.
 
     `image` shows the result's image at any size (e.g. read reduced); the overlay is drawn at most
     `max_side` px on its longer side, so its memory is bounded whatever the photo's size."""
@@ -167,11 +169,17 @@ def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERL
     K = scale_intrinsics(result.K, sx, sy)
     front = image
     for hand in result.hands:
-        front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), K, alpha=0.55)
+        front = overlay_mesh(front, hand.vertices, result.faces_for(hand.side), K, alpha=0.55,
+                             color=SIDE_MESH_COLORS[hand.side])
     for hand in result.hands:
         front = draw_skeleton(front, scale_points(hand.keypoints_2d, sx, sy))
     if not result.hands:
         return front
+    if len(result.hands) > 1 or result.hands[0].score is not None:  # number the hands, coloured by side
+        labels = [f"{i} {h.side[0].upper()}" + ("" if h.score is None else f" {h.score:.2f}")
+                  for i, h in enumerate(result.hands)]
+        boxes = [scale_points(np.reshape(h.box, (2, 2)), sx, sy).reshape(4) for h in result.hands]
+        front = label_boxes(front, np.array(boxes), labels, [SIDE_COLORS[h.side] for h in result.hands])
     # The renderer shades both sides of a face, so one winding serves every hand in the side view.
     h = front.shape[0]
     panel = side_view([hd.vertices for hd in result.hands], result.faces_for("right"), size=(h, max(h // 2, 64)))

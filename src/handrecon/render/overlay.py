@@ -22,6 +22,9 @@ FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
 MESH_COLORS: tuple[tuple[float, float, float], ...] = (
     (0.55, 0.72, 0.95), (0.95, 0.65, 0.45), (0.6, 0.9, 0.6), (0.9, 0.6, 0.85),
 )
+# Per side, for telling hands apart in multi-hand overlays: box/label RGB and mesh albedo
+SIDE_COLORS: dict[str, tuple[int, int, int]] = {"left": (255, 140, 0), "right": (30, 144, 255)}
+SIDE_MESH_COLORS: dict[str, tuple[float, float, float]] = {"left": (0.95, 0.65, 0.45), "right": (0.55, 0.72, 0.95)}
 _SUPERSAMPLE = 4
 
 
@@ -85,6 +88,27 @@ def draw_skeleton(
     out = Image.fromarray(image)
     region = out.crop((x0, y0, x1 + 1, y1 + 1)).convert("RGBA")
     out.paste(Image.alpha_composite(region, layer).convert("RGB"), (x0, y0))
+    return np.asarray(out)
+
+
+def label_boxes(image: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
+                colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """Draw boxes (N, 4) x1, y1, x2, y2 px with a text label on a filled tab above each (the
+    hand's number, side and score in multi-hand overlays)."""
+    image = check_image(np.asarray(image))
+    out = Image.fromarray(image)
+    draw = ImageDraw.Draw(out)
+    width = max(1, round(min(image.shape[:2]) / 300))
+    for box, label, color in zip(np.asarray(boxes, np.float64).reshape(-1, 4), labels, colors):
+        if not np.isfinite(box).all():
+            continue
+        x1, y1, x2, y2 = box.tolist()
+        rgb = tuple(int(c) for c in color)
+        draw.rectangle([x1, y1, x2, y2], outline=rgb, width=width)
+        l, t, r, b = draw.textbbox((0, 0), label)
+        ty = y1 - (b - t) - 4 if y1 - (b - t) - 4 >= 0 else y1
+        draw.rectangle([x1, ty, x1 + (r - l) + 4, ty + (b - t) + 4], fill=rgb)
+        draw.text((x1 + 2 - l, ty + 2 - t), label, fill=(0, 0, 0))
     return np.asarray(out)
 
 
