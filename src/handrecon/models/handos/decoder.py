@@ -26,7 +26,8 @@ SIDE_NETWORKS = ("tuned", "scratch", "none")
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    x = x.clamp(eps, 1 - eps)
+    """log(x / (1 - x)) in float32 (in bf16, 1 - 1e-5 rounds to 1 and the log overflows)."""
+    x = x.float().clamp(eps, 1 - eps)
     return torch.log(x / (1 - x))
 
 
@@ -192,7 +193,8 @@ class InteractiveDecoder(nn.Module):
     def lift_queries(self, q: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 8: (N, J, d), (N, J, 4) -> vertex and camera queries (N, V' + 1, d) and references."""
         q3 = torch.einsum("vj,njd->nvd", self.lift, q)
-        r3 = torch.einsum("vj,njc->nvc", self.lift, ref)
+        with torch.autocast(ref.device.type, enabled=False):  # reference boxes stay float32
+            r3 = torch.einsum("vj,njc->nvc", self.lift.float(), ref.float())
         centre = (inverse_sigmoid(r3[..., :2]) + self.lift_offset(q3)).sigmoid()
         size = r3[..., 2:] * self.lift_size.sigmoid() * 2.0  # σ(0)·2 = 1: the lifted size at first
         return q3, torch.cat([centre, size], -1)
