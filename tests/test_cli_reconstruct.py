@@ -190,3 +190,22 @@ def test_reconstruct_fit_adds_pose_parameters(tmp_path):
 
     doc = pygltflib.GLTF2().load(str(out / "hand_hand0.glb"))
     assert len(doc.skins[0].joints) == 20 and doc.nodes[doc.skins[0].joints[0]].name == "wrist"
+
+
+def test_reconstruct_with_a_boxes_file(tmp_path, ckpt):
+    """--boxes: each listed image gets its hands (boxes and sides) from the file, an empty list
+    gives no hand, an unlisted image keeps the default; a malformed file is a one-line error."""
+    images = write_images(tmp_path / "in")
+    spec = {"a.png": [[10, 10, 60, 70], {"box": [50, 20, 110, 85], "side": "left"}], "b.jpg": []}
+    (tmp_path / "boxes.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt), "--formats", "",
+                            "--no-overlay", "--boxes", str(tmp_path / "boxes.json")])
+    assert r.exit_code == 0, r.output
+    a = json.loads((out / "a.json").read_text())["hands"]
+    assert [h["box"] for h in a] == [[10, 10, 60, 70], [50, 20, 110, 85]] and [h["side"] for h in a] == ["right", "left"]
+    assert json.loads((out / "b.json").read_text())["hands"] == []
+    (tmp_path / "bad.json").write_text(json.dumps({"a.png": [[1, 2, 3]]}))
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt),
+                            "--boxes", str(tmp_path / "bad.json")])
+    assert r.exit_code == 2 and "'a.png' hand 0" in r.output and "Traceback" not in r.output

@@ -229,6 +229,7 @@ def reconstruct(
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
+    boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
     beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient (higher: less lag in fast motion)."),
@@ -248,6 +249,13 @@ def reconstruct(
         what = f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else f"--side must be left or right, got {side!r}"
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
+    from handrecon.infer.batch import read_box_prompts
+
+    try:
+        prompts = None if boxes_file is None else read_box_prompts(boxes_file)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     predictor = _load_model_or_exit(model, threads)
     fitter = None
     if fit:
@@ -286,6 +294,7 @@ def reconstruct(
                 task = progress.add_task("reconstructing", total=None)
                 report = reconstruct_paths(predictor, images, out, box=box, side=side, focal=focal,
                                            mesh_formats=mesh_formats, overlay=not no_overlay, fitter=fitter,
+                                           prompts=prompts,
                                            on_progress=lambda _: progress.advance(task),
                                            on_start=lambda n: progress.update(task, total=n))
         except ValueError as e:  # raised before any image runs (e.g. two inputs, one output name)

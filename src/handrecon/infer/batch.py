@@ -199,6 +199,7 @@ def reconstruct_paths(
     on_start: Callable[[int], None] | None = None,
     batch_size: int = 16,
     fitter: Any = None,
+    prompts: dict[str, list[tuple[Any, str | None]]] | None = None,
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
@@ -208,7 +209,8 @@ def reconstruct_paths(
     decoded by a reader thread ahead of the network, which runs on `batch_size` images at a time;
     a bad item fails alone. on_start gets the number of images once they are collected;
     on_progress each image's path once it is done. fitter (`infer.fitting.HandFitter`): adds the
-    hand model's fitted pose parameters to every hand.
+    hand model's fitted pose parameters to every hand. prompts: per image file name, its hands as
+    (box, side) pairs (`read_box_prompts`), instead of `box` / `side` for the images it lists.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -228,7 +230,12 @@ def reconstruct_paths(
     def prepare(path: Path) -> tuple[LoadedImage, FilePrompt] | Exception:
         try:
             loaded = read_image(path, reduce=True)
-            return loaded, file_prompt(loaded, box, side, focal)
+            if prompts is not None and path.name in prompts:
+                hands = prompts[path.name]
+                return loaded, file_prompt(loaded, [b for b, _ in hands], focal=focal,
+                                           sides=[s or "right" for _, s in hands])
+            return loaded, file_prompt(loaded, None if box is None else [box], focal=focal,
+                                       sides=None if side is None else [side])
         except (ValueError, OSError) as e:
             return e
 
@@ -286,16 +293,44 @@ class FilePrompt:
     K_file: np.ndarray
 
 
-def file_prompt(loaded: LoadedImage, box: Any = None, side: str | None = None, focal: float | None = None) -> FilePrompt:
-    """Checked prompts for one file, in the pixels of the image as decoded (ValueError if invalid)."""
+def file_prompt(loaded: LoadedImage, boxes: list | None = None, sides: list[str] | None = None,
+                focal: float | None = None) -> FilePrompt:
+    """Checked prompts for one file (boxes in the file's pixels, one side per box or one for the
+    whole image), in the pixels of the image as decoded (ValueError if invalid)."""
     H, W = loaded.size
     sx, sy = loaded.scale
     check_input_image(loaded.image)
     K_file = check_intrinsics(None if focal is None else default_intrinsics((W, H), focal=focal), W, H)
-    boxes = None
-    if box is not None:
-        boxes = [scale_points(check_box(box, W, H).reshape(2, 2), sx, sy).reshape(4)]
-    return FilePrompt(loaded.image, scale_intrinsics(K_file, sx, sy), boxes, None if side is None else [side], K_file)
+    if boxes is not None:
+        boxes = [scale_points(check_box(b, W, H).reshape(2, 2), sx, sy).reshape(4) for b in boxes]
+    return FilePrompt(loaded.image, scale_intrinsics(K_file, sx, sy), boxes, sides, K_file)
+
+
+def read_box_prompts(path: str | os.PathLike) -> dict[str, list[tuple[list[float], str | None]]]:
+    """A ``--boxes`` file: JSON ``{"IMAGE_NAME": [HAND, ...]}`` with each HAND ``[x1, y1, x2, y2]``
+    (pixels) or ``{"box": [x1, y1, x2, y2], "side": "left"}``; keys are file names. ValueError
+    naming the key and what is wrong."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--boxes {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--boxes {path}: expected an object {{\"image.jpg\": [[x1, y1, x2, y2], ...]}}")
+    out: dict[str, list[tuple[list[float], str | None]]] = {}
+    for name, hands in data.items():
+        if not isinstance(hands, list):
+            raise ValueError(f"--boxes {path}: {name!r} must map to a list of hands")
+        out[Path(name).name] = []
+        for i, hand in enumerate(hands):
+            box, side = (hand.get("box"), hand.get("side")) if isinstance(hand, dict) else (hand, None)
+            ok = isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+            if not ok or side not in (None, "left", "right"):
+                raise ValueError(f"--boxes {path}: {name!r} hand {i}: give [x1, y1, x2, y2] in pixels or "
+                                 f"{{\"box\": [...], \"side\": \"left\"|\"right\"}}, got {hand!r}")
+            out[Path(name).name].append(([float(v) for v in box], side))
+    return out
 
 
 def to_file_pixels(result: ImageResult, loaded: LoadedImage, K_file: np.ndarray) -> ImageResult:
@@ -315,7 +350,7 @@ def predict_file_pixels(predictor: PredictorLike, loaded: LoadedImage, box: Any 
                         focal: float | None = None) -> ImageResult:
     """Predict on an image read (possibly reduced) by `read_image`, with the box, focal and results
     all in the file's own pixels."""
-    p = file_prompt(loaded, box, side, focal)
+    p = file_prompt(loaded, None if box is None else [box], None if side is None else [side], focal)
     return to_file_pixels(predictor.predict(p.image, K=p.K, boxes=p.boxes, sides=p.sides), loaded, p.K_file)
 
 
