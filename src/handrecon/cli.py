@@ -250,7 +250,9 @@ def reconstruct(
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
     from handrecon.infer.batch import read_box_prompts
+    from handrecon.utils.distributed import start_cpu_group
 
+    rank, world = start_cpu_group()  # under torchrun the images and videos are shared out between ranks
     try:
         prompts = None if boxes_file is None else read_box_prompts(boxes_file)
     except ValueError as e:
@@ -267,6 +269,7 @@ def reconstruct(
 
     videos = [p for p in paths if p.is_file() and is_video(p)]
     images = [p for p in paths if p not in videos]
+    videos = videos[rank::world]
     try:
         smoothing = None if no_smooth else OneEuroConfig(min_cutoff, beta)
     except ValueError as e:
@@ -300,9 +303,10 @@ def reconstruct(
         except ValueError as e:  # raised before any image runs (e.g. two inputs, one output name)
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
-                   f"{len(report.failed)} failed -> {out}/")
-        failed += report.failed
+        if rank == 0:
+            typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
+                       f"{len(report.failed)} failed -> {out}/")
+            failed += report.failed
     for path, reason in failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)
     if failed:
@@ -411,10 +415,12 @@ def evaluate(
     from handrecon.data.schema import DatasetError
     from handrecon.eval.runner import evaluate as run_evaluation
     from handrecon.eval.runner import format_metric
+    from handrecon.utils.distributed import start_cpu_group
 
+    rank, _ = start_cpu_group()  # under torchrun every rank evaluates a share, rank 0 scores and reports
     rec = _load_model_or_exit(checkpoint, threads)
     try:
-        with Progress(transient=True) as progress:
+        with Progress(transient=True, disable=rank > 0) as progress:
             task = progress.add_task(f"evaluating on {dataset}", total=None)
             result = run_evaluation(rec, dataset, root, split, out, batch_size, limit,
                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -422,6 +428,8 @@ def evaluate(
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if rank > 0:
+        return
     table = Table(title=f"{result.dataset} {result.split}: {result.num_samples} images, {result.num_hands} hands, "
                         f"model {result.model}")
     table.add_column("metric")

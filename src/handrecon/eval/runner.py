@@ -17,6 +17,10 @@ and `detects_hands`), gives it each image once, and scores its hands with
   of its detections, PCK@0.05/0.1/0.15 of its 2D and of its projected 3D keypoints, and PA-MPJPE /
   PA-MPVPE over the matched hands only; where keypoints carry occlusion labels (HInt), PCK@0.1
   over the visible and the occluded keypoints too (the paper's Table 5).
+Under torchrun (``torchrun --nproc_per_node=N -m handrecon.cli evaluate ...``, one or many nodes)
+each rank runs the model on every N-th image; rank 0 gathers the rows, scores them and writes the
+files, with the same numbers as one process (tested).
+
 - ``dexycb`` (default split ``s0_test``) and ``hint`` (default ``test``, 2D only: New Days, VISOR,
   Ego4D): whole images, as ``synthetic``.
 """
@@ -34,6 +38,7 @@ from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import detection_metrics
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, score_hands
 from handrecon.eval.submission import write_freihand_submission
+from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
 
 DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test"}
@@ -90,11 +95,12 @@ def evaluate(
     whole_crops = dataset == "freihand" or whole_image
     prompted = not whole_crops and not getattr(predictor, "detects_hands", False)
 
-    gt_hands, pred_rows, found, num_predictions = [], [], [], 0
-    image_boxes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per image: GT boxes, predicted boxes, scores
-    hand_Ks: list[np.ndarray] = []
-    for s in range(0, len(indices), batch_size):
-        samples = [ds[i] for i in indices[s:s + batch_size]]
+    rank, world = current_rank()
+    mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
+    per_image: list[tuple[int, dict[str, Any]]] = []
+    for s in range(0, len(mine), batch_size):
+        chunk = mine[s:s + batch_size]
+        samples = [ds[i] for i in chunk]
         if whole_crops:
             boxes = None
             sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
@@ -107,28 +113,19 @@ def evaluate(
                                               batch_size=batch_size)
         except ValueError as e:  # name the sample (a Predictor's ItemError carries its index in the batch)
             i = getattr(e, "index", None)
-            where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {indices[s]}-{indices[s] + len(samples) - 1}"
+            where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
             raise ValueError(f"{root}: {where}: {e}") from None
-        for smp, result in zip(samples, results):
-            hands = result.hands
-            num_predictions += len(hands)
-            if whole_crops:  # one hand per image, the model's best, in the official order
-                best = max(hands, key=_score) if hands else None
-                gt_hands.append(smp.hands[0] if smp.hands else None)
-                pred_rows.append(best)
-                found.append(best is not None)
-                continue
-            match = match_hands(np.array([h.box for h in hands]).reshape(-1, 4), [_score(h) for h in hands],
-                                np.array([h.box for h in smp.hands]).reshape(-1, 4))
-            image_boxes.append((np.array([h.box for h in smp.hands]).reshape(-1, 4),
-                                np.array([h.box for h in hands]).reshape(-1, 4), np.array([_score(h) for h in hands])))
-            for gt, m in zip(smp.hands, match):
-                hand_Ks.append(result.K)
-                gt_hands.append(gt)
-                pred_rows.append(hands[m] if m >= 0 else None)
-                found.append(m >= 0)
+        for index, smp, result in zip(chunk, samples, results):
+            per_image.append((index, _score_rows(smp, result, whole_crops)))
         if on_progress is not None:
-            on_progress(min(s + batch_size, len(indices)), len(indices))
+            on_progress(min(s + batch_size, len(mine)), len(mine))
+    per_image = sorted((item for part in all_gather_object(per_image) for item in part), key=lambda item: item[0])
+    gt_hands = [g for _, r in per_image for g in r["gt"]]
+    pred_rows = [p for _, r in per_image for p in r["pred"]]
+    found = [f for _, r in per_image for f in r["found"]]
+    hand_Ks = [k for _, r in per_image for k in r["K"]]
+    image_boxes = [r["boxes"] for _, r in per_image if r["boxes"] is not None]
+    num_predictions = sum(r["num_predictions"] for _, r in per_image)
 
     num_vertices = next((len(h.vertices) for h in pred_rows if h is not None), 0)
     P = {key: np.stack([np.asarray(getattr(h, key), np.float64) if h is not None else np.zeros(shape)
@@ -151,12 +148,28 @@ def evaluate(
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
-    if out is not None:
+    if out is not None and rank == 0:
         out = Path(out)
         write_freihand_submission(out / "pred.json", P["keypoints_3d"], P["vertices"])
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files = {"predictions": str(out / "pred.json"), "metrics": str(out / "metrics.json")}
     return result
+
+
+def _score_rows(smp: Any, result: Any, whole_crops: bool) -> dict[str, Any]:
+    """One image's rows for scoring: its ground-truth hands, the matched predictions (None where
+    missed), found flags, K per hand, the image's boxes for box AP, and its number of predictions."""
+    hands = result.hands
+    if whole_crops:  # one hand per image, the model's best, in the official order
+        best = max(hands, key=_score) if hands else None
+        return {"gt": [smp.hands[0] if smp.hands else None], "pred": [best], "found": [best is not None],
+                "K": [result.K], "boxes": None, "num_predictions": len(hands)}
+    pred_boxes = np.array([h.box for h in hands]).reshape(-1, 4)
+    scores = np.array([_score(h) for h in hands])
+    gt_boxes = np.array([h.box for h in smp.hands]).reshape(-1, 4)
+    match = match_hands(pred_boxes, scores, gt_boxes)
+    return {"gt": list(smp.hands), "pred": [hands[m] if m >= 0 else None for m in match], "found": list(match >= 0),
+            "K": [result.K] * len(smp.hands), "boxes": (gt_boxes, pred_boxes, scores), "num_predictions": len(hands)}
 
 
 def _hand_sets(pred: dict[str, np.ndarray], gt_hands: list, pred_rows: list) -> tuple[HandSet, HandSet]:

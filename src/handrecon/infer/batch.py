@@ -24,6 +24,7 @@ from handrecon.infer.export import save_mesh
 from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
 from handrecon.infer.results import ImageResult
 from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
+from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_open, atomic_write_json
 
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
@@ -207,7 +208,8 @@ def reconstruct_paths(
     the whole image as the hand and a full-image model finds the hands itself; focal in pixels
     builds K with the principal point at the image centre, else the default camera). Images are
     decoded by a reader thread ahead of the network, which runs on `batch_size` images at a time;
-    a bad item fails alone. on_start gets the number of images once they are collected;
+    a bad item fails alone. Under torchrun each rank reconstructs every world-th image into
+    `out_dir` and all ranks return the merged report. on_start gets the number of images once they are collected;
     on_progress each image's path once it is done. fitter (`infer.fitting.HandFitter`): adds the
     hand model's fitted pose parameters to every hand. prompts: per image file name, its hands as
     (box, side) pairs (`read_box_prompts`), instead of `box` / `side` for the images it lists.
@@ -223,9 +225,12 @@ def reconstruct_paths(
         except OSError as e:  # not per item: no image could be written
             raise ValueError(f"cannot create the output folder {out_dir}: {e.strerror or e} (is a parent path a file, "
                              "or not writable?)") from None
+    rank, world = current_rank()  # under torchrun: every rank takes every world-th image
+    shard = list(range(rank, len(images), world))
+    images, stems = [images[i] for i in shard], [stems[i] for i in shard]
     if on_start is not None:
         on_start(len(images))
-    report = BatchReport(failed=list(problems))
+    report = BatchReport(failed=list(problems) if rank == 0 else [])
 
     def prepare(path: Path) -> tuple[LoadedImage, FilePrompt] | Exception:
         try:
@@ -260,6 +265,13 @@ def reconstruct_paths(
             if on_progress is not None:
                 for path, _, _ in chunk:
                     on_progress(str(path))
+    if world > 1:  # every rank wrote its own images; each returns the merged report
+        merged = BatchReport()
+        for part in all_gather_object(report):
+            merged.written.update(part.written)
+            merged.failed += part.failed
+            merged.num_hands += part.num_hands
+        return merged
     return report
 
 

@@ -19,6 +19,10 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from handrecon.registry import ConfigError
+from handrecon.utils.distributed import all_gather_object, barrier
+
+__all__ = ["DistInfo", "ResumableDistributedSampler", "all_gather_object", "all_reduce_mean", "barrier",
+           "broadcast_object", "cleanup_distributed", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -62,20 +66,6 @@ def init_distributed(device: str = "auto") -> DistInfo:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` as a list indexed by rank (``[obj]`` when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
