@@ -129,3 +129,17 @@ def test_cli_detect(tmp_path):
                           (["--detector", f"rt-detr:{folder}", "--nms-iou", "0"], "--nms-iou")):
         r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "o2"), *args])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_square_inputs_are_letterboxed_as_in_training():
+    """A square-input detector sees exactly what its training data and HandOS see: `letterbox`
+    (black padding before normalising)."""
+    from handrecon.models.handos.detector import letterbox
+    from handrecon.utils.image import normalize_images
+
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
+    image = np.random.default_rng(0).integers(0, 255, (60, 90, 3), np.uint8)
+    canvas, s = letterbox(image, 96)
+    prep = det.prepare([image])
+    assert prep.scale[0] == pytest.approx(s)
+    np.testing.assert_array_equal(prep.pixel_values.numpy(), normalize_images(canvas[None]))

@@ -325,19 +325,19 @@ def detect(
 ) -> None:
     """Find every hand in images: boxes and scores per image (JSON) and an overlay."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
-    import torch
     from rich.progress import Progress
 
     from handrecon.infer.detect import build_detector, detect_paths
+    from handrecon.infer.load import set_threads
 
     if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_iou <= 1.0:
         typer.echo(f"error: --score-threshold must be in [0, 1] and --nms-iou in (0, 1], got {score_threshold} and {nms_iou}", err=True)
         raise typer.Exit(2)
-    if threads is not None and threads < 1:
-        typer.echo(f"error: --threads must be a positive integer, got {threads}", err=True)
-        raise typer.Exit(2)
-    if threads:
-        torch.set_num_threads(threads)
+    try:
+        set_threads(threads)
+    except ValueError as e:
+        typer.echo(f"error: --threads: {e}", err=True)
+        raise typer.Exit(2) from None
     try:
         model = build_detector(detector)
     except ValueError as e:  # DetectorError and unknown names are ValueErrors with what to do

@@ -65,18 +65,29 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
     return Predictor(adapter, network, refine, meta["card"], str(path))
 
 
+def check_threads(threads: int | None) -> None:
+    """ValueError unless `threads` is None or a positive integer."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive number of CPU threads, got {threads!r}")
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` torch intra-op threads (None: leave torch's default)."""
+    check_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
          refine_root: bool | None = None) -> Predictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads). Returns a `Predictor` (``.predict``, ``.predict_batch``)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive number of CPU threads, got {threads!r}")
+    check_threads(threads)
     path = resolve_model(name_or_path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     predictor = load_torch(path, device, refine_root)
     predictor.source = str(name_or_path)
     return predictor

@@ -31,7 +31,8 @@ from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import Sample
 from handrecon.data.stream import sample_rng
 from handrecon.geometry.camera import scale_intrinsics, scale_points
-from handrecon.models.handos.detector import box_targets, letterbox, resize_long_side
+from handrecon.geometry.boxes import box_targets
+from handrecon.models.handos.detector import letterbox, resize_long_side
 from handrecon.registry import register_dataset
 from handrecon.utils.image import normalize_images
 

@@ -19,7 +19,9 @@ refinement), ``rt-detr`` / ``rt-detr-v2``. Pretrained weights load from a local 
 
 Preprocessing belongs to the detector (`DetectorConfig`): the long side is resized to
 ``input_size`` px, images are normalised with the ImageNet statistics and padded at the bottom
-and right to a common size (a multiple of 32); the pixel mask marks the real pixels.
+and right to a common size (a multiple of 32); the pixel mask marks the real pixels. Square-input
+detectors without a mask (handrecon's own) are padded black before normalising, exactly as
+`letterbox` and their training data do; masked ones with zeros after normalising.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from handrecon.geometry.boxes import cxcywh_to_xyxy, nms
+from handrecon.geometry.boxes import cxcywh_to_xyxy
+from handrecon.models.handos.assign import select_instances
 from handrecon.utils.image import normalize_images
 
 # "hand." for Grounding DINO's text branch: bert-base-uncased ids [CLS] hand . [SEP]
@@ -211,7 +214,10 @@ class Detector(nn.Module):
         for i, (r, _) in enumerate(resized):
             batch[i, : r.shape[0], : r.shape[1]] = r
             mask[i, : r.shape[0], : r.shape[1]] = 1
-        pixels = torch.from_numpy(normalize_images(batch)) * mask[:, None]  # padding is 0 after normalising
+        pixels = torch.from_numpy(normalize_images(batch))
+        if not cfg.square:  # masked detectors: 0 after normalising, as transformers' image processors pad
+            pixels = pixels * mask[:, None]
+        # square inputs (no mask): black before normalising, as `letterbox` and the training data pad
         return Prepared(pixels, mask, np.asarray([s for _, s in resized]))
 
     def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
@@ -230,8 +236,7 @@ class Detector(nn.Module):
         xyxy = cxcywh_to_xyxy(boxes.float().numpy()) * [W, H, W, H] / scale
         xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
         s = scores.float().numpy()
-        keep = np.flatnonzero(s >= score_threshold)
-        keep = keep[nms(xyxy[keep], s[keep], nms_iou)][:max_hands]
+        keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
         return Detections(xyxy[keep], s[keep], keep)
 
     def describe(self) -> dict:
@@ -381,14 +386,5 @@ def save_detector(detector: Detector, folder: str | Path) -> Path:
     return folder
 
 
-def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> torch.Tensor:
-    """(N, 4) boxes in network-input px -> (N, 4) cxcywh normalised to the input (DETR targets)."""
-    H, W = input_size
-    b = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
-    cxcy = (b[:, :2] + b[:, 2:]) / 2
-    wh = (b[:, 2:] - b[:, :2]).clamp(min=0)
-    return torch.cat([cxcy, wh], 1) / torch.tensor([W, H, W, H], dtype=torch.float32)
-
-
 __all__ = ["Detector", "DetectorConfig", "DetectorOutput", "Detections", "DetectorError", "DETECTOR_KINDS",
-           "HAND_PROMPT_IDS", "letterbox", "load_detector", "resize_long_side", "save_detector", "wrap_detector", "box_targets"]
+           "HAND_PROMPT_IDS", "letterbox", "load_detector", "resize_long_side", "save_detector", "wrap_detector"]
