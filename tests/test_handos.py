@@ -314,3 +314,30 @@ def test_a_users_mano_model(detectors, scenes, tmp_path):
     model.eval()
     pred = model.predict_input(batch["pixel_values"], batch["K"])
     assert all(p["vertices"].shape[1:] == (778, 3) for p in pred if "vertices" in p)
+
+
+def test_the_loss_is_zero_at_the_ground_truth_and_grows_away_from_it():
+    from handrecon.mesh.ops import face_adjacency
+    from handrecon.models.handos.loss import HandOSLoss
+
+    data = load_hand_model_data("openhand")
+    model = HandModel.openhand()
+    pose = torch.randn(4, model.num_joints, 3, generator=torch.Generator().manual_seed(0)) * 0.2
+    with torch.no_grad():
+        out = model(pose)
+    verts, joints = out.vertices, out.joints
+    uv = torch.rand(4, 21, 2, generator=torch.Generator().manual_seed(1))
+    gt = {"joints_2d": uv, "valid": torch.ones(4, 21, dtype=torch.bool), "area": torch.full((4,), 0.04),
+          "vertices": verts, "joints_3d": joints, "has_3d": torch.ones(4, dtype=torch.bool)}
+    crit = HandOSLoss(torch.as_tensor(data.faces), torch.as_tensor(face_adjacency(data.faces)))
+    exact = crit.layer_terms({"joints_2d": uv, "vertices": verts, "joints_3d": joints, "joints_proj": uv}, gt)
+    for k, v in exact.items():
+        if k != "normal_consistency":  # a regulariser: not zero for a bent hand
+            assert float(v) < 1e-5, (k, float(v))
+    off = crit.layer_terms({"joints_2d": uv + 0.05, "vertices": verts * 1.1, "joints_3d": joints + 0.01,
+                            "joints_proj": uv - 0.05}, gt)
+    for k in ("joints_2d", "oks_2d", "vertices", "joints_3d", "edge", "joints_proj", "oks_proj"):
+        assert float(off[k]) > 1e-4, k  # metres and image fractions: small numbers
+    no3d = crit.layer_terms({"joints_2d": uv, "vertices": verts, "joints_3d": joints, "joints_proj": uv},
+                            {**gt, "has_3d": torch.zeros(4, dtype=torch.bool)})
+    assert "vertices" not in no3d and "joints_proj" in no3d  # 2D-only data: the weak terms only

@@ -6,7 +6,7 @@ first, so the editable install is shadowed) and reports caught / SURVIVED. The w
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 14, about 2 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 22, about 4 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -56,6 +56,27 @@ MUTATIONS = [
      "scale = self.crop_scale\n", "scale = self.crop_scale * 0.85\n", ["tests/test_demo.py"]),
     ("shipped-model crop scale x1.3", "src/handrecon/models/m3dhmr/inference.py",
      "scale = self.crop_scale\n", "scale = self.crop_scale * 1.3\n", ["tests/test_demo.py"]),
+    ("HandOS hierarchical policy: joints and vertices see the camera token", "src/handrecon/models/handos/attention.py",
+     "allowed[: J + V, : J + V] = True\n        allowed[tt, :] = True",
+     "allowed[:, :] = True\n        allowed[tt, :] = True", ["tests/test_handos.py"]),
+    ("HandOS side from normals inverted", "src/handrecon/models/handos/model.py",
+     '["right" if v > 0 else "left" for v in volume.tolist()]', '["left" if v > 0 else "right" for v in volume.tolist()]',
+     ["tests/test_handos.py"]),
+    ("SimOTA ignores the cap on k", "src/handrecon/models/handos/assign.py",
+     "        k = np.minimum(k, max_k)\n", "        k = k\n", ["tests/test_handos.py"]),
+    ("deformable attention reads every instance from image 0", "src/handrecon/models/handos/attention.py",
+     ".permute(0, 2, 3, 1)[image_index, slot]", ".permute(0, 2, 3, 1)[torch.zeros_like(image_index), slot]",
+     ["tests/test_handos.py"]),
+    ("HandOS 2D OKS compares the prediction with itself", "src/handrecon/models/handos/loss.py",
+     '"oks_2d": oks_loss(pred["joints_2d"], gt["joints_2d"], valid, gt["area"]).mean()',
+     '"oks_2d": oks_loss(pred["joints_2d"], pred["joints_2d"], valid, gt["area"]).mean()', ["tests/test_handos.py"]),
+    ("One-Euro filter ignores the speed term", "src/handrecon/infer/tracking.py",
+     "a = self._alpha(c.min_cutoff + c.beta * np.abs(self.dx), dt)", "a = self._alpha(c.min_cutoff, dt)",
+     ["tests/test_video.py"]),
+    ("IK fit leaves the joint limits", "src/handrecon/hand/fit.py",
+     "pose = clamp_pose(pose.detach(), model)", "pose = pose.detach()", ["tests/test_fit.py"]),
+    ("rigged GLB inverse bind matrices with the wrong sign", "src/handrecon/infer/rig.py",
+     "ibm[:, :3, 3] = -j_rest", "ibm[:, :3, 3] = j_rest", ["tests/test_rig.py"]),
     ("validate() / evaluate: AUC without alignment", "src/handrecon/eval/scoring.py",
      'auc = official["xyz_al_auc3d"]', 'auc = official["xyz_auc3d"]', ["tests/test_m3dhmr_model.py"]),
     ("validate() / evaluate: PA-MPVPE without alignment", "src/handrecon/eval/scoring.py",
