@@ -163,7 +163,7 @@ class InteractiveDecoder(nn.Module):
             raise ValueError(f"num_2d_layers {num_2d_layers} must lie in 0..num_layers ({num_layers})")
         self.J, self.V = num_joints, lifting.shape[0] - 1
         self.num_layers, self.num_2d_layers = num_layers, num_2d_layers
-        self.joint_embed = nn.Parameter(torch.randn(num_joints, d_model) * 0.02)  # e^Q
+        self.joint_embed = nn.Parameter(torch.randn(num_joints, d_model))  # e^Q, N(0, 1) as nn.Embedding: distinct joints from the start
         self.joint_size = nn.Parameter(torch.zeros(num_joints, 2))  # e^R_2D: σ(0) = half the box
         self.joint_offset = mlp(d_model, d_model, 2, zero_last=True)
         self.lift = nn.Parameter(torch.as_tensor(lifting))  # L, (V' + 1) × J
