@@ -1,6 +1,8 @@
-"""handrecon's crop path against MediaPipe Hands on the same folder of 224x224 hand crops.
+"""handrecon against MediaPipe Hands on the same folder: 224x224 hand crops (the crop path), or
+with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
     .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads 2]
+    .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model handos-openhand] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
    (the last release that still ships its hand models inside the wheel; it needs `numpy<2`, so it
@@ -13,6 +15,9 @@
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
    landmark model) over every image, 21 2D/3D landmarks each.
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
+   With `--scenes`: held-out scenes (`--preset scene`, 480x640, 0-4 hands, seed 1000), A =
+   `handrecon reconstruct FOLDER --model MODEL` (torch; every hand found, with its mesh), B =
+   MediaPipe Hands with `max_num_hands=4`.
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
 """
@@ -38,7 +43,7 @@ from PIL import Image
 import mediapipe as mp
 files = sorted(Path(sys.argv[1]).glob("*.png"))
 found = 0
-with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, model_complexity=1) as hands:
+with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=int(sys.argv[2]), model_complexity=1) as hands:
     for f in files:
         out = hands.process(np.asarray(Image.open(f).convert("RGB")))
         found += out.multi_hand_landmarks is not None
@@ -57,12 +62,12 @@ def mediapipe_python() -> Path:
     return python
 
 
-def render_crops(folder: Path, num: int) -> None:
+def render_crops(folder: Path, num: int, scenes: bool = False) -> None:
     from PIL import Image
 
     from handrecon.data.synth import SynthEngine, preset
 
-    engine = SynthEngine(preset("crop"))
+    engine = SynthEngine(preset("scene", image_size=(480, 640), num_hands=(0, 4)) if scenes else preset("crop"))
     for i in range(num):
         Image.fromarray(engine.sample(i, 1000).image).save(folder / f"{i:05d}.png")
 
@@ -72,26 +77,32 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
+    ap.add_argument("--model", default="handos-openhand", help="with --scenes: the full-image model")
     args = ap.parse_args()
     mp_python = mediapipe_python()
     handrecon_cli = Path(sys.executable).parent / "handrecon"
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "crops").mkdir()
-        render_crops(d / "crops", args.num)
+        render_crops(d / "crops", args.num, args.scenes)
         (d / "mp.py").write_text(MEDIAPIPE_SCRIPT)
-        subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
-                       stdout=subprocess.DEVNULL)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        commands = {
-            "handrecon (onnx)": [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", str(d / "m3dhmr.onnx"),
-                                 "--formats", "", "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)],
-            "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops")],
-        }
+        if args.scenes:
+            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", args.model, "--formats", "",
+                    "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)]
+        else:
+            subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
+                           stdout=subprocess.DEVNULL)
+            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", str(d / "m3dhmr.onnx"),
+                    "--formats", "", "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)]
+        commands = {"handrecon": ours,
+                    "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]}
         for cmd in commands.values():  # warm-up: file caches, model files
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ratios = []
-        print(f"{args.num} crops of 224x224, {args.threads} threads; wall seconds of the whole process")
+        what = "640x480 scenes with 0-4 hands" if args.scenes else "crops of 224x224"
+        print(f"{args.num} {what}, {args.threads} threads; wall seconds of the whole process")
         for r in range(args.rounds):
             seconds = {}
             for name, cmd in commands.items():
@@ -100,11 +111,12 @@ def main() -> None:
                 seconds[name] = time.perf_counter() - t0
                 if r == 0:
                     print("  " + (out.stdout.strip().splitlines() or [""])[-1])
-            ratio = seconds["mediapipe hands"] / seconds["handrecon (onnx)"]
+            ratio = seconds["mediapipe hands"] / seconds["handrecon"]
             ratios.append(ratio)
             print(f"round {r + 1}: " + ", ".join(f"{n} {s:.2f} s ({args.num / s:.0f} img/s)" for n, s in seconds.items())
                   + f"; handrecon throughput / mediapipe: {ratio:.2f}x")
-        print(f"median ratio over {args.rounds} rounds: {statistics.median(ratios):.2f}x (target >= 2x)")
+        target = "" if args.scenes else " (target >= 2x)"
+        print(f"median ratio over {args.rounds} rounds: {statistics.median(ratios):.2f}x{target}")
 
 
 if __name__ == "__main__":
