@@ -237,13 +237,18 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     shutil.copytree(detectors["rt-detr"], det_dir)
     before = {k: v.clone() for k, v in build_frozen_detector(str(det_dir)).model.state_dict().items()}
     small = [f"model.kwargs.{k}={v}" for k, v in SMALL.items()]
-    r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "handos_cpu.yaml"), f"model.kwargs.detector={det_dir}",
-                                 *small, f"data.train.kwargs.root={scenes}", f"data.val.kwargs.root={scenes}",
-                                 "data.train.kwargs.input_size=64", "data.val.kwargs.input_size=64", "data.batch_size=2",
-                                 "data.val_batch_size=2", "data.num_workers=0", "data.val.kwargs.limit=2",
-                                 "train.max_steps=2", "train.val_every=2", "train.ckpt_every=2", "train.log_every=1",
-                                 "train.amp='off'", "--out", str(tmp_path / "run")])
+    common = [f"model.kwargs.detector={det_dir}", *small, f"data.train.kwargs.root={scenes}",
+              f"data.val.kwargs.root={scenes}", "data.train.kwargs.input_size=64", "data.val.kwargs.input_size=64",
+              "data.batch_size=2", "data.val_batch_size=2", "data.num_workers=0", "data.val.kwargs.limit=2",
+              "train.max_steps=2", "train.val_every=2", "train.ckpt_every=2", "train.log_every=1", "train.amp='off'"]
+    # the recipe's two stages: the 2D model, then the full model initialised from it
+    r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "handos_cpu_2d.yaml"), *common,
+                                 "--out", str(tmp_path / "run2d")])
     assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "handos_cpu.yaml"), *common,
+                                 f"train.init_from={tmp_path / 'run2d'}", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert "init_from" in r.output and "copied" in r.output  # the 2D model's tensors that fit
     from safetensors.torch import load_file
 
     ckpt = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))[-1]

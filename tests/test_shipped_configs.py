@@ -54,7 +54,11 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
         if "paper" in path.name:
             assert model.decoder.V == 778 and model.decoder.layers[0].norm1.normalized_shape == (256,)
             assert model.criterion.weights["joints_2d"] == 10 and model.criterion.weights["normal_consistency"] == 0.5
-    if cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model
+    if cfg.train.init_from and cfg.train.init_partial:  # a recipe's later stage: an earlier config writes that run
+        earlier = [load_config(p) for p in CONFIGS if p != path]
+        assert any(c.output == cfg.train.init_from and c.model.name == cfg.model.name for c in earlier), \
+            f"no config writes {cfg.train.init_from}"
+    elif cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model
         import json
 
         card = json.loads((Path(__file__).resolve().parents[1] / cfg.train.init_from / "card.json").read_text())
