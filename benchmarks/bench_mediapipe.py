@@ -2,7 +2,7 @@
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
     .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads 2]
-    .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model handos-openhand] --num 100
+    .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model runs/handos_cpu] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
    (the last release that still ships its hand models inside the wheel; it needs `numpy<2`, so it
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
-    ap.add_argument("--model", default="handos-openhand", help="with --scenes: the full-image model")
+    ap.add_argument("--model", default="runs/handos_cpu", help="with --scenes: the full-image model (a trained HandOS run)")
     args = ap.parse_args()
     mp_python = mediapipe_python()
     handrecon_cli = Path(sys.executable).parent / "handrecon"

@@ -37,11 +37,6 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "m3dhmr-openhand", "m3dhmr",
             "M3DHMR trained on synthetic OpenHand crops (CPU recipe); right-hand crops, OpenHand topology.",
         ),
-        ShippedModel(
-            "handos-openhand", "handos",
-            "HandOS (one stage) on handrecon's frozen hand detector, trained on synthetic scenes (CPU recipe); "
-            "whole images, every hand, side from the mesh, OpenHand topology.",
-        ),
     )
 }
 
