@@ -32,15 +32,18 @@ def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, layers: int = 2, zero_last: bool = False) -> nn.Sequential:
-    """Linear-ReLU stack; `zero_last` zero-initialises the last layer (the output starts at 0)."""
+    """Linear-GELU stack; `zero_last` starts the output at (nearly) 0: a zero bias and a last
+    weight of std 1e-3 — not exactly 0, so the layers below get gradients from the first step.
+    GELU, not ReLU: with ReLU the heads' hidden units all died within the first few hundred steps
+    of the CPU recipe (the joint outputs became constants and no gradient reached the decoder)."""
     dims = [d_in] + [d_hidden] * (layers - 1) + [d_out]
     mods: list[nn.Module] = []
     for i in range(layers):
         mods.append(nn.Linear(dims[i], dims[i + 1]))
         if i < layers - 1:
-            mods.append(nn.ReLU(inplace=True))
+            mods.append(nn.GELU())
     if zero_last:
-        nn.init.zeros_(mods[-1].weight)
+        nn.init.normal_(mods[-1].weight, std=1e-3)
         nn.init.zeros_(mods[-1].bias)
     return nn.Sequential(*mods)
 
