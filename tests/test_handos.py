@@ -195,7 +195,7 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
 
 @pytest.mark.parametrize("switch", [dict(queries="uni"), dict(memory_layer=4), dict(side="none"), dict(side="scratch"),
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
-                                    dict(policy="full"), dict(lift_level=0, max_positives=1)],
+                                    dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True)],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -213,6 +213,12 @@ def test_ablation_switches(detectors, scenes, switch):
         assert (~model.decoder.blocked == policy_mask(switch["policy"], 21, model.decoder.V)).all()
     if switch.get("queries") == "uni":
         assert model.unified_query.grad is not None
+    if switch.get("joint_layout"):  # the 21 references start spread over the box, not at its centre
+        with torch.no_grad():
+            _, ref = model.decoder.expand(torch.zeros(1, model.decoder.joint_embed.shape[1]),
+                                          torch.tensor([[0.5, 0.5, 0.2, 0.3]]))
+        c = ref[0, :, :2]
+        assert c.std(0).min() > 0.01 and ((c - 0.5).abs() <= torch.tensor([0.1, 0.15]) + 1e-3).all()
     model.eval()
     preds = model.predict_input(batch["pixel_values"], batch["K"])
     assert len(preds) == 3 and all(p["boxes"].shape[1] == 4 for p in preds)

@@ -160,7 +160,7 @@ class InteractiveDecoder(nn.Module):
 
     def __init__(self, d_model: int, lifting: np.ndarray, template: np.ndarray, levels: int, num_layers: int = 6,
                  num_2d_layers: int = 2, heads: int = 8, points: int = 4, ffn_dim: int = 1024,
-                 policy: str = "hierarchical", num_joints: int = 21) -> None:
+                 policy: str = "hierarchical", num_joints: int = 21, joint_layout: np.ndarray | None = None) -> None:
         super().__init__()
         if not 0 <= num_2d_layers <= num_layers:
             raise ValueError(f"num_2d_layers {num_2d_layers} must lie in 0..num_layers ({num_layers})")
@@ -180,6 +180,8 @@ class InteractiveDecoder(nn.Module):
         self.vertex_heads = nn.ModuleList(mlp(d_model, d_model, 3, 3, zero_last=True) for _ in range(n3d))
         self.camera_heads = nn.ModuleList(mlp(d_model, d_model, 3, 3, zero_last=True) for _ in range(n3d))
         self.register_buffer("template", torch.as_tensor(template, dtype=torch.float32), persistent=False)
+        layout = np.zeros((num_joints, 2)) if joint_layout is None else np.asarray(joint_layout)
+        self.register_buffer("joint_layout", torch.as_tensor(layout, dtype=torch.float32), persistent=False)
         self.register_buffer("blocked", ~policy_mask(policy, num_joints, self.V), persistent=False)
         self.policy = policy
 
@@ -187,9 +189,12 @@ class InteractiveDecoder(nn.Module):
         return self.pos_mlp(sine_box_embedding(reference, self.pos_mlp[0].in_features // 4))
 
     def expand(self, instance_queries: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 6-7: joint queries (N, J, d) and reference boxes (N, J, 4)."""
+        """Eq. 6-7: joint queries (N, J, d) and reference boxes (N, J, 4). The centres start from
+        `joint_layout` ((J, 2) offsets in box sizes: the rest hand's joints, so the 21 tokens read
+        different places from the first layer; zeros: the box centre, as eq. 7)."""
         q = instance_queries[:, None] + self.joint_embed
-        centre = (inverse_sigmoid(boxes[:, None, :2]) + self.joint_offset(q)).sigmoid()
+        start = boxes[:, None, :2] + self.joint_layout * boxes[:, None, 2:]  # each joint starts at its place
+        centre = (inverse_sigmoid(start) + self.joint_offset(q)).sigmoid()  # in the rest hand, box-sized
         size = boxes[:, None, 2:] * self.joint_size.sigmoid()
         return q, torch.cat([centre, size], -1)
 

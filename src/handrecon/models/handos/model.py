@@ -87,7 +87,8 @@ class HandOS(nn.Module):
     side network trained from scratch on the image) or "none"; side_width: the side tuning's
     hidden channels (None: d_model). max_positives: cap on SimOTA's
     dynamic k (None: the paper's). score_threshold / nms_iou / max_hands: inference filtering
-    (paper T^S = 0.1, T^NMS = 0.9).
+    (paper T^S = 0.1, T^NMS = 0.9). joint_layout: start each joint's reference at its place in the
+    rest hand scaled to the box instead of the box centre (an experiment, not the paper).
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -96,7 +97,7 @@ class HandOS(nn.Module):
                  side_width: int | None = None,
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
-                 max_hands: int = 10) -> None:
+                 max_hands: int = 10, joint_layout: bool = False) -> None:
         super().__init__()
         if queries not in QUERY_KINDS:
             raise ValueError(f"queries must be one of {QUERY_KINDS}, got {queries!r}")
@@ -134,10 +135,13 @@ class HandOS(nn.Module):
             rows, up_index, up_weight = np.arange(len(hand.v_template)), [], []
         rest = np.asarray(hand.v_template, np.float64)
         rest = rest - np.asarray(hand.kp_regressor, np.float64)[0] @ rest  # wrist at 0
+        kp = np.asarray(hand.kp_regressor, np.float64) @ rest  # rest keypoints, wrist at 0
+        xy = kp[:, :2] - (kp[:, :2].max(0) + kp[:, :2].min(0)) / 2
+        layout = 0.5 * xy / np.abs(xy).max() if joint_layout else None  # inside the box: within ±0.5
         self.decoder = InteractiveDecoder(
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
-            ffn_dim, policy)
+            ffn_dim, policy, joint_layout=layout)
         self.up_index = [torch.as_tensor(i, dtype=torch.long) for i in up_index]
         self.up_weight = [torch.as_tensor(w, dtype=torch.float32) for w in up_weight]
         self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32), persistent=False)
