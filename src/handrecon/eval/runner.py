@@ -135,14 +135,15 @@ def evaluate(
                         sum(h is not None for h in gt_hands))
     if gt_hands and all(h is not None for h in gt_hands):
         gt_hand_model = "mano" if dataset == "freihand" else getattr(ds, "meta", {}).get("hand_model")
+        pred_sides = [h.side if h is not None else "" for h in pred_rows]
         result.metrics, result.official, result.notes = score(
-            P, gt_hands, np.array(found), [h.side if h is not None else "" for h in pred_rows],
+            P, gt_hands, np.array(found), pred_sides,
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
         if not whole_crops and not prompted:  # the model found the hands itself: HandOS's protocol
             det = detection_metrics(*map(list, zip(*image_boxes)))
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
             visible = np.stack([h.visibility > 0.5 for h in gt_hands])
-            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_rows), np.array(found),
+            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
                                                     np.stack(hand_Ks), visible))
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
@@ -172,7 +173,7 @@ def _score_rows(smp: Any, result: Any, whole_crops: bool) -> dict[str, Any]:
             "K": [result.K] * len(smp.hands), "boxes": (gt_boxes, pred_boxes, scores), "num_predictions": len(hands)}
 
 
-def _hand_sets(pred: dict[str, np.ndarray], gt_hands: list, pred_rows: list) -> tuple[HandSet, HandSet]:
+def _hand_sets(pred: dict[str, np.ndarray], gt_hands: list, pred_sides: list[str]) -> tuple[HandSet, HandSet]:
     """The stacked predictions and ground truth as `HandSet`s (3D and vertices where all hands have them)."""
     has_3d = all(h.keypoints_3d is not None for h in gt_hands)
     verts = has_3d and all(h.vertices is not None for h in gt_hands) and len({len(h.vertices) for h in gt_hands}) == 1
@@ -181,8 +182,7 @@ def _hand_sets(pred: dict[str, np.ndarray], gt_hands: list, pred_rows: list) -> 
                  np.stack([h.vertices for h in gt_hands]).astype(np.float64) if verts else None,
                  np.stack([h.box for h in gt_hands]).astype(np.float64), [h.side for h in gt_hands],
                  np.stack([h.keypoints_valid for h in gt_hands]).astype(bool))
-    sides = [h.side if h is not None else "" for h in pred_rows]
-    return HandSet(pred["keypoints_2d"], pred["keypoints_3d"], pred["vertices"], gt.boxes, sides), gt
+    return HandSet(pred["keypoints_2d"], pred["keypoints_3d"], pred["vertices"], gt.boxes, list(pred_sides)), gt
 
 
 def _score(hand: Any) -> float:
@@ -194,8 +194,7 @@ def score(pred: dict[str, np.ndarray], gt_hands: list, found: np.ndarray, pred_s
           num_predictions: int | None, pred_hand_model: str | None, gt_hand_model: str | None,
           ) -> tuple[dict, dict | None, list[str]]:
     """`score_hands` of the stacked predictions against the dataset's `HandAnnotation`s."""
-    prediction, gt = _hand_sets(pred, gt_hands, [None] * len(gt_hands))
-    prediction.sides = list(pred_sides)
+    prediction, gt = _hand_sets(pred, gt_hands, pred_sides)
     return score_hands(prediction, gt, found, num_predictions, pred_hand_model, gt_hand_model)
 
 

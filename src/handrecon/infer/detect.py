@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from handrecon.data.schema import read_image
 from handrecon.infer.batch import OVERLAY_MAX_SIDE, BatchReport, collect_images, save_png, unique_stems
 from handrecon.registry import DETECTORS
+from handrecon.render.overlay import label_boxes
 from handrecon.utils.io import atomic_write_json
 
 
@@ -38,12 +39,8 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, max_sid
     im = Image.fromarray(image)
     if s < 1.0:
         im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(im)
-    line = max(2, round(max(im.size) / 300))
-    for b, sc in zip(np.asarray(boxes).reshape(-1, 4) * s, scores):
-        draw.rectangle(tuple(float(v) for v in b), outline=(255, 40, 40), width=line)
-        draw.text((float(b[0]) + 2, float(b[1]) + 2), f"hand {sc:.2f}", fill=(255, 255, 0))
-    return np.asarray(im)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * s
+    return label_boxes(np.asarray(im), boxes, [f"hand {sc:.2f}" for sc in scores], [(255, 40, 40)] * len(boxes))
 
 
 def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, score_threshold: float,

@@ -17,6 +17,7 @@ Frames go through the model `batch_size` at a time; progress reports frames per 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -117,7 +118,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     if not complete:
         frames, fps, total = video_frames(path, report.resumed_at)
         with open(jsonl, "a") as out:
-            while chunk := _take(frames, batch_size):
+            while chunk := list(itertools.islice(frames, batch_size)):
                 H, W = chunk[0][1].shape[:2]
                 K = default_intrinsics((W, H), focal=focal)
                 boxes = None if box is None else [[box]] * len(chunk)
@@ -217,15 +218,6 @@ def result_from_json(record: dict, faces_right: np.ndarray, faces_left: np.ndarr
              for h in record["hands"]]
     return ImageResult(K=np.asarray(record["K"]), image_size=tuple(record["image_size"]), hands=hands,
                        faces_right=faces_right, faces_left=faces_left)
-
-
-def _take(frames: Iterator, n: int) -> list:
-    out = []
-    for item in frames:
-        out.append(item)
-        if len(out) == n:
-            break
-    return out
 
 
 def _read_state(path: Path) -> dict | None:
