@@ -24,25 +24,12 @@ t2=$(now)
 $PY tools/package_detector.py "$RUN" --out "$RUN/packaged"
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/heldout_metrics.json"
 METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
-if $PY -c "import pyrender, skimage" 2>/dev/null; then
-    [ -f "$DATA/foreign/meta.json" ] || $PY benchmarks/foreign_testset.py --scenes --out "$DATA/foreign" --num 200
+if [ -f "$DATA/foreign/meta.json" ]; then  # rendered by tools/render_scenes.sh when .[foreign] is installed
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$RUN/packaged" \
         --out "$RUN/foreign_metrics.json"
     METRICS+=(--metrics foreign="$RUN/foreign_metrics.json")
 fi
 t3=$(now)
-$PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" <<'PYEOF'
-import os, sys
-from handrecon.utils.io import atomic_write_json
-path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
-atomic_write_json(path, {
-    "recipe": "tools/train_detector.sh (configs/detector_cpu.yaml)",
-    "data": {"train": "handrecon synth --preset scene --image-size 288x384 --set 'num_hands=[0, 4]' --num 6000 --seed 0 "
-                      "--backgrounds <tools/fetch_photos.py pool> (last 500-image shard held out for validation)",
-             "heldout": "the same with --num 400 --seed 1000",
-             "foreign": "benchmarks/foreign_testset.py --scenes --num 200 (pyrender, scikit-image photographs)"},
-    "wall_time_s": {"render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
-    "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "2")), "dataloader_workers": 1},
-})
-PYEOF
+$PY tools/scene_training_record.py "$RUN/training.json" --recipe "tools/train_detector.sh (configs/detector_cpu.yaml)" \
+    --render "$((t1 - t0))" --train "$((t2 - t1))" --evaluate "$((t3 - t2))"
 $PY tools/package_detector.py "$RUN" --training "$RUN/training.json" "${METRICS[@]}"

@@ -31,25 +31,12 @@ t2=$(now)
 EVAL=(--checkpoint "$RUN" --dataset synthetic --split all)
 $HR evaluate "${EVAL[@]}" --root "$DATA/heldout" --out "$RUN/heldout_eval"
 METRICS=(--metrics heldout="$RUN/heldout_eval/metrics.json")
-if $PY -c "import pyrender, skimage" 2>/dev/null; then
-    [ -f "$DATA/foreign/meta.json" ] || $PY benchmarks/foreign_testset.py --scenes --out "$DATA/foreign" --num 200
+if [ -f "$DATA/foreign/meta.json" ]; then  # rendered by tools/render_scenes.sh when .[foreign] is installed
     $HR evaluate "${EVAL[@]}" --root "$DATA/foreign" --out "$RUN/foreign_eval"
     METRICS+=(--metrics foreign="$RUN/foreign_eval/metrics.json")
 fi
 t3=$(now)
-$PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" <<'PYEOF'
-import os, sys
-from handrecon.utils.io import atomic_write_json
-path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
-atomic_write_json(path, {
-    "recipe": "tools/train_handos.sh (configs/handos_cpu_2d.yaml, then configs/handos_cpu.yaml from it)",
-    "detector": "handrecon-hand-detector (shipped, frozen)",
-    "data": {"train": "handrecon synth --preset scene --image-size 288x384 --set 'num_hands=[0, 4]' --num 6000 --seed 0 "
-                      "--backgrounds <tools/fetch_photos.py pool> (last 500-image shard held out for validation)",
-             "heldout": "the same with --num 400 --seed 1000",
-             "foreign": "benchmarks/foreign_testset.py --scenes --num 200 (pyrender, scikit-image photographs)"},
-    "wall_time_s": {"render": render_s, "train_both_stages_last_invocation": train_s, "evaluate": eval_s},
-    "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "2")), "dataloader_workers": 1},
-})
-PYEOF
+$PY tools/scene_training_record.py "$RUN/training.json" --recipe "tools/train_handos.sh (configs/handos_cpu_2d.yaml, then configs/handos_cpu.yaml from it)" \
+    --render "$((t1 - t0))" --train "$((t2 - t1))" --evaluate "$((t3 - t2))" \
+    --set detector="handrecon-hand-detector (shipped, frozen)"
 $PY tools/package_model.py "$RUN" --name handos-openhand --out-root "$RUN" --training "$RUN/training.json" "${METRICS[@]}"
