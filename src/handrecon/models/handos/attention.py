@@ -48,6 +48,15 @@ def policy_mask(policy: str, num_joints: int, num_vertices: int) -> torch.Tensor
     return allowed
 
 
+def instance_slots(image_index: torch.Tensor, num_images: int) -> tuple[torch.Tensor, int]:
+    """(slot (N,), slots): each instance's rank among the instances of its image (in order), and
+    the largest count per image — where an instance goes in a (num_images, slots, ...) padded
+    layout. ONNX-exportable ops (no bincount, no argsort)."""
+    member = image_index[:, None] == torch.arange(num_images, device=image_index.device)  # (N, B)
+    slots = int(member.sum(0).max()) if len(image_index) else 0
+    return (member.long().cumsum(0) - 1).gather(1, image_index[:, None])[:, 0], slots
+
+
 class MultiScaleDeformableAttention(nn.Module):
     """Deformable cross-attention from instance queries into a batch of multi-level memories.
 
@@ -100,10 +109,7 @@ class MultiScaleDeformableAttention(nn.Module):
         # instances of one image share its memory: lay them side by side per image (padded to the
         # largest count) so every level is sampled once per image, not copied per instance
         B = value.shape[0]
-        member = image_index[:, None] == torch.arange(B, device=query.device)  # (N, B), ONNX-exportable
-        counts = member.sum(0)
-        slots = int(counts.max()) if N else 0
-        slot = (member.long().cumsum(0) - 1).gather(1, image_index[:, None])[:, 0]  # rank within its image
+        slot, slots = instance_slots(image_index, B)
         grids = query.new_zeros(B, slots, T, H, L, P, 2)
         grids[image_index, slot] = (2.0 * loc - 1.0).to(grids.dtype)
         grids = grids.permute(0, 3, 4, 1, 2, 5, 6).reshape(B * H, L, slots * T, P, 2)
@@ -121,4 +127,4 @@ class MultiScaleDeformableAttention(nn.Module):
         return self.output_proj(out)
 
 
-__all__ = ["MultiScaleDeformableAttention", "POLICIES", "policy_mask"]
+__all__ = ["MultiScaleDeformableAttention", "POLICIES", "instance_slots", "policy_mask"]

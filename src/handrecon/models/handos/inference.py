@@ -32,7 +32,9 @@ from torch import nn
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.hand.model import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
+from handrecon.models.handos.attention import instance_slots
 from handrecon.models.handos.detector import DetectorOutput, letterbox
+from handrecon.models.heads import normalized_to_pixels
 from handrecon.models.handos.model import HandOS, camera_translation, sides_from_normals
 from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
@@ -50,11 +52,8 @@ class HandOSNetwork(nn.Module):
         m = self.model
         out = m({"pixel_values": image})
         B, S = image.shape[0], image.shape[-1]
-        counts = torch.bincount(out["image_index"], minlength=B)
-        K = max(int(counts.max()) if B else 0, 1)
-        slot = torch.zeros_like(out["image_index"])
-        for b in range(B):
-            slot[out["image_index"] == b] = torch.arange(int(counts[b]))
+        slot, K = instance_slots(out["image_index"], B)
+        K = max(K, 1)
         idx = (out["image_index"], slot)
         V = m.kp_regressor.shape[1]
         scores = image.new_full((B, K), -1.0)
@@ -65,11 +64,9 @@ class HandOSNetwork(nn.Module):
             scores[idx] = out["scores"].float()
             b = out["boxes"]
             boxes[idx] = torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], -1) * S
-            j2[idx] = last["joints_2d"] * S - 0.5
+            j2[idx] = normalized_to_pixels(last["joints_2d"], S, S)
             if "vertices" in last:
-                root = last["joints_3d"][:, :1]
-                verts[idx] = (last["vertices"] - root) * m.vertex_unit
-                j3[idx] = (last["joints_3d"] - root) * m.vertex_unit
+                verts[idx], j3[idx] = m.wrist_relative(last["vertices"], last["joints_3d"])
                 cam[idx] = last["camera"]
         return scores, boxes, j2, verts, j3, cam
 

@@ -248,9 +248,15 @@ class HandOS(nn.Module):
                "camera": torch.cat([normalized_to_pixels(uv, S, S), z_canonical[:, None]], -1)}
         if K is not None:
             t = camera_translation(out["camera"], K, S)
-            cam = (joints - joints[:, :1]) * self.vertex_unit + t[:, None]
+            cam = self.wrist_relative(verts, joints)[1] + t[:, None]
             out["joints_proj"] = pixels_to_normalized(project(cam, K.to(cam.dtype)), S, S)
         return out
+
+    def wrist_relative(self, vertices: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded vertices (N, V, 3) and joints (N, 21, 3) in `vertex_unit` -> both relative to
+        the wrist (joint 0), metres: add the camera translation to place them."""
+        root = joints[:, :1]
+        return (vertices - root) * self.vertex_unit, (joints - root) * self.vertex_unit
 
     # ---- loss
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -293,9 +299,9 @@ class HandOS(nn.Module):
                 r["joints_2d"] = normalized_to_pixels(last["joints_2d"][sel], S, S).numpy()
                 if "vertices" in last:
                     t = camera_translation(last["camera"][sel], K[b:b + 1].expand(len(sel), -1, -1), S)
-                    root = last["joints_3d"][sel, :1]
-                    r["vertices"] = ((last["vertices"][sel] - root) * self.vertex_unit + t[:, None]).numpy()
-                    r["joints_3d"] = ((last["joints_3d"][sel] - root) * self.vertex_unit + t[:, None]).numpy()
+                    verts, joints = self.wrist_relative(last["vertices"][sel], last["joints_3d"][sel])
+                    r["vertices"] = (verts + t[:, None]).numpy()
+                    r["joints_3d"] = (joints + t[:, None]).numpy()
                     r["sides"] = sides_from_normals(torch.as_tensor(r["vertices"]), self.faces)
             results.append(r)
         return results
