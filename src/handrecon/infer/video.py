@@ -103,19 +103,25 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     tracker = HandTracker(smoothing)
     report = VideoReport()
     state = _read_state(state_path)
+    track_ids: set[int] = set()
+    fps = 30.0
     if state is not None and state.get("settings") == settings and jsonl.is_file():
-        report.resumed_at = int(state["frames_done"])
+        report.resumed_at, fps = int(state["frames_done"]), float(state["fps"])
         tracker.load_state(state["tracker"])
         _truncate_lines(jsonl, report.resumed_at)
         report.hands, track_ids = int(state["hands"]), set(state["track_ids"])
-    else:
-        if state is not None and state.get("settings") != settings:
-            jsonl.unlink(missing_ok=True)  # another run's partial output: start over with these settings
-        report.resumed_at, track_ids = 0, set()
+    else:  # fresh, or another run's partial output: start over with these settings
         jsonl.write_text("")
-    complete = state is not None and state.get("settings") == settings and state.get("complete")
-    t0, done = time.perf_counter(), report.resumed_at
-    if not complete:
+        state = None
+    done = report.resumed_at
+
+    def save_state(complete: bool) -> None:
+        atomic_write_json(state_path, {"settings": settings, "frames_done": done, "hands": report.hands,
+                                       "track_ids": sorted(track_ids), "tracker": tracker.state(), "fps": fps,
+                                       "complete": complete}, indent=None)
+
+    t0 = time.perf_counter()
+    if not (state is not None and state.get("complete")):
         frames, fps, total = video_frames(path, report.resumed_at)
         with open(jsonl, "a") as out:
             while chunk := list(itertools.islice(frames, batch_size)):
@@ -125,33 +131,25 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                 sides = None if side is None else [[side]] * len(chunk)
                 results = predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
                                                   batch_size=len(chunk))
+                ids = [tracker.update(result.hands, i, i / fps) for (i, _), result in zip(chunk, results)]
+                if fitter is not None:  # on the smoothed meshes, one batched fit per chunk
+                    fitter.attach_fits(results)
                 lines = []
-                for (i, _), result in zip(chunk, results):
-                    ids = tracker.update(result.hands, i, i / fps)
-                    track_ids.update(ids)
+                for (i, _), result, frame_ids in zip(chunk, results, ids):
+                    track_ids.update(frame_ids)
                     report.hands += len(result.hands)
-                    if fitter is not None:
-                        fitter.attach_fits([result])
                     record = {"frame_index": i, "time": round(i / fps, 6), **result.to_json()}
-                    for hand, track_id in zip(record["hands"], ids):
+                    for hand, track_id in zip(record["hands"], frame_ids):
                         hand["track_id"] = track_id
                     lines.append(json.dumps(record, separators=(",", ":")))
                 out.write("\n".join(lines) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
                 done = chunk[-1][0] + 1
-                atomic_write_json(state_path, {"settings": settings, "frames_done": done, "hands": report.hands,
-                                               "track_ids": sorted(track_ids), "tracker": tracker.state(),
-                                               "fps": fps, "complete": False}, indent=None)
+                save_state(complete=False)
                 if on_progress is not None:
                     on_progress(done, total, (done - report.resumed_at) / max(time.perf_counter() - t0, 1e-9))
-        state = _read_state(state_path) or {"settings": settings, "frames_done": 0, "hands": 0, "track_ids": [],
-                                             "tracker": tracker.state(), "fps": fps}
-        state["complete"] = True
-        atomic_write_json(state_path, state, indent=None)
-    else:
-        done = int(state["frames_done"])
-        report.hands, track_ids = int(state["hands"]), set(state["track_ids"])
+        save_state(complete=True)
     report.frames, report.tracks = done, len(track_ids)
     report.frames_per_second = (done - report.resumed_at) / max(time.perf_counter() - t0, 1e-9)
     report.files = [jsonl.name, state_path.name]
