@@ -10,7 +10,7 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
 2. Renders `--num` held-out crops with handrecon's synthetic engine (seed 1000, never used for
    training) into a folder, and exports the shipped model to ONNX.
 3. Times, alternately (A B A B ...), two whole processes over the same folder:
-   A = `handrecon reconstruct FOLDER --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
+   A = `handrecon reconstruct FOLDER --crop --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
    vertices, camera translation, one JSON per image), and
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
    landmark model) over every image, 21 2D/3D landmarks each.
@@ -94,7 +94,7 @@ def main() -> None:
         else:
             subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
                            stdout=subprocess.DEVNULL)
-            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", str(d / "m3dhmr.onnx"),
+            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--crop", "--model", str(d / "m3dhmr.onnx"),
                     "--formats", "", "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)]
         commands = {"handrecon": ours,
                     "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]}

@@ -49,7 +49,7 @@ def test_reconstruct_reports_failures_with_exit_code_1(tmp_path, ckpt):
     images = write_images(tmp_path / "in")
     (images / "broken.jpg").write_bytes(b"not an image")
     r = runner.invoke(app, ["reconstruct", str(images), str(tmp_path / "missing.png"), "--out", str(tmp_path / "out"),
-                            "--model", str(ckpt), "--no-overlay", "--formats", ""])
+                            "--model", str(ckpt), "--crop", "--no-overlay", "--formats", ""])
     assert r.exit_code == 1
     assert "2 image(s) reconstructed, 2 hand(s), 2 failed" in r.output
     assert "broken.jpg: " in r.output and "cannot read image" in r.output and "no such file or folder" in r.output
@@ -73,7 +73,7 @@ def test_export_onnx_then_reconstruct_with_it(tmp_path, ckpt):
     assert onnx_path.is_file() and "exported" in r.output
     write_images(tmp_path / "in")
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "in" / "a.png"), "--out", str(tmp_path / "out"),
-                            "--model", str(onnx_path), "--no-overlay", "--formats", "ply"])
+                            "--model", str(onnx_path), "--crop", "--no-overlay", "--formats", "ply"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "a_hand0.ply").is_file()
 

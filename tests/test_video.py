@@ -147,7 +147,7 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     render_clip(clip, frames=6)
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     r = CliRunner().invoke(app, ["reconstruct", str(clip), str(tmp_path / "broken.mp4"), "--out", str(tmp_path / "out"),
-                                 "--no-overlay", "--side", "right", "--fit"])
+                                 "--no-overlay", "--crop", "--side", "right", "--fit"])
     assert r.exit_code == 1 and "6 frame(s)" in r.output and "broken.mp4" in r.output and "Traceback" not in r.output
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert [json.loads(x)["frame_index"] for x in lines] == list(range(6))

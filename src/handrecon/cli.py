@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from handrecon.infer.registry import DEFAULT_MODEL
+from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 
 app = typer.Typer(
     name="handrecon",
@@ -217,13 +217,29 @@ def _load_model_or_exit(model: str, threads: Optional[int] = None):
         raise typer.Exit(2) from None
 
 
+def _two_stage_or_exit(detector: str, crop_predictor, score_threshold: float, source: str):
+    """`detector` finding the hands for `crop_predictor`, or a one-line error and exit code 2."""
+    # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
+    from handrecon.infer.detect import build_detector
+    from handrecon.infer.pipeline import TwoStagePredictor
+
+    try:
+        return TwoStagePredictor(build_detector(detector), crop_predictor, score_threshold=score_threshold, source=source)
+    except (OSError, ValueError) as e:
+        typer.echo(f"error: cannot load detector {detector!r}: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def reconstruct(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json, NAME_hand0.{obj,ply,glb}, NAME_overlay.png."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name, checkpoint or run directory, or .onnx file."),
-    box: Optional[tuple[float, float, float, float]] = typer.Option(None, "--box", help="Hand box x1 y1 x2 y2 in pixels (default: the whole image is a hand crop)."),
-    side: Optional[str] = typer.Option(None, "--side", help="left or right (default: right; the model has no side classifier)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name, checkpoint or run directory, .onnx file, or DETECTOR+MODEL. A crop model runs after --detector unless boxes or --crop are given."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="What finds the hands for a crop model: a shipped detector name or KIND:DIR (see `handrecon detect`)."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", help="The detector's minimum hand score (two-stage pipeline)."),
+    crop: bool = typer.Option(False, "--crop", help="The whole image is one hand crop (FreiHAND-style): no detector."),
+    box: Optional[tuple[float, float, float, float]] = typer.Option(None, "--box", help="Hand box x1 y1 x2 y2 in pixels: no detector, the crop model reconstructs this hand."),
+    side: Optional[str] = typer.Option(None, "--side", help="left or right, for --box and --crop (default: right)."),
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: 1.2 x the larger image side, principal point at the centre)."),
     formats: str = typer.Option("obj,ply,glb", "--formats", help="Mesh formats, comma-separated (obj, ply, glb); empty for none."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
@@ -234,9 +250,11 @@ def reconstruct(
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
     beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient (higher: less lag in fast motion)."),
 ) -> None:
-    """Reconstruct the hands of images and videos: per image JSON, camera-space meshes and an
+    """Reconstruct every hand of images and videos: per image JSON, camera-space meshes and an
     overlay; per video (mp4, mov, avi, mkv, webm, ...) JSON Lines with tracked, smoothed hands, an
-    overlay video, and resumption of an interrupted run."""
+    overlay video, and resumption of an interrupted run. Full images by default: a crop model runs
+    on the boxes --detector finds (with each hand's score and side); --box, --boxes or --crop
+    give it the hands instead."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
     from rich.progress import Progress
 
@@ -258,7 +276,18 @@ def reconstruct(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if crop and (box is not None or prompts is not None):
+        typer.echo("error: --crop (the whole image is one hand) cannot be combined with --box or --boxes", err=True)
+        raise typer.Exit(2)
+    if side is not None and box is None and not crop:
+        typer.echo("error: --side applies to --box or --crop; a detector gives each hand its side", err=True)
+        raise typer.Exit(2)
     predictor = _load_model_or_exit(model, threads)
+    if crop and predictor.detects_hands:
+        typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
+        raise typer.Exit(2)
+    if not crop and box is None and prompts is None and not predictor.detects_hands:
+        predictor = _two_stage_or_exit(detector, predictor, score_threshold, f"{detector}+{model}")
     fitter = None
     if fit:
         from handrecon.infer.fitting import HandFitter
@@ -440,6 +469,36 @@ def evaluate(
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"predictions: {result.files['predictions']}\nmetrics: {result.files['metrics']}")
+
+
+@app.command()
+def serve(
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Models to offer (repeatable; default: the crop model after the hand detector, and on the whole image)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(7860, "--port", help="Port."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the networks."),
+) -> None:
+    """Start the web page: upload an image or a short video, choose the model, see the overlay and
+    the 3D meshes, download JSON and GLB (needs the `serve` extra: pip install "handrecon[serve]")."""
+    try:
+        # deferred imports: gradio takes seconds to import, and is an optional extra
+        from handrecon.serve import serve as start
+    except ImportError as e:
+        typer.echo(f"error: the web page needs gradio ({e}); install it with: pip install \"handrecon[serve]\"", err=True)
+        raise typer.Exit(2) from None
+    try:
+        _, url = start(model, host, port, threads, block=False)
+    except OSError as e:
+        typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}; choose another --port", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"handrecon web page on {url} (Ctrl+C to stop)")
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
 
 
 @app.command("export-onnx")

@@ -58,3 +58,17 @@ def save_mesh(
         data = trimesh.exchange.gltf.export_glb(mesh)
     atomic_write_bytes(path, data)
     return path
+
+
+def save_scene_glb(path: str | Path, meshes: list[tuple[np.ndarray, np.ndarray, tuple[int, int, int]]]) -> Path:
+    """Several meshes in one GLB (e.g. every hand of an image, in their camera-space places):
+    meshes = [(vertices (V, 3) m, OpenCV camera frame; faces (F, 3); RGB colour 0-255)]."""
+    import trimesh  # deferred, see to_trimesh
+
+    scene = trimesh.Scene()
+    for i, (vertices, faces, color) in enumerate(meshes):
+        colors = np.tile(np.array([*color, 255], np.uint8), (len(vertices), 1))
+        scene.add_geometry(to_trimesh(np.asarray(vertices, np.float64) @ OPENCV_TO_GLTF.T, faces, colors),
+                           geom_name=f"hand{i}")
+    atomic_write_bytes(path, trimesh.exchange.gltf.export_glb(scene))
+    return Path(path)

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 from handrecon.checkpoint import load_model
+from handrecon.infer.detect import build_detector
 from handrecon.infer.onnx import METADATA_KEY, OPSET, OnnxNetwork, metadata
+from handrecon.infer.pipeline import PIPELINE_SEPARATOR, TwoStagePredictor, is_pipeline
 from handrecon.infer.predictor import Predictor, TorchNetwork
 from handrecon.infer.registry import resolve_model
 from handrecon.models.adapter import InferenceAdapter
@@ -79,11 +81,18 @@ def set_threads(threads: int | None) -> None:
 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
-         refine_root: bool | None = None) -> Predictor:
+         refine_root: bool | None = None) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
-    intra-op threads). Returns a `Predictor` (``.predict``, ``.predict_batch``)."""
+    intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
+    name or ``KIND:DIR`` and a crop model of the kinds above). Returns a `Predictor` or a
+    `TwoStagePredictor` (``.predict``, ``.predict_batch``)."""
     check_threads(threads)
+    if is_pipeline(name_or_path):
+        detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
+        crop_predictor = load(crop, device, threads, refine_root)
+        set_threads(threads)
+        return TwoStagePredictor(build_detector(detector), crop_predictor, source=str(name_or_path))
     path = resolve_model(name_or_path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)

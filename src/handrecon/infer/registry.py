@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MODEL = "m3dhmr-openhand"
+DEFAULT_MODEL = "m3dhmr-openhand"  # the crop model
+DEFAULT_DETECTOR = "handrecon-hand-detector"  # what finds the hands for a crop model in a full image
 
 
 @dataclass(frozen=True)

@@ -90,10 +90,10 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                       smoothing: OneEuroConfig | None = OneEuroConfig(), focal: float | None = None,
                       box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
                       batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
-                      ) -> VideoReport:
+                      max_frames: int | None = None) -> VideoReport:
     """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
     side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
-    frames per second)."""
+    frames per second); max_frames: a ValueError before anything runs for a longer video."""
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
@@ -123,6 +123,9 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     t0 = time.perf_counter()
     if not (state is not None and state.get("complete")):
         frames, fps, total = video_frames(path, report.resumed_at)
+        if max_frames is not None and total is not None and total > max_frames:
+            raise VideoError(f"{path.name}: {total} frames, more than the {max_frames} allowed here; "
+                             "run `handrecon reconstruct` on it")
         with open(jsonl, "a") as out:
             while chunk := list(itertools.islice(frames, batch_size)):
                 H, W = chunk[0][1].shape[:2]

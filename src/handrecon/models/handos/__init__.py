@@ -6,6 +6,8 @@ reconstruction on a frozen DETR-like detector. Part 1, the detector layer:
   RT-DETRv2; local-only loading.
 - `hand_detector.py`: handrecon's own small RT-DETR hand detector (model ``hand_detector``).
 - `data.py`: training data: ``scene_boxes`` (the detector) and ``handos_scenes`` (HandOS).
+- `side_head.py`: the detector's side head (model ``hand_side``, data ``hand_side_crops``): left or
+  right for each detected box, for the two-stage pipeline's crop model.
 
 Part 2, HandOS itself (model ``handos``):
 
@@ -38,7 +40,8 @@ from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetect
 from handrecon.models.handos.inference import HandOSAdapter, HandOSNetwork
 from handrecon.models.handos.loss import PAPER_WEIGHTS, HandOSLoss
 from handrecon.models.handos.model import HandOS, sides_from_normals
-from handrecon.registry import register_detector, register_model
+from handrecon.models.handos.side_head import HandSideCrops, SideClassifier, SideHead, load_side_head
+from handrecon.registry import register_dataset, register_detector, register_model
 
 
 @register_model("hand_detector")
@@ -53,12 +56,19 @@ def handos(**kwargs) -> HandOS:
     return HandOS(**kwargs)
 
 
+@register_model("hand_side")
+def hand_side(**kwargs) -> SideClassifier:
+    """Build the detector's side head from config kwargs (see `SideClassifier`)."""
+    return SideClassifier(**kwargs)
+
+
+register_dataset("hand_side_crops")(HandSideCrops)
 register_detector(HAND_DETECTOR_NAME)(load_hand_detector)
 for _kind in DETECTOR_KINDS:  # --detector KIND:DIR
     register_detector(_kind)(lambda path, kind=_kind: load_detector(f"{kind}:{path}"))
 
 __all__ = ["DETECTOR_KINDS", "Detections", "Detector", "DetectorConfig", "DetectorError", "DetectorOutput",
            "HandDetector", "HandOS", "HandOSAdapter", "HandOSLoss", "HandOSNetwork", "HandOSScenes", "InteractiveDecoder",
-           "MultiScaleDeformableAttention", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideTuning", "hand_detector",
-           "handos", "lifting_init", "load_detector", "policy_mask", "save_detector", "select_instances",
+           "MultiScaleDeformableAttention", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideClassifier", "SideHead", "SideTuning", "hand_detector",
+           "handos", "lifting_init", "load_detector", "load_side_head", "policy_mask", "save_detector", "select_instances",
            "sides_from_normals", "simota_assign", "wrap_detector"]

@@ -29,14 +29,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
+from handrecon.checkpoint import CheckpointError
 from handrecon.geometry.boxes import cxcywh_to_xyxy
 from handrecon.models.handos.assign import select_instances
+from handrecon.models.handos.side_head import SIDE_HEAD_DIR, load_side_head
 from handrecon.utils.image import normalize_images
 
 # "hand." for Grounding DINO's text branch: bert-base-uncased ids [CLS] hand . [SEP]
@@ -102,11 +105,14 @@ class DetectorOutput:
 @dataclass
 class Detections:
     """Hands found in one image: boxes (N, 4) x1, y1, x2, y2 in the image's pixels, scores (N,)
-    in [0, 1], query (N,) the decoder query each came from; highest score first."""
+    in [0, 1], query (N,) the decoder query each came from; highest score first. sides: N of
+    "left" | "right" and p_left (N,) from the detector's side head, None without one."""
 
     boxes: np.ndarray
     scores: np.ndarray
     query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sides: list[str] | None = None
+    p_left: np.ndarray | None = None
 
 
 @dataclass
@@ -136,6 +142,7 @@ class Detector(nn.Module):
         self.config = config
         self.model.requires_grad_(False)
         self.model.eval()
+        self.side_head: Any = None  # `side_head.SideHead`: left / right per detected box (`detect`)
         self._captured: dict = {}
         self._stage_maps: list[torch.Tensor] = []
         self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
@@ -226,8 +233,12 @@ class Detector(nn.Module):
         NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
-        return [self._select(out.boxes[i], out.scores[i], out.input_size, prep.scale[i], img.shape[:2],
-                             score_threshold, nms_iou, max_hands) for i, img in enumerate(images)]
+        found = [self._select(out.boxes[i], out.scores[i], out.input_size, prep.scale[i], img.shape[:2],
+                              score_threshold, nms_iou, max_hands) for i, img in enumerate(images)]
+        if self.side_head is not None:
+            for image, det in zip(images, found):
+                det.sides, det.p_left = self.side_head.sides(image, det.boxes)
+        return found
 
     @staticmethod
     def _select(boxes: torch.Tensor, scores: torch.Tensor, input_size: tuple[int, int], scale: float,
@@ -240,7 +251,8 @@ class Detector(nn.Module):
         return Detections(xyxy[keep], s[keep], keep)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, **self.config.__dict__}
+        side = {"side_head": self.side_head.source} if self.side_head is not None else {}
+        return {"kind": self.kind, **self.config.__dict__, **side}
 
 
 class DeformableDetrDetector(Detector):
@@ -374,7 +386,12 @@ def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
         model = model_class.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as e:
         raise DetectorError(f"cannot load the {kind} detector from {folder}: {e}") from None
-    return adapter(model, config or DetectorConfig())
+    detector = adapter(model, config or DetectorConfig())
+    try:
+        detector.side_head = load_side_head(folder)
+    except (CheckpointError, ValueError) as e:
+        raise DetectorError(f"cannot load the detector's side head from {folder / SIDE_HEAD_DIR}: {e}") from None
+    return detector
 
 
 def save_detector(detector: Detector, folder: str | Path) -> Path:
@@ -382,7 +399,8 @@ def save_detector(detector: Detector, folder: str | Path) -> Path:
     (config.json, model.safetensors) and detector.json (kind and preprocessing)."""
     folder = Path(folder)
     detector.model.save_pretrained(folder, safe_serialization=True)
-    (folder / "detector.json").write_text(json.dumps(detector.describe(), indent=1))
+    info = {k: v for k, v in detector.describe().items() if k != "side_head"}
+    (folder / "detector.json").write_text(json.dumps(info, indent=1))
     return folder
 
 

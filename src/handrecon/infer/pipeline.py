@@ -1,0 +1,96 @@
+"""The two-stage full-image pipeline: a hand detector finds every hand, a crop model reconstructs each.
+
+``handrecon.load("handrecon-hand-detector+m3dhmr-openhand")`` (any ``DETECTOR+MODEL``: a detector
+name or ``KIND:DIR`` from `handrecon.registry.DETECTORS`, and a crop model that `load` opens, e.g. an
+exported ``.onnx``). Every hand comes back with the detector's score. Its side comes from the
+detector's side head when it has one (handrecon's own detector does: a logistic probe on the
+frozen detector's final query features, `models.handos.side_head`); a detector without one
+gives every hand the side "right" and says so in `side_source`. Boxes given by the caller
+replace the detections (the crop model alone runs on them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from handrecon.infer.predictor import Predictor
+from handrecon.infer.results import ImageResult
+
+PIPELINE_SEPARATOR = "+"
+DEFAULT_SCORE_THRESHOLD = 0.5  # `handrecon detect`'s precision-first defaults
+DEFAULT_NMS_IOU = 0.5
+
+
+class TwoStagePredictor:
+    """detector (a `Detector` with ``detect``) + crop (a crop-model `Predictor`) behind `Predictor`'s
+    ``predict`` / ``predict_batch``. score_threshold, nms_iou: the detector's operating point."""
+
+    detects_hands = True
+
+    def __init__(self, detector: Any, crop: Predictor, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "") -> None:
+        if crop.detects_hands:
+            raise ValueError(f"{crop.source}: a two-stage pipeline needs a crop model; this model finds hands itself, "
+                             "load it on its own")
+        if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"score threshold must be in [0, 1] and NMS IoU in (0, 1], got {score_threshold}, {nms_iou}")
+        self.detector, self.crop = detector, crop
+        self.score_threshold, self.nms_iou, self.source = score_threshold, nms_iou, source
+        self.side_source = "detector side head" if getattr(detector, "side_head", None) is not None else \
+            "none (every hand 'right': the detector has no side head)"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.crop.spec
+
+    @property
+    def card(self) -> dict[str, Any]:
+        return {**self.crop.card, "pipeline": {"detector": self.detector.describe(), "crop_model": self.crop.source,
+                                               "score_threshold": self.score_threshold, "nms_iou": self.nms_iou,
+                                               "side_source": self.side_source}}
+
+    @property
+    def faces_right(self) -> np.ndarray:
+        return self.crop.faces_right
+
+    @property
+    def faces_left(self) -> np.ndarray:
+        return self.crop.faces_left
+
+    def __repr__(self) -> str:
+        return f"TwoStagePredictor({self.source or 'unnamed'}: {self.detector.kind} + {self.crop!r})"
+
+    def predict(self, image: np.ndarray, K: Any = None, boxes: Any = None, sides: Any = None) -> ImageResult:
+        """Every hand of an RGB uint8 (H, W, 3) image (see `Predictor.predict`); boxes: prompts that
+        replace the detections."""
+        return self.predict_batch([image], [K], [boxes], [sides])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], Ks: Sequence[Any] | None = None,
+                      boxes: Sequence[Any] | None = None, sides: Sequence[Any] | None = None,
+                      batch_size: int = 32) -> list[ImageResult]:
+        """Detect (where no boxes are given), then reconstruct every hand in batches of `batch_size` crops."""
+        n = len(images)
+        boxes = [None] * n if boxes is None else list(boxes)
+        sides = [None] * n if sides is None else list(sides)
+        scores: list[np.ndarray | None] = [None] * n
+        todo = [i for i in range(n) if boxes[i] is None]
+        for s in range(0, len(todo), batch_size):
+            chunk = todo[s: s + batch_size]
+            found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
+                                         nms_iou=self.nms_iou)
+            for i, det in zip(chunk, found):
+                boxes[i], scores[i] = det.boxes, det.scores
+                sides[i] = det.sides if det.sides is not None else ["right"] * len(det.boxes)
+        results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size)
+        for result, image_scores in zip(results, scores):
+            if image_scores is not None:
+                for hand, score in zip(result.hands, image_scores):
+                    hand.score = float(score)
+        return results
+
+
+def is_pipeline(name: str) -> bool:
+    """True for a ``DETECTOR+MODEL`` name."""
+    return PIPELINE_SEPARATOR in str(name)

@@ -1,0 +1,171 @@
+"""The web page (`handrecon serve`): a gradio app over the same models and writers as the CLI.
+
+Upload an image or a short video, choose the model, and get the overlay (every hand numbered and
+coloured by side), an interactive 3D view of the camera-space meshes, the JSON and a GLB (a
+skinned, posed hand per hand with "fit"; for videos the JSON Lines and the overlay video). Models
+are loaded on first use and kept. The endpoints ``/reconstruct_image`` and ``/reconstruct_video``
+are also an API (``gradio_client``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from handrecon.infer.batch import check_finite, render_overlay, write_result
+from handrecon.infer.export import save_scene_glb
+from handrecon.infer.fitting import HandFitter
+from handrecon.infer.load import load
+from handrecon.infer.pipeline import PIPELINE_SEPARATOR
+from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
+from handrecon.infer.tracking import OneEuroConfig
+from handrecon.infer.video import reconstruct_video
+from handrecon.render.overlay import SIDE_COLORS
+
+WHOLE_IMAGE_SUFFIX = " (whole image is the hand)"
+MAX_VIDEO_FRAMES = 900  # a web upload is a short clip; longer videos belong to `handrecon reconstruct`
+
+
+class ModelPool:
+    """Predictors by name (`model_choices`), loaded on first use and kept (thread-safe)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads, self._models, self._fitters, self._lock = threads, {}, {}, threading.Lock()
+
+    def get(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads)
+            return self._models[name]
+
+    def fitter(self, predictor: Any) -> HandFitter:
+        key = predictor.spec["hand_model"]
+        with self._lock:
+            if key not in self._fitters:
+                self._fitters[key] = HandFitter(key)
+            return self._fitters[key]
+
+
+def model_choices(models: list[str]) -> list[str]:
+    """What the page offers: a crop model after the hand detector (``DETECTOR+MODEL``) and on the
+    whole image (`WHOLE_IMAGE_SUFFIX`); a pipeline or full-image model as it is."""
+    choices = []
+    for m in models:
+        if PIPELINE_SEPARATOR in m or _detects_hands(m):
+            choices.append(m)
+        else:
+            choices += [f"{DEFAULT_DETECTOR}{PIPELINE_SEPARATOR}{m}", m + WHOLE_IMAGE_SUFFIX]
+    return choices
+
+
+def _detects_hands(name: str) -> bool:
+    """Whether a model name is a full-image model (from its card; an unreadable one counts as a crop model,
+    and its error comes when it is chosen)."""
+    try:
+        return load(name).detects_hands
+    except (OSError, ValueError):
+        return False
+
+
+def _workdir(root: Path) -> Path:
+    d = root / uuid.uuid4().hex[:12]
+    d.mkdir(parents=True)
+    return d
+
+
+def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool
+                      ) -> tuple[np.ndarray, str | None, dict, list[str]]:
+    """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download)."""
+    if image is None:
+        raise gr.Error("upload an image first")
+    image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
+    predictor = pool.get(model)
+    try:
+        result = predictor.predict(image)
+        check_finite(result)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    if fit and result.hands:
+        pool.fitter(predictor).attach_fits([result])
+    out = _workdir(root)
+    files = [str(out / f) for f in write_result(result, image, out, "result", mesh_formats=("glb",) if fit else (),
+                                                 overlay=False, fitter=pool.fitter(predictor) if fit else None)]
+    scene = None
+    if result.hands:
+        scene = str(save_scene_glb(out / "hands.glb", [(h.vertices, result.faces_for(h.side), SIDE_COLORS[h.side])
+                                                         for h in result.hands]))
+        files.append(scene)
+    return render_overlay(result, image), scene, result.to_json(), files
+
+
+def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str, smooth: bool
+                     ) -> tuple[str, list[str], str]:
+    """One uploaded video -> (overlay video, files to download, a one-line summary)."""
+    if not video:
+        raise gr.Error("upload a video first")
+    predictor = pool.get(model)
+    out = _workdir(root)
+    try:
+        report = reconstruct_video(predictor, video, out, OneEuroConfig() if smooth else None,
+                                   max_frames=MAX_VIDEO_FRAMES)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    stem = Path(video).stem
+    files = [str(out / f) for f in report.files if not f.endswith(".state.json")]
+    summary = (f"{report.frames} frame(s), {report.hands} hand detection(s) in {report.tracks} track(s), "
+               f"{report.frames_per_second:.1f} frames/s")
+    return str(out / f"{stem}_overlay.mp4"), files, summary
+
+
+def build_app(models: list[str] | None = None, threads: int | None = None, workdir: str | Path | None = None) -> gr.Blocks:
+    """The page. models: names `handrecon.load` opens (default: the two-stage full-image pipeline
+    and the crop model); results are written under `workdir` (default: a temporary folder)."""
+    choices = model_choices(models or [DEFAULT_MODEL])
+    pool = ModelPool(threads)
+    root = Path(workdir or tempfile.mkdtemp(prefix="handrecon-serve-"))
+    root.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title="handrecon") as app:
+        gr.Markdown("# handrecon\n3D hand reconstruction: every hand's box, side, 2D and 3D keypoints and "
+                    "camera-space mesh. Upload an image or a short video.")
+        model = gr.Dropdown(choices, value=choices[0], label="model")
+        with gr.Tab("image"):
+            with gr.Row():
+                image = gr.Image(type="numpy", label="image", elem_id="input-image")
+                overlay = gr.Image(type="numpy", label="overlay", elem_id="overlay", interactive=False)
+            fit = gr.Checkbox(False, label="fit the hand model (pose parameters, rigged GLB)")
+            run_image = gr.Button("reconstruct", variant="primary", elem_id="run-image")
+            with gr.Row():
+                view = gr.Model3D(label="3D view (camera space)", elem_id="view3d", clear_color=(1, 1, 1, 1))
+                result_json = gr.JSON(label="result", elem_id="result-json")
+            image_files = gr.File(label="download", file_count="multiple", elem_id="image-files")
+        with gr.Tab("video"):
+            with gr.Row():
+                video = gr.Video(label="video", elem_id="input-video")
+                video_overlay = gr.Video(label="overlay", elem_id="video-overlay", interactive=False)
+            smooth = gr.Checkbox(True, label="temporal smoothing (One-Euro)")
+            run_video = gr.Button("reconstruct video", variant="primary", elem_id="run-video")
+            video_summary = gr.Textbox(label="summary", elem_id="video-summary")
+            video_files = gr.File(label="download", file_count="multiple", elem_id="video-files")
+        run_image.click(lambda im, m, f: reconstruct_image(pool, root, im, m, f), [image, model, fit],
+                        [overlay, view, result_json, image_files], api_name="reconstruct_image")
+        run_video.click(lambda v, m, s: reconstruct_clip(pool, root, v, m, s), [video, model, smooth],
+                        [video_overlay, video_files, video_summary], api_name="reconstruct_video")
+    app.handrecon_workdir = root  # where results go (tests and `serve` allow gradio to serve it)
+    return app
+
+
+def serve(models: list[str] | None = None, host: str = "127.0.0.1", port: int = 7860, threads: int | None = None,
+          block: bool = True) -> tuple[gr.Blocks, str]:
+    """Start the page on http://host:port; returns (app, local URL). block: serve until interrupted."""
+    app = build_app(models, threads)
+    app.queue(default_concurrency_limit=1)  # one reconstruction at a time: the CPU is the bottleneck
+    _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                           allowed_paths=[str(app.handrecon_workdir)], footer_links=["api"])
+    return app, url
+

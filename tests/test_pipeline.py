@@ -1,0 +1,121 @@
+"""Full images by default: the two-stage pipeline (detector + crop model), `--crop`, and the
+detector's side head hook."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_predictor import tiny_checkpoint
+from typer.testing import CliRunner
+
+from handrecon.cli import app
+from handrecon.infer.load import load
+from handrecon.infer.pipeline import TwoStagePredictor
+from handrecon.models.handos.detector import Detections
+from handrecon.models.handos.side_head import HandSideCrops, SideClassifier, SideHead, box_crops, load_side_head
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ck") / "ck")
+
+
+class FakeDetector:
+    """Two hands in every image, or none; counts its calls."""
+
+    kind = "fake"
+    side_head = None
+
+    def __init__(self, hands: int = 2) -> None:
+        self.hands, self.calls = hands, 0
+
+    def detect(self, images, score_threshold, nms_iou):
+        self.calls += 1
+        boxes = np.array([[10, 10, 60, 70], [70, 20, 110, 80]], np.float64)[: self.hands]
+        return [Detections(boxes, np.array([0.9, 0.7])[: self.hands], np.arange(self.hands), ["left", "right"][: self.hands],
+                           np.array([0.8, 0.1])[: self.hands]) for _ in images]
+
+    def describe(self):
+        return {"kind": self.kind}
+
+
+def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
+    crop = load(ckpt)
+    image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    result = TwoStagePredictor(FakeDetector(), crop).predict(image)
+    assert [h.side for h in result.hands] == ["left", "right"] and [h.score for h in result.hands] == [0.9, 0.7]
+    alone = crop.predict(image, boxes=[[10, 10, 60, 70], [70, 20, 110, 80]], sides=["left", "right"])
+    for a, b in zip(result.hands, alone.hands):  # exactly the crop model on the detected boxes and sides
+        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
+        np.testing.assert_allclose(a.box, b.box)
+
+
+def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
+    crop = load(ckpt)
+    image = np.zeros((90, 120, 3), np.uint8)
+    assert TwoStagePredictor(FakeDetector(hands=0), crop).predict(image).hands == []
+    detector = FakeDetector()
+    result = TwoStagePredictor(detector, crop).predict(image, boxes=[[5, 5, 50, 50]], sides=["left"])
+    assert detector.calls == 0 and len(result.hands) == 1 and result.hands[0].score is None
+    with pytest.raises(ValueError, match="score threshold"):
+        TwoStagePredictor(detector, crop, score_threshold=2.0)
+
+
+def test_load_builds_a_pipeline_from_detector_plus_model(ckpt):
+    predictor = load(f"handrecon-hand-detector+{ckpt}")
+    assert isinstance(predictor, TwoStagePredictor) and predictor.detects_hands
+    assert predictor.card["pipeline"]["detector"]["kind"] == "rt-detr"
+    assert predictor.predict(np.zeros((240, 320, 3), np.uint8)).hands == []  # a black image: no hand
+
+
+def test_cli_runs_full_images_by_default_and_crop_on_request(ckpt, tmp_path):
+    Image.fromarray(np.zeros((90, 120, 3), np.uint8)).save(tmp_path / "black.png")
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "a"), "--model", str(ckpt),
+                            "--no-overlay", "--formats", ""])
+    assert r.exit_code == 0, r.output
+    assert "1 image(s) reconstructed, 0 hand(s)" in r.output  # no hand: an empty list, not a guess
+    assert json.loads((tmp_path / "a" / "black.json").read_text())["hands"] == []
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "b"), "--model", str(ckpt),
+                            "--crop", "--no-overlay", "--formats", ""])
+    assert r.exit_code == 0 and "1 hand(s)" in r.output
+    for args, message in ((["--crop", "--box", "1", "1", "50", "50"], "--crop"), (["--side", "left"], "--side applies"),
+                          (["--detector", "nope"], "cannot load detector")):
+        r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "c"), "--model",
+                                str(ckpt), *args])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_box_crops_cut_the_box_out():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[20:60, 30:50] = 255  # a 20 x 40 white box
+    crop = box_crops(image, np.array([[30, 20, 50, 60]]), 40, 1.0)[0]
+    assert crop.shape == (40, 40, 3)
+    assert crop[:, 10:30].mean() > 250 and crop[:, :8].max() == 0 and crop[:, 32:].max() == 0
+
+
+def test_side_head_trains_saves_and_serves(tmp_path):
+    from handrecon.checkpoint import save_checkpoint
+
+    model = SideClassifier(width=4, input_size=32)
+    batch = {"pixel_values": torch.randn(6, 3, 32, 32), "left": torch.tensor([1.0, 0, 1, 0, 1, 0])}
+    loss, terms = model.loss(model(batch), batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.weight.grad.abs().sum() > 0
+    assert 0 <= model.validate([batch])["side_accuracy"] <= 1
+    assert load_side_head(tmp_path) is None  # a detector folder without a side head
+    save_checkpoint(tmp_path / "side_head", model.eval(), {}, {"architecture": "hand_side",
+                                                               "kwargs": {"width": 4, "input_size": 32}})
+    head = load_side_head(tmp_path)
+    sides, p_left = head.sides(np.zeros((80, 80, 3), np.uint8), np.array([[10, 10, 40, 50], [0, 0, 20, 20]]))
+    assert sides == ["left" if p > 0.5 else "right" for p in p_left] and len(sides) == 2
+    none, p_none = SideHead(model).sides(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 4)))
+    assert none == [] and p_none.shape == (0,)
+    assert isinstance(HandSideCrops.collate([{"pixel_values": torch.zeros(2, 3, 4, 4), "left": torch.ones(2)},
+                                             {"pixel_values": torch.zeros(0, 3, 4, 4), "left": torch.ones(0)}])["left"],
+                      torch.Tensor)

@@ -1,0 +1,105 @@
+"""The web page (`handrecon serve`): the API through gradio_client, and the page itself driven in
+headless Chromium (Debian's chromium + chromedriver, installed by .ci/run). Without a browser here
+the browser test is skipped with its reason; with HANDRECON_REQUIRE_BROWSER=1 (CI) it fails instead.
+HANDRECON_SCREENSHOT=PATH keeps the browser test's screenshot (the README's docs/images/web_page.png)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio", reason="the web page needs the `serve` extra (gradio)")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from handrecon.serve import WHOLE_IMAGE_SUFFIX, model_choices, serve  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "handrecon" / "assets" / "sample" / "hand.png"
+CROP_MODEL = "m3dhmr-openhand" + WHOLE_IMAGE_SUFFIX
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    app, url = serve(["m3dhmr-openhand"], port=_free_port(), threads=1, block=False)
+    yield url
+    app.close()
+
+
+def test_model_choices_offer_the_full_image_and_the_whole_image_use():
+    assert model_choices(["m3dhmr-openhand", "a+b"]) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL, "a+b"]
+
+
+def test_api_reconstructs_the_sample(server):
+    client = Client(server, verbose=False)
+    overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True,
+                                                 api_name="/reconstruct_image")
+    hands = result["hands"]
+    assert len(hands) == 1 and hands[0]["side"] == "right" and len(hands[0]["vertices"]) == 778
+    assert hands[0]["score"] is None  # the whole image as the crop: no detector, no score
+    assert np.shape(hands[0]["fit"]["pose"]) == (20, 3) and np.isfinite(hands[0]["fit"]["error_mm"])  # pose parameters
+    over = np.asarray(Image.open(overlay))
+    assert over.shape[0] == Image.open(SAMPLE).height and over.shape[1] > Image.open(SAMPLE).width  # + side view
+    assert Path(glb).read_bytes()[:4] == b"glTF"
+    names = sorted(Path(f).name for f in files)
+    assert names == ["hands.glb", "result.json", "result_hand0.glb"]
+    saved = json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())
+    assert saved["hands"][0]["keypoints_2d"] == hands[0]["keypoints_2d"]
+
+
+def test_api_reports_a_bad_request_as_an_error(server):
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="upload an image"):
+        client.predict(None, CROP_MODEL, False, api_name="/reconstruct_image")
+
+
+def _browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        reason = "no headless browser here (apt-get install chromium chromium-driver; .ci/run does)"
+        if os.environ.get("HANDRECON_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_page_in_a_headless_browser(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _browser()
+    try:
+        browser.get(server)
+        wait = WebDriverWait(browser, 120)
+        upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#input-image input[type=file]")))
+        upload.send_keys(str(SAMPLE.resolve()))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+        browser.find_element(By.ID, "run-image").click()
+        overlay = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#overlay img")))
+        wait.until(lambda b: "keypoints_2d" in b.find_element(By.ID, "result-json").text)
+        assert overlay.get_attribute("src")
+        shot = Path(os.environ.get("HANDRECON_SCREENSHOT") or tmp_path / "page.png")
+        browser.save_screenshot(str(shot))
+        assert Image.open(shot).size[0] >= 1000
+    finally:
+        browser.quit()
