@@ -17,11 +17,12 @@ def tiny_checkpoint(tmp_path_factory):
     return random_checkpoint(tmp_path_factory.mktemp("ckpt"), {"backbone_kwargs": {"width": 16}}, input_size=64)
 
 
-def test_sample_has_ground_truth():
-    image, meta = load_sample()
+@pytest.mark.parametrize("name", ["hand", "scene"])
+def test_sample_has_ground_truth(name):
+    image, meta = load_sample(name)
     assert image.shape == (meta["height"], meta["width"], 3) and image.dtype == np.uint8
-    hand = meta["hands"][0]
-    assert np.asarray(hand["keypoints_3d"]).shape == (21, 3) and hand["side"] in ("left", "right")
+    for hand in meta["hands"]:
+        assert np.asarray(hand["keypoints_3d"]).shape == (21, 3) and hand["side"] in ("left", "right")
 
 
 def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
@@ -37,6 +38,14 @@ def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
         assert len(trimesh.load(tmp_path / f"sample_hand0.{fmt}", force="mesh", process=False).vertices) == 778
     assert np.asarray(Image.open(tmp_path / "sample_overlay.png")).shape[1] > 224  # image + side view
     assert all(np.isfinite(rec[k]) for k in ("mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "keypoints_2d_error_px"))
+
+    scene = summary["scene"]  # the multi-hand scene through the detector, then the crop model
+    _, scene_gt = load_sample("scene")
+    assert len(scene["hands"]) == len(scene_gt["hands"]) == 3 and scene["model"].startswith("handrecon-hand-detector+")
+    found = [h for h in scene["hands"] if h["found"]]
+    assert all(0 < h["score"] <= 1 and np.isfinite(h["pa_mpjpe_mm"]) for h in found)
+    assert len(json.loads((tmp_path / "scene.json").read_text())["hands"]) == scene["detections"]
+    assert "scene_overlay.png" in scene["files"] and "multi-hand scene" in result.output
 
     posed = summary["posed_hand_model"]["meshes"]
     assert {(m["side"], m["pose"]) for m in posed} == {

@@ -43,7 +43,8 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
     if cfg.data.val is not None:
         DATASETS.get(cfg.data.val.name)
     model = MODELS.build(cfg.model.name, **cfg.model.kwargs)
-    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    small = {"hand_side": 100_000}  # the detector's side head is a small CNN; the rest are full networks
+    assert sum(p.numel() for p in model.parameters()) > small.get(cfg.model.name, 1_000_000)
     if cfg.model.name == "m3dhmr":  # the recipe's loss weights reach the model (heatmap guidance, §3.1)
         assert model.criterion.weights["heatmap"] == cfg.model.kwargs.get("loss_weights", {}).get("heatmap", 0.0)
     if cfg.model.name == "hand_detector":  # the data's input size is the model's (the frozen detector's preprocessing)

@@ -61,6 +61,18 @@ def demo(
                   f"{r['mpjpe_mm']:.1f}", f"{r['pa_mpjpe_mm']:.1f}", f"{r['root_error_mm']:.1f}")
     console.print(table)
     console.print(f"outputs: {', '.join(str(out / f) for f in r['files'])}")
+    scene = summary["scene"]
+    table = Table(title=f"multi-hand scene ({scene['model']}): {scene['detections']} hand(s) found, "
+                        f"{len(scene['hands'])} in the ground truth")
+    for col in ("hand", "found", "score", "side (predicted)", "2D error (px)", "PA-MPJPE (mm)"):
+        table.add_column(col)
+    for i, h in enumerate(scene["hands"]):
+        found = h["found"]
+        table.add_row(f"{i} {h['side']}", "yes" if found else "missed", f"{h['score']:.2f}" if found else "-",
+                      h["predicted_side"] if found else "-", f"{h['keypoints_2d_error_px']:.1f}" if found else "-",
+                      f"{h['pa_mpjpe_mm']:.1f}" if found else "-")
+    console.print(table)
+    console.print(f"outputs: {', '.join(str(out / f) for f in scene['files'] if f.endswith('.png'))}")
     posed = summary["posed_hand_model"]["meshes"]
     console.print(f"posed OpenHand: {len(posed)} meshes ({', '.join(sorted({m['pose'] for m in posed}))}; "
                   f"both sides) in {out / 'poses'}/")

@@ -4,7 +4,10 @@
    training set uses) with the shipped model, writes every output `handrecon reconstruct` writes
    (JSON, OBJ/PLY/GLB meshes in camera space, overlay PNG with a side view) and compares the
    result with the sample's exact ground truth.
-2. Poses the bundled OpenHand model (open, fist, pinch, point; both sides) and writes the meshes.
+2. Finds and reconstructs every hand of the bundled multi-hand scene (480×640, three hands,
+   another unused seed) with the full-image default, the hand detector followed by the crop
+   model, and scores each ground-truth hand: found or missed, score, side, 2D and 3D errors.
+3. Poses the bundled OpenHand model (open, fist, pinch, point; both sides) and writes the meshes.
 
 Everything is summarised in OUT/summary.json.
 """
@@ -26,19 +29,23 @@ from handrecon.geometry.procrustes import procrustes_align
 from handrecon.hand.keypoints import OP21_NAMES
 from handrecon.hand.model import HandModel
 from handrecon.hand.pose import sample_poses
+from handrecon.eval.scoring import match_hands
 from handrecon.infer.batch import write_result
+from handrecon.infer.detect import build_detector
+from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.infer.export import save_mesh
-from handrecon.infer.registry import DEFAULT_MODEL
+from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 from handrecon.utils.io import atomic_write_json
 
 DEMO_POSES = ("open", "fist", "pinch", "point")
 DEMO_TRANSLATION = (0.0, 0.0, 0.5)
 
 
-def load_sample() -> tuple[np.ndarray, dict]:
-    """The bundled sample: RGB uint8 image (H, W, 3) and its ground-truth annotation dict."""
+def load_sample(name: str = "hand") -> tuple[np.ndarray, dict]:
+    """A bundled sample ("hand": one hand crop; "scene": three hands): RGB uint8 image (H, W, 3)
+    and its ground-truth annotation dict."""
     root = resources.files("handrecon") / "assets" / "sample"
-    meta = json.loads((root / "hand.json").read_text())
+    meta = json.loads((root / f"{name}.json").read_text())
     with resources.as_file(root / meta["image"]) as path:
         image = load_image(path)
     return image, meta
@@ -68,6 +75,33 @@ def reconstruct_sample(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
         "pa_mpjpe_mm": float(1000 * keypoint_errors(procrustes_align(kp3d, kp3d_gt), kp3d_gt).mean()),
         "root_error_mm": float(1000 * errors[0]),
     }
+
+
+def reconstruct_scene(out_dir: str | Path, model: Any = DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR) -> dict:
+    """Every hand of the bundled scene with `detector` then the crop `model` (or a full-image model);
+    writes OUT/scene*; returns per ground-truth hand whether it was found (box IoU >= 0.5) and its errors."""
+    image, meta = load_sample("scene")
+    rec = handrecon.load(model) if isinstance(model, (str, Path)) else model
+    if not rec.detects_hands:
+        rec = TwoStagePredictor(build_detector(detector), rec, source=f"{detector}+{getattr(rec, 'source', model)}")
+    result = rec.predict(image, K=np.asarray(meta["K"]))
+    files = write_result(result, image, Path(out_dir), "scene", mesh_formats=("glb",))
+    gts = meta["hands"]
+    pred_boxes = np.array([h.box for h in result.hands], np.float64).reshape(-1, 4)
+    match = match_hands(pred_boxes, np.array([h.score or 0.0 for h in result.hands]),
+                        np.array([g["box"] for g in gts], np.float64))
+    hands = []
+    for gt, m in zip(gts, match):
+        entry = {"side": gt["side"], "found": bool(m >= 0)}
+        if m >= 0:
+            hand = result.hands[m]
+            kp3d, kp3d_gt = np.asarray(hand.keypoints_3d, np.float64), np.asarray(gt["keypoints_3d"], np.float64)
+            entry.update(predicted_side=hand.side, score=hand.score,
+                         keypoints_2d_error_px=float(keypoint_errors(hand.keypoints_2d, gt["keypoints_2d"]).mean()),
+                         pa_mpjpe_mm=float(1000 * keypoint_errors(procrustes_align(kp3d, kp3d_gt), kp3d_gt).mean()))
+        hands.append(entry)
+    return {"model": str(getattr(rec, "source", "") or model), "files": files, "hands": hands,
+            "detections": len(result.hands)}
 
 
 def pose_hand_model(out_dir: str | Path, seed: int = 0) -> list[dict]:
@@ -104,6 +138,7 @@ def run_demo(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
     summary = {
         "frame": "OpenCV camera frame, metres (GLB files are in glTF's y-up frame)",
         "reconstruction": reconstruct_sample(out_dir, model),
+        "scene": reconstruct_scene(out_dir, model),
         "posed_hand_model": {"hand_model": "openhand", "dir": "poses", "translation_m": list(DEMO_TRANSLATION),
                              "meshes": pose_hand_model(out_dir / "poses")},
     }
