@@ -2,7 +2,7 @@
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
     .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads 2]
-    .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model runs/handos_cpu] --num 100
+    .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model MODEL] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
    (the last release that still ships its hand models inside the wheel; it needs `numpy<2`, so it
@@ -16,8 +16,9 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    landmark model) over every image, 21 2D/3D landmarks each.
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
    With `--scenes`: held-out scenes (`--preset scene`, 480x640, 0-4 hands, seed 1000), A =
-   `handrecon reconstruct FOLDER --model MODEL` (torch; every hand found, with its mesh), B =
-   MediaPipe Hands with `max_num_hands=4`.
+   `handrecon reconstruct FOLDER --model MODEL --formats "" --no-overlay` (the full-image default:
+   the hand detector, then the crop model, torch; or a full-image model), B = MediaPipe Hands with
+   `max_num_hands=4`.
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
 """
@@ -78,7 +79,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
-    ap.add_argument("--model", default="runs/handos_cpu", help="with --scenes: the full-image model (a trained HandOS run)")
+    ap.add_argument("--model", default="m3dhmr-openhand",
+                    help="with --scenes: a crop model (run after the hand detector) or a full-image model")
     args = ap.parse_args()
     mp_python = mediapipe_python()
     handrecon_cli = Path(sys.executable).parent / "handrecon"
