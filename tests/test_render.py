@@ -247,6 +247,24 @@ def test_other_threads_get_their_own_context():
 
 
 @needs_gl
+def test_a_new_thread_with_a_dead_threads_id_gets_its_own_context():
+    """Thread ids are reused: a web server's worker threads come and go (handrecon serve)."""
+    expected = render(sphere([0.0, 0.0, 0.4]), K, SIZE, backend="gl").rgb
+    results, idents = [], []
+
+    def work():
+        idents.append(threading.get_ident())
+        results.append(render(sphere([0.0, 0.0, 0.4]), K, SIZE, backend="gl").rgb)
+
+    for _ in range(4):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(set(idents)) < 4  # the ids were reused, as CPython does once a thread has ended
+    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
+
+
+@needs_gl
 def test_gl_needs_no_display():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     code = ("import numpy as np; from handrecon.render import Mesh, render; "

@@ -169,7 +169,9 @@ class GLRenderer:
         return RenderResult(composite(rgb, instance, background), depth, instance, normal_map)
 
 
-_RENDERER: dict[tuple[int, int], GLRenderer] = {}  # by (pid, thread): a context is current in one thread only
+# A context is current in one thread only: each thread keeps its own (thread-local storage, not a
+# dict by thread id: ids are reused by new threads, which would find a dead thread's context).
+_LOCAL = threading.local()
 _FAILURE: dict[int, str] = {}  # by pid
 _THREADED: set[int] = set()  # pids whose context runs llvmpipe threads (unsafe to inherit)
 
@@ -181,10 +183,9 @@ def get_gl_renderer() -> GLRenderer:
     reason if no EGL context can be made.
     """
     pid = os.getpid()
-    key = (pid, threading.get_ident())
     if pid in _FAILURE:
         raise RuntimeError(_FAILURE[pid])
-    if key not in _RENDERER:
+    if getattr(_LOCAL, "pid", None) != pid:
         if _THREADED - {pid}:
             _FAILURE[pid] = (
                 "this process was forked from one that already rendered with a multi-threaded llvmpipe "
@@ -195,7 +196,7 @@ def get_gl_renderer() -> GLRenderer:
             raise RuntimeError(_FAILURE[pid])
         os.environ.setdefault("LP_NUM_THREADS", "0")
         try:
-            _RENDERER[key] = GLRenderer()
+            _LOCAL.renderer, _LOCAL.pid = GLRenderer(), pid
             if os.environ["LP_NUM_THREADS"] != "0":
                 _THREADED.add(pid)
         except Exception as e:  # moderngl raises plain Exception when EGL is missing
@@ -205,4 +206,4 @@ def get_gl_renderer() -> GLRenderer:
                 "HANDRECON_RENDERER=soft to use the numpy rasterizer."
             )
             raise RuntimeError(_FAILURE[pid]) from e
-    return _RENDERER[key]
+    return _LOCAL.renderer
