@@ -209,7 +209,7 @@ def test_forced_gl_without_egl_fails_clearly_and_auto_falls_back(monkeypatch):
             raise Exception("eglGetDisplay failed")
 
     monkeypatch.setattr(gl_module, "GLRenderer", NoEGL)
-    monkeypatch.setattr(gl_module, "_RENDERER", {})
+    monkeypatch.setattr(gl_module, "_LOCAL", threading.local())
     monkeypatch.setattr(gl_module, "_FAILURE", {})
     monkeypatch.setenv("HANDRECON_RENDERER", "gl")
     with pytest.raises(RuntimeError, match="HANDRECON_RENDERER=soft"):
