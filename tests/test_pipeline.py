@@ -93,8 +93,8 @@ def test_cli_runs_full_images_by_default_and_crop_on_request(ckpt, tmp_path):
 
 def test_box_crops_cut_the_box_out():
     image = np.zeros((100, 100, 3), np.uint8)
-    image[20:60, 30:50] = 255  # a 20 x 40 white box
-    crop = box_crops(image, np.array([[30, 20, 50, 60]]), 40, 1.0)[0]
+    image[20:60, 30:50] = 255  # a 20 x 40 white box: pixels 30-49 x 20-59, centres at integers
+    crop = box_crops(image, np.array([[29.5, 19.5, 49.5, 59.5]]), 40, 1.0)[0]
     assert crop.shape == (40, 40, 3)
     assert crop[:, 10:30].mean() > 250 and crop[:, :8].max() == 0 and crop[:, 32:].max() == 0
 

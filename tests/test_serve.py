@@ -18,7 +18,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the web page needs the `serve` extra (gradio)")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from handrecon.serve import WHOLE_IMAGE_SUFFIX, model_choices, serve  # noqa: E402
+from handrecon.serve import WHOLE_IMAGE_SUFFIX, ModelPool, model_choices, serve  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "handrecon" / "assets" / "sample" / "hand.png"
 CROP_MODEL = "m3dhmr-openhand" + WHOLE_IMAGE_SUFFIX
@@ -38,7 +38,7 @@ def server():
 
 
 def test_model_choices_offer_the_full_image_and_the_whole_image_use():
-    assert model_choices(["m3dhmr-openhand", "a+b"]) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL, "a+b"]
+    assert model_choices(["m3dhmr-openhand", "a+b"], ModelPool()) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL, "a+b"]
 
 
 def test_api_reconstructs_the_sample(server):

@@ -229,14 +229,13 @@ def _load_model_or_exit(model: str, threads: Optional[int] = None):
         raise typer.Exit(2) from None
 
 
-def _two_stage_or_exit(detector: str, crop_predictor, score_threshold: float, source: str):
-    """`detector` finding the hands for `crop_predictor`, or a one-line error and exit code 2."""
+def _with_detector_or_exit(predictor, detector: str, score_threshold: float):
+    """`infer.pipeline.with_detector`, or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
-    from handrecon.infer.detect import build_detector
-    from handrecon.infer.pipeline import TwoStagePredictor
+    from handrecon.infer.pipeline import with_detector
 
     try:
-        return TwoStagePredictor(build_detector(detector), crop_predictor, score_threshold=score_threshold, source=source)
+        return with_detector(predictor, detector, score_threshold)
     except (OSError, ValueError) as e:
         typer.echo(f"error: cannot load detector {detector!r}: {e}", err=True)
         raise typer.Exit(2) from None
@@ -298,8 +297,8 @@ def reconstruct(
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)
-    if not crop and box is None and prompts is None and not predictor.detects_hands:
-        predictor = _two_stage_or_exit(detector, predictor, score_threshold, f"{detector}+{model}")
+    if not crop and box is None and prompts is None:
+        predictor = _with_detector_or_exit(predictor, detector, score_threshold)
     fitter = None
     if fit:
         from handrecon.infer.fitting import HandFitter

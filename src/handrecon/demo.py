@@ -25,15 +25,14 @@ import torch
 import handrecon
 from handrecon.data.schema import load_image
 from handrecon.eval.metrics import keypoint_errors
+from handrecon.eval.scoring import match_hands
 from handrecon.geometry.procrustes import procrustes_align
 from handrecon.hand.keypoints import OP21_NAMES
 from handrecon.hand.model import HandModel
 from handrecon.hand.pose import sample_poses
-from handrecon.eval.scoring import match_hands
 from handrecon.infer.batch import write_result
-from handrecon.infer.detect import build_detector
-from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.infer.export import save_mesh
+from handrecon.infer.pipeline import with_detector
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 from handrecon.utils.io import atomic_write_json
 
@@ -62,28 +61,26 @@ def reconstruct_sample(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
     result = rec.predict(image, K=np.asarray(meta["K"]), boxes=[gt["box"]], sides=[gt["side"]])
     files = write_result(result, image, out_dir, "sample")
     hand = result.hands[0]
-    kp3d_gt = np.asarray(gt["keypoints_3d"], np.float64)
-    kp3d = np.asarray(hand.keypoints_3d, np.float64)
+    return {"model": str(getattr(rec, "source", "") or model), "side": hand.side, "files": files,
+            "cam_t_m": np.round(hand.cam_t, 4).tolist(), **hand_errors(hand, gt)}
+
+
+def hand_errors(hand: Any, gt: dict) -> dict[str, float]:
+    """A predicted hand (`HandResult`) against its ground truth (a sample JSON's hand): mean 2D
+    keypoint error (px), MPJPE, PA-MPJPE and root (wrist) error (mm)."""
+    kp3d, kp3d_gt = np.asarray(hand.keypoints_3d, np.float64), np.asarray(gt["keypoints_3d"], np.float64)
     errors = keypoint_errors(kp3d, kp3d_gt)  # (21,) metres
-    return {
-        "model": str(getattr(rec, "source", "") or model),
-        "side": hand.side,
-        "files": files,
-        "cam_t_m": np.round(hand.cam_t, 4).tolist(),
-        "keypoints_2d_error_px": float(keypoint_errors(hand.keypoints_2d, gt["keypoints_2d"]).mean()),
-        "mpjpe_mm": float(1000 * errors.mean()),
-        "pa_mpjpe_mm": float(1000 * keypoint_errors(procrustes_align(kp3d, kp3d_gt), kp3d_gt).mean()),
-        "root_error_mm": float(1000 * errors[0]),
-    }
+    return {"keypoints_2d_error_px": float(keypoint_errors(hand.keypoints_2d, gt["keypoints_2d"]).mean()),
+            "mpjpe_mm": float(1000 * errors.mean()),
+            "pa_mpjpe_mm": float(1000 * keypoint_errors(procrustes_align(kp3d, kp3d_gt), kp3d_gt).mean()),
+            "root_error_mm": float(1000 * errors[0])}
 
 
 def reconstruct_scene(out_dir: str | Path, model: Any = DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR) -> dict:
     """Every hand of the bundled scene with `detector` then the crop `model` (or a full-image model);
     writes OUT/scene*; returns per ground-truth hand whether it was found (box IoU >= 0.5) and its errors."""
     image, meta = load_sample("scene")
-    rec = handrecon.load(model) if isinstance(model, (str, Path)) else model
-    if not rec.detects_hands:
-        rec = TwoStagePredictor(build_detector(detector), rec, source=f"{detector}+{getattr(rec, 'source', model)}")
+    rec = with_detector(handrecon.load(model) if isinstance(model, (str, Path)) else model, detector)
     result = rec.predict(image, K=np.asarray(meta["K"]))
     files = write_result(result, image, Path(out_dir), "scene", mesh_formats=("glb",))
     gts = meta["hands"]
@@ -95,10 +92,7 @@ def reconstruct_scene(out_dir: str | Path, model: Any = DEFAULT_MODEL, detector:
         entry = {"side": gt["side"], "found": bool(m >= 0)}
         if m >= 0:
             hand = result.hands[m]
-            kp3d, kp3d_gt = np.asarray(hand.keypoints_3d, np.float64), np.asarray(gt["keypoints_3d"], np.float64)
-            entry.update(predicted_side=hand.side, score=hand.score,
-                         keypoints_2d_error_px=float(keypoint_errors(hand.keypoints_2d, gt["keypoints_2d"]).mean()),
-                         pa_mpjpe_mm=float(1000 * keypoint_errors(procrustes_align(kp3d, kp3d_gt), kp3d_gt).mean()))
+            entry.update(predicted_side=hand.side, score=hand.score, **hand_errors(hand, gt))
         hands.append(entry)
     return {"model": str(getattr(rec, "source", "") or model), "files": files, "hands": hands,
             "detections": len(result.hands)}
@@ -133,12 +127,13 @@ def pose_hand_model(out_dir: str | Path, seed: int = 0) -> list[dict]:
 
 
 def run_demo(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
-    """Both demo parts; writes OUT/summary.json and returns it."""
+    """The three demo parts; writes OUT/summary.json and returns it."""
     out_dir = Path(out_dir)
+    rec = handrecon.load(model) if isinstance(model, (str, Path)) else model  # loaded once for both parts
     summary = {
         "frame": "OpenCV camera frame, metres (GLB files are in glTF's y-up frame)",
-        "reconstruction": reconstruct_sample(out_dir, model),
-        "scene": reconstruct_scene(out_dir, model),
+        "reconstruction": reconstruct_sample(out_dir, rec),
+        "scene": reconstruct_scene(out_dir, rec),
         "posed_hand_model": {"hand_model": "openhand", "dir": "poses", "translation_m": list(DEMO_TRANSLATION),
                              "meshes": pose_hand_model(out_dir / "poses")},
     }

@@ -18,11 +18,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from handrecon.infer.batch import check_finite, render_overlay, write_result
+from handrecon.infer.batch import render_overlay, write_result
 from handrecon.infer.export import save_scene_glb
 from handrecon.infer.fitting import HandFitter
 from handrecon.infer.load import load
-from handrecon.infer.pipeline import PIPELINE_SEPARATOR
+from handrecon.infer.pipeline import PIPELINE_SEPARATOR, is_pipeline
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 from handrecon.infer.tracking import OneEuroConfig
 from handrecon.infer.video import reconstruct_video
@@ -52,23 +52,23 @@ class ModelPool:
             return self._fitters[key]
 
 
-def model_choices(models: list[str]) -> list[str]:
+def model_choices(models: list[str], pool: ModelPool) -> list[str]:
     """What the page offers: a crop model after the hand detector (``DETECTOR+MODEL``) and on the
-    whole image (`WHOLE_IMAGE_SUFFIX`); a pipeline or full-image model as it is."""
+    whole image (`WHOLE_IMAGE_SUFFIX`); a pipeline or full-image model as it is. Telling them apart
+    loads each model into `pool` (kept there); one that does not load counts as a crop model, and
+    its error comes when it is chosen."""
     choices = []
     for m in models:
-        if PIPELINE_SEPARATOR in m or _detects_hands(m):
+        if is_pipeline(m) or _detects_hands(pool, m):
             choices.append(m)
         else:
             choices += [f"{DEFAULT_DETECTOR}{PIPELINE_SEPARATOR}{m}", m + WHOLE_IMAGE_SUFFIX]
     return choices
 
 
-def _detects_hands(name: str) -> bool:
-    """Whether a model name is a full-image model (from its card; an unreadable one counts as a crop model,
-    and its error comes when it is chosen)."""
+def _detects_hands(pool: ModelPool, name: str) -> bool:
     try:
-        return load(name).detects_hands
+        return pool.get(name).detects_hands
     except (OSError, ValueError):
         return False
 
@@ -86,16 +86,16 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
     predictor = pool.get(model)
+    fitter = pool.fitter(predictor) if fit else None
+    out = _workdir(root)
     try:
         result = predictor.predict(image)
-        check_finite(result)
-    except ValueError as e:
+        if fitter is not None:
+            fitter.attach_fits([result])
+        files = [str(out / f) for f in write_result(result, image, out, "result", overlay=False, fitter=fitter,
+                                                     mesh_formats=("glb",) if fit else ())]
+    except ValueError as e:  # a bad image, or non-finite outputs (write_result refuses them)
         raise gr.Error(str(e)) from None
-    if fit and result.hands:
-        pool.fitter(predictor).attach_fits([result])
-    out = _workdir(root)
-    files = [str(out / f) for f in write_result(result, image, out, "result", mesh_formats=("glb",) if fit else (),
-                                                 overlay=False, fitter=pool.fitter(predictor) if fit else None)]
     scene = None
     if result.hands:
         scene = str(save_scene_glb(out / "hands.glb", [(h.vertices, result.faces_for(h.side), SIDE_COLORS[h.side])
@@ -126,8 +126,8 @@ def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str,
 def build_app(models: list[str] | None = None, threads: int | None = None, workdir: str | Path | None = None) -> gr.Blocks:
     """The page. models: names `handrecon.load` opens (default: the two-stage full-image pipeline
     and the crop model); results are written under `workdir` (default: a temporary folder)."""
-    choices = model_choices(models or [DEFAULT_MODEL])
     pool = ModelPool(threads)
+    choices = model_choices(models or [DEFAULT_MODEL], pool)
     root = Path(workdir or tempfile.mkdtemp(prefix="handrecon-serve-"))
     root.mkdir(parents=True, exist_ok=True)
     with gr.Blocks(title="handrecon") as app:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from handrecon.infer.detect import build_detector
 from handrecon.infer.predictor import Predictor
 from handrecon.infer.results import ImageResult
 
@@ -94,3 +95,12 @@ class TwoStagePredictor:
 def is_pipeline(name: str) -> bool:
     """True for a ``DETECTOR+MODEL`` name."""
     return PIPELINE_SEPARATOR in str(name)
+
+
+def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> Any:
+    """`predictor` for full images: as it is if it finds hands itself, else `detector` (a name or
+    ``KIND:DIR``, `infer.detect.build_detector`) in front of it."""
+    if predictor.detects_hands:
+        return predictor
+    return TwoStagePredictor(build_detector(detector), predictor, score_threshold=score_threshold,
+                             source=f"{detector}{PIPELINE_SEPARATOR}{predictor.source}")

@@ -29,26 +29,24 @@ from torch.utils.data import Dataset
 from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.stream import sample_rng
-from handrecon.geometry.crop import warp_image
+from handrecon.geometry.crop import crop_transform, warp_image
 from handrecon.utils.image import normalize_images
 
 SIDE_HEAD_DIR = "side_head"  # a detector folder's side head (model.safetensors + card.json)
 
 
-def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float,
+def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np.ndarray,
               shifts: np.ndarray | None = None) -> np.ndarray:
-    """(N, size, size, 3) uint8 square crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px:
-    side = scale x the box's long side, centred on the box (plus shifts (N, 2), fractions of the side)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    """(N, size, size, 3) uint8 square crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px
+    (`geometry.crop.crop_transform`): side = scale (one, or (N,)) x the box's long side (at least
+    1 px), centred on the box plus shifts (N, 2) (fractions of the side)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # a box clipped to nothing still gets a crop
+    scales = np.broadcast_to(np.asarray(scale, np.float64), (len(boxes),))
+    shifts = np.zeros((len(boxes), 2)) if shifts is None else shifts
     crops = np.zeros((len(boxes), size, size, 3), np.uint8)
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        side = max(x2 - x1, y2 - y1, 1.0) * scale
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        if shifts is not None:
-            cx, cy = cx + shifts[i, 0] * side, cy + shifts[i, 1] * side
-        s = size / side  # crop px per image px; pixel centres map to pixel centres
-        affine = np.array([[s, 0.0, size / 2 - 0.5 - s * (cx - 0.5)], [0.0, s, size / 2 - 0.5 - s * (cy - 0.5)]])
-        crops[i] = warp_image(image, affine, size)
+    for i, (box, s, shift) in enumerate(zip(boxes, scales, shifts)):
+        crops[i] = warp_image(image, crop_transform(box, size, scale=s, shift=shift).affine, size)
     return crops
 
 
@@ -145,14 +143,12 @@ class HandSideCrops(Dataset):
         hands = [h for h in sample.hands if h.side is not None]
         boxes = np.array([h.box for h in hands], np.float64).reshape(-1, 4)
         left = np.array([h.side == "left" for h in hands], np.float32)
-        n, scale, shifts = len(boxes), np.full(len(boxes), self.box_scale), None
+        n, scale, shifts = len(boxes), self.box_scale, None
         if self.augment and n:
             rng = sample_rng(self.seed, self.epoch, index)
             scale = self.box_scale * rng.uniform(0.85, 1.25, n)
             shifts = rng.uniform(-0.08, 0.08, (n, 2))
-        crops = np.concatenate([box_crops(sample.image, boxes[i:i + 1], self.input_size, scale[i],
-                                          None if shifts is None else shifts[i:i + 1]) for i in range(n)]) \
-            if n else np.zeros((0, self.input_size, self.input_size, 3), np.uint8)
+        crops = box_crops(sample.image, boxes, self.input_size, scale, shifts)
         if self.augment and n:
             mirror = rng.random(n) < 0.5
             crops[mirror] = crops[mirror, :, ::-1]
