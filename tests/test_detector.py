@@ -143,3 +143,66 @@ def test_square_inputs_are_letterboxed_as_in_training():
     prep = det.prepare([image])
     assert prep.scale[0] == pytest.approx(s)
     np.testing.assert_array_equal(prep.pixel_values.numpy(), normalize_images(canvas[None]))
+
+
+def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
+    """A square RT-DETR exported once to the cache finds the same hands on onnxruntime as in torch;
+    the next load reads the export, a damaged export is replaced, changed weights get their own."""
+    pytest.importorskip("onnxruntime")
+    from handrecon.models.handos import onnx_detector as od
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
+    folder = save_detector(det, tmp_path / "det")
+    fast = od.cached_onnx_detector(folder)
+    assert isinstance(fast, od.OnnxDetector) and fast.config == det.config
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 255, (70, 110, 3), np.uint8), rng.integers(0, 255, (120, 50, 3), np.uint8)]
+    for a, b in zip(fast.detect(images, score_threshold=0.0, nms_iou=0.8), det.detect(images, score_threshold=0.0, nms_iou=0.8)):
+        np.testing.assert_array_equal(a.query, b.query)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    exports = list((tmp_path / "cache" / "detectors").glob("*.onnx"))
+    assert len(exports) == 1
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(od, "export_detector_onnx", no_export)
+    assert isinstance(od.cached_onnx_detector(folder), od.OnnxDetector)  # read from the cache
+    monkeypatch.undo()
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    exports[0].write_bytes(b"damaged")
+    again = od.cached_onnx_detector(folder)
+    np.testing.assert_allclose(again.detect(images[:1], 0.0)[0].scores, det.detect(images[:1], 0.0)[0].scores, atol=1e-5)
+    with torch.no_grad():
+        next(det.model.parameters()).add_(0.1)
+    save_detector(det, folder)
+    od.cached_onnx_detector(folder)
+    assert len(list((tmp_path / "cache" / "detectors").glob("*.onnx"))) == 2
+
+
+def test_onnx_detector_limits_are_clear(tmp_path, monkeypatch):
+    """Only square RT-DETRs export (others stay on torch); a file that is not a detector export is
+    refused with what to do; without onnxruntime the shipped loader keeps the torch detector."""
+    pytest.importorskip("onnxruntime")
+    from handrecon.models.handos import onnx_detector as od
+    from handrecon.models.handos.hand_detector import hand_detector_for_boxes
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    masked = wrap_detector("deformable-detr", tiny_model("deformable-detr"), DetectorConfig(input_size=96))
+    with pytest.raises(DetectorError, match="only square-input RT-DETR"):
+        od.export_detector_onnx(masked, tmp_path / "x.onnx")
+    assert od.cached_onnx_detector(save_detector(masked, tmp_path / "masked")) is None
+    square = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True))
+    path = od.export_detector_onnx(square, tmp_path / "d.onnx")
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ValueError, match="not a handrecon detector export"):
+        od.OnnxDetector(tmp_path / "plain.onnx")
+    folder = save_detector(square, tmp_path / "square")
+    monkeypatch.setattr(od, "onnx_export_available", lambda: False)
+    assert type(hand_detector_for_boxes(str(folder))).__name__ == "RTDetrDetector"

@@ -93,11 +93,12 @@ def test_the_shipped_detector():
     from handrecon.demo import load_sample
     from handrecon.geometry.boxes import box_iou
     from handrecon.infer.detect import build_detector
-    from handrecon.models.handos.hand_detector import ASSET_DIR
+    from handrecon.models.handos.hand_detector import ASSET_DIR, load_hand_detector
 
     assert sum(p.stat().st_size for p in ASSET_DIR.iterdir()) < 25 * 2**20
-    detector = build_detector("handrecon-hand-detector")
-    assert not any(p.requires_grad for p in detector.parameters())
+    assert not any(p.requires_grad for p in load_hand_detector().parameters())
+    detector = build_detector("handrecon-hand-detector")  # for boxes: on onnxruntime (the extra is in [dev])
+    assert type(detector).__name__ == "OnnxDetector"
     image, meta = load_sample()
     found = detector.detect([image], score_threshold=0.3)[0]
     assert len(found.boxes) and box_iou(found.boxes[:1], np.array([meta["hands"][0]["box"]]))[0, 0] > 0.5

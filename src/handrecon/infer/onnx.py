@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from handrecon.models.adapter import INPUT_NAME
+from handrecon.utils.onnx import ort_session
 
 METADATA_KEY = "handrecon"
 METADATA_FORMAT, METADATA_VERSION = "handrecon-onnx", 2
@@ -32,17 +33,10 @@ class OnnxNetwork:
     """An onnxruntime session (CPU) as a `infer.predictor.Network`."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort  # optional dependency (extra "onnx"): imported only when used
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or 0)  # 0: onnxruntime's default (all cores)
-        so.inter_op_num_threads = 1
-        # No busy-waiting between runs: the crop and root recovery that follow share these cores.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"{path}: onnxruntime cannot load it ({e}); re-export with `handrecon export-onnx`") from e
+            self.session = ort_session(path, threads)
+        except ValueError as e:
+            raise ValueError(f"{e}; re-export with `handrecon export-onnx`") from e
         self.output_names = [o.name for o in self.session.get_outputs()]
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:

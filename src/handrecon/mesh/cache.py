@@ -19,16 +19,11 @@ from typing import Callable
 
 import numpy as np
 
-from handrecon.utils.io import atomic_write_bytes
+from handrecon.utils.io import atomic_write_bytes, cache_dir
 
 CACHE_FORMAT = 1
 _META = "__meta__"
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Root cache directory: `$HANDRECON_CACHE`, else `~/.cache/handrecon`."""
-    return Path(os.environ.get("HANDRECON_CACHE") or Path.home() / ".cache" / "handrecon")
 
 
 def hash_inputs(*parts) -> str:

@@ -42,6 +42,12 @@ def _umask() -> int:
     return mask
 
 
+def cache_dir() -> Path:
+    """handrecon's on-disk cache (derived mesh arrays, exported detectors): `$HANDRECON_CACHE`,
+    else `~/.cache/handrecon`."""
+    return Path(os.environ.get("HANDRECON_CACHE") or Path.home() / ".cache" / "handrecon")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_open(path, "wb") as f:

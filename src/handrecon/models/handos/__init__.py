@@ -36,7 +36,8 @@ from handrecon.models.handos.detector import (
     save_detector,
     wrap_detector,
 )
-from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetector, load_hand_detector
+from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetector, hand_detector_for_boxes, load_hand_detector
+from handrecon.models.handos.onnx_detector import OnnxDetector, export_detector_onnx
 from handrecon.models.handos.inference import HandOSAdapter, HandOSNetwork
 from handrecon.models.handos.loss import PAPER_WEIGHTS, HandOSLoss
 from handrecon.models.handos.model import HandOS, sides_from_normals
@@ -63,12 +64,12 @@ def hand_side(**kwargs) -> SideClassifier:
 
 
 register_dataset("hand_side_crops")(HandSideCrops)
-register_detector(HAND_DETECTOR_NAME)(load_hand_detector)
+register_detector(HAND_DETECTOR_NAME)(hand_detector_for_boxes)
 for _kind in DETECTOR_KINDS:  # --detector KIND:DIR
     register_detector(_kind)(lambda path, kind=_kind: load_detector(f"{kind}:{path}"))
 
 __all__ = ["DETECTOR_KINDS", "Detections", "Detector", "DetectorConfig", "DetectorError", "DetectorOutput",
            "HandDetector", "HandOS", "HandOSAdapter", "HandOSLoss", "HandOSNetwork", "HandOSScenes", "InteractiveDecoder",
-           "MultiScaleDeformableAttention", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideClassifier", "SideHead", "SideTuning", "hand_detector",
-           "handos", "lifting_init", "load_detector", "load_side_head", "policy_mask", "save_detector", "select_instances",
+           "MultiScaleDeformableAttention", "OnnxDetector", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideClassifier", "SideHead", "SideTuning", "hand_detector",
+           "export_detector_onnx", "hand_detector_for_boxes", "handos", "lifting_init", "load_detector", "load_hand_detector", "load_side_head", "policy_mask", "save_detector", "select_instances",
            "sides_from_normals", "simota_assign", "wrap_detector"]

@@ -209,23 +209,8 @@ class Detector(nn.Module):
 
     def prepare(self, images: list[np.ndarray]) -> Prepared:
         """RGB uint8 images (H, W, 3) -> a padded, normalised batch (long side = input_size)."""
-        cfg = self.config
-        resized = [resize_long_side(img, cfg.input_size) for img in images]
-        if cfg.square:
-            H = W = -(-cfg.input_size // cfg.pad_multiple) * cfg.pad_multiple
-        else:
-            H = -(-max(r.shape[0] for r, _ in resized) // cfg.pad_multiple) * cfg.pad_multiple
-            W = -(-max(r.shape[1] for r, _ in resized) // cfg.pad_multiple) * cfg.pad_multiple
-        batch = np.zeros((len(images), H, W, 3), np.uint8)
-        mask = torch.zeros(len(images), H, W, dtype=torch.long)
-        for i, (r, _) in enumerate(resized):
-            batch[i, : r.shape[0], : r.shape[1]] = r
-            mask[i, : r.shape[0], : r.shape[1]] = 1
-        pixels = torch.from_numpy(normalize_images(batch))
-        if not cfg.square:  # masked detectors: 0 after normalising, as transformers' image processors pad
-            pixels = pixels * mask[:, None]
-        # square inputs (no mask): black before normalising, as `letterbox` and the training data pad
-        return Prepared(pixels, mask, np.asarray([s for _, s in resized]))
+        pixels, mask, scale = prepare_arrays(images, self.config)
+        return Prepared(torch.from_numpy(pixels), torch.from_numpy(mask), scale)
 
     def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
                max_hands: int = 100) -> list[Detections]:
@@ -233,22 +218,10 @@ class Detector(nn.Module):
         NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
-        found = [self._select(out.boxes[i], out.scores[i], out.input_size, prep.scale[i], img.shape[:2],
-                              score_threshold, nms_iou, max_hands) for i, img in enumerate(images)]
-        if self.side_head is not None:
-            for image, det in zip(images, found):
-                det.sides, det.p_left = self.side_head.sides(image, det.boxes)
-        return found
-
-    @staticmethod
-    def _select(boxes: torch.Tensor, scores: torch.Tensor, input_size: tuple[int, int], scale: float,
-                image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
-        H, W = input_size
-        xyxy = cxcywh_to_xyxy(boxes.float().numpy()) * [W, H, W, H] / scale
-        xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
-        s = scores.float().numpy()
-        keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
-        return Detections(xyxy[keep], s[keep], keep)
+        found = [select_detections(out.boxes[i].float().numpy(), out.scores[i].float().numpy(), out.input_size,
+                                   prep.scale[i], img.shape[:2], score_threshold, nms_iou, max_hands)
+                 for i, img in enumerate(images)]
+        return attach_sides(self.side_head, images, found)
 
     def describe(self) -> dict:
         side = {"side_head": self.side_head.source} if self.side_head is not None else {}
@@ -331,6 +304,48 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     canvas = np.zeros((size, size, 3), np.uint8)
     canvas[: resized.shape[0], : resized.shape[1]] = resized
     return canvas, s
+
+
+def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detector input of `config` for RGB uint8 images (H, W, 3): pixels (B, 3, H', W') float32
+    normalised, pixel_mask (B, H', W') int64 1 on real pixels, scale (B,) network px per image px.
+    Square inputs are padded black before normalising (as `letterbox` and the training data are);
+    masked ones with zeros after normalising, as transformers' image processors pad."""
+    resized = [resize_long_side(img, config.input_size) for img in images]
+    if config.square:
+        H = W = -(-config.input_size // config.pad_multiple) * config.pad_multiple
+    else:
+        H = -(-max(r.shape[0] for r, _ in resized) // config.pad_multiple) * config.pad_multiple
+        W = -(-max(r.shape[1] for r, _ in resized) // config.pad_multiple) * config.pad_multiple
+    batch = np.zeros((len(images), H, W, 3), np.uint8)
+    mask = np.zeros((len(images), H, W), np.int64)
+    for i, (r, _) in enumerate(resized):
+        batch[i, : r.shape[0], : r.shape[1]] = r
+        mask[i, : r.shape[0], : r.shape[1]] = 1
+    pixels = normalize_images(batch)
+    if not config.square:
+        pixels = pixels * mask[:, None].astype(np.float32)
+    return pixels, mask, np.asarray([s for _, s in resized])
+
+
+def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scale: float,
+                      image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
+    """One image's detections from its queries: boxes (Q, 4) cxcywh normalised to the padded input
+    of `input_size` (H, W), scores (Q,); `assign.select_instances`, then boxes in image pixels."""
+    H, W = input_size
+    xyxy = cxcywh_to_xyxy(np.asarray(boxes, np.float32)) * [W, H, W, H] / scale
+    xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
+    s = np.asarray(scores, np.float32)
+    keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
+    return Detections(xyxy[keep], s[keep], keep)
+
+
+def attach_sides(side_head: Any, images: list[np.ndarray], found: list[Detections]) -> list[Detections]:
+    """`found` with sides and p_left from `side_head` (a `side_head.SideHead`; None: unchanged)."""
+    if side_head is not None:
+        for image, det in zip(images, found):
+            det.sides, det.p_left = side_head.sides(image, det.boxes)
+    return found
 
 
 def wrap_detector(kind: str, model: nn.Module, config: DetectorConfig = DetectorConfig()) -> Detector:

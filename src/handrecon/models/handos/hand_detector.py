@@ -20,6 +20,7 @@ from torch import nn
 from handrecon.eval.detection import detection_metrics
 from handrecon.geometry.boxes import cxcywh_to_xyxy
 from handrecon.models.handos.detector import DetectorConfig, DetectorError, RTDetrDetector, load_detector
+from handrecon.models.handos.onnx_detector import OnnxDetector, cached_onnx_detector
 
 HAND_DETECTOR_NAME = "handrecon-hand-detector"
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / HAND_DETECTOR_NAME
@@ -86,10 +87,24 @@ class HandDetector(nn.Module):
         return RTDetrDetector(self.detr, DetectorConfig(input_size=self.input_size, square=True))
 
 
-def load_hand_detector(path: str | None = None) -> RTDetrDetector:
-    """The shipped hand detector (`path` None), or one saved by `tools/package_detector.py` at `path`."""
+def _packaged_folder(path: str | None) -> Path:
     folder = Path(path) if path else ASSET_DIR
     if not (folder / "detector.json").is_file():
         raise DetectorError(f"{HAND_DETECTOR_NAME}: no packaged detector at {folder} (train one with "
                             "tools/train_detector.sh, or give --detector KIND:DIR for a transformers checkpoint)")
-    return load_detector(str(folder))
+    return folder
+
+
+def load_hand_detector(path: str | None = None) -> RTDetrDetector:
+    """The shipped hand detector (`path` None), or one saved by `tools/package_detector.py` at
+    `path`, as the frozen torch `Detector` HandOS reads."""
+    return load_detector(str(_packaged_folder(path)))
+
+
+def hand_detector_for_boxes(path: str | None = None) -> RTDetrDetector | OnnxDetector:
+    """The hand detector as `load_hand_detector` gives it, for finding boxes only (`handrecon
+    detect`, the two-stage pipeline): on onnxruntime when the extra "onnx" is installed (exported
+    once into the cache, `onnx_detector.cached_onnx_detector`; no transformers import after
+    that), else the torch detector. Both return the same detections."""
+    folder = _packaged_folder(path)
+    return cached_onnx_detector(folder) or load_detector(str(folder))
