@@ -104,3 +104,66 @@ def test_the_shipped_detector():
     assert len(found.boxes) and box_iou(found.boxes[:1], np.array([meta["hands"][0]["box"]]))[0, 0] > 0.5
     noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
     assert len(detector.detect([noise, np.zeros_like(noise)], score_threshold=0.5)[0].boxes) == 0
+
+
+def test_hands_that_cannot_be_seen_are_ignored_not_counted():
+    """A hand with fewer than 4 visible keypoints is no detection target: a detection on it is no
+    false positive, missing it is no miss, and an image holding only such hands counts as empty."""
+    from handrecon.data.schema import MIN_VISIBLE_KEYPOINTS, HandAnnotation
+
+    def hand(visible: int) -> HandAnnotation:
+        return HandAnnotation(side="right", box=np.array([0, 0, 10, 10]), keypoints_2d=np.zeros((21, 2)),
+                              visibility=(np.arange(21) < visible).astype(np.float32), keypoints_valid=np.ones(21, bool))
+
+    assert not hand(MIN_VISIBLE_KEYPOINTS - 1).detectable and hand(MIN_VISIBLE_KEYPOINTS).detectable
+    box_only = HandAnnotation(side=None, box=np.array([0, 0, 10, 10]), keypoints_2d=np.zeros((21, 2)),
+                              visibility=np.zeros(21, np.float32), keypoints_valid=np.zeros(21, bool))
+    assert box_only.detectable  # nothing known about its keypoints: a target
+    gt = [np.array([[10, 10, 50, 50], [60, 60, 100, 120]]), np.array([[0, 0, 20, 30]])]
+    ignore = [np.array([False, True]), np.array([True])]
+    on_all = [np.array([[10, 10, 50, 50], [60, 60, 100, 120]]), np.array([[0, 0, 20, 30]])]
+    scores = [np.array([0.9, 0.95]), np.array([0.8])]
+    m = detection_metrics(gt, on_all, scores, gt_ignore=ignore)
+    assert m["ap50"] == pytest.approx(1.0) and m["precision_at_threshold"] == 1.0 and m["no_hand_fp_rate"] == 0.0
+    assert m["hands"] == 1 and m["hands_ignored"] == 2 and m["images_without_hands"] == 1
+    missed = detection_metrics(gt, [on_all[0][:1], np.zeros((0, 4))], [scores[0][:1], np.zeros(0)], gt_ignore=ignore)
+    assert missed["ap50"] == pytest.approx(1.0) and missed["recall50"] == 1.0
+    wrong = detection_metrics(gt, [on_all[0], np.array([[200, 200, 220, 230]])], [scores[0], np.ones(1)], gt_ignore=ignore)
+    assert wrong["no_hand_fp_rate"] == 1.0 and wrong["precision_at_threshold"] == pytest.approx(1 / 2)  # 1 right, 1 wrong
+    plain = detection_metrics(gt, [on_all[0][:1], np.zeros((0, 4))], [scores[0][:1], np.zeros(0)])
+    assert plain["recall50"] == pytest.approx(1 / 3)  # without the flags every hand is a target
+    with pytest.raises(ValueError, match="one flag per"):
+        detection_metrics(gt, on_all, scores, gt_ignore=[np.array([True]), np.array([True])])
+
+
+def test_scene_boxes_train_on_detectable_hands_only(tmp_path):
+    """Hidden hands stay in gt_boxes (flagged) but are no training target; several folders
+    concatenate; colour jitter changes pixels, never boxes."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.data.loaders import build_dataset
+    from handrecon.models.handos.data import SceneBoxes
+
+    for name, seed in (("a", 0), ("b", 1)):
+        r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "3", "--out",
+                                     str(tmp_path / name), "--image-size", "48x64", "--set", "num_hands=[2, 4]",
+                                     "--set", "p_occluder=1.0", "--seed", str(seed), "--quiet"])
+        assert r.exit_code == 0, r.output
+    plain = SceneBoxes(tmp_path / "a", input_size=64, augment=False)
+    samples = build_dataset("synthetic", tmp_path / "a", "all")
+    num_hidden = 0
+    for i in range(len(plain)):
+        item = plain[i]
+        hidden = np.array([not h.detectable for h in samples[i].hands])
+        assert len(item["gt_boxes"]) == len(hidden) and item["gt_ignore"].numpy().tolist() == hidden.tolist()
+        assert len(item["labels"]["boxes"]) == (~hidden).sum()
+        num_hidden += hidden.sum()
+    assert num_hidden > 0  # the occluders hid some hand: the case under test happened
+    both = SceneBoxes([tmp_path / "a", tmp_path / "b"], input_size=64, augment=False)
+    assert len(both) == 12
+    jittered = SceneBoxes(tmp_path / "a", input_size=64, color=1.0)
+    still = SceneBoxes(tmp_path / "a", input_size=64, color=0.0)
+    a, b = jittered[0], still[0]
+    np.testing.assert_array_equal(a["gt_boxes"].numpy(), b["gt_boxes"].numpy())
+    assert not np.array_equal(a["pixel_values"].numpy(), b["pixel_values"].numpy())

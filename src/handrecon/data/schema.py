@@ -20,6 +20,9 @@ from handrecon.hand.keypoints import NUM_KEYPOINTS
 from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
+# A hand showing fewer keypoints than this (hidden behind an occluder, outside the image) is no
+# detection target: detectors are not trained to find it, and detection metrics ignore it.
+MIN_VISIBLE_KEYPOINTS = 4
 
 
 class DatasetError(ValueError):
@@ -196,6 +199,13 @@ class HandAnnotation:
         self.pose = _array(self.pose, (None, 3), "pose", optional=True)
         self.shape = _array(self.shape, (None,), "shape", optional=True)
         self.transl = _array(self.transl, (3,), "transl", optional=True)
+
+    @property
+    def detectable(self) -> bool:
+        """Whether a detector should find this hand: at least `MIN_VISIBLE_KEYPOINTS` of its
+        keypoints visible (a hand hidden behind an occluder or outside the image is no detection
+        target, and detection metrics ignore it), or no keypoint annotated (a box-only source)."""
+        return int((self.visibility > 0).sum()) >= MIN_VISIBLE_KEYPOINTS or not self.keypoints_valid.any()
 
     def validate(self) -> "HandAnnotation":
         """Check value ranges (shapes are checked on construction); raise ValueError naming the problem."""

@@ -4,11 +4,15 @@
     metrics["ap50"], metrics["ap"], metrics["recall"], metrics["no_hand_fp_rate"]
 
 gt_boxes: per image an (N, 4) array of x1, y1, x2, y2 pixels (N may be 0: an image without a
-hand); pred_boxes / pred_scores: per image (M, 4) and (M,). AP is COCO's (101-point interpolated
-precision, IoU 0.50:0.95), AP50 / AP75 at one IoU, recall is COCO's AR@100 (IoU 0.50:0.95) and
-recall50 the fraction of hands matched at IoU 0.5. At a score threshold (`threshold`) the greedy
-one-to-one matching of `eval.scoring.match_hands` gives precision and recall50 there, and
-`no_hand_fp_rate` is the fraction of images without a hand that get any detection.
+hand); pred_boxes / pred_scores: per image (M, 4) and (M,); gt_ignore: per image (N,) bool, hands
+that are no detection target (`HandAnnotation.detectable`: hidden, outside the image), COCO
+"crowd" regions: a detection on one is neither right nor wrong, missing one costs nothing. AP is
+COCO's (101-point interpolated precision, IoU 0.50:0.95), AP50 / AP75 at one IoU, recall is
+COCO's AR@100 (IoU 0.50:0.95) and recall50 the fraction of hands matched at IoU 0.5. At a score
+threshold (`threshold`) the greedy one-to-one matching of `eval.scoring.match_hands` gives
+precision and recall50 there, and `no_hand_fp_rate` is the fraction of images without a hand to
+find that get any detection (other than on an ignored hand). `evaluate_detector` also reports
+``ap50_all_hands``: AP50 with every hand a target.
 """
 
 from __future__ import annotations
@@ -23,16 +27,17 @@ import numpy as np
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.scoring import match_hands
 
-def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray]):
+def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
+               gt_ignore: list[np.ndarray]):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     images, annotations, results = [], [], []
-    for i, (gt, boxes, scores) in enumerate(zip(gt_boxes, pred_boxes, pred_scores)):
+    for i, (gt, boxes, scores, ignore) in enumerate(zip(gt_boxes, pred_boxes, pred_scores, gt_ignore)):
         images.append({"id": i, "width": 1, "height": 1})
-        for b in np.asarray(gt, np.float64).reshape(-1, 4):
+        for b, crowd in zip(np.asarray(gt, np.float64).reshape(-1, 4), ignore):
             w, h = b[2] - b[0], b[3] - b[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1, "iscrowd": 0,
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": 1, "iscrowd": int(crowd),
                                 "bbox": [b[0], b[1], w, h], "area": w * h})
         for b, s in zip(np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)):
             results.append({"image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
@@ -53,21 +58,30 @@ def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sc
 
 
 def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-                      threshold: float = 0.5) -> dict[str, float]:
+                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
     """The metrics of the module doc over a set of images (see there for the arguments)."""
     if not (len(gt_boxes) == len(pred_boxes) == len(pred_scores)):
         raise ValueError("gt_boxes, pred_boxes and pred_scores must have one entry per image")
-    num_gt = sum(len(np.asarray(g).reshape(-1, 4)) for g in gt_boxes)
-    ev = _coco_eval(gt_boxes, pred_boxes, pred_scores) if num_gt else None
+    gt_boxes = [np.asarray(g, np.float64).reshape(-1, 4) for g in gt_boxes]
+    if gt_ignore is None:
+        gt_ignore = [np.zeros(len(g), bool) for g in gt_boxes]
+    gt_ignore = [np.asarray(ig, bool).reshape(-1) for ig in gt_ignore]
+    if len(gt_ignore) != len(gt_boxes) or any(len(ig) != len(g) for ig, g in zip(gt_ignore, gt_boxes)):
+        raise ValueError("gt_ignore must hold one flag per ground-truth box")
+    num_gt = sum(int((~ig).sum()) for ig in gt_ignore)
+    ev = _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore) if num_gt else None
     stats = ev.stats if ev is not None else np.zeros(12)
     matched50 = kept = matched_kept = 0
     empty = fp_empty = 0
-    for gt, boxes, scores in zip(gt_boxes, pred_boxes, pred_scores):
-        gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    for gt, ignore, boxes, scores in zip(gt_boxes, gt_ignore, pred_boxes, pred_scores):
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(scores, np.float64).reshape(-1)
-        matched50 += int((match_hands(boxes, scores, gt) >= 0).sum()) if len(gt) else 0
         sel = scores >= threshold
+        if ignore.any():  # detections on hands that are no target leave the count
+            on_ignored = match_hands(boxes[sel], scores[sel], gt[ignore])
+            sel[np.flatnonzero(sel)[on_ignored[on_ignored >= 0]]] = False
+        gt = gt[~ignore]
+        matched50 += int((match_hands(boxes, scores, gt) >= 0).sum()) if len(gt) else 0
         kept += int(sel.sum())
         if len(gt):
             matched_kept += int((match_hands(boxes[sel], scores[sel], gt) >= 0).sum())
@@ -81,7 +95,8 @@ def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
         "precision_at_threshold": matched_kept / kept if kept else 1.0,
         "recall50_at_threshold": matched_kept / num_gt if num_gt else 0.0,
         "no_hand_fp_rate": fp_empty / empty if empty else 0.0,
-        "images": len(gt_boxes), "hands": num_gt, "images_without_hands": empty, "threshold": threshold,
+        "images": len(gt_boxes), "hands": num_gt, "hands_ignored": sum(int(ig.sum()) for ig in gt_ignore),
+        "images_without_hands": empty, "threshold": threshold,
     }
 
 
@@ -89,16 +104,20 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
                       limit: int | None = None, on_progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """`detection_metrics` of `detector` (anything with ``detect(images, score_threshold, nms_iou)``)
     on a dataset in handrecon's synthetic format (`handrecon synth`, the foreign scene set): every
-    query scoring > 0.01 enters AP, after NMS at IoU 0.7; `threshold` sets the operating point."""
+    query scoring > 0.01 enters AP, after NMS at IoU 0.7; `threshold` sets the operating point;
+    hands that are not `detectable` are ignored (module doc), plus ``ap50_all_hands``."""
     samples = build_dataset("synthetic", root, split)
     n = len(samples) if limit is None else min(limit, len(samples))
-    gts, boxes, scores = [], [], []
+    gts, ignores, boxes, scores = [], [], [], []
     for i in range(n):
         s = samples[i]
         found = detector.detect([s.image], score_threshold=0.01, nms_iou=0.7)[0]
         gts.append(np.array([h.box for h in s.hands], np.float64).reshape(-1, 4))
+        ignores.append(np.array([not h.detectable for h in s.hands], bool))
         boxes.append(found.boxes)
         scores.append(found.scores)
         if on_progress:
             on_progress(1)
-    return detection_metrics(gts, boxes, scores, threshold)
+    metrics = detection_metrics(gts, boxes, scores, threshold, ignores)
+    metrics["ap50_all_hands"] = detection_metrics(gts, boxes, scores, threshold)["ap50"]
+    return metrics

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import Sample
 from handrecon.data.stream import sample_rng
+from handrecon.data.transforms import color_jitter
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.geometry.boxes import box_targets
 from handrecon.models.handos.detector import letterbox, resize_long_side
@@ -39,17 +40,19 @@ from handrecon.utils.image import normalize_images
 
 class SceneDataset(Dataset):
     """Whole images of a dataset in `data.loaders` (default: a synthetic-format folder written by
-    ``handrecon synth --preset scene``). root; split: "all" | "train" | "val" (synthetic: the last
+    ``handrecon synth --preset scene``). root: one folder or a list (concatenated); split: "all" | "train" | "val" (synthetic: the last
     `val_shards` shards are "val"); input_size: the square canvas in px; augment; limit: the first
     `limit` samples only; seed: the augmentation stream (``sample_rng(seed, epoch, index)``)."""
 
-    def __init__(self, root: str | os.PathLike, split: str = "all", val_shards: int = 1, input_size: int = 384,
-                 augment: bool = True, limit: int | None = None, seed: int = 0, source: str = "synthetic") -> None:
+    def __init__(self, root: str | os.PathLike | list[str | os.PathLike], split: str = "all", val_shards: int = 1,
+                 input_size: int = 384, augment: bool = True, limit: int | None = None, seed: int = 0,
+                 source: str = "synthetic") -> None:
         kw = {"val_shards": val_shards} if source == "synthetic" else {}
-        self.samples = build_dataset(source, root, split, **kw)
+        roots = root if isinstance(root, (list, tuple)) else [root]
+        self.samples = ConcatDataset([build_dataset(source, r, split, **kw) for r in roots])
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
-            raise ValueError(f"{root}: no finished shards in split {split!r}; render scenes with "
+            raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes with "
                              "`handrecon synth --preset scene`")
         self.input_size, self.augment, self.seed, self.epoch = int(input_size), augment, seed, 0
 
@@ -62,30 +65,44 @@ class SceneDataset(Dataset):
 
 @register_dataset("scene_boxes")
 class SceneBoxes(SceneDataset):
-    """Boxes for the detector (arguments: `SceneDataset`); augment: flips, quarter turns and zoom-out."""
+    """Boxes for the detector (arguments: `SceneDataset`); augment: flips, quarter turns and zoom-out,
+    and with probability `color` a colour jitter (brightness, contrast and white balance ±30 %,
+    saturation from 0.2, almost grey, to 1.8). Only detectable hands (`HandAnnotation.detectable`)
+    are targets (``labels``); ``gt_boxes`` holds every hand and ``gt_ignore`` marks the others,
+    which validation ignores."""
+
+    def __init__(self, *args: Any, color: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.color = float(color)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         boxes = np.array([h.box for h in sample.hands], np.float64).reshape(-1, 4)
+        detectable = np.array([h.detectable for h in sample.hands], bool)
         image, s = resize_long_side(sample.image, self.input_size)
         boxes = boxes * s
         if self.augment:
-            image, boxes = augment_scene(image, boxes, self.input_size, sample_rng(self.seed, self.epoch, index))
+            rng = sample_rng(self.seed, self.epoch, index)
+            image, boxes = augment_scene(image, boxes, self.input_size, rng)
+            if self.color > 0 and rng.random() < self.color:
+                image = color_jitter(image, rng, 0.3, 0.3, 0.8)
         canvas = np.zeros((self.input_size, self.input_size, 3), np.uint8)
         canvas[: image.shape[0], : image.shape[1]] = image
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-        boxes = boxes[keep]
+        boxes, ignore = boxes[keep], ~detectable[keep]
         return {
             "pixel_values": torch.from_numpy(normalize_images(canvas)),
-            "labels": {"class_labels": torch.zeros(len(boxes), dtype=torch.long),
-                       "boxes": box_targets(boxes, (self.input_size, self.input_size))},
+            "labels": {"class_labels": torch.zeros(int((~ignore).sum()), dtype=torch.long),
+                       "boxes": box_targets(boxes[~ignore], (self.input_size, self.input_size))},
             "gt_boxes": torch.as_tensor(boxes, dtype=torch.float32),
+            "gt_ignore": torch.as_tensor(ignore),
         }
 
     @staticmethod
     def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
-                "labels": [i["labels"] for i in items], "gt_boxes": [i["gt_boxes"] for i in items]}
+                "labels": [i["labels"] for i in items], "gt_boxes": [i["gt_boxes"] for i in items],
+                "gt_ignore": [i["gt_ignore"] for i in items]}
 
 
 def augment_scene(image: np.ndarray, boxes: np.ndarray, size: int, rng: np.random.Generator

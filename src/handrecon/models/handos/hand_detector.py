@@ -48,7 +48,8 @@ def rtdetr_config(width: int = 32, d_model: int = 128, num_queries: int = 60, de
 class HandDetector(nn.Module):
     """The trainable detector (the engine's model). batch: ``pixel_values`` (B, 3, H, W) as
     `Detector.prepare` makes them, ``labels`` (RT-DETR targets: per image ``class_labels`` (N,)
-    and ``boxes`` (N, 4) cxcywh normalised), ``gt_boxes`` per image (N, 4) input px."""
+    and ``boxes`` (N, 4) cxcywh normalised), ``gt_boxes`` per image (N, 4) input px and
+    ``gt_ignore`` (N,) the hands that are no target (`SceneBoxes`)."""
 
     def __init__(self, width: int = 32, d_model: int = 128, num_queries: int = 60, decoder_layers: int = 3,
                  depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50, input_size: int = 384) -> None:
@@ -69,15 +70,16 @@ class HandDetector(nn.Module):
 
     @torch.no_grad()
     def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-        gts, boxes, scores = [], [], []
+        gts, ignores, boxes, scores = [], [], [], []
         for batch in batches:
             out = self.detr(pixel_values=batch["pixel_values"])
             H, W = batch["pixel_values"].shape[-2:]
             for i, gt in enumerate(batch["gt_boxes"]):
                 gts.append(np.asarray(gt))
+                ignores.append(np.asarray(batch["gt_ignore"][i]) if "gt_ignore" in batch else np.zeros(len(gt), bool))
                 boxes.append(cxcywh_to_xyxy(out.pred_boxes[i].float().numpy()) * [W, H, W, H])
                 scores.append(out.logits[i, :, 0].float().sigmoid().numpy())
-        return detection_metrics(gts, boxes, scores)
+        return detection_metrics(gts, boxes, scores, gt_ignore=ignores)
 
     def inference_spec(self) -> dict[str, Any]:
         return {"kind": "rt-detr", "input_size": self.input_size, "square": True, "normalization": "imagenet"}
