@@ -195,7 +195,8 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
 
 @pytest.mark.parametrize("switch", [dict(queries="uni"), dict(memory_layer=4), dict(side="none"), dict(side="scratch"),
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
-                                    dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True)],
+                                    dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True),
+                                    dict(heatmap="aux"), dict(heatmap="init")],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -219,9 +220,46 @@ def test_ablation_switches(detectors, scenes, switch):
                                           torch.tensor([[0.5, 0.5, 0.2, 0.3]]))
         c = ref[0, :, :2]
         assert c.std(0).min() > 0.01 and ((c - 0.5).abs() <= torch.tensor([0.1, 0.15]) + 1e-3).all()
+    if "heatmap" in switch:  # the dense term trains the heatmap head and the side network under it
+        assert terms["heatmap"] > 0 and model.heatmap_head.weight.grad.abs().sum() > 0
+        assert model.side_network.scales[0][0][0].weight.grad is not None
+    if switch.get("heatmap") == "init":  # the first layer's joints start where the heatmaps peak
+        from handrecon.models.handos.model import box_soft_argmax
+
+        with torch.no_grad():
+            det = model.detector(batch["pixel_values"])
+            ii, qi = torch.zeros(3, dtype=torch.long), torch.arange(3)
+            layers, heat = model.decode(det, batch["pixel_values"], ii, qi)
+            start = box_soft_argmax(heat[ii], det.boxes[ii, qi].float())
+        assert (layers[0]["joints_2d"] - start).abs().max() < 0.02
+        assert (start - det.boxes[ii, qi, None, :2]).abs().max() > 1e-3  # not simply the box centre
     model.eval()
     preds = model.predict_input(batch["pixel_values"], batch["K"])
     assert len(preds) == 3 and all(p["boxes"].shape[1] == 4 for p in preds)
+
+
+def test_heatmap_targets_and_the_references_read_from_them():
+    """The target holds each valid keypoint's cell (peak 1) and nothing for invalid ones; the
+    soft-argmax inside a box finds a spike there and ignores one outside; "init" starts each
+    joint's reference where its heatmap peaks."""
+    from handrecon.models.handos.model import box_soft_argmax, heatmap_targets
+
+    joints = torch.zeros(1, 21, 2)
+    joints[0, 0] = torch.tensor([21.0, 9.0])  # input px of a 64 px input: cell (row 2, col 5) at stride 4
+    valid = torch.zeros(1, 21, dtype=torch.bool)
+    valid[0, 0] = True
+    target, positive = heatmap_targets([{"joints_2d": joints, "valid": valid}, {"joints_2d": torch.zeros(0, 21, 2),
+                                        "valid": torch.zeros(0, 21, dtype=torch.bool)}], (16, 16), 64)
+    assert positive[0, 0].nonzero().tolist() == [[2, 5]] and target[0, 0, 2, 5] == 1.0
+    assert positive.sum() == 1 and target[0, 1:].sum() == 0 and target[1].sum() == 0
+    assert 0 < target[0, 0, 2, 6] < 1  # the Gaussian around it
+    logits = torch.full((2, 21, 16, 16), -20.0)
+    logits[:, :, 4, 4] = 20.0  # inside the first box
+    logits[:, :, 12, 12] = 30.0  # outside it
+    boxes = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.5, 0.5, 1.0, 1.0]])
+    uv = box_soft_argmax(logits, boxes)
+    np.testing.assert_allclose(uv[0].numpy(), np.full((21, 2), 4.5 / 16), atol=1e-4)
+    np.testing.assert_allclose(uv[1].numpy(), np.full((21, 2), 12.5 / 16), atol=1e-4)
 
 
 def test_a_missing_encoder_layer_is_a_clear_error(detectors):

@@ -31,3 +31,17 @@ def oks_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, area: to
              sigmas: tuple[float, ...] = COCO_WHOLEBODY_HAND_SIGMAS) -> torch.Tensor:
     """(N,) 1 - `oks`: 0 for a perfect prediction, towards 1 as keypoints drift by several σ."""
     return 1.0 - oks(pred, gt, valid, area, sigmas)
+
+
+def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss (Zhou et al. 2019) of keypoint heatmaps.
+
+    logits: (B, J, h, w) per-cell logits; target: (B, J, h, w) Gaussians of peak 1 around each
+    keypoint (negatives near a keypoint are penalised less); positive: (B, J, h, w) bool, the cell
+    holding each keypoint. Summed over cells, divided by the number of positives (at least 1)."""
+    logits, target = logits.float(), target.float()
+    p = logits.sigmoid()
+    pos = positive.to(logits.dtype)
+    pos_term = -((1 - p) ** 2) * torch.nn.functional.logsigmoid(logits) * pos
+    neg_term = -((1 - target) ** 4) * p ** 2 * torch.nn.functional.logsigmoid(-logits) * (1 - pos)
+    return (pos_term.sum() + neg_term.sum()) / pos.sum().clamp(min=1.0)

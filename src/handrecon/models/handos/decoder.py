@@ -188,12 +188,16 @@ class InteractiveDecoder(nn.Module):
     def position(self, reference: torch.Tensor) -> torch.Tensor:
         return self.pos_mlp(sine_box_embedding(reference, self.pos_mlp[0].in_features // 4))
 
-    def expand(self, instance_queries: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def expand(self, instance_queries: torch.Tensor, boxes: torch.Tensor, joint_start: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 6-7: joint queries (N, J, d) and reference boxes (N, J, 4). The centres start from
         `joint_layout` ((J, 2) offsets in box sizes: the rest hand's joints, so the 21 tokens read
-        different places from the first layer; zeros: the box centre, as eq. 7)."""
+        different places from the first layer; zeros: the box centre, as eq. 7), or from
+        `joint_start` (N, J, 2) in [0, 1] where given (`HandOS` heatmap "init")."""
         q = instance_queries[:, None] + self.joint_embed
         start = boxes[:, None, :2] + self.joint_layout * boxes[:, None, 2:]  # each joint starts at its place
+        if joint_start is not None:
+            start = joint_start.to(start.dtype).clamp(1e-4, 1 - 1e-4)
         centre = (inverse_sigmoid(start) + self.joint_offset(q)).sigmoid()  # in the rest hand, box-sized
         size = boxes[:, None, 2:] * self.joint_size.sigmoid()
         return q, torch.cat([centre, size], -1)
@@ -207,8 +211,9 @@ class InteractiveDecoder(nn.Module):
         size = r3[..., 2:] * self.lift_size.sigmoid() * 2.0  # σ(0)·2 = 1: the lifted size at first
         return q3, torch.cat([centre, size], -1)
 
-    def forward(self, instance_queries: torch.Tensor, boxes: torch.Tensor, memory: dict) -> list[dict[str, torch.Tensor]]:
-        q, ref = self.expand(instance_queries, boxes)
+    def forward(self, instance_queries: torch.Tensor, boxes: torch.Tensor, memory: dict,
+                joint_start: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+        q, ref = self.expand(instance_queries, boxes, joint_start)
         J = self.J
         outputs = []
         for i, layer in enumerate(self.layers):

@@ -95,8 +95,7 @@ class DecoderGraph(nn.Module):
                              input_size=(self.input_size, self.input_size))
         index = torch.arange(n)
         image_index = torch.zeros(n, dtype=torch.long)
-        memory_levels = {**m.memory(det, None), "image_index": image_index}
-        layers = m.decoder(m.instance_queries(det, image_index, index), boxes, memory_levels)
+        layers, _ = m.decode(det, None, image_index, index)
         out = m.decode_layer(layers[-1], self.input_size, None)
         return out["joints_2d"], out["vertices"], out["camera"]
 

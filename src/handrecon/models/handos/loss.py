@@ -19,6 +19,7 @@ from handrecon.losses import edge_loss, normal_consistency_loss, normal_loss, ok
 
 PAPER_WEIGHTS = {"joints_2d": 10.0, "oks_2d": 4.0, "vertices": 10.0, "joints_3d": 10.0, "normal": 5.0, "edge": 10.0,
                  "joints_proj": 10.0, "oks_proj": 4.0, "normal_consistency": 0.5}
+AUX_WEIGHTS = {"heatmap": 1.0}  # not the paper: `HandOS`'s heatmap switch (off by default, then unused)
 TERMS_3D = ("vertices", "joints_3d", "normal", "edge")
 
 
@@ -32,10 +33,11 @@ class HandOSLoss:
     """Weighted sum of the terms above (`weights` override `PAPER_WEIGHTS` by name)."""
 
     def __init__(self, faces, face_pairs, weights: dict[str, float] | None = None) -> None:
-        unknown = set(weights or {}) - set(PAPER_WEIGHTS)
+        known = {**PAPER_WEIGHTS, **AUX_WEIGHTS}
+        unknown = set(weights or {}) - set(known)
         if unknown:
-            raise ValueError(f"unknown HandOS loss terms {sorted(unknown)}; the terms are {', '.join(PAPER_WEIGHTS)}")
-        self.weights = {**PAPER_WEIGHTS, **(weights or {})}
+            raise ValueError(f"unknown HandOS loss terms {sorted(unknown)}; the terms are {', '.join(known)}")
+        self.weights = {**known, **(weights or {})}
         self.faces, self.face_pairs = faces, face_pairs
 
     def layer_terms(self, pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -70,4 +72,4 @@ class HandOSLoss:
         return total, {k: v.detach() for k, v in last.items()}
 
 
-__all__ = ["HandOSLoss", "PAPER_WEIGHTS", "masked_l1"]
+__all__ = ["AUX_WEIGHTS", "HandOSLoss", "PAPER_WEIGHTS", "masked_l1"]

@@ -34,6 +34,7 @@ from handrecon.eval.detection import detection_metrics
 from handrecon.eval.scoring import HandSet, match_hands, score_hands
 from handrecon.geometry.boxes import cxcywh_to_xyxy
 from handrecon.geometry.camera import backproject, project
+from handrecon.hand.keypoints import NUM_KEYPOINTS
 from handrecon.hand.model import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy
 from handrecon.mesh.ops import face_adjacency, signed_volume_torch
@@ -44,12 +45,15 @@ from handrecon.models.handos.decoder import (
 )
 from handrecon.models.handos.detector import Detector, DetectorError, load_detector
 from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, load_hand_detector
+from handrecon.losses import focal_heatmap_loss
 from handrecon.models.handos.loss import HandOSLoss
-from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
+from handrecon.models.heads import cell_centres, gaussian_heatmaps, normalized_to_pixels, pixels_to_normalized
 from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 HAND_SIZE_M = 0.2  # the depth prior's hand extent (wrist to middle fingertip is about 0.19 m)
 QUERY_KINDS = ("inst", "uni")
+HEATMAP_MODES = ("off", "aux", "init")
+HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
 def build_frozen_detector(spec: str) -> Detector:
@@ -89,6 +93,11 @@ class HandOS(nn.Module):
     dynamic k (None: the paper's). score_threshold / nms_iou / max_hands: inference filtering
     (paper T^S = 0.1, T^NMS = 0.9). joint_layout: start each joint's reference at its place in the
     rest hand scaled to the box instead of the box centre (an experiment, not the paper).
+    heatmap (not the paper; a CPU experiment): "off"; "aux": a 1×1 head on the stride-4 side map
+    predicts the 21 keypoint heatmaps of every hand in the image (`losses.focal_heatmap_loss`,
+    weight ``loss_weights["heatmap"]``), a dense target that teaches the side features where
+    keypoints are; "init": that, and each instance's joint references start at the heatmap's
+    soft-argmax inside its box (`box_soft_argmax`) instead of eq. 7's box centre.
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -97,8 +106,13 @@ class HandOS(nn.Module):
                  side_width: int | None = None,
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
-                 max_hands: int = 10, joint_layout: bool = False) -> None:
+                 max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off") -> None:
         super().__init__()
+        if heatmap not in HEATMAP_MODES:
+            raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
+        if heatmap != "off" and side == "none":
+            raise ValueError("heatmap needs a side network (side 'tuned' or 'scratch'): the heatmaps are read from its "
+                             "stride-4 map")
         if queries not in QUERY_KINDS:
             raise ValueError(f"queries must be one of {QUERY_KINDS}, got {queries!r}")
         if side not in SIDE_NETWORKS:
@@ -120,6 +134,10 @@ class HandOS(nn.Module):
         else:
             self.side_network = None
         levels = len(probe.spatial_shapes) + (4 if self.side_network is not None else 0)
+        self.heatmap = heatmap
+        if heatmap != "off":
+            self.heatmap_head = nn.Conv2d(d_model, NUM_KEYPOINTS, 1)
+            nn.init.constant_(self.heatmap_head.bias, -2.19)  # CenterNet's prior: p = 0.1 everywhere at first
         if queries == "inst":
             self.instance_proj = nn.Sequential(nn.Linear(2 * d_query, d_model), nn.LayerNorm(d_model))
         else:
@@ -171,11 +189,13 @@ class HandOS(nn.Module):
                 "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers}
 
     # ---- features
-    def memory(self, det, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
-        """F^GD = [F^e, F^s] flattened over levels, with its level geometry."""
+    def memory(self, det, pixel_values: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """F^GD = [F^e, F^s] flattened over levels, with its level geometry; and the side maps F^s
+        (strides 4-32, (B, d, h, w) each; empty without a side network)."""
         values = [self.memory_proj(det.memory_at(self.memory_layer))]
         shapes = [det.spatial_shapes.to(torch.long)]
         ratios = [det.valid_ratios]
+        maps: list[torch.Tensor] = []
         if self.side_network is not None:
             maps = self.side_network(det.backbone_maps if self.side == "tuned" else pixel_values)
             values += [m.flatten(2).transpose(1, 2) for m in maps]
@@ -185,7 +205,7 @@ class HandOS(nn.Module):
         areas = shapes_t.prod(1)
         start = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
         return {"value": torch.cat(values, 1), "spatial_shapes": shapes_t, "level_start_index": start,
-                "valid_ratios": torch.cat(ratios, 1)}
+                "valid_ratios": torch.cat(ratios, 1)}, maps
 
     def instance_queries(self, det, image_index: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
         if self.queries == "uni":
@@ -204,13 +224,27 @@ class HandOS(nn.Module):
             image_index, query_index = self._select(det, batch.get("max_hands"))
             gt_index = None
         boxes = det.boxes[image_index, query_index].float()
-        memory = {**self.memory(det, pixel_values), "image_index": image_index}
-        layers = self.decoder(self.instance_queries(det, image_index, query_index), boxes, memory) \
-            if len(image_index) else []
+        layers, heat = self.decode(det, pixel_values, image_index, query_index)
         K = batch.get("K")
         layers = [self.decode_layer(layer, S, None if K is None else K[image_index]) for layer in layers]
-        return {"layers": layers, "image_index": image_index, "query_index": query_index, "gt_index": gt_index,
-                "scores": det.scores[image_index, query_index], "boxes": boxes, "input_size": S}
+        out = {"layers": layers, "image_index": image_index, "query_index": query_index, "gt_index": gt_index,
+               "scores": det.scores[image_index, query_index], "boxes": boxes, "input_size": S}
+        if heat is not None and self.training:
+            out["heatmap_logits"] = heat
+        return out
+
+    def decode(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, query_index: torch.Tensor
+               ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
+        """The decoder on the instances (image_index, query_index) of the detector output `det`:
+        its per-layer raw outputs, and the heatmap logits (B, 21, h, w) (None with heatmap "off")."""
+        boxes = det.boxes[image_index, query_index].float()
+        memory, side_maps = self.memory(det, pixel_values)
+        memory["image_index"] = image_index
+        heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" else None
+        if not len(image_index):
+            return [], heat
+        start = box_soft_argmax(heat[image_index], boxes) if self.heatmap == "init" else None
+        return self.decoder(self.instance_queries(det, image_index, query_index), boxes, memory, start), heat
 
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
         out = [[], [], []]
@@ -261,11 +295,18 @@ class HandOS(nn.Module):
     # ---- loss
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         layers = outputs["layers"]
-        if not layers:  # no hand in the whole batch: nothing to learn from the decoder
-            zero = sum(p.sum() * 0.0 for p in self.trainable_parameters())
-            return zero, {}
-        gt = self.targets(batch["hands"], outputs["image_index"], outputs["gt_index"], outputs["input_size"])
-        return self.criterion(layers, gt)
+        total = sum(p.sum() * 0.0 for p in self.trainable_parameters())  # every parameter in the graph
+        terms: dict[str, torch.Tensor] = {}
+        if "heatmap_logits" in outputs:
+            heat = outputs["heatmap_logits"]
+            target, positive = heatmap_targets(batch["hands"], heat.shape[-2:], outputs["input_size"])
+            terms["heatmap"] = focal_heatmap_loss(heat, target, positive)
+            total = total + self.criterion.weights["heatmap"] * terms["heatmap"]
+        if layers:  # else no hand in the whole batch: nothing to learn from the decoder
+            gt = self.targets(batch["hands"], outputs["image_index"], outputs["gt_index"], outputs["input_size"])
+            decoder_total, decoder_terms = self.criterion(layers, gt)
+            total, terms = total + decoder_total, {**decoder_terms, **{k: v.detach() for k, v in terms.items()}}
+        return total, terms
 
     def targets(self, hands: list[dict[str, torch.Tensor]], image_index: torch.Tensor, gt_index: torch.Tensor,
                 S: int) -> dict[str, torch.Tensor]:
@@ -392,5 +433,42 @@ def _ignore_missing_detector_keys(module, incompatible) -> None:
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith("detector.")]
 
 
-__all__ = ["HandOS", "HAND_SIZE_M", "build_frozen_detector", "camera_translation", "detector_fingerprint",
+
+def box_soft_argmax(logits: torch.Tensor, boxes: torch.Tensor, margin: float = 1.25) -> torch.Tensor:
+    """(N, J, h, w) heatmap logits of each instance's image, (N, 4) cxcywh boxes in [0, 1] ->
+    (N, J, 2) the softmax-weighted mean cell centre of each joint's map inside the box enlarged
+    by `margin` (the whole map for a box that holds no cell centre), in [0, 1]."""
+    N, J, h, w = logits.shape
+    xs, ys = cell_centres(h, w, boxes)
+    half = boxes[:, 2:] * margin / 2
+    inside = (((ys[None] - boxes[:, 1:2]).abs() <= half[:, 1:])[:, :, None]
+              & ((xs[None] - boxes[:, :1]).abs() <= half[:, :1])[:, None, :])  # (N, h, w)
+    inside = inside | ~inside.flatten(1).any(1)[:, None, None]
+    prob = logits.float().masked_fill(~inside[:, None], float("-inf")).flatten(2).softmax(-1).view(N, J, h, w)
+    return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)
+
+
+def heatmap_targets(hands: list[dict[str, torch.Tensor]], size: tuple[int, int], S: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (B) the (B, 21, h, w) Gaussian targets of every hand's valid keypoints (the
+    maximum over hands, `HEATMAP_SIGMA` cells) and the (B, 21, h, w) bool cells holding a keypoint."""
+    h, w = int(size[0]), int(size[1])
+    target = torch.zeros(len(hands), NUM_KEYPOINTS, h, w)
+    positive = torch.zeros(len(hands), NUM_KEYPOINTS, h, w, dtype=torch.bool)
+    for b, hand in enumerate(hands):
+        if not len(hand["joints_2d"]):
+            continue
+        uv = pixels_to_normalized(hand["joints_2d"].float(), S, S)  # (N, 21, 2)
+        valid = hand["valid"].bool() & (uv >= 0).all(-1) & (uv < 1).all(-1)
+        g = gaussian_heatmaps(uv, h, w, HEATMAP_SIGMA) * valid[..., None, None]
+        target[b] = g.amax(0)
+        n, j = valid.nonzero(as_tuple=True)
+        cols = (uv[n, j, 0] * w).long().clamp(0, w - 1)
+        rows = (uv[n, j, 1] * h).long().clamp(0, h - 1)
+        positive[b, j, rows, cols] = True
+        target[b, j, rows, cols] = 1.0
+    return target, positive
+
+__all__ = ["HandOS", "HAND_SIZE_M", "HEATMAP_MODES", "box_soft_argmax", "build_frozen_detector", "camera_translation",
+           "detector_fingerprint", "heatmap_targets",
            "scene_metrics", "sides_from_normals", "DetectorError"]
