@@ -206,3 +206,16 @@ def test_onnx_detector_limits_are_clear(tmp_path, monkeypatch):
     folder = save_detector(square, tmp_path / "square")
     monkeypatch.setattr(od, "onnx_export_available", lambda: False)
     assert type(hand_detector_for_boxes(str(folder))).__name__ == "RTDetrDetector"
+
+
+def test_a_failed_export_keeps_the_torch_detector(tmp_path, monkeypatch):
+    """An unwritable cache (a file where the folder should be) gives None and a warning, not an error."""
+    pytest.importorskip("onnxruntime")
+    from handrecon.models.handos import onnx_detector as od
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    monkeypatch.setenv("HANDRECON_CACHE", str(blocker))
+    folder = save_detector(wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True)),
+                           tmp_path / "det")
+    assert od.cached_onnx_detector(folder) is None

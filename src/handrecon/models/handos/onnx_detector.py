@@ -144,8 +144,9 @@ def folder_fingerprint(folder: Path) -> str:
 
 def cached_onnx_detector(folder: str | Path, threads: int | None = None) -> OnnxDetector | None:
     """The saved detector in `folder` (`detector.save_detector`) on onnxruntime, exported on first
-    use into ``$HANDRECON_CACHE/detectors/``; None without onnx/onnxruntime or for a detector that
-    does not export (the caller keeps the torch detector). An unwritable cache: None, with a warning."""
+    use into ``$HANDRECON_CACHE/detectors/``; None without onnx/onnxruntime, for a detector that
+    does not export, or when the export fails (an unwritable cache, an exporter error: with a
+    warning); the caller then keeps the torch detector."""
     folder = Path(folder)
     if not onnx_export_available():
         return None
@@ -161,10 +162,10 @@ def cached_onnx_detector(folder: str | Path, threads: int | None = None) -> Onnx
         return None
     try:
         export_detector_onnx(detector, path)
-    except OSError as e:
-        log.warning("keeping the torch detector: cannot write its ONNX export to %s (%s)", path, e)
+        return OnnxDetector(path, threads, side_head)
+    except Exception as e:  # noqa: BLE001 - the exporter and onnxruntime raise many types; torch still works
+        log.warning("keeping the torch detector: its ONNX export to %s failed (%s)", path, e)
         return None
-    return OnnxDetector(path, threads, side_head)
 
 
 __all__ = ["OnnxDetector", "cached_onnx_detector", "export_detector_onnx", "folder_fingerprint", "onnx_export_available"]
