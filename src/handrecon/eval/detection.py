@@ -44,7 +44,8 @@ def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sc
                             "score": float(s)})
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco = COCO()
-        coco.dataset = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "hand"}]}
+        coco.dataset = {"info": {}, "images": images, "annotations": annotations,  # "info": loadRes reads it (2.0.10)
+                        "categories": [{"id": 1, "name": "hand"}]}
         coco.createIndex()
         dets = coco.loadRes(results) if results else None
         if dets is None:

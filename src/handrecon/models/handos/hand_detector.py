@@ -75,10 +75,10 @@ class HandDetector(nn.Module):
             out = self.detr(pixel_values=batch["pixel_values"])
             H, W = batch["pixel_values"].shape[-2:]
             for i, gt in enumerate(batch["gt_boxes"]):
-                gts.append(np.asarray(gt))
-                ignores.append(np.asarray(batch["gt_ignore"][i]) if "gt_ignore" in batch else np.zeros(len(gt), bool))
-                boxes.append(cxcywh_to_xyxy(out.pred_boxes[i].float().numpy()) * [W, H, W, H])
-                scores.append(out.logits[i, :, 0].float().sigmoid().numpy())
+                gts.append(gt.cpu().numpy())
+                ignores.append(batch["gt_ignore"][i].cpu().numpy() if "gt_ignore" in batch else np.zeros(len(gt), bool))
+                boxes.append(cxcywh_to_xyxy(out.pred_boxes[i].float().cpu().numpy()) * [W, H, W, H])
+                scores.append(out.logits[i, :, 0].float().sigmoid().cpu().numpy())
         return detection_metrics(gts, boxes, scores, gt_ignore=ignores)
 
     def inference_spec(self) -> dict[str, Any]:
