@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, <= 150 min):
 # render synthetic scenes (0-4 hands, photograph backgrounds from tools/fetch_photos.py), train
-# configs/detector_cpu.yaml, then its continuations configs/detector_cpu_stage2.yaml and
-# configs/detector_cpu_stage3.yaml (run dirs RUN, RUN_stage2, RUN_stage3), evaluate on held-out scenes (seed 1000) and, when the benchmark-only
+# configs/detector_cpu.yaml, evaluate on held-out scenes (seed 1000) and, when the benchmark-only
 # extra `.[foreign]` is installed, on the foreign scene set (pyrender, photographs never used for
 # training); package into src/handrecon/assets/models/handrecon-hand-detector/.
 #   tools/train_detector.sh           # from the repository root; re-running resumes every step
@@ -21,22 +20,16 @@ PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_scenes.sh
 t1=$(now)
 $HR train configs/detector_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
     --out "$RUN" --resume auto
-$HR train configs/detector_cpu_stage2.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
-    train.init_from="$RUN/checkpoints/step_00003500" --out "${RUN}_stage2" --resume auto
-$HR train configs/detector_cpu_stage3.yaml "data.train.kwargs.root=[$DATA/train, $DATA/train_b]" \
-    data.val.kwargs.root="$DATA/train" train.init_from="${RUN}_stage2/checkpoints/step_00001500" \
-    --out "${RUN}_stage3" --resume auto
 t2=$(now)
-FINAL="${RUN}_stage3"
-$PY tools/package_detector.py "$FINAL" --out "$FINAL/packaged"
-$HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$FINAL/packaged" --out "$FINAL/heldout_metrics.json"
-METRICS=(--metrics heldout="$FINAL/heldout_metrics.json")
+$PY tools/package_detector.py "$RUN" --out "$RUN/packaged"
+$HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/heldout_metrics.json"
+METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
 if [ -f "$DATA/foreign/meta.json" ]; then  # rendered by tools/render_scenes.sh when .[foreign] is installed
-    $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$FINAL/packaged" \
-        --out "$FINAL/foreign_metrics.json"
-    METRICS+=(--metrics foreign="$FINAL/foreign_metrics.json")
+    $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$RUN/packaged" \
+        --out "$RUN/foreign_metrics.json"
+    METRICS+=(--metrics foreign="$RUN/foreign_metrics.json")
 fi
 t3=$(now)
-$PY tools/scene_training_record.py "$FINAL/training.json" --recipe "tools/train_detector.sh (configs/detector_cpu.yaml, _stage2, _stage3)" \
+$PY tools/scene_training_record.py "$RUN/training.json" --recipe "tools/train_detector.sh (configs/detector_cpu.yaml)" \
     --render "$((t1 - t0))" --train "$((t2 - t1))" --evaluate "$((t3 - t2))"
-$PY tools/package_detector.py "$FINAL" --training "$FINAL/training.json" "${METRICS[@]}"
+$PY tools/package_detector.py "$RUN" --training "$RUN/training.json" "${METRICS[@]}"

@@ -4,6 +4,9 @@
 # training speed, then train from stage 2's weights for as many steps as fit before DEADLINE
 # (seconds since the epoch; default: BUDGET seconds from now), cosine schedule over exactly those
 # steps. Then package and evaluate it with tools/train_detector.sh's last steps on the CPU.
+# The one run so far (2026-11-30, one H200, 1200 steps at 5.4 steps/s, soft-rendered scenes) came
+# out worse than its starting point on the GL-rendered held-out and foreign scenes (see
+# docs/model_card_hand_detector.md); rendering with HANDRECON_RENDERER=gl is the next thing to try.
 #   INIT=runs/detector_cpu_stage2/checkpoints/step_00001500 BUDGET=480 tools/train_detector_gpu.sh
 # Environment: PY (default python3), DATA (.cache/detector-gpu), PHOTOS (.cache/photos/train), INIT,
 # RUN (runs/detector_gpu), WORKERS (all cores), BUDGET (480) or DEADLINE, NUM_A / NUM_B / NUM_VAL (scene counts).
