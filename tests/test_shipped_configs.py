@@ -55,10 +55,12 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
         if "paper" in path.name:
             assert model.decoder.V == 778 and model.decoder.layers[0].norm1.normalized_shape == (256,)
             assert model.criterion.weights["joints_2d"] == 10 and model.criterion.weights["normal_consistency"] == 0.5
+    writers = [c for c in (load_config(p) for p in CONFIGS if p != path) if c.model.name == cfg.model.name and
+               cfg.train.init_from and (cfg.train.init_from == c.output or cfg.train.init_from.startswith(c.output + "/"))]
     if cfg.train.init_from and cfg.train.init_partial:  # a recipe's later stage: an earlier config writes that run
-        earlier = [load_config(p) for p in CONFIGS if p != path]
-        assert any(c.output == cfg.train.init_from and c.model.name == cfg.model.name for c in earlier), \
-            f"no config writes {cfg.train.init_from}"
+        assert writers, f"no config writes {cfg.train.init_from}"
+    elif writers:  # a continuation of an earlier config's run (a checkpoint in it): the same model
+        assert all(c.model.kwargs == cfg.model.kwargs for c in writers)
     elif cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model
         import json
 
