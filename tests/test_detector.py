@@ -154,7 +154,7 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
     folder = save_detector(det, tmp_path / "det")
-    fast = od.cached_onnx_detector(folder)
+    fast = od.detector_for_boxes(folder)
     assert isinstance(fast, od.OnnxDetector) and fast.config == det.config
     rng = np.random.default_rng(4)
     images = [rng.integers(0, 255, (70, 110, 3), np.uint8), rng.integers(0, 255, (120, 50, 3), np.uint8)]
@@ -169,16 +169,16 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
         raise AssertionError("exported again")
 
     monkeypatch.setattr(od, "export_detector_onnx", no_export)
-    assert isinstance(od.cached_onnx_detector(folder), od.OnnxDetector)  # read from the cache
+    assert isinstance(od.detector_for_boxes(folder), od.OnnxDetector)  # read from the cache
     monkeypatch.undo()
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     exports[0].write_bytes(b"damaged")
-    again = od.cached_onnx_detector(folder)
+    again = od.detector_for_boxes(folder)
     np.testing.assert_allclose(again.detect(images[:1], 0.0)[0].scores, det.detect(images[:1], 0.0)[0].scores, atol=1e-5)
     with torch.no_grad():
         next(det.model.parameters()).add_(0.1)
     save_detector(det, folder)
-    od.cached_onnx_detector(folder)
+    od.detector_for_boxes(folder)
     assert len(list((tmp_path / "cache" / "detectors").glob("*.onnx"))) == 2
 
 
@@ -193,7 +193,7 @@ def test_onnx_detector_limits_are_clear(tmp_path, monkeypatch):
     masked = wrap_detector("deformable-detr", tiny_model("deformable-detr"), DetectorConfig(input_size=96))
     with pytest.raises(DetectorError, match="only square-input RT-DETR"):
         od.export_detector_onnx(masked, tmp_path / "x.onnx")
-    assert od.cached_onnx_detector(save_detector(masked, tmp_path / "masked")) is None
+    assert type(od.detector_for_boxes(save_detector(masked, tmp_path / "masked"))).__name__ == "DeformableDetrDetector"
     square = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True))
     path = od.export_detector_onnx(square, tmp_path / "d.onnx")
     import onnx
@@ -209,7 +209,8 @@ def test_onnx_detector_limits_are_clear(tmp_path, monkeypatch):
 
 
 def test_a_failed_export_keeps_the_torch_detector(tmp_path, monkeypatch):
-    """An unwritable cache (a file where the folder should be) gives None and a warning, not an error."""
+    """An unwritable cache (a file where the folder should be) gives the torch detector, loaded
+    once, and a warning, not an error."""
     pytest.importorskip("onnxruntime")
     from handrecon.models.handos import onnx_detector as od
 
@@ -218,4 +219,7 @@ def test_a_failed_export_keeps_the_torch_detector(tmp_path, monkeypatch):
     monkeypatch.setenv("HANDRECON_CACHE", str(blocker))
     folder = save_detector(wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True)),
                            tmp_path / "det")
-    assert od.cached_onnx_detector(folder) is None
+    loads = []
+    load = od.load_detector
+    monkeypatch.setattr(od, "load_detector", lambda spec: loads.append(spec) or load(spec))
+    assert type(od.detector_for_boxes(folder)).__name__ == "RTDetrDetector" and len(loads) == 1

@@ -66,6 +66,11 @@ class DetectorConfig:
     square: bool = False
     hand_label: int = 0
 
+    @property
+    def square_side(self) -> int:
+        """The side in px of a square input: input_size rounded up to a multiple of pad_multiple."""
+        return -(-self.input_size // self.pad_multiple) * self.pad_multiple
+
 
 @dataclass
 class DetectorOutput:
@@ -313,7 +318,7 @@ def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np
     masked ones with zeros after normalising, as transformers' image processors pad."""
     resized = [resize_long_side(img, config.input_size) for img in images]
     if config.square:
-        H = W = -(-config.input_size // config.pad_multiple) * config.pad_multiple
+        H = W = config.square_side
     else:
         H = -(-max(r.shape[0] for r, _ in resized) // config.pad_multiple) * config.pad_multiple
         W = -(-max(r.shape[1] for r, _ in resized) // config.pad_multiple) * config.pad_multiple

@@ -20,7 +20,7 @@ from torch import nn
 from handrecon.eval.detection import detection_metrics
 from handrecon.geometry.boxes import cxcywh_to_xyxy
 from handrecon.models.handos.detector import DetectorConfig, DetectorError, RTDetrDetector, load_detector
-from handrecon.models.handos.onnx_detector import OnnxDetector, cached_onnx_detector
+from handrecon.models.handos.onnx_detector import OnnxDetector, detector_for_boxes
 
 HAND_DETECTOR_NAME = "handrecon-hand-detector"
 ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / HAND_DETECTOR_NAME
@@ -106,7 +106,6 @@ def load_hand_detector(path: str | None = None) -> RTDetrDetector:
 def hand_detector_for_boxes(path: str | None = None) -> RTDetrDetector | OnnxDetector:
     """The hand detector as `load_hand_detector` gives it, for finding boxes only (`handrecon
     detect`, the two-stage pipeline): on onnxruntime when the extra "onnx" is installed (exported
-    once into the cache, `onnx_detector.cached_onnx_detector`; no transformers import after
+    once into the cache, `onnx_detector.detector_for_boxes`; no transformers import after
     that), else the torch detector. Both return the same detections."""
-    folder = _packaged_folder(path)
-    return cached_onnx_detector(folder) or load_detector(str(folder))
+    return detector_for_boxes(_packaged_folder(path))

@@ -8,10 +8,10 @@ detector costs about 6 s before the first image on 2 cores. An RT-DETR with squa
 `OnnxDetector`, which shares the torch detector's preparation (`detector.prepare_arrays`) and
 selection (`detector.select_detections`), so both return the same detections.
 
-`cached_onnx_detector(folder)` keeps the export in ``$HANDRECON_CACHE/detectors/`` under the
+`detector_for_boxes(folder)` keeps the export in ``$HANDRECON_CACHE/detectors/`` under the
 SHA-256 of the folder's weights and detector.json: a changed detector gets a new export, a
-damaged file is re-exported, and a machine without onnxruntime and onnx gets None (the caller
-keeps the torch detector).
+damaged file is re-exported, and a machine without onnxruntime and onnx (or a detector that does
+not export) gets the torch detector, loaded once.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def export_detector_onnx(detector: Detector, path: str | Path, opset: int = OPSE
     if not isinstance(detector, RTDetrDetector) or not detector.config.square:
         raise DetectorError(f"only square-input RT-DETR detectors (handrecon's own) export to ONNX, not a "
                             f"{detector.kind} with square={detector.config.square}")
-    S = -(-detector.config.input_size // detector.config.pad_multiple) * detector.config.pad_multiple
+    S = detector.config.square_side
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -142,30 +142,28 @@ def folder_fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
-def cached_onnx_detector(folder: str | Path, threads: int | None = None) -> OnnxDetector | None:
-    """The saved detector in `folder` (`detector.save_detector`) on onnxruntime, exported on first
-    use into ``$HANDRECON_CACHE/detectors/``; None without onnx/onnxruntime, for a detector that
-    does not export, or when the export fails (an unwritable cache, an exporter error: with a
-    warning); the caller then keeps the torch detector."""
+def detector_for_boxes(folder: str | Path, threads: int | None = None) -> OnnxDetector | Detector:
+    """The saved detector in `folder` (`detector.save_detector`) for finding boxes: on onnxruntime,
+    exported on first use into ``$HANDRECON_CACHE/detectors/`` (a damaged export is replaced); the
+    torch detector, loaded once, without onnx/onnxruntime, for a detector that does not export, or
+    when the export fails (an unwritable cache, an exporter error: with a warning)."""
     folder = Path(folder)
-    if not onnx_export_available():
-        return None
-    path = cache_dir() / "detectors" / f"{folder_fingerprint(folder)[:32]}.onnx"
-    side_head = load_side_head(folder)
-    if path.is_file():
+    exporting = onnx_export_available()
+    path = cache_dir() / "detectors" / f"{folder_fingerprint(folder)[:32]}.onnx" if exporting else None
+    if path is not None and path.is_file():
         try:
-            return OnnxDetector(path, threads, side_head)
+            return OnnxDetector(path, threads, load_side_head(folder))
         except ValueError as e:
             log.warning("re-exporting the detector: the cached export is unusable (%s)", e)
     detector = load_detector(str(folder))
-    if not isinstance(detector, RTDetrDetector) or not detector.config.square:
-        return None
+    if path is None or not isinstance(detector, RTDetrDetector) or not detector.config.square:
+        return detector
     try:
         export_detector_onnx(detector, path)
-        return OnnxDetector(path, threads, side_head)
+        return OnnxDetector(path, threads, detector.side_head)
     except Exception as e:  # noqa: BLE001 - the exporter and onnxruntime raise many types; torch still works
         log.warning("keeping the torch detector: its ONNX export to %s failed (%s)", path, e)
-        return None
+        return detector
 
 
-__all__ = ["OnnxDetector", "cached_onnx_detector", "export_detector_onnx", "folder_fingerprint", "onnx_export_available"]
+__all__ = ["OnnxDetector", "detector_for_boxes", "export_detector_onnx", "folder_fingerprint", "onnx_export_available"]
