@@ -202,7 +202,7 @@ def test_freihand_without_ground_truth_writes_predictions_only(tmp_path, tiny):
 
 def test_bad_arguments(tmp_path, tiny):
     with pytest.raises(ValueError, match="supports datasets"):
-        evaluate(tiny[1], "ho3d", tmp_path)
+        evaluate(tiny[1], "ho4d", tmp_path)
     with pytest.raises(ValueError, match="batch size"):
         evaluate(tiny[1], "freihand", tmp_path, batch_size=0)
 
@@ -291,3 +291,86 @@ def test_hint_with_a_full_image_model_reports_visible_and_occluded_pck(tmp_path,
         assert perfect[key] == pytest.approx(1.0), key
     assert perfect["ap50"] == pytest.approx(1.0) and perfect["recall"] == 1.0
     assert shifted["pck2d@0.05"] < 1.0 and shifted["pck2d@0.05"] <= shifted["pck2d@0.15"]
+
+
+class GivenHands:
+    """A full-image model that returns, image after image in call order, the hands it is given."""
+
+    detects_hands = True
+    hand_model = "openhand"
+
+    def __init__(self, hands_per_image: list[list]) -> None:
+        self.queue = list(hands_per_image)
+
+    def predict_batch(self, images, Ks, boxes, sides, batch_size=32):
+        from handrecon.infer.results import ImageResult
+
+        return [ImageResult(K=np.asarray(K, np.float64), image_size=im.shape[:2], hands=self.queue.pop(0))
+                for im, K in zip(images, Ks)]
+
+
+def _hand(box, xyz, verts, K):
+    from handrecon.infer.results import HandResult
+
+    return HandResult(box=np.asarray(box, np.float64), side="right", keypoints_2d=project(xyz, K), keypoints_3d=xyz,
+                      vertices=verts, cam_t=xyz[0], score=0.9)
+
+
+def test_ho3d_train_split_round_trips_to_the_files_own_joints(tmp_path):
+    """HO3D train: the ground truth given back as the prediction scores 0 mm in every joint metric
+    (scale-translation alignment included), and the submission written from it holds exactly the
+    joints of the meta file: OpenGL frame, HO3D order (the inverse of the loader's conversion)."""
+    from test_loaders_ho3d import write_ho3d
+
+    metas = write_ho3d(tmp_path / "ho3d")
+    ds = build_dataset("ho3d", tmp_path / "ho3d", "train")
+    hands = [[_hand(h.box, h.keypoints_3d.astype(np.float64), np.zeros((778, 3)), ds[i].K) for h in ds[i].hands]
+             for i in range(len(ds))]
+    res = evaluate(GivenHands(hands), "ho3d", tmp_path / "ho3d", split="train", out=tmp_path / "out")
+    assert res.num_hands == 1 and res.metrics["recall"] == 1.0
+    for key in ("pa_mpjpe_mm", "mpjpe_mm", "st_mpjpe_mm", "root_error_mm"):
+        assert res.metrics[key] == pytest.approx(0.0, abs=1e-3), key
+    sub = json.loads((tmp_path / "out" / "pred.json").read_text())
+    np.testing.assert_allclose(sub[0][0], metas[("train", "SEQA", "0000")]["handJoints3D"], atol=1e-6)
+
+
+def test_ho3d_scale_translation_error_forgives_scale_and_offset_only(tmp_path):
+    from test_loaders_ho3d import write_ho3d
+
+    write_ho3d(tmp_path / "ho3d")
+    ds = build_dataset("ho3d", tmp_path / "ho3d", "train")
+    h, K = ds[0].hands[0], ds[0].K
+    gt = h.keypoints_3d.astype(np.float64)
+    scaled = (gt - gt[0]) * 1.3 + gt[0] + [0.01, -0.02, 0.05]
+    res = evaluate(GivenHands([[_hand(h.box, scaled, np.zeros((778, 3)), K)], []]), "ho3d", tmp_path / "ho3d", split="train")
+    assert res.metrics["st_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3) and res.metrics["mpjpe_mm"] > 10
+    bent = gt.copy()
+    bent[8] += [0.02, 0.0, 0.0]  # one fingertip 2 cm off: the alignment cannot hide it
+    res = evaluate(GivenHands([[_hand(h.box, bent, np.zeros((778, 3)), K)], []]), "ho3d", tmp_path / "ho3d", split="train")
+    assert res.metrics["st_mpjpe_mm"] == pytest.approx(20.0 / 21, rel=1e-3)
+
+
+def test_ho3d_evaluation_split_writes_the_codalab_submission(tmp_path):
+    """HO3D evaluation (box and root only): pred.json in OpenGL/HO3D order, one entry per frame, no
+    keypoint metrics (withheld ground truth) but recall and box AP, and a note saying what to do."""
+    from test_loaders_ho3d import FLIP, write_ho3d
+
+    from handrecon.hand.keypoints import op21_to_mano21
+
+    write_ho3d(tmp_path / "ho3d")
+    smp = build_dataset("ho3d", tmp_path / "ho3d", "evaluation")[0]
+    rng = np.random.default_rng(1)
+    xyz, verts = rng.normal(size=(21, 3)) * 0.03 + [0, 0, 0.5], rng.normal(size=(778, 3)) * 0.03 + [0, 0, 0.5]
+    res = evaluate(GivenHands([[_hand(smp.hands[0].box, xyz, verts, smp.K)]]), "ho3d", tmp_path / "ho3d",
+                   out=tmp_path / "out")
+    assert res.split == "evaluation" and res.metrics["recall"] == 1.0 and res.metrics["ap50"] == pytest.approx(1.0)
+    assert res.metrics["pck2d@0.1"] is None and res.metrics["pa_mpjpe_mm"] is None
+    assert any("Codalab" in n for n in res.notes) and not any("no 3D ground truth" in n for n in res.notes)
+    sub = json.loads((tmp_path / "out" / "pred.json").read_text())
+    np.testing.assert_allclose(sub[0][0], op21_to_mano21(xyz) * FLIP, atol=1e-9)
+    np.testing.assert_allclose(sub[1][0], verts * FLIP, atol=1e-9)
+
+
+def test_mano_dir_only_for_datasets_with_mano_ground_truth(tmp_path, tiny):
+    with pytest.raises(ValueError, match="applies to ho3d and dexycb"):
+        evaluate(tiny[1], "freihand", tmp_path, dataset_options={"mano_dir": tmp_path})

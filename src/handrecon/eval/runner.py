@@ -23,6 +23,12 @@ files, with the same numbers as one process (tested).
 
 - ``dexycb`` (default split ``s0_test``) and ``hint`` (default ``test``, 2D only: New Days, VISOR,
   Ego4D): whole images, as ``synthetic``.
+- ``ho3d`` (default split ``evaluation``): whole 640×480 frames, as ``synthetic`` (a crop model gets
+  the annotated ``handBoundingBox``; a full-image model finds the hand, HandOS's protocol on HO3D v3).
+  ``pred.json`` is the official Codalab submission (`eval.submission.write_ho3d_submission`: OpenGL
+  frame, HO3D joint order, one entry per evaluation frame). The evaluation split's 3D ground truth is
+  withheld, so only recall, precision and box AP are scored there; on ``train`` (joints; vertices
+  with ``mano_dir``) every metric, plus HO3D's scale-translation-aligned joint error ``st_mpjpe_mm``.
 """
 
 from __future__ import annotations
@@ -36,12 +42,17 @@ import numpy as np
 
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import detection_metrics
+from handrecon.eval.metrics import keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, score_hands
-from handrecon.eval.submission import write_freihand_submission
+from handrecon.eval.submission import write_freihand_submission, write_ho3d_submission
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
 
-DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test"}
+DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test", "ho3d": "evaluation"}
+MANO_DATASETS = ("ho3d", "dexycb")  # ground-truth vertices only through the user's MANO files
+# what the evaluation split of HO3D v3 annotates: the hand's box and its root joint (withheld: the rest)
+HO3D_WITHHELD = ("pck2d@0.1", "pck2d@0.05", "pck2d@0.15", "pck2d_proj@0.05", "pck2d_proj@0.1", "pck2d_proj@0.15",
+                 "pa_mpjpe_matched_mm", "pa_mpvpe_matched_mm")
 
 
 @dataclass
@@ -75,11 +86,14 @@ def evaluate(
     limit: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     whole_image: bool = False,
+    dataset_options: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
     and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
     datasets of single-hand crops): each image goes whole to the model as one hand with its
-    ground-truth side, as the FreiHAND protocol does, instead of with its ground-truth box."""
+    ground-truth side, as the FreiHAND protocol does, instead of with its ground-truth box.
+    dataset_options: keyword options of the dataset's loader (e.g. ``mano_dir`` for HO3D and DexYCB
+    vertices)."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
@@ -87,8 +101,11 @@ def evaluate(
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
+    if dataset_options and "mano_dir" in dataset_options and dataset not in MANO_DATASETS:
+        raise ValueError(f"mano_dir (--mano-dir) applies to {' and '.join(MANO_DATASETS)}, whose ground truth is MANO "
+                         f"parameters; {dataset} has its vertices on disk or none")
     split = split or DEFAULT_SPLITS[dataset]
-    ds = build_dataset(dataset, root, split)
+    ds = build_dataset(dataset, root, split, **(dataset_options or {}))
     indices = list(range(len(ds)))[:limit]
     if not indices:
         raise ValueError(f"{root}: the {dataset} {split} split holds no image to evaluate")
@@ -145,16 +162,35 @@ def evaluate(
             visible = np.stack([h.visibility > 0.5 for h in gt_hands])
             result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
                                                     np.stack(hand_Ks), visible))
+        if dataset == "ho3d":
+            _ho3d_metrics(result, P["keypoints_3d"], gt_hands)
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
     if out is not None and rank == 0:
         out = Path(out)
-        write_freihand_submission(out / "pred.json", P["keypoints_3d"], P["vertices"])
+        write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission
+        write(out / "pred.json", P["keypoints_3d"], P["vertices"])
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files = {"predictions": str(out / "pred.json"), "metrics": str(out / "metrics.json")}
     return result
+
+
+def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_hands: list) -> None:
+    """HO3D's additions: the scale-translation-aligned joint error where the 3D ground truth is known
+    (train), or, on the evaluation split (box and root only), no keypoint metrics and a note."""
+    if all(h.keypoints_3d is not None for h in gt_hands):
+        gt = np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64)
+        aligned = scale_translation_align(xyz, gt, "op21")
+        result.metrics["st_mpjpe_mm"] = 1000.0 * float(keypoint_errors(aligned, gt).mean())
+        return
+    for key in HO3D_WITHHELD:
+        if key in result.metrics:
+            result.metrics[key] = None
+    result.notes = [n for n in result.notes if not n.startswith("no 3D ground truth")]
+    result.notes.append("HO3D v3 evaluation: the 3D ground truth is withheld; zip pred.json (OpenGL frame, HO3D "
+                        "joint order) and submit it to the official HO3D v3 Codalab challenge for the 3D scores")
 
 
 def _score_rows(smp: Any, result: Any, whole_crops: bool) -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""FreiHAND submission files and the official FreiHAND evaluation (scores in mm).
+"""Benchmark submission files and the official FreiHAND evaluation (scores in mm).
 
-`pred.json` is `[xyz_list (N x 21 x 3), verts_list (N x V x 3)]` in metres, camera frame, OP21, in
-the order of the evaluation set. `evaluate_freihand` computes what the official `eval.py` writes to
-`scores.txt`, under the same key names, with lengths in millimetres (the official file is in cm).
+FreiHAND's `pred.json` is `[xyz_list (N x 21 x 3), verts_list (N x V x 3)]` in metres, camera
+frame, OP21, in the order of the evaluation set. `evaluate_freihand` computes what the official
+`eval.py` writes to `scores.txt`, under the same key names, with lengths in millimetres (the
+official file is in cm). HO3D v3's Codalab submission is the same JSON layout, but in the OpenGL
+camera frame (y and z negated) and the HO3D (MANO21) joint order, one entry per line of
+`evaluation.txt` (`write_ho3d_submission`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from handrecon.data.loaders.common import GL_TO_CV
 from handrecon.eval.metrics import F_SCORE_THRESHOLDS_M, f_scores_sets, keypoint_errors, summarize_errors
 from handrecon.geometry.procrustes import apply_trafo, freihand_align_by_joint_trafo, procrustes_trafo
+from handrecon.hand.keypoints import op21_to_mano21
 from handrecon.utils.io import atomic_open
 
 FREIHAND_EVAL_SIZE = 3960
@@ -48,6 +53,15 @@ def write_freihand_submission(path: str | Path, xyz: np.ndarray, verts: np.ndarr
         raise SubmissionError(f"{path}: {len(xyz)} joint sets but {len(verts)} vertex sets; they must match")
     with atomic_open(path, "w") as f:
         json.dump([xyz.tolist(), verts.tolist()], f)
+
+
+def write_ho3d_submission(path: str | Path, xyz: np.ndarray, verts: np.ndarray) -> None:
+    """Write HO3D v3's `pred.json` from joints (N, 21, 3) in OP21 and vertices (N, V, 3), metres in
+    the OpenCV camera frame (handrecon's convention): reordered to HO3D's MANO21 and flipped to
+    OpenGL (y, z negated), as the official evaluation reads them. Zip it to submit."""
+    xyz = _check_array(np.asarray(xyz, np.float64), "xyz", (21, 3), str(path))
+    verts = _check_array(np.asarray(verts, np.float64), "verts", (None, 3), str(path))
+    write_freihand_submission(path, op21_to_mano21(xyz) * GL_TO_CV, verts * GL_TO_CV)
 
 
 def load_freihand_submission(path: str | Path, expected_count: int | None = None) -> FreihandSet:
