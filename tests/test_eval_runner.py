@@ -374,3 +374,8 @@ def test_ho3d_evaluation_split_writes_the_codalab_submission(tmp_path):
 def test_mano_dir_only_for_datasets_with_mano_ground_truth(tmp_path, tiny):
     with pytest.raises(ValueError, match="applies to ho3d and dexycb"):
         evaluate(tiny[1], "freihand", tmp_path, dataset_options={"mano_dir": tmp_path})
+
+
+def test_gt_boxes_need_whole_images_with_boxes(tmp_path, tiny):
+    with pytest.raises(ValueError, match="apply to whole images"):
+        evaluate(tiny[1], "freihand", tmp_path, gt_boxes=True)

@@ -262,6 +262,18 @@ def test_heatmap_targets_and_the_references_read_from_them():
     np.testing.assert_allclose(uv[1].numpy(), np.full((21, 2), 12.5 / 16), atol=1e-4)
 
 
+def test_a_box_prompt_takes_the_query_that_overlaps_it_most():
+    from types import SimpleNamespace
+
+    # three detections (cxcywh in [0, 1] of a 100 px input); the last two are the same box
+    det = SimpleNamespace(boxes=torch.tensor([[[0.2, 0.2, 0.2, 0.2], [0.7, 0.7, 0.4, 0.4], [0.7, 0.7, 0.4, 0.4]]]),
+                          scores=torch.tensor([[0.9, 0.3, 0.6]]))
+    prompts = torch.tensor([[50.0, 50, 90, 90], [10, 10, 30, 30], [0, 90, 5, 95]])
+    picked = HandOS._prompted(None, det, torch.zeros(3, dtype=torch.long), prompts, 100)
+    # the large box's two equal queries: the higher-scoring one; a box overlapping none: the best score
+    assert picked.tolist() == [2, 0, 0]
+
+
 def test_a_missing_encoder_layer_is_a_clear_error(detectors):
     with pytest.raises(DetectorError, match="layer 4"):
         HandOS(detector=detectors["rt-detr"], memory_layer=4, **SMALL)
@@ -308,14 +320,25 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     result = predictor.predict(image)
     for hand in result.hands:
         assert hand.side in ("left", "right") and hand.vertices.shape == (778, 3) and 0 <= hand.score <= 1
-    with pytest.raises(ValueError, match="boxes"):
-        predictor.predict(image, boxes=[[0, 0, 20, 20]])
+    # box prompts (the paper's Table X): one hand per box, in the given order, with that box
+    prompts = [[30, 4, 60, 40], [2, 10, 20, 30], [2, 10, 20, 30]]
+    prompted = predictor.predict(image, boxes=prompts)
+    np.testing.assert_allclose([h.box for h in prompted.hands], prompts, atol=1e-3)
+    assert all(h.vertices.shape == (778, 3) and h.side in ("left", "right") for h in prompted.hands)
+    np.testing.assert_allclose(prompted.hands[1].keypoints_3d, prompted.hands[2].keypoints_3d, atol=1e-5)
+    assert np.abs(prompted.hands[0].keypoints_2d - prompted.hands[1].keypoints_2d).max() > 1.0
+    assert predictor.predict(image, boxes=[]).hands == []
+    with pytest.raises(ValueError, match="every image of a batch or for none"):
+        predictor.predict_batch([image, image], boxes=[prompts, None])
     from handrecon.eval.runner import evaluate
 
     res = evaluate(predictor, "synthetic", scenes, split="all")  # the HandOS protocol, real detections
     for key in ("ap50", "recall", "pck2d@0.05", "pck2d_proj@0.15", "side_accuracy", "pa_mpjpe_mm"):
         assert key in res.metrics, key
     assert 0 <= res.metrics["ap50"] <= 1 and 0 <= res.metrics["pck2d_proj@0.1"] <= 1
+    given = evaluate(predictor, "synthetic", scenes, split="all", gt_boxes=True)  # --gt-boxes
+    assert given.metrics["recall"] == 1.0 and "ap50" not in given.metrics and given.num_hands == res.num_hands
+    assert any("ground-truth boxes were the prompts" in n for n in given.notes)
     other = wrap_detector("rt-detr", tiny_detr("rt-detr"), DetectorConfig(input_size=64, square=True))
     with torch.no_grad():
         next(other.model.parameters()).add_(1.0)

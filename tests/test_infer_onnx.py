@@ -126,3 +126,11 @@ def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
         np.testing.assert_allclose(hb.keypoints_2d, ha.keypoints_2d, atol=0.05)  # px
         np.testing.assert_allclose(hb.cam_t, ha.cam_t, atol=1e-3)  # m
         np.testing.assert_allclose(hb.vertices, ha.vertices, atol=1e-3)
+
+
+def test_an_exported_graph_refuses_extra_inputs(models):
+    """Box prompts (HandOS) are extra network inputs that an exported graph does not have: a clear error."""
+    _, onnx_rec, _ = models
+    with pytest.raises(ValueError, match="serve it from its checkpoint"):
+        onnx_rec.network(np.zeros((1, 3, onnx_rec.spec["input_size"], onnx_rec.spec["input_size"]), np.float32),
+                         prompt_boxes=np.zeros((1, 4), np.float32))

@@ -446,6 +446,7 @@ def evaluate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
     whole_image: bool = typer.Option(False, "--whole-image", help="Synthetic single-hand crops: give each image whole to the model (with its GT side), as FreiHAND does, not its GT box."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
+    gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -466,7 +467,8 @@ def evaluate(
             result = run_evaluation(rec, dataset, root, split, out, batch_size, limit,
                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     whole_image=whole_image,
-                                    dataset_options={"mano_dir": mano_dir} if mano_dir is not None else None)
+                                    dataset_options={"mano_dir": mano_dir} if mano_dir is not None else None,
+                                    gt_boxes=gt_boxes)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

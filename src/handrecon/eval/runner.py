@@ -24,7 +24,8 @@ files, with the same numbers as one process (tested).
 - ``dexycb`` (default split ``s0_test``) and ``hint`` (default ``test``, 2D only: New Days, VISOR,
   Ego4D): whole images, as ``synthetic``.
 - ``ho3d`` (default split ``evaluation``): whole 640×480 frames, as ``synthetic`` (a crop model gets
-  the annotated ``handBoundingBox``; a full-image model finds the hand, HandOS's protocol on HO3D v3).
+  the annotated ``handBoundingBox``; a full-image model finds the hand, HandOS's protocol on HO3D v3,
+  or with ``gt_boxes`` takes that box as its prompt, as the paper's Table X).
   ``pred.json`` is the official Codalab submission (`eval.submission.write_ho3d_submission`: OpenGL
   frame, HO3D joint order, one entry per evaluation frame). The evaluation split's 3D ground truth is
   withheld, so only recall, precision and box AP are scored there; on ``train`` (joints; vertices
@@ -87,13 +88,15 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
     whole_image: bool = False,
     dataset_options: dict[str, Any] | None = None,
+    gt_boxes: bool = False,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
     and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
     datasets of single-hand crops): each image goes whole to the model as one hand with its
     ground-truth side, as the FreiHAND protocol does, instead of with its ground-truth box.
     dataset_options: keyword options of the dataset's loader (e.g. ``mano_dir`` for HO3D and DexYCB
-    vertices)."""
+    vertices). gt_boxes: give a model that finds its own hands the ground-truth boxes as prompts (the
+    HandOS paper's Table X) instead of scoring its detections (a crop model always gets them)."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
@@ -104,13 +107,16 @@ def evaluate(
     if dataset_options and "mano_dir" in dataset_options and dataset not in MANO_DATASETS:
         raise ValueError(f"mano_dir (--mano-dir) applies to {' and '.join(MANO_DATASETS)}, whose ground truth is MANO "
                          f"parameters; {dataset} has its vertices on disk or none")
+    whole_crops = dataset == "freihand" or whole_image
+    if gt_boxes and whole_crops:
+        raise ValueError("ground-truth boxes (--gt-boxes) apply to whole images with annotated boxes; "
+                         f"{'FreiHAND' if dataset == 'freihand' else '--whole-image'} gives each image whole as one hand")
     split = split or DEFAULT_SPLITS[dataset]
     ds = build_dataset(dataset, root, split, **(dataset_options or {}))
     indices = list(range(len(ds)))[:limit]
     if not indices:
         raise ValueError(f"{root}: the {dataset} {split} split holds no image to evaluate")
-    whole_crops = dataset == "freihand" or whole_image
-    prompted = not whole_crops and not getattr(predictor, "detects_hands", False)
+    prompted = not whole_crops and (gt_boxes or not getattr(predictor, "detects_hands", False))
 
     rank, world = current_rank()
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
@@ -168,6 +174,9 @@ def evaluate(
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
+    if gt_boxes and getattr(predictor, "detects_hands", False):
+        result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
+                            "model's own detections: no box AP, and recall counts prompts answered")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission

@@ -44,7 +44,10 @@ class OnnxNetwork:
                              "export")
         self.input_shape = list(inputs[0].shape)  # [batch, 3, S, S]; S fixed at export
 
-    def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        if extra:
+            raise ValueError(f"this model takes further inputs ({', '.join(extra)}: e.g. box prompts) that an exported "
+                             "graph does not; serve it from its checkpoint (torch)")
         outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
         return dict(zip(self.output_names, outputs))
 

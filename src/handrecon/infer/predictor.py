@@ -33,8 +33,9 @@ SIDES = ("left", "right")
 MIN_BOX_PX = 4.0  # a hand box's longest side, at least (pixels)
 FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
 
-# A network maps the adapter's input array (B, 3, S, S) float32 to {output name: array}.
-Network = Callable[[np.ndarray], dict[str, np.ndarray]]
+# A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
+# `Prepared.extra`, if any) to {output name: array}.
+Network = Callable[..., dict[str, np.ndarray]]
 
 
 class ItemError(ValueError):
@@ -127,8 +128,9 @@ class TorchNetwork:
         self.output_names = tuple(output_names)
 
     @torch.no_grad()
-    def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.module(torch.from_numpy(inputs).to(self.device))
+    def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.module(torch.from_numpy(inputs).to(self.device),
+                              **{k: torch.from_numpy(v).to(self.device) for k, v in extra.items()})
         return {name: out.float().cpu().numpy() for name, out in zip(self.output_names, outputs)}
 
 
@@ -194,7 +196,7 @@ class Predictor:
         for s in range(0, n, batch_size):
             chunk = slice(s, s + batch_size)
             prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk])
-            outputs = self.network(prepared.inputs) if len(prepared.inputs) else {}
+            outputs = self.network(prepared.inputs, **prepared.extra) if len(prepared.inputs) else {}
             results += self.results(prepared, self.adapter.postprocess(prepared, outputs, self.refine_root)
                                     if outputs else [_no_hands() for _ in prepared.image_sizes])
         return results

@@ -56,7 +56,9 @@ class Hands:
 @dataclass
 class Prepared:
     """A batch ready for the network: `inputs` (B, 3, S, S) float32 and, per image, what the way
-    back needs (`views`, family-defined), plus the images' intrinsics (3, 3) and sizes (H, W)."""
+    back needs (`views`, family-defined), plus the images' intrinsics (3, 3) and sizes (H, W).
+    extra: further named network inputs (numpy arrays), e.g. HandOS's box prompts; the torch
+    backend passes them to the network as keyword arguments."""
 
     inputs: np.ndarray
     views: list[Any]

@@ -16,8 +16,10 @@ onnxruntime runs to within 1e-5 of torch. The frozen detector exports on its own
 (benchmarks/bench_detector.py); the filtering between them (threshold, NMS: a data-dependent
 number of hands) stays in numpy, so there is no single end-to-end graph.
 
-User boxes are not prompts for HandOS (it reads its hands from the detector's queries): passing
-boxes is an error that says so.
+Boxes are prompts (the paper's evaluation with ground-truth boxes, its Table X; `handrecon
+evaluate --gt-boxes`): each box takes the detector query that overlaps it most, and is decoded
+with the box itself as the reference box, one hand per box in the given order, with no threshold
+or NMS. Prompts need the torch backend.
 """
 
 from __future__ import annotations
@@ -48,9 +50,15 @@ class HandOSNetwork(nn.Module):
         self.model = model
         self.eval()
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, image: torch.Tensor, prompt_image: torch.Tensor | None = None,
+                prompt_boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """prompt_image (N,) and prompt_boxes (N, 4) x1, y1, x2, y2 input px: box prompts (one hand
+        each, in this order) instead of the detector's filtered hands."""
         m = self.model
-        out = m({"pixel_values": image})
+        batch = {"pixel_values": image}
+        if prompt_boxes is not None:
+            batch["prompts"] = (prompt_image.long(), prompt_boxes)
+        out = m(batch)
         B, S = image.shape[0], image.shape[-1]
         slot, K = instance_slots(out["image_index"], B)
         K = max(K, 1)
@@ -144,16 +152,21 @@ class HandOSAdapter(InferenceAdapter):
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
                    boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
-        if any(b is not None for b in boxes):
-            raise ValueError("HandOS finds its own hands: it takes no boxes (use a crop model such as m3dhmr-openhand "
-                             "for given boxes)")
+        prompted = [b is not None for b in boxes]
+        if any(prompted) and not all(prompted):
+            raise ValueError("give box prompts for every image of a batch or for none (an empty list: no hand)")
         views, canvases = [], []
         for image in images:
             canvas, s = letterbox(image, self.input_size)
             canvases.append(canvas)
             views.append(s)
         inputs = normalize_images(np.stack(canvases), self.mean, self.std)
-        return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
+        extra = {}
+        if any(prompted):  # letterboxing scales by s and pads at the bottom and right: a box scales by s
+            extra = {"prompt_image": np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(boxes)]),
+                     "prompt_boxes": np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) * s
+                                                     for b, s in zip(boxes, views)])}
+        return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images], extra)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
         S = self.input_size

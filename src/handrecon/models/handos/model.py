@@ -32,7 +32,7 @@ from torch import nn
 
 from handrecon.eval.detection import detection_metrics
 from handrecon.eval.scoring import HandSet, match_hands, score_hands
-from handrecon.geometry.boxes import cxcywh_to_xyxy
+from handrecon.geometry.boxes import box_iou, box_targets, cxcywh_to_xyxy
 from handrecon.geometry.camera import backproject, project
 from handrecon.hand.keypoints import NUM_KEYPOINTS
 from handrecon.hand.model import load_hand_model_data, topology_sha256
@@ -218,13 +218,20 @@ class HandOS(nn.Module):
         pixel_values = batch["pixel_values"]
         S = pixel_values.shape[-1]
         det = self.detector(pixel_values)
+        prompts = batch.get("prompts")
+        boxes = None
         if self.training:
             image_index, query_index, gt_index = self._assign(det, batch["hands"], S)
+        elif prompts is not None:
+            image_index, prompt_boxes = prompts
+            query_index = self._prompted(det, image_index, prompt_boxes, S)
+            boxes, gt_index = box_targets(np.asarray(prompt_boxes, np.float32), (S, S)).to(pixel_values.device), None
         else:
             image_index, query_index = self._select(det, batch.get("max_hands"))
             gt_index = None
-        boxes = det.boxes[image_index, query_index].float()
-        layers, heat = self.decode(det, pixel_values, image_index, query_index)
+        if boxes is None:
+            boxes = det.boxes[image_index, query_index].float()
+        layers, heat = self.decode(det, pixel_values, image_index, query_index, boxes)
         K = batch.get("K")
         layers = [self.decode_layer(layer, S, None if K is None else K[image_index]) for layer in layers]
         out = {"layers": layers, "image_index": image_index, "query_index": query_index, "gt_index": gt_index,
@@ -233,11 +240,13 @@ class HandOS(nn.Module):
             out["heatmap_logits"] = heat
         return out
 
-    def decode(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, query_index: torch.Tensor
-               ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
+    def decode(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, query_index: torch.Tensor,
+               boxes: torch.Tensor | None = None) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
         """The decoder on the instances (image_index, query_index) of the detector output `det`:
-        its per-layer raw outputs, and the heatmap logits (B, 21, h, w) (None with heatmap "off")."""
-        boxes = det.boxes[image_index, query_index].float()
+        its per-layer raw outputs, and the heatmap logits (B, 21, h, w) (None with heatmap "off").
+        boxes (N, 4) cxcywh in [0, 1]: the instances' reference boxes (default: the detector's)."""
+        if boxes is None:
+            boxes = det.boxes[image_index, query_index].float()
         memory, side_maps = self.memory(det, pixel_values)
         memory["image_index"] = image_index
         heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" else None
@@ -268,6 +277,18 @@ class HandOS(nn.Module):
             image_index.append(torch.full((len(keep),), b, dtype=torch.long))
             query_index.append(torch.as_tensor(keep, dtype=torch.long))
         return torch.cat(image_index), torch.cat(query_index)
+
+    def _prompted(self, det, image_index: torch.Tensor, boxes: torch.Tensor, S: int) -> torch.Tensor:
+        """Box prompts (the paper's evaluation with ground-truth boxes, Table X): for each prompt box
+        (N, 4) x1, y1, x2, y2 input px of image `image_index` (N,), the detector query whose final
+        box overlaps it most (ties: the higher score). Its queries are decoded with the prompt box as
+        the reference box: the deformable attention reads inside the given box."""
+        query_index = []
+        for b, box in zip(image_index.tolist(), np.asarray(boxes, np.float64).reshape(-1, 4)):
+            iou = box_iou(box[None], cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()) * S)[0]
+            score = det.scores[b].float().cpu().numpy()
+            query_index.append(int(np.lexsort((-score, -iou))[0]))
+        return torch.as_tensor(query_index, dtype=torch.long)
 
     def decode_layer(self, layer: dict[str, torch.Tensor], S: int, K: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per-layer raw outputs -> vertices (full mesh), 3D joints, camera, projected joints."""
