@@ -379,3 +379,35 @@ def test_mano_dir_only_for_datasets_with_mano_ground_truth(tmp_path, tiny):
 def test_gt_boxes_need_whole_images_with_boxes(tmp_path, tiny):
     with pytest.raises(ValueError, match="apply to whole images"):
         evaluate(tiny[1], "freihand", tmp_path, gt_boxes=True)
+
+
+def test_dexycb_writes_the_toolkit_result_file_and_its_three_errors(tmp_path, monkeypatch):
+    """DexYCB: results.txt has the toolkit's 64-field lines (official index, joints in mm) and the
+    three toolkit errors are reported; the ground truth given back scores 0 in each, a shifted
+    prediction keeps its offset in the absolute error only."""
+    from test_loaders_dexycb import write_dexycb
+
+    write_dexycb(tmp_path / "dex", {(0, 0, 0, 1): 1, (0, 1, 2, 0): 2})
+    ds = build_dataset("dexycb", tmp_path / "dex", "s0_train", drop_empty=True)
+    samples = [ds[i] for i in range(len(ds))]
+    for smp in samples:
+        smp._image = np.zeros((480, 640, 3), np.uint8)
+    monkeypatch.setattr("handrecon.eval.runner.build_dataset", lambda *a, **k: samples)
+
+    def run(offset):
+        hands = [[_hand(h.box, h.keypoints_3d.astype(np.float64) + offset, np.zeros((778, 3)), smp.K) for h in smp.hands]
+                 for smp in samples]
+        return evaluate(GivenHands(hands), "dexycb", tmp_path / "dex", out=tmp_path / "out")
+
+    exact = run(0.0)
+    for name in ("abs", "rr", "pa"):
+        assert exact.metrics[f"dexycb_{name}_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+        assert exact.metrics[f"dexycb_{name}_auc"] > 0.99
+    lines = (tmp_path / "out" / "results.txt").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines] == [smp.meta["index"] for smp in samples]
+    assert all(len(line.split(",")) == 64 for line in lines)
+    np.testing.assert_allclose(np.array(lines[0].split(",")[1:], float).reshape(21, 3),
+                               samples[0].hands[0].keypoints_3d * 1000, atol=1e-3)
+    shifted = run(np.array([0.0, 0.0, 0.01]))
+    assert shifted.metrics["dexycb_abs_mpjpe_mm"] == pytest.approx(10.0, abs=1e-3)
+    assert shifted.metrics["dexycb_rr_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)

@@ -483,7 +483,8 @@ def evaluate(
     Console().print(table)
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"predictions: {result.files['predictions']}\nmetrics: {result.files['metrics']}")
+    for what, path in result.files.items():
+        typer.echo(f"{what}: {path}")
 
 
 @app.command()

@@ -22,7 +22,10 @@ each rank runs the model on every N-th image; rank 0 gathers the rows, scores th
 files, with the same numbers as one process (tested).
 
 - ``dexycb`` (default split ``s0_test``) and ``hint`` (default ``test``, 2D only: New Days, VISOR,
-  Ego4D): whole images, as ``synthetic``.
+  Ego4D): whole images, as ``synthetic``. For DexYCB ``results.txt`` is the dex-ycb-toolkit's
+  hand-pose result file (`eval.submission.write_dexycb_results`), and the toolkit's three joint
+  errors are reported too: ``dexycb_{abs,rr,pa}_mpjpe_mm`` and ``_auc`` (absolute, root-relative,
+  Procrustes-aligned; AUC over 0-50 mm).
 - ``ho3d`` (default split ``evaluation``): whole 640×480 frames, as ``synthetic`` (a crop model gets
   the annotated ``handBoundingBox``; a full-image model finds the hand, HandOS's protocol on HO3D v3,
   or with ``gt_boxes`` takes that box as its prompt, as the paper's Table X).
@@ -43,9 +46,9 @@ import numpy as np
 
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import detection_metrics
-from handrecon.eval.metrics import keypoint_errors, scale_translation_align
+from handrecon.eval.metrics import dexycb_metrics, keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, score_hands
-from handrecon.eval.submission import write_freihand_submission, write_ho3d_submission
+from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
 
@@ -139,7 +142,9 @@ def evaluate(
             where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
             raise ValueError(f"{root}: {where}: {e}") from None
         for index, smp, result in zip(chunk, samples, results):
-            per_image.append((index, _score_rows(smp, result, whole_crops)))
+            rows = _score_rows(smp, result, whole_crops)
+            rows["ids"] = [smp.meta.get("index", index)] * len(rows["gt"])  # the dataset's own index (DexYCB)
+            per_image.append((index, rows))
         if on_progress is not None:
             on_progress(min(s + batch_size, len(mine)), len(mine))
     per_image = sorted((item for part in all_gather_object(per_image) for item in part), key=lambda item: item[0])
@@ -170,6 +175,11 @@ def evaluate(
                                                     np.stack(hand_Ks), visible))
         if dataset == "ho3d":
             _ho3d_metrics(result, P["keypoints_3d"], gt_hands)
+        if dataset == "dexycb" and all(h.keypoints_3d is not None for h in gt_hands):
+            gt = np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64)
+            for variant, name in (("absolute", "abs"), ("root-relative", "rr"), ("procrustes", "pa")):
+                scores = dexycb_metrics(P["keypoints_3d"], gt)[variant]
+                result.metrics[f"dexycb_{name}_mpjpe_mm"], result.metrics[f"dexycb_{name}_auc"] = scores["mpjpe"], scores["auc"]
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
@@ -181,8 +191,11 @@ def evaluate(
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission
         write(out / "pred.json", P["keypoints_3d"], P["vertices"])
+        if dataset == "dexycb":
+            write_dexycb_results(out / "results.txt", [i for _, r in per_image for i in r["ids"]], P["keypoints_3d"])
+            result.files["results"] = str(out / "results.txt")
         atomic_write_json(out / "metrics.json", result.to_json())
-        result.files = {"predictions": str(out / "pred.json"), "metrics": str(out / "metrics.json")}
+        result.files.update(predictions=str(out / "pred.json"), metrics=str(out / "metrics.json"))
     return result
 
 

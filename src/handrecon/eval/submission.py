@@ -5,7 +5,9 @@ frame, OP21, in the order of the evaluation set. `evaluate_freihand` computes wh
 `eval.py` writes to `scores.txt`, under the same key names, with lengths in millimetres (the
 official file is in cm). HO3D v3's Codalab submission is the same JSON layout, but in the OpenGL
 camera frame (y and z negated) and the HO3D (MANO21) joint order, one entry per line of
-`evaluation.txt` (`write_ho3d_submission`).
+`evaluation.txt` (`write_ho3d_submission`). DexYCB's toolkit reads a text file of lines
+`index,x1,y1,z1,...,z21`: the dataset index, then the 21 OP21 joints in millimetres, camera frame
+(`write_dexycb_results`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,19 @@ def write_ho3d_submission(path: str | Path, xyz: np.ndarray, verts: np.ndarray) 
     xyz = _check_array(np.asarray(xyz, np.float64), "xyz", (21, 3), str(path))
     verts = _check_array(np.asarray(verts, np.float64), "verts", (None, 3), str(path))
     write_freihand_submission(path, op21_to_mano21(xyz) * GL_TO_CV, verts * GL_TO_CV)
+
+
+def write_dexycb_results(path: str | Path, indices: np.ndarray, xyz: np.ndarray) -> None:
+    """Write the dex-ycb-toolkit's hand-pose result file: one line per hand, its sample index in the
+    official split order and its joints (N, 21, 3) in metres (OpenCV camera frame, OP21), written
+    in millimetres; 64 comma-separated fields per line, as `hpe_eval` reads them."""
+    xyz = _check_array(np.asarray(xyz, np.float64), "xyz", (21, 3), str(path))
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if len(indices) != len(xyz):
+        raise SubmissionError(f"{path}: {len(indices)} sample indices but {len(xyz)} joint sets; they must match")
+    with atomic_open(path, "w") as f:
+        for i, joints in zip(indices.tolist(), xyz * 1000.0):
+            f.write(f"{i}," + ",".join(f"{v:.4f}" for v in joints.ravel()) + "\n")
 
 
 def load_freihand_submission(path: str | Path, expected_count: int | None = None) -> FreihandSet:
