@@ -6,7 +6,7 @@ first, so the editable install is shadowed) and reports caught / SURVIVED. The w
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 26, about 5 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 32, about 6 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -92,6 +92,22 @@ MUTATIONS = [
      "start = joint_start.to(start.dtype).clamp(1e-4, 1 - 1e-4)", "pass", ["tests/test_handos.py"]),
     ("ONNX detector drops the letterbox scale", "src/handrecon/models/handos/onnx_detector.py",
      "size, scale[i], img.shape[:2]", "size, 1.0, img.shape[:2]", ["tests/test_detector.py"]),
+    ("HO3D submission left in the OpenCV frame", "src/handrecon/eval/submission.py",
+     "write_freihand_submission(path, op21_to_mano21(xyz) * GL_TO_CV, verts * GL_TO_CV)",
+     "write_freihand_submission(path, op21_to_mano21(xyz), verts)", ["tests/test_eval_runner.py"]),
+    ("HO3D submission in OP21 order", "src/handrecon/eval/submission.py",
+     "write_freihand_submission(path, op21_to_mano21(xyz) * GL_TO_CV", "write_freihand_submission(path, xyz * GL_TO_CV",
+     ["tests/test_eval_runner.py"]),
+    ("DexYCB result file in metres", "src/handrecon/eval/submission.py",
+     "zip(indices.tolist(), xyz * 1000.0)", "zip(indices.tolist(), xyz)", ["tests/test_eval_runner.py"]),
+    ("HandOS box prompt keeps the detector's box", "src/handrecon/models/handos/model.py",
+     "layers, heat = self.decode(det, pixel_values, image_index, query_index, boxes)",
+     "layers, heat = self.decode(det, pixel_values, image_index, query_index)", ["tests/test_handos.py"]),
+    ("HandOS box prompt takes the best-scoring query", "src/handrecon/models/handos/model.py",
+     "np.lexsort((-score, -iou))[0]", "np.argmax(score)", ["tests/test_handos.py"]),
+    ("numpy warp without its zero border", "src/handrecon/geometry/crop.py",
+     "coeffs = (a, b, c + 0.5 * (1 - a - b) + 1, d, e, f + 0.5 * (1 - d - e) + 1)",
+     "coeffs = (a, b, c + 0.5 * (1 - a - b), d, e, f + 0.5 * (1 - d - e))", ["tests/test_crop.py"]),
 ]
 
 
