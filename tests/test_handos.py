@@ -316,6 +316,9 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
 
     predictor = handrecon.load(str(ckpt))
     assert predictor.detects_hands
+    from handrecon.infer.onnx import OnnxNetwork
+
+    assert not isinstance(handrecon.load(str(ckpt), backend="auto").network, OnnxNetwork)  # prompts need torch
     image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     result = predictor.predict(image)
     for hand in result.hands:

@@ -124,3 +124,23 @@ def test_a_bad_image_in_a_batch_is_reported_and_the_rest_goes_on(tmp_path, monke
     assert set(failed) == {str(tmp_path / "in" / "a_huge.png"), str(tmp_path / "in" / "d_anim.gif")}
     assert "megapixels" in failed[str(tmp_path / "in" / "a_huge.png")] and "animated" in failed[str(tmp_path / "in" / "d_anim.gif")]
     assert len(report.written) == 2 and (tmp_path / "out" / "c_ok.json").is_file()
+
+
+def test_normalisation_is_the_per_pixel_formula():
+    """`normalize_images` (a per-level table) equals x / 255 - mean over std on every pixel, for one
+    image and for batches, in float32, channels first; anything but RGB uint8 is refused."""
+    from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_images
+
+    rng = np.random.default_rng(0)
+    for shape in ((5, 7, 3), (2, 5, 7, 3), (2, 3, 4, 6, 3)):
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        x = np.moveaxis(images, -1, -3).astype(np.float32) / np.float32(255)
+        want = (x - np.float32(IMAGENET_MEAN).reshape(3, 1, 1)) / np.float32(IMAGENET_STD).reshape(3, 1, 1)
+        got = normalize_images(images)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+    other = normalize_images(images, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    np.testing.assert_allclose(other, np.moveaxis(images, -1, -3) / 127.5 - 1, atol=1e-6)
+    for bad in (images.astype(np.float32), images[..., :2]):
+        with pytest.raises(ValueError, match="RGB uint8"):
+            normalize_images(bad)

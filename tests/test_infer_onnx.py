@@ -134,3 +134,39 @@ def test_an_exported_graph_refuses_extra_inputs(models):
     with pytest.raises(ValueError, match="serve it from its checkpoint"):
         onnx_rec.network(np.zeros((1, 3, onnx_rec.spec["input_size"], onnx_rec.spec["input_size"]), np.float32),
                          prompt_boxes=np.zeros((1, 4), np.float32))
+
+
+def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeypatch):
+    """backend="auto" (reconstruct, serve): the checkpoint is exported once into the cache under its
+    card's digest and served by onnxruntime with the torch model's predictions; the next load opens
+    the kept file without exporting; a damaged file is exported again; without onnx, torch."""
+    import handrecon.infer.load as load_module
+    import handrecon.utils.onnx as onnx_utils
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    ckpt = tiny_checkpoint(tmp_path / "ck", seed=3)
+    torch_rec = handrecon.load(ckpt)
+    auto = handrecon.load(ckpt, backend="auto", threads=1)
+    assert isinstance(auto.network, OnnxNetwork) and auto.source == str(ckpt)
+    kept = list((tmp_path / "cache" / "models").glob("*.onnx"))
+    assert len(kept) == 1
+    image = photo()
+    a, b = torch_rec.predict(image, boxes=[(30, 20, 90, 80)]), auto.predict(image, boxes=[(30, 20, 90, 80)])
+    np.testing.assert_allclose(b.hands[0].vertices, a.hands[0].vertices, atol=1e-4)
+    np.testing.assert_allclose(b.hands[0].keypoints_2d, a.hands[0].keypoints_2d, atol=1e-2)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(load_module, "export_onnx", no_export)
+    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # the kept export
+    kept[0].write_bytes(b"damaged")
+    assert not isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # export failed: torch
+    monkeypatch.undo()
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # exported again
+    monkeypatch.setattr(load_module, "onnx_export_available", lambda: False)
+    assert not isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)
+    assert onnx_utils.onnx_export_available()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        handrecon.load(ckpt, backend="tensorrt")

@@ -216,14 +216,14 @@ def show_dataset(
 
 
 
-def _load_model_or_exit(model: str, threads: Optional[int] = None):
+def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch"):
     """handrecon.load, or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
     from handrecon.checkpoint import CheckpointError
     from handrecon.infer.load import load
 
     try:
-        return load(model, threads=threads)
+        return load(model, threads=threads, backend=backend)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         typer.echo(f"error: cannot load model {model!r}: {e}", err=True)
         raise typer.Exit(2) from None
@@ -293,7 +293,7 @@ def reconstruct(
     if side is not None and box is None and not crop:
         typer.echo("error: --side applies to --box or --crop; a detector gives each hand its side", err=True)
         raise typer.Exit(2)
-    predictor = _load_model_or_exit(model, threads)
+    predictor = _load_model_or_exit(model, threads, backend="auto")  # a crop model runs on onnxruntime when it can
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)

@@ -41,7 +41,7 @@ class ModelPool:
     def get(self, name: str) -> Any:
         with self._lock:
             if name not in self._models:
-                self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads)
+                self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads, backend="auto")
             return self._models[name]
 
     def fitter(self, predictor: Any) -> HandFitter:

@@ -8,20 +8,24 @@ The card is data: its ``architecture`` picks the family's inference adapter from
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
 import torch
 
-from handrecon.checkpoint import load_model
+from handrecon.checkpoint import load_model, read_card, resolve_checkpoint
 from handrecon.infer.detect import build_detector
-from handrecon.infer.onnx import METADATA_KEY, OPSET, OnnxNetwork, metadata
+from handrecon.infer.onnx import METADATA_KEY, METADATA_VERSION, OPSET, OnnxNetwork, metadata
 from handrecon.infer.pipeline import PIPELINE_SEPARATOR, TwoStagePredictor, is_pipeline
 from handrecon.infer.predictor import Predictor, TorchNetwork
 from handrecon.infer.registry import resolve_model
 from handrecon.models.adapter import InferenceAdapter
 from handrecon.registry import ADAPTERS, ConfigError
 from handrecon.utils.io import atomic_write_bytes
+from handrecon.utils.onnx import cached_export, onnx_export_available
+
+BACKENDS = ("torch", "auto")
 
 
 def build_adapter(card: dict, where: str) -> InferenceAdapter:
@@ -81,25 +85,48 @@ def set_threads(threads: int | None) -> None:
 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
-         refine_root: bool | None = None) -> Predictor | TwoStagePredictor:
+         refine_root: bool | None = None, backend: str = "torch") -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
     name or ``KIND:DIR`` and a crop model of the kinds above). Returns a `Predictor` or a
-    `TwoStagePredictor` (``.predict``, ``.predict_batch``)."""
+    `TwoStagePredictor` (``.predict``, ``.predict_batch``).
+
+    backend "auto" (what `handrecon reconstruct` and `serve` use): a crop model on the CPU runs on
+    onnxruntime, exported once into ``$HANDRECON_CACHE/models/`` under its card's digest (which
+    covers its weights), when the extra "onnx" is installed; else, and for "torch", on torch."""
     check_threads(threads)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if is_pipeline(name_or_path):
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
-        crop_predictor = load(crop, device, threads, refine_root)
+        crop_predictor = load(crop, device, threads, refine_root, backend)
         set_threads(threads)
         return TwoStagePredictor(build_detector(detector), crop_predictor, source=str(name_or_path))
     path = resolve_model(name_or_path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)
     set_threads(threads)
-    predictor = load_torch(path, device, refine_root)
+    predictor = load_exported(path, threads, refine_root) if backend == "auto" and str(device) == "cpu" else None
+    if predictor is None:
+        predictor = load_torch(path, device, refine_root)
     predictor.source = str(name_or_path)
     return predictor
+
+
+def load_exported(path: str | Path, threads: int | None = None, refine_root: bool | None = None) -> Predictor | None:
+    """A crop model's cached onnxruntime Predictor (`utils.onnx.cached_export`, key: the card's
+    digest), exported on first use; None for a model that finds its own hands (HandOS serves box
+    prompts and its detector through torch), without onnx/onnxruntime, or when the export fails."""
+    if not onnx_export_available():
+        return None
+    ckpt = resolve_checkpoint(path)
+    card = read_card(ckpt)  # verified: its digest covers the weights' SHA-256
+    if build_adapter(card, str(ckpt)).detects_hands:
+        return None
+    key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION}".encode()).hexdigest()
+    return cached_export("models", key, lambda out: export_onnx(load_torch(ckpt), out),
+                         lambda out: load_onnx(out, threads, refine_root))
 
 
 def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPSET) -> Path:

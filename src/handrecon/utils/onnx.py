@@ -1,9 +1,16 @@
-"""The one way handrecon opens an onnxruntime session (CPU): crop models and the hand detector."""
+"""The one way handrecon opens an onnxruntime session (CPU) and keeps its own ONNX exports
+(crop models and the hand detector) in the cache."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+from handrecon.utils.io import cache_dir
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def ort_session(path: str | Path, threads: int | None = None) -> Any:
@@ -20,3 +27,32 @@ def ort_session(path: str | Path, threads: int | None = None) -> Any:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for bad files
         raise ValueError(f"{path}: onnxruntime cannot load it ({e})") from e
+
+
+def onnx_export_available() -> bool:
+    """Whether onnx (to export) and onnxruntime (to run) are installed (extra "onnx")."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cached_export(kind: str, fingerprint: str, export: Callable[[Path], Any], open_export: Callable[[Path], T]) -> T | None:
+    """`open_export(path)` of the export kept at ``$HANDRECON_CACHE/<kind>/<fingerprint[:32]>.onnx``,
+    written by `export(path)` (atomically) on first use, and again when the kept file does not open
+    (`open_export` raises ValueError: damaged or from another version). None, with a warning, when
+    exporting or opening fails (an unwritable cache, an exporter error): the caller keeps torch."""
+    path = cache_dir() / kind / f"{fingerprint[:32]}.onnx"
+    if path.is_file():
+        try:
+            return open_export(path)
+        except ValueError as e:
+            log.warning("exporting again: the cached export %s is unusable (%s)", path, e)
+    try:
+        export(path)
+        return open_export(path)
+    except Exception as e:  # noqa: BLE001 - the exporter and onnxruntime raise many types; torch still works
+        log.warning("keeping torch: the ONNX export to %s failed (%s)", path, e)
+        return None

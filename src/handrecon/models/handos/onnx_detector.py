@@ -41,8 +41,8 @@ from handrecon.models.handos.detector import (
     select_detections,
 )
 from handrecon.models.handos.side_head import load_side_head
-from handrecon.utils.io import atomic_write_bytes, cache_dir
-from handrecon.utils.onnx import ort_session
+from handrecon.utils.io import atomic_write_bytes
+from handrecon.utils.onnx import cached_export, onnx_export_available, ort_session
 
 INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
 METADATA_KEY, METADATA_FORMAT = "handrecon-detector", 1
@@ -122,16 +122,6 @@ class OnnxDetector:
         return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config), **side}
 
 
-def onnx_export_available() -> bool:
-    """Whether onnx (to export) and onnxruntime (to run) are installed (extra "onnx")."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def folder_fingerprint(folder: Path) -> str:
     """SHA-256 of a saved detector folder's weights and detector.json (the export's cache key)."""
     h = hashlib.sha256()
@@ -144,26 +134,34 @@ def folder_fingerprint(folder: Path) -> str:
 
 def detector_for_boxes(folder: str | Path, threads: int | None = None) -> OnnxDetector | Detector:
     """The saved detector in `folder` (`detector.save_detector`) for finding boxes: on onnxruntime,
-    exported on first use into ``$HANDRECON_CACHE/detectors/`` (a damaged export is replaced); the
-    torch detector, loaded once, without onnx/onnxruntime, for a detector that does not export, or
-    when the export fails (an unwritable cache, an exporter error: with a warning)."""
+    exported on first use into ``$HANDRECON_CACHE/detectors/`` (`utils.onnx.cached_export`: a
+    damaged export is replaced); the torch detector, loaded once, without onnx/onnxruntime, for a
+    detector that does not export, or when the export fails (with a warning)."""
     folder = Path(folder)
-    exporting = onnx_export_available()
-    path = cache_dir() / "detectors" / f"{folder_fingerprint(folder)[:32]}.onnx" if exporting else None
-    if path is not None and path.is_file():
-        try:
-            return OnnxDetector(path, threads, load_side_head(folder))
-        except ValueError as e:
-            log.warning("re-exporting the detector: the cached export is unusable (%s)", e)
-    detector = load_detector(str(folder))
-    if path is None or not isinstance(detector, RTDetrDetector) or not detector.config.square:
-        return detector
+    loaded: list[Detector] = []
+
+    def torch_detector() -> Detector:
+        if not loaded:
+            loaded.append(load_detector(str(folder)))
+        return loaded[0]
+
+    if onnx_export_available() and _exportable(folder):
+        found = cached_export("detectors", folder_fingerprint(folder),
+                              lambda path: export_detector_onnx(torch_detector(), path),
+                              lambda path: OnnxDetector(path, threads, load_side_head(folder)))
+        if found is not None:
+            return found
+    return torch_detector()
+
+
+def _exportable(folder: Path) -> bool:
+    """Whether a saved detector folder holds a square-input RT-DETR (per its detector.json; an
+    unreadable file is left to `load_detector` to report)."""
     try:
-        export_detector_onnx(detector, path)
-        return OnnxDetector(path, threads, detector.side_head)
-    except Exception as e:  # noqa: BLE001 - the exporter and onnxruntime raise many types; torch still works
-        log.warning("keeping the torch detector: its ONNX export to %s failed (%s)", path, e)
-        return detector
+        info = json.loads((folder / "detector.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("kind") == "rt-detr" and bool(info.get("square"))
 
 
-__all__ = ["OnnxDetector", "detector_for_boxes", "export_detector_onnx", "folder_fingerprint", "onnx_export_available"]
+__all__ = ["OnnxDetector", "detector_for_boxes", "export_detector_onnx", "folder_fingerprint"]
