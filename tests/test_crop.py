@@ -82,22 +82,3 @@ def test_warp_image_samples_at_the_affine_positions():
     batch = torch.from_numpy(image).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
     out_t = warp_image(batch, torch.as_tensor(crop.affine), 48)
     np.testing.assert_allclose(out_t[1].permute(1, 2, 0).numpy(), out, atol=1e-4)
-
-
-def test_numpy_and_torch_warps_agree_at_the_image_edges():
-    """The numpy path (PIL's resampler) and the torch path (grid_sample, zero padding) give the same
-    crops, edges included, for crops reaching outside the image at any scale and rotation."""
-    rng = np.random.default_rng(0)
-    for _ in range(40):
-        H, W = rng.integers(20, 200, 2)
-        image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-        x1, y1 = rng.uniform(-30, W), rng.uniform(-30, H)
-        box = (x1, y1, x1 + rng.uniform(5, 150), y1 + rng.uniform(5, 150))
-        size = int(rng.integers(8, 96))
-        affine = crop_transform(box, size, scale=rng.uniform(0.8, 2.0), rotation_deg=rng.uniform(-180, 180)).affine
-        ref = warp_image(torch.from_numpy(image).permute(2, 0, 1)[None].float(), torch.as_tensor(affine), size)[0]
-        ref = ref.permute(1, 2, 0).round().clamp(0, 255).numpy()
-        assert np.abs(warp_image(image, affine, size).astype(np.float64) - ref).max() <= 1
-        grey = image[..., 0].astype(np.float32)
-        np.testing.assert_allclose(warp_image(grey, affine, size), warp_image(
-            torch.from_numpy(grey)[None, None], torch.as_tensor(affine, dtype=torch.float32), size)[0, 0].numpy(), rtol=0, atol=0.02)

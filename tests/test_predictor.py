@@ -82,9 +82,7 @@ def test_whole_image_is_the_crop_without_a_box(rec):
 def test_left_hand_mirrors_right_hand(rec):
     """predict(mirrored photo, side=left) is the mirror of predict(photo, side=right) for a camera
     whose principal point is the image centre (the default K). The box maps pixels 1:1 onto the
-    crop (up to the float rounding of the crop scale) so both crops are the same within one grey
-    level at a few pixels, and only the geometry is under test: a mirroring error would be
-    centimetres, the crops' rounding moves the outputs by micrometres."""
+    crop so both crops are bit-identical and only the geometry is under test."""
     image, (H, W) = photo(), (120, 160)
     half = SIZE / rec.adapter.crop_scale / 2
     cx, cy = 60.5, 50.5
@@ -93,10 +91,10 @@ def test_left_hand_mirrors_right_hand(rec):
     left = rec.predict(np.ascontiguousarray(image[:, ::-1]), boxes=[[W - 1 - box[2], box[1], W - 1 - box[0], box[3]]],
                        sides=["left"]).hands[0]
     assert left.side == "left"
-    np.testing.assert_allclose(left.vertices, right.vertices * [-1, 1, 1], atol=1e-4)
-    np.testing.assert_allclose(left.keypoints_3d, right.keypoints_3d * [-1, 1, 1], atol=1e-4)
-    np.testing.assert_allclose(left.keypoints_2d[:, 0], W - 1 - right.keypoints_2d[:, 0], atol=1e-2)
-    np.testing.assert_allclose(left.keypoints_2d[:, 1], right.keypoints_2d[:, 1], atol=1e-2)
+    np.testing.assert_allclose(left.vertices, right.vertices * [-1, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(left.keypoints_3d, right.keypoints_3d * [-1, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(left.keypoints_2d[:, 0], W - 1 - right.keypoints_2d[:, 0], atol=1e-4)
+    np.testing.assert_allclose(left.keypoints_2d[:, 1], right.keypoints_2d[:, 1], atol=1e-4)
 
 
 def test_K_is_used_and_returned(rec):
