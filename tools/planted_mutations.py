@@ -6,7 +6,7 @@ first, so the editable install is shadowed) and reports caught / SURVIVED. The w
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 31, about 6 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 33, about 6 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -105,6 +105,10 @@ MUTATIONS = [
      "layers, heat = self.decode(det, pixel_values, image_index, query_index)", ["tests/test_handos.py"]),
     ("HandOS box prompt takes the best-scoring query", "src/handrecon/models/handos/model.py",
      "np.lexsort((-score, -iou))[0]", "np.argmax(score)", ["tests/test_handos.py"]),
+    ("normalisation table over the mean instead of the std", "src/handrecon/utils/image.py",
+     "/ np.asarray(std, np.float32)[:, None]", "/ np.asarray(mean, np.float32)[:, None]", ["tests/test_images.py"]),
+    ("cached exports never reused", "src/handrecon/utils/onnx.py", "    if path.is_file():\n", "    if False:\n",
+     ["tests/test_infer_onnx.py"]),
 ]
 
 
