@@ -209,3 +209,19 @@ def test_reconstruct_with_a_boxes_file(tmp_path, ckpt):
     r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt),
                             "--boxes", str(tmp_path / "bad.json")])
     assert r.exit_code == 2 and "'a.png' hand 0" in r.output and "Traceback" not in r.output
+
+
+def test_reconstruct_backends_agree_and_a_bad_one_is_an_error(tmp_path, ckpt, monkeypatch):
+    """--backend auto (the default: onnxruntime from the export cache) and --backend torch give the
+    same hands; an unknown backend is a one-line error."""
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    images = write_images(tmp_path / "in")
+    common = ["--model", str(ckpt), "--crop", "--no-overlay", "--formats", ""]
+    for backend in ("auto", "torch"):
+        r = runner.invoke(app, ["reconstruct", str(images), "--out", str(tmp_path / backend), "--backend", backend, *common])
+        assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "cache" / "models").glob("*.onnx"))) == 1
+    a, b = (json.loads((tmp_path / k / "a.json").read_text())["hands"][0] for k in ("auto", "torch"))
+    np.testing.assert_allclose(a["vertices"], b["vertices"], atol=1e-3)
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(tmp_path / "x"), "--backend", "tpu", *common])
+    assert r.exit_code == 2 and r.output.startswith("error: cannot load model") and "backend must be one of" in r.output

@@ -255,6 +255,7 @@ def reconstruct(
     formats: str = typer.Option("obj,ply,glb", "--formats", help="Mesh formats, comma-separated (obj, ply, glb); empty for none."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+    backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
@@ -293,7 +294,7 @@ def reconstruct(
     if side is not None and box is None and not crop:
         typer.echo("error: --side applies to --box or --crop; a detector gives each hand its side", err=True)
         raise typer.Exit(2)
-    predictor = _load_model_or_exit(model, threads, backend="auto")  # a crop model runs on onnxruntime when it can
+    predictor = _load_model_or_exit(model, threads, backend)
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)
