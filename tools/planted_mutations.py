@@ -104,7 +104,7 @@ MUTATIONS = [
      "layers, heat = self.decode(det, pixel_values, image_index, query_index, boxes)",
      "layers, heat = self.decode(det, pixel_values, image_index, query_index)", ["tests/test_handos.py"]),
     ("HandOS box prompt takes the best-scoring query", "src/handrecon/models/handos/model.py",
-     "np.lexsort((-score, -iou))[0]", "np.argmax(score)", ["tests/test_handos.py"]),
+     "np.lexsort((-scores[b], -iou))[0]", "np.argmax(scores[b])", ["tests/test_handos.py"]),
     ("normalisation table over the mean instead of the std", "src/handrecon/utils/image.py",
      "/ np.asarray(std, np.float32)[:, None]", "/ np.asarray(mean, np.float32)[:, None]", ["tests/test_images.py"]),
     ("cached exports never reused", "src/handrecon/utils/onnx.py", "    if path.is_file():\n", "    if False:\n",

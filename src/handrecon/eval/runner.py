@@ -173,13 +173,14 @@ def evaluate(
             visible = np.stack([h.visibility > 0.5 for h in gt_hands])
             result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
                                                     np.stack(hand_Ks), visible))
+        gt_joints = _hand_sets(P, gt_hands, pred_sides)[1].keypoints_3d  # None unless every hand has 3D
         if dataset == "ho3d":
-            _ho3d_metrics(result, P["keypoints_3d"], gt_hands)
-        if dataset == "dexycb" and all(h.keypoints_3d is not None for h in gt_hands):
-            gt = np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64)
+            _ho3d_metrics(result, P["keypoints_3d"], gt_joints)
+        if dataset == "dexycb" and gt_joints is not None:
+            scores = dexycb_metrics(P["keypoints_3d"], gt_joints)
             for variant, name in (("absolute", "abs"), ("root-relative", "rr"), ("procrustes", "pa")):
-                scores = dexycb_metrics(P["keypoints_3d"], gt)[variant]
-                result.metrics[f"dexycb_{name}_mpjpe_mm"], result.metrics[f"dexycb_{name}_auc"] = scores["mpjpe"], scores["auc"]
+                result.metrics[f"dexycb_{name}_mpjpe_mm"] = scores[variant]["mpjpe"]
+                result.metrics[f"dexycb_{name}_auc"] = scores[variant]["auc"]
     else:
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
@@ -199,13 +200,13 @@ def evaluate(
     return result
 
 
-def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_hands: list) -> None:
-    """HO3D's additions: the scale-translation-aligned joint error where the 3D ground truth is known
-    (train), or, on the evaluation split (box and root only), no keypoint metrics and a note."""
-    if all(h.keypoints_3d is not None for h in gt_hands):
-        gt = np.stack([h.keypoints_3d for h in gt_hands]).astype(np.float64)
-        aligned = scale_translation_align(xyz, gt, "op21")
-        result.metrics["st_mpjpe_mm"] = 1000.0 * float(keypoint_errors(aligned, gt).mean())
+def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | None) -> None:
+    """HO3D's additions: the scale-translation-aligned joint error where the 3D ground truth
+    `gt_joints` (N, 21, 3) is known (train), or, on the evaluation split (box and root only, None),
+    no keypoint metrics and a note."""
+    if gt_joints is not None:
+        aligned = scale_translation_align(xyz, gt_joints, "op21")
+        result.metrics["st_mpjpe_mm"] = 1000.0 * float(keypoint_errors(aligned, gt_joints).mean())
         return
     for key in HO3D_WITHHELD:
         if key in result.metrics:

@@ -283,11 +283,12 @@ class HandOS(nn.Module):
         (N, 4) x1, y1, x2, y2 input px of image `image_index` (N,), the detector query whose final
         box overlaps it most (ties: the higher score). Its queries are decoded with the prompt box as
         the reference box: the deformable attention reads inside the given box."""
+        det_boxes = cxcywh_to_xyxy(det.boxes.float().cpu().numpy()) * S  # (B, Q, 4) input px
+        scores = det.scores.float().cpu().numpy()
         query_index = []
         for b, box in zip(image_index.tolist(), np.asarray(boxes, np.float64).reshape(-1, 4)):
-            iou = box_iou(box[None], cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()) * S)[0]
-            score = det.scores[b].float().cpu().numpy()
-            query_index.append(int(np.lexsort((-score, -iou))[0]))
+            iou = box_iou(box[None], det_boxes[b])[0]
+            query_index.append(int(np.lexsort((-scores[b], -iou))[0]))
         return torch.as_tensor(query_index, dtype=torch.long)
 
     def decode_layer(self, layer: dict[str, torch.Tensor], S: int, K: torch.Tensor | None) -> dict[str, torch.Tensor]:
