@@ -106,7 +106,8 @@ def main() -> None:
         results = {"torch": stage_times(rec, image, box, args.side, args, model=model)}
         batch16 = {"torch": batch_throughput(rec, args)}
         try:
-            from handrecon.infer.load import export_onnx, load_onnx
+            from handrecon.infer.load import load_onnx
+            from handrecon.infer.torch_backend import export_onnx
 
             path = export_onnx(rec, Path(d) / "model.onnx")
             ort = load_onnx(path, threads=args.threads)

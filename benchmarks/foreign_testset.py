@@ -40,7 +40,8 @@ import torch
 
 from handrecon.data.schema import HandAnnotation
 from handrecon.data.synthetic_format import ShardWriter, init_output, make_meta
-from handrecon.hand.model import HandModel, topology_sha256
+from handrecon.hand.load import topology_sha256
+from handrecon.hand.model import HandModel
 from handrecon.hand.openhand import load_openhand
 from handrecon.hand.pose import sample_poses, sample_shapes
 

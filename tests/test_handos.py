@@ -16,7 +16,8 @@ pytest.importorskip("transformers")
 from helpers import tiny_detr  # noqa: E402
 
 from handrecon.geometry.camera import project  # noqa: E402
-from handrecon.hand.model import HandModel, load_hand_model_data  # noqa: E402
+from handrecon.hand.load import load_hand_model_data  # noqa: E402
+from handrecon.hand.model import HandModel  # noqa: E402
 from handrecon.losses import oks  # noqa: E402
 from handrecon.models.handos import (  # noqa: E402
     POLICIES,

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 from test_predictor import SIZE, photo, tiny_checkpoint
 
 import handrecon
-from handrecon.infer.load import export_onnx, load_onnx
+from handrecon.infer.load import load_onnx
 from handrecon.infer.onnx import METADATA_KEY, OnnxNetwork, metadata
+from handrecon.infer.torch_backend import export_onnx
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +147,7 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
     card's digest and served by onnxruntime with the torch model's predictions; the next load opens
     the kept file without exporting; a damaged file is exported again; without onnx, torch."""
     import handrecon.infer.load as load_module
+    import handrecon.infer.torch_backend as torch_backend
     import handrecon.utils.onnx as onnx_utils
 
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
@@ -158,7 +165,7 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(load_module, "export_onnx", no_export)
+    monkeypatch.setattr(torch_backend, "export_onnx", no_export)
     assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # the kept export
     kept[0].write_bytes(b"damaged")
     assert not isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # export failed: torch
@@ -170,3 +177,51 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
     assert onnx_utils.onnx_export_available()
     with pytest.raises(ValueError, match="backend must be one of"):
         handrecon.load(ckpt, backend="tensorrt")
+
+
+# Runs the CLI with every import of torch refused: serving an exported model must not need torch.
+WITHOUT_TORCH = """
+import sys
+
+class RefuseTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"{name} was imported while serving an exported model")
+
+sys.meta_path.insert(0, RefuseTorch())
+from handrecon.cli import app
+app()
+"""
+
+
+def run_without_torch(args: list[str], cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HANDRECON_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, monkeypatch):
+    """`reconstruct` on an .onnx file, and on a checkpoint whose export is in the cache (backend
+    auto), runs with torch refused (start-up: no torch import, ~1 s instead of ~3 s) and writes what
+    the torch model predicts: JSON, meshes and the overlay."""
+    torch_rec, _, path = models
+    image = photo(seed=6)
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    want = torch_rec.predict(image, boxes=[(30, 20, 110, 100)]).hands[0]
+    done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(path), "--box", "30", "20",
+                              "110", "100", "--out", str(tmp_path / "out")], tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "photo.json", "photo_hand0.obj", "photo_hand0.ply", "photo_hand0.glb", "photo_overlay.png"}
+    hand = json.loads((tmp_path / "out" / "photo.json").read_text())["hands"][0]
+    np.testing.assert_allclose(hand["vertices"], want.vertices, atol=1e-4)
+    np.testing.assert_allclose(hand["keypoints_2d"], want.keypoints_2d, atol=1e-2)
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    ckpt = tiny_checkpoint(tmp_path / "ck", seed=1)
+    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # exports into the cache
+    done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(ckpt), "--crop",
+                              "--formats", "", "--no-overlay", "--out", str(tmp_path / "auto")], tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    hand = json.loads((tmp_path / "auto" / "photo.json").read_text())["hands"][0]
+    np.testing.assert_allclose(hand["vertices"], torch_rec.predict(image).hands[0].vertices, atol=1e-4)

@@ -114,7 +114,7 @@ def test_random_cards_load_or_give_one_clear_error(model, tmp_path_factory, chan
 @pytest.fixture(scope="module")
 def onnx_file(model, tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    from handrecon.infer.load import export_onnx
+    from handrecon.infer.torch_backend import export_onnx
 
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "m.onnx")
 

@@ -40,29 +40,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from handrecon.card import (  # the torch-free half of this API, re-exported here
+    CARD_FILE, CARD_FORMAT, CARD_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, card_digest, file_sha256,
+    list_checkpoints, read_card, read_pointer, resolve_checkpoint, seal_card,
+)
 from handrecon.registry import MODELS, ConfigError
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 from handrecon.version import __version__
-
-CARD_FORMAT = "handrecon-checkpoint"
-CARD_VERSION = 1
-MODEL_FILE, STATE_FILE, CARD_FILE = "model.safetensors", "state.safetensors", "card.json"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or corrupt; the message names the path."""
-
-
-def card_digest(card: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no spaces) of every card field but ``card_sha256``."""
-    body = {k: v for k, v in card.items() if k != "card_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def seal_card(card: dict[str, Any]) -> dict[str, Any]:
-    """The card with its own digest (``card_sha256``) set; write cards only through this."""
-    return {**card, "card_sha256": card_digest(card)}
-
 
 # --------------------------------------------------------------------------- tensor/JSON state
 
@@ -122,14 +106,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A module's state_dict as independent contiguous CPU tensors (safetensors rejects shared storage)."""
     return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
@@ -159,7 +135,7 @@ def save_checkpoint(
             **card,
             "handrecon_version": __version__,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": {name: _sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE)},
+            "files": {name: file_sha256(tmp / name) for name in (MODEL_FILE, STATE_FILE)},
         }
         atomic_write_json(tmp / CARD_FILE, seal_card(card))
         if ckpt_dir.exists():
@@ -181,28 +157,6 @@ def write_pointer(ckpt_root: str | Path, which: str, ckpt_dir: Path, **extra: An
     atomic_write_json(Path(ckpt_root) / f"{which}.json", {"checkpoint": ckpt_dir.name, **extra})
 
 
-def read_pointer(ckpt_root: str | Path, which: str) -> Path | None:
-    p = Path(ckpt_root) / f"{which}.json"
-    if not p.is_file():
-        return None
-    try:
-        name = json.loads(p.read_text())["checkpoint"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None
-    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-        return None  # a pointer names a checkpoint directory inside ckpt_root, nothing else
-    return Path(ckpt_root) / name
-
-
-def list_checkpoints(ckpt_root: str | Path) -> list[Path]:
-    """Checkpoint directories under ``ckpt_root`` that have a card, sorted by step (oldest first)."""
-    root = Path(ckpt_root)
-    if not root.is_dir():
-        return []
-    dirs = [d for d in root.glob("step_*") if d.is_dir() and (d / CARD_FILE).is_file()]
-    return sorted(dirs, key=lambda d: d.name)
-
-
 def prune_checkpoints(ckpt_root: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints, never the one ``best.json`` points to."""
     if keep_last <= 0:
@@ -214,27 +168,6 @@ def prune_checkpoints(ckpt_root: str | Path, keep_last: int) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Turn a checkpoint dir, its ``card.json``, a ``checkpoints/`` dir or a run dir into a
-    checkpoint directory (a run or checkpoints dir resolves to ``best``, then ``last``)."""
-    p = Path(path)
-    if p.is_file() and p.name == CARD_FILE:
-        p = p.parent
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist")
-    if (p / CARD_FILE).is_file():
-        return p
-    for root in (p / "checkpoints", p):
-        for which in ("best", "last"):
-            target = read_pointer(root, which)
-            if target is not None and (target / CARD_FILE).is_file():
-                return target
-        found = list_checkpoints(root)
-        if found:
-            return found[-1]
-    raise CheckpointError(f"{p} holds no checkpoint (no {CARD_FILE} in it or under checkpoints/)")
 
 
 def find_last_checkpoint(run_dir: str | Path, skipped: list[str] | None = None) -> Path | None:
@@ -266,42 +199,6 @@ def remove_stale_temporaries(ckpt_root: str | Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed
-
-
-def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Read a checkpoint's card; with ``verify`` also check the card's own digest, that its ``files``
-    are plain names inside the checkpoint directory (``model.safetensors`` among them), and that each
-    exists and matches its hash. Raises CheckpointError naming the file and the problem."""
-    d = Path(ckpt_dir)
-    card_path = d / CARD_FILE
-    if not card_path.is_file():
-        raise CheckpointError(f"{d}: no {CARD_FILE}; the checkpoint is missing or was never completed")
-    try:
-        card = json.loads(card_path.read_text())
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{card_path}: not valid JSON ({e}); the checkpoint is corrupt") from None
-    except OSError as e:
-        raise CheckpointError(f"{card_path}: cannot read it ({e.strerror or e})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{card_path}: not a handrecon checkpoint card")
-    if verify:
-        if card.get("card_sha256") != card_digest(card):
-            raise CheckpointError(f"{card_path}: the card does not match its own digest (card_sha256): it was edited "
-                                  "or not written by handrecon; re-save the checkpoint with handrecon")
-        files = card.get("files")
-        if not isinstance(files, dict) or MODEL_FILE not in files:
-            raise CheckpointError(f"{card_path}: no 'files' table listing {MODEL_FILE} and its SHA-256; "
-                                  "the card is incomplete")
-        for name, digest in files.items():
-            if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-                raise CheckpointError(f"{card_path}: 'files' entry {name!r} is not a plain file name inside "
-                                      f"{d}; refused")
-            f = d / name
-            if not f.is_file():
-                raise CheckpointError(f"{d}: {name} is missing; the checkpoint is incomplete")
-            if _sha256(f) != digest:
-                raise CheckpointError(f"{f}: contents do not match the hash in {CARD_FILE}; the file is corrupt")
-    return card
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -88,7 +88,7 @@ def train(
 ) -> None:
     """Train a model from a YAML config; run it under torchrun for DistributedDataParallel."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
-    from handrecon.checkpoint import CheckpointError
+    from handrecon.card import CheckpointError
     from handrecon.train import ConfigError, load_config
     from handrecon.train import train as run_training
 
@@ -219,7 +219,7 @@ def show_dataset(
 def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch"):
     """handrecon.load, or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
-    from handrecon.checkpoint import CheckpointError
+    from handrecon.card import CheckpointError
     from handrecon.infer.load import load
 
     try:
@@ -369,7 +369,7 @@ def detect(
     from rich.progress import Progress
 
     from handrecon.infer.detect import build_detector, detect_paths
-    from handrecon.infer.load import set_threads
+    from handrecon.infer.torch_backend import set_threads
 
     if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_iou <= 1.0:
         typer.echo(f"error: --score-threshold must be in [0, 1] and --nms-iou in (0, 1], got {score_threshold} and {nms_iou}", err=True)
@@ -525,7 +525,7 @@ def export_onnx_command(
 ) -> None:
     """Export a model's network to ONNX (dynamic batch, opset 17) for onnxruntime inference."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
-    from handrecon.infer.load import export_onnx
+    from handrecon.infer.torch_backend import export_onnx
 
     rec = _load_model_or_exit(model)
     try:

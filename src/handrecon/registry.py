@@ -8,6 +8,10 @@ detectors in `DETECTORS`. Nothing here names
 a family: on a miss, every module listed under the ``handrecon.families`` entry point group
 (handrecon's own families in ``pyproject.toml``, or a third-party package's) is imported once, so
 the error can list what really exists. Anything else must be listed in a config's ``imports``.
+
+An adapter is looked up first under the ``handrecon.adapters`` entry point group (architecture
+name → the module that registers its adapter), so serving a model imports its own family's
+adapter module and nothing else: an exported M3DHMR starts without torch or the other families.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from importlib.metadata import entry_points
 from typing import Any, Callable
 
 FAMILY_ENTRY_POINTS = "handrecon.families"
+ADAPTER_ENTRY_POINTS = "handrecon.adapters"
 
 
 class ConfigError(ValueError):
@@ -36,8 +41,11 @@ def load_families() -> list[str]:
 class Registry:
     """Maps names used in configs and cards to factories (classes or functions)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, entry_points_group: str | None = None):
+        """entry_points_group: where a missing name's own module is listed (``name = module``),
+        imported before falling back to every family."""
         self.kind = kind
+        self.entry_points_group = entry_points_group
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -53,6 +61,9 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items and self.entry_points_group is not None:
+            for ep in entry_points(group=self.entry_points_group, name=name):
+                importlib.import_module(ep.value)
         if name not in self._items:
             load_families()
         if name not in self._items:
@@ -81,7 +92,7 @@ def _qualname(obj: Any) -> str:
 
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
-ADAPTERS = Registry("inference adapter")
+ADAPTERS = Registry("inference adapter", ADAPTER_ENTRY_POINTS)
 DETECTORS = Registry("hand detector")
 
 

@@ -3,9 +3,8 @@
 Every random transform takes a numpy Generator and is deterministic given its state. All
 geometric transforms keep images, K and annotations consistent:
 
-- `crop_view`: the typed view a crop model sees at inference (image, K', image→view maps), the
-  same crop and mirror as `crop_hand` + `flip_left` without a `Sample`.
-- `crop_hand` / `HandCrop`: square crop around a hand with scale / shift / rotation; K becomes
+- `crop_hand` / `HandCrop`: square crop around a hand (its deterministic case without a `Sample`,
+  the view a crop model sees at inference, is `geometry.crop.crop_view`) with scale / shift / rotation; K becomes
   the crop's virtual camera K' and 3D keypoints, vertices, the root rotation and transl are
   rotated by the crop's R (geometry.crop), so ``project(X', K') == crop-transformed 2D``.
 - `flip`: horizontal mirror; a left hand becomes a right hand (the mirror of the scene: x -> -x
@@ -27,13 +26,15 @@ from PIL import Image
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.geometry.camera import scale_intrinsics
-from handrecon.geometry.crop import crop_transform, invert_affine, transform_points, warp_image
+from handrecon.geometry.crop import (
+    crop_transform, invert_affine, mirror_intrinsics, mirror_maps, transform_points, warp_image,
+)
 from handrecon.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handrecon.hand.model import mirror_axis_angle
 from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_images
 
 DEFAULT_CROP_SCALE = 1.3  # crop side / longest box side when none is given
-_MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)
+_MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)  # x -> -x
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -100,38 +101,6 @@ def crop_hand(sample: Sample, size: int = 224, hand_index: int = 0, scale: float
                              source=sample.source, sample_id=sample.sample_id, meta=meta)
 
 
-@dataclass(frozen=True)
-class CropView:
-    """What a crop model sees of one hand, and how to map its outputs back.
-
-    image: (S, S, 3) uint8. K: (3, 3) float64 view intrinsics (view px). affine: (2, 3) image px →
-    view px. R: (3, 3) image camera frame → view frame (det -1 when mirrored), so that
-    project(R X, K) = affine(project(X, K_image)). mirrored: a left hand shown as a right hand.
-    """
-
-    image: np.ndarray
-    K: np.ndarray
-    affine: np.ndarray
-    R: np.ndarray
-    mirrored: bool
-
-
-def crop_view(image: np.ndarray, K: np.ndarray, box: np.ndarray, size: int, scale: float,
-              mirror: bool = False) -> CropView:
-    """The deterministic crop of `crop_hand` (no shift or rotation) around `box` (x1, y1, x2, y2
-    px; side = longest box side * scale), resized to `size`, then mirrored if `mirror` (as
-    `flip_left` does for a left hand): exactly the view the training pipeline gives the model, bit
-    for bit (the box and K' pass through float32, as a `Sample` stores them)."""
-    ct = crop_transform(np.asarray(box, np.float32), size, K, scale)
-    view = warp_image(image, ct.affine, size)
-    K_view, affine, R = ct.K.astype(np.float32).astype(np.float64), ct.affine, ct.R
-    if mirror:
-        view = np.ascontiguousarray(view[:, ::-1])
-        K_view = mirror_intrinsics(K_view, size)
-        affine, R = mirror_maps(affine, R, size)
-    return CropView(view, K_view, np.asarray(affine, np.float64), np.asarray(R, np.float64), mirror)
-
-
 @dataclass
 class HandCrop:
     """Random hand-centred crop. scale: range of the crop side over the longest box side;
@@ -155,23 +124,6 @@ class HandCrop:
 
 
 # ----------------------------------------------------------------------------- flip
-def mirror_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
-    """(3, 3) float64 intrinsics of the horizontally mirrored image: cx -> W-1-cx, skew negated."""
-    K = np.asarray(K, np.float64).copy()
-    K[0, 2] = width - 1 - K[0, 2]
-    K[0, 1] = -K[0, 1]
-    return K
-
-
-def mirror_maps(affine: np.ndarray, R: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(affine (2, 3) image px -> view px, R (3, 3) camera -> view frame) composed with the
-    horizontal mirror of a view `width` px wide (u -> W-1-u, x -> -x)."""
-    F = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
-    A = np.asarray(affine, np.float64)
-    mirrored = np.concatenate([F[:, :2] @ A[:, :2], (F[:, :2] @ A[:, 2] + F[:, 2])[:, None]], 1)
-    return mirrored, np.diag(_MIRROR_X.astype(np.float64)) @ np.asarray(R, np.float64)
-
-
 def flip(sample: Sample) -> Sample:
     """Mirror the sample horizontally: image columns reversed, u -> W-1-u, K's cx -> W-1-cx and
     skew negated, 3D x negated (vertices, keypoints, transl), poses mirrored, sides swapped.

@@ -7,7 +7,6 @@ centre x, centre y, width, height (a DETR's normalised output format).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -46,11 +45,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return order[~suppressed]
 
 
-def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> torch.Tensor:
-    """(N, 4) boxes in network-input px -> torch (N, 4) cxcywh normalised to the input (H, W) (DETR
-    training targets)."""
+def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) boxes in network-input px -> (N, 4) float32 cxcywh normalised to the input (H, W)
+    (DETR training targets)."""
     H, W = input_size
-    b = torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+    b = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
     cxcy = (b[:, :2] + b[:, 2:]) / 2
-    wh = (b[:, 2:] - b[:, :2]).clamp(min=0)
-    return torch.cat([cxcy, wh], 1) / torch.tensor([W, H, W, H], dtype=torch.float32)
+    wh = np.maximum(b[:, 2:] - b[:, :2], 0)
+    return np.concatenate([cxcy, wh], 1) / np.array([W, H, W, H], np.float32)

@@ -4,10 +4,11 @@ Conventions (DESIGN.md): camera frame x right, y down, z forward, metres; K maps
 pixels as u = fx*x/z + s*y/z + cx, v = fy*y/z + cy, and pixel (row r, col c) has its centre at
 (c, r), so an image of width W spans u in [-0.5, W - 0.5] and its centre is ((W-1)/2, (H-1)/2).
 
-API: `project` and `backproject` are torch functions (batched over leading dims, differentiable)
-computing in the dtype and on the device of their first argument (K may be numpy); all-numpy
-inputs give numpy outputs. The intrinsics builders return numpy float64
-(3, 3) matrices, since cameras are set up once per sample on the CPU.
+API: `project` and `backproject` are batched over leading dims. Given a torch tensor they are
+torch functions (differentiable) computing in the dtype and on the device of their first argument
+(K may be numpy); all-numpy inputs are computed in numpy (float64 for float64 data) and give numpy
+outputs, without importing torch (`utils.arrays.torch_of`). The intrinsics builders return numpy
+float64 (3, 3) matrices, since cameras are set up once per sample on the CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+
+from handrecon.utils.arrays import torch_of
 
 # Focal length (pixels) assumed for an image without K, as a multiple of its larger side: the
 # COLMAP default (1.2), i.e. a 45 degree field of view across the larger side, typical of phone
@@ -74,37 +76,46 @@ def project(points, K):
 
     Points must lie in front of the camera (z > 0); nothing is clamped.
     """
-    points_t, K_t, as_numpy = _as_torch(points, K)
+    torch = torch_of(points, K)
+    if torch is None:
+        points, K = _as_numpy(points, K)
+        q = points @ np.swapaxes(K, -1, -2)
+        return q[..., :2] / q[..., 2:]
+    points_t, K_t = _as_torch(torch, points, K)
     q = points_t @ K_t.transpose(-1, -2)
-    uv = q[..., :2] / q[..., 2:]
-    return uv.numpy() if as_numpy else uv
+    return q[..., :2] / q[..., 2:]
 
 
 def backproject(uv, depth, K):
     """Lift (..., N, 2) pixels with depths z (..., N) through K (..., 3, 3) to (..., N, 3) points."""
-    uv_t, depth_t, K_t, as_numpy = _as_torch(uv, depth, K)
-    rays = torch.linalg.solve(K_t, _homogeneous(uv_t).transpose(-1, -2)).transpose(-1, -2)  # z = 1
-    points = rays * depth_t[..., None]
-    return points.numpy() if as_numpy else points
+    torch = torch_of(uv, depth, K)
+    if torch is None:
+        uv, depth, K = _as_numpy(uv, depth, K)
+        uv1 = np.concatenate([uv, np.ones_like(uv[..., :1])], -1)
+        rays = np.swapaxes(np.linalg.solve(K, np.swapaxes(uv1, -1, -2)), -1, -2)  # z = 1
+        return rays * depth[..., None]
+    uv_t, depth_t, K_t = _as_torch(torch, uv, depth, K)
+    uv1 = torch.cat([uv_t, torch.ones_like(uv_t[..., :1])], -1)
+    rays = torch.linalg.solve(K_t, uv1.transpose(-1, -2)).transpose(-1, -2)  # z = 1
+    return rays * depth_t[..., None]
 
 
-def _homogeneous(uv: torch.Tensor) -> torch.Tensor:
-    return torch.cat([uv, torch.ones_like(uv[..., :1])], -1)
+def _as_numpy(*arrays):
+    """numpy arrays of one floating dtype (float32 promoted with the inputs' dtypes: float64 stays)."""
+    arrays = [np.asarray(a) for a in arrays]
+    dtype = np.result_type(np.float32, *arrays)
+    return [a.astype(dtype, copy=False) for a in arrays]
 
 
-def _as_torch(*arrays):
-    """The inputs as tensors, plus whether they were all numpy.
-
-    Tensors follow the first input: its dtype (if floating) and device; all-numpy inputs are
-    promoted to a common floating dtype (float64 for float64 data).
-    """
-    as_numpy = all(isinstance(a, np.ndarray) for a in arrays)
+def _as_torch(torch, *arrays):
+    """The inputs as tensors on the first one's device, in its dtype if floating (else float32
+    promoted with the inputs' dtypes)."""
     tensors = [torch.as_tensor(a) for a in arrays]
     first = tensors[0]
-    if as_numpy or not first.is_floating_point():
+    if first.is_floating_point():
+        dtype = first.dtype
+    else:
         dtype = torch.float32
         for t in tensors:
             dtype = torch.promote_types(dtype, t.dtype)
-    else:
-        dtype = first.dtype
-    return (*[t.to(device=first.device, dtype=dtype) for t in tensors], as_numpy)
+    return [t.to(device=first.device, dtype=dtype) for t in tensors]

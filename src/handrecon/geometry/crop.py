@@ -13,7 +13,9 @@ general R and K' come from an RQ decomposition, still exact.
 
 API: `crop_transform` works in numpy float64 on one sample; `transform_points`,
 `invert_affine` accept numpy or torch (batched over leading dims); `warp_image` takes a numpy
-H x W x C image or a torch (B, C, H, W) batch.
+H x W x C image (resampled in numpy) or a torch (B, C, H, W) batch (`grid_sample`). `crop_view` is
+the deterministic crop a crop model sees at inference, exactly as training makes it. Nothing here
+imports torch: numpy in, numpy out (`utils.arrays.torch_of`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from handrecon.utils.arrays import torch_of
+
+_MIRROR_X = np.array([-1.0, 1.0, 1.0])  # the camera frame's x axis, mirrored
 
 
 @dataclass
@@ -84,7 +88,8 @@ def crop_transform(
 
 def invert_affine(affine):
     """Inverse of (..., 2, 3) affine maps (numpy or torch)."""
-    if isinstance(affine, torch.Tensor):
+    torch = torch_of(affine)
+    if torch is not None:
         inv = torch.linalg.inv(affine[..., :2])
         return torch.cat([inv, -(inv @ affine[..., 2:])], -1)
     affine = np.asarray(affine, np.float64)
@@ -94,7 +99,8 @@ def invert_affine(affine):
 
 def transform_points(uv, affine):
     """Apply (..., 2, 3) affine maps to (..., N, 2) points (numpy or torch)."""
-    if isinstance(uv, torch.Tensor):
+    torch = torch_of(uv)
+    if torch is not None:
         affine = torch.as_tensor(affine, dtype=uv.dtype, device=uv.device)
         return uv @ affine[..., :2].transpose(-1, -2) + affine[..., None, :, 2]
     affine = np.asarray(affine)
@@ -106,28 +112,51 @@ def warp_image(image, affine, size: int | tuple[int, int]):
 
     image: numpy (H, W, C) or (H, W) array (uint8 stays uint8, rounded), affine (2, 3) -> numpy;
     or torch (B, C, H, W) float with affine (B, 2, 3) or (2, 3) -> torch (B, C, h, w).
-    size: crop side, or (width, height).
+    size: crop side, or (width, height). Both kinds sample at the same positions; numpy computes
+    the weights in float64 and sums in float32, so a uint8 result can differ from the torch one by
+    one level where a value lies within rounding of a half.
     """
     w, h = (size, size) if isinstance(size, int) else size
-    if isinstance(image, np.ndarray):
+    torch = torch_of(image)
+    if torch is None:
+        image = np.asarray(image)
         if image.ndim not in (2, 3):
             raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
-        pixels = np.ascontiguousarray(image.reshape(*image.shape[:2], -1))
-        if not pixels.flags.writeable:  # torch wants writable memory; only read here, but copy to be exact
-            pixels = pixels.copy()
-        chw = torch.from_numpy(pixels).permute(2, 0, 1)
-        out = _grid_warp(chw[None].to(torch.float32), torch.as_tensor(affine, dtype=torch.float32)[None], w, h)[0]
-        out = out.permute(1, 2, 0).reshape(h, w, *image.shape[2:])
+        out = _bilinear_numpy(image.reshape(*image.shape[:2], -1), np.asarray(affine, np.float64), w, h)
+        out = out.reshape(h, w, *image.shape[2:])
         if image.dtype == np.uint8:
-            return out.round().clamp(0, 255).to(torch.uint8).numpy()
-        return out.numpy().astype(image.dtype, copy=False)
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return out.astype(image.dtype, copy=False)
     if image.ndim != 4:
         raise ValueError(f"torch image must be (B, C, H, W), got shape {tuple(image.shape)}")
     affine = torch.as_tensor(affine, dtype=image.dtype, device=image.device)
-    return _grid_warp(image, affine.expand(image.shape[0], 2, 3), w, h)
+    return _grid_warp(torch, image, affine.expand(image.shape[0], 2, 3), w, h)
 
 
-def _grid_warp(image: torch.Tensor, affine: torch.Tensor, w: int, h: int) -> torch.Tensor:
+def _bilinear_numpy(image: np.ndarray, affine: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(H, W, C) -> (h, w, C) float32: each crop pixel's four image neighbours, weighted."""
+    H, W, C = image.shape
+    inv = invert_affine(affine)
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)[:, None]
+    u = xs * inv[0, 0] + ys * inv[0, 1] + inv[0, 2]  # (h, w) image px of each crop pixel centre
+    v = xs * inv[1, 0] + ys * inv[1, 1] + inv[1, 2]
+    u0, v0 = np.floor(u), np.floor(v)
+    fu, fv = (u - u0).astype(np.float32), (v - v0).astype(np.float32)
+    # The image inside a one-pixel zero border, as rows of C values: a tap outside the image is
+    # clipped into the border and reads zero.
+    bordered = np.zeros((H + 2, W + 2, C), image.dtype)
+    bordered[1:-1, 1:-1] = image
+    rows = bordered.reshape(-1, C)
+    x0, x1 = (np.clip(u0.astype(np.int64) + k, 0, W + 1) for k in (1, 2))
+    y0, y1 = (np.clip(v0.astype(np.int64) + k, 0, H + 1) * (W + 2) for k in (1, 2))
+    gu, gv = 1 - fu, 1 - fv
+    out = np.zeros((h, w, C), np.float32)
+    for index, weight in ((y0 + x0, gv * gu), (y0 + x1, gv * fu), (y1 + x0, fv * gu), (y1 + x1, fv * fu)):
+        out += rows.take(index.ravel(), axis=0).reshape(h, w, C) * weight[..., None]
+    return out
+
+
+def _grid_warp(torch, image, affine, w: int, h: int):
     H, W = image.shape[-2:]
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=image.dtype, device=image.device),
@@ -138,7 +167,58 @@ def _grid_warp(image: torch.Tensor, affine: torch.Tensor, w: int, h: int) -> tor
     src = transform_points(crop_px, invert_affine(affine))  # (B, h*w, 2) image px
     # align_corners=True puts -1 / +1 on the centres of the first / last pixels.
     norm = src * src.new_tensor([2 / max(W - 1, 1), 2 / max(H - 1, 1)]) - 1
-    return F.grid_sample(image, norm.reshape(-1, h, w, 2), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return torch.nn.functional.grid_sample(image, norm.reshape(-1, h, w, 2), mode="bilinear", padding_mode="zeros",
+                                           align_corners=True)
+
+
+@dataclass(frozen=True)
+class CropView:
+    """What a crop model sees of one hand, and how to map its outputs back.
+
+    image: (S, S, 3) uint8. K: (3, 3) float64 view intrinsics (view px). affine: (2, 3) image px →
+    view px. R: (3, 3) image camera frame → view frame (det -1 when mirrored), so that
+    project(R X, K) = affine(project(X, K_image)). mirrored: a left hand shown as a right hand.
+    """
+
+    image: np.ndarray
+    K: np.ndarray
+    affine: np.ndarray
+    R: np.ndarray
+    mirrored: bool
+
+
+def crop_view(image: np.ndarray, K: np.ndarray, box: np.ndarray, size: int, scale: float,
+              mirror: bool = False) -> CropView:
+    """The deterministic crop of `data.transforms.crop_hand` (no shift or rotation) around `box`
+    (x1, y1, x2, y2 px; side = longest box side * scale), resized to `size`, then mirrored if
+    `mirror` (as `data.transforms.flip_left` does for a left hand): exactly the view the training
+    pipeline gives the model, bit for bit (the box and K' pass through float32, as a `Sample`
+    stores them)."""
+    ct = crop_transform(np.asarray(box, np.float32), size, K, scale)
+    view = warp_image(image, ct.affine, size)
+    K_view, affine, R = ct.K.astype(np.float32).astype(np.float64), ct.affine, ct.R
+    if mirror:
+        view = np.ascontiguousarray(view[:, ::-1])
+        K_view = mirror_intrinsics(K_view, size)
+        affine, R = mirror_maps(affine, R, size)
+    return CropView(view, K_view, np.asarray(affine, np.float64), np.asarray(R, np.float64), mirror)
+
+
+def mirror_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
+    """(3, 3) float64 intrinsics of the horizontally mirrored image: cx -> W-1-cx, skew negated."""
+    K = np.asarray(K, np.float64).copy()
+    K[0, 2] = width - 1 - K[0, 2]
+    K[0, 1] = -K[0, 1]
+    return K
+
+
+def mirror_maps(affine: np.ndarray, R: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(affine (2, 3) image px -> view px, R (3, 3) camera -> view frame) composed with the
+    horizontal mirror of a view `width` px wide (u -> W-1-u, x -> -x)."""
+    F = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
+    A = np.asarray(affine, np.float64)
+    mirrored = np.concatenate([F[:, :2] @ A[:, :2], (F[:, :2] @ A[:, 2] + F[:, 2])[:, None]], 1)
+    return mirrored, np.diag(_MIRROR_X) @ np.asarray(R, np.float64)
 
 
 def _rq2(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

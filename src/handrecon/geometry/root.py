@@ -6,7 +6,7 @@ project(P_i + t, K) ~ (u_i, v_i) (REFERENCE §4, as in MobRecon / M3DHMR):
 1. `recover_root_translation`: closed form. With [x, y, 1] ~ K^-1 [u, v, 1] each joint gives two
    linear equations, t_x - x t_z = x Z - X and t_y - y t_z = y Z - Y; their weighted least
    squares solution comes from the 3x3 normal equations, eliminated by hand. Differentiable
-   (torch), batched, exact on noise-free data.
+   (torch; numpy too), batched, exact on noise-free data.
 2. `refine_root_translation`: minimises the pixel reprojection error itself (Levenberg-Marquardt),
    dropping joints whose error exceeds mean + std of the current inliers, for up to 5 rounds,
    with the depth kept in [0.05, 2] m. One guard added to that rule: a joint whose error is
@@ -16,19 +16,21 @@ project(P_i + t, K) ~ (u_i, v_i) (REFERENCE §4, as in MobRecon / M3DHMR):
    the closed form's (measured in tests/test_root.py); `noise_ratio=0` gives the plain rule.
 
 `solve_root_translation` is the one entry point the model and the predictor call (1, then 2 unless
-switched off). Torch in and out, batched over B; the refinement iterates in numpy float64 (a
-3-parameter fit is all per-call overhead in torch). Measured on the shipped model's outputs
-(`benchmarks/bench_inference.py`): closed form 0.13 ms, closed form + refinement 0.9 ms for one
+switched off). Batched over B; torch in, torch out (the closed form differentiable), numpy in,
+numpy out (without importing torch: `utils.arrays.torch_of`); the refinement iterates in numpy
+float64 either way (a 3-parameter fit is all per-call overhead in torch). Measured on the shipped
+model's outputs (`benchmarks/bench_inference.py`): closed form 0.13 ms, closed form + refinement 0.9 ms for one
 hand, 0.13 ms per hand in a batch of 16.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
+
+from handrecon.utils.arrays import torch_of
 
 DEPTH_RANGE = (0.05, 2.0)  # metres
 
@@ -37,17 +39,15 @@ class RootFit(NamedTuple):
     """Result of `refine_root_translation`.
 
     t: (B, 3) translation, metres. inliers: (B, N) bool joints kept in the final fit.
-    error_px: (B,) mean reprojection error over the inliers, pixels.
+    error_px: (B,) mean reprojection error over the inliers, pixels. Arrays of the inputs' kind.
     """
 
-    t: torch.Tensor
-    inliers: torch.Tensor
-    error_px: torch.Tensor
+    t: Any
+    inliers: Any
+    error_px: Any
 
 
-def recover_root_translation(
-    joints_rel: torch.Tensor, uv: torch.Tensor, K: torch.Tensor, weights: torch.Tensor | None = None
-) -> torch.Tensor:
+def recover_root_translation(joints_rel: Any, uv: Any, K: Any, weights: Any = None) -> Any:
     """Closed-form weighted linear least squares for t (B, 3).
 
     joints_rel: (B, N, 3) metres; uv: (B, N, 2) pixels; K: (B, 3, 3) or (3, 3) pinhole intrinsics
@@ -56,10 +56,12 @@ def recover_root_translation(
     ty in terms of tz), a few dozen elementwise operations: cheap enough to run per hand.
     """
     joints_rel, uv, K, w = _check(joints_rel, uv, K, weights)
+    torch = torch_of(joints_rel)
+    stack = np.stack if torch is None else torch.stack
     fx, fy, skew, cx, cy = (K[:, None, i, j] for i, j in ((0, 0), (1, 1), (0, 1), (0, 2), (1, 2)))
     y = (uv[..., 1] - cy) / fy  # K^-1 [u, v, 1] of a pinhole K
     x = (uv[..., 0] - cx - skew * y) / fx
-    X, Y, Z = joints_rel.unbind(-1)
+    X, Y, Z = joints_rel[..., 0], joints_rel[..., 1], joints_rel[..., 2]
     bx, by = x * Z - X, y * Z - Y  # t_x - x t_z = bx, t_y - y t_z = by
     sw = w.sum(1)
     sx, sy = (w * x).sum(1), (w * y).sum(1)
@@ -67,15 +69,15 @@ def recover_root_translation(
     sxx = (w * (x * x + y * y)).sum(1)
     sxb = (w * (x * bx + y * by)).sum(1)
     tz = (-sxb + (sx * sbx + sy * sby) / sw) / (sxx - (sx * sx + sy * sy) / sw)
-    return torch.stack([(sbx + sx * tz) / sw, (sby + sy * tz) / sw, tz], -1)
+    return stack([(sbx + sx * tz) / sw, (sby + sy * tz) / sw, tz], -1)
 
 
 def refine_root_translation(
-    joints_rel: torch.Tensor,
-    uv: torch.Tensor,
-    K: torch.Tensor,
-    t_init: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
+    joints_rel: Any,
+    uv: Any,
+    K: Any,
+    t_init: Any = None,
+    weights: Any = None,
     rounds: int = 5,
     iterations: int = 10,
     depth_range: tuple[float, float] = DEPTH_RANGE,
@@ -89,15 +91,16 @@ def refine_root_translation(
     inliers' errors, unless fewer than
     `min_inliers` (default ceil(0.6 N), 13 of 21 as in MobRecon) would remain. After the last
     round t is refitted on the final inliers. t_init: (B, 3), default the closed-form solution.
-    Shapes as in `recover_root_translation`; returns a `RootFit` (torch, float64 inside: the
-    iterations run in numpy, ~10x less overhead per step than torch for these 3-parameter fits).
+    Shapes as in `recover_root_translation`; returns a `RootFit` (float64 inside: the iterations
+    run in numpy, ~10x less overhead per step than torch for these 3-parameter fits).
     """
     joints_rel, uv, K, w = _check(joints_rel, uv, K, weights)
     N = joints_rel.shape[1]
     min_inliers = max(2, math.ceil(0.6 * N)) if min_inliers is None else min_inliers
-    t0 = recover_root_translation(joints_rel, uv, K, w) if t_init is None else t_init.to(joints_rel)
-    P, UV, KK, W = (x.detach().cpu().double().numpy() for x in (joints_rel, uv, K, w))
-    t = _clamp_depth(t0.detach().cpu().double().numpy(), depth_range)
+    torch = torch_of(joints_rel)
+    t0 = recover_root_translation(joints_rel, uv, K, w) if t_init is None else t_init
+    P, UV, KK, W, t0 = (_float64(x) for x in (joints_rel, uv, K, w, t0))
+    t = _clamp_depth(t0, depth_range)
     inliers = W > 0
     for _ in range(rounds):
         t = _levenberg_marquardt(P, UV, KK, W * inliers, t, iterations, depth_range)
@@ -112,13 +115,13 @@ def refine_root_translation(
         t = _levenberg_marquardt(P, UV, KK, W * inliers, t, iterations, depth_range)
     err = np.linalg.norm(_residual(P, UV, KK, t), axis=-1)
     error_px = (err * inliers).sum(1) / np.maximum(inliers.sum(1), 1)
+    if torch is None:
+        return RootFit(t.astype(joints_rel.dtype), inliers, error_px.astype(joints_rel.dtype))
     like = lambda a: torch.as_tensor(a, device=joints_rel.device)  # noqa: E731
     return RootFit(like(t).to(joints_rel.dtype), like(inliers), like(error_px).to(joints_rel.dtype))
 
 
-def solve_root_translation(
-    joints_rel: torch.Tensor, uv: torch.Tensor, K: torch.Tensor, refine: bool = True
-) -> torch.Tensor:
+def solve_root_translation(joints_rel: Any, uv: Any, K: Any, refine: bool = True) -> Any:
     """t (B, 3): the robust refinement started from the closed form, or the closed form alone when
     `refine` is False. Shapes as in `recover_root_translation`."""
     if refine:
@@ -187,7 +190,13 @@ def _clamp_depth(t: np.ndarray, depth_range: tuple[float, float]) -> np.ndarray:
     return np.concatenate([t[:, :2], np.clip(t[:, 2:], *depth_range)], 1)
 
 
+def _float64(x) -> np.ndarray:
+    """A numpy float64 copy of an array or (detached, on the CPU) tensor."""
+    return x.detach().cpu().double().numpy() if torch_of(x) is not None else np.asarray(x, np.float64)
+
+
 def _check(joints_rel, uv, K, weights):
+    """The inputs of one kind: torch (following joints_rel's dtype and device) or numpy (floating)."""
     if joints_rel.ndim != 3 or joints_rel.shape[-1] != 3:
         raise ValueError(f"joints_rel must be (B, N, 3), got {tuple(joints_rel.shape)}")
     B, N = joints_rel.shape[:2]
@@ -195,11 +204,17 @@ def _check(joints_rel, uv, K, weights):
         raise ValueError(f"uv must be ({B}, {N}, 2) to match joints_rel, got {tuple(uv.shape)}")
     if N < 2:
         raise ValueError(f"root recovery needs at least 2 joints, got {N}")
-    K = torch.as_tensor(K, dtype=joints_rel.dtype, device=joints_rel.device)
-    if K.shape[-2:] != (3, 3):
-        raise ValueError(f"K must be (B, 3, 3) or (3, 3), got {tuple(K.shape)}")
-    K = K.expand(B, 3, 3)
+    if tuple(np.shape(K)[-2:]) != (3, 3):
+        raise ValueError(f"K must be (B, 3, 3) or (3, 3), got {tuple(np.shape(K))}")
+    if weights is not None and tuple(weights.shape) != (B, N):
+        raise ValueError(f"weights must be ({B}, {N}), got {tuple(weights.shape)}")
+    torch = torch_of(joints_rel)
+    if torch is None:
+        joints_rel = np.asarray(joints_rel)
+        dtype = np.result_type(np.float32, joints_rel)
+        K = np.broadcast_to(np.asarray(K, dtype), (B, 3, 3))
+        w = np.ones((B, N), dtype) if weights is None else np.asarray(weights, dtype)
+        return joints_rel.astype(dtype, copy=False), np.asarray(uv, dtype), K, w
+    K = torch.as_tensor(K, dtype=joints_rel.dtype, device=joints_rel.device).expand(B, 3, 3)
     w = torch.ones(B, N, dtype=joints_rel.dtype, device=joints_rel.device) if weights is None else weights
-    if tuple(w.shape) != (B, N):
-        raise ValueError(f"weights must be ({B}, {N}), got {tuple(w.shape)}")
     return joints_rel, uv.to(joints_rel.dtype), K, w.to(joints_rel.dtype)

@@ -12,7 +12,7 @@ _EXPORTS = {
     "ImageResult": "handrecon.infer.results",
     "Predictor": "handrecon.infer.predictor",
     "load": "handrecon.infer.load",
-    "export_onnx": "handrecon.infer.load",
+    "export_onnx": "handrecon.infer.torch_backend",
     "reconstruct_paths": "handrecon.infer.batch",
     "SHIPPED_MODELS": "handrecon.infer.registry",
 }

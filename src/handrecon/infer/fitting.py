@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from handrecon.hand.fit import fit_hands
-from handrecon.hand.model import HandModel, load_hand_model_data
+from handrecon.hand.load import load_hand_model_data
+from handrecon.hand.model import HandModel
 from handrecon.infer.results import ImageResult
 from handrecon.infer.rig import save_rigged_glb
 

@@ -1,6 +1,6 @@
 """The onnxruntime backend and the ``handrecon`` metadata of an exported ONNX file.
 
-An exported file (`infer.load.export_onnx`, `handrecon export-onnx`) holds the family's network
+An exported file (`infer.torch_backend.export_onnx`, `handrecon export-onnx`) holds the family's network
 graph only (`InferenceAdapter.network`: ``image`` (B, 3, S, S) float32 normalised → its named
 outputs, dynamic batch axis). Pre- and post-processing are the same Python code as the torch
 backend. What they need travels in the ONNX metadata_props under the key ``handrecon``: a JSON

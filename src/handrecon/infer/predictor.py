@@ -5,8 +5,9 @@ Every trained model, of any family and on either backend (torch, onnxruntime), i
 every model: input checks, the default camera (`geometry.camera.default_intrinsics`), batching,
 the hand model's faces and the typed results (`infer.results`). The family's inference adapter
 (`models.adapter.InferenceAdapter`, found by the card's architecture) owns pre-processing and the
-way back to the image camera; the backend (`TorchNetwork` or `infer.onnx.OnnxNetwork`) runs the
-network between them.
+way back to the image camera; the backend (`infer.torch_backend.TorchNetwork` or
+`infer.onnx.OnnxNetwork`) runs the network between them. Nothing here imports torch: a model
+exported to ONNX is served on onnxruntime alone.
 
 boxes are prompts: a crop model (M3DHMR) reconstructs one hand per box (without boxes, the whole
 image is one hand crop); a full-image model finds its own hands. sides: one per box ("left" |
@@ -21,12 +22,12 @@ import pickle
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from handrecon.geometry.camera import default_intrinsics
-from handrecon.hand.model import load_hand_model_data, side_faces, topology_sha256
+from handrecon.hand.load import load_hand_model_data, side_faces, topology_sha256
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
+from handrecon.registry import ADAPTERS, ConfigError
 from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
@@ -118,20 +119,25 @@ def check_intrinsics(K: Any, width: int, height: int) -> np.ndarray:
     return K
 
 
-# ----------------------------------------------------------------------------- backends
-class TorchNetwork:
-    """A family's torch network (`InferenceAdapter.network`) as a `Network`."""
+# ----------------------------------------------------------------------------- building blocks
+def build_adapter(card: dict, where: str) -> InferenceAdapter:
+    """The inference adapter of a card's family, configured by the card's inference spec."""
+    spec = card.get("inference")
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: the card has no inference spec ('inference'); re-save the checkpoint with "
+                         "this handrecon version")
+    try:
+        return ADAPTERS.get(str(card.get("architecture")))(spec)
+    except ConfigError as e:
+        raise ValueError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{where}: the card's inference spec is incomplete or invalid ({e!r})") from None
 
-    def __init__(self, module: torch.nn.Module, output_names: Sequence[str], device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
-        self.output_names = tuple(output_names)
 
-    @torch.no_grad()
-    def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.module(torch.from_numpy(inputs).to(self.device),
-                              **{k: torch.from_numpy(v).to(self.device) for k, v in extra.items()})
-        return {name: out.float().cpu().numpy() for name, out in zip(self.output_names, outputs)}
+def check_threads(threads: int | None) -> None:
+    """ValueError unless `threads` is None or a positive integer."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive number of CPU threads, got {threads!r}")
 
 
 # ----------------------------------------------------------------------------- the predictor
@@ -144,7 +150,7 @@ class Predictor:
     """
 
     def __init__(self, adapter: InferenceAdapter, network: Network, refine_root: bool = True,
-                 card: dict | None = None, source: str = "", model: torch.nn.Module | None = None) -> None:
+                 card: dict | None = None, source: str = "", model: Any = None) -> None:
         self.adapter, self.network, self.refine_root, self.model = adapter, network, refine_root, model
         self.card, self.source = card or {}, source
         try:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from handrecon.mesh.ops import face_adjacency, face_normals_torch
+from handrecon.mesh.ops import face_adjacency
+from handrecon.mesh.ops_torch import face_normals_torch
 
 
 def _faces(faces, device) -> torch.Tensor:

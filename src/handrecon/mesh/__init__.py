@@ -1,6 +1,7 @@
-"""handrecon.mesh: topology-agnostic mesh machinery (pure numpy/scipy/torch).
+"""handrecon.mesh: topology-agnostic mesh machinery (numpy/scipy; torch in `ops_torch`).
 
-- `ops`: normals, edges, face adjacency, boundaries, signed volume / orientation (numpy + torch).
+- `ops`: normals, edges, face adjacency, boundaries, signed volume / orientation (numpy);
+  `ops_torch`: the batched, differentiable torch versions.
 - `hierarchy`: COMA-style quadric edge-collapse hierarchy (coarse ⊂ fine) and up-sampling rows.
 - `spiral`: SpiralNet++ spiral sequences (dilated, region-restricted).
 - `cache`: checksummed on-disk cache (`$HANDRECON_CACHE`, default ~/.cache/handrecon).
@@ -13,21 +14,17 @@ from handrecon.mesh.ops import (
     close_boundaries,
     face_adjacency,
     face_normals,
-    face_normals_torch,
     faces_point_outward,
     signed_volume,
-    signed_volume_torch,
     unique_edges,
     vertex_normals,
-    vertex_normals_torch,
 )
 from handrecon.mesh.spiral import ccw_neighbours, get_spirals, spiral_indices
 
 __all__ = [
     "DEFAULT_FACTORS", "MeshHierarchy", "build_hierarchy", "decimate", "get_hierarchy", "upsampling",
     "boundary_edges", "boundary_loops", "close_boundaries", "face_adjacency", "face_normals",
-    "face_normals_torch", "faces_point_outward", "signed_volume", "signed_volume_torch", "unique_edges",
-    "vertex_normals", "vertex_normals_torch", "ccw_neighbours", "get_spirals", "spiral_indices",
+    "faces_point_outward", "signed_volume", "unique_edges", "vertex_normals", "ccw_neighbours", "get_spirals", "spiral_indices",
     "hierarchy_spirals",
 ]
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 INPUT_NAME = "image"
 
@@ -104,16 +103,20 @@ class InferenceAdapter(ABC):
         """Network outputs (`output_names` → arrays, batch first) → one `Hands` per image."""
 
     @abstractmethod
-    def network(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The module mapping `Prepared.inputs` (as a tensor) to a tuple in `output_names` order,
-        in eval mode; the torch backend runs it and `export_network` traces it."""
+    def network(self, model: Any) -> Any:
+        """The torch module mapping `Prepared.inputs` (as a tensor) to a tuple in `output_names`
+        order, in eval mode; the torch backend runs it and `export_network` traces it. An adapter
+        reaches it through the model (e.g. ``model.inference_network()``), so that the adapter
+        itself never imports torch: it also serves the exported graph, on onnxruntime alone."""
 
-    def export_network(self, model: torch.nn.Module, path: str | Path, opset: int = 17) -> Path:
+    def export_network(self, model: Any, path: str | Path, opset: int = 17) -> Path:
         """Write the `network` graph of `model` to `path` (dynamic batch axis, fixed input size).
 
         The TorchScript exporter (``dynamo=False``; the dynamo exporter needs onnxscript). It traces
         in eval mode and afterwards restores the exported module's training flags recursively, so
         `model`'s own mode is saved and restored here."""
+        import torch  # deferred: only exporting needs torch; serving the exported graph must not import it
+
         was_training = model.training
         S = self.input_size
         names = (INPUT_NAME, *self.output_names)

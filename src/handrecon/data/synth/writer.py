@@ -24,7 +24,7 @@ from handrecon.data.synth.appearance import list_background_images
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.engine import get_engine
 from handrecon.data.synthetic_format import ShardWriter, init_output, list_complete_shards, make_meta
-from handrecon.hand.model import topology_sha256
+from handrecon.hand.load import topology_sha256
 from handrecon.hand.openhand import load_openhand
 
 _PROGRESS = None  # per worker process: queue of rendered-sample counts

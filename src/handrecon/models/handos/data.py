@@ -93,7 +93,7 @@ class SceneBoxes(SceneDataset):
         return {
             "pixel_values": torch.from_numpy(normalize_images(canvas)),
             "labels": {"class_labels": torch.zeros(int((~ignore).sum()), dtype=torch.long),
-                       "boxes": box_targets(boxes[~ignore], (self.input_size, self.input_size))},
+                       "boxes": torch.as_tensor(box_targets(boxes[~ignore], (self.input_size, self.input_size)))},
             "gt_boxes": torch.as_tensor(boxes, dtype=torch.float32),
             "gt_ignore": torch.as_tensor(ignore),
         }

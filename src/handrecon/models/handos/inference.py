@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from handrecon.geometry.camera import scale_intrinsics, scale_points
-from handrecon.hand.model import load_hand_model_data
+from handrecon.hand.load import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.models.handos.attention import instance_slots
 from handrecon.models.handos.detector import DetectorOutput, letterbox

@@ -35,9 +35,10 @@ from handrecon.eval.scoring import HandSet, match_hands, score_hands
 from handrecon.geometry.boxes import box_iou, box_targets, cxcywh_to_xyxy
 from handrecon.geometry.camera import backproject, project
 from handrecon.hand.keypoints import NUM_KEYPOINTS
-from handrecon.hand.model import load_hand_model_data, topology_sha256
+from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy
-from handrecon.mesh.ops import face_adjacency, signed_volume_torch
+from handrecon.mesh.ops import face_adjacency
+from handrecon.mesh.ops_torch import signed_volume_torch
 from handrecon.models.handos.assign import select_instances, simota_assign
 from handrecon.models.handos.decoder import (
     SIDE_NETWORKS, InteractiveDecoder, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
@@ -225,7 +226,7 @@ class HandOS(nn.Module):
         elif prompts is not None:
             image_index, prompt_boxes = prompts
             query_index = self._prompted(det, image_index, prompt_boxes, S)
-            boxes, gt_index = box_targets(np.asarray(prompt_boxes, np.float32), (S, S)).to(pixel_values.device), None
+            boxes, gt_index = torch.as_tensor(box_targets(np.asarray(prompt_boxes, np.float32), (S, S)), device=pixel_values.device), None
         else:
             image_index, query_index = self._select(det, batch.get("max_hands"))
             gt_index = None

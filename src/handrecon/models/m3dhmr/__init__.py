@@ -8,28 +8,30 @@
 - `data.py`: the training/validation datasets ``m3dhmr_crops`` and ``m3dhmr_stream``.
 - `inference.py`: the inference adapter (crops in, camera-space hands out) and the ONNX graph.
 
-Importing this package registers the model, its datasets and its adapter (`handrecon.registry`);
-handrecon finds it through the ``handrecon.families`` entry point.
+- `family.py`: importing it registers the model, its datasets and its adapter (`handrecon.registry`);
+  handrecon finds it through the ``handrecon.families`` entry point, and the adapter alone through
+  ``handrecon.adapters`` (serving an exported model imports `inference.py` only, which needs no torch).
+
+The names below are imported on first use, so that importing `inference.py` stays light.
 Config: `model: {name: m3dhmr, kwargs: {backbone: stacked_resnet18, conv: dsc, num_kernels: 8,
 roi: true, ...}}` (kwargs of `M3DHMR`).
 """
 
-from handrecon.models.m3dhmr.data import CropPipeline, M3DHMRCrops, M3DHMRStream
-from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder, ROILayer, spiral_layer
-from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
-from handrecon.models.m3dhmr.inference import M3DHMRAdapter, M3DHMRNetwork
-from handrecon.models.m3dhmr.model import M3DHMR, pixel_affine_to_normalized
-from handrecon.registry import register_model
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CropPipeline": "data", "M3DHMRCrops": "data", "M3DHMRStream": "data",
+    "CONV_TYPES": "decoder", "MeshDecoder": "decoder", "ROILayer": "decoder", "spiral_layer": "decoder",
+    "DynamicSpiralConv": "dsc", "temperature_at": "dsc",
+    "M3DHMRAdapter": "inference",
+    "M3DHMR": "model", "M3DHMRNetwork": "model", "pixel_affine_to_normalized": "model",
+    "m3dhmr": "family",
+}
+__all__ = sorted(_EXPORTS)
 
 
-@register_model("m3dhmr")
-def m3dhmr(**kwargs) -> M3DHMR:
-    """Build M3DHMR from config kwargs (see `M3DHMR`)."""
-    return M3DHMR(**kwargs)
-
-
-__all__ = [
-    "CONV_TYPES", "CropPipeline", "DynamicSpiralConv", "M3DHMR", "M3DHMRAdapter", "M3DHMRCrops", "M3DHMRNetwork",
-    "M3DHMRStream", "MeshDecoder", "ROILayer", "m3dhmr", "pixel_affine_to_normalized", "spiral_layer",
-    "temperature_at",
-]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"handrecon.models.m3dhmr.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'handrecon.models.m3dhmr' has no attribute {name!r}")

@@ -2,49 +2,30 @@
 
 M3DHMR is a crop model: one network view per hand, in four stages:
 
-1. `preprocess`: per hand, the training pipeline's deterministic crop (`data.transforms.crop_view`:
+1. `preprocess`: per hand, the training pipeline's deterministic crop (`geometry.crop.crop_view`:
    the box's longest side × the spec's crop scale, resized to S × S, left hands mirrored: the
    network only ever sees right hands). Without boxes the whole image is one crop (scale 1).
-2. `network` (`M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
+2. `network` (`model.M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
    view pixels, ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame.
 3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ uv, in the view frame.
 4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
    rotation and the mirror, so a left hand's vertices are its true camera-space positions.
 
 Frames and units follow DESIGN.md: OpenCV camera, metres, pixels with centres at integers.
+This module is numpy only: a model exported to ONNX is served without importing torch.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
 
-from handrecon.data.transforms import CropView, crop_view
-from handrecon.geometry.crop import invert_affine, transform_points
+from handrecon.geometry.crop import CropView, crop_view, invert_affine, transform_points
 from handrecon.geometry.root import solve_root_translation
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
-from handrecon.models.heads import normalized_to_pixels
-from handrecon.models.m3dhmr.model import M3DHMR
 from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
-
-
-class M3DHMRNetwork(nn.Module):
-    """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
-    (B, 21, 3) root-relative metres). Root recovery stays outside (`M3DHMRAdapter.postprocess`)."""
-
-    def __init__(self, model: M3DHMR) -> None:
-        super().__init__()
-        self.model = model
-        self.eval()
-        model._sync_temperature()
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model.forward_crops(image)
-        return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
 
 
 @register_adapter("m3dhmr")
@@ -64,8 +45,8 @@ class M3DHMRAdapter(InferenceAdapter):
             raise ValueError(f"inference spec: crop scale (crop side / box side) must be in 0.5-4, got {scale!r}")
         self.crop_scale = float(scale)
 
-    def network(self, model: torch.nn.Module) -> torch.nn.Module:
-        return M3DHMRNetwork(model)
+    def network(self, model: Any) -> Any:
+        return model.inference_network()
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
                    boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
@@ -90,9 +71,8 @@ class M3DHMRAdapter(InferenceAdapter):
         K_view = np.stack([v.K for v, _, _ in flat])
         R = np.stack([v.R for v, _, _ in flat])
         affine = np.stack([v.affine for v, _, _ in flat])
-        joints_view = torch.as_tensor(outputs["joints"], dtype=torch.float64)
-        uv_view = torch.as_tensor(outputs["uv_px"], dtype=torch.float64)
-        t = solve_root_translation(joints_view, uv_view, torch.as_tensor(K_view), refine_root).numpy()
+        joints_view, uv_view = (np.asarray(outputs[k], np.float64) for k in ("joints", "uv_px"))
+        t = solve_root_translation(joints_view, uv_view, K_view, refine_root)
         # X_view = R @ X  =>  X = R^T @ X_view, i.e. rows X_view @ R
         joints = np.einsum("bni,bij->bnj", outputs["joints"].astype(np.float64) + t[:, None], R)
         verts = np.einsum("bni,bij->bnj", outputs["verts"].astype(np.float64) + t[:, None], R)

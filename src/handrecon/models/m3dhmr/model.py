@@ -42,7 +42,7 @@ import torch.nn as nn
 
 from handrecon.eval.scoring import HandSet, score_hands
 from handrecon.geometry.root import solve_root_translation
-from handrecon.hand.model import load_hand_model_data, topology_sha256
+from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
 from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
 from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
@@ -119,6 +119,10 @@ class M3DHMR(nn.Module):
                 "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                 "crop": {"rule": "box", "scale": self.crop_scale, "mirror_left": True},
                 "hand_model": self.hand_model, "topology_sha256": self.topology}
+
+    def inference_network(self) -> "M3DHMRNetwork":
+        """The module the inference adapter runs and exports (`M3DHMRNetwork`), in eval mode."""
+        return M3DHMRNetwork(self)
 
     # ---- temperature schedule
 
@@ -234,6 +238,21 @@ class M3DHMR(nn.Module):
         if not has_root:  # root-relative only: no camera-space numbers
             metrics.update(mpjpe_mm=None, root_error_mm=None, root_depth_error_mm=None)
         return metrics
+
+
+class M3DHMRNetwork(nn.Module):
+    """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
+    (B, 21, 3) root-relative metres). Root recovery stays outside (`M3DHMRAdapter.postprocess`)."""
+
+    def __init__(self, model: M3DHMR) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+        model._sync_temperature()
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model.forward_crops(image)
+        return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
 
 
 def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
