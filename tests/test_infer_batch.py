@@ -151,3 +151,26 @@ def test_batched_run_equals_one_by_one_and_bad_items_fail_alone(tmp_path):
         b = json.loads((tmp_path / "many" / f"img{i}.json").read_text())["hands"][0]
         np.testing.assert_allclose(a["vertices"], b["vertices"], atol=2e-5)
         np.testing.assert_allclose(a["keypoints_2d"], b["keypoints_2d"], atol=1e-2)
+
+
+def test_prefetch_keeps_order_and_runs_at_most_ahead():
+    """Decoding runs ahead of the network by a bounded number of images (a folder of 100 000
+    photos must not be decoded into memory while the network works on the first batch)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from handrecon.infer.batch import prefetch
+
+    started, lock = [], threading.Lock()
+
+    def work(i):
+        with lock:
+            started.append(i)
+        return i * i
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        out = []
+        for k, value in enumerate(prefetch(pool, work, range(50), ahead=4)):
+            out.append(value)
+            assert len(started) <= k + 1 + 4  # never more than `ahead` beyond what was consumed
+    assert out == [i * i for i in range(50)]

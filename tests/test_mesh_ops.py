@@ -3,7 +3,7 @@ import pytest
 import torch
 import trimesh
 
-from handrecon.mesh import ops, ops_torch
+from handrecon.mesh import ops, ops_torch, subdivision
 from handrecon.mesh.primitives import hex_patch, open_tube
 
 
@@ -83,7 +83,7 @@ def test_loop_subdivision_matches_trimesh_and_keeps_orientation():
     hand = HandModel.openhand()
     for v, f in ((np.asarray(sphere.vertices), np.asarray(sphere.faces)),
                  (hand.v_template.numpy().astype(np.float64), hand.faces.numpy())):
-        S, fine = ops.loop_subdivision(f, len(v))
+        S, fine = subdivision.loop_subdivision(f, len(v))
         ours = S @ v
         ref, _ = trimesh.remesh.subdivide_loop(v, f)
         assert ours.shape == ref.shape and len(fine) == 4 * len(f)
@@ -94,6 +94,6 @@ def test_loop_subdivision_matches_trimesh_and_keeps_orientation():
         assert ops.faces_point_outward(ours, fine) == ops.faces_point_outward(v, f)
     # the open hand keeps its wrist outline: boundary vertices move only along the boundary
     v, f = hand.v_template.numpy().astype(np.float64), hand.faces.numpy()
-    S, fine = ops.loop_subdivision(f, len(v))
+    S, fine = subdivision.loop_subdivision(f, len(v))
     assert len(ops.boundary_loops(fine)) == len(ops.boundary_loops(f))
     assert sum(map(len, ops.boundary_loops(fine))) == 2 * sum(map(len, ops.boundary_loops(f)))

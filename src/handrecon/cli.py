@@ -305,17 +305,20 @@ def reconstruct(
         from handrecon.infer.fitting import HandFitter
 
         fitter = HandFitter(predictor.spec["hand_model"])
-    from handrecon.infer.tracking import OneEuroConfig
-    from handrecon.infer.video import VideoError, is_video, reconstruct_video
+    from handrecon.data.schema import is_video
 
     videos = [p for p in paths if p.is_file() and is_video(p)]
     images = [p for p in paths if p not in videos]
     videos = videos[rank::world]
-    try:
-        smoothing = None if no_smooth else OneEuroConfig(min_cutoff, beta)
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    if videos:  # tracking and decoding are imported only for videos (scipy.optimize alone takes 0.24 s)
+        from handrecon.infer.tracking import OneEuroConfig
+        from handrecon.infer.video import VideoError, reconstruct_video
+
+        try:
+            smoothing = None if no_smooth else OneEuroConfig(min_cutoff, beta)
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
     failed: list[tuple[str, str]] = []
     for video in videos:
         try:

@@ -134,26 +134,37 @@ def warp_image(image, affine, size: int | tuple[int, int]):
 
 
 def _bilinear_numpy(image: np.ndarray, affine: np.ndarray, w: int, h: int) -> np.ndarray:
-    """(H, W, C) -> (h, w, C) float32: each crop pixel's four image neighbours, weighted."""
+    """(H, W, C) -> (h, w, C) float32: each crop pixel's four image neighbours, weighted (a tap
+    outside the image weighs nothing). Only the taps are read, never a copy of the whole image; an
+    axis-aligned affine (every inference crop) is sampled by rows and columns apart."""
     H, W, C = image.shape
     inv = invert_affine(affine)
+    if inv[0, 1] == 0 and inv[1, 0] == 0:
+        x0, x1, gu, fu = _taps(np.arange(w) * inv[0, 0] + inv[0, 2], W)
+        y0, y1, gv, fv = _taps(np.arange(h) * inv[1, 1] + inv[1, 2], H)
+        gu, fu = gu[None, :, None], fu[None, :, None]
+        top = image[np.ix_(y0, x0)] * gu + image[np.ix_(y0, x1)] * fu
+        bottom = image[np.ix_(y1, x0)] * gu + image[np.ix_(y1, x1)] * fu
+        return top * gv[:, None, None] + bottom * fv[:, None, None]
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)[:, None]
-    u = xs * inv[0, 0] + ys * inv[0, 1] + inv[0, 2]  # (h, w) image px of each crop pixel centre
-    v = xs * inv[1, 0] + ys * inv[1, 1] + inv[1, 2]
-    u0, v0 = np.floor(u), np.floor(v)
-    fu, fv = (u - u0).astype(np.float32), (v - v0).astype(np.float32)
-    # The image inside a one-pixel zero border, as rows of C values: a tap outside the image is
-    # clipped into the border and reads zero.
-    bordered = np.zeros((H + 2, W + 2, C), image.dtype)
-    bordered[1:-1, 1:-1] = image
-    rows = bordered.reshape(-1, C)
-    x0, x1 = (np.clip(u0.astype(np.int64) + k, 0, W + 1) for k in (1, 2))
-    y0, y1 = (np.clip(v0.astype(np.int64) + k, 0, H + 1) * (W + 2) for k in (1, 2))
-    gu, gv = 1 - fu, 1 - fv
+    x0, x1, gu, fu = _taps(xs * inv[0, 0] + ys * inv[0, 1] + inv[0, 2], W)  # (h, w) image px of each crop pixel
+    y0, y1, gv, fv = _taps(xs * inv[1, 0] + ys * inv[1, 1] + inv[1, 2], H)
+    pixels = image.reshape(-1, C)
     out = np.zeros((h, w, C), np.float32)
-    for index, weight in ((y0 + x0, gv * gu), (y0 + x1, gv * fu), (y1 + x0, fv * gu), (y1 + x1, fv * fu)):
-        out += rows.take(index.ravel(), axis=0).reshape(h, w, C) * weight[..., None]
+    for index, weight in ((y0 * W + x0, gv * gu), (y0 * W + x1, gv * fu), (y1 * W + x0, fv * gu), (y1 * W + x1, fv * fu)):
+        out += pixels.take(index.ravel(), axis=0).reshape(h, w, C) * weight[..., None]
     return out
+
+
+def _taps(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis of `size` px at float64 positions `coord`: the two neighbour
+    indices (clipped into the image) and their float32 weights (zero for a tap outside the image)."""
+    c0 = np.floor(coord)
+    frac = (coord - c0).astype(np.float32)
+    i0 = c0.astype(np.int64)
+    g = (1 - frac) * ((i0 >= 0) & (i0 < size))
+    f = frac * ((i0 >= -1) & (i0 < size - 1))
+    return np.clip(i0, 0, size - 1), np.clip(i0 + 1, 0, size - 1), g.astype(np.float32), f.astype(np.float32)
 
 
 def _grid_warp(torch, image, affine, w: int, h: int):

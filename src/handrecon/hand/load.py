@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from handrecon.hand.mano import load_mano_data
 from handrecon.hand.model_data import HandModelData
 from handrecon.hand.openhand import load_openhand
 
@@ -19,6 +18,8 @@ def load_hand_model_data(hand_model: str) -> HandModelData:
     if hand_model == "openhand":
         return load_openhand()
     if Path(hand_model).suffix == ".pkl":
+        from handrecon.hand.mano import load_mano_data  # deferred: its scipy.sparse takes 0.17 s to import
+
         return load_mano_data(hand_model)
     raise ValueError(f"hand_model must be 'openhand' or a path to MANO_RIGHT.pkl, got {hand_model!r}")
 

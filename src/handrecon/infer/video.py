@@ -28,13 +28,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from handrecon.data.schema import VIDEO_SUFFIXES, is_video
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import render_overlay
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 STATE_VERSION = 1
 
 
@@ -54,10 +54,6 @@ class VideoReport:
     resumed_at: int = 0
     frames_per_second: float = 0.0
     files: list[str] = field(default_factory=list)
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tuple[int, np.ndarray]], float, int | None]:

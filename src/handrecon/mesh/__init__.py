@@ -4,31 +4,26 @@
   `ops_torch`: the batched, differentiable torch versions.
 - `hierarchy`: COMA-style quadric edge-collapse hierarchy (coarse ⊂ fine) and up-sampling rows.
 - `spiral`: SpiralNet++ spiral sequences (dilated, region-restricted).
+- `subdivision`: Loop subdivision as a sparse matrix.
 - `cache`: checksummed on-disk cache (`$HANDRECON_CACHE`, default ~/.cache/handrecon).
+
+The names below are imported on first use: the renderer needs `ops` without scipy.sparse.
 """
 
-from handrecon.mesh.hierarchy import DEFAULT_FACTORS, MeshHierarchy, build_hierarchy, decimate, get_hierarchy, upsampling
-from handrecon.mesh.ops import (
-    boundary_edges,
-    boundary_loops,
-    close_boundaries,
-    face_adjacency,
-    face_normals,
-    faces_point_outward,
-    signed_volume,
-    unique_edges,
-    vertex_normals,
-)
-from handrecon.mesh.spiral import ccw_neighbours, get_spirals, spiral_indices
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DEFAULT_FACTORS", "MeshHierarchy", "build_hierarchy", "decimate", "get_hierarchy", "upsampling",
-    "boundary_edges", "boundary_loops", "close_boundaries", "face_adjacency", "face_normals",
-    "faces_point_outward", "signed_volume", "unique_edges", "vertex_normals", "ccw_neighbours", "get_spirals", "spiral_indices",
-    "hierarchy_spirals",
-]
+_EXPORTS = {
+    **dict.fromkeys(["DEFAULT_FACTORS", "MeshHierarchy", "build_hierarchy", "decimate", "get_hierarchy", "upsampling"],
+                    "hierarchy"),
+    **dict.fromkeys(["boundary_edges", "boundary_loops", "close_boundaries", "face_adjacency", "face_normals",
+                     "faces_point_outward", "signed_volume", "unique_edges", "vertex_normals"], "ops"),
+    **dict.fromkeys(["ccw_neighbours", "get_spirals", "hierarchy_spirals", "spiral_indices"], "spiral"),
+}
+__all__ = sorted(_EXPORTS)
 
 
-def hierarchy_spirals(h: MeshHierarchy, length: int = 9, dilation: int = 1, use_cache: bool = True) -> list:
-    """(V_k, length) spiral indices for every level of `h`, finest first."""
-    return [get_spirals(v, f, length, dilation, use_cache=use_cache) for v, f in zip(h.vertices, h.faces)]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"handrecon.mesh.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'handrecon.mesh' has no attribute {name!r}")

@@ -15,6 +15,8 @@ smaller than the spiral), the listed entries repeat cyclically.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from handrecon.mesh.cache import cached_arrays, hash_inputs
@@ -126,3 +128,8 @@ def get_spirals(vertices: np.ndarray, faces: np.ndarray, length: int = 9, dilati
 
     return cached_arrays("spiral", key, lambda: {"spirals": spiral_indices(v, f, length, dilation, r)},
                          check=check, use_cache=use_cache)["spirals"]
+
+
+def hierarchy_spirals(h: Any, length: int = 9, dilation: int = 1, use_cache: bool = True) -> list:
+    """(V_k, length) spiral indices for every level of a `mesh.hierarchy.MeshHierarchy`, finest first."""
+    return [get_spirals(v, f, length, dilation, use_cache=use_cache) for v, f in zip(h.vertices, h.faces)]

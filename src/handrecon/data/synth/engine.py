@@ -40,7 +40,8 @@ from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
 from handrecon.geometry.camera import scale_intrinsics
 from handrecon.hand.model import HandModel
-from handrecon.mesh.ops import boundary_loops, cap_faces, loop_subdivision, vertex_normals
+from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
+from handrecon.mesh.subdivision import loop_subdivision
 from handrecon.render import Mesh, render
 
 # A keypoint is hidden by another object only if that object's surface is this much nearer.
