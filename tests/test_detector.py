@@ -3,6 +3,8 @@ what it returns, that it stays frozen, and local-only loading."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -150,6 +152,7 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     the next load reads the export, a damaged export is replaced, changed weights get their own."""
     pytest.importorskip("onnxruntime")
     from handrecon.models.handos import onnx_detector as od
+    from handrecon.models.handos import onnx_export
 
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
@@ -168,7 +171,7 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(od, "export_detector_onnx", no_export)
+    monkeypatch.setattr(onnx_export, "export_detector_onnx", no_export)
     assert isinstance(od.detector_for_boxes(folder), od.OnnxDetector)  # read from the cache
     monkeypatch.undo()
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
@@ -187,15 +190,16 @@ def test_onnx_detector_limits_are_clear(tmp_path, monkeypatch):
     refused with what to do; without onnxruntime the shipped loader keeps the torch detector."""
     pytest.importorskip("onnxruntime")
     from handrecon.models.handos import onnx_detector as od
+    from handrecon.models.handos import onnx_export
     from handrecon.models.handos.hand_detector import hand_detector_for_boxes
 
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     masked = wrap_detector("deformable-detr", tiny_model("deformable-detr"), DetectorConfig(input_size=96))
     with pytest.raises(DetectorError, match="only square-input RT-DETR"):
-        od.export_detector_onnx(masked, tmp_path / "x.onnx")
+        onnx_export.export_detector_onnx(masked, tmp_path / "x.onnx")
     assert type(od.detector_for_boxes(save_detector(masked, tmp_path / "masked"))).__name__ == "DeformableDetrDetector"
     square = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True))
-    path = od.export_detector_onnx(square, tmp_path / "d.onnx")
+    path = onnx_export.export_detector_onnx(square, tmp_path / "d.onnx")
     import onnx
 
     proto = onnx.load(str(path))
@@ -212,6 +216,7 @@ def test_a_failed_export_keeps_the_torch_detector(tmp_path, monkeypatch):
     """An unwritable cache (a file where the folder should be) gives the torch detector, loaded
     once, and a warning, not an error."""
     pytest.importorskip("onnxruntime")
+    from handrecon.models.handos import detector as torch_detectors
     from handrecon.models.handos import onnx_detector as od
 
     blocker = tmp_path / "blocker"
@@ -220,6 +225,44 @@ def test_a_failed_export_keeps_the_torch_detector(tmp_path, monkeypatch):
     folder = save_detector(wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=64, square=True)),
                            tmp_path / "det")
     loads = []
-    load = od.load_detector
-    monkeypatch.setattr(od, "load_detector", lambda spec: loads.append(spec) or load(spec))
+    load = torch_detectors.load_detector
+    monkeypatch.setattr(torch_detectors, "load_detector", lambda spec: loads.append(spec) or load(spec))
     assert type(od.detector_for_boxes(folder)).__name__ == "RTDetrDetector" and len(loads) == 1
+
+
+def test_the_two_stage_pipeline_with_a_side_head_runs_without_torch(tmp_path, monkeypatch):
+    """With its exports in the cache, a square RT-DETR and its side head serve on onnxruntime
+    (same boxes, scores, sides and p_left as in torch), and `reconstruct` on a full image with an
+    exported crop model runs with every import of torch refused."""
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+    from test_infer_onnx import run_without_torch
+    from test_predictor import tiny_checkpoint
+
+    from handrecon.checkpoint import save_checkpoint
+    from handrecon.models.handos import onnx_detector as od
+    from handrecon.models.handos.side_head import SideClassifier
+    from handrecon.infer.torch_backend import export_onnx
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
+    folder = save_detector(det, tmp_path / "det")
+    torch.manual_seed(0)
+    save_checkpoint(folder / "side_head", SideClassifier(width=4, input_size=32).eval(), {},
+                    {"architecture": "hand_side", "kwargs": {"width": 4, "input_size": 32}})
+    slow, fast = load_detector(str(folder)), od.detector_for_boxes(folder)
+    assert isinstance(fast, od.OnnxDetector) and isinstance(fast.side_head, od.OnnxSideHead)
+    image = np.random.default_rng(5).integers(0, 255, (80, 120, 3), np.uint8)
+    a, b = fast.detect([image], 0.0, 0.8)[0], slow.detect([image], 0.0, 0.8)[0]
+    assert a.sides == b.sides and len(a.sides) == len(a.boxes) > 0
+    np.testing.assert_allclose(a.p_left, b.p_left, atol=1e-5)
+
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    crop = export_onnx(tiny_checkpoint(tmp_path / "ck", seed=1), tmp_path / "crop.onnx")
+    done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(crop), "--detector",
+                              f"handrecon-hand-detector:{folder}", "--score-threshold", "0", "--formats", "",
+                              "--out", str(tmp_path / "out")], tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    hands = json.loads((tmp_path / "out" / "photo.json").read_text())["hands"]
+    kept = fast.detect([image], 0.0, 0.5)[0]  # the pipeline's NMS
+    assert [h["side"] for h in hands] == kept.sides and len(hands) == len(kept.boxes)

@@ -109,6 +109,13 @@ MUTATIONS = [
      "/ np.asarray(std, np.float32)[:, None]", "/ np.asarray(mean, np.float32)[:, None]", ["tests/test_images.py"]),
     ("cached exports never reused", "src/handrecon/utils/onnx.py", "    if path.is_file():\n", "    if False:\n",
      ["tests/test_infer_onnx.py"]),
+    ("serving an exported model imports torch", "src/handrecon/infer/batch.py",
+     "import numpy as np\nimport orjson\n", "import numpy as np\nimport orjson\nimport torch  # noqa: F401\n",
+     ["tests/test_infer_onnx.py"]),
+    ("numpy warp reads the image's edge instead of zeros outside it", "src/handrecon/geometry/crop.py",
+     "g = (1 - frac) * ((i0 >= 0) & (i0 < size))", "g = (1 - frac) + 0 * i0", ["tests/test_crop.py"]),
+    ("ONNX side head inverts the left probability", "src/handrecon/models/handos/onnx_detector.py",
+     "p_left = 1 / (1 + np.exp(-logits))", "p_left = 1 / (1 + np.exp(logits))", ["tests/test_detector.py"]),
 ]
 
 

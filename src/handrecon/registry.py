@@ -10,8 +10,9 @@ a family: on a miss, every module listed under the ``handrecon.families`` entry 
 the error can list what really exists. Anything else must be listed in a config's ``imports``.
 
 An adapter is looked up first under the ``handrecon.adapters`` entry point group (architecture
-name → the module that registers its adapter), so serving a model imports its own family's
-adapter module and nothing else: an exported M3DHMR starts without torch or the other families.
+name → the module that registers its adapter), and a detector under ``handrecon.detectors``, so
+serving a model imports its own family's module and nothing else: an exported M3DHMR behind
+handrecon's own detector starts without torch, transformers or the other families.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 FAMILY_ENTRY_POINTS = "handrecon.families"
 ADAPTER_ENTRY_POINTS = "handrecon.adapters"
+DETECTOR_ENTRY_POINTS = "handrecon.detectors"
 
 
 class ConfigError(ValueError):
@@ -93,7 +95,7 @@ def _qualname(obj: Any) -> str:
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
 ADAPTERS = Registry("inference adapter", ADAPTER_ENTRY_POINTS)
-DETECTORS = Registry("hand detector")
+DETECTORS = Registry("hand detector", DETECTOR_ENTRY_POINTS)
 
 
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -112,8 +114,8 @@ def register_adapter(name: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 def register_detector(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: a hand detector loader, ``loader(path: str | None) -> detector`` with
-    ``detect(images, score_threshold, nms_iou)``, for ``--detector <name>[:<path>]``."""
+    """Decorator: a hand detector loader, ``loader(path: str | None, threads: int | None = None) ->
+    detector`` with ``detect(images, score_threshold, nms_iou)``, for ``--detector <name>[:<path>]``."""
     return DETECTORS.register(name)
 
 

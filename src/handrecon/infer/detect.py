@@ -26,10 +26,11 @@ from handrecon.utils.io import atomic_write_json
 
 
 
-def build_detector(spec: str) -> Any:
-    """A detector from ``NAME`` or ``KIND:DIR`` (see the module doc); ValueError listing the known names."""
+def build_detector(spec: str, threads: int | None = None) -> Any:
+    """A detector from ``NAME`` or ``KIND:DIR`` (see the module doc) running on `threads` CPU
+    threads (None: the backend's default); ValueError listing the known names."""
     name, _, path = spec.partition(":")
-    return DETECTORS.get(name)(path or None)
+    return DETECTORS.get(name)(path or None, threads=threads)
 
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:

@@ -61,10 +61,7 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     if is_pipeline(name_or_path):
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
         crop_predictor = load(crop, device, threads, refine_root, backend)
-        from handrecon.infer import torch_backend  # deferred: imports torch (see the docstring)
-
-        torch_backend.set_threads(threads)  # the detector's torch parts
-        return TwoStagePredictor(build_detector(detector), crop_predictor, source=str(name_or_path))
+        return TwoStagePredictor(build_detector(detector, threads), crop_predictor, source=str(name_or_path))
     path = resolve_model(name_or_path)
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)

@@ -97,10 +97,11 @@ def is_pipeline(name: str) -> bool:
     return PIPELINE_SEPARATOR in str(name)
 
 
-def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> Any:
+def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                  threads: int | None = None) -> Any:
     """`predictor` for full images: as it is if it finds hands itself, else `detector` (a name or
-    ``KIND:DIR``, `infer.detect.build_detector`) in front of it."""
+    ``KIND:DIR``, `infer.detect.build_detector`, on `threads` CPU threads) in front of it."""
     if predictor.detects_hands:
         return predictor
-    return TwoStagePredictor(build_detector(detector), predictor, score_threshold=score_threshold,
+    return TwoStagePredictor(build_detector(detector, threads), predictor, score_threshold=score_threshold,
                              source=f"{detector}{PIPELINE_SEPARATOR}{predictor.source}")

@@ -6,6 +6,8 @@ reconstruction on a frozen DETR-like detector. Part 1, the detector layer:
   RT-DETRv2; local-only loading.
 - `hand_detector.py`: handrecon's own small RT-DETR hand detector (model ``hand_detector``).
 - `data.py`: training data: ``scene_boxes`` (the detector) and ``handos_scenes`` (HandOS).
+- `detections.py`: preparing detector inputs and reading detections, numpy only;
+  `onnx_detector.py` / `onnx_export.py`: finding hands on onnxruntime without torch.
 - `side_head.py`: the detector's side head (model ``hand_side``, data ``hand_side_crops``): left or
   right for each detected box, for the two-stage pipeline's crop model.
 
@@ -18,58 +20,31 @@ Part 2, HandOS itself (model ``handos``):
 - `loss.py`: the paper's loss and weights; `model.py`: the model, validation, side from normals.
 - `inference.py`: the inference adapter (whole images in, every hand out).
 
-Importing this package registers the model and the dataset (`handrecon.registry`).
+`family.py` registers the models, datasets and detectors (`handrecon.registry`; the
+``handrecon.families`` entry point); the names below are imported on first use, so that the
+onnxruntime detector (``handrecon.detectors`` entry point) loads without torch.
 """
 
-from handrecon.models.handos.assign import select_instances, simota_assign
-from handrecon.models.handos.attention import POLICIES, MultiScaleDeformableAttention, policy_mask
-from handrecon.models.handos.data import HandOSScenes, SceneBoxes
-from handrecon.models.handos.decoder import InteractiveDecoder, SideTuning, lifting_init
-from handrecon.models.handos.detector import (
-    DETECTOR_KINDS,
-    Detections,
-    Detector,
-    DetectorConfig,
-    DetectorError,
-    DetectorOutput,
-    load_detector,
-    save_detector,
-    wrap_detector,
-)
-from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetector, hand_detector_for_boxes, load_hand_detector
-from handrecon.models.handos.onnx_detector import OnnxDetector, export_detector_onnx
-from handrecon.models.handos.inference import HandOSAdapter, HandOSNetwork
-from handrecon.models.handos.loss import PAPER_WEIGHTS, HandOSLoss
-from handrecon.models.handos.model import HandOS, sides_from_normals
-from handrecon.models.handos.side_head import HandSideCrops, SideClassifier, SideHead, load_side_head
-from handrecon.registry import register_dataset, register_detector, register_model
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "simota_assign": "assign", "select_instances": "detections", "POLICIES": "attention",
+    "MultiScaleDeformableAttention": "attention", "policy_mask": "attention", "HandOSScenes": "data",
+    "SceneBoxes": "data", "InteractiveDecoder": "decoder", "SideTuning": "decoder", "lifting_init": "decoder",
+    "DETECTOR_KINDS": "detector", "Detections": "detections", "Detector": "detector", "DetectorConfig": "detections",
+    "DetectorError": "detections", "DetectorOutput": "detector", "load_detector": "detector",
+    "save_detector": "detector", "wrap_detector": "detector", "HAND_DETECTOR_NAME": "onnx_detector",
+    "HandDetector": "hand_detector", "hand_detector_for_boxes": "onnx_detector",
+    "load_hand_detector": "hand_detector", "OnnxDetector": "onnx_detector", "export_detector_onnx": "onnx_export",
+    "HandOSAdapter": "inference", "HandOSNetwork": "inference", "PAPER_WEIGHTS": "loss", "HandOSLoss": "loss",
+    "HandOS": "model", "sides_from_normals": "model", "HandSideCrops": "side_head", "SideClassifier": "side_head",
+    "SideHead": "side_head", "load_side_head": "side_head", "hand_detector": "family", "handos": "family",
+}
+__all__ = sorted(_EXPORTS)
 
 
-@register_model("hand_detector")
-def hand_detector(**kwargs) -> HandDetector:
-    """Build the hand detector from config kwargs (see `HandDetector`)."""
-    return HandDetector(**kwargs)
-
-
-@register_model("handos")
-def handos(**kwargs) -> HandOS:
-    """Build HandOS from config kwargs (see `HandOS`)."""
-    return HandOS(**kwargs)
-
-
-@register_model("hand_side")
-def hand_side(**kwargs) -> SideClassifier:
-    """Build the detector's side head from config kwargs (see `SideClassifier`)."""
-    return SideClassifier(**kwargs)
-
-
-register_dataset("hand_side_crops")(HandSideCrops)
-register_detector(HAND_DETECTOR_NAME)(hand_detector_for_boxes)
-for _kind in DETECTOR_KINDS:  # --detector KIND:DIR
-    register_detector(_kind)(lambda path, kind=_kind: load_detector(f"{kind}:{path}"))
-
-__all__ = ["DETECTOR_KINDS", "Detections", "Detector", "DetectorConfig", "DetectorError", "DetectorOutput",
-           "HandDetector", "HandOS", "HandOSAdapter", "HandOSLoss", "HandOSNetwork", "HandOSScenes", "InteractiveDecoder",
-           "MultiScaleDeformableAttention", "OnnxDetector", "PAPER_WEIGHTS", "POLICIES", "SceneBoxes", "SideClassifier", "SideHead", "SideTuning", "hand_detector",
-           "export_detector_onnx", "hand_detector_for_boxes", "handos", "lifting_init", "load_detector", "load_hand_detector", "load_side_head", "policy_mask", "save_detector", "select_instances",
-           "sides_from_normals", "simota_assign", "wrap_detector"]
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"handrecon.models.handos.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'handrecon.models.handos' has no attribute {name!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from handrecon.geometry.boxes import box_iou, nms
+from handrecon.geometry.boxes import box_iou
 
 OUTSIDE_PENALTY = 1e5
 
@@ -47,13 +47,4 @@ def simota_assign(scores: torch.Tensor, boxes_xyxy: torch.Tensor, gt_xyxy: torch
     q, j = np.nonzero(claim)
     return torch.as_tensor(q, dtype=torch.long), torch.as_tensor(j, dtype=torch.long)
 
-
-def select_instances(scores: np.ndarray, boxes_xyxy: np.ndarray, score_threshold: float, nms_iou: float,
-                     max_hands: int) -> np.ndarray:
-    """Inference filtering: indices of the queries scoring at least `score_threshold` that
-    survive greedy NMS at `nms_iou`, highest score first, at most `max_hands`."""
-    keep = np.flatnonzero(np.asarray(scores) >= score_threshold)
-    return keep[nms(boxes_xyxy[keep], scores[keep], nms_iou)][:max_hands]
-
-
-__all__ = ["simota_assign", "select_instances"]
+__all__ = ["simota_assign"]

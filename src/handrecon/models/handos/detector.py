@@ -27,49 +27,24 @@ detectors without a mask (handrecon's own) are padded black before normalising, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from handrecon.checkpoint import CheckpointError
-from handrecon.geometry.boxes import cxcywh_to_xyxy
-from handrecon.models.handos.assign import select_instances
-from handrecon.models.handos.side_head import SIDE_HEAD_DIR, load_side_head
-from handrecon.utils.image import normalize_images
+from handrecon.models.handos.detections import (
+    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, letterbox, prepare_arrays, resize_long_side,
+    select_detections,
+)
+from handrecon.models.handos.side_head import load_side_head
 
 # "hand." for Grounding DINO's text branch: bert-base-uncased ids [CLS] hand . [SEP]
 HAND_PROMPT_IDS = (101, 2192, 1012, 102)
 BACKBONE_STRIDES = (4, 8, 16, 32)
-
-
-class DetectorError(ValueError):
-    """A detector that cannot be loaded or used, with what to do about it."""
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """How images are prepared for a detector and how its outputs are read.
-
-    input_size: long side of the network input in px. pad_multiple: the padded input's sides are
-    multiples of this. square: pad every image to input_size x input_size (detectors without a
-    pixel mask trained that way, such as handrecon's own). hand_label: the class index that means
-    "hand" (closed-set detectors); Grounding DINO scores the prompt's "hand" token instead.
-    """
-
-    input_size: int = 640
-    pad_multiple: int = 32
-    square: bool = False
-    hand_label: int = 0
-
-    @property
-    def square_side(self) -> int:
-        """The side in px of a square input: input_size rounded up to a multiple of pad_multiple."""
-        return -(-self.input_size // self.pad_multiple) * self.pad_multiple
 
 
 @dataclass
@@ -105,19 +80,6 @@ class DetectorOutput:
         if key not in self.memory:
             raise DetectorError(f"this detector has encoder memory after layers {layers}, not after layer {layer}")
         return self.memory[key]
-
-
-@dataclass
-class Detections:
-    """Hands found in one image: boxes (N, 4) x1, y1, x2, y2 in the image's pixels, scores (N,)
-    in [0, 1], query (N,) the decoder query each came from; highest score first. sides: N of
-    "left" | "right" and p_left (N,) from the detector's side head, None without one."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    query: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sides: list[str] | None = None
-    p_left: np.ndarray | None = None
 
 
 @dataclass
@@ -288,69 +250,6 @@ def _hf_classes() -> dict[str, tuple[type[Detector], type]]:
 
 
 DETECTOR_KINDS = ("grounding-dino", "mm-grounding-dino", "deformable-detr", "rt-detr", "rt-detr-v2")
-
-
-def resize_long_side(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """RGB uint8 (H, W, 3) resized (bilinear) so that its long side is `size` px, and the scale
-    (network px per image px). The one resize of detector inputs, in training and inference."""
-    h, w = image.shape[:2]
-    s = size / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    if (nh, nw) == (h, w):
-        return image, 1.0
-    return np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR)), s
-
-
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """RGB uint8 (H, W, 3) -> (size, size, 3): the long side resized to `size` (`resize_long_side`),
-    padded black at the bottom and right; and the scale (network px per image px). How the
-    square-input detectors (handrecon's own) and HandOS see an image, in training and inference."""
-    resized, s = resize_long_side(image, size)
-    canvas = np.zeros((size, size, 3), np.uint8)
-    canvas[: resized.shape[0], : resized.shape[1]] = resized
-    return canvas, s
-
-
-def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The detector input of `config` for RGB uint8 images (H, W, 3): pixels (B, 3, H', W') float32
-    normalised, pixel_mask (B, H', W') int64 1 on real pixels, scale (B,) network px per image px.
-    Square inputs are padded black before normalising (as `letterbox` and the training data are);
-    masked ones with zeros after normalising, as transformers' image processors pad."""
-    resized = [resize_long_side(img, config.input_size) for img in images]
-    if config.square:
-        H = W = config.square_side
-    else:
-        H = -(-max(r.shape[0] for r, _ in resized) // config.pad_multiple) * config.pad_multiple
-        W = -(-max(r.shape[1] for r, _ in resized) // config.pad_multiple) * config.pad_multiple
-    batch = np.zeros((len(images), H, W, 3), np.uint8)
-    mask = np.zeros((len(images), H, W), np.int64)
-    for i, (r, _) in enumerate(resized):
-        batch[i, : r.shape[0], : r.shape[1]] = r
-        mask[i, : r.shape[0], : r.shape[1]] = 1
-    pixels = normalize_images(batch)
-    if not config.square:
-        pixels = pixels * mask[:, None].astype(np.float32)
-    return pixels, mask, np.asarray([s for _, s in resized])
-
-
-def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scale: float,
-                      image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
-    """One image's detections from its queries: boxes (Q, 4) cxcywh normalised to the padded input
-    of `input_size` (H, W), scores (Q,); `assign.select_instances`, then boxes in image pixels."""
-    H, W = input_size
-    xyxy = cxcywh_to_xyxy(np.asarray(boxes, np.float32)) * [W, H, W, H] / scale
-    xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
-    s = np.asarray(scores, np.float32)
-    keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
-    return Detections(xyxy[keep], s[keep], keep)
-
-
-def attach_sides(side_head: Any, images: list[np.ndarray], found: list[Detections]) -> list[Detections]:
-    """`found` with sides and p_left from `side_head` (a `side_head.SideHead`; None: unchanged)."""
-    if side_head is not None:
-        for image, det in zip(images, found):
-            det.sides, det.p_left = side_head.sides(image, det.boxes)
-    return found
 
 
 def wrap_detector(kind: str, model: nn.Module, config: DetectorConfig = DetectorConfig()) -> Detector:

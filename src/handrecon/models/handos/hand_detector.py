@@ -10,7 +10,6 @@ GIoU, auxiliary losses per decoder layer, denoising queries) and validates it wi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -19,11 +18,8 @@ from torch import nn
 
 from handrecon.eval.detection import detection_metrics
 from handrecon.geometry.boxes import cxcywh_to_xyxy
-from handrecon.models.handos.detector import DetectorConfig, DetectorError, RTDetrDetector, load_detector
-from handrecon.models.handos.onnx_detector import OnnxDetector, detector_for_boxes
-
-HAND_DETECTOR_NAME = "handrecon-hand-detector"
-ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / HAND_DETECTOR_NAME
+from handrecon.models.handos.detector import DetectorConfig, RTDetrDetector, load_detector
+from handrecon.models.handos.onnx_detector import ASSET_DIR, HAND_DETECTOR_NAME, hand_detector_for_boxes, packaged_folder
 
 LOGGED_TERMS = ("loss_vfl", "loss_bbox", "loss_giou")
 
@@ -89,23 +85,10 @@ class HandDetector(nn.Module):
         return RTDetrDetector(self.detr, DetectorConfig(input_size=self.input_size, square=True))
 
 
-def _packaged_folder(path: str | None) -> Path:
-    folder = Path(path) if path else ASSET_DIR
-    if not (folder / "detector.json").is_file():
-        raise DetectorError(f"{HAND_DETECTOR_NAME}: no packaged detector at {folder} (train one with "
-                            "tools/train_detector.sh, or give --detector KIND:DIR for a transformers checkpoint)")
-    return folder
-
-
 def load_hand_detector(path: str | None = None) -> RTDetrDetector:
     """The shipped hand detector (`path` None), or one saved by `tools/package_detector.py` at
     `path`, as the frozen torch `Detector` HandOS reads."""
-    return load_detector(str(_packaged_folder(path)))
+    return load_detector(str(packaged_folder(path)))
 
 
-def hand_detector_for_boxes(path: str | None = None) -> RTDetrDetector | OnnxDetector:
-    """The hand detector as `load_hand_detector` gives it, for finding boxes only (`handrecon
-    detect`, the two-stage pipeline): on onnxruntime when the extra "onnx" is installed (exported
-    once into the cache, `onnx_detector.detector_for_boxes`; no transformers import after
-    that), else the torch detector. Both return the same detections."""
-    return detector_for_boxes(_packaged_folder(path))
+__all__ = ["ASSET_DIR", "HAND_DETECTOR_NAME", "HandDetector", "hand_detector_for_boxes", "load_hand_detector", "rtdetr_config"]

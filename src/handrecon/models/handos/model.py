@@ -39,7 +39,8 @@ from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy
 from handrecon.mesh.ops import face_adjacency
 from handrecon.mesh.ops_torch import signed_volume_torch
-from handrecon.models.handos.assign import select_instances, simota_assign
+from handrecon.models.handos.assign import simota_assign
+from handrecon.models.handos.detections import select_instances
 from handrecon.models.handos.decoder import (
     SIDE_NETWORKS, InteractiveDecoder, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
     upsample_vertices,

@@ -3,15 +3,21 @@
 HandOS reads the frozen detector's queries, memory and backbone maps, so it keeps the torch
 `Detector`. Finding boxes needs only scores and boxes, and importing transformers to build the
 detector costs about 6 s before the first image on 2 cores. An RT-DETR with square inputs
-(handrecon's own) is therefore exported once to ONNX (`export_detector_onnx`: ``pixel_values``
-(B, 3, S, S) normalised -> ``scores`` (B, Q), ``boxes`` (B, Q, 4) cxcywh normalised) and served by
-`OnnxDetector`, which shares the torch detector's preparation (`detector.prepare_arrays`) and
-selection (`detector.select_detections`), so both return the same detections.
+(handrecon's own) is therefore exported once to ONNX (`onnx_export.export_detector_onnx`:
+``pixel_values`` (B, 3, S, S) normalised -> ``scores`` (B, Q), ``boxes`` (B, Q, 4) cxcywh
+normalised), and so is its side head (`onnx_export.export_side_head_onnx`), and both are served
+here, sharing the torch detector's preparation (`detections.prepare_arrays`), selection
+(`detections.select_detections`) and side crops (`detections.box_crops`), so both return the same
+detections. This module needs neither torch nor transformers: with the exports in the cache, the
+two-stage pipeline starts without importing them.
 
-`detector_for_boxes(folder)` keeps the export in ``$HANDRECON_CACHE/detectors/`` under the
-SHA-256 of the folder's weights and detector.json: a changed detector gets a new export, a
-damaged file is re-exported, and a machine without onnxruntime and onnx (or a detector that does
-not export) gets the torch detector, loaded once.
+`detector_for_boxes(folder)` keeps the exports in ``$HANDRECON_CACHE/detectors/`` under the
+SHA-256 of the folder's weights and detector.json (the side head: of its own files): a changed
+detector gets a new export, a damaged file is re-exported, and a machine without onnxruntime and
+onnx (or a detector that does not export) gets the torch detector, loaded once.
+
+Importing this module registers the shipped detector's name (`HAND_DETECTOR_NAME`) for
+``--detector`` (the ``handrecon.detectors`` entry point names this module).
 """
 
 from __future__ import annotations
@@ -19,92 +25,73 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from handrecon.models.handos.detector import (
-    Detections,
-    Detector,
-    DetectorConfig,
-    DetectorError,
-    RTDetrDetector,
-    attach_sides,
-    load_detector,
-    prepare_arrays,
-    select_detections,
+from handrecon.models.handos.detections import (
+    INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, Detections,
+    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, select_detections,
 )
-from handrecon.models.handos.side_head import load_side_head
-from handrecon.utils.io import atomic_write_bytes
+from handrecon.registry import register_detector
+from handrecon.utils.image import normalize_images
 from handrecon.utils.onnx import cached_export, onnx_export_available, ort_session
 
-INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
-METADATA_KEY, METADATA_FORMAT = "handrecon-detector", 1
-OPSET = 17
+HAND_DETECTOR_NAME = "handrecon-hand-detector"
+ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / HAND_DETECTOR_NAME
 log = logging.getLogger(__name__)
 
 
-class _ScoresAndBoxes(nn.Module):
-    """The exported graph: pixel_values -> (scores (B, Q), boxes (B, Q, 4))."""
+def _read_metadata(session: Any, path: str | Path, key: str) -> dict:
+    """The ``key`` entry of an export's handrecon metadata; ValueError saying what to do otherwise."""
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    try:
+        meta = json.loads(raw) if raw is not None else None
+        value = meta[key]
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: not a handrecon detector export (metadata {METADATA_KEY!r}: {e or 'missing'}); "
+                         "export it with handrecon.models.handos.onnx_export") from None
+    if meta.get("format") != METADATA_FORMAT:
+        raise ValueError(f"{path}: detector export format {meta.get('format')!r}, this handrecon reads "
+                         f"{METADATA_FORMAT}; export it again")
+    return value
 
-    def __init__(self, detector: Detector) -> None:
-        super().__init__()
-        self.detector = detector
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.detector.model(pixel_values=pixel_values)
-        return self.detector._scores(out), out.pred_boxes
+class OnnxSideHead:
+    """A side head exported by `onnx_export.export_side_head_onnx`: ``sides(image, boxes)`` ->
+    (["left" | "right"], p_left (N,)), as `side_head.SideHead.sides`."""
 
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.session = ort_session(path, threads)
+        info = _read_metadata(self.session, path, "side_head")
+        self.input_size, self.box_scale, self.source = int(info["input_size"]), float(info["box_scale"]), info["source"]
 
-def export_detector_onnx(detector: Detector, path: str | Path, opset: int = OPSET) -> Path:
-    """Write `detector` (an RT-DETR with square inputs) to `path` as ONNX with its `DetectorConfig`
-    in the metadata (key ``handrecon-detector``); atomic. DetectorError for other detectors."""
-    import onnx  # optional dependency (extra "onnx"): imported only when exporting
-
-    if not isinstance(detector, RTDetrDetector) or not detector.config.square:
-        raise DetectorError(f"only square-input RT-DETR detectors (handrecon's own) export to ONNX, not a "
-                            f"{detector.kind} with square={detector.config.square}")
-    S = detector.config.square_side
-    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(_ScoresAndBoxes(detector).eval(), (torch.zeros(1, 3, S, S),), str(Path(d) / "d.onnx"),
-                          dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                          dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)})
-        proto = onnx.load(str(Path(d) / "d.onnx"))
-    detector._stage_maps, detector._captured = [], {}  # the trace ran the hooks
-    entry = proto.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = json.dumps({"format": METADATA_FORMAT, "config": asdict(detector.config)})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, proto.SerializeToString())
-    return Path(path)
+    def sides(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return [], np.zeros(0)
+        crops = normalize_images(box_crops(image, boxes, self.input_size, self.box_scale))
+        logits = self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0].astype(np.float64)
+        p_left = 1 / (1 + np.exp(-logits))
+        return ["left" if p > 0.5 else "right" for p in p_left], p_left
 
 
 class OnnxDetector:
-    """A detector exported by `export_detector_onnx`, on onnxruntime (CPU, `threads` intra-op
-    threads): ``detect`` as `Detector.detect`. side_head: a `side_head.SideHead` or None."""
+    """A detector exported by `onnx_export.export_detector_onnx`, on onnxruntime (CPU, `threads`
+    intra-op threads): ``detect`` as `Detector.detect`. side_head: an `OnnxSideHead`, a torch
+    `side_head.SideHead` or None."""
 
     kind, backend = "rt-detr", "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None, side_head: Any = None) -> None:
         self.session = ort_session(path, threads)
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        config = _read_metadata(self.session, path, "config")
         try:
-            meta = json.loads(raw) if raw is not None else None
-            self.config = DetectorConfig(**meta["config"])
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path}: not a handrecon detector export (metadata {METADATA_KEY!r}: {e or 'missing'}); "
-                             "export it with handrecon.models.handos.onnx_detector.export_detector_onnx") from None
-        if meta.get("format") != METADATA_FORMAT:
-            raise ValueError(f"{path}: detector export format {meta.get('format')!r}, this handrecon reads "
-                             f"{METADATA_FORMAT}; export it again")
+            self.config = DetectorConfig(**config)
+        except TypeError as e:
+            raise ValueError(f"{path}: not a handrecon detector export (config {config!r}: {e}); export it again") from None
         self.path, self.side_head = Path(path), side_head
 
     def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
@@ -122,36 +109,78 @@ class OnnxDetector:
         return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config), **side}
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """SHA-256 of a saved detector folder's weights and detector.json (the export's cache key)."""
+def folder_fingerprint(folder: Path, names: tuple[str, ...] = ("model.safetensors", "detector.json", "config.json")) -> str:
+    """SHA-256 of a saved detector folder's weights and detector.json (the export's cache key), or
+    of the given files in it."""
     h = hashlib.sha256()
-    for name in ("model.safetensors", "detector.json", "config.json"):
+    for name in names:
         h.update(name.encode())
         h.update((folder / name).read_bytes())
     h.update(f"format {METADATA_FORMAT}".encode())
     return h.hexdigest()
 
 
-def detector_for_boxes(folder: str | Path, threads: int | None = None) -> OnnxDetector | Detector:
-    """The saved detector in `folder` (`detector.save_detector`) for finding boxes: on onnxruntime,
-    exported on first use into ``$HANDRECON_CACHE/detectors/`` (`utils.onnx.cached_export`: a
-    damaged export is replaced); the torch detector, loaded once, without onnx/onnxruntime, for a
-    detector that does not export, or when the export fails (with a warning)."""
+def detector_for_boxes(folder: str | Path, threads: int | None = None) -> Any:
+    """The saved detector in `folder` (`detector.save_detector`) for finding boxes: on onnxruntime
+    (`OnnxDetector`, with its side head on onnxruntime too), exported on first use into
+    ``$HANDRECON_CACHE/detectors/`` (`utils.onnx.cached_export`: a damaged export is replaced);
+    the torch `Detector`, loaded once, without onnx/onnxruntime, for a detector that does not
+    export, or when the export fails (with a warning). torch is imported only to export or for
+    the torch detector."""
     folder = Path(folder)
-    loaded: list[Detector] = []
+    loaded: list[Any] = []
 
-    def torch_detector() -> Detector:
+    def torch_detector() -> Any:
         if not loaded:
-            loaded.append(load_detector(str(folder)))
+            from handrecon.models.handos import detector  # deferred: torch and transformers (see the docstring)
+
+            loaded.append(detector.load_detector(str(folder)))
         return loaded[0]
 
     if onnx_export_available() and _exportable(folder):
+        side_head = _side_head_for_boxes(folder, threads, torch_detector)
         found = cached_export("detectors", folder_fingerprint(folder),
-                              lambda path: export_detector_onnx(torch_detector(), path),
-                              lambda path: OnnxDetector(path, threads, load_side_head(folder)))
+                              lambda path: _export().export_detector_onnx(torch_detector(), path),
+                              lambda path: OnnxDetector(path, threads, side_head))
         if found is not None:
             return found
     return torch_detector()
+
+
+def hand_detector_for_boxes(path: str | None = None, threads: int | None = None) -> Any:
+    """handrecon's shipped hand detector (`path` None) or one packaged by
+    `tools/package_detector.py` at `path`, for finding boxes (`detector_for_boxes`)."""
+    return detector_for_boxes(packaged_folder(path), threads)
+
+
+register_detector(HAND_DETECTOR_NAME)(hand_detector_for_boxes)
+
+
+def packaged_folder(path: str | None) -> Path:
+    """The packaged detector folder at `path` (None: the shipped one); DetectorError if there is none."""
+    folder = Path(path) if path else ASSET_DIR
+    if not (folder / "detector.json").is_file():
+        raise DetectorError(f"{HAND_DETECTOR_NAME}: no packaged detector at {folder} (train one with "
+                            "tools/train_detector.sh, or give --detector KIND:DIR for a transformers checkpoint)")
+    return folder
+
+
+def _side_head_for_boxes(folder: Path, threads: int | None, torch_detector: Any) -> Any:
+    """The folder's side head on onnxruntime (exported into the cache on first use), the torch one
+    if that export fails, or None when the folder has none."""
+    head_dir = folder / SIDE_HEAD_DIR
+    if not (head_dir / "card.json").is_file():
+        return None
+    found = cached_export("detectors", folder_fingerprint(head_dir, ("model.safetensors", "card.json")),
+                          lambda path: _export().export_side_head_onnx(torch_detector().side_head, path),
+                          lambda path: OnnxSideHead(path, threads))
+    return found if found is not None else torch_detector().side_head
+
+
+def _export() -> Any:
+    from handrecon.models.handos import onnx_export  # deferred: exporting needs torch and onnx
+
+    return onnx_export
 
 
 def _exportable(folder: Path) -> bool:
@@ -164,4 +193,5 @@ def _exportable(folder: Path) -> bool:
     return isinstance(info, dict) and info.get("kind") == "rt-detr" and bool(info.get("square"))
 
 
-__all__ = ["OnnxDetector", "detector_for_boxes", "export_detector_onnx", "folder_fingerprint"]
+__all__ = ["ASSET_DIR", "HAND_DETECTOR_NAME", "OnnxDetector", "OnnxSideHead", "detector_for_boxes", "folder_fingerprint",
+           "hand_detector_for_boxes", "packaged_folder"]

@@ -29,26 +29,8 @@ from torch.utils.data import Dataset
 from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.stream import sample_rng
-from handrecon.geometry.crop import crop_transform, warp_image
+from handrecon.models.handos.detections import SIDE_HEAD_DIR, box_crops
 from handrecon.utils.image import normalize_images
-
-SIDE_HEAD_DIR = "side_head"  # a detector folder's side head (model.safetensors + card.json)
-
-
-def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np.ndarray,
-              shifts: np.ndarray | None = None) -> np.ndarray:
-    """(N, size, size, 3) uint8 square crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px
-    (`geometry.crop.crop_transform`): side = scale (one, or (N,)) x the box's long side (at least
-    1 px), centred on the box plus shifts (N, 2) (fractions of the side)."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
-    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # a box clipped to nothing still gets a crop
-    scales = np.broadcast_to(np.asarray(scale, np.float64), (len(boxes),))
-    shifts = np.zeros((len(boxes), 2)) if shifts is None else shifts
-    crops = np.zeros((len(boxes), size, size, 3), np.uint8)
-    for i, (box, s, shift) in enumerate(zip(boxes, scales, shifts)):
-        crops[i] = warp_image(image, crop_transform(box, size, scale=s, shift=shift).affine, size)
-    return crops
-
 
 class SideClassifier(nn.Module):
     """A small CNN: (B, 3, S, S) normalised crops -> (B,) logits of "left hand".
