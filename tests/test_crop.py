@@ -98,3 +98,5 @@ def test_numpy_warp_matches_grid_sample_on_uint8_crops():
         ref = warp_image(batch, torch.as_tensor(crop.affine, dtype=torch.float32), 64)[0].permute(1, 2, 0)
         ref = ref.round().clamp(0, 255).numpy().astype(int)
         assert np.abs(ours - ref).max() <= 1 and (ours != ref).mean() < 0.005
+    flip = np.array([[-1.0, 0, 129], [0, 1.0, 0]])  # an axis-aligned map with decreasing columns
+    np.testing.assert_array_equal(warp_image(image, flip, (130, 90)), image[:, ::-1])
