@@ -156,3 +156,32 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
 
     doc = pygltflib.GLTF2().load(str(tmp_path / "out" / "clip_track0.glb"))
     assert doc.skins and doc.animations and doc.accessors[doc.animations[0].samplers[0].input].count == 6
+
+
+def test_a_hand_with_non_finite_numbers_is_left_out_and_reported(tmp_path):
+    """A frame's hand whose numbers are NaN is not tracked or written (the JSON Lines stay strict
+    JSON) and the report names the frame; the other frames are untouched."""
+    import handrecon
+
+    clip = tmp_path / "clip.mp4"
+    render_clip(clip, frames=6)
+    model = handrecon.load("m3dhmr-openhand")
+
+    class BreaksFrame3:
+        source = "breaks frame 3"
+
+        def predict_batch(self, images, Ks, boxes, sides, batch_size=8):
+            results = model.predict_batch(images, Ks, boxes, sides, batch_size)
+            for k, result in enumerate(results):
+                if self.seen + k == 3:
+                    result.hands[0].vertices = np.full_like(result.hands[0].vertices, np.nan)
+            self.seen += len(results)
+            return results
+
+        seen = 0
+
+    rep = reconstruct_video(BreaksFrame3(), clip, tmp_path / "out", overlay=False, batch_size=4)
+    assert rep.frames == 6 and rep.hands == 5 and rep.dropped == [(3, "non-finite vertices")]
+    strict = lambda s: json.loads(s, parse_constant=lambda c: pytest.fail(f"{c} in the JSON Lines"))  # noqa: E731
+    lines = [strict(x) for x in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    assert [len(x["hands"]) for x in lines] == [1, 1, 1, 0, 1, 1]

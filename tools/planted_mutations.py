@@ -118,6 +118,8 @@ MUTATIONS = [
      "p_left = 1 / (1 + np.exp(-logits))", "p_left = 1 / (1 + np.exp(logits))", ["tests/test_detector.py"]),
     ("cached exports are never optimised", "src/handrecon/utils/onnx.py",
      "        optimize_in_place(path)\n", "", ["tests/test_detector.py"]),
+    ("a video frame's NaN hand is kept", "src/handrecon/infer/video.py",
+     "result.hands = [h for h in result.hands if bad[id(h)] is None]", "pass", ["tests/test_video.py"]),
 ]
 
 

@@ -333,6 +333,10 @@ def reconstruct(
             resumed = f", resumed at frame {rep.resumed_at}" if rep.resumed_at else ""
             typer.echo(f"{video}: {rep.frames} frame(s), {rep.hands} hand detection(s) in {rep.tracks} track(s), "
                        f"{rep.frames_per_second:.1f} frames/s{resumed} -> {out}/{video.stem}.jsonl")
+            if rep.dropped:
+                frames = ", ".join(str(i) for i, _ in rep.dropped[:10]) + (" ..." if len(rep.dropped) > 10 else "")
+                typer.echo(f"  {len(rep.dropped)} hand(s) left out: the model gave non-finite numbers "
+                           f"({rep.dropped[0][1]}) in frame(s) {frames}", err=True)
         except (VideoError, ValueError, OSError) as e:
             failed.append((str(video), str(e)))
     if images:

@@ -23,7 +23,7 @@ from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, read_image
 from handrecon.geometry.camera import default_intrinsics, scale_intrinsics, scale_points
 from handrecon.infer.export import save_mesh
 from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
-from handrecon.infer.results import ImageResult
+from handrecon.infer.results import HandResult, ImageResult
 from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_open, atomic_write_bytes
@@ -152,14 +152,23 @@ def check_finite(result: ImageResult) -> None:
     if not np.isfinite(np.asarray(result.K, np.float64)).all():
         raise ValueError(f"the camera K is not finite: {np.asarray(result.K).tolist()}; nothing written")
     for i, hand in enumerate(result.hands):
-        fit = hand.fit or {}
-        values = {name: getattr(hand, name) for name in ("box", "keypoints_2d", "keypoints_3d", "vertices", "cam_t")}
-        values["score"] = 0.0 if hand.score is None else hand.score
-        values.update({f"fit {k}": v for k, v in fit.items() if k not in ("hand_model", "joint_names")})
-        for name, value in values.items():
-            if not np.isfinite(np.asarray(value, np.float64)).all():
-                raise ValueError(f"hand {i}: the model produced non-finite {name} (NaN or inf); the input is out of "
-                                 "range (camera, box) or the model weights are corrupt; nothing written")
+        name = nonfinite_field(hand)
+        if name is not None:
+            raise ValueError(f"hand {i}: the model produced non-finite {name} (NaN or inf); the input is out of "
+                             "range (camera, box) or the model weights are corrupt; nothing written")
+
+
+def nonfinite_field(hand: HandResult) -> str | None:
+    """The first field of a hand (arrays, score, fitted parameters) holding NaN or infinite
+    numbers, or None when every number is finite."""
+    fit = hand.fit or {}
+    values = {name: getattr(hand, name) for name in ("box", "keypoints_2d", "keypoints_3d", "vertices", "cam_t")}
+    values["score"] = 0.0 if hand.score is None else hand.score
+    values.update({f"fit {k}": v for k, v in fit.items() if k not in ("hand_model", "joint_names")})
+    for name, value in values.items():
+        if not np.isfinite(np.asarray(value, np.float64)).all():
+            return name
+    return None
 
 
 def render_overlay(result: ImageResult, image: np.ndarray, max_side: int = OVERLAY_MAX_SIDE) -> np.ndarray:

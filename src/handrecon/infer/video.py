@@ -30,7 +30,7 @@ import numpy as np
 
 from handrecon.data.schema import VIDEO_SUFFIXES, is_video
 from handrecon.geometry.camera import default_intrinsics
-from handrecon.infer.batch import render_overlay
+from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json
@@ -46,7 +46,8 @@ class VideoError(ValueError):
 class VideoReport:
     """frames: frames with results; hands: hand detections over all frames; tracks: distinct ids;
     resumed_at: the frame a resumed run started from (0: a fresh run); files: what was written;
-    frames_per_second: processing speed of this invocation."""
+    frames_per_second: processing speed of this invocation; dropped: (frame, reason) of each hand
+    left out because the model gave it non-finite numbers (this invocation)."""
 
     frames: int = 0
     hands: int = 0
@@ -54,6 +55,7 @@ class VideoReport:
     resumed_at: int = 0
     frames_per_second: float = 0.0
     files: list[str] = field(default_factory=list)
+    dropped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tuple[int, np.ndarray]], float, int | None]:
@@ -130,6 +132,10 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                 sides = None if side is None else [[side]] * len(chunk)
                 results = predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
                                                   batch_size=len(chunk))
+                for (i, _), result in zip(chunk, results):  # a hand with NaN or inf is left out, not tracked
+                    bad = {id(h): nonfinite_field(h) for h in result.hands}
+                    report.dropped += [(i, f"non-finite {why}") for why in bad.values() if why is not None]
+                    result.hands = [h for h in result.hands if bad[id(h)] is None]
                 ids = [tracker.update(result.hands, i, i / fps) for (i, _), result in zip(chunk, results)]
                 if fitter is not None:  # on the smoothed meshes, one batched fit per chunk
                     fitter.attach_fits(results)
@@ -140,7 +146,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                     record = {"frame_index": i, "time": round(i / fps, 6), **result.to_json()}
                     for hand, track_id in zip(record["hands"], frame_ids):
                         hand["track_id"] = track_id
-                    lines.append(json.dumps(record, separators=(",", ":")))
+                    lines.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
                 out.write("\n".join(lines) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
