@@ -21,7 +21,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    depends on N (start-up weighs more on small folders), the steady one does not.
    With `--scenes`: held-out scenes (`--preset scene`, 480x640, 0-4 hands, seed 1000), A =
    `handrecon reconstruct FOLDER --model MODEL --formats "" --no-overlay` (the full-image default:
-   the hand detector, then the crop model, torch; or a full-image model), B = MediaPipe Hands with
+   the hand detector, then the crop model, both on onnxruntime from their cached exports when the
+   extra "onnx" is installed; or a full-image model), B = MediaPipe Hands with
    `max_num_hands=4`.
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
