@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
 from helpers import OneByOne
 from PIL import Image
@@ -144,13 +145,35 @@ def test_batched_run_equals_one_by_one_and_bad_items_fail_alone(tmp_path):
     (src / "broken.png").write_bytes(b"not a png")
     one = reconstruct_paths(model, [src], tmp_path / "one", overlay=False, mesh_formats=(), batch_size=1)
     many = reconstruct_paths(model, [src], tmp_path / "many", overlay=False, mesh_formats=(), batch_size=16)
-    for report in (one, many):
+    side_by_side = reconstruct_paths(model, [src], tmp_path / "side_by_side", overlay=False, mesh_formats=(),
+                                     batch_size=2, workers=3)  # three batches through the network at once
+    for report in (one, many, side_by_side):
         assert len(report.written) == 5 and {Path(p).name for p, _ in report.failed} == {"tiny.png", "broken.png"}
+    assert list(side_by_side.written) == list(one.written)  # reported in input order
     for i in range(5):
         a = json.loads((tmp_path / "one" / f"img{i}.json").read_text())["hands"][0]
-        b = json.loads((tmp_path / "many" / f"img{i}.json").read_text())["hands"][0]
-        np.testing.assert_allclose(a["vertices"], b["vertices"], atol=2e-5)
-        np.testing.assert_allclose(a["keypoints_2d"], b["keypoints_2d"], atol=1e-2)
+        for other in ("many", "side_by_side"):
+            b = json.loads((tmp_path / other / f"img{i}.json").read_text())["hands"][0]
+            np.testing.assert_allclose(a["vertices"], b["vertices"], atol=2e-5)
+            np.testing.assert_allclose(a["keypoints_2d"], b["keypoints_2d"], atol=1e-2)
+    with pytest.raises(ValueError, match="workers"):
+        reconstruct_paths(model, [src], tmp_path / "x", workers=0)
+
+
+def test_parallel_batches_splits_the_cores_between_batches(monkeypatch):
+    """Images: one network thread per batch and a batch per core (shared among torchrun's local
+    ranks); an explicit --threads keeps one batch at a time on that many threads."""
+    import os
+
+    from handrecon.infer.batch import parallel_batches
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert parallel_batches(None) == (1, 4) and parallel_batches(3) == (3, 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert parallel_batches(None) == (1, 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert parallel_batches(None) == (None, 1)  # one core: the network may use it as it likes
 
 
 def test_prefetch_keeps_order_and_runs_at_most_ahead():

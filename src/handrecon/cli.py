@@ -254,7 +254,7 @@ def reconstruct(
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: 1.2 x the larger image side, principal point at the centre)."),
     formats: str = typer.Option("obj,ply,glb", "--formats", help="Mesh formats, comma-separated (obj, ply, glb); empty for none."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: for images, one thread per batch and a batch per core; for videos, every core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}.'),
@@ -294,6 +294,13 @@ def reconstruct(
     if side is not None and box is None and not crop:
         typer.echo("error: --side applies to --box or --crop; a detector gives each hand its side", err=True)
         raise typer.Exit(2)
+    from handrecon.data.schema import is_video
+    from handrecon.infer.batch import parallel_batches
+
+    videos = [p for p in paths if p.is_file() and is_video(p)]
+    images = [p for p in paths if p not in videos]
+    # images: one network thread per batch and a batch per core; videos: every core on each batch
+    threads, workers = (threads, 1) if videos else parallel_batches(threads)
     predictor = _load_model_or_exit(model, threads, backend)
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
@@ -305,10 +312,6 @@ def reconstruct(
         from handrecon.infer.fitting import HandFitter
 
         fitter = HandFitter(predictor.spec["hand_model"])
-    from handrecon.data.schema import is_video
-
-    videos = [p for p in paths if p.is_file() and is_video(p)]
-    images = [p for p in paths if p not in videos]
     videos = videos[rank::world]
     if videos:  # tracking and decoding are imported only for videos (scipy.optimize alone takes 0.24 s)
         from handrecon.infer.tracking import OneEuroConfig
@@ -345,7 +348,7 @@ def reconstruct(
                 task = progress.add_task("reconstructing", total=None)
                 report = reconstruct_paths(predictor, images, out, box=box, side=side, focal=focal,
                                            mesh_formats=mesh_formats, overlay=not no_overlay, fitter=fitter,
-                                           prompts=prompts,
+                                           prompts=prompts, workers=workers,
                                            on_progress=lambda _: progress.advance(task),
                                            on_start=lambda n: progress.update(task, total=n))
         except ValueError as e:  # raised before any image runs (e.g. two inputs, one output name)

@@ -218,15 +218,17 @@ def reconstruct_paths(
     batch_size: int = 16,
     fitter: Any = None,
     prompts: dict[str, list[tuple[Any, str | None]]] | None = None,
+    workers: int = 1,
 ) -> BatchReport:
     """Reconstruct every image in `paths` (files or folders) into `out_dir`.
 
     box / side / focal apply to every image (box: one hand prompt; without it a crop model takes
     the whole image as the hand and a full-image model finds the hands itself; focal in pixels
     builds K with the principal point at the image centre, else the default camera). Images are
-    decoded by a reader thread ahead of the network (at most two batches), which runs on
-    `batch_size` images at a time, and written by a writer thread while the network runs the next
-    batch; a bad item fails alone. Under torchrun each rank reconstructs every world-th image into
+    decoded by a reader thread ahead of the network, which runs on `batch_size` images at a time,
+    `workers` batches at once (a predictor whose networks run on one thread each, see
+    `parallel_batches`), and written by a writer thread while the network runs the next batches;
+    a bad item fails alone. Under torchrun each rank reconstructs every world-th image into
     `out_dir` and all ranks return the merged report. on_start gets the number of images once they are collected;
     on_progress each image's path once it is done. fitter (`infer.fitting.HandFitter`): adds the
     hand model's fitted pose parameters to every hand. prompts: per image file name, its hands as
@@ -234,6 +236,8 @@ def reconstruct_paths(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
@@ -285,20 +289,36 @@ def reconstruct_paths(
             for path, _, _ in chunk:
                 on_progress(str(path))
 
-    # Decoding runs ahead of the network (at most two batches), and each batch's files are written
-    # while the network runs the next one.
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        items = zip(images, stems, prefetch(reader, prepare, images, ahead=2 * batch_size))
+    def predict(ready: list) -> list:
+        return _predict_chunk(predictor, [r[2] for r in ready])
+
+    # Decoding runs ahead of the network; `workers` batches go through the predictor at once (each
+    # in its own thread: onnxruntime runs them in parallel, which on a CPU beats splitting one batch
+    # over the cores); each batch's files are written while the network runs the next ones.
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as network, \
+            ThreadPoolExecutor(max_workers=1) as writer:
+        items = zip(images, stems, prefetch(reader, prepare, images, ahead=(workers + 1) * batch_size))
+        predicting: deque[tuple[list, list, Future]] = deque()
         pending = None
-        while chunk := list(itertools.islice(items, batch_size)):
-            ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
-            report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
-            results = _predict_chunk(predictor, [r[2] for r in ready])
+
+        def write_next() -> None:
+            nonlocal pending
+            chunk, ready, predicted = predicting.popleft()
+            results = predicted.result()
             if fitter is not None:
                 fitter.attach_fits([r for r in results if not isinstance(r, Exception)])
             if pending is not None:
                 finish(pending)
             pending = chunk, writer.submit(write_chunk, [(*r, result) for r, result in zip(ready, results)])
+
+        while chunk := list(itertools.islice(items, batch_size)):
+            ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
+            report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
+            predicting.append((chunk, ready, network.submit(predict, ready)))
+            if len(predicting) > workers:
+                write_next()
+        while predicting:
+            write_next()
         if pending is not None:
             finish(pending)
     if world > 1:  # every rank wrote its own images; each returns the merged report
@@ -309,6 +329,19 @@ def reconstruct_paths(
             merged.num_hands += part.num_hands
         return merged
     return report
+
+
+def parallel_batches(threads: int | None) -> tuple[int | None, int]:
+    """(network threads, batches at once) for reconstructing a folder of images. `threads` given:
+    that many threads for one batch at a time. Otherwise one thread per batch and a batch per core
+    of this process's share of the machine (the cores it may run on, divided among torchrun's local
+    ranks; at most 8): on a CPU, batches side by side beat one batch split over the cores (300
+    crops on 2 cores: onnxruntime 74-81 -> 90-94 img/s, torch 39-40 -> 60-65 img/s)."""
+    if threads is not None:
+        return threads, 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores //= max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
+    return (1, min(cores, 8)) if cores > 1 else (None, 1)
 
 
 def prefetch(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
