@@ -120,6 +120,9 @@ MUTATIONS = [
      "        optimize_in_place(path)\n", "", ["tests/test_detector.py"]),
     ("a video frame's NaN hand is kept", "src/handrecon/infer/video.py",
      "result.hands = [h for h in result.hands if bad[id(h)] is None]", "pass", ["tests/test_video.py"]),
+    ("batches side by side written newest first", "src/handrecon/infer/batch.py",
+     "chunk, ready, predicted = predicting.popleft()", "chunk, ready, predicted = predicting.pop()",
+     ["tests/test_infer_batch.py"]),
 ]
 
 
