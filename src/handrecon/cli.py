@@ -254,7 +254,7 @@ def reconstruct(
     focal: Optional[float] = typer.Option(None, "--focal", help="Focal length in pixels (default: 1.2 x the larger image side, principal point at the centre)."),
     formats: str = typer.Option("obj,ply,glb", "--formats", help="Mesh formats, comma-separated (obj, ply, glb); empty for none."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: for images, one thread per batch and a batch per core; for videos, every core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}.'),
@@ -299,8 +299,7 @@ def reconstruct(
 
     videos = [p for p in paths if p.is_file() and is_video(p)]
     images = [p for p in paths if p not in videos]
-    # images: one network thread per batch and a batch per core; videos: every core on each batch
-    threads, workers = (threads, 1) if videos else parallel_batches(threads)
+    threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     predictor = _load_model_or_exit(model, threads, backend)
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
@@ -332,7 +331,7 @@ def reconstruct(
                     progress.update(task, completed=done, total=total, description=f"{video.name} {fps:.1f} frames/s")
 
                 rep = reconstruct_video(predictor, video, out, smoothing, focal=focal, box=box, side=side,
-                                        overlay=not no_overlay, fitter=fitter, on_progress=advance)
+                                        overlay=not no_overlay, fitter=fitter, on_progress=advance, workers=workers)
             resumed = f", resumed at frame {rep.resumed_at}" if rep.resumed_at else ""
             typer.echo(f"{video}: {rep.frames} frame(s), {rep.hands} hand detection(s) in {rep.tracks} track(s), "
                        f"{rep.frames_per_second:.1f} frames/s{resumed} -> {out}/{video.stem}.jsonl")

@@ -21,6 +21,8 @@ import itertools
 import json
 import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -88,10 +90,11 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                       smoothing: OneEuroConfig | None = OneEuroConfig(), focal: float | None = None,
                       box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
                       batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
-                      max_frames: int | None = None) -> VideoReport:
+                      max_frames: int | None = None, workers: int = 1) -> VideoReport:
     """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
     side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
-    frames per second); max_frames: a ValueError before anything runs for a longer video."""
+    frames per second); max_frames: a ValueError before anything runs for a longer video;
+    workers: chunks of `batch_size` frames through the predictor at once (each in its own thread)."""
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
@@ -124,14 +127,24 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
         if max_frames is not None and total is not None and total > max_frames:
             raise VideoError(f"{path.name}: {total} frames, more than the {max_frames} allowed here; "
                              "run `handrecon reconstruct` on it")
-        with open(jsonl, "a") as out:
-            while chunk := list(itertools.islice(frames, batch_size)):
-                H, W = chunk[0][1].shape[:2]
-                K = default_intrinsics((W, H), focal=focal)
-                boxes = None if box is None else [[box]] * len(chunk)
-                sides = None if side is None else [[side]] * len(chunk)
-                results = predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
-                                                  batch_size=len(chunk))
+        def predict(chunk: list[tuple[int, np.ndarray]]) -> list[ImageResult]:
+            H, W = chunk[0][1].shape[:2]
+            K = default_intrinsics((W, H), focal=focal)
+            boxes = None if box is None else [[box]] * len(chunk)
+            sides = None if side is None else [[side]] * len(chunk)
+            return predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides, batch_size=len(chunk))
+
+        # `workers` chunks go through the predictor at once (`infer.batch.parallel_batches`);
+        # tracking, smoothing and writing take them in frame order.
+        with open(jsonl, "a") as out, ThreadPoolExecutor(max_workers=workers) as network:
+            predicting: deque[tuple[list, Future]] = deque()
+            while True:
+                while len(predicting) < workers and (chunk := list(itertools.islice(frames, batch_size))):
+                    predicting.append((chunk, network.submit(predict, chunk)))
+                if not predicting:
+                    break
+                chunk, predicted = predicting.popleft()
+                results = predicted.result()
                 for (i, _), result in zip(chunk, results):  # a hand with NaN or inf is left out, not tracked
                     bad = {id(h): nonfinite_field(h) for h in result.hands}
                     report.dropped += [(i, f"non-finite {why}") for why in bad.values() if why is not None]
