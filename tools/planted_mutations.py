@@ -123,6 +123,8 @@ MUTATIONS = [
     ("batches side by side written newest first", "src/handrecon/infer/batch.py",
      "chunk, ready, predicted = predicting.popleft()", "chunk, ready, predicted = predicting.pop()",
      ["tests/test_infer_batch.py"]),
+    ("video chunks side by side tracked newest first", "src/handrecon/infer/video.py",
+     "chunk, predicted = predicting.popleft()", "chunk, predicted = predicting.pop()", ["tests/test_video.py"]),
 ]
 
 
