@@ -14,7 +14,7 @@ registered under its architecture name with `handrecon.registry.register_adapter
 
 Inference spec keys every family writes: ``input_size`` (px), ``normalization`` ({"mean", "std"},
 RGB in [0, 1], see `utils.image.normalize_images`), ``hand_model`` (a name for
-`hand.model.load_hand_model_data`), ``topology_sha256`` (`hand.model.topology_sha256`), and its
+`hand.load.load_hand_model_data`), ``topology_sha256`` (`hand.load.topology_sha256`), and its
 own rule for what the network sees (e.g. ``crop``: {"rule": "box", "scale": 1.325}).
 """
 

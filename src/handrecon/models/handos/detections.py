@@ -126,7 +126,8 @@ def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[i
 
 
 def attach_sides(side_head: Any, images: list[np.ndarray], found: list[Detections]) -> list[Detections]:
-    """`found` with sides and p_left from `side_head` (a `side_head.SideHead`; None: unchanged)."""
+    """`found` with sides and p_left from `side_head` (a `side_head.SideHead` or an
+    `onnx_detector.OnnxSideHead`; None: unchanged)."""
     if side_head is not None:
         for image, det in zip(images, found):
             det.sides, det.p_left = side_head.sides(image, det.boxes)
