@@ -270,3 +270,25 @@ def test_the_two_stage_pipeline_with_a_side_head_runs_without_torch(tmp_path, mo
     hands = json.loads((tmp_path / "out" / "photo.json").read_text())["hands"]
     kept = fast.detect([image], 0.0, 0.5)[0]  # the pipeline's NMS
     assert [h["side"] for h in hands] == kept.sides and len(hands) == len(kept.boxes)
+
+
+def test_detect_paths_in_batches_side_by_side_equals_one_by_one(tmp_path):
+    """`handrecon detect`'s runner batches images (and runs batches side by side): a square
+    detector's boxes and scores per image are those of one image at a time."""
+    from PIL import Image
+
+    from handrecon.infer.detect import detect_paths
+
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (60 + 10 * i, 90, 3), np.uint8)).save(images / f"im{i}.png")
+    one = detect_paths(det, [images], tmp_path / "one", 0.0, 0.8, overlay=False, batch_size=1)
+    many = detect_paths(det, [images], tmp_path / "many", 0.0, 0.8, overlay=False, batch_size=2, workers=2)
+    assert list(one.written) == list(many.written) and one.num_hands == many.num_hands > 0
+    for i in range(5):
+        a, b = (json.loads((tmp_path / d / f"im{i}.json").read_text())["hands"] for d in ("one", "many"))
+        np.testing.assert_allclose([h["box"] for h in a], [h["box"] for h in b], atol=1e-2)
+        np.testing.assert_allclose([h["score"] for h in a], [h["score"] for h in b], atol=1e-4)

@@ -234,10 +234,7 @@ def reconstruct_paths(
     hand model's fitted pose parameters to every hand. prompts: per image file name, its hands as
     (box, side) pairs (`read_box_prompts`), instead of `box` / `side` for the images it lists.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_batching(batch_size, workers)
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
@@ -266,15 +263,57 @@ def reconstruct_paths(
         except (ValueError, OSError) as e:
             return e
 
-    def write_chunk(done: list[tuple[Path, str, tuple[LoadedImage, FilePrompt], Any]]) -> BatchReport:
+    def write(path: Path, stem: str, item: tuple[LoadedImage, FilePrompt], result: ImageResult) -> tuple[list[str], int]:
+        loaded, prompt = item
+        result = to_file_pixels(result, loaded, prompt.K_file)
+        return write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay, fitter), len(result.hands)
+
+    def attach_fits(results: list) -> None:
+        if fitter is not None:
+            fitter.attach_fits([r for r in results if not isinstance(r, Exception)])
+
+    run_batches(images, stems, prepare, lambda items: _predict_chunk(predictor, items), write, report, batch_size,
+                workers, on_progress, after_predict=attach_fits)
+    if world > 1:  # every rank wrote its own images; each returns the merged report
+        merged = BatchReport()
+        for part in all_gather_object(report):
+            merged.written.update(part.written)
+            merged.failed += part.failed
+            merged.num_hands += part.num_hands
+        return merged
+    return report
+
+
+def check_batching(batch_size: int, workers: int) -> None:
+    """ValueError unless both are positive integers (before anything runs)."""
+    for name, value in (("batch size", batch_size), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any],
+                predict: Callable[[list], list], write: Callable[[Path, str, Any, Any], tuple[list[str], int]],
+                report: BatchReport, batch_size: int = 16, workers: int = 1,
+                on_progress: Callable[[str], None] | None = None,
+                after_predict: Callable[[list], None] | None = None) -> None:
+    """The pipeline of the folder runners (`reconstruct_paths`, `infer.detect.detect_paths`):
+    read(path) -> an item or an Exception, on a reader thread at most `workers` + 1 batches ahead;
+    predict(items) -> one result or Exception per item, `batch_size` items per call, `workers` calls
+    at once (each in its own thread: on a CPU, batches side by side beat one batch split over the
+    cores); after_predict(results) on this thread, in input order; write(path, stem, item, result)
+    -> (file names written, hands), on a writer thread while the next batches run. Each item that
+    fails (reading, predicting or writing: ValueError or OSError) fails alone, into `report`;
+    on_progress gets each path once it is done, in input order."""
+    check_batching(batch_size, workers)
+
+    def write_chunk(done: list[tuple[Path, str, Any, Any]]) -> BatchReport:
         part = BatchReport()
-        for path, stem, (loaded, prompt), result in done:
+        for path, stem, item, result in done:
             try:
                 if isinstance(result, Exception):
                     raise result
-                result = to_file_pixels(result, loaded, prompt.K_file)
-                part.written[str(path)] = write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay, fitter)
-                part.num_hands += len(result.hands)
+                part.written[str(path)], hands = write(path, stem, item, result)
+                part.num_hands += hands
             except (ValueError, OSError) as e:
                 part.failed.append((str(path), str(e)))
         return part
@@ -289,15 +328,9 @@ def reconstruct_paths(
             for path, _, _ in chunk:
                 on_progress(str(path))
 
-    def predict(ready: list) -> list:
-        return _predict_chunk(predictor, [r[2] for r in ready])
-
-    # Decoding runs ahead of the network; `workers` batches go through the predictor at once (each
-    # in its own thread: onnxruntime runs them in parallel, which on a CPU beats splitting one batch
-    # over the cores); each batch's files are written while the network runs the next ones.
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as network, \
             ThreadPoolExecutor(max_workers=1) as writer:
-        items = zip(images, stems, prefetch(reader, prepare, images, ahead=(workers + 1) * batch_size))
+        items = zip(images, stems, prefetch(reader, read, images, ahead=(workers + 1) * batch_size))
         predicting: deque[tuple[list, list, Future]] = deque()
         pending = None
 
@@ -305,8 +338,8 @@ def reconstruct_paths(
             nonlocal pending
             chunk, ready, predicted = predicting.popleft()
             results = predicted.result()
-            if fitter is not None:
-                fitter.attach_fits([r for r in results if not isinstance(r, Exception)])
+            if after_predict is not None:
+                after_predict(results)
             if pending is not None:
                 finish(pending)
             pending = chunk, writer.submit(write_chunk, [(*r, result) for r, result in zip(ready, results)])
@@ -314,21 +347,13 @@ def reconstruct_paths(
         while chunk := list(itertools.islice(items, batch_size)):
             ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
             report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
-            predicting.append((chunk, ready, network.submit(predict, ready)))
+            predicting.append((chunk, ready, network.submit(predict, [r[2] for r in ready])))
             if len(predicting) > workers:
                 write_next()
         while predicting:
             write_next()
         if pending is not None:
             finish(pending)
-    if world > 1:  # every rank wrote its own images; each returns the merged report
-        merged = BatchReport()
-        for part in all_gather_object(report):
-            merged.written.update(part.written)
-            merged.failed += part.failed
-            merged.num_hands += part.num_hands
-        return merged
-    return report
 
 
 def parallel_batches(threads: int | None) -> tuple[int | None, int]:

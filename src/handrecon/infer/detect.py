@@ -18,8 +18,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from handrecon.data.schema import read_image
-from handrecon.infer.batch import OVERLAY_MAX_SIDE, BatchReport, collect_images, save_png, unique_stems
+from handrecon.data.schema import LoadedImage, read_image
+from handrecon.infer.batch import (
+    OVERLAY_MAX_SIDE, BatchReport, check_batching, collect_images, run_batches, save_png, unique_stems,
+)
 from handrecon.registry import DETECTORS
 from handrecon.render.overlay import label_boxes
 from handrecon.utils.io import atomic_write_json
@@ -46,9 +48,12 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, max_sid
 
 def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, score_threshold: float,
                  nms_iou: float, overlay: bool = True, detector_name: str = "",
-                 on_progress: Callable[[int], None] | None = None, on_start: Callable[[int], None] | None = None
-                 ) -> BatchReport:
-    """Detect hands in every image under `paths`, writing the outputs of the module doc into `out`."""
+                 on_progress: Callable[[int], None] | None = None, on_start: Callable[[int], None] | None = None,
+                 batch_size: int = 16, workers: int = 1) -> BatchReport:
+    """Detect hands in every image under `paths`, writing the outputs of the module doc into `out`:
+    images decoded ahead, `batch_size` per detector call, `workers` calls at once (`run_batches`,
+    `parallel_batches`), files written while the next batches run; a bad image fails alone."""
+    check_batching(batch_size, workers)
     out = Path(out)
     images, problems = collect_images(paths, exclude=out)
     names = unique_stems(images)
@@ -56,25 +61,39 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
     out.mkdir(parents=True, exist_ok=True)
     if on_start:
         on_start(len(images))
-    for path, name in zip(images, names):
+
+    def read(path: Path) -> LoadedImage | Exception:
         try:
-            loaded = read_image(path, reduce=True)
-            found = detector.detect([loaded.image], score_threshold=score_threshold, nms_iou=nms_iou)[0]
-            sx, sy = loaded.scale  # a reduced decode of a huge photo: back to the file's pixels
-            boxes = found.boxes / [sx, sy, sx, sy]
-            record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])],
-                      "hands": [{"box": np.round(b, 2).tolist(), "score": round(float(s), 4)}
-                                for b, s in zip(boxes, found.scores)],
-                      "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou}
-            written = [str(out / f"{name}.json")]
-            atomic_write_json(out / f"{name}.json", record)
-            if overlay:
-                save_png(out / f"{name}_boxes.png", draw_boxes(loaded.image, found.boxes, found.scores))
-                written.append(str(out / f"{name}_boxes.png"))
-            report.written[str(path)] = written
-            report.num_hands += len(found.boxes)
+            return read_image(path, reduce=True)
         except (OSError, ValueError) as e:
-            report.failed.append((str(path), str(e)))
-        if on_progress:
-            on_progress(1)
+            return e
+
+    def detect(loaded: list[LoadedImage]) -> list:
+        try:
+            return detector.detect([im.image for im in loaded], score_threshold=score_threshold, nms_iou=nms_iou)
+        except ValueError:  # one bad image: each alone, so only it fails
+            found: list = []
+            for im in loaded:
+                try:
+                    found += detector.detect([im.image], score_threshold=score_threshold, nms_iou=nms_iou)
+                except ValueError as e:
+                    found.append(e)
+            return found
+
+    def write(path: Path, name: str, loaded: LoadedImage, found: Any) -> tuple[list[str], int]:
+        sx, sy = loaded.scale  # a reduced decode of a huge photo: back to the file's pixels
+        boxes = found.boxes / [sx, sy, sx, sy]
+        record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])],
+                  "hands": [{"box": np.round(b, 2).tolist(), "score": round(float(s), 4)}
+                            for b, s in zip(boxes, found.scores)],
+                  "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou}
+        written = [str(out / f"{name}.json")]
+        atomic_write_json(out / f"{name}.json", record)
+        if overlay:
+            save_png(out / f"{name}_boxes.png", draw_boxes(loaded.image, found.boxes, found.scores))
+            written.append(str(out / f"{name}_boxes.png"))
+        return written, len(found.boxes)
+
+    run_batches(images, names, read, detect, write, report, batch_size, workers,
+                on_progress=None if on_progress is None else lambda _: on_progress(1))
     return report

@@ -27,6 +27,7 @@ detectors without a mask (handrecon's own) are padded black before normalising, 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ from handrecon.models.handos.detections import (
     select_detections,
 )
 from handrecon.models.handos.side_head import load_side_head
+
+# What the hooks of the detector forward running on this thread record (threads may run several
+# detectors, or one detector several times, at once: `infer.batch.run_batches`).
+_RECORDING = threading.local()
 
 # "hand." for Grounding DINO's text branch: bert-base-uncased ids [CLS] hand . [SEP]
 HAND_PROMPT_IDS = (101, 2192, 1012, 102)
@@ -110,11 +115,9 @@ class Detector(nn.Module):
         self.model.requires_grad_(False)
         self.model.eval()
         self.side_head: Any = None  # `side_head.SideHead`: left / right per detected box (`detect`)
-        self._captured: dict = {}
-        self._stage_maps: list[torch.Tensor] = []
         self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
         for stage in self._backbone_stages():
-            stage.register_forward_hook(lambda module, args, output: self._stage_maps.append(output))
+            stage.register_forward_hook(self._capture_stage_map)
 
     # ---- frozen
     def train(self, mode: bool = True) -> "Detector":
@@ -123,9 +126,19 @@ class Detector(nn.Module):
         self.model.eval()
         return self
 
-    # ---- hooks
-    def _capture_decoder_inputs(self, module, args, kwargs) -> None:
-        self._captured = dict(kwargs)
+    # ---- hooks: they record into the `forward` running on their thread (`_RECORDING`), and do
+    # nothing for any other call of the model (e.g. training the detector, exporting it)
+    @staticmethod
+    def _capture_decoder_inputs(module, args, kwargs) -> None:
+        record = getattr(_RECORDING, "record", None)
+        if record is not None:
+            record["captured"] = dict(kwargs)
+
+    @staticmethod
+    def _capture_stage_map(module, args, output) -> None:
+        record = getattr(_RECORDING, "record", None)
+        if record is not None:
+            record["stage_maps"].append(output)
 
     def _backbone_stages(self) -> list[nn.Module]:
         for name, module in self.model.named_modules():
@@ -154,11 +167,14 @@ class Detector(nn.Module):
         """pixel_values (B, 3, H, W) normalised, pixel_mask (B, H, W) (None: all real) -> DetectorOutput."""
         if pixel_mask is None:
             pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[-2:], dtype=torch.long)
-        self._captured, self._stage_maps = {}, []
-        out = self._call(pixel_values, pixel_mask)
-        cap = self._captured
+        _RECORDING.record = record = {"captured": {}, "stage_maps": []}
+        try:
+            out = self._call(pixel_values, pixel_mask)
+        finally:
+            _RECORDING.record = None
+        cap = record["captured"]
         H, W = pixel_values.shape[-2:]
-        maps = tuple(self._stage_maps)
+        maps = tuple(record["stage_maps"])
         strides = tuple(H // m.shape[-2] for m in maps)
         if strides[-4:] != BACKBONE_STRIDES:
             raise DetectorError(f"{self.kind}: backbone stages have strides {strides}, expected {BACKBONE_STRIDES}")

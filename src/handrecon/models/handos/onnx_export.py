@@ -50,7 +50,6 @@ def export_detector_onnx(detector: Detector, path: str | Path, opset: int = OPSE
                           dynamo=False, opset_version=opset, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                           dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)})
         proto = onnx.load(str(Path(d) / "d.onnx"))
-    detector._stage_maps, detector._captured = [], {}  # the trace ran the hooks
     entry = proto.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps({"format": METADATA_FORMAT, "config": asdict(detector.config)})
