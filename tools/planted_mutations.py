@@ -125,6 +125,8 @@ MUTATIONS = [
      ["tests/test_infer_batch.py"]),
     ("video chunks side by side tracked newest first", "src/handrecon/infer/video.py",
      "chunk, predicted = predicting.popleft()", "chunk, predicted = predicting.pop()", ["tests/test_video.py"]),
+    ("detector hooks record into one place for every thread", "src/handrecon/models/handos/detector.py",
+     "_RECORDING = threading.local()", "_RECORDING = type(\"Shared\", (), {})()", ["tests/test_detector.py"]),
 ]
 
 
