@@ -108,6 +108,11 @@ def test_random_model_on_synthetic_val_split(tmp_path, tiny):
     ds = build_dataset("synthetic", tmp_path / "syn", "val")
     gt = np.stack([h.keypoints_3d for i in range(len(ds)) for h in ds[i].hands])
     assert res.metrics["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(sub.xyz, gt), rel=1e-9)
+    one = evaluate(tiny[1], "synthetic", tmp_path / "syn", out=tmp_path / "one", batch_size=1)
+    side_by_side = evaluate(tiny[1], "synthetic", tmp_path / "syn", out=tmp_path / "two", batch_size=1, workers=2)
+    assert side_by_side.metrics == pytest.approx(one.metrics, rel=1e-9)  # two batches at once, scored in order
+    np.testing.assert_allclose(load_freihand_submission(tmp_path / "two" / "pred.json").xyz,
+                               load_freihand_submission(tmp_path / "one" / "pred.json").xyz, atol=1e-9)
 
 
 class ColourOracle(Oracle):

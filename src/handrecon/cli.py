@@ -455,7 +455,7 @@ def evaluate(
     out: Path = typer.Option(Path("eval_out"), "--out", help="Folder for pred.json (official submission format) and metrics.json."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per network batch."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images (quick checks)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     whole_image: bool = typer.Option(False, "--whole-image", help="Synthetic single-hand crops: give each image whole to the model (with its GT side), as FreiHAND does, not its GT box."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
@@ -472,6 +472,9 @@ def evaluate(
     from handrecon.utils.distributed import start_cpu_group
 
     rank, _ = start_cpu_group()  # under torchrun every rank evaluates a share, rank 0 scores and reports
+    from handrecon.infer.batch import parallel_batches
+
+    threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     rec = _load_model_or_exit(checkpoint, threads)
     try:
         with Progress(transient=True, disable=rank > 0) as progress:
@@ -480,7 +483,7 @@ def evaluate(
                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     whole_image=whole_image,
                                     dataset_options={"mano_dir": mano_dir} if mano_dir is not None else None,
-                                    gt_boxes=gt_boxes)
+                                    gt_boxes=gt_boxes, workers=workers)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

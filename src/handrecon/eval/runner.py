@@ -38,6 +38,8 @@ files, with the same numbers as one process (tested).
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -92,6 +94,7 @@ def evaluate(
     whole_image: bool = False,
     dataset_options: dict[str, Any] | None = None,
     gt_boxes: bool = False,
+    workers: int = 1,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
     and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
@@ -99,12 +102,13 @@ def evaluate(
     ground-truth side, as the FreiHAND protocol does, instead of with its ground-truth box.
     dataset_options: keyword options of the dataset's loader (e.g. ``mano_dir`` for HO3D and DexYCB
     vertices). gt_boxes: give a model that finds its own hands the ground-truth boxes as prompts (the
-    HandOS paper's Table X) instead of scoring its detections (a crop model always gets them)."""
+    HandOS paper's Table X) instead of scoring its detections (a crop model always gets them).
+    workers: batches through the predictor at once, each in its own thread (the same results)."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if batch_size < 1 or workers < 1:
+        raise ValueError(f"batch size and workers must be >= 1, got {batch_size} and {workers}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
     if dataset_options and "mano_dir" in dataset_options and dataset not in MANO_DATASETS:
@@ -124,19 +128,10 @@ def evaluate(
     rank, world = current_rank()
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
     per_image: list[tuple[int, dict[str, Any]]] = []
-    for s in range(0, len(mine), batch_size):
-        chunk = mine[s:s + batch_size]
-        samples = [ds[i] for i in chunk]
-        if whole_crops:
-            boxes = None
-            sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
-        elif prompted:
-            boxes, sides = [[h.box for h in smp.hands] for smp in samples], [[h.side for h in smp.hands] for smp in samples]
-        else:
-            boxes, sides = None, None
+
+    def score_chunk(chunk: list[int], samples: list, predicted: Future) -> None:
         try:
-            results = predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples], boxes, sides,
-                                              batch_size=batch_size)
+            results = predicted.result()
         except ValueError as e:  # name the sample (a Predictor's ItemError carries its index in the batch)
             i = getattr(e, "index", None)
             where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
@@ -146,7 +141,29 @@ def evaluate(
             rows["ids"] = [smp.meta.get("index", index)] * len(rows["gt"])  # the dataset's own index (DexYCB)
             per_image.append((index, rows))
         if on_progress is not None:
-            on_progress(min(s + batch_size, len(mine)), len(mine))
+            on_progress(len(per_image), len(mine))
+
+    # Samples are read here, in order; `workers` batches go through the predictor at once
+    # (`infer.batch.parallel_batches`) and are scored in order.
+    with ThreadPoolExecutor(max_workers=workers) as network:
+        predicting: deque[tuple[list[int], list, Future]] = deque()
+        for s in range(0, len(mine), batch_size):
+            chunk = mine[s:s + batch_size]
+            samples = [ds[i] for i in chunk]
+            if whole_crops:
+                boxes = None
+                sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
+            elif prompted:
+                boxes, sides = [[h.box for h in smp.hands] for smp in samples], [[h.side for h in smp.hands] for smp in samples]
+            else:
+                boxes, sides = None, None
+            predicting.append((chunk, samples, network.submit(predictor.predict_batch, [smp.image for smp in samples],
+                                                              [smp.K for smp in samples], boxes, sides,
+                                                              batch_size=batch_size)))
+            if len(predicting) > workers:
+                score_chunk(*predicting.popleft())
+        while predicting:
+            score_chunk(*predicting.popleft())
     per_image = sorted((item for part in all_gather_object(per_image) for item in part), key=lambda item: item[0])
     gt_hands = [g for _, r in per_image for g in r["gt"]]
     pred_rows = [p for _, r in per_image for p in r["pred"]]
