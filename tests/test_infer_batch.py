@@ -182,7 +182,7 @@ def test_prefetch_keeps_order_and_runs_at_most_ahead():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from handrecon.infer.batch import prefetch
+    from handrecon.utils.threads import prefetch
 
     started, lock = [], threading.Lock()
 

@@ -31,13 +31,13 @@ class DatasetError(ValueError):
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+MAX_IMAGE_PIXELS = 150_000_000  # larger files are refused (docs/security.md); PIL itself refuses > 179 MP
+WORK_PIXELS = 40_000_000  # `read_image(reduce=True)` decodes larger images reduced below this
 
 
 def is_video(path: str | os.PathLike) -> bool:
     """Whether a file is a video by its suffix (`VIDEO_SUFFIXES`; any container ffmpeg reads)."""
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
-MAX_IMAGE_PIXELS = 150_000_000  # larger files are refused (docs/security.md); PIL itself refuses > 179 MP
-WORK_PIXELS = 40_000_000  # `read_image(reduce=True)` decodes larger images reduced below this
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,10 @@ files, with the same numbers as one process (tested).
 from __future__ import annotations
 
 import math
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -53,6 +52,7 @@ from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, mat
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
+from handrecon.utils.threads import prefetch
 
 DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test", "ho3d": "evaluation"}
 MANO_DATASETS = ("ho3d", "dexycb")  # ground-truth vertices only through the user's MANO files
@@ -129,41 +129,42 @@ def evaluate(
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
     per_image: list[tuple[int, dict[str, Any]]] = []
 
-    def score_chunk(chunk: list[int], samples: list, predicted: Future) -> None:
-        try:
-            results = predicted.result()
-        except ValueError as e:  # name the sample (a Predictor's ItemError carries its index in the batch)
-            i = getattr(e, "index", None)
-            where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
-            raise ValueError(f"{root}: {where}: {e}") from None
-        for index, smp, result in zip(chunk, samples, results):
-            rows = _score_rows(smp, result, whole_crops)
-            rows["ids"] = [smp.meta.get("index", index)] * len(rows["gt"])  # the dataset's own index (DexYCB)
-            per_image.append((index, rows))
-        if on_progress is not None:
-            on_progress(len(per_image), len(mine))
-
-    # Samples are read here, in order; `workers` batches go through the predictor at once
-    # (`infer.batch.parallel_batches`) and are scored in order.
-    with ThreadPoolExecutor(max_workers=workers) as network:
-        predicting: deque[tuple[list[int], list, Future]] = deque()
+    def jobs() -> Iterator[tuple[list[int], list, Any, Any]]:
+        """(indices, samples, box prompts, sides) per batch, read here, in order."""
         for s in range(0, len(mine), batch_size):
             chunk = mine[s:s + batch_size]
             samples = [ds[i] for i in chunk]
             if whole_crops:
-                boxes = None
                 sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
+                yield chunk, samples, None, sides
             elif prompted:
-                boxes, sides = [[h.box for h in smp.hands] for smp in samples], [[h.side for h in smp.hands] for smp in samples]
+                yield chunk, samples, [[h.box for h in smp.hands] for smp in samples], \
+                    [[h.side for h in smp.hands] for smp in samples]
             else:
-                boxes, sides = None, None
-            predicting.append((chunk, samples, network.submit(predictor.predict_batch, [smp.image for smp in samples],
-                                                              [smp.K for smp in samples], boxes, sides,
-                                                              batch_size=batch_size)))
-            if len(predicting) > workers:
-                score_chunk(*predicting.popleft())
-        while predicting:
-            score_chunk(*predicting.popleft())
+                yield chunk, samples, None, None
+
+    def predict(job: tuple[list[int], list, Any, Any]) -> tuple[list[int], list, list | ValueError]:
+        chunk, samples, boxes, sides = job
+        try:
+            return chunk, samples, predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples],
+                                                           boxes, sides, batch_size=batch_size)
+        except ValueError as e:
+            return chunk, samples, e
+
+    # `workers` batches go through the predictor at once (`infer.batch.parallel_batches`), scored
+    # in order.
+    with ThreadPoolExecutor(max_workers=workers) as network:
+        for chunk, samples, results in prefetch(network, predict, jobs(), ahead=workers):
+            if isinstance(results, ValueError):  # name the sample (a Predictor's ItemError carries its index)
+                i = getattr(results, "index", None)
+                where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
+                raise ValueError(f"{root}: {where}: {results}") from None
+            for index, smp, result in zip(chunk, samples, results):
+                rows = _score_rows(smp, result, whole_crops)
+                rows["ids"] = [smp.meta.get("index", index)] * len(rows["gt"])  # the dataset's own index (DexYCB)
+                per_image.append((index, rows))
+            if on_progress is not None:
+                on_progress(len(per_image), len(mine))
     per_image = sorted((item for part in all_gather_object(per_image) for item in part), key=lambda item: item[0])
     gt_hands = [g for _, r in per_image for g in r["gt"]]
     pred_rows = [p for _, r in per_image for p in r["pred"]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections import defaultdict, deque
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from handrecon.infer.results import HandResult, ImageResult
 from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_open, atomic_write_bytes
+from handrecon.utils.threads import prefetch
 
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
 
@@ -303,8 +304,8 @@ def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any
     cores); after_predict(results) on this thread, in input order; write(path, stem, item, result)
     -> (file names written, hands), on a writer thread while the next batches run. Each item that
     fails (reading, predicting or writing: ValueError or OSError) fails alone, into `report`;
-    on_progress gets each path once it is done, in input order."""
-    check_batching(batch_size, workers)
+    on_progress gets each path once it is done, in input order. The callers check batch_size and
+    workers (`check_batching`) before they create anything."""
 
     def write_chunk(done: list[tuple[Path, str, Any, Any]]) -> BatchReport:
         part = BatchReport()
@@ -318,8 +319,7 @@ def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any
                 part.failed.append((str(path), str(e)))
         return part
 
-    def finish(pending: tuple[list, Future]) -> None:
-        chunk, written = pending
+    def finish(chunk: list, written: Future) -> None:
         part = written.result()
         report.written.update(part.written)
         report.failed += part.failed
@@ -328,32 +328,28 @@ def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any
             for path, _, _ in chunk:
                 on_progress(str(path))
 
+    def chunks() -> Iterator[tuple[list, list]]:
+        """(chunk, its readable items) of `batch_size` images; the unreadable ones fail here."""
+        items = zip(images, stems, prefetch(reader, read, images, ahead=(workers + 1) * batch_size))
+        while chunk := list(itertools.islice(items, batch_size)):
+            report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
+            yield chunk, [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
+
+    def predict_chunk(job: tuple[list, list]) -> tuple[list, list, list]:
+        chunk, ready = job
+        return chunk, ready, predict([r[2] for r in ready])
+
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=workers) as network, \
             ThreadPoolExecutor(max_workers=1) as writer:
-        items = zip(images, stems, prefetch(reader, read, images, ahead=(workers + 1) * batch_size))
-        predicting: deque[tuple[list, list, Future]] = deque()
         pending = None
-
-        def write_next() -> None:
-            nonlocal pending
-            chunk, ready, predicted = predicting.popleft()
-            results = predicted.result()
+        for chunk, ready, results in prefetch(network, predict_chunk, chunks(), ahead=workers):
             if after_predict is not None:
                 after_predict(results)
             if pending is not None:
-                finish(pending)
+                finish(*pending)
             pending = chunk, writer.submit(write_chunk, [(*r, result) for r, result in zip(ready, results)])
-
-        while chunk := list(itertools.islice(items, batch_size)):
-            ready = [(path, stem, item) for path, stem, item in chunk if not isinstance(item, Exception)]
-            report.failed += [(str(path), str(item)) for path, _, item in chunk if isinstance(item, Exception)]
-            predicting.append((chunk, ready, network.submit(predict, [r[2] for r in ready])))
-            if len(predicting) > workers:
-                write_next()
-        while predicting:
-            write_next()
         if pending is not None:
-            finish(pending)
+            finish(*pending)
 
 
 def parallel_batches(threads: int | None) -> tuple[int | None, int]:
@@ -367,18 +363,6 @@ def parallel_batches(threads: int | None) -> tuple[int | None, int]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     cores //= max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
     return (1, min(cores, 8)) if cores > 1 else (None, 1)
-
-
-def prefetch(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[Any]:
-    """fn(item) for each item, in order, computed by `pool` at most `ahead` items in advance (so
-    decoding a long folder never holds more than `ahead` images in memory)."""
-    pending: deque[Future] = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) > ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _predict_chunk(predictor: PredictorLike, items: list) -> list:

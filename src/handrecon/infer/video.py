@@ -21,8 +21,7 @@ import itertools
 import json
 import os
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +35,7 @@ from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json
+from handrecon.utils.threads import prefetch
 
 STATE_VERSION = 1
 
@@ -127,24 +127,19 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
         if max_frames is not None and total is not None and total > max_frames:
             raise VideoError(f"{path.name}: {total} frames, more than the {max_frames} allowed here; "
                              "run `handrecon reconstruct` on it")
-        def predict(chunk: list[tuple[int, np.ndarray]]) -> list[ImageResult]:
+        def predict(chunk: list[tuple[int, np.ndarray]]) -> tuple[list, list[ImageResult]]:
             H, W = chunk[0][1].shape[:2]
             K = default_intrinsics((W, H), focal=focal)
             boxes = None if box is None else [[box]] * len(chunk)
             sides = None if side is None else [[side]] * len(chunk)
-            return predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides, batch_size=len(chunk))
+            return chunk, predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
+                                                  batch_size=len(chunk))
 
         # `workers` chunks go through the predictor at once (`infer.batch.parallel_batches`);
         # tracking, smoothing and writing take them in frame order.
+        chunks = iter(lambda: list(itertools.islice(frames, batch_size)), [])
         with open(jsonl, "a") as out, ThreadPoolExecutor(max_workers=workers) as network:
-            predicting: deque[tuple[list, Future]] = deque()
-            while True:
-                while len(predicting) < workers and (chunk := list(itertools.islice(frames, batch_size))):
-                    predicting.append((chunk, network.submit(predict, chunk)))
-                if not predicting:
-                    break
-                chunk, predicted = predicting.popleft()
-                results = predicted.result()
+            for chunk, results in prefetch(network, predict, chunks, ahead=workers - 1):
                 for (i, _), result in zip(chunk, results):  # a hand with NaN or inf is left out, not tracked
                     bad = {id(h): nonfinite_field(h) for h in result.hands}
                     report.dropped += [(i, f"non-finite {why}") for why in bad.values() if why is not None]
