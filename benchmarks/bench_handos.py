@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, predictor, what = get_model(args.model, args.config)
-    from handrecon.models.handos.detector import letterbox
+    from handrecon.models.handos.detections import letterbox
     from handrecon.utils.image import normalize_images
 
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)

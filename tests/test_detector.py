@@ -136,7 +136,7 @@ def test_cli_detect(tmp_path):
 def test_square_inputs_are_letterboxed_as_in_training():
     """A square-input detector sees exactly what its training data and HandOS see: `letterbox`
     (black padding before normalising)."""
-    from handrecon.models.handos.detector import letterbox
+    from handrecon.models.handos.detections import letterbox
     from handrecon.utils.image import normalize_images
 
     det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))

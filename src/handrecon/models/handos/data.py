@@ -33,7 +33,7 @@ from handrecon.data.stream import sample_rng
 from handrecon.data.transforms import color_jitter
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.geometry.boxes import box_targets
-from handrecon.models.handos.detector import letterbox, resize_long_side
+from handrecon.models.handos.detections import letterbox, resize_long_side
 from handrecon.registry import register_dataset
 from handrecon.utils.image import normalize_images
 

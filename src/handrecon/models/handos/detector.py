@@ -21,7 +21,7 @@ Preprocessing belongs to the detector (`DetectorConfig`): the long side is resiz
 ``input_size`` px, images are normalised with the ImageNet statistics and padded at the bottom
 and right to a common size (a multiple of 32); the pixel mask marks the real pixels. Square-input
 detectors without a mask (handrecon's own) are padded black before normalising, exactly as
-`letterbox` and their training data do; masked ones with zeros after normalising.
+`detections.letterbox` and their training data do; masked ones with zeros after normalising.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from torch import nn
 
 from handrecon.checkpoint import CheckpointError
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, letterbox, prepare_arrays, resize_long_side,
-    select_detections,
+    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, prepare_arrays, select_detections,
 )
 from handrecon.models.handos.side_head import load_side_head
 
@@ -340,4 +339,4 @@ def save_detector(detector: Detector, folder: str | Path) -> Path:
 
 
 __all__ = ["Detector", "DetectorConfig", "DetectorOutput", "Detections", "DetectorError", "DETECTOR_KINDS",
-           "HAND_PROMPT_IDS", "letterbox", "load_detector", "resize_long_side", "save_detector", "wrap_detector"]
+           "HAND_PROMPT_IDS", "load_detector", "save_detector", "wrap_detector"]

@@ -35,7 +35,8 @@ from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.hand.load import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.models.handos.attention import instance_slots
-from handrecon.models.handos.detector import DetectorOutput, letterbox
+from handrecon.models.handos.detections import letterbox
+from handrecon.models.handos.detector import DetectorOutput
 from handrecon.models.heads import normalized_to_pixels
 from handrecon.models.handos.model import HandOS, camera_translation, sides_from_normals
 from handrecon.registry import register_adapter
