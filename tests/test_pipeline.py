@@ -16,7 +16,7 @@ from handrecon.cli import app
 from handrecon.infer.load import load
 from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.models.handos.detector import Detections
-from handrecon.models.handos.side_head import HandSideCrops, SideClassifier, SideHead, box_crops, load_side_head
+from handrecon.models.handos.side_head import box_crops
 
 runner = CliRunner()
 
@@ -97,25 +97,3 @@ def test_box_crops_cut_the_box_out():
     crop = box_crops(image, np.array([[29.5, 19.5, 49.5, 59.5]]), 40, 1.0)[0]
     assert crop.shape == (40, 40, 3)
     assert crop[:, 10:30].mean() > 250 and crop[:, :8].max() == 0 and crop[:, 32:].max() == 0
-
-
-def test_side_head_trains_saves_and_serves(tmp_path):
-    from handrecon.checkpoint import save_checkpoint
-
-    model = SideClassifier(width=4, input_size=32)
-    batch = {"pixel_values": torch.randn(6, 3, 32, 32), "left": torch.tensor([1.0, 0, 1, 0, 1, 0])}
-    loss, terms = model.loss(model(batch), batch)
-    loss.backward()
-    assert torch.isfinite(loss) and model.head.weight.grad.abs().sum() > 0
-    assert 0 <= model.validate([batch])["side_accuracy"] <= 1
-    assert load_side_head(tmp_path) is None  # a detector folder without a side head
-    save_checkpoint(tmp_path / "side_head", model.eval(), {}, {"architecture": "hand_side",
-                                                               "kwargs": {"width": 4, "input_size": 32}})
-    head = load_side_head(tmp_path)
-    sides, p_left = head.sides(np.zeros((80, 80, 3), np.uint8), np.array([[10, 10, 40, 50], [0, 0, 20, 20]]))
-    assert sides == ["left" if p > 0.5 else "right" for p in p_left] and len(sides) == 2
-    none, p_none = SideHead(model).sides(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 4)))
-    assert none == [] and p_none.shape == (0,)
-    assert isinstance(HandSideCrops.collate([{"pixel_values": torch.zeros(2, 3, 4, 4), "left": torch.ones(2)},
-                                             {"pixel_values": torch.zeros(0, 3, 4, 4), "left": torch.ones(0)}])["left"],
-                      torch.Tensor)

@@ -12,7 +12,9 @@ COCO's AR@100 (IoU 0.50:0.95) and recall50 the fraction of hands matched at IoU 
 threshold (`threshold`) the greedy one-to-one matching of `eval.scoring.match_hands` gives
 precision and recall50 there, and `no_hand_fp_rate` is the fraction of images without a hand to
 find that get any detection (other than on an ignored hand). `evaluate_detector` also reports
-``ap50_all_hands``: AP50 with every hand a target.
+``ap50_all_hands``: AP50 with every hand a target, and for a detector with a side head
+(`models/handos/side_head.py`) `side_metrics`: the side accuracy of the hands detected at the
+threshold (matched at IoU 0.5) and of the side head on the ground-truth boxes of every target hand.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     hands that are not `detectable` are ignored (module doc), plus ``ap50_all_hands``."""
     samples = build_dataset("synthetic", root, split)
     n = len(samples) if limit is None else min(limit, len(samples))
-    gts, ignores, boxes, scores = [], [], [], []
+    side_head = getattr(detector, "side_head", None)
+    gts, ignores, boxes, scores, sides = [], [], [], [], []
     for i in range(n):
         s = samples[i]
         found = detector.detect([s.image], score_threshold=0.01, nms_iou=0.7)[0]
@@ -117,8 +120,41 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
         ignores.append(np.array([not h.detectable for h in s.hands], bool))
         boxes.append(found.boxes)
         scores.append(found.scores)
+        if side_head is not None:
+            sides.append(_side_hits(side_head, s, found, threshold))
         if on_progress:
             on_progress(1)
     metrics = detection_metrics(gts, boxes, scores, threshold, ignores)
     metrics["ap50_all_hands"] = detection_metrics(gts, boxes, scores, threshold)["ap50"]
+    if side_head is not None:
+        metrics.update(side_metrics(sides))
     return metrics
+
+
+def _side_hits(side_head: Any, sample: Any, found: Any, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """For the target hands with a side in one image: whether the side of the detection matched
+    to each (at `threshold`, IoU 0.5) and the side head's reading of its ground-truth box are
+    right: two (M,) int arrays, 1 right, 0 wrong, -1 not detected."""
+    hands = [h for h in sample.hands if h.detectable and h.side is not None]
+    if not hands:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    gt = np.array([h.box for h in hands], np.float64)
+    truth = np.array([h.side for h in hands])
+    sel = np.flatnonzero(np.asarray(found.scores) >= threshold)
+    match = match_hands(np.asarray(found.boxes)[sel], np.asarray(found.scores)[sel], gt)
+    detected = np.full(len(hands), -1, np.int64)
+    hit = match >= 0
+    if found.sides is not None and hit.any():
+        detected[hit] = np.array(found.sides)[sel[match[hit]]] == truth[hit]
+    on_gt_boxes = (np.array(side_head.sides(sample.image, gt)[0]) == truth).astype(np.int64)
+    return detected, on_gt_boxes
+
+
+def side_metrics(hits: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """``side_accuracy`` of the detected hands and ``side_accuracy_gt_boxes``, with their hand
+    counts, from `_side_hits` of every image."""
+    detected = np.concatenate([d for d, _ in hits]) if hits else np.zeros(0, np.int64)
+    on_gt = np.concatenate([g for _, g in hits]) if hits else np.zeros(0, np.int64)
+    read = detected[detected >= 0]
+    return {"side_accuracy": float(read.mean()) if len(read) else 0.0, "side_hands_detected": len(read),
+            "side_accuracy_gt_boxes": float(on_gt.mean()) if len(on_gt) else 0.0, "side_hands": len(on_gt)}

@@ -350,21 +350,22 @@ class Trainer:
         """Start from the weights of another checkpoint of the same architecture (fine-tuning);
         the optimizer, schedule and step start fresh. A resumed run then overrides them.
 
-        With ``train.init_partial`` the kwargs may differ (HandOS's 3D stage starts from its 2D
-        model): every tensor whose name and shape match is copied, the rest keep their fresh
-        initialisation, and the counts are logged; no matching tensor at all is an error."""
+        With ``train.init_partial`` the kwargs, even the architecture, may differ (HandOS's 3D stage
+        starts from its 2D model; the detector's side head from M3DHMR's first stack): every tensor
+        whose name and shape match is copied, the rest keep their fresh initialisation, and the
+        counts are logged; no matching tensor at all is an error."""
         try:
             d = ckpt.resolve_checkpoint(path)
             card = ckpt.read_card(d, verify=True)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
-        same_kwargs = (card.get("kwargs") or {}) == self.cfg.model.kwargs
-        if card.get("architecture") != self.cfg.model.name or not (same_kwargs or self.cfg.train.init_partial):
+        same = card.get("architecture") == self.cfg.model.name and (card.get("kwargs") or {}) == self.cfg.model.kwargs
+        if not (same or self.cfg.train.init_partial):
             raise ConfigError(f"train.init_from: {d} is a {card.get('architecture')!r} model with kwargs "
                               f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}"
                               " (set train.init_partial: true to copy the tensors that fit)")
         try:
-            if same_kwargs:
+            if same:
                 ckpt.load_weights(self.model, d)
                 return
             tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE)
