@@ -1,12 +1,12 @@
 """Re-run the planted mutations of issue 9 against the suite: each must make its tests fail.
 
-Each mutation is one textual edit of one source file. The script copies `src/` and `tests/` to a
-temporary folder, applies one edit there, runs the named test files against the copy (PYTHONPATH
-first, so the editable install is shadowed) and reports caught / SURVIVED. The working tree is
+Each mutation is one textual edit of one source file. The script copies `src/`, `tests/` and
+`configs/` to a temporary folder, applies one edit there, runs the named test files against the
+copy (PYTHONPATH first, so the editable install is shadowed) and reports caught / SURVIVED. The working tree is
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 33, about 6 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 44, about 8 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -126,12 +126,20 @@ MUTATIONS = [
      ["tests/test_infer_batch.py", "tests/test_video.py"]),
     ("detector hooks record into one place for every thread", "src/handrecon/models/handos/detector.py",
      "_RECORDING = threading.local()", "_RECORDING = type(\"Shared\", (), {})()", ["tests/test_detector.py"]),
+    ("side head: left when the cues differ (the parity inverted)", "src/handrecon/models/handos/side_head.py",
+     "    return facing == chiral\n", "    return facing != chiral\n", ["tests/test_side_head.py"]),
+    ("side head: a mirrored crop keeps its keypoints", "src/handrecon/models/handos/side_head.py",
+     "            uv[mirror, :, 0] = 1.0 - uv[mirror, :, 0]\n", "", ["tests/test_side_head.py"]),
+    ("side head: the side logit ignores the chirality", "src/handrecon/models/handos/side_head.py",
+     "torch.where(chirality(uv), facing, -facing)", "facing", ["tests/test_side_head.py"]),
+    ("evaluate-detector: side accuracy over every detection, matched or not", "src/handrecon/eval/detection.py",
+     "    read = detected[detected >= 0]\n", "    read = np.maximum(detected, 0)\n", ["tests/test_side_head.py"]),
 ]
 
 
 def run(name: str, file: str, old: str, new: str, tests: list[str]) -> str:
     with tempfile.TemporaryDirectory() as d:
-        for part in ("src", "tests"):
+        for part in ("src", "tests", "configs"):
             shutil.copytree(ROOT / part, Path(d) / part, ignore=shutil.ignore_patterns("__pycache__"))
         target = Path(d) / file
         text = target.read_text()
