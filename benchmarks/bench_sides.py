@@ -13,7 +13,8 @@ For every target hand (`HandAnnotation.detectable`, side known):
   truth's 2D keypoints at IoU >= 0.5). MediaPipe assumes mirrored (selfie) input and documents
   that the label must be swapped otherwise; these images are not mirrored, so its label is swapped
   (the unswapped accuracy is printed as well).
-Prints each accuracy with its hand count, and the side head's on the hands MediaPipe found.
+Prints each accuracy with its hand count, the side head's on its more confident half (by
+|p_left - 0.5|) and on the hands MediaPipe found.
 """
 
 from __future__ import annotations
@@ -74,14 +75,16 @@ def run(root: Path, detector_name: str, limit: int | None, mp_python: Path) -> d
         subprocess.run([str(mp_python), "-c", MEDIAPIPE_HANDEDNESS, d, str(Path(d) / "mp.json")], check=True,
                        capture_output=True)
         mediapipe = json.loads((Path(d) / "mp.json").read_text())
-    ours_gt, ours_det, mp_swapped, ours_on_mp = [], [], [], []
+    ours_gt, ours_det, mp_swapped, ours_on_mp, confidence = [], [], [], [], []
     for i in range(n):
         s = samples[i]
         hands = [h for h in s.hands if h.detectable and h.side is not None]
         if not hands:
             continue
         truth = np.array([h.side for h in hands])
-        ours_gt += list(np.array(detector.side_head.sides(s.image, np.array([h.box for h in hands]))[0]) == truth)
+        sides, p_left = detector.side_head.sides(s.image, np.array([h.box for h in hands]))
+        ours_gt += list(np.array(sides) == truth)
+        confidence += list(np.abs(p_left - 0.5))
         found = detector.detect([s.image], score_threshold=0.5, nms_iou=0.5)[0]
         m = match_hands(found.boxes, found.scores, np.array([h.box for h in hands]))
         ours_det += [found.sides[j] == t for j, t in zip(m, truth) if j >= 0]
@@ -95,7 +98,9 @@ def run(root: Path, detector_name: str, limit: int | None, mp_python: Path) -> d
                     mp_swapped.append(swapped == truth[g])
                     ours_on_mp.append(ours_gt[len(ours_gt) - len(hands) + g])
     mean = lambda x: (float(np.mean(x)) if x else float("nan"), len(x))  # noqa: E731
+    sure = np.array(confidence) >= np.median(confidence) if confidence else np.zeros(0, bool)
     return {"handrecon side head, ground-truth boxes": mean(ours_gt),
+            "  the more confident half (|p_left - 0.5| >= its median)": mean(list(np.array(ours_gt)[sure])),
             "handrecon detector + side head, detected hands": mean(ours_det),
             "MediaPipe handedness (swapped: unmirrored input), hands it finds": mean(mp_swapped),
             "MediaPipe handedness as it reports it": mean([not x for x in mp_swapped]),

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce the shipped side head of the hand detector (handrecon-hand-detector/side_head/) on the
-# CPU (2 cores, about 60 min of training): render the detector's scenes and two more scene sets
+# CPU (2 cores, about 75 min of training): render the detector's scenes and two more scene sets
 # (fewer forearms; 1-2 large hands), train configs/side_head_cpu.yaml from the shipped crop
-# model's first stack, evaluate the detector with it on held-out scenes (seed 1000) and, when the
-# benchmark-only extra `.[foreign]` is installed, on the foreign scene set, and package it (float16)
-# into the detector folder.
+# model's first stack and continue it with configs/side_head_cpu_stage2.yaml, evaluate the
+# detector with it on held-out scenes (seed 1000) and, when the benchmark-only extra `.[foreign]`
+# is installed, on the foreign scene set, and package it (float16) into the detector folder.
 #   tools/train_side_head.sh          # from the repository root; re-running resumes every step
 # Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default
 # runs/side_head_cpu), DETECTOR (the detector folder to add it to; default the shipped one).
@@ -22,8 +22,10 @@ SCENES=(--preset scene --image-size 288x384 --workers 2 --backgrounds "$PHOTOS" 
 $HR synth "${SCENES[@]}" --set "num_hands=[0, 4]" --set p_forearm=0.4 --num 3000 --seed 3000 --out "$DATA/train_b"
 $HR synth "${SCENES[@]}" --set "num_hands=[1, 2]" --set "hand_size=[0.35, 0.6]" --num 3000 --seed 11 \
     --out "$DATA/large_hands"
-$HR train configs/side_head_cpu.yaml data.train.kwargs.root="[$DATA/train, $DATA/train_b, $DATA/large_hands]" \
-    data.val.kwargs.root="$DATA/train" --out "$RUN" --resume auto
+ROOTS=(data.train.kwargs.root="[$DATA/train, $DATA/train_b, $DATA/large_hands]" data.val.kwargs.root="$DATA/train")
+$HR train configs/side_head_cpu.yaml "${ROOTS[@]}" --out "$RUN" --resume auto
+$HR train configs/side_head_cpu_stage2.yaml "${ROOTS[@]}" train.init_from="$RUN" --out "${RUN}_stage2" --resume auto
+RUN="${RUN}_stage2"
 
 # Evaluate the detector with the new side head (a copy of the folder), then add it to the folder.
 TRIAL="$RUN/detector_with_side_head"
