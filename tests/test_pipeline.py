@@ -50,6 +50,8 @@ def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     result = TwoStagePredictor(FakeDetector(), crop).predict(image)
     assert [h.side for h in result.hands] == ["left", "right"] and [h.score for h in result.hands] == [0.9, 0.7]
+    assert [h.side_score for h in result.hands] == pytest.approx([0.8, 0.9])  # p_left 0.8 and 0.1: each side's own
+    assert [h["side_score"] for h in result.to_json()["hands"]] == pytest.approx([0.8, 0.9])
     alone = crop.predict(image, boxes=[[10, 10, 60, 70], [70, 20, 110, 80]], sides=["left", "right"])
     for a, b in zip(result.hands, alone.hands):  # exactly the crop model on the detected boxes and sides
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
@@ -63,6 +65,7 @@ def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
     detector = FakeDetector()
     result = TwoStagePredictor(detector, crop).predict(image, boxes=[[5, 5, 50, 50]], sides=["left"])
     assert detector.calls == 0 and len(result.hands) == 1 and result.hands[0].score is None
+    assert result.hands[0].side_score is None and result.to_json()["hands"][0]["side_score"] is None  # a given side
     with pytest.raises(ValueError, match="score threshold"):
         TwoStagePredictor(detector, crop, score_threshold=2.0)
 

@@ -56,6 +56,22 @@ def test_tracker_keeps_ids_through_reordering_and_gaps():
     assert again.update([hand(b)], 9, 0.36) == tr.update([hand(b)], 9, 0.36)
 
 
+def test_a_tracks_side_is_its_majority_and_side_score_follows_it():
+    """One frame read as the other side keeps the track's side; its side score becomes that of the
+    track's side (1 - the frame's own)."""
+    tr = HandTracker(smoothing=None)
+    box = [0, 0, 50, 50]
+    for f in range(3):
+        h = dataclasses.replace(hand(box), side="left", side_score=0.8)
+        tr.update([h], f, f / FPS)
+    odd = dataclasses.replace(hand(box), side="right", side_score=0.7)
+    tr.update([odd], 3, 3 / FPS)
+    assert odd.side == "left" and odd.side_score == pytest.approx(0.3)
+    given = dataclasses.replace(hand(box), side="right")  # a side given, no score
+    tr.update([given], 4, 4 / FPS)
+    assert given.side == "left" and given.side_score is None
+
+
 def render_clip(path, frames=30, seed=7):
     """A clip of one hand (the crop preset) drifting and turning; returns the GT joints per frame (m)."""
     from handrecon.data.synth.config import preset

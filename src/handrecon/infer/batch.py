@@ -165,6 +165,7 @@ def nonfinite_field(hand: HandResult) -> str | None:
     fit = hand.fit or {}
     values = {name: getattr(hand, name) for name in ("box", "keypoints_2d", "keypoints_3d", "vertices", "cam_t")}
     values["score"] = 0.0 if hand.score is None else hand.score
+    values["side_score"] = 0.0 if hand.side_score is None else hand.side_score
     values.update({f"fit {k}": v for k, v in fit.items() if k not in ("hand_model", "joint_names")})
     for name, value in values.items():
         if not np.isfinite(np.asarray(value, np.float64)).all():

@@ -3,10 +3,11 @@
 ``handrecon.load("handrecon-hand-detector+m3dhmr-openhand")`` (any ``DETECTOR+MODEL``: a detector
 name or ``KIND:DIR`` from `handrecon.registry.DETECTORS`, and a crop model that `load` opens, e.g. an
 exported ``.onnx``). Every hand comes back with the detector's score. Its side comes from the
-detector's side head when it has one (handrecon's own detector does: a logistic probe on the
-frozen detector's final query features, `models.handos.side_head`); a detector without one
-gives every hand the side "right" and says so in `side_source`. Boxes given by the caller
-replace the detections (the crop model alone runs on them).
+detector's side head when it has one (handrecon's own detector does: a network on each box's crop
+that reads the hand's chirality and whether its palm faces the camera, `models.handos.side_head`),
+with its probability as ``side_score``; a detector without one gives every hand the side "right"
+and says so in `side_source`. Boxes given by the caller replace the detections (the crop model
+alone runs on them).
 """
 
 from __future__ import annotations
@@ -76,19 +77,23 @@ class TwoStagePredictor:
         boxes = [None] * n if boxes is None else list(boxes)
         sides = [None] * n if sides is None else list(sides)
         scores: list[np.ndarray | None] = [None] * n
+        p_left: list[np.ndarray | None] = [None] * n
         todo = [i for i in range(n) if boxes[i] is None]
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
             found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
                                          nms_iou=self.nms_iou)
             for i, det in zip(chunk, found):
-                boxes[i], scores[i] = det.boxes, det.scores
+                boxes[i], scores[i], p_left[i] = det.boxes, det.scores, det.p_left
                 sides[i] = det.sides if det.sides is not None else ["right"] * len(det.boxes)
         results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size)
-        for result, image_scores in zip(results, scores):
+        for result, image_scores, image_p_left in zip(results, scores, p_left):
             if image_scores is not None:
                 for hand, score in zip(result.hands, image_scores):
                     hand.score = float(score)
+            if image_p_left is not None:
+                for hand, p in zip(result.hands, image_p_left):
+                    hand.side_score = float(p if hand.side == "left" else 1.0 - p)
         return results
 
 

@@ -15,7 +15,8 @@ class HandResult:
 
     box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: the model's confidence in [0, 1]
     that this is a hand, or None for a model without one (a crop model such as M3DHMR reconstructs
-    the hand in the box it is given and has no hand-presence output).
+    the hand in the box it is given and has no hand-presence output). side_score: the probability
+    of `side` in [0.5, 1] from a detector's side head, or None where the side was given or guessed.
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
@@ -33,11 +34,13 @@ class HandResult:
     cam_t: np.ndarray
     score: float | None = None
     fit: dict | None = None
+    side_score: float | None = None
 
     def to_json(self) -> dict:
         return {
             "box": _round(self.box, 2),
             "side": self.side,
+            "side_score": None if self.side_score is None else round(float(self.side_score), 4),
             "score": None if self.score is None else round(float(self.score), 4),
             "keypoint_names": list(OP21_NAMES),
             "keypoints_2d": _round(self.keypoints_2d, 2),

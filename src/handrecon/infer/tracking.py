@@ -122,7 +122,10 @@ class HandTracker:
                 track = self.tracks[k]
             track.box, track.keypoints_2d, track.last_frame = np.asarray(hand.box), np.asarray(hand.keypoints_2d), frame
             track.sides[hand.side] = track.sides.get(hand.side, 0) + 1
-            hand.side = max(track.sides, key=lambda s: (track.sides[s], s == hand.side))
+            voted = max(track.sides, key=lambda s: (track.sides[s], s == hand.side))
+            if voted != hand.side and hand.side_score is not None:  # this frame's own reading, of the other side
+                hand.side_score = 1.0 - hand.side_score
+            hand.side = voted
             if self.smoothing is not None:
                 for name in SMOOTHED_FIELDS:
                     f = track.filters.setdefault(name, OneEuroFilter(self.smoothing))
