@@ -16,7 +16,7 @@ palm lies on the side of n = (little base - wrist) x (index base - wrist) (`hand
 turn has the sign of n . wrist (a triple product), so
 
     left  <=>  palm_facing == chirality          (exact, with facing measured from the wrist;
-                                                  pinned by tests/test_pipeline.py)
+                                                  pinned by tests/test_side_head.py)
 
 Each cue alone is uncorrelated with the side under mirror augmentation (a mirror flips the
 chirality and the side, not the facing), so a classifier trained on the side label alone gets no
@@ -108,6 +108,7 @@ class SideClassifier(nn.Module):
         self.input_size, self.box_scale, self.keypoint_weight = int(input_size), float(box_scale), float(keypoint_weight)
 
     def keypoints_and_facing(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) crops -> uv (B, 21, 2) crop-normalised keypoints, facing logits (B,)."""
         enc = self.encoder
         feats = enc.trunk1.forward_stages(enc.trunk1.forward_stem(pixels))
         _, uv = enc.head1(enc.decoder1(feats))
