@@ -15,8 +15,9 @@ class HandResult:
 
     box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: the model's confidence in [0, 1]
     that this is a hand, or None for a model without one (a crop model such as M3DHMR reconstructs
-    the hand in the box it is given and has no hand-presence output). side_score: the probability
-    of `side` in [0.5, 1] from a detector's side head, or None where the side was given or guessed.
+    the hand in the box it is given and has no hand-presence output). side_score: a detector's side
+    head's probability of `side` (>= 0.5 as read; below on a video frame whose side its track's
+    majority overrode), or None where the side was given or guessed.
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
