@@ -1,7 +1,8 @@
 """Find hands in images and folders (`handrecon detect`): boxes and scores per image.
 
 Per input image `NAME`: `NAME.json` ({"image", "size": [W, H], "hands": [{"box": [x1, y1, x2, y2],
-"score"}], "detector", "score_threshold", "nms_iou"}, boxes in the file's pixels) and
+"score"} plus "side" and "side_score" from a detector with a side head], "detector",
+"score_threshold", "nms_iou"}, boxes in the file's pixels) and
 `NAME_boxes.png` (the boxes over the image). A bad or unreadable file is reported and skipped;
 the run goes on. Detectors come from `handrecon.registry.DETECTORS` (registered by the model
 families): ``--detector NAME`` (a shipped detector) or ``--detector KIND:DIR`` (a transformers
@@ -83,9 +84,11 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
     def write(path: Path, name: str, loaded: LoadedImage, found: Any) -> tuple[list[str], int]:
         sx, sy = loaded.scale  # a reduced decode of a huge photo: back to the file's pixels
         boxes = found.boxes / [sx, sy, sx, sy]
-        record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])],
-                  "hands": [{"box": np.round(b, 2).tolist(), "score": round(float(s), 4)}
-                            for b, s in zip(boxes, found.scores)],
+        hands = [{"box": np.round(b, 2).tolist(), "score": round(float(s), 4)} for b, s in zip(boxes, found.scores)]
+        if found.sides is not None:  # a detector with a side head
+            for hand, side, p_left in zip(hands, found.sides, found.p_left):
+                hand.update(side=side, side_score=round(float(p_left if side == "left" else 1.0 - p_left), 4))
+        record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])], "hands": hands,
                   "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou}
         written = [str(out / f"{name}.json")]
         atomic_write_json(out / f"{name}.json", record)
