@@ -280,7 +280,7 @@ def test_a_missing_encoder_layer_is_a_clear_error(detectors):
         HandOS(detector=detectors["rt-detr"], memory_layer=4, **SMALL)
 
 
-def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes, tmp_path):
+def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes, tmp_path, monkeypatch):
     """Two engine steps through `handrecon train` on the CPU config: the detector's weights are
     bit-identical afterwards, the checkpoint holds no detector tensor, `handrecon.load` serves the
     run (every hand with box, score, side from the mesh), and a changed detector is refused."""
@@ -331,6 +331,10 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     assert all(h.vertices.shape == (778, 3) and h.side in ("left", "right") for h in prompted.hands)
     np.testing.assert_allclose(prompted.hands[1].keypoints_3d, prompted.hands[2].keypoints_3d, atol=1e-5)
     assert np.abs(prompted.hands[0].keypoints_2d - prompted.hands[1].keypoints_2d).max() > 1.0
+    with monkeypatch.context() as m:  # two prompts through one and the same query: the prompt box is the reference
+        m.setattr(HandOS, "_prompted", lambda self, det, image_index, boxes, S: torch.zeros(len(image_index), dtype=torch.long))
+        same_query = predictor.predict(image, boxes=[[2, 10, 20, 30], [30, 4, 60, 40]])
+    assert np.abs(same_query.hands[0].keypoints_2d - same_query.hands[1].keypoints_2d).max() > 1.0
     assert predictor.predict(image, boxes=[]).hands == []
     with pytest.raises(ValueError, match="every image of a batch or for none"):
         predictor.predict_batch([image, image], boxes=[prompts, None])
