@@ -83,7 +83,8 @@ def run(root: Path, detector_name: str, limit: int | None, mp_python: Path) -> d
             continue
         truth = np.array([h.side for h in hands])
         sides, p_left = detector.side_head.sides(s.image, np.array([h.box for h in hands]))
-        ours_gt += list(np.array(sides) == truth)
+        right_here = np.array(sides) == truth
+        ours_gt += list(right_here)
         confidence += list(np.abs(p_left - 0.5))
         found = detector.detect([s.image], score_threshold=0.5, nms_iou=0.5)[0]
         m = match_hands(found.boxes, found.scores, np.array([h.box for h in hands]))
@@ -96,7 +97,7 @@ def run(root: Path, detector_name: str, limit: int | None, mp_python: Path) -> d
                 if j >= 0:
                     swapped = {"left": "right", "right": "left"}[theirs[j]["label"]]
                     mp_swapped.append(swapped == truth[g])
-                    ours_on_mp.append(ours_gt[len(ours_gt) - len(hands) + g])
+                    ours_on_mp.append(right_here[g])
     mean = lambda x: (float(np.mean(x)) if x else float("nan"), len(x))  # noqa: E731
     sure = np.array(confidence) >= np.median(confidence) if confidence else np.zeros(0, bool)
     return {"handrecon side head, ground-truth boxes": mean(ours_gt),

@@ -129,7 +129,7 @@ MUTATIONS = [
     ("side head: left when the cues differ (the parity inverted)", "src/handrecon/models/handos/side_head.py",
      "    return facing == chiral\n", "    return facing != chiral\n", ["tests/test_side_head.py"]),
     ("side head: a mirrored crop keeps its keypoints", "src/handrecon/models/handos/side_head.py",
-     "            uv[mirror, :, 0] = 1.0 - uv[mirror, :, 0]\n", "", ["tests/test_side_head.py"]),
+     "            uv_px[mirror, :, 0] = S - 1 - uv_px[mirror, :, 0]\n", "", ["tests/test_side_head.py"]),
     ("side head: the side logit ignores the chirality", "src/handrecon/models/handos/side_head.py",
      "torch.where(chirality(uv), facing, -facing)", "facing", ["tests/test_side_head.py"]),
     ("evaluate-detector: side accuracy over every detection, matched or not", "src/handrecon/eval/detection.py",

@@ -85,9 +85,9 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
         sx, sy = loaded.scale  # a reduced decode of a huge photo: back to the file's pixels
         boxes = found.boxes / [sx, sy, sx, sy]
         hands = [{"box": np.round(b, 2).tolist(), "score": round(float(s), 4)} for b, s in zip(boxes, found.scores)]
-        if found.sides is not None:  # a detector with a side head
-            for hand, side, p_left in zip(hands, found.sides, found.p_left):
-                hand.update(side=side, side_score=round(float(p_left if side == "left" else 1.0 - p_left), 4))
+        if found.side_scores is not None:  # a detector with a side head
+            for hand, side, side_score in zip(hands, found.sides, found.side_scores):
+                hand.update(side=side, side_score=round(float(side_score), 4))
         record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])], "hands": hands,
                   "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou}
         written = [str(out / f"{name}.json")]

@@ -77,23 +77,23 @@ class TwoStagePredictor:
         boxes = [None] * n if boxes is None else list(boxes)
         sides = [None] * n if sides is None else list(sides)
         scores: list[np.ndarray | None] = [None] * n
-        p_left: list[np.ndarray | None] = [None] * n
+        side_scores: list[np.ndarray | None] = [None] * n
         todo = [i for i in range(n) if boxes[i] is None]
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
             found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
                                          nms_iou=self.nms_iou)
             for i, det in zip(chunk, found):
-                boxes[i], scores[i], p_left[i] = det.boxes, det.scores, det.p_left
+                boxes[i], scores[i], side_scores[i] = det.boxes, det.scores, det.side_scores
                 sides[i] = det.sides if det.sides is not None else ["right"] * len(det.boxes)
         results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size)
-        for result, image_scores, image_p_left in zip(results, scores, p_left):
+        for result, image_scores, image_side_scores in zip(results, scores, side_scores):
             if image_scores is not None:
                 for hand, score in zip(result.hands, image_scores):
                     hand.score = float(score)
-            if image_p_left is not None:
-                for hand, p in zip(result.hands, image_p_left):
-                    hand.side_score = float(p if hand.side == "left" else 1.0 - p)
+            if image_side_scores is not None:
+                for hand, side_score in zip(result.hands, image_side_scores):
+                    hand.side_score = float(side_score)
         return results
 
 

@@ -61,6 +61,19 @@ class Detections:
     sides: list[str] | None = None
     p_left: np.ndarray | None = None
 
+    @property
+    def side_scores(self) -> np.ndarray | None:
+        """(N,) the side head's probability of each reported side, None without sides."""
+        if self.sides is None or self.p_left is None:
+            return None
+        p_left = np.asarray(self.p_left, np.float64)
+        return np.where(np.array(self.sides) == "left", p_left, 1.0 - p_left)
+
+
+def sides_from_p_left(p_left: np.ndarray) -> list[str]:
+    """A side head's reading: "left" where p_left > 0.5, else "right"."""
+    return ["left" if p > 0.5 else "right" for p in p_left]
+
 
 def select_instances(scores: np.ndarray, boxes_xyxy: np.ndarray, score_threshold: float, nms_iou: float,
                      max_hands: int) -> np.ndarray:
@@ -139,11 +152,23 @@ def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np
     """(N, size, size, 3) uint8 square crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px
     (`geometry.crop.crop_transform`): side = scale (one, or (N,)) x the box's long side (at least
     1 px), centred on the box plus shifts (N, 2) (fractions of the side)."""
+    return warp_crops(image, box_crop_affines(boxes, size, scale, shifts), size)
+
+
+def box_crop_affines(boxes: np.ndarray, size: int, scale: float | np.ndarray,
+                     shifts: np.ndarray | None = None) -> np.ndarray:
+    """(N, 2, 3) image px -> crop px of `box_crops`'s crops (same arguments)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
     boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # a box clipped to nothing still gets a crop
     scales = np.broadcast_to(np.asarray(scale, np.float64), (len(boxes),))
     shifts = np.zeros((len(boxes), 2)) if shifts is None else shifts
-    crops = np.zeros((len(boxes), size, size, 3), np.uint8)
-    for i, (box, s, shift) in enumerate(zip(boxes, scales, shifts)):
-        crops[i] = warp_image(image, crop_transform(box, size, scale=s, shift=shift).affine, size)
+    return np.array([crop_transform(box, size, scale=s, shift=shift).affine
+                     for box, s, shift in zip(boxes, scales, shifts)]).reshape(-1, 2, 3)
+
+
+def warp_crops(image: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of an RGB image through (N, 2, 3) affines (`geometry.crop.warp_image`)."""
+    crops = np.zeros((len(affines), size, size, 3), np.uint8)
+    for i, affine in enumerate(affines):
+        crops[i] = warp_image(image, affine, size)
     return crops

@@ -33,7 +33,7 @@ import numpy as np
 
 from handrecon.models.handos.detections import (
     INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, Detections,
-    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, select_detections,
+    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, select_detections, sides_from_p_left,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.image import normalize_images
@@ -75,7 +75,7 @@ class OnnxSideHead:
         crops = normalize_images(box_crops(image, boxes, self.input_size, self.box_scale))
         logits = self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0].astype(np.float64)
         p_left = 1 / (1 + np.exp(-logits))
-        return ["left" if p > 0.5 else "right" for p in p_left], p_left
+        return sides_from_p_left(p_left), p_left
 
 
 class OnnxDetector:

@@ -49,12 +49,12 @@ from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import HandAnnotation
 from handrecon.data.stream import sample_rng
-from handrecon.geometry.crop import crop_transform, transform_points, warp_image
+from handrecon.geometry.crop import transform_points
 from handrecon.hand.keypoints import OP21_NAMES
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
 from handrecon.models.backbones.stacked import TopDownDecoder
-from handrecon.models.handos.detections import SIDE_HEAD_DIR, box_crops
-from handrecon.models.heads import LandmarkHead
+from handrecon.models.handos.detections import SIDE_HEAD_DIR, box_crop_affines, box_crops, sides_from_p_left, warp_crops
+from handrecon.models.heads import LandmarkHead, pixels_to_normalized
 from handrecon.utils.image import normalize_images
 
 WRIST, INDEX_BASE, LITTLE_BASE = (OP21_NAMES.index(n) for n in ("wrist", "index_mcp", "little_mcp"))
@@ -164,7 +164,7 @@ class SideHead:
             return [], np.zeros(0)
         crops = box_crops(image, boxes, self.model.input_size, self.model.box_scale)
         p_left = torch.sigmoid(self.model.logits(torch.from_numpy(normalize_images(crops)))).numpy().astype(np.float64)
-        return ["left" if p > 0.5 else "right" for p in p_left], p_left
+        return sides_from_p_left(p_left), p_left
 
 
 def load_side_head(folder: str | Path) -> SideHead | None:
@@ -211,26 +211,24 @@ class HandSideCrops(Dataset):
         hands = [h for h in sample.hands if _usable(h)]
         n, S = len(hands), self.input_size
         rng = sample_rng(self.seed, self.epoch, index) if self.augment else None
-        crops = np.zeros((n, S, S, 3), np.uint8)
-        uv = np.zeros((n, 21, 2), np.float32)
-        for i, hand in enumerate(hands):
-            scale, shift = self.box_scale, (0.0, 0.0)
-            if rng is not None:
-                scale, shift = self.box_scale * rng.uniform(0.85, 1.25), rng.uniform(-0.08, 0.08, 2)
-            affine = crop_transform(hand.box, S, scale=scale, shift=shift).affine
-            crops[i] = warp_image(sample.image, affine, S)
-            uv[i] = (transform_points(hand.keypoints_2d.astype(np.float64), affine) + 0.5) / S
+        scales, shifts = np.full(n, self.box_scale), np.zeros((n, 2))
+        for i in range(n if rng is not None else 0):  # per hand: its scale, then its shift
+            scales[i], shifts[i] = self.box_scale * rng.uniform(0.85, 1.25), rng.uniform(-0.08, 0.08, 2)
+        affines = box_crop_affines(np.array([h.box for h in hands]), S, scales, shifts)
+        crops = warp_crops(sample.image, affines, S)
+        uv_px = transform_points(np.array([h.keypoints_2d for h in hands], np.float64).reshape(n, 21, 2), affines)
         valid = np.array([h.keypoints_valid for h in hands], bool).reshape(n, 21)
         facing = np.array([palm_facing(h.keypoints_3d, h.side) for h in hands], np.float32)
         left = np.array([h.side == "left" for h in hands], np.float32)
         if rng is not None and n:
             mirror = rng.random(n) < 0.5
             crops[mirror] = crops[mirror, :, ::-1]
-            uv[mirror, :, 0] = 1.0 - uv[mirror, :, 0]
+            uv_px[mirror, :, 0] = S - 1 - uv_px[mirror, :, 0]
             left = np.where(mirror, 1.0 - left, left).astype(np.float32)
             gain = rng.uniform(0.8, 1.2, (n, 1, 1, 3))
             crops = np.clip(crops * gain + rng.uniform(-20, 20, (n, 1, 1, 1)), 0, 255).astype(np.uint8)
-        return {"pixel_values": torch.from_numpy(normalize_images(crops)), "uv": torch.from_numpy(uv),
+        uv = pixels_to_normalized(torch.from_numpy(uv_px), S, S).float()
+        return {"pixel_values": torch.from_numpy(normalize_images(crops)), "uv": uv,
                 "keypoints_valid": torch.from_numpy(valid), "facing": torch.from_numpy(facing),
                 "left": torch.from_numpy(left)}
 
