@@ -421,3 +421,42 @@ def test_the_loss_is_zero_at_the_ground_truth_and_grows_away_from_it():
     no3d = crit.layer_terms({"joints_2d": uv, "vertices": verts, "joints_3d": joints, "joints_proj": uv},
                             {**gt, "has_3d": torch.zeros(4, dtype=torch.bool)})
     assert "vertices" not in no3d and "joints_proj" in no3d  # 2D-only data: the weak terms only
+
+
+def test_the_2d_keypoint_loss_is_ed_poses_sum_over_a_hands_coordinates():
+    """Eq. 9's L1 norm as ED-Pose's criterion computes it: summed over a hand's valid keypoint
+    coordinates, averaged over hands. (A per-coordinate mean made the OKS terms ~40× stronger
+    and the 2D decoder settled on the box centre.)"""
+    from handrecon.models.handos.loss import keypoint_l1
+
+    gt = torch.rand(3, 21, 2)
+    valid = torch.ones(3, 21, dtype=torch.bool)
+    valid[2, 10:] = False
+    pred = gt.clone()
+    pred[..., 0] += 0.01  # every keypoint off by 0.01 in x
+    expected = 0.01 * (21 + 21 + 10) / 3
+    assert float(keypoint_l1(pred, gt, valid)) == pytest.approx(expected, rel=1e-5)
+    assert float(keypoint_l1(pred[:0], gt[:0], valid[:0])) == 0.0
+    pred[2, 15] += 5.0  # an invalid keypoint costs nothing
+    assert float(keypoint_l1(pred, gt, valid)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_2d_decoder_fits_a_batch_under_the_paper_loss(detectors, scenes):
+    """The 2D model under the paper's weights (OKS included) must pull the joints off the box
+    centre: 60 Adam steps on one batch cut the last layer's 2D error below 0.3 of its start. With the L1
+    as a per-coordinate mean (the OKS terms ~40× stronger) it ends at 0.4."""
+    torch.manual_seed(0)
+    model = HandOS(detectors["rt-detr"], num_layers=2, num_2d_layers=2, **SMALL)
+    batch = batch_of(scenes)
+    opt = torch.optim.Adam(model.trainable_parameters(), lr=1e-3)
+    model.train()
+    errors = []
+    for _ in range(60):
+        out = model(batch)
+        loss, _ = model.loss(out, batch)
+        gt = model.targets(batch["hands"], out["image_index"], out["gt_index"], out["input_size"])
+        errors.append(float((out["layers"][-1]["joints_2d"].detach() - gt["joints_2d"]).abs()[gt["valid"]].mean()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert errors[-1] < 0.3 * errors[0], errors[::10]  # measured: 0.24 (0.40 with the mean)
