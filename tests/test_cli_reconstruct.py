@@ -193,8 +193,9 @@ def test_reconstruct_fit_adds_pose_parameters(tmp_path):
 
 
 def test_reconstruct_with_a_boxes_file(tmp_path, ckpt):
-    """--boxes: each listed image gets its hands (boxes and sides) from the file, an empty list
-    gives no hand, an unlisted image keeps the default; a malformed file is a one-line error."""
+    """--boxes: each listed image gets its hands (boxes and sides) from the file — a box without a
+    side gets the shipped detector's side head reading — an empty list gives no hand, an unlisted
+    image keeps the default; a malformed file is a one-line error."""
     images = write_images(tmp_path / "in")
     spec = {"a.png": [[10, 10, 60, 70], {"box": [50, 20, 110, 85], "side": "left"}], "b.jpg": []}
     (tmp_path / "boxes.json").write_text(json.dumps(spec))
@@ -203,7 +204,9 @@ def test_reconstruct_with_a_boxes_file(tmp_path, ckpt):
                             "--no-overlay", "--boxes", str(tmp_path / "boxes.json")])
     assert r.exit_code == 0, r.output
     a = json.loads((out / "a.json").read_text())["hands"]
-    assert [h["box"] for h in a] == [[10, 10, 60, 70], [50, 20, 110, 85]] and [h["side"] for h in a] == ["right", "left"]
+    assert [h["box"] for h in a] == [[10, 10, 60, 70], [50, 20, 110, 85]] and a[1]["side"] == "left"
+    assert a[0]["side"] in ("left", "right") and 0.5 <= a[0]["side_score"] <= 1  # read by the detector's side head
+    assert a[1]["side_score"] is None  # given, not read
     assert json.loads((out / "b.json").read_text())["hands"] == []
     (tmp_path / "bad.json").write_text(json.dumps({"a.png": [[1, 2, 3]]}))
     r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt),

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from handrecon.cli import app
 from handrecon.infer.load import load
 from handrecon.infer.pipeline import TwoStagePredictor
+from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
 from handrecon.models.handos.side_head import box_crops
 
@@ -68,6 +69,45 @@ def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
     assert result.hands[0].side_score is None and result.to_json()["hands"][0]["side_score"] is None  # a given side
     with pytest.raises(ValueError, match="score threshold"):
         TwoStagePredictor(detector, crop, score_threshold=2.0)
+
+
+class FakeSideHead:
+    """Reads a box left when it starts in the image's left half, p_left 0.9 / 0.2; counts boxes."""
+
+    def __init__(self) -> None:
+        self.boxes_read = 0
+
+    def sides(self, image, boxes):
+        self.boxes_read += len(boxes)
+        p_left = np.where(boxes[:, 0] < image.shape[1] / 2, 0.9, 0.2)
+        return ["left" if p > 0.5 else "right" for p in p_left], p_left
+
+
+class SidedFakeDetector(FakeDetector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.side_head = FakeSideHead()
+
+    def read_sides(self, image, boxes):
+        return read_box_sides(self.side_head, image, boxes)
+
+
+def test_given_boxes_without_a_side_take_the_side_heads_reading(ckpt):
+    crop = load(ckpt)
+    image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    detector = SidedFakeDetector()
+    boxes = [[5, 5, 50, 50], [70, 10, 115, 60], [65, 30, 110, 85]]
+    result = TwoStagePredictor(detector, crop).predict(image, boxes=boxes, sides=[None, None, "left"])
+    assert detector.calls == 0 and detector.side_head.boxes_read == 3
+    assert [h.side for h in result.hands] == ["left", "right", "left"]  # the third: as given, not as read
+    assert [h.side_score for h in result.hands][:2] == pytest.approx([0.9, 0.8]) and result.hands[2].side_score is None
+    alone = crop.predict(image, boxes=boxes, sides=["left", "right", "left"])
+    for a, b in zip(result.hands, alone.hands):  # the read side is the one the crop model was given
+        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
+    every = TwoStagePredictor(detector, crop).predict(image, boxes=boxes[:1], sides=["right"])
+    assert detector.side_head.boxes_read == 3 and every.hands[0].side == "right"  # every side given: not read
+    plain = TwoStagePredictor(FakeDetector(), crop).predict(image, boxes=boxes[:1])
+    assert plain.hands[0].side == "right" and plain.hands[0].side_score is None  # no side head: right, as before
 
 
 def test_load_builds_a_pipeline_from_detector_plus_model(ckpt):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from handrecon.checkpoint import load_model, save_checkpoint
 from handrecon.cli import app
 from handrecon.data.loaders import build_dataset
+from handrecon.data.transforms import appearance_shift
 from handrecon.geometry.camera import intrinsics, project
 from handrecon.geometry.crop import crop_transform, invert_affine, transform_points
 from handrecon.hand.model import HandModel
@@ -73,6 +74,28 @@ def test_side_crops_carry_keypoints_facing_and_side_through_mirrors(scenes):
     assert len(HandSideCrops.collate([both[0], empty])["left"]) == len(both[0]["left"])
     flipped = [HandSideCrops(scenes / "a", input_size=32, seed=s)[0]["uv"][:, 0, 0] for s in range(8)]
     assert len({bool(u[0] > 0.5) for u in flipped}) == 2  # some items mirrored, some not
+
+
+def test_appearance_shift_takes_colour_away_and_leaves_the_labels(scenes):
+    """`appearance`: the crops lose their colours (grey or channels permuted) and may blur; the
+    keypoints, facing and side stay those of the same draw, and appearance 0 changes nothing."""
+    base = HandSideCrops(scenes / "a", input_size=32, seed=5)
+    assert all(torch.equal(base[0][k], HandSideCrops(scenes / "a", input_size=32, seed=5, appearance=0.0)[0][k])
+               for k in base[0])
+    shifted = HandSideCrops(scenes / "a", input_size=32, seed=5, appearance=1.0)
+    a, b = base[0], shifted[0]
+    for k in ("uv", "keypoints_valid", "facing", "left"):
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["pixel_values"], b["pixel_values"])
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    image[..., 0] = 250  # a strongly red image
+    outs = [appearance_shift(image, np.random.default_rng(s), max_blur=0.0) for s in range(12)]
+    grey = [o for o in outs if (o[..., 0] == o[..., 1]).all() and (o[..., 1] == o[..., 2]).all()]
+    permuted = [o for o in outs if not (o[..., 0] == 250).all()]
+    assert grey and len(permuted) > len(grey)  # both kinds drawn; red is gone from every permuted one but identity
+    blurred = appearance_shift(image, np.random.default_rng(3), max_blur=3.0)
+    assert blurred.dtype == np.uint8 and blurred.shape == image.shape
 
 
 def test_side_classifier_learns_both_cues_and_serves(tmp_path):

@@ -257,7 +257,7 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
-    boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}.'),
+    boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side gets the detector side head\'s reading, an unlisted image the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
     beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient (higher: less lag in fast motion)."),
@@ -304,7 +304,7 @@ def reconstruct(
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)
-    if not crop and box is None and prompts is None:
+    if not crop and box is None:  # with --boxes too: unlisted images are found, sides not given are read
         predictor = _with_detector_or_exit(predictor, detector, score_threshold, threads)
     fitter = None
     if fit:

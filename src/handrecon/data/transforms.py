@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.geometry.camera import scale_intrinsics
@@ -198,6 +199,21 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float 
     x = gray.mean() + (x - gray.mean()) * rng.uniform(1 - contrast, 1 + contrast)
     gray = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     x = gray + (x - gray) * rng.uniform(1 - saturation, 1 + saturation)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def appearance_shift(image: np.ndarray, rng: np.random.Generator, max_blur: float = 1.5) -> np.ndarray:
+    """RGB uint8 (H, W, 3) with its colours taken away — grey (1/2) or the channels permuted (1/2)
+    — then a Gaussian blur of σ ~ U(0, max_blur) px: what a model reads from it is shape, not the
+    training renderer's skin tone, nails or fine texture."""
+    x = image.astype(np.float32)
+    if rng.random() < 0.5:
+        x = np.repeat(x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None], 3, axis=-1)
+    else:
+        x = x[..., rng.permutation(3)]
+    sigma = rng.uniform(0.0, max_blur)
+    if sigma > 0.3:
+        x = ndimage.gaussian_filter(x, (sigma, sigma, 0))
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 

@@ -259,7 +259,7 @@ def reconstruct_paths(
             if prompts is not None and path.name in prompts:
                 hands = prompts[path.name]
                 return loaded, file_prompt(loaded, [b for b, _ in hands], focal=focal,
-                                           sides=[s or "right" for _, s in hands])
+                                           sides=[s for _, s in hands])
             return loaded, file_prompt(loaded, None if box is None else [box], focal=focal,
                                        sides=None if side is None else [side])
         except (ValueError, OSError) as e:

@@ -79,6 +79,7 @@ class TwoStagePredictor:
         scores: list[np.ndarray | None] = [None] * n
         side_scores: list[np.ndarray | None] = [None] * n
         todo = [i for i in range(n) if boxes[i] is None]
+        self._read_missing_sides(images, boxes, sides, side_scores)
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
             found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
@@ -93,8 +94,26 @@ class TwoStagePredictor:
                     hand.score = float(score)
             if image_side_scores is not None:
                 for hand, side_score in zip(result.hands, image_side_scores):
-                    hand.side_score = float(side_score)
+                    hand.side_score = None if side_score is None else float(side_score)
         return results
+
+    def _read_missing_sides(self, images: Sequence[np.ndarray], boxes: list, sides: list, side_scores: list) -> None:
+        """Prompted boxes given without a side (``--boxes`` entries, ``predict(boxes=...)``) take
+        the detector's side head's reading, with its probability as ``side_score``; a side the
+        caller gave stays, with no score. In place; without a side head nothing changes (the crop
+        model takes a missing side as "right")."""
+        for i, image_boxes in enumerate(boxes):
+            if image_boxes is None or not len(image_boxes) or isinstance(sides[i], str):
+                continue
+            given = [None] * len(image_boxes) if sides[i] is None else list(sides[i])
+            if len(given) != len(image_boxes) or all(s is not None for s in given):
+                continue  # a count the crop model will refuse, or every side given
+            reader = getattr(self.detector, "read_sides", None)
+            read = None if reader is None else reader(images[i], image_boxes)
+            if read is None:  # no side head
+                return
+            sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]
+            side_scores[i] = [None if g is not None else float(p) for g, p in zip(given, read.side_scores)]
 
 
 def is_pipeline(name: str) -> bool:

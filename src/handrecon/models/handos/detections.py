@@ -147,6 +147,16 @@ def attach_sides(side_head: Any, images: list[np.ndarray], found: list[Detection
     return found
 
 
+def read_box_sides(side_head: Any, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
+    """Given boxes (N, 4) x1, y1, x2, y2 px of an RGB image as `Detections` (score 1) with
+    `side_head`'s sides and p_left; None without a side head."""
+    if side_head is None:
+        return None
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    sides, p_left = side_head.sides(image, boxes)
+    return Detections(boxes, np.ones(len(boxes)), sides=sides, p_left=p_left)
+
+
 def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np.ndarray,
               shifts: np.ndarray | None = None) -> np.ndarray:
     """(N, size, size, 3) uint8 square crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px

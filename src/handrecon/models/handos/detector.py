@@ -38,7 +38,8 @@ from torch import nn
 
 from handrecon.checkpoint import CheckpointError
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, prepare_arrays, select_detections,
+    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, prepare_arrays, read_box_sides,
+    select_detections,
 )
 from handrecon.models.handos.side_head import load_side_head
 
@@ -204,6 +205,10 @@ class Detector(nn.Module):
                                    prep.scale[i], img.shape[:2], score_threshold, nms_iou, max_hands)
                  for i, img in enumerate(images)]
         return attach_sides(self.side_head, images, found)
+
+    def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
+        """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
+        return read_box_sides(self.side_head, image, boxes)
 
     def describe(self) -> dict:
         side = {"side_head": self.side_head.source} if self.side_head is not None else {}

@@ -33,7 +33,8 @@ import numpy as np
 
 from handrecon.models.handos.detections import (
     INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, Detections,
-    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, select_detections, sides_from_p_left,
+    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, read_box_sides, select_detections,
+    sides_from_p_left,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.image import normalize_images
@@ -103,6 +104,10 @@ class OnnxDetector:
         found = [select_detections(boxes[i], scores[i], size, scale[i], img.shape[:2], score_threshold, nms_iou,
                                    max_hands) for i, img in enumerate(images)]
         return attach_sides(self.side_head, images, found)
+
+    def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
+        """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
+        return read_box_sides(self.side_head, image, boxes)
 
     def describe(self) -> dict:
         side = {"side_head": self.side_head.source} if self.side_head is not None else {}

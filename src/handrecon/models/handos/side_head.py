@@ -49,6 +49,7 @@ from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import HandAnnotation
 from handrecon.data.stream import sample_rng
+from handrecon.data.transforms import appearance_shift
 from handrecon.geometry.crop import transform_points
 from handrecon.hand.keypoints import OP21_NAMES
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
@@ -187,11 +188,13 @@ class HandSideCrops(Dataset):
     doc). One item = one image's hands: ``pixel_values`` (N, 3, S, S), ``uv`` (N, 21, 2) crop-
     normalised keypoints, ``keypoints_valid`` (N, 21), ``facing`` and ``left`` (N,) 0/1; `collate`
     concatenates images. root: one folder or a list (concatenated); split, val_shards, limit, seed:
-    as `SceneDataset`; augment: box jitter, mirror, colour."""
+    as `SceneDataset`; augment: box jitter, mirror, colour; appearance: the share of augmented
+    crops whose colours are taken away and which are blurred (`data.transforms.appearance_shift`),
+    so that the side is read from shape rather than the renderer's skin texture."""
 
     def __init__(self, root: str | os.PathLike | list[str | os.PathLike], split: str = "all", val_shards: int = 1,
                  input_size: int = 128, box_scale: float = 1.325, augment: bool = True, limit: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, appearance: float = 0.0) -> None:
         roots = root if isinstance(root, (list, tuple)) else [root]
         self.samples = ConcatDataset([build_dataset("synthetic", r, split, val_shards=val_shards) for r in roots])
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
@@ -199,6 +202,7 @@ class HandSideCrops(Dataset):
             raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes "
                              "with `handrecon synth --preset scene`")
         self.input_size, self.box_scale, self.augment, self.seed, self.epoch = int(input_size), box_scale, augment, seed, 0
+        self.appearance = float(appearance)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -227,6 +231,9 @@ class HandSideCrops(Dataset):
             left = np.where(mirror, 1.0 - left, left).astype(np.float32)
             gain = rng.uniform(0.8, 1.2, (n, 1, 1, 3))
             crops = np.clip(crops * gain + rng.uniform(-20, 20, (n, 1, 1, 1)), 0, 255).astype(np.uint8)
+            if self.appearance > 0:  # drawn only when asked: earlier configs keep their exact stream
+                for i in np.flatnonzero(rng.random(n) < self.appearance):
+                    crops[i] = appearance_shift(crops[i], rng)
         uv = pixels_to_normalized(torch.from_numpy(uv_px), S, S).float()
         return {"pixel_values": torch.from_numpy(normalize_images(crops)), "uv": uv,
                 "keypoints_valid": torch.from_numpy(valid), "facing": torch.from_numpy(facing),
