@@ -167,3 +167,28 @@ def test_scene_boxes_train_on_detectable_hands_only(tmp_path):
     a, b = jittered[0], still[0]
     np.testing.assert_array_equal(a["gt_boxes"].numpy(), b["gt_boxes"].numpy())
     assert not np.array_equal(a["pixel_values"].numpy(), b["pixel_values"].numpy())
+    for i in range(3):  # appearance: pixels change, boxes never; appearance 0 is the old stream exactly
+        shifted, unshifted = SceneBoxes(tmp_path / "a", input_size=64, appearance=1.0)[i], still[i]
+        np.testing.assert_array_equal(shifted["gt_boxes"].numpy(), unshifted["gt_boxes"].numpy())
+        assert not np.array_equal(shifted["pixel_values"].numpy(), unshifted["pixel_values"].numpy())
+        zero = SceneBoxes(tmp_path / "a", input_size=64, appearance=0.0)[i]
+        np.testing.assert_array_equal(zero["pixel_values"].numpy(), unshifted["pixel_values"].numpy())
+
+
+def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
+    """tools/detector_checkpoint.py: the shipped weights as a checkpoint `train.init_from` loads
+    unchanged into the trainable detector."""
+    import torch
+
+    from handrecon.checkpoint import load_weights
+    from handrecon.models.handos.hand_detector import HandDetector, load_hand_detector
+
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "detector_checkpoint.py"), str(tmp_path / "ck")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "ck" / "card.json").read_text())
+    assert card["architecture"] == "hand_detector" and card["step"] > 0
+    model = HandDetector(**card["kwargs"])
+    load_weights(model, tmp_path / "ck")
+    shipped = load_hand_detector().model.state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.detr.state_dict().items())

@@ -30,7 +30,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import Sample
 from handrecon.data.stream import sample_rng
-from handrecon.data.transforms import color_jitter
+from handrecon.data.transforms import appearance_shift, color_jitter
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.geometry.boxes import box_targets
 from handrecon.models.handos.detections import letterbox, resize_long_side
@@ -67,13 +67,15 @@ class SceneDataset(Dataset):
 class SceneBoxes(SceneDataset):
     """Boxes for the detector (arguments: `SceneDataset`); augment: flips, quarter turns and zoom-out,
     and with probability `color` a colour jitter (brightness, contrast and white balance ±30 %,
-    saturation from 0.2, almost grey, to 1.8). Only detectable hands (`HandAnnotation.detectable`)
+    saturation from 0.2, almost grey, to 1.8), then with probability `appearance` the colours
+    taken away (grey or channels permuted) and a blur (`data.transforms.appearance_shift`), so that
+    hands are found by their shape rather than our renderer's skin tones. Only detectable hands (`HandAnnotation.detectable`)
     are targets (``labels``); ``gt_boxes`` holds every hand and ``gt_ignore`` marks the others,
     which validation ignores."""
 
-    def __init__(self, *args: Any, color: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, color: float = 0.0, appearance: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.color = float(color)
+        self.color, self.appearance = float(color), float(appearance)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
@@ -86,6 +88,8 @@ class SceneBoxes(SceneDataset):
             image, boxes = augment_scene(image, boxes, self.input_size, rng)
             if self.color > 0 and rng.random() < self.color:
                 image = color_jitter(image, rng, 0.3, 0.3, 0.8)
+            if self.appearance > 0 and rng.random() < self.appearance:  # drawn only when asked: exact old streams
+                image = appearance_shift(image, rng, max_blur=1.0)
         canvas = np.zeros((self.input_size, self.input_size, 3), np.uint8)
         canvas[: image.shape[0], : image.shape[1]] = image
         keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
