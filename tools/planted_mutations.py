@@ -134,6 +134,12 @@ MUTATIONS = [
      "torch.where(chirality(uv), facing, -facing)", "facing", ["tests/test_side_head.py"]),
     ("evaluate-detector: side accuracy over every detection, matched or not", "src/handrecon/eval/detection.py",
      "    read = detected[detected >= 0]\n", "    read = np.maximum(detected, 0)\n", ["tests/test_side_head.py"]),
+    ("HandOS 2D keypoint L1 as a per-coordinate mean (the OKS terms outweigh it)", "src/handrecon/models/handos/loss.py",
+     "return ((pred - gt).abs() * w).sum() / max(pred.shape[0], 1)",
+     "return ((pred - gt).abs() * w).sum() / (w.sum() * pred.shape[-1]).clamp(min=1.0)", ["tests/test_handos.py"]),
+    ("prompted boxes without a side stay right (the side head's reading dropped)", "src/handrecon/infer/pipeline.py",
+     "sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]",
+     "sides[i] = [g if g is not None else \"right\" for g, r in zip(given, read.sides)]", ["tests/test_pipeline.py"]),
 ]
 
 
