@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped side head of the hand detector (handrecon-hand-detector/side_head/) on the
-# CPU (2 cores, about 105 min of training): render the detector's scenes and two more scene sets
+# CPU (2 cores, about 75 min of training): render the detector's scenes and two more scene sets
 # (fewer forearms; 1-2 large hands), train configs/side_head_cpu.yaml from the shipped crop
-# model's first stack and continue it with configs/side_head_cpu_stage2.yaml, then
-# configs/side_head_cpu_stage3.yaml (half the crops grey or channel-permuted and blurred), evaluate the
+# model's first stack and continue it with configs/side_head_cpu_stage2.yaml, evaluate the
 # detector with it on held-out scenes (seed 1000) and, when the benchmark-only extra `.[foreign]`
 # is installed, on the foreign scene set, and package it (float16) into the detector folder.
 #   tools/train_side_head.sh          # from the repository root; re-running resumes every step
@@ -26,8 +25,7 @@ $HR synth "${SCENES[@]}" --set "num_hands=[1, 2]" --set "hand_size=[0.35, 0.6]" 
 ROOTS=(data.train.kwargs.root="[$DATA/train, $DATA/train_b, $DATA/large_hands]" data.val.kwargs.root="$DATA/train")
 $HR train configs/side_head_cpu.yaml "${ROOTS[@]}" --out "$RUN" --resume auto
 $HR train configs/side_head_cpu_stage2.yaml "${ROOTS[@]}" train.init_from="$RUN" --out "${RUN}_stage2" --resume auto
-$HR train configs/side_head_cpu_stage3.yaml "${ROOTS[@]}" train.init_from="${RUN}_stage2" --out "${RUN}_stage3" --resume auto
-RUN="${RUN}_stage3"
+RUN="${RUN}_stage2"
 
 # Evaluate the detector with the new side head (a copy of the folder), then add it to the folder.
 TRIAL="$RUN/detector_with_side_head"
