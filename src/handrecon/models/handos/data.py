@@ -68,10 +68,9 @@ class SceneBoxes(SceneDataset):
     """Boxes for the detector (arguments: `SceneDataset`); augment: flips, quarter turns and zoom-out,
     and with probability `color` a colour jitter (brightness, contrast and white balance ±30 %,
     saturation from 0.2, almost grey, to 1.8), then with probability `appearance` the colours
-    taken away (grey or channels permuted) and a blur (`data.transforms.appearance_shift`), so that
-    hands are found by their shape rather than our renderer's skin tones. Only detectable hands (`HandAnnotation.detectable`)
-    are targets (``labels``); ``gt_boxes`` holds every hand and ``gt_ignore`` marks the others,
-    which validation ignores."""
+    taken away (grey or channels permuted) and a blur (`data.transforms.appearance_shift`). Only
+    detectable hands (`HandAnnotation.detectable`) are targets (``labels``); ``gt_boxes`` holds
+    every hand and ``gt_ignore`` marks the others, which validation ignores."""
 
     def __init__(self, *args: Any, color: float = 0.0, appearance: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,9 +9,10 @@ the same units squared; 3D in `vertex_unit` metres (default 1: metres, so that 2
 are of one size, a few 10⁻², and the paper's equal weights balance them), vertices and joints
 relative to the wrist. The 2D keypoint terms (J2D, Jproj) are ED-Pose's criterion, which HandOS
 builds on: the L1 norm of eq. 9 summed over a hand's keypoint coordinates, averaged over hands
-(with a per-coordinate mean the OKS terms outweighed them ~40-fold and the decoder learnt no 2D:
-it settled on the box centre). The 3D terms are per-element means. 3D terms (V, J3D, normal, edge) need 3D labels (`has_3d`); the
-weak terms (Jproj, OKS proj, nc) need only 2D labels, so 2D-only data trains the mesh too.
+(with a per-coordinate mean the OKS terms outweighed them ~40-fold). The 3D terms are
+per-element means (the paper does not say). 3D terms (V, J3D, normal, edge) need 3D labels
+(`has_3d`); the weak terms (Jproj, OKS proj, nc) need only 2D labels, so 2D-only data trains the
+mesh too.
 """
 
 from __future__ import annotations
