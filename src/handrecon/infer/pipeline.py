@@ -102,14 +102,16 @@ class TwoStagePredictor:
         the detector's side head's reading, with its probability as ``side_score``; a side the
         caller gave stays, with no score. In place; without a side head nothing changes (the crop
         model takes a missing side as "right")."""
+        reader = getattr(self.detector, "read_sides", None)  # a user's detector may not have it
+        if reader is None:
+            return
         for i, image_boxes in enumerate(boxes):
             if image_boxes is None or not len(image_boxes) or isinstance(sides[i], str):
                 continue
             given = [None] * len(image_boxes) if sides[i] is None else list(sides[i])
             if len(given) != len(image_boxes) or all(s is not None for s in given):
                 continue  # a count the crop model will refuse, or every side given
-            reader = getattr(self.detector, "read_sides", None)
-            read = None if reader is None else reader(images[i], image_boxes)
+            read = reader(images[i], image_boxes)
             if read is None:  # no side head
                 return
             sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]
