@@ -166,7 +166,8 @@ class Detector(nn.Module):
     def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> DetectorOutput:
         """pixel_values (B, 3, H, W) normalised, pixel_mask (B, H, W) (None: all real) -> DetectorOutput."""
         if pixel_mask is None:
-            pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[-2:], dtype=torch.long)
+            pixel_mask = torch.ones(pixel_values.shape[0], *pixel_values.shape[-2:], dtype=torch.long,
+                                    device=pixel_values.device)
         _RECORDING.record = record = {"captured": {}, "stage_maps": []}
         try:
             out = self._call(pixel_values, pixel_mask)
@@ -181,7 +182,7 @@ class Detector(nn.Module):
         shapes = cap["spatial_shapes"]
         valid = cap.get("valid_ratios")
         if valid is None:  # no pixel mask in this detector: every position is input
-            valid = torch.ones(pixel_values.shape[0], len(shapes), 2)
+            valid = torch.ones(pixel_values.shape[0], len(shapes), 2, device=pixel_values.device)
         return DetectorOutput(
             boxes=out.pred_boxes, scores=self._scores(out),
             queries=torch.cat([cap["inputs_embeds"][:, None], out.intermediate_hidden_states], 1),
@@ -201,7 +202,7 @@ class Detector(nn.Module):
         NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
-        found = [select_detections(out.boxes[i].float().numpy(), out.scores[i].float().numpy(), out.input_size,
+        found = [select_detections(out.boxes[i].float().cpu().numpy(), out.scores[i].float().cpu().numpy(), out.input_size,
                                    prep.scale[i], img.shape[:2], score_threshold, nms_iou, max_hands)
                  for i, img in enumerate(images)]
         return attach_sides(self.side_head, images, found)

@@ -162,8 +162,10 @@ class HandOS(nn.Module):
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
             ffn_dim, policy, joint_layout=layout)
-        self.up_index = [torch.as_tensor(i, dtype=torch.long) for i in up_index]
-        self.up_weight = [torch.as_tensor(w, dtype=torch.float32) for w in up_weight]
+        self.up_levels = len(up_index)  # buffers, so that they follow the model to its device
+        for k, (i, w) in enumerate(zip(up_index, up_weight)):
+            self.register_buffer(f"up_index_{k}", torch.as_tensor(i, dtype=torch.long), persistent=False)
+            self.register_buffer(f"up_weight_{k}", torch.as_tensor(w, dtype=torch.float32), persistent=False)
         self.register_buffer("kp_regressor", torch.as_tensor(hand.kp_regressor, dtype=torch.float32), persistent=False)
         self.register_buffer("faces", torch.as_tensor(np.asarray(hand.faces, np.int64)), persistent=False)
         self.criterion = HandOSLoss(self.faces, torch.as_tensor(face_adjacency(np.asarray(hand.faces))), loss_weights)
@@ -201,7 +203,7 @@ class HandOS(nn.Module):
         if self.side_network is not None:
             maps = self.side_network(det.backbone_maps if self.side == "tuned" else pixel_values)
             values += [m.flatten(2).transpose(1, 2) for m in maps]
-            shapes.append(torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long))
+            shapes.append(torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long, device=shapes[0].device))
             ratios.append(det.valid_ratios[:, :1].expand(-1, len(maps), -1))
         shapes_t = torch.cat(shapes)
         areas = shapes_t.prod(1)
@@ -231,6 +233,7 @@ class HandOS(nn.Module):
         else:
             image_index, query_index = self._select(det, batch.get("max_hands"))
             gt_index = None
+        image_index, query_index = image_index.to(pixel_values.device), query_index.to(pixel_values.device)
         if boxes is None:
             boxes = det.boxes[image_index, query_index].float()
         layers, heat = self.decode(det, pixel_values, image_index, query_index, boxes)
@@ -260,7 +263,7 @@ class HandOS(nn.Module):
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
         out = [[], [], []]
         for b, h in enumerate(hands):
-            boxes = torch.as_tensor(cxcywh_to_xyxy(det.boxes[b].float().numpy()) * S)
+            boxes = torch.as_tensor(cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()) * S)
             q, g = simota_assign(det.scores[b], boxes, h["boxes"], self.max_positives)
             out[0].append(torch.full_like(q, b))
             out[1].append(q)
@@ -273,8 +276,8 @@ class HandOS(nn.Module):
         k = max_hands or self.max_hands
         image_index, query_index = [], []
         for b in range(det.scores.shape[0]):
-            s = det.scores[b].float().numpy()
-            keep = select_instances(s, cxcywh_to_xyxy(det.boxes[b].float().numpy()), self.score_threshold,
+            s = det.scores[b].float().cpu().numpy()
+            keep = select_instances(s, cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()), self.score_threshold,
                                     self.nms_iou, k)
             image_index.append(torch.full((len(keep),), b, dtype=torch.long))
             query_index.append(torch.as_tensor(keep, dtype=torch.long))
@@ -297,7 +300,7 @@ class HandOS(nn.Module):
         """Per-layer raw outputs -> vertices (full mesh), 3D joints, camera, projected joints."""
         if "vertices" not in layer:
             return layer
-        verts = upsample_vertices(layer["vertices"], self.up_index, self.up_weight)
+        verts = upsample_vertices(layer["vertices"], self.up_indices, self.up_weights)
         joints = torch.einsum("jv,nvc->njc", self.kp_regressor, verts)
         ref = layer["camera_reference"]
         uv = (inverse_sigmoid(ref[:, :2]) + layer["camera"][:, :2]).sigmoid()
@@ -309,6 +312,14 @@ class HandOS(nn.Module):
             cam = self.wrist_relative(verts, joints)[1] + t[:, None]
             out["joints_proj"] = pixels_to_normalized(project(cam, K.to(cam.dtype)), S, S)
         return out
+
+    @property
+    def up_indices(self) -> list[torch.Tensor]:
+        return [getattr(self, f"up_index_{k}") for k in range(self.up_levels)]
+
+    @property
+    def up_weights(self) -> list[torch.Tensor]:
+        return [getattr(self, f"up_weight_{k}") for k in range(self.up_levels)]
 
     def wrist_relative(self, vertices: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoded vertices (N, V, 3) and joints (N, 21, 3) in `vertex_unit` -> both relative to
@@ -336,7 +347,9 @@ class HandOS(nn.Module):
                 S: int) -> dict[str, torch.Tensor]:
         """The matched ground truth of every decoded instance, in the loss's units."""
         def pick(key: str) -> torch.Tensor:
-            return torch.stack([hands[int(b)][key][int(g)] for b, g in zip(image_index, gt_index)])
+            return torch.stack([hands[b][key][g] for b, g in pairs])
+
+        pairs = list(zip(image_index.tolist(), gt_index.tolist()))  # one device sync, not one per hand
 
         boxes = pick("boxes").float()
         joints_3d, verts = pick("joints_3d").float(), pick("vertices").float()
@@ -357,17 +370,17 @@ class HandOS(nn.Module):
         results = []
         for b in range(B):
             sel = (out["image_index"] == b).nonzero()[:, 0]
-            boxes = cxcywh_to_xyxy(out["boxes"][sel].numpy()) * S
-            r = {"boxes": boxes, "scores": out["scores"][sel].float().numpy()}
+            boxes = cxcywh_to_xyxy(out["boxes"][sel].float().cpu().numpy()) * S
+            r = {"boxes": boxes, "scores": out["scores"][sel].float().cpu().numpy()}
             if out["layers"]:
                 last = out["layers"][-1]
-                r["joints_2d"] = normalized_to_pixels(last["joints_2d"][sel], S, S).numpy()
+                r["joints_2d"] = normalized_to_pixels(last["joints_2d"][sel], S, S).float().cpu().numpy()
                 if "vertices" in last:
                     t = camera_translation(last["camera"][sel], K[b:b + 1].expand(len(sel), -1, -1), S)
                     verts, joints = self.wrist_relative(last["vertices"][sel], last["joints_3d"][sel])
-                    r["vertices"] = (verts + t[:, None]).numpy()
-                    r["joints_3d"] = (joints + t[:, None]).numpy()
-                    r["sides"] = sides_from_normals(torch.as_tensor(r["vertices"]), self.faces)
+                    r["vertices"] = (verts + t[:, None]).float().cpu().numpy()
+                    r["joints_3d"] = (joints + t[:, None]).float().cpu().numpy()
+                    r["sides"] = sides_from_normals(torch.as_tensor(r["vertices"]), self.faces.cpu())
             results.append(r)
         return results
 
@@ -379,7 +392,7 @@ class HandOS(nn.Module):
         preds, gts = [], []
         for batch in batches:
             preds += self.predict_input(batch["pixel_values"], batch["K"])
-            gts += batch["hands"]
+            gts += [{k: v.cpu() if torch.is_tensor(v) else v for k, v in h.items()} for h in batch["hands"]]
         return scene_metrics(preds, gts)
 
 
@@ -477,8 +490,9 @@ def heatmap_targets(hands: list[dict[str, torch.Tensor]], size: tuple[int, int],
     """Per image (B) the (B, 21, h, w) Gaussian targets of every hand's valid keypoints (the
     maximum over hands, `HEATMAP_SIGMA` cells) and the (B, 21, h, w) bool cells holding a keypoint."""
     h, w = int(size[0]), int(size[1])
-    target = torch.zeros(len(hands), NUM_KEYPOINTS, h, w)
-    positive = torch.zeros(len(hands), NUM_KEYPOINTS, h, w, dtype=torch.bool)
+    device = hands[0]["joints_2d"].device if hands else None
+    target = torch.zeros(len(hands), NUM_KEYPOINTS, h, w, device=device)
+    positive = torch.zeros(len(hands), NUM_KEYPOINTS, h, w, dtype=torch.bool, device=device)
     for b, hand in enumerate(hands):
         if not len(hand["joints_2d"]):
             continue
