@@ -190,6 +190,7 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
                           "normal_consistency"}
     loss.backward()
     assert all(p.grad is None for p in model.detector.parameters())
+    assert all(p.grad is not None for p in model.trainable_parameters())
     assert model.decoder.lift.grad is not None and model.side_network.scales[0][0][0].weight.grad is not None
     assert not any(k.startswith("detector.") for k in model.state_dict())
 
@@ -209,6 +210,7 @@ def test_ablation_switches(detectors, scenes, switch):
     out = model(batch)
     loss, terms = model.loss(out, batch)
     loss.backward()
+    assert all(p.grad is not None for p in model.trainable_parameters())  # every one in the graph (DDP)
     if switch.get("num_2d_layers") == 6:
         assert set(terms) == {"joints_2d", "oks_2d"} and not model.inference_spec()["is_3d"]
     if "policy" in switch:
@@ -237,6 +239,22 @@ def test_ablation_switches(detectors, scenes, switch):
     model.eval()
     preds = model.predict_input(batch["pixel_values"], batch["K"])
     assert len(preds) == 3 and all(p["boxes"].shape[1] == 4 for p in preds)
+
+
+def test_targets_gather_the_matched_hands_past_hand_free_images(detectors, scenes):
+    """Each decoded instance (image, ground-truth index) gets its own hand's labels, also in a batch
+    whose hand-free images carry (0, 0, 3) vertices."""
+    model = HandOS(detector=detectors["rt-detr"], **SMALL)
+    hands = batch_of(scenes)["hands"]
+    empty = {k: (v[:0].reshape(0, 0, 3) if k == "vertices" else v[:0]) if torch.is_tensor(v) else [] for k, v in
+             hands[0].items()}
+    hands = [empty, hands[0], empty, hands[1]]
+    image_index, gt_index = torch.tensor([3, 1, 3]), torch.tensor([0, 0, len(hands[3]["boxes"]) - 1])
+    gt = model.targets(hands, image_index, gt_index, 64)
+    for n, (b, g) in enumerate(zip(image_index.tolist(), gt_index.tolist())):
+        root = hands[b]["joints_3d"][g, :1]
+        assert torch.allclose(gt["vertices"][n], (hands[b]["vertices"][g] - root) / model.vertex_unit)
+        assert torch.equal(gt["valid"][n], hands[b]["valid"][g].bool())
 
 
 def test_heatmap_targets_and_the_references_read_from_them():

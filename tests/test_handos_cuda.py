@@ -18,8 +18,17 @@ from handrecon.models.handos import HandOS  # noqa: E402
 from handrecon.train.engine import to_device  # noqa: E402
 
 
+@pytest.fixture
+def full_precision():
+    """cuDNN convolutions use TF32 by default: the comparison is of the same arithmetic."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("num_2d_layers", [6, 2])
-def test_a_training_step_and_validation_match_the_cpu(detectors, scenes, num_2d_layers):
+def test_a_training_step_and_validation_match_the_cpu(detectors, scenes, num_2d_layers, full_precision):
     torch.manual_seed(0)
     cpu = HandOS(detector=detectors["rt-detr"], num_2d_layers=num_2d_layers, **SMALL).train()
     gpu = copy.deepcopy(cpu).cuda()
@@ -29,10 +38,10 @@ def test_a_training_step_and_validation_match_the_cpu(detectors, scenes, num_2d_
         out = model(b)
         loss, terms = model.loss(out, b)
         loss.backward()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         grads.append(model.decoder.lift.grad.detach().cpu())
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
-    assert torch.allclose(grads[1], grads[0], rtol=1e-2, atol=1e-4)
+    assert (grads[1] - grads[0]).norm() <= 1e-2 * grads[0].norm()  # elementwise, near-zero entries differ by rounding
     cpu.eval(), gpu.eval()
     m_cpu = cpu.validate([batch_of(scenes)])
     m_gpu = gpu.validate([to_device(batch_of(scenes), torch.device("cuda"))])

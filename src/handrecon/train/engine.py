@@ -123,11 +123,14 @@ class LRSchedule:
         self.base_lrs = list(state["base_lrs"])
 
 
-def build_optimizer(params: Any, cfg: Any) -> torch.optim.Optimizer:
+def build_optimizer(params: Any, cfg: Any, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` (OptimConfig); ``fused``: Adam's one-kernel CUDA update (for
+    parameters on a CUDA device) instead of a few kernels per parameter."""
+    adam = dict(lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, **adam)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, **adam)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -233,7 +236,7 @@ class Trainer:
         self.total_steps = min(totals + ([t.max_steps] if t.max_steps is not None else []))
         groups = getattr(self.model, "param_groups", None)
         params = groups() if callable(groups) else [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, cfg.optim)
+        self.optimizer = build_optimizer(params, cfg.optim, fused=self.device.type == "cuda")
         self.schedule = LRSchedule(self.optimizer, cfg.optim.schedule, self.steps_per_epoch, self.total_steps)
         self.amp = amp_dtype(t.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)

@@ -262,9 +262,11 @@ class HandOS(nn.Module):
 
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
         out = [[], [], []]
-        for b, h in enumerate(hands):
-            boxes = torch.as_tensor(cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()) * S)
-            q, g = simota_assign(det.scores[b], boxes, h["boxes"], self.max_positives)
+        boxes_all = torch.as_tensor(cxcywh_to_xyxy(det.boxes.detach().float().cpu().numpy()) * S)  # one copy
+        scores_all = det.scores.detach().float().cpu()
+        gt_all = torch.cat([h["boxes"] for h in hands]).detach().float().cpu().split([len(h["boxes"]) for h in hands])
+        for b in range(len(hands)):
+            q, g = simota_assign(scores_all[b], boxes_all[b], gt_all[b], self.max_positives)
             out[0].append(torch.full_like(q, b))
             out[1].append(q)
             out[2].append(g)
@@ -330,7 +332,10 @@ class HandOS(nn.Module):
     # ---- loss
     def loss(self, outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         layers = outputs["layers"]
-        total = sum(p.sum() * 0.0 for p in self.trainable_parameters())  # every parameter in the graph
+        # a zero term keeps every parameter in the graph (DistributedDataParallel expects a gradient for
+        # each): the decoder is left out by a batch without a hand, and the vertex/camera reference
+        # heads only move detached references. One cat, not two kernels per parameter.
+        total = torch.cat([p.reshape(-1) for p in self.trainable_parameters()]).sum() * 0.0
         terms: dict[str, torch.Tensor] = {}
         if "heatmap_logits" in outputs:
             heat = outputs["heatmap_logits"]
@@ -346,10 +351,11 @@ class HandOS(nn.Module):
     def targets(self, hands: list[dict[str, torch.Tensor]], image_index: torch.Tensor, gt_index: torch.Tensor,
                 S: int) -> dict[str, torch.Tensor]:
         """The matched ground truth of every decoded instance, in the loss's units."""
-        def pick(key: str) -> torch.Tensor:
-            return torch.stack([hands[b][key][g] for b, g in pairs])
+        counts = torch.tensor([0] + [len(h["boxes"]) for h in hands]).cumsum(0)
+        rows = (counts[image_index.cpu()] + gt_index.cpu()).to(hands[0]["boxes"].device)  # into the batch's hands
 
-        pairs = list(zip(image_index.tolist(), gt_index.tolist()))  # one device sync, not one per hand
+        def pick(key: str) -> torch.Tensor:
+            return torch.cat([h[key] for h in hands if len(h[key])])[rows]  # a hand-free image's (0, 0, 3) vertices
 
         boxes = pick("boxes").float()
         joints_3d, verts = pick("joints_3d").float(), pick("vertices").float()
