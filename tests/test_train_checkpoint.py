@@ -93,6 +93,22 @@ def test_corrupt_and_missing_are_reported(tmp_path):
         load_weights(nn.Linear(5, 2), bad.with_name("step_00000002"))
 
 
+def test_a_copy_without_the_training_state_serves_its_weights(tmp_path):
+    """Weights moved between machines without the optimizer state (twice their size): the card and
+    the weights are still verified, the state only where it is used (resuming)."""
+    model, _ = _opt_state()
+    d = save_checkpoint(tmp_path / "step_00000001", model, {"step": 1}, {"architecture": "lin"})
+    (d / "state.safetensors").unlink()
+    assert read_card(d, files=("model.safetensors",))["architecture"] == "lin"
+    with pytest.raises(CheckpointError, match="state.safetensors is missing"):
+        read_card(d)  # what resuming reads
+    raw = bytearray((d / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (d / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="model.safetensors: contents do not match"):
+        read_card(d, files=("model.safetensors",))
+
+
 def test_pointer_names_only_a_checkpoint_inside_the_folder(tmp_path):
     model, _ = _opt_state()
     root = tmp_path / "run" / "checkpoints"

@@ -81,10 +81,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{p} holds no checkpoint (no {CARD_FILE} in it or under checkpoints/)")
 
 
-def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
+def read_card(ckpt_dir: str | Path, verify: bool = True, files: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Read a checkpoint's card; with ``verify`` also check the card's own digest, that its ``files``
     are plain names inside the checkpoint directory (``model.safetensors`` among them), and that each
-    exists and matches its hash. Raises CheckpointError naming the file and the problem."""
+    exists and matches its hash — or only those named in ``files`` (``(MODEL_FILE,)``: a use of the
+    weights alone, which a copy without the training state serves). Raises CheckpointError naming
+    the file and the problem."""
     d = Path(ckpt_dir)
     card_path = d / CARD_FILE
     if not card_path.is_file():
@@ -101,7 +103,7 @@ def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
         if card.get("card_sha256") != card_digest(card):
             raise CheckpointError(f"{card_path}: the card does not match its own digest (card_sha256): it was edited "
                                   "or not written by handrecon; re-save the checkpoint with handrecon")
-        files = card.get("files")
+        only, files = files, card.get("files")
         if not isinstance(files, dict) or MODEL_FILE not in files:
             raise CheckpointError(f"{card_path}: no 'files' table listing {MODEL_FILE} and its SHA-256; "
                                   "the card is incomplete")
@@ -109,6 +111,8 @@ def read_card(ckpt_dir: str | Path, verify: bool = True) -> dict[str, Any]:
             if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
                 raise CheckpointError(f"{card_path}: 'files' entry {name!r} is not a plain file name inside "
                                       f"{d}; refused")
+            if only is not None and name not in only:
+                continue
             f = d / name
             if not f.is_file():
                 raise CheckpointError(f"{d}: {name} is missing; the checkpoint is incomplete")

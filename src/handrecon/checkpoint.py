@@ -236,7 +236,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     The architecture must be one handrecon registers itself (or one registered in this process);
     nothing named by the card is imported."""
     d = resolve_checkpoint(path)
-    card = read_card(d, verify=True)
+    card = read_card(d, verify=True, files=(MODEL_FILE,))  # the weights alone: a copy without the training state serves
     arch, kwargs = card.get("architecture"), card.get("kwargs") or {}
     if not isinstance(arch, str) or not arch.isidentifier() or not isinstance(kwargs, dict):
         raise CheckpointError(f"{d / CARD_FILE}: 'architecture' must be a model family name and 'kwargs' an object")

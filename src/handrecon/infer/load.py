@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from handrecon.card import read_card, resolve_checkpoint
+from handrecon.card import MODEL_FILE, read_card, resolve_checkpoint
 from handrecon.infer.detect import build_detector
 from handrecon.infer.onnx import METADATA_VERSION, OnnxNetwork
 from handrecon.infer.pipeline import PIPELINE_SEPARATOR, TwoStagePredictor, is_pipeline
@@ -82,7 +82,7 @@ def load_exported(path: str | Path, threads: int | None = None, refine_root: boo
     if not onnx_export_available():
         return None
     ckpt = resolve_checkpoint(path)
-    card = read_card(ckpt)  # verified: its digest covers the weights' SHA-256
+    card = read_card(ckpt, files=(MODEL_FILE,))  # verified: its digest covers the weights' SHA-256
     if build_adapter(card, str(ckpt)).detects_hands:
         return None
     key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION}".encode()).hexdigest()

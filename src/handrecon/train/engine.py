@@ -359,7 +359,7 @@ class Trainer:
         counts are logged; no matching tensor at all is an error."""
         try:
             d = ckpt.resolve_checkpoint(path)
-            card = ckpt.read_card(d, verify=True)
+            card = ckpt.read_card(d, verify=True, files=(ckpt.MODEL_FILE,))  # the weights; no training state needed
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
         same = card.get("architecture") == self.cfg.model.name and (card.get("kwargs") or {}) == self.cfg.model.kwargs
