@@ -355,7 +355,7 @@ class HandOS(nn.Module):
         rows = (counts[image_index.cpu()] + gt_index.cpu()).to(hands[0]["boxes"].device)  # into the batch's hands
 
         def pick(key: str) -> torch.Tensor:
-            return torch.cat([h[key] for h in hands if len(h[key])])[rows]  # a hand-free image's (0, 0, 3) vertices
+            return torch.cat([h[key] for h in hands if len(h[key])])[rows]  # hand-free images skipped: (0, 0, 3) vertices
 
         boxes = pick("boxes").float()
         joints_3d, verts = pick("joints_3d").float(), pick("vertices").float()
