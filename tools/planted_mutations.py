@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 44, about 8 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 49, about 9 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -140,6 +140,15 @@ MUTATIONS = [
     ("prompted boxes without a side stay right (the side head's reading dropped)", "src/handrecon/infer/pipeline.py",
      "sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]",
      "sides[i] = [g if g is not None else \"right\" for g, r in zip(given, read.sides)]", ["tests/test_pipeline.py"]),
+    ("a weights-only read verifies no file at all", "src/handrecon/card.py",
+     "            if only is not None and name not in only:\n", "            if only is not None:\n",
+     ["tests/test_train_checkpoint.py"]),
+    ("init_from asks for the training state too", "src/handrecon/train/engine.py",
+     "card = ckpt.read_card(d, verify=True, files=(ckpt.MODEL_FILE,))", "card = ckpt.read_card(d, verify=True)",
+     ["tests/test_handos.py"]),
+    ("HandOS targets: the ground-truth index taken in the whole batch, not in its image", "src/handrecon/models/handos/model.py",
+     "rows = (counts[image_index.cpu()] + gt_index.cpu())", "rows = (0 * counts[image_index.cpu()] + gt_index.cpu())",
+     ["tests/test_handos.py"]),
 ]
 
 
