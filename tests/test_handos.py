@@ -198,7 +198,7 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
 @pytest.mark.parametrize("switch", [dict(queries="uni"), dict(memory_layer=4), dict(side="none"), dict(side="scratch"),
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
                                     dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True),
-                                    dict(heatmap="aux"), dict(heatmap="init")],
+                                    dict(heatmap="aux"), dict(heatmap="init"), dict(ref_3d="attached")],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -213,6 +213,12 @@ def test_ablation_switches(detectors, scenes, switch):
     assert all(p.grad is not None for p in model.trainable_parameters())  # every one in the graph (DDP)
     if switch.get("num_2d_layers") == 6:
         assert set(terms) == {"joints_2d", "oks_2d"} and not model.inference_spec()["is_3d"]
+    # the vertex/camera reference heads learn only when their references stay attached; the last
+    # interactive layer's refinement feeds no later layer either way
+    trained = [float(h[-1].weight.grad.abs().sum()) > 0 for h in model.decoder.ref_heads]
+    if "num_2d_layers" not in switch:
+        assert trained == ([True] * (len(trained) - 1) + [False] if switch.get("ref_3d") == "attached"
+                           else [False] * len(trained))
     if "policy" in switch:
         assert (~model.decoder.blocked == policy_mask(switch["policy"], 21, model.decoder.V)).all()
     if switch.get("queries") == "uni":

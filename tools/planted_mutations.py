@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 49, about 9 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 50, about 9 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -148,6 +148,9 @@ MUTATIONS = [
      ["tests/test_handos.py"]),
     ("HandOS targets: the ground-truth index taken in the whole batch, not in its image", "src/handrecon/models/handos/model.py",
      "rows = (counts[image_index.cpu()] + gt_index.cpu())", "rows = (0 * counts[image_index.cpu()] + gt_index.cpu())",
+     ["tests/test_handos.py"]),
+    ("HandOS ref_3d attached still detaches the 3D references", "src/handrecon/models/handos/decoder.py",
+     'if interactive and self.ref_3d == "attached":', 'if False and self.ref_3d == "attached":',
      ["tests/test_handos.py"]),
 ]
 

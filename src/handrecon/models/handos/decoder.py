@@ -148,6 +148,13 @@ def lifting_init(weights: np.ndarray, keypoint_joints: np.ndarray, parents: np.n
     return L.astype(np.float32)
 
 
+# How the vertex and camera tokens' refined references pass to the next layer. "detached", like the
+# joints' (ED-Pose): then no gradient reaches `ref_heads`, since no loss reads those references, and
+# the tokens keep sampling around their lifted references. "attached": the next layers' sampling
+# trains `ref_heads`. The paper does not say; an experiment.
+REF_3D_MODES = ("detached", "attached")
+
+
 class InteractiveDecoder(nn.Module):
     """Expansion, lifting, `num_2d_layers` 2D layers and `num_layers - num_2d_layers` interactive
     layers, with per-layer heads (see the module docstring).
@@ -160,10 +167,14 @@ class InteractiveDecoder(nn.Module):
 
     def __init__(self, d_model: int, lifting: np.ndarray, template: np.ndarray, levels: int, num_layers: int = 6,
                  num_2d_layers: int = 2, heads: int = 8, points: int = 4, ffn_dim: int = 1024,
-                 policy: str = "hierarchical", num_joints: int = 21, joint_layout: np.ndarray | None = None) -> None:
+                 policy: str = "hierarchical", num_joints: int = 21, joint_layout: np.ndarray | None = None,
+                 ref_3d: str = "detached") -> None:
         super().__init__()
         if not 0 <= num_2d_layers <= num_layers:
             raise ValueError(f"num_2d_layers {num_2d_layers} must lie in 0..num_layers ({num_layers})")
+        if ref_3d not in REF_3D_MODES:
+            raise ValueError(f"ref_3d must be one of {REF_3D_MODES}, got {ref_3d!r}")
+        self.ref_3d = ref_3d
         self.J, self.V = num_joints, lifting.shape[0] - 1
         self.num_layers, self.num_2d_layers = num_layers, num_2d_layers
         self.joint_embed = nn.Parameter(torch.randn(num_joints, d_model))  # e^Q, N(0, 1) as nn.Embedding: distinct joints from the start
@@ -233,7 +244,10 @@ class InteractiveDecoder(nn.Module):
                 ref = torch.cat([torch.cat([joints, ref[:, :J, 2:]], -1), torch.cat([centres, ref[:, J:, 2:]], -1)], 1)
             else:
                 ref = torch.cat([joints, ref[:, :, 2:]], -1)
-            ref = ref.detach()  # refined references are detached between layers (ED-Pose, Deformable DETR)
+            if interactive and self.ref_3d == "attached":  # the joints' alone: no loss reads the V, t references
+                ref = torch.cat([ref[:, :J].detach(), ref[:, J:]], 1)
+            else:
+                ref = ref.detach()  # refined references are detached between layers (ED-Pose, Deformable DETR)
             outputs.append(out)
         return outputs
 
@@ -246,5 +260,5 @@ def upsample_vertices(vertices: torch.Tensor, up_index: list[torch.Tensor], up_w
     return vertices
 
 
-__all__ = ["InteractiveDecoder", "DecoderLayer", "SideTuning", "ScratchSideNetwork", "SIDE_NETWORKS", "lifting_init",
+__all__ = ["REF_3D_MODES", "InteractiveDecoder", "DecoderLayer", "SideTuning", "ScratchSideNetwork", "SIDE_NETWORKS", "lifting_init",
            "inverse_sigmoid", "sine_box_embedding", "upsample_vertices"]

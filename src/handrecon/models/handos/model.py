@@ -100,6 +100,8 @@ class HandOS(nn.Module):
     weight ``loss_weights["heatmap"]``), a dense target that teaches the side features where
     keypoints are; "init": that, and each instance's joint references start at the heatmap's
     soft-argmax inside its box (`box_soft_argmax`) instead of eq. 7's box centre.
+    ref_3d: the vertex and camera tokens' refined references between layers, "detached" (as the
+    joints') or "attached" (`decoder.REF_3D_MODES`; an experiment: the paper does not say).
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -108,7 +110,7 @@ class HandOS(nn.Module):
                  side_width: int | None = None,
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
-                 max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off") -> None:
+                 max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached") -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -161,7 +163,7 @@ class HandOS(nn.Module):
         self.decoder = InteractiveDecoder(
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
-            ffn_dim, policy, joint_layout=layout)
+            ffn_dim, policy, joint_layout=layout, ref_3d=ref_3d)
         self.up_levels = len(up_index)  # buffers, so that they follow the model to its device
         for k, (i, w) in enumerate(zip(up_index, up_weight)):
             self.register_buffer(f"up_index_{k}", torch.as_tensor(i, dtype=torch.long), persistent=False)
