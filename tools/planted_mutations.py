@@ -141,7 +141,7 @@ MUTATIONS = [
      "sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]",
      "sides[i] = [g if g is not None else \"right\" for g, r in zip(given, read.sides)]", ["tests/test_pipeline.py"]),
     ("a weights-only read verifies no file at all", "src/handrecon/card.py",
-     "            if only is not None and name not in only:\n", "            if only is not None:\n",
+     "            if files is not None and name not in files:\n", "            if files is not None:\n",
      ["tests/test_train_checkpoint.py"]),
     ("init_from asks for the training state too", "src/handrecon/train/engine.py",
      "card = ckpt.read_card(d, verify=True, files=(ckpt.MODEL_FILE,))", "card = ckpt.read_card(d, verify=True)",

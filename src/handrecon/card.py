@@ -103,15 +103,15 @@ def read_card(ckpt_dir: str | Path, verify: bool = True, files: tuple[str, ...] 
         if card.get("card_sha256") != card_digest(card):
             raise CheckpointError(f"{card_path}: the card does not match its own digest (card_sha256): it was edited "
                                   "or not written by handrecon; re-save the checkpoint with handrecon")
-        only, files = files, card.get("files")
-        if not isinstance(files, dict) or MODEL_FILE not in files:
+        listed = card.get("files")
+        if not isinstance(listed, dict) or MODEL_FILE not in listed:
             raise CheckpointError(f"{card_path}: no 'files' table listing {MODEL_FILE} and its SHA-256; "
                                   "the card is incomplete")
-        for name, digest in files.items():
+        for name, digest in listed.items():
             if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
                 raise CheckpointError(f"{card_path}: 'files' entry {name!r} is not a plain file name inside "
                                       f"{d}; refused")
-            if only is not None and name not in only:
+            if files is not None and name not in files:
                 continue
             f = d / name
             if not f.is_file():

@@ -126,7 +126,7 @@ class LRSchedule:
 def build_optimizer(params: Any, cfg: Any, fused: bool = False) -> torch.optim.Optimizer:
     """The optimizer of ``cfg`` (OptimConfig); ``fused``: PyTorch's fused Adam/AdamW update (for
     parameters on a CUDA device), fewer kernel launches than the default multi-tensor one."""
-    adam = dict(lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
+    adam = dict(lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=fused or None)  # None: torch's default
     if cfg.name == "adam":
         return torch.optim.Adam(params, **adam)
     if cfg.name == "adamw":

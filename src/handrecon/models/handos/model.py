@@ -279,10 +279,10 @@ class HandOS(nn.Module):
         (at least one per image while tracing, so that shapes stay fixed)."""
         k = max_hands or self.max_hands
         image_index, query_index = [], []
-        for b in range(det.scores.shape[0]):
-            s = det.scores[b].float().cpu().numpy()
-            keep = select_instances(s, cxcywh_to_xyxy(det.boxes[b].float().cpu().numpy()), self.score_threshold,
-                                    self.nms_iou, k)
+        scores = det.scores.float().cpu().numpy()  # one copy to the host, as in `_assign`
+        boxes = cxcywh_to_xyxy(det.boxes.float().cpu().numpy())
+        for b in range(len(scores)):
+            keep = select_instances(scores[b], boxes[b], self.score_threshold, self.nms_iou, k)
             image_index.append(torch.full((len(keep),), b, dtype=torch.long))
             query_index.append(torch.as_tensor(keep, dtype=torch.long))
         return torch.cat(image_index), torch.cat(query_index)
