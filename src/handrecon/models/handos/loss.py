@@ -18,6 +18,7 @@ mesh too.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from handrecon.losses import edge_loss, normal_consistency_loss, normal_loss, oks_loss
 
@@ -34,16 +35,19 @@ def keypoint_l1(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> to
     return ((pred - gt).abs() * w).sum() / max(pred.shape[0], 1)
 
 
-class HandOSLoss:
-    """Weighted sum of the terms above (`weights` override `PAPER_WEIGHTS` by name)."""
+class HandOSLoss(nn.Module):
+    """Weighted sum of the terms above (`weights` override `PAPER_WEIGHTS` by name). A module, so
+    that the mesh's faces and face pairs follow the model to its device (buffers, not saved)."""
 
     def __init__(self, faces, face_pairs, weights: dict[str, float] | None = None) -> None:
+        super().__init__()
         known = {**PAPER_WEIGHTS, **AUX_WEIGHTS}
         unknown = set(weights or {}) - set(known)
         if unknown:
             raise ValueError(f"unknown HandOS loss terms {sorted(unknown)}; the terms are {', '.join(known)}")
         self.weights = {**known, **(weights or {})}
-        self.faces, self.face_pairs = faces, face_pairs
+        self.register_buffer("faces", torch.as_tensor(faces).long(), persistent=False)
+        self.register_buffer("face_pairs", torch.as_tensor(face_pairs).long(), persistent=False)
 
     def layer_terms(self, pred: dict[str, torch.Tensor], gt: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One layer's unweighted terms. pred: joints_2d (N, 21, 2); for interactive layers also
@@ -66,8 +70,8 @@ class HandOSLoss:
             terms["edge"] = edge_loss(v, vg, self.faces)
         return terms
 
-    def __call__(self, layers: list[dict[str, torch.Tensor]], gt: dict[str, torch.Tensor]
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, layers: list[dict[str, torch.Tensor]], gt: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sum over layers of the weighted terms -> (total, the last layer's terms detached)."""
         total, last = None, {}
         for pred in layers:
