@@ -46,6 +46,13 @@ from handrecon.hand.openhand import load_openhand
 from handrecon.hand.pose import sample_poses, sample_shapes
 
 SIZE = 224
+# what `--ablate` can take away (a diagnostic of the renderer gap; the set itself never ablates):
+ABLATIONS = {
+    "photo": "a uniform grey background instead of the photographs",
+    "smooth": "the 778-vertex hand, flat-shaded (as training's plain engine draws it) instead of subdivided and smooth",
+    "colour": "one skin colour and roughness for every hand instead of the palette",
+    "light": "one white light from the camera instead of 1-3 coloured lights and a coloured ambient",
+}
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "brick.png", "grass.png", "gravel.png",
           "hubble_deep_field.jpg", "motorcycle_left.png")
 SKIN = np.array([[0.93, 0.76, 0.64], [0.85, 0.64, 0.50], [0.74, 0.53, 0.40], [0.55, 0.38, 0.27],
@@ -61,8 +68,11 @@ def photo_pool() -> list[np.ndarray]:
     return [np.asarray(Image.open(root / name).convert("RGB")) for name in PHOTOS]
 
 
-def background(photos: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def background(photos: list[np.ndarray], rng: np.random.Generator, ablate: frozenset = frozenset()) -> np.ndarray:
     from PIL import Image
+
+    if "photo" in ablate:
+        return np.full((SIZE, SIZE, 3), 128, np.uint8)
 
     photo = photos[rng.integers(len(photos))]
     H, W = photo.shape[:2]
@@ -91,25 +101,33 @@ def frame(verts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return t, K
 
 
-def render(meshes: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, rng: np.random.Generator, renderer):
+def render(meshes: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, rng: np.random.Generator, renderer,
+           ablate: frozenset = frozenset()):
     """RGBA uint8 and depth (metres, 0 where empty) of the subdivided, smooth-shaded hands
-    (vertices, faces) in the OpenCV camera frame, each with its own skin material."""
+    (vertices, faces) in the OpenCV camera frame, each with its own skin material. `ablate`
+    (diagnostics, see ABLATIONS) takes one of the set's differences from training away."""
     import pyrender
     import trimesh
 
     pending = []
     for verts, faces in meshes:
-        v, f = trimesh.remesh.subdivide_loop(verts, faces, iterations=1)
+        v, f = (verts, faces) if "smooth" in ablate else trimesh.remesh.subdivide_loop(verts, faces, iterations=1)
         mesh = trimesh.Trimesh(v * [1, -1, -1], f, process=False)  # OpenCV -> OpenGL camera frame
         skin = SKIN[rng.integers(len(SKIN))] * rng.uniform(0.85, 1.1, 3)
+        roughness = float(rng.uniform(0.35, 0.8))
+        if "colour" in ablate:
+            skin, roughness = SKIN[1], 0.6
         material = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*np.clip(skin, 0, 1), 1.0], metallicFactor=0.0,
-                                                      roughnessFactor=float(rng.uniform(0.35, 0.8)), doubleSided=True)
-        pending.append(pyrender.Mesh.from_trimesh(mesh, material=material, smooth=True))
-    scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=rng.uniform(0.05, 0.25, 3))
+                                                      roughnessFactor=roughness, doubleSided=True)
+        pending.append(pyrender.Mesh.from_trimesh(mesh, material=material, smooth="smooth" not in ablate))
+    ambient = rng.uniform(0.05, 0.25, 3)
+    scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=np.full(3, 0.15) if "light" in ablate else ambient)
     for mesh in pending:
         scene.add(mesh)
     scene.add(pyrender.IntrinsicsCamera(K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5, znear=0.01, zfar=20))
     n_lights = rng.integers(1, 4)
+    if "light" in ablate:  # one white light from the camera (the random lights below are drawn, not added)
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=2.0), pose=np.eye(4))
     for _ in range(n_lights):
         colour = np.clip(1 - rng.uniform(0, 0.2, 3), 0, 1)
         direction = rng.normal(size=3)
@@ -120,11 +138,12 @@ def render(meshes: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, rng: np.r
         pose = np.eye(4)
         pose[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
         if rng.random() < 0.7:
-            scene.add(pyrender.DirectionalLight(color=colour, intensity=float(rng.uniform(0.8, 3.0) / n_lights)),
-                      pose=pose)
+            light = pyrender.DirectionalLight(color=colour, intensity=float(rng.uniform(0.8, 3.0) / n_lights))
         else:
             pose[:3, 3] = z * rng.uniform(0.3, 1.0)
-            scene.add(pyrender.PointLight(color=colour, intensity=float(rng.uniform(0.5, 3.0) / n_lights)), pose=pose)
+            light = pyrender.PointLight(color=colour, intensity=float(rng.uniform(0.5, 3.0) / n_lights))
+        if "light" not in ablate:
+            scene.add(light, pose=pose)
     rgba, depth = renderer.render(scene, flags=pyrender.RenderFlags.RGBA)
     return rgba, depth
 
@@ -151,7 +170,8 @@ def posed_hand(models: dict, rng: np.random.Generator, g: torch.Generator) -> tu
     return side, model, out.vertices[0].double().numpy(), out.joints[0].double().numpy()
 
 
-def sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.ndarray, np.ndarray, HandAnnotation]:
+def sample(i: int, seed: int, models: dict, photos: list, renderer,
+           ablate: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray, HandAnnotation]:
     rng = np.random.default_rng([seed, i])
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     side, model, verts, joints = posed_hand(models, rng, g)
@@ -165,9 +185,9 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer) -> tuple[np.
             if ((uv.min(0) > -0.1 * SIZE) & (uv.max(0) < 1.1 * SIZE)).all():
                 break
     verts, joints = verts + t, joints + t
-    rgba, depth = render([(verts, model.faces.numpy())], K, rng, renderer)
+    rgba, depth = render([(verts, model.faces.numpy())], K, rng, renderer, ablate)
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    image = (alpha * rgba[..., :3] + (1 - alpha) * background(photos, rng)).round().astype(np.uint8)
+    image = (alpha * rgba[..., :3] + (1 - alpha) * background(photos, rng, ablate)).round().astype(np.uint8)
     return image, K, annotate(side, verts, joints, K, depth)
 
 
@@ -248,9 +268,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--shard-size", type=int, default=100)
     ap.add_argument("--baseline", action="store_true", help="print the rest-hand baseline's PA-MPJPE on the set")
+    ap.add_argument("--ablate", default="", help="diagnostics, crops only: comma-separated differences from training "
+                    f"to take away, of {', '.join(ABLATIONS)} (the same hands, poses and framings)")
     ap.add_argument("--scenes", action="store_true",
                     help="full 384x512 images with 0-4 hands anywhere (for detectors) instead of 224 crops")
     args = ap.parse_args()
+    ablate = frozenset(a for a in args.ablate.split(",") if a)
+    if ablate - set(ABLATIONS) or (ablate and args.scenes):
+        ap.error(f"--ablate takes {', '.join(ABLATIONS)} (crops only), got {args.ablate!r}")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, read when pyrender is imported
     import pyrender
 
@@ -268,7 +293,7 @@ def main() -> None:
                     if args.scenes:
                         image, K, hands = scene_sample(i, args.seed, models, photos, renderer)
                     else:
-                        image, K, hand = sample(i, args.seed, models, photos, renderer)
+                        image, K, hand = sample(i, args.seed, models, photos, renderer, ablate)
                         hands = [hand]
                     w.add(image, K, hands, sample_id=f"{i:06d}")
     finally:

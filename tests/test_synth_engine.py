@@ -162,6 +162,43 @@ def test_background_folder_is_used(tmp_path):
     assert {two.sample(i, 0).meta["background"] for i in range(12)} == {"image:green.png", "image:red.png"}
 
 
+def test_recolour_turns_hues_and_keeps_grey_and_texture(tmp_path):
+    """`recolour` turns a photograph's hues (green grass can come out skin-like), keeps greys grey
+    and the texture's layout; p_recolour of the photo backgrounds are recoloured, and p_recolour=0
+    draws nothing (datasets drawn before it existed stay the same)."""
+    from PIL import Image
+
+    from handrecon.data.synth.appearance import image_background, recolour
+
+    rng = np.random.default_rng(0)
+    grey = np.tile(np.arange(0, 250, 10, dtype=np.uint8)[:, None, None], (1, 4, 3))
+    assert np.array_equal(recolour(grey, rng), grey)
+    green = np.zeros((8, 8, 3), np.uint8)
+    green[..., 1], green[::2, ::2] = 180, (40, 120, 40)  # a texture: two greens in a pattern
+    outs = [recolour(green, rng).astype(int) for _ in range(64)]
+    assert sum(o[1, 1, 0] > o[1, 1, 1] > o[1, 1, 2] for o in outs) >= 4  # warm, R > G > B, as skin is
+    for o in outs:  # the pattern stays: the two greens map to two colours, the same everywhere
+        assert (o[::2, ::2] == o[0, 0]).all() and (o[1::2, 1::2] == o[1, 1]).all()
+
+    Image.fromarray(np.full((50, 80, 3), (10, 200, 30), np.uint8)).save(tmp_path / "green.png")
+    plain = dict(image_size=(48, 48), p_image_background=1.0, p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0,
+                 p_extra_hand=0, p_color=0, p_motion_blur=0, p_forearm=0)
+
+    def corners(engine, n):
+        return [engine.sample(i, seed=0).image[[0, -1], [0, -1]].astype(int) for i in range(n)]
+
+    engine = SynthEngine(preset("crop", **plain), backgrounds=tmp_path)
+    assert all(np.abs(c - (10, 200, 30)).max(1).min() <= 2 for c in corners(engine, 12))
+    a, b = np.random.default_rng(3), np.random.default_rng(3)  # p_recolour=0: the random stream is untouched
+    assert np.array_equal(engine.photo(a, tmp_path / "green.png", 16, 16), image_background(b, tmp_path / "green.png", 16, 16))
+    assert a.random() == b.random()
+    recoloured = corners(SynthEngine(preset("crop", p_recolour=0.5, **plain), backgrounds=tmp_path), 40)
+    changed = sum(np.abs(c - (10, 200, 30)).max(1).min() > 20 for c in recoloured)
+    assert 8 <= changed <= 32  # about half
+    with pytest.raises(ValueError, match="p_recolour"):
+        preset("crop", p_recolour=1.5)
+
+
 def test_the_box_holds_every_visible_keypoint():
     """It used to leave a visible keypoint outside (the box was the mesh's alone): sample 24 of the
     crop preset, seed 0, had its wrist 3 px outside."""

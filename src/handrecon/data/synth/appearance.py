@@ -335,6 +335,22 @@ def image_background(rng: np.random.Generator, path: Path, H: int, W: int) -> np
     return out[:, ::-1].copy() if rng.random() < 0.5 else out
 
 
+def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 with its hues turned by a random angle about the grey axis (luminance kept
+    to first order), its saturation scaled by 0.6-1.6 and, half the time, its channels permuted:
+    the photograph's texture in other colours. Turns a small photo pool's greens and blues into
+    the warm, skin-like tones that a hand must be told apart from (a cat's fur, bricks, wood)."""
+    a = rng.uniform(0, 2 * np.pi)
+    grey = np.full((3, 3), 1 / 3, np.float32)
+    cross = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], np.float32) / np.sqrt(3)
+    turn = grey + np.cos(a) * (np.eye(3, dtype=np.float32) - grey) + np.sin(a) * cross  # rotation about (1, 1, 1)
+    m = grey + rng.uniform(0.6, 1.6) * (turn - grey)  # saturation: the chroma part scaled
+    if rng.random() < 0.5:
+        m = m[rng.permutation(3)]
+    out = image.reshape(-1, 3).astype(np.float32) @ m.T
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(image.shape)
+
+
 # ----------------------------------------------------------------------------- corruption
 @lru_cache(maxsize=8)
 def _radius2(H: int, W: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from handrecon.data.synth.appearance import (
     list_background_images,
     photo_textured,
     procedural_background,
+    recolour,
     random_lights,
 )
 from handrecon.data.synth.config import SynthConfig
@@ -156,14 +157,14 @@ class SynthEngine:
             u = rng.random() if self.backgrounds else 1.0
             if u < cfg.p_photo_occluder:
                 path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-                v, f, c = photo_textured(v, f, image_background(rng, path, 96, 96))
+                v, f, c = photo_textured(v, f, self.photo(rng, path, 96, 96))
             elif u < cfg.p_photo_occluder + cfg.p_skin_occluder:  # a distractor: skin is not a hand
                 tone = SKIN_PALETTE[int(rng.integers(len(SKIN_PALETTE)))]
                 c = np.clip(tone * rng.uniform(0.9, 1.1, (len(v), 1)), 0, 1).astype(np.float32)
             meshes.append(Mesh(v, f, c))
         if self.backgrounds and rng.random() < cfg.p_image_background:
             path = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-            background, bg_kind = image_background(rng, path, H, W), f"image:{path.name}"
+            background, bg_kind = self.photo(rng, path, H, W), f"image:{path.name}"
         else:
             background = procedural_background(rng, H, W)
             bg_kind = "procedural"
@@ -181,6 +182,12 @@ class SynthEngine:
         extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "forearms": len(arms),
                  "corruption": applied}
         return rgb, out.depth, out.instance, extra
+
+    def photo(self, rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
+        """(H, W, 3) uint8: a crop of the photograph at `path` (`image_background`), recoloured
+        with probability cfg.p_recolour (no random draw at all when it is 0)."""
+        image = image_background(rng, path, H, W)
+        return recolour(image, rng) if self.cfg.p_recolour > 0 and rng.random() < self.cfg.p_recolour else image
 
     def annotate(self, scene: Scene, depth: np.ndarray, instance: np.ndarray) -> list[HandAnnotation]:
         """Exact per-hand ground truth of a rendered scene (depth/instance at the render resolution)."""
