@@ -1,7 +1,7 @@
 """handrecon against MediaPipe Hands on the same folder: 224x224 hand crops (the crop path), or
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
-    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads 2]
+    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N]
     .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model MODEL] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
@@ -11,7 +11,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    training) into a folder, and exports the shipped model to ONNX.
 3. Times, alternately (A B A B ...), two whole processes over the same folder:
    A = `handrecon reconstruct FOLDER --crop --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
-   vertices, camera translation, one JSON per image), and
+   vertices, camera translation, one JSON per image), as a user runs it: a batch per core, one
+   network thread each (`--threads N` instead runs one batch at a time on N threads), and
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
    landmark model) over every image, 21 2D/3D landmarks each.
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
@@ -83,7 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="handrecon's --threads (one batch at a time on N threads); default: its own (a batch per core)")
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
     ap.add_argument("--model", default="m3dhmr-openhand",
                     help="with --scenes: a crop model (run after the hand detector) or a full-image model")
@@ -100,22 +102,24 @@ def main() -> None:
         first = sorted((d / "crops").glob("*.png"))[0]
         shutil.copy(first, d / "one" / first.name)
         (d / "mp.py").write_text(MEDIAPIPE_SCRIPT)
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        env = dict(os.environ)
+        threads = [] if args.threads is None else ["--threads", str(args.threads)]
         if args.scenes:
             ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", args.model, "--formats", "",
-                    "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)]
+                    "--no-overlay", "--out", str(d / "out"), *threads]
         else:
             subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
                            stdout=subprocess.DEVNULL)
             ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--crop", "--model", str(d / "m3dhmr.onnx"),
-                    "--formats", "", "--no-overlay", "--out", str(d / "out"), "--threads", str(args.threads)]
+                    "--formats", "", "--no-overlay", "--out", str(d / "out"), *threads]
         commands = {"handrecon": ours,
                     "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]}
         for cmd in commands.values():  # warm-up: file caches, model files
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ratios, steady_ratios = [], []
         what = "640x480 scenes with 0-4 hands" if args.scenes else "crops of 224x224"
-        print(f"{args.num} {what}, {args.threads} threads; wall seconds of the whole process")
+        mode = "a batch per core" if args.threads is None else f"--threads {args.threads}"
+        print(f"{args.num} {what}, handrecon with {mode}; wall seconds of the whole process")
         for r in range(args.rounds):
             seconds, startup = {}, {}
             for name, cmd in commands.items():

@@ -33,3 +33,24 @@ def test_atomic_files_get_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+
+
+def test_durable_writes_are_fsynced_and_per_image_outputs_are_not(tmp_path, monkeypatch):
+    """`durable` (the default) flushes the data to disk before the rename; durable=False (the
+    per-image JSON of a folder run) skips only that: the file still appears whole or not at all."""
+    import os
+
+    from handrecon.utils.io import atomic_write_bytes
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    atomic_write_bytes(tmp_path / "a.bin", b"abc")
+    assert len(synced) == 1
+    atomic_write_bytes(tmp_path / "b.bin", b"xyz", durable=False)
+    assert len(synced) == 1 and (tmp_path / "b.bin").read_bytes() == b"xyz"
+    with pytest.raises(RuntimeError):
+        with atomic_open(tmp_path / "c.bin", "wb", durable=False) as f:
+            f.write(b"half")
+            raise RuntimeError("boom")
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.bin", "b.bin"]

@@ -142,13 +142,13 @@ def _bilinear_numpy(image: np.ndarray, affine: np.ndarray, w: int, h: int) -> np
     if inv[0, 1] == 0 and inv[1, 0] == 0:
         x0, x1, gu, fu = _taps(np.arange(w) * inv[0, 0] + inv[0, 2], W)
         y0, y1, gv, fv = _taps(np.arange(h) * inv[1, 1] + inv[1, 2], H)
-        gu, fu = gu[None, :, None], fu[None, :, None]
         lo, hi = x0.min(), x1.max() + 1  # the columns the crop reads
-        x0, x1, span = x0 - lo, x1 - lo, image[:, lo:hi]
-        upper, lower = span.take(y0, 0), span.take(y1, 0)  # the crop's rows and columns of the image
-        top = upper.take(x0, 1) * gu + upper.take(x1, 1) * fu
-        bottom = lower.take(x0, 1) * gu + lower.take(x1, 1) * fu
-        return top * gv[:, None, None] + bottom * fv[:, None, None]
+        span = image[:, lo:hi]
+        rows = span.take(y0, 0) * gv[:, None, None]  # the crop's rows first (h, hi - lo, C), then its columns
+        rows += span.take(y1, 0) * fv[:, None, None]
+        out = rows.take(x0 - lo, 1) * gu[None, :, None]
+        out += rows.take(x1 - lo, 1) * fu[None, :, None]
+        return out
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)[:, None]
     x0, x1, gu, fu = _taps(xs * inv[0, 0] + ys * inv[0, 1] + inv[0, 2], W)  # (h, w) image px of each crop pixel
     y0, y1, gv, fv = _taps(xs * inv[1, 0] + ys * inv[1, 1] + inv[1, 2], H)

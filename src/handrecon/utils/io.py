@@ -11,12 +11,15 @@ from typing import IO, Any, Iterator
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
     """Open a temporary file next to `path`; rename it onto `path` only if the block succeeds.
 
     The parent directory is created if needed. The file gets the usual permissions (0666 minus
     the umask; mkstemp's private 0600 is not kept). On error the temporary file is removed and
-    `path` is left untouched.
+    `path` is left untouched. `durable`: the data is flushed to the disk (fsync) before the
+    rename, so even a power cut leaves the old file or the whole new one; without it a crashed or
+    killed process still never leaves a partial file, but a power cut may (for the per-image
+    outputs of a folder run, where one fsync per file costs 0.3 ms of CPU and 0.5 ms of waiting).
     """
     if "w" not in mode:
         raise ValueError(f"atomic_open writes only, got mode {mode!r}")
@@ -27,7 +30,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
@@ -37,6 +41,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 
 def _umask() -> int:
+    """The process's umask. Read from /proc where Linux has it: elsewhere reading it means setting
+    it, and another thread creating a file in between would get the wrong permissions."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -48,9 +61,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HANDRECON_CACHE") or Path.home() / ".cache" / "handrecon")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_open(path, "wb") as f:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` atomically (`atomic_open`)."""
+    with atomic_open(path, "wb", durable) as f:
         f.write(data)
 
 
