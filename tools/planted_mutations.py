@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 50, about 9 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 54, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -152,6 +152,20 @@ MUTATIONS = [
     ("HandOS ref_3d attached still detaches the 3D references", "src/handrecon/models/handos/decoder.py",
      'if interactive and self.ref_3d == "attached":', 'if False and self.ref_3d == "attached":',
      ["tests/test_handos.py"]),
+    ("recolour draws from the random stream even when p_recolour is 0", "src/handrecon/data/synth/engine.py",
+     "return recolour(image, rng) if self.cfg.p_recolour > 0 and rng.random() < self.cfg.p_recolour else image",
+     "return recolour(image, rng) if rng.random() < self.cfg.p_recolour else image",
+     ["tests/test_synth_engine.py"]),
+    ("recolour turns hues without the grey axis fixed", "src/handrecon/data/synth/appearance.py",
+     "turn = grey + np.cos(a) * (np.eye(3, dtype=np.float32) - grey) + np.sin(a) * cross",
+     "turn = np.cos(a) * np.eye(3, dtype=np.float32) + np.sin(a) * cross",
+     ["tests/test_synth_engine.py"]),
+    ("durable writes skip the fsync", "src/handrecon/utils/io.py",
+     "            if durable:\n                os.fsync(f.fileno())", "            pass",
+     ["tests/test_io.py"]),
+    ("the row-first crop blends with the wrong row weights", "src/handrecon/geometry/crop.py",
+     "rows += span.take(y1, 0) * fv[:, None, None]", "rows += span.take(y1, 0) * gv[:, None, None]",
+     ["tests/test_crop.py", "tests/test_golden_outputs.py"]),
 ]
 
 
