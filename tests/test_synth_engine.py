@@ -199,6 +199,49 @@ def test_recolour_turns_hues_and_keeps_grey_and_texture(tmp_path):
         preset("crop", p_recolour=1.5)
 
 
+def test_cutouts_in_the_background_folder_are_pasted_as_clutter(tmp_path):
+    """An image with an alpha channel among the --backgrounds is a cutout: never a background,
+    pasted onto backgrounds `clutter` times (by its alpha: opaque red shows, transparent shows
+    nothing); clutter=(0, 0) pastes none and draws nothing from the random stream."""
+    from PIL import Image
+
+    from handrecon.data.synth.appearance import paste_cutouts
+
+    mixed, only_green, cut_only = (tmp_path / n for n in ("mixed", "only_green", "cut_only"))
+    for folder in (mixed, only_green, cut_only):
+        folder.mkdir()
+    for folder in (mixed, only_green):
+        Image.fromarray(np.full((50, 80, 3), (10, 200, 30), np.uint8)).save(folder / "green.png")
+    cut = np.zeros((40, 40, 4), np.uint8)
+    cut[..., 2] = 255  # a transparent blue frame ...
+    cut[10:30, 10:30] = (255, 0, 0, 255)  # ... around an opaque red square
+    Image.fromarray(cut, "RGBA").save(mixed / "red_square.png")
+    Image.fromarray(cut, "RGBA").save(cut_only / "c.png")
+    plain = dict(image_size=(64, 64), p_image_background=1.0, p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0,
+                 p_extra_hand=0, p_color=0, p_motion_blur=0, p_forearm=0)
+    engine = SynthEngine(preset("crop", clutter=(3, 3), **plain), backgrounds=mixed)
+    assert [p.name for p in engine.backgrounds] == ["green.png"] and [p.name for p in engine.cutouts] == ["red_square.png"]
+    samples = [engine.sample(i, seed=0) for i in range(6)]
+    assert {s.meta["background"] for s in samples} == {"image:green.png"} and {s.meta["clutter"] for s in samples} == {3}
+    pixels = np.concatenate([s.image.reshape(-1, 3) for s in samples]).astype(int)
+    red = (pixels[:, 0] > 200) & (pixels[:, 1] < 60)
+    assert red.mean() > 0.01  # the squares show
+    assert not ((pixels[:, 2] > 200) & (pixels[:, 0] < 60) & (pixels[:, 1] < 60)).any()  # the transparent frame does not
+
+    rng = np.random.default_rng(0)
+    bg = np.full((32, 32, 3), 7, np.uint8)
+    assert np.array_equal(paste_cutouts(bg, [mixed / "red_square.png"], 0, rng), bg)
+    none = SynthEngine(preset("crop", **plain), backgrounds=mixed)  # clutter (0, 0): the stream is untouched
+    alone = SynthEngine(preset("crop", **plain), backgrounds=only_green)
+    for i in range(3):
+        a, b = none.sample(i, seed=0), alone.sample(i, seed=0)
+        assert a.meta["clutter"] == 0 and np.array_equal(a.image, b.image)
+    with pytest.raises(ValueError, match="alpha channel"):
+        SynthEngine(preset("crop", **plain), backgrounds=cut_only)
+    with pytest.raises(ValueError, match="clutter"):
+        preset("crop", clutter=(3, 1))
+
+
 def test_the_box_holds_every_visible_keypoint():
     """It used to leave a visible keypoint outside (the box was the mesh's alone): sample 24 of the
     crop preset, seed 0, had its wrist 3 px outside."""

@@ -1,6 +1,7 @@
 """Fetch the training pool of real photographs from the Debian archive (nothing is committed).
 
     python tools/fetch_photos.py [--out .cache/photos/train]
+    python tools/fetch_photos.py --cutouts [--out .cache/photos/cutouts]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -11,6 +12,14 @@ writes them with `SOURCES.md` (package, file, licence). Used as `handrecon synth
 - `plasma-workspace-wallpapers` (5.27): the photographic wallpapers listed in `PLASMA_PHOTOS`,
   LGPL / CC-BY-SA as stated in each wallpaper's `metadata.json` (recorded in `SOURCES.md`).
 
+With `--cutouts`: photographed objects cut out on a transparent background (animals with fur and
+feathers, fruit and vegetables, tools, dishes, vehicles, plants; 347 PNGs with alpha) from
+`tuxpaint-stamps-default` (2022.06.04, GPL-2, debian/copyright), leaving out the drawn ones
+(`cartoon/`, symbols, letters, signs, seasonal clip art) and everything showing people, hands or
+a glove (`CUTOUT_EXCLUDE`), downscaled to at most 512 px. Put in a `--backgrounds` folder, an
+image with an alpha channel is pasted onto the backgrounds as clutter (`SynthConfig.clutter`)
+instead of being a background itself.
+
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,6 +40,9 @@ MATE_NATURE = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
 PLASMA_PHOTOS = ("Autumn", "BytheWater", "Canopee", "Cascade", "ColorfulCups", "DarkestHour", "EveningGlow",
                  "FallenLeaf", "Grey", "Kite", "Path", "SafeLanding", "summer_1am", "Altai", "IceCold", "OneStandsOut")
 MAX_SIDE = 1280
+CUTOUT_MAX_SIDE = 512
+CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
+                            r"body_parts|hand|finger", re.IGNORECASE)
 
 
 def download(package: str, into: Path) -> Path:
@@ -47,11 +60,35 @@ def save(src: Path, dst: Path) -> None:
         im.save(dst, quality=92)
 
 
+def fetch_cutouts(out: Path) -> None:
+    """The photographed objects of `tuxpaint-stamps-default` as RGBA PNGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        root = download("tuxpaint-stamps-default", Path(d)) / "usr/share/tuxpaint/stamps"
+        for src in sorted(root.rglob("*.png")):
+            rel = src.relative_to(root).as_posix()
+            if CUTOUT_EXCLUDE.search("/" + rel):
+                continue
+            with Image.open(src) as im:
+                im = im.convert("RGBA")
+                im.thumbnail((CUTOUT_MAX_SIDE, CUTOUT_MAX_SIDE), Image.Resampling.LANCZOS)
+                name = "tux_" + rel[:-4].replace("/", "_") + ".png"
+                im.save(out / name)
+            rows.append(f"| {name} | tuxpaint-stamps-default: stamps/{rel} | GPL-2 |")
+    (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    print(f"{len(rows)} cutouts in {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(".cache/photos/train"))
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/train (.cache/photos/cutouts with --cutouts)")
+    ap.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     args = ap.parse_args()
+    args.out = args.out or Path(".cache/photos/cutouts" if args.cutouts else ".cache/photos/train")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.cutouts:
+        fetch_cutouts(args.out)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -309,6 +309,41 @@ def list_background_images(folders: str | os.PathLike) -> list[Path]:
     return files
 
 
+def is_cutout(path: Path) -> bool:
+    """Whether an image file has an alpha channel: an object cut out of a photograph (pasted onto
+    backgrounds as clutter, `paste_cutouts`) rather than a background. Reads the header only."""
+    with Image.open(path) as im:
+        return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
+@lru_cache(maxsize=512)
+def _cutout(path: Path) -> Image.Image:
+    """A cutout as an RGBA PIL image, decoded once per process (at most PHOTO_MAX_SIDE px)."""
+    with Image.open(path) as im:
+        img = im.convert("RGBA")
+    img.thumbnail((PHOTO_MAX_SIDE, PHOTO_MAX_SIDE), Image.Resampling.LANCZOS)
+    return img
+
+
+def paste_cutouts(background: np.ndarray, cutouts: list[Path], count: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 background with `count` cutouts (RGBA images) pasted by their alpha: each
+    scaled so its longer side is 15-70 % of the image's shorter side, turned by any angle,
+    mirrored half the time, placed anywhere (partly outside too). Clutter of real objects behind
+    the hand (fur, fruit, wood, metal) where the photographs are mostly empty landscapes."""
+    H, W = background.shape[:2]
+    canvas = Image.fromarray(background)
+    for _ in range(count):
+        cut = _cutout(Path(cutouts[int(rng.integers(len(cutouts)))]))
+        scale = rng.uniform(0.15, 0.7) * min(H, W) / max(cut.size)
+        cut = cut.resize((max(1, round(cut.width * scale)), max(1, round(cut.height * scale))), Image.Resampling.BILINEAR)
+        cut = cut.rotate(float(rng.uniform(-180, 180)), resample=Image.Resampling.BILINEAR, expand=True)
+        if rng.random() < 0.5:
+            cut = cut.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        x, y = rng.uniform(-0.3, 1.0) * W - 0.2 * cut.width, rng.uniform(-0.3, 1.0) * H - 0.2 * cut.height
+        canvas.paste(cut, (int(x), int(y)), cut)
+    return np.asarray(canvas)
+
+
 PHOTO_MAX_SIDE = 1600  # photos are cached at most this large: a 30 % crop still fills a 384 px image
 
 

@@ -36,6 +36,8 @@ class SynthConfig:
     p_image_background: probability of a photograph as background when a folder is given (procedural ones stay a minority).
     p_photo_occluder: probability that an occluder is textured with a photograph (when a folder is given).
     p_skin_occluder: probability that an occluder is skin-coloured, a distractor (when a folder is given).
+    clutter: range of the number of cutouts (images with an alpha channel in the `--backgrounds`
+    folders, e.g. `tools/fetch_photos.py --cutouts`) pasted onto each background (`appearance.paste_cutouts`).
     p_recolour: probability that a photograph (background or occluder texture) has its colours
     turned (`appearance.recolour`): the pool's textures in every hue, skin-like ones included.
     p_truncated: probability that the centred hand (`crop`) is pushed 20-40 % of the image off centre,
@@ -72,6 +74,7 @@ class SynthConfig:
     p_photo_occluder: float = 0.7
     p_skin_occluder: float = 0.2
     p_recolour: float = 0.0
+    clutter: tuple[int, int] = (0, 0)
     p_truncated: float = 0.1
     p_forearm: float = 0.85
     p_sleeve: float = 0.6
@@ -99,6 +102,7 @@ class SynthConfig:
              and self.p_photo_occluder + self.p_skin_occluder <= 1.0,
              f"p_photo_occluder + p_skin_occluder must be probabilities summing to at most 1, got "
              f"{self.p_photo_occluder} + {self.p_skin_occluder}"),
+            (0 <= self.clutter[0] <= self.clutter[1], f"clutter must be 0 <= min <= max, got {self.clutter}"),
             (0.0 <= self.p_recolour <= 1.0, f"p_recolour must be in [0, 1], got {self.p_recolour}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),

@@ -31,8 +31,10 @@ from handrecon.data.synth.appearance import (
     corrupt,
     forearm,
     image_background,
+    is_cutout,
     list_background_images,
     photo_textured,
+    paste_cutouts,
     procedural_background,
     recolour,
     random_lights,
@@ -113,7 +115,13 @@ class SynthEngine:
             knuckles = rest_joints.numpy()[[5, 6, 9, 10, 13, 14, 17, 18]]  # OP21 MCP and PIP joints of the fingers
             self.skin[side] = SkinShader(m.v_template.numpy(), self.faces[side], m.tip_vertex_ids.numpy(),
                                          np.array([0.0, -1.0, 0.0]), knuckles)
-        self.backgrounds: list[Path] = list_background_images(backgrounds) if backgrounds else []
+        images = list_background_images(backgrounds) if backgrounds else []
+        cut = [is_cutout(p) for p in images]  # images with alpha are clutter (`paste_cutouts`), the rest backgrounds
+        self.backgrounds: list[Path] = [p for p, c in zip(images, cut) if not c]
+        self.cutouts: list[Path] = [p for p, c in zip(images, cut) if c]
+        if images and not self.backgrounds and cfg.p_image_background > 0:
+            raise ValueError(f"--backgrounds {backgrounds}: every image has an alpha channel (cutouts, pasted as "
+                             "clutter); give a folder of photographs too")
 
     @staticmethod
     def rng(seed: int, index: int) -> np.random.Generator:
@@ -168,6 +176,10 @@ class SynthEngine:
         else:
             background = procedural_background(rng, H, W)
             bg_kind = "procedural"
+        clutter = 0
+        if self.cutouts and cfg.clutter[1] > 0:  # no random draw without cutouts or clutter
+            clutter = int(rng.integers(cfg.clutter[0], cfg.clutter[1] + 1))
+            background = paste_cutouts(background, self.cutouts, clutter, rng)
         lights = random_lights(rng)
         K = scale_intrinsics(scene.K, s) if s > 1 else scene.K
         if s > 1:
@@ -179,7 +191,7 @@ class SynthEngine:
             rgb = out.rgb
         rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg, cfg.p_motion_blur, cfg.p_color)
         rgb = rgb if rgb.flags.writeable else rgb.copy()
-        extra = {"background": bg_kind, "occluders": len(scene.occluders), "skin_tones": tones, "forearms": len(arms),
+        extra = {"background": bg_kind, "clutter": clutter, "occluders": len(scene.occluders), "skin_tones": tones, "forearms": len(arms),
                  "corruption": applied}
         return rgb, out.depth, out.instance, extra
 
