@@ -49,6 +49,8 @@ SIZE = 224
 # what `--ablate` can take away (a diagnostic of the renderer gap; the set itself never ablates):
 ABLATIONS = {
     "photo": "a uniform grey background instead of the photographs",
+    "photo-grey": "the photographs in grey levels (their texture without colour)",
+    "photo-blur": "the photographs blurred (Gaussian, sigma 4 px at 224 px: their colours without fine texture)",
     "smooth": "the 778-vertex hand, flat-shaded (as training's plain engine draws it) instead of subdivided and smooth",
     "colour": "one skin colour and roughness for every hand instead of the palette",
     "light": "one white light from the camera instead of 1-3 coloured lights and a coloured ambient",
@@ -69,16 +71,19 @@ def photo_pool() -> list[np.ndarray]:
 
 
 def background(photos: list[np.ndarray], rng: np.random.Generator, ablate: frozenset = frozenset()) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, ImageFilter
 
     if "photo" in ablate:
         return np.full((SIZE, SIZE, 3), 128, np.uint8)
-
     photo = photos[rng.integers(len(photos))]
     H, W = photo.shape[:2]
     side = int(rng.uniform(0.25, 1.0) * min(H, W))
     y, x = rng.integers(0, H - side + 1), rng.integers(0, W - side + 1)
     crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((SIZE, SIZE), Image.BILINEAR)
+    if "photo-grey" in ablate:
+        crop = crop.convert("L").convert("RGB")
+    if "photo-blur" in ablate:
+        crop = crop.filter(ImageFilter.GaussianBlur(4))
     out = np.asarray(crop)
     return out[:, ::-1] if rng.random() < 0.5 else out
 

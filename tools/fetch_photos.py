@@ -2,6 +2,7 @@
 
     python tools/fetch_photos.py [--out .cache/photos/train]
     python tools/fetch_photos.py --cutouts [--out .cache/photos/cutouts]
+    python tools/fetch_photos.py --opencv [--out .cache/photos/opencv]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -19,6 +20,13 @@ feathers, fruit and vegetables, tools, dishes, vehicles, plants; 347 PNGs with a
 a glove (`CUTOUT_EXCLUDE`), downscaled to at most 512 px. Put in a `--backgrounds` folder, an
 image with an alpha channel is pasted onto the backgrounds as clutter (`SynthConfig.clutter`)
 instead of being a background itself.
+
+With `--opencv`: the 21 photographs among OpenCV's sample images (`OPENCV_PHOTOS`: a mandrill, a
+dog, a squirrel, a butterfly, fruit, an aloe, buildings, a street, aerial views, graffiti, a
+painting, a cluttered box and desk) from `opencv-doc` (4.6.0, `examples/data/`; Apache-2.0 AND
+BSD-3-Clause as debian/copyright states for the source tree), leaving out the drawn ones, the
+calibration boards and the two showing people. Close-ups of fur and skin-toned fruit, where the
+default pool is mostly empty landscapes.
 
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
@@ -40,6 +48,10 @@ MATE_NATURE = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
 PLASMA_PHOTOS = ("Autumn", "BytheWater", "Canopee", "Cascade", "ColorfulCups", "DarkestHour", "EveningGlow",
                  "FallenLeaf", "Grey", "Kite", "Path", "SafeLanding", "summer_1am", "Altai", "IceCold", "OneStandsOut")
 MAX_SIDE = 1280
+OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "box_in_scene.png", "building.jpg",
+                 "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg", "graf1.png", "graf3.png", "home.jpg",
+                 "leuvenA.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg",
+                 "stuff.jpg")
 CUTOUT_MAX_SIDE = 512
 CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
                             r"body_parts|hand|finger", re.IGNORECASE)
@@ -79,15 +91,31 @@ def fetch_cutouts(out: Path) -> None:
     print(f"{len(rows)} cutouts in {out}")
 
 
+def fetch_opencv(out: Path) -> None:
+    """OpenCV's sample photographs (`OPENCV_PHOTOS`) as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        root = download("opencv-doc", Path(d)) / "usr/share/doc/opencv-doc/examples/data"
+        for name in OPENCV_PHOTOS:
+            if (root / name).is_file():
+                dst = f"opencv_{Path(name).stem}.jpg"
+                save(root / name, out / dst)
+                rows.append(f"| {dst} | opencv-doc: examples/data/{name} | Apache-2.0 AND BSD-3-Clause (debian/copyright) |")
+    (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    print(f"{len(rows)} photographs in {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/train (.cache/photos/cutouts with --cutouts)")
-    ap.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/train, cutouts or opencv")
+    kind = ap.add_mutually_exclusive_group()
+    kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
+    kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
     args = ap.parse_args()
-    args.out = args.out or Path(".cache/photos/cutouts" if args.cutouts else ".cache/photos/train")
+    args.out = args.out or Path(".cache/photos/" + ("cutouts" if args.cutouts else "opencv" if args.opencv else "train"))
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.cutouts:
-        fetch_cutouts(args.out)
+    if args.cutouts or args.opencv:
+        (fetch_cutouts if args.cutouts else fetch_opencv)(args.out)
         return
     rows = []
     with tempfile.TemporaryDirectory() as d:

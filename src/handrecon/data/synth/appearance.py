@@ -334,7 +334,7 @@ def paste_cutouts(background: np.ndarray, cutouts: list[Path], count: int, rng: 
     canvas = Image.fromarray(background)
     for _ in range(count):
         cut = _cutout(Path(cutouts[int(rng.integers(len(cutouts)))]))
-        scale = rng.uniform(0.15, 0.7) * min(H, W) / max(cut.size)
+        scale = rng.uniform(*CUTOUT_SCALE) * min(H, W) / max(cut.size)
         cut = cut.resize((max(1, round(cut.width * scale)), max(1, round(cut.height * scale))), Image.Resampling.BILINEAR)
         cut = cut.rotate(float(rng.uniform(-180, 180)), resample=Image.Resampling.BILINEAR, expand=True)
         if rng.random() < 0.5:
@@ -344,6 +344,7 @@ def paste_cutouts(background: np.ndarray, cutouts: list[Path], count: int, rng: 
     return np.asarray(canvas)
 
 
+CUTOUT_SCALE = (0.15, 0.7)
 PHOTO_MAX_SIDE = 1600  # photos are cached at most this large: a 30 % crop still fills a 384 px image
 
 
