@@ -231,6 +231,11 @@ def test_cutouts_in_the_background_folder_are_pasted_as_clutter(tmp_path):
     rng = np.random.default_rng(0)
     bg = np.full((32, 32, 3), 7, np.uint8)
     assert np.array_equal(paste_cutouts(bg, [mixed / "red_square.png"], 0, rng), bg)
+    green = np.full((64, 64, 3), (10, 200, 30), np.uint8)
+    for _ in range(10):  # by alpha: only green, red and their blends (R + G >= 210, B <= 30), never the frame
+        out = paste_cutouts(green, [mixed / "red_square.png"], 3, rng).astype(int)
+        assert (out[..., 0] + out[..., 1] >= 205).all() and (out[..., 2] <= 35).all()
+        assert (out[..., 0] > 200).any()
     none = SynthEngine(preset("crop", **plain), backgrounds=mixed)  # clutter (0, 0): the stream is untouched
     alone = SynthEngine(preset("crop", **plain), backgrounds=only_green)
     for i in range(3):

@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 54, about 10 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 56, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -166,6 +166,13 @@ MUTATIONS = [
     ("the row-first crop blends with the wrong row weights", "src/handrecon/geometry/crop.py",
      "rows += span.take(y1, 0) * fv[:, None, None]", "rows += span.take(y1, 0) * gv[:, None, None]",
      ["tests/test_crop.py", "tests/test_golden_outputs.py"]),
+    ("cutouts are used as backgrounds too", "src/handrecon/data/synth/engine.py",
+     "self.backgrounds: list[Path] = [p for p, c in zip(images, cut) if not c]",
+     "self.backgrounds: list[Path] = list(images)",
+     ["tests/test_synth_engine.py"]),
+    ("cutouts pasted without their alpha", "src/handrecon/data/synth/appearance.py",
+     "canvas.paste(cut, (int(x), int(y)), cut)", "canvas.paste(cut.convert(\"RGB\"), (int(x), int(y)))",
+     ["tests/test_synth_engine.py"]),
 ]
 
 
