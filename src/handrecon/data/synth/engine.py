@@ -191,8 +191,8 @@ class SynthEngine:
             rgb = out.rgb
         rgb, applied = corrupt(rgb, rng, cfg.p_blur, cfg.p_noise, cfg.p_jpeg, cfg.p_motion_blur, cfg.p_color)
         rgb = rgb if rgb.flags.writeable else rgb.copy()
-        extra = {"background": bg_kind, "clutter": clutter, "occluders": len(scene.occluders), "skin_tones": tones, "forearms": len(arms),
-                 "corruption": applied}
+        extra = {"background": bg_kind, "clutter": clutter, "occluders": len(scene.occluders), "skin_tones": tones,
+                 "forearms": len(arms), "corruption": applied}
         return rgb, out.depth, out.instance, extra
 
     def photo(self, rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
