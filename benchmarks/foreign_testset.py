@@ -54,6 +54,7 @@ ABLATIONS = {
     "smooth": "the 778-vertex hand, flat-shaded (as training's plain engine draws it) instead of subdivided and smooth",
     "colour": "one skin colour and roughness for every hand instead of the palette",
     "light": "one white light from the camera instead of 1-3 coloured lights and a coloured ambient",
+    "antialiasing": "hard silhouettes (the 4x multisampled alpha thresholded at 1/2), as training's renderer draws them",
 }
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "brick.png", "grass.png", "gravel.png",
           "hubble_deep_field.jpg", "motorcycle_left.png")
@@ -192,6 +193,8 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer,
     verts, joints = verts + t, joints + t
     rgba, depth = render([(verts, model.faces.numpy())], K, rng, renderer, ablate)
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    if "antialiasing" in ablate:
+        alpha = (alpha >= 0.5).astype(np.float32)
     image = (alpha * rgba[..., :3] + (1 - alpha) * background(photos, rng, ablate)).round().astype(np.uint8)
     return image, K, annotate(side, verts, joints, K, depth)
 
