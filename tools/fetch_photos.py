@@ -72,6 +72,12 @@ def save(src: Path, dst: Path) -> None:
         im.save(dst, quality=92)
 
 
+def write_sources(out: Path, rows: list[str], what: str) -> None:
+    """`out`/SOURCES.md: one table row per file (name, Debian package and image, licence)."""
+    (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    print(f"{len(rows)} {what} in {out}")
+
+
 def fetch_cutouts(out: Path) -> None:
     """The photographed objects of `tuxpaint-stamps-default` as RGBA PNGs in `out`, with SOURCES.md."""
     rows = []
@@ -87,8 +93,7 @@ def fetch_cutouts(out: Path) -> None:
                 name = "tux_" + rel[:-4].replace("/", "_") + ".png"
                 im.save(out / name)
             rows.append(f"| {name} | tuxpaint-stamps-default: stamps/{rel} | GPL-2 |")
-    (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
-    print(f"{len(rows)} cutouts in {out}")
+    write_sources(out, rows, "cutouts")
 
 
 def fetch_opencv(out: Path) -> None:
@@ -101,8 +106,7 @@ def fetch_opencv(out: Path) -> None:
                 dst = f"opencv_{Path(name).stem}.jpg"
                 save(root / name, out / dst)
                 rows.append(f"| {dst} | opencv-doc: examples/data/{name} | Apache-2.0 AND BSD-3-Clause (debian/copyright) |")
-    (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
-    print(f"{len(rows)} photographs in {out}")
+    write_sources(out, rows, "photographs")
 
 
 def main() -> None:
@@ -138,8 +142,7 @@ def main() -> None:
                 licence = json.loads(meta.read_text()).get("KPlugin", {}).get("License", licence)
             save(images[-1], args.out / f"plasma_{name}.jpg")
             rows.append(f"| plasma_{name}.jpg | plasma-workspace-wallpapers: {name} | {licence} |")
-    (args.out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
-    print(f"{len(rows)} photographs in {args.out}")
+    write_sources(args.out, rows, "photographs")
 
 
 if __name__ == "__main__":
