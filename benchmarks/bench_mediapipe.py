@@ -1,7 +1,7 @@
 """handrecon against MediaPipe Hands on the same folder: 224x224 hand crops (the crop path), or
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
-    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N]
+    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N] [--int8]
     .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model MODEL] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
@@ -14,7 +14,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    vertices, camera translation, one JSON per image), as a user runs it: a batch per core, one
    network thread each (`--threads N` instead runs one batch at a time on N threads), and
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
-   landmark model) over every image, 21 2D/3D landmarks each.
+   landmark model) over every image, 21 2D/3D landmarks each. With `--int8` also A' = A with the
+   int8 export (`handrecon export-onnx --int8`: int8 convolutions, calibrated on rendered crops).
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
    Each round also runs both on a folder holding only the first image: that whole process is the
    start-up (imports, model loading, one image), and (N - 1) / (t_N - t_1) is the steady-state
@@ -86,6 +87,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
                     help="handrecon's --threads (one batch at a time on N threads); default: its own (a batch per core)")
+    ap.add_argument("--int8", action="store_true",
+                    help="also time the int8 export (`handrecon export-onnx --int8`) of the crop model")
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
     ap.add_argument("--model", default="m3dhmr-openhand",
                     help="with --scenes: a crop model (run after the hand detector) or a full-image model")
@@ -112,11 +115,17 @@ def main() -> None:
                            stdout=subprocess.DEVNULL)
             ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--crop", "--model", str(d / "m3dhmr.onnx"),
                     "--formats", "", "--no-overlay", "--out", str(d / "out"), *threads]
-        commands = {"handrecon": ours,
-                    "mediapipe hands": [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]}
+        commands = {"handrecon": ours}
+        if args.int8 and not args.scenes:
+            subprocess.run([str(handrecon_cli), "export-onnx", "--int8", "--out", str(d / "m3dhmr-int8.onnx")],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            commands["handrecon int8"] = [str(d / "m3dhmr-int8.onnx") if a == str(d / "m3dhmr.onnx") else a for a in ours]
+        commands["mediapipe hands"] = [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]
+        ours_names = [n for n in commands if n.startswith("handrecon")]
         for cmd in commands.values():  # warm-up: file caches, model files
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ratios, steady_ratios = [], []
+        ratios: dict[str, list[float]] = {n: [] for n in ours_names}
+        steady_ratios: dict[str, list[float]] = {n: [] for n in ours_names}
         what = "640x480 scenes with 0-4 hands" if args.scenes else "crops of 224x224"
         mode = "a batch per core" if args.threads is None else f"--threads {args.threads}"
         print(f"{args.num} {what}, handrecon with {mode}; wall seconds of the whole process")
@@ -133,16 +142,17 @@ def main() -> None:
                 if r == 0:
                     print("  " + (out.stdout.strip().splitlines() or [""])[-1])
             steady = {n: (args.num - 1) / max(seconds[n] - startup[n], 1e-9) for n in seconds}
-            ratio = seconds["mediapipe hands"] / seconds["handrecon"]
-            steady_ratio = steady["handrecon"] / steady["mediapipe hands"]
-            ratios.append(ratio)
-            steady_ratios.append(steady_ratio)
+            for n in ours_names:
+                ratios[n].append(seconds["mediapipe hands"] / seconds[n])
+                steady_ratios[n].append(steady[n] / steady["mediapipe hands"])
             print(f"round {r + 1}: " + ", ".join(f"{n} {s:.2f} s ({args.num / s:.0f} img/s; start-up {startup[n]:.2f} s, "
                                                  f"then {steady[n]:.0f} img/s)" for n, s in seconds.items())
-                  + f"; handrecon / mediapipe: whole process {ratio:.2f}x, steady {steady_ratio:.2f}x")
+                  + "; " + ", ".join(f"{n} / mediapipe: whole process {ratios[n][-1]:.2f}x, steady "
+                                     f"{steady_ratios[n][-1]:.2f}x" for n in ours_names))
         target = "" if args.scenes else " (target >= 2x)"
-        print(f"median over {args.rounds} rounds, handrecon throughput / mediapipe: whole process of {args.num} images "
-              f"{statistics.median(ratios):.2f}x, steady state {statistics.median(steady_ratios):.2f}x{target}")
+        for n in ours_names:
+            print(f"median over {args.rounds} rounds, {n} throughput / mediapipe: whole process of {args.num} images "
+                  f"{statistics.median(ratios[n]):.2f}x, steady state {statistics.median(steady_ratios[n]):.2f}x{target}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 from test_loaders_freihand import write_freihand
@@ -228,3 +229,30 @@ def test_reconstruct_backends_agree_and_a_bad_one_is_an_error(tmp_path, ckpt, mo
     np.testing.assert_allclose(a["vertices"], b["vertices"], atol=1e-3)
     r = runner.invoke(app, ["reconstruct", str(images), "--out", str(tmp_path / "x"), "--backend", "tpu", *common])
     assert r.exit_code == 2 and r.output.startswith("error: cannot load model") and "backend must be one of" in r.output
+
+
+def test_export_onnx_int8_from_a_calibration_folder(tmp_path, ckpt):
+    """`export-onnx --int8 --calibration DIR`: an unreadable file is reported and skipped, the rest
+    calibrate; --calibration without --int8, or a folder without an image, is a one-line error;
+    the default (no --calibration) renders its crops; the int8 file serves `reconstruct`."""
+    write_images(tmp_path / "calib")
+    (tmp_path / "calib" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "m8.onnx"
+    r = runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(out), "--int8",
+                            "--calibration", str(tmp_path / "calib")])
+    assert r.exit_code == 0, r.output
+    assert "skipped" in r.output and "broken.png" in r.output and "convolutions int8" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "calib"), "--out", str(tmp_path / "out"),
+                            "--model", str(out), "--crop", "--no-overlay", "--formats", ""])
+    assert (tmp_path / "out" / "a.json").is_file()
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(out),
+                                        "--calibration", str(tmp_path / "calib")]))
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "e.onnx"), "--int8",
+                            "--calibration", str(tmp_path / "empty")])
+    _one_line_error(r)
+    assert "no readable image" in r.output and not (tmp_path / "e.onnx").exists()
+    r = runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "d.onnx"), "--int8"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "d.onnx")).metadata_props}["handrecon"])
+    assert meta["quantization"]["calibration_images"] == 64 and "synth" in meta["quantization"]["calibration"]

@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 56, about 10 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 58, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -173,6 +173,13 @@ MUTATIONS = [
     ("cutouts pasted without their alpha", "src/handrecon/data/synth/appearance.py",
      "canvas.paste(cut, (int(x), int(y)), cut)", "canvas.paste(cut.convert(\"RGB\"), (int(x), int(y)))",
      ["tests/test_synth_engine.py"]),
+    ("int8 export calibrates on blank inputs", "src/handrecon/infer/quantize.py",
+     "return None if batch is None else {input_name: batch}",
+     "return None if batch is None else {input_name: np.zeros_like(batch)}",
+     ["tests/test_infer_onnx.py"]),
+    ("int8 export with one weight scale per tensor", "src/handrecon/infer/quantize.py",
+     "quant_format=QuantFormat.QDQ, per_channel=True,", "quant_format=QuantFormat.QDQ, per_channel=False,",
+     ["tests/test_infer_onnx.py"]),
 ]
 
 

@@ -12,9 +12,12 @@ import numpy as np
 import torch
 
 from handrecon.checkpoint import load_model
+from handrecon.data.synth import SynthEngine, preset
 from handrecon.infer.onnx import METADATA_KEY, OPSET, metadata
 from handrecon.infer.predictor import Predictor, build_adapter, check_threads
+from handrecon.infer.quantize import quantize_int8
 from handrecon.infer.registry import resolve_model
+from handrecon.models.adapter import INPUT_NAME
 from handrecon.utils.io import atomic_write_bytes
 
 
@@ -49,9 +52,13 @@ def load_torch(path: str | Path, device: str | torch.device = "cpu", refine_root
     return Predictor(adapter, network, refine, card, str(path), model=model)
 
 
-def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPSET) -> Path:
+def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPSET, int8: bool = False,
+                calibration: Sequence[np.ndarray] | None = None, calibration_source: str = "") -> Path:
     """Export a model (shipped name, checkpoint/run dir, or a torch `Predictor`) to `out` (.onnx):
-    the family's network graph plus the card in the ``handrecon`` metadata."""
+    the family's network graph plus the card in the ``handrecon`` metadata. With `int8` the
+    convolutions are quantised (`infer.quantize.quantize_int8`), calibrated on `calibration`: RGB
+    uint8 images, each given whole to the model as one hand crop (default: `CALIBRATION_IMAGES`
+    crops rendered by the synthetic engine, `calibration_crops`)."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
     predictor = model if isinstance(model, Predictor) else load_torch(resolve_model(model))
@@ -60,16 +67,39 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out} is a folder; give the path of the .onnx file to write, e.g. {out / 'model.onnx'}")
+    if int8 and predictor.detects_hands:
+        raise ValueError("--int8 quantises crop models (the whole image is one hand crop during calibration); "
+                         f"{predictor.card.get('architecture')!r} finds its own hands")
     network = predictor.model
     device = next(network.parameters()).device
     with tempfile.TemporaryDirectory() as d:
         proto = onnx.load(str(predictor.adapter.export_network(network.cpu(), Path(d) / "network.onnx", opset)))
-    network.to(device)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, metadata(predictor.card, predictor.refine_root)
+        network.to(device)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, metadata(predictor.card, predictor.refine_root)
+        if int8:
+            plain = Path(d) / "plain.onnx"
+            plain.write_bytes(proto.SerializeToString())
+            if calibration is None:
+                calibration, calibration_source = calibration_crops(), CALIBRATION_SOURCE
+            inputs = predictor.prepare(list(calibration), [None] * len(calibration), [None] * len(calibration),
+                                       [None] * len(calibration)).inputs
+            return quantize_int8(plain, out, inputs, INPUT_NAME, calibration_source=calibration_source)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
         raise ValueError(f"cannot write {out}: {e.strerror or e} (is a parent path a file, or not writable?)") from None
     return out
+
+
+CALIBRATION_IMAGES, CALIBRATION_SEED = 64, 3000
+CALIBRATION_SOURCE = (f"{CALIBRATION_IMAGES} crops of `handrecon synth --preset crop --seed {CALIBRATION_SEED}` "
+                      "(procedural backgrounds), each whole as the crop")
+
+
+def calibration_crops(num: int = CALIBRATION_IMAGES, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """`num` hand crops (RGB uint8) rendered by the synthetic engine's crop preset, the default
+    int8 calibration set (a seed no recipe trains or evaluates on)."""
+    engine = SynthEngine(preset("crop"))
+    return [engine.sample(i, seed).image for i in range(num)]
