@@ -399,3 +399,40 @@ def test_truncated_hands_are_cut_by_the_border():
         uv = h.keypoints_2d
         cut += bool(((uv < -0.5) | (uv > 63.5)).any())
     assert cut >= 4
+
+
+def test_hands_of_any_colour(tmp_path):
+    """p_hand_colour: that share of the hands get a base colour of any hue instead of a skin tone
+    (domain randomisation), keeping the shading structure; at 0 nothing is drawn from the random
+    stream (datasets drawn before it existed stay the same)."""
+    from handrecon.data.synth.appearance import SKIN_PALETTE, random_hand_colour
+
+    rng = np.random.default_rng(0)
+    colours = np.array([random_hand_colour(rng) for _ in range(400)])
+    assert colours.min() >= 0 and colours.max() <= 0.95 + 1e-6 and colours.max(1).min() >= 0.25 - 1e-6
+    dominant = np.bincount(colours.argmax(1), minlength=3) / len(colours)
+    assert (dominant > 0.2).all()  # red-, green- and blue-dominated hands alike, unlike skin (always red)
+    assert (np.ptp(colours, 1) < 0.05).mean() > 0.03  # and some nearly grey
+    assert (SKIN_PALETTE.argmax(1) == 0).all()
+
+    plain = dict(image_size=(48, 48), p_blur=0, p_noise=0, p_jpeg=0, p_occluder=0, p_extra_hand=0, p_color=0,
+                 p_motion_blur=0, p_forearm=0)
+    engine = SynthEngine(preset("crop", **plain))
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert engine.hand_colour(a) is None and a.random() == b.random()
+    assert all(engine.sample(i, 0).meta["skin_tones"][0] >= 0 for i in range(4))
+    assert all(SynthEngine(preset("crop", p_hand_colour=1.0, **plain)).sample(i, 0).meta["skin_tones"] == [-1]
+               for i in range(4))
+    half = SynthEngine(preset("crop", p_hand_colour=0.5, **plain))
+    assert 6 <= sum(half.sample(i, 0).meta["skin_tones"][0] == -1 for i in range(24)) <= 18
+
+    shader = engine.skin["right"]
+    rest = shader.rest.astype(np.float64)
+    normals = np.zeros_like(rest)
+    normals[:, 2] = 1.0
+    green, _ = shader.albedo(rest, normals, np.random.default_rng(1), base=np.array([0.2, 0.7, 0.3]))
+    skin, _ = shader.albedo(rest, normals, np.random.default_rng(1))
+    assert green.mean(0).argmax() == 1 and skin.mean(0).argmax() == 0
+    assert np.corrcoef(green[:, 1], skin[:, 0])[0, 1] > 0.5  # the same nails, palm, cavities and mottling
+    with pytest.raises(ValueError, match="p_hand_colour"):
+        preset("crop", p_hand_colour=-0.1)

@@ -6,7 +6,7 @@ copy (PYTHONPATH first, so the editable install is shadowed) and reports caught 
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 58, about 10 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 59, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -172,6 +172,10 @@ MUTATIONS = [
      ["tests/test_synth_engine.py"]),
     ("cutouts pasted without their alpha", "src/handrecon/data/synth/appearance.py",
      "canvas.paste(cut, (int(x), int(y)), cut)", "canvas.paste(cut.convert(\"RGB\"), (int(x), int(y)))",
+     ["tests/test_synth_engine.py"]),
+    ("hand colour draws from the random stream even when p_hand_colour is 0", "src/handrecon/data/synth/engine.py",
+     "return random_hand_colour(rng) if p > 0 and rng.random() < p else None",
+     "return random_hand_colour(rng) if rng.random() < p else None",
      ["tests/test_synth_engine.py"]),
     ("int8 export calibrates on blank inputs", "src/handrecon/infer/quantize.py",
      "return None if batch is None else {input_name: batch}",

@@ -64,10 +64,12 @@ class SkinShader:
         self.rest = rest_vertices.astype(np.float32)
 
     def albedo(self, vertices: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
-               tone: int | None = None) -> tuple[np.ndarray, int]:
-        """(V, 3) float32 albedo for one posed hand (vertices, normals (V, 3)), and the palette index."""
+               tone: int | None = None, base: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """(V, 3) float32 albedo for one posed hand (vertices, normals (V, 3)), and the palette index.
+        `base`: an RGB base colour in [0, 1] in place of the palette's skin tone (`random_hand_colour`);
+        the shading structure (palm, nails, flush, cavities, mottling) stays."""
         tone = int(rng.integers(len(SKIN_PALETTE))) if tone is None else tone
-        base = SKIN_PALETTE[tone] * rng.uniform(0.92, 1.08, 3).astype(np.float32)
+        base = (SKIN_PALETTE[tone] if base is None else np.asarray(base, np.float32)) * rng.uniform(0.92, 1.08, 3).astype(np.float32)
         lightness = 1.0 - tone / (len(SKIN_PALETTE) - 1)  # 1 lightest .. 0 darkest
         cavity = np.einsum("vc,vc->v", self.mean_op @ vertices - vertices, normals)  # > 0 concave
         ao = 1.0 - np.clip(cavity / 0.0015, 0, 1) * rng.uniform(0.25, 0.45)
@@ -83,6 +85,14 @@ class SkinShader:
         tone_var = 1.0 + rng.uniform(0.0, 0.08) * waves[:, None]
         mottling = 1.0 + 0.04 * rng.standard_normal((len(vertices), 1)).astype(np.float32)
         return np.clip(color * (ao * occlusion(vertices, normals))[:, None] * tone_var * mottling, 0, 1).astype(np.float32), tone
+
+
+def random_hand_colour(rng: np.random.Generator) -> np.ndarray:
+    """(3,) float32 RGB base colour of any hue (domain randomisation of the hand's appearance, so a
+    model cannot rely on skin colour to find the hand): hue uniform, saturation 0-0.7, value 0.25-0.95."""
+    h, sat, val = rng.uniform(0, 6), rng.uniform(0.0, 0.7), rng.uniform(0.25, 0.95)
+    rgb = np.clip(np.abs((h + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)  # the hue's fully saturated colour
+    return (val * (1 - sat + sat * rgb)).astype(np.float32)
 
 
 def occlusion(vertices: np.ndarray, normals: np.ndarray, radius: float = 0.035, near: float = 0.006,

@@ -40,6 +40,9 @@ class SynthConfig:
     folders, e.g. `tools/fetch_photos.py --cutouts`) pasted onto each background (`appearance.paste_cutouts`).
     p_recolour: probability that a photograph (background or occluder texture) has its colours
     turned (`appearance.recolour`): the pool's textures in every hue, skin-like ones included.
+    p_hand_colour: probability that a hand's base colour is of any hue instead of a skin tone
+    (`appearance.random_hand_colour`; its shading structure stays): domain randomisation, so that
+    skin colour is not what finds the hand.
     p_truncated: probability that the centred hand (`crop`) is pushed 20-40 % of the image off centre,
     so the image border cuts it.
     p_forearm: probability that a hand has a forearm; p_sleeve: that a forearm wears a sleeve.
@@ -74,6 +77,7 @@ class SynthConfig:
     p_photo_occluder: float = 0.7
     p_skin_occluder: float = 0.2
     p_recolour: float = 0.0
+    p_hand_colour: float = 0.0
     clutter: tuple[int, int] = (0, 0)
     p_truncated: float = 0.1
     p_forearm: float = 0.85
@@ -104,6 +108,7 @@ class SynthConfig:
              f"{self.p_photo_occluder} + {self.p_skin_occluder}"),
             (0 <= self.clutter[0] <= self.clutter[1], f"clutter must be 0 <= min <= max, got {self.clutter}"),
             (0.0 <= self.p_recolour <= 1.0, f"p_recolour must be in [0, 1], got {self.p_recolour}"),
+            (0.0 <= self.p_hand_colour <= 1.0, f"p_hand_colour must be in [0, 1], got {self.p_hand_colour}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
             (self.render_subdivisions in (0, 1, 2), f"render_subdivisions must be 0, 1 or 2, got {self.render_subdivisions}"),

@@ -37,6 +37,7 @@ from handrecon.data.synth.appearance import (
     paste_cutouts,
     procedural_background,
     recolour,
+    random_hand_colour,
     random_lights,
 )
 from handrecon.data.synth.config import SynthConfig
@@ -148,13 +149,14 @@ class SynthEngine:
             loops = self.loops[side]
             verts = np.concatenate([hand.vertices] + [hand.vertices[lp].mean(0, keepdims=True) for lp in loops])
             normals = vertex_normals(verts, self.render_faces[side])
-            albedo, tone = self.skin[side].albedo(hand.vertices, normals[:V], rng)
+            base = self.hand_colour(rng)
+            albedo, tone = self.skin[side].albedo(hand.vertices, normals[:V], rng, base=base)
             albedo = np.concatenate([albedo] + [albedo[lp].mean(0, keepdims=True) for lp in loops])
             S, faces = self.subdivide[side], self.fine_faces[side]
             fine, fine_albedo, fine_normals = S @ verts, S @ albedo, S @ normals  # normals: interpolated, renormalised
             fine_normals /= np.maximum(np.linalg.norm(fine_normals, axis=1, keepdims=True), 1e-12)
             meshes.append(Mesh(fine, faces, fine_albedo, fine_normals))
-            tones.append(tone)
+            tones.append(tone if base is None else -1)  # -1: a hand of any colour (p_hand_colour)
             if rng.random() < cfg.p_forearm:
                 away = hand.joints[0] - hand.joints[9]  # from the middle knuckle through the wrist
                 wrist = self.wrist[side]
@@ -194,6 +196,12 @@ class SynthEngine:
         extra = {"background": bg_kind, "clutter": clutter, "occluders": len(scene.occluders), "skin_tones": tones,
                  "forearms": len(arms), "corruption": applied}
         return rgb, out.depth, out.instance, extra
+
+    def hand_colour(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A hand's base colour of any hue (`appearance.random_hand_colour`) with probability
+        cfg.p_hand_colour, else None (a skin tone); no random draw at all when it is 0."""
+        p = self.cfg.p_hand_colour
+        return random_hand_colour(rng) if p > 0 and rng.random() < p else None
 
     def photo(self, rng: np.random.Generator, path: Path, H: int, W: int) -> np.ndarray:
         """(H, W, 3) uint8: a crop of the photograph at `path` (`image_background`), recoloured
