@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from handrecon.checkpoint import load_model
-from handrecon.data.synth import SynthEngine, preset
 from handrecon.infer.onnx import METADATA_KEY, OPSET, metadata
 from handrecon.infer.predictor import Predictor, build_adapter, check_threads
 from handrecon.infer.quantize import quantize_int8
@@ -101,5 +100,8 @@ CALIBRATION_SOURCE = (f"{CALIBRATION_IMAGES} crops of `handrecon synth --preset 
 def calibration_crops(num: int = CALIBRATION_IMAGES, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
     """`num` hand crops (RGB uint8) rendered by the synthetic engine's crop preset, the default
     int8 calibration set (a seed no recipe trains or evaluates on)."""
+    # deferred: the synthetic engine's imports (moderngl, the hand models) serve only this default
+    from handrecon.data.synth import SynthEngine, preset
+
     engine = SynthEngine(preset("crop"))
     return [engine.sample(i, seed).image for i in range(num)]
