@@ -565,12 +565,13 @@ def export_onnx_command(
 def _calibration_images(folder: Path) -> list:
     """The readable images of a calibration folder (ValueError when there is none); unreadable ones are
     reported and skipped."""
-    from handrecon.data.schema import IMAGE_SUFFIXES, load_image
+    from handrecon.data.schema import load_image
+    from handrecon.infer.batch import collect_images
 
     if not folder.is_dir():
         raise ValueError(f"--calibration {folder}: not a folder; give a folder of hand crops (PNG/JPEG)")
     images = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+    for path in collect_images([folder])[0]:
         try:
             images.append(load_image(path))
         except ValueError as e:
