@@ -7,6 +7,7 @@ uint8 (H, W, 3); albedos are linear RGB in [0, 1].
 
 from __future__ import annotations
 
+import colorsys
 import io
 import os
 from functools import lru_cache
@@ -91,8 +92,7 @@ def random_hand_colour(rng: np.random.Generator) -> np.ndarray:
     """(3,) float32 RGB base colour of any hue (domain randomisation of the hand's appearance, so a
     model cannot rely on skin colour to find the hand): hue uniform, saturation 0-0.7, value 0.25-0.95."""
     h, sat, val = rng.uniform(0, 6), rng.uniform(0.0, 0.7), rng.uniform(0.25, 0.95)
-    rgb = np.clip(np.abs((h + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)  # the hue's fully saturated colour
-    return (val * (1 - sat + sat * rgb)).astype(np.float32)
+    return np.array(colorsys.hsv_to_rgb(h / 6, sat, val), np.float32)
 
 
 def occlusion(vertices: np.ndarray, normals: np.ndarray, radius: float = 0.035, near: float = 0.006,
