@@ -192,3 +192,43 @@ def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     load_weights(model, tmp_path / "ck")
     shipped = load_hand_detector().model.state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in model.detr.state_dict().items())
+
+
+def test_backbone_norms_frozen_by_default_trained_on_request(tmp_path):
+    """RT-DETR freezes its backbone's batch norms (made for ImageNet weights): from random weights
+    they stay the identity. `freeze_backbone_norms=False` makes them ordinary batch norms that learn
+    (affine weights get gradients, batch statistics move), and the packaged detector keeps them."""
+    import torch
+
+    from handrecon.models.handos.detector import load_detector, save_detector
+    from handrecon.models.handos.hand_detector import HandDetector
+
+    kwargs = dict(width=8, d_model=32, num_queries=8, decoder_layers=2, num_denoising=4, input_size=64)
+    batch = {"pixel_values": torch.randn(2, 3, 64, 64),
+             "labels": [{"class_labels": torch.zeros(1, dtype=torch.long), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])}
+                        for _ in range(2)]}
+    norms = lambda m: [x for x in m.detr.model.backbone.modules() if "BatchNorm" in type(x).__name__]  # noqa: E731
+
+    torch.manual_seed(0)
+    frozen = HandDetector(**kwargs).train()
+    assert norms(frozen) and all(type(x).__name__ == "RTDetrFrozenBatchNorm2d" for x in norms(frozen))
+    assert not any(p.requires_grad for x in norms(frozen) for p in x.parameters())
+
+    torch.manual_seed(0)
+    model = HandDetector(**kwargs, freeze_backbone_norms=False).train()
+    bns = norms(model)
+    assert bns and all(isinstance(x, torch.nn.BatchNorm2d) for x in bns)
+    before = [x.running_mean.clone() for x in bns]
+    loss, _ = model.loss(model(batch), batch)
+    loss.backward()
+    assert all(x.weight.grad is not None and x.weight.grad.abs().sum() > 0 for x in bns)
+    assert all(not torch.equal(b, x.running_mean) for b, x in zip(before, bns))
+
+    model.eval()
+    save_detector(model.frozen(), tmp_path)
+    loaded = load_detector(str(tmp_path))
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in loaded.model.modules())
+    with torch.no_grad():
+        ref = model.detr(pixel_values=batch["pixel_values"]).logits
+        got = loaded.model(pixel_values=batch["pixel_values"]).logits
+    assert torch.allclose(ref, got, atol=1e-5)

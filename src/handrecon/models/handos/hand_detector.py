@@ -25,9 +25,11 @@ LOGGED_TERMS = ("loss_vfl", "loss_bbox", "loss_giou")
 
 
 def rtdetr_config(width: int = 32, d_model: int = 128, num_queries: int = 60, decoder_layers: int = 3,
-                  depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50):
+                  depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50, freeze_backbone_norms: bool = True):
     """The transformers RTDetrConfig of the hand detector: one class ("hand"); backbone widths
-    width x (1, 2, 4, 8), basic blocks of `depths`."""
+    width x (1, 2, 4, 8), basic blocks of `depths`. freeze_backbone_norms: RT-DETR's default,
+    the backbone's batch norms frozen (made for ImageNet weights; from random weights they stay
+    the identity); False trains them as ordinary batch norms."""
     import transformers as hf
 
     widths = [width * m for m in (1, 2, 4, 8)]
@@ -38,6 +40,7 @@ def rtdetr_config(width: int = 32, d_model: int = 128, num_queries: int = 60, de
         decoder_in_channels=[d_model] * 3, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=4 * d_model,
         encoder_attention_heads=4, decoder_attention_heads=4, decoder_layers=decoder_layers, num_queries=num_queries,
         num_labels=1, id2label={0: "hand"}, label2id={"hand": 0}, num_denoising=num_denoising,
+        freeze_backbone_batch_norms=freeze_backbone_norms,
     )
 
 
@@ -45,15 +48,17 @@ class HandDetector(nn.Module):
     """The trainable detector (the engine's model). batch: ``pixel_values`` (B, 3, H, W) as
     `Detector.prepare` makes them, ``labels`` (RT-DETR targets: per image ``class_labels`` (N,)
     and ``boxes`` (N, 4) cxcywh normalised), ``gt_boxes`` per image (N, 4) input px and
-    ``gt_ignore`` (N,) the hands that are no target (`SceneBoxes`)."""
+    ``gt_ignore`` (N,) the hands that are no target (`SceneBoxes`). freeze_backbone_norms: see
+    `rtdetr_config` (the shipped detector was trained with them frozen)."""
 
     def __init__(self, width: int = 32, d_model: int = 128, num_queries: int = 60, decoder_layers: int = 3,
-                 depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50, input_size: int = 384) -> None:
+                 depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50, input_size: int = 384,
+                 freeze_backbone_norms: bool = True) -> None:
         super().__init__()
         import transformers as hf
 
         self.detr = hf.RTDetrForObjectDetection(rtdetr_config(width, d_model, num_queries, decoder_layers,
-                                                              tuple(depths), num_denoising))
+                                                              tuple(depths), num_denoising, freeze_backbone_norms))
         self.input_size = int(input_size)
 
     def forward(self, batch: dict[str, Any]):
