@@ -78,16 +78,18 @@ def _heldout_hands(n: int = 24):
 
 
 def test_shipped_model_crops_exactly_like_its_validation_pipeline():
-    """The predictor's view of a hand is the training pipeline's deterministic centre crop (what
-    the model was validated on), built from the card's training config: same pixels, same camera.
-    A different crop scale, size, mirror or normalisation would put the model off its training data."""
+    """The predictor's view of a hand is the training pipeline's deterministic centre crop of the
+    card's validation data (what the model was validated on; stage 4 trains on a wider scale range
+    around it): same pixels, same camera. A different crop scale, size, mirror or normalisation
+    would put the model off the data it was measured on."""
     import handrecon
     from handrecon.models.m3dhmr import CropPipeline
 
     rec = handrecon.load("m3dhmr-openhand")
-    train_kwargs = rec.card["config"]["data"]["train"]["kwargs"]
-    pipeline = CropPipeline(input_size=train_kwargs["input_size"], augment=False,
-                            **{k: train_kwargs[k] for k in ("scale",) if k in train_kwargs})
+    val_kwargs = rec.card["config"]["data"]["val"]["kwargs"]
+    assert val_kwargs["augment"] is False
+    pipeline = CropPipeline(input_size=val_kwargs["input_size"], augment=False,
+                            **{k: val_kwargs[k] for k in ("scale",) if k in val_kwargs})
     hands, images, Ks, samples = _heldout_hands(6)
     assert {h.side for h in hands} == {"left", "right"}
     prepared = rec.prepare(images, Ks, [[h.box] for h in hands], [[h.side] for h in hands])
