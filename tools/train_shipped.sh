@@ -6,9 +6,8 @@
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
 # hands of any colour, configs/m3dhmr_cpu_anycolour.yaml (~65 min with its render); stage 4: a fresh
 # draw of stage 3's data, training crops 1.15-1.85x the hand box, configs/m3dhmr_cpu_scale.yaml
-# (~55 min with its render); evaluate on the
-# held-out seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is
-# installed), package into src/handrecon/assets/models/m3dhmr-openhand/.
+# (~55 min with its render); evaluate on the held-out seed and on the foreign test set (when the
+# benchmark-only extra `.[foreign]` is installed), package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
 # Environment: PY (default .venv/bin/python), DATA (default .cache/m3dhmr_cpu24k), RUN (default runs/m3dhmr_cpu).
 set -euo pipefail
@@ -45,18 +44,17 @@ STAGE2=$RUN
 RUN=${RUN3:-runs/m3dhmr_cpu_anycolour}
 OPENCV=${OPENCV:-.cache/photos/opencv}
 [ -f "$OPENCV/SOURCES.md" ] || $PY tools/fetch_photos.py --opencv --out "$OPENCV"
-$HR synth --preset crop --num 12500 --out "$DATA/photos_anycolour" --seed 10 --workers 2 --backgrounds "$PHOTOS" \
-    --backgrounds "$OPENCV" --quiet "${PLAIN[@]}" --set p_photo_occluder=0 --set p_skin_occluder=0 \
-    --set p_recolour=0.5 --set p_hand_colour=0.5
+# stages 3 and 4 draw their crops alike, each with its own seed
+ANYCOLOUR=(--preset crop --num 12500 --workers 2 --backgrounds "$PHOTOS" --backgrounds "$OPENCV" --quiet "${PLAIN[@]}"
+           --set p_photo_occluder=0 --set p_skin_occluder=0 --set p_recolour=0.5 --set p_hand_colour=0.5)
+$HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour" --seed 10
 $HR train configs/m3dhmr_cpu_anycolour.yaml data.train.kwargs.root="$DATA/photos_anycolour" \
     data.val.kwargs.root="$DATA/photos_anycolour" train.init_from="$STAGE2" --out "$RUN" --resume auto
 # stage 4 (since 2026-12-01, later): the training crop's framing widened to 1.15-1.85x the hand box
 # on a fresh draw of stage 3's data (configs/m3dhmr_cpu_scale.yaml, ~55 min)
 STAGE3=$RUN
 RUN=${RUN4:-runs/m3dhmr_cpu_scale}
-$HR synth --preset crop --num 12500 --out "$DATA/photos_anycolour_s11" --seed 11 --workers 2 --backgrounds "$PHOTOS" \
-    --backgrounds "$OPENCV" --quiet "${PLAIN[@]}" --set p_photo_occluder=0 --set p_skin_occluder=0 \
-    --set p_recolour=0.5 --set p_hand_colour=0.5
+$HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour_s11" --seed 11
 $HR train configs/m3dhmr_cpu_scale.yaml data.train.kwargs.root="$DATA/photos_anycolour_s11" \
     data.val.kwargs.root="$DATA/photos_anycolour_s11" train.init_from="$STAGE3" --out "$RUN" --resume auto
 t2=$(now)
