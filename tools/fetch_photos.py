@@ -3,6 +3,7 @@
     python tools/fetch_photos.py [--out .cache/photos/train]
     python tools/fetch_photos.py --cutouts [--out .cache/photos/cutouts]
     python tools/fetch_photos.py --opencv [--out .cache/photos/opencv]
+    python tools/fetch_photos.py --lomiri [--out .cache/photos/lomiri]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -28,6 +29,14 @@ BSD-3-Clause as debian/copyright states for the source tree), leaving out the dr
 calibration boards and the two showing people. Close-ups of fur and skin-toned fruit, where the
 default pool is mostly empty landscapes.
 
+With `--lomiri`: the 14 photographs (`LOMIRI_PHOTOS`: a figs-on-a-plate still life, paint brushes,
+a room with a drum and wine, a lamp with a toy bird, two dogs at a window, a wall clock, a stream, a
+tree with a nuthatch, dandelions, mountains, a sunset, a bridge) among the Ubuntu Touch wallpapers
+of `lomiri-wallpapers-16.04` and `lomiri-wallpapers-20.04` (20.04.0), leaving out the drawn and
+rendered ones; CC-BY-4.0, CC-BY-SA-3.0/4.0 or CC0-1.0 per file, read from the package's
+debian/copyright into `SOURCES.md` with the author. Indoor scenes and close-ups, which the other
+pools lack.
+
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -52,6 +61,13 @@ OPENCV_PHOTOS = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg
                  "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg", "graf1.png", "graf3.png", "home.jpg",
                  "leuvenA.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg",
                  "stuff.jpg")
+LOMIRI_PHOTOS = {"lomiri-wallpapers-16.04": ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+                                             "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede",
+                                             "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
+                                             "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+                                             "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+                                             "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi"),
+                 "lomiri-wallpapers-20.04": ("Kleiber_by_Lukas_Baubkus",)}
 CUTOUT_MAX_SIDE = 512
 CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
                             r"body_parts|hand|finger", re.IGNORECASE)
@@ -109,17 +125,49 @@ def fetch_opencv(out: Path) -> None:
     write_sources(out, rows, "photographs")
 
 
+def dep5_licences(copyright_text: str) -> dict[str, tuple[str, str]]:
+    """{file name: (copyright holder, licence)} from a machine-readable debian/copyright (DEP-5)."""
+    out = {}
+    for para in copyright_text.split("\n\n"):
+        fields = dict(re.findall(r"^(Files|Copyright|License): *(.*)$", para, re.MULTILINE))
+        for pattern in fields.get("Files", "").split():
+            if "License" in fields:
+                out[Path(pattern).name] = (fields.get("Copyright", "").strip(), fields["License"].strip())
+    return out
+
+
+def fetch_lomiri(out: Path) -> None:
+    """The photographs among the Ubuntu Touch wallpapers (`LOMIRI_PHOTOS`) as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for package, names in LOMIRI_PHOTOS.items():
+            root = download(package, Path(d))
+            licences = dep5_licences((root / "usr/share/doc" / package / "copyright").read_text())
+            for name in names:
+                src = root / "usr/share/backgrounds" / f"{name}.jpg"
+                if not src.is_file() or src.name not in licences:
+                    print(f"skipped {package}: {name}.jpg (not in the package, or no licence in its debian/copyright)")
+                    continue
+                holder, licence = licences[src.name]
+                save(src, out / f"lomiri_{name}.jpg")
+                rows.append(f"| lomiri_{name}.jpg | {package}: {name}.jpg (© {holder}) | {licence} |")
+    write_sources(out, rows, "photographs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/train, cutouts or opencv")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
+    kind.add_argument("--lomiri", action="store_true", help="the photographs among the Ubuntu Touch wallpapers instead")
     args = ap.parse_args()
-    args.out = args.out or Path(".cache/photos/" + ("cutouts" if args.cutouts else "opencv" if args.opencv else "train"))
+    special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri}
+    chosen = next((k for k in special if getattr(args, k)), None)
+    args.out = args.out or Path(".cache/photos/" + (chosen or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.cutouts or args.opencv:
-        (fetch_cutouts if args.cutouts else fetch_opencv)(args.out)
+    if chosen:
+        special[chosen](args.out)
         return
     rows = []
     with tempfile.TemporaryDirectory() as d:

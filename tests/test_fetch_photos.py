@@ -1,0 +1,37 @@
+"""tools/fetch_photos.py records each photograph's licence from the package's debian/copyright."""
+
+from helpers import load_script
+
+fetch_photos = load_script("tools/fetch_photos.py")
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: lomiri-wallpapers
+
+Files: 16.04/seeding_by_Clements_Engelhardt.jpg
+Copyright: Clemens Engelhardt, 2018
+License: CC0-1.0
+
+Files: 16.04/Bridge_by_Sander_Klootwijk.jpg 20.04/Kleiber_by_Lukas_Baubkus.jpg
+Copyright: 2018. Sander Klootwijk
+License: CC-BY-SA-4.0
+
+Files: debian/*
+Copyright: 2018, Dalton Durst
+License: Expat
+
+License: CC-BY-SA-4.0
+ Attribution-ShareAlike 4.0 International
+"""
+
+
+def test_dep5_licences_maps_every_listed_file_to_its_own_paragraph():
+    licences = fetch_photos.dep5_licences(COPYRIGHT)
+    assert licences["seeding_by_Clements_Engelhardt.jpg"] == ("Clemens Engelhardt, 2018", "CC0-1.0")
+    assert licences["Bridge_by_Sander_Klootwijk.jpg"] == ("2018. Sander Klootwijk", "CC-BY-SA-4.0")
+    assert licences["Kleiber_by_Lukas_Baubkus.jpg"] == ("2018. Sander Klootwijk", "CC-BY-SA-4.0")
+    assert "Attribution-ShareAlike 4.0 International" not in str(licences)  # licence texts are not files
+
+
+def test_every_lomiri_photo_is_named_once():
+    names = [n for names in fetch_photos.LOMIRI_PHOTOS.values() for n in names]
+    assert len(names) == len(set(names)) == 14
