@@ -85,6 +85,14 @@ def test_train_package_and_detect(tmp_path):
     assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+    (out / "side_head").mkdir()  # trained apart (tools/train_side_head.sh): re-packaging keeps it
+    (out / "side_head" / "card.json").write_text('{"marker": 1}')
+    (out / "stale.txt").write_text("from an older packaging")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), str(tmp_path / "run"),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "side_head" / "card.json").read_text()) == {"marker": 1}
+    assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
 
 
 def test_the_shipped_detector():

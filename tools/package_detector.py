@@ -8,6 +8,8 @@ Writes the transformers checkpoint (config.json, model.safetensors), detector.js
 preprocessing, read by `load_detector`) and card.json: the training checkpoint's card (config,
 step, validation metrics) plus ``heldout_metrics`` ({KEY: each ``--metrics KEY=PATH`` JSON}) and
 ``training`` (from ``--training``). The folder loads with ``--detector handrecon-hand-detector``.
+A ``side_head/`` already in the destination (trained apart, ``tools/train_side_head.sh``, on crops
+that do not depend on the detector's weights) is kept.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from pathlib import Path
 
 from handrecon.checkpoint import CheckpointError, load_model, read_card, resolve_checkpoint
+from handrecon.models.handos.detections import SIDE_HEAD_DIR
 from handrecon.models.handos.detector import save_detector
 from handrecon.models.handos.hand_detector import ASSET_DIR
 from handrecon.utils.io import atomic_write_json
@@ -43,6 +46,8 @@ def package(checkpoint: Path, out: Path, metrics: dict, training: dict) -> Path:
         "step": card.get("step"), "val_metrics": card.get("metrics"), "config": card.get("config"),
         "heldout_metrics": metrics, "training": training, "source_checkpoint": str(src),
     })
+    if (out / SIDE_HEAD_DIR).is_dir():
+        shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
     return out
