@@ -6,7 +6,7 @@ network exports.
 For each network input size (long side 320, 512, 640 px) it times `Detector.detect` on one
 640x480 image (resize, normalise, network, NMS) and the network alone, median of `--repeats`
 runs after a warm-up. Without a packaged detector it times the architecture of
-configs/detector_cpu.yaml with random weights (the cost does not depend on the weights) and says
+configs/detector_cpu_bn_long.yaml with random weights (the cost does not depend on the weights) and says
 so. Then it tries `torch.onnx.export` of the network at 512 px and times it in onnxruntime.
 Target of issue 13: <= 150 ms per 640x480 image.
 """
@@ -35,8 +35,8 @@ def get_detector(spec: str):
     try:
         return build_detector(spec), spec
     except ValueError as e:
-        kwargs = yaml.safe_load((ROOT / "configs" / "detector_cpu.yaml").read_text())["model"]["kwargs"]
-        return HandDetector(**kwargs).frozen(), f"random weights, configs/detector_cpu.yaml ({e})"
+        kwargs = yaml.safe_load((ROOT / "configs" / "detector_cpu_bn_long.yaml").read_text())["model"]["kwargs"]
+        return HandDetector(**kwargs).frozen(), f"random weights, configs/detector_cpu_bn_long.yaml ({e})"
 
 
 def main() -> None:
