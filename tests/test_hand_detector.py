@@ -240,3 +240,49 @@ def test_backbone_norms_frozen_by_default_trained_on_request(tmp_path):
         ref = model.detr(pixel_values=batch["pixel_values"]).logits
         got = loaded.model(pixel_values=batch["pixel_values"]).logits
     assert torch.allclose(ref, got, atol=1e-5)
+
+
+def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
+    """`evaluate-detector` runs NMS at the IoU that `detect` and the two-stage pipeline serve (it
+    once measured at 0.7 while 0.5 was served), records it, and takes --nms-iou; a duplicate box
+    that NMS at 0.5 removes costs precision at an IoU of 0.9."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.eval.detection import evaluate_detector
+    from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+    from handrecon.infer.pipeline import TwoStagePredictor
+    from handrecon.models.handos.detections import Detections, select_instances
+
+    data = tmp_path / "scenes"
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "2", "--out", str(data), "--image-size", "96x128",
+                                 "--set", "num_hands=[1, 1]", "--quiet"])
+    assert r.exit_code == 0, r.output
+    from handrecon.data.loaders.synthetic import SyntheticDataset
+
+    truth = [np.array([h.box for h in s.hands], np.float64) for s in SyntheticDataset(data, load_vertices=False)]
+
+    class Duplicating:  # each hand's true box, plus a copy shifted to IoU ~0.6 with it, scoring less
+        calls: list = []
+        side_head = None
+
+        def detect(self, images, score_threshold, nms_iou):
+            self.calls.append(nms_iou)
+            gt = truth[len(self.calls) - 1]
+            shifted = gt + [0.12 * (gt[0, 2] - gt[0, 0]), 0, 0.12 * (gt[0, 2] - gt[0, 0]), 0]
+            boxes, scores = np.concatenate([gt, shifted]), np.array([0.9, 0.8])
+            keep = select_instances(scores, boxes, score_threshold, nms_iou, 100)
+            return [Detections(boxes[keep], scores[keep], keep)]
+
+    served = evaluate_detector(Duplicating(), data)
+    assert Duplicating.calls == [DEFAULT_NMS_IOU] * 2 and served["nms_iou"] == DEFAULT_NMS_IOU
+    assert served["precision_at_threshold"] == 1.0
+    Duplicating.calls = []
+    loose = evaluate_detector(Duplicating(), data, nms_iou=0.9)
+    assert Duplicating.calls == [0.9] * 2 and loose["precision_at_threshold"] < 1.0  # the duplicates count
+    defaults = {p.name: p.default for p in inspect.signature(TwoStagePredictor).parameters.values()}
+    assert (defaults["score_threshold"], defaults["nms_iou"]) == (DEFAULT_SCORE_THRESHOLD, DEFAULT_NMS_IOU)
+    r = CliRunner().invoke(app, ["evaluate-detector", "--help"])
+    assert "--nms-iou" in r.output

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 
 app = typer.Typer(
@@ -247,7 +248,7 @@ def reconstruct(
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json, NAME_hand0.{obj,ply,glb}, NAME_overlay.png."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name, checkpoint or run directory, .onnx file, or DETECTOR+MODEL. A crop model runs after --detector unless boxes or --crop are given."),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="What finds the hands for a crop model: a shipped detector name or KIND:DIR (see `handrecon detect`)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", help="The detector's minimum hand score (two-stage pipeline)."),
+    score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="The detector's minimum hand score (two-stage pipeline)."),
     crop: bool = typer.Option(False, "--crop", help="The whole image is one hand crop (FreiHAND-style): no detector."),
     box: Optional[tuple[float, float, float, float]] = typer.Option(None, "--box", help="Hand box x1 y1 x2 y2 in pixels: no detector, the crop model reconstructs this hand."),
     side: Optional[str] = typer.Option(None, "--side", help="left or right, for --box and --crop (default: right)."),
@@ -368,8 +369,8 @@ def detect(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json (boxes, scores) and NAME_boxes.png."),
     detector: str = typer.Option("handrecon-hand-detector", "--detector", help="Shipped detector name, or KIND:DIR for a transformers checkpoint in a local folder (grounding-dino, mm-grounding-dino, deformable-detr, rt-detr, rt-detr-v2)."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", help="Keep hands scoring at least this (HandOS's query filter uses 0.1)."),
-    nms_iou: float = typer.Option(0.5, "--nms-iou", help="Drop a box overlapping a better one by more than this IoU (HandOS uses 0.9; 1 = no NMS)."),
+    score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Keep hands scoring at least this (HandOS's query filter uses 0.1)."),
+    nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="Drop a box overlapping a better one by more than this IoU (HandOS uses 0.9; 1 = no NMS)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write the box overlays."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
 ) -> None:
@@ -419,7 +420,8 @@ def evaluate_detector_cmd(
     root: Path = typer.Option(..., "--root", help="Scenes in handrecon's synthetic format (handrecon synth --preset scene, the foreign scene set)."),
     detector: str = typer.Option("handrecon-hand-detector", "--detector", help="Shipped detector name, or KIND:DIR (see `handrecon detect`)."),
     split: str = typer.Option("all", "--split", help="all, train or val (the last shard)."),
-    threshold: float = typer.Option(0.5, "--score-threshold", help="Operating point for precision, recall and the no-hand false-positive rate."),
+    threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Operating point for precision, recall and the no-hand false-positive rate."),
+    nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="NMS IoU before AP and the operating point (the default is what `detect` and the pipeline serve)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
 ) -> None:
@@ -438,7 +440,7 @@ def evaluate_detector_cmd(
         model = build_detector(detector)
         with Progress(transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
-            metrics = evaluate_detector(model, root, split, threshold, limit, lambda _: progress.advance(task))
+            metrics = evaluate_detector(model, root, split, threshold, limit, lambda _: progress.advance(task), nms_iou)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

@@ -15,6 +15,7 @@ find that get any detection (other than on an ignored hand). `evaluate_detector`
 ``ap50_all_hands``: AP50 with every hand a target, and for a detector with a side head
 (`models/handos/side_head.py`) `side_metrics`: the side accuracy of the hands detected at the
 threshold (matched at IoU 0.5) and of the side head on the ground-truth boxes of every target hand.
+`evaluate_detector` measures at the served operating point (`eval.operating_point`) by default.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from handrecon.data.loaders import build_dataset
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.eval.scoring import match_hands
 
 def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
@@ -103,19 +105,22 @@ def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
     }
 
 
-def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all", threshold: float = 0.5,
-                      limit: int | None = None, on_progress: Callable[[int], None] | None = None) -> dict[str, float]:
+def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all",
+                      threshold: float = DEFAULT_SCORE_THRESHOLD, limit: int | None = None,
+                      on_progress: Callable[[int], None] | None = None,
+                      nms_iou: float = DEFAULT_NMS_IOU) -> dict[str, float]:
     """`detection_metrics` of `detector` (anything with ``detect(images, score_threshold, nms_iou)``)
     on a dataset in handrecon's synthetic format (`handrecon synth`, the foreign scene set): every
-    query scoring > 0.01 enters AP, after NMS at IoU 0.7; `threshold` sets the operating point;
-    hands that are not `detectable` are ignored (module doc), plus ``ap50_all_hands``."""
+    query scoring > 0.01 enters AP, after NMS at `nms_iou` (the served default); `threshold` sets
+    the operating point; hands that are not `detectable` are ignored (module doc), plus
+    ``ap50_all_hands``, and the ``nms_iou`` used."""
     samples = build_dataset("synthetic", root, split)
     n = len(samples) if limit is None else min(limit, len(samples))
     side_head = getattr(detector, "side_head", None)
     gts, ignores, boxes, scores, sides = [], [], [], [], []
     for i in range(n):
         s = samples[i]
-        found = detector.detect([s.image], score_threshold=0.01, nms_iou=0.7)[0]
+        found = detector.detect([s.image], score_threshold=0.01, nms_iou=nms_iou)[0]
         gts.append(np.array([h.box for h in s.hands], np.float64).reshape(-1, 4))
         ignores.append(np.array([not h.detectable for h in s.hands], bool))
         boxes.append(found.boxes)
@@ -126,6 +131,7 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
             on_progress(1)
     metrics = detection_metrics(gts, boxes, scores, threshold, ignores)
     metrics["ap50_all_hands"] = detection_metrics(gts, boxes, scores, threshold)["ap50"]
+    metrics["nms_iou"] = float(nms_iou)
     if side_head is not None:
         metrics.update(side_metrics(sides))
     return metrics

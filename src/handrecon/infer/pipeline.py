@@ -16,13 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.infer.detect import build_detector
 from handrecon.infer.predictor import Predictor
 from handrecon.infer.results import ImageResult
 
 PIPELINE_SEPARATOR = "+"
-DEFAULT_SCORE_THRESHOLD = 0.5  # `handrecon detect`'s precision-first defaults
-DEFAULT_NMS_IOU = 0.5
 
 
 class TwoStagePredictor:
