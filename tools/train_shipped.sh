@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 4.5 hours,
-# over the 150-minute budget since stages 3 and 4 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 5.5 hours,
+# over the 150-minute budget since stages 3-5 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
 # hands of any colour, configs/m3dhmr_cpu_anycolour.yaml (~65 min with its render); stage 4: a fresh
 # draw of stage 3's data, training crops 1.15-1.85x the hand box, configs/m3dhmr_cpu_scale.yaml
-# (~55 min with its render); evaluate on the held-out seed and on the foreign test set (when the
-# benchmark-only extra `.[foreign]` is installed), package into src/handrecon/assets/models/m3dhmr-openhand/.
+# (~55 min with its render); stage 5: 14 more photographs (tools/fetch_photos.py --lomiri) on a
+# fresh draw, configs/m3dhmr_cpu_lomiri.yaml (~65 min with its render); evaluate on the held-out
+# seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
+# package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
 # Environment: PY (default .venv/bin/python), DATA (default .cache/m3dhmr_cpu24k), RUN (default runs/m3dhmr_cpu).
 set -euo pipefail
@@ -57,6 +59,15 @@ RUN=${RUN4:-runs/m3dhmr_cpu_scale}
 $HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour_s11" --seed 11
 $HR train configs/m3dhmr_cpu_scale.yaml data.train.kwargs.root="$DATA/photos_anycolour_s11" \
     data.val.kwargs.root="$DATA/photos_anycolour_s11" train.init_from="$STAGE3" --out "$RUN" --resume auto
+# stage 5 (since 2026-12-01, fourth session): 14 more photographs behind the hands (indoor scenes and
+# close-ups, tools/fetch_photos.py --lomiri) on a fresh draw of stage 4's data (configs/m3dhmr_cpu_lomiri.yaml, ~60 min)
+STAGE4=$RUN
+RUN=${RUN5:-runs/m3dhmr_cpu_lomiri}
+LOMIRI=${LOMIRI:-.cache/photos/lomiri}
+[ -f "$LOMIRI/SOURCES.md" ] || $PY tools/fetch_photos.py --lomiri --out "$LOMIRI"
+$HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --out "$DATA/photos_lomiri_s12" --seed 12
+$HR train configs/m3dhmr_cpu_lomiri.yaml data.train.kwargs.root="$DATA/photos_lomiri_s12" \
+    data.val.kwargs.root="$DATA/photos_lomiri_s12" train.init_from="$STAGE4" --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
@@ -85,11 +96,12 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
              "stage4": "the same with --seed 11; training crops 1.15-1.85x the hand box",
+             "stage5": "the same with --seed 12 and tools/fetch_photos.py --lomiri's photographs added",
              "heldout": "handrecon synth --preset crop --num 2000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
