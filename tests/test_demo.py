@@ -128,14 +128,18 @@ def test_shipped_model_reconstructs_the_sample_near_its_ground_truth():
     assert 1000 * np.linalg.norm(hand.cam_t - gt3d[0]) < SAMPLE_ROOT_ERROR_MM
 
 
-# Accuracy of the shipped model on 64 held-out synthetic hands (seed 1000; training used seed 0),
+# Accuracy of the shipped model on 256 held-out synthetic hands (seed 1000; training used seed 0),
 # through the public API with ground-truth boxes, sides and K. Where the bounds come from: the
 # model card's held-out numbers on 2184 hands (PA-MPJPE 15.35 mm, box PCK 0.697, root error
 # 94.5 mm) with a margin for a small sample. It was 24 hands until the engine's random stream
 # changed with issue 12's realism (the same distribution, other hands): the new first 24 gave a
 # mean root error of 100.3 mm (per-hand std 77 mm), so the sample grew to 64 instead of the bound
 # moving: 13.2 mm, 0.755, 77.4 mm with the shipped weights. The rest-pose template scores 23.7 mm,
-# so a model that learnt nothing, wrong weights or a preprocessing mismatch fails.
+# so a model that learnt nothing, wrong weights or a preprocessing mismatch fails. With the stage-5
+# weights (2026-12-01, fourth session; root error on the 1000-image held-out set 94.4 -> 95.6 mm)
+# the first 64 hands' mean root error rose to 101.7 mm (stage 4: 92.5): a few far-off hands in a
+# small sample (the first 128: 83.5 vs 77.5, the first 256: 81.2 vs 77.9). So the sample grew to
+# 256 (standard error of the mean about 5 mm instead of 10) and the bounds stayed.
 HELDOUT_PA_MPJPE_MM = 16.0
 HELDOUT_PCK_BOX = 0.70
 HELDOUT_ROOT_ERROR_MM = 100.0
@@ -146,7 +150,7 @@ def test_shipped_model_accuracy_on_held_out_synthetic_hands():
     from handrecon.eval.metrics import keypoint_errors, pck_2d
     from handrecon.geometry.procrustes import procrustes_align
 
-    hands, images, Ks, _ = _heldout_hands(64)
+    hands, images, Ks, _ = _heldout_hands(256)
     rec = handrecon.load("m3dhmr-openhand")
     results = rec.predict_batch(images, Ks, [[h.box] for h in hands], [[h.side] for h in hands])
     pred = np.stack([r.hands[0].keypoints_3d for r in results])
