@@ -1,12 +1,12 @@
 """Re-run the planted mutations of issue 9 against the suite: each must make its tests fail.
 
-Each mutation is one textual edit of one source file. The script copies `src/`, `tests/` and
-`configs/` to a temporary folder, applies one edit there, runs the named test files against the
+Each mutation is one textual edit of one source file. The script copies `src/`, `tests/`,
+`configs/` and `tools/` to a temporary folder, applies one edit there, runs the named test files against the
 copy (PYTHONPATH first, so the editable install is shadowed) and reports caught / SURVIVED. The working tree is
 never touched. An edit whose text is no longer found is reported as stale (update it here). The
 issue's ten bugs are here as 14 edits (each loss term and two crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 59, about 10 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 61, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -184,12 +184,18 @@ MUTATIONS = [
     ("int8 export with one weight scale per tensor", "src/handrecon/infer/quantize.py",
      "quant_format=QuantFormat.QDQ, per_channel=True,", "quant_format=QuantFormat.QDQ, per_channel=False,",
      ["tests/test_infer_onnx.py"]),
+    ("evaluate-detector measures at NMS 0.7 while 0.5 is served", "src/handrecon/eval/detection.py",
+     "score_threshold=0.01, nms_iou=nms_iou)[0]", "score_threshold=0.01, nms_iou=0.7)[0]",
+     ["tests/test_hand_detector.py"]),
+    ("packaging a detector drops the folder's side head", "tools/package_detector.py",
+     "    if (out / SIDE_HEAD_DIR).is_dir():", "    if False:",
+     ["tests/test_hand_detector.py"]),
 ]
 
 
 def run(name: str, file: str, old: str, new: str, tests: list[str]) -> str:
     with tempfile.TemporaryDirectory() as d:
-        for part in ("src", "tests", "configs"):
+        for part in ("src", "tests", "configs", "tools"):
             shutil.copytree(ROOT / part, Path(d) / part, ignore=shutil.ignore_patterns("__pycache__"))
         target = Path(d) / file
         text = target.read_text()
