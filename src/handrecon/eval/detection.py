@@ -31,6 +31,7 @@ from handrecon.data.loaders import build_dataset
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.eval.scoring import match_hands
 
+
 def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
                gt_ignore: list[np.ndarray]):
     from pycocotools.coco import COCO
