@@ -251,6 +251,7 @@ def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
     from typer.testing import CliRunner
 
     from handrecon.cli import app
+    from handrecon.data.loaders.synthetic import SyntheticDataset
     from handrecon.eval.detection import evaluate_detector
     from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
     from handrecon.infer.pipeline import TwoStagePredictor
@@ -260,8 +261,6 @@ def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
     r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "2", "--out", str(data), "--image-size", "96x128",
                                  "--set", "num_hands=[1, 1]", "--quiet"])
     assert r.exit_code == 0, r.output
-    from handrecon.data.loaders.synthetic import SyntheticDataset
-
     truth = [np.array([h.box for h in s.hands], np.float64) for s in SyntheticDataset(data, load_vertices=False)]
 
     class Duplicating:  # each hand's true box, plus a copy shifted to IoU ~0.6 with it, scoring less
@@ -271,7 +270,8 @@ def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
         def detect(self, images, score_threshold, nms_iou):
             self.calls.append(nms_iou)
             gt = truth[len(self.calls) - 1]
-            shifted = gt + [0.12 * (gt[0, 2] - gt[0, 0]), 0, 0.12 * (gt[0, 2] - gt[0, 0]), 0]
+            dx = 0.12 * (gt[0, 2] - gt[0, 0])
+            shifted = gt + [dx, 0, dx, 0]
             boxes, scores = np.concatenate([gt, shifted]), np.array([0.9, 0.8])
             keep = select_instances(scores, boxes, score_threshold, nms_iou, 100)
             return [Detections(boxes[keep], scores[keep], keep)]

@@ -156,7 +156,7 @@ def fetch_lomiri(out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/train, cutouts or opencv")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv or lomiri")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")

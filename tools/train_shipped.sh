@@ -46,7 +46,7 @@ STAGE2=$RUN
 RUN=${RUN3:-runs/m3dhmr_cpu_anycolour}
 OPENCV=${OPENCV:-.cache/photos/opencv}
 [ -f "$OPENCV/SOURCES.md" ] || $PY tools/fetch_photos.py --opencv --out "$OPENCV"
-# stages 3 and 4 draw their crops alike, each with its own seed
+# stages 3-5 draw their crops alike, each with its own seed (stage 5 over one more photograph folder)
 ANYCOLOUR=(--preset crop --num 12500 --workers 2 --backgrounds "$PHOTOS" --backgrounds "$OPENCV" --quiet "${PLAIN[@]}"
            --set p_photo_occluder=0 --set p_skin_occluder=0 --set p_recolour=0.5 --set p_hand_colour=0.5)
 $HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour" --seed 10

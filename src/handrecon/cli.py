@@ -368,7 +368,7 @@ def reconstruct(
 def detect(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json (boxes, scores) and NAME_boxes.png."),
-    detector: str = typer.Option("handrecon-hand-detector", "--detector", help="Shipped detector name, or KIND:DIR for a transformers checkpoint in a local folder (grounding-dino, mm-grounding-dino, deformable-detr, rt-detr, rt-detr-v2)."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Shipped detector name, or KIND:DIR for a transformers checkpoint in a local folder (grounding-dino, mm-grounding-dino, deformable-detr, rt-detr, rt-detr-v2)."),
     score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Keep hands scoring at least this (HandOS's query filter uses 0.1)."),
     nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="Drop a box overlapping a better one by more than this IoU (HandOS uses 0.9; 1 = no NMS)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write the box overlays."),
@@ -418,7 +418,7 @@ def detect(
 @app.command("evaluate-detector")
 def evaluate_detector_cmd(
     root: Path = typer.Option(..., "--root", help="Scenes in handrecon's synthetic format (handrecon synth --preset scene, the foreign scene set)."),
-    detector: str = typer.Option("handrecon-hand-detector", "--detector", help="Shipped detector name, or KIND:DIR (see `handrecon detect`)."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Shipped detector name, or KIND:DIR (see `handrecon detect`)."),
     split: str = typer.Option("all", "--split", help="all, train or val (the last shard)."),
     threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Operating point for precision, recall and the no-hand false-positive rate."),
     nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="NMS IoU before AP and the operating point (the default is what `detect` and the pipeline serve)."),
