@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,8 @@ def test_page_in_a_headless_browser(server, tmp_path):
         overlay = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#overlay img")))
         wait.until(lambda b: "keypoints_2d" in b.find_element(By.ID, "result-json").text)
         assert overlay.get_attribute("src")
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#view3d canvas")))  # the meshes' 3D view
+        time.sleep(3)  # let it draw before the screenshot
         shot = Path(os.environ.get("HANDRECON_SCREENSHOT") or tmp_path / "page.png")
         browser.save_screenshot(str(shot))
         assert Image.open(shot).size[0] >= 1000
