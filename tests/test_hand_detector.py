@@ -96,9 +96,11 @@ def test_train_package_and_detect(tmp_path):
 
 
 def test_the_shipped_detector():
-    """Packaged in the wheel (<= 25 MB), frozen, finds the bundled sample's hand as its best
-    detection, and nothing in noise or a black image at the default threshold."""
+    """Packaged in the wheel (<= 25 MB), frozen, finds the bundled sample's hand (a tight 224x224
+    crop) as its best detection at the default threshold (0.80 when packaged; the detector before,
+    trained on scenes only, 0.44), and nothing in noise or a black image."""
     from handrecon.demo import load_sample
+    from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
     from handrecon.geometry.boxes import box_iou
     from handrecon.infer.detect import build_detector
     from handrecon.models.handos.hand_detector import ASSET_DIR, load_hand_detector
@@ -108,10 +110,28 @@ def test_the_shipped_detector():
     detector = build_detector("handrecon-hand-detector")  # for boxes: on onnxruntime (the extra is in [dev])
     assert type(detector).__name__ == "OnnxDetector"
     image, meta = load_sample()
-    found = detector.detect([image], score_threshold=0.3)[0]
+    found = detector.detect([image], score_threshold=DEFAULT_SCORE_THRESHOLD)[0]
     assert len(found.boxes) and box_iou(found.boxes[:1], np.array([meta["hands"][0]["box"]]))[0, 0] > 0.5
     noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
     assert len(detector.detect([noise, np.zeros_like(noise)], score_threshold=0.5)[0].boxes) == 0
+
+
+def test_the_shipped_detector_finds_close_up_hands():
+    """A photo of one hand filling most of the frame (the crop preset: 224x224, the hand at 50-85 %
+    of the side, seed 1000 as the held-out sets, procedural backgrounds) is found at the served
+    operating point: a box at IoU > 0.5 scoring at least the default threshold. Measured when it was
+    packaged: 42 of 48 (the detector shipped before, trained on scenes only: 2 of 48)."""
+    from handrecon.data.synth import SynthEngine, preset
+    from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
+    from handrecon.geometry.boxes import box_iou
+    from handrecon.infer.detect import build_detector
+
+    engine = SynthEngine(preset("crop"))
+    samples = [engine.sample(i, 1000) for i in range(48)]
+    found = build_detector("handrecon-hand-detector").detect([s.image for s in samples],
+                                                             score_threshold=DEFAULT_SCORE_THRESHOLD)
+    hits = [len(f.boxes) > 0 and box_iou(f.boxes, s.hands[0].box[None])[:, 0].max() > 0.5 for f, s in zip(found, samples)]
+    assert sum(hits) >= 38, f"found {sum(hits)} of 48 close-up hands (42 when the detector was packaged)"
 
 
 def test_hands_that_cannot_be_seen_are_ignored_not_counted():

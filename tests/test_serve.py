@@ -23,9 +23,8 @@ from handrecon.serve import WHOLE_IMAGE_SUFFIX, ModelPool, model_choices, serve 
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "handrecon" / "assets" / "sample" / "hand.png"
 # The page's default model finds the hands (detector + crop model): the bundled multi-hand scene is
-# its input. The single-hand sample is a tight crop, which the detector (trained on scenes whose
-# hands fill 12-50 % of the height) scores under its 0.5 threshold since the 2026-12-01 detector
-# (0.44; the one before: 0.59) -- the whole-image choice (the API test) is the mode for crops.
+# its input. The single-hand sample is a tight crop, found by the detector too (score 0.80); the API
+# test takes the whole-image choice, the mode for crops without a detector.
 SCENE = SAMPLE.with_name("scene.jpg")
 CROP_MODEL = "m3dhmr-openhand" + WHOLE_IMAGE_SUFFIX
 

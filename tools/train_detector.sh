@@ -1,41 +1,75 @@
 #!/usr/bin/env bash
-# Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, about 125 min):
-# render synthetic scenes (0-4 hands, photograph backgrounds from tools/fetch_photos.py), train
-# configs/detector_cpu_bn.yaml (3500 steps from random weights, the backbone's batch norms
-# trained) and continue it with configs/detector_cpu_bn_long.yaml (2500 steps, a cosine from half
-# the rate), evaluate on held-out scenes (seed 1000) and, when the benchmark-only extra
-# `.[foreign]` is installed, on the foreign scene set (pyrender, photographs never used for
-# training); package into src/handrecon/assets/models/handrecon-hand-detector/ (its side head,
+# Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, about 4 h alone: over
+# the 150-minute budget; every step resumes): render synthetic scenes (0-4 hands, photograph
+# backgrounds from tools/fetch_photos.py), train configs/detector_cpu_bn.yaml (3500 steps from
+# random weights, the backbone's batch norms trained), continue it with
+# configs/detector_cpu_bn_long.yaml (2500 steps, a cosine from half the rate), render three more
+# sets (a wider photograph pool with clutter, close-ups, square crops) and continue with
+# configs/detector_cpu_lomiri.yaml (3000 steps), configs/detector_cpu_lomiri2.yaml (1500) and
+# configs/detector_cpu_lomiri3.yaml (1500), evaluate on held-out scenes (seed 1000), held-out
+# close-up scenes (seed 2014) and crops (seed 1000) and, when the benchmark-only extra `.[foreign]` is
+# installed, on the foreign scene and crop sets (pyrender, photographs never used for training); package into src/handrecon/assets/models/handrecon-hand-detector/ (its side head,
 # tools/train_side_head.sh, stays).
 #   tools/train_detector.sh           # from the repository root; re-running resumes every step
-# Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN1 and RUN (default
-# runs/detector_cpu_bn, runs/detector_cpu_bn_long).
+# Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN1 ... RUN (default
+# runs/detector_cpu_bn, runs/detector_cpu_bn_long, runs/detector_cpu_lomiri, runs/detector_cpu_lomiri2,
+# runs/detector_cpu_lomiri3).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 HR="$PY -m handrecon.cli"
 DATA=${DATA:-.cache/detector}
 RUN1=${RUN1:-runs/detector_cpu_bn}
-RUN=${RUN:-runs/detector_cpu_bn_long}
+RUN2=${RUN2:-runs/detector_cpu_bn_long}
+RUN3=${RUN3:-runs/detector_cpu_lomiri}
+RUN4=${RUN4:-runs/detector_cpu_lomiri2}
+RUN=${RUN:-runs/detector_cpu_lomiri3}
 PHOTOS=${PHOTOS:-.cache/photos/train}
+POOL=(--backgrounds "$PHOTOS")
+for extra in opencv lomiri cutouts; do  # the wider pool of stage 3 (tools/fetch_photos.py --opencv, --lomiri, --cutouts)
+    [ -f ".cache/photos/$extra/SOURCES.md" ] || $PY tools/fetch_photos.py "--$extra" --out ".cache/photos/$extra"
+    POOL+=(--backgrounds ".cache/photos/$extra")
+done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
 t0=$(now)
 PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_scenes.sh
+WIDE=(--workers 2 --quiet "${POOL[@]}" --set "clutter=[0, 4]")
+$HR synth --preset scene --image-size 288x384 --set "num_hands=[0, 4]" "${WIDE[@]}" --num 6000 --seed 13 --out "$DATA/train_lomiri"
+$HR synth --preset scene --image-size 288x384 --set "num_hands=[1, 2]" --set "hand_size=[0.4, 0.9]" "${WIDE[@]}" \
+    --num 3000 --seed 14 --out "$DATA/train_closeup"
+$HR synth --preset crop --image-size 224x224 "${WIDE[@]}" --num 2500 --seed 15 --out "$DATA/train_crops"
+$HR synth --preset scene --image-size 288x384 --set "num_hands=[1, 2]" --set "hand_size=[0.4, 0.9]" --workers 2 --quiet \
+    --backgrounds "$PHOTOS" --num 200 --seed 2014 --out "$DATA/heldout_closeup"
+$HR synth --preset crop --num 1000 --seed 1000 --workers 2 --quiet --out "$DATA/heldout_crops"
 t1=$(now)
 SCENES=(data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train")
 $HR train configs/detector_cpu_bn.yaml "${SCENES[@]}" --out "$RUN1" --resume auto
-$HR train configs/detector_cpu_bn_long.yaml "${SCENES[@]}" train.init_from="$RUN1" --out "$RUN" --resume auto
+$HR train configs/detector_cpu_bn_long.yaml "${SCENES[@]}" train.init_from="$RUN1" --out "$RUN2" --resume auto
+MIX="$DATA/train_lomiri, $DATA/train_closeup, $DATA/train_crops"
+$HR train configs/detector_cpu_lomiri.yaml data.train.kwargs.root="[$DATA/train, $MIX]" data.val.kwargs.root="$DATA/train" \
+    train.init_from="$RUN2" --out "$RUN3" --resume auto
+$HR train configs/detector_cpu_lomiri2.yaml data.train.kwargs.root="[$DATA/train, $DATA/train, $MIX]" \
+    data.val.kwargs.root="$DATA/train" train.init_from="$RUN3" --out "$RUN4" --resume auto
+$HR train configs/detector_cpu_lomiri3.yaml data.train.kwargs.root="[$DATA/train, $DATA/train, $DATA/train, $MIX]" \
+    data.val.kwargs.root="$DATA/train" train.init_from="$RUN4" --out "$RUN" --resume auto
 t2=$(now)
 $PY tools/package_detector.py "$RUN" --out "$RUN/packaged"
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/heldout_metrics.json"
 METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
+for set in closeup:heldout_closeup own_crops:heldout_crops; do
+    $HR evaluate-detector --root "$DATA/${set#*:}" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/${set%%:*}_metrics.json"
+    METRICS+=(--metrics "${set%%:*}=$RUN/${set%%:*}_metrics.json")
+done
 if [ -f "$DATA/foreign/meta.json" ]; then  # rendered by tools/render_scenes.sh when .[foreign] is installed
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$RUN/packaged" \
         --out "$RUN/foreign_metrics.json"
     METRICS+=(--metrics foreign="$RUN/foreign_metrics.json")
+    [ -f .cache/foreign/meta.json ] || $PY benchmarks/foreign_testset.py --out .cache/foreign --num 300
+    $HR evaluate-detector --root .cache/foreign --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/foreign_crops_metrics.json"
+    METRICS+=(--metrics foreign_crops="$RUN/foreign_crops_metrics.json")
 fi
 t3=$(now)
-$PY tools/scene_training_record.py "$RUN/training.json" --recipe "tools/train_detector.sh (configs/detector_cpu_bn.yaml, then configs/detector_cpu_bn_long.yaml)" \
+$PY tools/scene_training_record.py "$RUN/training.json" --recipe "tools/train_detector.sh (configs/detector_cpu_bn.yaml, detector_cpu_bn_long.yaml, detector_cpu_lomiri.yaml, detector_cpu_lomiri2.yaml, detector_cpu_lomiri3.yaml)" \
     --render "$((t1 - t0))" --train "$((t2 - t1))" --evaluate "$((t3 - t2))"
 $PY tools/package_detector.py "$RUN" --training "$RUN/training.json" "${METRICS[@]}"
