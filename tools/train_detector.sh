@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, about 4 h alone: over
-# the 150-minute budget; every step resumes): render synthetic scenes (0-4 hands, photograph
-# backgrounds from tools/fetch_photos.py), train configs/detector_cpu_bn.yaml (3500 steps from
-# random weights, the backbone's batch norms trained), continue it with
+# Reproduce the shipped hand detector `handrecon-hand-detector` on the CPU (2 cores, about 4 h
+# alone: over the 150-minute budget; every step resumes): render synthetic scenes (0-4 hands,
+# photograph backgrounds from tools/fetch_photos.py), train configs/detector_cpu_bn.yaml (3500
+# steps from random weights, the backbone's batch norms trained), continue it with
 # configs/detector_cpu_bn_long.yaml (2500 steps, a cosine from half the rate), render three more
 # sets (a wider photograph pool with clutter, close-ups, square crops) and continue with
 # configs/detector_cpu_lomiri.yaml (3000 steps), configs/detector_cpu_lomiri2.yaml (1500) and
-# configs/detector_cpu_lomiri3.yaml (1500), evaluate on held-out scenes (seed 1000), held-out
-# close-up scenes (seed 2014) and crops (seed 1000) and, when the benchmark-only extra `.[foreign]` is
-# installed, on the foreign scene and crop sets (pyrender, photographs never used for training); package into src/handrecon/assets/models/handrecon-hand-detector/ (its side head,
-# tools/train_side_head.sh, stays).
+# configs/detector_cpu_lomiri3.yaml (1500), each from the best checkpoint of the stage before;
+# evaluate on held-out scenes (seed 1000), held-out close-up scenes (seed 2014) and crops (seed
+# 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign scene and crop
+# sets (pyrender, photographs never used for training); package into
+# src/handrecon/assets/models/handrecon-hand-detector/ (its side head, tools/train_side_head.sh,
+# stays).
 #   tools/train_detector.sh           # from the repository root; re-running resumes every step
 # Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN1 ... RUN (default
 # runs/detector_cpu_bn, runs/detector_cpu_bn_long, runs/detector_cpu_lomiri, runs/detector_cpu_lomiri2,
