@@ -57,9 +57,8 @@ $HR train configs/detector_cpu_lomiri3.yaml data.train.kwargs.root="[$DATA/train
     data.val.kwargs.root="$DATA/train" train.init_from="$RUN4" --out "$RUN" --resume auto
 t2=$(now)
 $PY tools/package_detector.py "$RUN" --out "$RUN/packaged"
-$HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/heldout_metrics.json"
-METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
-for set in closeup:heldout_closeup own_crops:heldout_crops; do
+METRICS=()
+for set in heldout:heldout closeup:heldout_closeup own_crops:heldout_crops; do  # KEY:folder under $DATA
     $HR evaluate-detector --root "$DATA/${set#*:}" --detector "handrecon-hand-detector:$RUN/packaged" --out "$RUN/${set%%:*}_metrics.json"
     METRICS+=(--metrics "${set%%:*}=$RUN/${set%%:*}_metrics.json")
 done
