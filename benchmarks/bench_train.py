@@ -7,9 +7,10 @@
    Adam) of the CPU recipe `configs/m3dhmr_cpu.yaml` as written (model, loss weights, one
    DataLoader worker), at batch 32 on real crops; steps/s and images/s.
 3. `--levers`: the same step under each sample-efficiency lever of issue 12, timed in one run as a
-   ratio to the plain fp32 step: bf16 autocast (`train.amp=bf16`), `channels_last` model and
-   images and a 96 px input instead of 128; `--compile` adds `torch.compile` (measured here: on
-   2 cores it had not finished compiling the train step after 16 minutes).
+   ratio to the plain fp32 step: bf16 autocast (`train.amp=bf16`), channels-last weights and
+   images (`train.channels_last=true`), both together, and a 96 px input instead of 128;
+   `--compile` adds `torch.compile` (measured here: on 2 cores it had not finished compiling the
+   train step after 16 minutes).
 
 Without --root it renders a small synthetic folder (4 shards of 64 crops) into a temp dir first.
 
@@ -47,7 +48,7 @@ def bench_data(root: Path, n: int) -> float:
 def bench_steps(root: Path, steps: int, batch: int, overrides: tuple[str, ...] = (), lever: str = "") -> list[float]:
     """Seconds per `Trainer.train_step` of the CPU recipe, batches from the recipe's own loader.
 
-    overrides: extra config overrides; lever: "channels_last" or "compile" changes the model."""
+    overrides: extra config overrides; lever: "compile" wraps the model in `torch.compile`."""
     from handrecon.train import load_config
     from handrecon.train.distributed import cleanup_distributed, init_distributed
     from handrecon.train.engine import Trainer
@@ -56,16 +57,12 @@ def bench_steps(root: Path, steps: int, batch: int, overrides: tuple[str, ...] =
                                     *overrides])
     trainer = Trainer(cfg, init_distributed("cpu"))
     trainer.model.train()
-    convert = lambda b: b  # noqa: E731
-    if lever == "channels_last":
-        trainer.model.to(memory_format=torch.channels_last)
-        convert = lambda b: {**b, "image": b["image"].contiguous(memory_format=torch.channels_last)}  # noqa: E731
-    elif lever == "compile":
+    if lever == "compile":
         trainer.ddp = torch.compile(trainer.ddp)
 
     def epochs():  # the recipe's loader, epoch after epoch (a small --root holds few batches)
         for epoch in itertools.count():
-            yield from map(convert, trainer._loader(epoch, start_batch=0))
+            yield from trainer._loader(epoch, start_batch=0)
 
     batches = epochs()
     try:
@@ -81,7 +78,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--items", type=int, default=192, help="items timed in the data section")
     p.add_argument("--root", type=Path, help="a `handrecon synth --preset crop` folder (default: render one)")
-    p.add_argument("--levers", action="store_true", help="also time bf16, channels_last and a 96 px input")
+    p.add_argument("--levers", action="store_true", help="also time bf16, channels_last, both, and a 96 px input")
     p.add_argument("--compile", action="store_true", help="with --levers: also torch.compile (slow to compile)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,7 +95,8 @@ def main() -> None:
         levers = {}
         if args.levers:
             for name, overrides, lever in (("bf16 autocast", ("train.amp=bf16",), ""),
-                                           ("channels_last", (), "channels_last"),
+                                           ("channels_last", ("train.channels_last=true",), ""),
+                                           ("bf16 + channels_last", ("train.amp=bf16", "train.channels_last=true"), ""),
                                            ("input 96 px", ("data.train.kwargs.input_size=96", "model.kwargs.input_size=96"), ""),
                                            ("torch.compile", (), "compile")):
                 if lever == "compile" and not args.compile:

@@ -18,6 +18,8 @@ from handrecon.checkpoint import load_model
 from handrecon.data.stream import SeededStream, sample_rng
 from handrecon.registry import ConfigError, register_dataset, register_model
 from handrecon.train import config_from_dict, train
+from handrecon.train.distributed import init_distributed
+from handrecon.train.engine import Trainer
 from handrecon.checkpoint import load_state, read_card
 
 TESTS = Path(__file__).parent
@@ -215,3 +217,67 @@ def test_init_from_starts_from_another_checkpoints_weights(tmp_path):
     bad = make_cfg(tmp_path / "c", **{"train.init_from": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match="train.init_from"):
         train(config_from_dict(bad))
+
+
+@register_model("toy_conv")
+class ToyConv(nn.Module):
+    """(B, 3, 8, 8) image -> (B, 2); records whether each training batch and its weight arrived
+    channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 2)
+        self.layouts: list[tuple[bool, bool]] = []
+
+    def forward(self, batch):
+        image = batch["image"]
+        if self.training:
+            cl = torch.channels_last
+            self.layouts.append((image.is_contiguous(memory_format=cl), self.conv.weight.is_contiguous(memory_format=cl)))
+        return {"y": self.head(torch.relu(self.conv(image)).mean((2, 3)))}
+
+    def loss(self, outputs, batch):
+        l1 = (outputs["y"] - batch["y"]).abs().mean()
+        return l1, {"l1": l1}
+
+
+@register_dataset("toy_images")
+class ToyImages(Dataset):
+    def __init__(self, n: int = 32):
+        g = np.random.default_rng(0)
+        self.x = torch.from_numpy(g.normal(size=(n, 3, 8, 8)).astype(np.float32))
+        self.y = torch.stack([self.x[:, 0].mean((1, 2)), self.x[:, 1].std((1, 2))], -1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return {"image": self.x[i], "y": self.y[i]}
+
+
+def _conv_cfg(out: Path, **train_over) -> dict:
+    return {"output": str(out), "model": {"name": "toy_conv"},
+            "data": {"train": {"name": "toy_images"}, "batch_size": 8, "num_workers": 0},
+            "optim": {"name": "adam", "lr": 1e-2},
+            "train": {"max_steps": 8, "ckpt_every": 4, "log_every": 4, "seed": 1, "progress": "off", **train_over}}
+
+
+def test_channels_last_trains_the_same_model(tmp_path):
+    """`train.channels_last` changes the layout of the weights and image batches, not the maths: the
+    same run in both layouts ends at the same weights, and a channels-last run resumes exactly."""
+    plain = train(config_from_dict(_conv_cfg(tmp_path / "plain")))
+    last = train(config_from_dict(_conv_cfg(tmp_path / "last", channels_last=True)))
+    assert plain.step == last.step == 8
+    pa, pb = params(tmp_path / "plain" / "checkpoints" / "step_00000008"), params(tmp_path / "last" / "checkpoints" / "step_00000008")
+    assert not torch.allclose(params(tmp_path / "plain" / "checkpoints" / "step_00000004")["conv.weight"], pa["conv.weight"])
+    for k in pa:
+        torch.testing.assert_close(pb[k], pa[k], rtol=1e-4, atol=1e-5)
+    resumed = train(config_from_dict(_conv_cfg(tmp_path / "resumed", channels_last=True)),
+                    resume=str(tmp_path / "last" / "checkpoints" / "step_00000004"))
+    pr = params(tmp_path / "resumed" / "checkpoints" / "step_00000008")
+    for k in pb:
+        torch.testing.assert_close(pr[k], pb[k], rtol=0, atol=1e-6)
+    # the layout really changed: the model saw channels-last batches and weights
+    trainer = Trainer(config_from_dict(_conv_cfg(tmp_path / "probe", channels_last=True)), init_distributed("cpu"))
+    trainer.train_step(next(iter(trainer._loader(0, 0))))
+    assert trainer.model.layouts == [(True, True)]

@@ -79,6 +79,7 @@ class TrainConfig:
     seed: int = 0
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
     grad_clip: float | None = None
+    channels_last: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     init_from: str | None = None

@@ -134,14 +134,18 @@ def build_optimizer(params: Any, cfg: Any, fused: bool = False) -> torch.optim.O
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def to_device(x: Any, device: torch.device) -> Any:
-    """Move every tensor inside nested dicts/lists/tuples to ``device``."""
+def to_device(x: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor inside nested dicts/lists/tuples to ``device``; with ``channels_last``,
+    4-D floating tensors (image batches, N C H W) are laid out channels-last too (same values)."""
     if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True)
+        if channels_last and x.dim() == 4 and x.is_floating_point():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
     if isinstance(x, dict):
-        return {k: to_device(v, device) for k, v in x.items()}
+        return {k: to_device(v, device, channels_last) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(to_device(v, device) for v in x)
+        return type(x)(to_device(v, device, channels_last) for v in x)
     return x
 
 
@@ -220,6 +224,8 @@ class Trainer:
         if cfg.train.init_from:
             self._init_weights(cfg.train.init_from)
         self.model.to(self.device)
+        if cfg.train.channels_last:  # convolution weights N C H W -> N H W C: faster convolutions on CPU
+            self.model.to(memory_format=torch.channels_last)
         if not callable(getattr(self.model, "loss", None)):
             raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
         # from here on each rank draws its own stream (dropout, augmentation in the main process)
@@ -302,7 +308,7 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
         for batch in loader:
-            yield to_device(batch, self.device)
+            yield to_device(batch, self.device, self.cfg.train.channels_last)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp is None:
@@ -423,7 +429,7 @@ class Trainer:
         return metrics
 
     def train_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
-        batch = to_device(batch, self.device)
+        batch = to_device(batch, self.device, self.cfg.train.channels_last)
         with self._autocast():
             outputs = self.ddp(batch)
             total, terms = self.model.loss(outputs, batch)
