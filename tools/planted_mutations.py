@@ -7,7 +7,7 @@ SURVIVED. The working tree is never touched. An edit whose text is no longer fou
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 61, about 10 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 62, about 10 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -191,6 +191,9 @@ MUTATIONS = [
     ("packaging a detector drops the folder's side head", "tools/package_detector.py",
      "    if (out / SIDE_HEAD_DIR).is_dir():", "    if False:",
      ["tests/test_hand_detector.py"]),
+    ("train.channels_last leaves the training batches N C H W", "src/handrecon/train/engine.py",
+     "batch = to_device(batch, self.device, self.cfg.train.channels_last)", "batch = to_device(batch, self.device)",
+     ["tests/test_train_engine.py"]),
 ]
 
 
