@@ -224,7 +224,7 @@ class Trainer:
         if cfg.train.init_from:
             self._init_weights(cfg.train.init_from)
         self.model.to(self.device)
-        if cfg.train.channels_last:  # convolution weights N C H W -> N H W C: faster convolutions on CPU
+        if cfg.train.channels_last:  # 4-D weights N C H W -> N H W C (a speed lever; same values)
             self.model.to(memory_format=torch.channels_last)
         if not callable(getattr(self.model, "loss", None)):
             raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
