@@ -139,3 +139,18 @@ def test_stream_renders_deterministic_items():
 def test_clear_error_without_data(tmp_path):
     with pytest.raises(DatasetError, match="meta.json: not found.*handrecon synth"):
         M3DHMRCrops(tmp_path)
+
+
+def test_several_roots_concatenate_in_order(root, tmp_path):
+    other = tmp_path / "other"
+    generate(other, CFG, 6, seed=4, shard_size=3, progress=False)
+    one, two = M3DHMRCrops(root, input_size=S, augment=False), M3DHMRCrops(other, input_size=S, augment=False)
+    both = M3DHMRCrops([root, other, other], input_size=S, augment=False)
+    assert len(both) == len(one) + 2 * len(two) == 18
+    assert torch.equal(both[1]["joints_2d"], one[1]["joints_2d"])
+    assert torch.equal(both[len(one)]["joints_2d"], two[0]["joints_2d"])
+    assert torch.equal(both[len(one) + len(two)]["joints_2d"], two[0]["joints_2d"])
+    # "val" is the last shard of each folder
+    assert len(M3DHMRCrops([root, other], split="val", input_size=S)) == 3 + 3
+    with pytest.raises(ValueError, match="empty list of roots"):
+        M3DHMRCrops([], input_size=S)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
-from handrecon.data.loaders import build_dataset
+from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import Sample
 from handrecon.data.stream import sample_rng
 from handrecon.data.transforms import appearance_shift, color_jitter
@@ -48,8 +48,7 @@ class SceneDataset(Dataset):
                  input_size: int = 384, augment: bool = True, limit: int | None = None, seed: int = 0,
                  source: str = "synthetic") -> None:
         kw = {"val_shards": val_shards} if source == "synthetic" else {}
-        roots = root if isinstance(root, (list, tuple)) else [root]
-        self.samples = ConcatDataset([build_dataset(source, r, split, **kw) for r in roots])
+        self.samples, roots = build_datasets(source, root, split, **kw)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
             raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes with "

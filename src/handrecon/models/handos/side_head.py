@@ -43,10 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from handrecon.checkpoint import load_model
-from handrecon.data.loaders import build_dataset
+from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import HandAnnotation
 from handrecon.data.stream import sample_rng
 from handrecon.data.transforms import appearance_shift
@@ -195,8 +195,7 @@ class HandSideCrops(Dataset):
     def __init__(self, root: str | os.PathLike | list[str | os.PathLike], split: str = "all", val_shards: int = 1,
                  input_size: int = 128, box_scale: float = 1.325, augment: bool = True, limit: int | None = None,
                  seed: int = 0, appearance: float = 0.0) -> None:
-        roots = root if isinstance(root, (list, tuple)) else [root]
-        self.samples = ConcatDataset([build_dataset("synthetic", r, split, val_shards=val_shards) for r in roots])
+        self.samples, roots = build_datasets("synthetic", root, split, val_shards=val_shards)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
             raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes "

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from handrecon.data.loaders import build_dataset
+from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import Sample
 from handrecon.data.stream import SeededStream, sample_rng
 from handrecon.data.synth.config import preset as synth_preset
@@ -98,18 +98,19 @@ class CropPipeline:
 class M3DHMRCrops(Dataset):
     """M3DHMR training items from a `handrecon synth` folder (map-style).
 
-    root: the folder; split: "all" | "train" | "val" (the last `val_shards` shards are "val");
+    root: the folder, or a list of folders (concatenated; one listed twice is drawn twice as often);
+    split: "all" | "train" | "val" (the last `val_shards` shards of each folder are "val");
     limit: use only the first `limit` samples (e.g. a small validation subset); seed: the
     augmentation seed. Other keyword arguments go to `CropPipeline`.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "all", val_shards: int = 1, limit: int | None = None,
-                 seed: int = 0, **pipeline: Any) -> None:
-        self.samples = build_dataset("synthetic", root, split, val_shards=val_shards)
+    def __init__(self, root: str | os.PathLike | list[str | os.PathLike], split: str = "all", val_shards: int = 1,
+                 limit: int | None = None, seed: int = 0, **pipeline: Any) -> None:
+        self.samples, roots = build_datasets("synthetic", root, split, val_shards=val_shards)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
-            raise ValueError(f"{root}: no finished shards in split {split!r}; render data with "
-                             f"`handrecon synth --preset crop --num N --out {root}`")
+            raise ValueError(f"{', '.join(roots)}: no finished shards in split {split!r}; render data with "
+                             f"`handrecon synth --preset crop --num N --out {roots[0]}`")
         self.pipeline = CropPipeline(**pipeline)
         self.seed, self.epoch = int(seed), 0
 
