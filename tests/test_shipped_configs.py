@@ -73,3 +73,26 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
         root = Path(__file__).resolve().parents[1]
         card = json.loads((root / cfg.train.init_from / "card.json").read_text())
         assert card["architecture"] == cfg.model.name and card["kwargs"] == cfg.model.kwargs
+
+
+def test_the_readme_index_names_every_config_once_and_each_recipe_in_order():
+    """configs/README.md's "Which config is which" lists every config (shipped recipe or try) once,
+    and each recipe script trains exactly the configs of its row, in that order."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "configs" / "README.md").read_text()
+    index = text.split("## Which config is which", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`([a-z0-9_]+)`", index)
+    stems = sorted(p.stem for p in CONFIGS)
+    listed = [n for n in named if n in stems]
+    assert sorted(listed) == stems, f"missing: {sorted(set(stems) - set(listed))}, twice: " \
+                                    f"{sorted({n for n in listed if listed.count(n) > 1})}"
+    for row in index.splitlines():
+        scripts = re.findall(r"`(tools/[a-z_]+\.sh)`", row)
+        if not row.startswith("|") or len(scripts) != 1:  # a table row with its recipe script
+            continue
+        in_row = [n for n in re.findall(r"`([a-z0-9_]+)`", row.split("|")[3]) if n in stems]
+        script = (root / scripts[0]).read_text()
+        runs = re.findall(r"\btrain configs/([a-z0-9_]+)\.yaml", script)  # `$HR train configs/X.yaml ...`
+        assert list(dict.fromkeys(runs)) == in_row, f"{scripts[0]} runs {runs}, the index says {in_row}"
