@@ -28,7 +28,7 @@ PLAIN=(--set render_subdivisions=0 --set p_forearm=0 --set p_color=0 --set p_mot
        --set 'pose_kinds=[random, open, fist, pinch, point]')
 t0=$(now)
 $HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet "${PLAIN[@]}"
-$HR synth --preset crop --num 2000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
+$HR synth --preset crop --num 1000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
 t1=$(now)
 $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
     --out "$RUN" --resume auto
@@ -102,7 +102,7 @@ atomic_write_json(path, {
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
              "stage4": "the same with --seed 11; training crops 1.15-1.85x the hand box",
              "stage5": "the same with --seed 12 and tools/fetch_photos.py --lomiri's photographs added",
-             "heldout": "handrecon synth --preset crop --num 2000 --seed 1000",
+             "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
     "threads": {"torch": int(os.environ.get("OMP_NUM_THREADS", "2")), "dataloader_workers": 1},
