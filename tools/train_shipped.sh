@@ -28,7 +28,7 @@ PLAIN=(--set render_subdivisions=0 --set p_forearm=0 --set p_color=0 --set p_mot
        --set 'pose_kinds=[random, open, fist, pinch, point]')
 t0=$(now)
 $HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet "${PLAIN[@]}"
-$HR synth --preset crop --num 1000 --out "$DATA/heldout" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
+$HR synth --preset crop --num 1000 --out "$DATA/heldout1000" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
 t1=$(now)
 $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
     --out "$RUN" --resume auto
@@ -69,7 +69,7 @@ $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --out "$DATA/photos_lomiri_s
 $HR train configs/m3dhmr_cpu_lomiri.yaml data.train.kwargs.root="$DATA/photos_lomiri_s12" \
     data.val.kwargs.root="$DATA/photos_lomiri_s12" train.init_from="$STAGE4" --out "$RUN" --resume auto
 t2=$(now)
-$HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout" --split all --out "$RUN/heldout_eval"
+$HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
     [ -f .cache/foreign/meta.json ] || $PY benchmarks/foreign_testset.py --out .cache/foreign --num 300
     $HR evaluate --checkpoint "$RUN" --dataset synthetic --root .cache/foreign --split all --whole-image \
@@ -77,7 +77,7 @@ if $PY -c "import pyrender, skimage" 2>/dev/null; then
 fi
 # the network alone on the held-out crops (deterministic training-centre crop, crop-side 2D PCK):
 # the model's own validate hook, as during training
-$PY - "$RUN" "$DATA/heldout" "$RUN/heldout_eval/crop_metrics.json" <<'PYEOF'
+$PY - "$RUN" "$DATA/heldout1000" "$RUN/heldout_eval/crop_metrics.json" <<'PYEOF'
 import sys, torch
 from torch.utils.data import DataLoader
 from handrecon.models.m3dhmr.data import M3DHMRCrops
