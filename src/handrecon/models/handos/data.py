@@ -51,7 +51,7 @@ class SceneDataset(Dataset):
         self.samples, roots = build_datasets(source, root, split, **kw)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
-            raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes with "
+            raise ValueError(f"{', '.join(roots)}: no finished shards in split {split!r}; render scenes with "
                              "`handrecon synth --preset scene`")
         self.input_size, self.augment, self.seed, self.epoch = int(input_size), augment, seed, 0
 

@@ -198,7 +198,7 @@ class HandSideCrops(Dataset):
         self.samples, roots = build_datasets("synthetic", root, split, val_shards=val_shards)
         self.length = len(self.samples) if limit is None else min(int(limit), len(self.samples))
         if self.length == 0:
-            raise ValueError(f"{', '.join(map(str, roots))}: no finished shards in split {split!r}; render scenes "
+            raise ValueError(f"{', '.join(roots)}: no finished shards in split {split!r}; render scenes "
                              "with `handrecon synth --preset scene`")
         self.input_size, self.box_scale, self.augment, self.seed, self.epoch = int(input_size), box_scale, augment, seed, 0
         self.appearance = float(appearance)
