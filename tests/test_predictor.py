@@ -244,6 +244,15 @@ def test_import_handrecon_stays_cheap():
     assert out == ["False", "True"]
 
 
+def test_the_loaders_and_evaluation_runners_import_without_torch():
+    """Dataset loaders and the evaluation runners stay numpy at import (an exported model is
+    evaluated without torch's start-up); the torch-side dataset helpers live in `data.stream`."""
+    code = ("import sys, handrecon.data.loaders, handrecon.eval.runner, handrecon.eval.detection; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False"]
+
+
 def test_the_card_carries_the_inference_spec_and_a_bad_one_is_refused(rec, tmp_path):
     """The predictor is configured only by the card's inference spec (written from
     `model.inference_spec()`); a card without one, an unknown architecture or another mesh

@@ -194,7 +194,7 @@ MUTATIONS = [
     ("train.channels_last leaves the training batches N C H W", "src/handrecon/train/engine.py",
      "batch = to_device(batch, self.device, self.cfg.train.channels_last)", "batch = to_device(batch, self.device)",
      ["tests/test_train_engine.py"]),
-    ("a list of dataset roots reads only its first folder", "src/handrecon/data/loaders/__init__.py",
+    ("a list of dataset roots reads only its first folder", "src/handrecon/data/stream.py",
      "return ConcatDataset([build_dataset(name, r, split, **kw) for r in roots]), roots",
      "return ConcatDataset([build_dataset(name, r, split, **kw) for r in roots[:1]]), roots",
      ["tests/test_m3dhmr_crops.py"]),

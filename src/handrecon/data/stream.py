@@ -1,4 +1,5 @@
-"""Seeded randomness for datasets, and the one on-the-fly stream (`SeededStream`).
+"""Training-dataset helpers: seeded randomness, the one on-the-fly stream (`SeededStream`), and
+several dataset folders as one (`build_datasets`).
 
 Map-style datasets draw their augmentation from ``sample_rng(seed, epoch, index)``; endless
 datasets that render while training (e.g. ``m3dhmr_stream``) subclass `SeededStream`. Either way
@@ -8,11 +9,13 @@ resumed run and any worker or rank count see identical data.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import os
+from typing import Any, Iterator, Sequence
 
 import numpy as np
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import ConcatDataset, IterableDataset, get_worker_info
 
+from handrecon.data.loaders import build_dataset
 from handrecon.utils.distributed import current_rank
 
 
@@ -52,3 +55,13 @@ class SeededStream(IterableDataset):
             for j in range(self.batch_size):
                 yield self.make_sample(sample_rng(self.seed, self.epoch, rank, b, j))
             b += n_workers
+
+
+def build_datasets(name: str, root: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None,
+                   **kw: Any) -> tuple[ConcatDataset, list[str]]:
+    """`data.loaders.build_dataset` over one root or a list of roots, concatenated in the given order
+    (a root listed twice is drawn twice as often). Returns the dataset and the roots as strings."""
+    roots = [os.fspath(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
+    if not roots:
+        raise ValueError(f"dataset {name!r}: empty list of roots; give at least one folder")
+    return ConcatDataset([build_dataset(name, r, split, **kw) for r in roots]), roots

@@ -1,16 +1,15 @@
 """Dataset loaders: every one is a map-style dataset (`len`, `[i]` -> `Sample`).
 
-`build_dataset(name, root, split, **kw)` builds one by name, `build_datasets` one over several roots
-(concatenated); see docs/data_format.md for each on-disk layout and the meaning of the keyword options.
+`build_dataset(name, root, split, **kw)` builds one by name (several roots as one training dataset:
+`data.stream.build_datasets`); see docs/data_format.md for each on-disk layout and the meaning of the
+keyword options. Importing this package does not import torch (the evaluation runners import it).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Sequence
-
-from torch.utils.data import ConcatDataset
+from typing import Any
 
 # name -> (module, class)
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -32,13 +31,3 @@ def build_dataset(name: str, root: str | os.PathLike, split: str | None = None, 
     module, cls = REGISTRY[key]
     factory = getattr(importlib.import_module(module), cls)
     return factory(root, **kw) if split is None else factory(root, split, **kw)
-
-
-def build_datasets(name: str, root: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None,
-                   **kw: Any) -> tuple[ConcatDataset, list[str]]:
-    """`build_dataset` over one root or a list of roots, concatenated in the given order (a root
-    listed twice is drawn twice as often). Returns the dataset and the roots as strings."""
-    roots = [os.fspath(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
-    if not roots:
-        raise ValueError(f"dataset {name!r}: empty list of roots; give at least one folder")
-    return ConcatDataset([build_dataset(name, r, split, **kw) for r in roots]), roots

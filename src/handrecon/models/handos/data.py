@@ -27,9 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import Sample
-from handrecon.data.stream import sample_rng
+from handrecon.data.stream import build_datasets, sample_rng
 from handrecon.data.transforms import appearance_shift, color_jitter
 from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.geometry.boxes import box_targets

@@ -46,9 +46,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from handrecon.checkpoint import load_model
-from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import HandAnnotation
-from handrecon.data.stream import sample_rng
+from handrecon.data.stream import build_datasets, sample_rng
 from handrecon.data.transforms import appearance_shift
 from handrecon.geometry.crop import transform_points
 from handrecon.hand.keypoints import OP21_NAMES

@@ -41,9 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from handrecon.data.loaders import build_datasets
 from handrecon.data.schema import Sample
-from handrecon.data.stream import SeededStream, sample_rng
+from handrecon.data.stream import SeededStream, build_datasets, sample_rng
 from handrecon.data.synth.config import preset as synth_preset
 from handrecon.data.synth.engine import get_engine
 from handrecon.data.transforms import CropAugment, HandCrop, to_tensors, two_views
