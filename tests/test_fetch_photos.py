@@ -1,4 +1,4 @@
-"""tools/fetch_photos.py records each photograph's licence from the package's debian/copyright."""
+"""tools/fetch_photos.py records each photograph's licence from the package's debian/copyright or the file's own metadata."""
 
 from helpers import load_script
 
@@ -35,3 +35,34 @@ def test_dep5_licences_maps_every_listed_file_to_its_own_paragraph():
 def test_every_lomiri_photo_is_named_once():
     names = [n for names in fetch_photos.LOMIRI_PHOTOS.values() for n in names]
     assert len(names) == len(set(names)) == 14
+
+
+PUZZLE_DESKTOP = """[Desktop Entry]
+Name=Citrus Fruits
+Name[de]=Zitrusfrüchte
+Comment=Oranges, lemons and limes
+Icon=citrus-fruits.jpg
+Type=X-Palapeli-Puzzle
+
+X-KDE-PluginInfo-Author=US Department of Agriculture
+X-KDE-PluginInfo-Website=http://commons.wikimedia.org/wiki/Image:Citrus_fruits.jpg
+X-KDE-PluginInfo-License=Public Domain
+
+[Job]
+Image=citrus-fruits.jpg
+Slicer=palapeli_goldbergslicer
+"""
+
+
+def test_a_puzzle_desktop_file_gives_its_image_author_and_licence():
+    fields = fetch_photos.desktop_fields(PUZZLE_DESKTOP)
+    assert fields["Image"] == "citrus-fruits.jpg"
+    assert fields["Name"] == "Citrus Fruits"  # the untranslated name, not a localised one
+    assert fields["X-KDE-PluginInfo-Author"] == "US Department of Agriculture"
+    assert fields["X-KDE-PluginInfo-License"] == "Public Domain"
+
+
+def test_the_texture_pool_names_each_file_once_and_no_drawn_pattern():
+    names = fetch_photos.KRITA_PATTERNS + fetch_photos.PALAPELI_TEXTURES
+    assert len(names) == len(set(names)) == 22
+    assert not any(word in n.lower() for n in names for word in ("drawed", "stars", "maze", "swirl", "abstract"))

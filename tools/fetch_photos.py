@@ -4,6 +4,7 @@
     python tools/fetch_photos.py --cutouts [--out .cache/photos/cutouts]
     python tools/fetch_photos.py --opencv [--out .cache/photos/opencv]
     python tools/fetch_photos.py --lomiri [--out .cache/photos/lomiri]
+    python tools/fetch_photos.py --textures [--out .cache/photos/textures]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -37,6 +38,15 @@ rendered ones; CC-BY-4.0, CC-BY-SA-3.0/4.0 or CC0-1.0 per file, read from the pa
 debian/copyright into `SOURCES.md` with the author. Indoor scenes and close-ups, which the other
 pools lack.
 
+With `--textures`: surfaces a hand is seen against (walls, wood, bark, rock, fabric, paper, sand,
+moss) and five more photographs, where the other pools are mostly whole scenes: the five
+photographs of the jigsaw game Palapeli (`palapeli-data` 22.12.3: a castle, a bridge at night, citrus
+fruit, a bee on a flower, a chameleon; Wikimedia Commons, public domain or GFDL, author and licence
+read from each puzzle's `.desktop` file) with its five background textures (GPL-2+), and the
+photographed patterns of `krita-data` (5.1.5, `KRITA_PATTERNS`: rock, bark, wood, crackle, reptile
+skin, chain mail, canvas, paper, plaster, sand; grey, 512 px; the package's "GPL-and-LGPL" paragraph
+of debian/copyright), leaving out the drawn ones (hatching, dots, swirls, stars, mazes).
+
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -68,6 +78,12 @@ LOMIRI_PHOTOS = {"lomiri-wallpapers-16.04": ("Bridge_by_Sander_Klootwijk", "Drag
                                              "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
                                              "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi"),
                  "lomiri-wallpapers-20.04": ("Kleiber_by_Lukas_Baubkus",)}
+PALAPELI_TEXTURES = ("Eliminator-Funk-2", "Rear-Admiral-Diplomat-1", "Time-For-Lunch-2",
+                     "gon-defends-the-critters-1", "mahogany-handjob-1")
+KRITA_PATTERNS = ("01_canvas", "02_rough-canvas", "02b_WoofTissue", "05_paper-torchon", "06_hard-grain", "08_bump-relief",
+                  "14_texture-rock", "15_texture-rockB", "16_texture-woody", "18_texture-bark", "19_texture-crackle",
+                  "20_texture-vegetal", "21_texture-chainmail", "22_texture-reptile", "Rough_Paper",
+                  "Rough_Wall_With_Impasto", "Sand_fine")
 CUTOUT_MAX_SIDE = 512
 CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
                             r"body_parts|hand|finger", re.IGNORECASE)
@@ -154,15 +170,53 @@ def fetch_lomiri(out: Path) -> None:
     write_sources(out, rows, "photographs")
 
 
+def desktop_fields(text: str) -> dict[str, str]:
+    """The untranslated `key=value` fields of a freedesktop `.desktop` file (the first of each key)."""
+    fields: dict[str, str] = {}
+    for key, value in re.findall(r"^([A-Za-z0-9-]+)=(.*)$", text, re.MULTILINE):
+        fields.setdefault(key, value.strip())
+    return fields
+
+
+def fetch_textures(out: Path) -> None:
+    """Palapeli's photographs and textures and Krita's photographed patterns as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        palapeli = download("palapeli-data", Path(d)) / "usr/share/palapeli"
+        for desktop in sorted((palapeli / "collection").glob("*.desktop")):
+            info = desktop_fields(desktop.read_text())
+            src = palapeli / "collection" / info.get("Image", "")
+            if not src.is_file() or "X-KDE-PluginInfo-License" not in info:
+                print(f"skipped palapeli-data: {desktop.name} (no image or no licence)")
+                continue
+            dst = f"palapeli_{src.stem}.jpg"
+            save(src, out / dst)
+            rows.append(f"| {dst} | palapeli-data: collection/{src.name} (© {info.get('X-KDE-PluginInfo-Author', '?')}, "
+                        f"{info.get('X-KDE-PluginInfo-Website', '')}) | {info['X-KDE-PluginInfo-License']} |")
+        for name in PALAPELI_TEXTURES:
+            src = palapeli / "backgrounds" / f"{name}.jpg"
+            if src.is_file():
+                save(src, out / f"palapeli_{name}.jpg")
+                rows.append(f"| palapeli_{name}.jpg | palapeli-data: backgrounds/{name}.jpg | GPL-2+ (debian/copyright) |")
+        krita = download("krita-data", Path(d)) / "usr/share/krita/patterns"
+        for name in KRITA_PATTERNS:
+            src = krita / f"{name}.png"
+            if src.is_file():
+                save(src, out / f"krita_{name}.jpg")
+                rows.append(f"| krita_{name}.jpg | krita-data: patterns/{name}.png | GPL-and-LGPL (debian/copyright, Files: *) |")
+    write_sources(out, rows, "photographs and textures")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv or lomiri")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri or textures")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
     kind.add_argument("--lomiri", action="store_true", help="the photographs among the Ubuntu Touch wallpapers instead")
+    kind.add_argument("--textures", action="store_true", help="photographed surfaces (Palapeli, Krita) instead")
     args = ap.parse_args()
-    special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri}
+    special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri, "textures": fetch_textures}
     chosen = next((k for k in special if getattr(args, k)), None)
     args.out = args.out or Path(".cache/photos/" + (chosen or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
