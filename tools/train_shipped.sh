@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 5.5 hours,
-# over the 150-minute budget since stages 3-5 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 6.5 hours,
+# over the 150-minute budget since stages 3-6 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
 # hands of any colour, configs/m3dhmr_cpu_anycolour.yaml (~65 min with its render); stage 4: a fresh
 # draw of stage 3's data, training crops 1.15-1.85x the hand box, configs/m3dhmr_cpu_scale.yaml
 # (~55 min with its render); stage 5: 14 more photographs (tools/fetch_photos.py --lomiri) on a
-# fresh draw, configs/m3dhmr_cpu_lomiri.yaml (~65 min with its render); evaluate on the held-out
+# fresh draw, configs/m3dhmr_cpu_lomiri.yaml (~65 min with its render); stage 6: 27 photographed
+# surfaces and photographs more (tools/fetch_photos.py --textures) on a fresh draw,
+# configs/m3dhmr_cpu_textures.yaml (~60 min with its render); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -68,6 +70,16 @@ LOMIRI=${LOMIRI:-.cache/photos/lomiri}
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --out "$DATA/photos_lomiri_s12" --seed 12
 $HR train configs/m3dhmr_cpu_lomiri.yaml data.train.kwargs.root="$DATA/photos_lomiri_s12" \
     data.val.kwargs.root="$DATA/photos_lomiri_s12" train.init_from="$STAGE4" --out "$RUN" --resume auto
+# stage 6 (since 2026-12-01, ninth session): close surfaces a hand is seen against (Krita's photographed
+# patterns, Palapeli's backgrounds) and Palapeli's five photographs, tools/fetch_photos.py --textures,
+# on a fresh draw of stage 5's data (configs/m3dhmr_cpu_textures.yaml, ~60 min)
+STAGE5=$RUN
+RUN=${RUN6:-runs/m3dhmr_cpu_textures}
+TEXTURES=${TEXTURES:-.cache/photos/textures}
+[ -f "$TEXTURES/SOURCES.md" ] || $PY tools/fetch_photos.py --textures --out "$TEXTURES"
+$HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --out "$DATA/photos_textures_s17" --seed 17
+$HR train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_textures_s17" \
+    data.val.kwargs.root="$DATA/photos_textures_s17" train.init_from="$STAGE5" --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
@@ -96,12 +108,13 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
              "stage4": "the same with --seed 11; training crops 1.15-1.85x the hand box",
              "stage5": "the same with --seed 12 and tools/fetch_photos.py --lomiri's photographs added",
+             "stage6": "the same with --seed 17 and tools/fetch_photos.py --textures' surfaces and photographs added",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
