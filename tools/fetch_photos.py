@@ -138,6 +138,8 @@ def fetch_opencv(out: Path) -> None:
                 dst = f"opencv_{Path(name).stem}.jpg"
                 save(root / name, out / dst)
                 rows.append(f"| {dst} | opencv-doc: examples/data/{name} | Apache-2.0 AND BSD-3-Clause (debian/copyright) |")
+            else:
+                print(f"skipped opencv-doc: {name} (not in the package)")
     write_sources(out, rows, "photographs")
 
 
@@ -198,12 +200,16 @@ def fetch_textures(out: Path) -> None:
             if src.is_file():
                 save(src, out / f"palapeli_{name}.jpg")
                 rows.append(f"| palapeli_{name}.jpg | palapeli-data: backgrounds/{name}.jpg | GPL-2+ (debian/copyright) |")
+            else:
+                print(f"skipped palapeli-data: backgrounds/{name}.jpg (not in the package)")
         krita = download("krita-data", Path(d)) / "usr/share/krita/patterns"
         for name in KRITA_PATTERNS:
             src = krita / f"{name}.png"
             if src.is_file():
                 save(src, out / f"krita_{name}.jpg")
                 rows.append(f"| krita_{name}.jpg | krita-data: patterns/{name}.png | GPL-and-LGPL (debian/copyright, Files: *) |")
+            else:
+                print(f"skipped krita-data: patterns/{name}.png (not in the package)")
     write_sources(out, rows, "photographs and textures")
 
 
