@@ -88,11 +88,14 @@ def test_train_package_and_detect(tmp_path):
     (out / "side_head").mkdir()  # trained apart (tools/train_side_head.sh): re-packaging keeps it
     (out / "side_head" / "card.json").write_text('{"marker": 1}')
     (out / "stale.txt").write_text("from an older packaging")
+    (out / "box_verifier").mkdir()  # learnt the replaced detector's candidates: re-packaging drops it
+    (out / "box_verifier" / "card.json").write_text('{"marker": 2}')
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), str(tmp_path / "run"),
                            "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "side_head" / "card.json").read_text()) == {"marker": 1}
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
+    assert not (out / "box_verifier").exists() and "train_box_verifier.sh" in done.stdout
 
 
 def test_the_shipped_detector():

@@ -9,7 +9,8 @@ preprocessing, read by `load_detector`) and card.json: the training checkpoint's
 step, validation metrics) plus ``heldout_metrics`` ({KEY: each ``--metrics KEY=PATH`` JSON}) and
 ``training`` (from ``--training``). The folder loads with ``--detector handrecon-hand-detector``.
 A ``side_head/`` already in the destination (trained apart, ``tools/train_side_head.sh``, on crops
-that do not depend on the detector's weights) is kept.
+that do not depend on the detector's weights) is kept. A ``box_verifier/`` is not: it learnt the
+candidates of the detector it replaces (train it again for the new one: ``tools/train_box_verifier.sh``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 
 from handrecon.checkpoint import CheckpointError, load_model, read_card, resolve_checkpoint
-from handrecon.models.handos.detections import SIDE_HEAD_DIR
+from handrecon.models.handos.detections import SIDE_HEAD_DIR, VERIFIER_DIR
 from handrecon.models.handos.detector import save_detector
 from handrecon.models.handos.hand_detector import ASSET_DIR
 from handrecon.utils.io import atomic_write_json
@@ -48,6 +49,9 @@ def package(checkpoint: Path, out: Path, metrics: dict, training: dict) -> Path:
     })
     if (out / SIDE_HEAD_DIR).is_dir():
         shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)
+    if (out / VERIFIER_DIR).is_dir():
+        print(f"{out / VERIFIER_DIR}: removed (it re-scores the replaced detector's candidates); train one for this "
+              "detector with tools/train_box_verifier.sh")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # the folder appears whole or not at all
     return out

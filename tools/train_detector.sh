@@ -26,24 +26,12 @@ RUN3=${RUN3:-runs/detector_cpu_lomiri}
 RUN4=${RUN4:-runs/detector_cpu_lomiri2}
 RUN=${RUN:-runs/detector_cpu_lomiri3}
 PHOTOS=${PHOTOS:-.cache/photos/train}
-POOL=(--backgrounds "$PHOTOS")
-for extra in opencv lomiri cutouts; do  # the wider pool of stage 3 (tools/fetch_photos.py --opencv, --lomiri, --cutouts)
-    [ -f ".cache/photos/$extra/SOURCES.md" ] || $PY tools/fetch_photos.py "--$extra" --out ".cache/photos/$extra"
-    POOL+=(--backgrounds ".cache/photos/$extra")
-done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
 t0=$(now)
 PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_scenes.sh
-WIDE=(--workers 2 --quiet "${POOL[@]}" --set "clutter=[0, 4]")
-$HR synth --preset scene --image-size 288x384 --set "num_hands=[0, 4]" "${WIDE[@]}" --num 6000 --seed 13 --out "$DATA/train_lomiri"
-$HR synth --preset scene --image-size 288x384 --set "num_hands=[1, 2]" --set "hand_size=[0.4, 0.9]" "${WIDE[@]}" \
-    --num 3000 --seed 14 --out "$DATA/train_closeup"
-$HR synth --preset crop --image-size 224x224 "${WIDE[@]}" --num 2500 --seed 15 --out "$DATA/train_crops"
-$HR synth --preset scene --image-size 288x384 --set "num_hands=[1, 2]" --set "hand_size=[0.4, 0.9]" --workers 2 --quiet \
-    --backgrounds "$PHOTOS" --num 200 --seed 2014 --out "$DATA/heldout_closeup"
-$HR synth --preset crop --num 1000 --seed 1000 --workers 2 --quiet --out "$DATA/heldout_crops"
+PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_detector_sets.sh  # stages 3-5's sets
 t1=$(now)
 SCENES=(data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train")
 $HR train configs/detector_cpu_bn.yaml "${SCENES[@]}" --out "$RUN1" --resume auto

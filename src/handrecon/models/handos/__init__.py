@@ -10,6 +10,8 @@ reconstruction on a frozen DETR-like detector. Part 1, the detector layer:
   `onnx_detector.py` / `onnx_export.py`: finding hands on onnxruntime without torch.
 - `side_head.py`: the detector's side head (model ``hand_side``, data ``hand_side_crops``): left or
   right for each detected box, for the two-stage pipeline's crop model.
+- `box_verifier.py`: the detector's box verifier (model ``hand_box_verifier``, data
+  ``hand_box_candidates``): a second stage that re-scores the detector's candidates from RoI crops.
 
 Part 2, HandOS itself (model ``handos``):
 
@@ -39,7 +41,8 @@ _EXPORTS = {
     "load_hand_detector": "hand_detector", "OnnxDetector": "onnx_detector", "export_detector_onnx": "onnx_export",
     "HandOSAdapter": "inference", "HandOSNetwork": "inference", "PAPER_WEIGHTS": "loss", "HandOSLoss": "loss",
     "HandOS": "model", "sides_from_normals": "model", "HandSideCrops": "side_head", "SideClassifier": "side_head",
-    "SideHead": "side_head", "load_side_head": "side_head", "hand_detector": "family", "handos": "family",
+    "SideHead": "side_head", "load_side_head": "side_head", "BoxVerifier": "box_verifier",
+    "BoxVerifierHead": "box_verifier", "HandBoxCandidates": "box_verifier", "load_box_verifier": "box_verifier", "hand_detector": "family", "handos": "family",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -5,7 +5,9 @@ onnxruntime one (`onnx_detector.py`) share them, so both return the same detecti
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,8 @@ from handrecon.geometry.crop import crop_transform, warp_image
 from handrecon.utils.image import normalize_images
 
 SIDE_HEAD_DIR = "side_head"  # a detector folder's side head (model.safetensors + card.json)
+VERIFIER_DIR = "box_verifier"  # a detector folder's box verifier (model.safetensors + card.json + serving.json)
+VERIFIER_SETTINGS = "serving.json"
 
 # The ONNX interface of an exported detector and side head (`onnx_export` writes, `onnx_detector` reads).
 INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
@@ -68,6 +72,61 @@ class Detections:
             return None
         p_left = np.asarray(self.p_left, np.float64)
         return np.where(np.array(self.sides) == "left", p_left, 1.0 - p_left)
+
+
+@dataclass(frozen=True)
+class VerifierSettings:
+    """How a box verifier (`box_verifier.py`) re-scores a detector's candidates: the `top_k`
+    best candidates per image scoring >= `candidate_threshold` after NMS are verified, and served
+    with score (s_det * p_hand) ** `exponent` (`verified_scores`)."""
+
+    top_k: int = 20
+    candidate_threshold: float = 0.01
+    exponent: float = 0.5
+
+
+def read_verifier_settings(folder: str | Path) -> VerifierSettings:
+    """The `VerifierSettings` in ``folder/serving.json``; ValueError saying what to do otherwise."""
+    path = Path(folder) / VERIFIER_SETTINGS
+    try:
+        raw = json.loads(path.read_text())
+        settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable box-verifier settings ({e}); package the verifier with "
+                         "tools/package_box_verifier.py") from None
+    if not (settings.top_k >= 1 and 0 <= settings.candidate_threshold < 1 and settings.exponent > 0):
+        raise ValueError(f"{path}: top_k must be >= 1, candidate_threshold in [0, 1), exponent > 0; got {settings}")
+    return settings
+
+
+def verified_scores(scores: np.ndarray, p_hand: np.ndarray, exponent: float) -> np.ndarray:
+    """Served scores of verified candidates: (s_det * p_hand) ** exponent, (N,) in [0, 1]."""
+    return (np.asarray(scores, np.float64) * np.asarray(p_hand, np.float64)) ** float(exponent)
+
+
+def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -> tuple[float, int]:
+    """The (score threshold, count) at which a detector selects its candidates: the request's
+    without a verifier, the verifier's candidates (at most top_k, down to its threshold) with one."""
+    if verifier is None:
+        return score_threshold, max_hands
+    return min(score_threshold, verifier.settings.candidate_threshold), verifier.settings.top_k
+
+
+def verify_detections(verifier: Any, images: list[np.ndarray], found: list[Detections], score_threshold: float,
+                      max_hands: int) -> list[Detections]:
+    """`found` (candidates selected by `candidate_selection`) re-scored by `verifier` (a
+    `box_verifier.BoxVerifierHead` or `onnx_detector.OnnxBoxVerifier`; None: unchanged), highest
+    served score first, those >= `score_threshold`, at most `max_hands`."""
+    if verifier is None:
+        return found
+    verified = []
+    for image, det in zip(images, found):
+        p_hand = verifier.hand_probability(image, det.boxes)
+        scores = verified_scores(det.scores, p_hand, verifier.settings.exponent)
+        order = np.argsort(-scores, kind="stable")
+        keep = order[scores[order] >= score_threshold][:max_hands]
+        verified.append(Detections(det.boxes[keep], scores[keep].astype(np.float32), det.query[keep]))
+    return verified
 
 
 def sides_from_p_left(p_left: np.ndarray) -> list[str]:
@@ -174,6 +233,27 @@ def box_crop_affines(boxes: np.ndarray, size: int, scale: float | np.ndarray,
     shifts = np.zeros((len(boxes), 2)) if shifts is None else shifts
     return np.array([crop_transform(box, size, scale=s, shift=shift).affine
                      for box, s, shift in zip(boxes, scales, shifts)]).reshape(-1, 2, 3)
+
+
+def roi_crop_affines(boxes: np.ndarray, size: int, context: float) -> np.ndarray:
+    """(N, 2, 3) image px -> crop px of `roi_crops`: each box (N, 4) x1, y1, x2, y2 px (at least
+    1 px a side), centred, stretched per axis so that `context` x its width and height fill the crop."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    h = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    sx, sy = size / (w * context), size / (h * context)
+    affines = np.zeros((len(boxes), 2, 3))
+    affines[:, 0, 0], affines[:, 1, 1] = sx, sy
+    affines[:, 0, 2] = (size - 1) / 2 - sx * (boxes[:, 0] + boxes[:, 2]) / 2
+    affines[:, 1, 2] = (size - 1) / 2 - sy * (boxes[:, 1] + boxes[:, 3]) / 2
+    return affines
+
+
+def roi_crops(image: np.ndarray, boxes: np.ndarray, size: int, context: float) -> np.ndarray:
+    """(N, size, size, 3) uint8 RoI crops of an RGB image around boxes (N, 4) x1, y1, x2, y2 px, as
+    RoIAlign pools a box: stretched per axis (`roi_crop_affines`), zeros outside the image. The box
+    verifier's input."""
+    return warp_crops(image, roi_crop_affines(boxes, size, context), size)
 
 
 def warp_crops(image: np.ndarray, affines: np.ndarray, size: int) -> np.ndarray:

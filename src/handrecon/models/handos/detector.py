@@ -38,9 +38,10 @@ from torch import nn
 
 from handrecon.checkpoint import CheckpointError
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, DetectorConfig, DetectorError, Detections, attach_sides, prepare_arrays, read_box_sides,
-    select_detections,
+    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, attach_sides, candidate_selection,
+    prepare_arrays, read_box_sides, select_detections, verify_detections,
 )
+from handrecon.models.handos.box_verifier import load_box_verifier
 from handrecon.models.handos.side_head import load_side_head
 
 # What the hooks of the detector forward running on this thread record (threads may run several
@@ -115,6 +116,7 @@ class Detector(nn.Module):
         self.model.requires_grad_(False)
         self.model.eval()
         self.side_head: Any = None  # `side_head.SideHead`: left / right per detected box (`detect`)
+        self.verifier: Any = None  # `box_verifier.BoxVerifierHead`: re-scores the candidates (`detect`)
         self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
         for stage in self._backbone_stages():
             stage.register_forward_hook(self._capture_stage_map)
@@ -199,12 +201,15 @@ class Detector(nn.Module):
     def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
                max_hands: int = 100) -> list[Detections]:
         """Hands in each RGB uint8 image: queries scoring at least `score_threshold`, then greedy
-        NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels."""
+        NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels. With a box
+        verifier the scores are the verified ones (`detections.verify_detections`)."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
+        threshold, count = candidate_selection(self.verifier, score_threshold, max_hands)
         found = [select_detections(out.boxes[i].float().cpu().numpy(), out.scores[i].float().cpu().numpy(), out.input_size,
-                                   prep.scale[i], img.shape[:2], score_threshold, nms_iou, max_hands)
+                                   prep.scale[i], img.shape[:2], threshold, nms_iou, count)
                  for i, img in enumerate(images)]
+        found = verify_detections(self.verifier, images, found, score_threshold, max_hands)
         return attach_sides(self.side_head, images, found)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
@@ -213,7 +218,8 @@ class Detector(nn.Module):
 
     def describe(self) -> dict:
         side = {"side_head": self.side_head.source} if self.side_head is not None else {}
-        return {"kind": self.kind, **self.config.__dict__, **side}
+        verifier = {"box_verifier": self.verifier.source} if self.verifier is not None else {}
+        return {"kind": self.kind, **self.config.__dict__, **side, **verifier}
 
 
 class DeformableDetrDetector(Detector):
@@ -331,6 +337,10 @@ def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
         detector.side_head = load_side_head(folder)
     except (CheckpointError, ValueError) as e:
         raise DetectorError(f"cannot load the detector's side head from {folder / SIDE_HEAD_DIR}: {e}") from None
+    try:
+        detector.verifier = load_box_verifier(folder)
+    except (CheckpointError, ValueError) as e:
+        raise DetectorError(f"cannot load the detector's box verifier from {folder / VERIFIER_DIR}: {e}") from None
     return detector
 
 
@@ -339,7 +349,7 @@ def save_detector(detector: Detector, folder: str | Path) -> Path:
     (config.json, model.safetensors) and detector.json (kind and preprocessing)."""
     folder = Path(folder)
     detector.model.save_pretrained(folder, safe_serialization=True)
-    info = {k: v for k, v in detector.describe().items() if k != "side_head"}
+    info = {k: v for k, v in detector.describe().items() if k not in ("side_head", "box_verifier")}
     (folder / "detector.json").write_text(json.dumps(info, indent=1))
     return folder
 

@@ -1,5 +1,6 @@
 """The HandOS family's registrations: importing this module registers the models
-``hand_detector``, ``handos`` and ``hand_side``, the datasets (`data.py`, `side_head.py`), the
+``hand_detector``, ``handos``, ``hand_side`` and ``hand_box_verifier``, the datasets (`data.py`,
+`side_head.py`, `box_verifier.py`), the
 inference adapter, and the detectors for ``--detector`` (handrecon's own, and ``KIND:DIR`` for
 transformers checkpoints) (`handrecon.registry`; the ``handrecon.families`` entry point names this
 module)."""
@@ -9,6 +10,7 @@ from typing import Callable
 import torch
 
 from handrecon.models.handos import data, inference, onnx_detector  # noqa: F401 - imported to register them
+from handrecon.models.handos.box_verifier import BoxVerifier, HandBoxCandidates
 from handrecon.models.handos.detector import DETECTOR_KINDS, Detector, load_detector
 from handrecon.models.handos.hand_detector import HandDetector
 from handrecon.models.handos.model import HandOS
@@ -34,7 +36,14 @@ def hand_side(**kwargs) -> SideClassifier:
     return SideClassifier(**kwargs)
 
 
+@register_model("hand_box_verifier")
+def hand_box_verifier(**kwargs) -> BoxVerifier:
+    """Build the detector's box verifier from config kwargs (see `BoxVerifier`)."""
+    return BoxVerifier(**kwargs)
+
+
 register_dataset("hand_side_crops")(HandSideCrops)
+register_dataset("hand_box_candidates")(HandBoxCandidates)
 def _transformers_loader(kind: str) -> Callable[..., Detector]:
     """``--detector KIND:DIR``: the transformers checkpoint in DIR (torch, `threads` intra-op threads)."""
     def load(path: str | None, threads: int | None = None) -> Detector:

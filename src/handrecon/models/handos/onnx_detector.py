@@ -5,14 +5,15 @@ HandOS reads the frozen detector's queries, memory and backbone maps, so it keep
 detector costs about 6 s before the first image on 2 cores. An RT-DETR with square inputs
 (handrecon's own) is therefore exported once to ONNX (`onnx_export.export_detector_onnx`:
 ``pixel_values`` (B, 3, S, S) normalised -> ``scores`` (B, Q), ``boxes`` (B, Q, 4) cxcywh
-normalised), and so is its side head (`onnx_export.export_side_head_onnx`), and both are served
-here, sharing the torch detector's preparation (`detections.prepare_arrays`), selection
-(`detections.select_detections`) and side crops (`detections.box_crops`), so both return the same
-detections. This module needs neither torch nor transformers: with the exports in the cache, the
+normalised), and so are its side head (`onnx_export.export_side_head_onnx`) and box verifier
+(`onnx_export.export_box_verifier_onnx`), and all are served here, sharing the torch detector's
+preparation (`detections.prepare_arrays`), selection (`detections.select_detections`), verification
+(`detections.verify_detections`) and crops (`detections.box_crops`, `detections.roi_crops`), so
+both return the same detections. This module needs neither torch nor transformers: with the exports in the cache, the
 two-stage pipeline starts without importing them.
 
 `detector_for_boxes(folder)` keeps the exports in ``$HANDRECON_CACHE/detectors/`` under the
-SHA-256 of the folder's weights and detector.json (the side head: of its own files): a changed
+SHA-256 of the folder's weights and detector.json (the side head and the verifier: of their own files): a changed
 detector gets a new export, a damaged file is re-exported, and a machine without onnxruntime and
 onnx (or a detector that does not export) gets the torch detector, loaded once.
 
@@ -32,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from handrecon.models.handos.detections import (
-    INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, Detections,
-    DetectorConfig, DetectorError, attach_sides, box_crops, prepare_arrays, read_box_sides, select_detections,
-    sides_from_p_left,
+    INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR,
+    VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, attach_sides, box_crops,
+    candidate_selection, prepare_arrays, read_box_sides, roi_crops, select_detections, sides_from_p_left,
+    verify_detections,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.image import normalize_images
@@ -79,21 +81,44 @@ class OnnxSideHead:
         return sides_from_p_left(p_left), p_left
 
 
+class OnnxBoxVerifier:
+    """A box verifier exported by `onnx_export.export_box_verifier_onnx`: ``hand_probability(image,
+    boxes)`` -> p_hand (N,) and ``settings``, as `box_verifier.BoxVerifierHead`."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.session = ort_session(path, threads)
+        info = _read_metadata(self.session, path, "box_verifier")
+        try:
+            self.settings = VerifierSettings(**info["settings"])
+            self.input_size, self.context, self.source = int(info["input_size"]), float(info["context"]), info["source"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a handrecon box-verifier export ({e}); export it again") from None
+
+    def hand_probability(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return np.zeros(0)
+        crops = normalize_images(roi_crops(image, boxes, self.input_size, self.context))
+        logits = self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0].astype(np.float64)
+        return 1 / (1 + np.exp(-logits))
+
+
 class OnnxDetector:
     """A detector exported by `onnx_export.export_detector_onnx`, on onnxruntime (CPU, `threads`
     intra-op threads): ``detect`` as `Detector.detect`. side_head: an `OnnxSideHead`, a torch
-    `side_head.SideHead` or None."""
+    `side_head.SideHead` or None; verifier: an `OnnxBoxVerifier`, a torch
+    `box_verifier.BoxVerifierHead` or None."""
 
     kind, backend = "rt-detr", "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, side_head: Any = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, side_head: Any = None, verifier: Any = None) -> None:
         self.session = ort_session(path, threads)
         config = _read_metadata(self.session, path, "config")
         try:
             self.config = DetectorConfig(**config)
         except TypeError as e:
             raise ValueError(f"{path}: not a handrecon detector export (config {config!r}: {e}); export it again") from None
-        self.path, self.side_head = Path(path), side_head
+        self.path, self.side_head, self.verifier = Path(path), side_head, verifier
 
     def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
                max_hands: int = 100) -> list[Detections]:
@@ -101,8 +126,10 @@ class OnnxDetector:
         pixels, _, scale = prepare_arrays(images, self.config)
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         size = tuple(pixels.shape[-2:])
-        found = [select_detections(boxes[i], scores[i], size, scale[i], img.shape[:2], score_threshold, nms_iou,
-                                   max_hands) for i, img in enumerate(images)]
+        threshold, count = candidate_selection(self.verifier, score_threshold, max_hands)
+        found = [select_detections(boxes[i], scores[i], size, scale[i], img.shape[:2], threshold, nms_iou, count)
+                 for i, img in enumerate(images)]
+        found = verify_detections(self.verifier, images, found, score_threshold, max_hands)
         return attach_sides(self.side_head, images, found)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
@@ -111,7 +138,9 @@ class OnnxDetector:
 
     def describe(self) -> dict:
         side = {"side_head": self.side_head.source} if self.side_head is not None else {}
-        return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config), **side}
+        verifier = {"box_verifier": self.verifier.source} if self.verifier is not None else {}
+        return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config), **side,
+                **verifier}
 
 
 def folder_fingerprint(folder: Path, names: tuple[str, ...] = ("model.safetensors", "detector.json", "config.json")) -> str:
@@ -144,9 +173,10 @@ def detector_for_boxes(folder: str | Path, threads: int | None = None) -> Any:
 
     if onnx_export_available() and _exportable(folder):
         side_head = _side_head_for_boxes(folder, threads, torch_detector)
+        verifier = _verifier_for_boxes(folder, threads, torch_detector)
         found = cached_export("detectors", folder_fingerprint(folder),
                               lambda path: _export().export_detector_onnx(torch_detector(), path),
-                              lambda path: OnnxDetector(path, threads, side_head))
+                              lambda path: OnnxDetector(path, threads, side_head, verifier))
         if found is not None:
             return found
     return torch_detector()
@@ -182,6 +212,18 @@ def _side_head_for_boxes(folder: Path, threads: int | None, torch_detector: Any)
     return found if found is not None else torch_detector().side_head
 
 
+def _verifier_for_boxes(folder: Path, threads: int | None, torch_detector: Any) -> Any:
+    """The folder's box verifier on onnxruntime (exported into the cache on first use), the torch
+    one if that export fails, or None when the folder has none."""
+    verifier_dir = folder / VERIFIER_DIR
+    if not (verifier_dir / "card.json").is_file():
+        return None
+    found = cached_export("detectors", folder_fingerprint(verifier_dir, ("model.safetensors", "card.json", VERIFIER_SETTINGS)),
+                          lambda path: _export().export_box_verifier_onnx(torch_detector().verifier, path),
+                          lambda path: OnnxBoxVerifier(path, threads))
+    return found if found is not None else torch_detector().verifier
+
+
 def _export() -> Any:
     from handrecon.models.handos import onnx_export  # deferred: exporting needs torch and onnx
 
@@ -198,5 +240,5 @@ def _exportable(folder: Path) -> bool:
     return isinstance(info, dict) and info.get("kind") == "rt-detr" and bool(info.get("square"))
 
 
-__all__ = ["ASSET_DIR", "HAND_DETECTOR_NAME", "OnnxDetector", "OnnxSideHead", "detector_for_boxes", "folder_fingerprint",
+__all__ = ["ASSET_DIR", "HAND_DETECTOR_NAME", "OnnxBoxVerifier", "OnnxDetector", "OnnxSideHead", "detector_for_boxes", "folder_fingerprint",
            "hand_detector_for_boxes", "packaged_folder"]

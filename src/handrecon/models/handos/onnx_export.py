@@ -1,6 +1,7 @@
 """Exports for finding hands on onnxruntime (`onnx_detector`): handrecon's square RT-DETR
 (``pixel_values`` (B, 3, S, S) normalised -> ``scores`` (B, Q), ``boxes`` (B, Q, 4) cxcywh
-normalised) and its side head (``crops`` (N, 3, S, S) normalised -> ``logits`` (N,)). torch and
+normalised), its side head and its box verifier (each ``crops`` (N, 3, S, S) normalised ->
+``logits`` (N,)). torch and
 onnx are needed to export; `onnx_detector` imports this module only on a cache miss."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from handrecon.models.handos.detector import Detector, DetectorError, RTDetrDete
 from handrecon.models.handos.detections import (
     INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OPSET, OUTPUT_NAMES, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME,
 )
+from handrecon.models.handos.box_verifier import BoxVerifierHead
 from handrecon.models.handos.side_head import SideHead
 from handrecon.utils.io import atomic_write_bytes
 
@@ -58,32 +60,49 @@ def export_detector_onnx(detector: Detector, path: str | Path, opset: int = OPSE
     return Path(path)
 
 
-class _SideLogits(nn.Module):
-    def __init__(self, head: SideHead) -> None:
+class _CropLogits(nn.Module):
+    """The exported graph of a crop classifier (side head, box verifier): crops -> logits."""
+
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = head.model
+        self.model = model
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.model.logits(crops)
 
 
-def export_side_head_onnx(head: SideHead, path: str | Path, opset: int = OPSET) -> Path:
-    """Write a side head's classifier to `path` as ONNX (crops -> logits, dynamic batch) with its
-    crop size and box scale in the metadata (key ``handrecon-detector``); atomic."""
+def _export_crop_classifier(model: nn.Module, size: int, path: str | Path, metadata: dict, opset: int) -> Path:
+    """Write `model` (with ``logits(crops)``) to `path` as ONNX (crops (N, 3, size, size) -> logits
+    (N,), dynamic N) with `metadata` under the key ``handrecon-detector``; atomic."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
-    S = head.model.input_size
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(_SideLogits(head).eval(), (torch.zeros(1, 3, S, S),), str(Path(d) / "s.onnx"), dynamo=False,
-                          opset_version=opset, input_names=[SIDE_INPUT_NAME], output_names=[SIDE_OUTPUT_NAME],
+        torch.onnx.export(_CropLogits(model).eval(), (torch.zeros(1, 3, size, size),), str(Path(d) / "c.onnx"),
+                          dynamo=False, opset_version=opset, input_names=[SIDE_INPUT_NAME], output_names=[SIDE_OUTPUT_NAME],
                           dynamic_axes={SIDE_INPUT_NAME: {0: "crops"}, SIDE_OUTPUT_NAME: {0: "crops"}})
-        proto = onnx.load(str(Path(d) / "s.onnx"))
+        proto = onnx.load(str(Path(d) / "c.onnx"))
     entry = proto.metadata_props.add()
     entry.key = METADATA_KEY
-    entry.value = json.dumps({"format": METADATA_FORMAT, "side_head": {"input_size": S, "box_scale": head.model.box_scale,
-                                                                        "source": head.source}})
+    entry.value = json.dumps({"format": METADATA_FORMAT, **metadata})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, proto.SerializeToString())
     return Path(path)
+
+
+def export_side_head_onnx(head: SideHead, path: str | Path, opset: int = OPSET) -> Path:
+    """Write a side head's classifier to `path` as ONNX (crops -> logits, dynamic batch) with its
+    crop size and box scale in the metadata (key ``handrecon-detector``); atomic."""
+    S = head.model.input_size
+    return _export_crop_classifier(head.model, S, path, {"side_head": {
+        "input_size": S, "box_scale": head.model.box_scale, "source": head.source}}, opset)
+
+
+def export_box_verifier_onnx(verifier: BoxVerifierHead, path: str | Path, opset: int = OPSET) -> Path:
+    """Write a box verifier's network to `path` as ONNX (crops -> logits, dynamic batch) with its
+    crop size, context and serving settings in the metadata (key ``handrecon-detector``); atomic."""
+    S = verifier.model.input_size
+    return _export_crop_classifier(verifier.model, S, path, {"box_verifier": {
+        "input_size": S, "context": verifier.model.context, "settings": asdict(verifier.settings),
+        "source": verifier.source}}, opset)

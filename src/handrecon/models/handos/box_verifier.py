@@ -1,0 +1,217 @@
+"""Is this box a hand? The detector's box verifier (model ``hand_box_verifier``, data
+``hand_box_candidates``): a second stage that re-scores the detector's candidates, as R-CNN's
+second stage re-scores proposals.
+
+The shipped detector finds most hands at *some* score (89 % of the held-out and 60 % of the
+foreign scene hands at IoU 0.5) but ranks many of them below fragments, loose boxes and background,
+worst on small hands in the foreign scenes, while on crops where one hand fills the frame it does
+well. So each of an image's `top_k` best candidates (after NMS) is cut out RoI-style
+(`detections.roi_crops`: the box stretched to a square crop with `context` x its size around it,
+so a box's edges sit at the same place in every crop and a fragment shows the hand running on past
+them) and this network gives p_hand; the served score is ``(s_det * p_hand) ** exponent``
+(`detections.verified_scores`), with the exponent fixed when packaging so that the served threshold
+0.5 keeps the detector's precision on its validation images (`tools/package_box_verifier.py`).
+
+Network: the side head's ResNet-18 trunk (`side_head._FirstStack.trunk1`, the same names, so
+``train.init_from`` the shipped side head copies it), global average pooling, one logit.
+
+Training data (``hand_box_candidates``): the detector's own candidates on its training scenes,
+mined once with ``tools/mine_candidates.py`` (queries scoring >= 0.01 after NMS at 0.5, with the
+scenes' boxes). The target of a candidate is its IoU with the best-overlapping detectable hand on a
+ramp (`candidate_targets`: 0 up to IoU 0.35, 0.5 at 0.5, 1 from 0.65; boxes on hidden hands left
+out), so that loose boxes next to a hand, which a first version trained on hard 0/1 labels rated
+above the hand's own box on the foreign crops, learn to score lower than tight ones. Each draw picks
+a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2, a found hand
+uniformly and any other candidate with probability proportional to sqrt(s_det) (the hard ones more
+often); BCE against the target; mirrored with probability 1/2
+and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact resume). The
+verifier is tied to the detector whose candidates it learnt: a retrained detector needs it mined
+and trained again (`tools/train_box_verifier.sh`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from handrecon.checkpoint import load_model
+from handrecon.data.loaders import build_dataset
+from handrecon.data.stream import sample_rng
+from handrecon.geometry.boxes import box_iou
+from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
+from handrecon.models.handos.detections import VERIFIER_DIR, VerifierSettings, read_verifier_settings, roi_crops
+from handrecon.utils.image import normalize_images
+
+FOUND_IOU, TARGET_RAMP = 0.5, (0.35, 0.65)
+
+
+class _Trunk(nn.Module):
+    """The side head's trunk (`side_head._FirstStack.trunk1`), same names."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.trunk1 = ResNet(RESNET_LAYERS["resnet18"], num_classes=0, width=width)
+
+
+class BoxVerifier(nn.Module):
+    """p_hand of RoI crops of candidate boxes (module doc).
+
+    Input (B, 3, S, S) ImageNet-normalised RoI crops; `logits` -> (B,) logits of "this box is a
+    hand". width: the ResNet-18's first-stage channels (32: the side head's); input_size: S px;
+    context: the crop's extent over the box's, per axis."""
+
+    def __init__(self, width: int = 32, input_size: int = 128, context: float = 1.5) -> None:
+        super().__init__()
+        self.encoder = _Trunk(width)
+        self.hand = nn.Linear(self.encoder.trunk1.stage_channels[-1], 1)
+        self.input_size, self.context = int(input_size), float(context)
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        trunk = self.encoder.trunk1
+        return self.hand(trunk.forward_stages(trunk.forward_stem(pixels))[-1].mean((2, 3)))[:, 0]
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"logits": self.logits(batch["pixel_values"])}
+
+    def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        bce = F.binary_cross_entropy_with_logits(out["logits"].float(), batch["hand"].float())
+        return bce, {"bce": bce.detach()}
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+        """Accuracy (p > 0.5 against target >= 0.5, i.e. IoU >= 0.5) and the mean BCE over balanced draws."""
+        right = total = 0
+        bce = 0.0
+        for batch in batches:
+            logits = self.logits(batch["pixel_values"]).float()
+            y = batch["hand"].float()
+            right += int(((logits > 0) == (y >= 0.5)).sum())
+            bce += float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+            total += len(y)
+        return {"accuracy": right / max(total, 1), "bce": bce / max(total, 1), "candidates": total}
+
+    def inference_spec(self) -> dict[str, Any]:
+        return {"kind": "box_verifier", "input_size": self.input_size, "context": self.context,
+                "normalization": "imagenet"}
+
+
+class BoxVerifierHead:
+    """A trained `BoxVerifier` at inference with its serving settings (`detections.VerifierSettings`):
+    ``hand_probability(image, boxes)`` -> p_hand (N,)."""
+
+    def __init__(self, model: BoxVerifier, settings: VerifierSettings, source: str = "") -> None:
+        self.model, self.settings, self.source = model.eval(), settings, source
+
+    @torch.no_grad()
+    def hand_probability(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return np.zeros(0)
+        crops = roi_crops(image, boxes, self.model.input_size, self.model.context)
+        return torch.sigmoid(self.model.logits(torch.from_numpy(normalize_images(crops)))).numpy().astype(np.float64)
+
+
+def load_box_verifier(folder: str | Path) -> BoxVerifierHead | None:
+    """The box verifier saved in ``folder/box_verifier`` (a checkpoint directory with
+    serving.json), or None if there is none."""
+    path = Path(folder) / VERIFIER_DIR
+    if not (path / "card.json").is_file():
+        return None
+    model, _ = load_model(path)
+    if not isinstance(model, BoxVerifier):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a box verifier")
+    return BoxVerifierHead(model, read_verifier_settings(path), str(path))
+
+
+def candidate_targets(boxes: np.ndarray, gt: np.ndarray, detectable: np.ndarray) -> np.ndarray:
+    """(N,) training targets of one image's candidate boxes (N, 4) against its hands gt (G, 4) with
+    their `detectable` flags (G,): the IoU with the best-overlapping detectable hand on a ramp,
+    0 at IoU <= 0.35, 0.5 at 0.5 (where a box starts to count as found), 1 at >= 0.65, so that a
+    loose box near a hand scores below a tight one; NaN (left out) for a box on a hidden hand."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    if not len(gt):
+        return np.zeros(len(boxes))
+    iou = box_iou(boxes, gt)
+    best_detectable = np.where(np.asarray(detectable, bool)[None], iou, 0.0).max(1)
+    lo, hi = TARGET_RAMP
+    target = np.clip((best_detectable - lo) / (hi - lo), 0.0, 1.0)
+    target[(iou.max(1) >= FOUND_IOU) & (best_detectable < FOUND_IOU)] = np.nan
+    return target
+
+
+class _Folder:
+    """One scene folder and its mined candidates, split by image: the last `val_images` are validation."""
+
+    def __init__(self, root: str, candidates: str, split: str, val_images: int) -> None:
+        self.scenes = build_dataset("synthetic", root, "all")
+        try:
+            with np.load(candidates, allow_pickle=False) as c:
+                mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{candidates}: not a candidates file of tools/mine_candidates.py ({e}); mine it again") from None
+        if int(mined["n"]) != len(self.scenes):
+            raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(self.scenes)}; "
+                             "mine it again with tools/mine_candidates.py")
+        target = np.full(len(mined["scores"]), np.nan)
+        for i in np.unique(mined["image"]):
+            k, g = np.flatnonzero(mined["image"] == i), mined["gt_image"] == i
+            target[k] = candidate_targets(mined["boxes"][k], mined["gt"][g], mined["gt_detectable"][g])
+        cut = len(self.scenes) - int(val_images)
+        in_split = (mined["image"] >= cut) if split == "val" else (mined["image"] < cut)
+        self.boxes, self.image, self.target = mined["boxes"].astype(np.float64), mined["image"], target
+        self.hands = np.flatnonzero(in_split & (target >= 0.5))
+        self.others = np.flatnonzero(in_split & (target < 0.5))
+        weight = np.sqrt(mined["scores"][self.others].astype(np.float64))
+        self.other_p = weight / weight.sum() if len(self.others) else weight
+        if not len(self.hands) or not len(self.others):
+            raise ValueError(f"{candidates}: no {'hand' if not len(self.hands) else 'non-hand'} candidates in split "
+                             f"{split!r}; mine more scenes")
+
+
+class HandBoxCandidates(Dataset):
+    """Balanced hand / non-hand draws of detector candidates as RoI crops (module doc). One item:
+    ``pixel_values`` (3, S, S), ``hand`` () the target in [0, 1] (`candidate_targets`). root / candidates: scene folders and their mined
+    candidate files (`tools/mine_candidates.py`), one each; split: "train" or "val" (the last
+    `val_images` images of each folder); num: draws per epoch; augment: mirror and colour."""
+
+    def __init__(self, root: str | os.PathLike | list[str | os.PathLike],
+                 candidates: str | os.PathLike | list[str | os.PathLike], split: str = "train", val_images: int = 500,
+                 num: int = 16000, input_size: int = 128, context: float = 1.5, augment: bool = True, seed: int = 0) -> None:
+        roots = [os.fspath(r) for r in (root if isinstance(root, (list, tuple)) else [root])]
+        files = [os.fspath(c) for c in (candidates if isinstance(candidates, (list, tuple)) else [candidates])]
+        if len(roots) != len(files) or not roots:
+            raise ValueError(f"hand_box_candidates: give one candidates file per scene folder ({len(roots)} folders, "
+                             f"{len(files)} candidate files)")
+        if split not in ("train", "val"):
+            raise ValueError(f"hand_box_candidates: split must be 'train' or 'val', not {split!r}")
+        self.folders = [_Folder(r, c, split, val_images) for r, c in zip(roots, files)]
+        self.num, self.input_size, self.context = int(num), int(input_size), float(context)
+        self.augment, self.seed, self.epoch = augment, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = sample_rng(self.seed, self.epoch if self.augment else 0, index)
+        folder = self.folders[rng.integers(len(self.folders))]
+        hand = bool(rng.random() < 0.5)
+        j = rng.choice(folder.hands) if hand else rng.choice(folder.others, p=folder.other_p)
+        image = folder.scenes[int(folder.image[j])].image
+        crop = roi_crops(image, folder.boxes[j:j + 1], self.input_size, self.context)[0]
+        if self.augment:
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            crop = np.clip(crop * rng.uniform(0.8, 1.2, (1, 1, 3)) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
+        return {"pixel_values": torch.from_numpy(normalize_images(crop[None])[0]),
+                "hand": torch.tensor(float(folder.target[j]))}

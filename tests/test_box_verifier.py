@@ -1,0 +1,228 @@
+"""The detector's box verifier: RoI crops, candidate labels, re-scoring, its training data mined from
+a detector, the engine recipe, calibration, and serving in torch and on onnxruntime alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from handrecon.models.handos.box_verifier import BoxVerifier, HandBoxCandidates, candidate_targets  # noqa: E402
+from handrecon.models.handos.detections import (  # noqa: E402
+    Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_scores, verify_detections,
+)
+from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
+from handrecon.utils.image import normalize_images  # noqa: E402
+from helpers import tiny_detr  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def test_roi_crops_put_every_box_edge_at_the_same_place():
+    """A box fills the middle 1/context of the crop along each axis, whatever its aspect: a white
+    rectangle exactly on the box covers that square of the crop and nothing else."""
+    S, context = 60, 1.5
+    inner = S / context
+    lo, hi = (S - inner) / 2, (S + inner) / 2
+    for box in ([20, 30, 60, 50], [100, 10, 110, 90], [5, 5, 45, 45]):
+        image = np.zeros((120, 160, 3), np.uint8)
+        x1, y1, x2, y2 = box
+        image[y1:y2, x1:x2] = 255
+        crop = roi_crops(image, np.array([box], float) - [0.5, 0.5, 0.5, 0.5], S, context)[0, ..., 0] > 127
+        rows, cols = np.flatnonzero(crop.any(1)), np.flatnonzero(crop.any(0))
+        assert abs(rows[0] - lo) <= 1.5 and abs(rows[-1] + 1 - hi) <= 1.5, (box, rows[[0, -1]])
+        assert abs(cols[0] - lo) <= 1.5 and abs(cols[-1] + 1 - hi) <= 1.5, (box, cols[[0, -1]])
+        assert crop[int(lo) + 2:int(hi) - 2, int(lo) + 2:int(hi) - 2].all()
+
+
+def test_candidate_targets_rank_tight_boxes_above_loose_ones():
+    gt = np.array([[0, 0, 100, 100], [200, 200, 300, 300]], float)
+    detectable = np.array([True, False])
+    boxes = np.array([[0, 0, 100, 100],      # on the visible hand
+                      [0, 0, 70, 100],       # IoU 0.7
+                      [0, 0, 50, 100],       # IoU 0.5: just found
+                      [0, 0, 45, 100],       # IoU 0.45: loose, not found
+                      [0, 0, 20, 20],        # a fragment, IoU 0.04
+                      [500, 500, 600, 600],  # elsewhere
+                      [200, 200, 300, 300]], float)  # on the hidden hand: left out
+    target = candidate_targets(boxes, gt, detectable)
+    np.testing.assert_allclose(target[:6], [1.0, 1.0, 0.5, 0.1 / 0.3, 0.0, 0.0], atol=1e-9)
+    assert np.isnan(target[6])
+    assert candidate_targets(boxes, np.zeros((0, 4)), np.zeros(0, bool)).tolist() == [0.0] * 7
+
+
+class _FixedVerifier:
+    def __init__(self, p_by_x1: dict, settings: VerifierSettings) -> None:
+        self.p_by_x1, self.settings = p_by_x1, settings
+
+    def hand_probability(self, image, boxes):
+        return np.array([self.p_by_x1[int(b[0])] for b in boxes], float)
+
+
+def test_verification_rescores_reorders_and_thresholds():
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], float)
+    found = [Detections(boxes, np.array([0.9, 0.5, 0.2], np.float32), np.array([3, 1, 7]))]
+    settings = VerifierSettings(top_k=2, candidate_threshold=0.01, exponent=0.5)
+    verifier = _FixedVerifier({0: 0.1, 20: 0.98, 40: 0.99}, settings)
+    assert candidate_selection(None, 0.5, 100) == (0.5, 100)
+    assert candidate_selection(verifier, 0.5, 100) == (0.01, 2)
+    assert candidate_selection(verifier, 0.0, 100) == (0.0, 2)
+    out = verify_detections(verifier, [None], found, 0.25, 100)[0]
+    expected = verified_scores([0.9, 0.5, 0.2], [0.1, 0.98, 0.99], 0.5)  # 0.30, 0.70, 0.44
+    assert out.query.tolist() == [1, 7, 3]  # re-ranked by the verified score
+    np.testing.assert_allclose(out.scores, expected[[1, 2, 0]], rtol=1e-6)
+    assert verify_detections(verifier, [None], found, 0.35, 100)[0].query.tolist() == [1, 7]
+    assert verify_detections(verifier, [None], found, 0.0, 1)[0].query.tolist() == [1]
+    assert verify_detections(None, [None], found, 0.5, 100) is found
+
+
+class _BoxesAsFound:
+    """A detector that proposes each scene's hands (shifted a little) and fragments of them."""
+
+    def __init__(self, scenes) -> None:
+        self.by_image = {id(s.image): s for s in scenes}
+
+    def detect(self, images, score_threshold=0.0, nms_iou=0.5):
+        out = []
+        for image in images:
+            hands = self.by_image[id(image)].hands
+            boxes = [np.asarray(h.box, float) + [1, 1, 1, 1] for h in hands]
+            boxes += [np.r_[h.box[:2], (np.asarray(h.box[:2]) + np.asarray(h.box[2:])) / 2 - 4] for h in hands]
+            boxes += [np.array([0, 0, 8, 8], float)]
+            scores = np.linspace(0.9, 0.05, len(boxes)).astype(np.float32)
+            out.append(Detections(np.array(boxes, np.float32).reshape(-1, 4), scores, np.arange(len(boxes))))
+        return out
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    """Six synthetic scenes and their candidates file, mined by tools/mine_candidates.py's `mine`."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.data.loaders import build_dataset
+    from mine_candidates import mine
+
+    root = tmp_path_factory.mktemp("verifier")
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "3", "--image-size", "96x128",
+                                 "--set", "num_hands=[1, 2]", "--out", str(root / "scenes"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    scenes = build_dataset("synthetic", root / "scenes", "all")
+    samples = [scenes[i] for i in range(len(scenes))]
+
+    class _Cached:
+        def __len__(self):
+            return len(samples)
+
+        def __getitem__(self, i):
+            return samples[i]
+
+    arrays = mine(_BoxesAsFound(samples), _Cached(), str(root / "scenes"), log_every=0)
+    np.savez(root / "candidates.npz", **arrays)
+    return root
+
+
+def test_mined_candidates_give_balanced_labelled_roi_crops(mined):
+    with np.load(mined / "candidates.npz") as c:
+        assert int(c["n"]) == 6 and len(c["boxes"]) == len(c["scores"]) == len(c["image"])
+        assert len(c["gt"]) == len(c["gt_image"]) == len(c["gt_detectable"]) >= 6
+    data = HandBoxCandidates(str(mined / "scenes"), str(mined / "candidates.npz"), split="train", val_images=2, num=64,
+                             input_size=32, seed=3)
+    items = [data[i] for i in range(64)]
+    assert items[0]["pixel_values"].shape == (3, 32, 32)
+    hands = np.array([float(it["hand"]) for it in items])
+    assert 16 <= (hands >= 0.5).sum() <= 48 and ((hands >= 0) & (hands <= 1)).all()  # half of the draws are found hands
+    folder = data.folders[0]
+    assert set(np.unique(folder.image[folder.hands])) <= {0, 1, 2, 3}  # the train split: the first 4 images
+    again = HandBoxCandidates(str(mined / "scenes"), str(mined / "candidates.npz"), split="train", val_images=2, num=64,
+                              input_size=32, seed=3)
+    assert torch.equal(again[5]["pixel_values"], items[5]["pixel_values"])  # the same draw: exact resume
+    data.set_epoch(1)
+    assert not torch.equal(data[5]["pixel_values"], items[5]["pixel_values"])
+    with pytest.raises(ValueError, match="one candidates file per scene folder"):
+        HandBoxCandidates([str(mined / "scenes")] * 2, str(mined / "candidates.npz"))
+    with np.load(mined / "candidates.npz") as c:
+        np.savez(mined / "wrong.npz", **{**dict(c), "n": np.int64(7)})
+    with pytest.raises(ValueError, match="mine it again"):
+        HandBoxCandidates(str(mined / "scenes"), str(mined / "wrong.npz"))
+
+
+def test_train_calibrate_and_serve_in_torch_and_onnx(mined, tmp_path, monkeypatch):
+    """The recipe on tiny data: two engine steps from the shipped side head's trunk, packaged into a
+    detector folder, calibrated (serving.json), then served by the torch and the onnxruntime
+    detector alike: scores are (s_det * p_hand) ** exponent of the plain detector's candidates."""
+    pytest.importorskip("onnxruntime")
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.models.handos import onnx_detector as od
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    scenes, cands = str(mined / "scenes"), str(mined / "candidates.npz")
+    data = [f"data.{s}.kwargs.root={scenes}" for s in ("train", "val")]
+    data += [f"data.{s}.kwargs.candidates={cands}" for s in ("train", "val")]
+    data += [f"data.{s}.kwargs.val_images=2" for s in ("train", "val")]
+    r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "box_verifier_cpu.yaml"), *data,
+                                 "model.kwargs.input_size=32", "data.train.kwargs.input_size=32",
+                                 "data.val.kwargs.input_size=32", "data.train.kwargs.num=8", "data.val.kwargs.num=8",
+                                 "data.batch_size=4", "data.val_batch_size=4", "data.num_workers=0", "train.max_steps=2",
+                                 "train.steps_per_epoch=2", "train.val_every=2", "train.ckpt_every=2", "train.log_every=1",
+                                 "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    folder = save_detector(wrap_detector("rt-detr", tiny_detr("rt-detr"), DetectorConfig(input_size=96, square=True)),
+                           tmp_path / "det")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_model.py"), str(tmp_path / "run"), "--name",
+                           "box_verifier", "--out-root", str(folder), "--max-mb", "8"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(Exception, match="serving.json"):  # not calibrated yet: a clear error, not a guess
+        load_detector(str(folder))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "calibrate_box_verifier.py"), "--detector", str(folder),
+                           "--root", scenes, "--candidates", cands, "--val-images", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    serving = json.loads((folder / "box_verifier" / "serving.json").read_text())
+    t = serving["calibration"]["threshold_on_sqrt"]
+    assert verified_scores([t], [t], serving["exponent"])[0] == pytest.approx(0.5)  # T is served as 0.5
+
+    slow, fast = load_detector(str(folder)), od.detector_for_boxes(folder)
+    assert isinstance(fast, od.OnnxDetector) and isinstance(fast.verifier, od.OnnxBoxVerifier)
+    assert slow.verifier.settings == fast.verifier.settings and slow.describe()["box_verifier"].endswith("box_verifier")
+    image = np.random.default_rng(5).integers(0, 255, (80, 120, 3), np.uint8)
+    a, b = fast.detect([image], 0.0, 0.8)[0], slow.detect([image], 0.0, 0.8)[0]
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+    verifier, slow.verifier = slow.verifier, None
+    plain = slow.detect([image], 0.0, 0.8, max_hands=verifier.settings.top_k)[0]
+    p = verifier.hand_probability(image, plain.boxes)
+    expected = np.sort(verified_scores(plain.scores, p, verifier.settings.exponent))[::-1]
+    np.testing.assert_allclose(b.scores, expected, rtol=1e-5)
+    assert "box_verifier" not in json.loads((folder / "detector.json").read_text())
+
+
+def test_the_verifier_network_learns_a_whole_object_from_its_fragment():
+    """The network separates RoI crops of a bright square (a "hand") from crops of its corner (a
+    fragment) after a few steps: what the verifier must learn to re-rank fragments below hands."""
+    torch.manual_seed(0)
+    model = BoxVerifier(width=8, input_size=32).eval()  # fixed batch norms: two crops make no batch statistics
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:48, 16:48] = 200
+    whole, corner = np.array([[16, 16, 48, 48]], float), np.array([[16, 16, 28, 28]], float)
+    from handrecon.utils.image import normalize_images
+
+    x = torch.from_numpy(normalize_images(np.concatenate([roi_crops(image, whole, 32, 1.5), roi_crops(image, corner, 32, 1.5)])))
+    y = torch.tensor([1.0, 0.0])
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(30):
+        loss = model.loss(model({"pixel_values": x}), {"hand": y})[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    logits = model.logits(x)
+    assert logits[0] > 0 > logits[1]
+    assert model.validate([{"pixel_values": x, "hand": y}])["accuracy"] == 1.0

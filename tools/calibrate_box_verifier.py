@@ -1,0 +1,94 @@
+"""Fix a packaged box verifier's served exponent and write its ``serving.json``.
+
+    python tools/calibrate_box_verifier.py --detector src/handrecon/assets/models/handrecon-hand-detector \
+        --root .cache/detector/train --candidates .cache/detector/candidates/train.npz
+
+The verifier (``DETECTOR/box_verifier/``, packaged by ``tools/package_model.py``) serves
+(s_det * p_hand) ** exponent (`detections.verified_scores`). On the last ``--val-images`` images of
+``--root`` (the detector's validation shard: neither the detector nor the verifier trained on it),
+with the candidates mined there (`tools/mine_candidates.py`): the detector's own precision at the
+served threshold 0.5 (IoU 0.5, hidden hands ignored) and its rate of hand-free images given a
+detection are the targets; T is the lowest threshold in steps of 0.01 at which sqrt(s_det * p_hand)
+reaches that precision without raising that rate; the exponent maps T to 0.5
+(exponent = ln 0.5 / ln T^2), so the served threshold keeps both there. The
+ranking, and with it AP, does not depend on the exponent. Prints what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from handrecon.checkpoint import CheckpointError, load_model
+from handrecon.data.loaders import build_dataset
+from handrecon.eval.detection import detection_metrics
+from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
+from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierHead
+from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, VerifierSettings
+from handrecon.utils.io import atomic_write_json
+
+
+def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int) -> dict:
+    """The exponent and what it was measured from (module doc)."""
+    scenes = build_dataset("synthetic", root, "all")
+    with np.load(candidates, allow_pickle=False) as c:
+        mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
+    if int(mined["n"]) != len(scenes):
+        raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(scenes)}; mine it again")
+    top_k = head.settings.top_k
+    gts, ignores, boxes, plain, products = [], [], [], [], []
+    for i in range(len(scenes) - val_images, len(scenes)):
+        k = np.flatnonzero(mined["image"] == i)[:top_k]  # mined highest score first
+        g = mined["gt_image"] == i
+        gts.append(mined["gt"][g])
+        ignores.append(~mined["gt_detectable"][g])
+        boxes.append(mined["boxes"][k].astype(np.float64))
+        plain.append(mined["scores"][k].astype(np.float64))
+        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]))
+    detector = detection_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
+    target, target_fp = detector["precision_at_threshold"], detector["no_hand_fp_rate"]
+    for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
+        m = detection_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
+        if m["precision_at_threshold"] >= target and m["no_hand_fp_rate"] <= target_fp:
+            break
+    else:
+        raise ValueError(f"no threshold reaches the detector's precision {target:.3f} and hand-free rate {target_fp:.3f} "
+                         f"on {root}'s last {val_images} images")
+    return {"exponent": math.log(0.5) / math.log(t * t), "threshold_on_sqrt": float(t), "target_precision": target,
+            "precision": m["precision_at_threshold"], "recall50": m["recall50_at_threshold"],
+            "plain_recall50": detector["recall50_at_threshold"], "target_no_hand_fp_rate": target_fp,
+            "no_hand_fp_rate": m["no_hand_fp_rate"], "images": val_images, "root": root}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--detector", required=True, type=Path, help="the detector folder holding box_verifier/")
+    ap.add_argument("--root", required=True, help="the scene folder whose last --val-images images calibrate")
+    ap.add_argument("--candidates", required=True, help="the detector's candidates mined on --root")
+    ap.add_argument("--val-images", type=int, default=500)
+    ap.add_argument("--top-k", type=int, default=VerifierSettings.top_k)
+    args = ap.parse_args()
+    folder = args.detector / VERIFIER_DIR
+    try:
+        model, _ = load_model(folder)
+        if not isinstance(model, BoxVerifier):
+            raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
+        settings = VerifierSettings(top_k=args.top_k)
+        found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images)
+    except (CheckpointError, ValueError, OSError, KeyError) as e:
+        sys.exit(f"error: {e}")
+    settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"])
+    atomic_write_json(folder / VERIFIER_SETTINGS, {**asdict(settings), "calibration": found})
+    print(f"{folder / VERIFIER_SETTINGS}: exponent {found['exponent']:.4f} (T = {found['threshold_on_sqrt']:.2f}); on "
+          f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (detector {found['target_precision']:.3f}), "
+          f"recall {found['recall50']:.3f} (detector {found['plain_recall50']:.3f}), hand-free images with a detection "
+          f"{found['no_hand_fp_rate']:.3f} (detector {found['target_no_hand_fp_rate']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

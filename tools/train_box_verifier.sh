@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Reproduce the shipped hand detector's box verifier (handrecon-hand-detector/box_verifier/) on the
+# CPU (2 cores, about 55 min: render about 15 min when nothing is rendered yet, mine about 20 min,
+# train about 16 min): render the detector's six training sets (tools/render_scenes.sh,
+# tools/render_detector_sets.sh, and two more: the wide pool with photographed surfaces, seed 18, and
+# scenes with few forearms, seed 16) and the crop model's stage-6 crops, mine the detector's
+# candidates on each
+# (tools/mine_candidates.py), train configs/box_verifier_cpu.yaml from the shipped side head's trunk,
+# package it (float16) into a copy of the detector folder, calibrate its served exponent on the
+# detector's validation shard (tools/calibrate_box_verifier.py), evaluate that copy on held-out scenes
+# (seed 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign scenes, and
+# then add it to the detector folder. A retrained detector needs this run again: the verifier learns
+# the candidates of one detector.
+#   tools/train_box_verifier.sh       # from the repository root; re-running resumes every step
+# Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default
+# runs/box_verifier_cpu), DETECTOR (the detector folder; default the shipped one).
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+HR="$PY -m handrecon.cli"
+DATA=${DATA:-.cache/detector}
+RUN=${RUN:-runs/box_verifier_cpu}
+PHOTOS=${PHOTOS:-.cache/photos/train}
+DETECTOR=${DETECTOR:-src/handrecon/assets/models/handrecon-hand-detector}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_scenes.sh
+PY=$PY DATA=$DATA PHOTOS=$PHOTOS tools/render_detector_sets.sh
+[ -f .cache/photos/textures/SOURCES.md ] || $PY tools/fetch_photos.py --textures --out .cache/photos/textures
+POOL=(--backgrounds "$PHOTOS")
+for extra in opencv lomiri cutouts; do POOL+=(--backgrounds ".cache/photos/$extra"); done
+SCENES=(--preset scene --image-size 288x384 --set "num_hands=[0, 4]" --set "clutter=[0, 4]" --workers 2 --quiet)
+$HR synth "${SCENES[@]}" "${POOL[@]}" --backgrounds .cache/photos/textures --num 6000 --seed 18 --out "$DATA/train_textures"
+$HR synth "${SCENES[@]}" "${POOL[@]}" --set p_forearm=0.1 --num 6000 --seed 16 --out "$DATA/train_noforearm"
+
+# The crop model's stage-6 crops (one hand filling the frame, no forearm, half of any colour, over
+# photographed surfaces), drawn as tools/train_shipped.sh's stage 6 draws them (same seed, same folder).
+CROPS=${CROPS:-.cache/m3dhmr_cpu24k/photos_textures_s17}
+$HR synth --preset crop --num 12500 --workers 2 --quiet --set render_subdivisions=0 --set p_forearm=0 --set p_color=0 \
+    --set p_motion_blur=0 --set p_truncated=0 --set 'pose_kinds=[random, open, fist, pinch, point]' \
+    --set p_photo_occluder=0 --set p_skin_occluder=0 --set p_recolour=0.5 --set p_hand_colour=0.5 \
+    --backgrounds "$PHOTOS" --backgrounds .cache/photos/opencv --backgrounds .cache/photos/lomiri \
+    --backgrounds .cache/photos/textures --seed 17 --out "$CROPS"
+
+SETS=(train train_textures train_lomiri train_closeup train_crops train_noforearm)
+ROOTS=$(printf "$DATA/%s, " "${SETS[@]}")"$CROPS"
+FILES=$(printf "$DATA/candidates/%s.npz, " "${SETS[@]}")"$DATA/candidates/crops_textures_s17.npz"
+mkdir -p "$DATA/candidates"
+IFS=',' read -ra ROOT_LIST <<< "$ROOTS"
+IFS=',' read -ra FILE_LIST <<< "$FILES"
+for i in "${!ROOT_LIST[@]}"; do
+    root=$(echo ${ROOT_LIST[$i]}); file=$(echo ${FILE_LIST[$i]})
+    [ -f "$file" ] || $PY tools/mine_candidates.py --root "$root" --out "$file" --detector "handrecon-hand-detector:$DETECTOR"
+done
+DATASETS=()
+for split in train val; do
+    DATASETS+=(data.$split.kwargs.root="[$ROOTS]" data.$split.kwargs.candidates="[$FILES]")
+done
+$HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" --out "$RUN" --resume auto
+
+# Package into a copy of the detector folder, calibrate and evaluate it there, then add it to the folder.
+TRIAL="$RUN/detector_with_box_verifier"
+rm -rf "$TRIAL" && cp -r "$DETECTOR" "$TRIAL" && rm -rf "$TRIAL/box_verifier"
+$PY tools/package_model.py "$RUN" --name box_verifier --out-root "$TRIAL" --max-mb 8
+$PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz"
+$HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
+METRICS=(--metrics heldout="$RUN/heldout_metrics.json")
+if [ -f "$DATA/foreign/meta.json" ]; then
+    $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/foreign_metrics.json"
+    METRICS+=(--metrics foreign="$RUN/foreign_metrics.json")
+fi
+$PY tools/package_model.py "$RUN" --name box_verifier --out-root "$DETECTOR" --max-mb 8 "${METRICS[@]}"
+cp "$TRIAL/box_verifier/serving.json" "$DETECTOR/box_verifier/serving.json"
