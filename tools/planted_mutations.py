@@ -7,7 +7,7 @@ SURVIVED. The working tree is never touched. An edit whose text is no longer fou
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 63, about 15 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 70, about 16 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 

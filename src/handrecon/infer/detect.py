@@ -7,8 +7,9 @@ Per input image `NAME`: `NAME.json` ({"image", "size": [W, H], "hands": [{"box":
 the run goes on. Detectors come from `handrecon.registry.DETECTORS` (registered by the model
 families): ``--detector NAME`` (a shipped detector) or ``--detector KIND:DIR`` (a transformers
 checkpoint in a local folder). `handrecon detect` keeps hands scoring >= 0.5 after NMS at IoU 0.5
-by default (precision first); HandOS's own query filtering uses the paper's T^S = 0.1 and
-T^NMS = 0.9 (§3.2).
+by default (precision first); a detector folder with a box verifier scores its candidates with it
+(`models/handos/box_verifier.py`), and the score is then the verified one. HandOS's own query
+filtering uses the paper's T^S = 0.1 and T^NMS = 0.9 (§3.2).
 """
 
 from __future__ import annotations

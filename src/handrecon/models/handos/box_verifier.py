@@ -9,8 +9,10 @@ well. So each of an image's `top_k` best candidates (after NMS) is cut out RoI-s
 (`detections.roi_crops`: the box stretched to a square crop with `context` x its size around it,
 so a box's edges sit at the same place in every crop and a fragment shows the hand running on past
 them) and this network gives p_hand; the served score is ``(s_det * p_hand) ** exponent``
-(`detections.verified_scores`), with the exponent fixed when packaging so that the served threshold
-0.5 keeps the detector's precision on its validation images (`tools/package_box_verifier.py`).
+(`detections.verified_scores`), with the exponent fixed after training so that the served threshold
+0.5 keeps the detector's precision and hand-free rate on its validation images
+(`tools/calibrate_box_verifier.py`). A detector folder with ``box_verifier/`` uses it in `detect`
+(torch and onnxruntime); the shipped detector has none (its model card, "A second stage", has why).
 
 Network: the side head's ResNet-18 trunk (`side_head._FirstStack.trunk1`, the same names, so
 ``train.init_from`` the shipped side head copies it), global average pooling, one logit.

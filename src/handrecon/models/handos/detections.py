@@ -92,8 +92,8 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
         raw = json.loads(path.read_text())
         settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: unreadable box-verifier settings ({e}); package the verifier with "
-                         "tools/package_box_verifier.py") from None
+        raise ValueError(f"{path}: unreadable box-verifier settings ({e}); write them with "
+                         "tools/calibrate_box_verifier.py") from None
     if not (settings.top_k >= 1 and 0 <= settings.candidate_threshold < 1 and settings.exponent > 0):
         raise ValueError(f"{path}: top_k must be >= 1, candidate_threshold in [0, 1), exponent > 0; got {settings}")
     return settings
