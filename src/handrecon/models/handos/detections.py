@@ -1,6 +1,7 @@
 """What finding hands needs, without torch: the detector's input preparation (`DetectorConfig`,
 `letterbox`, `prepare_arrays`), reading its outputs (`select_instances`, `select_detections` into
-`Detections`) and the side head's box crops. The torch `Detector` (`detector.py`) and the
+`Detections`), a box verifier's re-scoring (`VerifierSettings`, `verify_detections`), and the side
+head's box crops and the verifier's RoI crops. The torch `Detector` (`detector.py`) and the
 onnxruntime one (`onnx_detector.py`) share them, so both return the same detections."""
 
 from __future__ import annotations
