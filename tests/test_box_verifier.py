@@ -153,6 +153,10 @@ def test_mined_candidates_give_balanced_labelled_roi_crops(mined):
         np.savez(mined / "wrong.npz", **{**dict(c), "n": np.int64(7)})
     with pytest.raises(ValueError, match="mine it again"):
         HandBoxCandidates(str(mined / "scenes"), str(mined / "wrong.npz"))
+    with np.load(mined / "candidates.npz") as c:
+        np.savez(mined / "shuffled.npz", **{**dict(c), "image": c["image"][::-1].copy()})
+    with pytest.raises(ValueError, match="not in image order"):
+        HandBoxCandidates(str(mined / "scenes"), str(mined / "shuffled.npz"))
 
 
 def test_train_calibrate_and_serve_in_torch_and_onnx(mined, tmp_path, monkeypatch):

@@ -162,9 +162,13 @@ class _Folder:
         if int(mined["n"]) != len(self.scenes):
             raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(self.scenes)}; "
                              "mine it again with tools/mine_candidates.py")
+        if np.any(np.diff(mined["image"]) < 0) or np.any(np.diff(mined["gt_image"]) < 0):
+            raise ValueError(f"{candidates}: candidates are not in image order; mine it again with tools/mine_candidates.py")
         target = np.full(len(mined["scores"]), np.nan)
-        for i in np.unique(mined["image"]):
-            k, g = np.flatnonzero(mined["image"] == i), mined["gt_image"] == i
+        images = np.arange(int(mined["n"]) + 1)
+        cand_at, gt_at = np.searchsorted(mined["image"], images), np.searchsorted(mined["gt_image"], images)
+        for i in np.flatnonzero(np.diff(cand_at)):  # images with candidates: slices, not scans
+            k, g = slice(cand_at[i], cand_at[i + 1]), slice(gt_at[i], gt_at[i + 1])
             target[k] = candidate_targets(mined["boxes"][k], mined["gt"][g], mined["gt_detectable"][g])
         cut = len(self.scenes) - int(val_images)
         in_split = (mined["image"] >= cut) if split == "val" else (mined["image"] < cut)
@@ -180,9 +184,10 @@ class _Folder:
 
 class HandBoxCandidates(Dataset):
     """Balanced hand / non-hand draws of detector candidates as RoI crops (module doc). One item:
-    ``pixel_values`` (3, S, S), ``hand`` () the target in [0, 1] (`candidate_targets`). root / candidates: scene folders and their mined
-    candidate files (`tools/mine_candidates.py`), one each; split: "train" or "val" (the last
-    `val_images` images of each folder); num: draws per epoch; augment: mirror and colour."""
+    ``pixel_values`` (3, S, S), ``hand`` () the target in [0, 1] (`candidate_targets`). root /
+    candidates: scene folders and their mined candidate files (`tools/mine_candidates.py`), one
+    each; split: "train" or "val" (the last `val_images` images of each folder); num: draws per
+    epoch; augment: mirror and colour."""
 
     def __init__(self, root: str | os.PathLike | list[str | os.PathLike],
                  candidates: str | os.PathLike | list[str | os.PathLike], split: str = "train", val_images: int = 500,
