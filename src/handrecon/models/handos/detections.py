@@ -130,6 +130,25 @@ def verify_detections(verifier: Any, images: list[np.ndarray], found: list[Detec
     return verified
 
 
+def find_hands(images: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int],
+               scales: np.ndarray, score_threshold: float, nms_iou: float, max_hands: int, verifier: Any = None,
+               side_head: Any = None) -> list[Detections]:
+    """Every detector's `detect` after its network (torch and onnxruntime alike): boxes (B, Q, 4)
+    and scores (B, Q) of the padded input of `input_size` (H, W), scales (B,) -> per image
+    `select_detections` (a verifier's candidates when there is one, `candidate_selection`),
+    `verify_detections`, `attach_sides`."""
+    threshold, count = candidate_selection(verifier, score_threshold, max_hands)
+    found = [select_detections(boxes[i], scores[i], input_size, scales[i], image.shape[:2], threshold, nms_iou, count)
+             for i, image in enumerate(images)]
+    return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, max_hands))
+
+
+def head_sources(side_head: Any, verifier: Any) -> dict:
+    """A detector's `describe` entries for its side head and box verifier (their folders), when it has them."""
+    heads = {"side_head": side_head, "box_verifier": verifier}
+    return {key: head.source for key, head in heads.items() if head is not None}
+
+
 def sides_from_p_left(p_left: np.ndarray) -> list[str]:
     """A side head's reading: "left" where p_left > 0.5, else "right"."""
     return ["left" if p > 0.5 else "right" for p in p_left]

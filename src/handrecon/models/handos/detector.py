@@ -38,8 +38,8 @@ from torch import nn
 
 from handrecon.checkpoint import CheckpointError
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, attach_sides, candidate_selection,
-    prepare_arrays, read_box_sides, select_detections, verify_detections,
+    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, prepare_arrays,
+    read_box_sides,
 )
 from handrecon.models.handos.box_verifier import load_box_verifier
 from handrecon.models.handos.side_head import load_side_head
@@ -205,21 +205,15 @@ class Detector(nn.Module):
         verifier the scores are the verified ones (`detections.verify_detections`)."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
-        threshold, count = candidate_selection(self.verifier, score_threshold, max_hands)
-        found = [select_detections(out.boxes[i].float().cpu().numpy(), out.scores[i].float().cpu().numpy(), out.input_size,
-                                   prep.scale[i], img.shape[:2], threshold, nms_iou, count)
-                 for i, img in enumerate(images)]
-        found = verify_detections(self.verifier, images, found, score_threshold, max_hands)
-        return attach_sides(self.side_head, images, found)
+        return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,
+                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
         return read_box_sides(self.side_head, image, boxes)
 
     def describe(self) -> dict:
-        side = {"side_head": self.side_head.source} if self.side_head is not None else {}
-        verifier = {"box_verifier": self.verifier.source} if self.verifier is not None else {}
-        return {"kind": self.kind, **self.config.__dict__, **side, **verifier}
+        return {"kind": self.kind, **self.config.__dict__, **head_sources(self.side_head, self.verifier)}
 
 
 class DeformableDetrDetector(Detector):

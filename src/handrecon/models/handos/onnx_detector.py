@@ -7,8 +7,8 @@ detector costs about 6 s before the first image on 2 cores. An RT-DETR with squa
 ``pixel_values`` (B, 3, S, S) normalised -> ``scores`` (B, Q), ``boxes`` (B, Q, 4) cxcywh
 normalised), and so are its side head (`onnx_export.export_side_head_onnx`) and box verifier
 (`onnx_export.export_box_verifier_onnx`), and all are served here, sharing the torch detector's
-preparation (`detections.prepare_arrays`), selection (`detections.select_detections`), verification
-(`detections.verify_detections`) and crops (`detections.box_crops`, `detections.roi_crops`), so
+preparation (`detections.prepare_arrays`), reading of the outputs (`detections.find_hands`: selection,
+verification, sides) and crops (`detections.box_crops`, `detections.roi_crops`), so
 both return the same detections. This module needs neither torch nor transformers: with the exports in the cache, the
 two-stage pipeline starts without importing them.
 
@@ -34,9 +34,8 @@ import numpy as np
 
 from handrecon.models.handos.detections import (
     INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR,
-    VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, attach_sides, box_crops,
-    candidate_selection, prepare_arrays, read_box_sides, roi_crops, select_detections, sides_from_p_left,
-    verify_detections,
+    VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, box_crops, find_hands, head_sources,
+    prepare_arrays, read_box_sides, roi_crops, sides_from_p_left,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.image import normalize_images
@@ -125,22 +124,16 @@ class OnnxDetector:
         """Hands in each RGB uint8 image, as `Detector.detect`."""
         pixels, _, scale = prepare_arrays(images, self.config)
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
-        size = tuple(pixels.shape[-2:])
-        threshold, count = candidate_selection(self.verifier, score_threshold, max_hands)
-        found = [select_detections(boxes[i], scores[i], size, scale[i], img.shape[:2], threshold, nms_iou, count)
-                 for i, img in enumerate(images)]
-        found = verify_detections(self.verifier, images, found, score_threshold, max_hands)
-        return attach_sides(self.side_head, images, found)
+        return find_hands(images, boxes, scores, tuple(pixels.shape[-2:]), scale, score_threshold, nms_iou, max_hands,
+                          self.verifier, self.side_head)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
         return read_box_sides(self.side_head, image, boxes)
 
     def describe(self) -> dict:
-        side = {"side_head": self.side_head.source} if self.side_head is not None else {}
-        verifier = {"box_verifier": self.verifier.source} if self.verifier is not None else {}
-        return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config), **side,
-                **verifier}
+        return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config),
+                **head_sources(self.side_head, self.verifier)}
 
 
 def folder_fingerprint(folder: Path, names: tuple[str, ...] = ("model.safetensors", "detector.json", "config.json")) -> str:
@@ -172,8 +165,8 @@ def detector_for_boxes(folder: str | Path, threads: int | None = None) -> Any:
         return loaded[0]
 
     if onnx_export_available() and _exportable(folder):
-        side_head = _side_head_for_boxes(folder, threads, torch_detector)
-        verifier = _verifier_for_boxes(folder, threads, torch_detector)
+        side_head = _head_for_boxes(folder, "side_head", threads, torch_detector)
+        verifier = _head_for_boxes(folder, "verifier", threads, torch_detector)
         found = cached_export("detectors", folder_fingerprint(folder),
                               lambda path: _export().export_detector_onnx(torch_detector(), path),
                               lambda path: OnnxDetector(path, threads, side_head, verifier))
@@ -200,28 +193,22 @@ def packaged_folder(path: str | None) -> Path:
     return folder
 
 
-def _side_head_for_boxes(folder: Path, threads: int | None, torch_detector: Any) -> Any:
-    """The folder's side head on onnxruntime (exported into the cache on first use), the torch one
-    if that export fails, or None when the folder has none."""
-    head_dir = folder / SIDE_HEAD_DIR
+def _head_for_boxes(folder: Path, name: str, threads: int | None, torch_detector: Any) -> Any:
+    """The folder's crop head `name` ("side_head" or "verifier", in ``SIDE_HEAD_DIR`` /
+    ``VERIFIER_DIR``) on onnxruntime (exported into the cache on first use, keyed on its own files),
+    the torch one if that export fails, or None when the folder has none."""
+    directory, files, export, onnx_head = {
+        "side_head": (SIDE_HEAD_DIR, ("model.safetensors", "card.json"), "export_side_head_onnx", OnnxSideHead),
+        "verifier": (VERIFIER_DIR, ("model.safetensors", "card.json", VERIFIER_SETTINGS), "export_box_verifier_onnx",
+                     OnnxBoxVerifier),
+    }[name]
+    head_dir = folder / directory
     if not (head_dir / "card.json").is_file():
         return None
-    found = cached_export("detectors", folder_fingerprint(head_dir, ("model.safetensors", "card.json")),
-                          lambda path: _export().export_side_head_onnx(torch_detector().side_head, path),
-                          lambda path: OnnxSideHead(path, threads))
-    return found if found is not None else torch_detector().side_head
-
-
-def _verifier_for_boxes(folder: Path, threads: int | None, torch_detector: Any) -> Any:
-    """The folder's box verifier on onnxruntime (exported into the cache on first use), the torch
-    one if that export fails, or None when the folder has none."""
-    verifier_dir = folder / VERIFIER_DIR
-    if not (verifier_dir / "card.json").is_file():
-        return None
-    found = cached_export("detectors", folder_fingerprint(verifier_dir, ("model.safetensors", "card.json", VERIFIER_SETTINGS)),
-                          lambda path: _export().export_box_verifier_onnx(torch_detector().verifier, path),
-                          lambda path: OnnxBoxVerifier(path, threads))
-    return found if found is not None else torch_detector().verifier
+    found = cached_export("detectors", folder_fingerprint(head_dir, files),
+                          lambda path: getattr(_export(), export)(getattr(torch_detector(), name), path),
+                          lambda path: onnx_head(path, threads))
+    return found if found is not None else getattr(torch_detector(), name)
 
 
 def _export() -> Any:
