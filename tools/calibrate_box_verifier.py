@@ -26,7 +26,7 @@ import numpy as np
 
 from handrecon.checkpoint import CheckpointError, load_model
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.detection import detection_metrics
+from handrecon.eval.detection import threshold_metrics
 from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierHead
 from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, VerifierSettings
@@ -50,10 +50,10 @@ def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int
         boxes.append(mined["boxes"][k].astype(np.float64))
         plain.append(mined["scores"][k].astype(np.float64))
         products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]))
-    detector = detection_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
+    detector = threshold_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
     target, target_fp = detector["precision_at_threshold"], detector["no_hand_fp_rate"]
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
-        m = detection_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
+        m = threshold_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
         if m["precision_at_threshold"] >= target and m["no_hand_fp_rate"] <= target_fp:
             break
     else:

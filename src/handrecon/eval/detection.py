@@ -63,9 +63,8 @@ def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sc
     return ev
 
 
-def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
-    """The metrics of the module doc over a set of images (see there for the arguments)."""
+def _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore):
+    """The arguments of `detection_metrics`, checked, as float64 arrays and bool ignore flags."""
     if not (len(gt_boxes) == len(pred_boxes) == len(pred_scores)):
         raise ValueError("gt_boxes, pred_boxes and pred_scores must have one entry per image")
     gt_boxes = [np.asarray(g, np.float64).reshape(-1, 4) for g in gt_boxes]
@@ -74,9 +73,16 @@ def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
     gt_ignore = [np.asarray(ig, bool).reshape(-1) for ig in gt_ignore]
     if len(gt_ignore) != len(gt_boxes) or any(len(ig) != len(g) for ig, g in zip(gt_ignore, gt_boxes)):
         raise ValueError("gt_ignore must hold one flag per ground-truth box")
+    return gt_boxes, gt_ignore
+
+
+def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
+                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
+    """The operating-point part of `detection_metrics`, without COCO's AP: ``recall50``,
+    ``precision_at_threshold``, ``recall50_at_threshold``, ``no_hand_fp_rate`` and the counts
+    (cheap enough to sweep thresholds with)."""
+    gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
     num_gt = sum(int((~ig).sum()) for ig in gt_ignore)
-    ev = _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore) if num_gt else None
-    stats = ev.stats if ev is not None else np.zeros(12)
     matched50 = kept = matched_kept = 0
     empty = fp_empty = 0
     for gt, ignore, boxes, scores in zip(gt_boxes, gt_ignore, pred_boxes, pred_scores):
@@ -95,14 +101,25 @@ def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
             empty += 1
             fp_empty += int(sel.any())
     return {
-        "ap": float(max(stats[0], 0.0)), "ap50": float(max(stats[1], 0.0)), "ap75": float(max(stats[2], 0.0)),
-        "recall": float(max(stats[8], 0.0)),
         "recall50": matched50 / num_gt if num_gt else 0.0,
         "precision_at_threshold": matched_kept / kept if kept else 1.0,
         "recall50_at_threshold": matched_kept / num_gt if num_gt else 0.0,
         "no_hand_fp_rate": fp_empty / empty if empty else 0.0,
         "images": len(gt_boxes), "hands": num_gt, "hands_ignored": sum(int(ig.sum()) for ig in gt_ignore),
         "images_without_hands": empty, "threshold": threshold,
+    }
+
+
+def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
+                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
+    """The metrics of the module doc over a set of images (see there for the arguments)."""
+    gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
+    at_threshold = threshold_metrics(gt_boxes, pred_boxes, pred_scores, threshold, gt_ignore)
+    ev = _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore) if at_threshold["hands"] else None
+    stats = ev.stats if ev is not None else np.zeros(12)
+    return {
+        "ap": float(max(stats[0], 0.0)), "ap50": float(max(stats[1], 0.0)), "ap75": float(max(stats[2], 0.0)),
+        "recall": float(max(stats[8], 0.0)), **at_threshold,
     }
 
 
