@@ -34,27 +34,26 @@ $HR synth "${SCENES[@]}" "${POOL[@]}" --backgrounds .cache/photos/textures --num
 $HR synth "${SCENES[@]}" "${POOL[@]}" --set p_forearm=0.1 --num 6000 --seed 16 --out "$DATA/train_noforearm"
 
 # The crop model's stage-6 crops (one hand filling the frame, no forearm, half of any colour, over
-# photographed surfaces), drawn as tools/train_shipped.sh's stage 6 draws them (same seed, same folder).
+# photographed surfaces), drawn as tools/train_shipped.sh's stage 6 draws them (same settings, seed, folder).
+. tools/crop_data.sh
 CROPS=${CROPS:-.cache/m3dhmr_cpu24k/photos_textures_s17}
-$HR synth --preset crop --num 12500 --workers 2 --quiet --set render_subdivisions=0 --set p_forearm=0 --set p_color=0 \
-    --set p_motion_blur=0 --set p_truncated=0 --set 'pose_kinds=[random, open, fist, pinch, point]' \
-    --set p_photo_occluder=0 --set p_skin_occluder=0 --set p_recolour=0.5 --set p_hand_colour=0.5 \
-    --backgrounds "$PHOTOS" --backgrounds .cache/photos/opencv --backgrounds .cache/photos/lomiri \
-    --backgrounds .cache/photos/textures --seed 17 --out "$CROPS"
+$HR synth "${ANYCOLOUR[@]}" --backgrounds .cache/photos/lomiri --backgrounds .cache/photos/textures --seed 17 --out "$CROPS"
 
-SETS=(train train_textures train_lomiri train_closeup train_crops train_noforearm)
-ROOTS=$(printf "$DATA/%s, " "${SETS[@]}")"$CROPS"
-FILES=$(printf "$DATA/candidates/%s.npz, " "${SETS[@]}")"$DATA/candidates/crops_textures_s17.npz"
+ROOTS=("$DATA/train" "$DATA/train_textures" "$DATA/train_lomiri" "$DATA/train_closeup" "$DATA/train_crops"
+       "$DATA/train_noforearm" "$CROPS")
+FILES=()
 mkdir -p "$DATA/candidates"
-IFS=',' read -ra ROOT_LIST <<< "$ROOTS"
-IFS=',' read -ra FILE_LIST <<< "$FILES"
-for i in "${!ROOT_LIST[@]}"; do
-    root=$(echo ${ROOT_LIST[$i]}); file=$(echo ${FILE_LIST[$i]})
-    [ -f "$file" ] || $PY tools/mine_candidates.py --root "$root" --out "$file" --detector "handrecon-hand-detector:$DETECTOR"
+for root in "${ROOTS[@]}"; do
+    name=$(basename "$root")
+    [ "$root" = "$CROPS" ] && name=crops_textures_s17
+    FILES+=("$DATA/candidates/$name.npz")
+    [ -f "${FILES[-1]}" ] || $PY tools/mine_candidates.py --root "$root" --out "${FILES[-1]}" \
+        --detector "handrecon-hand-detector:$DETECTOR"
 done
+join() { local IFS=,; echo "$*"; }
 DATASETS=()
 for split in train val; do
-    DATASETS+=(data.$split.kwargs.root="[$ROOTS]" data.$split.kwargs.candidates="[$FILES]")
+    DATASETS+=(data.$split.kwargs.root="[$(join "${ROOTS[@]}")]" data.$split.kwargs.candidates="[$(join "${FILES[@]}")]")
 done
 $HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" --out "$RUN" --resume auto
 

@@ -23,11 +23,7 @@ RUN=${RUN:-runs/m3dhmr_cpu}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 now() { date +%s; }
 
-# the engine these weights were trained with: the realistic additions of issue 12 (subdivided
-# render mesh, forearms, camera colour and motion blur, truncation, the newer pose kinds) came
-# later and are switched off; configs/m3dhmr_cpu_realistic.yaml records the fine-tune with them
-PLAIN=(--set render_subdivisions=0 --set p_forearm=0 --set p_color=0 --set p_motion_blur=0 --set p_truncated=0
-       --set 'pose_kinds=[random, open, fist, pinch, point]')
+. tools/crop_data.sh  # PLAIN (the engine these weights were trained with), ANYCOLOUR (stages 3-6's draws)
 t0=$(now)
 $HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet "${PLAIN[@]}"
 $HR synth --preset crop --num 1000 --out "$DATA/heldout1000" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
@@ -36,7 +32,6 @@ $HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.
     --out "$RUN" --resume auto
 STAGE1=$RUN
 RUN=${RUN2:-runs/m3dhmr_cpu_finetune}
-PHOTOS=${PHOTOS:-.cache/photos/train}
 [ -f "$PHOTOS/SOURCES.md" ] || $PY tools/fetch_photos.py --out "$PHOTOS"
 $HR synth --preset crop --num 12500 --out "$DATA/photos" --seed 2 --workers 2 --backgrounds "$PHOTOS" --quiet \
     "${PLAIN[@]}" --set p_photo_occluder=0 --set p_skin_occluder=0
@@ -46,11 +41,7 @@ $HR train configs/m3dhmr_cpu_finetune.yaml data.train.kwargs.root="$DATA/photos"
 # OpenCV's, half the photographs recoloured (configs/m3dhmr_cpu_anycolour.yaml, ~60 min)
 STAGE2=$RUN
 RUN=${RUN3:-runs/m3dhmr_cpu_anycolour}
-OPENCV=${OPENCV:-.cache/photos/opencv}
 [ -f "$OPENCV/SOURCES.md" ] || $PY tools/fetch_photos.py --opencv --out "$OPENCV"
-# stages 3-5 draw their crops alike, each with its own seed (stage 5 over one more photograph folder)
-ANYCOLOUR=(--preset crop --num 12500 --workers 2 --backgrounds "$PHOTOS" --backgrounds "$OPENCV" --quiet "${PLAIN[@]}"
-           --set p_photo_occluder=0 --set p_skin_occluder=0 --set p_recolour=0.5 --set p_hand_colour=0.5)
 $HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour" --seed 10
 $HR train configs/m3dhmr_cpu_anycolour.yaml data.train.kwargs.root="$DATA/photos_anycolour" \
     data.val.kwargs.root="$DATA/photos_anycolour" train.init_from="$STAGE2" --out "$RUN" --resume auto
