@@ -300,3 +300,16 @@ def test_detect_paths_in_batches_side_by_side_equals_one_by_one(tmp_path):
         a, b = (json.loads((tmp_path / d / f"im{i}.json").read_text())["hands"] for d in ("one", "many"))
         np.testing.assert_allclose([h["box"] for h in a], [h["box"] for h in b], atol=1e-2)
         np.testing.assert_allclose([h["score"] for h in a], [h["score"] for h in b], atol=1e-4)
+
+
+def test_detections_come_back_in_the_images_pixels():
+    """`detections.find_hands` (both detectors' reading of their outputs) undoes the letterbox: a
+    query box in the padded 256 px input of a 200-px-wide image lands at input px / (256 / 200)."""
+    from handrecon.models.handos.detections import find_hands
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    boxes = np.array([[[0.5, 0.25, 0.25, 0.125], [0.9, 0.9, 0.1, 0.1]]], np.float32)  # cx, cy, w, h of the input
+    found = find_hands([image], boxes, np.array([[0.9, 0.2]], np.float32), (256, 256), np.array([256 / 200]),
+                       score_threshold=0.5, nms_iou=0.5, max_hands=10)[0]
+    np.testing.assert_allclose(found.boxes, [[75.0, 37.5, 125.0, 62.5]], atol=1e-4)
+    assert found.query.tolist() == [0] and found.scores.tolist() == pytest.approx([0.9])
