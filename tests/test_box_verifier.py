@@ -230,3 +230,34 @@ def test_the_verifier_network_learns_a_whole_object_from_its_fragment():
     logits = model.logits(x)
     assert logits[0] > 0 > logits[1]
     assert model.validate([{"pixel_values": x, "hand": y}])["accuracy"] == 1.0
+
+
+def test_calibration_holds_the_hand_free_rate_of_a_dedicated_hand_free_set(mined, tmp_path):
+    """`--hand-free-root`: the served threshold keeps the detector's hand-free rate measured on a
+    set of hand-free scenes (not the validation shard's few); a set with hands is refused."""
+    from typer.testing import CliRunner
+
+    from calibrate_box_verifier import calibrate
+    from handrecon.cli import app
+
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "4", "--image-size", "96x128", "--set",
+                                 "num_hands=[0, 0]", "--out", str(tmp_path / "free"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    # the plain detector puts a hand on 1 of 4 images at 0.5 (score 0.6); the others score 0.3
+    np.savez(tmp_path / "free.npz", boxes=np.tile(np.array([[0, 0, 20, 20]], np.float32), (4, 1)),
+             scores=np.array([0.6, 0.3, 0.3, 0.3], np.float32), image=np.arange(4), gt=np.zeros((0, 4), np.float32),
+             gt_image=np.zeros(0, int), gt_detectable=np.zeros(0, bool), n=np.int64(4))
+
+    class _Sure:  # p_hand = 1 everywhere: sqrt(s) would pass all four hand-free images at T <= 0.54
+        settings = VerifierSettings(top_k=20)
+
+        def hand_probability(self, image, boxes):
+            return np.ones(len(boxes))
+
+    scenes, cands = str(mined / "scenes"), str(mined / "candidates.npz")
+    found = calibrate(_Sure(), scenes, cands, 2, (str(tmp_path / "free"), str(tmp_path / "free.npz")))
+    assert found["target_no_hand_fp_rate"] == 0.25 and found["no_hand_fp_rate"] <= 0.25
+    assert found["threshold_on_sqrt"] >= 0.55 and found["hand_free_root"] == str(tmp_path / "free")
+    assert found["precision"] >= found["target_precision"]
+    with pytest.raises(ValueError, match="holds images with hands"):
+        calibrate(_Sure(), scenes, cands, 2, (scenes, cands))

@@ -1,14 +1,17 @@
 """Fix a packaged box verifier's served exponent and write its ``serving.json``.
 
     python tools/calibrate_box_verifier.py --detector src/handrecon/assets/models/handrecon-hand-detector \
-        --root .cache/detector/train --candidates .cache/detector/candidates/train.npz
+        --root .cache/detector/train --candidates .cache/detector/candidates/train.npz \
+        [--hand-free-root .cache/detector/calib_handfree --hand-free-candidates .cache/detector/candidates/calib_handfree.npz]
 
 The verifier (``DETECTOR/box_verifier/``, packaged by ``tools/package_model.py``) serves
 (s_det * p_hand) ** exponent (`detections.verified_scores`). On the last ``--val-images`` images of
 ``--root`` (the detector's validation shard: neither the detector nor the verifier trained on it),
 with the candidates mined there (`tools/mine_candidates.py`): the detector's own precision at the
 served threshold 0.5 (IoU 0.5, hidden hands ignored) and its rate of hand-free images given a
-detection are the targets; T is the lowest threshold in steps of 0.01 at which sqrt(s_det * p_hand)
+detection are the targets (the rate on ``--hand-free-root`` when given: a set of hand-free scenes
+rendered like the held-out ones, since a 500-image shard holds only about 100 hand-free images and
+their rate moves by a point per image); T is the lowest threshold in steps of 0.01 at which sqrt(s_det * p_hand)
 reaches that precision without raising that rate; the exponent maps T to 0.5
 (exponent = ln 0.5 / ln T^2), so the served threshold keeps both there. The
 ranking, and with it AP, does not depend on the exponent. Prints what it measured.
@@ -33,8 +36,9 @@ from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, 
 from handrecon.utils.io import atomic_write_json
 
 
-def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int) -> dict:
-    """The exponent and what it was measured from (module doc)."""
+def _scored(head: BoxVerifierHead, root: str, candidates: str, first: int) -> tuple[list, ...]:
+    """Ground truth, the mined top-k candidates and their plain and verified products for the
+    images of ``root`` from index ``first`` on (``first`` < 0: the last -first images)."""
     scenes = build_dataset("synthetic", root, "all")
     with np.load(candidates, allow_pickle=False) as c:
         mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
@@ -42,27 +46,42 @@ def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int
         raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(scenes)}; mine it again")
     top_k = head.settings.top_k
     gts, ignores, boxes, plain, products = [], [], [], [], []
-    for i in range(len(scenes) - val_images, len(scenes)):
+    for i in range(first % len(scenes) if first < 0 else first, len(scenes)):
         k = np.flatnonzero(mined["image"] == i)[:top_k]  # mined highest score first
         g = mined["gt_image"] == i
         gts.append(mined["gt"][g])
         ignores.append(~mined["gt_detectable"][g])
         boxes.append(mined["boxes"][k].astype(np.float64))
         plain.append(mined["scores"][k].astype(np.float64))
-        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]))
+        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]) if len(k) else plain[-1])
+    return gts, ignores, boxes, plain, products
+
+
+def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int,
+              hand_free: tuple[str, str] | None = None) -> dict:
+    """The exponent and what it was measured from (module doc). ``hand_free``: (root, candidates)
+    of a set of hand-free scenes on which the hand-free rate is held instead of the val shard's."""
+    gts, ignores, boxes, plain, products = _scored(head, root, candidates, -val_images)
     detector = threshold_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
-    target, target_fp = detector["precision_at_threshold"], detector["no_hand_fp_rate"]
+    target = detector["precision_at_threshold"]
+    f_gts, f_ignores, f_boxes, f_plain, f_products = (
+        _scored(head, *hand_free, 0) if hand_free else (gts, ignores, boxes, plain, products))
+    if hand_free and any(len(g) for g in f_gts):
+        raise ValueError(f"{hand_free[0]}: holds images with hands; render it with --set 'num_hands=[0, 0]'")
+    target_fp = threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
         m = threshold_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
-        if m["precision_at_threshold"] >= target and m["no_hand_fp_rate"] <= target_fp:
+        fp = threshold_metrics(f_gts, f_boxes, [np.sqrt(q) for q in f_products], float(t), f_ignores)["no_hand_fp_rate"]
+        if m["precision_at_threshold"] >= target and fp <= target_fp:
             break
     else:
-        raise ValueError(f"no threshold reaches the detector's precision {target:.3f} and hand-free rate {target_fp:.3f} "
-                         f"on {root}'s last {val_images} images")
+        raise ValueError(f"no threshold reaches the detector's precision {target:.3f} on {root}'s last {val_images} images "
+                         f"and hand-free rate {target_fp:.3f} on {hand_free[0] if hand_free else 'them'}")
     return {"exponent": math.log(0.5) / math.log(t * t), "threshold_on_sqrt": float(t), "target_precision": target,
             "precision": m["precision_at_threshold"], "recall50": m["recall50_at_threshold"],
             "plain_recall50": detector["recall50_at_threshold"], "target_no_hand_fp_rate": target_fp,
-            "no_hand_fp_rate": m["no_hand_fp_rate"], "images": val_images, "root": root}
+            "no_hand_fp_rate": fp, "images": val_images, "root": root,
+            "hand_free_root": hand_free[0] if hand_free else root}
 
 
 def main() -> None:
@@ -72,14 +91,21 @@ def main() -> None:
     ap.add_argument("--candidates", required=True, help="the detector's candidates mined on --root")
     ap.add_argument("--val-images", type=int, default=500)
     ap.add_argument("--top-k", type=int, default=VerifierSettings.top_k)
+    ap.add_argument("--hand-free-root", help="hand-free scenes (num_hands=[0, 0]) to hold the hand-free rate on "
+                    "instead of the validation shard's few")
+    ap.add_argument("--hand-free-candidates", help="the detector's candidates mined on --hand-free-root")
     args = ap.parse_args()
+    if (args.hand_free_root is None) != (args.hand_free_candidates is None):
+        sys.exit("error: --hand-free-root and --hand-free-candidates go together")
+    hand_free = (args.hand_free_root, args.hand_free_candidates) if args.hand_free_root else None
     folder = args.detector / VERIFIER_DIR
     try:
         model, _ = load_model(folder)
         if not isinstance(model, BoxVerifier):
             raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
         settings = VerifierSettings(top_k=args.top_k)
-        found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images)
+        found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images,
+                          hand_free)
     except (CheckpointError, ValueError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
     settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"])
@@ -87,7 +113,7 @@ def main() -> None:
     print(f"{folder / VERIFIER_SETTINGS}: exponent {found['exponent']:.4f} (T = {found['threshold_on_sqrt']:.2f}); on "
           f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (detector {found['target_precision']:.3f}), "
           f"recall {found['recall50']:.3f} (detector {found['plain_recall50']:.3f}), hand-free images with a detection "
-          f"{found['no_hand_fp_rate']:.3f} (detector {found['target_no_hand_fp_rate']:.3f})")
+          f"(on {found['hand_free_root']}) {found['no_hand_fp_rate']:.3f} (detector {found['target_no_hand_fp_rate']:.3f})")
 
 
 if __name__ == "__main__":
