@@ -8,7 +8,8 @@
 # stage-6 crops, mine the detector's candidates on each (tools/mine_candidates.py), train
 # configs/box_verifier_cpu.yaml from the shipped side head's trunk, package it (float16) into a copy
 # of the detector folder ($RUN/detector_with_box_verifier), calibrate its served exponent on the
-# detector's validation shard (tools/calibrate_box_verifier.py), and evaluate that folder on held-out
+# detector's validation shard and 1000 hand-free scenes drawn like the held-out ones (seed 2000;
+# tools/calibrate_box_verifier.py), and evaluate that folder on held-out
 # scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign
 # scenes. Serve it with --detector handrecon-hand-detector:$RUN/detector_with_box_verifier. A
 # retrained detector needs this run again: the verifier learns the candidates of one detector.
@@ -32,6 +33,9 @@ for extra in opencv lomiri cutouts; do POOL+=(--backgrounds ".cache/photos/$extr
 SCENES=(--preset scene --image-size 288x384 --set "num_hands=[0, 4]" --set "clutter=[0, 4]" --workers 2 --quiet)
 $HR synth "${SCENES[@]}" "${POOL[@]}" --backgrounds .cache/photos/textures --num 6000 --seed 18 --out "$DATA/train_textures"
 $HR synth "${SCENES[@]}" "${POOL[@]}" --set p_forearm=0.1 --num 6000 --seed 16 --out "$DATA/train_noforearm"
+# 1000 hand-free scenes drawn as the held-out ones (seed 2000), on which the calibration holds the hand-free rate
+$HR synth --preset scene --image-size 288x384 --set "num_hands=[0, 0]" --workers 2 --quiet --backgrounds "$PHOTOS" \
+    --num 1000 --seed 2000 --out "$DATA/calib_handfree"
 
 # The crop model's stage-6 crops (one hand filling the frame, no forearm, half of any colour, over
 # photographed surfaces), drawn as tools/train_shipped.sh's stage 6 draws them (same settings, seed, folder).
@@ -50,6 +54,8 @@ for root in "${ROOTS[@]}"; do
     [ -f "${FILES[-1]}" ] || $PY tools/mine_candidates.py --root "$root" --out "${FILES[-1]}" \
         --detector "handrecon-hand-detector:$DETECTOR"
 done
+FREE="$DATA/candidates/calib_handfree.npz"
+[ -f "$FREE" ] || $PY tools/mine_candidates.py --root "$DATA/calib_handfree" --out "$FREE" --detector "handrecon-hand-detector:$DETECTOR"
 join() { local IFS=,; echo "$*"; }
 DATASETS=()
 for split in train val; do
@@ -61,7 +67,8 @@ $HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" --out "$RUN" --resume a
 TRIAL="$RUN/detector_with_box_verifier"
 rm -rf "$TRIAL" && cp -r "$DETECTOR" "$TRIAL" && rm -rf "$TRIAL/box_verifier"
 $PY tools/package_model.py "$RUN" --name box_verifier --out-root "$TRIAL" --max-mb 8
-$PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz"
+$PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz" \
+    --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE"
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
 if [ -f "$DATA/foreign/meta.json" ]; then
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/foreign_metrics.json"
