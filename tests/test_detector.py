@@ -313,3 +313,18 @@ def test_detections_come_back_in_the_images_pixels():
                        score_threshold=0.5, nms_iou=0.5, max_hands=10)[0]
     np.testing.assert_allclose(found.boxes, [[75.0, 37.5, 125.0, 62.5]], atol=1e-4)
     assert found.query.tolist() == [0] and found.scores.tolist() == pytest.approx([0.9])
+
+
+def test_detect_defaults_to_the_served_operating_point():
+    """`detect()` with no thresholds keeps what `handrecon detect`, the pipeline and
+    `evaluate-detector` keep (score 0.5, NMS 0.5), in torch and onnxruntime alike: a Python caller
+    gets the measured operating point, not more and overlapping boxes."""
+    import inspect
+
+    from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+    from handrecon.models.handos.detector import Detector
+    from handrecon.models.handos.onnx_detector import OnnxDetector
+
+    for cls in (Detector, OnnxDetector):
+        p = inspect.signature(cls.detect).parameters
+        assert (p["score_threshold"].default, p["nms_iou"].default) == (DEFAULT_SCORE_THRESHOLD, DEFAULT_NMS_IOU), cls

@@ -213,6 +213,8 @@ MUTATIONS = [
     ("box verifier: hard 0/1 targets instead of the IoU ramp", "src/handrecon/models/handos/box_verifier.py",
      "np.clip((best_detectable - lo) / (hi - lo), 0.0, 1.0)", "(best_detectable >= FOUND_IOU).astype(float)",
      ["tests/test_box_verifier.py"]),
+    ("the onnxruntime detector's API defaults drift from the served NMS", "src/handrecon/models/handos/onnx_detector.py",
+     "nms_iou: float = DEFAULT_NMS_IOU", "nms_iou: float = 0.7", ["tests/test_detector.py"]),
     ("box verifier calibration: the hand-free set is read but its rate is not held", "tools/calibrate_box_verifier.py",
      "if m[\"precision_at_threshold\"] >= target and fp <= target_fp:", "if m[\"precision_at_threshold\"] >= target:",
      ["tests/test_box_verifier.py"]),

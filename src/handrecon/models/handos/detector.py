@@ -1,7 +1,7 @@
 """The frozen DETR-like detector under HandOS (paper §3.1-3.2): one interface, several adapters.
 
     det = load_detector("rt-detr:/models/my-rtdetr")            # or "handrecon-hand-detector"
-    hands = det.detect([image], score_threshold=0.3)             # boxes (N, 4) px, scores (N,)
+    hands = det.detect([image])      # boxes (N, 4) px, scores (N,) at the served score 0.5, NMS 0.5
     out = det(pixel_values, pixel_mask)                          # everything HandOS reads
 
 A `Detector` wraps a `transformers` object detector and never trains it: its parameters have
@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from handrecon.checkpoint import CheckpointError
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
     SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, prepare_arrays,
     read_box_sides,
@@ -198,11 +199,12 @@ class Detector(nn.Module):
         pixels, mask, scale = prepare_arrays(images, self.config)
         return Prepared(torch.from_numpy(pixels), torch.from_numpy(mask), scale)
 
-    def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
-               max_hands: int = 100) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = 100) -> list[Detections]:
         """Hands in each RGB uint8 image: queries scoring at least `score_threshold`, then greedy
-        NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels. With a box
-        verifier the scores are the verified ones (`detections.verify_detections`)."""
+        NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels; the
+        defaults are the served operating point (`eval.operating_point`), as `handrecon detect`'s.
+        With a box verifier the scores are the verified ones (`detections.verify_detections`)."""
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
         return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,

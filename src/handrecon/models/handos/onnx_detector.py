@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
     INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR,
     VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, box_crops, find_hands, head_sources,
@@ -119,8 +120,8 @@ class OnnxDetector:
             raise ValueError(f"{path}: not a handrecon detector export (config {config!r}: {e}); export it again") from None
         self.path, self.side_head, self.verifier = Path(path), side_head, verifier
 
-    def detect(self, images: list[np.ndarray], score_threshold: float = 0.3, nms_iou: float = 0.7,
-               max_hands: int = 100) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = 100) -> list[Detections]:
         """Hands in each RGB uint8 image, as `Detector.detect`."""
         pixels, _, scale = prepare_arrays(images, self.config)
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
