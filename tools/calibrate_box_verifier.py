@@ -36,17 +36,20 @@ from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, 
 from handrecon.utils.io import atomic_write_json
 
 
-def _scored(head: BoxVerifierHead, root: str, candidates: str, first: int) -> tuple[list, ...]:
-    """Ground truth, the mined top-k candidates and their plain and verified products for the
-    images of ``root`` from index ``first`` on (``first`` < 0: the last -first images)."""
+def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None = None,
+            hand_free: bool = False) -> tuple[list, ...]:
+    """Ground truth, the mined top-k candidates and their plain and verified products for the last
+    ``last`` images of ``root`` (all when None); ``hand_free``: refuse a folder with hands first."""
     scenes = build_dataset("synthetic", root, "all")
     with np.load(candidates, allow_pickle=False) as c:
         mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
     if int(mined["n"]) != len(scenes):
         raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(scenes)}; mine it again")
+    if hand_free and len(mined["gt"]):
+        raise ValueError(f"{root}: holds images with hands; render it with --set 'num_hands=[0, 0]'")
     top_k = head.settings.top_k
     gts, ignores, boxes, plain, products = [], [], [], [], []
-    for i in range(first % len(scenes) if first < 0 else first, len(scenes)):
+    for i in range(0 if last is None else max(0, len(scenes) - last), len(scenes)):
         k = np.flatnonzero(mined["image"] == i)[:top_k]  # mined highest score first
         g = mined["gt_image"] == i
         gts.append(mined["gt"][g])
@@ -61,13 +64,11 @@ def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int
               hand_free: tuple[str, str] | None = None) -> dict:
     """The exponent and what it was measured from (module doc). ``hand_free``: (root, candidates)
     of a set of hand-free scenes on which the hand-free rate is held instead of the val shard's."""
-    gts, ignores, boxes, plain, products = _scored(head, root, candidates, -val_images)
+    gts, ignores, boxes, plain, products = _scored(head, root, candidates, val_images)
     detector = threshold_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
     target = detector["precision_at_threshold"]
     f_gts, f_ignores, f_boxes, f_plain, f_products = (
-        _scored(head, *hand_free, 0) if hand_free else (gts, ignores, boxes, plain, products))
-    if hand_free and any(len(g) for g in f_gts):
-        raise ValueError(f"{hand_free[0]}: holds images with hands; render it with --set 'num_hands=[0, 0]'")
+        _scored(head, *hand_free, hand_free=True) if hand_free else (gts, ignores, boxes, plain, products))
     target_fp = threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
         m = threshold_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
