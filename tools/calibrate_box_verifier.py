@@ -56,7 +56,7 @@ def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None 
         ignores.append(~mined["gt_detectable"][g])
         boxes.append(mined["boxes"][k].astype(np.float64))
         plain.append(mined["scores"][k].astype(np.float64))
-        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]) if len(k) else plain[-1])
+        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]))
     return gts, ignores, boxes, plain, products
 
 
@@ -70,9 +70,10 @@ def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int
     f_gts, f_ignores, f_boxes, f_plain, f_products = (
         _scored(head, *hand_free, hand_free=True) if hand_free else (gts, ignores, boxes, plain, products))
     target_fp = threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
+    served, f_served = [np.sqrt(q) for q in products], [np.sqrt(q) for q in f_products]
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
-        m = threshold_metrics(gts, boxes, [np.sqrt(q) for q in products], float(t), ignores)
-        fp = threshold_metrics(f_gts, f_boxes, [np.sqrt(q) for q in f_products], float(t), f_ignores)["no_hand_fp_rate"]
+        m = threshold_metrics(gts, boxes, served, float(t), ignores)
+        fp = (threshold_metrics(f_gts, f_boxes, f_served, float(t), f_ignores) if hand_free else m)["no_hand_fp_rate"]
         if m["precision_at_threshold"] >= target and fp <= target_fp:
             break
     else:
