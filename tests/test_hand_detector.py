@@ -99,9 +99,10 @@ def test_train_package_and_detect(tmp_path):
 
 
 def test_the_shipped_detector():
-    """Packaged in the wheel (<= 25 MB with the heads in its folder), frozen, finds the bundled sample's hand (a tight 224x224
-    crop) as its best detection at the default threshold (0.80 when packaged; the detector before,
-    trained on scenes only, 0.44), and nothing in noise or a black image."""
+    """Packaged in the wheel (<= 25 MB with the heads in its folder), frozen, finds the bundled
+    sample's hand (a tight 224x224 crop) as its best detection at the default threshold (0.80 when
+    packaged; the detector before, trained on scenes only, 0.44), and nothing in noise or a black
+    image."""
     from handrecon.demo import load_sample
     from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
     from handrecon.geometry.boxes import box_iou

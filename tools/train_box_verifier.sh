@@ -45,17 +45,17 @@ $HR synth "${ANYCOLOUR[@]}" --backgrounds .cache/photos/lomiri --backgrounds .ca
 
 ROOTS=("$DATA/train" "$DATA/train_textures" "$DATA/train_lomiri" "$DATA/train_closeup" "$DATA/train_crops"
        "$DATA/train_noforearm" "$CROPS")
+mine() { [ -f "$2" ] || $PY tools/mine_candidates.py --root "$1" --out "$2" --detector "handrecon-hand-detector:$DETECTOR"; }
 FILES=()
 mkdir -p "$DATA/candidates"
 for root in "${ROOTS[@]}"; do
     name=$(basename "$root")
     [ "$root" = "$CROPS" ] && name=crops_textures_s17
     FILES+=("$DATA/candidates/$name.npz")
-    [ -f "${FILES[-1]}" ] || $PY tools/mine_candidates.py --root "$root" --out "${FILES[-1]}" \
-        --detector "handrecon-hand-detector:$DETECTOR"
+    mine "$root" "${FILES[-1]}"
 done
 FREE="$DATA/candidates/calib_handfree.npz"
-[ -f "$FREE" ] || $PY tools/mine_candidates.py --root "$DATA/calib_handfree" --out "$FREE" --detector "handrecon-hand-detector:$DETECTOR"
+mine "$DATA/calib_handfree" "$FREE"
 join() { local IFS=,; echo "$*"; }
 DATASETS=()
 for split in train val; do
