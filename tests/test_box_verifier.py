@@ -1,5 +1,6 @@
-"""The detector's box verifier: RoI crops, candidate labels, re-scoring, its training data mined from
-a detector, the engine recipe, calibration, and serving in torch and on onnxruntime alike."""
+"""The detector's box verifier: RoI crops, candidate labels and box targets, re-scoring and moving
+boxes, its training data mined from a detector, the engine recipe, calibration, and serving in torch
+and on onnxruntime alike."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import torch
 
 pytest.importorskip("transformers")
 
-from handrecon.models.handos.box_verifier import BoxVerifier, HandBoxCandidates, candidate_targets  # noqa: E402
+from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou  # noqa: E402
+from handrecon.models.handos.box_verifier import (  # noqa: E402
+    BoxVerifier, HandBoxCandidates, candidate_box_targets, candidate_targets,
+)
 from handrecon.models.handos.detections import (  # noqa: E402
-    Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_scores, verify_detections,
+    Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
+    verify_detections,
 )
 from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
 from handrecon.utils.image import normalize_images  # noqa: E402
@@ -59,12 +64,39 @@ def test_candidate_targets_rank_tight_boxes_above_loose_ones():
     assert candidate_targets(boxes, np.zeros((0, 4)), np.zeros(0, bool)).tolist() == [0.0] * 7
 
 
-class _FixedVerifier:
-    def __init__(self, p_by_x1: dict, settings: VerifierSettings) -> None:
-        self.p_by_x1, self.settings = p_by_x1, settings
+def test_box_deltas_invert_and_mirror():
+    """`apply_box_deltas` undoes `box_deltas`; mirroring both boxes negates dx only (what the
+    verifier's mirror augmentation does to its target); wild deltas stay finite."""
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 500, (50, 2))
+    boxes, targets = np.c_[xy, xy + rng.uniform(2, 200, (50, 2))], np.c_[xy + 3, xy + rng.uniform(5, 300, (50, 2))]
+    d = box_deltas(boxes, targets)
+    np.testing.assert_allclose(apply_box_deltas(boxes, d), targets, atol=1e-9)
+    mirror = lambda b: np.c_[640 - b[:, 2], b[:, 1], 640 - b[:, 0], b[:, 3]]  # noqa: E731
+    np.testing.assert_allclose(box_deltas(mirror(boxes), mirror(targets)), d * [-1, 1, 1, 1], atol=1e-12)
+    assert np.isfinite(apply_box_deltas(boxes[:1], [[1e9, -1e9, 1e9, -1e9]])).all()
 
-    def hand_probability(self, image, boxes):
-        return np.array([self.p_by_x1[int(b[0])] for b in boxes], float)
+
+def test_candidate_box_targets_point_at_the_nearest_detectable_hand():
+    gt = np.array([[0, 0, 100, 100], [200, 0, 300, 100], [400, 0, 500, 100]], float)
+    detectable = np.array([True, True, False])
+    boxes = np.array([[10, 10, 110, 110],  # IoU 0.68 with hand 0
+                      [190, 0, 260, 100],  # 0.54 with hand 1
+                      [400, 0, 500, 100],  # on the hidden hand: no target
+                      [0, 0, 30, 30]], float)  # a fragment (IoU 0.09): no target
+    t = candidate_box_targets(boxes, gt, detectable)
+    np.testing.assert_allclose(apply_box_deltas(boxes[:2], t[:2]), gt[:2], atol=1e-9)
+    assert np.isnan(t[2:]).all()
+    assert np.isnan(candidate_box_targets(boxes, np.zeros((0, 4)), np.zeros(0, bool))).all()
+
+
+class _FixedVerifier:
+    def __init__(self, p_by_x1: dict, settings: VerifierSettings, moves: dict | None = None) -> None:
+        self.p_by_x1, self.settings, self.moves = p_by_x1, settings, moves or {}
+
+    def verify(self, image, boxes):
+        p = np.array([self.p_by_x1[int(b[0])] for b in boxes], float)
+        return p, np.array([self.moves.get(int(b[0]), b) for b in boxes], float).reshape(-1, 4)
 
 
 def test_verification_rescores_reorders_and_thresholds():
@@ -75,13 +107,31 @@ def test_verification_rescores_reorders_and_thresholds():
     assert candidate_selection(None, 0.5, 100) == (0.5, 100)
     assert candidate_selection(verifier, 0.5, 100) == (0.01, 2)
     assert candidate_selection(verifier, 0.0, 100) == (0.0, 2)
-    out = verify_detections(verifier, [None], found, 0.25, 100)[0]
+    image = np.zeros((60, 80, 3), np.uint8)
+    out = verify_detections(verifier, [image], found, 0.25, 0.5, 100)[0]
     expected = verified_scores([0.9, 0.5, 0.2], [0.1, 0.98, 0.99], 0.5)  # 0.30, 0.70, 0.44
     assert out.query.tolist() == [1, 7, 3]  # re-ranked by the verified score
     np.testing.assert_allclose(out.scores, expected[[1, 2, 0]], rtol=1e-6)
-    assert verify_detections(verifier, [None], found, 0.35, 100)[0].query.tolist() == [1, 7]
-    assert verify_detections(verifier, [None], found, 0.0, 1)[0].query.tolist() == [1]
-    assert verify_detections(None, [None], found, 0.5, 100) is found
+    assert verify_detections(verifier, [image], found, 0.35, 0.5, 100)[0].query.tolist() == [1, 7]
+    assert verify_detections(verifier, [image], found, 0.0, 0.5, 1)[0].query.tolist() == [1]
+    assert verify_detections(None, [image], found, 0.5, 0.5, 100) is found
+
+
+def test_moved_boxes_are_served_and_two_moved_onto_one_hand_keep_the_better():
+    """A refining verifier's boxes replace the candidates' (clipped to the image), and NMS runs again
+    on them: two loose boxes on one hand (IoU 0.33 apart, both kept by the detector's NMS) moved onto
+    it become one detection, the better-scored, at the hand's box."""
+    hand = [20.0, 10.0, 50.0, 40.0]
+    boxes = np.array([[10, 10, 40, 40], [30, 10, 60, 40], [60, 0, 75, 15]], float)
+    found = Detections(boxes, np.array([0.9, 0.8, 0.7], np.float32), np.array([4, 5, 6]))
+    settings = VerifierSettings(exponent=0.5)
+    verifier = _FixedVerifier({10: 0.5, 30: 0.9, 60: 0.9}, settings, {10: hand, 30: hand, 60: [70, 0, 90, 20]})
+    image = np.zeros((60, 80, 3), np.uint8)
+    out = verified_candidates(verifier, image, found, 0.5)
+    assert out.query.tolist() == [5, 6]  # 5: sqrt(0.8 * 0.9) = 0.85 beats 4: sqrt(0.9 * 0.5) = 0.67
+    np.testing.assert_allclose(out.boxes, [hand, [70, 0, 80, 20]])  # clipped to the 80 px wide image
+    served = verify_detections(verifier, [image], [found], 0.8, 0.5, 100)[0]
+    assert served.query.tolist() == [5]
 
 
 class _BoxesAsFound:
@@ -203,9 +253,15 @@ def test_train_calibrate_and_serve_in_torch_and_onnx(mined, tmp_path, monkeypatc
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
     verifier, slow.verifier = slow.verifier, None
     plain = slow.detect([image], 0.0, 0.8, max_hands=verifier.settings.top_k)[0]
-    p = verifier.hand_probability(image, plain.boxes)
-    expected = np.sort(verified_scores(plain.scores, p, verifier.settings.exponent))[::-1]
-    np.testing.assert_allclose(b.scores, expected, rtol=1e-5)
+    assert slow.verifier is None and verifier.model.refine  # the recipe's verifier moves boxes
+    p, moved = verifier.verify(image, plain.boxes)
+    expected = verified_candidates(verifier, image, plain, 0.8)
+    np.testing.assert_allclose(b.scores, expected.scores, rtol=1e-5)
+    np.testing.assert_allclose(b.boxes, expected.boxes, rtol=1e-5)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=0.05)  # onnxruntime moves them as torch does
+    assert not np.allclose(moved, plain.boxes)
+    np.testing.assert_allclose(np.sort(expected.scores)[::-1], expected.scores)
+    assert set(expected.scores) <= set(verified_scores(plain.scores, p, verifier.settings.exponent))
     assert "box_verifier" not in json.loads((folder / "detector.json").read_text())
 
 
@@ -227,7 +283,7 @@ def test_the_verifier_network_learns_a_whole_object_from_its_fragment():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    logits = model.logits(x)
+    logits = model.outputs(x)[0]
     assert logits[0] > 0 > logits[1]
     assert model.validate([{"pixel_values": x, "hand": y}])["accuracy"] == 1.0
 
@@ -252,8 +308,8 @@ def test_calibration_holds_the_hand_free_rate_of_a_dedicated_hand_free_set(mined
         # 0.475), where sqrt(0.49) = 0.7 would put a hand on all four hand-free images; their rate asks 0.71
         settings = VerifierSettings(top_k=20)
 
-        def hand_probability(self, image, boxes):
-            return np.ones(len(boxes))
+        def verify(self, image, boxes):
+            return np.ones(len(boxes)), boxes
 
     scenes, cands = str(mined / "scenes"), str(mined / "candidates.npz")
     found = calibrate(_Sure(), scenes, cands, 2, (str(tmp_path / "free"), str(tmp_path / "free.npz")))
@@ -262,3 +318,48 @@ def test_calibration_holds_the_hand_free_rate_of_a_dedicated_hand_free_set(mined
     assert found["precision"] >= found["target_precision"]
     with pytest.raises(ValueError, match="holds images with hands"):
         calibrate(_Sure(), scenes, cands, 2, (scenes, cands))
+
+
+def test_the_verifier_network_learns_to_move_a_box_onto_its_object():
+    """Boxes shifted off a bright square, left, right, up and down: after a few steps the predicted
+    deltas move them onto it (mean IoU up from 0.6 to above 0.85): the regression's sign and scale
+    conventions hold from crop to served box."""
+    torch.manual_seed(0)
+    model = BoxVerifier(width=8, input_size=32, refine=True).eval()
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:48, 16:48] = 200
+    square = np.array([16, 16, 48, 48], float)
+    boxes = square + np.array([[-8, 0, -8, 0], [8, 0, 8, 0], [0, -8, 0, -8], [0, 8, 0, 8], [-4, -4, 4, 4], [4, 4, -4, -4]])
+    x = torch.from_numpy(normalize_images(roi_crops(image, boxes, 32, 1.5)))
+    target = torch.from_numpy(box_deltas(boxes, np.tile(square, (len(boxes), 1))).astype(np.float32))
+    batch = {"pixel_values": x, "hand": torch.ones(len(boxes)), "deltas": target, "deltas_valid": torch.ones(len(boxes))}
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(60):
+        loss = model.loss(model(batch), batch)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    moved = apply_box_deltas(boxes, model.outputs(x)[1].detach().numpy())
+    before, after = np.diag(box_iou(boxes, square[None].repeat(len(boxes), 0))), box_iou(moved, square[None])[:, 0]
+    assert before.mean() < 0.65 and after.mean() > 0.85
+    metrics = model.validate([batch])
+    assert metrics["iou_before"] == pytest.approx(before.mean()) and metrics["iou_after"] > 0.85
+
+
+def test_a_mirrored_training_crop_gets_the_mirrored_delta_target(mined):
+    """The training data's mirror augmentation flips dx with the crop: an augmented draw whose dx
+    flipped sign shows the plain draw's crop mirrored, one whose dx kept its sign shows it unmirrored."""
+    kw = dict(split="train", val_images=2, num=60, input_size=32, seed=3)
+    aug = HandBoxCandidates(str(mined / "scenes"), str(mined / "candidates.npz"), **kw)
+    plain = HandBoxCandidates(str(mined / "scenes"), str(mined / "candidates.npz"), augment=False, **kw)
+    checked = {True: 0, False: 0}
+    for i in range(60):
+        a, p = aug[i], plain[i]  # epoch 0: the same candidate drawn
+        if not p["deltas_valid"] or abs(float(p["deltas"][0])) < 1e-3:
+            continue
+        np.testing.assert_allclose(a["deltas"][1:], p["deltas"][1:], rtol=1e-6)
+        flipped = np.sign(float(a["deltas"][0])) != np.sign(float(p["deltas"][0]))
+        x, y = a["pixel_values"].numpy(), p["pixel_values"].numpy()
+        assert (np.corrcoef(x.ravel(), y[:, :, ::-1].ravel())[0, 1] > np.corrcoef(x.ravel(), y.ravel())[0, 1]) == flipped
+        checked[flipped] += 1
+    assert checked[True] >= 3 and checked[False] >= 3

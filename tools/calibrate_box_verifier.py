@@ -13,8 +13,10 @@ detection are the targets (the rate on ``--hand-free-root`` when given: a set of
 rendered like the held-out ones, since a 500-image shard holds only about 100 hand-free images and
 their rate moves by a point per image); T is the lowest threshold in steps of 0.01 at which sqrt(s_det * p_hand)
 reaches that precision without raising that rate; the exponent maps T to 0.5
-(exponent = ln 0.5 / ln T^2), so the served threshold keeps both there. The
-ranking, and with it AP, does not depend on the exponent. Prints what it measured.
+(exponent = ln 0.5 / ln T^2), so the served threshold keeps both there. The candidates are served
+as `detect` serves them (`detections.verified_candidates`: moved by a refining verifier's deltas,
+NMS at the served IoU); the ranking, and with it AP, does not depend on the exponent. Prints what it
+measured.
 """
 
 from __future__ import annotations
@@ -30,16 +32,20 @@ import numpy as np
 from handrecon.checkpoint import CheckpointError, load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import threshold_metrics
-from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
+from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierHead
-from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, VerifierSettings
+from handrecon.models.handos.detections import (
+    VERIFIER_DIR, VERIFIER_SETTINGS, Detections, VerifierSettings, verified_candidates,
+)
 from handrecon.utils.io import atomic_write_json
 
 
 def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None = None,
             hand_free: bool = False) -> tuple[list, ...]:
-    """Ground truth, the mined top-k candidates and their plain and verified products for the last
-    ``last`` images of ``root`` (all when None); ``hand_free``: refuse a folder with hands first."""
+    """Ground truth, the mined top-k candidates with their detector scores, and the verifier's
+    served boxes with scores sqrt(s_det * p_hand) (`detections.verified_candidates`, exponent 0.5)
+    for the last ``last`` images of ``root`` (all when None); ``hand_free``: refuse a folder with
+    hands first."""
     scenes = build_dataset("synthetic", root, "all")
     with np.load(candidates, allow_pickle=False) as c:
         mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
@@ -48,7 +54,9 @@ def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None 
     if hand_free and len(mined["gt"]):
         raise ValueError(f"{root}: holds images with hands; render it with --set 'num_hands=[0, 0]'")
     top_k = head.settings.top_k
-    gts, ignores, boxes, plain, products = [], [], [], [], []
+    if head.settings.exponent != 0.5:
+        raise ValueError(f"calibration scores sqrt(s_det * p_hand); the head serves exponent {head.settings.exponent}")
+    gts, ignores, boxes, plain, served_boxes, served = [], [], [], [], [], []
     for i in range(0 if last is None else max(0, len(scenes) - last), len(scenes)):
         k = np.flatnonzero(mined["image"] == i)[:top_k]  # mined highest score first
         g = mined["gt_image"] == i
@@ -56,24 +64,25 @@ def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None 
         ignores.append(~mined["gt_detectable"][g])
         boxes.append(mined["boxes"][k].astype(np.float64))
         plain.append(mined["scores"][k].astype(np.float64))
-        products.append(plain[-1] * head.hand_probability(scenes[i].image, boxes[-1]))
-    return gts, ignores, boxes, plain, products
+        found = verified_candidates(head, scenes[i].image, Detections(boxes[-1], plain[-1], k), DEFAULT_NMS_IOU)
+        served_boxes.append(found.boxes.astype(np.float64))
+        served.append(found.scores.astype(np.float64))
+    return gts, ignores, boxes, plain, served_boxes, served
 
 
 def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int,
               hand_free: tuple[str, str] | None = None) -> dict:
     """The exponent and what it was measured from (module doc). ``hand_free``: (root, candidates)
     of a set of hand-free scenes on which the hand-free rate is held instead of the val shard's."""
-    gts, ignores, boxes, plain, products = _scored(head, root, candidates, val_images)
+    gts, ignores, boxes, plain, s_boxes, served = _scored(head, root, candidates, val_images)
     detector = threshold_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
     target = detector["precision_at_threshold"]
-    f_gts, f_ignores, f_boxes, f_plain, f_products = (
-        _scored(head, *hand_free, hand_free=True) if hand_free else (gts, ignores, boxes, plain, products))
+    f_gts, f_ignores, f_boxes, f_plain, f_s_boxes, f_served = (
+        _scored(head, *hand_free, hand_free=True) if hand_free else (gts, ignores, boxes, plain, s_boxes, served))
     target_fp = threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
-    served, f_served = [np.sqrt(q) for q in products], [np.sqrt(q) for q in f_products]
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
-        m = threshold_metrics(gts, boxes, served, float(t), ignores)
-        fp = (threshold_metrics(f_gts, f_boxes, f_served, float(t), f_ignores) if hand_free else m)["no_hand_fp_rate"]
+        m = threshold_metrics(gts, s_boxes, served, float(t), ignores)
+        fp = (threshold_metrics(f_gts, f_s_boxes, f_served, float(t), f_ignores) if hand_free else m)["no_hand_fp_rate"]
         if m["precision_at_threshold"] >= target and fp <= target_fp:
             break
     else:

@@ -1,4 +1,4 @@
-"""Axis-aligned boxes: format conversion, IoU and non-maximum suppression (numpy).
+"""Axis-aligned boxes: format conversion, IoU, non-maximum suppression and box-regression deltas (numpy).
 
 Boxes are (N, 4) arrays, x1, y1, x2, y2 in pixels unless a function says otherwise; cxcywh is
 centre x, centre y, width, height (a DETR's normalised output format).
@@ -53,3 +53,25 @@ def box_targets(boxes_xyxy: np.ndarray, input_size: tuple[int, int]) -> np.ndarr
     cxcy = (b[:, :2] + b[:, 2:]) / 2
     wh = np.maximum(b[:, 2:] - b[:, :2], 0)
     return np.concatenate([cxcy, wh], 1) / np.array([W, H, W, H], np.float32)
+
+
+def box_deltas(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N, 4) Fast R-CNN deltas (dx, dy, dw, dh) that move boxes (N, 4) onto targets (N, 4): centre
+    shifts in box widths/heights, log size ratios. Inverse of `apply_box_deltas`; sides at least 1 px."""
+    b, t = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(targets, np.float64).reshape(-1, 4)
+    bw, bh = np.maximum(b[:, 2] - b[:, 0], 1.0), np.maximum(b[:, 3] - b[:, 1], 1.0)
+    tw, th = np.maximum(t[:, 2] - t[:, 0], 1.0), np.maximum(t[:, 3] - t[:, 1], 1.0)
+    return np.stack([((t[:, 0] + t[:, 2]) - (b[:, 0] + b[:, 2])) / (2 * bw),
+                     ((t[:, 1] + t[:, 3]) - (b[:, 1] + b[:, 3])) / (2 * bh),
+                     np.log(tw / bw), np.log(th / bh)], 1)
+
+
+def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray, max_log_scale: float = 4.0) -> np.ndarray:
+    """Boxes (N, 4) moved by Fast R-CNN deltas (N, 4) (`box_deltas`); log size ratios clipped to
+    +-`max_log_scale` so that a wild delta cannot overflow."""
+    b, d = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(deltas, np.float64).reshape(-1, 4)
+    bw, bh = np.maximum(b[:, 2] - b[:, 0], 1.0), np.maximum(b[:, 3] - b[:, 1], 1.0)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2 + d[:, 0] * bw, (b[:, 1] + b[:, 3]) / 2 + d[:, 1] * bh
+    w = bw * np.exp(np.clip(d[:, 2], -max_log_scale, max_log_scale))
+    h = bh * np.exp(np.clip(d[:, 3], -max_log_scale, max_log_scale))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)

@@ -14,8 +14,14 @@ them) and this network gives p_hand; the served score is ``(s_det * p_hand) ** e
 (`tools/calibrate_box_verifier.py`). A detector folder with ``box_verifier/`` uses it in `detect`
 (torch and onnxruntime); the shipped detector has none (its model card, "A second stage", has why).
 
+With ``refine=True`` it is also R-CNN's box regressor: from the same crop it predicts Fast R-CNN
+deltas (`geometry.boxes.box_deltas`) that move the candidate onto the hand it lies on, so that a
+loose box next to a hand, or one of two boxes on it, becomes the hand's box and the second NMS
+(`detections.verify_detections`, on the moved boxes) removes the duplicate.
+
 Network: the side head's ResNet-18 trunk (`side_head._FirstStack.trunk1`, the same names, so
-``train.init_from`` the shipped side head copies it), global average pooling, one logit.
+``train.init_from`` the shipped side head copies it), global average pooling, one logit (and four
+deltas with ``refine``).
 
 Training data (``hand_box_candidates``): the detector's own candidates on its training scenes,
 mined once with ``tools/mine_candidates.py`` (queries scoring >= 0.01 after NMS at 0.5, with the
@@ -25,7 +31,9 @@ out), so that loose boxes next to a hand, which a first version trained on hard 
 above the hand's own box on the foreign crops, learn to score lower than tight ones. Each draw picks
 a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2, a found hand
 uniformly and any other candidate with probability proportional to sqrt(s_det) (the hard ones more
-often); BCE against the target; mirrored with probability 1/2
+often); BCE against the target, plus with ``refine`` a smooth-L1 loss on the deltas (scaled by
+`DELTA_STD`, as Faster R-CNN's) of candidates whose best detectable IoU is at least `REFINE_IOU`
+(`candidate_box_targets`); mirrored with probability 1/2
 and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact resume). The
 verifier is tied to the detector whose candidates it learnt: a retrained detector needs it mined
 and trained again (`tools/train_box_verifier.sh`).
@@ -46,12 +54,14 @@ from torch.utils.data import Dataset
 from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.stream import sample_rng
-from handrecon.geometry.boxes import box_iou
+from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
 from handrecon.models.handos.detections import VERIFIER_DIR, VerifierSettings, read_verifier_settings, roi_crops
 from handrecon.utils.image import normalize_images
 
 FOUND_IOU, TARGET_RAMP = 0.5, (0.35, 0.65)
+REFINE_IOU = 0.3  # candidates at least this close to a detectable hand learn to move onto it
+DELTA_STD = (0.1, 0.1, 0.2, 0.2)  # the deltas' scale in the loss (Faster R-CNN's)
 
 
 class _Trunk(nn.Module):
@@ -63,61 +73,92 @@ class _Trunk(nn.Module):
 
 
 class BoxVerifier(nn.Module):
-    """p_hand of RoI crops of candidate boxes (module doc).
+    """p_hand of RoI crops of candidate boxes, and with ``refine`` the deltas onto the hand (module doc).
 
-    Input (B, 3, S, S) ImageNet-normalised RoI crops; `logits` -> (B,) logits of "this box is a
-    hand". width: the ResNet-18's first-stage channels (32: the side head's); input_size: S px;
-    context: the crop's extent over the box's, per axis."""
+    Input (B, 3, S, S) ImageNet-normalised RoI crops; `outputs` -> (B,) logits of "this box is a
+    hand" and (B, 4) Fast R-CNN deltas (None without ``refine``). width: the ResNet-18's
+    first-stage channels (32: the side head's); input_size: S px; context: the crop's extent over the
+    box's, per axis; refine: predict deltas; box_weight: of the deltas' smooth-L1 loss against the BCE."""
 
-    def __init__(self, width: int = 32, input_size: int = 128, context: float = 1.5) -> None:
+    def __init__(self, width: int = 32, input_size: int = 128, context: float = 1.5, refine: bool = False,
+                 box_weight: float = 1.0) -> None:
         super().__init__()
         self.encoder = _Trunk(width)
-        self.hand = nn.Linear(self.encoder.trunk1.stage_channels[-1], 1)
-        self.input_size, self.context = int(input_size), float(context)
+        channels = self.encoder.trunk1.stage_channels[-1]
+        self.hand = nn.Linear(channels, 1)
+        self.box = nn.Linear(channels, 4) if refine else None
+        self.register_buffer("delta_std", torch.tensor(DELTA_STD), persistent=False)
+        self.input_size, self.context, self.refine, self.box_weight = int(input_size), float(context), bool(refine), float(box_weight)
 
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+    def outputs(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, S, S) crops -> logits (B,), deltas (B, 4) in `geometry.boxes.box_deltas` units or None."""
         trunk = self.encoder.trunk1
-        return self.hand(trunk.forward_stages(trunk.forward_stem(pixels))[-1].mean((2, 3)))[:, 0]
+        pooled = trunk.forward_stages(trunk.forward_stem(pixels))[-1].mean((2, 3))
+        deltas = self.box(pooled) * self.delta_std if self.box is not None else None
+        return self.hand(pooled)[:, 0], deltas
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"logits": self.logits(batch["pixel_values"])}
+        logits, deltas = self.outputs(batch["pixel_values"])
+        return {"logits": logits} if deltas is None else {"logits": logits, "deltas": deltas}
 
     def loss(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         bce = F.binary_cross_entropy_with_logits(out["logits"].float(), batch["hand"].float())
-        return bce, {"bce": bce.detach()}
+        if "deltas" not in out:
+            return bce, {"bce": bce.detach()}
+        box = self._box_loss(out["deltas"].float(), batch["deltas"].float(), batch["deltas_valid"].float())
+        return bce + self.box_weight * box, {"bce": bce.detach(), "box_l1": box.detach()}
+
+    def _box_loss(self, deltas: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        l1 = F.smooth_l1_loss(deltas / self.delta_std, target / self.delta_std, reduction="none", beta=1 / 9).sum(-1)
+        return (l1 * valid).sum() / valid.sum().clamp(min=1)
 
     @torch.no_grad()
     def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-        """Accuracy (p > 0.5 against target >= 0.5, i.e. IoU >= 0.5) and the mean BCE over balanced draws."""
+        """Accuracy (p > 0.5 against target >= 0.5, i.e. IoU >= 0.5) and the mean BCE over balanced
+        draws; with ``refine`` the mean IoU with their hand of the candidates that have a delta
+        target, before and after moving them."""
         right = total = 0
         bce = 0.0
+        before, after = [], []
         for batch in batches:
-            logits = self.logits(batch["pixel_values"]).float()
-            y = batch["hand"].float()
+            logits, deltas = self.outputs(batch["pixel_values"])
+            logits, y = logits.float(), batch["hand"].float()
             right += int(((logits > 0) == (y >= 0.5)).sum())
             bce += float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
             total += len(y)
-        return {"accuracy": right / max(total, 1), "bce": bce / max(total, 1), "candidates": total}
+            if deltas is not None:
+                valid = batch["deltas_valid"].bool().numpy()
+                unit = np.tile([-0.5, -0.5, 0.5, 0.5], (int(valid.sum()), 1))  # IoU is invariant to the box's scale
+                hand = apply_box_deltas(unit, batch["deltas"].numpy()[valid])
+                before.append(np.diag(box_iou(unit, hand)))
+                after.append(np.diag(box_iou(apply_box_deltas(unit, deltas.float().numpy()[valid]), hand)))
+        metrics = {"accuracy": right / max(total, 1), "bce": bce / max(total, 1), "candidates": total}
+        if before:
+            metrics.update(iou_before=float(np.concatenate(before).mean()), iou_after=float(np.concatenate(after).mean()))
+        return metrics
 
     def inference_spec(self) -> dict[str, Any]:
-        return {"kind": "box_verifier", "input_size": self.input_size, "context": self.context,
+        return {"kind": "box_verifier", "input_size": self.input_size, "context": self.context, "refine": self.refine,
                 "normalization": "imagenet"}
 
 
 class BoxVerifierHead:
     """A trained `BoxVerifier` at inference with its serving settings (`detections.VerifierSettings`):
-    ``hand_probability(image, boxes)`` -> p_hand (N,)."""
+    ``verify(image, boxes)`` -> p_hand (N,) and the boxes (N, 4) moved by its deltas (unchanged
+    without ``refine``)."""
 
     def __init__(self, model: BoxVerifier, settings: VerifierSettings, source: str = "") -> None:
         self.model, self.settings, self.source = model.eval(), settings, source
 
     @torch.no_grad()
-    def hand_probability(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
-            return np.zeros(0)
+            return np.zeros(0), boxes
         crops = roi_crops(image, boxes, self.model.input_size, self.model.context)
-        return torch.sigmoid(self.model.logits(torch.from_numpy(normalize_images(crops)))).numpy().astype(np.float64)
+        logits, deltas = self.model.outputs(torch.from_numpy(normalize_images(crops)))
+        moved = boxes if deltas is None else apply_box_deltas(boxes, deltas.numpy())
+        return torch.sigmoid(logits).numpy().astype(np.float64), moved
 
 
 def load_box_verifier(folder: str | Path) -> BoxVerifierHead | None:
@@ -149,6 +190,22 @@ def candidate_targets(boxes: np.ndarray, gt: np.ndarray, detectable: np.ndarray)
     return target
 
 
+def candidate_box_targets(boxes: np.ndarray, gt: np.ndarray, detectable: np.ndarray) -> np.ndarray:
+    """(N, 4) delta targets (`geometry.boxes.box_deltas`) of one image's candidate boxes (N, 4)
+    onto the detectable hand of gt (G, 4) each overlaps most, for those whose IoU with it is at least
+    `REFINE_IOU`; NaN rows for the rest."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    targets = np.full((len(boxes), 4), np.nan)
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    if not len(gt) or not len(boxes):
+        return targets
+    iou = np.where(np.asarray(detectable, bool)[None], box_iou(boxes, gt), 0.0)
+    best = iou.argmax(1)
+    near = iou[np.arange(len(boxes)), best] >= REFINE_IOU
+    targets[near] = box_deltas(boxes[near], gt[best[near]])
+    return targets
+
+
 class _Folder:
     """One scene folder and its mined candidates, split by image: the last `val_images` are validation."""
 
@@ -165,14 +222,16 @@ class _Folder:
         if np.any(np.diff(mined["image"]) < 0) or np.any(np.diff(mined["gt_image"]) < 0):
             raise ValueError(f"{candidates}: candidates are not in image order; mine it again with tools/mine_candidates.py")
         target = np.full(len(mined["scores"]), np.nan)
+        deltas = np.full((len(target), 4), np.nan)
         images = np.arange(int(mined["n"]) + 1)
         cand_at, gt_at = np.searchsorted(mined["image"], images), np.searchsorted(mined["gt_image"], images)
         for i in np.flatnonzero(np.diff(cand_at)):  # images with candidates: slices, not scans
             k, g = slice(cand_at[i], cand_at[i + 1]), slice(gt_at[i], gt_at[i + 1])
             target[k] = candidate_targets(mined["boxes"][k], mined["gt"][g], mined["gt_detectable"][g])
+            deltas[k] = candidate_box_targets(mined["boxes"][k], mined["gt"][g], mined["gt_detectable"][g])
         cut = len(self.scenes) - int(val_images)
         in_split = (mined["image"] >= cut) if split == "val" else (mined["image"] < cut)
-        self.boxes, self.image, self.target = mined["boxes"].astype(np.float64), mined["image"], target
+        self.boxes, self.image, self.target, self.deltas = mined["boxes"].astype(np.float64), mined["image"], target, deltas
         self.hands = np.flatnonzero(in_split & (target >= 0.5))
         self.others = np.flatnonzero(in_split & (target < 0.5))
         weight = np.sqrt(mined["scores"][self.others].astype(np.float64))
@@ -184,7 +243,8 @@ class _Folder:
 
 class HandBoxCandidates(Dataset):
     """Balanced hand / non-hand draws of detector candidates as RoI crops (module doc). One item:
-    ``pixel_values`` (3, S, S), ``hand`` () the target in [0, 1] (`candidate_targets`). root /
+    ``pixel_values`` (3, S, S), ``hand`` () the target in [0, 1] (`candidate_targets`), ``deltas``
+    (4,) onto its hand and ``deltas_valid`` () 0/1 (`candidate_box_targets`; zeros when 0). root /
     candidates: scene folders and their mined candidate files (`tools/mine_candidates.py`), one
     each; split: "train" or "val" (the last `val_images` images of each folder); num: draws per
     epoch; augment: mirror and colour."""
@@ -216,9 +276,14 @@ class HandBoxCandidates(Dataset):
         j = rng.choice(folder.hands) if hand else rng.choice(folder.others, p=folder.other_p)
         image = folder.scenes[int(folder.image[j])].image
         crop = roi_crops(image, folder.boxes[j:j + 1], self.input_size, self.context)[0]
+        deltas = folder.deltas[j].copy()
+        valid = bool(np.isfinite(deltas).all())
         if self.augment:
             if rng.random() < 0.5:
                 crop = crop[:, ::-1]
+                deltas[0] = -deltas[0]  # mirrored about the box's centre: the hand's shift flips
             crop = np.clip(crop * rng.uniform(0.8, 1.2, (1, 1, 3)) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
         return {"pixel_values": torch.from_numpy(normalize_images(crop[None])[0]),
-                "hand": torch.tensor(float(folder.target[j]))}
+                "hand": torch.tensor(float(folder.target[j])),
+                "deltas": torch.from_numpy(np.where(valid, deltas, 0.0).astype(np.float32)),
+                "deltas_valid": torch.tensor(float(valid))}

@@ -24,7 +24,7 @@ VERIFIER_SETTINGS = "serving.json"
 
 # The ONNX interface of an exported detector and side head (`onnx_export` writes, `onnx_detector` reads).
 INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
-SIDE_INPUT_NAME, SIDE_OUTPUT_NAME = "crops", "logits"
+SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, DELTAS_OUTPUT_NAME = "crops", "logits", "deltas"
 METADATA_KEY, METADATA_FORMAT = "handrecon-detector", 1
 OPSET = 17
 
@@ -113,20 +113,30 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
     return min(score_threshold, verifier.settings.candidate_threshold), verifier.settings.top_k
 
 
+def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms_iou: float) -> Detections:
+    """One image's candidates `found` as `verifier` serves them, before any threshold: each moved by
+    its deltas (a verifier that refines; clipped to the image), scored `verified_scores`, then greedy
+    NMS at `nms_iou` on the moved boxes (two boxes moved onto one hand keep the better), highest first;
+    scores in float64, as thresholds compare them."""
+    p_hand, moved = verifier.verify(image, found.boxes)
+    moved = np.clip(moved, 0, [image.shape[1], image.shape[0]] * 2).astype(np.float32)
+    scores = verified_scores(found.scores, p_hand, verifier.settings.exponent)
+    keep = nms(moved, scores, nms_iou)
+    return Detections(moved[keep], scores[keep], found.query[keep])
+
+
 def verify_detections(verifier: Any, images: list[np.ndarray], found: list[Detections], score_threshold: float,
-                      max_hands: int) -> list[Detections]:
-    """`found` (candidates selected by `candidate_selection`) re-scored by `verifier` (a
-    `box_verifier.BoxVerifierHead` or `onnx_detector.OnnxBoxVerifier`; None: unchanged), highest
-    served score first, those >= `score_threshold`, at most `max_hands`."""
+                      nms_iou: float, max_hands: int) -> list[Detections]:
+    """`found` (candidates selected by `candidate_selection`) as `verifier` (a
+    `box_verifier.BoxVerifierHead` or `onnx_detector.OnnxBoxVerifier`; None: unchanged) serves them
+    (`verified_candidates`), those >= `score_threshold`, at most `max_hands`."""
     if verifier is None:
         return found
     verified = []
     for image, det in zip(images, found):
-        p_hand = verifier.hand_probability(image, det.boxes)
-        scores = verified_scores(det.scores, p_hand, verifier.settings.exponent)
-        order = np.argsort(-scores, kind="stable")
-        keep = order[scores[order] >= score_threshold][:max_hands]
-        verified.append(Detections(det.boxes[keep], scores[keep].astype(np.float32), det.query[keep]))
+        det = verified_candidates(verifier, image, det, nms_iou)
+        keep = np.flatnonzero(det.scores >= score_threshold)[:max_hands]
+        verified.append(Detections(det.boxes[keep], det.scores[keep].astype(np.float32), det.query[keep]))
     return verified
 
 
@@ -140,7 +150,7 @@ def find_hands(images: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, 
     threshold, count = candidate_selection(verifier, score_threshold, max_hands)
     found = [select_detections(boxes[i], scores[i], input_size, scales[i], image.shape[:2], threshold, nms_iou, count)
              for i, image in enumerate(images)]
-    return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, max_hands))
+    return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, nms_iou, max_hands))
 
 
 def head_sources(side_head: Any, verifier: Any) -> dict:

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+from handrecon.geometry.boxes import apply_box_deltas
 from handrecon.models.handos.detections import (
-    INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR,
+    DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR,
     VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, box_crops, find_hands, head_sources,
     prepare_arrays, read_box_sides, roi_crops, sides_from_p_left,
 )
@@ -82,8 +83,8 @@ class OnnxSideHead:
 
 
 class OnnxBoxVerifier:
-    """A box verifier exported by `onnx_export.export_box_verifier_onnx`: ``hand_probability(image,
-    boxes)`` -> p_hand (N,) and ``settings``, as `box_verifier.BoxVerifierHead`."""
+    """A box verifier exported by `onnx_export.export_box_verifier_onnx`: ``verify(image, boxes)``
+    -> p_hand (N,) and the moved boxes (N, 4), and ``settings``, as `box_verifier.BoxVerifierHead`."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.session = ort_session(path, threads)
@@ -93,14 +94,16 @@ class OnnxBoxVerifier:
             self.input_size, self.context, self.source = int(info["input_size"]), float(info["context"]), info["source"]
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: not a handrecon box-verifier export ({e}); export it again") from None
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def hand_probability(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if not len(boxes):
-            return np.zeros(0)
+            return np.zeros(0), boxes
         crops = normalize_images(roi_crops(image, boxes, self.input_size, self.context))
-        logits = self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0].astype(np.float64)
-        return 1 / (1 + np.exp(-logits))
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {SIDE_INPUT_NAME: crops})))
+        moved = apply_box_deltas(boxes, out[DELTAS_OUTPUT_NAME]) if DELTAS_OUTPUT_NAME in out else boxes
+        return 1 / (1 + np.exp(-out[SIDE_OUTPUT_NAME].astype(np.float64))), moved
 
 
 class OnnxDetector:
