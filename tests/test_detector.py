@@ -85,6 +85,18 @@ def test_save_and_load_from_a_local_folder(detector, tmp_path):
     assert load_detector(str(folder)).config == detector.config  # a folder saved by handrecon knows its kind
 
 
+def test_weights_stored_in_float16_run_in_float32(tmp_path):
+    """A checkpoint saved in float16 (as hub checkpoints often are) loads as float32, the dtype every
+    CPU kernel has (transformers 5 would keep the stored dtype), and detects as the float32 one does."""
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96))
+    half = wrap_detector("rt-detr", tiny_model("rt-detr").half(), DetectorConfig(input_size=96))
+    again = load_detector(str(save_detector(half, tmp_path / "half")))
+    assert {p.dtype for p in again.model.parameters()} == {torch.float32}
+    image = np.random.default_rng(3).integers(0, 255, (80, 100, 3), np.uint8)
+    a, b = det.detect([image], score_threshold=0.0)[0], again.detect([image], score_threshold=0.0)[0]
+    np.testing.assert_allclose(b.scores, a.scores, atol=1e-2)
+
+
 def test_loading_errors_are_clear(tmp_path):
     with pytest.raises(DetectorError, match="does not exist.*never downloads"):
         load_detector(f"rt-detr:{tmp_path / 'missing'}")

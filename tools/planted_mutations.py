@@ -7,7 +7,7 @@ SURVIVED. The working tree is never touched. An edit whose text is no longer fou
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 78, about 18 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 79, about 18 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -233,6 +233,8 @@ MUTATIONS = [
     ("box verifier calibration: the hand-free set is read but its rate is not held", "tools/calibrate_box_verifier.py",
      "if m[\"precision_at_threshold\"] >= target and fp <= target_fp:", "if m[\"precision_at_threshold\"] >= target:",
      ["tests/test_box_verifier.py"]),
+    ("a detector stored in float16 runs in float16", "src/handrecon/models/handos/detector.py",
+     "use_safetensors=True, dtype=torch.float32)", "use_safetensors=True)", ["tests/test_detector.py"]),
     ("re-packaging a detector keeps the old detector's box verifier", "tools/package_detector.py",
      "        shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)\n",
      "        shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)\n    if (out / VERIFIER_DIR).is_dir():\n        shutil.copytree(out / VERIFIER_DIR, tmp / VERIFIER_DIR)\n",

@@ -325,7 +325,7 @@ def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
 
     hf_logging.disable_progress_bar()  # no per-tensor progress bar on the user's terminal
     try:
-        model = model_class.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        model = model_class.from_pretrained(folder, local_files_only=True, use_safetensors=True, dtype=torch.float32)
     except (OSError, ValueError) as e:
         raise DetectorError(f"cannot load the {kind} detector from {folder}: {e}") from None
     detector = adapter(model, config or DetectorConfig())
