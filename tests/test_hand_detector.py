@@ -85,6 +85,15 @@ def test_train_package_and_detect(tmp_path):
     assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+    image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)
+    before, size = detector.detect([image], score_threshold=0.0)[0], (out / "model.safetensors").stat().st_size
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), "--to-float16", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (out / "model.safetensors").stat().st_size < 0.6 * size  # half the bytes, same card
+    assert json.loads((out / "card.json").read_text()) == {**card, "weights_dtype": "float16"}
+    after = build_detector(f"handrecon-hand-detector:{out}").detect([image], score_threshold=0.0)[0]
+    np.testing.assert_allclose(after.scores, before.scores, atol=0.01)
     (out / "side_head").mkdir()  # trained apart (tools/train_side_head.sh): re-packaging keeps it
     (out / "side_head" / "card.json").write_text('{"marker": 1}')
     (out / "stale.txt").write_text("from an older packaging")

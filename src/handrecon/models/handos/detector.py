@@ -26,6 +26,7 @@ detectors without a mask (handrecon's own) are padded black before normalising, 
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import dataclass
@@ -340,11 +341,13 @@ def load_detector(spec: str, config: DetectorConfig | None = None) -> Detector:
     return detector
 
 
-def save_detector(detector: Detector, folder: str | Path) -> Path:
+def save_detector(detector: Detector, folder: str | Path, float16: bool = False) -> Path:
     """Write `detector` as a folder `load_detector(folder)` reads: the transformers checkpoint
-    (config.json, model.safetensors) and detector.json (kind and preprocessing)."""
+    (config.json, model.safetensors; its floating weights in float16 with ``float16``, half the
+    size, loaded back as float32) and detector.json (kind and preprocessing)."""
     folder = Path(folder)
-    detector.model.save_pretrained(folder, safe_serialization=True)
+    model = copy.deepcopy(detector.model).half() if float16 else detector.model
+    model.save_pretrained(folder, safe_serialization=True)
     info = {k: v for k, v in detector.describe().items() if k not in ("side_head", "box_verifier")}
     (folder / "detector.json").write_text(json.dumps(info, indent=1))
     return folder
