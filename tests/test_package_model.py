@@ -31,3 +31,31 @@ def test_packaged_checkpoint_loads_with_its_inference_settings(tmp_path):
     rec = handrecon.load(tmp_path / "assets" / "tiny")
     result = rec.predict(np.zeros((64, 64, 3), np.uint8))
     assert rec.spec["input_size"] == 64 and result.hands[0].vertices.shape == (778, 3)
+
+
+def test_the_wheel_carries_every_shipped_file(tmp_path):
+    """A wheel built from the source tree holds every file of the shipped models and the hand model,
+    the heads in a detector's subfolders included (pyproject's package-data once stopped one level
+    short of them: an installed, non-editable handrecon had no side head)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "src" / "handrecon", tmp_path / "src" / "handrecon",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, tmp_path / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                           str(tmp_path / "dist"), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    package = root / "src" / "handrecon"
+    shipped = [p for folder in (package / "assets", package / "hand" / "assets") for p in folder.rglob("*")
+               if p.is_file() and p.suffix in (".json", ".safetensors", ".npz", ".txt", ".png", ".jpg")]
+    assert any(p.parent.name == "box_verifier" for p in shipped) and any(p.parent.name == "side_head" for p in shipped)
+    missing = [str(p.relative_to(package.parent)) for p in shipped if str(p.relative_to(package.parent)) not in packed]
+    assert not missing, f"not in the wheel: {missing}"
