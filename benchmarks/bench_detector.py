@@ -3,9 +3,10 @@ network exports.
 
     .venv/bin/python benchmarks/bench_detector.py [--detector handrecon-hand-detector] [--threads 2]
 
-For each network input size (long side 320, 512, 640 px) it times `Detector.detect` on one
-640x480 image (resize, normalise, network, NMS) and the network alone, median of `--repeats`
-runs after a warm-up. Without a packaged detector it times the architecture of
+For each network input size (long side 320, 512, 640 px) it times `Detector.detect` on the bundled
+640x480 multi-hand scene (resize, normalise, network, NMS, and the box verifier's 20 RoI crops and
+the side head when the detector has them; without both as well) and the network alone, median of
+`--repeats` runs after a warm-up. Without a packaged detector it times the architecture of
 configs/detector_cpu_bn_long.yaml with random weights (the cost does not depend on the weights) and says
 so. Then it tries `torch.onnx.export` of the network at 512 px and times it in onnxruntime.
 Target of issue 13: <= 150 ms per 640x480 image.
@@ -24,16 +25,21 @@ import torch
 import yaml
 
 from _timing import run_times
+from handrecon.demo import load_sample
+from handrecon.infer.detect import build_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def get_detector(spec: str):
-    from handrecon.infer.detect import build_detector
-    from handrecon.models.handos.hand_detector import HandDetector
+    """The torch detector of `spec` (NAME[:DIR] of a registered detector or KIND:DIR), or the
+    architecture with random weights when no packaged one loads."""
+    from handrecon.models.handos.detector import load_detector
+    from handrecon.models.handos.hand_detector import ASSET_DIR, HAND_DETECTOR_NAME, HandDetector
 
+    name, _, path = spec.partition(":")
     try:
-        return build_detector(spec), spec
+        return load_detector(str(path or ASSET_DIR) if name == HAND_DETECTOR_NAME else spec), spec
     except ValueError as e:
         kwargs = yaml.safe_load((ROOT / "configs" / "detector_cpu_bn_long.yaml").read_text())["model"]["kwargs"]
         return HandDetector(**kwargs).frozen(), f"random weights, configs/detector_cpu_bn_long.yaml ({e})"
@@ -47,15 +53,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     detector, what = get_detector(args.detector)
-    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8)
-    print(f"detector: {what}; {args.threads} threads; one 640x480 image")
+    image = load_sample("scene")[0]
+    print(f"detector: {what}; {args.threads} threads; the bundled 640x480 scene")
+    heads = getattr(detector, "verifier", None), getattr(detector, "side_head", None)
     base = detector.config
     for size in (320, 512, 640):
         detector.config = dataclasses.replace(base, input_size=size)
         prep = detector.prepare([image])
         net = statistics.median(run_times(lambda: detector(prep.pixel_values, prep.pixel_mask), args.repeats, 2))
         full = statistics.median(run_times(lambda: detector.detect([image]), args.repeats, 1))
-        print(f"  input {size:>3} px: detect {full * 1000:6.1f} ms  (network {net * 1000:6.1f} ms)")
+        detector.verifier, detector.side_head = None, None
+        plain = statistics.median(run_times(lambda: detector.detect([image]), args.repeats, 1))
+        detector.verifier, detector.side_head = heads
+        print(f"  input {size:>3} px: detect {full * 1000:6.1f} ms  (without its heads {plain * 1000:6.1f} ms; "
+              f"network {net * 1000:6.1f} ms)")
+    detector.config = base
+    served = build_detector(args.detector, threads=args.threads)
+    t = statistics.median(run_times(lambda: served.detect([image]), args.repeats, 1))
+    print(f"  as served ({type(served).__name__}, input {base.input_size} px, with its heads): detect {t * 1000:6.1f} ms")
     detector.config = dataclasses.replace(base, input_size=512)
     prep = detector.prepare([image])
     try:
