@@ -12,7 +12,7 @@ them) and this network gives p_hand; the served score is ``(s_det * p_hand) ** e
 (`detections.verified_scores`), with the exponent fixed after training so that the served threshold
 0.5 keeps the detector's precision and hand-free rate on its validation images
 (`tools/calibrate_box_verifier.py`). A detector folder with ``box_verifier/`` uses it in `detect`
-(torch and onnxruntime); the shipped detector has none (its model card, "A second stage", has why).
+(torch and onnxruntime); the shipped detector has one (its model card, "A second stage").
 
 With ``refine=True`` it is also R-CNN's box regressor: from the same crop it predicts Fast R-CNN
 deltas (`geometry.boxes.box_deltas`) that move the candidate onto the hand it lies on, so that a
