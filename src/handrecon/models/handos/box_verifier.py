@@ -2,7 +2,7 @@
 ``hand_box_candidates``): a second stage that re-scores the detector's candidates, as R-CNN's
 second stage re-scores proposals.
 
-The shipped detector finds most hands at *some* score (89 % of the held-out and 60 % of the
+The detector's network finds most hands at *some* score (89 % of the held-out and 60 % of the
 foreign scene hands at IoU 0.5) but ranks many of them below fragments, loose boxes and background,
 worst on small hands in the foreign scenes, while on crops where one hand fills the frame it does
 well. So each of an image's `top_k` best candidates (after NMS) is cut out RoI-style
@@ -17,7 +17,7 @@ them) and this network gives p_hand; the served score is ``(s_det * p_hand) ** e
 With ``refine=True`` it is also R-CNN's box regressor: from the same crop it predicts Fast R-CNN
 deltas (`geometry.boxes.box_deltas`) that move the candidate onto the hand it lies on, so that a
 loose box next to a hand, or one of two boxes on it, becomes the hand's box and the second NMS
-(`detections.verify_detections`, on the moved boxes) removes the duplicate.
+(`detections.verified_candidates`, on the moved boxes) removes the duplicate.
 
 Network: the side head's ResNet-18 trunk (`side_head._FirstStack.trunk1`, the same names, so
 ``train.init_from`` the shipped side head copies it), global average pooling, one logit (and four
