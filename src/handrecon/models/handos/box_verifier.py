@@ -88,7 +88,8 @@ class BoxVerifier(nn.Module):
         self.hand = nn.Linear(channels, 1)
         self.box = nn.Linear(channels, 4) if refine else None
         self.register_buffer("delta_std", torch.tensor(DELTA_STD), persistent=False)
-        self.input_size, self.context, self.refine, self.box_weight = int(input_size), float(context), bool(refine), float(box_weight)
+        self.input_size, self.context = int(input_size), float(context)
+        self.refine, self.box_weight = bool(refine), float(box_weight)
 
     def outputs(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, 3, S, S) crops -> logits (B,), deltas (B, 4) in `geometry.boxes.box_deltas` units or None."""
