@@ -36,8 +36,8 @@ from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESH
 from handrecon.geometry.boxes import apply_box_deltas
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
-    SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings, box_crops, find_hands, head_sources,
-    prepare_arrays, read_box_sides, roi_crops, sides_from_p_left,
+    SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
+    box_crops, find_hands, head_sources, prepare_arrays, read_box_sides, roi_crops, sides_from_p_left,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.image import normalize_images
