@@ -35,11 +35,11 @@ def get_detector(spec: str):
     """The torch detector of `spec` (NAME[:DIR] of a registered detector or KIND:DIR), or the
     architecture with random weights when no packaged one loads."""
     from handrecon.models.handos.detector import load_detector
-    from handrecon.models.handos.hand_detector import ASSET_DIR, HAND_DETECTOR_NAME, HandDetector
+    from handrecon.models.handos.hand_detector import HAND_DETECTOR_NAME, HandDetector, load_hand_detector
 
     name, _, path = spec.partition(":")
     try:
-        return load_detector(str(path or ASSET_DIR) if name == HAND_DETECTOR_NAME else spec), spec
+        return (load_hand_detector(path or None) if name == HAND_DETECTOR_NAME else load_detector(spec)), spec
     except ValueError as e:
         kwargs = yaml.safe_load((ROOT / "configs" / "detector_cpu_bn_long.yaml").read_text())["model"]["kwargs"]
         return HandDetector(**kwargs).frozen(), f"random weights, configs/detector_cpu_bn_long.yaml ({e})"
@@ -68,9 +68,11 @@ def main() -> None:
         print(f"  input {size:>3} px: detect {full * 1000:6.1f} ms  (without its heads {plain * 1000:6.1f} ms; "
               f"network {net * 1000:6.1f} ms)")
     detector.config = base
-    served = build_detector(args.detector, threads=args.threads)
-    t = statistics.median(run_times(lambda: served.detect([image]), args.repeats, 1))
-    print(f"  as served ({type(served).__name__}, input {base.input_size} px, with its heads): detect {t * 1000:6.1f} ms")
+    if what == args.detector:  # a packaged detector: also as `handrecon detect` serves it
+        served = build_detector(args.detector, threads=args.threads)
+        t = statistics.median(run_times(lambda: served.detect([image]), args.repeats, 1))
+        print(f"  as served ({type(served).__name__}, input {base.input_size} px, with its heads): "
+              f"detect {t * 1000:6.1f} ms")
     detector.config = dataclasses.replace(base, input_size=512)
     prep = detector.prepare([image])
     try:
