@@ -21,7 +21,7 @@ from handrecon.models.handos.box_verifier import (  # noqa: E402
 )
 from handrecon.models.handos.detections import (  # noqa: E402
     Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
-    verify_detections,
+    find_hands, verify_detections,
 )
 from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
 from handrecon.utils.image import normalize_images  # noqa: E402
@@ -105,7 +105,8 @@ def test_verification_rescores_reorders_and_thresholds():
     settings = VerifierSettings(top_k=2, candidate_threshold=0.01, exponent=0.5)
     verifier = _FixedVerifier({0: 0.1, 20: 0.98, 40: 0.99}, settings)
     assert candidate_selection(None, 0.5, 100) == (0.5, 100)
-    assert candidate_selection(verifier, 0.5, 100) == (0.01, 2)
+    assert candidate_selection(verifier, 0.5, 100) == pytest.approx((0.25, 2), rel=1e-5)  # 0.5 ** (1 / 0.5): the reachable floor
+    assert candidate_selection(verifier, 0.05, 100) == pytest.approx((0.01, 2))  # 0.0025 is under the candidates' own
     assert candidate_selection(verifier, 0.0, 100) == (0.0, 2)
     image = np.zeros((60, 80, 3), np.uint8)
     out = verify_detections(verifier, [image], found, 0.25, 0.5, 100)[0]
@@ -132,6 +133,54 @@ def test_moved_boxes_are_served_and_two_moved_onto_one_hand_keep_the_better():
     np.testing.assert_allclose(out.boxes, [hand, [70, 0, 80, 20]])  # clipped to the 80 px wide image
     served = verify_detections(verifier, [image], [found], 0.8, 0.5, 100)[0]
     assert served.query.tolist() == [5]
+
+
+class _PseudoRandomVerifier:
+    """p_hand and a small move of each box as fixed functions of its coordinates; counts the boxes it sees."""
+
+    def __init__(self, exponent: float) -> None:
+        self.settings = VerifierSettings(top_k=20, candidate_threshold=0.01, exponent=exponent)
+        self.seen = 0
+
+    def verify(self, image, boxes):
+        boxes = np.asarray(boxes, float).reshape(-1, 4)
+        self.seen += len(boxes)
+        phase = np.sin(boxes @ np.array([12.9898, 78.233, 37.719, 4.581])) * 43758.5453
+        p = phase - np.floor(phase)
+        return p, boxes + 3.0 * np.stack([np.cos(phase), np.sin(phase), np.cos(phase), np.sin(phase)], 1)
+
+
+@pytest.mark.parametrize("exponent", [0.43, 1.0, 1.7])
+def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing_served_changes(exponent, monkeypatch):
+    """`candidate_selection` skips candidates whose verified score must stay under the request's
+    threshold (`reachable_floor`): at every threshold the served detections are the same as when
+    every candidate is verified (both NMS passes included), and at 0.5 the verifier sees far fewer boxes."""
+    import handrecon.models.handos.detections as detections
+
+    rng = np.random.default_rng(0)
+    B, Q = 6, 60
+    centres = rng.uniform(0.1, 0.9, (B, Q, 2))
+    boxes = np.concatenate([centres, rng.uniform(0.05, 0.3, (B, Q, 2))], -1).astype(np.float32)
+    boxes[:, Q // 2:, :2] = boxes[:, :Q // 2, :2] + rng.normal(0, 0.02, (B, Q // 2, 2))  # overlapping pairs
+    scores = (rng.uniform(0, 1, (B, Q)) ** 3).astype(np.float32)
+    images = [np.zeros((240, 320, 3), np.uint8)] * B
+    args = (images, boxes, scores, (256, 256), np.full(B, 0.8))
+    for threshold in [0.0, 0.02, 0.2, 0.3, 0.5, 0.7, 0.9]:
+        for nms_iou, max_hands in [(0.5, 100), (0.7, 2)]:
+            pruned = _PseudoRandomVerifier(exponent)
+            served = find_hands(*args, threshold, nms_iou, max_hands, verifier=pruned)
+            monkeypatch.setattr(detections, "reachable_floor", lambda t, e: 0.0)
+            every = _PseudoRandomVerifier(exponent)
+            reference = find_hands(*args, threshold, nms_iou, max_hands, verifier=every)
+            monkeypatch.undo()
+            for a, b in zip(served, reference):
+                assert a.query.tolist() == b.query.tolist()
+                np.testing.assert_array_equal(a.boxes, b.boxes)
+                np.testing.assert_array_equal(a.scores, b.scores)
+            assert pruned.seen <= every.seen
+            if threshold == 0.5:
+                assert sum(len(d.boxes) for d in reference) > 0
+                assert pruned.seen < every.seen, (pruned.seen, every.seen)
 
 
 class _BoxesAsFound:

@@ -206,6 +206,8 @@ class Detector(nn.Module):
         NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels; the
         defaults are the served operating point (`eval.operating_point`), as `handrecon detect`'s.
         With a box verifier the scores are the verified ones (`detections.verify_detections`)."""
+        if not images:
+            return []
         prep = self.prepare(images)
         out = self(prep.pixel_values, prep.pixel_mask)
         return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,

@@ -126,6 +126,8 @@ class OnnxDetector:
     def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = 100) -> list[Detections]:
         """Hands in each RGB uint8 image, as `Detector.detect`."""
+        if not images:
+            return []
         pixels, _, scale = prepare_arrays(images, self.config)
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         return find_hands(images, boxes, scores, tuple(pixels.shape[-2:]), scale, score_threshold, nms_iou, max_hands,
