@@ -21,7 +21,7 @@ from handrecon.models.handos.box_verifier import (  # noqa: E402
 )
 from handrecon.models.handos.detections import (  # noqa: E402
     Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
-    find_hands, verify_detections,
+    find_hands, read_verifier_settings, verify_detections,
 )
 from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
 from handrecon.utils.image import normalize_images  # noqa: E402
@@ -133,6 +133,26 @@ def test_moved_boxes_are_served_and_two_moved_onto_one_hand_keep_the_better():
     np.testing.assert_allclose(out.boxes, [hand, [70, 0, 80, 20]])  # clipped to the 80 px wide image
     served = verify_detections(verifier, [image], [found], 0.8, 0.5, 100)[0]
     assert served.query.tolist() == [5]
+
+
+def test_a_second_pass_reads_and_scores_the_moved_box(tmp_path):
+    """passes=2 (a cascade): the verifier reads the box it moved, and the served box and score come
+    from that second reading; settings written before `passes` existed read as one pass."""
+    found = Detections(np.array([[10, 10, 40, 40]], float), np.array([0.8], np.float32), np.array([3]))
+    moves = {10: [20, 10, 50, 40], 20: [21, 12, 51, 42]}
+    image = np.zeros((60, 80, 3), np.uint8)
+    one = verified_candidates(_FixedVerifier({10: 0.3, 20: 0.9}, VerifierSettings(), moves), image, found, 0.5)
+    two = verified_candidates(_FixedVerifier({10: 0.3, 20: 0.9}, VerifierSettings(passes=2), moves), image, found, 0.5)
+    np.testing.assert_allclose(one.boxes, [moves[10]])
+    np.testing.assert_allclose(one.scores, verified_scores([0.8], [0.3], 0.5))
+    np.testing.assert_allclose(two.boxes, [moves[20]])
+    np.testing.assert_allclose(two.scores, verified_scores([0.8], [0.9], 0.5))
+    (tmp_path / "serving.json").write_text(json.dumps({"top_k": 20, "candidate_threshold": 0.01, "exponent": 0.4}))
+    assert read_verifier_settings(tmp_path) == VerifierSettings(exponent=0.4, passes=1)
+    (tmp_path / "serving.json").write_text(json.dumps({"top_k": 20, "candidate_threshold": 0.01, "exponent": 0.4,
+                                                       "passes": 0}))
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        read_verifier_settings(tmp_path)
 
 
 class _PseudoRandomVerifier:

@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--candidates", required=True, help="the detector's candidates mined on --root")
     ap.add_argument("--val-images", type=int, default=500)
     ap.add_argument("--top-k", type=int, default=VerifierSettings.top_k)
+    ap.add_argument("--passes", type=int, default=VerifierSettings.passes,
+                    help="how many times the verifier reads (and moves) each candidate (a cascade from 2)")
     ap.add_argument("--hand-free-root", help="hand-free scenes (num_hands=[0, 0]) to hold the hand-free rate on "
                     "instead of the validation shard's few")
     ap.add_argument("--hand-free-candidates", help="the detector's candidates mined on --hand-free-root")
@@ -114,12 +116,12 @@ def main() -> None:
         model, _ = load_model(folder)
         if not isinstance(model, BoxVerifier):
             raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
-        settings = VerifierSettings(top_k=args.top_k)
+        settings = VerifierSettings(top_k=args.top_k, passes=args.passes)
         found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images,
                           hand_free)
     except (CheckpointError, ValueError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
-    settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"])
+    settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"], passes=args.passes)
     atomic_write_json(folder / VERIFIER_SETTINGS, {**asdict(settings), "calibration": found})
     print(f"{folder / VERIFIER_SETTINGS}: exponent {found['exponent']:.4f} (T = {found['threshold_on_sqrt']:.2f}); on "
           f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (detector {found['target_precision']:.3f}), "

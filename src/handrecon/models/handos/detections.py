@@ -79,11 +79,14 @@ class Detections:
 class VerifierSettings:
     """How a box verifier (`box_verifier.py`) re-scores a detector's candidates: the `top_k`
     best candidates per image scoring >= `candidate_threshold` after NMS are verified, and served
-    with score (s_det * p_hand) ** `exponent` (`verified_scores`)."""
+    with score (s_det * p_hand) ** `exponent` (`verified_scores`). passes: how many times a
+    refining verifier reads its boxes; from the second on it reads the boxes it moved (a cascade:
+    the score and the last move come from the box it last looked at)."""
 
     top_k: int = 20
     candidate_threshold: float = 0.01
     exponent: float = 0.5
+    passes: int = 1
 
 
 def read_verifier_settings(folder: str | Path) -> VerifierSettings:
@@ -91,12 +94,16 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     path = Path(folder) / VERIFIER_SETTINGS
     try:
         raw = json.loads(path.read_text())
-        settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__})
+        optional = {"passes"}  # settings written before they existed keep their defaults
+        settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__
+                                       if k in raw or k not in optional})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: unreadable box-verifier settings ({e}); write them with "
                          "tools/calibrate_box_verifier.py") from None
-    if not (settings.top_k >= 1 and 0 <= settings.candidate_threshold < 1 and settings.exponent > 0):
-        raise ValueError(f"{path}: top_k must be >= 1, candidate_threshold in [0, 1), exponent > 0; got {settings}")
+    if not (settings.top_k >= 1 and 0 <= settings.candidate_threshold < 1 and settings.exponent > 0
+            and settings.passes >= 1):
+        raise ValueError(f"{path}: top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0; "
+                         f"got {settings}")
     return settings
 
 
@@ -127,11 +134,14 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
 
 def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms_iou: float) -> Detections:
     """One image's candidates `found` as `verifier` serves them, before any threshold: each moved by
-    its deltas (a verifier that refines; clipped to the image), scored `verified_scores`, then greedy
-    NMS at `nms_iou` on the moved boxes (two boxes moved onto one hand keep the better), highest first;
+    its deltas (a verifier that refines; clipped to the image; `passes` times, each pass reading the
+    boxes the last one moved), scored `verified_scores` with the last pass's p_hand, then greedy NMS
+    at `nms_iou` on the moved boxes (two boxes moved onto one hand keep the better), highest first;
     scores in float64, as thresholds compare them."""
-    p_hand, moved = verifier.verify(image, found.boxes)
-    moved = np.clip(moved, 0, [image.shape[1], image.shape[0]] * 2).astype(np.float32)
+    moved = found.boxes
+    for _ in range(verifier.settings.passes):
+        p_hand, moved = verifier.verify(image, moved)
+        moved = np.clip(moved, 0, [image.shape[1], image.shape[0]] * 2).astype(np.float32)
     scores = verified_scores(found.scores, p_hand, verifier.settings.exponent)
     keep = nms(moved, scores, nms_iou)
     return Detections(moved[keep], scores[keep], found.query[keep])
