@@ -359,7 +359,8 @@ def test_the_verifier_network_learns_a_whole_object_from_its_fragment():
 
 def test_calibration_holds_the_hand_free_rate_of_a_dedicated_hand_free_set(mined, tmp_path):
     """`--hand-free-root`: the served threshold keeps the detector's hand-free rate measured on a
-    set of hand-free scenes (not the validation shard's few); a set with hands is refused."""
+    set of hand-free scenes (not the validation shard's few), or a rate given instead; a set with
+    hands is refused."""
     from typer.testing import CliRunner
 
     from calibrate_box_verifier import calibrate
@@ -385,6 +386,10 @@ def test_calibration_holds_the_hand_free_rate_of_a_dedicated_hand_free_set(mined
     assert found["target_no_hand_fp_rate"] == 0.25 and found["no_hand_fp_rate"] <= 0.25
     assert found["threshold_on_sqrt"] == 0.71 and found["hand_free_root"] == str(tmp_path / "free")
     assert found["precision"] >= found["target_precision"]
+    strict = calibrate(_Sure(), scenes, cands, 2, (str(tmp_path / "free"), str(tmp_path / "free.npz")),
+                       hand_free_rate=0.0)  # a target of the user's: no hand-free image with a detection
+    assert strict["target_no_hand_fp_rate"] == 0.0 and strict["no_hand_fp_rate"] == 0.0
+    assert strict["threshold_on_sqrt"] == 0.75  # above sqrt(0.55) = 0.742
     with pytest.raises(ValueError, match="holds images with hands"):
         calibrate(_Sure(), scenes, cands, 2, (scenes, cands))
 

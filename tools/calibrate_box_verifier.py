@@ -12,7 +12,8 @@ served threshold 0.5 (IoU 0.5, hidden hands ignored) and its rate of hand-free i
 detection are the targets (the rate on ``--hand-free-root`` when given: a set of hand-free scenes
 rendered like the held-out ones, since a 500-image shard holds only about 100 hand-free images and
 their rate moves by a point per image); T is the lowest threshold in steps of 0.01 at which sqrt(s_det * p_hand)
-reaches that precision without raising that rate; the exponent maps T to 0.5
+reaches that precision without raising that rate (``--precision`` and ``--hand-free-rate`` set other
+targets: an operating point of the user's); the exponent maps T to 0.5
 (exponent = ln 0.5 / ln T^2), so the served threshold keeps both there. The candidates are served
 as `detect` serves them (`detections.verified_candidates`: moved by a refining verifier's deltas,
 NMS at the served IoU); the ranking, and with it AP, does not depend on the exponent. Prints what it
@@ -71,15 +72,18 @@ def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None 
 
 
 def calibrate(head: BoxVerifierHead, root: str, candidates: str, val_images: int,
-              hand_free: tuple[str, str] | None = None) -> dict:
+              hand_free: tuple[str, str] | None = None, precision: float | None = None,
+              hand_free_rate: float | None = None) -> dict:
     """The exponent and what it was measured from (module doc). ``hand_free``: (root, candidates)
-    of a set of hand-free scenes on which the hand-free rate is held instead of the val shard's."""
+    of a set of hand-free scenes on which the hand-free rate is held instead of the val shard's.
+    precision, hand_free_rate: targets to reach instead of the detector's own."""
     gts, ignores, boxes, plain, s_boxes, served = _scored(head, root, candidates, val_images)
     detector = threshold_metrics(gts, boxes, plain, DEFAULT_SCORE_THRESHOLD, ignores)
-    target = detector["precision_at_threshold"]
+    target = detector["precision_at_threshold"] if precision is None else precision
     f_gts, f_ignores, f_boxes, f_plain, f_s_boxes, f_served = (
         _scored(head, *hand_free, hand_free=True) if hand_free else (gts, ignores, boxes, plain, s_boxes, served))
-    target_fp = threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
+    target_fp = (threshold_metrics(f_gts, f_boxes, f_plain, DEFAULT_SCORE_THRESHOLD, f_ignores)["no_hand_fp_rate"]
+                 if hand_free_rate is None else hand_free_rate)
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
         m = threshold_metrics(gts, s_boxes, served, float(t), ignores)
         fp = (threshold_metrics(f_gts, f_s_boxes, f_served, float(t), f_ignores) if hand_free else m)["no_hand_fp_rate"]
@@ -107,6 +111,9 @@ def main() -> None:
     ap.add_argument("--hand-free-root", help="hand-free scenes (num_hands=[0, 0]) to hold the hand-free rate on "
                     "instead of the validation shard's few")
     ap.add_argument("--hand-free-candidates", help="the detector's candidates mined on --hand-free-root")
+    ap.add_argument("--precision", type=float, help="the precision to reach at 0.5 instead of the detector's own")
+    ap.add_argument("--hand-free-rate", type=float,
+                    help="the rate of hand-free images with a detection to stay under instead of the detector's own")
     args = ap.parse_args()
     if (args.hand_free_root is None) != (args.hand_free_candidates is None):
         sys.exit("error: --hand-free-root and --hand-free-candidates go together")
@@ -118,15 +125,15 @@ def main() -> None:
             raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
         settings = VerifierSettings(top_k=args.top_k, passes=args.passes)
         found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images,
-                          hand_free)
+                          hand_free, args.precision, args.hand_free_rate)
     except (CheckpointError, ValueError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
     settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"], passes=args.passes)
     atomic_write_json(folder / VERIFIER_SETTINGS, {**asdict(settings), "calibration": found})
     print(f"{folder / VERIFIER_SETTINGS}: exponent {found['exponent']:.4f} (T = {found['threshold_on_sqrt']:.2f}); on "
-          f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (detector {found['target_precision']:.3f}), "
+          f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (target {found['target_precision']:.3f}), "
           f"recall {found['recall50']:.3f} (detector {found['plain_recall50']:.3f}), hand-free images with a detection "
-          f"(on {found['hand_free_root']}) {found['no_hand_fp_rate']:.3f} (detector {found['target_no_hand_fp_rate']:.3f})")
+          f"(on {found['hand_free_root']}) {found['no_hand_fp_rate']:.3f} (target {found['target_no_hand_fp_rate']:.3f})")
 
 
 if __name__ == "__main__":
