@@ -21,7 +21,7 @@ from handrecon.models.handos.box_verifier import (  # noqa: E402
 )
 from handrecon.models.handos.detections import (  # noqa: E402
     Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
-    find_hands, read_verifier_settings, verify_detections,
+    find_hands, read_box_crops, read_roi_crops, read_verifier_settings, verify_detections,
 )
 from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
 from handrecon.utils.image import normalize_images  # noqa: E402
@@ -29,6 +29,32 @@ from helpers import tiny_detr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+
+
+def test_the_crop_readers_turn_logits_into_probabilities_and_deltas_into_moved_boxes():
+    """`read_box_crops` (side heads) and `read_roi_crops` (box verifiers), shared by torch and
+    onnxruntime: p = sigmoid(logit), "left" where p_left > 0.5, boxes moved by their deltas, and the
+    network sees one normalised crop per box; no box, no network call."""
+    image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)
+    boxes = np.array([[10, 10, 30, 40], [40, 5, 70, 50]], float)
+    shapes = []
+
+    def side_network(crops):
+        shapes.append(crops.shape)
+        return np.array([2.0, -1.0], np.float32)
+
+    sides, p_left = read_box_crops(side_network, image, boxes, 32, 1.5)
+    assert sides == ["left", "right"] and shapes == [(2, 3, 32, 32)]
+    np.testing.assert_allclose(p_left, 1 / (1 + np.exp([-2.0, 1.0])))
+    deltas = np.array([[0.1, 0.0, 0.0, 0.0], [0.0, -0.1, 0.2, 0.0]], np.float32)
+    p_hand, moved = read_roi_crops(lambda crops: (np.array([-3.0, 0.5]), deltas), image, boxes, 24, 1.5)
+    np.testing.assert_allclose(p_hand, 1 / (1 + np.exp([3.0, -0.5])))
+    np.testing.assert_allclose(moved, apply_box_deltas(boxes, deltas))
+    assert moved[0, 0] > boxes[0, 0] and moved[1, 1] < boxes[1, 1]
+    p_hand, unmoved = read_roi_crops(lambda crops: (np.zeros(2), None), image, boxes, 24, 1.5)
+    np.testing.assert_array_equal(unmoved, boxes)
+    assert read_box_crops(None, image, np.zeros((0, 4)), 32, 1.5)[0] == []
+    assert read_roi_crops(None, image, np.zeros((0, 4)), 24, 1.5)[0].shape == (0,)
 
 
 def test_roi_crops_put_every_box_edge_at_the_same_place():

@@ -17,7 +17,7 @@ from handrecon.infer.load import load
 from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
-from handrecon.models.handos.side_head import box_crops
+from handrecon.models.handos.detections import box_crops
 
 runner = CliRunner()
 

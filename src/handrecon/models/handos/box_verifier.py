@@ -56,7 +56,9 @@ from handrecon.data.loaders import build_dataset
 from handrecon.data.stream import sample_rng
 from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
-from handrecon.models.handos.detections import VERIFIER_DIR, VerifierSettings, read_verifier_settings, roi_crops
+from handrecon.models.handos.detections import (
+    VERIFIER_DIR, VerifierSettings, read_roi_crops, read_verifier_settings, roi_crops,
+)
 from handrecon.utils.image import normalize_images
 
 FOUND_IOU, TARGET_RAMP = 0.5, (0.35, 0.65)
@@ -151,15 +153,14 @@ class BoxVerifierHead:
     def __init__(self, model: BoxVerifier, settings: VerifierSettings, source: str = "") -> None:
         self.model, self.settings, self.source = model.eval(), settings, source
 
-    @torch.no_grad()
     def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if not len(boxes):
-            return np.zeros(0), boxes
-        crops = roi_crops(image, boxes, self.model.input_size, self.model.context)
-        logits, deltas = self.model.outputs(torch.from_numpy(normalize_images(crops)))
-        moved = boxes if deltas is None else apply_box_deltas(boxes, deltas.numpy())
-        return torch.sigmoid(logits).numpy().astype(np.float64), moved
+        """p_hand (N,) and the moved boxes (N, 4) of boxes (N, 4) px (`detections.read_roi_crops`)."""
+        return read_roi_crops(self._outputs, image, boxes, self.model.input_size, self.model.context)
+
+    @torch.no_grad()
+    def _outputs(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, deltas = self.model.outputs(torch.from_numpy(crops))
+        return logits.numpy(), None if deltas is None else deltas.numpy()
 
 
 def load_box_verifier(folder: str | Path) -> BoxVerifierHead | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from handrecon.geometry.boxes import cxcywh_to_xyxy, nms
+from handrecon.geometry.boxes import apply_box_deltas, cxcywh_to_xyxy, nms
 from handrecon.geometry.crop import crop_transform, warp_image
 from handrecon.utils.image import normalize_images
 
@@ -266,6 +266,33 @@ def read_box_sides(side_head: Any, image: np.ndarray, boxes: np.ndarray) -> Dete
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     sides, p_left = side_head.sides(image, boxes)
     return Detections(boxes, np.ones(len(boxes)), sides=sides, p_left=p_left)
+
+
+def read_box_crops(network: Callable[[np.ndarray], np.ndarray], image: np.ndarray, boxes: np.ndarray, size: int,
+                   box_scale: float) -> tuple[list[str], np.ndarray]:
+    """A side head's reading of boxes (N, 4) x1, y1, x2, y2 px of an RGB image, torch and onnxruntime
+    alike: `box_crops` of `size` px, ImageNet-normalised, through `network` ((N, 3, S, S) float32 ->
+    (N,) logits of "left") -> (sides, p_left (N,) float64)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return [], np.zeros(0)
+    logits = network(normalize_images(box_crops(image, boxes, size, box_scale)))
+    p_left = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+    return sides_from_p_left(p_left), p_left
+
+
+def read_roi_crops(network: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], image: np.ndarray,
+                   boxes: np.ndarray, size: int, context: float) -> tuple[np.ndarray, np.ndarray]:
+    """A box verifier's reading of boxes (N, 4) x1, y1, x2, y2 px of an RGB image, torch and
+    onnxruntime alike: `roi_crops`, ImageNet-normalised, through `network` ((N, 3, S, S) float32 ->
+    (N,) logits of "a hand", and (N, 4) Fast R-CNN deltas or None) -> p_hand (N,) float64 and the
+    boxes moved by the deltas (`geometry.boxes.apply_box_deltas`; unmoved without)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return np.zeros(0), boxes
+    logits, deltas = network(normalize_images(roi_crops(image, boxes, size, context)))
+    moved = boxes if deltas is None else apply_box_deltas(boxes, deltas)
+    return 1 / (1 + np.exp(-np.asarray(logits, np.float64))), moved
 
 
 def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np.ndarray,

@@ -33,14 +33,12 @@ from typing import Any
 import numpy as np
 
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
-from handrecon.geometry.boxes import apply_box_deltas
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
     SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
-    box_crops, find_hands, head_sources, prepare_arrays, read_box_sides, roi_crops, sides_from_p_left,
+    find_hands, head_sources, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops,
 )
 from handrecon.registry import register_detector
-from handrecon.utils.image import normalize_images
 from handrecon.utils.onnx import cached_export, onnx_export_available, ort_session
 
 HAND_DETECTOR_NAME = "handrecon-hand-detector"
@@ -73,13 +71,10 @@ class OnnxSideHead:
         self.input_size, self.box_scale, self.source = int(info["input_size"]), float(info["box_scale"]), info["source"]
 
     def sides(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if not len(boxes):
-            return [], np.zeros(0)
-        crops = normalize_images(box_crops(image, boxes, self.input_size, self.box_scale))
-        logits = self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0].astype(np.float64)
-        p_left = 1 / (1 + np.exp(-logits))
-        return sides_from_p_left(p_left), p_left
+        return read_box_crops(self._logits, image, boxes, self.input_size, self.box_scale)
+
+    def _logits(self, crops: np.ndarray) -> np.ndarray:
+        return self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0]
 
 
 class OnnxBoxVerifier:
@@ -97,13 +92,11 @@ class OnnxBoxVerifier:
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if not len(boxes):
-            return np.zeros(0), boxes
-        crops = normalize_images(roi_crops(image, boxes, self.input_size, self.context))
+        return read_roi_crops(self._outputs, image, boxes, self.input_size, self.context)
+
+    def _outputs(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         out = dict(zip(self.outputs, self.session.run(self.outputs, {SIDE_INPUT_NAME: crops})))
-        moved = apply_box_deltas(boxes, out[DELTAS_OUTPUT_NAME]) if DELTAS_OUTPUT_NAME in out else boxes
-        return 1 / (1 + np.exp(-out[SIDE_OUTPUT_NAME].astype(np.float64))), moved
+        return out[SIDE_OUTPUT_NAME], out.get(DELTAS_OUTPUT_NAME)
 
 
 class OnnxDetector:

@@ -53,7 +53,7 @@ from handrecon.geometry.crop import transform_points
 from handrecon.hand.keypoints import OP21_NAMES
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
 from handrecon.models.backbones.stacked import TopDownDecoder
-from handrecon.models.handos.detections import SIDE_HEAD_DIR, box_crop_affines, box_crops, sides_from_p_left, warp_crops
+from handrecon.models.handos.detections import SIDE_HEAD_DIR, box_crop_affines, read_box_crops, warp_crops
 from handrecon.models.heads import LandmarkHead, pixels_to_normalized
 from handrecon.utils.image import normalize_images
 
@@ -157,14 +157,13 @@ class SideHead:
     def __init__(self, model: SideClassifier, source: str = "") -> None:
         self.model, self.source = model.eval(), source
 
-    @torch.no_grad()
     def sides(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if not len(boxes):
-            return [], np.zeros(0)
-        crops = box_crops(image, boxes, self.model.input_size, self.model.box_scale)
-        p_left = torch.sigmoid(self.model.logits(torch.from_numpy(normalize_images(crops)))).numpy().astype(np.float64)
-        return sides_from_p_left(p_left), p_left
+        """(["left" | "right"], p_left (N,)) of boxes (N, 4) px (`detections.read_box_crops`)."""
+        return read_box_crops(self._logits, image, boxes, self.model.input_size, self.model.box_scale)
+
+    @torch.no_grad()
+    def _logits(self, crops: np.ndarray) -> np.ndarray:
+        return self.model.logits(torch.from_numpy(crops)).numpy()
 
 
 def load_side_head(folder: str | Path) -> SideHead | None:
