@@ -15,6 +15,7 @@ import torch
 
 pytest.importorskip("transformers")
 
+from handrecon.data.stream import sample_rng  # noqa: E402
 from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou  # noqa: E402
 from handrecon.models.handos.box_verifier import (  # noqa: E402
     BoxVerifier, HandBoxCandidates, candidate_box_targets, candidate_targets,
@@ -302,6 +303,34 @@ def test_mined_candidates_give_balanced_labelled_roi_crops(mined):
         np.savez(mined / "shuffled.npz", **{**dict(c), "image": c["image"][::-1].copy()})
     with pytest.raises(ValueError, match="not in image order"):
         HandBoxCandidates(str(mined / "scenes"), str(mined / "shuffled.npz"))
+
+
+def test_a_folder_of_hand_free_scenes_gives_non_hands_only(mined, tmp_path):
+    """A scene folder without hands (hard negatives) joins the draws: every draw from it is a
+    non-hand, the folder with hands still gives found hands, and a dataset with
+    no hand anywhere is refused."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "4", "--image-size", "96x128", "--set",
+                                 "num_hands=[0, 0]", "--out", str(tmp_path / "free"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    np.savez(tmp_path / "free.npz", boxes=np.tile(np.array([[5, 5, 40, 50]], np.float32), (4, 1)),
+             scores=np.full(4, 0.6, np.float32), image=np.arange(4), gt=np.zeros((0, 4), np.float32),
+             gt_image=np.zeros(0, int), gt_detectable=np.zeros(0, bool), n=np.int64(4))
+    data = HandBoxCandidates([str(mined / "scenes"), str(tmp_path / "free")], [str(mined / "candidates.npz"),
+                             str(tmp_path / "free.npz")], split="train", val_images=1, num=80, input_size=32, seed=1)
+    free, with_hands = data.folders[1], data.folders[0]
+    assert len(free.hands) == 0 and len(free.others) == 3  # the last image is validation
+    draws = [data[i] for i in range(80)]
+    hands = np.array([float(d["hand"]) for d in draws])
+    assert 10 <= (hands >= 0.5).sum() <= 30  # about a quarter: half the draws of the folder with hands
+    rng_folders = [int(sample_rng(1, 0, i).integers(2)) for i in range(80)]  # the folder each draw picked
+    assert all(hands[i] == 0 for i in range(80) if rng_folders[i] == 1)
+    assert any(hands[i] >= 0.5 for i in range(80) if rng_folders[i] == 0)
+    with pytest.raises(ValueError, match="no hand candidates"):
+        HandBoxCandidates(str(tmp_path / "free"), str(tmp_path / "free.npz"), split="train", val_images=1)
 
 
 def test_train_calibrate_and_serve_in_torch_and_onnx(mined, tmp_path, monkeypatch):

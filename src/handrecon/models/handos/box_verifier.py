@@ -29,8 +29,8 @@ scenes' boxes). The target of a candidate is its IoU with the best-overlapping d
 ramp (`candidate_targets`: 0 up to IoU 0.35, 0.5 at 0.5, 1 from 0.65; boxes on hidden hands left
 out), so that loose boxes next to a hand, which a first version trained on hard 0/1 labels rated
 above the hand's own box on the foreign crops, learn to score lower than tight ones. Each draw picks
-a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2, a found hand
-uniformly and any other candidate with probability proportional to sqrt(s_det) (the hard ones more
+a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2 (a folder of
+hand-free scenes: never a hand), a found hand uniformly and any other candidate with probability proportional to sqrt(s_det) (the hard ones more
 often); BCE against the target, plus with ``refine`` a smooth-L1 loss on the deltas (scaled by
 `DELTA_STD`, as Faster R-CNN's) of candidates whose best detectable IoU is at least `REFINE_IOU`
 (`candidate_box_targets`); mirrored with probability 1/2
@@ -238,9 +238,8 @@ class _Folder:
         self.others = np.flatnonzero(in_split & (target < 0.5))
         weight = np.sqrt(mined["scores"][self.others].astype(np.float64))
         self.other_p = weight / weight.sum() if len(self.others) else weight
-        if not len(self.hands) or not len(self.others):
-            raise ValueError(f"{candidates}: no {'hand' if not len(self.hands) else 'non-hand'} candidates in split "
-                             f"{split!r}; mine more scenes")
+        if not len(self.others):  # a folder without hands (hand-free scenes) gives non-hands only
+            raise ValueError(f"{candidates}: no non-hand candidates in split {split!r}; mine more scenes")
 
 
 class HandBoxCandidates(Dataset):
@@ -262,6 +261,8 @@ class HandBoxCandidates(Dataset):
         if split not in ("train", "val"):
             raise ValueError(f"hand_box_candidates: split must be 'train' or 'val', not {split!r}")
         self.folders = [_Folder(r, c, split, val_images) for r, c in zip(roots, files)]
+        if not any(len(f.hands) for f in self.folders):
+            raise ValueError(f"hand_box_candidates: no hand candidates in split {split!r} of {roots}; mine scenes with hands")
         self.num, self.input_size, self.context = int(num), int(input_size), float(context)
         self.augment, self.seed, self.epoch = augment, int(seed), 0
 
@@ -274,7 +275,7 @@ class HandBoxCandidates(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = sample_rng(self.seed, self.epoch if self.augment else 0, index)
         folder = self.folders[rng.integers(len(self.folders))]
-        hand = bool(rng.random() < 0.5)
+        hand = bool(rng.random() < 0.5) and len(folder.hands) > 0
         j = rng.choice(folder.hands) if hand else rng.choice(folder.others, p=folder.other_p)
         image = folder.scenes[int(folder.image[j])].image
         crop = roi_crops(image, folder.boxes[j:j + 1], self.input_size, self.context)[0]
