@@ -4,7 +4,7 @@ network exports.
     .venv/bin/python benchmarks/bench_detector.py [--detector handrecon-hand-detector] [--threads 2]
 
 For each network input size (long side 320, 512, 640 px) it times `Detector.detect` on the bundled
-640x480 multi-hand scene (resize, normalise, network, NMS, and the box verifier's 20 RoI crops and
+640x480 multi-hand scene (resize, normalise, network, NMS, and the box verifier's RoI crops and
 the side head when the detector has them; without both as well) and the network alone, median of
 `--repeats` runs after a warm-up. Without a packaged detector it times the architecture of
 configs/detector_cpu_bn_long.yaml with random weights (the cost does not depend on the weights) and says
