@@ -121,10 +121,11 @@ def reachable_floor(score_threshold: float, exponent: float) -> float:
 def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -> tuple[float, int]:
     """The (score threshold, count) at which a detector selects its candidates: the request's
     without a verifier; with one, its candidates (at most top_k, down to its candidate threshold or
-    the request's, the lower) that can still be served at `score_threshold` (`reachable_floor`). Leaving out the others changes
-    no served detection: their verified scores stay below the threshold, and a lower-scored box never
-    suppresses a higher one in either NMS; it spares the verifier most of its crops at a served
-    threshold (at 0.5 the shipped verifier's floor is a detector score of about 0.2)."""
+    the request's, the lower) that can still be served at `score_threshold` (`reachable_floor`).
+    Leaving out the others changes no served detection: their verified scores stay below the
+    threshold, and a lower-scored box never suppresses a higher one in either NMS; it spares the
+    verifier most of its crops at a served threshold (at 0.5 the shipped verifier's floor is a
+    detector score of 0.44)."""
     if verifier is None:
         return score_threshold, max_hands
     settings = verifier.settings
