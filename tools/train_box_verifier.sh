@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Train a box verifier for the hand detector (models/handos/box_verifier.py: re-scores the detector's
-# 20 best candidates and moves each onto its hand; the shipped one, G, came from this recipe:
+# best candidates and moves each onto its hand, reading the moved boxes again; the shipped one, N, came from this recipe:
 # docs/model_card_hand_detector.md, "A second stage") on the CPU (2 cores, about 90 min once the
 # detector's scenes are rendered: render the extra sets about 8 min, mine about 27 min, train about
 # 35 min, calibrate and evaluate about 10 min): render the detector's six training
 # sets (tools/render_scenes.sh, tools/render_detector_sets.sh, and two more: the wide pool with
-# photographed surfaces, seed 18, and scenes with few forearms, seed 16) and the crop model's
+# photographed surfaces, seed 18, and scenes with few forearms, seed 16), 4000 hand-free scenes
+# (seed 19, training only) and the crop model's
 # stage-6 crops, mine the detector's candidates on each (tools/mine_candidates.py), train
 # configs/box_verifier_cpu.yaml from the shipped side head's trunk, package it (float16) into a copy
 # of the detector folder ($RUN/detector_with_box_verifier), calibrate its served exponent on the
 # detector's validation shard and 1000 hand-free scenes drawn like the held-out ones (seed 2000;
-# tools/calibrate_box_verifier.py), and evaluate that folder on held-out
+# tools/calibrate_box_verifier.py: two passes, precision 0.92, at most 4 % hand-free), and evaluate that folder on held-out
 # scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign
 # scenes. Serve it with --detector handrecon-hand-detector:$RUN/detector_with_box_verifier. A
 # retrained detector needs this run again: the verifier learns the candidates of one detector.
@@ -34,6 +35,9 @@ for extra in opencv lomiri cutouts; do POOL+=(--backgrounds ".cache/photos/$extr
 SCENES=(--preset scene --image-size 288x384 --set "num_hands=[0, 4]" --set "clutter=[0, 4]" --workers 2 --quiet)
 $HR synth "${SCENES[@]}" "${POOL[@]}" --backgrounds .cache/photos/textures --num 6000 --seed 18 --out "$DATA/train_textures"
 $HR synth "${SCENES[@]}" "${POOL[@]}" --set p_forearm=0.1 --num 6000 --seed 16 --out "$DATA/train_noforearm"
+# 4000 hand-free scenes over the whole pool (seed 19): hard negatives, for training only
+$HR synth --preset scene --image-size 288x384 --set "num_hands=[0, 0]" --set "clutter=[0, 4]" --workers 2 --quiet \
+    "${POOL[@]}" --backgrounds .cache/photos/textures --num 4000 --seed 19 --out "$DATA/train_handfree"
 # 1000 hand-free scenes drawn as the held-out ones (seed 2000), on which the calibration holds the hand-free rate
 $HR synth --preset scene --image-size 288x384 --set "num_hands=[0, 0]" --workers 2 --quiet --backgrounds "$PHOTOS" \
     --num 1000 --seed 2000 --out "$DATA/calib_handfree"
@@ -57,11 +61,11 @@ for root in "${ROOTS[@]}"; do
 done
 FREE="$DATA/candidates/calib_handfree.npz"
 mine "$DATA/calib_handfree" "$FREE"
+mine "$DATA/train_handfree" "$DATA/candidates/train_handfree.npz"
 join() { local IFS=,; echo "$*"; }
-DATASETS=()
-for split in train val; do
-    DATASETS+=(data.$split.kwargs.root="[$(join "${ROOTS[@]}")]" data.$split.kwargs.candidates="[$(join "${FILES[@]}")]")
-done
+DATASETS=(data.val.kwargs.root="[$(join "${ROOTS[@]}")]" data.val.kwargs.candidates="[$(join "${FILES[@]}")]"
+          data.train.kwargs.root="[$(join "${ROOTS[@]}" "$DATA/train_handfree")]"
+          data.train.kwargs.candidates="[$(join "${FILES[@]}" "$DATA/candidates/train_handfree.npz")]")
 $HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" --out "$RUN" --resume auto
 
 # Package into a copy of the detector folder, calibrate it and evaluate it there.
@@ -69,7 +73,7 @@ TRIAL="$RUN/detector_with_box_verifier"
 rm -rf "$TRIAL" && cp -r "$DETECTOR" "$TRIAL" && rm -rf "$TRIAL/box_verifier"
 $PY tools/package_model.py "$RUN" --name box_verifier --out-root "$TRIAL" --max-mb 8
 $PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz" \
-    --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE"
+    --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE" --passes 2 --precision 0.92 --hand-free-rate 0.04
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
 if [ -f "$DATA/foreign/meta.json" ]; then
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/foreign_metrics.json"
