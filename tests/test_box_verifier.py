@@ -492,3 +492,13 @@ def test_a_mirrored_training_crop_gets_the_mirrored_delta_target(mined):
         assert (np.corrcoef(x.ravel(), y[:, :, ::-1].ravel())[0, 1] > np.corrcoef(x.ravel(), y.ravel())[0, 1]) == flipped
         checked[flipped] += 1
     assert checked[True] >= 3 and checked[False] >= 3
+
+
+@pytest.mark.parametrize("args, message", [(["--passes", "0"], "--passes and --top-k must be at least 1"),
+                                           (["--precision", "92"], "--precision is a fraction in [0, 1]"),
+                                           (["--hand-free-rate", "-0.1"], "--hand-free-rate is a fraction")])
+def test_calibration_refuses_impossible_settings_before_reading_anything(tmp_path, args, message):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "calibrate_box_verifier.py"), "--detector",
+                           str(tmp_path), "--root", str(tmp_path), "--candidates", str(tmp_path / "c.npz"), *args],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr

@@ -117,6 +117,11 @@ def main() -> None:
     args = ap.parse_args()
     if (args.hand_free_root is None) != (args.hand_free_candidates is None):
         sys.exit("error: --hand-free-root and --hand-free-candidates go together")
+    if args.passes < 1 or args.top_k < 1:
+        sys.exit(f"error: --passes and --top-k must be at least 1, got {args.passes} and {args.top_k}")
+    for name, value in (("--precision", args.precision), ("--hand-free-rate", args.hand_free_rate)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            sys.exit(f"error: {name} is a fraction in [0, 1], got {value}")
     hand_free = (args.hand_free_root, args.hand_free_candidates) if args.hand_free_root else None
     folder = args.detector / VERIFIER_DIR
     try:
