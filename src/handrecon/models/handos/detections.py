@@ -125,7 +125,7 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
     Leaving out the others changes no served detection: their verified scores stay below the
     threshold, and a lower-scored box never suppresses a higher one in either NMS; it spares the
     verifier most of its crops at a served threshold (at 0.5 the shipped verifier's floor is a
-    detector score of 0.44)."""
+    detector score of 0.42)."""
     if verifier is None:
         return score_threshold, max_hands
     settings = verifier.settings
