@@ -30,8 +30,8 @@ ramp (`candidate_targets`: 0 up to IoU 0.35, 0.5 at 0.5, 1 from 0.65; boxes on h
 out), so that loose boxes next to a hand, which a first version trained on hard 0/1 labels rated
 above the hand's own box on the foreign crops, learn to score lower than tight ones. Each draw picks
 a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2 (a folder of
-hand-free scenes: never a hand), a found hand uniformly and any other candidate with probability proportional to sqrt(s_det) (the hard ones more
-often); BCE against the target, plus with ``refine`` a smooth-L1 loss on the deltas (scaled by
+hand-free scenes: never a hand), a found hand uniformly and any other candidate with probability
+proportional to sqrt(s_det) (the hard ones more often); BCE against the target, plus with ``refine`` a smooth-L1 loss on the deltas (scaled by
 `DELTA_STD`, as Faster R-CNN's) of candidates whose best detectable IoU is at least `REFINE_IOU`
 (`candidate_box_targets`); mirrored with probability 1/2
 and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact resume). The
