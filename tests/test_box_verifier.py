@@ -178,8 +178,11 @@ def test_a_second_pass_reads_and_scores_the_moved_box(tmp_path):
     assert read_verifier_settings(tmp_path) == VerifierSettings(exponent=0.4, passes=1)
     (tmp_path / "serving.json").write_text(json.dumps({"top_k": 20, "candidate_threshold": 0.01, "exponent": 0.4,
                                                        "passes": 0}))
-    with pytest.raises(ValueError, match="passes must be >= 1"):
+    with pytest.raises(ValueError, match="serving.json.*passes must be >= 1"):
         read_verifier_settings(tmp_path)
+    for bad in ({"exponent": 0.0}, {"candidate_threshold": 1.0}, {"top_k": 0}, {"passes": 0}):
+        with pytest.raises(ValueError, match="must be >= 1, candidate_threshold in"):
+            VerifierSettings(**bad)
 
 
 class _PseudoRandomVerifier:
@@ -494,7 +497,8 @@ def test_a_mirrored_training_crop_gets_the_mirrored_delta_target(mined):
     assert checked[True] >= 3 and checked[False] >= 3
 
 
-@pytest.mark.parametrize("args, message", [(["--passes", "0"], "--passes and --top-k must be at least 1"),
+@pytest.mark.parametrize("args, message", [(["--passes", "0"], "--top-k / --passes: top_k and passes must be >= 1"),
+                                           (["--top-k", "0"], "--top-k / --passes: top_k and passes must be >= 1"),
                                            (["--precision", "92"], "--precision is a fraction in [0, 1]"),
                                            (["--hand-free-rate", "-0.1"], "--hand-free-rate is a fraction")])
 def test_calibration_refuses_impossible_settings_before_reading_anything(tmp_path, args, message):

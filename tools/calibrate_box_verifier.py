@@ -117,8 +117,10 @@ def main() -> None:
     args = ap.parse_args()
     if (args.hand_free_root is None) != (args.hand_free_candidates is None):
         sys.exit("error: --hand-free-root and --hand-free-candidates go together")
-    if args.passes < 1 or args.top_k < 1:
-        sys.exit(f"error: --passes and --top-k must be at least 1, got {args.passes} and {args.top_k}")
+    try:
+        settings = VerifierSettings(top_k=args.top_k, passes=args.passes)
+    except ValueError as e:
+        sys.exit(f"error: --top-k / --passes: {e}")
     for name, value in (("--precision", args.precision), ("--hand-free-rate", args.hand_free_rate)):
         if value is not None and not 0.0 <= value <= 1.0:
             sys.exit(f"error: {name} is a fraction in [0, 1], got {value}")
@@ -128,7 +130,6 @@ def main() -> None:
         model, _ = load_model(folder)
         if not isinstance(model, BoxVerifier):
             raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
-        settings = VerifierSettings(top_k=args.top_k, passes=args.passes)
         found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images,
                           hand_free, args.precision, args.hand_free_rate)
     except (CheckpointError, ValueError, OSError, KeyError) as e:

@@ -88,6 +88,12 @@ class VerifierSettings:
     exponent: float = 0.5
     passes: int = 1
 
+    def __post_init__(self) -> None:
+        if not (self.top_k >= 1 and 0 <= self.candidate_threshold < 1 and self.exponent > 0 and self.passes >= 1):
+            raise ValueError(f"top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0; got "
+                             f"top_k={self.top_k}, passes={self.passes}, candidate_threshold={self.candidate_threshold}, "
+                             f"exponent={self.exponent}")
+
 
 def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     """The `VerifierSettings` in ``folder/serving.json``; ValueError saying what to do otherwise."""
@@ -100,10 +106,6 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: unreadable box-verifier settings ({e}); write them with "
                          "tools/calibrate_box_verifier.py") from None
-    if not (settings.top_k >= 1 and 0 <= settings.candidate_threshold < 1 and settings.exponent > 0
-            and settings.passes >= 1):
-        raise ValueError(f"{path}: top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0; "
-                         f"got {settings}")
     return settings
 
 
