@@ -7,7 +7,7 @@ SURVIVED. The working tree is never touched. An edit whose text is no longer fou
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 79, about 18 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 84, about 20 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -217,6 +217,8 @@ MUTATIONS = [
     ("box verifier: boxes learn to move onto hidden hands too", "src/handrecon/models/handos/box_verifier.py",
      "iou = np.where(np.asarray(detectable, bool)[None], box_iou(boxes, gt), 0.0)", "iou = box_iou(boxes, gt)",
      ["tests/test_box_verifier.py"]),
+    ("box verifier: settings with zero passes accepted", "src/handrecon/models/handos/detections.py",
+     "and self.exponent > 0 and self.passes >= 1):", "and self.exponent > 0):", ["tests/test_box_verifier.py"]),
     ("box deltas: the centre shift applied backwards", "src/handrecon/geometry/boxes.py",
      "cx, cy = (b[:, 0] + b[:, 2]) / 2 + d[:, 0] * bw", "cx, cy = (b[:, 0] + b[:, 2]) / 2 - d[:, 0] * bw",
      ["tests/test_box_verifier.py"]),
