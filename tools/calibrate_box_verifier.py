@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +134,7 @@ def main() -> None:
                           hand_free, args.precision, args.hand_free_rate)
     except (CheckpointError, ValueError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
-    settings = VerifierSettings(top_k=args.top_k, exponent=found["exponent"], passes=args.passes)
+    settings = replace(settings, exponent=found["exponent"])
     atomic_write_json(folder / VERIFIER_SETTINGS, {**asdict(settings), "calibration": found})
     print(f"{folder / VERIFIER_SETTINGS}: exponent {found['exponent']:.4f} (T = {found['threshold_on_sqrt']:.2f}); on "
           f"{args.val_images} images of {args.root}: precision {found['precision']:.3f} (target {found['target_precision']:.3f}), "

@@ -31,12 +31,12 @@ out), so that loose boxes next to a hand, which a first version trained on hard 
 above the hand's own box on the foreign crops, learn to score lower than tight ones. Each draw picks
 a scene folder uniformly, a found hand (IoU >= 0.5) or not with probability 1/2 (a folder of
 hand-free scenes: never a hand), a found hand uniformly and any other candidate with probability
-proportional to sqrt(s_det) (the hard ones more often); BCE against the target, plus with ``refine`` a smooth-L1 loss on the deltas (scaled by
-`DELTA_STD`, as Faster R-CNN's) of candidates whose best detectable IoU is at least `REFINE_IOU`
-(`candidate_box_targets`); mirrored with probability 1/2
-and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact resume). The
-verifier is tied to the detector whose candidates it learnt: a retrained detector needs it mined
-and trained again (`tools/train_box_verifier.sh`).
+proportional to sqrt(s_det) (the hard ones more often); BCE against the target, plus with
+``refine`` a smooth-L1 loss on the deltas (scaled by `DELTA_STD`, as Faster R-CNN's) of candidates
+whose best detectable IoU is at least `REFINE_IOU` (`candidate_box_targets`); mirrored with
+probability 1/2 and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact
+resume). The verifier is tied to the detector whose candidates it learnt: a retrained detector
+needs it mined and trained again (`tools/train_box_verifier.sh`).
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ class VerifierSettings:
     passes: int = 1
 
     def __post_init__(self) -> None:
-        if not (self.top_k >= 1 and 0 <= self.candidate_threshold < 1 and self.exponent > 0 and self.passes >= 1):
+        if not (self.top_k >= 1 and 0 <= self.candidate_threshold < 1 and self.exponent > 0
+                and self.passes >= 1):
             raise ValueError(f"top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0; got "
                              f"top_k={self.top_k}, passes={self.passes}, candidate_threshold={self.candidate_threshold}, "
                              f"exponent={self.exponent}")
