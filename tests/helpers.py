@@ -17,8 +17,14 @@ def random_checkpoint(path: str | Path, kwargs: dict | None = None, input_size: 
     kwargs = {**(kwargs or {}), "input_size": int(input_size)}
     torch.manual_seed(seed)
     model = MODELS.build("m3dhmr", **kwargs)
-    card = {"architecture": "m3dhmr", "kwargs": kwargs, "inference": model.inference_spec(),
-            "note": f"random initial weights (seed {seed}), not trained"}
+    return save_model_checkpoint(path, "m3dhmr", kwargs, model, f"random initial weights (seed {seed}), not trained")
+
+
+def save_model_checkpoint(path: str | Path, architecture: str, kwargs: dict, model: torch.nn.Module,
+                          note: str = "test weights, not trained") -> Path:
+    """`model` (built as `architecture` from `kwargs`) saved as a checkpoint the way the trainer
+    saves one: weights and a card with the model's inference spec."""
+    card = {"architecture": architecture, "kwargs": kwargs, "inference": model.inference_spec(), "note": note}
     return save_checkpoint(path, model, {}, card)
 
 

@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 from handrecon.data.stream import sample_rng  # noqa: E402
 from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou  # noqa: E402
 from handrecon.models.handos.box_verifier import (  # noqa: E402
-    BoxVerifier, HandBoxCandidates, candidate_box_targets, candidate_targets,
+    BoxVerifier, BoxVerifierEnsemble, BoxVerifierHead, HandBoxCandidates, candidate_box_targets, candidate_targets,
 )
 from handrecon.models.handos.detections import (  # noqa: E402
     Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
@@ -390,6 +390,94 @@ def test_train_calibrate_and_serve_in_torch_and_onnx(mined, tmp_path, monkeypatc
     np.testing.assert_allclose(np.sort(expected.scores)[::-1], expected.scores)
     assert set(expected.scores) <= set(verified_scores(plain.scores, p, verifier.settings.exponent))
     assert "box_verifier" not in json.loads((folder / "detector.json").read_text())
+
+
+TINY_VERIFIER = {"width": 8, "input_size": 32, "context": 1.5, "refine": True}
+
+
+def _random_verifiers(n: int, seed: int = 0) -> list[BoxVerifier]:
+    """n tiny refining verifiers with random weights, spread enough that their readings differ."""
+    torch.manual_seed(seed)
+    members = [BoxVerifier(**TINY_VERIFIER).eval() for _ in range(n)]
+    for member in members:
+        for p in member.parameters():
+            p.data.normal_(0, 0.3)
+    return members
+
+
+def test_an_ensemble_serves_the_mean_p_hand_and_the_mean_moved_box():
+    """Three verifiers read as one: p_hand is the mean of theirs and the moved box the mean of
+    their moved boxes (exact in delta units, `BoxVerifierEnsemble`), through the served reader."""
+    members = _random_verifiers(3)
+    ensemble = BoxVerifierEnsemble([TINY_VERIFIER] * 3).eval()
+    ensemble.load_state_dict({f"members.{i}.{k}": v for i, m in enumerate(members) for k, v in m.state_dict().items()})
+    image = np.random.default_rng(1).integers(0, 255, (90, 120, 3), np.uint8)
+    boxes = np.array([[10, 12, 60, 70], [40, 5, 110, 80], [0, 0, 20, 30]], np.float32)
+    settings = VerifierSettings()
+    readings = [BoxVerifierHead(m, settings).verify(image, boxes) for m in members]
+    p, moved = BoxVerifierHead(ensemble, settings).verify(image, boxes)
+    assert np.ptp([r[0] for r in readings], axis=0).min() > 1e-3  # the members disagree: the mean is a real test
+    np.testing.assert_allclose(p, np.mean([r[0] for r in readings], 0), rtol=1e-5)
+    np.testing.assert_allclose(moved, np.mean([r[1] for r in readings], 0), atol=1e-3)
+
+
+def test_ensemble_members_must_read_the_same_crops():
+    with pytest.raises(ValueError, match="input_size, context and refine"):
+        BoxVerifierEnsemble([TINY_VERIFIER, {**TINY_VERIFIER, "input_size": 48}])
+    with pytest.raises(ValueError, match="two or more"):
+        BoxVerifierEnsemble([TINY_VERIFIER])
+
+
+def test_two_verifier_checkpoints_package_and_serve_as_one_in_torch_and_onnx(tmp_path, monkeypatch):
+    """tools/package_model.py with two box-verifier checkpoints writes one ensemble into a detector
+    folder; uncalibrated, both backends refuse it naming serving.json; calibrated, the torch and the
+    onnxruntime detector serve the members' mean, and the card names both sources."""
+    pytest.importorskip("onnxruntime")
+    from helpers import save_model_checkpoint
+    from package_model import main as package_main
+
+    from handrecon.models.handos import onnx_detector as od
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    members = _random_verifiers(2, seed=3)
+    sources = [save_model_checkpoint(tmp_path / f"m{i}", "hand_box_verifier", TINY_VERIFIER, m)
+               for i, m in enumerate(members)]
+    folder = save_detector(wrap_detector("rt-detr", tiny_detr("rt-detr"), DetectorConfig(input_size=96, square=True)),
+                           tmp_path / "det")
+    assert package_main([*map(str, sources), "--name", "box_verifier", "--out-root", str(folder)]) == 0
+    card = json.loads((folder / "box_verifier" / "card.json").read_text())
+    assert card["architecture"] == "hand_box_verifier_ensemble" and card["inference"]["members"] == 2
+    assert card["source_checkpoint"] == [str(s) for s in sources]
+    for load in (load_detector, od.detector_for_boxes):
+        with pytest.raises(ValueError, match="serving.json"):
+            load(str(folder))
+    (folder / "box_verifier" / "serving.json").write_text(json.dumps({"exponent": 0.8, "passes": 2, "top_k": 20,
+                                                                      "candidate_threshold": 0.01}))
+    slow, fast = load_detector(str(folder)), od.detector_for_boxes(folder)
+    assert isinstance(slow.verifier.model, BoxVerifierEnsemble) and isinstance(fast.verifier, od.OnnxBoxVerifier)
+    image = np.random.default_rng(5).integers(0, 255, (80, 120, 3), np.uint8)
+    boxes = np.array([[5, 5, 60, 70], [50, 10, 115, 75]], np.float32)
+    readings = [BoxVerifierHead(m, slow.verifier.settings).verify(image, boxes) for m in members]
+    for verifier in (slow.verifier, fast.verifier):
+        p, moved = verifier.verify(image, boxes)
+        np.testing.assert_allclose(p, np.mean([r[0] for r in readings], 0), atol=1e-4)
+        np.testing.assert_allclose(moved, np.mean([r[1] for r in readings], 0), atol=0.05)
+    np.testing.assert_allclose(fast.detect([image], 0.0, 0.8)[0].scores, slow.detect([image], 0.0, 0.8)[0].scores,
+                               atol=1e-3)
+
+
+def test_only_box_verifiers_package_as_an_ensemble(tmp_path, capsys):
+    from helpers import save_model_checkpoint
+    from package_model import main as package_main
+
+    from handrecon.models.handos.side_head import SideClassifier
+
+    verifier = save_model_checkpoint(tmp_path / "v", "hand_box_verifier", TINY_VERIFIER, _random_verifiers(1)[0])
+    side_kwargs = {"width": 8, "input_size": 32}
+    side = save_model_checkpoint(tmp_path / "s", "hand_side", side_kwargs, SideClassifier(**side_kwargs))
+    assert package_main([str(verifier), str(side), "--name", "x", "--out-root", str(tmp_path / "out")]) == 1
+    assert "one ensemble only for ['hand_box_verifier']" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "x").exists()
 
 
 def test_the_verifier_network_learns_a_whole_object_from_its_fragment():

@@ -59,3 +59,49 @@ def test_the_wheel_carries_every_shipped_file(tmp_path):
     assert any(p.parent.name == "box_verifier" for p in shipped) and any(p.parent.name == "side_head" for p in shipped)
     missing = [str(p.relative_to(package.parent)) for p in shipped if str(p.relative_to(package.parent)) not in packed]
     assert not missing, f"not in the wheel: {missing}"
+
+
+def test_int8_weights_take_a_quarter_of_the_size_and_load_as_float32_close_to_the_original(tmp_path):
+    """--int8 stores convolution and linear weights in int8 with a scale per output channel: the
+    file is about a quarter of float32's, it loads (checkpoint.load_tensors) as float32 within
+    half a quantisation step of every weight, and the model's output barely moves."""
+    import torch
+    from helpers import random_checkpoint
+
+    from handrecon.checkpoint import INT8_SCALE, load_model, load_tensors
+
+    ckpt = random_checkpoint(tmp_path / "ckpt", {"backbone_kwargs": {"width": 16}}, input_size=64)
+    assert _tool().main([str(ckpt), "--name", "q", "--out-root", str(tmp_path / "assets"), "--int8"]) == 0
+    out = tmp_path / "assets" / "q"
+    card = json.loads((out / "card.json").read_text())
+    full, stored = (ckpt / "model.safetensors").stat().st_size, (out / "model.safetensors").stat().st_size
+    assert card["weights_dtype"] == "int8-per-channel" and 0.24 < stored / full < 0.32
+    original, restored = load_tensors(ckpt / "model.safetensors"), load_tensors(out / "model.safetensors")
+    assert restored.keys() == original.keys() and not any(k.endswith(INT8_SCALE) for k in restored)
+    quantised = [k for k, w in original.items() if w.is_floating_point() and w.dim() >= 2 and w.numel() >= 4096]
+    assert len(quantised) > 10
+    for name, w in original.items():
+        if name in quantised:
+            step = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 127
+            assert restored[name].dtype == torch.float32 and bool(((restored[name] - w).abs() <= step / 2 + 1e-6).all())
+        elif w.is_floating_point():  # biases, norms, small tensors: float16
+            assert restored[name].dtype == torch.float16 and torch.allclose(restored[name].float(), w, rtol=1e-3, atol=1e-4)
+    (a, _), (b, _) = load_model(ckpt), load_model(out)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        va, vb = a.forward_crops(x)["verts"], b.forward_crops(x)["verts"]
+    assert float((va - vb).abs().max()) < 0.02 * float(va.abs().max())
+
+
+def test_int8_weights_with_a_damaged_scale_are_refused(tmp_path):
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+
+    from handrecon.checkpoint import INT8_FORMAT, INT8_SCALE, CheckpointError, load_tensors
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.ones(4, 8, dtype=torch.int8), "w" + INT8_SCALE: torch.ones(3)}, str(path),
+              metadata={"weights": INT8_FORMAT})
+    with pytest.raises(CheckpointError, match="one scale per output channel"):
+        load_tensors(path)

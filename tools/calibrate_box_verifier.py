@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from handrecon.checkpoint import CheckpointError, load_model
+from handrecon.checkpoint import CheckpointError
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import threshold_metrics
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
-from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierHead
+from handrecon.models.handos.box_verifier import BoxVerifierHead, load_verifier_network
 from handrecon.models.handos.detections import (
     VERIFIER_DIR, VERIFIER_SETTINGS, Detections, VerifierSettings, verified_candidates,
 )
@@ -127,10 +127,7 @@ def main() -> None:
     hand_free = (args.hand_free_root, args.hand_free_candidates) if args.hand_free_root else None
     folder = args.detector / VERIFIER_DIR
     try:
-        model, _ = load_model(folder)
-        if not isinstance(model, BoxVerifier):
-            raise ValueError(f"{folder}: holds a {type(model).__name__}, not a box verifier")
-        found = calibrate(BoxVerifierHead(model, settings, str(folder)), args.root, args.candidates, args.val_images,
+        found = calibrate(BoxVerifierHead(load_verifier_network(folder), settings, str(folder)), args.root, args.candidates, args.val_images,
                           hand_free, args.precision, args.hand_free_rate)
     except (CheckpointError, ValueError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")

@@ -4,13 +4,18 @@
         --metrics pipeline=runs/m3dhmr_cpu/heldout_eval/metrics.json \
         --metrics network=runs/m3dhmr_cpu/heldout_eval/crop_metrics.json
 
+    python tools/package_model.py runs/box_verifier_cpu_n runs/box_verifier_cpu_v --name box_verifier \
+        --out-root DETECTOR_FOLDER --max-mb 8     # two box verifiers served as one ensemble
+
 Copies the checkpoint's weights (the best one of a run directory, see
 `handrecon.checkpoint.resolve_checkpoint`) as ``model.safetensors`` — in float16 when the
-float32 file would exceed ``--max-mb`` — and writes ``card.json``: the checkpoint card (architecture,
+float32 file would exceed ``--max-mb``, with ``--int8`` convolution and linear weights in int8
+(`handrecon.checkpoint.quantize_weights_int8`; loaded as float32) — and writes ``card.json``: the checkpoint card (architecture,
 kwargs, the model's inference spec as the trainer wrote it, config, step, validation metrics), copied
 unchanged, with ``files`` listing only the weights, plus ``heldout_metrics`` ({KEY: contents of each
 ``--metrics KEY=PATH`` JSON}) and ``training`` (data, seeds, wall time, commands, from
-``--training``). The result loads with ``handrecon.load(name)``.
+``--training``). The result loads with ``handrecon.load(name)``. Several box-verifier checkpoints
+are packaged as one ``hand_box_verifier_ensemble`` (`ensemble_card`; weights under ``members.I.``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import torch
 from safetensors.torch import save as st_save
 
 from handrecon.checkpoint import (
-    CARD_FILE, MODEL_FILE, CheckpointError, load_tensors, read_card, resolve_checkpoint, seal_card,
+    CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, load_tensors, quantize_weights_int8, read_card,
+    resolve_checkpoint, seal_card,
 )
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -41,29 +47,43 @@ def read_json(path: Path | None, what: str) -> dict:
         raise SystemExit(f"{path}: cannot read the {what} JSON ({e})")
 
 
-def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: float, out_root: Path = ASSETS) -> Path:
-    """Write ``out_root/name/{model.safetensors, card.json}``; returns the directory."""
-    src = resolve_checkpoint(checkpoint)
-    card = read_card(src, verify=True)
-    tensors = load_tensors(src / MODEL_FILE)
-    blob = st_save(tensors)
-    dtype = "float32"
+ENSEMBLES = {"hand_box_verifier": "hand_box_verifier_ensemble"}  # families whose checkpoints package as one model
+
+
+def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: dict, max_mb: float,
+            out_root: Path = ASSETS, int8: bool = False) -> Path:
+    """Write ``out_root/name/{model.safetensors, card.json}``; returns the directory. Several
+    checkpoints (box verifiers: `ENSEMBLES`) are packaged as one ensemble model (`ensemble_card`);
+    `int8`: convolution and linear weights stored in int8 (`checkpoint.quantize_weights_int8`)."""
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
+    sources = [resolve_checkpoint(c) for c in checkpoints]
+    cards = [read_card(src, verify=True) for src in sources]
+    for src, card in zip(sources, cards):
+        if not isinstance(card.get("inference"), dict):
+            raise CheckpointError(f"{src}: the card has no inference spec (written by the trainer since handrecon "
+                                  "0.1.0's model-family layout); re-save the checkpoint before packaging it")
+    if len(sources) == 1:
+        card, tensors = cards[0], load_tensors(sources[0] / MODEL_FILE)
+    else:
+        card = ensemble_card(sources, cards)
+        tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources) for k, v in load_tensors(src / MODEL_FILE).items()}
+    parameters = int(sum(v.numel() for v in tensors.values() if v.is_floating_point()))
+    blob, dtype = st_save(tensors), "float32"
+    if int8:
+        blob, dtype = st_save(quantize_weights_int8(tensors), metadata={"weights": INT8_FORMAT}), INT8_FORMAT
+    elif len(blob) > max_mb * 2**20:
+        blob, dtype = st_save({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}), "float16"
     if len(blob) > max_mb * 2**20:
-        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-        blob, dtype = st_save(tensors), "float16"
-        if len(blob) > max_mb * 2**20:
-            raise SystemExit(f"{src}: weights are {len(blob) / 2**20:.1f} MB even in float16 (limit {max_mb} MB)")
-    if not isinstance(card.get("inference"), dict):
-        raise CheckpointError(f"{src}: the card has no inference spec (written by the trainer since handrecon "
-                              "0.1.0's model-family layout); re-save the checkpoint before packaging it")
+        raise SystemExit(f"{', '.join(map(str, sources))}: weights are {len(blob) / 2**20:.1f} MB in {dtype} "
+                         f"(limit {max_mb} MB; --int8 stores them in about a quarter of float32's size)")
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / MODEL_FILE, blob)
     card.update(
         name=name,
-        source_checkpoint=str(src),
+        source_checkpoint=str(sources[0]) if len(sources) == 1 else [str(src) for src in sources],
         weights_dtype=dtype,
-        parameters=int(sum(v.numel() for k, v in tensors.items() if v.is_floating_point())),
+        parameters=parameters,
         heldout_metrics=metrics,
         training={**card.get("training", {}), **training},
         files={MODEL_FILE: hashlib.sha256(blob).hexdigest()},
@@ -72,15 +92,34 @@ def package(checkpoint: Path, name: str, metrics: dict, training: dict, max_mb: 
     return out
 
 
+def ensemble_card(sources: list[Path], cards: list[dict]) -> dict:
+    """The card of checkpoints of one family packaged as its ensemble (`ENSEMBLES`): architecture
+    ``<family>_ensemble``, kwargs ``{"members": [each member's kwargs]}``, the first member's
+    inference spec with the member count, and each member's source, step, metrics, config and time."""
+    families = {card.get("architecture") for card in cards}
+    family = families.pop() if len(families) == 1 else None
+    if family not in ENSEMBLES:
+        raise CheckpointError(f"several checkpoints package as one ensemble only for {sorted(ENSEMBLES)}; "
+                              f"got architectures {sorted(str(c.get('architecture')) for c in cards)}")
+    members = [{"source_checkpoint": str(src), **{k: card.get(k) for k in ("step", "metrics", "config", "time")}}
+               for src, card in zip(sources, cards)]
+    header = {k: cards[0][k] for k in ("format", "format_version", "handrecon_version") if k in cards[0]}
+    return {**header, "architecture": ENSEMBLES[family], "kwargs": {"members": [card.get("kwargs") or {} for card in cards]},
+            "inference": {**cards[0]["inference"], "members": len(cards)}, "members": members}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", type=Path, help="checkpoint dir or run dir (its best checkpoint)")
+    p.add_argument("checkpoint", type=Path, nargs="+",
+                   help="checkpoint dir or run dir (its best checkpoint); several box verifiers: one ensemble")
     p.add_argument("--name", default="m3dhmr-openhand")
     p.add_argument("--metrics", action="append", default=[], metavar="KEY=PATH",
                    help="held-out metrics JSON stored under heldout_metrics[KEY] (repeatable)")
     p.add_argument("--training", type=Path, help="JSON describing the training run (data, seeds, wall time)")
     p.add_argument("--max-mb", type=float, default=25.0)
     p.add_argument("--out-root", type=Path, default=ASSETS)
+    p.add_argument("--int8", action="store_true",
+                   help="store convolution and linear weights in int8 with a scale per output channel (loaded as float32)")
     a = p.parse_args(argv)
     metrics = {}
     for item in a.metrics:
@@ -89,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--metrics expects KEY=PATH, got {item!r}")
         metrics[key] = read_json(Path(path), "metrics")
     try:
-        out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"),
-                      a.max_mb, a.out_root)
+        out = package(a.checkpoint if len(a.checkpoint) > 1 else a.checkpoint[0], a.name, metrics, read_json(a.training, "training"),
+                      a.max_mb, a.out_root, a.int8)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -201,11 +201,49 @@ def remove_stale_temporaries(ckpt_root: str | Path) -> list[Path]:
     return removed
 
 
+INT8_FORMAT, INT8_SCALE = "int8-per-channel", ".int8_scale"  # weights stored by `quantize_weights_int8`
+
+
+def quantize_weights_int8(tensors: dict[str, torch.Tensor], min_numel: int = 4096) -> dict[str, torch.Tensor]:
+    """Weights for storage in int8 (a shipped model's size; compute stays float32): each floating
+    tensor of >= 2 dims and >= `min_numel` elements (convolution and linear weights) as int8 with a
+    symmetric float32 scale per output channel (``NAME`` + `INT8_SCALE`); the rest in float16.
+    Save with metadata ``{"weights": INT8_FORMAT}``; `load_tensors` restores float32."""
+    out = {}
+    for name, t in tensors.items():
+        if t.is_floating_point() and t.dim() >= 2 and t.numel() >= min_numel:
+            w = t.float()
+            scale = (w.abs().amax(dim=tuple(range(1, w.dim()))) / 127).clamp(min=1e-12)
+            out[name] = torch.round(w / scale.view(-1, *[1] * (w.dim() - 1))).clamp(-127, 127).to(torch.int8)
+            out[name + INT8_SCALE] = scale
+        else:
+            out[name] = t.half() if t.is_floating_point() else t
+    return out
+
+
+def _dequantize_int8(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        scale = tensors.get(name + INT8_SCALE)
+        if scale is not None:
+            if t.dtype != torch.int8 or scale.shape != t.shape[:1]:
+                raise CheckpointError(f"{path}: {name} is not an int8 tensor with one scale per output channel")
+            t = t.float() * scale.float().view(-1, *[1] * (t.dim() - 1))
+        out[name] = t
+    return out
+
+
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; int8 weights (`quantize_weights_int8`) restored to float32."""
     try:
-        return st_load(path.read_bytes())
+        blob = path.read_bytes()
+        tensors = st_load(blob)
+        metadata = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")]).get("__metadata__") or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot read safetensors ({e}); the file is corrupt") from e
+    return _dequantize_int8(tensors, path) if metadata.get("weights") == INT8_FORMAT else tensors
 
 
 def load_state(ckpt_dir: str | Path) -> dict[str, Any]:

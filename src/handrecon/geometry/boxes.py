@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_LOG_SCALE = 4.0  # `apply_box_deltas` clips log size ratios to +- this (e^4 = 55x)
+
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """(..., 4) centre x, centre y, width, height -> x1, y1, x2, y2."""
@@ -66,7 +68,7 @@ def box_deltas(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
                      np.log(tw / bw), np.log(th / bh)], 1)
 
 
-def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray, max_log_scale: float = 4.0) -> np.ndarray:
+def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray, max_log_scale: float = MAX_LOG_SCALE) -> np.ndarray:
     """Boxes (N, 4) moved by Fast R-CNN deltas (N, 4) (`box_deltas`); log size ratios clipped to
     +-`max_log_scale` so that a wild delta cannot overflow."""
     b, d = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(deltas, np.float64).reshape(-1, 4)

@@ -54,7 +54,7 @@ from torch.utils.data import Dataset
 from handrecon.checkpoint import load_model
 from handrecon.data.loaders import build_dataset
 from handrecon.data.stream import sample_rng
-from handrecon.geometry.boxes import apply_box_deltas, box_deltas, box_iou
+from handrecon.geometry.boxes import MAX_LOG_SCALE, apply_box_deltas, box_deltas, box_iou
 from handrecon.models.backbones.resnet import RESNET_LAYERS, ResNet
 from handrecon.models.handos.detections import (
     VERIFIER_DIR, VerifierSettings, read_roi_crops, read_verifier_settings, roi_crops,
@@ -145,12 +145,49 @@ class BoxVerifier(nn.Module):
                 "normalization": "imagenet"}
 
 
+class BoxVerifierEnsemble(nn.Module):
+    """Box verifiers read together, as one verifier (`BoxVerifier.outputs`): each member reads the
+    same crops; p_hand is the mean of the members' and the moved box the mean of their moved boxes.
+    Averaging boxes is exact in delta units: dx, dy average, and each log size ratio (clipped as
+    `geometry.boxes.apply_box_deltas` clips it) becomes log mean exp. members: the members'
+    `BoxVerifier` kwargs (`input_size`, `context` and `refine` shared)."""
+
+    def __init__(self, members: list[dict[str, Any]]) -> None:
+        super().__init__()
+        if not isinstance(members, list) or len(members) < 2 or not all(isinstance(m, dict) for m in members):
+            raise ValueError(f"members must be a list of two or more BoxVerifier kwargs; got {members!r}")
+        self.members = nn.ModuleList(BoxVerifier(**kwargs) for kwargs in members)
+        first = self.members[0]
+        shared = {(m.input_size, m.context, m.refine) for m in self.members}
+        if len(shared) > 1:
+            raise ValueError(f"ensemble members must share input_size, context and refine; got {sorted(shared)}")
+        self.input_size, self.context, self.refine = first.input_size, first.context, first.refine
+
+    def outputs(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3, S, S) crops -> the ensemble's logits (B,) (of the mean p_hand) and deltas (B, 4) (of the mean moved box) or None."""
+        logits, deltas = zip(*(member.outputs(pixels) for member in self.members))
+        stacked, log_n = torch.stack(logits), float(np.log(len(logits)))
+        mean_logit = torch.logsumexp(F.logsigmoid(stacked), 0) - torch.logsumexp(F.logsigmoid(-stacked), 0)
+        if not self.refine:
+            return mean_logit, None
+        d = torch.stack(deltas)
+        sizes = torch.logsumexp(d[..., 2:].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE), 0) - log_n
+        return mean_logit, torch.cat([d[..., :2].mean(0), sizes], -1)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        logits, deltas = self.outputs(batch["pixel_values"])
+        return {"logits": logits} if deltas is None else {"logits": logits, "deltas": deltas}
+
+    def inference_spec(self) -> dict[str, Any]:
+        return {**self.members[0].inference_spec(), "kind": "box_verifier", "members": len(self.members)}
+
+
 class BoxVerifierHead:
     """A trained `BoxVerifier` at inference with its serving settings (`detections.VerifierSettings`):
     ``verify(image, boxes)`` -> p_hand (N,) and the boxes (N, 4) moved by its deltas (unchanged
     without ``refine``)."""
 
-    def __init__(self, model: BoxVerifier, settings: VerifierSettings, source: str = "") -> None:
+    def __init__(self, model: BoxVerifier | BoxVerifierEnsemble, settings: VerifierSettings, source: str = "") -> None:
         self.model, self.settings, self.source = model.eval(), settings, source
 
     def verify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,15 +201,21 @@ class BoxVerifierHead:
 
 
 def load_box_verifier(folder: str | Path) -> BoxVerifierHead | None:
-    """The box verifier saved in ``folder/box_verifier`` (a checkpoint directory with
-    serving.json), or None if there is none."""
+    """The box verifier (`load_verifier_network`) saved in ``folder/box_verifier`` (a checkpoint
+    directory with serving.json), or None if there is none."""
     path = Path(folder) / VERIFIER_DIR
     if not (path / "card.json").is_file():
         return None
+    return BoxVerifierHead(load_verifier_network(path), read_verifier_settings(path), str(path))
+
+
+def load_verifier_network(path: str | Path) -> BoxVerifier | BoxVerifierEnsemble:
+    """The box-verifier network (a `BoxVerifier` or a `BoxVerifierEnsemble`) of the checkpoint at
+    `path`; ValueError if it holds another model, CheckpointError if it cannot be read."""
     model, _ = load_model(path)
-    if not isinstance(model, BoxVerifier):
+    if not isinstance(model, (BoxVerifier, BoxVerifierEnsemble)):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a box verifier")
-    return BoxVerifierHead(model, read_verifier_settings(path), str(path))
+    return model
 
 
 def candidate_targets(boxes: np.ndarray, gt: np.ndarray, detectable: np.ndarray) -> np.ndarray:

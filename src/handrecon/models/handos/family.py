@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from handrecon.models.handos import data, inference, onnx_detector  # noqa: F401 - imported to register them
-from handrecon.models.handos.box_verifier import BoxVerifier, HandBoxCandidates
+from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierEnsemble, HandBoxCandidates
 from handrecon.models.handos.detector import DETECTOR_KINDS, Detector, load_detector
 from handrecon.models.handos.hand_detector import HandDetector
 from handrecon.models.handos.model import HandOS
@@ -40,6 +40,12 @@ def hand_side(**kwargs) -> SideClassifier:
 def hand_box_verifier(**kwargs) -> BoxVerifier:
     """Build the detector's box verifier from config kwargs (see `BoxVerifier`)."""
     return BoxVerifier(**kwargs)
+
+
+@register_model("hand_box_verifier_ensemble")
+def hand_box_verifier_ensemble(**kwargs) -> BoxVerifierEnsemble:
+    """Build box verifiers read as one (see `BoxVerifierEnsemble`; ``tools/ensemble_box_verifiers.py`` packages one)."""
+    return BoxVerifierEnsemble(**kwargs)
 
 
 register_dataset("hand_side_crops")(HandSideCrops)

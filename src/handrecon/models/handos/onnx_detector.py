@@ -36,7 +36,7 @@ from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESH
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
     SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
-    find_hands, head_sources, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops,
+    find_hands, head_sources, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops, read_verifier_settings,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.onnx import cached_export, onnx_export_available, ort_session
@@ -204,6 +204,8 @@ def _head_for_boxes(folder: Path, name: str, threads: int | None, torch_detector
     head_dir = folder / directory
     if not (head_dir / "card.json").is_file():
         return None
+    if name == "verifier":
+        read_verifier_settings(head_dir)  # uncalibrated or damaged: the torch detector's clear error, not a traceback
     found = cached_export("detectors", folder_fingerprint(head_dir, files),
                           lambda path: getattr(_export(), export)(getattr(torch_detector(), name), path),
                           lambda path: onnx_head(path, threads))

@@ -19,7 +19,7 @@ from handrecon.models.handos.detector import Detector, DetectorError, RTDetrDete
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OPSET, OUTPUT_NAMES, SIDE_INPUT_NAME, SIDE_OUTPUT_NAME,
 )
-from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierHead
+from handrecon.models.handos.box_verifier import BoxVerifier, BoxVerifierEnsemble, BoxVerifierHead
 from handrecon.models.handos.side_head import SideHead
 from handrecon.utils.io import atomic_write_bytes
 
@@ -69,7 +69,7 @@ class _CropOutputs(nn.Module):
         self.model = model
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.model, BoxVerifier):
+        if isinstance(self.model, (BoxVerifier, BoxVerifierEnsemble)):
             logits, deltas = self.model.outputs(crops)
             return logits if deltas is None else (logits, deltas)
         return self.model.logits(crops)
