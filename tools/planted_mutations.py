@@ -1,13 +1,13 @@
 """Re-run the planted mutations of issue 9 against the suite: each must make its tests fail.
 
 Each mutation is one textual edit of one source file. The script copies `src/`, `tests/`,
-`configs/` and `tools/` to a temporary folder, applies one edit there, runs the named test files
+`configs/`, `tools/` (and pyproject.toml, README.md) to a temporary folder, applies one edit there, runs the named test files
 against the copy (PYTHONPATH first, so the editable install is shadowed) and reports caught /
 SURVIVED. The working tree is never touched. An edit whose text is no longer found is reported as
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 84, about 20 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 87, about 20 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -219,6 +219,14 @@ MUTATIONS = [
      ["tests/test_box_verifier.py"]),
     ("box verifier: settings with zero passes accepted", "src/handrecon/models/handos/detections.py",
      "                and self.passes >= 1):", "                and True):", ["tests/test_box_verifier.py"]),
+    ("box verifier ensemble: mean logit instead of mean p_hand", "src/handrecon/models/handos/box_verifier.py",
+     "mean_logit = torch.logsumexp(F.logsigmoid(stacked), 0) - torch.logsumexp(F.logsigmoid(-stacked), 0)",
+     "mean_logit = stacked.mean(0)", ["tests/test_box_verifier.py"]),
+    ("box verifier ensemble: mean log size instead of mean size", "src/handrecon/models/handos/box_verifier.py",
+     "sizes = torch.logsumexp(d[..., 2:].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE), 0) - log_n",
+     "sizes = d[..., 2:].mean(0)", ["tests/test_box_verifier.py"]),
+    ("int8 weights loaded without their scales", "src/handrecon/checkpoint.py",
+     "t = t.float() * scale.float().view(-1, *[1] * (t.dim() - 1))", "t = t.float()", ["tests/test_package_model.py"]),
     ("box deltas: the centre shift applied backwards", "src/handrecon/geometry/boxes.py",
      "cx, cy = (b[:, 0] + b[:, 2]) / 2 + d[:, 0] * bw", "cx, cy = (b[:, 0] + b[:, 2]) / 2 - d[:, 0] * bw",
      ["tests/test_box_verifier.py"]),
@@ -263,6 +271,8 @@ def run(name: str, file: str, old: str, new: str, tests: list[str]) -> str:
     with tempfile.TemporaryDirectory() as d:
         for part in ("src", "tests", "configs", "tools"):
             shutil.copytree(ROOT / part, Path(d) / part, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):  # the wheel test builds the copy
+            shutil.copy(ROOT / name, Path(d) / name)
         target = Path(d) / file
         text = target.read_text()
         if old not in text:
