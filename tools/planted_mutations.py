@@ -1,8 +1,8 @@
 """Re-run the planted mutations of issue 9 against the suite: each must make its tests fail.
 
 Each mutation is one textual edit of one source file. The script copies `src/`, `tests/`,
-`configs/`, `tools/` (and pyproject.toml, README.md) to a temporary folder, applies one edit there, runs the named test files
-against the copy (PYTHONPATH first, so the editable install is shadowed) and reports caught /
+`configs/`, `tools/`, pyproject.toml and README.md to a temporary folder, applies one edit there,
+runs the named test files against the copy (PYTHONPATH first, so the editable install is shadowed) and reports caught /
 SURVIVED. The working tree is never touched. An edit whose text is no longer found is reported as
 stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
