@@ -2,9 +2,9 @@
 
 Each mutation is one textual edit of one source file. The script copies `src/`, `tests/`,
 `configs/`, `tools/`, pyproject.toml and README.md to a temporary folder, applies one edit there,
-runs the named test files against the copy (PYTHONPATH first, so the editable install is shadowed) and reports caught /
-SURVIVED. The working tree is never touched. An edit whose text is no longer found is reported as
-stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
+runs the named test files against the copy (PYTHONPATH first, so the editable install is
+shadowed) and reports caught / SURVIVED. The working tree is never touched. An edit whose text is
+no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
     .venv/bin/python tools/planted_mutations.py            # all 87, about 20 minutes on 2 cores
