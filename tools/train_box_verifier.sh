@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Train a box verifier for the hand detector (models/handos/box_verifier.py: re-scores the detector's
-# best candidates and moves each onto its hand, reading the moved boxes again; the shipped one, N, came from this recipe:
-# docs/model_card_hand_detector.md, "A second stage") on the CPU (2 cores, about 90 min once the
-# detector's scenes are rendered: render the extra sets about 8 min, mine about 27 min, train about
-# 35 min, calibrate and evaluate about 10 min): render the detector's six training
-# sets (tools/render_scenes.sh, tools/render_detector_sets.sh, and two more: the wide pool with
-# photographed surfaces, seed 18, and scenes with few forearms, seed 16), 4000 hand-free scenes
-# (seed 19, training only) and the crop model's
-# stage-6 crops, mine the detector's candidates on each (tools/mine_candidates.py), train
-# configs/box_verifier_cpu.yaml from the shipped side head's trunk, package it (float16) into a copy
+# Train the hand detector's box verifier (models/handos/box_verifier.py: re-scores the detector's
+# best candidates and moves each onto its hand, reading the moved boxes again; docs/model_card_hand_detector.md,
+# "A second stage") on the CPU. The shipped one is an ensemble of two members trained on the same data
+# (`BoxVerifierEnsemble`: the mean of their p_hand and of their moved boxes): N from the shipped side
+# head's trunk (configs/box_verifier_cpu.yaml) and V from the crop model's first stack (the same config
+# with train.init_from the shipped m3dhmr-openhand; V was trained from its stage-6 weights). About
+# 2 h 15 min on 2 cores once the detector's scenes are rendered: render the extra sets about 8 min,
+# mine about 27 min, train each member about 35 min alone, calibrate and evaluate about 25 min.
+# Steps: render the detector's six training sets (tools/render_scenes.sh,
+# tools/render_detector_sets.sh, and two more: the wide pool with photographed surfaces, seed 18, and
+# scenes with few forearms, seed 16), 4000 hand-free scenes (seed 19, training only) and the crop
+# model's stage-6 crops, mine the detector's candidates on each (tools/mine_candidates.py), train both
+# members, package them as one ensemble with int8 weights (tools/package_model.py --int8) into a copy
 # of the detector folder ($RUN/detector_with_box_verifier), calibrate its served exponent on the
 # detector's validation shard and 1000 hand-free scenes drawn like the held-out ones (seed 2000;
 # tools/calibrate_box_verifier.py: two passes, precision 0.92, at most 4 % hand-free), and evaluate that folder on held-out
@@ -17,7 +20,7 @@
 # retrained detector needs this run again: the verifier learns the candidates of one detector.
 #   tools/train_box_verifier.sh       # from the repository root; re-running resumes every step
 # Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default
-# runs/box_verifier_cpu), DETECTOR (the detector folder; default the shipped one), CROPS.
+# runs/box_verifier_cpu; V trains in ${RUN}_v), DETECTOR (the detector folder; default the shipped one), CROPS.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 HR="$PY -m handrecon.cli"
@@ -67,11 +70,13 @@ DATASETS=(data.val.kwargs.root="[$(join "${ROOTS[@]}")]" data.val.kwargs.candida
           data.train.kwargs.root="[$(join "${ROOTS[@]}" "$DATA/train_handfree")]"
           data.train.kwargs.candidates="[$(join "${FILES[@]}" "$DATA/candidates/train_handfree.npz")]")
 $HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" --out "$RUN" --resume auto
+$HR train configs/box_verifier_cpu.yaml "${DATASETS[@]}" train.init_from=src/handrecon/assets/models/m3dhmr-openhand \
+    --out "${RUN}_v" --resume auto
 
-# Package into a copy of the detector folder, calibrate it and evaluate it there.
+# Package both members as one ensemble into a copy of the detector folder, calibrate it and evaluate it there.
 TRIAL="$RUN/detector_with_box_verifier"
 rm -rf "$TRIAL" && cp -r "$DETECTOR" "$TRIAL" && rm -rf "$TRIAL/box_verifier"
-$PY tools/package_model.py "$RUN" --name box_verifier --out-root "$TRIAL" --max-mb 8
+$PY tools/package_model.py "$RUN" "${RUN}_v" --name box_verifier --out-root "$TRIAL" --int8
 $PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz" \
     --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE" --passes 2 --precision 0.92 --hand-free-rate 0.04
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
