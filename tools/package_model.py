@@ -4,18 +4,19 @@
         --metrics pipeline=runs/m3dhmr_cpu/heldout_eval/metrics.json \
         --metrics network=runs/m3dhmr_cpu/heldout_eval/crop_metrics.json
 
-    python tools/package_model.py runs/box_verifier_cpu_n runs/box_verifier_cpu_v --name box_verifier \
-        --out-root DETECTOR_FOLDER --max-mb 8     # two box verifiers served as one ensemble
+    python tools/package_model.py runs/box_verifier_cpu runs/box_verifier_cpu_v --name box_verifier \
+        --out-root DETECTOR_FOLDER --int8     # two box verifiers served as one ensemble
 
 Copies the checkpoint's weights (the best one of a run directory, see
-`handrecon.checkpoint.resolve_checkpoint`) as ``model.safetensors`` — in float16 when the
-float32 file would exceed ``--max-mb``, with ``--int8`` convolution and linear weights in int8
-(`handrecon.checkpoint.quantize_weights_int8`; loaded as float32) — and writes ``card.json``: the checkpoint card (architecture,
-kwargs, the model's inference spec as the trainer wrote it, config, step, validation metrics), copied
-unchanged, with ``files`` listing only the weights, plus ``heldout_metrics`` ({KEY: contents of each
-``--metrics KEY=PATH`` JSON}) and ``training`` (data, seeds, wall time, commands, from
-``--training``). The result loads with ``handrecon.load(name)``. Several box-verifier checkpoints
-are packaged as one ``hand_box_verifier_ensemble`` (`ensemble_card`; weights under ``members.I.``).
+`handrecon.checkpoint.resolve_checkpoint`) as ``model.safetensors`` (in float16 when the float32
+file would exceed ``--max-mb``; with ``--int8`` convolution and linear weights in int8,
+`handrecon.checkpoint.quantize_weights_int8`, loaded as float32) and writes ``card.json``: the
+checkpoint card (architecture, kwargs, the model's inference spec as the trainer wrote it, config,
+step, validation metrics), copied unchanged, with ``files`` listing only the weights, plus
+``heldout_metrics`` ({KEY: contents of each ``--metrics KEY=PATH`` JSON}) and ``training`` (data,
+seeds, wall time, commands, from ``--training``). The result loads with ``handrecon.load(name)``.
+Several box-verifier checkpoints are packaged as one ``hand_box_verifier_ensemble``
+(`ensemble_card`; weights under ``members.I.``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
         card, tensors = cards[0], load_tensors(sources[0] / MODEL_FILE)
     else:
         card = ensemble_card(sources, cards)
-        tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources) for k, v in load_tensors(src / MODEL_FILE).items()}
+        tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources)
+                   for k, v in load_tensors(src / MODEL_FILE).items()}
     parameters = int(sum(v.numel() for v in tensors.values() if v.is_floating_point()))
     blob, dtype = st_save(tensors), "float32"
     if int8:

@@ -10,8 +10,9 @@ reconstruction on a frozen DETR-like detector. Part 1, the detector layer:
   `onnx_detector.py` / `onnx_export.py`: finding hands on onnxruntime without torch.
 - `side_head.py`: the detector's side head (model ``hand_side``, data ``hand_side_crops``): left or
   right for each detected box, for the two-stage pipeline's crop model.
-- `box_verifier.py`: the detector's box verifier (model ``hand_box_verifier``, data
-  ``hand_box_candidates``): a second stage that re-scores the detector's candidates from RoI crops.
+- `box_verifier.py`: the detector's box verifier (models ``hand_box_verifier`` and
+  ``hand_box_verifier_ensemble``, data ``hand_box_candidates``): a second stage that re-scores the
+  detector's candidates from RoI crops.
 
 Part 2, HandOS itself (model ``handos``):
 

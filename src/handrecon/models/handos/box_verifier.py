@@ -37,6 +37,11 @@ whose best detectable IoU is at least `REFINE_IOU` (`candidate_box_targets`); mi
 probability 1/2 and colour-jittered (augmentation from ``sample_rng(seed, epoch, index)``: exact
 resume). The verifier is tied to the detector whose candidates it learnt: a retrained detector
 needs it mined and trained again (`tools/train_box_verifier.sh`).
+
+Several verifiers trained on the same candidates serve as one (`BoxVerifierEnsemble`, model
+``hand_box_verifier_ensemble``: the mean p_hand and the mean moved box, one exported graph;
+``tools/package_model.py A B --int8`` packages one). The shipped verifier is two: one from the side
+head's trunk, one from the crop model's.
 """
 
 from __future__ import annotations
@@ -164,7 +169,8 @@ class BoxVerifierEnsemble(nn.Module):
         self.input_size, self.context, self.refine = first.input_size, first.context, first.refine
 
     def outputs(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, 3, S, S) crops -> the ensemble's logits (B,) (of the mean p_hand) and deltas (B, 4) (of the mean moved box) or None."""
+        """(B, 3, S, S) crops -> logits (B,) of the members' mean p_hand and deltas (B, 4) of their
+        mean moved box (None without ``refine``)."""
         logits, deltas = zip(*(member.outputs(pixels) for member in self.members))
         stacked, log_n = torch.stack(logits), float(np.log(len(logits)))
         mean_logit = torch.logsumexp(F.logsigmoid(stacked), 0) - torch.logsumexp(F.logsigmoid(-stacked), 0)

@@ -1,5 +1,6 @@
 """The HandOS family's registrations: importing this module registers the models
-``hand_detector``, ``handos``, ``hand_side`` and ``hand_box_verifier``, the datasets (`data.py`,
+``hand_detector``, ``handos``, ``hand_side``, ``hand_box_verifier`` and
+``hand_box_verifier_ensemble``, the datasets (`data.py`,
 `side_head.py`, `box_verifier.py`), the
 inference adapter, and the detectors for ``--detector`` (handrecon's own, and ``KIND:DIR`` for
 transformers checkpoints) (`handrecon.registry`; the ``handrecon.families`` entry point names this
