@@ -27,6 +27,10 @@ And again in the ninth session of that day for the sixth stage (`configs/m3dhmr_
 27 photographed surfaces and photographs more behind the training hands, foreign set 15.86 ->
 14.88 mm): 2D keypoints moved by 1.0 / 6.1 / 6.5 px on average, vertices by 6.8 / 42.4 / 46.7 mm
 (the whole-image case's placement moved most this time).
+And again on 2026-12-02 (sixth session) for stages 7 and 8 (`configs/m3dhmr_cpu_cutouts.yaml`,
+`m3dhmr_cpu_cutouts2.yaml`: photographed cutouts pasted behind the training hands, foreign set
+14.88 -> 14.26 mm): 2D keypoints moved by 1.2 / 3.8 / 3.9 px on average, vertices by
+35.6 / 41.2 / 29.0 mm in camera space.
 A new reference is only ever written deliberately, with the change measured and stated here:
 `python tests/test_golden_outputs.py --write`.
 

@@ -71,6 +71,21 @@ TEXTURES=${TEXTURES:-.cache/photos/textures}
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --out "$DATA/photos_textures_s17" --seed 17
 $HR train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_textures_s17" \
     data.val.kwargs.root="$DATA/photos_textures_s17" train.init_from="$STAGE5" --out "$RUN" --resume auto
+# stages 7 and 8 (since 2026-12-02, sixth session): 0-3 of Tux Paint's 347 photographed cutouts
+# (tools/fetch_photos.py --cutouts) pasted onto each background photograph, two fresh draws of stage
+# 6's data (seeds 21 and 22), 3000 steps each (configs/m3dhmr_cpu_cutouts.yaml, m3dhmr_cpu_cutouts2.yaml;
+# ~85 min each with its render at one thread beside another run)
+CUTOUTS=${CUTOUTS:-.cache/photos/cutouts}
+[ -f "$CUTOUTS/SOURCES.md" ] || $PY tools/fetch_photos.py --cutouts --out "$CUTOUTS"
+for stage in 7 8; do
+    seed=$((stage + 14)); STAGE_BEFORE=$RUN
+    config=configs/m3dhmr_cpu_cutouts.yaml; [ "$stage" = 8 ] && config=configs/m3dhmr_cpu_cutouts2.yaml
+    RUN=runs/$(basename "$config" .yaml)
+    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed "$seed"
+    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$seed" data.val.kwargs.root="$DATA/photos_cutouts_s$seed" \
+        train.init_from="$STAGE_BEFORE" --out "$RUN" --resume auto
+done
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
@@ -99,13 +114,15 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
              "stage4": "the same with --seed 11; training crops 1.15-1.85x the hand box",
              "stage5": "the same with --seed 12 and tools/fetch_photos.py --lomiri's photographs added",
              "stage6": "the same with --seed 17 and tools/fetch_photos.py --textures' surfaces and photographs added",
+             "stage7": "the same with --seed 21, tools/fetch_photos.py --cutouts' 347 cutouts added and --set 'clutter=[0, 3]'",
+             "stage8": "the same with --seed 22",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
