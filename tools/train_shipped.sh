@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 6.5 hours,
-# over the 150-minute budget since stages 3-6 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 9 hours,
+# over the 150-minute budget since stages 3-8 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -9,7 +9,9 @@
 # (~55 min with its render); stage 5: 14 more photographs (tools/fetch_photos.py --lomiri) on a
 # fresh draw, configs/m3dhmr_cpu_lomiri.yaml (~65 min with its render); stage 6: 27 photographed
 # surfaces and photographs more (tools/fetch_photos.py --textures) on a fresh draw,
-# configs/m3dhmr_cpu_textures.yaml (~60 min with its render); evaluate on the held-out
+# configs/m3dhmr_cpu_textures.yaml (~60 min with its render); stages 7 and 8: photographed cutouts
+# pasted on the backgrounds (tools/fetch_photos.py --cutouts), two fresh draws,
+# configs/m3dhmr_cpu_cutouts.yaml and m3dhmr_cpu_cutouts2.yaml (~85 min each); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -77,15 +79,18 @@ $HR train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_
 # ~85 min each with its render at one thread beside another run)
 CUTOUTS=${CUTOUTS:-.cache/photos/cutouts}
 [ -f "$CUTOUTS/SOURCES.md" ] || $PY tools/fetch_photos.py --cutouts --out "$CUTOUTS"
-for stage in 7 8; do
-    seed=$((stage + 14)); STAGE_BEFORE=$RUN
-    config=configs/m3dhmr_cpu_cutouts.yaml; [ "$stage" = 8 ] && config=configs/m3dhmr_cpu_cutouts2.yaml
-    RUN=runs/$(basename "$config" .yaml)
-    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
-        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed "$seed"
-    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$seed" data.val.kwargs.root="$DATA/photos_cutouts_s$seed" \
-        train.init_from="$STAGE_BEFORE" --out "$RUN" --resume auto
-done
+STAGE6=$RUN
+$HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+    --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s21" --seed 21
+RUN=${RUN7:-runs/m3dhmr_cpu_cutouts}
+$HR train configs/m3dhmr_cpu_cutouts.yaml data.train.kwargs.root="$DATA/photos_cutouts_s21" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s21" train.init_from="$STAGE6" --out "$RUN" --resume auto
+STAGE7=$RUN
+$HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+    --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s22" --seed 22
+RUN=${RUN8:-runs/m3dhmr_cpu_cutouts2}
+$HR train configs/m3dhmr_cpu_cutouts2.yaml data.train.kwargs.root="$DATA/photos_cutouts_s22" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s22" train.init_from="$STAGE7" --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
