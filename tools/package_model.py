@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--metrics expects KEY=PATH, got {item!r}")
         metrics[key] = read_json(Path(path), "metrics")
     try:
-        out = package(a.checkpoint if len(a.checkpoint) > 1 else a.checkpoint[0], a.name, metrics, read_json(a.training, "training"),
-                      a.max_mb, a.out_root, a.int8)
+        out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"), a.max_mb, a.out_root, a.int8)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

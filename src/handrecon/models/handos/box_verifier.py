@@ -180,12 +180,10 @@ class BoxVerifierEnsemble(nn.Module):
         sizes = torch.logsumexp(d[..., 2:].clamp(-MAX_LOG_SCALE, MAX_LOG_SCALE), 0) - log_n
         return mean_logit, torch.cat([d[..., :2].mean(0), sizes], -1)
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        logits, deltas = self.outputs(batch["pixel_values"])
-        return {"logits": logits} if deltas is None else {"logits": logits, "deltas": deltas}
+    forward = BoxVerifier.forward  # a batch's crops through `outputs`, as a single verifier's
 
     def inference_spec(self) -> dict[str, Any]:
-        return {**self.members[0].inference_spec(), "kind": "box_verifier", "members": len(self.members)}
+        return {**self.members[0].inference_spec(), "members": len(self.members)}
 
 
 class BoxVerifierHead:
