@@ -21,8 +21,8 @@ from handrecon.models.handos.box_verifier import (  # noqa: E402
     BoxVerifier, BoxVerifierEnsemble, BoxVerifierHead, HandBoxCandidates, candidate_box_targets, candidate_targets,
 )
 from handrecon.models.handos.detections import (  # noqa: E402
-    Detections, DetectorConfig, VerifierSettings, candidate_selection, roi_crops, verified_candidates, verified_scores,
-    find_hands, read_box_crops, read_roi_crops, read_verifier_settings, verify_detections,
+    Detections, DetectorConfig, VerifierSettings, candidate_selection, reachable_floor, roi_crops, verified_candidates,
+    verified_scores, find_hands, read_box_crops, read_roi_crops, read_verifier_settings, verify_detections,
 )
 from handrecon.models.handos.detector import load_detector, save_detector, wrap_detector  # noqa: E402
 from handrecon.utils.image import normalize_images  # noqa: E402
@@ -180,16 +180,39 @@ def test_a_second_pass_reads_and_scores_the_moved_box(tmp_path):
                                                        "passes": 0}))
     with pytest.raises(ValueError, match="serving.json.*passes must be >= 1"):
         read_verifier_settings(tmp_path)
-    for bad in ({"exponent": 0.0}, {"candidate_threshold": 1.0}, {"top_k": 0}, {"passes": 0}):
+    for bad in ({"exponent": 0.0}, {"candidate_threshold": 1.0}, {"top_k": 0}, {"passes": 0},
+                {"detector_weight": 0.0}, {"detector_weight": 1.5}):
         with pytest.raises(ValueError, match="must be >= 1, candidate_threshold in"):
             VerifierSettings(**bad)
+
+
+def test_a_detector_weight_below_one_trusts_the_verifier_more(tmp_path):
+    """detector_weight w: served (s_det ** w * p_hand) ** exponent, so a candidate the detector
+    scored low but the verifier is sure of can outrank one the detector liked; its reachable floor
+    is threshold ** (1 / (exponent * w)); read from serving.json, absent = 1."""
+    found = Detections(np.array([[10, 10, 40, 40], [50, 10, 70, 40]], float), np.array([0.2, 0.8], np.float32),
+                       np.array([0, 1]))
+    image = np.zeros((60, 80, 3), np.uint8)
+    p_hand = {10: 0.95, 50: 0.3}
+    for w, first in ((1.0, 1), (0.5, 0), (0.25, 0)):
+        served = verified_candidates(_FixedVerifier(p_hand, VerifierSettings(exponent=0.8, detector_weight=w)),
+                                     image, found, 0.5)
+        expected = (np.array([0.2, 0.8]) ** w * np.array([0.95, 0.3])) ** 0.8
+        np.testing.assert_allclose(served.scores, np.sort(expected)[::-1])
+        assert served.query[0] == first
+        assert reachable_floor(0.5, 0.8, w) == pytest.approx(0.5 ** (1 / (0.8 * w)), rel=1e-5)  # less a hair
+        assert verified_scores([reachable_floor(0.5, 0.8, w) * 1.001], [1.0], 0.8, w)[0] >= 0.5
+    (tmp_path / "serving.json").write_text(json.dumps({"top_k": 20, "candidate_threshold": 0.01, "exponent": 0.4,
+                                                       "passes": 2, "detector_weight": 0.5}))
+    assert read_verifier_settings(tmp_path).detector_weight == 0.5
 
 
 class _PseudoRandomVerifier:
     """p_hand and a small move of each box as fixed functions of its coordinates; counts the boxes it sees."""
 
-    def __init__(self, exponent: float) -> None:
-        self.settings = VerifierSettings(top_k=20, candidate_threshold=0.01, exponent=exponent)
+    def __init__(self, exponent: float, detector_weight: float = 1.0) -> None:
+        self.settings = VerifierSettings(top_k=20, candidate_threshold=0.01, exponent=exponent,
+                                         detector_weight=detector_weight)
         self.seen = 0
 
     def verify(self, image, boxes):
@@ -200,8 +223,9 @@ class _PseudoRandomVerifier:
         return p, boxes + 3.0 * np.stack([np.cos(phase), np.sin(phase), np.cos(phase), np.sin(phase)], 1)
 
 
-@pytest.mark.parametrize("exponent", [0.43, 1.0, 1.7])
-def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing_served_changes(exponent, monkeypatch):
+@pytest.mark.parametrize("exponent, detector_weight", [(0.43, 1.0), (1.0, 1.0), (1.7, 1.0), (1.14, 0.5), (1.7, 0.3)])
+def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing_served_changes(
+        exponent, detector_weight, monkeypatch):
     """`candidate_selection` skips candidates whose verified score must stay under the request's
     threshold (`reachable_floor`): at every threshold the served detections are the same as when
     every candidate is verified (both NMS passes included), and at 0.5 the verifier sees far fewer boxes."""
@@ -217,10 +241,10 @@ def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing
     args = (images, boxes, scores, (256, 256), np.full(B, 0.8))
     for threshold in [0.0, 0.02, 0.2, 0.3, 0.5, 0.7, 0.9]:
         for nms_iou, max_hands in [(0.5, 100), (0.7, 2)]:
-            pruned = _PseudoRandomVerifier(exponent)
+            pruned = _PseudoRandomVerifier(exponent, detector_weight)
             served = find_hands(*args, threshold, nms_iou, max_hands, verifier=pruned)
-            monkeypatch.setattr(detections, "reachable_floor", lambda t, e: 0.0)
-            every = _PseudoRandomVerifier(exponent)
+            monkeypatch.setattr(detections, "reachable_floor", lambda t, e, w: 0.0)
+            every = _PseudoRandomVerifier(exponent, detector_weight)
             reference = find_hands(*args, threshold, nms_iou, max_hands, verifier=every)
             monkeypatch.undo()
             for a, b in zip(served, reference):
@@ -585,8 +609,9 @@ def test_a_mirrored_training_crop_gets_the_mirrored_delta_target(mined):
     assert checked[True] >= 3 and checked[False] >= 3
 
 
-@pytest.mark.parametrize("args, message", [(["--passes", "0"], "--top-k / --passes: top_k and passes must be >= 1"),
-                                           (["--top-k", "0"], "--top-k / --passes: top_k and passes must be >= 1"),
+@pytest.mark.parametrize("args, message", [(["--passes", "0"], "--passes / --detector-weight: top_k and passes must be >= 1"),
+                                           (["--top-k", "0"], "--passes / --detector-weight: top_k and passes must be >= 1"),
+                                           (["--detector-weight", "0"], "detector_weight in (0, 1]"),
                                            (["--precision", "92"], "--precision is a fraction in [0, 1]"),
                                            (["--hand-free-rate", "-0.1"], "--hand-free-rate is a fraction")])
 def test_calibration_refuses_impossible_settings_before_reading_anything(tmp_path, args, message):

@@ -79,7 +79,8 @@ class Detections:
 class VerifierSettings:
     """How a box verifier (`box_verifier.py`) re-scores a detector's candidates: the `top_k`
     best candidates per image scoring >= `candidate_threshold` after NMS are verified, and served
-    with score (s_det * p_hand) ** `exponent` (`verified_scores`). passes: how many times a
+    with score (s_det ** `detector_weight` * p_hand) ** `exponent` (`verified_scores`; a weight
+    below 1 trusts the verifier more than the detector's score). passes: how many times a
     refining verifier reads its boxes; from the second on it reads the boxes it moved (a cascade:
     the score and the last move come from the box it last looked at)."""
 
@@ -87,13 +88,15 @@ class VerifierSettings:
     candidate_threshold: float = 0.01
     exponent: float = 0.5
     passes: int = 1
+    detector_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.top_k >= 1 and 0 <= self.candidate_threshold < 1 and self.exponent > 0
-                and self.passes >= 1):
-            raise ValueError(f"top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0; got "
-                             f"top_k={self.top_k}, passes={self.passes}, candidate_threshold={self.candidate_threshold}, "
-                             f"exponent={self.exponent}")
+                and self.passes >= 1 and 0 < self.detector_weight <= 1):
+            raise ValueError(f"top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0, "
+                             f"detector_weight in (0, 1]; got top_k={self.top_k}, passes={self.passes}, "
+                             f"candidate_threshold={self.candidate_threshold}, exponent={self.exponent}, "
+                             f"detector_weight={self.detector_weight}")
 
 
 def read_verifier_settings(folder: str | Path) -> VerifierSettings:
@@ -101,7 +104,7 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     path = Path(folder) / VERIFIER_SETTINGS
     try:
         raw = json.loads(path.read_text())
-        optional = {"passes"}  # settings written before they existed keep their defaults
+        optional = {"passes", "detector_weight"}  # settings written before they existed keep their defaults
         settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__
                                        if k in raw or k not in optional})
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -110,15 +113,18 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     return settings
 
 
-def verified_scores(scores: np.ndarray, p_hand: np.ndarray, exponent: float) -> np.ndarray:
-    """Served scores of verified candidates: (s_det * p_hand) ** exponent, (N,) in [0, 1]."""
-    return (np.asarray(scores, np.float64) * np.asarray(p_hand, np.float64)) ** float(exponent)
+def verified_scores(scores: np.ndarray, p_hand: np.ndarray, exponent: float, detector_weight: float = 1.0) -> np.ndarray:
+    """Served scores of verified candidates: (s_det ** detector_weight * p_hand) ** exponent, (N,) in [0, 1]."""
+    detector = np.asarray(scores, np.float64) ** float(detector_weight)
+    return (detector * np.asarray(p_hand, np.float64)) ** float(exponent)
 
 
-def reachable_floor(score_threshold: float, exponent: float) -> float:
+def reachable_floor(score_threshold: float, exponent: float, detector_weight: float = 1.0) -> float:
     """The lowest detector score from which a verified score (`verified_scores`, p_hand <= 1) can
-    still reach `score_threshold`: score_threshold ** (1 / exponent), less a hair for rounding."""
-    return max(float(score_threshold), 0.0) ** (1.0 / float(exponent)) * (1.0 - 1e-6)
+    still reach `score_threshold`: score_threshold ** (1 / (exponent * detector_weight)), less a
+    hair for rounding."""
+    power = 1.0 / (float(exponent) * float(detector_weight))
+    return max(float(score_threshold), 0.0) ** power * (1.0 - 1e-6)
 
 
 def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -> tuple[float, int]:
@@ -132,7 +138,7 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
     if verifier is None:
         return score_threshold, max_hands
     settings = verifier.settings
-    floor = reachable_floor(score_threshold, settings.exponent)
+    floor = reachable_floor(score_threshold, settings.exponent, settings.detector_weight)
     return max(min(score_threshold, settings.candidate_threshold), floor), settings.top_k
 
 
@@ -146,7 +152,7 @@ def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms
     for _ in range(verifier.settings.passes):
         p_hand, moved = verifier.verify(image, moved)
         moved = np.clip(moved, 0, [image.shape[1], image.shape[0]] * 2).astype(np.float32)
-    scores = verified_scores(found.scores, p_hand, verifier.settings.exponent)
+    scores = verified_scores(found.scores, p_hand, verifier.settings.exponent, verifier.settings.detector_weight)
     keep = nms(moved, scores, nms_iou)
     return Detections(moved[keep], scores[keep], found.query[keep])
 
