@@ -31,6 +31,10 @@ And again on 2026-12-02 (sixth session) for stages 7 and 8 (`configs/m3dhmr_cpu_
 `m3dhmr_cpu_cutouts2.yaml`: photographed cutouts pasted behind the training hands, foreign set
 14.88 -> 14.26 mm): 2D keypoints moved by 1.2 / 3.8 / 3.9 px on average, vertices by
 35.6 / 41.2 / 29.0 mm in camera space.
+And again in the seventh session of that day for stage 9 (`configs/m3dhmr_cpu_cutouts3.yaml`: a third
+fresh draw of that data, foreign set 14.26 -> 13.84 mm): 2D keypoints moved by 1.5 / 4.0 / 3.1 px on
+average, vertices by 19.3 / 51.7 / 82.7 mm in camera space (vertices + cam_t; 8.6 / 28.1 / 43.2 mm
+as stored, before the translation).
 A new reference is only ever written deliberately, with the change measured and stated here:
 `python tests/test_golden_outputs.py --write`.
 
