@@ -243,7 +243,7 @@ def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing
         for nms_iou, max_hands in [(0.5, 100), (0.7, 2)]:
             pruned = _PseudoRandomVerifier(exponent, detector_weight)
             served = find_hands(*args, threshold, nms_iou, max_hands, verifier=pruned)
-            monkeypatch.setattr(detections, "reachable_floor", lambda t, e, w: 0.0)
+            monkeypatch.setattr(detections, "reachable_floor", lambda *args: 0.0)
             every = _PseudoRandomVerifier(exponent, detector_weight)
             reference = find_hands(*args, threshold, nms_iou, max_hands, verifier=every)
             monkeypatch.undo()

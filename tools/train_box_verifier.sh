@@ -14,7 +14,8 @@
 # members, package them as one ensemble with int8 weights (tools/package_model.py --int8) into a copy
 # of the detector folder ($RUN/detector_with_box_verifier), calibrate its served exponent on the
 # detector's validation shard and 1000 hand-free scenes drawn like the held-out ones (seed 2000;
-# tools/calibrate_box_verifier.py: two passes, precision 0.92, at most 4 % hand-free), and evaluate that folder on held-out
+# tools/calibrate_box_verifier.py: two passes, the detector's score weighted 0.5, precision 0.92, at most 4 % hand-free),
+# and evaluate that folder on held-out
 # scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign
 # scenes. Serve it with --detector handrecon-hand-detector:$RUN/detector_with_box_verifier. A
 # retrained detector needs this run again: the verifier learns the candidates of one detector.
@@ -78,7 +79,8 @@ TRIAL="$RUN/detector_with_box_verifier"
 rm -rf "$TRIAL" && cp -r "$DETECTOR" "$TRIAL" && rm -rf "$TRIAL/box_verifier"
 $PY tools/package_model.py "$RUN" "${RUN}_v" --name box_verifier --out-root "$TRIAL" --int8
 $PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz" \
-    --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE" --passes 2 --precision 0.92 --hand-free-rate 0.04
+    --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE" --passes 2 --detector-weight 0.5 \
+    --precision 0.92 --hand-free-rate 0.04
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
 if [ -f "$DATA/foreign/meta.json" ]; then
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/foreign_metrics.json"
