@@ -50,7 +50,7 @@ def bench_steps(root: Path, steps: int, batch: int, overrides: tuple[str, ...] =
 
     overrides: extra config overrides; lever: "compile" wraps the model in `torch.compile`."""
     from handrecon.train import load_config
-    from handrecon.train.distributed import cleanup_distributed, init_distributed
+    from handrecon.train.distributed import end_group, init_distributed
     from handrecon.train.engine import Trainer
 
     cfg = load_config(CPU_RECIPE, [f"data.train.kwargs.root={root}", "data.val=null", f"data.batch_size={batch}",
@@ -68,7 +68,7 @@ def bench_steps(root: Path, steps: int, batch: int, overrides: tuple[str, ...] =
     try:
         return run_times(lambda: trainer.train_step(next(batches)), steps, warmup=2)
     finally:
-        cleanup_distributed()
+        end_group()
 
 
 def main() -> None:

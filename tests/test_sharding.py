@@ -50,3 +50,23 @@ def test_two_ranks_match_one(tmp_path):
     x1, x2 = (np.array(json.loads((tmp_path / e / "pred.json").read_text())[0]) for e in ("e1", "e2"))
     np.testing.assert_allclose(x1 - x1[:, :1], x2 - x2[:, :1], atol=1e-5)  # root-relative joints, metres
     np.testing.assert_allclose(x1, x2, rtol=5e-3, atol=2e-3)
+
+
+def test_rank_group_destroyed_before_interpreter_exit(tmp_path):
+    """gloo's threads abort a process whose group outlives Python's atexit handlers ("terminate
+    called without an active exception", SIGABRT after all the work was done: a CI run failed so)."""
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import atexit, sys\n"
+        "import torch.distributed as dist\n"
+        "from handrecon.utils.distributed import all_gather_object, start_cpu_group\n"
+        # registered first, so it runs last: after start_cpu_group's own handler
+        "atexit.register(lambda: print('group at exit:', dist.is_initialized(), flush=True))\n"
+        "rank, world = start_cpu_group()\n"
+        "print('ranks', all_gather_object(rank), flush=True)\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ranks [0, 1]") == 2
+    assert done.stdout.count("group at exit: False") == 2, done.stdout

@@ -19,10 +19,10 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from handrecon.registry import ConfigError
-from handrecon.utils.distributed import all_gather_object, barrier
+from handrecon.utils.distributed import all_gather_object, barrier, end_group
 
 __all__ = ["DistInfo", "ResumableDistributedSampler", "all_gather_object", "all_reduce_mean", "barrier",
-           "broadcast_object", "cleanup_distributed", "init_distributed"]
+           "broadcast_object", "end_group", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,6 @@ def init_distributed(device: str = "auto") -> DistInfo:
         backend = "nccl" if use_cuda else "gloo"
         dist.init_process_group(backend=backend, device_id=dev if use_cuda else None)
     return DistInfo(rank, world, local, dev)
-
-
-def cleanup_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

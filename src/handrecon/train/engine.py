@@ -60,7 +60,7 @@ from handrecon.train.distributed import (
     all_reduce_mean,
     barrier,
     broadcast_object,
-    cleanup_distributed,
+    end_group,
     init_distributed,
 )
 from handrecon.train.log import RunLogger
@@ -541,4 +541,4 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
     finally:
         if log is not None:
             log.close()
-        cleanup_distributed()
+        end_group()

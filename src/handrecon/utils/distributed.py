@@ -7,6 +7,7 @@ A single process never imports torch here: a process group exists only once torc
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
@@ -31,13 +32,25 @@ def current_rank() -> tuple[int, int]:
 
 def start_cpu_group() -> tuple[int, int]:
     """Under torchrun (``WORLD_SIZE`` > 1), join the process group over gloo if not joined yet
-    (inference and evaluation: CPU collectives of Python objects); (rank, world_size)."""
+    (inference and evaluation: CPU collectives of Python objects); (rank, world_size).
+
+    The group is destroyed at interpreter exit (`end_group`): left to the interpreter's
+    finalisation, gloo's worker threads can abort the process (SIGABRT, "terminate called without
+    an active exception") after all the work is done."""
     rank, world = current_rank()
     if world > 1:
         dist = importlib.import_module("torch.distributed")  # only a multi-process run needs torch
         if dist.is_available() and not dist.is_initialized():
             dist.init_process_group("gloo")
+            atexit.register(end_group)
     return current_rank()
+
+
+def end_group() -> None:
+    """Destroy the process group if one is up (a no-op otherwise; safe to call twice)."""
+    dist = _group_api()
+    if dist is not None and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
