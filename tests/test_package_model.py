@@ -105,3 +105,35 @@ def test_int8_weights_with_a_damaged_scale_are_refused(tmp_path):
               metadata={"weights": INT8_FORMAT})
     with pytest.raises(CheckpointError, match="one scale per output channel"):
         load_tensors(path)
+
+
+def test_average_packages_the_mean_weights_as_one_model(tmp_path):
+    from helpers import random_checkpoint
+    from safetensors.torch import load_file
+
+    import handrecon
+
+    kwargs = {"backbone_kwargs": {"width": 8}}
+    a = random_checkpoint(tmp_path / "a", kwargs, input_size=64, seed=0)
+    b = random_checkpoint(tmp_path / "b", kwargs, input_size=64, seed=1)
+    assert _tool().main([str(a), str(b), "--average", "--name", "soup", "--out-root", str(tmp_path / "assets")]) == 0
+    out = tmp_path / "assets" / "soup"
+    wa, wb, soup = (load_file(p / "model.safetensors") for p in (a, b, out))
+    floats = [k for k, v in wa.items() if v.is_floating_point() and not bool((v == wb[k]).all())]
+    assert floats, "the two random checkpoints should differ"
+    for k, v in soup.items():
+        expected = (wa[k].double() + wb[k].double()) / 2 if v.is_floating_point() else wa[k]
+        np.testing.assert_allclose(v.double().numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)
+    card = json.loads((out / "card.json").read_text())
+    assert card["architecture"] == json.loads((a / "card.json").read_text())["architecture"]
+    assert [m["source_checkpoint"] for m in card["averaged_from"]] == [str(a), str(b)] and card["metrics"] == {}
+    assert handrecon.load(out).predict(np.zeros((64, 64, 3), np.uint8)).hands[0].vertices.shape == (778, 3)
+
+
+def test_average_refuses_checkpoints_of_different_models(tmp_path, capsys):
+    from helpers import random_checkpoint
+
+    a = random_checkpoint(tmp_path / "a", {"backbone_kwargs": {"width": 8}}, input_size=64)
+    b = random_checkpoint(tmp_path / "b", {"backbone_kwargs": {"width": 16}}, input_size=64)
+    assert _tool().main([str(a), str(b), "--average", "--name", "soup", "--out-root", str(tmp_path / "assets")]) == 1
+    assert "same kwargs" in capsys.readouterr().err and not (tmp_path / "assets" / "soup").exists()

@@ -7,6 +7,9 @@
     python tools/package_model.py runs/box_verifier_cpu runs/box_verifier_cpu_v --name box_verifier \
         --out-root DETECTOR_FOLDER --int8     # two box verifiers served as one ensemble
 
+    python tools/package_model.py runs/a/checkpoints/step_00002400 runs/b/checkpoints/step_00002400 \
+        --average                             # one model: the two runs' weights averaged
+
 Copies the checkpoint's weights (the best one of a run directory, see
 `handrecon.checkpoint.resolve_checkpoint`) as ``model.safetensors`` (in float16 when the float32
 file would exceed ``--max-mb``; with ``--int8`` convolution and linear weights in int8,
@@ -16,7 +19,10 @@ step, validation metrics), copied unchanged, with ``files`` listing only the wei
 ``heldout_metrics`` ({KEY: contents of each ``--metrics KEY=PATH`` JSON}) and ``training`` (data,
 seeds, wall time, commands, from ``--training``). The result loads with ``handrecon.load(name)``.
 Several box-verifier checkpoints are packaged as one ``hand_box_verifier_ensemble``
-(`ensemble_card`; weights under ``members.I.``).
+(`ensemble_card`; weights under ``members.I.``). With ``--average``, several checkpoints of one
+architecture are packaged as one model of that architecture whose weights are their uniform average
+(`average_checkpoints`: a "model soup", Wortsman et al. 2022 — runs fine-tuned from the same weights
+average into one model of the same size and speed).
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ ENSEMBLES = {"hand_box_verifier": "hand_box_verifier_ensemble"}  # families whos
 
 
 def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: dict, max_mb: float,
-            out_root: Path = ASSETS, int8: bool = False) -> Path:
+            out_root: Path = ASSETS, int8: bool = False, average: bool = False) -> Path:
     """Write ``out_root/name/{model.safetensors, card.json}``; returns the directory. Several
-    checkpoints (box verifiers: `ENSEMBLES`) are packaged as one ensemble model (`ensemble_card`);
+    checkpoints (box verifiers: `ENSEMBLES`) are packaged as one ensemble model (`ensemble_card`),
+    or with `average` as one model with their mean weights (`average_checkpoints`);
     `int8`: convolution and linear weights stored in int8 (`checkpoint.quantize_weights_int8`)."""
     checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     sources = [resolve_checkpoint(c) for c in checkpoints]
@@ -65,6 +72,8 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
                                   "0.1.0's model-family layout); re-save the checkpoint before packaging it")
     if len(sources) == 1:
         card, tensors = cards[0], load_tensors(sources[0] / MODEL_FILE)
+    elif average:
+        card, tensors = average_checkpoints(sources, cards)
     else:
         card = ensemble_card(sources, cards)
         tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources)
@@ -94,6 +103,30 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
     return out
 
 
+def average_checkpoints(sources: list[Path], cards: list[dict]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(card, weights) of the uniform average of checkpoints of one architecture with the same
+    kwargs and tensors: floating-point tensors averaged (in float64, stored in their own dtype),
+    integer buffers (batch-norm step counts) taken from the first. The card is the first's, its
+    ``metrics`` (a validation of the first alone) moved into ``averaged_from``, one entry per
+    checkpoint (source, step, metrics, config, time)."""
+    first = cards[0]
+    for src, card in zip(sources[1:], cards[1:]):
+        if (card.get("architecture"), card.get("kwargs")) != (first.get("architecture"), first.get("kwargs")):
+            raise CheckpointError(f"{src}: --average needs one architecture with the same kwargs as {sources[0]}; "
+                                  f"got {card.get('architecture')!r} {card.get('kwargs')} vs "
+                                  f"{first.get('architecture')!r} {first.get('kwargs')}")
+    weights = [load_tensors(src / MODEL_FILE) for src in sources]
+    for src, w in zip(sources[1:], weights[1:]):
+        if {k: v.shape for k, v in w.items()} != {k: v.shape for k, v in weights[0].items()}:
+            raise CheckpointError(f"{src / MODEL_FILE}: its tensors differ in names or shapes from "
+                                  f"{sources[0] / MODEL_FILE}; only checkpoints of one model can be averaged")
+    tensors = {k: (torch.stack([w[k].double() for w in weights]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+               for k, v in weights[0].items()}
+    members = [{"source_checkpoint": str(src), **{k: card.get(k) for k in ("step", "metrics", "config", "time")}}
+               for src, card in zip(sources, cards)]
+    return {**first, "metrics": {}, "averaged_from": members}, tensors
+
+
 def ensemble_card(sources: list[Path], cards: list[dict]) -> dict:
     """The card of checkpoints of one family packaged as its ensemble (`ENSEMBLES`): architecture
     ``<family>_ensemble``, kwargs ``{"members": [each member's kwargs]}``, the first member's
@@ -120,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--training", type=Path, help="JSON describing the training run (data, seeds, wall time)")
     p.add_argument("--max-mb", type=float, default=25.0)
     p.add_argument("--out-root", type=Path, default=ASSETS)
+    p.add_argument("--average", action="store_true",
+                   help="several checkpoints of one architecture: package the uniform average of their weights as one model")
     p.add_argument("--int8", action="store_true",
                    help="store convolution and linear weights in int8 with a scale per output channel (loaded as float32)")
     a = p.parse_args(argv)
@@ -130,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--metrics expects KEY=PATH, got {item!r}")
         metrics[key] = read_json(Path(path), "metrics")
     try:
-        out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"), a.max_mb, a.out_root, a.int8)
+        out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"), a.max_mb, a.out_root, a.int8,
+                      a.average)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
