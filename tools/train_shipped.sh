@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 10 hours,
-# over the 150-minute budget since stages 3-9 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 11 hours,
+# over the 150-minute budget since stages 3-10 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -9,10 +9,10 @@
 # (~55 min with its render); stage 5: 14 more photographs (tools/fetch_photos.py --lomiri) on a
 # fresh draw, configs/m3dhmr_cpu_lomiri.yaml (~65 min with its render); stage 6: 27 photographed
 # surfaces and photographs more (tools/fetch_photos.py --textures) on a fresh draw,
-# configs/m3dhmr_cpu_textures.yaml (~60 min with its render); stages 7, 8 and 9: photographed cutouts
-# pasted on the backgrounds (tools/fetch_photos.py --cutouts), three fresh draws,
-# configs/m3dhmr_cpu_cutouts.yaml, m3dhmr_cpu_cutouts2.yaml and m3dhmr_cpu_cutouts3.yaml (~70-85 min
-# each); evaluate on the held-out
+# configs/m3dhmr_cpu_textures.yaml (~60 min with its render); stages 7-10: photographed cutouts
+# pasted on the backgrounds (tools/fetch_photos.py --cutouts), four fresh draws,
+# configs/m3dhmr_cpu_cutouts.yaml, m3dhmr_cpu_cutouts2.yaml, m3dhmr_cpu_cutouts3.yaml and
+# m3dhmr_cpu_cutouts4.yaml (~70-85 min each); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -74,11 +74,11 @@ TEXTURES=${TEXTURES:-.cache/photos/textures}
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --out "$DATA/photos_textures_s17" --seed 17
 $HR train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_textures_s17" \
     data.val.kwargs.root="$DATA/photos_textures_s17" train.init_from="$STAGE5" --out "$RUN" --resume auto
-# stages 7-9 (stages 7 and 8 since 2026-12-02, sixth session; 9 since the seventh): 0-3 of Tux Paint's
-# 347 photographed cutouts (tools/fetch_photos.py --cutouts) pasted onto each background photograph,
-# three fresh draws of stage 6's data (seeds 21, 22, 23), 3000 steps each (configs/m3dhmr_cpu_cutouts.yaml,
-# m3dhmr_cpu_cutouts2.yaml, m3dhmr_cpu_cutouts3.yaml; ~70-85 min each with its render at one thread
-# beside another run)
+# stages 7-10 (stages 7 and 8 since 2026-12-02, sixth session; 9 since the seventh; 10 since 2026-12-03):
+# 0-3 of Tux Paint's 347 photographed cutouts (tools/fetch_photos.py --cutouts) pasted onto each background
+# photograph, four fresh draws of stage 6's data (seeds 21-24), 3000 steps each (configs/m3dhmr_cpu_cutouts.yaml,
+# m3dhmr_cpu_cutouts2.yaml, m3dhmr_cpu_cutouts3.yaml, m3dhmr_cpu_cutouts4.yaml; ~70-85 min each with its
+# render at one thread beside another run)
 CUTOUTS=${CUTOUTS:-.cache/photos/cutouts}
 [ -f "$CUTOUTS/SOURCES.md" ] || $PY tools/fetch_photos.py --cutouts --out "$CUTOUTS"
 STAGE6=$RUN
@@ -99,6 +99,12 @@ $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --
 RUN=${RUN9:-runs/m3dhmr_cpu_cutouts3}
 $HR train configs/m3dhmr_cpu_cutouts3.yaml data.train.kwargs.root="$DATA/photos_cutouts_s23" \
     data.val.kwargs.root="$DATA/photos_cutouts_s23" train.init_from="$STAGE8" --out "$RUN" --resume auto
+STAGE9=$RUN
+$HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+    --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s24" --seed 24
+RUN=${RUN10:-runs/m3dhmr_cpu_cutouts4}
+$HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_cutouts_s24" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s24" train.init_from="$STAGE9" --out "$RUN" --resume auto
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
@@ -127,7 +133,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -137,6 +143,7 @@ atomic_write_json(path, {
              "stage7": "the same with --seed 21, tools/fetch_photos.py --cutouts' 347 cutouts added and --set 'clutter=[0, 3]'",
              "stage8": "the same with --seed 22",
              "stage9": "the same with --seed 23",
+             "stage10": "the same with --seed 24",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
