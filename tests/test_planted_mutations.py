@@ -1,0 +1,19 @@
+"""tools/planted_mutations.py stays applicable: every planted edit's text is still in its file and
+its test files exist (a refactor once left one edit stale, silently no longer planted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_planted_mutation_still_applies():
+    mutations = load_script("tools/planted_mutations.py").MUTATIONS
+    stale = [name for name, path, old, new, tests in mutations if old not in (ROOT / path).read_text() or old == new]
+    missing = sorted({t for *_, tests in mutations for t in tests if not (ROOT / t).is_file()})
+    assert not stale, f"edits whose text is gone (update tools/planted_mutations.py): {stale}"
+    assert not missing, f"test files named by mutations but missing: {missing}"
+    assert len({name for name, *_ in mutations}) == len(mutations), "two mutations share a name"
