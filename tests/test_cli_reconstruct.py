@@ -54,6 +54,8 @@ def test_reconstruct_reports_failures_with_exit_code_1(tmp_path, ckpt):
     assert r.exit_code == 1
     assert "2 image(s) reconstructed, 2 hand(s), 2 failed" in r.output
     assert "broken.jpg: " in r.output and "cannot read image" in r.output and "no such file or folder" in r.output
+    broken = next(line for line in r.output.splitlines() if "broken.jpg" in line)
+    assert broken.count("broken.jpg") == 1, broken  # the path once, not once from the CLI and once from the reader
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "b.json"]
 
 

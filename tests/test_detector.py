@@ -131,6 +131,7 @@ def test_cli_detect(tmp_path):
                             "--score-threshold", "0", "--nms-iou", "1"])
     assert r.exit_code == 1, r.output  # one file failed
     assert "2 image(s)" in r.output and "broken.png" in r.output and "Traceback" not in r.output
+    assert next(line for line in r.output.splitlines() if "broken.png" in line).count("broken.png") == 1
     import json
 
     result = json.loads((tmp_path / "out" / "a.json").read_text())

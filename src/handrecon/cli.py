@@ -242,6 +242,12 @@ def _with_detector_or_exit(predictor, detector: str, score_threshold: float, thr
         raise typer.Exit(2) from None
 
 
+def _echo_failures(failed: list[tuple[str, str]]) -> None:
+    """One stderr line per failed input: its path, then why (once, where the reason already names it)."""
+    for path, reason in failed:
+        typer.echo(f"  failed: {reason if reason.startswith(path) else f'{path}: {reason}'}", err=True)
+
+
 @app.command()
 def reconstruct(
     paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
@@ -358,8 +364,7 @@ def reconstruct(
             typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
                        f"{len(report.failed)} failed -> {out}/")
             failed += report.failed
-    for path, reason in failed:
-        typer.echo(f"  failed: {path}: {reason}", err=True)
+    _echo_failures(failed)
     if failed:
         raise typer.Exit(1)
 
@@ -409,8 +414,7 @@ def detect(
         typer.echo(f"error: cannot write to {out}: {e.strerror or e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{len(report.written)} image(s), {report.num_hands} hand(s) found, {len(report.failed)} failed -> {out}/")
-    for path, reason in report.failed:
-        typer.echo(f"  failed: {path}: {reason}", err=True)
+    _echo_failures(report.failed)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -119,7 +119,8 @@ def read_image(path: str | os.PathLike, reduce: bool = False) -> LoadedImage:
         raise DatasetError(f"{path}: over handrecon's limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; downscale the "
                            "image first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DatasetError(f"{path}: cannot read image ({e}); the file is corrupt or not an image") from None
+        detail = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # PIL names the file too
+        raise DatasetError(f"{path}: cannot read image ({detail}); the file is corrupt or not an image") from None
     return LoadedImage(image, (image.shape[1] / W0, image.shape[0] / H0), (H0, W0))
 
 

@@ -52,7 +52,7 @@ def check_input_image(image: Any) -> np.ndarray:
     """RGB uint8 (H, W, 3) of at least 2 x 2 pixels, or a ValueError saying what is wrong."""
     image = check_image(image)
     if min(image.shape[:2]) < 2:
-        raise ValueError(f"image is too small: {image.shape[1]} x {image.shape[0]} pixels")
+        raise ValueError(f"image is too small: {image.shape[1]} x {image.shape[0]} pixels (at least 2 x 2 are needed)")
     return image
 
 
