@@ -165,6 +165,8 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     r = CliRunner().invoke(app, ["reconstruct", str(clip), str(tmp_path / "broken.mp4"), "--out", str(tmp_path / "out"),
                                  "--no-overlay", "--crop", "--side", "right", "--fit"])
     assert r.exit_code == 1 and "6 frame(s)" in r.output and "broken.mp4" in r.output and "Traceback" not in r.output
+    assert next(line for line in r.output.splitlines() if "broken.mp4" in line).count("broken.mp4") == 1
+    assert not (tmp_path / "out" / "broken.jsonl").exists()  # nothing written for a video that does not open
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert [json.loads(x)["frame_index"] for x in lines] == list(range(6))
     assert all(h["track_id"] == 0 for x in lines for h in json.loads(x)["hands"])

@@ -55,6 +55,12 @@ class LoadedImage:
         return self.image.shape[:2] != tuple(self.size)
 
 
+def error_detail(error: BaseException, path: str | os.PathLike) -> str:
+    """A reader library's message about `path` without the path it repeats (PIL and PyAV name the
+    file in their messages; ours name it once, in front)."""
+    return str(error).replace(f": '{path}'", "").replace(f" '{path}'", "").replace(str(path), "the file")
+
+
 def _to_rgb8(im) -> np.ndarray:
     """Any PIL mode → RGB uint8 (H, W, 3): 16-bit and 32-bit integer images are scaled from their
     full range (not clipped at 255), float images from [0, 1], palette/alpha/CMYK via PIL."""
@@ -119,8 +125,8 @@ def read_image(path: str | os.PathLike, reduce: bool = False) -> LoadedImage:
         raise DatasetError(f"{path}: over handrecon's limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; downscale the "
                            "image first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        detail = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # PIL names the file too
-        raise DatasetError(f"{path}: cannot read image ({detail}); the file is corrupt or not an image") from None
+        raise DatasetError(f"{path}: cannot read image ({error_detail(e, path)}); the file is corrupt or not an "
+                           "image") from None
     return LoadedImage(image, (image.shape[1] / W0, image.shape[0] / H0), (H0, W0))
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from handrecon.data.schema import VIDEO_SUFFIXES, is_video
+from handrecon.data.schema import VIDEO_SUFFIXES, error_detail, is_video
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.results import HandResult, ImageResult
@@ -69,7 +69,8 @@ def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tupl
         container = av.open(str(path))
         stream = container.streams.video[0]
     except (av.FFmpegError, IndexError, OSError) as e:
-        raise VideoError(f"{path}: cannot read it as a video ({e}); any format ffmpeg reads works") from None
+        raise VideoError(f"{path}: cannot read it as a video ({error_detail(e, path)}); any format ffmpeg reads "
+                         "works") from None
     fps = float(stream.average_rate or stream.guessed_rate or 30)
     count = stream.frames or None
 
@@ -111,8 +112,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
         tracker.load_state(state["tracker"])
         _truncate_lines(jsonl, report.resumed_at)
         report.hands, track_ids = int(state["hands"]), set(state["track_ids"])
-    else:  # fresh, or another run's partial output: start over with these settings
-        jsonl.write_text("")
+    else:  # fresh, or another run's partial output: start over with these settings (once the video opens)
         state = None
     done = report.resumed_at
 
@@ -127,6 +127,8 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
         if max_frames is not None and total is not None and total > max_frames:
             raise VideoError(f"{path.name}: {total} frames, more than the {max_frames} allowed here; "
                              "run `handrecon reconstruct` on it")
+        if state is None:
+            jsonl.write_text("")
         def predict(chunk: list[tuple[int, np.ndarray]]) -> tuple[list, list[ImageResult]]:
             H, W = chunk[0][1].shape[:2]
             K = default_intrinsics((W, H), focal=focal)
