@@ -222,3 +222,30 @@ def test_chunks_side_by_side_give_the_same_track(tmp_path):
     for x, y in zip(a, b):
         assert [h["track_id"] for h in x["hands"]] == [h["track_id"] for h in y["hands"]]
         np.testing.assert_allclose(x["hands"][0]["keypoints_3d"], y["hands"][0]["keypoints_3d"], atol=1e-5)
+
+
+def test_cli_reconstruct_finds_videos_inside_folders(tmp_path):
+    """A folder's videos are reconstructed with its images; a folder holding only videos is no error; the
+    run's own overlay video inside the input folder is not read back on a second run."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+
+    clips, mixed = tmp_path / "clips", tmp_path / "mixed"
+    clips.mkdir()
+    mixed.mkdir()
+    render_clip(clips / "clip.mp4", frames=3)
+    Image.fromarray(np.full((96, 96, 3), 128, np.uint8)).save(mixed / "still.png")
+    (mixed / "more").mkdir()
+    render_clip(mixed / "more" / "other.mkv", frames=2)
+    out = clips / "out"
+    args = ["reconstruct", str(clips), str(mixed), "--out", str(out), "--crop", "--side", "right", "--formats", ""]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "clip.mp4: 3 frame(s)" in r.output and "other.mkv: 2 frame(s)" in r.output
+    assert "1 image(s) reconstructed" in r.output
+    assert {"clip.jsonl", "clip_overlay.mp4", "other.jsonl", "still.json"} <= {p.name for p in out.iterdir()}
+    r = CliRunner().invoke(app, args)  # again: out/clip_overlay.mp4 lies inside the input folder
+    assert r.exit_code == 0, r.output
+    assert "clip_overlay" not in r.output and not (out / "clip_overlay_overlay.mp4").exists()

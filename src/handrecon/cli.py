@@ -250,7 +250,7 @@ def _echo_failures(failed: list[tuple[str, str]]) -> None:
 
 @app.command()
 def reconstruct(
-    paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
+    paths: list[Path] = typer.Argument(..., help="Images, videos and/or folders (searched recursively for both)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json, NAME_hand0.{obj,ply,glb}, NAME_overlay.png."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Shipped model name, checkpoint or run directory, .onnx file, or DETECTOR+MODEL. A crop model runs after --detector unless boxes or --crop are given."),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="What finds the hands for a crop model: a shipped detector name or KIND:DIR (see `handrecon detect`)."),
@@ -301,11 +301,12 @@ def reconstruct(
     if side is not None and box is None and not crop:
         typer.echo("error: --side applies to --box or --crop; a detector gives each hand its side", err=True)
         raise typer.Exit(2)
-    from handrecon.data.schema import is_video
-    from handrecon.infer.batch import parallel_batches
+    from handrecon.data.schema import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_video
+    from handrecon.infer.batch import collect_files, parallel_batches
 
-    videos = [p for p in paths if p.is_file() and is_video(p)]
-    images = [p for p in paths if p not in videos]
+    inputs, problems = collect_files(paths, IMAGE_SUFFIXES | set(VIDEO_SUFFIXES), exclude=out, what="image or video")
+    videos = [p for p in inputs if is_video(p)]  # folders' videos too
+    images = [p for p in inputs if not is_video(p)]
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     predictor = _load_model_or_exit(model, threads, backend)
     if crop and predictor.detects_hands:
@@ -328,7 +329,7 @@ def reconstruct(
         except ValueError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = list(problems) if rank == 0 else []
     for video in videos:
         try:
             with Progress(transient=True) as progress:
@@ -348,7 +349,7 @@ def reconstruct(
                            f"({rep.dropped[0][1]}) in frame(s) {frames}", err=True)
         except (VideoError, ValueError, OSError) as e:
             failed.append((str(video), str(e)))
-    if images:
+    if images or not videos:
         try:
             with Progress(transient=True) as progress:
                 task = progress.add_task("reconstructing", total=None)
@@ -362,7 +363,7 @@ def reconstruct(
             raise typer.Exit(2) from None
         if rank == 0:
             typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
-                       f"{len(report.failed)} failed -> {out}/")
+                       f"{len(report.failed) + len(problems)} failed -> {out}/")
             failed += report.failed
     _echo_failures(failed)
     if failed:
@@ -371,7 +372,7 @@ def reconstruct(
 
 @app.command()
 def detect(
-    paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
+    paths: list[Path] = typer.Argument(..., help="Images, videos and/or folders (searched recursively for both)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json (boxes, scores) and NAME_boxes.png."),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Shipped detector name, or KIND:DIR for a transformers checkpoint in a local folder (grounding-dino, mm-grounding-dino, deformable-detr, rt-detr, rt-detr-v2)."),
     score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Keep hands scoring at least this (HandOS's query filter uses 0.1)."),

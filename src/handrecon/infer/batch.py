@@ -55,29 +55,37 @@ class BatchReport:
         return not self.failed
 
 
-def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files and folders (recursively, sorted) into image files, each once.
+def collect_files(paths: Iterable[str | Path], suffixes: Iterable[str], exclude: str | Path | None = None,
+                  what: str = "image") -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, sorted) into the files whose suffix is one of `suffixes`
+    (given files are kept whatever their suffix), each once.
 
     exclude: a folder whose contents are skipped inside input folders (the run's own output folder,
-    so a second run does not reconstruct its own overlays). Returns (images, problems) where
-    problems are (path, reason) for inputs that do not exist or folders holding no image.
+    so a second run does not reconstruct its own overlays). Returns (files, problems) where
+    problems are (path, reason) for inputs that do not exist or folders holding no `what`.
     """
-    images: list[Path] = []
+    suffixes = frozenset(s.lower() for s in suffixes)
+    files: list[Path] = []
     problems: list[tuple[str, str]] = []
     skip = Path(exclude).resolve() if exclude is not None else None
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in suffixes
                            and not (skip is not None and q.resolve().is_relative_to(skip)))
             if not found:
-                problems.append((str(p), f"folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"))
-            images.extend(found)
+                problems.append((str(p), f"folder holds no {what} ({', '.join(sorted(suffixes))})"))
+            files.extend(found)
         elif p.is_file():
-            images.append(p)
+            files.append(p)
         else:
             problems.append((str(p), "no such file or folder"))
-    unique = list({q.resolve(): q for q in images}.values())
+    unique = list({q.resolve(): q for q in files}.values())
     return unique, problems
+
+
+def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """`collect_files` for images (`IMAGE_SUFFIXES`)."""
+    return collect_files(paths, IMAGE_SUFFIXES, exclude)
 
 
 def unique_stems(images: list[Path]) -> list[str]:
