@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 11 hours,
-# over the 150-minute budget since stages 3-10 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 13 hours,
+# over the 150-minute budget since stages 3-11 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -12,7 +12,8 @@
 # configs/m3dhmr_cpu_textures.yaml (~60 min with its render); stages 7-10: photographed cutouts
 # pasted on the backgrounds (tools/fetch_photos.py --cutouts), four fresh draws,
 # configs/m3dhmr_cpu_cutouts.yaml, m3dhmr_cpu_cutouts2.yaml, m3dhmr_cpu_cutouts3.yaml and
-# m3dhmr_cpu_cutouts4.yaml (~70-85 min each); evaluate on the held-out
+# m3dhmr_cpu_cutouts4.yaml (~70-85 min each); stage 11: two runs of configs/m3dhmr_cpu_cutouts5.yaml from
+# stage 10 on two more draws, their weights averaged (~80 min each); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -105,6 +106,23 @@ $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --
 RUN=${RUN10:-runs/m3dhmr_cpu_cutouts4}
 $HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_cutouts_s24" \
     data.val.kwargs.root="$DATA/photos_cutouts_s24" train.init_from="$STAGE9" --out "$RUN" --resume auto
+# stage 11 (since 2026-12-03, ninth session): a model soup. Stage 10 continued twice for 3000 steps, on a fifth
+# and a sixth fresh draw (seeds 25, 26; configs/m3dhmr_cpu_cutouts5.yaml, the second run by overrides), and the
+# two last checkpoints averaged into one model of the same size and speed (tools/package_model.py --average)
+STAGE10=$RUN
+for seed in 25 26; do
+    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed $seed
+done
+RUN=${RUN11:-runs/m3dhmr_cpu_cutouts5}
+$HR train configs/m3dhmr_cpu_cutouts5.yaml data.train.kwargs.root="$DATA/photos_cutouts_s25" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s25" train.init_from="$STAGE10" --out "$RUN" --resume auto
+$HR train configs/m3dhmr_cpu_cutouts5.yaml data.train.kwargs.root="$DATA/photos_cutouts_s26" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s26" data.train.kwargs.seed=26 train.seed=26 \
+    train.init_from="$STAGE10" --out "${RUN}b" --resume auto
+SOUP=("$RUN/checkpoints/step_00003000" "${RUN}b/checkpoints/step_00003000")
+$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
+RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
 if $PY -c "import pyrender, skimage" 2>/dev/null; then
@@ -133,7 +151,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -144,6 +162,7 @@ atomic_write_json(path, {
              "stage8": "the same with --seed 22",
              "stage9": "the same with --seed 23",
              "stage10": "the same with --seed 24",
+             "stage11": "the same with --seed 25 and, for the soup's second run, --seed 26",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
@@ -152,6 +171,6 @@ atomic_write_json(path, {
 PYEOF
 FOREIGN=()
 [ -f "$RUN/foreign_eval/metrics.json" ] && FOREIGN=(--metrics foreign="$RUN/foreign_eval/metrics.json")
-$PY tools/package_model.py "$RUN" --training "$RUN/training.json" \
+$PY tools/package_model.py "${SOUP[@]}" --average --training "$RUN/training.json" \
     --metrics pipeline="$RUN/heldout_eval/metrics.json" --metrics network="$RUN/heldout_eval/crop_metrics.json" \
     "${FOREIGN[@]}"
