@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 93, about 20 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 95, about 20 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -282,6 +282,12 @@ MUTATIONS = [
     ("an average of different models is packaged", "tools/package_model.py",
      "        if (card.get(\"architecture\"), card.get(\"kwargs\")) != (first.get(\"architecture\"), first.get(\"kwargs\")):",
      "        if card.get(\"architecture\") != first.get(\"architecture\"):", ["tests/test_package_model.py"]),
+    ("a video that does not open leaves an empty NAME.jsonl", "src/handrecon/infer/video.py",
+     "        state = None\n    done = report.resumed_at", "        state = None\n        jsonl.write_text(\"\")\n    done = report.resumed_at",
+     ["tests/test_video.py"]),
+    ("videos inside input folders are skipped", "src/handrecon/cli.py",
+     "    videos = [p for p in inputs if is_video(p)]", "    videos = [p for p in inputs if is_video(p) and p in paths]",
+     ["tests/test_video.py"]),
 ]
 
 
