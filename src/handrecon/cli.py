@@ -349,7 +349,7 @@ def reconstruct(
                            f"({rep.dropped[0][1]}) in frame(s) {frames}", err=True)
         except (VideoError, ValueError, OSError) as e:
             failed.append((str(video), str(e)))
-    if images or not videos:
+    if images or not videos:  # with no input at all, the summary still says 0 image(s) and what failed
         try:
             with Progress(transient=True) as progress:
                 task = progress.add_task("reconstructing", total=None)
@@ -372,7 +372,7 @@ def reconstruct(
 
 @app.command()
 def detect(
-    paths: list[Path] = typer.Argument(..., help="Images, videos and/or folders (searched recursively for both)."),
+    paths: list[Path] = typer.Argument(..., help="Images and/or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Output folder: per image NAME.json (boxes, scores) and NAME_boxes.png."),
     detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help="Shipped detector name, or KIND:DIR for a transformers checkpoint in a local folder (grounding-dino, mm-grounding-dino, deformable-detr, rt-detr, rt-detr-v2)."),
     score_threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Keep hands scoring at least this (HandOS's query filter uses 0.1)."),
