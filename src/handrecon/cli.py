@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: Rich markup would eat "[serve]" and "[[x1, y1, x2, y2]"
 )
 
 

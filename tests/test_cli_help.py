@@ -1,0 +1,28 @@
+"""Every command's --help shows its help texts verbatim: nothing in them is read as markup (Rich ate
+"[serve]" from `pip install "handrecon[serve]"` and the box list from --boxes' JSON example)."""
+import re
+
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from handrecon.cli import app
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_every_help_text_is_printed_as_written():
+    commands = get_command(app).commands
+    assert {"reconstruct", "detect", "serve", "train", "evaluate"} <= set(commands)
+    for name, command in commands.items():
+        shown = _flat(CliRunner().invoke(app, [name, "--help"], terminal_width=400).output)
+        for text in [command.help or ""] + [p.help for p in command.params if getattr(p, "help", None)]:
+            assert _flat(text) in shown, f"`handrecon {name} --help` does not show: {text}"
+
+
+def test_bracketed_examples_survive():
+    serve = _flat(CliRunner().invoke(app, ["serve", "--help"]).output)
+    assert 'pip install "handrecon[serve]"' in serve
+    boxes = _flat(CliRunner().invoke(app, ["reconstruct", "--help"], terminal_width=400).output)
+    assert '{"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}' in boxes
