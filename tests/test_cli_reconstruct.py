@@ -217,6 +217,43 @@ def test_reconstruct_with_a_boxes_file(tmp_path, ckpt):
     assert r.exit_code == 2 and "'a.png' hand 0" in r.output and "Traceback" not in r.output
 
 
+def test_boxes_keys_match_the_end_of_a_path():
+    """A --boxes key is a file name or the end of a path; the longest key wins; a name two folders
+    share, given once, is an error that says how to key it; keys naming no image are reported."""
+    from pathlib import Path
+
+    from handrecon.infer.batch import match_box_prompts
+
+    a, b, c = Path("/d/in/a/x.png"), Path("/d/in/b/x.png"), Path("/d/in/y.png")
+    hands = {"a/x.png": [1], "x.png": [2], "in\\y.png": [3], "q.png": [4]}
+    matched, unmatched = match_box_prompts(hands, [a, b, c])
+    assert matched == {a: [1], b: [2], c: [3]} and unmatched == ["q.png"]
+    with pytest.raises(ValueError, match=r"'x.png' matches 2 images .* e.g. 'a/x.png'"):
+        match_box_prompts({"x.png": [2]}, [a, b])
+    with pytest.raises(ValueError, match="name the same file"):
+        match_box_prompts({"a/x.png": [1], "./a/x.png": [2]}, [a])
+
+
+def test_reconstruct_boxes_for_two_images_of_one_name(tmp_path, ckpt):
+    """Two folders each holding a.png: keyed by folder, each gets its own boxes; an entry that names
+    no input image is a warning, not silence."""
+    images = write_images(tmp_path / "in")
+    (images / "sub" / "a.png").write_bytes((images / "a.png").read_bytes())
+    spec = {"in/a.png": [[10, 10, 60, 70]], "sub/a.png": [[20, 20, 50, 60], [5, 5, 40, 40]], "typo.png": []}
+    (tmp_path / "boxes.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(out), "--model", str(ckpt), "--formats", "",
+                            "--no-overlay", "--boxes", str(tmp_path / "boxes.json")])
+    assert r.exit_code == 0, r.output
+    assert "1 entry names no input image: typo.png" in r.output
+    boxes = {p.name: [h["box"] for h in json.loads(p.read_text())["hands"]] for p in out.glob("*a_png.json")}
+    assert sorted(boxes.values()) == [[[10, 10, 60, 70]], [[20, 20, 50, 60], [5, 5, 40, 40]]]
+    (tmp_path / "one.json").write_text(json.dumps({"a.png": []}))
+    r = runner.invoke(app, ["reconstruct", str(images), "--out", str(tmp_path / "out2"), "--model", str(ckpt),
+                            "--boxes", str(tmp_path / "one.json")])
+    assert r.exit_code == 2 and "'a.png' matches 2 images" in r.output and "Traceback" not in r.output
+
+
 def test_reconstruct_backends_agree_and_a_bad_one_is_an_error(tmp_path, ckpt, monkeypatch):
     """--backend auto (the default: onnxruntime from the export cache) and --backend torch give the
     same hands; an unknown backend is a one-line error."""

@@ -265,7 +265,7 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
-    boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name: {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side gets the detector side head\'s reading, an unlisted image the detector.'),
+    boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side gets the detector side head\'s reading, an unlisted image the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
     beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient (higher: less lag in fast motion)."),
@@ -366,6 +366,11 @@ def reconstruct(
             typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
                        f"{len(report.failed) + len(problems)} failed -> {out}/")
             failed += report.failed
+            if report.unmatched_prompts:
+                keys = ", ".join(report.unmatched_prompts[:5]) + (" ..." if len(report.unmatched_prompts) > 5 else "")
+                typer.echo(f"warning: --boxes {boxes_file}: {len(report.unmatched_prompts)} entr"
+                           f"{'y names' if len(report.unmatched_prompts) == 1 else 'ies name'} no input image: {keys}",
+                           err=True)
     _echo_failures(failed)
     if failed:
         raise typer.Exit(1)

@@ -49,6 +49,7 @@ class BatchReport:
     written: dict[str, list[str]] = field(default_factory=dict)
     failed: list[tuple[str, str]] = field(default_factory=list)
     num_hands: int = 0
+    unmatched_prompts: list[str] = field(default_factory=list)  # --boxes keys that name no input image
 
     @property
     def ok(self) -> bool:
@@ -241,13 +242,16 @@ def reconstruct_paths(
     a bad item fails alone. Under torchrun each rank reconstructs every world-th image into
     `out_dir` and all ranks return the merged report. on_start gets the number of images once they are collected;
     on_progress each image's path once it is done. fitter (`infer.fitting.HandFitter`): adds the
-    hand model's fitted pose parameters to every hand. prompts: per image file name, its hands as
-    (box, side) pairs (`read_box_prompts`), instead of `box` / `side` for the images it lists.
+    hand model's fitted pose parameters to every hand. prompts: per image file name (or the end of
+    its path), its hands as (box, side) pairs (`read_box_prompts`, matched by `match_box_prompts`;
+    ValueError if a key is ambiguous), instead of `box` / `side` for the images it lists; the keys
+    that name no image are in the report's `unmatched_prompts`.
     """
     check_batching(batch_size, workers)
     out_dir = Path(out_dir)
     images, problems = collect_images(paths, exclude=out_dir)
     stems = unique_stems(images)  # a name clash is an error before anything runs
+    prompted, unmatched = match_box_prompts(prompts, images) if prompts is not None else ({}, [])
     if images:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,13 +263,13 @@ def reconstruct_paths(
     images, stems = [images[i] for i in shard], [stems[i] for i in shard]
     if on_start is not None:
         on_start(len(images))
-    report = BatchReport(failed=list(problems) if rank == 0 else [])
+    report = BatchReport(failed=list(problems) if rank == 0 else [], unmatched_prompts=unmatched)
 
     def prepare(path: Path) -> tuple[LoadedImage, FilePrompt] | Exception:
         try:
             loaded = read_image(path, reduce=True)
-            if prompts is not None and path.name in prompts:
-                hands = prompts[path.name]
+            if path in prompted:
+                hands = prompted[path]
                 return loaded, file_prompt(loaded, [b for b, _ in hands], focal=focal,
                                            sides=[s for _, s in hands])
             return loaded, file_prompt(loaded, None if box is None else [box], focal=focal,
@@ -285,7 +289,7 @@ def reconstruct_paths(
     run_batches(images, stems, prepare, lambda items: _predict_chunk(predictor, items), write, report, batch_size,
                 workers, on_progress, after_predict=attach_fits)
     if world > 1:  # every rank wrote its own images; each returns the merged report
-        merged = BatchReport()
+        merged = BatchReport(unmatched_prompts=report.unmatched_prompts)  # the same on every rank
         for part in all_gather_object(report):
             merged.written.update(part.written)
             merged.failed += part.failed
@@ -418,8 +422,9 @@ def file_prompt(loaded: LoadedImage, boxes: list | None = None, sides: list[str]
 
 
 def read_box_prompts(path: str | os.PathLike) -> dict[str, list[tuple[list[float], str | None]]]:
-    """A ``--boxes`` file: JSON ``{"IMAGE_NAME": [HAND, ...]}`` with each HAND ``[x1, y1, x2, y2]``
-    (pixels) or ``{"box": [x1, y1, x2, y2], "side": "left"}``; keys are file names. ValueError
+    """A ``--boxes`` file: JSON ``{"IMAGE": [HAND, ...]}`` with each HAND ``[x1, y1, x2, y2]``
+    (pixels) or ``{"box": [x1, y1, x2, y2], "side": "left"}``; IMAGE is a file name or the end of
+    its path (``"b/x.jpg"`` when two folders hold an ``x.jpg``; see `match_box_prompts`). ValueError
     naming the key and what is wrong."""
     import json
 
@@ -433,15 +438,50 @@ def read_box_prompts(path: str | os.PathLike) -> dict[str, list[tuple[list[float
     for name, hands in data.items():
         if not isinstance(hands, list):
             raise ValueError(f"--boxes {path}: {name!r} must map to a list of hands")
-        out[Path(name).name] = []
+        out[name] = []
         for i, hand in enumerate(hands):
             box, side = (hand.get("box"), hand.get("side")) if isinstance(hand, dict) else (hand, None)
-            ok = isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+            ok = (isinstance(box, list) and len(box) == 4
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box))
             if not ok or side not in (None, "left", "right"):
                 raise ValueError(f"--boxes {path}: {name!r} hand {i}: give [x1, y1, x2, y2] in pixels or "
                                  f"{{\"box\": [...], \"side\": \"left\"|\"right\"}}, got {hand!r}")
-            out[Path(name).name].append(([float(v) for v in box], side))
+            out[name].append(([float(v) for v in box], side))
     return out
+
+
+def match_box_prompts(prompts: dict[str, list], images: list[Path]) -> tuple[dict[Path, list], list[str]]:
+    """Each image's entry of a `read_box_prompts` dict, and the keys that name no image.
+
+    A key matches an image whose path ends with the key's parts (``"x.jpg"``, ``"b/x.jpg"``; ``\\``
+    and ``/`` alike); the longest matching key wins. ValueError when a key matches several images
+    and none of them has a longer key of its own (say which folder it means), or when two keys are
+    the same path."""
+    parts = {}
+    for key in prompts:
+        p = tuple(x for x in key.replace("\\", "/").split("/") if x not in ("", "."))
+        if not p:
+            raise ValueError(f"--boxes: {key!r} names no file")
+        if p in parts:
+            raise ValueError(f"--boxes: {parts[p]!r} and {key!r} name the same file")
+        parts[p] = key
+    by_name: dict[str, list[tuple[str, ...]]] = {}
+    for p in parts:
+        by_name.setdefault(p[-1], []).append(p)
+    matched: dict[Path, list] = {}
+    hits: dict[tuple[str, ...], list[Path]] = {}
+    for image in images:
+        keys = [p for p in by_name.get(image.name, []) if image.parts[-len(p):] == p]
+        if keys:
+            best = max(keys, key=len)
+            hits.setdefault(best, []).append(image)
+            matched[image] = prompts[parts[best]]
+    for p, found in hits.items():
+        if len(found) > 1:
+            names = ", ".join(str(f) for f in found[:3]) + (" ..." if len(found) > 3 else "")
+            raise ValueError(f"--boxes: {parts[p]!r} matches {len(found)} images ({names}); key each by the end of "
+                             f"its path, e.g. {'/'.join(found[0].parts[-len(p) - 1:])!r}")
+    return matched, [parts[p] for p in parts if p not in hits]
 
 
 def to_file_pixels(result: ImageResult, loaded: LoadedImage, K_file: np.ndarray) -> ImageResult:
