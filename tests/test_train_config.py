@@ -40,6 +40,18 @@ def test_load_defaults_and_overrides(tmp_path):
     assert again == cfg
 
 
+def test_a_bare_off_is_the_word_off(tmp_path):
+    """YAML 1.1 reads a bare `off` as False: `train.amp=off` and `amp: off` in a file mean "off"."""
+    p = tmp_path / "run.yaml"
+    p.write_text(yaml.safe_dump({k: v for k, v in BASE.items() if k != "train"}) + "train:\n  epochs: 2\n  amp: off\n  progress: off\n")
+    assert yaml.safe_load(p.read_text())["train"]["amp"] is False  # what the parser hands over
+    cfg = load_config(p)
+    assert (cfg.train.amp, cfg.train.progress) == ("off", "off")
+    assert load_config(write(tmp_path, BASE), ["train.amp=off"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp: expected one of"):
+        load_config(write(tmp_path, BASE), ["train.amp=on"])  # no "on" to mean
+
+
 @pytest.mark.parametrize(
     "raw, overrides, message",
     [

@@ -143,9 +143,16 @@ def test_exact_resume(tmp_path, over):
     torch.testing.assert_close(sa["rng"][0]["torch"], sb["rng"][0]["torch"])
 
 
-def test_bf16_autocast_on_cpu(tmp_path):
-    res = train(config_from_dict(make_cfg(tmp_path, **{"train.amp": "bf16", "train.max_steps": 6, "train.epochs": None})))
+@pytest.mark.parametrize("emulated", [False, True])
+def test_bf16_autocast_on_cpu(tmp_path, capsys, monkeypatch, emulated):
+    """bf16 trains on the CPU; where the CPU has no native bf16 the run says it is emulated (slow)."""
+    from handrecon.train import engine
+
+    monkeypatch.setattr(engine, "cpu_bf16_is_emulated", lambda: emulated)
+    cfg = make_cfg(tmp_path, **{"train.amp": "bf16", "train.max_steps": 6, "train.epochs": None, "train.progress": "plain"})
+    res = train(config_from_dict(cfg))
     assert res.step == 6 and np.isfinite(res.metrics["mean_err"])
+    assert ("bf16 on a CPU without native bf16" in capsys.readouterr().out) == emulated
 
 
 def test_fp16_on_cpu_is_refused(tmp_path):
