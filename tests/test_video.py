@@ -174,6 +174,13 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
 
     doc = pygltflib.GLTF2().load(str(tmp_path / "out" / "clip_track0.glb"))
     assert doc.skins and doc.animations and doc.accessors[doc.animations[0].samplers[0].input].count == 6
+    same = ["reconstruct", str(clip), "--out", str(tmp_path / "out"), "--no-overlay", "--crop", "--side", "right"]
+    r = CliRunner().invoke(app, [*same, "--fit"])  # the same settings: nothing redone
+    assert r.exit_code == 0 and "already complete" in r.output, r.output
+    r = CliRunner().invoke(app, same)  # without --fit: a run of other settings, redone (never half with fits)
+    assert r.exit_code == 0 and "already complete" not in r.output and "resumed" not in r.output, r.output
+    lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all("fit" not in h for x in lines for h in json.loads(x)["hands"])
 
 
 def test_a_hand_with_non_finite_numbers_is_left_out_and_reported(tmp_path):

@@ -341,9 +341,12 @@ def reconstruct(
 
                 rep = reconstruct_video(predictor, video, out, smoothing, focal=focal, box=box, side=side,
                                         overlay=not no_overlay, fitter=fitter, on_progress=advance, workers=workers)
-            resumed = f", resumed at frame {rep.resumed_at}" if rep.resumed_at else ""
+            if rep.resumed_at and rep.resumed_at == rep.frames:
+                speed = "already complete"
+            else:
+                speed = f"{rep.frames_per_second:.1f} frames/s" + (f", resumed at frame {rep.resumed_at}" if rep.resumed_at else "")
             typer.echo(f"{video}: {rep.frames} frame(s), {rep.hands} hand detection(s) in {rep.tracks} track(s), "
-                       f"{rep.frames_per_second:.1f} frames/s{resumed} -> {out}/{video.stem}.jsonl")
+                       f"{speed} -> {out}/{video.stem}.jsonl")
             if rep.dropped:
                 frames = ", ".join(str(i) for i, _ in rep.dropped[:10]) + (" ..." if len(rep.dropped) > 10 else "")
                 typer.echo(f"  {len(rep.dropped)} hand(s) left out: the model gave non-finite numbers "

@@ -9,7 +9,7 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
 - with a fitter (``--fit``): `NAME_track{ID}.glb`, the hand model skinned and animated by its
   fitted pose, one keyframe per frame the track is seen (`infer.rig`);
 - `NAME.state.json`: how far the run got and the tracker's state. An interrupted run resumes from
-  its last complete chunk of frames with the same settings (the same model, focal and smoothing),
+  its last complete chunk of frames with the same settings (the same model, focal, smoothing and --fit),
   with the same output as an uninterrupted one; a finished video is not redone.
 
 Frames go through the model `batch_size` at a time; progress reports frames per second.
@@ -101,7 +101,8 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
     settings = {"source": str(path.resolve()), "model": str(getattr(predictor, "source", "")), "focal": focal,
                 "box": None if box is None else [float(b) for b in box], "side": side,
-                "smoothing": None if smoothing is None else asdict(smoothing), "version": STATE_VERSION}
+                "smoothing": None if smoothing is None else asdict(smoothing), "fit": fitter is not None,
+                "version": STATE_VERSION}
     tracker = HandTracker(smoothing)
     report = VideoReport()
     state = _read_state(state_path)
