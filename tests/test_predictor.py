@@ -236,6 +236,11 @@ def test_load_errors(monkeypatch, tmp_path):
         handrecon.load("missing-model")
     with pytest.raises(ModelNotFoundError, match="neither a shipped model"):
         handrecon.load("no-such-model")
+    hint = r"is a hand detector, which finds boxes only: load 'handrecon-hand-detector\+m3dhmr-openhand'"
+    with pytest.raises(ModelNotFoundError, match=hint):  # a detector alone, or the pipeline's two names swapped
+        handrecon.load("handrecon-hand-detector")
+    with pytest.raises(ModelNotFoundError, match=hint):
+        handrecon.load("m3dhmr-openhand+handrecon-hand-detector")
 
 
 def test_import_handrecon_stays_cheap():

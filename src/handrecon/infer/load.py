@@ -16,7 +16,8 @@ from handrecon.infer.detect import build_detector
 from handrecon.infer.onnx import METADATA_VERSION, OnnxNetwork
 from handrecon.infer.pipeline import PIPELINE_SEPARATOR, TwoStagePredictor, is_pipeline
 from handrecon.infer.predictor import Predictor, build_adapter, check_threads
-from handrecon.infer.registry import resolve_model
+from handrecon.infer.registry import DEFAULT_MODEL, ModelNotFoundError, resolve_model
+from handrecon.registry import DETECTORS
 from handrecon.utils.onnx import cached_export, onnx_export_available
 
 BACKENDS = ("torch", "auto")
@@ -62,7 +63,15 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
         crop_predictor = load(crop, device, threads, refine_root, backend)
         return TwoStagePredictor(build_detector(detector, threads), crop_predictor, source=str(name_or_path))
-    path = resolve_model(name_or_path)
+    try:
+        path = resolve_model(name_or_path)
+    except ModelNotFoundError as e:
+        kind = str(name_or_path).partition(":")[0]
+        if kind not in DETECTORS.names():
+            raise
+        raise ModelNotFoundError(f"{name_or_path!r} is a hand detector, which finds boxes only: load "
+                                 f"'{name_or_path}{PIPELINE_SEPARATOR}{DEFAULT_MODEL}' (DETECTOR{PIPELINE_SEPARATOR}MODEL) "
+                                 "for every hand of a full image, or run `handrecon detect` for the boxes") from e
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, threads=threads, refine_root=refine_root)
     predictor = load_exported(path, threads, refine_root) if backend == "auto" and str(device) == "cpu" else None
