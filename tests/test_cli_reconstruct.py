@@ -125,6 +125,10 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     assert not (tmp_path / "m.onnx").exists()
     _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(blocker / "o"), "--model",
                                         str(ckpt)]), "cannot create the output folder", str(blocker / "o"))
+    _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(blocker), "--crop",
+                                        "--model", str(ckpt)]), f"the output folder {blocker} is a file")  # --out: a file
+    _one_line_error(runner.invoke(app, ["detect", str(tmp_path / "in"), "--out", str(blocker)]),
+                    f"the output folder {blocker} is a file")
     _one_line_error(runner.invoke(app, ["synth", "--num", "2", "--out", str(blocker / "s")]), "cannot write to")
     _one_line_error(runner.invoke(app, ["synth", "--num", "2", "--workers", "-1", "--out", str(tmp_path / "s")]),
                     "--workers must be 0 or more")

@@ -124,7 +124,8 @@ def test_cli_synth_and_show_dataset(tmp_path):
 
     config = json.loads((setd / "meta.json").read_text())["config"]
     assert (config["orientation"], config["p_natural"], config["hand_size"]) == ("mixed", 0.25, [0.4, 0.6])
-    for bad, message in ((["--set", "p_natural"], "FIELD=VALUE"), (["--set", "nope=1"], "unknown synth config fields"),
+    for bad, message in ((["--set", "p_natural"], "FIELD=VALUE"),
+                         (["--set", "nope=1"], "unknown synth config fields ['nope']; the fields are "),
                          (["--set", "orientation=sideways"], "orientation must be"), (["--set", "p_natural=[1"], "not valid YAML")):
         r = runner.invoke(app, ["synth", "--num", "1", "--out", str(tmp_path / "bad"), *bad])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

@@ -26,7 +26,7 @@ from handrecon.infer.predictor import check_box, check_input_image, check_intrin
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
 from handrecon.utils.distributed import all_gather_object, current_rank
-from handrecon.utils.io import atomic_open, atomic_write_bytes
+from handrecon.utils.io import atomic_open, atomic_write_bytes, make_output_folder
 from handrecon.utils.threads import prefetch
 
 OVERLAY_MAX_SIDE = 2048  # px: overlays of larger photos are drawn downscaled
@@ -253,11 +253,7 @@ def reconstruct_paths(
     stems = unique_stems(images)  # a name clash is an error before anything runs
     prompted, unmatched = match_box_prompts(prompts, images) if prompts is not None else ({}, [])
     if images:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # not per item: no image could be written
-            raise ValueError(f"cannot create the output folder {out_dir}: {e.strerror or e} (is a parent path a file, "
-                             "or not writable?)") from None
+        make_output_folder(out_dir)  # not per item: no image could be written
     rank, world = current_rank()  # under torchrun: every rank takes every world-th image
     shard = list(range(rank, len(images), world))
     images, stems = [images[i] for i in shard], [stems[i] for i in shard]

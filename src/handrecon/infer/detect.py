@@ -26,7 +26,7 @@ from handrecon.infer.batch import (
 )
 from handrecon.registry import DETECTORS
 from handrecon.render.overlay import label_boxes
-from handrecon.utils.io import atomic_write_json
+from handrecon.utils.io import atomic_write_json, make_output_folder
 
 
 
@@ -60,7 +60,7 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
     images, problems = collect_images(paths, exclude=out)
     names = unique_stems(images)
     report = BatchReport(failed=list(problems))
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     if on_start:
         on_start(len(images))
 

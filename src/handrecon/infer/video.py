@@ -34,7 +34,7 @@ from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.infer.tracking import HandTracker, OneEuroConfig
-from handrecon.utils.io import atomic_write_json
+from handrecon.utils.io import atomic_write_json, make_output_folder
 from handrecon.utils.threads import prefetch
 
 STATE_VERSION = 1
@@ -97,7 +97,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     frames per second); max_frames: a ValueError before anything runs for a longer video;
     workers: chunks of `batch_size` frames through the predictor at once (each in its own thread)."""
     path, out_dir = Path(path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out_dir)
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
     settings = {"source": str(path.resolve()), "model": str(getattr(predictor, "source", "")), "focal": focal,
                 "box": None if box is None else [float(b) for b in box], "side": side,

@@ -61,6 +61,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HANDRECON_CACHE") or Path.home() / ".cache" / "handrecon")
 
 
+def make_output_folder(path: str | os.PathLike) -> Path:
+    """Create the output folder `path` (and its parents) if missing; ValueError saying what to do
+    when it is a file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the output folder {path} is a file; give a folder (new or existing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the output folder {path}: {e.strerror or e} (is a parent path a file, "
+                         "or not writable?)") from None
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` atomically (`atomic_open`)."""
     with atomic_open(path, "wb", durable) as f:

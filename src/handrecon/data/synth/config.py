@@ -140,7 +140,8 @@ def preset(name: str, **overrides) -> SynthConfig:
         raise ValueError(f"unknown synth preset {name!r}; choose from {sorted(PRESETS)}")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(SynthConfig)}
     if unknown:
-        raise ValueError(f"unknown synth config fields {sorted(unknown)}")
+        raise ValueError(f"unknown synth config fields {sorted(unknown)}; the fields are "
+                         f"{', '.join(f.name for f in dataclasses.fields(SynthConfig))} (docs/synthetic.md)")
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
