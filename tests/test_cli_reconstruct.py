@@ -109,6 +109,10 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
                                         "--formats", "obj,stl"]), "--formats", "stl", "obj, ply, glb")
     assert not out.exists()  # refused before anything ran
+    for focal in ("-5", "nan", "0"):
+        _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
+                                            "--crop", "--focal", focal]), "--focal must be a positive focal length")
+    assert not out.exists()
     (tmp_path / "p.json").write_text("[]")
     _one_line_error(runner.invoke(app, ["evaluate-submission", "--pred", str(tmp_path / "p.json"), "--gt-dir",
                                         str(tmp_path), "--benchmark", "other"]), "unknown benchmark 'other'", "freihand")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -283,8 +284,11 @@ def reconstruct(
 
     mesh_formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     bad = [f for f in mesh_formats if f not in MESH_FORMATS]
-    if bad or side not in (None, "left", "right"):
-        what = f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else f"--side must be left or right, got {side!r}"
+    bad_focal = focal is not None and not (math.isfinite(focal) and focal > 0)
+    if bad or side not in (None, "left", "right") or bad_focal:
+        what = (f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else
+                f"--side must be left or right, got {side!r}" if side not in (None, "left", "right") else
+                f"--focal must be a positive focal length in pixels, got {focal}")
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
     from handrecon.infer.batch import read_box_prompts
