@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 95, about 20 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 99, about 23 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -288,6 +288,15 @@ MUTATIONS = [
     ("videos inside input folders are skipped", "src/handrecon/cli.py",
      "    videos = [p for p in inputs if is_video(p)]", "    videos = [p for p in inputs if is_video(p) and p in paths]",
      ["tests/test_video.py"]),
+    ("a video run resumed with another --fit mixes frames with and without fits", "src/handrecon/infer/video.py",
+     '"fit": fitter is not None,', "", ["tests/test_video.py"]),
+    ("--boxes keys match the file name alone", "src/handrecon/infer/batch.py",
+     "keys = [p for p in by_name.get(image.name, []) if image.parts[-len(p):] == p]",
+     "keys = [p for p in by_name.get(image.name, []) if len(p) == 1]", ["tests/test_cli_reconstruct.py"]),
+    ("help texts read as Rich markup", "src/handrecon/cli.py",
+     "    rich_markup_mode=None,", "", ["tests/test_cli_help.py"]),
+    ("a bare `off` in a config is YAML's false", "src/handrecon/train/config.py",
+     'value = "off" if not value else "on"', "pass", ["tests/test_train_config.py"]),
 ]
 
 
