@@ -46,6 +46,23 @@ def test_model_choices_offer_the_full_image_and_the_whole_image_use():
     assert model_choices(["m3dhmr-openhand", "a+b"], ModelPool()) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL, "a+b"]
 
 
+def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):
+    """A --model that does not load stops `serve` before the page starts, in one line; a pipeline
+    chosen on the page that does not load shows why (a gr.Error), not a bare "Error"."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.serve import reconstruct_image
+
+    with pytest.raises(ValueError, match="cannot load model 'nope'.*neither a shipped model"):
+        model_choices(["nope"], ModelPool())
+    r = CliRunner().invoke(app, ["serve", "--model", "nope", "--port", str(_free_port())])
+    assert r.exit_code == 2 and r.output.startswith("error: --model: cannot load model 'nope'") and r.output.count("\n") == 1
+    image = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    with pytest.raises(gr.Error, match="cannot load model 'nope\\+m3dhmr-openhand'"):
+        reconstruct_image(ModelPool(), tmp_path, image, "nope+m3dhmr-openhand", False)
+
+
 def test_api_reconstructs_the_sample(server):
     client = Client(server, verbose=False)
     overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True,

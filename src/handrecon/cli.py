@@ -540,6 +540,9 @@ def serve(
         raise typer.Exit(2) from None
     try:
         _, url = start(model, host, port, threads, block=False)
+    except ValueError as e:  # a --model that does not load
+        typer.echo(f"error: --model: {e}", err=True)
+        raise typer.Exit(2) from None
     except OSError as e:
         typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}; choose another --port", err=True)
         raise typer.Exit(2) from None

@@ -39,9 +39,13 @@ class ModelPool:
         self.threads, self._models, self._fitters, self._lock = threads, {}, {}, threading.Lock()
 
     def get(self, name: str) -> Any:
+        """The predictor `name`; ValueError saying why when it does not load."""
         with self._lock:
             if name not in self._models:
-                self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads, backend="auto")
+                try:
+                    self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads, backend="auto")
+                except (OSError, RuntimeError, ValueError) as e:  # not found, a bad card or weights, a bad name
+                    raise ValueError(f"cannot load model {name!r}: {e}") from None
             return self._models[name]
 
     def fitter(self, predictor: Any) -> HandFitter:
@@ -55,22 +59,22 @@ class ModelPool:
 def model_choices(models: list[str], pool: ModelPool) -> list[str]:
     """What the page offers: a crop model after the hand detector (``DETECTOR+MODEL``) and on the
     whole image (`WHOLE_IMAGE_SUFFIX`); a pipeline or full-image model as it is. Telling them apart
-    loads each model into `pool` (kept there); one that does not load counts as a crop model, and
-    its error comes when it is chosen."""
+    loads each model into `pool` (kept there): one that does not load is a ValueError before the
+    page starts; a pipeline loads when it is first chosen, and a failure is shown on the page."""
     choices = []
     for m in models:
-        if is_pipeline(m) or _detects_hands(pool, m):
+        if is_pipeline(m) or pool.get(m).detects_hands:
             choices.append(m)
         else:
             choices += [f"{DEFAULT_DETECTOR}{PIPELINE_SEPARATOR}{m}", m + WHOLE_IMAGE_SUFFIX]
     return choices
 
 
-def _detects_hands(pool: ModelPool, name: str) -> bool:
+def _predictor(pool: ModelPool, name: str) -> Any:
     try:
-        return pool.get(name).detects_hands
-    except (OSError, ValueError):
-        return False
+        return pool.get(name)
+    except ValueError as e:  # shown on the page, not as a bare "Error"
+        raise gr.Error(str(e)) from None
 
 
 def _workdir(root: Path) -> Path:
@@ -85,7 +89,7 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
     if image is None:
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
-    predictor = pool.get(model)
+    predictor = _predictor(pool, model)
     fitter = pool.fitter(predictor) if fit else None
     out = _workdir(root)
     try:
@@ -109,7 +113,7 @@ def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str,
     """One uploaded video -> (overlay video, files to download, a one-line summary)."""
     if not video:
         raise gr.Error("upload a video first")
-    predictor = pool.get(model)
+    predictor = _predictor(pool, model)
     out = _workdir(root)
     try:
         report = reconstruct_video(predictor, video, out, OneEuroConfig() if smooth else None,
