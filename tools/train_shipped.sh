@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 13 hours,
-# over the 150-minute budget since stages 3-11 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 16 hours,
+# over the 150-minute budget since stages 3-12 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -13,7 +13,9 @@
 # pasted on the backgrounds (tools/fetch_photos.py --cutouts), four fresh draws,
 # configs/m3dhmr_cpu_cutouts.yaml, m3dhmr_cpu_cutouts2.yaml, m3dhmr_cpu_cutouts3.yaml and
 # m3dhmr_cpu_cutouts4.yaml (~70-85 min each); stage 11: two runs of configs/m3dhmr_cpu_cutouts5.yaml from
-# stage 10 on two more draws, their weights averaged (~80 min each); evaluate on the held-out
+# stage 10 on two more draws, their weights averaged (~80 min each); stage 12: the same from stage 11's
+# average, two runs of configs/m3dhmr_cpu_cutouts6.yaml (2000 steps in float32, ~100 min each on an
+# AVX2-only CPU, side by side), averaged again; evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -122,6 +124,21 @@ $HR train configs/m3dhmr_cpu_cutouts5.yaml data.train.kwargs.root="$DATA/photos_
     train.init_from="$STAGE10" --out "${RUN}b" --resume auto
 SOUP=("$RUN/checkpoints/step_00003000" "${RUN}b/checkpoints/step_00003000")
 $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
+# stage 12 (since 2026-12-03, tenth session): a second soup. Stage 11's soup continued twice for 2000 steps in
+# float32 on a seventh and an eighth fresh draw (seeds 27, 28; configs/m3dhmr_cpu_cutouts6.yaml), averaged again
+STAGE11=$RUN/soup
+for seed in 27 28; do
+    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed $seed
+done
+RUN=${RUN12:-runs/m3dhmr_cpu_cutouts6}
+$HR train configs/m3dhmr_cpu_cutouts6.yaml data.train.kwargs.root="$DATA/photos_cutouts_s27" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s27" train.init_from="$STAGE11" --out "$RUN" --resume auto
+$HR train configs/m3dhmr_cpu_cutouts6.yaml data.train.kwargs.root="$DATA/photos_cutouts_s28" \
+    data.val.kwargs.root="$DATA/photos_cutouts_s28" data.train.kwargs.seed=28 train.seed=28 \
+    train.init_from="$STAGE11" --out "${RUN}b" --resume auto
+SOUP=("$RUN/checkpoints/step_00002000" "${RUN}b/checkpoints/step_00002000")
+$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -151,7 +168,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -163,6 +180,7 @@ atomic_write_json(path, {
              "stage9": "the same with --seed 23",
              "stage10": "the same with --seed 24",
              "stage11": "the same with --seed 25 and, for the soup's second run, --seed 26",
+             "stage12": "the same with --seed 27 and, for the soup's second run, --seed 28",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
