@@ -260,13 +260,13 @@ def test_int8_export_quantises_the_convolutions_and_keeps_the_outputs(models, tm
     x = fp32_rec.prepare([photo(seed=100 + i) for i in range(6)], [None] * 6, [None] * 6, [None] * 6).inputs
     a, b = fp32_rec.network(x), int8_rec.network(x)
 
-    def relative_errors(b):  # max abs error / spread of the float32 outputs (measured: 0.08, 0.002, 0.002)
+    def relative_errors(b):  # max abs error / spread of the float32 outputs (measured: 0.08, 0.002, 0.002 on a Xeon with VNNI; 0.14, 0.002, 0.002 with 7-bit weights on an AVX2-only EPYC, where full-range weights saturate: 0.58)
         return np.array([np.abs(b[k] - a[k]).max() / (a[k].std() + 1e-12) for k in ("uv_px", "verts", "joints")])
 
     err = relative_errors(b)
     assert (err < [0.25, 0.01, 0.01]).all(), err
     blank = handrecon.load(_int8_export(models, tmp_path, [np.full((SIZE, SIZE, 3), 128, np.uint8)], "blank.onnx"))
-    assert (relative_errors(blank.network(x)) > 5 * err).all()  # measured: 30x, 7x, 7x
+    assert (relative_errors(blank.network(x)) > 5 * err).all()  # measured: 30x, 7x, 7x (Xeon); 19x, 8x, 8x (EPYC)
     res = int8_rec.predict(photo(seed=4), boxes=[(30, 20, 110, 100)])
     assert res.hands[0].vertices.shape == (778, 3) and np.isfinite(res.hands[0].vertices).all()
 
