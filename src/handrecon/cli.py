@@ -284,11 +284,11 @@ def reconstruct(
 
     mesh_formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     bad = [f for f in mesh_formats if f not in MESH_FORMATS]
-    bad_focal = focal is not None and not (math.isfinite(focal) and focal > 0)
-    if bad or side not in (None, "left", "right") or bad_focal:
-        what = (f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else
-                f"--side must be left or right, got {side!r}" if side not in (None, "left", "right") else
-                f"--focal must be a positive focal length in pixels, got {focal}")
+    what = (f"--formats: unknown {', '.join(bad)} (use {', '.join(MESH_FORMATS)})" if bad else
+            f"--side must be left or right, got {side!r}" if side not in (None, "left", "right") else
+            f"--focal must be a positive focal length in pixels, got {focal}"
+            if focal is not None and not (math.isfinite(focal) and focal > 0) else None)
+    if what:
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
     from handrecon.infer.batch import read_box_prompts

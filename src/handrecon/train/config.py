@@ -238,8 +238,9 @@ def _check(tp: Any, value: Any, key: str, source: str, overridden: set[str]) -> 
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".", source, overridden)
     if origin is Literal:
-        if isinstance(value, bool) and ("off" if not value else "on") in args:
-            value = "off" if not value else "on"  # YAML 1.1 reads a bare `off` (`on`) as a boolean
+        word = "on" if value else "off"
+        if isinstance(value, bool) and word in args:
+            value = word  # YAML 1.1 reads a bare `off` (`on`) as a boolean
         if value not in args:
             raise ConfigError(f"{_where(key, source, overridden)}: expected one of {list(args)}, got {value!r}")
         return value
