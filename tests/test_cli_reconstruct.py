@@ -142,8 +142,11 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["evaluate-submission", "--pred", str(tmp_path / "deep.json"), "--gt-dir",
                                         str(tmp_path / "fh")]), "nested too deeply")
     for threads in ("0", "-3"):  # used to be a RuntimeError traceback from torch.set_num_threads
-        _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt),
-                                            "--threads", threads]), "threads must be a positive", threads)
+        for args in (["reconstruct", str(tmp_path / "in"), "--out", str(out), "--model", str(ckpt)],
+                     ["evaluate", "--checkpoint", str(ckpt), "--dataset", "synthetic", "--root", str(tmp_path / "in")],
+                     ["detect", str(tmp_path / "in"), "--out", str(out)]):  # said "cannot load model" or failed late
+            _one_line_error(runner.invoke(app, [*args, "--threads", threads]),
+                            "error: --threads: threads must be a positive", threads)
     _one_line_error(runner.invoke(app, ["demo", "--model", "nope", "--out", str(tmp_path / "d")]),
                     "cannot load model 'nope'")
     _one_line_error(runner.invoke(app, ["demo", "--model", str(ckpt), "--out", str(blocker / "d")]),

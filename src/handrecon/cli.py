@@ -219,6 +219,17 @@ def show_dataset(
 
 
 
+def _check_threads_or_exit(threads: Optional[int]) -> None:
+    """A one-line error and exit code 2 unless --threads is unset or a positive integer."""
+    from handrecon.infer.predictor import check_threads
+
+    try:
+        check_threads(threads)
+    except ValueError as e:
+        typer.echo(f"error: --threads: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch"):
     """handrecon.load, or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -291,6 +302,7 @@ def reconstruct(
     if what:
         typer.echo(f"error: {what}", err=True)
         raise typer.Exit(2)
+    _check_threads_or_exit(threads)
     from handrecon.infer.batch import read_box_prompts
     from handrecon.utils.distributed import start_cpu_group
 
@@ -399,16 +411,11 @@ def detect(
 
     from handrecon.infer.batch import parallel_batches
     from handrecon.infer.detect import build_detector, detect_paths
-    from handrecon.infer.predictor import check_threads
 
     if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_iou <= 1.0:
         typer.echo(f"error: --score-threshold must be in [0, 1] and --nms-iou in (0, 1], got {score_threshold} and {nms_iou}", err=True)
         raise typer.Exit(2)
-    try:
-        check_threads(threads)
-    except ValueError as e:
-        typer.echo(f"error: --threads: {e}", err=True)
-        raise typer.Exit(2) from None
+    _check_threads_or_exit(threads)
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     try:
         model = build_detector(detector, threads)
@@ -492,6 +499,7 @@ def evaluate(
     from handrecon.eval.runner import format_metric
     from handrecon.utils.distributed import start_cpu_group
 
+    _check_threads_or_exit(threads)
     rank, _ = start_cpu_group()  # under torchrun every rank evaluates a share, rank 0 scores and reports
     from handrecon.infer.batch import parallel_batches
 
@@ -538,6 +546,7 @@ def serve(
     except ImportError as e:
         typer.echo(f"error: the web page needs gradio ({e}); install it with: pip install \"handrecon[serve]\"", err=True)
         raise typer.Exit(2) from None
+    _check_threads_or_exit(threads)
     try:
         _, url = start(model, host, port, threads, block=False)
     except ValueError as e:  # a --model that does not load
