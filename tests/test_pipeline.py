@@ -17,7 +17,7 @@ from handrecon.infer.load import load
 from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
-from handrecon.models.handos.detections import box_crops
+from handrecon.models.handos.detections import DetectorConfig, box_crops, prepare_arrays
 
 runner = CliRunner()
 
@@ -90,6 +90,26 @@ class SidedFakeDetector(FakeDetector):
 
     def read_sides(self, image, boxes):
         return read_box_sides(self.side_head, image, boxes)
+
+
+@pytest.mark.parametrize("image, match", [
+    ("photo.jpg", "load_image"),  # used to be AttributeError: 'str' object has no attribute 'shape'
+    (Image.new("RGB", (40, 30)), "convert"),
+    (np.zeros((30, 40, 3), np.float32), "uint8"),
+    (np.zeros((30, 40, 4), np.uint8), "RGBA"),
+    (np.zeros((3, 30, 40), np.uint8), r"transpose\(1, 2, 0\)"),
+    (np.zeros((0, 0, 3), np.uint8), "empty"),  # used to be ZeroDivisionError
+])
+def test_bad_images_are_refused_before_the_detector_sees_them(ckpt, image, match):
+    detector = FakeDetector()
+    with pytest.raises(ValueError, match=match):
+        TwoStagePredictor(detector, load(ckpt)).predict(image)
+    assert detector.calls == 0
+    good = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match="^item 1: "):  # which one of a batch
+        TwoStagePredictor(detector, load(ckpt)).predict_batch([good, image])
+    with pytest.raises(ValueError, match="^image 1: "):  # a detector used on its own says which image, too
+        prepare_arrays([good, image], DetectorConfig())
 
 
 def test_given_boxes_without_a_side_take_the_side_heads_reading(ckpt):

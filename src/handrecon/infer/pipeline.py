@@ -18,7 +18,7 @@ import numpy as np
 
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.infer.detect import build_detector
-from handrecon.infer.predictor import Predictor
+from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
 
 PIPELINE_SEPARATOR = "+"
@@ -72,6 +72,7 @@ class TwoStagePredictor:
                       boxes: Sequence[Any] | None = None, sides: Sequence[Any] | None = None,
                       batch_size: int = 32) -> list[ImageResult]:
         """Detect (where no boxes are given), then reconstruct every hand in batches of `batch_size` crops."""
+        images = check_input_images(images)  # before the detector sees them
         n = len(images)
         boxes = [None] * n if boxes is None else list(boxes)
         sides = [None] * n if sides is None else list(sides)

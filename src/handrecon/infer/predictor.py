@@ -56,6 +56,19 @@ def check_input_image(image: Any) -> np.ndarray:
     return image
 
 
+def check_input_images(images: Sequence[Any]) -> list[np.ndarray]:
+    """`check_input_image` on each; a bad one is a ValueError, an `ItemError` in a batch of several."""
+    checked = []
+    for i, image in enumerate(images):
+        try:
+            checked.append(check_input_image(image))
+        except ValueError as e:
+            if len(images) == 1:
+                raise
+            raise ItemError(i, str(e)) from None
+    return checked
+
+
 def check_box(box: Any, width: int, height: int) -> np.ndarray:
     """(4,) float64 x1, y1, x2, y2 px: finite, overlapping the image, its longest side at least
     `MIN_BOX_PX` and at most 3 × the image's longer side (a hand partly outside the photo is fine;

@@ -3,6 +3,7 @@ normalisation (`normalize_images`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -12,15 +13,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def check_image(image: Any) -> np.ndarray:
-    """Return `image` if it is an RGB uint8 (H, W, 3) numpy array, else a ValueError saying what is wrong."""
+    """Return `image` if it is a non-empty RGB uint8 (H, W, 3) numpy array, else a ValueError saying what is wrong."""
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(image).__name__}")
+        hint = ("; read a file with handrecon.data.schema.load_image(path)" if isinstance(image, (str, os.PathLike)) else
+                "; for a PIL image pass np.asarray(image.convert('RGB'))" if hasattr(image, "convert") else "")
+        raise ValueError(f"image must be a numpy array (RGB uint8, H x W x 3), got {type(image).__name__}{hint}")
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be RGB uint8 of shape (H, W, 3), got shape {image.shape}; "
-                         "convert grayscale/RGBA images to RGB first")
+        hint = ("channels first: pass image.transpose(1, 2, 0)" if image.ndim == 3 and image.shape[0] == 3 else
+                "convert grayscale/RGBA images to RGB first")
+        raise ValueError(f"image must be RGB uint8 of shape (H, W, 3), got shape {image.shape}; {hint}")
     if image.dtype != np.uint8:
         raise ValueError(f"image must be RGB uint8 (0-255), got {image.dtype}; "
                          "for a float image in [0, 1] pass (image * 255).round().astype(np.uint8)")
+    if image.size == 0:
+        raise ValueError(f"image is empty: {image.shape[1]} x {image.shape[0]} pixels")
     return image
 
 
