@@ -6,6 +6,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from handrecon.cli import app
+from handrecon.version import __version__
 
 
 def _flat(text: str) -> str:
@@ -26,3 +27,14 @@ def test_bracketed_examples_survive():
     assert 'pip install "handrecon[serve]"' in serve
     boxes = _flat(CliRunner().invoke(app, ["reconstruct", "--help"], terminal_width=400).output)
     assert '{"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}' in boxes
+
+
+def test_short_help_version_and_usage_lines():
+    runner = CliRunner()
+    for name in get_command(app).commands:  # -h as well as --help, on every command
+        assert runner.invoke(app, [name, "-h"]).exit_code == 0, name
+    for args in (["--version"], ["version"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0 and r.output.strip() == __version__
+    assert "Usage: handrecon reconstruct [OPTIONS] {PATH}..." in runner.invoke(app, ["reconstruct", "-h"]).output
+    assert "{CONFIG.yaml} [KEY=VALUE]..." in runner.invoke(app, ["train", "-h"]).output
