@@ -181,6 +181,10 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     assert r.exit_code == 0 and "already complete" not in r.output and "resumed" not in r.output, r.output
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all("fit" not in h for x in lines for h in json.loads(x)["hands"])
+    (tmp_path / "afile").write_text("")
+    r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(tmp_path / "afile"), "--crop"])
+    assert r.exit_code == 2 and r.output.strip() == f"error: the output folder {tmp_path / 'afile'} is a file; " \
+        "give a folder (new or existing)", r.output  # once, before any video (was a failure per video, exit 1)
 
 
 def test_a_hand_with_non_finite_numbers_is_left_out_and_reported(tmp_path):

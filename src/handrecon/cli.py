@@ -346,6 +346,13 @@ def reconstruct(
         from handrecon.infer.fitting import HandFitter
 
         fitter = HandFitter(predictor.spec["hand_model"])
+    from handrecon.utils.io import make_output_folder
+
+    try:
+        make_output_folder(out)  # once, not per video
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     videos = videos[rank::world]
     if videos:  # tracking and decoding are imported only for videos (scipy.optimize alone takes 0.24 s)
         from handrecon.infer.tracking import OneEuroConfig
