@@ -108,37 +108,31 @@ $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --
 RUN=${RUN10:-runs/m3dhmr_cpu_cutouts4}
 $HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_cutouts_s24" \
     data.val.kwargs.root="$DATA/photos_cutouts_s24" train.init_from="$STAGE9" --out "$RUN" --resume auto
-# stage 11 (since 2026-12-03, ninth session): a model soup. Stage 10 continued twice for 3000 steps, on a fifth
-# and a sixth fresh draw (seeds 25, 26; configs/m3dhmr_cpu_cutouts5.yaml, the second run by overrides), and the
-# two last checkpoints averaged into one model of the same size and speed (tools/package_model.py --average)
+# stages 11 and 12 are model soups: a model continued twice, on two fresh draws of stage 7's data (the second
+# run's seeds as overrides), and the two last checkpoints averaged into one model of the same size and speed
+# (tools/package_model.py --average), RUN/soup
+soup_stage() {  # CONFIG INIT RUN SEED_A SEED_B STEPS
+    local config=$1 init=$2 run=$3 a=$4 b=$5 step
+    step=$(printf "step_%08d" "$6")
+    for seed in "$a" "$b"; do
+        $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
+            --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed "$seed"
+    done
+    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$a" data.val.kwargs.root="$DATA/photos_cutouts_s$a" \
+        train.init_from="$init" --out "$run" --resume auto
+    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$b" data.val.kwargs.root="$DATA/photos_cutouts_s$b" \
+        data.train.kwargs.seed="$b" train.seed="$b" train.init_from="$init" --out "${run}b" --resume auto
+    $PY tools/package_model.py "$run/checkpoints/$step" "${run}b/checkpoints/$step" --average --name soup --out-root "$run"
+}
+# stage 11 (since 2026-12-03, ninth session): stage 10 continued for 3000 steps on a fifth and a sixth draw
 STAGE10=$RUN
-for seed in 25 26; do
-    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
-        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed $seed
-done
 RUN=${RUN11:-runs/m3dhmr_cpu_cutouts5}
-$HR train configs/m3dhmr_cpu_cutouts5.yaml data.train.kwargs.root="$DATA/photos_cutouts_s25" \
-    data.val.kwargs.root="$DATA/photos_cutouts_s25" train.init_from="$STAGE10" --out "$RUN" --resume auto
-$HR train configs/m3dhmr_cpu_cutouts5.yaml data.train.kwargs.root="$DATA/photos_cutouts_s26" \
-    data.val.kwargs.root="$DATA/photos_cutouts_s26" data.train.kwargs.seed=26 train.seed=26 \
-    train.init_from="$STAGE10" --out "${RUN}b" --resume auto
-SOUP=("$RUN/checkpoints/step_00003000" "${RUN}b/checkpoints/step_00003000")
-$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
-# stage 12 (since 2026-12-03, tenth session): a second soup. Stage 11's soup continued twice for 2000 steps in
-# float32 on a seventh and an eighth fresh draw (seeds 27, 28; configs/m3dhmr_cpu_cutouts6.yaml), averaged again
+soup_stage configs/m3dhmr_cpu_cutouts5.yaml "$STAGE10" "$RUN" 25 26 3000
+# stage 12 (since 2026-12-03, tenth session): stage 11's soup continued for 2000 steps in float32 on a seventh
+# and an eighth draw
 STAGE11=$RUN/soup
-for seed in 27 28; do
-    $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
-        --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed $seed
-done
 RUN=${RUN12:-runs/m3dhmr_cpu_cutouts6}
-$HR train configs/m3dhmr_cpu_cutouts6.yaml data.train.kwargs.root="$DATA/photos_cutouts_s27" \
-    data.val.kwargs.root="$DATA/photos_cutouts_s27" train.init_from="$STAGE11" --out "$RUN" --resume auto
-$HR train configs/m3dhmr_cpu_cutouts6.yaml data.train.kwargs.root="$DATA/photos_cutouts_s28" \
-    data.val.kwargs.root="$DATA/photos_cutouts_s28" data.train.kwargs.seed=28 train.seed=28 \
-    train.init_from="$STAGE11" --out "${RUN}b" --resume auto
-SOUP=("$RUN/checkpoints/step_00002000" "${RUN}b/checkpoints/step_00002000")
-$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
+soup_stage configs/m3dhmr_cpu_cutouts6.yaml "$STAGE11" "$RUN" 27 28 2000
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
