@@ -54,6 +54,10 @@ def test_collect_images_and_unique_stems(tmp_path):
     assert unique_stems(images[::-1]) == unique_stems(images)[::-1]  # stable: independent of the order
     again, _ = collect_images([tmp_path / "a" / "y.png", tmp_path, tmp_path / "a" / "y.png"])
     assert len(again) == 4  # each file once
+    (tmp_path / "clip.mp4").write_bytes(b"")  # a given video is named as one (was "not an image"), a folder's is left
+    images, problems = collect_images([tmp_path, tmp_path / "clip.mp4"])
+    assert len(images) == 4 and problems == [(str(tmp_path / "clip.mp4"), "a video, not an image: `handrecon reconstruct` "
+                                              "reads videos (every frame's hands and boxes, as JSON Lines)")]
 
 
 def test_outputs_of_same_stem_inputs_never_overwrite_each_other(tmp_path):

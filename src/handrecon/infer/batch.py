@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, read_image
+from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, is_video, read_image
 from handrecon.geometry.camera import default_intrinsics, scale_intrinsics, scale_points
 from handrecon.infer.export import save_mesh
 from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
@@ -85,8 +85,12 @@ def collect_files(paths: Iterable[str | Path], suffixes: Iterable[str], exclude:
 
 
 def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """`collect_files` for images (`IMAGE_SUFFIXES`)."""
-    return collect_files(paths, IMAGE_SUFFIXES, exclude)
+    """`collect_files` for images (`IMAGE_SUFFIXES`); a given video file is a problem that says where
+    videos go (folders' videos are not collected)."""
+    files, problems = collect_files(paths, IMAGE_SUFFIXES, exclude)
+    problems += [(str(p), "a video, not an image: `handrecon reconstruct` reads videos (every frame's hands and "
+                          "boxes, as JSON Lines)") for p in files if is_video(p)]
+    return [p for p in files if not is_video(p)], problems
 
 
 def unique_stems(images: list[Path]) -> list[str]:
