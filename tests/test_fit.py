@@ -69,3 +69,6 @@ def test_bad_targets_are_clear_errors():
         fit_hands(model)
     with pytest.raises(ValueError, match="vertices"):
         fit_hands(model, vertices=np.zeros((2, 10, 3)))
+    rest = model(torch.zeros(2, model.num_joints, 3)).vertices
+    with pytest.raises(ValueError, match="target 1 spans .* m.*in metres"):  # millimetres used to fit silently
+        fit_hands(model, vertices=torch.stack([rest[0], rest[1] * 1000]))

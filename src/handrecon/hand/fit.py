@@ -28,6 +28,8 @@ from handrecon.geometry.rotations import matrix_to_axis_angle
 from handrecon.hand.model import HandModel
 from handrecon.hand.pose import clamp_pose, limit_violation
 
+MAX_HAND_SPAN_M = 2.0  # a target whose bounding box is longer (diagonal) is not in metres
+
 
 @dataclass
 class HandFit:
@@ -48,7 +50,8 @@ def fit_hands(model: HandModel, vertices: torch.Tensor | None = None, keypoints:
               limit_weight: float = 10.0, shape_weight: float = 1e-3, rounds: int = 2) -> HandFit:
     """Fit `model` to target vertices (B, V, 3) of its topology or OP21 keypoints (B, 21, 3),
     metres, camera frame (see the module docstring). iterations / lr of the refinement: None gives
-    40 / 0.01 for vertices (the initialisation is close) and 150 / 0.05 for keypoints."""
+    40 / 0.01 for vertices (the initialisation is close) and 150 / 0.05 for keypoints. A target
+    over `MAX_HAND_SPAN_M` across is refused as not in metres."""
     if iterations is None:
         iterations = 40 if vertices is not None else 150
     if lr is None:
@@ -61,6 +64,11 @@ def fit_hands(model: HandModel, vertices: torch.Tensor | None = None, keypoints:
         what = f"vertices (B, {model.num_vertices}, 3)" if vertices is not None else "keypoints (B, 21, 3)"
         raise ValueError(f"fit_hands: targets must be finite {what} for the {model.name} model, got "
                          f"{tuple(target.shape)}")
+    span = (target.amax(1) - target.amin(1)).norm(dim=-1)  # (B,) bounding-box diagonal, about 0.2 m for a hand
+    if len(span) and span.max() > MAX_HAND_SPAN_M:
+        i = int(span.argmax())
+        raise ValueError(f"fit_hands: target {i} spans {float(span[i]):.4g} m, where a hand spans about 0.2 m; the "
+                         "targets are in metres (millimetres / 1000, centimetres / 100)")
     B, J = target.shape[0], model.num_joints
 
     def points(out) -> torch.Tensor:
