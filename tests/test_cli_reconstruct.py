@@ -123,7 +123,10 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
                     "cannot load model")
     blocker = tmp_path / "in" / "a.png"  # a file where a folder is needed
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(blocker / "m.onnx")]),
-                    "cannot write", str(blocker / "m.onnx"))
+                    f"the output folder {blocker} is a file")  # was "cannot write ...: File exists"
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "m.txt")]),
+                    "ending in .onnx", str(tmp_path / "m.onnx"))  # was written, then handrecon.load refused it
+    assert not (tmp_path / "m.txt").exists()
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
                     "is a folder")
     assert not (tmp_path / "m.onnx").exists()

@@ -17,7 +17,7 @@ from handrecon.infer.predictor import Predictor, build_adapter, check_threads
 from handrecon.infer.quantize import quantize_int8
 from handrecon.infer.registry import resolve_model
 from handrecon.models.adapter import INPUT_NAME
-from handrecon.utils.io import atomic_write_bytes
+from handrecon.utils.io import atomic_write_bytes, make_output_folder
 
 
 class TorchNetwork:
@@ -60,12 +60,15 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
     crops rendered by the synthetic engine, `calibration_crops`)."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
-    predictor = model if isinstance(model, Predictor) else load_torch(resolve_model(model))
-    if predictor.model is None:
-        raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"{out} is a folder; give the path of the .onnx file to write, e.g. {out / 'model.onnx'}")
+    if out.suffix.lower() != ".onnx":  # handrecon.load tells an export from a checkpoint by the suffix
+        raise ValueError(f"{out}: give the export a name ending in .onnx, e.g. {out.with_suffix('.onnx')}")
+    make_output_folder(out.parent)
+    predictor = model if isinstance(model, Predictor) else load_torch(resolve_model(model))
+    if predictor.model is None:
+        raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")
     if int8 and predictor.detects_hands:
         raise ValueError("--int8 quantises crop models (the whole image is one hand crop during calibration); "
                          f"{predictor.card.get('architecture')!r} finds its own hands")
@@ -85,7 +88,6 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
                                        [None] * len(calibration)).inputs
             return quantize_int8(plain, out, inputs, INPUT_NAME, calibration_source=calibration_source)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
         raise ValueError(f"cannot write {out}: {e.strerror or e} (is a parent path a file, or not writable?)") from None
