@@ -90,7 +90,7 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
     try:
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
-        raise ValueError(f"cannot write {out}: {e.strerror or e} (is a parent path a file, or not writable?)") from None
+        raise ValueError(f"cannot write {out}: {e.strerror or e} (is {out.parent} writable?)") from None
     return out
 
 
