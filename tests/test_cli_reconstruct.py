@@ -309,3 +309,22 @@ def test_export_onnx_int8_from_a_calibration_folder(tmp_path, ckpt):
     assert r.exit_code == 0, r.output
     meta = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "d.onnx")).metadata_props}["handrecon"])
     assert meta["quantization"]["calibration_images"] == 64 and "synth" in meta["quantization"]["calibration"]
+
+
+def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
+    """--tta: three rotated views per hand, averaged; the JSON changes, the hand count does not."""
+    images = write_images(tmp_path / "in")
+    hands = {}
+    for flag in ([], ["--tta"]):
+        out = tmp_path / f"out{len(flag)}"
+        r = runner.invoke(app, ["reconstruct", str(images / "a.png"), "--out", str(out), "--model", str(ckpt),
+                                "--box", "10", "10", "70", "80", "--formats", "", "--no-overlay", *flag])
+        assert r.exit_code == 0, r.output
+        hands[len(flag)] = json.loads((out / "a.json").read_text())["hands"]
+    assert len(hands[0]) == len(hands[1]) == 1
+    assert not np.allclose(hands[0][0]["keypoints_2d"], hands[1][0]["keypoints_2d"])
+    (tmp_path / "fh").mkdir()
+    write_freihand(tmp_path / "fh")
+    r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "fh"),
+                            "--out", str(tmp_path / "ev"), "--tta"])
+    assert r.exit_code == 0 and "pa_mpjpe_mm" in r.output, r.output

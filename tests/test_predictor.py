@@ -285,3 +285,80 @@ def test_the_card_carries_the_inference_spec_and_a_bad_one_is_refused(rec, tmp_p
     write(inference={**spec, "crop": {"rule": "letterbox"}})
     with pytest.raises(ValueError, match="crop rule 'box'"):
         handrecon.load(ck)
+
+
+# ----------------------------------------------------------------------------- test-time rotations
+def oracle_views_network(verts, joints, K, box, scale, size, side, angles, uv_offset_view=None):
+    """`oracle_network` for rotated views (one per angle, hand-major like the adapter's batch),
+    computed independently from `crop_transform`'s R and affine. uv_offset_view: (view index,
+    (du, dv) px) added to that view's landmarks."""
+    outputs = {"uv_px": [], "verts": [], "joints": []}
+    for v, angle in enumerate(angles):
+        ct = crop_transform(box, size, K, scale, rotation_deg=angle)
+        X, V = joints @ ct.R.T, verts @ ct.R.T
+        uv = transform_points(project(joints, K), ct.affine)
+        if side == "left":
+            X, V, uv = X * [-1, 1, 1], V * [-1, 1, 1], np.c_[size - 1 - uv[:, 0], uv[:, 1]]
+        if uv_offset_view is not None and uv_offset_view[0] == v:
+            uv = uv + uv_offset_view[1]
+        for key, value in zip(("uv_px", "verts", "joints"), (uv, V - X[0], X - X[0])):
+            outputs[key].append(value.astype(np.float32))
+
+    def network(images):
+        assert images.shape == (len(angles), 3, size, size)
+        return {key: np.stack(value) for key, value in outputs.items()}
+
+    return network
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_test_time_rotations_keep_the_camera_chain_exact_and_average_every_view(rec, side, monkeypatch):
+    """Three views turned 0, -45 and +45 degrees, each answered by the ground truth in its own
+    frame: the averaged hand is the ground truth (so every view is carried back into the right
+    frame). One view's landmarks moved by 3 view px: the averaged landmarks move by exactly a third."""
+    W, H = 640, 480
+    K = intrinsics(520.0, 540.0, 300.0, 250.0)
+    verts, joints = gt_hand(side)
+    box = np.r_[project(verts, K).min(0), project(verts, K).max(0)]
+    angles = (0.0, -45.0, 45.0)
+    monkeypatch.setattr(rec.adapter, "test_time_rotations", angles)
+    args = (verts, joints, K, box, rec.adapter.crop_scale, SIZE, side, angles)
+    monkeypatch.setattr(rec, "network", oracle_views_network(*args))
+    h = rec.predict(np.zeros((H, W, 3), np.uint8), K=K, boxes=[box], sides=[side]).hands[0]
+    np.testing.assert_allclose(h.keypoints_3d, joints, atol=1e-3)
+    np.testing.assert_allclose(h.vertices, verts, atol=1e-3)
+    np.testing.assert_allclose(h.keypoints_2d, project(joints, K), atol=0.05)
+    for v in (1, 2):  # a view other than the first: a bug that drops or mis-rotates it shows here
+        monkeypatch.setattr(rec, "network", oracle_views_network(*args, uv_offset_view=(v, (3.0, 0.0))))
+        h = rec.predict(np.zeros((H, W, 3), np.uint8), K=K, boxes=[box], sides=[side]).hands[0]
+        px_per_view_px = max(box[2] - box[0], box[3] - box[1]) * rec.adapter.crop_scale / SIZE
+        shift = h.keypoints_2d - project(joints, K)
+        np.testing.assert_allclose(np.linalg.norm(shift, axis=1), px_per_view_px, rtol=2e-3)
+        a = np.radians(angles[v])  # the offset, +u in view v, is turned back into the image
+        direction = np.array([np.cos(a), np.sin(a)]) * (-1 if side == "left" else 1)  # a left view is mirrored
+        np.testing.assert_allclose(shift.mean(0) / px_per_view_px, direction, atol=2e-3)
+
+
+def test_test_time_rotations_in_batches_and_their_errors(rec, monkeypatch, tmp_path):
+    """With three views per hand, a batch of images with several boxes gives one hand per box, as
+    each image alone does; bad angle lists are refused; `load` sets them."""
+    monkeypatch.setattr(rec, "refine_root", False)  # as in test_predict_batch_matches_predict_and_names_bad_items
+    images = [photo(seed=1), photo(100, 90, seed=2)]
+    boxes = [[[10, 10, 60, 70], [40, 30, 150, 110]], [[5, 5, 50, 40]]]
+    plain = rec.predict_batch(images, boxes=boxes)
+    monkeypatch.setattr(rec.adapter, "test_time_rotations", (0.0, -45.0, 45.0))
+    batch = rec.predict_batch(images, boxes=boxes, sides=[["right", "left"], None])
+    assert [len(r.hands) for r in batch] == [2, 1]
+    for image, image_boxes, image_sides, result in zip(images, boxes, [["right", "left"], None], batch):
+        alone = rec.predict(image, boxes=image_boxes, sides=image_sides)
+        for a, b, box in zip(alone.hands, result.hands, image_boxes):
+            np.testing.assert_allclose(b.box, box)
+            np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-5)
+            np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-3)
+    assert not np.allclose(plain[0].hands[0].keypoints_2d, batch[0].hands[0].keypoints_2d)
+    for bad in ([], [0, 0], [0, float("nan")]):
+        with pytest.raises(ValueError, match="distinct finite angles"):
+            rec.adapter.set_test_time_rotations(bad)
+    loaded = handrecon.load(tiny_checkpoint(tmp_path / "ck"), test_time_rotations=[0, 30])
+    assert loaded.adapter.test_time_rotations == (0.0, 30.0)
+    assert handrecon.load(tiny_checkpoint(tmp_path / "ck2")).adapter.test_time_rotations == (0.0,)

@@ -202,13 +202,14 @@ class CropView:
 
 
 def crop_view(image: np.ndarray, K: np.ndarray, box: np.ndarray, size: int, scale: float,
-              mirror: bool = False) -> CropView:
+              mirror: bool = False, rotation_deg: float = 0.0) -> CropView:
     """The deterministic crop of `data.transforms.crop_hand` (no shift or rotation) around `box`
     (x1, y1, x2, y2 px; side = longest box side * scale), resized to `size`, then mirrored if
     `mirror` (as `data.transforms.flip_left` does for a left hand): exactly the view the training
     pipeline gives the model, bit for bit (the box and K' pass through float32, as a `Sample`
-    stores them)."""
-    ct = crop_transform(np.asarray(box, np.float32), size, K, scale)
+    stores them). rotation_deg: the content turned counter-clockwise on screen about the box
+    centre (`crop_transform`), as training's rotation augmentation does (test-time views)."""
+    ct = crop_transform(np.asarray(box, np.float32), size, K, scale, rotation_deg=rotation_deg)
     view = warp_image(image, ct.affine, size)
     K_view, affine, R = ct.K.astype(np.float32).astype(np.float64), ct.affine, ct.R
     if mirror:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Sequence
 
 from handrecon.card import MODEL_FILE, read_card, resolve_checkpoint
 from handrecon.infer.detect import build_detector
@@ -21,6 +22,10 @@ from handrecon.registry import DETECTORS
 from handrecon.utils.onnx import cached_export, onnx_export_available
 
 BACKENDS = ("torch", "auto")
+# `--tta`: the crop, and the crop turned 45 degrees each way (training rotates crops up to 45). On the
+# shipped crop model, foreign set (seed 7), whole image: 13.00 -> 12.61 mm PA-MPJPE at 3x the network
+# time (docs/model_card_m3dhmr_openhand.md, "Test-time rotations").
+TEST_TIME_ROTATIONS = (0.0, -45.0, 45.0)
 
 
 def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | None = None) -> Predictor:
@@ -44,7 +49,8 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
-         refine_root: bool | None = None, backend: str = "torch") -> Predictor | TwoStagePredictor:
+         refine_root: bool | None = None, backend: str = "torch",
+         test_time_rotations: Sequence[float] | None = None) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
@@ -55,13 +61,17 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     onnxruntime, exported once into ``$HANDRECON_CACHE/models/`` under its card's digest (which
     covers its weights), when the extra "onnx" is installed; else, and for "torch", on torch.
     torch is imported only for a model that runs on torch or is being exported: an ``.onnx``
-    file, or a crop model whose export is in the cache, starts without it."""
+    file, or a crop model whose export is in the cache, starts without it.
+
+    test_time_rotations: a crop model sees each hand once per in-plane rotation (degrees, e.g.
+    `TEST_TIME_ROTATIONS`) and averages the views (the M3DHMR adapter's docstring); None: one view.
+    Costs one network pass per angle; a model that finds its own hands refuses it (ValueError)."""
     check_threads(threads)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if is_pipeline(name_or_path):
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
-        crop_predictor = load(crop, device, threads, refine_root, backend)
+        crop_predictor = load(crop, device, threads, refine_root, backend, test_time_rotations)
         return TwoStagePredictor(build_detector(detector, threads), crop_predictor, source=str(name_or_path))
     try:
         path = resolve_model(name_or_path)
@@ -73,14 +83,17 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
                                  f"'{name_or_path}{PIPELINE_SEPARATOR}{DEFAULT_MODEL}' (DETECTOR{PIPELINE_SEPARATOR}MODEL) "
                                  "for every hand of a full image, or run `handrecon detect` for the boxes") from e
     if path.suffix.lower() == ".onnx":
-        return load_onnx(path, threads=threads, refine_root=refine_root)
-    predictor = load_exported(path, threads, refine_root) if backend == "auto" and str(device) == "cpu" else None
-    if predictor is None:
-        from handrecon.infer import torch_backend  # deferred: imports torch (see the docstring)
+        predictor = load_onnx(path, threads=threads, refine_root=refine_root)
+    else:
+        predictor = load_exported(path, threads, refine_root) if backend == "auto" and str(device) == "cpu" else None
+        if predictor is None:
+            from handrecon.infer import torch_backend  # deferred: imports torch (see the docstring)
 
-        torch_backend.set_threads(threads)
-        predictor = torch_backend.load_torch(path, device, refine_root)
-    predictor.source = str(name_or_path)
+            torch_backend.set_threads(threads)
+            predictor = torch_backend.load_torch(path, device, refine_root)
+        predictor.source = str(name_or_path)
+    if test_time_rotations is not None:
+        predictor.adapter.set_test_time_rotations(test_time_rotations)
     return predictor
 
 

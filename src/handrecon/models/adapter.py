@@ -75,6 +75,7 @@ class InferenceAdapter(ABC):
 
     detects_hands: bool = False
     output_names: tuple[str, ...] = ()
+    test_time_rotations: tuple[float, ...] = (0.0,)
 
     def __init__(self, spec: dict[str, Any]) -> None:
         """Check the shared spec keys (ValueError naming the key): a card is data, maybe edited."""
@@ -91,6 +92,12 @@ class InferenceAdapter(ABC):
         self.mean, self.std = tuple(mean.tolist()), tuple(std.tolist())
         if not isinstance(spec["hand_model"], str) or not isinstance(spec["topology_sha256"], str):
             raise ValueError("inference spec: hand_model and topology_sha256 must be strings")
+
+    def set_test_time_rotations(self, rotations_deg: Sequence[float]) -> None:
+        """Test-time augmentation: each hand is seen once per in-plane rotation (degrees) and the
+        results are averaged. Only families that support it override this; the rest refuse."""
+        raise ValueError(f"test-time rotations apply to crop models (a box per hand); {type(self).__name__} "
+                         "does not take them")
 
     @abstractmethod
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
