@@ -155,7 +155,7 @@ def evaluate(
     # in order.
     with ThreadPoolExecutor(max_workers=workers) as network:
         for chunk, samples, results in prefetch(network, predict, jobs(), ahead=workers):
-            if isinstance(results, ValueError):  # name the sample (a Predictor's ItemError carries its index)
+            if isinstance(results, ValueError):  # name the sample (`utils.checks.ItemError` carries its index)
                 i = getattr(results, "index", None)
                 where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
                 raise ValueError(f"{root}: {where}: {results}") from None

@@ -28,6 +28,7 @@ from handrecon.hand.load import load_hand_model_data, side_faces, topology_sha25
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.registry import ADAPTERS, ConfigError
+from handrecon.utils.checks import check_each
 from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
@@ -37,14 +38,6 @@ FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fie
 # A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
 # `Prepared.extra`, if any) to {output name: array}.
 Network = Callable[..., dict[str, np.ndarray]]
-
-
-class ItemError(ValueError):
-    """One input of a batch is invalid; `index` says which (the message starts "item {index}: ")."""
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(f"item {index}: {message}")
-        self.index = index
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -58,15 +51,7 @@ def check_input_image(image: Any) -> np.ndarray:
 
 def check_input_images(images: Sequence[Any]) -> list[np.ndarray]:
     """`check_input_image` on each; a bad one is a ValueError, an `ItemError` in a batch of several."""
-    checked = []
-    for i, image in enumerate(images):
-        try:
-            checked.append(check_input_image(image))
-        except ValueError as e:
-            if len(images) == 1:
-                raise
-            raise ItemError(i, str(e)) from None
-    return checked
+    return check_each(images, check_input_image)
 
 
 def check_box(box: Any, width: int, height: int) -> np.ndarray:
@@ -223,23 +208,19 @@ class Predictor:
     def prepare(self, images: Sequence[np.ndarray], Ks: Sequence[Any], boxes: Sequence[Any],
                 sides: Sequence[Any]) -> Prepared:
         """Checked inputs → the adapter's network batch. A bad item is a ValueError naming its index."""
-        checked: dict[str, list] = {"images": [], "Ks": [], "boxes": [], "sides": []}
-        for i, (image, K, image_boxes, image_sides) in enumerate(zip(images, Ks, boxes, sides)):
-            try:
-                image = check_input_image(image)
-                H, W = image.shape[:2]
-                image_boxes = check_boxes(image_boxes, W, H)
-                image_sides = check_sides(image_sides, None if image_boxes is None else len(image_boxes))
-                if image_boxes is None and image_sides is not None and len(image_sides) != 1:
-                    raise ValueError(f"without boxes give one side (the whole image as one hand), got {len(image_sides)}")
-                K = check_intrinsics(K, W, H)
-            except ValueError as e:
-                if len(images) == 1:
-                    raise
-                raise ItemError(i, str(e)) from None
-            for key, value in zip(checked, (image, K, image_boxes, image_sides)):
-                checked[key].append(value)
-        return self.adapter.preprocess(checked["images"], checked["Ks"], checked["boxes"], checked["sides"])
+        def check_item(item: tuple) -> tuple:
+            image, K, image_boxes, image_sides = item
+            image = check_input_image(image)
+            H, W = image.shape[:2]
+            image_boxes = check_boxes(image_boxes, W, H)
+            image_sides = check_sides(image_sides, None if image_boxes is None else len(image_boxes))
+            if image_boxes is None and image_sides is not None and len(image_sides) != 1:
+                raise ValueError(f"without boxes give one side (the whole image as one hand), got {len(image_sides)}")
+            return image, check_intrinsics(K, W, H), image_boxes, image_sides
+
+        checked = check_each(list(zip(images, Ks, boxes, sides)), check_item)
+        images, Ks, boxes, sides = (list(column) for column in zip(*checked)) if checked else ([], [], [], [])
+        return self.adapter.preprocess(images, Ks, boxes, sides)
 
     def results(self, prepared: Prepared, hands: list[Hands]) -> list[ImageResult]:
         """The adapter's stacked arrays → typed `ImageResult`s (float32 arrays, image camera)."""

@@ -16,6 +16,7 @@ from PIL import Image
 
 from handrecon.geometry.boxes import apply_box_deltas, cxcywh_to_xyxy, nms
 from handrecon.geometry.crop import crop_transform, warp_image
+from handrecon.utils.checks import check_each
 from handrecon.utils.image import check_image, normalize_images
 
 SIDE_HEAD_DIR = "side_head"  # a detector folder's side head (model.safetensors + card.json)
@@ -231,11 +232,7 @@ def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np
     Square inputs are padded black before normalising (as `letterbox` and the training data are);
     masked ones with zeros after normalising, as transformers' image processors pad. A bad image is
     a ValueError saying which and what is wrong."""
-    for i, image in enumerate(images):
-        try:
-            check_image(image)
-        except ValueError as e:
-            raise ValueError(str(e) if len(images) == 1 else f"image {i}: {e}") from None
+    check_each(images, check_image, label="image")
     resized = [resize_long_side(img, config.input_size) for img in images]
     if config.square:
         H = W = config.square_side
