@@ -28,3 +28,31 @@ def test_mesh_overlay_covers_the_hand():
     assert changed[y1:y2 + 1, x1:x2 + 1].mean() > 0.3
     assert changed.sum() <= changed[max(y1 - 3, 0):y2 + 4, max(x1 - 3, 0):x2 + 4].sum()
     assert dataset_grid([s, s], num=2, cell=48).shape == (2 + 50, 2 + 2 * 50, 3)
+
+
+def test_show_dataset_checks_its_output_and_numbers_first(tmp_path, monkeypatch):
+    """A folder, a parent that is a file, an unknown suffix, --num 0 and a tiny --cell are one-line
+    errors before any sample is read; .jpg writes a JPEG, not PNG bytes under a .jpg name."""
+    from typer.testing import CliRunner
+
+    from handrecon import data
+    from handrecon.cli import app
+
+    write_freihand(tmp_path)
+    out = show_dataset("freihand", tmp_path, tmp_path / "grid.JPG", num=2, cell=64)
+    assert Image.open(out).format == "JPEG"
+
+    def no_loading(*a, **k):
+        raise AssertionError("the dataset was read before the arguments were checked")
+
+    monkeypatch.setattr(data.show, "build_dataset", no_loading)
+    (tmp_path / "afile").write_text("x")
+    cases = [(["--out", str(tmp_path)], "is a folder"), (["--out", str(tmp_path / "g.jpgx")], "ending in .png"),
+             (["--out", str(tmp_path / "afile" / "g.png")], "is a file"), (["--num", "0"], "--num"),
+             (["--cell", "4"], "--cell")]
+    for args, fragment in cases:
+        args = args if "--out" in args else [*args, "--out", str(tmp_path / "x.png")]
+        r = CliRunner().invoke(app, ["show-dataset", "--dataset", "freihand", "--root", str(tmp_path), *args])
+        assert r.exit_code == 2 and r.output.startswith("error:") and fragment in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "g.jpgx").exists() and not (tmp_path / "x.png").exists()

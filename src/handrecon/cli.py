@@ -210,12 +210,12 @@ def show_dataset(
     root: Path = typer.Option(..., "--root", help="Dataset root folder."),
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the loader's)."),
     num: int = typer.Option(16, "--num", help="Number of samples in the grid."),
-    out: Path = typer.Option(Path("grid.png"), "--out", help="Output PNG."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="Output image (.png, or .jpg / .jpeg)."),
     seed: int = typer.Option(0, "--seed", help="Seed choosing the samples."),
     cell: int = typer.Option(256, "--cell", help="Largest side of each tile in pixels."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="Folder with MANO_RIGHT.pkl/MANO_LEFT.pkl, to draw MANO meshes."),
 ) -> None:
-    """Write a grid PNG of dataset samples with skeletons and meshes overlaid."""
+    """Write a grid image of dataset samples with skeletons and meshes overlaid."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
     from handrecon.data.schema import DatasetError
     from handrecon.data.show import show_dataset as run
@@ -224,6 +224,9 @@ def show_dataset(
         path = run(dataset, root, out, split, num, seed, cell, mano_dir)
     except (ValueError, DatasetError, IndexError) as e:
         typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        typer.echo(f"error: cannot write {out}: {e.strerror or e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"grid: {path}")
 

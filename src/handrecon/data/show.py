@@ -14,7 +14,10 @@ from handrecon.data.schema import Sample
 from handrecon.data.transforms import letterbox
 from handrecon.hand.model import HandModel
 from handrecon.render.overlay import draw_skeleton, make_grid, overlay_mesh
-from handrecon.utils.io import atomic_open
+from handrecon.utils.io import atomic_open, check_output_file
+
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # output suffix -> PIL format
+MIN_CELL = 32  # px: a tile's largest side, at least
 
 
 def _faces_for(hand_model: str | None, num_vertices: int, mano_dir: str | os.PathLike | None, side: str | None):
@@ -86,11 +89,16 @@ def dataset_grid(dataset: Any, num: int = 16, seed: int = 0, ncols: int | None =
 def show_dataset(name: str, root: str | os.PathLike, out: str | os.PathLike, split: str | None = None,
                  num: int = 16, seed: int = 0, cell: int = 256, mano_dir: str | os.PathLike | None = None,
                  **loader_kw: Any) -> Path:
-    """Build dataset `name` from `root` (data.loaders.build_dataset) and write a grid PNG to `out`."""
+    """Build dataset `name` from `root` (data.loaders.build_dataset) and write a grid image to `out`
+    (.png, or .jpg / .jpeg). ValueError before any work for a bad `out`, `num` or `cell`."""
+    out = check_output_file(out, tuple(GRID_FORMATS), "grid image")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num (--num) must be a positive number of samples, got {num!r}")
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < MIN_CELL:
+        raise ValueError(f"cell (--cell) must be at least {MIN_CELL} pixels, got {cell!r}")
     ds = build_dataset(name, root, split, **loader_kw)
     grid = dataset_grid(ds, num, seed, cell=cell, mano_dir=mano_dir)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out, "wb") as f:
-        Image.fromarray(grid).save(f, format="PNG", optimize=True)
+        Image.fromarray(grid).save(f, format=GRID_FORMATS[out.suffix.lower()], **({"optimize": True}
+                                                                                  if out.suffix.lower() == ".png" else {"quality": 92}))
     return out

@@ -17,7 +17,7 @@ from handrecon.infer.predictor import Predictor, build_adapter, check_threads
 from handrecon.infer.quantize import quantize_int8
 from handrecon.infer.registry import resolve_model
 from handrecon.models.adapter import INPUT_NAME
-from handrecon.utils.io import atomic_write_bytes, make_output_folder
+from handrecon.utils.io import atomic_write_bytes, check_output_file
 
 
 class TorchNetwork:
@@ -60,12 +60,7 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
     crops rendered by the synthetic engine, `calibration_crops`)."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"{out} is a folder; give the path of the .onnx file to write, e.g. {out / 'model.onnx'}")
-    if out.suffix.lower() != ".onnx":  # handrecon.load tells an export from a checkpoint by the suffix
-        raise ValueError(f"{out}: give the export a name ending in .onnx, e.g. {out.with_suffix('.onnx')}")
-    make_output_folder(out.parent)
+    out = check_output_file(out, (".onnx",), "export")  # handrecon.load tells an export from a checkpoint by the suffix
     predictor = model if isinstance(model, Predictor) else load_torch(resolve_model(model))
     if predictor.model is None:
         raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")

@@ -75,6 +75,20 @@ def make_output_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], what: str = "file") -> Path:
+    """Check an output file's path before any work: its name ends in one of `suffixes` (".png", ...;
+    any case), it is not a folder, and its folder exists or is created (`make_output_folder`).
+    ValueError saying what to give instead."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the path of the {what} to write, e.g. {path / ('out' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path}: give the {what} a name ending in {' or '.join(suffixes)}, "
+                         f"e.g. {path.with_suffix(suffixes[0])}")
+    make_output_folder(path.parent)
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` atomically (`atomic_open`)."""
     with atomic_open(path, "wb", durable) as f:
