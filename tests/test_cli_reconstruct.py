@@ -328,3 +328,5 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
     r = runner.invoke(app, ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "fh"),
                             "--out", str(tmp_path / "ev"), "--tta"])
     assert r.exit_code == 0 and "pa_mpjpe_mm" in r.output, r.output
+    notes = json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"]
+    assert any("test-time rotations: each hand seen at 0, -45, 45 degrees" in n for n in notes), notes

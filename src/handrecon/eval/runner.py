@@ -206,6 +206,10 @@ def evaluate(
     if gt_boxes and getattr(predictor, "detects_hands", False):
         result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
                             "model's own detections: no box AP, and recall counts prompts answered")
+    rotations = getattr(predictor, "test_time_rotations", (0.0,))
+    if len(rotations) > 1:
+        result.notes.append(f"test-time rotations: each hand seen at {', '.join(f'{a:g}' for a in rotations)} degrees, "
+                            "the views averaged")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission

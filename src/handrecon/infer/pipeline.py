@@ -53,6 +53,11 @@ class TwoStagePredictor:
                                                "side_source": self.side_source}}
 
     @property
+    def test_time_rotations(self) -> tuple[float, ...]:
+        """The crop model's test-time rotations (degrees; (0,): one plain view per hand)."""
+        return self.crop.test_time_rotations
+
+    @property
     def faces_right(self) -> np.ndarray:
         return self.crop.faces_right
 

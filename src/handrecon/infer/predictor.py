@@ -167,6 +167,11 @@ class Predictor:
         return self.adapter.spec
 
     @property
+    def test_time_rotations(self) -> tuple[float, ...]:
+        """In-plane rotations (degrees) each hand is seen at, averaged; (0,): one plain view."""
+        return self.adapter.test_time_rotations
+
+    @property
     def detects_hands(self) -> bool:
         """True for a full-image model that finds its own hands; False for a crop model."""
         return self.adapter.detects_hands
