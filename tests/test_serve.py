@@ -65,7 +65,7 @@ def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):
 
 def test_api_reconstructs_the_sample(server):
     client = Client(server, verbose=False)
-    overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True,
+    overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True, False,
                                                  api_name="/reconstruct_image")
     hands = result["hands"]
     assert len(hands) == 1 and hands[0]["side"] == "right" and len(hands[0]["vertices"]) == 778
@@ -78,12 +78,16 @@ def test_api_reconstructs_the_sample(server):
     assert names == ["hands.glb", "result.json", "result_hand0.glb"]
     saved = json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())
     assert saved["hands"][0]["keypoints_2d"] == hands[0]["keypoints_2d"]
+    # test-time rotations: the same hand from three turned views, averaged (not the plain answer)
+    _, _, turned, _ = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, False, True, api_name="/reconstruct_image")
+    kp, kp_turned = np.array(hands[0]["keypoints_2d"]), np.array(turned["hands"][0]["keypoints_2d"])
+    assert not np.allclose(kp, kp_turned) and np.abs(kp - kp_turned).mean() < 10  # px: same hand, a different estimate
 
 
 def test_api_reports_a_bad_request_as_an_error(server):
     client = Client(server, verbose=False)
     with pytest.raises(Exception, match="upload an image"):
-        client.predict(None, CROP_MODEL, False, api_name="/reconstruct_image")
+        client.predict(None, CROP_MODEL, False, False, api_name="/reconstruct_image")
 
 
 def _browser():

@@ -1,6 +1,7 @@
 """The web page (`handrecon serve`): a gradio app over the same models and writers as the CLI.
 
-Upload an image or a short video, choose the model, and get the overlay (every hand numbered and
+Upload an image or a short video, choose the model (and, for a crop model, test-time rotations),
+and get the overlay (every hand numbered and
 coloured by side), an interactive 3D view of the camera-space meshes, the JSON and a GLB (a
 skinned, posed hand per hand with "fit"; for videos the JSON Lines and the overlay video). Models
 are loaded on first use and kept. The endpoints ``/reconstruct_image`` and ``/reconstruct_video``
@@ -21,7 +22,7 @@ import numpy as np
 from handrecon.infer.batch import render_overlay, write_result
 from handrecon.infer.export import save_scene_glb
 from handrecon.infer.fitting import HandFitter
-from handrecon.infer.load import load
+from handrecon.infer.load import TEST_TIME_ROTATIONS, load
 from handrecon.infer.pipeline import PIPELINE_SEPARATOR, is_pipeline
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 from handrecon.infer.tracking import OneEuroConfig
@@ -33,20 +34,23 @@ MAX_VIDEO_FRAMES = 900  # a web upload is a short clip; longer videos belong to 
 
 
 class ModelPool:
-    """Predictors by name (`model_choices`), loaded on first use and kept (thread-safe)."""
+    """Predictors by name (`model_choices`) and test-time rotations on or off, loaded on first use
+    and kept (thread-safe)."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads, self._models, self._fitters, self._lock = threads, {}, {}, threading.Lock()
 
-    def get(self, name: str) -> Any:
-        """The predictor `name`; ValueError saying why when it does not load."""
+    def get(self, name: str, tta: bool = False) -> Any:
+        """The predictor `name` (with `TEST_TIME_ROTATIONS` if `tta`); ValueError saying why when it
+        does not load (a model that finds its own hands refuses test-time rotations)."""
         with self._lock:
-            if name not in self._models:
+            if (name, tta) not in self._models:
                 try:
-                    self._models[name] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads, backend="auto")
+                    self._models[name, tta] = load(name.removesuffix(WHOLE_IMAGE_SUFFIX), threads=self.threads,
+                                                   backend="auto", test_time_rotations=TEST_TIME_ROTATIONS if tta else None)
                 except (OSError, RuntimeError, ValueError) as e:  # not found, a bad card or weights, a bad name
-                    raise ValueError(f"cannot load model {name!r}: {e}") from None
-            return self._models[name]
+                    raise ValueError(f"cannot load model {name!r}{' with test-time rotations' if tta else ''}: {e}") from None
+            return self._models[name, tta]
 
     def fitter(self, predictor: Any) -> HandFitter:
         key = predictor.spec["hand_model"]
@@ -70,9 +74,9 @@ def model_choices(models: list[str], pool: ModelPool) -> list[str]:
     return choices
 
 
-def _predictor(pool: ModelPool, name: str) -> Any:
+def _predictor(pool: ModelPool, name: str, tta: bool = False) -> Any:
     try:
-        return pool.get(name)
+        return pool.get(name, tta)
     except ValueError as e:  # shown on the page, not as a bare "Error"
         raise gr.Error(str(e)) from None
 
@@ -83,13 +87,13 @@ def _workdir(root: Path) -> Path:
     return d
 
 
-def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool
-                      ) -> tuple[np.ndarray, str | None, dict, list[str]]:
+def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool,
+                      tta: bool = False) -> tuple[np.ndarray, str | None, dict, list[str]]:
     """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download)."""
     if image is None:
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
-    predictor = _predictor(pool, model)
+    predictor = _predictor(pool, model, tta)
     fitter = pool.fitter(predictor) if fit else None
     out = _workdir(root)
     try:
@@ -108,12 +112,12 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
     return render_overlay(result, image), scene, result.to_json(), files
 
 
-def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str, smooth: bool
-                     ) -> tuple[str, list[str], str]:
+def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str, smooth: bool,
+                     tta: bool = False) -> tuple[str, list[str], str]:
     """One uploaded video -> (overlay video, files to download, a one-line summary)."""
     if not video:
         raise gr.Error("upload a video first")
-    predictor = _predictor(pool, model)
+    predictor = _predictor(pool, model, tta)
     out = _workdir(root)
     try:
         report = reconstruct_video(predictor, video, out, OneEuroConfig() if smooth else None,
@@ -138,6 +142,8 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         gr.Markdown("# handrecon\n3D hand reconstruction: every hand's box, side, 2D and 3D keypoints and "
                     "camera-space mesh. Upload an image or a short video.")
         model = gr.Dropdown(choices, value=choices[0], label="model")
+        tta = gr.Checkbox(False, label="test-time rotations (crop models: 3 turned views per hand, averaged; "
+                                       "more accurate, ~2x slower)", elem_id="tta")
         with gr.Tab("image"):
             with gr.Row():
                 image = gr.Image(type="numpy", label="image", elem_id="input-image")
@@ -156,9 +162,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
             run_video = gr.Button("reconstruct video", variant="primary", elem_id="run-video")
             video_summary = gr.Textbox(label="summary", elem_id="video-summary")
             video_files = gr.File(label="download", file_count="multiple", elem_id="video-files")
-        run_image.click(lambda im, m, f: reconstruct_image(pool, root, im, m, f), [image, model, fit],
+        run_image.click(lambda im, m, f, t: reconstruct_image(pool, root, im, m, f, t), [image, model, fit, tta],
                         [overlay, view, result_json, image_files], api_name="reconstruct_image")
-        run_video.click(lambda v, m, s: reconstruct_clip(pool, root, v, m, s), [video, model, smooth],
+        run_video.click(lambda v, m, s, t: reconstruct_clip(pool, root, v, m, s, t), [video, model, smooth, tta],
                         [video_overlay, video_files, video_summary], api_name="reconstruct_video")
     app.handrecon_workdir = root  # where results go (tests and `serve` allow gradio to serve it)
     return app
