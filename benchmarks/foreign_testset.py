@@ -287,6 +287,8 @@ def main() -> None:
     ablate = frozenset(a for a in args.ablate.split(",") if a)
     if ablate - set(ABLATIONS):
         ap.error(f"--ablate takes {', '.join(ABLATIONS)}, got {args.ablate!r}")
+    if args.num < 1 or args.shard_size < 1:
+        ap.error(f"--num and --shard-size must be positive, got {args.num} and {args.shard_size}")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, read when pyrender is imported
     import pyrender
 

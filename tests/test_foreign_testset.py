@@ -61,3 +61,7 @@ def test_an_ablation_renders_the_same_hands_with_one_difference_taken_away(tmp_p
     bad = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "x"), "--num", "1", "--ablate", "nothing"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "--ablate takes" in bad.stderr
+    empty = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "e"), "--num", "0"],
+                           capture_output=True, text=True)  # was "wrote 0 foreign crops" and an empty data set
+    assert empty.returncode == 2 and "--num and --shard-size must be positive" in empty.stderr
+    assert not (tmp_path / "e").exists()
