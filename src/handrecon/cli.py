@@ -250,18 +250,10 @@ def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str 
     from handrecon.infer.load import TEST_TIME_ROTATIONS, load
 
     try:
-        predictor = load(model, threads=threads, backend=backend)
+        return load(model, threads=threads, backend=backend, test_time_rotations=TEST_TIME_ROTATIONS if tta else None)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
-        typer.echo(f"error: cannot load model {model!r}: {e}", err=True)
+        typer.echo(f"error: cannot load model {model!r}{' with --tta' if tta else ''}: {e}", err=True)
         raise typer.Exit(2) from None
-    if tta:
-        crop_predictor = getattr(predictor, "crop", predictor)  # a two-stage pipeline: its crop model
-        try:
-            crop_predictor.adapter.set_test_time_rotations(TEST_TIME_ROTATIONS)
-        except ValueError as e:
-            typer.echo(f"error: --tta: {e}", err=True)
-            raise typer.Exit(2) from None
-    return predictor
 
 
 def _with_detector_or_exit(predictor, detector: str, score_threshold: float, threads: Optional[int] = None):

@@ -1,9 +1,9 @@
 """The web page (`handrecon serve`): a gradio app over the same models and writers as the CLI.
 
 Upload an image or a short video, choose the model (and, for a crop model, test-time rotations),
-and get the overlay (every hand numbered and
-coloured by side), an interactive 3D view of the camera-space meshes, the JSON and a GLB (a
-skinned, posed hand per hand with "fit"; for videos the JSON Lines and the overlay video). Models
+and get the overlay (every hand numbered and coloured by side), an interactive 3D view of the
+camera-space meshes, the JSON and a GLB (a skinned, posed hand per hand with "fit"; for videos the
+JSON Lines and the overlay video). Models
 are loaded on first use and kept. The endpoints ``/reconstruct_image`` and ``/reconstruct_video``
 are also an API (``gradio_client``).
 """

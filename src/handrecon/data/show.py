@@ -16,7 +16,8 @@ from handrecon.hand.model import HandModel
 from handrecon.render.overlay import draw_skeleton, make_grid, overlay_mesh
 from handrecon.utils.io import atomic_open, check_output_file
 
-GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # output suffix -> PIL format
+GRID_FORMATS = {".png": ("PNG", {"optimize": True}), ".jpg": ("JPEG", {"quality": 92}),
+                ".jpeg": ("JPEG", {"quality": 92})}  # output suffix -> PIL format and its save options
 MIN_CELL = 32  # px: a tile's largest side, at least
 
 
@@ -98,7 +99,7 @@ def show_dataset(name: str, root: str | os.PathLike, out: str | os.PathLike, spl
         raise ValueError(f"cell (--cell) must be at least {MIN_CELL} pixels, got {cell!r}")
     ds = build_dataset(name, root, split, **loader_kw)
     grid = dataset_grid(ds, num, seed, cell=cell, mano_dir=mano_dir)
+    image_format, options = GRID_FORMATS[out.suffix.lower()]
     with atomic_open(out, "wb") as f:
-        Image.fromarray(grid).save(f, format=GRID_FORMATS[out.suffix.lower()], **({"optimize": True}
-                                                                                  if out.suffix.lower() == ".png" else {"quality": 92}))
+        Image.fromarray(grid).save(f, format=image_format, **options)
     return out
