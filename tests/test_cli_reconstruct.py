@@ -320,7 +320,9 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
         r = runner.invoke(app, ["reconstruct", str(images / "a.png"), "--out", str(out), "--model", str(ckpt),
                                 "--box", "10", "10", "70", "80", "--formats", "", "--no-overlay", *flag])
         assert r.exit_code == 0, r.output
-        hands[len(flag)] = json.loads((out / "a.json").read_text())["hands"]
+        written = json.loads((out / "a.json").read_text())
+        hands[len(flag)] = written["hands"]
+        assert written["model"] == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0] if flag else [0.0]}
     assert len(hands[0]) == len(hands[1]) == 1
     assert not np.allclose(hands[0][0]["keypoints_2d"], hands[1][0]["keypoints_2d"])
     (tmp_path / "fh").mkdir()

@@ -71,6 +71,21 @@ def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
         TwoStagePredictor(detector, crop, score_threshold=2.0)
 
 
+def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_path):
+    """What produced a result travels with it: written into the per-image JSON as "model"."""
+    from handrecon.infer.batch import write_result
+
+    crop = load(ckpt, test_time_rotations=(0, -45, 45))
+    assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0]}
+    pipeline = TwoStagePredictor(FakeDetector(), crop, score_threshold=0.3, nms_iou=0.6, source="fake+crop")
+    assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0],
+                                 "score_threshold": 0.3, "nms_iou": 0.6}
+    image = np.zeros((90, 120, 3), np.uint8)
+    write_result(pipeline.predict(image), image, tmp_path, "a", mesh_formats=(), overlay=False,
+                 settings=pipeline.settings)
+    assert json.loads((tmp_path / "a.json").read_text())["model"] == pipeline.settings
+
+
 class FakeSideHead:
     """Reads a box left when it starts in the image's left half, p_left 0.9 / 0.2; counts boxes."""
 

@@ -152,6 +152,13 @@ def test_smoothing_on_a_rendered_clip_and_exact_resume(tmp_path):
     assert (out / "clip.jsonl").read_text() == (tmp_path / "smooth" / "clip.jsonl").read_text()
     assert reconstruct_video(predictor, clip, out, OneEuroConfig(), focal=focal, side=side,
                              overlay=False).resumed_at == 30  # finished: nothing redone
+    out = tmp_path / "retuned"
+    with pytest.raises(Interrupt):
+        reconstruct_video(predictor, clip, out, OneEuroConfig(), focal=focal, side=side, overlay=False, on_progress=crash)
+    rotated = handrecon.load("m3dhmr-openhand", test_time_rotations=(0, -45, 45))
+    rep = reconstruct_video(rotated, clip, out, OneEuroConfig(), focal=focal, side=side, overlay=False)
+    assert rep.resumed_at == 0 and rep.frames == 30  # other settings: started again, not half of each
+    assert (out / "clip.jsonl").read_text() != (tmp_path / "smooth" / "clip.jsonl").read_text()
 
 
 def test_cli_reconstruct_video_and_a_broken_file(tmp_path):

@@ -59,7 +59,7 @@ def reconstruct_sample(out_dir: str | Path, model: Any = DEFAULT_MODEL) -> dict:
     gt = meta["hands"][0]
     rec = handrecon.load(model) if isinstance(model, (str, Path)) else model
     result = rec.predict(image, K=np.asarray(meta["K"]), boxes=[gt["box"]], sides=[gt["side"]])
-    files = write_result(result, image, out_dir, "sample")
+    files = write_result(result, image, out_dir, "sample", settings=rec.settings)
     hand = result.hands[0]
     return {"model": str(getattr(rec, "source", "") or model), "side": hand.side, "files": files,
             "cam_t_m": np.round(hand.cam_t, 4).tolist(), **hand_errors(hand, gt)}
@@ -82,7 +82,7 @@ def reconstruct_scene(out_dir: str | Path, model: Any = DEFAULT_MODEL, detector:
     image, meta = load_sample("scene")
     rec = with_detector(handrecon.load(model) if isinstance(model, (str, Path)) else model, detector)
     result = rec.predict(image, K=np.asarray(meta["K"]))
-    files = write_result(result, image, Path(out_dir), "scene", mesh_formats=("glb",))
+    files = write_result(result, image, Path(out_dir), "scene", mesh_formats=("glb",), settings=rec.settings)
     gts = meta["hands"]
     pred_boxes = np.array([h.box for h in result.hands], np.float64).reshape(-1, 4)
     match = match_hands(pred_boxes, np.array([h.score or 0.0 for h in result.hands]),

@@ -101,7 +101,8 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
         if fitter is not None:
             fitter.attach_fits([result])
         files = [str(out / f) for f in write_result(result, image, out, "result", overlay=False, fitter=fitter,
-                                                     mesh_formats=("glb",) if fit else ())]
+                                                     mesh_formats=("glb",) if fit else (),
+                                                     settings=predictor.settings)]
     except ValueError as e:  # a bad image, or non-finite outputs (write_result refuses them)
         raise gr.Error(str(e)) from None
     scene = None

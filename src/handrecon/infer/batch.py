@@ -129,9 +129,11 @@ def write_result(
     mesh_formats: tuple[str, ...] = ("obj", "ply", "glb"),
     overlay: bool = True,
     fitter: Any = None,
+    settings: dict | None = None,
 ) -> list[str]:
     """Write NAME.json, per-hand meshes and the overlay for one image. Returns the file names.
     A hand with fitted parameters (``hand.fit``, from `fitter`) gets a rigged, posed GLB.
+    settings: what produced the result (the predictor's ``settings``), written as the JSON's "model".
 
     All or nothing: a result with non-finite numbers is refused before anything is written
     (ValueError), and if any file fails the ones already written for this image are removed."""
@@ -140,7 +142,7 @@ def write_result(
     try:
         json_path = out_dir / f"{stem}.json"
         # every number is finite (check_finite), so orjson may write it: 10x faster than json here
-        atomic_write_bytes(json_path, orjson.dumps(result.to_json()) + b"\n", durable=False)
+        atomic_write_bytes(json_path, orjson.dumps({**result.to_json(), **({"model": settings} if settings else {})}) + b"\n", durable=False)
         written.append(json_path)
         for i, hand in enumerate(result.hands):
             for fmt in mesh_formats:
@@ -280,7 +282,8 @@ def reconstruct_paths(
     def write(path: Path, stem: str, item: tuple[LoadedImage, FilePrompt], result: ImageResult) -> tuple[list[str], int]:
         loaded, prompt = item
         result = to_file_pixels(result, loaded, prompt.K_file)
-        return write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay, fitter), len(result.hands)
+        return write_result(result, loaded.image, out_dir, stem, mesh_formats, overlay, fitter,
+                            getattr(predictor, "settings", None)), len(result.hands)
 
     def attach_fits(results: list) -> None:
         if fitter is not None:

@@ -58,6 +58,12 @@ class TwoStagePredictor:
         return self.crop.test_time_rotations
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU)."""
+        return {**self.crop.settings, "model": self.source, "score_threshold": self.score_threshold,
+                "nms_iou": self.nms_iou}
+
+    @property
     def faces_right(self) -> np.ndarray:
         return self.crop.faces_right
 

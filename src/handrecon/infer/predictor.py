@@ -172,6 +172,12 @@ class Predictor:
         return self.adapter.test_time_rotations
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """What produced a result, as written beside it (per-image JSON, a video's resume check):
+        the model's name or path and its test-time rotations (degrees)."""
+        return {"model": self.source, "test_time_rotations": [float(a) for a in self.test_time_rotations]}
+
+    @property
     def detects_hands(self) -> bool:
         """True for a full-image model that finds its own hands; False for a crop model."""
         return self.adapter.detects_hands
