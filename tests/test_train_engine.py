@@ -211,13 +211,15 @@ def test_param_groups_and_frozen_layers(tmp_path):
     assert lrs == [pytest.approx(3e-4)]
 
 
-def test_init_from_starts_from_another_checkpoints_weights(tmp_path):
-    """train.init_from: the weights of a finished run, a fresh optimizer and step count."""
+def test_init_from_starts_from_another_checkpoints_weights(tmp_path, capsys):
+    """train.init_from: the weights of a finished run, a fresh optimizer and step count; the log says so."""
     first = train(config_from_dict(make_cfg(tmp_path / "a", **{"train.max_steps": 6, "train.epochs": None})))
     cfg = make_cfg(tmp_path / "b", **{"train.max_steps": 1, "train.epochs": None, "optim.lr": 1e-12,
                                       "train.init_from": str(first.last_checkpoint)})
+    capsys.readouterr()
     second = train(config_from_dict(cfg))
     assert second.step == 1
+    assert f"init_from {first.last_checkpoint}: loaded all" in capsys.readouterr().out
     a, b = params(first.last_checkpoint), params(second.last_checkpoint)
     for k in a:  # lr 1e-12: one step moves nothing measurable, so the start was the first run's weights
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6)

@@ -384,6 +384,7 @@ class Trainer:
         try:
             if same:
                 ckpt.load_weights(self.model, d)
+                self.init_note = f"init_from {d}: loaded all {len(self.model.state_dict())} tensors (the same model)"
                 return
             tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE)
         except ckpt.CheckpointError as e:
