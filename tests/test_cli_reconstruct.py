@@ -129,7 +129,9 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     assert not (tmp_path / "m.txt").exists()
     _one_line_error(runner.invoke(app, ["export-onnx", "--model", str(ckpt), "--out", str(tmp_path / "in")]),
                     "is a folder")
-    assert not (tmp_path / "m.onnx").exists()
+    _one_line_error(runner.invoke(app, ["export-onnx", "--model", f"handrecon-hand-detector+{ckpt}", "--out",
+                                        str(tmp_path / "m.onnx")]), "two networks", "export the crop model alone")
+    assert not (tmp_path / "m.onnx").exists()  # was a TypeError traceback from deep inside
     _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(blocker / "o"), "--model",
                                         str(ckpt)]), "cannot create the output folder", str(blocker / "o"))
     _one_line_error(runner.invoke(app, ["reconstruct", str(tmp_path / "in"), "--out", str(blocker), "--crop",

@@ -13,6 +13,7 @@ import torch
 
 from handrecon.checkpoint import load_model
 from handrecon.infer.onnx import METADATA_KEY, OPSET, metadata
+from handrecon.infer.pipeline import PIPELINE_SEPARATOR
 from handrecon.infer.predictor import Predictor, build_adapter, check_threads
 from handrecon.infer.quantize import quantize_int8
 from handrecon.infer.registry import resolve_model
@@ -61,6 +62,11 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
     out = check_output_file(out, (".onnx",), "export")  # handrecon.load tells an export from a checkpoint by the suffix
+    if not isinstance(model, (str, Path, Predictor)) or (isinstance(model, str) and PIPELINE_SEPARATOR in model):
+        raise ValueError(f"{getattr(model, 'source', None) or model}: a DETECTOR{PIPELINE_SEPARATOR}MODEL pipeline "
+                         "is two networks, and ONNX export takes one: export the crop model alone (e.g. "
+                         "--model m3dhmr-openhand); the shipped detector runs on onnxruntime by itself (exported "
+                         "once into the cache)")
     predictor = model if isinstance(model, Predictor) else load_torch(resolve_model(model))
     if predictor.model is None:
         raise ValueError("export_onnx needs a torch model (a checkpoint or shipped model), not an ONNX one")
