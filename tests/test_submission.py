@@ -190,3 +190,7 @@ def test_cli_failure_is_one_line_and_exit_code_2(tmp_path):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     missing = CliRunner().invoke(app, ["evaluate-submission", "--pred", str(tmp_path / "nope.json"), "--gt-dir", str(folder)])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+    swapped = CliRunner().invoke(app, ["evaluate-submission", "--pred", str(folder), "--gt-dir", str(tmp_path / "pred.json")])
+    assert swapped.exit_code == 2 and "is a file; give the folder holding evaluation_xyz.json" in swapped.output
+    folder_as_pred = CliRunner().invoke(app, ["evaluate-submission", "--pred", str(folder), "--gt-dir", str(folder)])
+    assert folder_as_pred.exit_code == 2 and "is a folder, not a JSON file" in folder_as_pred.output  # was "does not exist"
