@@ -141,6 +141,7 @@ def test_cli_detect(tmp_path):
     assert (tmp_path / "out" / "a_boxes.png").is_file() and (tmp_path / "out" / "b.json").is_file()
     for args, message in ((["--detector", f"rt-detr:{tmp_path / 'nowhere'}"], "never downloads"),
                           (["--detector", "yolo"], "unknown hand detector 'yolo'"),
+                          (["--detector", "m3dhmr-openhand"], "goes to --model"),  # not "the config's imports:"
                           (["--detector", f"rt-detr:{folder}", "--nms-iou", "0"], "--nms-iou")):
         r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "o2"), *args])
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

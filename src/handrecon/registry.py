@@ -43,11 +43,13 @@ def load_families() -> list[str]:
 class Registry:
     """Maps names used in configs and cards to factories (classes or functions)."""
 
-    def __init__(self, kind: str, entry_points_group: str | None = None):
+    def __init__(self, kind: str, entry_points_group: str | None = None,
+                 unknown_hint: str = "add the module that registers it to the config's `imports:` list"):
         """entry_points_group: where a missing name's own module is listed (``name = module``),
-        imported before falling back to every family."""
+        imported before falling back to every family. unknown_hint: what to do, after an unknown name."""
         self.kind = kind
         self.entry_points_group = entry_points_group
+        self.unknown_hint = unknown_hint
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -70,10 +72,7 @@ class Registry:
             load_families()
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigError(
-                f"unknown {self.kind} {name!r} (registered: {known}); add the module that registers "
-                f"it to the config's `imports:` list"
-            )
+            raise ConfigError(f"unknown {self.kind} {name!r} (registered: {known}); {self.unknown_hint}")
         return self._items[name]
 
     def build(self, name: str, **kwargs: Any) -> Any:
@@ -95,7 +94,9 @@ def _qualname(obj: Any) -> str:
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
 ADAPTERS = Registry("inference adapter", ADAPTER_ENTRY_POINTS)
-DETECTORS = Registry("hand detector", DETECTOR_ENTRY_POINTS)
+DETECTORS = Registry("hand detector", DETECTOR_ENTRY_POINTS,
+                     "give a shipped detector by name or KIND:DIR (a pretrained detector's local folder); a crop "
+                     "model such as m3dhmr-openhand goes to --model, after DETECTOR+ for a pipeline")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
