@@ -26,6 +26,9 @@ def test_sample_has_ground_truth(name):
 
 
 def test_demo_writes_reconstruction_and_posed_meshes(tmp_path, tiny_checkpoint):
+    (tmp_path / "a_file").touch()
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "a_file"), "--model", "nope"])
+    assert result.exit_code == 2 and "--out: the output folder" in result.output and "is a file" in result.output
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--model", str(tiny_checkpoint)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())

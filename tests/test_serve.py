@@ -58,6 +58,8 @@ def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):
         model_choices(["nope"], ModelPool())
     r = CliRunner().invoke(app, ["serve", "--model", "nope", "--port", str(_free_port())])
     assert r.exit_code == 2 and r.output.startswith("error: --model: cannot load model 'nope'") and r.output.count("\n") == 1
+    r = CliRunner().invoke(app, ["serve", "--port", "99999"])  # was an OverflowError traceback, after loading the models
+    assert r.exit_code == 2 and r.output == "error: --port must be in 1-65535, got 99999\n"
     image = np.asarray(Image.open(SAMPLE).convert("RGB"))
     with pytest.raises(gr.Error, match="cannot load model 'nope\\+m3dhmr-openhand'"):
         reconstruct_image(ModelPool(), tmp_path, image, "nope+m3dhmr-openhand", False)

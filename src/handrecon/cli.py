@@ -57,7 +57,13 @@ def demo(
     from rich.table import Table
 
     from handrecon.demo import run_demo
+    from handrecon.utils.io import make_output_folder
 
+    try:
+        make_output_folder(out)  # before the model loads
+    except ValueError as e:
+        typer.echo(f"error: --out: {e}", err=True)
+        raise typer.Exit(2) from None
     predictor = _load_model_or_exit(model)
     try:
         summary = run_demo(out, predictor)
@@ -569,6 +575,9 @@ def serve(
         typer.echo(f"error: the web page needs gradio ({e}); install it with: pip install \"handrecon[serve]\"", err=True)
         raise typer.Exit(2) from None
     _check_threads_or_exit(threads)
+    if not 1 <= port <= 65535:
+        typer.echo(f"error: --port must be in 1-65535, got {port}", err=True)
+        raise typer.Exit(2)
     try:
         _, url = start(model, host, port, threads, block=False)
     except ValueError as e:  # a --model that does not load
