@@ -155,7 +155,7 @@ def test_cli_error_paths_are_one_line_errors(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, ["demo", "--model", "nope", "--out", str(tmp_path / "d")]),
                     "cannot load model 'nope'")
     _one_line_error(runner.invoke(app, ["demo", "--model", str(ckpt), "--out", str(blocker / "d")]),
-                    "cannot write the demo outputs", str(blocker / "d"))
+                    "--out: cannot create the output folder", str(blocker / "d"))
 
 
 def test_absurd_box_and_focal_fail_the_item_with_the_reason(tmp_path, ckpt):
