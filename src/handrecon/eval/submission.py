@@ -98,8 +98,9 @@ def load_freihand_gt(gt_dir: str | Path, set_name: str = "evaluation") -> Freiha
     """Read `{set_name}_xyz.json`, `{set_name}_verts.json` (and `_K`, `_scale` when present) from `gt_dir`."""
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
-        raise SubmissionError(f"ground-truth folder {gt_dir} " + ("is a file; give the folder holding "
-                              f"{set_name}_xyz.json and {set_name}_verts.json" if gt_dir.exists() else "does not exist"))
+        problem = (f"is a file; give the folder holding {set_name}_xyz.json and {set_name}_verts.json"
+                   if gt_dir.exists() else "does not exist")
+        raise SubmissionError(f"ground-truth folder {gt_dir} {problem}")
     for key in ("xyz", "verts"):
         if not (gt_dir / f"{set_name}_{key}.json").is_file():
             raise SubmissionError(f"{gt_dir / f'{set_name}_{key}.json'} is missing; the FreiHAND ground truth "
@@ -148,7 +149,8 @@ def evaluate_freihand(pred: FreihandSet, gt: FreihandSet) -> dict[str, float | N
 
 def _read_json(path: Path, what: str):
     if not path.is_file():
-        raise SubmissionError(f"{what} {path} " + ("is a folder, not a JSON file" if path.is_dir() else "does not exist"))
+        problem = "is a folder, not a JSON file" if path.is_dir() else "does not exist"
+        raise SubmissionError(f"{what} {path} {problem}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

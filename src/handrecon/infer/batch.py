@@ -142,7 +142,8 @@ def write_result(
     try:
         json_path = out_dir / f"{stem}.json"
         # every number is finite (check_finite), so orjson may write it: 10x faster than json here
-        atomic_write_bytes(json_path, orjson.dumps({**result.to_json(), **({"model": settings} if settings else {})}) + b"\n", durable=False)
+        data = {**result.to_json(), **({"model": settings} if settings else {})}
+        atomic_write_bytes(json_path, orjson.dumps(data) + b"\n", durable=False)
         written.append(json_path)
         for i, hand in enumerate(result.hands):
             for fmt in mesh_formats:

@@ -99,7 +99,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     path, out_dir = Path(path), Path(out_dir)
     make_output_folder(out_dir)
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
-    settings = {"source": str(path.resolve()), "model": getattr(predictor, "settings", None) or str(getattr(predictor, "source", "")), "focal": focal,
+    settings = {"source": str(path.resolve()), "model": getattr(predictor, "settings", None), "focal": focal,
                 "box": None if box is None else [float(b) for b in box], "side": side,
                 "smoothing": None if smoothing is None else asdict(smoothing), "fit": fitter is not None,
                 "version": STATE_VERSION}
