@@ -436,3 +436,33 @@ def test_hands_of_any_colour(tmp_path):
     assert np.corrcoef(green[:, 1], skin[:, 0])[0, 1] > 0.5  # the same nails, palm, cavities and mottling
     with pytest.raises(ValueError, match="p_hand_colour"):
         preset("crop", p_hand_colour=-0.1)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("p_left", 1.5, "p_left is a probability"),
+    ("p_forearm", -0.2, "p_forearm is a probability"),
+    ("p_left", "abc", "p_left must be a number"),
+    ("centred", 3, "centred must be true or false"),
+    ("focal", (-5.0, 3.0), "focal must be pixels with 0 < min <= max"),
+    ("focal", "abc", r"focal must be \[min, max\] or null"),
+    ("fov_deg", (10.0, 200.0), "fov_deg must be 0 < min <= max < 180"),
+    ("image_size", 3, r"image_size must be \[H, W\] in whole pixels"),
+    ("image_size", (32, 40.5), r"image_size must be \[H, W\] in whole pixels"),
+    ("num_hands", (1,), r"num_hands must be \[min, max\] of whole numbers"),
+    ("pose_kinds", ("wave",), "pose_kinds must be a non-empty list of"),
+    ("pose_kinds", (), "pose_kinds must be a non-empty list of"),
+    ("jpeg_quality", 500, "jpeg_quality must be 1-100"),
+    ("shape_scale", -1.0, "must not be negative"),
+])
+def test_synth_config_refuses_bad_values_up_front(field, value, message):
+    """A bad --set value is named before anything renders (not a TypeError deep in the engine,
+    nor a silently clamped probability)."""
+    with pytest.raises(ValueError, match=message):
+        preset("crop", **{field: value})
+
+
+def test_synth_config_accepts_every_preset_and_yaml_values():
+    """Both presets pass the checks, and values as YAML/JSON gives them (lists, ints for floats) do too."""
+    preset("scene")
+    cfg = preset("crop", focal=None, hand_size=[1, 2], p_left=1, pose_kinds=["fist", "mixed"], image_size=[96, 128])
+    assert cfg.p_left == 1 and cfg.focal is None

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from handrecon.hand.pose import KINDS
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -93,6 +95,12 @@ class SynthConfig:
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            problem = _type_problem(getattr(self, f.name), f.default, f.name == "focal")
+            if problem and f.name == "image_size":
+                problem = "[H, W] in whole pixels"
+            if problem:
+                raise ValueError(f"synth config {self.name!r}: {f.name} must be {problem}, got {getattr(self, f.name)!r}")
         H, W = self.image_size
         checks = [
             (H > 0 and W > 0, f"image_size must be positive (H, W), got {self.image_size}"),
@@ -101,25 +109,59 @@ class SynthConfig:
             (0 < self.hand_size[0] <= self.hand_size[1], f"hand_size must be 0 < min <= max, got {self.hand_size}"),
             (self.orientation in ("uniform", "natural", "mixed"),
              f"orientation must be 'uniform', 'natural' or 'mixed', got {self.orientation!r}"),
-            (0.0 <= self.p_natural <= 1.0, f"p_natural must be in [0, 1], got {self.p_natural}"),
+            (self.focal is None or 0 < self.focal[0] <= self.focal[1],
+             f"focal must be pixels with 0 < min <= max (or null to use fov_deg), got {self.focal}"),
+            (0 < self.fov_deg[0] <= self.fov_deg[1] < 180, f"fov_deg must be 0 < min <= max < 180, got {self.fov_deg}"),
+            (self.principal_jitter >= 0 and self.centre_jitter >= 0 and self.shape_scale >= 0,
+             "principal_jitter, centre_jitter and shape_scale must not be negative, got "
+             f"{self.principal_jitter}, {self.centre_jitter}, {self.shape_scale}"),
+            (len(self.pose_kinds) > 0 and set(self.pose_kinds) <= set(KINDS) | {"mixed"},
+             f"pose_kinds must be a non-empty list of {KINDS + ('mixed',)}, got {list(self.pose_kinds)}"),
             (0.0 <= self.p_photo_occluder and 0.0 <= self.p_skin_occluder
              and self.p_photo_occluder + self.p_skin_occluder <= 1.0,
              f"p_photo_occluder + p_skin_occluder must be probabilities summing to at most 1, got "
              f"{self.p_photo_occluder} + {self.p_skin_occluder}"),
             (0 <= self.clutter[0] <= self.clutter[1], f"clutter must be 0 <= min <= max, got {self.clutter}"),
-            (0.0 <= self.p_recolour <= 1.0, f"p_recolour must be in [0, 1], got {self.p_recolour}"),
-            (0.0 <= self.p_hand_colour <= 1.0, f"p_hand_colour must be in [0, 1], got {self.p_hand_colour}"),
             (0 <= self.occluders[0] <= self.occluders[1], f"occluders must be 0 <= min <= max, got {self.occluders}"),
             (self.supersample >= 1, f"supersample must be >= 1, got {self.supersample}"),
             (self.render_subdivisions in (0, 1, 2), f"render_subdivisions must be 0, 1 or 2, got {self.render_subdivisions}"),
             (self.image_format in ("jpg", "png"), f"image_format must be 'jpg' or 'png', got {self.image_format!r}"),
+            (1 <= self.jpeg_quality <= 100, f"jpeg_quality must be 1-100, got {self.jpeg_quality}"),
         ]
+        checks += [(0.0 <= getattr(self, f.name) <= 1.0, f"{f.name} is a probability, in [0, 1]; got {getattr(self, f.name)}")
+                   for f in dataclasses.fields(self) if f.name.startswith("p_")]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"synth config {self.name!r}: {msg}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _type_problem(value, default, optional: bool) -> str | None:
+    """What `value` should be, judged by the field's default (None when it fits)."""
+    if value is None and optional:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        return None if _is_number(value) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, tuple) and all(isinstance(x, str) for x in default):
+        return None if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value) else "a list of names"
+    if isinstance(default, tuple):
+        whole = all(isinstance(x, int) for x in default)
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) if whole else _is_number(x) for x in value)
+        return None if ok else ("[min, max] of whole numbers" if whole else "[min, max]") + (" or null" if optional else "")
+    return None
 
 
 PRESETS: dict[str, SynthConfig] = {
