@@ -267,3 +267,58 @@ def test_cli_reconstruct_finds_videos_inside_folders(tmp_path):
     r = CliRunner().invoke(app, args)  # again: out/clip_overlay.mp4 lies inside the input folder
     assert r.exit_code == 0, r.output
     assert "clip_overlay" not in r.output and not (out / "clip_overlay_overlay.mp4").exists()
+
+
+def write_sideways_clip(path, upright: list[np.ndarray]) -> None:
+    """`upright` frames stored as a phone held upright stores them: turned a quarter turn
+    counter-clockwise, with the MP4 track's display matrix saying "turn 90° clockwise to show"."""
+    import struct
+
+    container = av.open(str(path), mode="w")
+    stream = container.add_stream("libx264", rate=Fraction(FPS))
+    stream.pix_fmt, stream.options = "yuv444p", {"crf": "4"}
+    stream.height, stream.width = upright[0].shape[1], upright[0].shape[0]
+    for image in upright:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(image, 1)), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert data[at + 4] == 0  # version 0: 20 bytes of times, ids and duration before the matrix
+    at += 4 + 4 + 20 + 8 + 8
+    assert struct.unpack(">9i", data[at:at + 36]) == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    data[at:at + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+
+
+def test_a_phones_portrait_clip_is_read_upright(tmp_path):
+    """Frames are turned by the container's display matrix, as players show them (and as EXIF
+    orientation turns photos): a portrait clip stored sideways comes out portrait, right way up,
+    through `video_frames` and through `reconstruct`'s JSON Lines."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.infer.video import video_frames
+
+    upright = []
+    for i in range(3):
+        image = np.full((48, 32, 3), 40, np.uint8)
+        image[:12, :16] = (250, 250, 250)  # top left
+        image[40:, 8 * i:8 * i + 8] = (250, 40, 40)  # a red mark moving along the bottom
+        upright.append(image)
+    clip = tmp_path / "portrait.mp4"
+    write_sideways_clip(clip, upright)
+    first = next(av.open(str(clip)).decode(video=0))
+    assert first.rotation == -90 and first.to_ndarray(format="rgb24").shape == (32, 48, 3)  # stored sideways
+    frames, _, _ = video_frames(clip)
+    decoded = [image for _, image in frames]
+    assert [d.shape for d in decoded] == [(48, 32, 3)] * 3
+    assert all(np.abs(d.astype(int) - u).mean() < 4 for d, u in zip(decoded, upright))
+    r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(tmp_path / "out"), "--no-overlay", "--crop",
+                                 "--side", "right"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (tmp_path / "out" / "portrait.jsonl").read_text().splitlines()]
+    assert [x["image_size"] for x in lines] == [[48, 32]] * 3

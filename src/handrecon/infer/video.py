@@ -62,7 +62,9 @@ class VideoReport:
 
 def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tuple[int, np.ndarray]], float, int | None]:
     """(iterator of (index, RGB uint8 frame) from frame `start`, frames per second, frame count
-    if the container says). Frames before `start` are decoded and dropped."""
+    if the container says). Frames before `start` are decoded and dropped. Each frame is turned
+    upright by its display matrix (a phone's portrait clip is stored sideways with a rotation to
+    show it), as players show it and as EXIF orientation is applied to photos."""
     import av
 
     try:
@@ -78,13 +80,20 @@ def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tupl
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if i >= start:
-                    yield i, frame.to_ndarray(format="rgb24")
+                    yield i, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         except av.FFmpegError as e:
             raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
         finally:
             container.close()
 
     return frames(), fps, count
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """(H, W, 3) decoded frame -> as displayed: turned by its display matrix's `rotation` (degrees
+    counter-clockwise, PyAV's `VideoFrame.rotation`; -90 for a phone held upright), in quarter turns."""
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os.PathLike,
