@@ -300,7 +300,7 @@ def reconstruct(
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side gets the detector side head\'s reading, an unlisted image the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
-    beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient (higher: less lag in fast motion)."),
+    beta: float = typer.Option(0.05, "--beta", help="Videos: One-Euro speed coefficient, Hz per px/s of 2D keypoint speed (higher: less lag in fast motion)."),
 ) -> None:
     """Reconstruct every hand of images and videos: per image JSON, camera-space meshes and an
     overlay; per video (mp4, mov, avi, mkv, webm, ...) JSON Lines with tracked, smoothed hands, an

@@ -6,7 +6,11 @@ over the box size, and refuses pairs with IoU below `min_iou` and keypoints furt
 `max_keypoint_distance` box sizes — and, with a `OneEuroConfig`, replaces its 2D and 3D
 keypoints, vertices and camera translation by their One-Euro-filtered values (Casiez et al.,
 CHI 2012: a low-pass whose cut-off rises with speed, so slow motion is de-jittered and fast
-motion keeps up). Tracks unseen for `max_age` frames end; a new hand starts a new id and an
+motion keeps up). The 2D keypoints' cut-offs follow their own speeds (pixels per second); every
+3D field of the hand (metres) is filtered with the cut-off of the hand's mean 2D speed, so the
+mesh moves with the 2D keypoints (in metres the 3D cut-off hardly rose with speed and the mesh
+trailed the keypoints by ~150 ms in fast motion) and depth jitter, which the 2D does not show,
+never opens the filter. Tracks unseen for `max_age` frames end; a new hand starts a new id and an
 unfiltered state. A track's side is the majority vote of its frames so far.
 """
 
@@ -21,13 +25,14 @@ from scipy.optimize import linear_sum_assignment
 from handrecon.geometry.boxes import box_iou
 from handrecon.infer.results import HandResult
 
-SMOOTHED_FIELDS = ("keypoints_2d", "keypoints_3d", "vertices", "cam_t")
+SMOOTHED_FIELDS = ("keypoints_2d", "keypoints_3d", "vertices", "cam_t")  # the first drives the others' cut-off
 
 
 @dataclass(frozen=True)
 class OneEuroConfig:
-    """min_cutoff (Hz): the cut-off at rest (lower: smoother, more lag); beta: how fast the cut-off
-    rises with speed (higher: less lag in fast motion); d_cutoff (Hz): the derivative's cut-off."""
+    """min_cutoff (Hz): the cut-off at rest (lower: smoother, more lag); beta (Hz per px/s of 2D
+    keypoint speed): how fast the cut-off rises with speed (higher: less lag in fast motion);
+    d_cutoff (Hz): the derivative's cut-off."""
 
     min_cutoff: float = 1.0
     beta: float = 0.05
@@ -40,7 +45,7 @@ class OneEuroConfig:
 
 class OneEuroFilter:
     """A One-Euro filter over arrays of any shape (every element filtered independently, in one
-    vectorised step). The speed that drives the cut-off is per element."""
+    vectorised step). The speed that drives the cut-off is per element, or the `speed` given."""
 
     def __init__(self, config: OneEuroConfig) -> None:
         self.config = config
@@ -53,7 +58,8 @@ class OneEuroFilter:
         tau = 1.0 / (2 * math.pi * cutoff)
         return 1.0 / (1.0 + tau / dt)
 
-    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+    def __call__(self, x: np.ndarray, t: float, speed: float | None = None) -> np.ndarray:
+        """The filtered `x` at time `t` (s); `speed`: drive the cut-off by this speed instead of x's own."""
         x = np.asarray(x, np.float64)
         if self.x is None or self.t is None or t <= self.t:
             self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
@@ -62,7 +68,7 @@ class OneEuroFilter:
         dx = (x - self.x) / dt
         a_d = self._alpha(c.d_cutoff, dt)
         self.dx = a_d * dx + (1 - a_d) * self.dx
-        a = self._alpha(c.min_cutoff + c.beta * np.abs(self.dx), dt)
+        a = self._alpha(c.min_cutoff + c.beta * (np.abs(self.dx) if speed is None else speed), dt)
         self.x = a * x + (1 - a) * self.x
         self.t = t
         return self.x
@@ -127,9 +133,12 @@ class HandTracker:
                 hand.side_score = 1.0 - hand.side_score
             hand.side = voted
             if self.smoothing is not None:
+                speed = None
                 for name in SMOOTHED_FIELDS:
                     f = track.filters.setdefault(name, OneEuroFilter(self.smoothing))
-                    setattr(hand, name, f(getattr(hand, name), t).astype(np.float32))
+                    setattr(hand, name, f(getattr(hand, name), t, speed).astype(np.float32))
+                    if speed is None:  # the 2D keypoints' mean speed, px/s, drives the 3D fields
+                        speed = float(np.linalg.norm(f.dx, axis=-1).mean())
             out.append(track.id)
         return out
 

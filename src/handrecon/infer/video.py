@@ -37,7 +37,7 @@ from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json, make_output_folder
 from handrecon.utils.threads import prefetch
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the 3D fields' filters follow the hand's 2D speed
 
 
 class VideoError(ValueError):
