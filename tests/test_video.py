@@ -342,7 +342,7 @@ def test_a_phones_portrait_clip_is_read_upright(tmp_path):
     first = next(av.open(str(clip)).decode(video=0))
     assert first.rotation == -90 and first.to_ndarray(format="rgb24").shape == (32, 48, 3)  # stored sideways
     frames, _, _ = video_frames(clip)
-    decoded = [image for _, image in frames]
+    decoded = [image for _, image, _ in frames]
     assert [d.shape for d in decoded] == [(48, 32, 3)] * 3
     assert all(np.abs(d.astype(int) - u).mean() < 4 for d, u in zip(decoded, upright))
     r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(tmp_path / "out"), "--no-overlay", "--crop",
@@ -350,3 +350,30 @@ def test_a_phones_portrait_clip_is_read_upright(tmp_path):
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (tmp_path / "out" / "portrait.jsonl").read_text().splitlines()]
     assert [x["image_size"] for x in lines] == [[48, 32]] * 3
+
+
+def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path):
+    """Frame times are the presentation timestamps (a phone records at a variable rate in low
+    light), in the JSON Lines and for the smoothing's time steps; not index / average rate."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+
+    clip = tmp_path / "vfr.mp4"
+    container = av.open(str(clip), mode="w")
+    stream = container.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000)
+    for ms in (0, 40, 100, 120, 200):
+        frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = ms, Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(tmp_path / "out"), "--no-overlay", "--crop",
+                                 "--side", "right"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (tmp_path / "out" / "vfr.jsonl").read_text().splitlines()]
+    assert [x["time"] for x in lines] == [0.0, 0.04, 0.1, 0.12, 0.2]  # index / average rate: 0, 0.048, 0.096, ...

@@ -2,8 +2,9 @@
 
 Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
 
-- `NAME.jsonl`: one JSON line per frame, ``{"frame_index", "time", "image_size", "K", "hands"}``, each
-  hand as in the image JSON plus its ``track_id`` (stable over frames, `infer.tracking`) and, with
+- `NAME.jsonl`: one JSON line per frame, ``{"frame_index", "time", "image_size", "K", "hands"}`` (time: s, the
+  frame's timestamp from the first frame), each hand as in the image JSON plus its ``track_id`` (stable over
+  frames, `infer.tracking`) and, with
   smoothing on, One-Euro-filtered keypoints, vertices and translation;
 - `NAME_overlay.mp4`: the overlay of every frame (meshes, skeletons, a side view; H.264);
 - with a fitter (``--fit``): `NAME_track{ID}.glb`, the hand model skinned and animated by its
@@ -60,9 +61,12 @@ class VideoReport:
     dropped: list[tuple[int, str]] = field(default_factory=list)
 
 
-def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tuple[int, np.ndarray]], float, int | None]:
-    """(iterator of (index, RGB uint8 frame) from frame `start`, frames per second, frame count
-    if the container says). Frames before `start` are decoded and dropped. Each frame is turned
+def video_frames(path: str | os.PathLike, start: int = 0
+                 ) -> tuple[Iterator[tuple[int, np.ndarray, float]], float, int | None]:
+    """(iterator of (index, RGB uint8 frame, time in seconds from the first frame) from frame
+    `start`, average frames per second, frame count if the container says). Times are the frames'
+    presentation timestamps, so a variable-frame-rate clip (a phone's, in low light) keeps its real
+    timing; a frame without one is placed at index / fps. Frames before `start` are decoded and dropped. Each frame is turned
     upright by its display matrix (a phone's portrait clip is stored sideways with a rotation to
     show it), as players show it and as EXIF orientation is applied to photos."""
     import av
@@ -78,9 +82,13 @@ def video_frames(path: str | os.PathLike, start: int = 0) -> tuple[Iterator[tupl
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         try:
+            origin = None
             for i, frame in enumerate(container.decode(stream)):
+                t = frame.time
+                origin = t if origin is None else origin
                 if i >= start:
-                    yield i, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                    t = i / fps if t is None or origin is None else t - origin
+                    yield i, upright(frame.to_ndarray(format="rgb24"), frame.rotation), t
         except av.FFmpegError as e:
             raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
         finally:
@@ -144,7 +152,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
             K = default_intrinsics((W, H), focal=focal)
             boxes = None if box is None else [[box]] * len(chunk)
             sides = None if side is None else [[side]] * len(chunk)
-            return chunk, predictor.predict_batch([f for _, f in chunk], [K] * len(chunk), boxes, sides,
+            return chunk, predictor.predict_batch([f for _, f, _ in chunk], [K] * len(chunk), boxes, sides,
                                                   batch_size=len(chunk))
 
         # `workers` chunks go through the predictor at once (`infer.batch.parallel_batches`);
@@ -152,18 +160,18 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
         chunks = iter(lambda: list(itertools.islice(frames, batch_size)), [])
         with open(jsonl, "a") as out, ThreadPoolExecutor(max_workers=workers) as network:
             for chunk, results in prefetch(network, predict, chunks, ahead=workers - 1):
-                for (i, _), result in zip(chunk, results):  # a hand with NaN or inf is left out, not tracked
+                for (i, _, _), result in zip(chunk, results):  # a hand with NaN or inf is left out, not tracked
                     bad = {id(h): nonfinite_field(h) for h in result.hands}
                     report.dropped += [(i, f"non-finite {why}") for why in bad.values() if why is not None]
                     result.hands = [h for h in result.hands if bad[id(h)] is None]
-                ids = [tracker.update(result.hands, i, i / fps) for (i, _), result in zip(chunk, results)]
+                ids = [tracker.update(result.hands, i, t) for (i, _, t), result in zip(chunk, results)]
                 if fitter is not None:  # on the smoothed meshes, one batched fit per chunk
                     fitter.attach_fits(results)
                 lines = []
-                for (i, _), result, frame_ids in zip(chunk, results, ids):
+                for (i, _, t), result, frame_ids in zip(chunk, results, ids):
                     track_ids.update(frame_ids)
                     report.hands += len(result.hands)
-                    record = {"frame_index": i, "time": round(i / fps, 6), **result.to_json()}
+                    record = {"frame_index": i, "time": round(t, 6), **result.to_json()}
                     for hand, track_id in zip(record["hands"], frame_ids):
                         hand["track_id"] = track_id
                     lines.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
@@ -216,7 +224,7 @@ def write_overlay_video(video: Path, jsonl: Path, out: Path, predictor: Any) -> 
         container = av.open(str(tmp), mode="w")
         try:
             stream = None
-            for (i, frame), line in zip(frames, lines):
+            for (i, frame, _), line in zip(frames, lines):
                 result = result_from_json(json.loads(line), predictor.faces_right, predictor.faces_left)
                 image = render_overlay(result, frame)
                 image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]  # H.264 wants even sides
