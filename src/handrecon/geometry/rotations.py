@@ -29,6 +29,18 @@ def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
     return quaternion_to_axis_angle(matrix_to_quaternion(R))
 
 
+def rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3): the smallest rotation turning direction `a` (..., 3) onto direction `b` (any
+    lengths). Opposite directions turn by pi about an axis perpendicular to `a`."""
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    axis = torch.cross(a, b, dim=-1)
+    sin, cos = axis.norm(dim=-1, keepdim=True), (a * b).sum(-1, keepdim=True)
+    least = F.one_hot(a.abs().argmin(-1), 3).to(a.dtype)  # the basis direction furthest from a
+    axis = torch.where(sin > 1e-6, axis, torch.cross(a, least, dim=-1))
+    return axis_angle_to_matrix(F.normalize(axis, dim=-1) * torch.atan2(sin, cos))
+
+
 def matrix_to_quaternion(R: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 4) unit quaternions (w, x, y, z) with w >= 0."""
     m = R.reshape(*R.shape[:-2], 9)

@@ -4,13 +4,16 @@ vertices or keypoints (camera frame, metres), batched over hands.
     fit = fit_hands(HandModel.openhand("left"), vertices=pred_vertices)   # (B, V, 3)
     fit.pose, fit.shape, fit.transl        # the model's inputs: model(fit.pose, fit.shape, fit.transl)
 
-1. Initialisation. From vertices: every bone's world rotation by a rigid fit (Kabsch) of the
-   vertices it dominates (skinning weight > 0.6) in the rest hand to the same vertices in the
-   target, in tree order, so each joint's rotation is its parent's inverse times its own — nearly
-   exact for a linear-blend-skinned target. From keypoints: the rest hand rigidly aligned to them.
-   Then, in turns (`rounds`), the shape and translation that best explain the targets for that
-   pose (linear least squares: LBS is linear in the shape for fixed rotations) and again every
-   bone's rotation from the shaped rest hand.
+1. Initialisation, in tree order, so each joint's rotation is its parent's inverse times its own.
+   From vertices: every bone's world rotation by a rigid fit (Kabsch) of the vertices it
+   dominates (skinning weight > 0.6) in the rest hand to the same vertices in the target — nearly
+   exact for a linear-blend-skinned target. From keypoints: a joint with several next keypoints
+   (the wrist: the thumb base and the four knuckles) by a rigid fit of it and them; a joint with
+   one (along a finger) by the smallest turn of its parent-carried rest bone onto the target's
+   (swing; the twist stays the parent's); a joint without a keypoint of its own keeps its parent's
+   rotation. Then, in turns (`rounds`), the shape and translation that best explain the targets
+   for that pose (linear least squares: LBS is linear in the shape for fixed rotations) and again
+   every bone's rotation from the shaped rest hand.
 2. Refinement: Adam over all joint rotations (axis-angle, the root being the global rotation),
    shape coefficients and translation, minimising the mean squared point distance plus a penalty
    on the joint-limit excess (`hand.pose.limit_violation`) and a small shape prior; then the pose
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from handrecon.geometry.procrustes import rigid_transform_torch
-from handrecon.geometry.rotations import matrix_to_axis_angle
+from handrecon.geometry.rotations import matrix_to_axis_angle, rotation_between
+from handrecon.hand.keypoints import OP21_PARENTS
 from handrecon.hand.model import HandModel
 from handrecon.hand.pose import clamp_pose, limit_violation
 
@@ -46,16 +50,11 @@ class HandFit:
 
 
 def fit_hands(model: HandModel, vertices: torch.Tensor | None = None, keypoints: torch.Tensor | None = None,
-              iterations: int | None = None, lr: float | None = None, fit_shape: bool = True,
+              iterations: int = 40, lr: float = 0.01, fit_shape: bool = True,
               limit_weight: float = 10.0, shape_weight: float = 1e-3, rounds: int = 2) -> HandFit:
     """Fit `model` to target vertices (B, V, 3) of its topology or OP21 keypoints (B, 21, 3),
-    metres, camera frame (see the module docstring). iterations / lr of the refinement: None gives
-    40 / 0.01 for vertices (the initialisation is close) and 150 / 0.05 for keypoints. A target
-    over `MAX_HAND_SPAN_M` across is refused as not in metres."""
-    if iterations is None:
-        iterations = 40 if vertices is not None else 150
-    if lr is None:
-        lr = 0.01 if vertices is not None else 0.05
+    metres, camera frame (see the module docstring): `iterations` Adam steps at `lr` refine the
+    initialisation. A target over `MAX_HAND_SPAN_M` across is refused as not in metres."""
     if (vertices is None) == (keypoints is None):
         raise ValueError("fit_hands: give either vertices (B, V, 3) or keypoints (B, 21, 3)")
     target = torch.as_tensor(vertices if vertices is not None else keypoints, dtype=torch.float32)
@@ -75,14 +74,11 @@ def fit_hands(model: HandModel, vertices: torch.Tensor | None = None, keypoints:
         return out.vertices if vertices is not None else out.joints
 
     shape = torch.zeros(B, model.num_shape)
+    init = initial_pose if vertices is not None else initial_pose_from_keypoints
     with torch.no_grad():
-        if vertices is not None:
-            for _ in range(rounds):
-                pose = initial_pose(model, target, shape)
-                shape, t = solve_shape(model, pose, target, points, shape_weight if fit_shape else None)
-        else:
-            pose = _rigid_pose(model, target)
-            t = (target - points(model(pose))).mean(1)  # the rotations act about the wrist: re-solve t
+        for _ in range(rounds):
+            pose = init(model, target, shape)
+            shape, t = solve_shape(model, pose, target, points, shape_weight if fit_shape else None)
     pose = pose.requires_grad_(True)
     shape = shape.requires_grad_(fit_shape)
     transl = t.clone().requires_grad_(True)
@@ -145,13 +141,47 @@ def solve_shape(model: HandModel, pose: torch.Tensor, target: torch.Tensor, poin
     return x[:, :S], x[:, S:]
 
 
-def _rigid_pose(model: HandModel, keypoints: torch.Tensor) -> torch.Tensor:
-    """(B, J, 3) model pose: the rest hand's keypoints rigidly aligned to `keypoints` (root only)."""
-    B = keypoints.shape[0]
-    rest = model(torch.zeros(B, model.num_joints, 3)).joints
-    pose = torch.zeros(B, model.num_joints, 3)
-    pose[:, 0] = matrix_to_axis_angle(rigid_transform_torch(rest, keypoints)[0]) - model.pose_mean[0]
-    return pose
+def initial_pose_from_keypoints(model: HandModel, keypoints: torch.Tensor, shape: torch.Tensor | None = None
+                                ) -> torch.Tensor:
+    """(B, J, 3) model pose from target OP21 keypoints (B, 21, 3) by per-joint rigid fits and swings
+    of the rest hand of `shape` (B, S) (None: the mean shape) (module doc)."""
+    B, J = keypoints.shape[0], model.num_joints
+    identity = -model.pose_mean.expand(B, J, 3)  # the model's input for unrotated joints
+    rest = model(identity, shape).joints
+    parents, owner = model.parents.tolist(), model.keypoint_joints.tolist()
+    own = {j: owner.index(j) for j in range(J) if j in owner}  # joint -> its OP21 keypoint
+    children = [[c for c in range(J) if parents[c] == j] for j in range(J)]
+
+    def next_keypoint(j: int) -> int | None:  # the first keypoint at or below joint j
+        while j not in own and children[j]:
+            j = children[j][0]
+        return own.get(j)
+
+    rest_joints = model.shaped(shape, B)[1]
+    world = [torch.eye(3).expand(B, 3, 3)] * J
+    at = [keypoints[:, 0]] * J  # each joint's place: its keypoint, else carried from its parent
+    local = torch.zeros(B, J, 3, 3)
+    for j in range(J):  # parents[j] < j: a parent's world rotation and place are known first
+        p = parents[j]
+        parent = world[p] if p >= 0 else torch.eye(3).expand(B, 3, 3)
+        if j in own:
+            at[j] = keypoints[:, own[j]]
+        elif p >= 0:
+            at[j] = at[p] + (parent @ (rest_joints[:, j] - rest_joints[:, p])[..., None])[..., 0]
+        here = rest[:, own[j]] if j in own else rest_joints[:, j]
+        ahead = [k for k in map(next_keypoint, children[j]) if k is not None]
+        if not children[j] and j in own:  # a last joint: its fingertip
+            ahead = [OP21_PARENTS.index(own[j])]
+        if not ahead:
+            world[j] = parent
+        elif len(ahead) >= 2:
+            world[j] = rigid_transform_torch(torch.cat([here[:, None], rest[:, ahead]], 1),
+                                             torch.cat([at[j][:, None], keypoints[:, ahead]], 1))[0]
+        else:
+            bone = (parent @ (rest[:, ahead[0]] - here)[..., None])[..., 0]
+            world[j] = rotation_between(bone, keypoints[:, ahead[0]] - at[j]) @ parent
+        local[:, j] = parent.transpose(1, 2) @ world[j]
+    return matrix_to_axis_angle(local) - model.pose_mean
 
 
-__all__ = ["HandFit", "fit_hands", "initial_pose", "solve_shape"]
+__all__ = ["HandFit", "fit_hands", "initial_pose", "initial_pose_from_keypoints", "solve_shape"]
