@@ -377,3 +377,16 @@ def test_a_variable_frame_rate_clip_keeps_its_timing(tmp_path):
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (tmp_path / "out" / "vfr.jsonl").read_text().splitlines()]
     assert [x["time"] for x in lines] == [0.0, 0.04, 0.1, 0.12, 0.2]  # index / average rate: 0, 0.048, 0.096, ...
+
+
+def test_frame_times_always_move_forward():
+    """Timestamps from the first frame; a repeated or backward one (a damaged file) is placed one
+    average interval after the frame before, so time steps stay positive (the smoothing) and
+    keyframes strictly increasing (glTF); a stream without timestamps counts frames."""
+    from handrecon.infer.video import FrameClock
+
+    clock = FrameClock(fps=20.0)
+    assert [clock.time(i, s) for i, s in enumerate([1.5, 1.54, 1.6, 1.6, 1.58, 1.7])] == pytest.approx(
+        [0.0, 0.04, 0.1, 0.15, 0.2, 0.25])
+    clock = FrameClock(fps=25.0)
+    assert [clock.time(i, None) for i in range(3)] == pytest.approx([0.0, 0.04, 0.08])

@@ -82,12 +82,10 @@ def video_frames(path: str | os.PathLike, start: int = 0
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         try:
-            origin = None
+            clock = FrameClock(fps)
             for i, frame in enumerate(container.decode(stream)):
-                t = frame.time
-                origin = t if origin is None else origin
+                t = clock.time(i, frame.time)
                 if i >= start:
-                    t = i / fps if t is None or origin is None else t - origin
                     yield i, upright(frame.to_ndarray(format="rgb24"), frame.rotation), t
         except av.FFmpegError as e:
             raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
@@ -95,6 +93,25 @@ def video_frames(path: str | os.PathLike, start: int = 0
             container.close()
 
     return frames(), fps, count
+
+
+class FrameClock:
+    """Each frame's time in seconds from the first frame: its timestamp, strictly after the frame
+    before (a repeated or backward timestamp, as in a damaged file, is placed one average frame
+    interval after it: the smoothing's time steps and the animated GLB's keyframes need it), or
+    index / fps when the stream has no timestamps."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps, self.origin, self.last = fps, None, None
+
+    def time(self, index: int, stamp: float | None) -> float:
+        if self.origin is None and stamp is not None and index == 0:
+            self.origin = stamp
+        t = index / self.fps if stamp is None or self.origin is None else stamp - self.origin
+        if self.last is not None and t <= self.last:
+            t = self.last + 1.0 / self.fps
+        self.last = t
+        return t
 
 
 def upright(image: np.ndarray, rotation: float) -> np.ndarray:
@@ -272,5 +289,5 @@ def _truncate_lines(path: Path, n: int) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoReport", "is_video", "reconstruct_video", "result_from_json",
+__all__ = ["FrameClock", "VIDEO_SUFFIXES", "VideoError", "VideoReport", "is_video", "reconstruct_video", "result_from_json",
            "video_frames", "write_overlay_video", "write_track_glbs"]
