@@ -146,8 +146,8 @@ def initial_pose_from_keypoints(model: HandModel, keypoints: torch.Tensor, shape
     """(B, J, 3) model pose from target OP21 keypoints (B, 21, 3) by per-joint rigid fits and swings
     of the rest hand of `shape` (B, S) (None: the mean shape) (module doc)."""
     B, J = keypoints.shape[0], model.num_joints
-    identity = -model.pose_mean.expand(B, J, 3)  # the model's input for unrotated joints
-    rest = model(identity, shape).joints
+    rest_hand = model(-model.pose_mean.expand(B, J, 3), shape)  # every joint unrotated
+    rest, rest_joints = rest_hand.joints, rest_hand.skeleton  # its OP21 keypoints, its skeleton joints
     parents, owner = model.parents.tolist(), model.keypoint_joints.tolist()
     own = {j: owner.index(j) for j in range(J) if j in owner}  # joint -> its OP21 keypoint
     children = [[c for c in range(J) if parents[c] == j] for j in range(J)]
@@ -157,7 +157,6 @@ def initial_pose_from_keypoints(model: HandModel, keypoints: torch.Tensor, shape
             j = children[j][0]
         return own.get(j)
 
-    rest_joints = model.shaped(shape, B)[1]
     world = [torch.eye(3).expand(B, 3, 3)] * J
     at = [keypoints[:, 0]] * J  # each joint's place: its keypoint, else carried from its parent
     local = torch.zeros(B, J, 3, 3)

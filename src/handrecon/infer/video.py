@@ -4,8 +4,7 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
 
 - `NAME.jsonl`: one JSON line per frame, ``{"frame_index", "time", "image_size", "K", "hands"}`` (time: s, the
   frame's timestamp from the first frame), each hand as in the image JSON plus its ``track_id`` (stable over
-  frames, `infer.tracking`) and, with
-  smoothing on, One-Euro-filtered keypoints, vertices and translation;
+  frames, `infer.tracking`) and, with smoothing on, One-Euro-filtered keypoints, vertices and translation;
 - `NAME_overlay.mp4`: the overlay of every frame (meshes, skeletons, a side view; H.264);
 - with a fitter (``--fit``): `NAME_track{ID}.glb`, the hand model skinned and animated by its
   fitted pose, one keyframe per frame the track is seen (`infer.rig`);
@@ -64,11 +63,11 @@ class VideoReport:
 def video_frames(path: str | os.PathLike, start: int = 0
                  ) -> tuple[Iterator[tuple[int, np.ndarray, float]], float, int | None]:
     """(iterator of (index, RGB uint8 frame, time in seconds from the first frame) from frame
-    `start`, average frames per second, frame count if the container says). Times are the frames'
-    presentation timestamps, so a variable-frame-rate clip (a phone's, in low light) keeps its real
-    timing; a frame without one is placed at index / fps. Frames before `start` are decoded and dropped. Each frame is turned
-    upright by its display matrix (a phone's portrait clip is stored sideways with a rotation to
-    show it), as players show it and as EXIF orientation is applied to photos."""
+    `start`, average frames per second, frame count if the container says). Frames before `start`
+    are decoded and dropped. Times are the frames' timestamps (`FrameClock`), so a variable-frame-rate
+    clip (a phone's, in low light) keeps its real timing. Each frame is turned upright by its display
+    matrix (`upright`: a phone's portrait clip is stored sideways with a rotation to show it), as
+    players show it and as EXIF orientation is applied to photos."""
     import av
 
     try:
@@ -80,7 +79,7 @@ def video_frames(path: str | os.PathLike, start: int = 0
     fps = float(stream.average_rate or stream.guessed_rate or 30)
     count = stream.frames or None
 
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
+    def frames() -> Iterator[tuple[int, np.ndarray, float]]:
         try:
             clock = FrameClock(fps)
             for i, frame in enumerate(container.decode(stream)):

@@ -142,6 +142,10 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _is_whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _type_problem(value, default, optional: bool) -> str | None:
     """What `value` should be, judged by the field's default (None when it fits)."""
     if value is None and optional:
@@ -149,7 +153,7 @@ def _type_problem(value, default, optional: bool) -> str | None:
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+        return None if _is_whole(value) else "a whole number"
     if isinstance(default, float):
         return None if _is_number(value) else "a number"
     if isinstance(default, str):
@@ -159,7 +163,7 @@ def _type_problem(value, default, optional: bool) -> str | None:
     if isinstance(default, tuple):
         whole = all(isinstance(x, int) for x in default)
         ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-            isinstance(x, int) and not isinstance(x, bool) if whole else _is_number(x) for x in value)
+            _is_whole(x) if whole else _is_number(x) for x in value)
         return None if ok else ("[min, max] of whole numbers" if whole else "[min, max]") + (" or null" if optional else "")
     return None
 
