@@ -139,6 +139,11 @@ def test_cli_detect(tmp_path):
     boxes = np.array([h["box"] for h in result["hands"]])
     assert (boxes[:, [0, 2]] <= 120).all() and (boxes[:, [1, 3]] <= 90).all() and (boxes[:, 2:] >= boxes[:, :2]).all()
     assert (tmp_path / "out" / "a_boxes.png").is_file() and (tmp_path / "out" / "b.json").is_file()
+    assert "no hand found" not in r.output  # every image got boxes at threshold 0
+    r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "o1"), "--detector",
+                            f"rt-detr:{folder}", "--score-threshold", "1"])
+    assert r.exit_code == 0 and "note: no hand found in 1 image(s) at score >= 1 (a.png)" in r.output, r.output
+    assert "--crop" not in r.output  # detect has no crop model
     for args, message in ((["--detector", f"rt-detr:{tmp_path / 'nowhere'}"], "never downloads"),
                           (["--detector", "yolo"], "unknown hand detector 'yolo'"),
                           (["--detector", "m3dhmr-openhand"], "goes to --model"),  # not "the config's imports:"

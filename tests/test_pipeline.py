@@ -169,6 +169,20 @@ def test_cli_runs_full_images_by_default_and_crop_on_request(ckpt, tmp_path):
         assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
 
 
+def test_cli_applies_the_score_threshold_to_a_loaded_pipeline_and_says_where_no_hand_was_found(ckpt, tmp_path):
+    Image.fromarray(np.zeros((90, 120, 3), np.uint8)).save(tmp_path / "black.png")
+    for model in (str(ckpt), f"handrecon-hand-detector+{ckpt}"):  # a DETECTOR+MODEL pipeline ignored it before
+        out = tmp_path / model.replace("/", "_")
+        r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(out), "--model", model,
+                                "--score-threshold", "0.3", "--no-overlay", "--formats", ""])
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "black.json").read_text())["model"]["score_threshold"] == 0.3
+        assert "note: no hand found in 1 image(s) at score >= 0.3 (black.png)" in r.output and "--crop" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "c"), "--model", str(ckpt),
+                            "--crop", "--no-overlay", "--formats", ""])
+    assert r.exit_code == 0 and "no hand found" not in r.output  # --crop: no detector, nothing to say
+
+
 def test_box_crops_cut_the_box_out():
     image = np.zeros((100, 100, 3), np.uint8)
     image[20:60, 30:50] = 255  # a 20 x 40 white box: pixels 30-49 x 20-59, centres at integers

@@ -65,6 +65,23 @@ def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):
         reconstruct_image(ModelPool(), tmp_path, image, "nope+m3dhmr-openhand", False)
 
 
+def test_the_page_threshold_reaches_the_detector(tmp_path):
+    from handrecon.serve import reconstruct_image
+
+    pool, image = ModelPool(threads=1), np.asarray(Image.open(SAMPLE).convert("RGB"))
+    pipeline = "handrecon-hand-detector+m3dhmr-openhand"
+    found = {}
+    for t in (0.05, 0.95):
+        _, _, result, files = reconstruct_image(pool, tmp_path, image, pipeline, False, False, t)
+        saved = json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())
+        assert saved["model"]["score_threshold"] == t and all(h["score"] >= t for h in result["hands"])
+        found[t] = len(result["hands"])
+    assert found[0.05] >= 1 and found[0.05] > found[0.95]
+    assert pool.get(pipeline).score_threshold == 0.5  # the kept pipeline is not changed
+    with pytest.raises(gr.Error, match="threshold must be in"):
+        reconstruct_image(pool, tmp_path, image, pipeline, False, False, 1.5)
+
+
 def test_api_reconstructs_the_sample(server):
     client = Client(server, verbose=False)
     overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True, False,

@@ -274,6 +274,19 @@ def _with_detector_or_exit(predictor, detector: str, score_threshold: float, thr
         raise typer.Exit(2) from None
 
 
+def _echo_without_hands(paths: list[str], score_threshold: float, crop_model: bool) -> None:
+    """A stderr note on the inputs in which the detector found no hand, and what to try: the served
+    threshold is set for precision, and hands that fill the photo or lie on a busy background often
+    score below it (docs/detection.md)."""
+    if not paths:
+        return
+    names = ", ".join(Path(p).name for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
+    crop = "; --crop reads an image as one hand crop" if crop_model else ""
+    typer.echo(f"note: no hand found in {len(paths)} image(s) at score >= {score_threshold:g} ({names}). Hands that "
+               f"fill the photo or lie on a busy background can score lower: --score-threshold 0.3 finds more of "
+               f"them, and more false hands{crop}.", err=True)
+
+
 def _echo_failures(failed: list[tuple[str, str]]) -> None:
     """One stderr line per failed input: its path, then why (once, where the reason already names it)."""
     for path, reason in failed:
@@ -340,6 +353,7 @@ def reconstruct(
         raise typer.Exit(2)
     from handrecon.data.schema import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_video
     from handrecon.infer.batch import collect_files, parallel_batches
+    from handrecon.infer.pipeline import is_pipeline
 
     inputs, problems = collect_files(paths, IMAGE_SUFFIXES | set(VIDEO_SUFFIXES), exclude=out, what="image or video")
     videos = [p for p in inputs if is_video(p)]  # folders' videos too
@@ -349,7 +363,11 @@ def reconstruct(
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)
+    two_stage = not predictor.detects_hands or is_pipeline(model)  # a crop model behind a detector
     if not crop and box is None:  # with --boxes too: unlisted images are found, sides not given are read
+        if not two_stage and score_threshold != DEFAULT_SCORE_THRESHOLD:
+            typer.echo(f"warning: --score-threshold applies to a detector and a crop model; {model!r} filters its "
+                       "own queries", err=True)
         predictor = _with_detector_or_exit(predictor, detector, score_threshold, threads)
     fitter = None
     if fit:
@@ -412,6 +430,8 @@ def reconstruct(
             typer.echo(f"{len(report.written)} image(s) reconstructed, {report.num_hands} hand(s), "
                        f"{len(report.failed) + len(problems)} failed -> {out}/")
             failed += report.failed
+            if not crop and box is None:
+                _echo_without_hands(report.without_hands, score_threshold, two_stage)
             if report.unmatched_prompts:
                 keys = ", ".join(report.unmatched_prompts[:5]) + (" ..." if len(report.unmatched_prompts) > 5 else "")
                 typer.echo(f"warning: --boxes {boxes_file}: {len(report.unmatched_prompts)} entr"
@@ -462,6 +482,7 @@ def detect(
         typer.echo(f"error: cannot write to {out}: {e.strerror or e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{len(report.written)} image(s), {report.num_hands} hand(s) found, {len(report.failed)} failed -> {out}/")
+    _echo_without_hands(report.without_hands, score_threshold, crop_model=False)
     _echo_failures(report.failed)
     if not report.ok:
         raise typer.Exit(1)

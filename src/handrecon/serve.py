@@ -19,11 +19,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from handrecon.eval.operating_point import DEFAULT_SCORE_THRESHOLD
 from handrecon.infer.batch import render_overlay, write_result
 from handrecon.infer.export import save_scene_glb
 from handrecon.infer.fitting import HandFitter
 from handrecon.infer.load import TEST_TIME_ROTATIONS, load
-from handrecon.infer.pipeline import PIPELINE_SEPARATOR, is_pipeline
+from handrecon.infer.pipeline import PIPELINE_SEPARATOR, TwoStagePredictor, is_pipeline
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 from handrecon.infer.tracking import OneEuroConfig
 from handrecon.infer.video import reconstruct_video
@@ -74,11 +75,17 @@ def model_choices(models: list[str], pool: ModelPool) -> list[str]:
     return choices
 
 
-def _predictor(pool: ModelPool, name: str, tta: bool = False) -> Any:
+def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> Any:
+    """The model chosen on the page; a detector + crop model pipeline at `score_threshold`."""
     try:
-        return pool.get(name, tta)
+        predictor = pool.get(name, tta)
     except ValueError as e:  # shown on the page, not as a bare "Error"
         raise gr.Error(str(e)) from None
+    if isinstance(predictor, TwoStagePredictor) and score_threshold != predictor.score_threshold:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise gr.Error(f"the hand score threshold must be in [0, 1], got {score_threshold}")
+        predictor = predictor.at_threshold(score_threshold)
+    return predictor
 
 
 def _workdir(root: Path) -> Path:
@@ -88,12 +95,14 @@ def _workdir(root: Path) -> Path:
 
 
 def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool,
-                      tta: bool = False) -> tuple[np.ndarray, str | None, dict, list[str]]:
-    """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download)."""
+                      tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD
+                      ) -> tuple[np.ndarray, str | None, dict, list[str]]:
+    """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download);
+    score_threshold: the detector's, for a detector + crop model pipeline."""
     if image is None:
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
-    predictor = _predictor(pool, model, tta)
+    predictor = _predictor(pool, model, tta, score_threshold)
     fitter = pool.fitter(predictor) if fit else None
     out = _workdir(root)
     try:
@@ -106,6 +115,10 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
     except ValueError as e:  # a bad image, or non-finite outputs (write_result refuses them)
         raise gr.Error(str(e)) from None
     scene = None
+    if not result.hands and isinstance(predictor, TwoStagePredictor):
+        gr.Warning(f"No hand found at score >= {predictor.score_threshold:g}. A hand that fills the photo or lies "
+                   "on a busy background can score lower: lower the hand score threshold, or choose the crop "
+                   "model on the whole image.")
     if result.hands:
         scene = str(save_scene_glb(out / "hands.glb", [(h.vertices, result.faces_for(h.side), SIDE_COLORS[h.side])
                                                          for h in result.hands]))
@@ -114,11 +127,11 @@ def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, mod
 
 
 def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str, smooth: bool,
-                     tta: bool = False) -> tuple[str, list[str], str]:
+                     tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> tuple[str, list[str], str]:
     """One uploaded video -> (overlay video, files to download, a one-line summary)."""
     if not video:
         raise gr.Error("upload a video first")
-    predictor = _predictor(pool, model, tta)
+    predictor = _predictor(pool, model, tta, score_threshold)
     out = _workdir(root)
     try:
         report = reconstruct_video(predictor, video, out, OneEuroConfig() if smooth else None,
@@ -145,6 +158,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         model = gr.Dropdown(choices, value=choices[0], label="model")
         tta = gr.Checkbox(False, label="test-time rotations (crop models: 3 turned views per hand, averaged; "
                                        "more accurate, ~2x slower)", elem_id="tta")
+        threshold = gr.Slider(0.05, 0.95, value=DEFAULT_SCORE_THRESHOLD, step=0.05, elem_id="score-threshold",
+                              label="hand score threshold (detector + crop model): lower finds more hands, and more "
+                                    "false ones")
         with gr.Tab("image"):
             with gr.Row():
                 image = gr.Image(type="numpy", label="image", elem_id="input-image")
@@ -163,10 +179,12 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
             run_video = gr.Button("reconstruct video", variant="primary", elem_id="run-video")
             video_summary = gr.Textbox(label="summary", elem_id="video-summary")
             video_files = gr.File(label="download", file_count="multiple", elem_id="video-files")
-        run_image.click(lambda im, m, f, t: reconstruct_image(pool, root, im, m, f, t), [image, model, fit, tta],
-                        [overlay, view, result_json, image_files], api_name="reconstruct_image")
-        run_video.click(lambda v, m, s, t: reconstruct_clip(pool, root, v, m, s, t), [video, model, smooth, tta],
-                        [video_overlay, video_files, video_summary], api_name="reconstruct_video")
+        run_image.click(lambda im, m, f, t, s: reconstruct_image(pool, root, im, m, f, t, s),
+                        [image, model, fit, tta, threshold], [overlay, view, result_json, image_files],
+                        api_name="reconstruct_image")
+        run_video.click(lambda v, m, sm, t, s: reconstruct_clip(pool, root, v, m, sm, t, s),
+                        [video, model, smooth, tta, threshold], [video_overlay, video_files, video_summary],
+                        api_name="reconstruct_video")
     app.handrecon_workdir = root  # where results go (tests and `serve` allow gradio to serve it)
     return app
 

@@ -50,6 +50,7 @@ class BatchReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     num_hands: int = 0
     unmatched_prompts: list[str] = field(default_factory=list)  # --boxes keys that name no input image
+    without_hands: list[str] = field(default_factory=list)  # inputs written with no hand in them
 
     @property
     def ok(self) -> bool:
@@ -298,6 +299,7 @@ def reconstruct_paths(
             merged.written.update(part.written)
             merged.failed += part.failed
             merged.num_hands += part.num_hands
+            merged.without_hands += part.without_hands
         return merged
     return report
 
@@ -332,6 +334,8 @@ def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any
                     raise result
                 part.written[str(path)], hands = write(path, stem, item, result)
                 part.num_hands += hands
+                if not hands:
+                    part.without_hands.append(str(path))
             except (ValueError, OSError) as e:
                 part.failed.append((str(path), str(e)))
         return part
@@ -341,6 +345,7 @@ def run_batches(images: list[Path], stems: list[str], read: Callable[[Path], Any
         report.written.update(part.written)
         report.failed += part.failed
         report.num_hands += part.num_hands
+        report.without_hands += part.without_hands
         if on_progress is not None:
             for path, _, _ in chunk:
                 on_progress(str(path))

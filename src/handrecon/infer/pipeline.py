@@ -71,6 +71,11 @@ class TwoStagePredictor:
     def faces_left(self) -> np.ndarray:
         return self.crop.faces_left
 
+    def at_threshold(self, score_threshold: float) -> "TwoStagePredictor":
+        """This pipeline keeping hands that score at least `score_threshold` (the same detector and
+        crop model, shared)."""
+        return TwoStagePredictor(self.detector, self.crop, score_threshold, self.nms_iou, self.source)
+
     def __repr__(self) -> str:
         return f"TwoStagePredictor({self.source or 'unnamed'}: {self.detector.kind} + {self.crop!r})"
 
@@ -136,8 +141,11 @@ def is_pipeline(name: str) -> bool:
 
 def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                   threads: int | None = None) -> Any:
-    """`predictor` for full images: as it is if it finds hands itself, else `detector` (a name or
-    ``KIND:DIR``, `infer.detect.build_detector`, on `threads` CPU threads) in front of it."""
+    """`predictor` for full images: `detector` (a name or ``KIND:DIR``, `infer.detect.build_detector`,
+    on `threads` CPU threads) in front of a crop model; a two-stage pipeline already built (``A+B``)
+    at `score_threshold`; a model that finds hands itself as it is."""
+    if isinstance(predictor, TwoStagePredictor):
+        return predictor.at_threshold(score_threshold)
     if predictor.detects_hands:
         return predictor
     return TwoStagePredictor(build_detector(detector, threads), predictor, score_threshold=score_threshold,

@@ -51,6 +51,8 @@ def hand_box_verifier_ensemble(**kwargs) -> BoxVerifierEnsemble:
 
 register_dataset("hand_side_crops")(HandSideCrops)
 register_dataset("hand_box_candidates")(HandBoxCandidates)
+
+
 def _transformers_loader(kind: str) -> Callable[..., Detector]:
     """``--detector KIND:DIR``: the transformers checkpoint in DIR (torch, `threads` intra-op threads)."""
     def load(path: str | None, threads: int | None = None) -> Detector:
