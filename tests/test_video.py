@@ -84,6 +84,68 @@ def test_tracker_keeps_ids_through_reordering_and_gaps():
     assert again.update([hand(b)], 9, 0.36) == tr.update([hand(b)], 9, 0.36)
 
 
+def test_doubtful_hands_only_continue_tracks():
+    """birth_score (ByteTrack): a hand scoring below it keeps a track alive but never starts one,
+    and the confident hands are assigned first."""
+    tr = HandTracker(smoothing=None)
+    a, b = [0, 0, 50, 50], [200, 0, 250, 50]
+    scored = lambda box, score, shift=0.0: dataclasses.replace(hand(box, shift), score=score)  # noqa: E731
+    assert tr.update([scored(a, 0.9), scored(b, 0.3)], 0, 0.0, birth_score=0.5) == [0, None]  # b: too doubtful to start
+    assert tr.update([scored(a, 0.3, 2)], 1, 0.04, birth_score=0.5) == [0]  # a low score continues a
+    assert tr.update([scored(a, 0.2, 2), scored(a, 0.8, 4)], 2, 0.08, birth_score=0.5) == [None, 0]  # the confident first
+    assert tr.update([scored(b, 0.8)], 3, 0.12, birth_score=0.5) == [1]  # confident: a new track
+    assert tr.update([scored(a, 0.3, 5), hand(b)], 4, 0.16, birth_score=0.5) == [0, 1]  # no score (a prompt): confident
+    assert HandTracker(smoothing=None).update([scored(b, 0.3)], 0, 0.0) == [0]  # without birth_score: every hand
+
+
+class BrightnessDetector:
+    """One hand per frame, scored by the frame's brightness (a frame of grey level g scores g / 255,
+    to one decimal); honours the score threshold, as a detector does."""
+
+    kind, side_head = "brightness", None
+
+    def detect(self, images, score_threshold, nms_iou):
+        from handrecon.models.handos.detections import Detections
+
+        out = []
+        for image in images:
+            score = round(float(image.mean()) / 255, 1)
+            keep = score >= score_threshold
+            out.append(Detections(np.array([[20, 20, 100, 100]] * keep, np.float64).reshape(-1, 4),
+                                  np.array([score] * keep), np.arange(int(keep))))
+        return out
+
+    def describe(self):
+        return {"kind": self.kind}
+
+
+def test_a_tracked_hand_continues_at_the_track_threshold(tmp_path):
+    """Behind a detector, frames where the tracked hand scores 0.3 keep it (track threshold 0.25)
+    where the served 0.5 alone dropped it; a hand scoring 0.3 with no track never appears."""
+    import handrecon
+    from handrecon.infer.pipeline import TwoStagePredictor
+
+    clip = tmp_path / "grey.mp4"
+    levels = [77, 230, 77, 77, 26, 77, 230]  # scores 0.3, 0.9, 0.3, 0.3, 0.1, 0.3, 0.9
+    container = av.open(str(clip), mode="w")
+    stream = container.add_stream("libx264", rate=Fraction(FPS))
+    stream.width, stream.height, stream.pix_fmt, stream.options = 128, 128, "yuv444p", {"crf": "8"}
+    for g in levels:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((128, 128, 3), g, np.uint8), format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    pipeline = TwoStagePredictor(BrightnessDetector(), handrecon.load("m3dhmr-openhand"))
+    counts = {}
+    for name, threshold in (("off", None), ("on", 0.25)):
+        reconstruct_video(pipeline, clip, tmp_path / name, None, overlay=False, track_threshold=threshold)
+        lines = [json.loads(line) for line in (tmp_path / name / "grey.jsonl").read_text().splitlines()]
+        counts[name] = [len(r["hands"]) for r in lines]
+        assert {h["track_id"] for r in lines for h in r["hands"]} == {0}  # one hand, one track
+    assert counts == {"off": [0, 1, 0, 0, 0, 0, 1], "on": [0, 1, 1, 1, 0, 1, 1]}
+
+
 def test_a_tracks_side_is_its_majority_and_side_score_follows_it():
     """One frame read as the other side keeps the track's side; its side score becomes that of the
     track's side (1 - the frame's own)."""

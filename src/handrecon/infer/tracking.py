@@ -12,6 +12,13 @@ mesh moves with the 2D keypoints (in metres the 3D cut-off hardly rose with spee
 trailed the keypoints by ~150 ms in fast motion) and depth jitter, which the 2D does not show,
 never opens the filter. Tracks unseen for `max_age` frames end; a new hand starts a new id and an
 unfiltered state. A track's side is the majority vote of its frames so far.
+
+With `birth_score` (ByteTrack's idea, Zhang et al., ECCV 2022), hands scoring below it only continue
+a track: the confident hands are assigned first, then the others to the tracks still free, and a
+doubtful hand that continues nothing is dropped. A video can then run its detector at a lower
+threshold than a new hand needs, so a hand already followed is not lost in the frames where it
+scores low (blur, a busy background, a turn), while a false hand still needs the full score to
+appear.
 """
 
 from __future__ import annotations
@@ -102,24 +109,25 @@ class HandTracker:
         self.tracks: list[Track] = []
         self.next_id = 0
 
-    def update(self, hands: list[HandResult], frame: int, t: float) -> list[int]:
-        """Assign ids to the hands of frame `frame` (time `t` seconds) and smooth them in place."""
+    def update(self, hands: list[HandResult], frame: int, t: float, birth_score: float | None = None
+               ) -> list[int | None]:
+        """Assign ids to the hands of frame `frame` (time `t` seconds) and smooth them in place.
+        birth_score: hands with a score below it only continue a track (module doc); the id of one
+        that does not is None, and it is left untouched (the caller drops it)."""
         self.tracks = [tr for tr in self.tracks if frame - tr.last_frame <= self.max_age]
+        doubtful = [birth_score is not None and h.score is not None and h.score < birth_score for h in hands]
         ids = [-1] * len(hands)
-        if hands and self.tracks:
-            boxes = np.array([h.box for h in hands], np.float64)
-            iou = box_iou(boxes, np.array([tr.box for tr in self.tracks]))
-            size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0).max(1)
-            kp = np.array([h.keypoints_2d for h in hands], np.float64)
-            dist = np.linalg.norm(kp[:, None] - np.array([tr.keypoints_2d for tr in self.tracks])[None], axis=-1)
-            dist = dist.mean(-1) / size[:, None]
-            cost = (1 - iou) + dist
-            rows, cols = linear_sum_assignment(cost)
-            for r, c in zip(rows, cols):
-                if iou[r, c] >= self.min_iou or dist[r, c] <= self.max_dist:
-                    ids[r] = c
-        out = []
-        for hand, k in zip(hands, ids):
+        free = list(range(len(self.tracks)))
+        for round_ in (False, True):  # the confident hands first, then the doubtful ones to the tracks left
+            members = [i for i, d in enumerate(doubtful) if d == round_]
+            for r, c in self._assign([hands[i] for i in members], [self.tracks[k] for k in free]):
+                ids[members[r]] = free[c]
+            free = [k for k in free if k not in ids]
+        out: list[int | None] = []
+        for hand, k, d in zip(hands, ids, doubtful):
+            if k < 0 and d:
+                out.append(None)
+                continue
             if k < 0:
                 track = Track(self.next_id, np.asarray(hand.box), np.asarray(hand.keypoints_2d), frame)
                 self.tracks.append(track)
@@ -141,6 +149,20 @@ class HandTracker:
                         speed = float(np.linalg.norm(f.dx, axis=-1).mean())
             out.append(track.id)
         return out
+
+    def _assign(self, hands: list[HandResult], tracks: list[Track]) -> list[tuple[int, int]]:
+        """(hand, track) index pairs: the Hungarian assignment on 1 - box IoU plus the mean 2D keypoint
+        distance over the hand's box size, pairs within `min_iou` or `max_keypoint_distance` only."""
+        if not hands or not tracks:
+            return []
+        boxes = np.array([h.box for h in hands], np.float64)
+        iou = box_iou(boxes, np.array([tr.box for tr in tracks]))
+        size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0).max(1)
+        kp = np.array([h.keypoints_2d for h in hands], np.float64)
+        dist = np.linalg.norm(kp[:, None] - np.array([tr.keypoints_2d for tr in tracks])[None], axis=-1)
+        dist = dist.mean(-1) / size[:, None]
+        rows, cols = linear_sum_assignment((1 - iou) + dist)
+        return [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= self.min_iou or dist[r, c] <= self.max_dist]
 
     def state(self) -> dict:
         """Everything `load_state` needs to continue exactly (JSON-able)."""

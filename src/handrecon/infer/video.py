@@ -12,6 +12,10 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
   its last complete chunk of frames with the same settings (the same model, focal, smoothing and --fit),
   with the same output as an uninterrupted one; a finished video is not redone.
 
+Behind a detector (a two-stage pipeline), a hand already tracked continues at `track_threshold`,
+below the score a new hand needs (the pipeline's; `infer.tracking`'s `birth_score`): the detector runs
+at the lower threshold and the tracker drops the doubtful hands that continue no track.
+
 Frames go through the model `batch_size` at a time; progress reports frames per second.
 """
 
@@ -30,14 +34,16 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from handrecon.data.schema import VIDEO_SUFFIXES, error_detail, is_video
+from handrecon.eval.operating_point import DEFAULT_TRACK_THRESHOLD
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
+from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json, make_output_folder
 from handrecon.utils.threads import prefetch
 
-STATE_VERSION = 3  # 3: the 3D fields' filters follow the hand's 2D speed
+STATE_VERSION = 4  # 3: the 3D fields' filters follow the hand's 2D speed; 4: tracked hands continue at track_threshold
 
 
 class VideoError(ValueError):
@@ -124,15 +130,23 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                       smoothing: OneEuroConfig | None = OneEuroConfig(), focal: float | None = None,
                       box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
                       batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
-                      max_frames: int | None = None, workers: int = 1) -> VideoReport:
+                      max_frames: int | None = None, workers: int = 1,
+                      track_threshold: float | None = DEFAULT_TRACK_THRESHOLD) -> VideoReport:
     """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
     side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
     frames per second); max_frames: a ValueError before anything runs for a longer video;
-    workers: chunks of `batch_size` frames through the predictor at once (each in its own thread)."""
+    workers: chunks of `batch_size` frames through the predictor at once (each in its own thread);
+    track_threshold: the detector score at which a tracked hand continues (a two-stage pipeline
+    without `box`; None, or not below the pipeline's threshold: every hand needs the pipeline's)."""
     path, out_dir = Path(path), Path(out_dir)
     make_output_folder(out_dir)
     jsonl, state_path = out_dir / f"{path.stem}.jsonl", out_dir / f"{path.stem}.state.json"
+    birth_score = None
+    if (box is None and track_threshold is not None and isinstance(predictor, TwoStagePredictor)
+            and track_threshold < predictor.score_threshold):
+        birth_score, predictor = predictor.score_threshold, predictor.at_threshold(track_threshold)
     settings = {"source": str(path.resolve()), "model": getattr(predictor, "settings", None), "focal": focal,
+                "birth_score": birth_score,
                 "box": None if box is None else [float(b) for b in box], "side": side,
                 "smoothing": None if smoothing is None else asdict(smoothing), "fit": fitter is not None,
                 "version": STATE_VERSION}
@@ -180,7 +194,11 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                     bad = {id(h): nonfinite_field(h) for h in result.hands}
                     report.dropped += [(i, f"non-finite {why}") for why in bad.values() if why is not None]
                     result.hands = [h for h in result.hands if bad[id(h)] is None]
-                ids = [tracker.update(result.hands, i, t) for (i, _, t), result in zip(chunk, results)]
+                ids = []
+                for (i, _, t), result in zip(chunk, results):
+                    frame_ids = tracker.update(result.hands, i, t, birth_score)
+                    result.hands = [h for h, k in zip(result.hands, frame_ids) if k is not None]
+                    ids.append([k for k in frame_ids if k is not None])
                 if fitter is not None:  # on the smoothed meshes, one batched fit per chunk
                     fitter.attach_fits(results)
                 lines = []
