@@ -144,6 +144,11 @@ def test_cli_detect(tmp_path):
                             f"rt-detr:{folder}", "--score-threshold", "1"])
     assert r.exit_code == 0 and "note: no hand found in 1 image(s) at score >= 1 (a.png)" in r.output, r.output
     assert "--crop" not in r.output  # detect has no crop model
+    r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "flip"), "--detector",
+                            f"rt-detr:{folder}", "--score-threshold", "0", "--nms-iou", "1", "--tta"])
+    flipped = json.loads((tmp_path / "flip" / "a.json").read_text())
+    assert r.exit_code == 0 and flipped["test_time_flip"] is True and len(flipped["hands"]) == 2 * Q
+    assert result["test_time_flip"] is False
     for args, message in ((["--detector", f"rt-detr:{tmp_path / 'nowhere'}"], "never downloads"),
                           (["--detector", "yolo"], "unknown hand detector 'yolo'"),
                           (["--detector", "m3dhmr-openhand"], "goes to --model"),  # not "the config's imports:"
@@ -166,6 +171,27 @@ def test_square_inputs_are_letterboxed_as_in_training():
     np.testing.assert_array_equal(prep.pixel_values.numpy(), normalize_images(canvas[None]))
 
 
+def test_test_time_flip_pools_the_mirror_images_queries(detector):
+    """With test_time_flip the queries read on the mirror image join the image's own, flipped back
+    into its pixels: exactly the plain detections of the image and of its mirror image, flipped."""
+    image = np.random.default_rng(3).integers(0, 255, (90, 200, 3), np.uint8)
+    plain = detector.detect([image], score_threshold=0.0, nms_iou=1.0)[0]
+    mirror = detector.detect([np.ascontiguousarray(image[:, ::-1])], score_threshold=0.0, nms_iou=1.0)[0]
+    detector.test_time_flip = True
+    try:
+        both = detector.detect([image, image], score_threshold=0.0, nms_iou=1.0)
+    finally:
+        detector.test_time_flip = False
+    flipped = mirror.boxes.copy()
+    flipped[:, [0, 2]] = 200 - mirror.boxes[:, [2, 0]]
+    expected = np.concatenate([plain.boxes, flipped])
+    for found in both:
+        assert found.boxes.shape == (2 * Q, 4) and (np.diff(found.scores) <= 0).all()
+        order = np.lexsort(found.boxes.T), np.lexsort(expected.T)
+        np.testing.assert_allclose(found.boxes[order[0]], expected[order[1]], atol=1e-3)
+    assert detector.describe()["test_time_flip"] is False
+
+
 def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     """A square RT-DETR exported once to the cache finds the same hands on onnxruntime as in torch;
     the next load reads the export, a damaged export is replaced, changed weights get their own."""
@@ -180,10 +206,13 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     assert isinstance(fast, od.OnnxDetector) and fast.config == det.config
     rng = np.random.default_rng(4)
     images = [rng.integers(0, 255, (70, 110, 3), np.uint8), rng.integers(0, 255, (120, 50, 3), np.uint8)]
-    for a, b in zip(fast.detect(images, score_threshold=0.0, nms_iou=0.8), det.detect(images, score_threshold=0.0, nms_iou=0.8)):
-        np.testing.assert_array_equal(a.query, b.query)
-        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    for flip in (False, True):  # test-time flip alike on both backends
+        fast.test_time_flip = det.test_time_flip = flip
+        for a, b in zip(fast.detect(images, score_threshold=0.0, nms_iou=0.8), det.detect(images, score_threshold=0.0, nms_iou=0.8)):
+            np.testing.assert_array_equal(a.query, b.query)
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
+            np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    fast.test_time_flip = det.test_time_flip = False
     assert fast.detect([]) == [] and det.detect([]) == []  # an empty batch (a folder's last) is no error
     exports = list((tmp_path / "cache" / "detectors").glob("*.onnx"))
     assert len(exports) == 1

@@ -82,7 +82,10 @@ def test_train_package_and_detect(tmp_path):
                             "--out", str(tmp_path / "m.json")])
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m.json").read_text())
-    assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1
+    assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1 and m["test_time_flip"] is False
+    r = runner.invoke(app, ["evaluate-detector", "--root", str(data), "--detector", f"handrecon-hand-detector:{out}",
+                            "--out", str(tmp_path / "flip.json"), "--tta"])
+    assert r.exit_code == 0 and json.loads((tmp_path / "flip.json").read_text())["test_time_flip"] is True
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)

@@ -145,6 +145,15 @@ def test_given_boxes_without_a_side_take_the_side_heads_reading(ckpt):
     assert plain.hands[0].side == "right" and plain.hands[0].side_score is None  # no side head: right, as before
 
 
+def test_test_time_augmentation_covers_the_detector(ckpt):
+    detector = FakeDetector()
+    detector.test_time_flip = False
+    TwoStagePredictor(detector, load(ckpt))
+    assert detector.test_time_flip is False  # plain
+    TwoStagePredictor(detector, load(ckpt, test_time_rotations=(0, -45, 45)))
+    assert detector.test_time_flip is True  # --tta: the detector reads the mirror image too
+
+
 def test_load_builds_a_pipeline_from_detector_plus_model(ckpt):
     predictor = load(f"handrecon-hand-detector+{ckpt}")
     assert isinstance(predictor, TwoStagePredictor) and predictor.detects_hands

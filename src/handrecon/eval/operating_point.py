@@ -7,4 +7,4 @@ DEFAULT_SCORE_THRESHOLD = 0.5  # precision first: every box kept becomes a recon
 DEFAULT_NMS_IOU = 0.5  # drop a box overlapping a better-scoring one by more than this IoU
 # videos: a hand already tracked continues at this score (ByteTrack's low threshold; a new hand
 # still needs DEFAULT_SCORE_THRESHOLD; `infer.tracking`)
-DEFAULT_TRACK_THRESHOLD = 0.25
+DEFAULT_TRACK_THRESHOLD = 0.2

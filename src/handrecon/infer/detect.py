@@ -90,7 +90,8 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
             for hand, side, side_score in zip(hands, found.sides, found.side_scores):
                 hand.update(side=side, side_score=round(float(side_score), 4))
         record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])], "hands": hands,
-                  "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou}
+                  "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou,
+                  "test_time_flip": bool(getattr(detector, "test_time_flip", False))}
         written = [str(out / f"{name}.json")]
         atomic_write_json(out / f"{name}.json", record)
         if overlay:

@@ -7,7 +7,9 @@ detector's side head when it has one (handrecon's own detector does: a network o
 that reads the hand's chirality and whether its palm faces the camera, `models.handos.side_head`),
 with its probability as ``side_score``; a detector without one gives every hand the side "right"
 and says so in `side_source`. Boxes given by the caller replace the detections (the crop model
-alone runs on them).
+alone runs on them). Test-time augmentation covers both stages: a crop model loaded with
+test-time rotations (``--tta``) puts its detector in test-time flip (the network also reads each
+image's mirror image and the candidates are pooled before NMS and the box verifier).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class TwoStagePredictor:
         if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"score threshold must be in [0, 1] and NMS IoU in (0, 1], got {score_threshold}, {nms_iou}")
         self.detector, self.crop = detector, crop
+        if len(crop.test_time_rotations) > 1 and hasattr(detector, "test_time_flip"):
+            detector.test_time_flip = True  # --tta: both stages (module doc)
         self.score_threshold, self.nms_iou, self.source = score_threshold, nms_iou, source
         self.side_source = "detector side head" if getattr(detector, "side_head", None) is not None else \
             "none (every hand 'right': the detector has no side head)"

@@ -173,15 +173,23 @@ def verify_detections(verifier: Any, images: list[np.ndarray], found: list[Detec
     return verified
 
 
+def network_inputs(images: list[np.ndarray], test_time_flip: bool) -> list[np.ndarray]:
+    """The images a detector's network reads: `images`, then (test_time_flip) their mirror images."""
+    return images + [np.ascontiguousarray(im[:, ::-1]) for im in images] if test_time_flip else images
+
+
 def find_hands(images: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int],
                scales: np.ndarray, score_threshold: float, nms_iou: float, max_hands: int, verifier: Any = None,
-               side_head: Any = None) -> list[Detections]:
-    """Every detector's `detect` after its network (torch and onnxruntime alike): boxes (B, Q, 4)
-    and scores (B, Q) of the padded input of `input_size` (H, W), scales (B,) -> per image
-    `select_detections` (a verifier's candidates when there is one, `candidate_selection`),
-    `verify_detections`, `attach_sides`."""
+               side_head: Any = None, test_time_flip: bool = False) -> list[Detections]:
+    """Every detector's `detect` after its network (torch and onnxruntime alike): boxes (B', Q, 4)
+    and scores (B', Q) of the padded input of `input_size` (H, W), scales (B',) of the
+    `network_inputs` (B' = B, or 2B with test_time_flip: the mirror images' queries join each
+    image's, flipped back) -> per image `select_detections` (a verifier's candidates when there is
+    one, `candidate_selection`), `verify_detections`, `attach_sides`."""
     threshold, count = candidate_selection(verifier, score_threshold, max_hands)
-    found = [select_detections(boxes[i], scores[i], input_size, scales[i], image.shape[:2], threshold, nms_iou, count)
+    B = len(images)
+    found = [select_detections(boxes[i], scores[i], input_size, scales[i], image.shape[:2], threshold, nms_iou, count,
+                               mirrored=(boxes[B + i], scores[B + i]) if test_time_flip else None)
              for i, image in enumerate(images)]
     return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, nms_iou, max_hands))
 
@@ -250,14 +258,29 @@ def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np
     return pixels, mask, np.asarray([s for _, s in resized])
 
 
-def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scale: float,
-                      image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
-    """One image's detections from its queries: boxes (Q, 4) cxcywh normalised to the padded input
-    of `input_size` (H, W), scores (Q,); `assign.select_instances`, then boxes in image pixels."""
+def query_boxes(boxes: np.ndarray, input_size: tuple[int, int], scale: float, image_hw: tuple[int, int],
+                mirrored: bool = False) -> np.ndarray:
+    """Queries' boxes (Q, 4) cxcywh normalised to the padded input of `input_size` (H, W) -> (Q, 4)
+    x1, y1, x2, y2 in the image's pixels; mirrored: read on the image's mirror image, flipped back."""
     H, W = input_size
     xyxy = cxcywh_to_xyxy(np.asarray(boxes, np.float32)) * [W, H, W, H] / scale
     xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
+    if mirrored:
+        xyxy[:, [0, 2]] = image_hw[1] - xyxy[:, [2, 0]]
+    return xyxy
+
+
+def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scale: float,
+                      image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int,
+                      mirrored: tuple[np.ndarray, np.ndarray] | None = None) -> Detections:
+    """One image's detections from its queries: boxes (Q, 4) cxcywh normalised to the padded input
+    of `input_size` (H, W), scores (Q,), and the (boxes, scores) of its mirror image's queries
+    (test-time flip) where given; `assign.select_instances` over them all, boxes in image pixels."""
+    xyxy = query_boxes(boxes, input_size, scale, image_hw)
     s = np.asarray(scores, np.float32)
+    if mirrored is not None:
+        xyxy = np.concatenate([xyxy, query_boxes(mirrored[0], input_size, scale, image_hw, mirrored=True)])
+        s = np.concatenate([s, np.asarray(mirrored[1], np.float32)])
     keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
     return Detections(xyxy[keep], s[keep], keep)
 

@@ -40,8 +40,8 @@ from torch import nn
 from handrecon.checkpoint import CheckpointError
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, prepare_arrays,
-    read_box_sides,
+    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, network_inputs,
+    prepare_arrays, read_box_sides,
 )
 from handrecon.models.handos.box_verifier import load_box_verifier
 from handrecon.models.handos.side_head import load_side_head
@@ -119,6 +119,7 @@ class Detector(nn.Module):
         self.model.eval()
         self.side_head: Any = None  # `side_head.SideHead`: left / right per detected box (`detect`)
         self.verifier: Any = None  # `box_verifier.BoxVerifierHead`: re-scores the candidates (`detect`)
+        self.test_time_flip = False  # `detect` also reads each image's mirror image and pools the candidates
         self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
         for stage in self._backbone_stages():
             stage.register_forward_hook(self._capture_stage_map)
@@ -208,17 +209,19 @@ class Detector(nn.Module):
         With a box verifier the scores are the verified ones (`detections.verify_detections`)."""
         if not images:
             return []
-        prep = self.prepare(images)
+        prep = self.prepare(network_inputs(images, self.test_time_flip))
         out = self(prep.pixel_values, prep.pixel_mask)
         return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,
-                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head)
+                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head,
+                          self.test_time_flip)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
         return read_box_sides(self.side_head, image, boxes)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, **self.config.__dict__, **head_sources(self.side_head, self.verifier)}
+        return {"kind": self.kind, **self.config.__dict__, **head_sources(self.side_head, self.verifier),
+                "test_time_flip": self.test_time_flip}
 
 
 class DeformableDetrDetector(Detector):
