@@ -105,16 +105,25 @@ def main() -> None:
     ap.add_argument("--backgrounds", default=".cache/photos/foreign_pool")
     ap.add_argument("--thresholds", default="off,0.3,0.25,0.2")
     ap.add_argument("--model", default="handrecon-hand-detector+m3dhmr-openhand")
+    ap.add_argument("--top-k", type=int, default=None, help="cap the box verifier's candidates per image")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the clips, their GT boxes and the outputs here")
     args = ap.parse_args()
     cfg = preset("scene", image_size=(288, 384), num_hands=(1, 2), hand_size=(0.15, 0.45), p_motion_blur=0.0)
     engine = SynthEngine(cfg, backgrounds=args.backgrounds)
     predictor = load(args.model)
+    if args.top_k is not None:
+        verifier = predictor.detector.verifier
+        verifier.settings = dataclasses.replace(verifier.settings, top_k=args.top_k)
     settings = [None if t == "off" else float(t) for t in args.thresholds.split(",")]
     totals = {t: {"found": 0, "false": 0, "hands": 0, "ids": 0, "tracked_hands": 0, "seconds": 0.0} for t in settings}
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for c in range(args.clips):
             clip = Path(tmp) / f"clip{c}.mp4"
             gt, focal = render_clip(engine, clip, args.frames, args.seed + c)
+            if args.keep:
+                np.savez(Path(tmp) / f"clip{c}_gt.npz", *gt)
             for t in settings:
                 out = Path(tmp) / f"out{c}_{t}"
                 t0 = time.perf_counter()

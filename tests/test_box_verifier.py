@@ -135,6 +135,7 @@ def test_verification_rescores_reorders_and_thresholds():
     assert candidate_selection(verifier, 0.5, 100) == pytest.approx((0.25, 2), rel=1e-5)  # 0.5 ** (1 / 0.5): the reachable floor
     assert candidate_selection(verifier, 0.05, 100) == pytest.approx((0.01, 2))  # 0.0025 is under the candidates' own
     assert candidate_selection(verifier, 0.0, 100) == (0.0, 2)
+    assert candidate_selection(verifier, 0.0, 1) == (0.0, 1)  # no more candidates than hands asked for
     image = np.zeros((60, 80, 3), np.uint8)
     out = verify_detections(verifier, [image], found, 0.25, 0.5, 100)[0]
     expected = verified_scores([0.9, 0.5, 0.2], [0.1, 0.98, 0.99], 0.5)  # 0.30, 0.70, 0.44
@@ -252,7 +253,7 @@ def test_candidates_that_cannot_reach_the_threshold_are_not_verified_and_nothing
                 np.testing.assert_array_equal(a.boxes, b.boxes)
                 np.testing.assert_array_equal(a.scores, b.scores)
             assert pruned.seen <= every.seen
-            if threshold == 0.5:
+            if threshold == 0.5 and max_hands == 100:  # (with max_hands 2 both read the 2 best candidates)
                 assert sum(len(d.boxes) for d in reference) > 0
                 assert pruned.seen < every.seen, (pruned.seen, every.seen)
 

@@ -303,7 +303,7 @@ def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
         calls: list = []
         side_head = None
 
-        def detect(self, images, score_threshold, nms_iou):
+        def detect(self, images, score_threshold, nms_iou, max_hands=100):
             self.calls.append(nms_iou)
             gt = truth[len(self.calls) - 1]
             dx = 0.12 * (gt[0, 2] - gt[0, 0])

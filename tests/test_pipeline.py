@@ -32,11 +32,12 @@ class FakeDetector:
 
     kind = "fake"
     side_head = None
+    test_time_flip = False
 
     def __init__(self, hands: int = 2) -> None:
         self.hands, self.calls = hands, 0
 
-    def detect(self, images, score_threshold, nms_iou):
+    def detect(self, images, score_threshold, nms_iou, max_hands=100):
         self.calls += 1
         boxes = np.array([[10, 10, 60, 70], [70, 20, 110, 80]], np.float64)[: self.hands]
         return [Detections(boxes, np.array([0.9, 0.7])[: self.hands], np.arange(self.hands), ["left", "right"][: self.hands],
@@ -79,7 +80,7 @@ def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_pat
     assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0]}
     pipeline = TwoStagePredictor(FakeDetector(), crop, score_threshold=0.3, nms_iou=0.6, source="fake+crop")
     assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0],
-                                 "score_threshold": 0.3, "nms_iou": 0.6}
+                                 "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True}  # --tta: both stages
     image = np.zeros((90, 120, 3), np.uint8)
     write_result(pipeline.predict(image), image, tmp_path, "a", mesh_formats=(), overlay=False,
                  settings=pipeline.settings)
@@ -147,7 +148,6 @@ def test_given_boxes_without_a_side_take_the_side_heads_reading(ckpt):
 
 def test_test_time_augmentation_covers_the_detector(ckpt):
     detector = FakeDetector()
-    detector.test_time_flip = False
     TwoStagePredictor(detector, load(ckpt))
     assert detector.test_time_flip is False  # plain
     TwoStagePredictor(detector, load(ckpt, test_time_rotations=(0, -45, 45)))

@@ -158,7 +158,7 @@ class _GroundTruthDetector:
         self.boxes = {s.image.tobytes(): np.array([h.box for h in s.hands if h.detectable]).reshape(-1, 4) for s in samples}
         self.found = found
 
-    def detect(self, images, score_threshold, nms_iou):
+    def detect(self, images, score_threshold, nms_iou, max_hands=100):
         from handrecon.models.handos.detections import Detections
 
         boxes = self.boxes[images[0].tobytes()] if self.found else np.zeros((0, 4))

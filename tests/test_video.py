@@ -104,9 +104,13 @@ class BrightnessDetector:
 
     kind, side_head = "brightness", None
 
-    def detect(self, images, score_threshold, nms_iou):
+    def __init__(self):
+        self.calls = set()
+
+    def detect(self, images, score_threshold, nms_iou, max_hands=100):
         from handrecon.models.handos.detections import Detections
 
+        self.calls.add((score_threshold, max_hands))
         out = []
         for image in images:
             score = round(float(image.mean()) / 255, 1)
@@ -139,10 +143,12 @@ def test_a_tracked_hand_continues_at_the_track_threshold(tmp_path):
     pipeline = TwoStagePredictor(BrightnessDetector(), handrecon.load("m3dhmr-openhand"))
     counts = {}
     for name, threshold in (("off", None), ("on", 0.25)):
+        pipeline.detector.calls.clear()
         reconstruct_video(pipeline, clip, tmp_path / name, None, overlay=False, track_threshold=threshold)
         lines = [json.loads(line) for line in (tmp_path / name / "grey.jsonl").read_text().splitlines()]
         counts[name] = [len(r["hands"]) for r in lines]
         assert {h["track_id"] for r in lines for h in r["hands"]} == {0}  # one hand, one track
+        assert pipeline.detector.calls == ({(0.5, 100)} if threshold is None else {(0.25, 8)})  # the verifier reads 8
     assert counts == {"off": [0, 1, 0, 0, 0, 0, 1], "on": [0, 1, 1, 1, 0, 1, 1]}
 
 
@@ -278,6 +284,11 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     assert r.exit_code == 0 and "already complete" not in r.output and "resumed" not in r.output, r.output
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all("fit" not in h for x in lines for h in json.loads(x)["hands"])
+    for flag, birth in (([], None), (["--track-threshold", "0.2"], 0.5)):  # behind the detector: the flag arrives
+        out = tmp_path / f"tracked{len(flag)}"
+        r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(out), "--no-overlay", "--formats", "", *flag])
+        state = json.loads((out / "clip.state.json").read_text())["settings"]
+        assert r.exit_code == 0 and state["birth_score"] == birth, r.output
     (tmp_path / "afile").write_text("")
     r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(tmp_path / "afile"), "--crop"])
     assert r.exit_code == 2 and r.output.strip() == f"error: the output folder {tmp_path / 'afile'} is a file; " \

@@ -320,8 +320,8 @@ MUTATIONS = [
      "members = [i for i, d in enumerate(doubtful) if d == round_]",
      "members = [] if round_ else list(range(len(hands)))", ["tests/test_video.py"]),
     ("a video runs its detector at the served threshold only", "src/handrecon/infer/video.py",
-     "birth_score, predictor = predictor.score_threshold, predictor.at_threshold(track_threshold)",
-     "birth_score = predictor.score_threshold", ["tests/test_video.py"]),
+     "        predictor = predictor.at_threshold(track_threshold, max_hands=min(predictor.max_hands, TRACKED_MAX_HANDS))\n",
+     "", ["tests/test_video.py"]),
     ("a bare `off` in a config is YAML's false", "src/handrecon/train/config.py",
      "            value = word  #", "            pass  #", ["tests/test_train_config.py"]),
 ]

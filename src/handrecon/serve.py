@@ -156,8 +156,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         gr.Markdown("# handrecon\n3D hand reconstruction: every hand's box, side, 2D and 3D keypoints and "
                     "camera-space mesh. Upload an image or a short video.")
         model = gr.Dropdown(choices, value=choices[0], label="model")
-        tta = gr.Checkbox(False, label="test-time rotations (crop models: 3 turned views per hand, averaged; "
-                                       "more accurate, ~2x slower)", elem_id="tta")
+        tta = gr.Checkbox(False, label="test-time augmentation (crop models: 3 turned views per hand, averaged; "
+                                       "the detector also reads the mirror image; more accurate, ~2x slower)",
+                          elem_id="tta")
         threshold = gr.Slider(0.05, 0.95, value=DEFAULT_SCORE_THRESHOLD, step=0.05, elem_id="score-threshold",
                               label="hand score threshold (detector + crop model): lower finds more hands, and more "
                                     "false ones")

@@ -24,6 +24,7 @@ from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
 
 PIPELINE_SEPARATOR = "+"
+MAX_HANDS = 100  # per image: the detectors' own default
 
 
 class TwoStagePredictor:
@@ -33,7 +34,7 @@ class TwoStagePredictor:
     detects_hands = True
 
     def __init__(self, detector: Any, crop: Predictor, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "") -> None:
+                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "", max_hands: int = MAX_HANDS) -> None:
         if crop.detects_hands:
             raise ValueError(f"{crop.source}: a two-stage pipeline needs a crop model; this model finds hands itself, "
                              "load it on its own")
@@ -42,7 +43,7 @@ class TwoStagePredictor:
         self.detector, self.crop = detector, crop
         if len(crop.test_time_rotations) > 1 and hasattr(detector, "test_time_flip"):
             detector.test_time_flip = True  # --tta: both stages (module doc)
-        self.score_threshold, self.nms_iou, self.source = score_threshold, nms_iou, source
+        self.score_threshold, self.nms_iou, self.source, self.max_hands = score_threshold, nms_iou, source, max_hands
         self.side_source = "detector side head" if getattr(detector, "side_head", None) is not None else \
             "none (every hand 'right': the detector has no side head)"
 
@@ -65,7 +66,7 @@ class TwoStagePredictor:
     def settings(self) -> dict[str, Any]:
         """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU)."""
         return {**self.crop.settings, "model": self.source, "score_threshold": self.score_threshold,
-                "nms_iou": self.nms_iou}
+                "nms_iou": self.nms_iou, "test_time_flip": bool(getattr(self.detector, "test_time_flip", False))}
 
     @property
     def faces_right(self) -> np.ndarray:
@@ -75,10 +76,11 @@ class TwoStagePredictor:
     def faces_left(self) -> np.ndarray:
         return self.crop.faces_left
 
-    def at_threshold(self, score_threshold: float) -> "TwoStagePredictor":
-        """This pipeline keeping hands that score at least `score_threshold` (the same detector and
-        crop model, shared)."""
-        return TwoStagePredictor(self.detector, self.crop, score_threshold, self.nms_iou, self.source)
+    def at_threshold(self, score_threshold: float, max_hands: int | None = None) -> "TwoStagePredictor":
+        """This pipeline keeping hands that score at least `score_threshold`, at most `max_hands` per
+        image (None: as now; the same detector and crop model, shared)."""
+        return TwoStagePredictor(self.detector, self.crop, score_threshold, self.nms_iou, self.source,
+                                 self.max_hands if max_hands is None else max_hands)
 
     def __repr__(self) -> str:
         return f"TwoStagePredictor({self.source or 'unnamed'}: {self.detector.kind} + {self.crop!r})"
@@ -103,7 +105,7 @@ class TwoStagePredictor:
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
             found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
-                                         nms_iou=self.nms_iou)
+                                         nms_iou=self.nms_iou, max_hands=self.max_hands)
             for i, det in zip(chunk, found):
                 boxes[i], scores[i], side_scores[i] = det.boxes, det.scores, det.side_scores
                 sides[i] = det.sides if det.sides is not None else ["right"] * len(det.boxes)

@@ -12,9 +12,14 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
   its last complete chunk of frames with the same settings (the same model, focal, smoothing and --fit),
   with the same output as an uninterrupted one; a finished video is not redone.
 
-Behind a detector (a two-stage pipeline), a hand already tracked continues at `track_threshold`,
-below the score a new hand needs (the pipeline's; `infer.tracking`'s `birth_score`): the detector runs
-at the lower threshold and the tracker drops the doubtful hands that continue no track.
+Behind a detector (a two-stage pipeline), with `track_threshold` (``--track-threshold``, off by
+default) a hand already tracked continues at that score, below the one a new hand needs (the
+pipeline's; `infer.tracking`'s `birth_score`): the detector runs at the lower threshold and the
+tracker drops the doubtful hands that continue no track. There the detector's box verifier reads
+the 8 best candidates of a frame instead of 20 (`TRACKED_MAX_HANDS`; its crops are what the low
+threshold costs), so a frame keeps at most 8 hands. Off by default because a false hand that once
+scores over the served threshold is then kept as long as it scores over the lower one
+(`docs/inference.md`, "Videos").
 
 Frames go through the model `batch_size` at a time; progress reports frames per second.
 """
@@ -34,7 +39,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from handrecon.data.schema import VIDEO_SUFFIXES, error_detail, is_video
-from handrecon.eval.operating_point import DEFAULT_TRACK_THRESHOLD
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.pipeline import TwoStagePredictor
@@ -43,6 +47,7 @@ from handrecon.infer.tracking import HandTracker, OneEuroConfig
 from handrecon.utils.io import atomic_write_json, make_output_folder
 from handrecon.utils.threads import prefetch
 
+TRACKED_MAX_HANDS = 8  # per frame at the track threshold: the box verifier reads the 8 best candidates, not 20
 STATE_VERSION = 4  # 3: the 3D fields' filters follow the hand's 2D speed; 4: tracked hands continue at track_threshold
 
 
@@ -131,7 +136,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                       box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
                       batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
                       max_frames: int | None = None, workers: int = 1,
-                      track_threshold: float | None = DEFAULT_TRACK_THRESHOLD) -> VideoReport:
+                      track_threshold: float | None = None) -> VideoReport:
     """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
     side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
     frames per second); max_frames: a ValueError before anything runs for a longer video;
@@ -144,7 +149,8 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
     birth_score = None
     if (box is None and track_threshold is not None and isinstance(predictor, TwoStagePredictor)
             and track_threshold < predictor.score_threshold):
-        birth_score, predictor = predictor.score_threshold, predictor.at_threshold(track_threshold)
+        birth_score = predictor.score_threshold
+        predictor = predictor.at_threshold(track_threshold, max_hands=min(predictor.max_hands, TRACKED_MAX_HANDS))
     settings = {"source": str(path.resolve()), "model": getattr(predictor, "settings", None), "focal": focal,
                 "birth_score": birth_score,
                 "box": None if box is None else [float(b) for b in box], "side": side,

@@ -135,12 +135,14 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
     Leaving out the others changes no served detection: their verified scores stay below the
     threshold, and a lower-scored box never suppresses a higher one in either NMS; it spares the
     verifier most of its crops at a served threshold (at 0.5 the shipped verifier's floor is a
-    detector score of 0.42)."""
+    detector score of 0.42). The verifier reads no more than `max_hands` candidates either (the
+    highest-scored): its crops are what a low threshold costs (a video's track threshold, 0.2,
+    reads 8 per frame: `infer.video`)."""
     if verifier is None:
         return score_threshold, max_hands
     settings = verifier.settings
     floor = reachable_floor(score_threshold, settings.exponent, settings.detector_weight)
-    return max(min(score_threshold, settings.candidate_threshold), floor), settings.top_k
+    return max(min(score_threshold, settings.candidate_threshold), floor), min(settings.top_k, max_hands)
 
 
 def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms_iou: float) -> Detections:
