@@ -87,7 +87,7 @@ def test_tracker_keeps_ids_through_reordering_and_gaps():
 def test_doubtful_hands_only_continue_tracks():
     """birth_score (ByteTrack): a hand scoring below it keeps a track alive but never starts one,
     and the confident hands are assigned first."""
-    tr = HandTracker(smoothing=None)
+    tr = HandTracker(smoothing=None, min_hits=1)
     a, b = [0, 0, 50, 50], [200, 0, 250, 50]
     scored = lambda box, score, shift=0.0: dataclasses.replace(hand(box, shift), score=score)  # noqa: E731
     assert tr.update([scored(a, 0.9), scored(b, 0.3)], 0, 0.0, birth_score=0.5) == [0, None]  # b: too doubtful to start
@@ -96,6 +96,15 @@ def test_doubtful_hands_only_continue_tracks():
     assert tr.update([scored(b, 0.8)], 3, 0.12, birth_score=0.5) == [1]  # confident: a new track
     assert tr.update([scored(a, 0.3, 5), hand(b)], 4, 0.16, birth_score=0.5) == [0, 1]  # no score (a prompt): confident
     assert HandTracker(smoothing=None).update([scored(b, 0.3)], 0, 0.0) == [0]  # without birth_score: every hand
+    tr = HandTracker(smoothing=None, min_hits=3)  # a track continues through doubtful frames once confirmed
+    assert tr.update([scored(a, 0.9)], 0, 0.0, birth_score=0.5) == [0]
+    assert tr.update([scored(a, 0.3)], 1, 0.04, birth_score=0.5) == [None]  # one confident frame: not yet
+    for f in (2, 3):
+        assert tr.update([scored(a, 0.9)], f, f / FPS, birth_score=0.5) == [0]
+    assert tr.update([scored(a, 0.3)], 4, 4 / FPS, birth_score=0.5) == [0]  # three: confirmed
+    again = HandTracker(smoothing=None, min_hits=3)
+    again.load_state(json.loads(json.dumps(tr.state())))
+    assert again.update([scored(a, 0.3)], 5, 5 / FPS, birth_score=0.5) == [0]  # the count survives a resume
 
 
 class BrightnessDetector:
@@ -124,13 +133,14 @@ class BrightnessDetector:
 
 
 def test_a_tracked_hand_continues_at_the_track_threshold(tmp_path):
-    """Behind a detector, frames where the tracked hand scores 0.3 keep it (track threshold 0.25)
-    where the served 0.5 alone dropped it; a hand scoring 0.3 with no track never appears."""
+    """Behind a detector, frames where the tracked (and confirmed: three confident frames) hand
+    scores 0.3 keep it (track threshold 0.25) where the served 0.5 alone dropped it; a hand scoring
+    0.3 with no track never appears."""
     import handrecon
     from handrecon.infer.pipeline import TwoStagePredictor
 
     clip = tmp_path / "grey.mp4"
-    levels = [77, 230, 77, 77, 26, 77, 230]  # scores 0.3, 0.9, 0.3, 0.3, 0.1, 0.3, 0.9
+    levels = [77, 230, 230, 230, 77, 77, 26, 77, 230]  # scores 0.3, 0.9 x 3, 0.3, 0.3, 0.1, 0.3, 0.9
     container = av.open(str(clip), mode="w")
     stream = container.add_stream("libx264", rate=Fraction(FPS))
     stream.width, stream.height, stream.pix_fmt, stream.options = 128, 128, "yuv444p", {"crf": "8"}
@@ -149,7 +159,7 @@ def test_a_tracked_hand_continues_at_the_track_threshold(tmp_path):
         counts[name] = [len(r["hands"]) for r in lines]
         assert {h["track_id"] for r in lines for h in r["hands"]} == {0}  # one hand, one track
         assert pipeline.detector.calls == ({(0.5, 100)} if threshold is None else {(0.25, 8)})  # the verifier reads 8
-    assert counts == {"off": [0, 1, 0, 0, 0, 0, 1], "on": [0, 1, 1, 1, 0, 1, 1]}
+    assert counts == {"off": [0, 1, 1, 1, 0, 0, 0, 0, 1], "on": [0, 1, 1, 1, 1, 1, 0, 1, 1]}
 
 
 def test_a_tracks_side_is_its_majority_and_side_score_follows_it():

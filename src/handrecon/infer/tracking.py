@@ -14,8 +14,9 @@ never opens the filter. Tracks unseen for `max_age` frames end; a new hand start
 unfiltered state. A track's side is the majority vote of its frames so far.
 
 With `birth_score` (ByteTrack's idea, Zhang et al., ECCV 2022), hands scoring below it only continue
-a track: the confident hands are assigned first, then the others to the tracks still free, and a
-doubtful hand that continues nothing is dropped. A video can then run its detector at a lower
+a track: the confident hands are assigned first, then the others to the tracks still free that are
+confirmed (`min_hits` confident frames, SORT's rule: a false hand that scored high once does not
+live on), and a doubtful hand that continues nothing is dropped. A video can then run its detector at a lower
 threshold than a new hand needs, so a hand already followed is not lost in the frames where it
 scores low (blur, a busy background, a turn), while a false hand still needs the full score to
 appear.
@@ -98,14 +99,16 @@ class Track:
     last_frame: int
     sides: dict[str, int] = field(default_factory=dict)
     filters: dict[str, OneEuroFilter] = field(default_factory=dict)
+    hits: int = 0  # frames in which a confident hand continued it (or started it)
 
 
 class HandTracker:
     """Track ids and smoothing over a video's frames (module docstring). smoothing None: ids only."""
 
     def __init__(self, smoothing: OneEuroConfig | None = OneEuroConfig(), min_iou: float = 0.1,
-                 max_keypoint_distance: float = 0.5, max_age: int = 5) -> None:
+                 max_keypoint_distance: float = 0.5, max_age: int = 5, min_hits: int = 3) -> None:
         self.smoothing, self.min_iou, self.max_dist, self.max_age = smoothing, min_iou, max_keypoint_distance, max_age
+        self.min_hits = min_hits
         self.tracks: list[Track] = []
         self.next_id = 0
 
@@ -120,6 +123,8 @@ class HandTracker:
         free = list(range(len(self.tracks)))
         for round_ in (False, True):  # the confident hands first, then the doubtful ones to the tracks left
             members = [i for i, d in enumerate(doubtful) if d == round_]
+            if round_:  # only confirmed tracks: a false hand that scored high once must not live on
+                free = [k for k in free if self.tracks[k].hits >= self.min_hits]
             for r, c in self._assign([hands[i] for i in members], [self.tracks[k] for k in free]):
                 ids[members[r]] = free[c]
             free = [k for k in free if k not in ids]
@@ -135,6 +140,7 @@ class HandTracker:
             else:
                 track = self.tracks[k]
             track.box, track.keypoints_2d, track.last_frame = np.asarray(hand.box), np.asarray(hand.keypoints_2d), frame
+            track.hits += not d
             track.sides[hand.side] = track.sides.get(hand.side, 0) + 1
             voted = max(track.sides, key=lambda s: (track.sides[s], s == hand.side))
             if voted != hand.side and hand.side_score is not None:  # this frame's own reading, of the other side
@@ -168,7 +174,8 @@ class HandTracker:
         """Everything `load_state` needs to continue exactly (JSON-able)."""
         return {"next_id": self.next_id, "tracks": [
             {"id": tr.id, "box": tr.box.tolist(), "keypoints_2d": np.asarray(tr.keypoints_2d).tolist(),
-             "last_frame": tr.last_frame, "sides": tr.sides, "filters": {k: f.state() for k, f in tr.filters.items()}}
+             "last_frame": tr.last_frame, "sides": tr.sides, "hits": tr.hits,
+             "filters": {k: f.state() for k, f in tr.filters.items()}}
             for tr in self.tracks]}
 
     def load_state(self, state: dict) -> None:
@@ -176,7 +183,7 @@ class HandTracker:
         self.tracks = []
         for s in state["tracks"]:
             tr = Track(int(s["id"]), np.asarray(s["box"]), np.asarray(s["keypoints_2d"]), int(s["last_frame"]),
-                       dict(s["sides"]))
+                       dict(s["sides"]), hits=int(s["hits"]))
             for k, fs in s["filters"].items():
                 tr.filters[k] = OneEuroFilter(self.smoothing or OneEuroConfig())
                 tr.filters[k].load_state(fs)
