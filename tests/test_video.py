@@ -294,7 +294,7 @@ def test_cli_reconstruct_video_and_a_broken_file(tmp_path):
     assert r.exit_code == 0 and "already complete" not in r.output and "resumed" not in r.output, r.output
     lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all("fit" not in h for x in lines for h in json.loads(x)["hands"])
-    for flag, birth in (([], None), (["--track-threshold", "0.2"], 0.5)):  # behind the detector: the flag arrives
+    for flag, birth in (([], 0.5), (["--track-threshold", "0.5"], None)):  # behind the detector: on unless >= 0.5
         out = tmp_path / f"tracked{len(flag)}"
         r = CliRunner().invoke(app, ["reconstruct", str(clip), "--out", str(out), "--no-overlay", "--formats", "", *flag])
         state = json.loads((out / "clip.state.json").read_text())["settings"]

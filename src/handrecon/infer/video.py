@@ -12,14 +12,12 @@ Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
   its last complete chunk of frames with the same settings (the same model, focal, smoothing and --fit),
   with the same output as an uninterrupted one; a finished video is not redone.
 
-Behind a detector (a two-stage pipeline), with `track_threshold` (``--track-threshold``, off by
-default) a hand already tracked continues at that score, below the one a new hand needs (the
-pipeline's; `infer.tracking`'s `birth_score`): the detector runs at the lower threshold and the
-tracker drops the doubtful hands that continue no track. There the detector's box verifier reads
-the 8 best candidates of a frame instead of 20 (`TRACKED_MAX_HANDS`; its crops are what the low
-threshold costs), so a frame keeps at most 8 hands. Off by default because a false hand that once
-scores over the served threshold is then kept as long as it scores over the lower one
-(`docs/inference.md`, "Videos").
+Behind a detector (a two-stage pipeline), a confirmed track continues at `track_threshold`
+(``--track-threshold``, 0.2), below the score a new hand needs (the pipeline's; `infer.tracking`'s
+`birth_score`): the detector runs at the lower threshold and the tracker drops the doubtful hands
+that continue no confirmed track. There the detector's box verifier reads the 8 best candidates of
+a frame instead of 20 (`TRACKED_MAX_HANDS`; its crops are what the low threshold costs), so a frame
+keeps at most 8 hands. Measured in `docs/inference.md`, "Videos".
 
 Frames go through the model `batch_size` at a time; progress reports frames per second.
 """
@@ -39,6 +37,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from handrecon.data.schema import VIDEO_SUFFIXES, error_detail, is_video
+from handrecon.eval.operating_point import DEFAULT_TRACK_THRESHOLD
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
 from handrecon.infer.pipeline import TwoStagePredictor
@@ -136,7 +135,7 @@ def reconstruct_video(predictor: Any, path: str | os.PathLike, out_dir: str | os
                       box: Any = None, side: str | None = None, overlay: bool = True, fitter: Any = None,
                       batch_size: int = 8, on_progress: Callable[[int, int | None, float], None] | None = None,
                       max_frames: int | None = None, workers: int = 1,
-                      track_threshold: float | None = None) -> VideoReport:
+                      track_threshold: float | None = DEFAULT_TRACK_THRESHOLD) -> VideoReport:
     """Reconstruct every frame of the video at `path` into `out_dir` (module docstring). box /
     side: one hand prompt for every frame (a crop model); on_progress(frames done, total or None,
     frames per second); max_frames: a ValueError before anything runs for a longer video;
