@@ -13,13 +13,13 @@ trailed the keypoints by ~150 ms in fast motion) and depth jitter, which the 2D 
 never opens the filter. Tracks unseen for `max_age` frames end; a new hand starts a new id and an
 unfiltered state. A track's side is the majority vote of its frames so far.
 
-With `birth_score` (ByteTrack's idea, Zhang et al., ECCV 2022), hands scoring below it only continue
-a track: the confident hands are assigned first, then the others to the tracks still free that are
-confirmed (`min_hits` confident frames, SORT's rule: a false hand that scored high once does not
-live on), and a doubtful hand that continues nothing is dropped. A video can then run its detector at a lower
-threshold than a new hand needs, so a hand already followed is not lost in the frames where it
-scores low (blur, a busy background, a turn), while a false hand still needs the full score to
-appear.
+With `birth_score` (ByteTrack's idea, Zhang et al., ECCV 2022), hands scoring below it only
+continue a track: the confident hands are assigned first, then the others to the tracks still free
+that are confirmed (`min_hits` confident frames, SORT's rule: a false hand that scored high once
+does not live on), and a doubtful hand that continues nothing is dropped. A video can then run its
+detector at a lower threshold than a new hand needs, so a hand already followed is not lost in the
+frames where it scores low (blur, a busy background, a turn), while a false hand still needs the
+full score to appear.
 """
 
 from __future__ import annotations
