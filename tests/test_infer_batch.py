@@ -58,6 +58,11 @@ def test_collect_images_and_unique_stems(tmp_path):
     images, problems = collect_images([tmp_path, tmp_path / "clip.mp4"])
     assert len(images) == 4 and problems == [(str(tmp_path / "clip.mp4"), "a video, not an image: `handrecon reconstruct` "
                                               "reads videos (every frame's hands and boxes, as JSON Lines)")]
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mov").write_bytes(b"")
+    _, problems = collect_images([tmp_path / "clips"])  # a folder of videos says where they go
+    assert problems == [(str(tmp_path / "clips"), "folder holds no image (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, "
+                                                  ".webp); it holds 1 video(s): `handrecon reconstruct` reads videos")]
 
 
 def test_outputs_of_same_stem_inputs_never_overwrite_each_other(tmp_path):

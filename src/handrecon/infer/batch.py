@@ -86,9 +86,13 @@ def collect_files(paths: Iterable[str | Path], suffixes: Iterable[str], exclude:
 
 
 def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """`collect_files` for images (`IMAGE_SUFFIXES`); a given video file is a problem that says where
-    videos go (folders' videos are not collected)."""
+    """`collect_files` for images (`IMAGE_SUFFIXES`); a given video file, or a folder of videos and no
+    image, is a problem that says where videos go (folders' videos are not collected)."""
     files, problems = collect_files(paths, IMAGE_SUFFIXES, exclude)
+    for i, (path, reason) in enumerate(problems):
+        videos = sum(1 for q in Path(path).rglob("*") if q.is_file() and is_video(q)) if Path(path).is_dir() else 0
+        if videos:
+            problems[i] = (path, f"{reason}; it holds {videos} video(s): `handrecon reconstruct` reads videos")
     problems += [(str(p), "a video, not an image: `handrecon reconstruct` reads videos (every frame's hands and "
                           "boxes, as JSON Lines)") for p in files if is_video(p)]
     return [p for p in files if not is_video(p)], problems
