@@ -12,6 +12,9 @@ import typer
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD, DEFAULT_TRACK_THRESHOLD
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 
+TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
+                       "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
+
 app = typer.Typer(
     name="handrecon",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -455,7 +458,7 @@ def detect(
     nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="Drop a box overlapping a better one by more than this IoU (HandOS uses 0.9; 1 = no NMS)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write the box overlays."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time flip: the network also reads each image's mirror image and the candidates are pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time."),
+    tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
 ) -> None:
     """Find every hand in images: boxes and scores per image (JSON) and an overlay."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -503,7 +506,7 @@ def evaluate_detector_cmd(
     nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="NMS IoU before AP and the operating point (the default is what `detect` and the pipeline serve)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time flip: the network also reads each image's mirror image and the candidates are pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time."),
+    tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
 ) -> None:
     """COCO box AP / AP50 / AP75 / recall of a hand detector (pycocotools), precision and the
     false-positive rate on images without a hand; with a side head, side accuracy (detected hands

@@ -82,9 +82,10 @@ def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: f
     except ValueError as e:  # shown on the page, not as a bare "Error"
         raise gr.Error(str(e)) from None
     if isinstance(predictor, TwoStagePredictor) and score_threshold != predictor.score_threshold:
-        if not 0.0 <= score_threshold <= 1.0:
-            raise gr.Error(f"the hand score threshold must be in [0, 1], got {score_threshold}")
-        predictor = predictor.at_threshold(score_threshold)
+        try:
+            predictor = predictor.at_threshold(score_threshold)
+        except ValueError as e:  # out of [0, 1]: the pipeline's own check says so
+            raise gr.Error(str(e)) from None
     return predictor
 
 

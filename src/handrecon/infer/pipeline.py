@@ -18,13 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.infer.detect import build_detector
 from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
 
 PIPELINE_SEPARATOR = "+"
-MAX_HANDS = 100  # per image: the detectors' own default
 
 
 class TwoStagePredictor:
@@ -34,7 +33,7 @@ class TwoStagePredictor:
     detects_hands = True
 
     def __init__(self, detector: Any, crop: Predictor, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "", max_hands: int = MAX_HANDS) -> None:
+                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "", max_hands: int = DEFAULT_MAX_HANDS) -> None:
         if crop.detects_hands:
             raise ValueError(f"{crop.source}: a two-stage pipeline needs a crop model; this model finds hands itself, "
                              "load it on its own")

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from handrecon.checkpoint import CheckpointError
-from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
     SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, network_inputs,
     prepare_arrays, read_box_sides,
@@ -202,7 +202,7 @@ class Detector(nn.Module):
         return Prepared(torch.from_numpy(pixels), torch.from_numpy(mask), scale)
 
     def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = 100) -> list[Detections]:
+               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = DEFAULT_MAX_HANDS) -> list[Detections]:
         """Hands in each RGB uint8 image: queries scoring at least `score_threshold`, then greedy
         NMS at `nms_iou` (>= 1: none), at most `max_hands`, boxes in the image's pixels; the
         defaults are the served operating point (`eval.operating_point`), as `handrecon detect`'s.

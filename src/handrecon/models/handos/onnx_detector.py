@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
     SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
@@ -119,7 +119,7 @@ class OnnxDetector:
         self.test_time_flip = False  # `Detector.test_time_flip`
 
     def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = 100) -> list[Detections]:
+               nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = DEFAULT_MAX_HANDS) -> list[Detections]:
         """Hands in each RGB uint8 image, as `Detector.detect`."""
         if not images:
             return []
