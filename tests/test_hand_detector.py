@@ -59,6 +59,7 @@ def test_train_package_and_detect(tmp_path):
 
     from handrecon.cli import app
     from handrecon.infer.detect import build_detector
+    from handrecon.models.handos.detector import load_detector
 
     runner = CliRunner()
     data = tmp_path / "scenes"
@@ -97,6 +98,22 @@ def test_train_package_and_detect(tmp_path):
     assert json.loads((out / "card.json").read_text()) == {**card, "weights_dtype": "float16"}
     after = build_detector(f"handrecon-hand-detector:{out}").detect([image], score_threshold=0.0)[0]
     np.testing.assert_allclose(after.scores, before.scores, atol=0.01)
+
+    def queries(folder):  # how many proposals the decoder refined for one image
+        loaded = load_detector(str(folder))
+        prep = loaded.prepare([image])
+        return loaded(prep.pixel_values, prep.pixel_mask).scores.shape[1]
+
+    assert queries(out) == 8  # the training config's
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), "--num-queries", "5", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert queries(out) == 5 and json.loads((out / "card.json").read_text())["serving_num_queries"] == 5
+    for bad in ("0", "many"):
+        done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), "--num-queries", bad, str(out)],
+                              capture_output=True, text=True)
+        assert done.returncode != 0 and "K must" in done.stderr + done.stdout and "Traceback" not in done.stderr
+    assert queries(out) == 5
     (out / "side_head").mkdir()  # trained apart (tools/train_side_head.sh): re-packaging keeps it
     (out / "side_head" / "card.json").write_text('{"marker": 1}')
     (out / "stale.txt").write_text("from an older packaging")
@@ -108,6 +125,7 @@ def test_train_package_and_detect(tmp_path):
     assert json.loads((out / "side_head" / "card.json").read_text()) == {"marker": 1}
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
     assert not (out / "box_verifier").exists() and "train_box_verifier.sh" in done.stdout
+
 
 
 def test_the_shipped_detector():

@@ -16,6 +16,13 @@ about 0.002 of the float32 weights'). ``--to-float16 FOLDER`` does that to a pac
 keeping its card (``weights_dtype`` added), side head and box verifier:
 
     python tools/package_detector.py --to-float16 src/handrecon/assets/models/handrecon-hand-detector
+
+``--num-queries K FOLDER`` sets, in place, how many of the encoder's proposals (its top K by score,
+RT-DETR's two-stage selection) the decoder refines at inference: the transformers config's
+``num_queries``, which holds no weights, so a detector trained with 40 can serve 100 (the card
+records ``serving_num_queries`` beside the training config's). More proposals reach hands the
+encoder ranks low, at a small cost in decoder time; the change re-exports the ONNX graph (its cache
+key covers config.json).
 """
 
 from __future__ import annotations
@@ -73,6 +80,23 @@ def to_float16(folder: Path) -> Path:
     return _replace(tmp, folder)
 
 
+def set_num_queries(folder: Path, num_queries: int) -> Path:
+    """A packaged detector folder whose decoder refines the encoder's top `num_queries` proposals
+    (config.json's ``num_queries``); weights, heads and the rest of the card kept."""
+    if num_queries < 1:
+        raise ValueError(f"--num-queries K FOLDER: K must be >= 1, got {num_queries}")
+    config = json.loads((folder / "config.json").read_text())
+    card = json.loads((folder / "card.json").read_text())
+    if "num_queries" not in config:
+        raise ValueError(f"{folder}/config.json has no num_queries: not a detector with a top-K proposal selection")
+    tmp = _fresh(folder)
+    shutil.copytree(folder, tmp)
+    atomic_write_json(tmp / "config.json", {**config, "num_queries": int(num_queries)})
+    atomic_write_json(tmp / "card.json", {**card, "serving_num_queries": int(num_queries)})
+    load_detector(str(tmp))  # it still loads
+    return _replace(tmp, folder)
+
+
 def _fresh(out: Path) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -93,9 +117,21 @@ def main() -> None:
     ap.add_argument("--training", help="JSON with data, seeds, wall time")
     ap.add_argument("--float16", action="store_true", help="store the weights in float16 (half the size)")
     ap.add_argument("--to-float16", type=Path, metavar="FOLDER", help="re-store a packaged folder's weights in float16")
+    ap.add_argument("--num-queries", nargs=2, metavar=("K", "FOLDER"),
+                    help="set how many encoder proposals a packaged folder's decoder refines at inference, in place")
     args = ap.parse_args()
-    if (args.checkpoint is None) == (args.to_float16 is None):
-        ap.error("give a checkpoint to package or --to-float16 FOLDER")
+    if sum(x is not None for x in (args.checkpoint, args.to_float16, args.num_queries)) != 1:
+        ap.error("give one of: a checkpoint to package, --to-float16 FOLDER, --num-queries K FOLDER")
+    if args.num_queries:
+        k, folder = args.num_queries
+        if not k.isdigit():
+            ap.error(f"--num-queries K FOLDER: K must be a whole number, got {k!r}")
+        try:
+            out = set_num_queries(Path(folder), int(k))
+        except (DetectorError, OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        print(f"{out}: the decoder refines the encoder's top {int(k)} proposals")
+        return
     if args.to_float16:
         try:
             out = to_float16(args.to_float16)
