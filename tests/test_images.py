@@ -50,9 +50,10 @@ def test_pixel_limit_and_decompression_bombs_are_clear_errors(tmp_path, monkeypa
 
 
 def test_animated_images_are_refused_with_what_to_do(tmp_path):
+    """Read as one image, an animation is refused, saying that `reconstruct` reads it as a video."""
     frames = [Image.new("RGB", (16, 16), (c, 0, 0)) for c in (0, 128, 255)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
-    with pytest.raises(DatasetError, match="animated image with 3 frames"):
+    with pytest.raises(DatasetError, match="animated image with 3 frames; `handrecon reconstruct` reads it as a video"):
         read_image(tmp_path / "anim.gif")
     frames[0].save(tmp_path / "still.gif")
     assert read_image(tmp_path / "still.gif").image.shape == (16, 16, 3)

@@ -473,3 +473,38 @@ def test_frame_times_always_move_forward():
         [0.0, 0.04, 0.1, 0.15, 0.2, 0.25])
     clock = FrameClock(fps=25.0)
     assert [clock.time(i, None) for i in range(3)] == pytest.approx([0.0, 0.04, 0.08])
+
+
+def test_an_animated_image_is_read_as_a_video(tmp_path):
+    """An animated GIF or PNG goes through `reconstruct` as a video: every frame composited as
+    viewers show it, at the time its predecessors' durations add up to (a 0 ms GIF delay plays at
+    100 ms, as in browsers); a still GIF stays an image; `detect` says it reads images only."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.data.schema import is_video
+    from handrecon.infer.video import video_frames
+
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+    frames = [Image.fromarray(np.full((48, 64, 3), c, np.uint8)) for c in colours]
+    for name in ("clip.gif", "clip.png"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], duration=[50, 0, 150, 100], loop=0)
+        assert is_video(tmp_path / name)
+        got, fps, count = video_frames(tmp_path / name)
+        got = list(got)
+        assert count == 4 and fps == pytest.approx(20.0)
+        assert [round(t, 3) for _, _, t in got] == [0.0, 0.05, 0.15, 0.3]
+        for (i, image, _), colour in zip(got, colours):
+            assert image.shape == (48, 64, 3) and np.abs(image.reshape(-1, 3).mean(0) - colour).max() < 8, (name, i)
+        assert [i for i, _, _ in video_frames(tmp_path / name, start=2)[0]] == [2, 3]  # resuming
+    frames[0].save(tmp_path / "still.gif")
+    assert not is_video(tmp_path / "still.gif") and not is_video(tmp_path / "missing.gif")
+    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "clip.gif"), "--out", str(tmp_path / "out"), "--crop",
+                                 "--side", "right"])
+    assert r.exit_code == 0 and "4 frame(s)" in r.output, r.output
+    lines = [json.loads(x) for x in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    assert [x["time"] for x in lines] == [0.0, 0.05, 0.15, 0.3] and all(len(x["hands"]) == 1 for x in lines)
+    assert (tmp_path / "out" / "clip_overlay.mp4").stat().st_size > 0
+    r = CliRunner().invoke(app, ["detect", str(tmp_path / "clip.gif"), "--out", str(tmp_path / "det")])
+    assert r.exit_code == 1 and "reconstruct` reads videos" in r.output and "Traceback" not in r.output, r.output

@@ -35,9 +35,28 @@ MAX_IMAGE_PIXELS = 150_000_000  # larger files are refused (docs/security.md); P
 WORK_PIXELS = 40_000_000  # `read_image(reduce=True)` decodes larger images reduced below this
 
 
+ANIMATABLE_SUFFIXES = (".gif", ".webp", ".png")  # image formats that may hold several frames (GIF, WebP, APNG)
+
+
 def is_video(path: str | os.PathLike) -> bool:
-    """Whether a file is a video by its suffix (`VIDEO_SUFFIXES`; any container ffmpeg reads)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    """Whether a file is a video: by its suffix (`VIDEO_SUFFIXES`; any container ffmpeg reads), or
+    an animated image (`is_animated_image`), which `handrecon reconstruct` reads frame by frame."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES or is_animated_image(path)
+
+
+def is_animated_image(path: str | os.PathLike) -> bool:
+    """Whether a GIF, WebP or PNG file holds more than one frame (an animation); False for a still
+    image or a file PIL cannot open (`read_image` reports that)."""
+    if Path(path).suffix.lower() not in ANIMATABLE_SUFFIXES:
+        return False
+    from PIL import Image, UnidentifiedImageError  # PIL is slow to import; only readers need it
+
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return getattr(im, "n_frames", 1) > 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -106,8 +125,8 @@ def read_image(path: str | os.PathLike, reduce: bool = False) -> LoadedImage:
                 raise DatasetError(f"{path}: {W} x {H} = {W * H / 1e6:.0f} megapixels is over handrecon's limit of "
                                    f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP; downscale the image first")
             if getattr(im, "n_frames", 1) > 1:
-                raise DatasetError(f"{path}: an animated image with {im.n_frames} frames; save the frame you want "
-                                   "as a still image (PNG/JPEG)")
+                raise DatasetError(f"{path}: an animated image with {im.n_frames} frames; `handrecon reconstruct` "
+                                   "reads it as a video, or save the frame you want as a still image (PNG/JPEG)")
             factor = 1
             if reduce and W * H > WORK_PIXELS:
                 factor = int(np.ceil(np.sqrt(W * H / WORK_PIXELS)))

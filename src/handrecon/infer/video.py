@@ -1,6 +1,7 @@
 """Reconstruct the hands of a video (`handrecon reconstruct clip.mp4`).
 
-Any format ffmpeg reads (decoded with PyAV). Per video `NAME`:
+Any format ffmpeg reads (decoded with PyAV), and animated GIF, WebP and PNG images (decoded with
+PIL, each frame shown for its own duration). Per video `NAME`:
 
 - `NAME.jsonl`: one JSON line per frame, ``{"frame_index", "time", "image_size", "K", "hands"}`` (time: s, the
   frame's timestamp from the first frame), each hand as in the image JSON plus its ``track_id`` (stable over
@@ -36,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from handrecon.data.schema import VIDEO_SUFFIXES, error_detail, is_video
+from handrecon.data.schema import MAX_IMAGE_PIXELS, VIDEO_SUFFIXES, error_detail, is_animated_image, is_video
 from handrecon.eval.operating_point import DEFAULT_TRACK_THRESHOLD
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.infer.batch import nonfinite_field, render_overlay
@@ -77,7 +78,10 @@ def video_frames(path: str | os.PathLike, start: int = 0
     are decoded and dropped. Times are the frames' timestamps (`FrameClock`), so a variable-frame-rate
     clip (a phone's, in low light) keeps its real timing. Each frame is turned upright by its display
     matrix (`upright`: a phone's portrait clip is stored sideways with a rotation to show it), as
-    players show it and as EXIF orientation is applied to photos."""
+    players show it and as EXIF orientation is applied to photos. An animated image is read by
+    `animated_image_frames`."""
+    if is_animated_image(path):
+        return animated_image_frames(path, start)
     import av
 
     try:
@@ -100,6 +104,49 @@ def video_frames(path: str | os.PathLike, start: int = 0
             raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
         finally:
             container.close()
+
+    return frames(), fps, count
+
+
+MIN_FRAME_MS = 20  # GIF delays below this (0 or 1 hundredth, "as fast as possible") play at 100 ms in browsers
+DEFAULT_FRAME_MS = 100
+
+
+def animated_image_frames(path: str | os.PathLike, start: int = 0
+                          ) -> tuple[Iterator[tuple[int, np.ndarray, float]], float, int]:
+    """`video_frames` for an animated GIF, WebP or PNG: each frame composited as viewers show it
+    (PIL), RGB uint8, at the time the frames before it add up to (each frame's own duration; below
+    `MIN_FRAME_MS`, `DEFAULT_FRAME_MS`, as browsers play them); frames per second from the first
+    frame's duration; the frame count."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+        count, (W, H) = int(im.n_frames), im.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise VideoError(f"{path}: cannot read it as an animated image ({error_detail(e, path)})") from None
+    if W * H > MAX_IMAGE_PIXELS:
+        im.close()
+        raise VideoError(f"{path}: {W} x {H} frames are over handrecon's limit of {MAX_IMAGE_PIXELS / 1e6:.0f} MP")
+
+    def duration_ms() -> float:
+        ms = float(im.info.get("duration") or 0)
+        return ms if ms >= MIN_FRAME_MS else DEFAULT_FRAME_MS
+
+    fps = 1000.0 / duration_ms()
+
+    def frames() -> Iterator[tuple[int, np.ndarray, float]]:
+        t = 0.0
+        try:
+            for i in range(count):
+                im.seek(i)
+                if i >= start:
+                    yield i, np.array(im.convert("RGB"), dtype=np.uint8), t
+                t += duration_ms() / 1000.0
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise VideoError(f"{path}: decoding failed at a frame ({e})") from None
+        finally:
+            im.close()
 
     return frames(), fps, count
 
@@ -311,5 +358,5 @@ def _truncate_lines(path: Path, n: int) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["FrameClock", "VIDEO_SUFFIXES", "VideoError", "VideoReport", "is_video", "reconstruct_video", "result_from_json",
-           "video_frames", "write_overlay_video", "write_track_glbs"]
+__all__ = ["FrameClock", "VIDEO_SUFFIXES", "VideoError", "VideoReport", "animated_image_frames", "is_video",
+           "reconstruct_video", "result_from_json", "video_frames", "write_overlay_video", "write_track_glbs"]
