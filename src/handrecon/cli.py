@@ -362,8 +362,8 @@ def reconstruct(
     from handrecon.infer.pipeline import is_pipeline
 
     inputs, problems = collect_files(paths, IMAGE_SUFFIXES | set(VIDEO_SUFFIXES), exclude=out, what="image or video")
-    videos = [p for p in inputs if is_video(p)]  # folders' videos too
-    images = [p for p in inputs if not is_video(p)]
+    video = {p: is_video(p) for p in inputs}  # folders' videos and animated images too
+    videos, images = [p for p in inputs if video[p]], [p for p in inputs if not video[p]]
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     predictor = _load_model_or_exit(model, threads, backend, tta)
     if crop and predictor.detects_hands:

@@ -47,8 +47,17 @@ def is_video(path: str | os.PathLike) -> bool:
 def is_animated_image(path: str | os.PathLike) -> bool:
     """Whether a GIF, WebP or PNG file holds more than one frame (an animation); False for a still
     image or a file PIL cannot open (`read_image` reports that)."""
-    if Path(path).suffix.lower() not in ANIMATABLE_SUFFIXES:
+    suffix = Path(path).suffix.lower()
+    if suffix not in ANIMATABLE_SUFFIXES:
         return False
+    if suffix == ".png":  # an APNG names its frame count (acTL) before the first image data (IDAT)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError:
+            return False
+        if b"acTL" not in head.split(b"IDAT", 1)[0]:
+            return False
     from PIL import Image, UnidentifiedImageError  # PIL is slow to import; only readers need it
 
     try:

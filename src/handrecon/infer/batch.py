@@ -93,9 +93,10 @@ def collect_images(paths: Iterable[str | Path], exclude: str | Path | None = Non
         videos = sum(1 for q in Path(path).rglob("*") if q.is_file() and is_video(q)) if Path(path).is_dir() else 0
         if videos:
             problems[i] = (path, f"{reason}; it holds {videos} video(s): `handrecon reconstruct` reads videos")
+    video = {p: is_video(p) for p in files}
     problems += [(str(p), "a video, not an image: `handrecon reconstruct` reads videos (every frame's hands and "
-                          "boxes, as JSON Lines)") for p in files if is_video(p)]
-    return [p for p in files if not is_video(p)], problems
+                          "boxes, as JSON Lines)") for p in files if video[p]]
+    return [p for p in files if not video[p]], problems
 
 
 def unique_stems(images: list[Path]) -> list[str]:
