@@ -123,7 +123,7 @@ def test_a_bad_image_in_a_batch_is_reported_and_the_rest_goes_on(tmp_path, monke
     report = reconstruct_paths(BoxEcho(), [tmp_path / "in"], tmp_path / "out", overlay=False)
     failed = dict(report.failed)
     assert set(failed) == {str(tmp_path / "in" / "a_huge.png"), str(tmp_path / "in" / "d_anim.gif")}
-    assert "megapixels" in failed[str(tmp_path / "in" / "a_huge.png")] and "animated" in failed[str(tmp_path / "in" / "d_anim.gif")]
+    assert "megapixels" in failed[str(tmp_path / "in" / "a_huge.png")] and "reads videos" in failed[str(tmp_path / "in" / "d_anim.gif")]
     assert len(report.written) == 2 and (tmp_path / "out" / "c_ok.json").is_file()
 
 

@@ -303,7 +303,7 @@ MUTATIONS = [
      "        state = None\n    done = report.resumed_at", "        state = None\n        jsonl.write_text(\"\")\n    done = report.resumed_at",
      ["tests/test_video.py"]),
     ("videos inside input folders are skipped", "src/handrecon/cli.py",
-     "    videos = [p for p in inputs if is_video(p)]", "    videos = [p for p in inputs if is_video(p) and p in paths]",
+     "    video = {p: is_video(p) for p in inputs}", "    video = {p: is_video(p) and p in paths for p in inputs}",
      ["tests/test_video.py"]),
     ("a video run resumed with another --fit mixes frames with and without fits", "src/handrecon/infer/video.py",
      '"fit": fitter is not None,', "", ["tests/test_video.py"]),
