@@ -101,7 +101,7 @@ def test_shipped_model_crops_exactly_like_its_validation_pipeline():
         np.testing.assert_array_equal(prepared.inputs[i], item["image"].numpy())  # bit-identical
         # the same camera; the pipeline stores K in float32, the predictor in float64 (mirroring a
         # left hand's K can round differently by one float32 ulp)
-        np.testing.assert_array_max_ulp(prepared.views[i][0][0].K.astype(np.float32), item["K"].numpy(), maxulp=1)
+        np.testing.assert_array_max_ulp(prepared.views[i][0].views[0].K.astype(np.float32), item["K"].numpy(), maxulp=1)
 
 
 # The sample (assets/sample/hand.json) has exact ground truth. Bounds on a trained model cannot be

@@ -65,8 +65,8 @@ class Oracle(Predictor):
 
     def oracle(self, inputs):
         out = {"uv_px": [], "verts": [], "joints": []}
-        for image_views in self.prepared.views:
-            for view, _, _ in image_views:
+        for image_hands in self.prepared.views:
+            for view in (v for hand in image_hands for v in hand.views):
                 verts, joints = self.ground_truth(view.image)
                 X, V = joints @ view.R.T, verts @ view.R.T  # camera frame -> view frame (mirror included)
                 out["uv_px"].append(project(X, view.K))

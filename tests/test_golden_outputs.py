@@ -1,6 +1,6 @@
 """The shipped model's outputs on the bundled sample are pinned, so a refactor cannot change what
 users get without a test saying so: the sample's given box/side/K, the same box with the other side
-(the mirror path), and the whole image without a box, one torch thread as in this suite (see
+(the mirror path), and the whole image without a box read as a right hand, one torch thread as in this suite (see
 conftest.py), in `tests/data/golden_shipped_sample.npz`.
 
 History: the model-family refactor of issue 10 was checked against the reference written by the
@@ -83,7 +83,7 @@ def shipped_predictions() -> dict:
     return {
         "given": model.predict(image, K=K, boxes=[gt["box"]], sides=[gt["side"]]).hands[0],
         "mirrored": model.predict(image, K=K, boxes=[gt["box"]], sides=[other]).hands[0],
-        "whole_image": model.predict(image).hands[0],
+        "whole_image": model.predict(image, sides=["right"]).hands[0],  # pinned as it was: read as a right hand
     }
 
 
@@ -92,6 +92,26 @@ def shipped_predictions() -> dict:
 def test_shipped_model_outputs_are_unchanged(predictions, case, field):
     np.testing.assert_allclose(np.asarray(getattr(predictions[case], field)), GOLDEN[f"{case}/{field}"],
                                rtol=1e-6, atol=1e-5)
+
+
+def test_a_side_not_given_is_read_from_the_crop_and_its_mirror():
+    """The sample is a left hand: read from its box or the whole image, the model picks "left" and
+    returns exactly what it gives when told "left"; the mirrored photo shows a right hand, read as one."""
+    image, meta = load_sample()
+    gt = meta["hands"][0]
+    assert gt["side"] == "left"
+    model = handrecon.load("m3dhmr-openhand")
+    K = np.asarray(meta["K"])
+    for boxes in ([gt["box"]], None):
+        read = model.predict(image, K=K, boxes=boxes).hands[0]
+        told = model.predict(image, K=K, boxes=boxes, sides=["left"]).hands[0]
+        assert read.side == "left" and read.side_score > 0.6 and told.side_score is None
+        np.testing.assert_allclose(read.vertices, told.vertices, atol=1e-5)  # batch of two crops vs one: float noise
+        assert model.predict(image, K=K, boxes=boxes, side_priors=[[-20.0]]).hands[0].side == "right"  # a sure prior wins
+    W = image.shape[1]
+    x1, y1, x2, y2 = gt["box"]
+    mirrored = model.predict(np.ascontiguousarray(image[:, ::-1]), boxes=[[W - 1 - x2, y1, W - 1 - x1, y2]]).hands[0]
+    assert mirrored.side == "right" and mirrored.side_score > 0.6
 
 
 if __name__ == "__main__":  # python tests/test_golden_outputs.py --write: a new reference (see the docstring)

@@ -108,10 +108,28 @@ def test_onnx_metadata_that_lies_is_refused(models, tmp_path):
         with pytest.raises(ValueError, match=match):
             load_onnx(with_meta(metadata(lying, True), "lying.onnx"))
     proto = onnx.load(str(path))
-    proto.graph.output.pop()  # drop "joints"
+    proto.graph.output.remove(next(o for o in proto.graph.output if o.name == "joints"))
     onnx.save(proto, str(tmp_path / "short.onnx"))
     with pytest.raises(ValueError, match="lacks the outputs"):
         load_onnx(tmp_path / "short.onnx")
+
+
+def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
+    """A graph exported before `heatmap_peak` existed loads; a side not given is then the prior's
+    sign, else "right" (no reading), where the full graph reads it from the crop and its mirror."""
+    torch_rec, onnx_rec, path = models
+    proto = onnx.load(str(path))
+    proto.graph.output.remove(next(o for o in proto.graph.output if o.name == "heatmap_peak"))
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    old = load_onnx(tmp_path / "old.onnx")
+    assert not old.adapter.reads_sides and onnx_rec.adapter.reads_sides
+    image, box = photo(seed=4), [(30, 20, 110, 100)]
+    assert old.predict(image, boxes=box).hands[0].side == "right"
+    assert old.predict(image, boxes=box, side_priors=[[2.0]]).hands[0].side == "left"
+    np.testing.assert_allclose(old.predict(image, boxes=box, sides=["left"]).hands[0].vertices,
+                               onnx_rec.predict(image, boxes=box, sides=["left"]).hands[0].vertices, atol=1e-6)
+    read = onnx_rec.predict(image, boxes=box).hands[0]
+    np.testing.assert_allclose(read.vertices, torch_rec.predict(image, boxes=box).hands[0].vertices, atol=1e-4)
 
 
 def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
@@ -207,9 +225,9 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
     torch_rec, _, path = models
     image = photo(seed=6)
     Image.fromarray(image).save(tmp_path / "photo.png")
-    want = torch_rec.predict(image, boxes=[(30, 20, 110, 100)]).hands[0]
+    want = torch_rec.predict(image, boxes=[(30, 20, 110, 100)], sides=["right"]).hands[0]
     done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(path), "--box", "30", "20",
-                              "110", "100", "--out", str(tmp_path / "out")], tmp_path / "cache")
+                              "110", "100", "--side", "right", "--out", str(tmp_path / "out")], tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "photo.json", "photo_hand0.obj", "photo_hand0.ply", "photo_hand0.glb", "photo_overlay.png"}

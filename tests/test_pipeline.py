@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from handrecon.cli import app
 from handrecon.infer.load import load
-from handrecon.infer.pipeline import TwoStagePredictor
+from handrecon.infer.pipeline import SIDE_HEAD_PRIOR_WEIGHT, TwoStagePredictor
 from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
 from handrecon.models.handos.detections import DetectorConfig, box_crops, prepare_arrays
@@ -47,17 +47,33 @@ class FakeDetector:
         return {"kind": self.kind}
 
 
+def p_left(hand) -> float:
+    """A read hand's probability of "left" (side_score is that of its reported side)."""
+    return hand.side_score if hand.side == "left" else 1.0 - hand.side_score
+
+
+def assert_side_combined(found, own, prior) -> None:
+    """`found`: the pipeline's hand, `own`: the crop model's reading of the same box alone, `prior`:
+    the side head's weighted logit. The pipeline adds them: log-odds of "left" = own + prior."""
+    z = np.log(p_left(own) / (1 - p_left(own))) + prior
+    assert found.side == ("left" if z > 0 else "right")
+    assert found.side_score == pytest.approx(1 / (1 + np.exp(-abs(z))), abs=1e-5)
+
+
 def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
     crop = load(ckpt)
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     result = TwoStagePredictor(FakeDetector(), crop).predict(image)
-    assert [h.side for h in result.hands] == ["left", "right"] and [h.score for h in result.hands] == [0.9, 0.7]
-    assert [h.side_score for h in result.hands] == pytest.approx([0.8, 0.9])  # p_left 0.8 and 0.1: each side's own
-    assert [h["side_score"] for h in result.to_json()["hands"]] == pytest.approx([0.8, 0.9])
-    alone = crop.predict(image, boxes=[[10, 10, 60, 70], [70, 20, 110, 80]], sides=["left", "right"])
-    for a, b in zip(result.hands, alone.hands):  # exactly the crop model on the detected boxes and sides
-        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
-        np.testing.assert_allclose(a.box, b.box)
+    assert [h.score for h in result.hands] == [0.9, 0.7]
+    boxes = [[10, 10, 60, 70], [70, 20, 110, 80]]
+    own = crop.predict(image, boxes=boxes).hands  # the crop model's reading alone (crop and mirror)
+    priors = SIDE_HEAD_PRIOR_WEIGHT * np.log(np.array([0.8, 0.1]) / np.array([0.2, 0.9]))  # the head's p_left
+    for found, alone, prior in zip(result.hands, own, priors):
+        assert_side_combined(found, alone, prior)
+        given = crop.predict(image, boxes=[found.box], sides=[found.side]).hands[0]
+        np.testing.assert_allclose(found.vertices, given.vertices, atol=1e-6)  # the winning reading's outputs
+    assert [h["side_score"] for h in result.to_json()["hands"]] == pytest.approx([h.side_score for h in result.hands],
+                                                                                 abs=1e-4)
 
 
 def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
@@ -135,15 +151,18 @@ def test_given_boxes_without_a_side_take_the_side_heads_reading(ckpt):
     boxes = [[5, 5, 50, 50], [70, 10, 115, 60], [65, 30, 110, 85]]
     result = TwoStagePredictor(detector, crop).predict(image, boxes=boxes, sides=[None, None, "left"])
     assert detector.calls == 0 and detector.side_head.boxes_read == 3
-    assert [h.side for h in result.hands] == ["left", "right", "left"]  # the third: as given, not as read
-    assert [h.side_score for h in result.hands][:2] == pytest.approx([0.9, 0.8]) and result.hands[2].side_score is None
-    alone = crop.predict(image, boxes=boxes, sides=["left", "right", "left"])
-    for a, b in zip(result.hands, alone.hands):  # the read side is the one the crop model was given
+    assert result.hands[2].side == "left" and result.hands[2].side_score is None  # as given, not as read
+    own = crop.predict(image, boxes=boxes[:2]).hands
+    for found, alone, p in zip(result.hands, own, (0.9, 0.2)):  # the head's p_left: the prior
+        assert_side_combined(found, alone, SIDE_HEAD_PRIOR_WEIGHT * np.log(p / (1 - p)))
+    alone = crop.predict(image, boxes=boxes, sides=[h.side for h in result.hands])
+    for a, b in zip(result.hands, alone.hands):  # the read side's reconstruction
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
     every = TwoStagePredictor(detector, crop).predict(image, boxes=boxes[:1], sides=["right"])
     assert detector.side_head.boxes_read == 3 and every.hands[0].side == "right"  # every side given: not read
     plain = TwoStagePredictor(FakeDetector(), crop).predict(image, boxes=boxes[:1])
-    assert plain.hands[0].side == "right" and plain.hands[0].side_score is None  # no side head: right, as before
+    mine = crop.predict(image, boxes=boxes[:1]).hands[0]
+    assert (plain.hands[0].side, plain.hands[0].side_score) == (mine.side, mine.side_score)  # no side head: the crop model's
 
 
 def test_test_time_augmentation_covers_the_detector(ckpt):

@@ -44,7 +44,8 @@ def test_predict_shapes_and_types(rec):
     np.testing.assert_allclose(res.K, default_intrinsics((160, 120)))
     h = res.hands[0]
     # a crop model has no hand-presence output: no made-up confidence (it used to say 1.0 for noise)
-    assert h.side == "right" and h.score is None and res.to_json()["hands"][0]["score"] is None
+    assert h.score is None and res.to_json()["hands"][0]["score"] is None
+    assert h.side in ("left", "right") and 0.5 <= h.side_score <= 1  # no side given: read (test_golden_outputs)
     assert h.keypoints_2d.shape == (21, 2) and h.keypoints_3d.shape == (21, 3) and h.vertices.shape == (778, 3)
     assert all(a.dtype == np.float32 for a in (h.keypoints_2d, h.keypoints_3d, h.vertices, h.cam_t))
     assert np.isfinite(h.vertices).all()
@@ -72,7 +73,10 @@ def test_box_moves_keypoints_with_the_content(rec):
 
 def test_whole_image_is_the_crop_without_a_box(rec):
     image = photo(SIZE, SIZE)
-    view = rec.prepare([image], [None], [None], [None]).views[0][0][0]
+    hand_views = rec.prepare([image], [None], [None], [None]).views[0][0]
+    assert hand_views.readings == ["right", "left"]  # no side given: the crop and its mirror
+    view = hand_views.views[0]
+    np.testing.assert_array_equal(hand_views.views[1].image, image[:, ::-1])
     np.testing.assert_array_equal(view.image, image)  # identity crop: same size, no expansion
     np.testing.assert_allclose(view.affine, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     h = rec.predict(image).hands[0]
@@ -164,7 +168,8 @@ def test_several_boxes_give_one_hand_each_and_no_boxes_list_gives_none(rec, monk
     image = photo()
     boxes, sides = [(40, 30, 100, 90), (90, 20, 150, 80), (5, 60, 45, 110)], ["left", "right", None]
     res = rec.predict(image, boxes=boxes, sides=sides)
-    assert [h.side for h in res.hands] == ["left", "right", "right"]
+    assert [h.side for h in res.hands][:2] == ["left", "right"] and res.hands[2].side in ("left", "right")
+    assert res.hands[0].side_score is None and res.hands[2].side_score >= 0.5  # given, read
     for box, side, hand in zip(boxes, sides, res.hands):
         alone = rec.predict(image, boxes=[box], sides=[side]).hands[0]
         np.testing.assert_array_equal(hand.box, np.asarray(box, np.float32))

@@ -87,7 +87,7 @@ def test_api_reconstructs_the_sample(server):
     overlay, glb, result, files = client.predict(handle_file(str(SAMPLE)), CROP_MODEL, True, False,
                                                  api_name="/reconstruct_image")
     hands = result["hands"]
-    assert len(hands) == 1 and hands[0]["side"] == "right" and len(hands[0]["vertices"]) == 778
+    assert len(hands) == 1 and hands[0]["side"] == "left" and len(hands[0]["vertices"]) == 778  # read: the sample is a left hand
     assert hands[0]["score"] is None  # the whole image as the crop: no detector, no score
     assert np.shape(hands[0]["fit"]["pose"]) == (20, 3) and np.isfinite(hands[0]["fit"]["error_mm"])  # pose parameters
     over = np.asarray(Image.open(overlay))

@@ -36,7 +36,8 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
     network = OnnxNetwork(path, threads)
     meta = network.read_metadata(path)
     adapter = build_adapter(meta["card"], str(path))
-    missing = set(adapter.output_names) - set(network.output_names)
+    missing = set(adapter.output_names) - set(network.output_names) - set(adapter.optional_outputs)
+    adapter.use_outputs(network.output_names)  # an older export may lack an optional output
     if missing:
         raise ValueError(f"{path}: the graph lacks the outputs {sorted(missing)} that a "
                          f"{meta['card'].get('architecture')!r} model has; re-export it")
@@ -107,7 +108,8 @@ def load_exported(path: str | Path, threads: int | None = None, refine_root: boo
     card = read_card(ckpt, files=(MODEL_FILE,))  # verified: its digest covers the weights' SHA-256
     if build_adapter(card, str(ckpt)).detects_hands:
         return None
-    key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION}".encode()).hexdigest()
+    outputs = ",".join(build_adapter(card, str(ckpt)).output_names)  # a new output makes a new export
+    key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION} {outputs}".encode()).hexdigest()
     return cached_export("models", key, lambda out: _export(ckpt, out), lambda out: load_onnx(out, threads, refine_root))
 
 

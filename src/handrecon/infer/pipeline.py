@@ -2,12 +2,13 @@
 
 ``handrecon.load("handrecon-hand-detector+m3dhmr-openhand")`` (any ``DETECTOR+MODEL``: a detector
 name or ``KIND:DIR`` from `handrecon.registry.DETECTORS`, and a crop model that `load` opens, e.g. an
-exported ``.onnx``). Every hand comes back with the detector's score. Its side comes from the
-detector's side head when it has one (handrecon's own detector does: a network on each box's crop
-that reads the hand's chirality and whether its palm faces the camera, `models.handos.side_head`),
-with its probability as ``side_score``; a detector without one gives every hand the side "right"
-and says so in `side_source`. Boxes given by the caller replace the detections (the crop model
-alone runs on them). Test-time augmentation covers both stages: a crop model loaded with
+exported ``.onnx``). Every hand comes back with the detector's score. Its side is read by
+the crop model from the crop and its mirror (`models.m3dhmr.inference`), with the detector's side
+head (handrecon's own detector has one: a network on each box's crop that reads the hand's
+chirality and whether its palm faces the camera, `models.handos.side_head`) as a prior: its logit
+weighted by `SIDE_HEAD_PRIOR_WEIGHT` adds to the crop model's log-odds; ``side_score`` is the
+combined probability of the reported side. Boxes given by the caller replace the detections (the
+crop model alone runs on them); a side the caller gives is kept. Test-time augmentation covers both stages: a crop model loaded with
 test-time rotations (``--tta``) puts its detector in test-time flip (the network also reads each
 image's mirror image and the candidates are pooled before NMS and the box verifier).
 """
@@ -24,6 +25,12 @@ from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
 
 PIPELINE_SEPARATOR = "+"
+# The weight of the detector's side-head logit beside the crop model's two-view reading (log-odds of
+# "left" = SIDE_EVIDENCE_SCALE · log peak ratio + this · side-head logit): a logistic fit, without
+# intercept (mirror symmetry), of the shipped crop model and side head on the ground-truth boxes of
+# 806 hands of our own scenes (seed 7000) and 390 foreign ones (seed 8), neither a training nor a
+# test set (docs/inference.md, "Left or right").
+SIDE_HEAD_PRIOR_WEIGHT = 0.322
 
 
 class TwoStagePredictor:
@@ -43,8 +50,8 @@ class TwoStagePredictor:
         if len(crop.test_time_rotations) > 1 and hasattr(detector, "test_time_flip"):
             detector.test_time_flip = True  # --tta: both stages (module doc)
         self.score_threshold, self.nms_iou, self.source, self.max_hands = score_threshold, nms_iou, source, max_hands
-        self.side_source = "detector side head" if getattr(detector, "side_head", None) is not None else \
-            "none (every hand 'right': the detector has no side head)"
+        head = "the detector's side head" if getattr(detector, "side_head", None) is not None else ""
+        self.side_source = f"crop model (crop and mirror){' + ' + head if head else ''}"
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -98,31 +105,27 @@ class TwoStagePredictor:
         boxes = [None] * n if boxes is None else list(boxes)
         sides = [None] * n if sides is None else list(sides)
         scores: list[np.ndarray | None] = [None] * n
-        side_scores: list[np.ndarray | None] = [None] * n
+        priors: list[np.ndarray | None] = [None] * n
         todo = [i for i in range(n) if boxes[i] is None]
-        self._read_missing_sides(images, boxes, sides, side_scores)
+        self._prompted_side_priors(images, boxes, sides, priors)
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
             found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
                                          nms_iou=self.nms_iou, max_hands=self.max_hands)
             for i, det in zip(chunk, found):
-                boxes[i], scores[i], side_scores[i] = det.boxes, det.scores, det.side_scores
-                sides[i] = det.sides if det.sides is not None else ["right"] * len(det.boxes)
-        results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size)
-        for result, image_scores, image_side_scores in zip(results, scores, side_scores):
+                boxes[i], scores[i], sides[i] = det.boxes, det.scores, [None] * len(det.boxes)
+                priors[i] = side_head_prior(det.p_left)
+        results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size, side_priors=priors)
+        for result, image_scores in zip(results, scores):
             if image_scores is not None:
                 for hand, score in zip(result.hands, image_scores):
                     hand.score = float(score)
-            if image_side_scores is not None:
-                for hand, side_score in zip(result.hands, image_side_scores):
-                    hand.side_score = None if side_score is None else float(side_score)
         return results
 
-    def _read_missing_sides(self, images: Sequence[np.ndarray], boxes: list, sides: list, side_scores: list) -> None:
-        """Prompted boxes given without a side (``--boxes`` entries, ``predict(boxes=...)``) take
-        the detector's side head's reading, with its probability as ``side_score``; a side the
-        caller gave stays, with no score. In place; without a side head nothing changes (the crop
-        model takes a missing side as "right")."""
+    def _prompted_side_priors(self, images: Sequence[np.ndarray], boxes: list, sides: list, priors: list) -> None:
+        """Prompted boxes given without a side (``--boxes`` entries, ``predict(boxes=...)``) get the
+        detector's side head's reading as their prior (the crop model reads the side); a side the
+        caller gave stays. In place; without a side head nothing changes."""
         reader = getattr(self.detector, "read_sides", None)  # a user's detector may not have it
         if reader is None:
             return
@@ -135,8 +138,16 @@ class TwoStagePredictor:
             read = reader(images[i], image_boxes)
             if read is None:  # no side head
                 return
-            sides[i] = [g if g is not None else r for g, r in zip(given, read.sides)]
-            side_scores[i] = [None if g is not None else float(p) for g, p in zip(given, read.side_scores)]
+            sides[i], priors[i] = given, side_head_prior(read.p_left)
+
+
+def side_head_prior(p_left: np.ndarray | None) -> np.ndarray | None:
+    """A side head's p_left (N,) → the prior log-odds of "left" the crop model's reading adds to
+    (`SIDE_HEAD_PRIOR_WEIGHT` · logit); None without a side head."""
+    if p_left is None:
+        return None
+    p = np.clip(np.asarray(p_left, np.float64), 1e-6, 1 - 1e-6)
+    return SIDE_HEAD_PRIOR_WEIGHT * np.log(p / (1 - p))
 
 
 def is_pipeline(name: str) -> bool:

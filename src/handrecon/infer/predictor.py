@@ -83,8 +83,9 @@ def check_boxes(boxes: Any, width: int, height: int) -> np.ndarray | None:
     return np.stack([check_box(b, width, height) for b in boxes]) if len(boxes) else np.zeros((0, 4))
 
 
-def check_sides(sides: Any, count: int | None) -> list[str] | None:
-    """None, or a list of "left" | "right" (None entries: "right"), one per box when `count` is given."""
+def check_sides(sides: Any, count: int | None) -> list[str | None] | None:
+    """None, or a list of "left" | "right" | None (None: not given, the model reads it), one per box
+    when `count` is given."""
     if sides is None:
         return None
     if isinstance(sides, str):
@@ -92,10 +93,20 @@ def check_sides(sides: Any, count: int | None) -> list[str] | None:
     sides = list(sides)
     for s in sides:
         if s is not None and s not in SIDES:
-            raise ValueError(f"side must be 'left', 'right' or None (= right), got {s!r}")
+            raise ValueError(f"side must be 'left', 'right' or None (the model reads it), got {s!r}")
     if count is not None and len(sides) != count:
         raise ValueError(f"got {count} boxes but {len(sides)} sides; pass one side per box")
-    return [s or "right" for s in sides]
+    return sides
+
+
+def check_side_priors(priors: Any, count: int) -> np.ndarray | None:
+    """None, or (count,) finite float64 log-odds of "left", one per box."""
+    if priors is None:
+        return None
+    out = np.asarray(priors, np.float64).reshape(-1)
+    if len(out) != count or not np.isfinite(out).all():
+        raise ValueError(f"side priors: give {count} finite log-odds (one per box), got {priors!r}")
+    return out
 
 
 def check_intrinsics(K: Any, width: int, height: int) -> np.ndarray:
@@ -186,52 +197,61 @@ class Predictor:
         return (f"{type(self).__name__}({self.source or 'unnamed'}, {self.card.get('architecture', '?')}, "
                 f"input {self.adapter.input_size}px, {self.hand_model} hand model)")
 
-    def predict(self, image: np.ndarray, K: Any = None, boxes: Any = None, sides: Any = None) -> ImageResult:
+    def predict(self, image: np.ndarray, K: Any = None, boxes: Any = None, sides: Any = None,
+                side_priors: Any = None) -> ImageResult:
         """Reconstruct the hands of an RGB uint8 (H, W, 3) image.
 
         K: (3, 3) intrinsics (None: `default_intrinsics`, principal point at the centre, focal
         1.2 × the larger side). boxes: (N, 4) px x1, y1, x2, y2 prompts (None: the model's own
         detections, or for a crop model the whole image as one hand). sides: one per box (or one
-        for the whole image), "left" | "right" | None. Returns an ImageResult with every hand.
+        for the whole image), "left" | "right" | None; a crop model reads a side not given from
+        the crop and its mirror (`models.m3dhmr.inference`), adding `side_priors` ((N,) log-odds
+        of "left" from another reader) where given. Returns an ImageResult with every hand.
         """
-        return self.predict_batch([image], [K], [boxes], [sides])[0]
+        return self.predict_batch([image], [K], [boxes], [sides], side_priors=[side_priors])[0]
 
     def predict_batch(self, images: Sequence[np.ndarray], Ks: Sequence[Any] | None = None,
                       boxes: Sequence[Any] | None = None, sides: Sequence[Any] | None = None,
-                      batch_size: int = 32) -> list[ImageResult]:
-        """`predict` over many images (per-image K, boxes and sides), `batch_size` images per network call."""
+                      batch_size: int = 32, side_priors: Sequence[Any] | None = None) -> list[ImageResult]:
+        """`predict` over many images (per-image K, boxes, sides and side priors), `batch_size` images
+        per network call."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = len(images)
-        Ks, boxes, sides = ([None] * n if x is None else list(x) for x in (Ks, boxes, sides))
+        Ks, boxes, sides, priors = ([None] * n if x is None else list(x) for x in (Ks, boxes, sides, side_priors))
+        if len(priors) != n:
+            raise ValueError(f"got {n} images but {len(priors)} side-prior lists; pass one per image (or None)")
         if not len(Ks) == len(boxes) == len(sides) == n:
             raise ValueError(f"got {n} images but {len(Ks)} K, {len(boxes)} box lists and {len(sides)} side lists; "
                              "pass one of each per image (or None)")
         results: list[ImageResult] = []
         for s in range(0, n, batch_size):
             chunk = slice(s, s + batch_size)
-            prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk])
+            prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk], priors[chunk])
             outputs = self.network(prepared.inputs, **prepared.extra) if len(prepared.inputs) else {}
             results += self.results(prepared, self.adapter.postprocess(prepared, outputs, self.refine_root)
                                     if outputs else [_no_hands() for _ in prepared.image_sizes])
         return results
 
     def prepare(self, images: Sequence[np.ndarray], Ks: Sequence[Any], boxes: Sequence[Any],
-                sides: Sequence[Any]) -> Prepared:
+                sides: Sequence[Any], side_priors: Sequence[Any] | None = None) -> Prepared:
         """Checked inputs → the adapter's network batch. A bad item is a ValueError naming its index."""
+        side_priors = [None] * len(images) if side_priors is None else list(side_priors)
+
         def check_item(item: tuple) -> tuple:
-            image, K, image_boxes, image_sides = item
+            image, K, image_boxes, image_sides, priors = item
             image = check_input_image(image)
             H, W = image.shape[:2]
             image_boxes = check_boxes(image_boxes, W, H)
             image_sides = check_sides(image_sides, None if image_boxes is None else len(image_boxes))
             if image_boxes is None and image_sides is not None and len(image_sides) != 1:
                 raise ValueError(f"without boxes give one side (the whole image as one hand), got {len(image_sides)}")
-            return image, check_intrinsics(K, W, H), image_boxes, image_sides
+            return image, check_intrinsics(K, W, H), image_boxes, image_sides, \
+                check_side_priors(priors, 1 if image_boxes is None else len(image_boxes))
 
-        checked = check_each(list(zip(images, Ks, boxes, sides)), check_item)
-        images, Ks, boxes, sides = (list(column) for column in zip(*checked)) if checked else ([], [], [], [])
-        return self.adapter.preprocess(images, Ks, boxes, sides)
+        checked = check_each(list(zip(images, Ks, boxes, sides, side_priors)), check_item)
+        images, Ks, boxes, sides, side_priors = (list(column) for column in zip(*checked)) if checked else ([],) * 5
+        return self.adapter.preprocess(images, Ks, boxes, sides, side_priors)
 
     def results(self, prepared: Prepared, hands: list[Hands]) -> list[ImageResult]:
         """The adapter's stacked arrays → typed `ImageResult`s (float32 arrays, image camera)."""
@@ -242,9 +262,17 @@ class Predictor:
                                    hands=[HandResult(box=f32(h.boxes[i]), side=h.sides[i], keypoints_2d=f32(h.keypoints_2d[i]),
                                                      keypoints_3d=f32(h.keypoints_3d[i]), vertices=f32(h.vertices[i]),
                                                      cam_t=f32(h.cam_t[i]),
-                                                     score=None if np.isnan(h.scores[i]) else float(h.scores[i]))
+                                                     score=None if np.isnan(h.scores[i]) else float(h.scores[i]),
+                                                     side_score=side_score(h, i))
                                           for i in range(len(h))]))
         return out
+
+
+def side_score(hands: Hands, i: int) -> float | None:
+    """The model's probability of hand i's side, None where it did not read it."""
+    if hands.side_scores is None or np.isnan(hands.side_scores[i]):
+        return None
+    return float(hands.side_scores[i])
 
 
 def _no_hands() -> Hands:

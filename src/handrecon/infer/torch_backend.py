@@ -86,7 +86,7 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
             if calibration is None:
                 calibration, calibration_source = calibration_crops(), CALIBRATION_SOURCE
             inputs = predictor.prepare(list(calibration), [None] * len(calibration), [None] * len(calibration),
-                                       [None] * len(calibration)).inputs
+                                       [["right"]] * len(calibration)).inputs  # each crop once, as it is
             return quantize_int8(plain, out, inputs, INPUT_NAME, calibration_source=calibration_source)
     try:
         atomic_write_bytes(out, proto.SerializeToString())

@@ -37,7 +37,8 @@ class Hands:
 
     boxes (N, 4) px x1, y1, x2, y2; scores (N,) in [0, 1], NaN where the model has none; sides N of "left" | "right";
     keypoints_2d (N, 21, 2) px; keypoints_3d (N, 21, 3) m; vertices (N, V, 3) m (right-hand
-    topology of the spec's hand model); cam_t (N, 3) m, the root (wrist) joint.
+    topology of the spec's hand model); cam_t (N, 3) m, the root (wrist) joint; side_scores (N,)
+    the probability of each reported side where the model read it (NaN: given, or not read).
     """
 
     boxes: np.ndarray
@@ -47,6 +48,7 @@ class Hands:
     keypoints_3d: np.ndarray
     vertices: np.ndarray
     cam_t: np.ndarray
+    side_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.sides)
@@ -75,6 +77,7 @@ class InferenceAdapter(ABC):
 
     detects_hands: bool = False
     output_names: tuple[str, ...] = ()
+    optional_outputs: tuple[str, ...] = ()  # outputs an older exported graph may lack (the adapter copes)
     test_time_rotations: tuple[float, ...] = (0.0,)
 
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -93,6 +96,10 @@ class InferenceAdapter(ABC):
         if not isinstance(spec["hand_model"], str) or not isinstance(spec["topology_sha256"], str):
             raise ValueError("inference spec: hand_model and topology_sha256 must be strings")
 
+    def use_outputs(self, names: Sequence[str]) -> None:
+        """The outputs the served graph has, which may lack some of `optional_outputs` (a file
+        exported by an older version); an adapter that reads one does without it."""
+
     def set_test_time_rotations(self, rotations_deg: Sequence[float]) -> None:
         """Test-time augmentation: each hand is seen once per in-plane rotation (degrees) and the
         results are averaged. Only families that support it override this; the rest refuse."""
@@ -101,9 +108,11 @@ class InferenceAdapter(ABC):
 
     @abstractmethod
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
-                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str | None] | None],
+                   side_priors: Sequence[np.ndarray | None] | None = None) -> Prepared:
         """images: RGB uint8 (H, W, 3), checked; Ks: (3, 3) float64; boxes[i]: (N_i, 4) px or None;
-        sides[i]: N_i sides or None (None: no side given)."""
+        sides[i]: N_i sides or None (a None side: not given; a crop model reads it); side_priors[i]:
+        (N_i,) log-odds of "left" from another reader for hands whose side is not given, or None."""
 
     @abstractmethod
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:

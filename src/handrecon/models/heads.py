@@ -57,6 +57,14 @@ def soft_argmax_2d(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([u, v], dim=-1)
 
 
+def heatmap_peak(logits: torch.Tensor) -> torch.Tensor:
+    """(B, J, h, w) heatmap logits → (B,) the mean over joints of each map's largest softmax
+    probability: how sharply the encoder places the keypoints (1: every joint in one cell). The
+    crop models read a hand's side from it (`models.m3dhmr.inference`: the crop and its mirror)."""
+    b, j, h, w = logits.shape
+    return torch.softmax(logits.reshape(b, j, h * w).float(), dim=-1).amax(-1).mean(-1)
+
+
 def gaussian_heatmaps(uv_norm: torch.Tensor, height: int, width: int, sigma: float = 1.0) -> torch.Tensor:
     """Heatmap targets for intermediate supervision (Newell et al. 2016).
 

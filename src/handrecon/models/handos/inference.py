@@ -152,7 +152,10 @@ class HandOSAdapter(InferenceAdapter):
         return HandOSNetwork(model)
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
-                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str | None] | None],
+                   side_priors: Sequence[np.ndarray | None] | None = None) -> Prepared:
+        """Letterboxed images (and box prompts); sides and side priors are not read: HandOS reads
+        each hand's side from its mesh normals."""
         prompted = [b is not None for b in boxes]
         if any(prompted) and not all(prompted):
             raise ValueError("give box prompts for every image of a batch or for none (an empty list: no hand)")

@@ -11,6 +11,16 @@ M3DHMR is a crop model: one network view per hand, in four stages:
 4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
    rotation and the mirror, so a left hand's vertices are its true camera-space positions.
 
+Side (left or right) when none is given: the network only ever saw right hands, and a left hand's
+mirror image is a right hand, so the crop is read twice — plain (as a right hand) and mirrored (as
+a left hand) — and the reading whose keypoint heatmaps are sharper (`heatmap_peak`) wins:
+log-odds of "left" = `SIDE_EVIDENCE_SCALE` · (log peak_mirrored − log peak_plain), plus a prior
+another reader gives (`side_priors`: the two-stage pipeline passes the detector's side head). The
+winning reading's outputs are the hand's: one extra network pass per hand, no extra model. A
+graph exported before `heatmap_peak` existed cannot read sides: a missing side is then "right" (or
+the prior's). Measured on ground-truth boxes (docs/inference.md, "Left or right"): held-out
+scenes 0.756 (side head) → 0.760 (this reading) / 0.798 (both), foreign scenes 0.663 → 0.783 / 0.754.
+
 Test-time rotations (`set_test_time_rotations`, off by default): each hand is cropped once per
 angle (the content turned in-plane, as training's rotation augmentation does); the root-relative
 outputs and landmarks of every view are carried into the first view's frame (X ↦ R₀ Rᵥᵀ X,
@@ -22,6 +32,7 @@ This module is numpy only: a model exported to ONNX is served without importing 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,12 +44,31 @@ from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
 
 
+# The side reading's scale: log-odds of "left" per unit of log peak ratio, fitted with the weight of
+# the detector's side head (`infer.pipeline.SIDE_HEAD_PRIOR_WEIGHT`, the docs' "Left or right").
+SIDE_EVIDENCE_SCALE = 2.035
+
+
+@dataclass
+class HandViews:
+    """One hand's crops: `views` are its readings × test-time rotations (reading-major); `readings`
+    the sides tried ("right" only, "left" only, or both when the side is read); `prior` the log-odds
+    of "left" another reader gave (0: none); `given`: the caller gave the side."""
+
+    box: np.ndarray
+    readings: list[str]
+    views: list[CropView]
+    prior: float = 0.0
+    given: bool = True
+
+
 @register_adapter("m3dhmr")
 class M3DHMRAdapter(InferenceAdapter):
     """Crops → M3DHMR → camera space (module docstring). Spec: `M3DHMR.inference_spec`."""
 
     detects_hands = False
-    output_names = ("uv_px", "verts", "joints")
+    output_names = ("uv_px", "verts", "joints", "heatmap_peak")
+    optional_outputs = ("heatmap_peak",)
 
     def __init__(self, spec: dict) -> None:
         super().__init__(spec)
@@ -49,6 +79,12 @@ class M3DHMRAdapter(InferenceAdapter):
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.5 <= scale <= 4.0:
             raise ValueError(f"inference spec: crop scale (crop side / box side) must be in 0.5-4, got {scale!r}")
         self.crop_scale = float(scale)
+        self.reads_sides = True  # `use_outputs`
+
+    def use_outputs(self, names: Sequence[str]) -> None:
+        """Without ``heatmap_peak`` (a graph exported before the side reading) a side not given is
+        the prior's, else "right"."""
+        self.reads_sides = "heatmap_peak" in names
 
     def set_test_time_rotations(self, rotations_deg: Sequence[float]) -> None:
         """Views per hand, as in-plane rotations in degrees; the first is the frame the average is
@@ -62,58 +98,94 @@ class M3DHMRAdapter(InferenceAdapter):
         return model.inference_network()
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
-                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str] | None]) -> Prepared:
-        views: list[list[tuple[CropView, np.ndarray, str]]] = []
-        for image, K, image_boxes, image_sides in zip(images, Ks, boxes, sides):
+                   boxes: Sequence[np.ndarray | None], sides: Sequence[list[str | None] | None],
+                   side_priors: Sequence[np.ndarray | None] | None = None) -> Prepared:
+        views: list[list[HandViews]] = []
+        priors = side_priors if side_priors is not None else [None] * len(images)
+        for image, K, image_boxes, image_sides, image_priors in zip(images, Ks, boxes, sides, priors):
             H, W = image.shape[:2]
             if image_boxes is None:  # the image is the crop: its pixel extent, no expansion
                 image_boxes, scale = np.array([[-0.5, -0.5, W - 0.5, H - 0.5]]), 1.0
             else:
                 scale = self.crop_scale
-            image_sides = image_sides or ["right"] * len(image_boxes)  # no side classifier: right
-            views.append([(crop_view(image, K, box, self.input_size, scale, mirror=side == "left", rotation_deg=angle),
-                           box, side)
-                          for box, side in zip(image_boxes, image_sides) for angle in self.test_time_rotations])
-        crops = [v.image for image_views in views for v, _, _ in image_views]
+            image_sides = image_sides or [None] * len(image_boxes)
+            image_priors = np.zeros(len(image_boxes)) if image_priors is None else np.asarray(image_priors, np.float64)
+            hands = []
+            for box, side, prior in zip(image_boxes, image_sides, image_priors):
+                if side is not None:
+                    readings = [side]
+                elif self.reads_sides:
+                    readings = ["right", "left"]
+                else:  # no side reading: the prior's side, else right (the network's own)
+                    readings = ["left" if prior > 0 else "right"]
+                hands.append(HandViews(box, readings, [
+                    crop_view(image, K, box, self.input_size, scale, mirror=r == "left", rotation_deg=angle)
+                    for r in readings for angle in self.test_time_rotations], float(prior), side is not None))
+            views.append(hands)
+        crops = [v.image for image_hands in views for hand in image_hands for v in hand.views]
         size = self.input_size
         inputs = normalize_images(np.stack(crops), self.mean, self.std) if crops else \
             np.zeros((0, 3, size, size), np.float32)
         return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
 
+    def read_sides(self, hands: list[HandViews], peak: np.ndarray | None) -> tuple[list[int], np.ndarray]:
+        """Which reading of each hand wins (its index in ``hand.readings``) and the probability of
+        that side (NaN for a side the caller gave). `peak`: the batch's ``heatmap_peak`` (None: the
+        graph has none)."""
+        V = len(self.test_time_rotations)
+        chosen, p_side, start = [], np.full(len(hands), np.nan), 0
+        for i, hand in enumerate(hands):
+            k = 0
+            if not hand.given:
+                logit = hand.prior
+                if len(hand.readings) == 2 and peak is not None:
+                    log_peak = np.log(np.clip(peak[start: start + 2 * V], 1e-12, None)).reshape(2, V).mean(1)
+                    logit += SIDE_EVIDENCE_SCALE * (log_peak[1] - log_peak[0])  # readings: right, left
+                    k = int(logit > 0)
+                p_left = 1.0 / (1.0 + np.exp(-logit))
+                p_side[i] = p_left if hand.readings[k] == "left" else 1.0 - p_left
+            chosen.append(k)
+            start += len(hand.views)
+        return chosen, p_side
+
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
         V = len(self.test_time_rotations)
-        flat = [item for image_views in prepared.views for item in image_views][::V]  # never empty: see Predictor
-        K_view = np.stack([v.K for v, _, _ in flat])
-        R = np.stack([v.R for v, _, _ in flat])
-        affine = np.stack([v.affine for v, _, _ in flat])
-        joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64) for k in ("joints", "verts", "uv_px"))
+        hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
+        chosen, p_side = self.read_sides(hands, outputs.get("heatmap_peak"))
+        starts = np.cumsum([0] + [len(hand.views) for hand in hands[:-1]])
+        take = np.concatenate([np.arange(s + k * V, s + (k + 1) * V) for s, k in zip(starts, chosen)])
+        views = [v for hand, k in zip(hands, chosen) for v in hand.views[k * V: (k + 1) * V]]
+        sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
+        joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))
         if V > 1:
-            joints_view, verts_view, uv_view = self._average_views(prepared, joints_view, verts_view, uv_view)
+            joints_view, verts_view, uv_view = self._average_views(views, joints_view, verts_view, uv_view)
+        first = views[::V]
+        K_view = np.stack([v.K for v in first])
+        R = np.stack([v.R for v in first])
+        affine = np.stack([v.affine for v in first])
         t = solve_root_translation(joints_view, uv_view, K_view, refine_root)
         # X_view = R @ X  =>  X = R^T @ X_view, i.e. rows X_view @ R
         joints = np.einsum("bni,bij->bnj", joints_view + t[:, None], R)
         verts = np.einsum("bni,bij->bnj", verts_view + t[:, None], R)
         uv = transform_points(uv_view, invert_affine(affine))
         results, start = [], 0
-        for image_views in prepared.views:
-            hand_views = image_views[::V]
-            s = slice(start, start + len(hand_views))
-            start += len(hand_views)
+        for image_hands in prepared.views:
+            s = slice(start, start + len(image_hands))
+            start += len(image_hands)
             results.append(Hands(  # scores NaN: M3DHMR has no hand-presence output
-                boxes=np.array([box for _, box, _ in hand_views], np.float64).reshape(-1, 4),
-                scores=np.full(len(hand_views), np.nan), sides=[side for _, _, side in hand_views],
-                keypoints_2d=uv[s], keypoints_3d=joints[s], vertices=verts[s], cam_t=joints[s, 0],
+                boxes=np.array([hand.box for hand in image_hands], np.float64).reshape(-1, 4),
+                scores=np.full(len(image_hands), np.nan), sides=sides[s], keypoints_2d=uv[s],
+                keypoints_3d=joints[s], vertices=verts[s], cam_t=joints[s, 0], side_scores=p_side[s],
             ))
         return results
 
-    def _average_views(self, prepared: Prepared, joints: np.ndarray, verts: np.ndarray,
+    def _average_views(self, views: list[CropView], joints: np.ndarray, verts: np.ndarray,
                        uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B·V, ...) view-frame outputs of V rotated views per hand → (B, ...) averaged in each
-        hand's first view: X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv))."""
+        """(B·V, ...) view-frame outputs of V rotated views per hand (`views`, hand-major) → (B, ...)
+        averaged in each hand's first view: X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv))."""
         V = len(self.test_time_rotations)
-        flat = [v for image_views in prepared.views for v, _, _ in image_views]
-        R = np.stack([v.R for v in flat]).reshape(-1, V, 3, 3)
-        affine = np.stack([v.affine for v in flat]).reshape(-1, V, 2, 3)
+        R = np.stack([v.R for v in views]).reshape(-1, V, 3, 3)
+        affine = np.stack([v.affine for v in views]).reshape(-1, V, 2, 3)
         to_first = np.einsum("bvij,bkj->bvik", R, R[:, 0])  # Rᵥ R₀ᵀ: rows X_first = X_v @ Rᵥ R₀ᵀ
 
         def average_3d(x: np.ndarray) -> np.ndarray:

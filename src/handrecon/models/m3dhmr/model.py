@@ -45,7 +45,7 @@ from handrecon.geometry.root import solve_root_translation
 from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
 from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
-from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
+from handrecon.models.heads import heatmap_peak, normalized_to_pixels, pixels_to_normalized
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
 from handrecon.models.m3dhmr.loss import VERTEX_SCALE_M, M3DHMRLoss
@@ -141,8 +141,9 @@ class M3DHMR(nn.Module):
 
     # ---- forward
 
-    def forward_crops(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, S, S) normalised crops → dict uv, uv_stacks, verts, joints (see module docstring)."""
+    def forward_crops(self, image: torch.Tensor, heatmaps: bool = False) -> dict[str, torch.Tensor]:
+        """(B, 3, S, S) normalised crops → dict uv, uv_stacks, verts, joints (see module docstring), and
+        the encoder's heatmap logits (B, stacks, 21, S/4, S/4) when `heatmaps` or training with their loss."""
         if not torch.jit.is_tracing():
             if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
                 raise ValueError(f"M3DHMR expects normalised float image crops (B, 3, S, S), got "
@@ -152,7 +153,7 @@ class M3DHMR(nn.Module):
         verts = self.decoder(enc["latent"], enc["uv"]) * VERTEX_SCALE_M
         joints = torch.einsum("jv,bvc->bjc", self.kp_regressor, verts)
         out = {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
-        if self.training and self.criterion.weights["heatmap"] > 0:
+        if heatmaps or (self.training and self.criterion.weights["heatmap"] > 0):
             out["heatmaps"] = enc["heatmaps"]
         return out
 
@@ -242,7 +243,8 @@ class M3DHMR(nn.Module):
 
 class M3DHMRNetwork(nn.Module):
     """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
-    (B, 21, 3) root-relative metres). Root recovery stays outside (`M3DHMRAdapter.postprocess`)."""
+    (B, 21, 3) root-relative metres, heatmap_peak (B,) the last stack's `heads.heatmap_peak`). Root
+    recovery and the side reading stay outside (`M3DHMRAdapter.postprocess`)."""
 
     def __init__(self, model: M3DHMR) -> None:
         super().__init__()
@@ -250,9 +252,10 @@ class M3DHMRNetwork(nn.Module):
         self.eval()
         model._sync_temperature()
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model.forward_crops(image)
-        return normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"]
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model.forward_crops(image, heatmaps=True)
+        return (normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"],
+                heatmap_peak(out["heatmaps"][:, -1]))
 
 
 def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
