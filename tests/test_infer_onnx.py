@@ -12,11 +12,13 @@ import numpy as np
 import onnx
 import pytest
 from PIL import Image
+from test_pipeline import CandidateDetector
 from test_predictor import SIZE, photo, tiny_checkpoint
 
 import handrecon
 from handrecon.infer.load import load_onnx
 from handrecon.infer.onnx import METADATA_KEY, OnnxNetwork, metadata
+from handrecon.infer.pipeline import TwoStagePredictor
 from handrecon.infer.torch_backend import export_onnx
 
 
@@ -130,6 +132,10 @@ def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
                                onnx_rec.predict(image, boxes=box, sides=["left"]).hands[0].vertices, atol=1e-6)
     read = onnx_rec.predict(image, boxes=box).hands[0]
     np.testing.assert_allclose(read.vertices, torch_rec.predict(image, boxes=box).hands[0].vertices, atol=1e-4)
+    assert read.heatmap_peak is not None and old.predict(image, boxes=box).hands[0].heatmap_peak is None
+    # behind a detector: the detector's own scores at the threshold, as before the hand score
+    hands = TwoStagePredictor(CandidateDetector(), old, score_threshold=0.5, hand_presence=True).predict(photo(seed=5)).hands
+    assert [h.score for h in hands] == [0.95, 0.6]
 
 
 def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from handrecon.cli import app
 from handrecon.infer.load import load
-from handrecon.infer.pipeline import SIDE_HEAD_PRIOR_WEIGHT, TwoStagePredictor
+from handrecon.infer.pipeline import (PEAK_BOUND, SIDE_HEAD_PRIOR_WEIGHT, TwoStagePredictor, candidate_floor,
+                                      presence_scores)
 from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
 from handrecon.models.handos.detections import DetectorConfig, box_crops, prepare_arrays
@@ -64,7 +65,7 @@ def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
     crop = load(ckpt)
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     result = TwoStagePredictor(FakeDetector(), crop).predict(image)
-    assert [h.score for h in result.hands] == [0.9, 0.7]
+    assert [h.score for h in result.hands] == [0.9, 0.7]  # the detector's (hand presence: its own test)
     boxes = [[10, 10, 60, 70], [70, 20, 110, 80]]
     own = crop.predict(image, boxes=boxes).hands  # the crop model's reading alone (crop and mirror)
     priors = SIDE_HEAD_PRIOR_WEIGHT * np.log(np.array([0.8, 0.1]) / np.array([0.2, 0.9]))  # the head's p_left
@@ -74,6 +75,72 @@ def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
         np.testing.assert_allclose(found.vertices, given.vertices, atol=1e-6)  # the winning reading's outputs
     assert [h["side_score"] for h in result.to_json()["hands"]] == pytest.approx([h.side_score for h in result.hands],
                                                                                  abs=1e-4)
+
+
+class CandidateDetector(FakeDetector):
+    """Four candidates at fixed scores, kept at the score threshold it is asked for (which it records)."""
+
+    BOXES = np.array([[10, 10, 60, 70], [70, 20, 110, 80], [5, 40, 45, 85], [60, 5, 100, 45]], np.float64)
+    SCORES = np.array([0.95, 0.6, 0.3, 0.08])
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thresholds = []
+
+    def detect(self, images, score_threshold, nms_iou, max_hands=100):
+        self.thresholds.append(score_threshold)
+        keep = self.SCORES >= score_threshold
+        n = int(keep.sum())
+        return [Detections(self.BOXES[keep], self.SCORES[keep], np.arange(n), ["right"] * n, np.full(n, 0.3))
+                for _ in images]
+
+
+def test_detections_are_rescored_with_the_crop_models_keypoint_peak(ckpt):
+    """The crop model reads every candidate that could reach the threshold (detector score >= the
+    floor); each hand's score combines the detector's score and the crop model's heatmap peak on its
+    box; hands under the threshold are dropped, the rest come best first, at most max_hands."""
+    crop = load(ckpt)
+    image = np.random.default_rng(2).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    peaks = np.array([h.heatmap_peak for h in crop.predict(image, boxes=CandidateDetector.BOXES).hands])
+    assert np.isfinite(peaks).all() and (peaks > 0).all()
+    want = presence_scores(CandidateDetector.SCORES, peaks)
+    for threshold in (0.0, 0.3, 0.5):
+        detector = CandidateDetector()
+        result = TwoStagePredictor(detector, crop, score_threshold=threshold, hand_presence=True).predict(image)
+        assert detector.thresholds == [pytest.approx(candidate_floor(threshold))]
+        read = CandidateDetector.SCORES >= candidate_floor(threshold)
+        kept = [i for i in np.argsort(-want) if read[i] and want[i] >= threshold]
+        assert [h.score for h in result.hands] == pytest.approx(want[kept])
+        np.testing.assert_allclose([h.box for h in result.hands], CandidateDetector.BOXES[kept].reshape(-1, 4))
+    capped = TwoStagePredictor(CandidateDetector(), crop, score_threshold=0.0, max_hands=2, hand_presence=True).predict(image)
+    plain = TwoStagePredictor(CandidateDetector(), crop, score_threshold=0.5).predict(image)  # the default: detector scores
+    assert [h.score for h in plain.hands] == [0.95, 0.6]
+    assert [h.score for h in capped.hands] == pytest.approx(np.sort(want)[::-1][:2])
+
+
+def test_thorough_is_carried_by_the_pipeline_and_its_settings(ckpt):
+    """`--thorough` (with_detector's hand_presence) survives a change of threshold and is written
+    beside every result, so a video run is not resumed with the other scoring."""
+    from handrecon.infer.pipeline import with_detector
+
+    pipeline = TwoStagePredictor(FakeDetector(), load(ckpt))
+    thorough = with_detector(pipeline, "unused", 0.4, hand_presence=True)
+    assert thorough.hand_presence and thorough.settings["hand_presence"] and thorough.score_threshold == 0.4
+    assert thorough.at_threshold(0.2).hand_presence and not pipeline.settings["hand_presence"]
+
+
+def test_the_hand_score_and_its_candidate_floor():
+    """Higher detector scores and sharper heatmaps score higher; the floor is exactly the detector
+    score that reaches the threshold at a peak of PEAK_BOUND; a missing peak leaves the detector's
+    scores (an old export)."""
+    s = np.array([0.2, 0.5, 0.9])
+    assert (np.diff(presence_scores(s, [0.1] * 3)) > 0).all()
+    assert (np.diff(presence_scores([0.5] * 3, [0.05, 0.1, 0.2])) > 0).all()
+    for t in (0.3, 0.5, 0.8):
+        assert presence_scores([candidate_floor(t)], [PEAK_BOUND])[0] == pytest.approx(t)
+        assert candidate_floor(t) <= t
+    np.testing.assert_array_equal(presence_scores(s, [0.1, None, 0.1]), s)
+    assert candidate_floor(0.0) == 0.0 and candidate_floor(1.0) == 1.0
 
 
 def test_no_hand_gives_an_empty_list_and_given_boxes_skip_the_detector(ckpt):
@@ -96,7 +163,8 @@ def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_pat
     assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0]}
     pipeline = TwoStagePredictor(FakeDetector(), crop, score_threshold=0.3, nms_iou=0.6, source="fake+crop")
     assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0],
-                                 "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True}  # --tta: both stages
+                                 "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True,  # --tta: both stages
+                                 "hand_presence": False}
     image = np.zeros((90, 120, 3), np.uint8)
     write_result(pipeline.predict(image), image, tmp_path, "a", mesh_formats=(), overlay=False,
                  settings=pipeline.settings)

@@ -265,13 +265,14 @@ def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str 
         raise typer.Exit(2) from None
 
 
-def _with_detector_or_exit(predictor, detector: str, score_threshold: float, threads: Optional[int] = None):
+def _with_detector_or_exit(predictor, detector: str, score_threshold: float, threads: Optional[int] = None,
+                           thorough: bool = False):
     """`infer.pipeline.with_detector`, or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s
     from handrecon.infer.pipeline import with_detector
 
     try:
-        return with_detector(predictor, detector, score_threshold, threads)
+        return with_detector(predictor, detector, score_threshold, threads, hand_presence=thorough)
     except (OSError, ValueError) as e:
         typer.echo(f"error: cannot load detector {detector!r}: {e}", err=True)
         raise typer.Exit(2) from None
@@ -313,6 +314,7 @@ def reconstruct(
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages, and its detector also reads each image's mirror image; more accurate, 3x the crop network's time and 2x the detector's."),
+    thorough: bool = typer.Option(False, "--thorough", help="Full images: the crop model also reads the detector's weaker candidates and every hand is scored with its keypoint sharpness; finds about twice the hands on unfamiliar images at the same precision (docs/inference.md, 'Hand presence'), for 2-4x the time."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side is read by the crop model with the detector side head\'s reading as a prior, an unlisted image goes to the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
@@ -374,7 +376,10 @@ def reconstruct(
         if not two_stage and score_threshold != DEFAULT_SCORE_THRESHOLD:
             typer.echo(f"warning: --score-threshold applies to a detector and a crop model; {model!r} filters its "
                        "own queries", err=True)
-        predictor = _with_detector_or_exit(predictor, detector, score_threshold, threads)
+        predictor = _with_detector_or_exit(predictor, detector, score_threshold, threads, thorough)
+    elif thorough:
+        typer.echo("warning: --thorough applies to full images behind a detector; with --box or --crop "
+                   "there are no candidates to score", err=True)
     fitter = None
     if fit:
         from handrecon.infer.fitting import HandFitter
@@ -547,6 +552,7 @@ def evaluate(
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages; more accurate, 3x the network time."),
+    thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -565,6 +571,11 @@ def evaluate(
 
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
     rec = _load_model_or_exit(checkpoint, threads, tta=tta)
+    if thorough:
+        if not hasattr(rec, "at_threshold"):
+            typer.echo(f"error: --thorough applies to a DETECTOR+MODEL pipeline, not {checkpoint!r}", err=True)
+            raise typer.Exit(2)
+        rec = rec.at_threshold(rec.score_threshold, hand_presence=True)
     try:
         with Progress(transient=True, disable=rank > 0) as progress:
             task = progress.add_task(f"evaluating on {dataset}", total=None)

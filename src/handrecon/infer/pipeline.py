@@ -2,7 +2,12 @@
 
 ``handrecon.load("handrecon-hand-detector+m3dhmr-openhand")`` (any ``DETECTOR+MODEL``: a detector
 name or ``KIND:DIR`` from `handrecon.registry.DETECTORS`, and a crop model that `load` opens, e.g. an
-exported ``.onnx``). Every hand comes back with the detector's score. Its side is read by
+exported ``.onnx``). Every hand comes back with the detector's score, or with ``hand_presence``
+(`--thorough`) a hand score: the detector's score re-read with the crop model's keypoint sharpness
+on the box (`presence_scores`; the crop model reads every candidate that could reach the threshold,
+`candidate_floor`), which finds more hands at the same precision than the detector's score alone,
+for 2-4x the time: the box verifier reads the weaker candidates too (docs/inference.md, "Hand
+presence"). Its side is read by
 the crop model from the crop and its mirror (`models.m3dhmr.inference`), with the detector's side
 head (handrecon's own detector has one: a network on each box's crop that reads the hand's
 chirality and whether its palm faces the camera, `models.handos.side_head`) as a prior: its logit
@@ -31,16 +36,31 @@ PIPELINE_SEPARATOR = "+"
 # 806 hands of our own scenes (seed 7000) and 390 foreign ones (seed 8), neither a training nor a
 # test set (docs/inference.md, "Left or right").
 SIDE_HEAD_PRIOR_WEIGHT = 0.322
+# Hand presence: a detection's score is re-read with the crop model's keypoint sharpness on its box
+# (`HandResult.heatmap_peak`): logit(hand score) = a · logit(detector score) + b · log(peak) + c.
+# A logistic fit (a match at IoU 0.5 against the rest) of the shipped detector's candidates (score
+# >= 0.01 after NMS) with the shipped crop model's peaks on dev scenes of both renderers and hand-free
+# scenes (seeds 7000, 8, 7100: 3858 candidates), c shifted by logit(0.65) so that the served threshold
+# 0.5 is the operating point the served rule picked on those dev sets (own scenes' precision >= 0.92,
+# at most 4 % of hand-free scenes with a hand). docs/inference.md, "Hand presence".
+PRESENCE_WEIGHTS = (1.5355, 1.7540, 6.3318 - 0.6190)
+# The largest peak counted on when choosing which candidates the crop model reads (the candidate
+# floor): above it a candidate under the floor could still pass; the largest seen in 7,700 candidates.
+PEAK_BOUND = 0.15
 
 
 class TwoStagePredictor:
     """detector (a `Detector` with ``detect``) + crop (a crop-model `Predictor`) behind `Predictor`'s
-    ``predict`` / ``predict_batch``. score_threshold, nms_iou: the detector's operating point."""
+    ``predict`` / ``predict_batch``. score_threshold: the hands' minimum score; nms_iou: the
+    detector's NMS; max_hands: at most this many candidates are read and hands kept per image;
+    hand_presence: score each hand with the crop model's heatmap peak on its box (module doc);
+    False: the detector's scores alone."""
 
     detects_hands = True
 
     def __init__(self, detector: Any, crop: Predictor, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "", max_hands: int = DEFAULT_MAX_HANDS) -> None:
+                 nms_iou: float = DEFAULT_NMS_IOU, source: str = "", max_hands: int = DEFAULT_MAX_HANDS,
+                 hand_presence: bool = False) -> None:
         if crop.detects_hands:
             raise ValueError(f"{crop.source}: a two-stage pipeline needs a crop model; this model finds hands itself, "
                              "load it on its own")
@@ -50,6 +70,7 @@ class TwoStagePredictor:
         if len(crop.test_time_rotations) > 1 and hasattr(detector, "test_time_flip"):
             detector.test_time_flip = True  # --tta: both stages (module doc)
         self.score_threshold, self.nms_iou, self.source, self.max_hands = score_threshold, nms_iou, source, max_hands
+        self.hand_presence = hand_presence
         head = "the detector's side head" if getattr(detector, "side_head", None) is not None else ""
         self.side_source = f"crop model (crop and mirror){' + ' + head if head else ''}"
 
@@ -70,9 +91,11 @@ class TwoStagePredictor:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU)."""
+        """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU) and
+        whether hand presence is scored (`--thorough`)."""
         return {**self.crop.settings, "model": self.source, "score_threshold": self.score_threshold,
-                "nms_iou": self.nms_iou, "test_time_flip": bool(getattr(self.detector, "test_time_flip", False))}
+                "nms_iou": self.nms_iou, "test_time_flip": bool(getattr(self.detector, "test_time_flip", False)),
+                "hand_presence": self.hand_presence}
 
     @property
     def faces_right(self) -> np.ndarray:
@@ -82,11 +105,13 @@ class TwoStagePredictor:
     def faces_left(self) -> np.ndarray:
         return self.crop.faces_left
 
-    def at_threshold(self, score_threshold: float, max_hands: int | None = None) -> "TwoStagePredictor":
+    def at_threshold(self, score_threshold: float, max_hands: int | None = None,
+                     hand_presence: bool | None = None) -> "TwoStagePredictor":
         """This pipeline keeping hands that score at least `score_threshold`, at most `max_hands` per
-        image (None: as now; the same detector and crop model, shared)."""
+        image, scoring hand presence or not (None: as now; the same detector and crop model, shared)."""
         return TwoStagePredictor(self.detector, self.crop, score_threshold, self.nms_iou, self.source,
-                                 self.max_hands if max_hands is None else max_hands)
+                                 self.max_hands if max_hands is None else max_hands,
+                                 self.hand_presence if hand_presence is None else hand_presence)
 
     def __repr__(self) -> str:
         return f"TwoStagePredictor({self.source or 'unnamed'}: {self.detector.kind} + {self.crop!r})"
@@ -108,18 +133,23 @@ class TwoStagePredictor:
         priors: list[np.ndarray | None] = [None] * n
         todo = [i for i in range(n) if boxes[i] is None]
         self._prompted_side_priors(images, boxes, sides, priors)
+        floor = candidate_floor(self.score_threshold) if self.hand_presence else self.score_threshold
         for s in range(0, len(todo), batch_size):
             chunk = todo[s: s + batch_size]
-            found = self.detector.detect([images[i] for i in chunk], score_threshold=self.score_threshold,
+            found = self.detector.detect([images[i] for i in chunk], score_threshold=floor,
                                          nms_iou=self.nms_iou, max_hands=self.max_hands)
             for i, det in zip(chunk, found):
                 boxes[i], scores[i], sides[i] = det.boxes, det.scores, [None] * len(det.boxes)
                 priors[i] = side_head_prior(det.p_left)
         results = self.crop.predict_batch(images, Ks, boxes, sides, batch_size=batch_size, side_priors=priors)
         for result, image_scores in zip(results, scores):
-            if image_scores is not None:
-                for hand, score in zip(result.hands, image_scores):
-                    hand.score = float(score)
+            if image_scores is not None:  # detected: scored, thresholded, best first, at most max_hands
+                peaks = [hand.heatmap_peak if self.hand_presence else None for hand in result.hands]
+                hand_scores = presence_scores(image_scores, peaks)
+                keep = [j for j in np.argsort(-hand_scores, kind="stable") if hand_scores[j] >= self.score_threshold]
+                result.hands = [result.hands[j] for j in keep[: self.max_hands]]
+                for hand, j in zip(result.hands, keep):
+                    hand.score = float(hand_scores[j])
         return results
 
     def _prompted_side_priors(self, images: Sequence[np.ndarray], boxes: list, sides: list, priors: list) -> None:
@@ -141,6 +171,29 @@ class TwoStagePredictor:
             sides[i], priors[i] = given, side_head_prior(read.p_left)
 
 
+def presence_scores(detector_scores: np.ndarray, peaks: Sequence[float | None]) -> np.ndarray:
+    """(N,) detector scores and the crop model's heatmap peaks on those boxes → (N,) hand scores
+    (`PRESENCE_WEIGHTS`); the detector's scores as they are where a peak is missing (a crop model
+    exported before `heatmap_peak`, or one without heatmaps)."""
+    s = np.asarray(detector_scores, np.float64)
+    if not len(s) or any(p is None for p in peaks):
+        return s
+    a, b, c = PRESENCE_WEIGHTS
+    clipped = np.clip(s, 1e-6, 1 - 1e-6)
+    z = a * np.log(clipped / (1 - clipped)) + b * np.log(np.clip(np.asarray(peaks, np.float64), 1e-12, None)) + c
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def candidate_floor(threshold: float) -> float:
+    """The detector score below which no candidate can reach hand score `threshold` with a heatmap
+    peak up to `PEAK_BOUND`: the crop model reads every candidate above it."""
+    if threshold <= 0.0 or threshold >= 1.0:
+        return float(threshold)
+    a, b, c = PRESENCE_WEIGHTS
+    z = (np.log(threshold / (1 - threshold)) - c - b * np.log(PEAK_BOUND)) / a
+    return float(min(threshold, 1.0 / (1.0 + np.exp(-z))))
+
+
 def side_head_prior(p_left: np.ndarray | None) -> np.ndarray | None:
     """A side head's p_left (N,) → the prior log-odds of "left" the crop model's reading adds to
     (`SIDE_HEAD_PRIOR_WEIGHT` · logit); None without a side head."""
@@ -156,13 +209,13 @@ def is_pipeline(name: str) -> bool:
 
 
 def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                  threads: int | None = None) -> Any:
+                  threads: int | None = None, hand_presence: bool = False) -> Any:
     """`predictor` for full images: `detector` (a name or ``KIND:DIR``, `infer.detect.build_detector`,
     on `threads` CPU threads) in front of a crop model; a two-stage pipeline already built (``A+B``)
     at `score_threshold`; a model that finds hands itself as it is."""
     if isinstance(predictor, TwoStagePredictor):
-        return predictor.at_threshold(score_threshold)
+        return predictor.at_threshold(score_threshold, hand_presence=hand_presence)
     if predictor.detects_hands:
         return predictor
     return TwoStagePredictor(build_detector(detector, threads), predictor, score_threshold=score_threshold,
-                             source=f"{detector}{PIPELINE_SEPARATOR}{predictor.source}")
+                             source=f"{detector}{PIPELINE_SEPARATOR}{predictor.source}", hand_presence=hand_presence)

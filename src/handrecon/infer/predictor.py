@@ -263,7 +263,7 @@ class Predictor:
                                                      keypoints_3d=f32(h.keypoints_3d[i]), vertices=f32(h.vertices[i]),
                                                      cam_t=f32(h.cam_t[i]),
                                                      score=None if np.isnan(h.scores[i]) else float(h.scores[i]),
-                                                     side_score=side_score(h, i))
+                                                     side_score=side_score(h, i), heatmap_peak=heatmap_peak(h, i))
                                           for i in range(len(h))]))
         return out
 
@@ -273,6 +273,13 @@ def side_score(hands: Hands, i: int) -> float | None:
     if hands.side_scores is None or np.isnan(hands.side_scores[i]):
         return None
     return float(hands.side_scores[i])
+
+
+def heatmap_peak(hands: Hands, i: int) -> float | None:
+    """Hand i's keypoint sharpness (`models.heads.heatmap_peak`), None where the model has none."""
+    if hands.heatmap_peaks is None or np.isnan(hands.heatmap_peaks[i]):
+        return None
+    return float(hands.heatmap_peaks[i])
 
 
 def _no_hands() -> Hands:

@@ -15,9 +15,13 @@ class HandResult:
 
     box: (4,) x1, y1, x2, y2 px. side: "left" | "right". score: the model's confidence in [0, 1]
     that this is a hand, or None for a model without one (a crop model such as M3DHMR reconstructs
-    the hand in the box it is given and has no hand-presence output). side_score: a detector's side
-    head's probability of `side` (>= 0.5 as read; below on a video frame whose side its track's
-    majority overrode), or None where the side was given or guessed.
+    the hand in the box it is given and has no hand-presence output; behind a detector, the
+    pipeline's hand score, `infer.pipeline`). side_score: the probability of `side` as read (the
+    crop model's two views, with a detector's side head as prior; >= 0.5 as read, below on a video
+    frame whose side its track's majority overrode), or None where the side was given or guessed.
+    heatmap_peak: the crop model's keypoint sharpness on this hand (`models.heads.heatmap_peak`,
+    the better of its readings), what the two-stage pipeline scores hand presence with; None where
+    the model has none. Not written to the JSON.
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
@@ -36,6 +40,7 @@ class HandResult:
     score: float | None = None
     fit: dict | None = None
     side_score: float | None = None
+    heatmap_peak: float | None = None
 
     def to_json(self) -> dict:
         return {

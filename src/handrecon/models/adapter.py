@@ -38,7 +38,8 @@ class Hands:
     boxes (N, 4) px x1, y1, x2, y2; scores (N,) in [0, 1], NaN where the model has none; sides N of "left" | "right";
     keypoints_2d (N, 21, 2) px; keypoints_3d (N, 21, 3) m; vertices (N, V, 3) m (right-hand
     topology of the spec's hand model); cam_t (N, 3) m, the root (wrist) joint; side_scores (N,)
-    the probability of each reported side where the model read it (NaN: given, or not read).
+    the probability of each reported side where the model read it (NaN: given, or not read);
+    heatmap_peaks (N,) a crop model's keypoint sharpness per hand (NaN: the graph has none).
     """
 
     boxes: np.ndarray
@@ -49,6 +50,7 @@ class Hands:
     vertices: np.ndarray
     cam_t: np.ndarray
     side_scores: np.ndarray | None = None
+    heatmap_peaks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.sides)

@@ -128,30 +128,36 @@ class M3DHMRAdapter(InferenceAdapter):
             np.zeros((0, 3, size, size), np.float32)
         return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
 
-    def read_sides(self, hands: list[HandViews], peak: np.ndarray | None) -> tuple[list[int], np.ndarray]:
-        """Which reading of each hand wins (its index in ``hand.readings``) and the probability of
-        that side (NaN for a side the caller gave). `peak`: the batch's ``heatmap_peak`` (None: the
-        graph has none)."""
+    def read_sides(self, hands: list[HandViews], peak: np.ndarray | None
+                   ) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Which reading of each hand wins (its index in ``hand.readings``), the probability of that
+        side (NaN for a side the caller gave) and the hand's heatmap peak (its readings' best, each
+        the geometric mean over test-time rotations; NaN without one). `peak`: the batch's
+        ``heatmap_peak`` (None: the graph has none)."""
         V = len(self.test_time_rotations)
-        chosen, p_side, start = [], np.full(len(hands), np.nan), 0
+        chosen, p_side, best, start = [], np.full(len(hands), np.nan), np.full(len(hands), np.nan), 0
         for i, hand in enumerate(hands):
             k = 0
+            n = len(hand.views) // V
+            log_peak = None if peak is None else \
+                np.log(np.clip(peak[start: start + n * V], 1e-12, None)).reshape(n, V).mean(1)
             if not hand.given:
                 logit = hand.prior
-                if len(hand.readings) == 2 and peak is not None:
-                    log_peak = np.log(np.clip(peak[start: start + 2 * V], 1e-12, None)).reshape(2, V).mean(1)
+                if n == 2 and log_peak is not None:
                     logit += SIDE_EVIDENCE_SCALE * (log_peak[1] - log_peak[0])  # readings: right, left
                     k = int(logit > 0)
                 p_left = 1.0 / (1.0 + np.exp(-logit))
                 p_side[i] = p_left if hand.readings[k] == "left" else 1.0 - p_left
+            if log_peak is not None:
+                best[i] = float(np.exp(log_peak.max()))
             chosen.append(k)
             start += len(hand.views)
-        return chosen, p_side
+        return chosen, p_side, best
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
         V = len(self.test_time_rotations)
         hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
-        chosen, p_side = self.read_sides(hands, outputs.get("heatmap_peak"))
+        chosen, p_side, peaks = self.read_sides(hands, outputs.get("heatmap_peak"))
         starts = np.cumsum([0] + [len(hand.views) for hand in hands[:-1]])
         take = np.concatenate([np.arange(s + k * V, s + (k + 1) * V) for s, k in zip(starts, chosen)])
         views = [v for hand, k in zip(hands, chosen) for v in hand.views[k * V: (k + 1) * V]]
@@ -176,6 +182,7 @@ class M3DHMRAdapter(InferenceAdapter):
                 boxes=np.array([hand.box for hand in image_hands], np.float64).reshape(-1, 4),
                 scores=np.full(len(image_hands), np.nan), sides=sides[s], keypoints_2d=uv[s],
                 keypoints_3d=joints[s], vertices=verts[s], cam_t=joints[s, 0], side_scores=p_side[s],
+                heatmap_peaks=peaks[s],
             ))
         return results
 
