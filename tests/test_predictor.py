@@ -361,6 +361,10 @@ def test_test_time_rotations_in_batches_and_their_errors(rec, monkeypatch, tmp_p
             np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-5)
             np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-3)
     assert not np.allclose(plain[0].hands[0].keypoints_2d, batch[0].hands[0].keypoints_2d)
+    read = batch[1].hands[0]  # no side given: six views (two readings x three turns), the winner's three averaged
+    told = rec.predict(images[1], boxes=boxes[1], sides=[read.side]).hands[0]
+    np.testing.assert_allclose(read.vertices, told.vertices, atol=1e-5)
+    assert read.side_score >= 0.5 and told.side_score is None and read.heatmap_peak >= told.heatmap_peak - 1e-6
     for bad in ([], [0, 0], [0, float("nan")]):
         with pytest.raises(ValueError, match="distinct finite angles"):
             rec.adapter.set_test_time_rotations(bad)

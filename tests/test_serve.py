@@ -78,6 +78,9 @@ def test_the_page_threshold_reaches_the_detector(tmp_path):
         found[t] = len(result["hands"])
     assert found[0.05] >= 1 and found[0.05] > found[0.95]
     assert pool.get(pipeline).score_threshold == 0.5  # the kept pipeline is not changed
+    _, _, result, files = reconstruct_image(pool, tmp_path, image, pipeline, False, False, 0.5, True)  # "find more hands"
+    saved = json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())
+    assert saved["model"]["hand_presence"] is True and not pool.get(pipeline).hand_presence
     with pytest.raises(gr.Error, match="threshold must be in"):
         reconstruct_image(pool, tmp_path, image, pipeline, False, False, 1.5)
 

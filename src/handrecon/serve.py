@@ -75,15 +75,18 @@ def model_choices(models: list[str], pool: ModelPool) -> list[str]:
     return choices
 
 
-def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> Any:
-    """The model chosen on the page; a detector + crop model pipeline at `score_threshold`."""
+def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+               thorough: bool = False) -> Any:
+    """The model chosen on the page; a detector + crop model pipeline at `score_threshold`, scoring
+    hand presence with the crop model when `thorough` (`infer.pipeline`)."""
     try:
         predictor = pool.get(name, tta)
     except ValueError as e:  # shown on the page, not as a bare "Error"
         raise gr.Error(str(e)) from None
-    if isinstance(predictor, TwoStagePredictor) and score_threshold != predictor.score_threshold:
+    if isinstance(predictor, TwoStagePredictor) and (score_threshold, thorough) != (predictor.score_threshold,
+                                                                                    predictor.hand_presence):
         try:
-            predictor = predictor.at_threshold(score_threshold)
+            predictor = predictor.at_threshold(score_threshold, hand_presence=thorough)
         except ValueError as e:  # out of [0, 1]: the pipeline's own check says so
             raise gr.Error(str(e)) from None
     return predictor
@@ -96,14 +99,15 @@ def _workdir(root: Path) -> Path:
 
 
 def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool,
-                      tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD
+                      tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD, thorough: bool = False
                       ) -> tuple[np.ndarray, str | None, dict, list[str]]:
     """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download);
-    score_threshold: the detector's, for a detector + crop model pipeline."""
+    score_threshold and thorough: the hand score's threshold and scoring (`reconstruct --thorough`)
+    of a detector + crop model pipeline."""
     if image is None:
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
-    predictor = _predictor(pool, model, tta, score_threshold)
+    predictor = _predictor(pool, model, tta, score_threshold, thorough)
     fitter = pool.fitter(predictor) if fit else None
     out = _workdir(root)
     try:
@@ -160,6 +164,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         tta = gr.Checkbox(False, label="test-time augmentation (crop models: 3 turned views per hand, averaged; "
                                        "the detector also reads the mirror image; more accurate, ~2x slower)",
                           elem_id="tta")
+        thorough = gr.Checkbox(False, label="find more hands (detector + crop model: the crop model also reads the "
+                                            "detector's weaker candidates and scores every hand; ~2.5-3.5x slower)",
+                               elem_id="thorough")
         threshold = gr.Slider(0.05, 0.95, value=DEFAULT_SCORE_THRESHOLD, step=0.05, elem_id="score-threshold",
                               label="hand score threshold (detector + crop model): lower finds more hands, and more "
                                     "false ones")
@@ -181,8 +188,8 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
             run_video = gr.Button("reconstruct video", variant="primary", elem_id="run-video")
             video_summary = gr.Textbox(label="summary", elem_id="video-summary")
             video_files = gr.File(label="download", file_count="multiple", elem_id="video-files")
-        run_image.click(lambda im, m, f, t, s: reconstruct_image(pool, root, im, m, f, t, s),
-                        [image, model, fit, tta, threshold], [overlay, view, result_json, image_files],
+        run_image.click(lambda im, m, f, t, s, th: reconstruct_image(pool, root, im, m, f, t, s, th),
+                        [image, model, fit, tta, threshold, thorough], [overlay, view, result_json, image_files],
                         api_name="reconstruct_image")
         run_video.click(lambda v, m, sm, t, s: reconstruct_clip(pool, root, v, m, sm, t, s),
                         [video, model, smooth, tta, threshold], [video_overlay, video_files, video_summary],
