@@ -27,7 +27,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    `handrecon reconstruct FOLDER --model MODEL --formats "" --no-overlay` (the full-image default:
    the hand detector, then the crop model, both on onnxruntime from their cached exports when the
    extra "onnx" is installed; or a full-image model), B = MediaPipe Hands with
-   `max_num_hands=4`.
+   `max_num_hands=4`; with the default model also A' = A with `--thorough` (the crop model reads
+   the detector's weaker candidates too and scores every hand's presence).
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
 """
@@ -120,6 +121,8 @@ def main() -> None:
         commands = {"handrecon": ours}
         if not args.scenes:  # the side read from the crop and its mirror (the default) costs a second network view
             commands["handrecon --side right"] = [*ours, "--side", "right"]
+        elif args.model == "m3dhmr-openhand":  # the crop model also scoring hand presence (more hands found)
+            commands["handrecon --thorough"] = [*ours, "--thorough"]
         if args.int8 and not args.scenes:
             subprocess.run([str(handrecon_cli), "export-onnx", "--int8", "--out", str(d / "m3dhmr-int8.onnx")],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
