@@ -18,6 +18,7 @@ from handrecon.infer.pipeline import (PEAK_BOUND, SIDE_HEAD_PRIOR_WEIGHT, TwoSta
                                       presence_scores)
 from handrecon.models.handos.detections import read_box_sides
 from handrecon.models.handos.detector import Detections
+from handrecon.models.m3dhmr.inference import SIDE_EVIDENCE_SCALE, SIDE_EVIDENCE_SCALE_ALONE
 from handrecon.models.handos.detections import DetectorConfig, box_crops, prepare_arrays
 
 runner = CliRunner()
@@ -55,8 +56,10 @@ def p_left(hand) -> float:
 
 def assert_side_combined(found, own, prior) -> None:
     """`found`: the pipeline's hand, `own`: the crop model's reading of the same box alone, `prior`:
-    the side head's weighted logit. The pipeline adds them: log-odds of "left" = own + prior."""
-    z = np.log(p_left(own) / (1 - p_left(own))) + prior
+    the side head's weighted logit. The pipeline adds them: log-odds of "left" = the crop model's
+    log peak ratio at the combined scale + prior (alone it is scaled for a calibrated side_score)."""
+    ratio = np.log(p_left(own) / (1 - p_left(own))) / SIDE_EVIDENCE_SCALE_ALONE
+    z = SIDE_EVIDENCE_SCALE * ratio + prior
     assert found.side == ("left" if z > 0 else "right")
     assert found.side_score == pytest.approx(1 / (1 + np.exp(-abs(z))), abs=1e-5)
 

@@ -175,7 +175,7 @@ MUTATIONS = [
     ("rescored hands under the threshold are kept", "src/handrecon/infer/pipeline.py",
      "if hand_scores[j] >= self.score_threshold]", "]", ["tests/test_pipeline.py"]),
     ("the side reading takes the mirrored crop for the right hand", "src/handrecon/models/m3dhmr/inference.py",
-     "logit += SIDE_EVIDENCE_SCALE * (log_peak[1] - log_peak[0])", "logit += SIDE_EVIDENCE_SCALE * (log_peak[0] - log_peak[1])",
+     "logit += scale * (log_peak[1] - log_peak[0])", "logit += scale * (log_peak[0] - log_peak[1])",
      ["tests/test_golden_outputs.py", "tests/test_predictor.py"]),
     ("a weights-only read verifies no file at all", "src/handrecon/card.py",
      "            if files is not None and name not in files:\n", "            if files is not None:\n",

@@ -45,20 +45,23 @@ from handrecon.utils.image import normalize_images
 
 
 # The side reading's scale: log-odds of "left" per unit of log peak ratio, fitted with the weight of
-# the detector's side head (`infer.pipeline.SIDE_HEAD_PRIOR_WEIGHT`, the docs' "Left or right").
+# the detector's side head (`infer.pipeline.SIDE_HEAD_PRIOR_WEIGHT`, the docs' "Left or right"), and
+# alone (no prior given): the same dev sets, the same fit without the side head. Only side_score
+# depends on which: the side is the sign either way.
 SIDE_EVIDENCE_SCALE = 2.035
+SIDE_EVIDENCE_SCALE_ALONE = 2.991
 
 
 @dataclass
 class HandViews:
     """One hand's crops: `views` are its readings × test-time rotations (reading-major); `readings`
     the sides tried ("right" only, "left" only, or both when the side is read); `prior` the log-odds
-    of "left" another reader gave (0: none); `given`: the caller gave the side."""
+    of "left" another reader gave (None: none); `given`: the caller gave the side."""
 
     box: np.ndarray
     readings: list[str]
     views: list[CropView]
-    prior: float = 0.0
+    prior: float | None = None
     given: bool = True
 
 
@@ -109,7 +112,8 @@ class M3DHMRAdapter(InferenceAdapter):
             else:
                 scale = self.crop_scale
             image_sides = image_sides or [None] * len(image_boxes)
-            image_priors = np.zeros(len(image_boxes)) if image_priors is None else np.asarray(image_priors, np.float64)
+            image_priors = [None] * len(image_boxes) if image_priors is None else \
+                [float(p) for p in np.asarray(image_priors, np.float64)]
             hands = []
             for box, side, prior in zip(image_boxes, image_sides, image_priors):
                 if side is not None:
@@ -117,10 +121,10 @@ class M3DHMRAdapter(InferenceAdapter):
                 elif self.reads_sides:
                     readings = ["right", "left"]
                 else:  # no side reading: the prior's side, else right (the network's own)
-                    readings = ["left" if prior > 0 else "right"]
+                    readings = ["left" if prior is not None and prior > 0 else "right"]
                 hands.append(HandViews(box, readings, [
                     crop_view(image, K, box, self.input_size, scale, mirror=r == "left", rotation_deg=angle)
-                    for r in readings for angle in self.test_time_rotations], float(prior), side is not None))
+                    for r in readings for angle in self.test_time_rotations], prior, side is not None))
             views.append(hands)
         crops = [v.image for image_hands in views for hand in image_hands for v in hand.views]
         size = self.input_size
@@ -142,9 +146,10 @@ class M3DHMRAdapter(InferenceAdapter):
             log_peak = None if peak is None else \
                 np.log(np.clip(peak[start: start + n * V], 1e-12, None)).reshape(n, V).mean(1)
             if not hand.given:
-                logit = hand.prior
+                logit = hand.prior or 0.0
                 if n == 2 and log_peak is not None:
-                    logit += SIDE_EVIDENCE_SCALE * (log_peak[1] - log_peak[0])  # readings: right, left
+                    scale = SIDE_EVIDENCE_SCALE_ALONE if hand.prior is None else SIDE_EVIDENCE_SCALE
+                    logit += scale * (log_peak[1] - log_peak[0])  # readings: right, left
                     k = int(logit > 0)
                 p_left = 1.0 / (1.0 + np.exp(-logit))
                 p_side[i] = p_left if hand.readings[k] == "left" else 1.0 - p_left
