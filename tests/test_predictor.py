@@ -141,6 +141,14 @@ def test_bad_inputs_raise_clear_errors(rec, kwargs, match):
                     sides=None if args["side"] is None else [args["side"]])
 
 
+@pytest.mark.parametrize("priors", [[0.5, 0.5], [np.nan], [[1.0], [2.0]], "left"])
+def test_bad_side_priors_are_refused(rec, priors):
+    with pytest.raises(ValueError, match="side priors: give 1 finite log-odds"):
+        rec.predict(photo(50, 60), boxes=[(5, 5, 40, 40)], side_priors=priors)
+    with pytest.raises(ValueError, match="side-prior lists"):
+        rec.predict_batch([photo(50, 60)], side_priors=[None, None])
+
+
 def test_predict_batch_matches_predict_and_names_bad_items(rec, monkeypatch):
     # Closed-form root only: the robust refinement's inlier choice is discontinuous, and on random
     # weights (2D and 3D disagree) float-level differences between batch sizes can flip it.

@@ -103,7 +103,10 @@ def check_side_priors(priors: Any, count: int) -> np.ndarray | None:
     """None, or (count,) finite float64 log-odds of "left", one per box."""
     if priors is None:
         return None
-    out = np.asarray(priors, np.float64).reshape(-1)
+    try:
+        out = np.asarray(priors, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        out = np.zeros(0)
     if len(out) != count or not np.isfinite(out).all():
         raise ValueError(f"side priors: give {count} finite log-odds (one per box), got {priors!r}")
     return out
