@@ -126,7 +126,8 @@ def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
     old = load_onnx(tmp_path / "old.onnx")
     assert not old.adapter.reads_sides and onnx_rec.adapter.reads_sides
     image, box = photo(seed=4), [(30, 20, 110, 100)]
-    assert old.predict(image, boxes=box).hands[0].side == "right"
+    guessed = old.predict(image, boxes=box).hands[0]
+    assert guessed.side == "right" and guessed.side_score is None  # a guess, not a reading
     assert old.predict(image, boxes=box, side_priors=[[2.0]]).hands[0].side == "left"
     np.testing.assert_allclose(old.predict(image, boxes=box, sides=["left"]).hands[0].vertices,
                                onnx_rec.predict(image, boxes=box, sides=["left"]).hands[0].vertices, atol=1e-6)

@@ -145,9 +145,10 @@ class M3DHMRAdapter(InferenceAdapter):
             n = len(hand.views) // V
             log_peak = None if peak is None else \
                 np.log(np.clip(peak[start: start + n * V], 1e-12, None)).reshape(n, V).mean(1)
-            if not hand.given:
+            read = n == 2 and log_peak is not None
+            if not hand.given and (read or hand.prior is not None):  # else a guess ("right"): no score
                 logit = hand.prior or 0.0
-                if n == 2 and log_peak is not None:
+                if read:
                     scale = SIDE_EVIDENCE_SCALE_ALONE if hand.prior is None else SIDE_EVIDENCE_SCALE
                     logit += scale * (log_peak[1] - log_peak[0])  # readings: right, left
                     k = int(logit > 0)
