@@ -39,15 +39,11 @@ from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import detection_metrics
 from handrecon.eval.scoring import match_hands
 from handrecon.geometry.boxes import box_iou
-from handrecon.infer.pipeline import PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT
+from handrecon.infer.pipeline import PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT, presence_scores
 from handrecon.models.m3dhmr.inference import SIDE_EVIDENCE_SCALE, SIDE_EVIDENCE_SCALE_ALONE
+from handrecon.utils.logistic import logit
 
 MIN_VISIBLE = 4
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def crop_peaks(crop, image: np.ndarray, K: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -108,8 +104,7 @@ def candidate_labels(images: list[dict]) -> np.ndarray:
 
 
 def presence(images: list[dict], w: np.ndarray) -> list[np.ndarray]:
-    return [1 / (1 + np.exp(-(w[0] * logit(im["scores"]) + w[1] * np.log(np.clip(im["peaks"], 1e-12, None)) + w[2])))
-            for im in images]
+    return [presence_scores(im["scores"], im["peaks"], tuple(w)) for im in images]
 
 
 def box_metrics(images: list[dict], scores: list[np.ndarray], threshold: float) -> dict:

@@ -133,7 +133,7 @@ MUTATIONS = [
      "g = (1 - frac) * ((i0 >= 0) & (i0 < size))", "g = (1 - frac) + 0 * i0", ["tests/test_crop.py"]),
     ("side heads (torch and ONNX, detections.read_box_crops) invert the left probability",
      "src/handrecon/models/handos/detections.py",
-     "p_left = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))", "p_left = 1 / (1 + np.exp(np.asarray(logits, np.float64)))",
+     "p_left = sigmoid(logits)", "p_left = 1 - sigmoid(logits)",
      ["tests/test_box_verifier.py", "tests/test_side_head.py"]),
     ("ONNX side head reads another output than the logits", "src/handrecon/models/handos/onnx_detector.py",
      "return self.session.run([SIDE_OUTPUT_NAME], {SIDE_INPUT_NAME: crops})[0]",

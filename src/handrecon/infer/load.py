@@ -106,9 +106,10 @@ def load_exported(path: str | Path, threads: int | None = None, refine_root: boo
         return None
     ckpt = resolve_checkpoint(path)
     card = read_card(ckpt, files=(MODEL_FILE,))  # verified: its digest covers the weights' SHA-256
-    if build_adapter(card, str(ckpt)).detects_hands:
+    adapter = build_adapter(card, str(ckpt))
+    if adapter.detects_hands:
         return None
-    outputs = ",".join(build_adapter(card, str(ckpt)).output_names)  # a new output makes a new export
+    outputs = ",".join(adapter.output_names)  # a new output makes a new export
     key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION} {outputs}".encode()).hexdigest()
     return cached_export("models", key, lambda out: _export(ckpt, out), lambda out: load_onnx(out, threads, refine_root))
 

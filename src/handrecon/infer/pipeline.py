@@ -28,6 +28,7 @@ from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, D
 from handrecon.infer.detect import build_detector
 from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
+from handrecon.utils.logistic import logit, sigmoid
 
 PIPELINE_SEPARATOR = "+"
 # The weight of the detector's side-head logit beside the crop model's two-view reading (log-odds of
@@ -171,17 +172,16 @@ class TwoStagePredictor:
             sides[i], priors[i] = given, side_head_prior(read.p_left)
 
 
-def presence_scores(detector_scores: np.ndarray, peaks: Sequence[float | None]) -> np.ndarray:
+def presence_scores(detector_scores: np.ndarray, peaks: Sequence[float | None],
+                    weights: tuple[float, float, float] = PRESENCE_WEIGHTS) -> np.ndarray:
     """(N,) detector scores and the crop model's heatmap peaks on those boxes → (N,) hand scores
-    (`PRESENCE_WEIGHTS`); the detector's scores as they are where a peak is missing (a crop model
-    exported before `heatmap_peak`, or one without heatmaps)."""
+    (`weights` (a, b, c), the shipped `PRESENCE_WEIGHTS`); the detector's scores as they are where a
+    peak is missing (a crop model exported before `heatmap_peak`, or one without heatmaps)."""
     s = np.asarray(detector_scores, np.float64)
     if not len(s) or any(p is None for p in peaks):
         return s
-    a, b, c = PRESENCE_WEIGHTS
-    clipped = np.clip(s, 1e-6, 1 - 1e-6)
-    z = a * np.log(clipped / (1 - clipped)) + b * np.log(np.clip(np.asarray(peaks, np.float64), 1e-12, None)) + c
-    return 1.0 / (1.0 + np.exp(-z))
+    a, b, c = weights
+    return sigmoid(a * logit(s) + b * np.log(np.clip(np.asarray(peaks, np.float64), 1e-12, None)) + c)
 
 
 def candidate_floor(threshold: float) -> float:
@@ -190,17 +190,13 @@ def candidate_floor(threshold: float) -> float:
     if threshold <= 0.0 or threshold >= 1.0:
         return float(threshold)
     a, b, c = PRESENCE_WEIGHTS
-    z = (np.log(threshold / (1 - threshold)) - c - b * np.log(PEAK_BOUND)) / a
-    return float(min(threshold, 1.0 / (1.0 + np.exp(-z))))
+    return float(min(threshold, sigmoid((logit(threshold) - c - b * np.log(PEAK_BOUND)) / a)))
 
 
 def side_head_prior(p_left: np.ndarray | None) -> np.ndarray | None:
     """A side head's p_left (N,) → the prior log-odds of "left" the crop model's reading adds to
     (`SIDE_HEAD_PRIOR_WEIGHT` · logit); None without a side head."""
-    if p_left is None:
-        return None
-    p = np.clip(np.asarray(p_left, np.float64), 1e-6, 1 - 1e-6)
-    return SIDE_HEAD_PRIOR_WEIGHT * np.log(p / (1 - p))
+    return None if p_left is None else SIDE_HEAD_PRIOR_WEIGHT * logit(p_left)
 
 
 def is_pipeline(name: str) -> bool:
@@ -211,8 +207,9 @@ def is_pipeline(name: str) -> bool:
 def with_detector(predictor: Any, detector: str, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                   threads: int | None = None, hand_presence: bool = False) -> Any:
     """`predictor` for full images: `detector` (a name or ``KIND:DIR``, `infer.detect.build_detector`,
-    on `threads` CPU threads) in front of a crop model; a two-stage pipeline already built (``A+B``)
-    at `score_threshold`; a model that finds hands itself as it is."""
+    on `threads` CPU threads) in front of a crop model, scoring hand presence if `hand_presence`
+    (`--thorough`); a two-stage pipeline already built (``A+B``) at `score_threshold` and that
+    scoring; a model that finds hands itself as it is."""
     if isinstance(predictor, TwoStagePredictor):
         return predictor.at_threshold(score_threshold, hand_presence=hand_presence)
     if predictor.detects_hands:

@@ -266,23 +266,18 @@ class Predictor:
                                                      keypoints_3d=f32(h.keypoints_3d[i]), vertices=f32(h.vertices[i]),
                                                      cam_t=f32(h.cam_t[i]),
                                                      score=None if np.isnan(h.scores[i]) else float(h.scores[i]),
-                                                     side_score=side_score(h, i), heatmap_peak=heatmap_peak(h, i))
+                                                     side_score=_value_at(h.side_scores, i),
+                                                     heatmap_peak=_value_at(h.heatmap_peaks, i))
                                           for i in range(len(h))]))
         return out
 
 
-def side_score(hands: Hands, i: int) -> float | None:
-    """The model's probability of hand i's side, None where it did not read it."""
-    if hands.side_scores is None or np.isnan(hands.side_scores[i]):
+def _value_at(values: np.ndarray | None, i: int) -> float | None:
+    """Entry i of an optional per-hand array (`Hands.side_scores`, `Hands.heatmap_peaks`) as a float,
+    None where the array is absent or the entry NaN (the model did not give it)."""
+    if values is None or np.isnan(values[i]):
         return None
-    return float(hands.side_scores[i])
-
-
-def heatmap_peak(hands: Hands, i: int) -> float | None:
-    """Hand i's keypoint sharpness (`models.heads.heatmap_peak`), None where the model has none."""
-    if hands.heatmap_peaks is None or np.isnan(hands.heatmap_peaks[i]):
-        return None
-    return float(hands.heatmap_peaks[i])
+    return float(values[i])
 
 
 def _no_hands() -> Hands:

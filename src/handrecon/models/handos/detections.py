@@ -17,6 +17,7 @@ from PIL import Image
 from handrecon.geometry.boxes import apply_box_deltas, cxcywh_to_xyxy, nms
 from handrecon.geometry.crop import crop_transform, warp_image
 from handrecon.utils.checks import check_each
+from handrecon.utils.logistic import sigmoid
 from handrecon.utils.image import check_image, normalize_images
 
 SIDE_HEAD_DIR = "side_head"  # a detector folder's side head (model.safetensors + card.json)
@@ -315,7 +316,7 @@ def read_box_crops(network: Callable[[np.ndarray], np.ndarray], image: np.ndarra
     if not len(boxes):
         return [], np.zeros(0)
     logits = network(normalize_images(box_crops(image, boxes, size, box_scale)))
-    p_left = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+    p_left = sigmoid(logits)
     return sides_from_p_left(p_left), p_left
 
 
@@ -330,7 +331,7 @@ def read_roi_crops(network: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray 
         return np.zeros(0), boxes
     logits, deltas = network(normalize_images(roi_crops(image, boxes, size, context)))
     moved = boxes if deltas is None else apply_box_deltas(boxes, deltas)
-    return 1 / (1 + np.exp(-np.asarray(logits, np.float64))), moved
+    return sigmoid(logits), moved
 
 
 def box_crops(image: np.ndarray, boxes: np.ndarray, size: int, scale: float | np.ndarray,

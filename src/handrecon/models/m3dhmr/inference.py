@@ -42,6 +42,7 @@ from handrecon.geometry.root import solve_root_translation
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
+from handrecon.utils.logistic import sigmoid
 
 
 # The side reading's scale: log-odds of "left" per unit of log peak ratio, fitted with the weight of
@@ -152,7 +153,7 @@ class M3DHMRAdapter(InferenceAdapter):
                     scale = SIDE_EVIDENCE_SCALE_ALONE if hand.prior is None else SIDE_EVIDENCE_SCALE
                     logit += scale * (log_peak[1] - log_peak[0])  # readings: right, left
                     k = int(logit > 0)
-                p_left = 1.0 / (1.0 + np.exp(-logit))
+                p_left = float(sigmoid(logit))
                 p_side[i] = p_left if hand.readings[k] == "left" else 1.0 - p_left
             if log_peak is not None:
                 best[i] = float(np.exp(log_peak.max()))
