@@ -143,6 +143,7 @@ def test_cli_detect(tmp_path):
     r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "o1"), "--detector",
                             f"rt-detr:{folder}", "--score-threshold", "1"])
     assert r.exit_code == 0 and "note: no hand found in 1 image(s) at score >= 1 (a.png)" in r.output, r.output
+    assert "--thorough" not in r.output  # `detect` runs no crop model
     assert "--crop" not in r.output  # detect has no crop model
     r = runner.invoke(app, ["detect", str(images / "a.png"), "--out", str(tmp_path / "flip"), "--detector",
                             f"rt-detr:{folder}", "--score-threshold", "0", "--nms-iou", "1", "--tta"])

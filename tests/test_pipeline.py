@@ -277,6 +277,10 @@ def test_cli_applies_the_score_threshold_to_a_loaded_pipeline_and_says_where_no_
         assert r.exit_code == 0, r.output
         assert json.loads((out / "black.json").read_text())["model"]["score_threshold"] == 0.3
         assert "note: no hand found in 1 image(s) at score >= 0.3 (black.png)" in r.output and "--crop" in r.output
+        assert "--thorough finds more" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "t"), "--model", str(ckpt),
+                            "--thorough", "--no-overlay", "--formats", ""])
+    assert r.exit_code == 0 and "no hand found in 1 image(s)" in r.output and "--thorough finds" not in r.output
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "black.png"), "--out", str(tmp_path / "c"), "--model", str(ckpt),
                             "--crop", "--no-overlay", "--formats", ""])
     assert r.exit_code == 0 and "no hand found" not in r.output  # --crop: no detector, nothing to say
