@@ -66,3 +66,25 @@ def test_the_texture_pool_names_each_file_once_and_no_drawn_pattern():
     names = fetch_photos.KRITA_PATTERNS + fetch_photos.PALAPELI_TEXTURES
     assert len(names) == len(set(names)) == 22
     assert not any(word in n.lower() for n in names for word in ("drawed", "stars", "maze", "swirl", "abstract"))
+
+
+def test_tuxpaint_pool_writes_each_photograph_with_its_licence_and_skips_missing_ones(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    fake = tmp_path / "deb" / "usr/share/tuxpaint"
+    (fake / "templates").mkdir(parents=True)
+    (fake / "starters").mkdir()
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(fake / "templates" / "mossy_log.jpg")
+    Image.fromarray(np.full((30, 50, 3), 200, np.uint8)).save(fake / "starters" / "reef-back.png")
+    monkeypatch.setattr(fetch_photos, "download", lambda package, into: tmp_path / "deb")
+    out = tmp_path / "out"
+    out.mkdir()
+    fetch_photos.fetch_tuxpaint(out)
+    assert sorted(p.name for p in out.iterdir()) == ["SOURCES.md", "tuxpaint_mossy_log.jpg", "tuxpaint_reef-back.jpg"]
+    sources = (out / "SOURCES.md").read_text()
+    assert "templates/mossy_log.jpg (Bill Kendrick) | GPL-2+" in sources
+    assert "starters/reef-back.png (Coral reef, NOAA" in sources and "public domain" in sources
+    assert "skipped tuxpaint-data: templates/cliff.jpg" in capsys.readouterr().out
+    names = fetch_photos.TUXPAINT_TEMPLATES
+    assert len(names) == len(set(names)) == 19

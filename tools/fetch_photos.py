@@ -5,6 +5,7 @@
     python tools/fetch_photos.py --opencv [--out .cache/photos/opencv]
     python tools/fetch_photos.py --lomiri [--out .cache/photos/lomiri]
     python tools/fetch_photos.py --textures [--out .cache/photos/textures]
+    python tools/fetch_photos.py --tuxpaint [--out .cache/photos/tuxpaint]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -47,6 +48,13 @@ photographed patterns of `krita-data` (5.1.5, `KRITA_PATTERNS`: rock, bark, wood
 skin, chain mail, canvas, paper, plaster, sand; grey, 512 px; the package's "GPL-and-LGPL" paragraph
 of debian/copyright), leaving out the drawn ones (hatching, dots, swirls, stars, mazes).
 
+With `--tuxpaint`: the 19 photographs among Tux Paint's templates (`TUXPAINT_TEMPLATES`: burnt and
+mossy bark, a mossy log, mudstone, rocks, a cliff, a corn maze, jellyfish, a lighthouse, ocean spray
+and waves, redwoods and trees from below, trees at dusk, sheep in a field, a spider's web, the sun
+behind clouds and leaves, a wool-mill machine; by Bill Kendrick, `tuxpaint-data` 0.9.28, GPL-2+ as
+debian/copyright states for Files: *) and the two photographs behind its starters
+(`TUXPAINT_STARTER_PHOTOS`: a coral reef and San Francisco at dusk, NOAA, public domain per the
+package's AUTHORS.txt). Warm close surfaces and machinery, which the other pools have few of.
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -84,6 +92,11 @@ KRITA_PATTERNS = ("01_canvas", "02_rough-canvas", "02b_WoofTissue", "05_paper-to
                   "14_texture-rock", "15_texture-rockB", "16_texture-woody", "18_texture-bark", "19_texture-crackle",
                   "20_texture-vegetal", "21_texture-chainmail", "22_texture-reptile", "Rough_Paper",
                   "Rough_Wall_With_Impasto", "Sand_fine")
+TUXPAINT_TEMPLATES = ("burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthouse", "mossy_bark", "mossy_log", "mudstone",
+                      "ocean_splash", "ocean_waves", "redwoods_above", "rocks", "sheep", "spiders_web", "sun_behind_clouds",
+                      "sun_behind_leaves", "trees_above", "trees_at_dusk", "wool_mill_machine")
+TUXPAINT_STARTER_PHOTOS = {"reef-back.png": "Coral reef, NOAA photo library reef2583 (Thomas K. Gibson)",
+                           "skyline-sf-dusk-back.jpeg": "San Francisco at dusk, NOAA photo library line1989 (Rich Bourgerie)"}
 CUTOUT_MAX_SIDE = 512
 CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
                             r"body_parts|hand|finger", re.IGNORECASE)
@@ -213,16 +226,42 @@ def fetch_textures(out: Path) -> None:
     write_sources(out, rows, "photographs and textures")
 
 
+def fetch_tuxpaint(out: Path) -> None:
+    """Tux Paint's photographic templates and two starter photographs as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        root = download("tuxpaint-data", Path(d)) / "usr/share/tuxpaint"
+        for name in TUXPAINT_TEMPLATES:
+            src = root / "templates" / f"{name}.jpg"
+            if src.is_file():
+                save(src, out / f"tuxpaint_{name}.jpg")
+                rows.append(f"| tuxpaint_{name}.jpg | tuxpaint-data: templates/{name}.jpg (Bill Kendrick) | GPL-2+ "
+                            "(debian/copyright, Files: *) |")
+            else:
+                print(f"skipped tuxpaint-data: templates/{name}.jpg (not in the package)")
+        for name, what in TUXPAINT_STARTER_PHOTOS.items():
+            src = root / "starters" / name
+            if src.is_file():
+                dst = f"tuxpaint_{Path(name).stem}.jpg"
+                save(src, out / dst)
+                rows.append(f"| {dst} | tuxpaint-data: starters/{name} ({what}) | public domain (AUTHORS.txt) |")
+            else:
+                print(f"skipped tuxpaint-data: starters/{name} (not in the package)")
+    write_sources(out, rows, "photographs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri or textures")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri, textures or tuxpaint")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
     kind.add_argument("--lomiri", action="store_true", help="the photographs among the Ubuntu Touch wallpapers instead")
     kind.add_argument("--textures", action="store_true", help="photographed surfaces (Palapeli, Krita) instead")
+    kind.add_argument("--tuxpaint", action="store_true", help="Tux Paint's photographic templates instead")
     args = ap.parse_args()
-    special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri, "textures": fetch_textures}
+    special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri, "textures": fetch_textures,
+               "tuxpaint": fetch_tuxpaint}
     chosen = next((k for k in special if getattr(args, k)), None)
     args.out = args.out or Path(".cache/photos/" + (chosen or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
