@@ -122,7 +122,8 @@ soup_stage() {  # CONFIG INIT RUN SEED_A SEED_B STEPS
         train.init_from="$init" --out "$run" --resume auto
     $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$b" data.val.kwargs.root="$DATA/photos_cutouts_s$b" \
         data.train.kwargs.seed="$b" train.seed="$b" train.init_from="$init" --out "${run}b" --resume auto
-    $PY tools/package_model.py "$run/checkpoints/$step" "${run}b/checkpoints/$step" --average --name soup --out-root "$run"
+    SOUP=("$run/checkpoints/$step" "${run}b/checkpoints/$step")  # the last stage's pair: packaged at the end
+    $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$run"
 }
 # stage 11 (since 2026-12-03, ninth session): stage 10 continued for 3000 steps on a fifth and a sixth draw
 STAGE10=$RUN

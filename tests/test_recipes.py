@@ -1,0 +1,54 @@
+"""The training recipes (tools/*.sh) as shell scripts: a dry run with a fake Python that records every
+call, so that a recipe whose commands no longer fit together fails here and not after hours of training."""
+
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_python(tmp_path: Path) -> tuple[Path, Path]:
+    """An executable that appends its arguments to a log (one line per call), reads a heredoc given on
+    stdin ("-"), and fails `-c` probes (an optional extra such as pyrender is then "not installed")."""
+    log = tmp_path / "calls.log"
+    exe = tmp_path / "python"
+    exe.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n[ "$1" = "-" ] && cat > /dev/null\n'
+                   '[ "$1" = "-c" ] && exit 1\nexit 0\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe, log
+
+
+def test_train_shipped_dry_run_trains_every_stage_and_packages_the_last_soup(tmp_path):
+    exe, log = fake_python(tmp_path)
+    photos = {}
+    for name in ("PHOTOS", "OPENCV", "LOMIRI", "TEXTURES", "CUTOUTS", "TUXPAINT"):
+        folder = tmp_path / name.lower()
+        folder.mkdir()
+        (folder / "SOURCES.md").write_text("|")
+        photos[name] = str(folder)
+    env = {**os.environ, **photos, "PY": str(exe), "DATA": str(tmp_path / "data"), "RUN": str(tmp_path / "run")}
+    subprocess.run(["bash", "tools/train_shipped.sh"], cwd=REPO, env=env, check=True, capture_output=True, timeout=60)
+    calls = log.read_text().splitlines()
+    trained = [re.search(r"train (\S+)", c).group(1) for c in calls if c.startswith("-m handrecon.cli train ")]
+    for config in trained:
+        assert (REPO / config).is_file(), f"the recipe trains {config}, which does not exist"
+    assert all(trained.count(c) <= 2 for c in trained)  # once, or twice for a soup's two runs
+    package = calls[-1].split()
+    assert package[0] == "tools/package_model.py" and "--average" in package
+    checkpoints = package[1:package.index("--average")]
+    assert len(checkpoints) == 2, f"the final packaging averages {checkpoints}, not the last stage's two runs"
+    assert checkpoints[1] == checkpoints[0].replace("/checkpoints/", "b/checkpoints/")
+    last_train = [c for c in calls if c.startswith("-m handrecon.cli train ")][-1]
+    assert checkpoints[1].split("/checkpoints/")[0] in last_train
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "tools").glob("*.sh")))
+def test_every_config_a_recipe_names_exists(script):
+    text = (REPO / "tools" / script).read_text()
+    for config in re.findall(r"configs/[\w./-]+\.yaml", text):
+        assert (REPO / config).is_file(), f"tools/{script} names {config}, which does not exist"
