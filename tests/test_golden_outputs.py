@@ -46,6 +46,11 @@ And again in the tenth session of that day for stage 12 (`configs/m3dhmr_cpu_cut
 from stage 11 on fresh draws, averaged; foreign set 13.28 -> 13.00 mm, a fresh foreign draw 13.55 ->
 13.32 mm): 2D keypoints moved by 0.8 / 3.7 / 5.0 px on average, vertices by 37.8 / 41.9 / 29.3 mm in
 camera space (19.8 / 21.6 / 15.4 mm as stored).
+And again on 2026-12-04 (eighteenth session) for stages 13 and 14 (`configs/m3dhmr_cpu_tuxpaint.yaml`,
+`m3dhmr_cpu_tuxpaint2.yaml`: Tux Paint's 21 photographs behind the training hands, two averages in a
+row; foreign set 13.00 -> 12.55 mm, a fresh foreign draw 13.23 -> 12.82 mm): 2D keypoints moved by
+1.2 / 3.4 / 4.4 px on average, vertices by 5.8 / 67.7 / 20.9 mm in camera space (4.5 / 34.3 / 10.5 mm
+as stored).
 A new reference is only ever written deliberately, with the change measured and stated here:
 `python tests/test_golden_outputs.py --write`.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 16 hours,
-# over the 150-minute budget since stages 3-12 were added — resumable across sessions):
+# over the 150-minute budget since stages 3-14 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -15,7 +15,9 @@
 # m3dhmr_cpu_cutouts4.yaml (~70-85 min each); stage 11: two runs of configs/m3dhmr_cpu_cutouts5.yaml from
 # stage 10 on two more draws, their weights averaged (~80 min each); stage 12: the same from stage 11's
 # average, two runs of configs/m3dhmr_cpu_cutouts6.yaml (2000 steps in float32, ~100 min each on an
-# AVX2-only CPU, side by side), averaged again; evaluate on the held-out
+# AVX2-only CPU, side by side), averaged again; stages 13 and 14: Tux Paint's 21 photographs added to the pool
+# (tools/fetch_photos.py --tuxpaint), two more such averages in a row (configs/m3dhmr_cpu_tuxpaint.yaml,
+# m3dhmr_cpu_tuxpaint2.yaml: 2000 bf16 steps per run, ~34 min side by side on an AVX-512 BF16 CPU); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -111,16 +113,17 @@ $HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_
 # stages 11 and 12 are model soups: a model continued twice, on two fresh draws of stage 7's data (the second
 # run's seeds as overrides), and the two last checkpoints averaged into one model of the same size and speed
 # (tools/package_model.py --average), RUN/soup
+# POOL (default photos_cutouts) names the draws; EXTRA adds photograph folders to stage 7's pool
 soup_stage() {  # CONFIG INIT RUN SEED_A SEED_B STEPS
-    local config=$1 init=$2 run=$3 a=$4 b=$5 step
+    local config=$1 init=$2 run=$3 a=$4 b=$5 step pool=${POOL:-photos_cutouts}
     step=$(printf "step_%08d" "$6")
     for seed in "$a" "$b"; do
         $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
-            --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s$seed" --seed "$seed"
+            ${EXTRA:+--backgrounds "$EXTRA"} --set "clutter=[0, 3]" --out "$DATA/${pool}_s$seed" --seed "$seed"
     done
-    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$a" data.val.kwargs.root="$DATA/photos_cutouts_s$a" \
+    $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$a" data.val.kwargs.root="$DATA/${pool}_s$a" \
         train.init_from="$init" --out "$run" --resume auto
-    $HR train "$config" data.train.kwargs.root="$DATA/photos_cutouts_s$b" data.val.kwargs.root="$DATA/photos_cutouts_s$b" \
+    $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$b" data.val.kwargs.root="$DATA/${pool}_s$b" \
         data.train.kwargs.seed="$b" train.seed="$b" train.init_from="$init" --out "${run}b" --resume auto
     SOUP=("$run/checkpoints/$step" "${run}b/checkpoints/$step")  # the last stage's pair: packaged at the end
     $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$run"
@@ -134,6 +137,17 @@ soup_stage configs/m3dhmr_cpu_cutouts5.yaml "$STAGE10" "$RUN" 25 26 3000
 STAGE11=$RUN/soup
 RUN=${RUN12:-runs/m3dhmr_cpu_cutouts6}
 soup_stage configs/m3dhmr_cpu_cutouts6.yaml "$STAGE11" "$RUN" 27 28 2000
+# stages 13 and 14 (since 2026-12-04, eighteenth session): Tux Paint's 21 photographs added to the pool
+# (tools/fetch_photos.py --tuxpaint); stage 12's average continued twice for 2000 steps (bf16) and averaged,
+# then that average the same way on two more draws (configs/m3dhmr_cpu_tuxpaint.yaml, m3dhmr_cpu_tuxpaint2.yaml)
+TUXPAINT=${TUXPAINT:-.cache/photos/tuxpaint}
+[ -f "$TUXPAINT/SOURCES.md" ] || $PY tools/fetch_photos.py --tuxpaint --out "$TUXPAINT"
+STAGE12=$RUN/soup
+RUN=${RUN13:-runs/m3dhmr_cpu_tuxpaint}
+POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint.yaml "$STAGE12" "$RUN" 34 35 2000
+STAGE13=$RUN/soup
+RUN=${RUN14:-runs/m3dhmr_cpu_tuxpaint2}
+POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint2.yaml "$STAGE13" "$RUN" 36 37 2000
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -163,7 +177,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -176,6 +190,8 @@ atomic_write_json(path, {
              "stage10": "the same with --seed 24",
              "stage11": "the same with --seed 25 and, for the soup's second run, --seed 26",
              "stage12": "the same with --seed 27 and, for the soup's second run, --seed 28",
+             "stage13": "the same plus --backgrounds <tools/fetch_photos.py --tuxpaint> with --seed 34 and, for the soup's second run, --seed 35",
+             "stage14": "the same with --seed 36 and, for the soup's second run, --seed 37",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
