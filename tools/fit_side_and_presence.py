@@ -39,7 +39,7 @@ from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import detection_metrics
 from handrecon.eval.scoring import match_hands
 from handrecon.geometry.boxes import box_iou
-from handrecon.infer.pipeline import PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT, presence_scores
+from handrecon.infer.pipeline import PEAK_BOUND, PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT, presence_scores
 from handrecon.models.m3dhmr.inference import SIDE_EVIDENCE_SCALE, SIDE_EVIDENCE_SCALE_ALONE
 from handrecon.utils.logistic import logit
 
@@ -157,6 +157,8 @@ def main() -> None:
     served = np.array([w[0], w[1], w[2] - float(logit(chosen))])
     print(f"presence: {int((y >= 0).sum())} dev candidates; operating point {chosen}; PRESENCE_WEIGHTS "
           f"({served[0]:.4f}, {served[1]:.4f}, {served[2]:.4f}) (shipped {tuple(round(v, 4) for v in PRESENCE_WEIGHTS)})")
+    peak_max = max(float(np.max(im["peaks"], initial=0.0)) for d in dev + [dev_free] for im in d["images"])
+    print(f"  largest heatmap peak over the dev candidates {peak_max:.4f} (PEAK_BOUND {PEAK_BOUND}: must not be below it)")
     for d in dev + [dev_free] + tests:
         a = box_metrics(d["images"], [im["scores"] for im in d["images"]], 0.5)
         b = box_metrics(d["images"], presence(d["images"], served), 0.5)

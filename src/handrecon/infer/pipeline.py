@@ -36,7 +36,7 @@ PIPELINE_SEPARATOR = "+"
 # intercept (mirror symmetry), of the shipped crop model and side head on the ground-truth boxes of
 # 806 hands of our own scenes (seed 7000) and 390 foreign ones (seed 8), neither a training nor a
 # test set (docs/inference.md, "Left or right").
-SIDE_HEAD_PRIOR_WEIGHT = 0.322
+SIDE_HEAD_PRIOR_WEIGHT = 0.318
 # Hand presence: a detection's score is re-read with the crop model's keypoint sharpness on its box
 # (`HandResult.heatmap_peak`): logit(hand score) = a · logit(detector score) + b · log(peak) + c.
 # A logistic fit (a match at IoU 0.5 against the rest) of the shipped detector's candidates (score
@@ -44,7 +44,7 @@ SIDE_HEAD_PRIOR_WEIGHT = 0.322
 # scenes (seeds 7000, 8, 7100: 3813 candidates), c shifted by logit(0.65) so that the served threshold
 # 0.5 is the operating point the served rule picked on those dev sets (own scenes' precision >= 0.92,
 # at most 4 % of hand-free scenes with a hand). docs/inference.md, "Hand presence".
-PRESENCE_WEIGHTS = (1.5355, 1.7540, 6.3318 - 0.6190)
+PRESENCE_WEIGHTS = (1.5108, 1.8285, 5.9036)
 # The largest peak counted on when choosing which candidates the crop model reads (the candidate
 # floor): above it a candidate under the floor could still pass; the largest seen in 7,700 candidates.
 PEAK_BOUND = 0.15

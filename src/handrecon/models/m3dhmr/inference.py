@@ -49,8 +49,8 @@ from handrecon.utils.logistic import sigmoid
 # the detector's side head (`infer.pipeline.SIDE_HEAD_PRIOR_WEIGHT`, the docs' "Left or right"), and
 # alone (no prior given): the same dev sets, the same fit without the side head. Only side_score
 # depends on which: the side is the sign either way.
-SIDE_EVIDENCE_SCALE = 2.035
-SIDE_EVIDENCE_SCALE_ALONE = 2.991
+SIDE_EVIDENCE_SCALE = 2.130
+SIDE_EVIDENCE_SCALE_ALONE = 3.105
 
 
 @dataclass
