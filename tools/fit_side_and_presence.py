@@ -41,7 +41,7 @@ from handrecon.eval.scoring import match_hands
 from handrecon.geometry.boxes import box_iou
 from handrecon.infer.pipeline import PEAK_BOUND, PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT, presence_scores
 from handrecon.models.m3dhmr.inference import SIDE_EVIDENCE_SCALE, SIDE_EVIDENCE_SCALE_ALONE
-from handrecon.utils.logistic import logit
+from handrecon.utils.logistic import log_peak, logit
 
 MIN_VISIBLE = 4
 
@@ -68,7 +68,7 @@ def read_set(pipe, root: str) -> dict:
             peaks = crop_peaks(pipe.crop, s.image, K, gt)
             hands["left"] += [h.side == "left" for h in seen]
             hands["h"] += list(logit(pipe.detector.read_sides(s.image, gt).p_left))
-            hands["r"] += list(np.log(peaks[:, 1]) - np.log(peaks[:, 0]))
+            hands["r"] += list(log_peak(peaks[:, 1]) - log_peak(peaks[:, 0]))
         found = pipe.detector.detect([s.image], score_threshold=0.01, nms_iou=0.5)[0]
         images.append({"gt": np.array([h.box for h in s.hands], np.float64).reshape(-1, 4),
                        "ignore": np.array([not h.detectable for h in s.hands], bool),
@@ -141,7 +141,7 @@ def main() -> None:
         print(f"  {d['name']}: {len(h['left'])} hands, side accuracy on GT boxes " +
               ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
-    X = np.concatenate([np.column_stack([logit(im["scores"]), np.log(np.clip(im["peaks"], 1e-12, None))])
+    X = np.concatenate([np.column_stack([logit(im["scores"]), log_peak(im["peaks"])])
                         for d in dev + [dev_free] for im in d["images"]])
     y = np.concatenate([candidate_labels(d["images"]) for d in dev + [dev_free]])
     w = fit_logistic(X[y >= 0], y[y >= 0], intercept=True)

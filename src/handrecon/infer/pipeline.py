@@ -28,7 +28,7 @@ from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, D
 from handrecon.infer.detect import build_detector
 from handrecon.infer.predictor import Predictor, check_input_images
 from handrecon.infer.results import ImageResult
-from handrecon.utils.logistic import logit, sigmoid
+from handrecon.utils.logistic import log_peak, logit, sigmoid
 
 PIPELINE_SEPARATOR = "+"
 # The weight of the detector's side-head logit beside the crop model's two-view reading (log-odds of
@@ -182,7 +182,7 @@ def presence_scores(detector_scores: np.ndarray, peaks: Sequence[float | None],
     if not len(s) or any(p is None for p in peaks):
         return s
     a, b, c = weights
-    return sigmoid(a * logit(s) + b * np.log(np.clip(np.asarray(peaks, np.float64), 1e-12, None)) + c)
+    return sigmoid(a * logit(s) + b * log_peak(peaks) + c)
 
 
 def candidate_floor(threshold: float) -> float:

@@ -1,5 +1,5 @@
-"""The logistic function and its inverse on numpy arrays (float64), for the probabilities and
-log-odds the served heads and the two-stage pipeline combine."""
+"""The logistic function, its inverse and the log of a heatmap peak on numpy arrays (float64), for
+the probabilities and log-odds the served heads and the two-stage pipeline combine."""
 
 from __future__ import annotations
 
@@ -18,3 +18,9 @@ def logit(p: Any, eps: float = 1e-6) -> np.ndarray:
     exactly 0 or 1 has no finite log-odds)."""
     p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
     return np.log(p / (1 - p))
+
+
+def log_peak(peak: Any, floor: float = 1e-12) -> np.ndarray:
+    """log of heatmap peaks (probabilities of a softmax-normalised heatmap's largest cell), elementwise,
+    float64, with peaks clipped below at `floor` (a peak of 0 has no finite log)."""
+    return np.log(np.clip(np.asarray(peak, np.float64), floor, None))

@@ -42,7 +42,7 @@ from handrecon.geometry.root import solve_root_translation
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.registry import register_adapter
 from handrecon.utils.image import normalize_images
-from handrecon.utils.logistic import sigmoid
+from handrecon.utils.logistic import log_peak, sigmoid
 
 
 # The side reading's scale: log-odds of "left" per unit of log peak ratio, fitted with the weight of
@@ -144,19 +144,19 @@ class M3DHMRAdapter(InferenceAdapter):
         for i, hand in enumerate(hands):
             k = 0
             n = len(hand.views) // V
-            log_peak = None if peak is None else \
-                np.log(np.clip(peak[start: start + n * V], 1e-12, None)).reshape(n, V).mean(1)
-            read = n == 2 and log_peak is not None
+            hand_log_peaks = None if peak is None else \
+                log_peak(peak[start: start + n * V]).reshape(n, V).mean(1)
+            read = n == 2 and hand_log_peaks is not None
             if not hand.given and (read or hand.prior is not None):  # else a guess ("right"): no score
                 logit = hand.prior or 0.0
                 if read:
                     scale = SIDE_EVIDENCE_SCALE_ALONE if hand.prior is None else SIDE_EVIDENCE_SCALE
-                    logit += scale * (log_peak[1] - log_peak[0])  # readings: right, left
+                    logit += scale * (hand_log_peaks[1] - hand_log_peaks[0])  # readings: right, left
                     k = int(logit > 0)
                 p_left = float(sigmoid(logit))
                 p_side[i] = p_left if hand.readings[k] == "left" else 1.0 - p_left
-            if log_peak is not None:
-                best[i] = float(np.exp(log_peak.max()))
+            if hand_log_peaks is not None:
+                best[i] = float(np.exp(hand_log_peaks.max()))
             chosen.append(k)
             start += len(hand.views)
         return chosen, p_side, best
