@@ -117,6 +117,16 @@ def save(src: Path, dst: Path) -> None:
         im.save(dst, quality=92)
 
 
+def take(src: Path, out: Path, dst: str, rows: list[str], source: str, licence: str, credit: str = "") -> None:
+    """Save the package's image `src` as `out`/`dst` and add its SOURCES.md row (`source`: "package:
+    path", `credit`: who made it, if known), or say it was skipped when the package no longer has it."""
+    if not src.is_file():
+        print(f"skipped {source} (not in the package)")
+        return
+    save(src, out / dst)
+    rows.append(f"| {dst} | {source}{f' ({credit})' if credit else ''} | {licence} |")
+
+
 def write_sources(out: Path, rows: list[str], what: str) -> None:
     """`out`/SOURCES.md: one table row per file (name, Debian package and image, licence)."""
     (out / "SOURCES.md").write_text("| file | Debian package: image | licence |\n|---|---|---|\n" + "\n".join(rows) + "\n")
@@ -147,12 +157,8 @@ def fetch_opencv(out: Path) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = download("opencv-doc", Path(d)) / "usr/share/doc/opencv-doc/examples/data"
         for name in OPENCV_PHOTOS:
-            if (root / name).is_file():
-                dst = f"opencv_{Path(name).stem}.jpg"
-                save(root / name, out / dst)
-                rows.append(f"| {dst} | opencv-doc: examples/data/{name} | Apache-2.0 AND BSD-3-Clause (debian/copyright) |")
-            else:
-                print(f"skipped opencv-doc: {name} (not in the package)")
+            take(root / name, out, f"opencv_{Path(name).stem}.jpg", rows, f"opencv-doc: examples/data/{name}",
+                 "Apache-2.0 AND BSD-3-Clause (debian/copyright)")
     write_sources(out, rows, "photographs")
 
 
@@ -209,20 +215,12 @@ def fetch_textures(out: Path) -> None:
             rows.append(f"| {dst} | palapeli-data: collection/{src.name} (© {info.get('X-KDE-PluginInfo-Author', '?')}, "
                         f"{info.get('X-KDE-PluginInfo-Website', '')}) | {info['X-KDE-PluginInfo-License']} |")
         for name in PALAPELI_TEXTURES:
-            src = palapeli / "backgrounds" / f"{name}.jpg"
-            if src.is_file():
-                save(src, out / f"palapeli_{name}.jpg")
-                rows.append(f"| palapeli_{name}.jpg | palapeli-data: backgrounds/{name}.jpg | GPL-2+ (debian/copyright) |")
-            else:
-                print(f"skipped palapeli-data: backgrounds/{name}.jpg (not in the package)")
+            take(palapeli / "backgrounds" / f"{name}.jpg", out, f"palapeli_{name}.jpg", rows,
+                 f"palapeli-data: backgrounds/{name}.jpg", "GPL-2+ (debian/copyright)")
         krita = download("krita-data", Path(d)) / "usr/share/krita/patterns"
         for name in KRITA_PATTERNS:
-            src = krita / f"{name}.png"
-            if src.is_file():
-                save(src, out / f"krita_{name}.jpg")
-                rows.append(f"| krita_{name}.jpg | krita-data: patterns/{name}.png | GPL-and-LGPL (debian/copyright, Files: *) |")
-            else:
-                print(f"skipped krita-data: patterns/{name}.png (not in the package)")
+            take(krita / f"{name}.png", out, f"krita_{name}.jpg", rows, f"krita-data: patterns/{name}.png",
+                 "GPL-and-LGPL (debian/copyright, Files: *)")
     write_sources(out, rows, "photographs and textures")
 
 
@@ -232,21 +230,11 @@ def fetch_tuxpaint(out: Path) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = download("tuxpaint-data", Path(d)) / "usr/share/tuxpaint"
         for name in TUXPAINT_TEMPLATES:
-            src = root / "templates" / f"{name}.jpg"
-            if src.is_file():
-                save(src, out / f"tuxpaint_{name}.jpg")
-                rows.append(f"| tuxpaint_{name}.jpg | tuxpaint-data: templates/{name}.jpg (Bill Kendrick) | GPL-2+ "
-                            "(debian/copyright, Files: *) |")
-            else:
-                print(f"skipped tuxpaint-data: templates/{name}.jpg (not in the package)")
+            take(root / "templates" / f"{name}.jpg", out, f"tuxpaint_{name}.jpg", rows,
+                 f"tuxpaint-data: templates/{name}.jpg", "GPL-2+ (debian/copyright, Files: *)", "Bill Kendrick")
         for name, what in TUXPAINT_STARTER_PHOTOS.items():
-            src = root / "starters" / name
-            if src.is_file():
-                dst = f"tuxpaint_{Path(name).stem}.jpg"
-                save(src, out / dst)
-                rows.append(f"| {dst} | tuxpaint-data: starters/{name} ({what}) | public domain (AUTHORS.txt) |")
-            else:
-                print(f"skipped tuxpaint-data: starters/{name} (not in the package)")
+            take(root / "starters" / name, out, f"tuxpaint_{Path(name).stem}.jpg", rows,
+                 f"tuxpaint-data: starters/{name}", "public domain (AUTHORS.txt)", what)
     write_sources(out, rows, "photographs")
 
 
@@ -273,10 +261,8 @@ def main() -> None:
         d = Path(d)
         mate = download("mate-backgrounds", d)
         for name in MATE_NATURE:
-            src = mate / "usr/share/backgrounds/mate/nature" / f"{name}.jpg"
-            if src.is_file():
-                save(src, args.out / f"mate_{name}.jpg")
-                rows.append(f"| mate_{name}.jpg | mate-backgrounds: nature/{name}.jpg | GPL-2+ |")
+            take(mate / "usr/share/backgrounds/mate/nature" / f"{name}.jpg", args.out, f"mate_{name}.jpg", rows,
+                 f"mate-backgrounds: nature/{name}.jpg", "GPL-2+")
         plasma = download("plasma-workspace-wallpapers", d)
         for name in PLASMA_PHOTOS:
             folder = plasma / "usr/share/wallpapers" / name
