@@ -54,6 +54,8 @@ def test_predict_shapes_and_types(rec):
     assert res.faces_right.shape == res.faces_left.shape and res.faces_right.shape[1] == 3
     np.testing.assert_array_equal(res.faces_left, res.faces_right[:, [0, 2, 1]])
     assert "hands" in res.to_json()
+    # the crop model's keypoint sharpness is a reliability cue, written with the hand
+    assert 0 < h.heatmap_peak <= 1 and res.to_json()["hands"][0]["heatmap_peak"] == pytest.approx(h.heatmap_peak, abs=1e-4)
 
 
 def test_box_moves_keypoints_with_the_content(rec):

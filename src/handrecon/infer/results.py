@@ -20,8 +20,9 @@ class HandResult:
     crop model's two views, with a detector's side head as prior; >= 0.5 as read, below on a video
     frame whose side its track's majority overrode), or None where the side was given or guessed.
     heatmap_peak: the crop model's keypoint sharpness on this hand (`models.heads.heatmap_peak`,
-    the better of its readings), what the two-stage pipeline scores hand presence with; None where
-    the model has none. Not written to the JSON.
+    the better of its readings): what the two-stage pipeline scores hand presence with, and a
+    reliability cue (low peaks go with large errors: `benchmarks/bench_reliability.py`); None
+    where the model has none.
     keypoints_2d: (21, 2) px, OP21. keypoints_3d: (21, 3) m, camera frame (root-relative + cam_t).
     vertices: (V, 3) m, camera frame, the hand model's right-hand topology (see `faces`).
     cam_t: (3,) m, camera-space position of the root (wrist) joint.
@@ -48,6 +49,7 @@ class HandResult:
             "side": self.side,
             "side_score": None if self.side_score is None else round(float(self.side_score), 4),
             "score": None if self.score is None else round(float(self.score), 4),
+            "heatmap_peak": None if self.heatmap_peak is None else round(float(self.heatmap_peak), 4),
             "keypoint_names": list(OP21_NAMES),
             "keypoints_2d": _round(self.keypoints_2d, 2),
             "keypoints_3d": _round(self.keypoints_3d, 5),

@@ -332,7 +332,7 @@ def result_from_json(record: dict, faces_right: np.ndarray, faces_left: np.ndarr
     hands = [HandResult(box=np.asarray(h["box"]), side=h["side"], keypoints_2d=np.asarray(h["keypoints_2d"]),
                         keypoints_3d=np.asarray(h["keypoints_3d"]), vertices=np.asarray(h["vertices"]),
                         cam_t=np.asarray(h["cam_t"]), score=h.get("score"), fit=h.get("fit"),
-                        side_score=h.get("side_score"))
+                        side_score=h.get("side_score"), heatmap_peak=h.get("heatmap_peak"))
              for h in record["hands"]]
     return ImageResult(K=np.asarray(record["K"]), image_size=tuple(record["image_size"]), hands=hands,
                        faces_right=faces_right, faces_left=faces_left)

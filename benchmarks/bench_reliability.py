@@ -1,0 +1,106 @@
+"""How well a crop model's `heatmap_peak` (the per-hand keypoint sharpness every result carries,
+`HandResult.heatmap_peak`, ``"heatmap_peak"`` in the JSON) tells a good reconstruction from a bad
+one, on synthetic-format sets with exact ground truth.
+
+    .venv/bin/python benchmarks/bench_reliability.py --root .cache/foreign [--root ...] [--whole-image]
+        [--model m3dhmr-openhand] [--limit N] [--json OUT]
+
+Every ground-truth hand is reconstructed from its ground-truth box and side (`--whole-image`: the
+image is the crop, as `handrecon evaluate --whole-image` does; the sets' images must hold one hand
+each), and scored by PA-MPJPE (the Procrustes-aligned mean joint error, mm; the same per-hand
+numbers `handrecon evaluate` averages). Prints per set: the mean and median error, Spearman's rank
+correlation of peak and error, the peak's quartile bounds with each quartile's mean error and
+share of hands over 20 mm, and the mean error kept and dropped when the lowest 10 % / 25 % of peaks
+are set aside (beside the same share dropped by the error itself, the best any cue could do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+import handrecon
+from handrecon.data.loaders import build_dataset
+from handrecon.geometry.procrustes import procrustes_align
+from handrecon.utils.io import atomic_write_json
+
+FAILURE_MM = 20.0  # a hand this far off (PA-MPJPE) counts as failed in the quartile table
+DROPPED = (0.10, 0.25)
+
+
+def hand_errors(model, root: str, whole_image: bool, limit: int | None, batch: int = 32
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(errors (N,) PA-MPJPE mm, peaks (N,)) of every ground-truth hand of the set at `root`."""
+    samples = build_dataset("synthetic", root, "all")
+    n = len(samples) if limit is None else min(limit, len(samples))
+    errors, peaks = [], []
+    for start in range(0, n, batch):
+        chunk = [samples[i] for i in range(start, min(start + batch, n))]
+        if whole_image and any(len(s.hands) != 1 for s in chunk):
+            raise SystemExit(f"{root}: --whole-image needs one hand per image (a crop set); use ground-truth boxes")
+        boxes = None if whole_image else [[h.box for h in s.hands] for s in chunk]
+        results = model.predict_batch([s.image for s in chunk], [s.K for s in chunk], boxes=boxes,
+                                      sides=[[h.side for h in s.hands] for s in chunk])
+        for sample, result in zip(chunk, results):
+            for found, truth in zip(result.hands, sample.hands):
+                gt = np.asarray(truth.keypoints_3d, np.float64)
+                aligned = procrustes_align(np.asarray(found.keypoints_3d, np.float64), gt)
+                errors.append(1000.0 * float(np.linalg.norm(aligned - gt, axis=-1).mean()))
+                peaks.append(np.nan if found.heatmap_peak is None else found.heatmap_peak)
+    return np.array(errors), np.array(peaks)
+
+
+def reliability(errors: np.ndarray, peaks: np.ndarray) -> dict:
+    """The summary the module docstring lists, as plain numbers."""
+    if np.isnan(peaks).any():
+        raise SystemExit("the model gives no heatmap_peak (a graph exported before it, or no heatmaps)")
+    bounds = np.quantile(peaks, [0.25, 0.5, 0.75])
+    quartile = np.digitize(peaks, bounds)
+    out = {"hands": len(errors), "mean_mm": float(errors.mean()), "median_mm": float(np.median(errors)),
+           "spearman": float(spearmanr(peaks, errors)[0]), "quartile_bounds": bounds.tolist(),
+           "quartile_mean_mm": [float(errors[quartile == q].mean()) for q in range(4)],
+           "quartile_failed": [float(np.mean(errors[quartile == q] > FAILURE_MM)) for q in range(4)]}
+    for share in DROPPED:
+        kept = peaks >= np.quantile(peaks, share)
+        best = np.sort(errors)[: int(round(len(errors) * (1 - share)))]
+        out[f"drop_{share:.2f}"] = {"kept_mm": float(errors[kept].mean()), "dropped_mm": float(errors[~kept].mean()),
+                                    "kept_by_error_mm": float(best.mean())}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", action="append", required=True, help="a synthetic-format set (repeatable)")
+    ap.add_argument("--model", default="m3dhmr-openhand", help="a crop model (name, checkpoint or .onnx)")
+    ap.add_argument("--whole-image", action="store_true", help="the image is the crop (one hand per image)")
+    ap.add_argument("--limit", type=int, default=None, help="the first N images of each set")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = ap.parse_args()
+    model = handrecon.load(args.model, threads=args.threads)
+    if model.detects_hands:
+        sys.exit(f"{args.model} finds hands itself; give a crop model (e.g. m3dhmr-openhand)")
+    report = {}
+    for root in args.root:
+        r = report[root] = reliability(*hand_errors(model, root, args.whole_image, args.limit))
+        print(f"{root} ({'whole image' if args.whole_image else 'ground-truth boxes'}, {r['hands']} hands): "
+              f"PA-MPJPE mean {r['mean_mm']:.2f} mm, median {r['median_mm']:.2f} mm; "
+              f"Spearman(peak, error) {r['spearman']:+.3f}")
+        print(f"  heatmap_peak quartiles (bounds {', '.join(f'{b:.4f}' for b in r['quartile_bounds'])}), lowest first: "
+              f"mean {' / '.join(f'{m:.2f}' for m in r['quartile_mean_mm'])} mm, over {FAILURE_MM:g} mm "
+              f"{' / '.join(f'{100 * f:.1f}' for f in r['quartile_failed'])} %")
+        for share in DROPPED:
+            d = r[f"drop_{share:.2f}"]
+            print(f"  set aside the lowest {share:.0%} of peaks: kept {d['kept_mm']:.2f} mm, set aside "
+                  f"{d['dropped_mm']:.2f} mm (by the error itself: kept {d['kept_by_error_mm']:.2f} mm)")
+    if args.json is not None:
+        atomic_write_json(args.json, {"model": args.model, "whole_image": args.whole_image, "sets": report})
+
+
+if __name__ == "__main__":
+    main()
