@@ -11,7 +11,9 @@ each), and scored by PA-MPJPE (the Procrustes-aligned mean joint error, mm; the 
 numbers `handrecon evaluate` averages). Prints per set: the mean and median error, Spearman's rank
 correlation of peak and error, the peak's quartile bounds with each quartile's mean error and
 share of hands over 20 mm, and the mean error kept and dropped when the lowest 10 % / 25 % of peaks
-are set aside (beside the same share dropped by the error itself, the best any cue could do).
+are set aside (beside the same share dropped by the error itself, the best any cue could do);
+then where the error's tail lies: the worst tenth's share of the total error, and how often open
+hands (`OPEN_REACH`) and edge-on palms (`EDGE_ON_COS`) occur in that tenth against all hands.
 """
 
 from __future__ import annotations
@@ -27,18 +29,22 @@ from scipy.stats import spearmanr
 import handrecon
 from handrecon.data.loaders import build_dataset
 from handrecon.geometry.procrustes import procrustes_align
+from handrecon.hand.keypoints import OP21_TIPS
 from handrecon.utils.io import atomic_write_json
 
 FAILURE_MM = 20.0  # a hand this far off (PA-MPJPE) counts as failed in the quartile table
 DROPPED = (0.10, 0.25)
+OPEN_REACH = 1.4  # open hand: fingertips on average this many wrist-to-middle-knuckle lengths from the wrist
+EDGE_ON_COS = 0.3  # edge-on palm: |cos| of the palm normal and the line of sight below this (over 72.5 degrees)
 
 
 def hand_errors(model, root: str, whole_image: bool, limit: int | None, batch: int = 32
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(errors (N,) PA-MPJPE mm, peaks (N,)) of every ground-truth hand of the set at `root`."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(errors (N,) PA-MPJPE mm, peaks (N,), ground-truth camera-space joints (N, 21, 3) m) of every
+    ground-truth hand of the set at `root`."""
     samples = build_dataset("synthetic", root, "all")
     n = len(samples) if limit is None else min(limit, len(samples))
-    errors, peaks = [], []
+    errors, peaks, joints = [], [], []
     for start in range(0, n, batch):
         chunk = [samples[i] for i in range(start, min(start + batch, n))]
         if whole_image and any(len(s.hands) != 1 for s in chunk):
@@ -52,7 +58,29 @@ def hand_errors(model, root: str, whole_image: bool, limit: int | None, batch: i
                 aligned = procrustes_align(np.asarray(found.keypoints_3d, np.float64), gt)
                 errors.append(1000.0 * float(np.linalg.norm(aligned - gt, axis=-1).mean()))
                 peaks.append(np.nan if found.heatmap_peak is None else found.heatmap_peak)
-    return np.array(errors), np.array(peaks)
+                joints.append(gt)
+    return np.array(errors), np.array(peaks), np.array(joints).reshape(-1, 21, 3)
+
+
+def hand_kinds(joints: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 21, 3) camera-space OP21 joints → {"open": (N,) bool, "edge-on": (N,) bool} (constants above)."""
+    reach = np.linalg.norm(joints[:, OP21_TIPS] - joints[:, :1], axis=-1).mean(1)
+    knuckle = np.linalg.norm(joints[:, 9] - joints[:, 0], axis=-1)
+    normal = np.cross(joints[:, 5] - joints[:, 0], joints[:, 17] - joints[:, 0])
+    cos = np.abs((normal * joints[:, 0]).sum(1)) / (np.linalg.norm(normal, axis=1) * np.linalg.norm(joints[:, 0], axis=1))
+    return {"open": reach > OPEN_REACH * knuckle, "edge-on": cos < EDGE_ON_COS}
+
+
+def error_tail(errors: np.ndarray, joints: np.ndarray) -> dict:
+    """The worst tenth's share of the summed error and the share of each hand kind in it and in all."""
+    worst = np.argsort(errors)[::-1][: max(1, len(errors) // 10)]
+    kinds = hand_kinds(joints)
+    kinds["open and edge-on"] = kinds["open"] & kinds["edge-on"]
+    return {"worst_tenth_error_share": float(errors[worst].sum() / errors.sum()),
+            "kinds": {k: {"worst_tenth": float(m[worst].mean()), "all": float(m.mean()),
+                          "mean_mm": float(errors[m].mean()) if m.any() else None,
+                          "others_mean_mm": float(errors[~m].mean()) if (~m).any() else None}
+                      for k, m in kinds.items()}}
 
 
 def reliability(errors: np.ndarray, peaks: np.ndarray) -> dict:
@@ -87,7 +115,8 @@ def main() -> None:
         sys.exit(f"{args.model} finds hands itself; give a crop model (e.g. m3dhmr-openhand)")
     report = {}
     for root in args.root:
-        r = report[root] = reliability(*hand_errors(model, root, args.whole_image, args.limit))
+        errors, peaks, joints = hand_errors(model, root, args.whole_image, args.limit)
+        r = report[root] = {**reliability(errors, peaks), "tail": error_tail(errors, joints)}
         print(f"{root} ({'whole image' if args.whole_image else 'ground-truth boxes'}, {r['hands']} hands): "
               f"PA-MPJPE mean {r['mean_mm']:.2f} mm, median {r['median_mm']:.2f} mm; "
               f"Spearman(peak, error) {r['spearman']:+.3f}")
@@ -98,6 +127,11 @@ def main() -> None:
             d = r[f"drop_{share:.2f}"]
             print(f"  set aside the lowest {share:.0%} of peaks: kept {d['kept_mm']:.2f} mm, set aside "
                   f"{d['dropped_mm']:.2f} mm (by the error itself: kept {d['kept_by_error_mm']:.2f} mm)")
+        t = r["tail"]
+        print(f"  the worst tenth carry {100 * t['worst_tenth_error_share']:.0f} % of the error; "
+              + "; ".join(f"{k}: {100 * v['worst_tenth']:.0f} % of them, {100 * v['all']:.0f} % of all, mean "
+                          f"{v['mean_mm']:.2f} mm (others {v['others_mean_mm']:.2f})" for k, v in t["kinds"].items()
+                          if v["mean_mm"] is not None and v["others_mean_mm"] is not None))
     if args.json is not None:
         atomic_write_json(args.json, {"model": args.model, "whole_image": args.whole_image, "sets": report})
 
