@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import handrecon
+from handrecon.models.m3dhmr.inference import TEST_TIME_SHARPNESS
 from handrecon.geometry.camera import default_intrinsics, intrinsics, project
 from handrecon.geometry.crop import crop_transform, transform_points
 from handrecon.hand.model import HandModel
@@ -303,10 +304,10 @@ def test_the_card_carries_the_inference_spec_and_a_bad_one_is_refused(rec, tmp_p
 
 
 # ----------------------------------------------------------------------------- test-time rotations
-def oracle_views_network(verts, joints, K, box, scale, size, side, angles, uv_offset_view=None):
+def oracle_views_network(verts, joints, K, box, scale, size, side, angles, uv_offset_view=None, peaks=None):
     """`oracle_network` for rotated views (one per angle, hand-major like the adapter's batch),
     computed independently from `crop_transform`'s R and affine. uv_offset_view: (view index,
-    (du, dv) px) added to that view's landmarks."""
+    (du, dv) px) added to that view's landmarks. peaks: each view's heatmap_peak (None: no such output)."""
     outputs = {"uv_px": [], "verts": [], "joints": []}
     for v, angle in enumerate(angles):
         ct = crop_transform(box, size, K, scale, rotation_deg=angle)
@@ -321,7 +322,8 @@ def oracle_views_network(verts, joints, K, box, scale, size, side, angles, uv_of
 
     def network(images):
         assert images.shape == (len(angles), 3, size, size)
-        return {key: np.stack(value) for key, value in outputs.items()}
+        out = {key: np.stack(value) for key, value in outputs.items()}
+        return out if peaks is None else {**out, "heatmap_peak": np.asarray(peaks, np.float32)}
 
     return network
 
@@ -330,7 +332,8 @@ def oracle_views_network(verts, joints, K, box, scale, size, side, angles, uv_of
 def test_test_time_rotations_keep_the_camera_chain_exact_and_average_every_view(rec, side, monkeypatch):
     """Three views turned 0, -45 and +45 degrees, each answered by the ground truth in its own
     frame: the averaged hand is the ground truth (so every view is carried back into the right
-    frame). One view's landmarks moved by 3 view px: the averaged landmarks move by exactly a third."""
+    frame). One view's landmarks moved by 3 view px: the averaged landmarks move by exactly a third
+    with equal peaks (or none), and by that view's weight ∝ peak^TEST_TIME_SHARPNESS otherwise."""
     W, H = 640, 480
     K = intrinsics(520.0, 540.0, 300.0, 250.0)
     verts, joints = gt_hand(side)
@@ -343,15 +346,24 @@ def test_test_time_rotations_keep_the_camera_chain_exact_and_average_every_view(
     np.testing.assert_allclose(h.keypoints_3d, joints, atol=1e-3)
     np.testing.assert_allclose(h.vertices, verts, atol=1e-3)
     np.testing.assert_allclose(h.keypoints_2d, project(joints, K), atol=0.05)
-    for v in (1, 2):  # a view other than the first: a bug that drops or mis-rotates it shows here
-        monkeypatch.setattr(rec, "network", oracle_views_network(*args, uv_offset_view=(v, (3.0, 0.0))))
+    px_per_view_px = max(box[2] - box[0], box[3] - box[1]) * rec.adapter.crop_scale / SIZE
+    sharp = (0.08, 0.1, 0.085)  # view 1 sharpest
+    weights = np.power(sharp, TEST_TIME_SHARPNESS) / np.power(sharp, TEST_TIME_SHARPNESS).sum()
+    assert 0.6 < weights[1] < 0.9  # the sharpest counts most, the others still count
+    for peaks, share in ((None, [1 / 3] * 3), ((0.1, 0.1, 0.1), [1 / 3] * 3), (sharp, weights)):
+        monkeypatch.setattr(rec, "network", oracle_views_network(*args, peaks=peaks))
         h = rec.predict(np.zeros((H, W, 3), np.uint8), K=K, boxes=[box], sides=[side]).hands[0]
-        px_per_view_px = max(box[2] - box[0], box[3] - box[1]) * rec.adapter.crop_scale / SIZE
-        shift = h.keypoints_2d - project(joints, K)
-        np.testing.assert_allclose(np.linalg.norm(shift, axis=1), px_per_view_px, rtol=2e-3)
-        a = np.radians(angles[v])  # the offset, +u in view v, is turned back into the image
-        direction = np.array([np.cos(a), np.sin(a)]) * (-1 if side == "left" else 1)  # a left view is mirrored
-        np.testing.assert_allclose(shift.mean(0) / px_per_view_px, direction, atol=2e-3)
+        np.testing.assert_allclose(h.keypoints_3d, joints, atol=1e-3)  # the truth, however weighted
+        np.testing.assert_allclose(h.keypoints_2d, project(joints, K), atol=0.05)
+        for v in (0, 1, 2):  # every view: a bug that drops, mis-rotates or mis-weights one shows here
+            monkeypatch.setattr(rec, "network", oracle_views_network(*args, uv_offset_view=(v, (3.0, 0.0)), peaks=peaks))
+            h = rec.predict(np.zeros((H, W, 3), np.uint8), K=K, boxes=[box], sides=[side]).hands[0]
+            shift = h.keypoints_2d - project(joints, K)
+            moved = 3 * share[v] * px_per_view_px
+            np.testing.assert_allclose(np.linalg.norm(shift, axis=1), moved, rtol=2e-3)
+            a = np.radians(angles[v])  # the offset, +u in view v, is turned back into the image
+            direction = np.array([np.cos(a), np.sin(a)]) * (-1 if side == "left" else 1)  # a left view is mirrored
+            np.testing.assert_allclose(shift.mean(0) / moved, direction, atol=2e-3)
 
 
 def test_test_time_rotations_in_batches_and_their_errors(rec, monkeypatch, tmp_path):

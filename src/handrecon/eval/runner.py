@@ -209,7 +209,7 @@ def evaluate(
     rotations = getattr(predictor, "test_time_rotations", (0.0,))
     if len(rotations) > 1:
         result.notes.append(f"test-time rotations: each hand seen at {', '.join(f'{a:g}' for a in rotations)} degrees, "
-                            "the views averaged")
+                            "the views averaged, weighted by their heatmap peaks")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission

@@ -65,7 +65,7 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     file, or a crop model whose export is in the cache, starts without it.
 
     test_time_rotations: a crop model sees each hand once per in-plane rotation (degrees, e.g.
-    `TEST_TIME_ROTATIONS`) and averages the views (the M3DHMR adapter's docstring); None: one view.
+    `TEST_TIME_ROTATIONS`) and averages the views, weighted by how sharp their heatmaps are (the M3DHMR adapter's docstring); None: one view.
     Costs one network pass per angle; a model that finds its own hands refuses it (ValueError)."""
     check_threads(threads)
     if backend not in BACKENDS:

@@ -182,7 +182,7 @@ class Predictor:
 
     @property
     def test_time_rotations(self) -> tuple[float, ...]:
-        """In-plane rotations (degrees) each hand is seen at, averaged; (0,): one plain view."""
+        """In-plane rotations (degrees) each hand is seen at, averaged (weighted by heatmap sharpness); (0,): one plain view."""
         return self.adapter.test_time_rotations
 
     @property
