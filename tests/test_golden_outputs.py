@@ -51,6 +51,10 @@ And again on 2026-12-04 (eighteenth session) for stages 13 and 14 (`configs/m3dh
 row; foreign set 13.00 -> 12.55 mm, a fresh foreign draw 13.23 -> 12.82 mm): 2D keypoints moved by
 1.2 / 3.4 / 4.4 px on average, vertices by 5.8 / 67.7 / 20.9 mm in camera space (4.5 / 34.3 / 10.5 mm
 as stored).
+And again on 2026-12-04 (nineteenth session) for stages 15 and 16 (`configs/m3dhmr_cpu_tuxpaint3.yaml`,
+`m3dhmr_cpu_tuxpaint4.yaml`: two more averages of that kind; foreign set 12.55 -> 12.37 mm, a fresh
+foreign draw 12.55 -> 12.28 mm): 2D keypoints moved by 1.1 / 4.9 / 1.3 px on average, vertices by
+24.4 / 70.9 / 22.4 mm in camera space (2.3 / 10.2 / 4.1 mm relative to the wrist).
 A new reference is only ever written deliberately, with the change measured and stated here:
 `python tests/test_golden_outputs.py --write`.
 

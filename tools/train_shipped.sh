@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 16 hours,
-# over the 150-minute budget since stages 3-14 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 17 hours,
+# over the 150-minute budget since stages 3-16 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -15,9 +15,10 @@
 # m3dhmr_cpu_cutouts4.yaml (~70-85 min each); stage 11: two runs of configs/m3dhmr_cpu_cutouts5.yaml from
 # stage 10 on two more draws, their weights averaged (~80 min each); stage 12: the same from stage 11's
 # average, two runs of configs/m3dhmr_cpu_cutouts6.yaml (2000 steps in float32, ~100 min each on an
-# AVX2-only CPU, side by side), averaged again; stages 13 and 14: Tux Paint's 21 photographs added to the pool
-# (tools/fetch_photos.py --tuxpaint), two more such averages in a row (configs/m3dhmr_cpu_tuxpaint.yaml,
-# m3dhmr_cpu_tuxpaint2.yaml: 2000 bf16 steps per run, ~34 min side by side on an AVX-512 BF16 CPU); evaluate on the held-out
+# AVX2-only CPU, side by side), averaged again; stages 13-16: Tux Paint's 21 photographs added to the pool
+# (tools/fetch_photos.py --tuxpaint), four more such averages in a row (configs/m3dhmr_cpu_tuxpaint.yaml,
+# m3dhmr_cpu_tuxpaint2.yaml, m3dhmr_cpu_tuxpaint3.yaml, m3dhmr_cpu_tuxpaint4.yaml: 2000 bf16 steps per run,
+# ~34 min side by side on an AVX-512 BF16 CPU); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -148,6 +149,14 @@ POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint.yaml
 STAGE13=$RUN/soup
 RUN=${RUN14:-runs/m3dhmr_cpu_tuxpaint2}
 POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint2.yaml "$STAGE13" "$RUN" 36 37 2000
+# stages 15 and 16 (since 2026-12-04, nineteenth session): two more such averages in a row over the same
+# pool (configs/m3dhmr_cpu_tuxpaint3.yaml, m3dhmr_cpu_tuxpaint4.yaml)
+STAGE14=$RUN/soup
+RUN=${RUN15:-runs/m3dhmr_cpu_tuxpaint3}
+POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint3.yaml "$STAGE14" "$RUN" 38 39 2000
+STAGE15=$RUN/soup
+RUN=${RUN16:-runs/m3dhmr_cpu_tuxpaint4}
+POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint4.yaml "$STAGE15" "$RUN" 40 41 2000
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -177,7 +186,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -192,6 +201,8 @@ atomic_write_json(path, {
              "stage12": "the same with --seed 27 and, for the soup's second run, --seed 28",
              "stage13": "the same plus --backgrounds <tools/fetch_photos.py --tuxpaint> with --seed 34 and, for the soup's second run, --seed 35",
              "stage14": "the same with --seed 36 and, for the soup's second run, --seed 37",
+             "stage15": "the same with --seed 38 and, for the soup's second run, --seed 39",
+             "stage16": "the same with --seed 40 and, for the soup's second run, --seed 41",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
