@@ -179,8 +179,9 @@ class M3DHMRAdapter(InferenceAdapter):
         joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))
         if V > 1:
             peak = outputs.get("heatmap_peak")
-            weights = np.ones((len(hands), V)) if peak is None else \
-                np.exp(TEST_TIME_SHARPNESS * log_peak(peak[take])).reshape(-1, V)
+            sharpness = np.zeros((len(hands), V)) if peak is None else \
+                TEST_TIME_SHARPNESS * log_peak(peak[take]).reshape(-1, V)
+            weights = np.exp(sharpness - sharpness.max(1, keepdims=True))  # ∝ peak^TEST_TIME_SHARPNESS
             joints_view, verts_view, uv_view = self._average_views(views, weights / weights.sum(1, keepdims=True),
                                                                    joints_view, verts_view, uv_view)
         first = views[::V]
