@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 
 import handrecon
 from handrecon.data.loaders import build_dataset
+from handrecon.eval.metrics import keypoint_errors
 from handrecon.geometry.procrustes import procrustes_align
 from handrecon.hand.keypoints import OP21_TIPS
 from handrecon.utils.io import atomic_write_json
@@ -44,7 +45,7 @@ def hand_errors(model, root: str, whole_image: bool, limit: int | None, batch: i
     ground-truth hand of the set at `root`."""
     samples = build_dataset("synthetic", root, "all")
     n = len(samples) if limit is None else min(limit, len(samples))
-    errors, peaks, joints = [], [], []
+    predicted, peaks, joints = [], [], []
     for start in range(0, n, batch):
         chunk = [samples[i] for i in range(start, min(start + batch, n))]
         if whole_image and any(len(s.hands) != 1 for s in chunk):
@@ -54,12 +55,11 @@ def hand_errors(model, root: str, whole_image: bool, limit: int | None, batch: i
                                       sides=[[h.side for h in s.hands] for s in chunk])
         for sample, result in zip(chunk, results):
             for found, truth in zip(result.hands, sample.hands):
-                gt = np.asarray(truth.keypoints_3d, np.float64)
-                aligned = procrustes_align(np.asarray(found.keypoints_3d, np.float64), gt)
-                errors.append(1000.0 * float(np.linalg.norm(aligned - gt, axis=-1).mean()))
+                predicted.append(found.keypoints_3d)
                 peaks.append(np.nan if found.heatmap_peak is None else found.heatmap_peak)
-                joints.append(gt)
-    return np.array(errors), np.array(peaks), np.array(joints).reshape(-1, 21, 3)
+                joints.append(truth.keypoints_3d)
+    P, G = (np.asarray(x, np.float64).reshape(-1, 21, 3) for x in (predicted, joints))
+    return 1000.0 * keypoint_errors(procrustes_align(P, G), G).mean(1), np.array(peaks), G
 
 
 def hand_kinds(joints: np.ndarray) -> dict[str, np.ndarray]:
