@@ -6,8 +6,8 @@ threads for torch and for onnxruntime's intra-op pool), one 640×480 photo with 
 | stage        | what                                                                   |
 |--------------|------------------------------------------------------------------------|
 | preprocess   | input checks + the family's pre-processing: crop, resize, mirror, normalisation |
-| encoder      | torch only: the stacked landmark encoder                               |
-| decoder      | torch only: the mesh decoder (lifting, spiral layers, head, ROI)       |
+| encoder      | the network's first stage: the stacked landmark encoder                |
+| decoder      | its second stage: the mesh decoder (lifting, spiral layers, head, ROI), which reading a side runs on the winning crop only |
 | network      | the whole network (torch module or onnxruntime session)                |
 | postprocess  | root recovery (closed form + robust refinement), back to the image camera, typed results |
 | post (closed)| the same with the closed-form root alone (`refine_root=False`)         |
@@ -58,7 +58,7 @@ def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
         return handrecon.load(path, threads=threads), f"M3DHMR kwargs {random_kwargs or '(defaults)'}, random weights"
 
 
-def stage_times(rec, image, box, side, args, model=None) -> dict[str, float]:
+def stage_times(rec, image, box, side, args) -> dict[str, float]:
     prompt = ([image], [None], [[box]], [[side]])
     prepared = rec.prepare(*prompt)
     x = prepared.inputs
@@ -71,12 +71,11 @@ def stage_times(rec, image, box, side, args, model=None) -> dict[str, float]:
         "post (closed)": timed(lambda: rec.results(prepared, rec.adapter.postprocess(prepared, raw, False)), r, w),
         "predict": timed(lambda: rec.predict(image, boxes=[box], sides=[side]), r, w),
     }
-    if model is not None:  # torch: the two halves of the network, each on its real input
-        xt = torch.from_numpy(x)
-        with torch.no_grad():
-            enc = model.encoder(xt)
-            out["encoder"] = timed(lambda: model.encoder(xt), r, w)
-            out["decoder"] = timed(lambda: model.decoder(enc["latent"], enc["uv"]), r, w)
+    if getattr(rec.network, "staged", False):  # the network's two stages, each on its real input
+        first = rec.network.first_stage(x)
+        link = {name: first[name] for name in rec.adapter.stage_link}
+        out["encoder"] = timed(lambda: rec.network.first_stage(x), r, w)
+        out["decoder"] = timed(lambda: rec.network.second_stage(link), r, w)
     return out
 
 
@@ -103,7 +102,7 @@ def main() -> None:
         print(f"threads: {args.threads}; batch 1; median of {args.repeats} runs after {args.warmup} warm-up; "
               f"photo 640x480, box {box}, side {args.side}")
         model.eval()
-        results = {"torch": stage_times(rec, image, box, args.side, args, model=model)}
+        results = {"torch": stage_times(rec, image, box, args.side, args)}
         batch16 = {"torch": batch_throughput(rec, args)}
         try:
             from handrecon.infer.load import load_onnx

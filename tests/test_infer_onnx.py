@@ -109,21 +109,23 @@ def test_onnx_metadata_that_lies_is_refused(models, tmp_path):
         lying = {**card, "inference": {**card["inference"], **bad}}
         with pytest.raises(ValueError, match=match):
             load_onnx(with_meta(metadata(lying, True), "lying.onnx"))
-    proto = onnx.load(str(path))
-    proto.graph.output.remove(next(o for o in proto.graph.output if o.name == "joints"))
-    onnx.save(proto, str(tmp_path / "short.onnx"))
     with pytest.raises(ValueError, match="lacks the outputs"):
-        load_onnx(tmp_path / "short.onnx")
+        load_onnx(_without_output(path, "joints", tmp_path / "short.onnx"))
+
+
+def _without_output(path: Path, name: str, out: Path) -> Path:
+    """A copy of the exported graph at `path` without its output `name` (as an older export)."""
+    proto = onnx.load(str(path))
+    proto.graph.output.remove(next(o for o in proto.graph.output if o.name == name))
+    onnx.save(proto, str(out))
+    return out
 
 
 def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
     """A graph exported before `heatmap_peak` existed loads; a side not given is then the prior's
     sign, else "right" (no reading), where the full graph reads it from the crop and its mirror."""
     torch_rec, onnx_rec, path = models
-    proto = onnx.load(str(path))
-    proto.graph.output.remove(next(o for o in proto.graph.output if o.name == "heatmap_peak"))
-    onnx.save(proto, str(tmp_path / "old.onnx"))
-    old = load_onnx(tmp_path / "old.onnx")
+    old = load_onnx(_without_output(path, "heatmap_peak", tmp_path / "old.onnx"))
     assert not old.adapter.reads_sides and onnx_rec.adapter.reads_sides
     image, box = photo(seed=4), [(30, 20, 110, 100)]
     guessed = old.predict(image, boxes=box).hands[0]
@@ -137,6 +139,90 @@ def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
     # behind a detector: the detector's own scores at the threshold, as before the hand score
     hands = TwoStagePredictor(CandidateDetector(), old, score_threshold=0.5, hand_presence=True).predict(photo(seed=5)).hands
     assert [h.score for h in hands] == [0.95, 0.6]
+
+
+def _decoded_rows(rec, monkeypatch) -> list[int]:
+    """Spy on a staged network: the number of rows each second-stage (mesh decoder) call gets."""
+    counts, second = [], rec.network.second_stage
+
+    def spy(link):
+        counts.append(len(next(iter(link.values()))))
+        return second(link)
+
+    monkeypatch.setattr(rec.network, "second_stage", spy)
+    return counts
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("rotations", [(0.0,), (0.0, -45.0, 45.0)])
+def test_the_mesh_decoder_runs_on_the_winning_reading_only(models, backend, rotations, monkeypatch):
+    """Reading a side puts every crop and its mirror through the network; the mesh decoder (the
+    second stage) then runs only on the reading that won: half the crops, with the same hands
+    (sides, scores, vertices) as the whole network on every crop. A side given: one reading, all rows."""
+    torch_rec, onnx_rec, _ = models
+    rec = torch_rec if backend == "torch" else onnx_rec
+    assert rec.network.staged
+    monkeypatch.setattr(rec.adapter, "test_time_rotations", rotations)
+    # closed-form root: the robust refinement of random weights' joints turns the decoder's batch-size
+    # rounding (1e-7 m) into mm (test_predictor.py, test_predict_batch_matches_predict_and_names_bad_items); the network outputs match to 1e-7
+    monkeypatch.setattr(rec, "refine_root", False)
+    images = [photo(seed=20 + i) for i in range(3)]
+    boxes = [[(30, 20, 110, 100), (5, 5, 60, 70)], [(40, 30, 120, 110)], [(10, 40, 70, 100), (60, 10, 150, 90)]]
+    sides = [[None, "left"], [None], [None, None]]
+    monkeypatch.setattr(rec.network, "staged", False)
+    whole = rec.predict_batch(images, boxes=boxes, sides=sides)
+    monkeypatch.setattr(rec.network, "staged", True)
+    counts = _decoded_rows(rec, monkeypatch)
+    staged = rec.predict_batch(images, boxes=boxes, sides=sides)
+    assert counts == [5 * len(rotations)]  # 5 hands; 9 readings went through the encoder
+    for a, b in zip(whole, staged):
+        for ha, hb in zip(a.hands, b.hands):
+            assert (hb.side, hb.side_score, hb.heatmap_peak) == (ha.side, ha.side_score, ha.heatmap_peak)
+            np.testing.assert_allclose(hb.vertices, ha.vertices, atol=1e-6)
+            np.testing.assert_allclose(hb.keypoints_2d, ha.keypoints_2d, atol=1e-4)
+    counts.clear()
+    rec.predict_batch(images, boxes=boxes, sides=[["right"] * len(b) for b in boxes])
+    assert counts == [5 * len(rotations)]
+
+
+def test_an_export_without_the_stage_link_serves_in_one_piece(models, tmp_path):
+    """A graph exported before the network's two stages (no ``landmark_features`` output) loads and
+    runs whole, with the same hands."""
+    _, onnx_rec, path = models
+    old = load_onnx(_without_output(path, "landmark_features", tmp_path / "one_piece.onnx"))
+    assert not old.network.staged and onnx_rec.network.staged
+    image, box = photo(seed=4), [(30, 20, 110, 100)]
+    a, b = old.predict(image, boxes=box).hands[0], onnx_rec.predict(image, boxes=box).hands[0]
+    assert (a.side, a.side_score) == (b.side, b.side_score)
+    np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
+
+
+def test_the_cut_sub_graphs_are_kept_and_a_damaged_one_is_cut_again(models, tmp_path, monkeypatch):
+    """The two stages' sub-graphs are cut from a file once and kept in the cache (a later load opens
+    them without onnx); a damaged kept file serves the graph whole once, then is cut again."""
+    import onnx.utils
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    _, onnx_rec, path = models
+    image, box = photo(seed=4), [(30, 20, 110, 100)]
+    expected = onnx_rec.predict(image, boxes=box).hands[0].vertices
+    assert load_onnx(path).network.staged
+    kept = sorted((tmp_path / "cache" / "subgraphs").glob("*.onnx"))
+    assert len(kept) == 2
+
+    def no_cutting(*args, **kwargs):
+        raise AssertionError("cut again")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx.utils, "Extractor", no_cutting)
+        again = load_onnx(path)
+        assert again.network.staged
+        np.testing.assert_allclose(again.predict(image, boxes=box).hands[0].vertices, expected, atol=1e-6)
+        kept[1].write_bytes(b"damaged")
+        whole = load_onnx(path)
+        assert not whole.network.staged and not kept[1].exists()
+        np.testing.assert_allclose(whole.predict(image, boxes=box).hands[0].vertices, expected, atol=1e-6)
+    assert load_onnx(path).network.staged and kept[1].is_file()
 
 
 def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
@@ -180,6 +266,7 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
     torch_rec = handrecon.load(ckpt)
     auto = handrecon.load(ckpt, backend="auto", threads=1)
     assert isinstance(auto.network, OnnxNetwork) and auto.source == str(ckpt)
+    assert auto.network.staged  # the optimised cached graph splits into its two stages too
     kept = list((tmp_path / "cache" / "models").glob("*.onnx"))
     assert len(kept) == 1
     image = photo()
@@ -282,6 +369,7 @@ def test_int8_export_quantises_the_convolutions_and_keeps_the_outputs(models, tm
     assert meta["card"] == torch_rec.card and meta["refine_root"] is True
     assert meta["quantization"]["ops"] == ["Conv"] and meta["quantization"]["calibration_images"] == 16
     int8_rec = handrecon.load(path, threads=1)
+    assert int8_rec.network.staged
     x = fp32_rec.prepare([photo(seed=100 + i) for i in range(6)], [None] * 6, [None] * 6, [None] * 6).inputs
     a, b = fp32_rec.network(x), int8_rec.network(x)
 

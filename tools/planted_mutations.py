@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 99, about 23 minutes on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 101, about 23 minutes on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -352,6 +352,13 @@ MUTATIONS = [
      "", ["tests/test_video.py"]),
     ("a bare `off` in a config is YAML's false", "src/handrecon/train/config.py",
      "            value = word  #", "            pass  #", ["tests/test_train_config.py"]),
+    ("the mesh decoder runs on every reading again", "src/handrecon/models/m3dhmr/inference.py",
+     'return self.kept_views(prepared, first.get("heatmap_peak"))[-1]', "return np.arange(len(prepared.inputs))",
+     ["tests/test_infer_onnx.py"]),
+    ("the mesh decoder runs on the next crops", "src/handrecon/models/m3dhmr/inference.py",
+     'return self.kept_views(prepared, first.get("heatmap_peak"))[-1]',
+     'return np.minimum(self.kept_views(prepared, first.get("heatmap_peak"))[-1] + 1, len(prepared.inputs) - 1)',
+     ["tests/test_infer_onnx.py"]),
 ]
 
 

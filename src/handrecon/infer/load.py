@@ -45,6 +45,7 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
     if list(graph_size) != [adapter.input_size] * 2:
         raise ValueError(f"{path}: the metadata says input_size {adapter.input_size} but the graph takes "
                          f"{graph_size[0]} x {graph_size[1]} images; the file was edited or is broken, re-export it")
+    network.use_stages(adapter.stage_link, adapter.second_stage_outputs)
     refine = bool(meta.get("refine_root", True)) if refine_root is None else refine_root
     return Predictor(adapter, network, refine, meta["card"], str(path))
 

@@ -11,16 +11,19 @@ refinement switch.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from handrecon.models.adapter import INPUT_NAME
-from handrecon.utils.onnx import ort_session
+from handrecon.utils.onnx import cached_subgraphs, ort_session
 
 METADATA_KEY = "handrecon"
 METADATA_FORMAT, METADATA_VERSION = "handrecon-onnx", 2
 OPSET = 17
+log = logging.getLogger(__name__)
 
 
 def metadata(card: dict, refine_root: bool) -> str:
@@ -37,6 +40,7 @@ class OnnxNetwork:
             self.session = ort_session(path, threads)
         except ValueError as e:
             raise ValueError(f"{e}; re-export with `handrecon export-onnx`") from e
+        self.path, self.threads, self.staged = Path(path), threads, False
         self.output_names = [o.name for o in self.session.get_outputs()]
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
@@ -50,6 +54,38 @@ class OnnxNetwork:
                              "graph does not; serve it from its checkpoint (torch)")
         outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
         return dict(zip(self.output_names, outputs))
+
+    def use_stages(self, stage_link: Sequence[str], second_stage_outputs: Sequence[str]) -> bool:
+        """Serve the graph in the adapter's two stages (`models.adapter.InferenceAdapter`), as two
+        sessions over sub-graphs cut from this file (`utils.onnx.cached_subgraphs`, cut once per
+        file): image → the other outputs, and `stage_link` → `second_stage_outputs`. False, leaving
+        the whole graph in one session, where the graph lacks those outputs (an older export) or
+        cannot be cut (onnx not installed)."""
+        if not second_stage_outputs or not set(stage_link) | set(second_stage_outputs) <= set(self.output_names):
+            return False
+        self.first_names = [n for n in self.output_names if n not in second_stage_outputs]
+        self.stage_link, self.second_names = list(stage_link), list(second_stage_outputs)
+        paths = cached_subgraphs(self.path, [([INPUT_NAME], self.first_names), (self.stage_link, self.second_names)])
+        if paths is None:
+            return False
+        try:
+            self.first_session, self.second_session = (ort_session(p, self.threads) for p in paths)
+        except ValueError as e:  # a damaged cached sub-graph: cut again next time, whole now
+            log.warning("serving %s whole (%s)", self.path, e)
+            for p in paths:
+                p.unlink(missing_ok=True)
+            return False
+        self.staged = True
+        return True
+
+    def first_stage(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.first_session.run(self.first_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
+        return dict(zip(self.first_names, outputs))
+
+    def second_stage(self, link: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.second_session.run(self.second_names, {name: np.ascontiguousarray(link[name], np.float32)
+                                                              for name in self.stage_link})
+        return dict(zip(self.second_names, outputs))
 
     def read_metadata(self, path: str | Path) -> dict:
         """The ``handrecon`` metadata (ValueError if the file is not a handrecon export)."""

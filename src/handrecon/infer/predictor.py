@@ -36,7 +36,9 @@ MIN_BOX_PX = 4.0  # a hand box's longest side, at least (pixels)
 FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
 
 # A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
-# `Prepared.extra`, if any) to {output name: array}.
+# `Prepared.extra`, if any) to {output name: array}. One whose `staged` is true also runs in the
+# adapter's two stages (`InferenceAdapter.second_stage_outputs`): ``first_stage(inputs)`` → the
+# other outputs, ``second_stage({link name: rows})`` → the second-stage outputs of those rows.
 Network = Callable[..., dict[str, np.ndarray]]
 
 
@@ -231,10 +233,27 @@ class Predictor:
         for s in range(0, n, batch_size):
             chunk = slice(s, s + batch_size)
             prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk], priors[chunk])
-            outputs = self.network(prepared.inputs, **prepared.extra) if len(prepared.inputs) else {}
+            outputs = self.run_network(prepared)
             results += self.results(prepared, self.adapter.postprocess(prepared, outputs, self.refine_root)
                                     if outputs else [_no_hands() for _ in prepared.image_sizes])
         return results
+
+    def run_network(self, prepared: Prepared) -> dict[str, np.ndarray]:
+        """The network's outputs for a prepared batch ({} for no input). A staged network computes
+        its second-stage outputs for the rows the adapter keeps only (`InferenceAdapter.rows_to_finish`);
+        their other rows are NaN, which postprocessing never reads."""
+        if not len(prepared.inputs):
+            return {}
+        if prepared.extra or not getattr(self.network, "staged", False):
+            return self.network(prepared.inputs, **prepared.extra)
+        outputs = self.network.first_stage(prepared.inputs)
+        rows = self.adapter.rows_to_finish(prepared, outputs)
+        second = self.network.second_stage({name: outputs[name][rows] for name in self.adapter.stage_link})
+        for name, rows_out in second.items():
+            full = np.full((len(prepared.inputs), *rows_out.shape[1:]), np.nan, rows_out.dtype)
+            full[rows] = rows_out
+            outputs[name] = full
+        return outputs
 
     def prepare(self, images: Sequence[np.ndarray], Ks: Sequence[Any], boxes: Sequence[Any],
                 sides: Sequence[Any], side_priors: Sequence[Any] | None = None) -> Prepared:

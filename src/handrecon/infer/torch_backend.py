@@ -24,16 +24,35 @@ from handrecon.utils.io import atomic_write_bytes, check_output_file
 class TorchNetwork:
     """A family's torch network (`InferenceAdapter.network`) as a `infer.predictor.Network`."""
 
-    def __init__(self, module: torch.nn.Module, output_names: Sequence[str], device: str | torch.device = "cpu"):
+    def __init__(self, module: torch.nn.Module, output_names: Sequence[str], device: str | torch.device = "cpu",
+                 stage_link: Sequence[str] = (), second_stage_outputs: Sequence[str] = ()):
+        """stage_link, second_stage_outputs: the adapter's two stages (`InferenceAdapter`), if any:
+        the module then has ``first_stage`` and ``second_stage``."""
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
         self.output_names = tuple(output_names)
+        self.stage_link, self.second_names = tuple(stage_link), tuple(second_stage_outputs)
+        self.first_names = tuple(n for n in self.output_names if n not in self.second_names)
+        self.staged = bool(self.second_names)
 
     @torch.no_grad()
     def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.module(torch.from_numpy(inputs).to(self.device),
                               **{k: torch.from_numpy(v).to(self.device) for k, v in extra.items()})
-        return {name: out.float().cpu().numpy() for name, out in zip(self.output_names, outputs)}
+        return self._named(self.output_names, outputs)
+
+    @torch.no_grad()
+    def first_stage(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return self._named(self.first_names, self.module.first_stage(torch.from_numpy(inputs).to(self.device)))
+
+    @torch.no_grad()
+    def second_stage(self, link: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(link[name])).to(self.device) for name in self.stage_link]
+        return self._named(self.second_names, self.module.second_stage(*tensors))
+
+    @staticmethod
+    def _named(names: Sequence[str], outputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+        return {name: out.float().cpu().numpy() for name, out in zip(names, outputs)}
 
 
 def set_threads(threads: int | None) -> None:
@@ -48,7 +67,8 @@ def load_torch(path: str | Path, device: str | torch.device = "cpu", refine_root
     model, card = load_model(path, device=device)
     adapter = build_adapter(card, str(path))
     refine = getattr(model, "refine_root", True) if refine_root is None else refine_root
-    network = TorchNetwork(adapter.network(model), adapter.output_names, device)
+    network = TorchNetwork(adapter.network(model), adapter.output_names, device, adapter.stage_link,
+                           adapter.second_stage_outputs)
     return Predictor(adapter, network, refine, card, str(path), model=model)
 
 

@@ -81,6 +81,13 @@ class InferenceAdapter(ABC):
     output_names: tuple[str, ...] = ()
     optional_outputs: tuple[str, ...] = ()  # outputs an older exported graph may lack (the adapter copes)
     test_time_rotations: tuple[float, ...] = (0.0,)
+    # A network in two stages (optional): the outputs `second_stage_outputs` depend on the image only
+    # through the first stage's outputs `stage_link`, so a backend may compute them for the rows
+    # `rows_to_finish` keeps only (M3DHMR: the mesh decoder, for the side reading's winning crops).
+    # The torch module then has ``first_stage(inputs)`` (the other outputs, in `output_names` order)
+    # and ``second_stage(*link)`` (`second_stage_outputs`, in order).
+    stage_link: tuple[str, ...] = ()
+    second_stage_outputs: tuple[str, ...] = ()
 
     def __init__(self, spec: dict[str, Any]) -> None:
         """Check the shared spec keys (ValueError naming the key): a card is data, maybe edited."""
@@ -115,6 +122,11 @@ class InferenceAdapter(ABC):
         """images: RGB uint8 (H, W, 3), checked; Ks: (3, 3) float64; boxes[i]: (N_i, 4) px or None;
         sides[i]: N_i sides or None (a None side: not given; a crop model reads it); side_priors[i]:
         (N_i,) log-odds of "left" from another reader for hands whose side is not given, or None."""
+
+    def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
+        """Rows of `prepared.inputs` whose `second_stage_outputs` `postprocess` reads, from the first
+        stage's outputs `first` (default: every row)."""
+        return np.arange(len(prepared.inputs))
 
     @abstractmethod
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:

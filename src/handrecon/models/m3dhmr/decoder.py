@@ -102,15 +102,21 @@ class MeshDecoder(nn.Module):
             raise ValueError(f"template must be ({self.num_vertices}, 3), got {tuple(t.shape)}")
         self.register_buffer("template", t, persistent=False)
 
-    def features(self, latent: torch.Tensor, uv_norm: torch.Tensor) -> torch.Tensor:
-        """Finest-level vertex features (B, V, channels[0])."""
-        x = self.lift @ self.latent_proj(sample_features_at(latent, uv_norm))  # (B, V_coarsest, C)
+    def features(self, landmark_features: torch.Tensor) -> torch.Tensor:
+        """(B, J, C_lat) landmark features F^p → finest-level vertex features (B, V, channels[0])."""
+        x = self.lift @ self.latent_proj(landmark_features)  # (B, V_coarsest, C)
         for up, layer in zip(self.up, self.layers):
             x = F.relu(layer(up(x)))
         return x
 
     def forward(self, latent: torch.Tensor, uv_norm: torch.Tensor) -> torch.Tensor:
-        x = self.features(latent, uv_norm)
+        return self.decode_landmarks(sample_features_at(latent, uv_norm))
+
+    def decode_landmarks(self, landmark_features: torch.Tensor) -> torch.Tensor:
+        """(B, J, C_lat) landmark features F^p (eq. 1, the latent sampled at the landmarks) →
+        vertices (B, V, 3), 0.2 m units: everything after the sampling, which sees nothing else of
+        the image (inference decodes only the crops it keeps: `M3DHMRNetwork`)."""
+        x = self.features(landmark_features)
         verts = self.head(x) + self.template
         if self.roi is not None:
             verts = verts + self.roi(x, verts)

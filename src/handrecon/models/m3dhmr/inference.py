@@ -6,7 +6,9 @@ M3DHMR is a crop model: one network view per hand, in four stages:
    the box's longest side × the spec's crop scale, resized to S × S, left hands mirrored: the
    network only ever sees right hands). Without boxes the whole image is one crop (scale 1).
 2. `network` (`model.M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
-   view pixels, ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame.
+   view pixels, ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame. It
+   runs in two stages: the encoder on every crop, the mesh decoder (about half the network's time)
+   only on the crops the hand's result is taken from (`rows_to_finish`: the winning reading's).
 3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ uv, in the view frame.
 4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
    rotation and the mirror, so a left hand's vertices are its true camera-space positions.
@@ -16,7 +18,7 @@ mirror image is a right hand, so the crop is read twice — plain (as a right ha
 a left hand) — and the reading whose keypoint heatmaps are sharper (`heatmap_peak`) wins:
 log-odds of "left" = `SIDE_EVIDENCE_SCALE` · (log peak_mirrored − log peak_plain), plus a prior
 another reader gives (`side_priors`: the two-stage pipeline passes the detector's side head). The
-winning reading's outputs are the hand's: one extra network pass per hand, no extra model. A
+winning reading's outputs are the hand's: one extra encoder pass per hand, no extra model. A
 graph exported before `heatmap_peak` existed cannot read sides: a missing side is then "right" (or
 the prior's). Measured on ground-truth boxes (docs/inference.md, "Left or right"): held-out
 scenes 0.756 (side head) → 0.760 (this reading) / 0.798 (both), foreign scenes 0.663 → 0.783 / 0.754.
@@ -78,8 +80,10 @@ class M3DHMRAdapter(InferenceAdapter):
     """Crops → M3DHMR → camera space (module docstring). Spec: `M3DHMR.inference_spec`."""
 
     detects_hands = False
-    output_names = ("uv_px", "verts", "joints", "heatmap_peak")
-    optional_outputs = ("heatmap_peak",)
+    output_names = ("uv_px", "verts", "joints", "heatmap_peak", "landmark_features")
+    optional_outputs = ("heatmap_peak", "landmark_features")
+    stage_link = ("landmark_features",)
+    second_stage_outputs = ("verts", "joints")
 
     def __init__(self, spec: dict) -> None:
         super().__init__(spec)
@@ -168,12 +172,24 @@ class M3DHMRAdapter(InferenceAdapter):
             start += len(hand.views)
         return chosen, p_side, best
 
-    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
+    def kept_views(self, prepared: Prepared, peak: np.ndarray | None
+                   ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, np.ndarray]:
+        """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), and the network rows of
+        the chosen readings' views (hand-major): the rows the outputs are taken from."""
         V = len(self.test_time_rotations)
         hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
-        chosen, p_side, peaks = self.read_sides(hands, outputs.get("heatmap_peak"))
+        chosen, p_side, peaks = self.read_sides(hands, peak)
         starts = np.cumsum([0] + [len(hand.views) for hand in hands[:-1]])
         take = np.concatenate([np.arange(s + k * V, s + (k + 1) * V) for s, k in zip(starts, chosen)])
+        return hands, chosen, p_side, peaks, take
+
+    def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
+        """The mesh decoder runs on the chosen readings' views only: with the side read, half the crops."""
+        return self.kept_views(prepared, first.get("heatmap_peak"))[-1]
+
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
+        V = len(self.test_time_rotations)
+        hands, chosen, p_side, peaks, take = self.kept_views(prepared, outputs.get("heatmap_peak"))
         views = [v for hand, k in zip(hands, chosen) for v in hand.views[k * V: (k + 1) * V]]
         sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
         joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))

@@ -45,7 +45,7 @@ from handrecon.geometry.root import solve_root_translation
 from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
 from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
-from handrecon.models.heads import heatmap_peak, normalized_to_pixels, pixels_to_normalized
+from handrecon.models.heads import heatmap_peak, normalized_to_pixels, pixels_to_normalized, sample_features_at
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
 from handrecon.models.m3dhmr.loss import VERTEX_SCALE_M, M3DHMRLoss
@@ -243,8 +243,14 @@ class M3DHMR(nn.Module):
 
 class M3DHMRNetwork(nn.Module):
     """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
-    (B, 21, 3) root-relative metres, heatmap_peak (B,) the last stack's `heads.heatmap_peak`). Root
-    recovery and the side reading stay outside (`M3DHMRAdapter.postprocess`)."""
+    (B, 21, 3) root-relative metres, heatmap_peak (B,) the last stack's `heads.heatmap_peak`,
+    landmark_features (B, 21, C) the latent sampled at the landmarks). Root recovery and the side
+    reading stay outside (`M3DHMRAdapter.postprocess`).
+
+    In two stages, which inference uses to decode only the crops it keeps (the winning side's
+    reading): `first_stage` (the encoder: uv_px, heatmap_peak, landmark_features) and
+    `second_stage` (the mesh decoder, which sees the image only through landmark_features:
+    verts, joints). `forward` is both, the graph ONNX export writes."""
 
     def __init__(self, model: M3DHMR) -> None:
         super().__init__()
@@ -252,10 +258,19 @@ class M3DHMRNetwork(nn.Module):
         self.eval()
         model._sync_temperature()
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model.forward_crops(image, heatmaps=True)
-        return (normalized_to_pixels(out["uv"], image.shape[-1], image.shape[-2]), out["verts"], out["joints"],
-                heatmap_peak(out["heatmaps"][:, -1]))
+    def first_stage(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        enc = self.model.encoder(image)
+        return (normalized_to_pixels(enc["uv"], image.shape[-1], image.shape[-2]), heatmap_peak(enc["heatmaps"][:, -1]),
+                sample_features_at(enc["latent"], enc["uv"]))
+
+    def second_stage(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        verts = self.model.decoder.decode_landmarks(landmark_features) * VERTEX_SCALE_M
+        return verts, torch.einsum("jv,bvc->bjc", self.model.kp_regressor, verts)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        uv_px, peak, landmark_features = self.first_stage(image)
+        verts, joints = self.second_stage(landmark_features)
+        return uv_px, verts, joints, peak, landmark_features
 
 
 def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
