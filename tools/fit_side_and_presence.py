@@ -51,7 +51,8 @@ def crop_peaks(crop, image: np.ndarray, K: np.ndarray, boxes: np.ndarray) -> np.
     if not len(boxes):
         return np.zeros((0, 2))
     prep = crop.adapter.preprocess([image], [K], [boxes], [None])
-    return np.asarray(crop.network(prep.inputs)["heatmap_peak"], np.float64).reshape(-1, 2)
+    encode = crop.network.first_stage if getattr(crop.network, "staged", False) else crop.network  # the peak needs no decoder
+    return np.asarray(encode(prep.inputs)["heatmap_peak"], np.float64).reshape(-1, 2)
 
 
 def read_set(pipe, root: str) -> dict:
