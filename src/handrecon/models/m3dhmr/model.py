@@ -150,12 +150,17 @@ class M3DHMR(nn.Module):
                                  f"{tuple(image.shape)} {image.dtype}")
             self._sync_temperature()
         enc = self.encoder(image)
-        verts = self.decoder(enc["latent"], enc["uv"]) * VERTEX_SCALE_M
-        joints = torch.einsum("jv,bvc->bjc", self.kp_regressor, verts)
+        verts, joints = self.mesh_from_landmarks(sample_features_at(enc["latent"], enc["uv"]))
         out = {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
         if heatmaps or (self.training and self.criterion.weights["heatmap"] > 0):
             out["heatmaps"] = enc["heatmaps"]
         return out
+
+    def mesh_from_landmarks(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 21, C) the latent sampled at the landmarks → root-relative verts (B, V, 3) and joints
+        (B, 21, 3) = kp_regressor @ verts, metres: the mesh decoder and the keypoint regressor."""
+        verts = self.decoder.decode_landmarks(landmark_features) * VERTEX_SCALE_M
+        return verts, torch.einsum("jv,bvc->bjc", self.kp_regressor, verts)
 
     def forward(self, batch: dict[str, Any] | torch.Tensor) -> dict[str, Any]:
         if isinstance(batch, torch.Tensor):
@@ -264,8 +269,7 @@ class M3DHMRNetwork(nn.Module):
                 sample_features_at(enc["latent"], enc["uv"]))
 
     def second_stage(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        verts = self.model.decoder.decode_landmarks(landmark_features) * VERTEX_SCALE_M
-        return verts, torch.einsum("jv,bvc->bjc", self.model.kp_regressor, verts)
+        return self.model.mesh_from_landmarks(landmark_features)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         uv_px, peak, landmark_features = self.first_stage(image)
