@@ -39,6 +39,7 @@ continues with the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import random
 from dataclasses import dataclass
@@ -524,7 +525,7 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
         ckpt.read_card(ckpt.resolve_checkpoint(resume), verify=True)
     dist_info = init_distributed(cfg.train.device)
     stale = ckpt.remove_stale_temporaries(run_dir / "checkpoints") if dist_info.is_main else []
-    log = None
+    log, trainer = None, None
     try:
         trainer = Trainer(cfg, dist_info)
         if resume is not None:
@@ -549,8 +550,16 @@ def train(cfg: Config, resume: str | None = None) -> TrainResult:
             f"training {cfg.model.name} on {dist_info.world_size} process(es), device {dist_info.device}, "
             f"{trainer.steps_per_epoch} steps/epoch, {trainer.total_steps} steps; run dir {run_dir}"
         )
-        return trainer.fit(log)
+        result = trainer.fit(log)
+        barrier()  # every rank is past its last collective before any rank tears its group down
+        return result
     finally:
         if log is not None:
             log.close()
+        # Drop the trainer (its DistributedDataParallel wrapper holds the process group) and collect
+        # reference cycles before destroying the group, all while the interpreter is alive: a gloo
+        # group freed during interpreter finalisation can abort a rank after its work is done
+        # (SIGABRT, "terminate called without an active exception"), failing a finished torchrun job.
+        trainer = None
+        gc.collect()
         end_group()
