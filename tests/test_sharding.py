@@ -15,7 +15,7 @@ from test_predictor import tiny_checkpoint
 
 
 def run(args, tmp_path, nproc):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an aborting rank prints where it was
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "handrecon.cli", *args] if nproc > 1 else [sys.executable, "-m", "handrecon.cli", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
@@ -66,7 +66,7 @@ def test_rank_group_destroyed_before_interpreter_exit(tmp_path):
         "atexit.register(lambda: log.write(f'group at exit: {dist.is_initialized()}\\n') and log.close())\n"
         "rank, world = start_cpu_group()\n"
         "log.write(f'ranks {all_gather_object(rank)}\\n')\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an aborting rank prints where it was
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
