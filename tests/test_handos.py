@@ -345,6 +345,8 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     assert predictor.detects_hands
     with pytest.raises(ValueError, match="test-time rotations apply to crop models"):
         handrecon.load(str(ckpt), test_time_rotations=(0, 45))
+    with pytest.raises(ValueError, match="a second look applies to crop models"):
+        handrecon.load(str(ckpt), second_look=True)
     from handrecon.infer.onnx import OnnxNetwork
 
     assert not isinstance(handrecon.load(str(ckpt), backend="auto").network, OnnxNetwork)  # prompts need torch

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 120, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 122, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -353,12 +353,17 @@ MUTATIONS = [
     ("a bare `off` in a config is YAML's false", "src/handrecon/train/config.py",
      "            value = word  #", "            pass  #", ["tests/test_train_config.py"]),
     ("the mesh decoder runs on every reading again", "src/handrecon/models/m3dhmr/inference.py",
-     'return self.kept_views(prepared, first.get("heatmap_peak"))[-1]', "return np.arange(len(prepared.inputs))",
-     ["tests/test_infer_onnx.py"]),
+     "return np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)",
+     "return np.arange(len(prepared.inputs))", ["tests/test_infer_onnx.py"]),
     ("the mesh decoder runs on the next crops", "src/handrecon/models/m3dhmr/inference.py",
-     'return self.kept_views(prepared, first.get("heatmap_peak"))[-1]',
-     'return np.minimum(self.kept_views(prepared, first.get("heatmap_peak"))[-1] + 1, len(prepared.inputs) - 1)',
-     ["tests/test_infer_onnx.py"]),
+     "return np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)",
+     "return np.minimum(np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx]) + 1, "
+     "len(prepared.inputs) - 1)", ["tests/test_infer_onnx.py"]),
+    ("the second look sees every hand again", "src/handrecon/models/m3dhmr/inference.py",
+     "            if hand_peak >= SECOND_LOOK_PEAK:\n", "            if False:\n", ["tests/test_second_look.py"]),
+    ("the second look crops the losing side", "src/handrecon/models/m3dhmr/inference.py",
+     "hand.box, hand.scale, hand.readings[k], angle)", "hand.box, hand.scale, hand.readings[-1 - k], angle)",
+     ["tests/test_second_look.py"]),
 ]
 
 

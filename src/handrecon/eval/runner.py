@@ -210,6 +210,9 @@ def evaluate(
     if len(rotations) > 1:
         result.notes.append(f"test-time rotations: each hand seen at {', '.join(f'{a:g}' for a in rotations)} degrees, "
                             "the views averaged, weighted by their heatmap peaks")
+    elif getattr(predictor, "second_look", False):
+        result.notes.append("second look: hands with a heatmap peak below the threshold seen again at +-45 degrees, "
+                            "the views averaged, weighted by their heatmap peaks")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission

@@ -52,7 +52,8 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
          refine_root: bool | None = None, backend: str = "torch",
-         test_time_rotations: Sequence[float] | None = None) -> Predictor | TwoStagePredictor:
+         test_time_rotations: Sequence[float] | None = None, second_look: bool = False
+         ) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
@@ -67,13 +68,16 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
 
     test_time_rotations: a crop model sees each hand once per in-plane rotation (degrees, e.g.
     `TEST_TIME_ROTATIONS`) and averages the views, weighted by how sharp their heatmaps are (the M3DHMR adapter's docstring); None: one view.
-    Costs one network pass per angle; a model that finds its own hands refuses it (ValueError)."""
+    Costs one network pass per angle; a model that finds its own hands refuses it (ValueError).
+    second_look: a crop model looks again, turned ±45 degrees, at the hands whose heatmaps are not
+    sharp (the M3DHMR adapter's docstring); ignored with test-time rotations, refused (ValueError)
+    by a model that finds its own hands."""
     check_threads(threads)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if is_pipeline(name_or_path):
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
-        crop_predictor = load(crop, device, threads, refine_root, backend, test_time_rotations)
+        crop_predictor = load(crop, device, threads, refine_root, backend, test_time_rotations, second_look)
         return TwoStagePredictor(build_detector(detector, threads), crop_predictor, source=str(name_or_path))
     try:
         path = resolve_model(name_or_path)
@@ -96,6 +100,8 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
         predictor.source = str(name_or_path)
     if test_time_rotations is not None:
         predictor.adapter.set_test_time_rotations(test_time_rotations)
+    if second_look:
+        predictor.adapter.set_second_look(True)
     return predictor
 
 

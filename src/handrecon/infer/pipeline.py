@@ -93,6 +93,11 @@ class TwoStagePredictor:
         return self.crop.test_time_rotations
 
     @property
+    def second_look(self) -> bool:
+        """True when the crop model looks again at unsure hands (`Predictor.second_look`)."""
+        return self.crop.second_look
+
+    @property
     def settings(self) -> dict[str, Any]:
         """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU) and
         whether hand presence is scored (`--thorough`)."""

@@ -188,10 +188,16 @@ class Predictor:
         return self.adapter.test_time_rotations
 
     @property
+    def second_look(self) -> bool:
+        """True when a crop model looks again at the hands its first look is unsure of."""
+        return bool(getattr(self.adapter, "second_look_on", False)) and len(self.test_time_rotations) == 1
+
+    @property
     def settings(self) -> dict[str, Any]:
         """What produced a result, as written beside it (per-image JSON, a video's resume check):
-        the model's name or path and its test-time rotations (degrees)."""
-        return {"model": self.source, "test_time_rotations": [float(a) for a in self.test_time_rotations]}
+        the model's name or path, its test-time rotations (degrees) and whether it looks twice."""
+        return {"model": self.source, "test_time_rotations": [float(a) for a in self.test_time_rotations],
+                "second_look": self.second_look}
 
     @property
     def detects_hands(self) -> bool:
@@ -233,27 +239,39 @@ class Predictor:
         for s in range(0, n, batch_size):
             chunk = slice(s, s + batch_size)
             prepared = self.prepare(images[chunk], Ks[chunk], boxes[chunk], sides[chunk], priors[chunk])
-            outputs = self.run_network(prepared)
+            prepared, outputs = self.run_network(prepared)
             results += self.results(prepared, self.adapter.postprocess(prepared, outputs, self.refine_root)
                                     if outputs else [_no_hands() for _ in prepared.image_sizes])
         return results
 
-    def run_network(self, prepared: Prepared) -> dict[str, np.ndarray]:
-        """The network's outputs for a prepared batch ({} for no input). A staged network computes
-        its second-stage outputs for the rows the adapter keeps only (`InferenceAdapter.rows_to_finish`);
-        their other rows are NaN, which postprocessing never reads."""
+    def run_network(self, prepared: Prepared) -> tuple[Prepared, dict[str, np.ndarray]]:
+        """The network's outputs for a prepared batch ({} for no input), with the batch they belong
+        to: the adapter's second look (`InferenceAdapter.second_look`) may append rows after the
+        first pass. A staged network computes its second-stage outputs for the rows the adapter
+        keeps only (`InferenceAdapter.rows_to_finish`); their other rows are NaN, which
+        postprocessing never reads."""
         if not len(prepared.inputs):
-            return {}
-        if prepared.extra or not getattr(self.network, "staged", False):
-            return self.network(prepared.inputs, **prepared.extra)
-        outputs = self.network.first_stage(prepared.inputs)
+            return prepared, {}
+        staged = not prepared.extra and getattr(self.network, "staged", False)
+
+        def first_pass(inputs: np.ndarray) -> dict[str, np.ndarray]:
+            return self.network.first_stage(inputs) if staged else self.network(inputs, **prepared.extra)
+
+        outputs = first_pass(prepared.inputs)
+        more = None if prepared.extra else self.adapter.second_look(prepared, outputs)
+        if more is not None:
+            added = first_pass(more.inputs[len(prepared.inputs):])
+            outputs = {name: np.concatenate([rows, added[name]]) for name, rows in outputs.items()}
+            prepared = more
+        if not staged:
+            return prepared, outputs
         rows = self.adapter.rows_to_finish(prepared, outputs)
         second = self.network.second_stage({name: outputs[name][rows] for name in self.adapter.stage_link})
         for name, rows_out in second.items():
             full = np.full((len(prepared.inputs), *rows_out.shape[1:]), np.nan, rows_out.dtype)
             full[rows] = rows_out
             outputs[name] = full
-        return outputs
+        return prepared, outputs
 
     def prepare(self, images: Sequence[np.ndarray], Ks: Sequence[Any], boxes: Sequence[Any],
                 sides: Sequence[Any], side_priors: Sequence[Any] | None = None) -> Prepared:

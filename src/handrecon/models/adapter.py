@@ -123,6 +123,19 @@ class InferenceAdapter(ABC):
         sides[i]: N_i sides or None (a None side: not given; a crop model reads it); side_priors[i]:
         (N_i,) log-odds of "left" from another reader for hands whose side is not given, or None."""
 
+    def set_second_look(self, on: bool) -> None:
+        """Look again at unsure hands (`second_look`). Only families that support it override this."""
+        if on:
+            raise ValueError(f"a second look applies to crop models (a box per hand); {type(self).__name__} "
+                             "does not take it")
+
+    def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
+        """More views after the first pass: from the first-stage outputs `first` of every row, a
+        batch whose `inputs` are `prepared.inputs` with further rows appended (same earlier rows;
+        `views` updated to say what they are), or None (default: never). The backend runs the
+        first stage on the new rows only; `rows_to_finish` and `postprocess` see the whole batch."""
+        return None
+
     def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
         """Rows of `prepared.inputs` whose `second_stage_outputs` `postprocess` reads, from the first
         stage's outputs `first` (default: every row)."""

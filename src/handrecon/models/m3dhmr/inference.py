@@ -30,6 +30,12 @@ uv ↦ affine₀(affineᵥ⁻¹(uv))), averaged with weights ∝ heatmap_peak^`T
 sharper a view's heatmaps, the more it counts; equal weights from a graph without peaks), and go
 through steps 3-4 once.
 
+The second look (`set_second_look`, off by default, ``--second-look``): after the first look,
+a hand whose winning reading's heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at
+`SECOND_LOOK_ROTATIONS` (its side kept) and its views averaged as test-time rotations do: the
+extra crops go to the network for the unsure hands only. The hand's reported heatmap_peak and
+side stay the first look's.
+
 Frames and units follow DESIGN.md: OpenCV camera, metres, pixels with centres at integers.
 This module is numpy only: a model exported to ONNX is served without importing torch.
 """
@@ -60,19 +66,38 @@ SIDE_EVIDENCE_SCALE_ALONE = 3.152
 # gave 11.47 / 11.42 / 11.44 / 11.49 mm and 10.97 / 10.95 / 10.96 / 11.01 mm, against 12.00 / 11.09
 # for the plain average and 11.62 / 11.18 for the sharpest view alone (PA-MPJPE).
 TEST_TIME_SHARPNESS = 10.0
+# The second look (`set_second_look`, off by default): a hand whose first-look heatmap peak is below
+# SECOND_LOOK_PEAK is seen again turned by SECOND_LOOK_ROTATIONS and its views averaged as above.
+# heatmap_peak ranks a hand's error (docs/inference.md, "How far to trust a hand"); the threshold
+# was chosen on dev draws only (foreign crops seed 52, our own crops seed 1001, stage-16 model):
+# 0.05 / 0.06 / 0.07 looked again at 12.5 / 19.3 / 27.8 % of the foreign hands for 11.75 / 11.65 /
+# 11.58 mm PA-MPJPE (one view 12.06, every hand three views 11.26).
+SECOND_LOOK_PEAK = 0.06
+SECOND_LOOK_ROTATIONS = (-45.0, 45.0)
 
 
 @dataclass
 class HandViews:
-    """One hand's crops: `views` are its readings × test-time rotations (reading-major); `readings`
-    the sides tried ("right" only, "left" only, or both when the side is read); `prior` the log-odds
-    of "left" another reader gave (None: none); `given`: the caller gave the side."""
+    """One hand's crops. `readings`: the sides tried ("right" only, "left" only, or both when the side
+    is read); `views[i]` is reading `reading_of[i]` (an index into `readings`) at network row
+    `rows[i]`. The first look is reading-major × test-time rotations (its first `first_look`
+    views); a second look appends views of the winning reading. `prior`: the log-odds of "left"
+    another reader gave (None: none); `given`: the caller gave the side. `image`, `K`, `scale`:
+    what further views are cropped from."""
 
     box: np.ndarray
     readings: list[str]
     views: list[CropView]
+    reading_of: list[int]
+    rows: list[int]
+    image: np.ndarray
+    K: np.ndarray
+    scale: float
     prior: float | None = None
     given: bool = True
+
+    def __post_init__(self) -> None:
+        self.first_look = len(self.views)
 
 
 @register_adapter("m3dhmr")
@@ -95,6 +120,7 @@ class M3DHMRAdapter(InferenceAdapter):
             raise ValueError(f"inference spec: crop scale (crop side / box side) must be in 0.5-4, got {scale!r}")
         self.crop_scale = float(scale)
         self.reads_sides = True  # `use_outputs`
+        self.second_look_on = False  # `set_second_look`
 
     def use_outputs(self, names: Sequence[str]) -> None:
         """Without ``heatmap_peak`` (a graph exported before the side reading) a side not given is
@@ -109,6 +135,11 @@ class M3DHMRAdapter(InferenceAdapter):
             raise ValueError(f"test-time rotations must be distinct finite angles in degrees, got {list(rotations_deg)!r}")
         self.test_time_rotations = angles
 
+    def set_second_look(self, on: bool) -> None:
+        """Look again at the hands the first look is unsure of (`second_look`); no effect with
+        test-time rotations, which already see every hand at several angles."""
+        self.second_look_on = bool(on)
+
     def network(self, model: Any) -> Any:
         return model.inference_network()
 
@@ -116,6 +147,7 @@ class M3DHMRAdapter(InferenceAdapter):
                    boxes: Sequence[np.ndarray | None], sides: Sequence[list[str | None] | None],
                    side_priors: Sequence[np.ndarray | None] | None = None) -> Prepared:
         views: list[list[HandViews]] = []
+        row = 0
         priors = side_priors if side_priors is not None else [None] * len(images)
         for image, K, image_boxes, image_sides, image_priors in zip(images, Ks, boxes, sides, priors):
             H, W = image.shape[:2]
@@ -134,29 +166,65 @@ class M3DHMRAdapter(InferenceAdapter):
                     readings = ["right", "left"]
                 else:  # no side reading: the prior's side, else right (the network's own)
                     readings = ["left" if prior is not None and prior > 0 else "right"]
-                hands.append(HandViews(box, readings, [
-                    crop_view(image, K, box, self.input_size, scale, mirror=r == "left", rotation_deg=angle)
-                    for r in readings for angle in self.test_time_rotations], prior, side is not None))
+                pairs = [(k, angle) for k in range(len(readings)) for angle in self.test_time_rotations]
+                hands.append(HandViews(
+                    box, readings, [self._crop(image, K, box, scale, readings[k], angle) for k, angle in pairs],
+                    [k for k, _ in pairs], list(range(row, row + len(pairs))), image, K, scale, prior,
+                    side is not None))
+                row += len(pairs)
             views.append(hands)
         crops = [v.image for image_hands in views for hand in image_hands for v in hand.views]
+        return Prepared(self._inputs(crops), views, list(Ks), [im.shape[:2] for im in images])
+
+    def _crop(self, image: np.ndarray, K: np.ndarray, box: np.ndarray, scale: float, side: str,
+              angle: float) -> CropView:
+        return crop_view(image, K, box, self.input_size, scale, mirror=side == "left", rotation_deg=angle)
+
+    def _inputs(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, 3, S, S) float32 network inputs of N crops (uint8 (S, S, 3))."""
         size = self.input_size
-        inputs = normalize_images(np.stack(crops), self.mean, self.std) if crops else \
+        return normalize_images(np.stack(crops), self.mean, self.std) if crops else \
             np.zeros((0, 3, size, size), np.float32)
-        return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images])
+
+    def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
+        """With `set_second_look` on and one view per reading: each hand whose winning reading's
+        heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS`, as
+        that reading (its side stays). The hands' views are extended in place; the returned batch
+        is `prepared` with those crops appended (None: no hand needs one)."""
+        peak = first.get("heatmap_peak")
+        if not self.second_look_on or len(self.test_time_rotations) > 1 or peak is None:
+            return None
+        hands = [hand for image_hands in prepared.views for hand in image_hands]
+        chosen, _, peaks = self.read_sides(hands, peak)
+        row, crops = len(prepared.inputs), []
+        for hand, k, hand_peak in zip(hands, chosen, peaks):
+            if hand_peak >= SECOND_LOOK_PEAK:
+                continue
+            for angle in SECOND_LOOK_ROTATIONS:
+                view = self._crop(hand.image, hand.K, hand.box, hand.scale, hand.readings[k], angle)
+                hand.views.append(view)
+                hand.reading_of.append(k)
+                hand.rows.append(row)
+                crops.append(view.image)
+                row += 1
+        if not crops:
+            return None
+        return Prepared(np.concatenate([prepared.inputs, self._inputs(crops)]), prepared.views, prepared.Ks,
+                        prepared.image_sizes)
 
     def read_sides(self, hands: list[HandViews], peak: np.ndarray | None
                    ) -> tuple[list[int], np.ndarray, np.ndarray]:
         """Which reading of each hand wins (its index in ``hand.readings``), the probability of that
         side (NaN for a side the caller gave) and the hand's heatmap peak (its readings' best, each
-        the geometric mean over test-time rotations; NaN without one). `peak`: the batch's
-        ``heatmap_peak`` (None: the graph has none)."""
+        the geometric mean over test-time rotations; NaN without one), all from the first look.
+        `peak`: the batch's ``heatmap_peak`` (None: the graph has none)."""
         V = len(self.test_time_rotations)
-        chosen, p_side, best, start = [], np.full(len(hands), np.nan), np.full(len(hands), np.nan), 0
+        chosen, p_side, best = [], np.full(len(hands), np.nan), np.full(len(hands), np.nan)
         for i, hand in enumerate(hands):
             k = 0
-            n = len(hand.views) // V
+            n = len(hand.readings)
             hand_log_peaks = None if peak is None else \
-                log_peak(peak[start: start + n * V]).reshape(n, V).mean(1)
+                log_peak(peak[hand.rows[:hand.first_look]]).reshape(n, V).mean(1)
             read = n == 2 and hand_log_peaks is not None
             if not hand.given and (read or hand.prior is not None):  # else a guess ("right"): no score
                 logit = hand.prior or 0.0
@@ -169,38 +237,35 @@ class M3DHMRAdapter(InferenceAdapter):
             if hand_log_peaks is not None:
                 best[i] = float(np.exp(hand_log_peaks.max()))
             chosen.append(k)
-            start += len(hand.views)
         return chosen, p_side, best
 
     def kept_views(self, prepared: Prepared, peak: np.ndarray | None
-                   ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, np.ndarray]:
-        """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), and the network rows of
-        the chosen readings' views (hand-major): the rows the outputs are taken from."""
-        V = len(self.test_time_rotations)
+                   ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, list[list[int]]]:
+        """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), and per hand the indices
+        (into ``hand.views``) of the chosen reading's views: the views its outputs are taken from."""
         hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
         chosen, p_side, peaks = self.read_sides(hands, peak)
-        starts = np.cumsum([0] + [len(hand.views) for hand in hands[:-1]])
-        take = np.concatenate([np.arange(s + k * V, s + (k + 1) * V) for s, k in zip(starts, chosen)])
-        return hands, chosen, p_side, peaks, take
+        kept = [[i for i, r in enumerate(hand.reading_of) if r == k] for hand, k in zip(hands, chosen)]
+        return hands, chosen, p_side, peaks, kept
 
     def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
         """The mesh decoder runs on the chosen readings' views only: with the side read, half the crops."""
-        return self.kept_views(prepared, first.get("heatmap_peak"))[-1]
+        hands, _, _, _, kept = self.kept_views(prepared, first.get("heatmap_peak"))
+        return np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
-        V = len(self.test_time_rotations)
-        hands, chosen, p_side, peaks, take = self.kept_views(prepared, outputs.get("heatmap_peak"))
-        views = [v for hand, k in zip(hands, chosen) for v in hand.views[k * V: (k + 1) * V]]
+        peak = outputs.get("heatmap_peak")
+        hands, chosen, p_side, peaks, kept = self.kept_views(prepared, peak)
         sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
+        views = [hand.views[i] for hand, idx in zip(hands, kept) for i in idx]
+        take = np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)
         joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))
-        if V > 1:
-            peak = outputs.get("heatmap_peak")
-            sharpness = np.zeros((len(hands), V)) if peak is None else \
-                TEST_TIME_SHARPNESS * log_peak(peak[take]).reshape(-1, V)
-            weights = np.exp(sharpness - sharpness.max(1, keepdims=True))  # ∝ peak^TEST_TIME_SHARPNESS
-            joints_view, verts_view, uv_view = self._average_views(views, weights / weights.sum(1, keepdims=True),
-                                                                   joints_view, verts_view, uv_view)
-        first = views[::V]
+        counts = np.array([len(idx) for idx in kept])
+        starts = np.cumsum(counts) - counts
+        if counts.max() > 1:
+            joints_view, verts_view, uv_view = self._average_views(
+                views, counts, None if peak is None else peak[take], joints_view, verts_view, uv_view)
+        first = [views[i] for i in starts]
         K_view = np.stack([v.K for v in first])
         R = np.stack([v.R for v in first])
         affine = np.stack([v.affine for v in first])
@@ -221,20 +286,28 @@ class M3DHMRAdapter(InferenceAdapter):
             ))
         return results
 
-    def _average_views(self, views: list[CropView], weights: np.ndarray, joints: np.ndarray, verts: np.ndarray,
-                       uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B·V, ...) view-frame outputs of V rotated views per hand (`views`, hand-major) → (B, ...)
-        weighted averages in each hand's first view: X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ),
-        uv ↦ affine₀(affineᵥ⁻¹(uv)). weights: (B, V), each row summing to 1."""
-        V = len(self.test_time_rotations)
-        R = np.stack([v.R for v in views]).reshape(-1, V, 3, 3)
-        affine = np.stack([v.affine for v in views]).reshape(-1, V, 2, 3)
+    def _average_views(self, views: list[CropView], counts: np.ndarray, peak: np.ndarray | None,
+                       joints: np.ndarray, verts: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, ...) view-frame outputs of the kept views (`views`, hand-major, `counts` (B,) per
+        hand) → (B, ...) averages in each hand's first view, weighted ∝ peak^`TEST_TIME_SHARPNESS`
+        (`peak` (N,); None: equal weights): X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv)).
+        Hands with fewer views are padded with weight 0."""
+        starts = np.cumsum(counts) - counts
+        slot = np.arange(counts.max())
+        valid = slot < counts[:, None]  # (B, M)
+        index = np.where(valid, starts[:, None] + slot, starts[:, None])
+        sharpness = np.zeros(len(views)) if peak is None else TEST_TIME_SHARPNESS * log_peak(peak)
+        sharpness = np.where(valid, sharpness[index], -np.inf)
+        weights = np.exp(sharpness - sharpness.max(1, keepdims=True))
+        weights /= weights.sum(1, keepdims=True)
+        R = np.stack([v.R for v in views])[index]  # (B, M, 3, 3)
+        affine = np.stack([v.affine for v in views])[index]  # (B, M, 2, 3)
         to_first = np.einsum("bvij,bkj->bvik", R, R[:, 0])  # Rᵥ R₀ᵀ: rows X_first = X_v @ Rᵥ R₀ᵀ
 
         def average_3d(x: np.ndarray) -> np.ndarray:
-            return np.einsum("bv,bvni,bvij->bnj", weights, x.reshape(len(R), V, *x.shape[1:]), to_first)
+            return np.einsum("bv,bvni,bvij->bnj", weights, x[index], to_first)
 
-        uv_image = transform_points(uv.reshape(len(R), V, -1, 2), invert_affine(affine))
+        uv_image = transform_points(uv[index], invert_affine(affine))
         uv_first = np.einsum("bv,bvni->bni", weights,
                              transform_points(uv_image, np.broadcast_to(affine[:, :1], affine.shape)))
         return average_3d(joints), average_3d(verts), uv_first

@@ -1,0 +1,94 @@
+"""The second look (`--second-look`, `handrecon.load(..., second_look=True)`): a hand whose
+first-look heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at ±45 degrees as its winning
+reading and its views averaged exactly as test-time rotations average them; every other hand is
+the plain result; side, side score and heatmap peak stay the first look's; the mesh decoder runs
+on the kept views only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_infer_onnx import _decoded_rows, models  # noqa: F401  (models: a module fixture)
+from test_predictor import photo, tiny_checkpoint
+from typer.testing import CliRunner
+
+import handrecon
+import handrecon.models.m3dhmr.inference as m3dhmr_inference
+from handrecon.cli import app
+
+IMAGES = [photo(seed=20 + i) for i in range(3)]
+BOXES = [[(30, 20, 110, 100), (5, 5, 60, 70)], [(40, 30, 120, 110)], [(10, 40, 70, 100), (60, 10, 150, 90)]]
+
+
+def _hands(results):
+    return [h for r in results for h in r.hands]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("read_sides", [False, True])
+def test_a_second_look_is_test_time_rotations_for_the_unsure_hands_only(models, backend, read_sides, monkeypatch):
+    torch_rec, onnx_rec, _ = models
+    rec = torch_rec if backend == "torch" else onnx_rec
+    monkeypatch.setattr(rec, "refine_root", False)  # closed-form root: see test_infer_onnx's staged test
+    sides = [[None] * len(b) for b in BOXES] if read_sides else [["right", "left"], ["left"], ["right", "right"]]
+    plain = _hands(rec.predict_batch(IMAGES, boxes=BOXES, sides=sides))
+    peaks = np.array([h.heatmap_peak for h in plain])
+    threshold = float(np.median(peaks))  # random weights: their peaks are all low; look again at half
+    monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", threshold)
+    unsure = peaks < threshold
+    assert 0 < unsure.sum() < len(peaks)
+
+    chosen = [[h.side for h in r.hands] for r in rec.predict_batch(IMAGES, boxes=BOXES, sides=sides)]
+    monkeypatch.setattr(rec.adapter, "test_time_rotations", (0.0, -45.0, 45.0))
+    turned = _hands(rec.predict_batch(IMAGES, boxes=BOXES, sides=chosen))  # every hand, its first-look side
+    monkeypatch.setattr(rec.adapter, "test_time_rotations", (0.0,))
+
+    rec.adapter.set_second_look(True)
+    try:
+        counts = _decoded_rows(rec, monkeypatch)
+        looked = _hands(rec.predict_batch(IMAGES, boxes=BOXES, sides=sides))
+    finally:
+        rec.adapter.set_second_look(False)
+    assert counts == [len(plain) + 2 * unsure.sum()]  # the decoder: each hand's kept view, two more if unsure
+    for p, t, seen, low in zip(plain, turned, looked, unsure):
+        assert (seen.side, seen.side_score, seen.heatmap_peak) == (p.side, p.side_score, p.heatmap_peak)
+        want = t if low else p
+        np.testing.assert_allclose(seen.vertices, want.vertices, atol=1e-6)
+        np.testing.assert_allclose(seen.keypoints_2d, want.keypoints_2d, atol=1e-4)
+        assert low == (not np.allclose(seen.vertices, p.vertices, atol=1e-6))  # the second look changed it
+
+
+def test_no_second_look_with_test_time_rotations(models, monkeypatch):
+    """--tta already sees every hand at those angles: the second look adds nothing there."""
+    torch_rec = models[0]
+    monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 1.0)  # every hand would qualify
+    monkeypatch.setattr(torch_rec.adapter, "test_time_rotations", (0.0, -45.0, 45.0))
+    a = _hands(torch_rec.predict_batch(IMAGES, boxes=BOXES))
+    torch_rec.adapter.set_second_look(True)
+    try:
+        assert not torch_rec.second_look and torch_rec.settings["second_look"] is False
+        b = _hands(torch_rec.predict_batch(IMAGES, boxes=BOXES))
+    finally:
+        torch_rec.adapter.set_second_look(False)
+    for ha, hb in zip(a, b):
+        np.testing.assert_array_equal(ha.vertices, hb.vertices)
+
+
+def test_the_cli_takes_a_second_look_and_says_so(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "ck")
+    rec = handrecon.load(ckpt, second_look=True)
+    assert rec.second_look and rec.settings["second_look"] is True
+    from PIL import Image
+
+    Image.fromarray(photo(seed=3)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(out), "--model", str(ckpt),
+                                 "--crop", "--second-look", "--formats", "", "--no-overlay"])
+    assert r.exit_code == 0, r.output
+    written = json.loads((out / "a.json").read_text())
+    assert written["model"]["second_look"] is True
+    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(out), "--model", str(ckpt),
+                                 "--crop", "--second-look", "--tta"])
+    assert r.exit_code == 2 and "choose one" in r.output
