@@ -324,7 +324,8 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
         assert r.exit_code == 0, r.output
         written = json.loads((out / "a.json").read_text())
         hands[len(flag)] = written["hands"]
-        assert written["model"] == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0] if flag else [0.0]}
+        assert written["model"] == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0] if flag else [0.0],
+                                    "second_look": not flag}  # a second look by default; --tta sees every hand so
     assert len(hands[0]) == len(hands[1]) == 1
     assert not np.allclose(hands[0][0]["keypoints_2d"], hands[1][0]["keypoints_2d"])
     (tmp_path / "fh").mkdir()

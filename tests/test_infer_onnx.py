@@ -25,9 +25,9 @@ from handrecon.infer.torch_backend import export_onnx
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("onnx")
-    torch_rec = handrecon.load(tiny_checkpoint(d / "ck", seed=1))
+    torch_rec = handrecon.load(tiny_checkpoint(d / "ck", seed=1), second_look=False)  # one look: tests/test_second_look.py
     path = export_onnx(d / "ck", d / "model.onnx")
-    return torch_rec, handrecon.load(path, threads=1), path
+    return torch_rec, handrecon.load(path, threads=1, second_look=False), path
 
 
 def test_export_embeds_metadata(models):
@@ -321,7 +321,7 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
     Image.fromarray(image).save(tmp_path / "photo.png")
     want = torch_rec.predict(image, boxes=[(30, 20, 110, 100)], sides=["right"]).hands[0]
     done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(path), "--box", "30", "20",
-                              "110", "100", "--side", "right", "--out", str(tmp_path / "out")], tmp_path / "cache")
+                              "110", "100", "--side", "right", "--one-look", "--out", str(tmp_path / "out")], tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "photo.json", "photo_hand0.obj", "photo_hand0.ply", "photo_hand0.glb", "photo_overlay.png"}
@@ -333,7 +333,8 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
     ckpt = tiny_checkpoint(tmp_path / "ck", seed=1)
     assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # exports into the cache
     done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(ckpt), "--crop",
-                              "--formats", "", "--no-overlay", "--out", str(tmp_path / "auto")], tmp_path / "cache")
+                              "--formats", "", "--no-overlay", "--one-look", "--out", str(tmp_path / "auto")],
+                             tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     hand = json.loads((tmp_path / "auto" / "photo.json").read_text())["hands"][0]
     np.testing.assert_allclose(hand["vertices"], torch_rec.predict(image).hands[0].vertices, atol=1e-4)

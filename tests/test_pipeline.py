@@ -65,7 +65,7 @@ def assert_side_combined(found, own, prior) -> None:
 
 
 def test_every_detected_hand_is_reconstructed_with_its_score_and_side(ckpt):
-    crop = load(ckpt)
+    crop = load(ckpt, second_look=False)  # one view per reading: the outputs compared to 1e-6 m (tests/test_second_look.py)
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     result = TwoStagePredictor(FakeDetector(), crop).predict(image)
     assert [h.score for h in result.hands] == [0.9, 0.7]  # the detector's (hand presence: its own test)
@@ -163,9 +163,9 @@ def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_pat
     from handrecon.infer.batch import write_result
 
     crop = load(ckpt, test_time_rotations=(0, -45, 45))
-    assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0]}
+    assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False}
     pipeline = TwoStagePredictor(FakeDetector(), crop, score_threshold=0.3, nms_iou=0.6, source="fake+crop")
-    assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0],
+    assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False,
                                  "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True,  # --tta: both stages
                                  "hand_presence": False}
     image = np.zeros((90, 120, 3), np.uint8)

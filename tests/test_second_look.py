@@ -76,19 +76,16 @@ def test_no_second_look_with_test_time_rotations(models, monkeypatch):
         np.testing.assert_array_equal(ha.vertices, hb.vertices)
 
 
-def test_the_cli_takes_a_second_look_and_says_so(tmp_path):
+def test_a_crop_model_looks_twice_by_default_and_the_cli_says_so(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ck")
-    rec = handrecon.load(ckpt, second_look=True)
-    assert rec.second_look and rec.settings["second_look"] is True
+    assert handrecon.load(ckpt).settings["second_look"] is True
+    assert handrecon.load(ckpt, second_look=False).settings["second_look"] is False
     from PIL import Image
 
     Image.fromarray(photo(seed=3)).save(tmp_path / "a.png")
-    out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(out), "--model", str(ckpt),
-                                 "--crop", "--second-look", "--formats", "", "--no-overlay"])
-    assert r.exit_code == 0, r.output
-    written = json.loads((out / "a.json").read_text())
-    assert written["model"]["second_look"] is True
-    r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(out), "--model", str(ckpt),
-                                 "--crop", "--second-look", "--tta"])
-    assert r.exit_code == 2 and "choose one" in r.output
+    for flags, want in (([], True), (["--one-look"], False), (["--tta"], False)):  # --tta sees every hand so
+        out = tmp_path / f"out{len(flags)}{want}"
+        r = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(out), "--model", str(ckpt),
+                                     "--crop", "--formats", "", "--no-overlay", *flags])
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "a.json").read_text())["model"]["second_look"] is want, flags

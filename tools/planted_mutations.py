@@ -179,7 +179,7 @@ MUTATIONS = [
      "logit += scale * (hand_log_peaks[0] - hand_log_peaks[1])",
      ["tests/test_golden_outputs.py", "tests/test_predictor.py"]),
     ("test-time views are averaged with equal weights, however sharp", "src/handrecon/models/m3dhmr/inference.py",
-     "TEST_TIME_SHARPNESS * log_peak(peak[take]).reshape(-1, V)", "np.zeros((len(hands), V))",
+     "else TEST_TIME_SHARPNESS * log_peak(peak)", "else 0 * log_peak(peak)",
      ["tests/test_predictor.py"]),
     ("the result JSON leaves out the hand's heatmap peak", "src/handrecon/infer/results.py",
      '"heatmap_peak": None if self.heatmap_peak is None else round(float(self.heatmap_peak), 4),',

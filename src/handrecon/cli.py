@@ -13,8 +13,9 @@ from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESH
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 
 SECOND_LOOK_HELP = ("A crop model looks again, turned +-45 degrees, at the hands whose keypoint heatmaps are not sharp "
-                    "(about one in five on unfamiliar images) and averages the views, the sharper counting more; "
-                    "more accurate on those hands for about 1.2-1.4x the crop network's time (docs/inference.md).")
+                    "(about one in five on unfamiliar images) and averages the views, the sharper counting more "
+                    "(default; --tta sees every hand so). --one-look: a single view per hand, faster "
+                    "(docs/inference.md, 'A second look').")
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
                        "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
 
@@ -256,23 +257,18 @@ def _check_threads_or_exit(threads: Optional[int]) -> None:
 
 
 def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch", tta: bool = False,
-                        second_look: bool = False):
-    """handrecon.load (with `TEST_TIME_ROTATIONS` if `tta`, a second look at unsure hands if
-    `second_look`), or a one-line error and exit code 2."""
+                        second_look: bool = True):
+    """handrecon.load (with `TEST_TIME_ROTATIONS` if `tta`; a crop model's second look at unsure
+    hands unless `second_look` is False), or a one-line error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
     from handrecon.card import CheckpointError
     from handrecon.infer.load import TEST_TIME_ROTATIONS, load
 
-    if tta and second_look:
-        typer.echo("error: --tta already sees every hand turned 0 and +-45 degrees; --second-look does so for the "
-                   "unsure hands only: choose one", err=True)
-        raise typer.Exit(2)
     try:
         return load(model, threads=threads, backend=backend, test_time_rotations=TEST_TIME_ROTATIONS if tta else None,
-                    second_look=second_look)
+                    second_look=None if second_look else False)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
-        flag = " with --tta" if tta else " with --second-look" if second_look else ""
-        typer.echo(f"error: cannot load model {model!r}{flag}: {e}", err=True)
+        typer.echo(f"error: cannot load model {model!r}{' with --tta' if tta else ''}: {e}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -326,7 +322,7 @@ def reconstruct(
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 3x the crop network's time and 2x the detector's."),
-    second_look: bool = typer.Option(False, "--second-look", help=SECOND_LOOK_HELP),
+    second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="Full images: the crop model also reads the detector's weaker candidates and every hand is scored with its keypoint sharpness; finds about twice the hands on unfamiliar images at the same precision (docs/inference.md, 'Hand presence'), for 2-4x the time."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side is read by the crop model with the detector side head\'s reading as a prior, an unlisted image goes to the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
@@ -565,7 +561,7 @@ def evaluate(
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages the views, the sharper counting more; more accurate, 3x the network time."),
-    second_look: bool = typer.Option(False, "--second-look", help=SECOND_LOOK_HELP),
+    second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""

@@ -52,7 +52,7 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
          refine_root: bool | None = None, backend: str = "torch",
-         test_time_rotations: Sequence[float] | None = None, second_look: bool = False
+         test_time_rotations: Sequence[float] | None = None, second_look: bool | None = None
          ) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
@@ -70,8 +70,9 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     `TEST_TIME_ROTATIONS`) and averages the views, weighted by how sharp their heatmaps are (the M3DHMR adapter's docstring); None: one view.
     Costs one network pass per angle; a model that finds its own hands refuses it (ValueError).
     second_look: a crop model looks again, turned ±45 degrees, at the hands whose heatmaps are not
-    sharp (the M3DHMR adapter's docstring); ignored with test-time rotations, refused (ValueError)
-    by a model that finds its own hands."""
+    sharp (the M3DHMR adapter's docstring; no effect with test-time rotations). None (the
+    default): on for a crop model; False: one look; True: required (a model that finds its own
+    hands refuses it, ValueError)."""
     check_threads(threads)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -100,7 +101,7 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
         predictor.source = str(name_or_path)
     if test_time_rotations is not None:
         predictor.adapter.set_test_time_rotations(test_time_rotations)
-    if second_look:
+    if second_look or (second_look is None and not predictor.detects_hands):
         predictor.adapter.set_second_look(True)
     return predictor
 
