@@ -13,8 +13,10 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    A = `handrecon reconstruct FOLDER --crop --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
    vertices, camera translation, one JSON per image), as a user runs it: a batch per core, one
    network thread each (`--threads N` instead runs one batch at a time on N threads), reading each
-   hand's side from the crop and its mirror (two network views; MediaPipe reports handedness too),
-   and the same with the side given (`--side right`: one view, what the crop path did before), and
+   hand's side from the crop and its mirror (two encoder views; MediaPipe reports handedness too)
+   and looking again, turned +-45 degrees, at the hands whose heatmaps are not sharp (the default
+   second look), then the same with one look (`--one-look`) and with the side given (`--side
+   right`: no mirror view), and
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
    landmark model) over every image, 21 2D/3D landmarks each. With `--int8` also A' = A with the
    int8 export (`handrecon export-onnx --int8`: int8 convolutions, calibrated on rendered crops).
@@ -119,7 +121,8 @@ def main() -> None:
             ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--crop", "--model", str(d / "m3dhmr.onnx"),
                     "--formats", "", "--no-overlay", "--out", str(d / "out"), *threads]
         commands = {"handrecon": ours}
-        if not args.scenes:  # the side read from the crop and its mirror (the default) costs a second network view
+        if not args.scenes:  # the side read from the crop and its mirror (the default) costs a second encoder view
+            commands["handrecon --one-look"] = [*ours, "--one-look"]
             commands["handrecon --side right"] = [*ours, "--side", "right"]
         elif args.model == "m3dhmr-openhand":  # the crop model also scoring hand presence (more hands found)
             commands["handrecon --thorough"] = [*ours, "--thorough"]
