@@ -14,6 +14,7 @@ from test_predictor import tiny_checkpoint
 from typer.testing import CliRunner
 
 from handrecon.cli import app
+from handrecon.infer.load import TEST_TIME_ROTATIONS
 
 runner = CliRunner()
 
@@ -314,7 +315,7 @@ def test_export_onnx_int8_from_a_calibration_folder(tmp_path, ckpt):
 
 
 def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
-    """--tta: three rotated views per hand, averaged; the JSON changes, the hand count does not."""
+    """--tta: eight rotated views per hand, averaged; the JSON changes, the hand count does not."""
     images = write_images(tmp_path / "in")
     hands = {}
     for flag in ([], ["--tta"]):
@@ -324,7 +325,7 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
         assert r.exit_code == 0, r.output
         written = json.loads((out / "a.json").read_text())
         hands[len(flag)] = written["hands"]
-        assert written["model"] == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0] if flag else [0.0],
+        assert written["model"] == {"model": str(ckpt), "test_time_rotations": list(TEST_TIME_ROTATIONS) if flag else [0.0],
                                     "second_look": not flag}  # a second look by default; --tta sees every hand so
     assert len(hands[0]) == len(hands[1]) == 1
     assert not np.allclose(hands[0][0]["keypoints_2d"], hands[1][0]["keypoints_2d"])
@@ -334,4 +335,4 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
                             "--out", str(tmp_path / "ev"), "--tta"])
     assert r.exit_code == 0 and "pa_mpjpe_mm" in r.output, r.output
     notes = json.loads((tmp_path / "ev" / "metrics.json").read_text())["notes"]
-    assert any("test-time rotations: each hand seen at 0, -45, 45 degrees" in n for n in notes), notes
+    assert any("test-time rotations: each hand seen at 0, -45, 45, -90, 90, -135, 135, 180 degrees" in n for n in notes), notes

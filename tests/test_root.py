@@ -157,3 +157,17 @@ def test_depth_is_clamped_to_the_documented_range_and_bad_shapes_error():
         recover_root_translation(joints_rel, uv[:, :20], K)
     with pytest.raises(ValueError, match="weights must be"):
         recover_root_translation(joints_rel, uv, K, torch.ones(3, 20, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_landmarks_at_one_pixel_give_a_finite_root_not_nan(kind):
+    """Every landmark at one pixel (an untrained model, or views averaged into one point): depth is
+    unobservable, the closed form stays finite and refinement clamps it to the depth range."""
+    joints_rel, _, K = random_hands(2, seed=3)
+    uv = K[:, None, :2, 2].expand(2, 21, 2).clone()  # all at the principal point: the rays' spread is exactly 0
+    if kind == "numpy":
+        joints_rel, uv, K = joints_rel.numpy(), uv.numpy(), K.numpy()
+    t = recover_root_translation(joints_rel, uv, K)
+    assert np.isfinite(np.asarray(t)).all()
+    fit = refine_root_translation(joints_rel, uv, K)
+    assert np.isfinite(np.asarray(fit.t)).all() and (np.asarray(fit.t)[:, 2] <= DOCUMENTED_DEPTH_M[1] + 1e-9).all()

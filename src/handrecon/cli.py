@@ -321,7 +321,7 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 3x the crop network's time and 2x the detector's."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 8x the crop network's time and 2x the detector's."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="Full images: the crop model also reads the detector's weaker candidates and every hand is scored with its keypoint sharpness; finds about twice the hands on unfamiliar images at the same precision (docs/inference.md, 'Hand presence'), for 2-4x the time."),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side is read by the crop model with the detector side head\'s reading as a prior, an unlisted image goes to the detector.'),
@@ -560,7 +560,7 @@ def evaluate(
     whole_image: bool = typer.Option(False, "--whole-image", help="Synthetic single-hand crops: give each image whole to the model (with its GT side), as FreiHAND does, not its GT box."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 3 times (turned 0 and +-45 degrees) and averages the views, the sharper counting more; more accurate, 3x the network time."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more; more accurate, 8x the network time."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
 ) -> None:

@@ -161,8 +161,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         gr.Markdown("# handrecon\n3D hand reconstruction: every hand's box, side, 2D and 3D keypoints and "
                     "camera-space mesh. Upload an image or a short video.")
         model = gr.Dropdown(choices, value=choices[0], label="model")
-        tta = gr.Checkbox(False, label="test-time augmentation (crop models: 3 turned views per hand, averaged by sharpness; "
-                                       "the detector also reads the mirror image; more accurate, ~2x slower)",
+        tta = gr.Checkbox(False, label="test-time augmentation (crop models: 8 turned views per hand, averaged by sharpness; "
+                                       "the detector also reads the mirror image; more accurate, ~2x slower on "
+                                       "photos, ~6x on hand crops)",
                           elem_id="tta")
         thorough = gr.Checkbox(False, label="find more hands (detector + crop model: the crop model also reads the "
                                             "detector's weaker candidates and scores every hand; ~2.5-3.5x slower)",

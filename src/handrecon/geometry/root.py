@@ -33,6 +33,7 @@ import numpy as np
 from handrecon.utils.arrays import torch_of
 
 DEPTH_RANGE = (0.05, 2.0)  # metres
+MIN_RAY_SPREAD = 1e-12  # weighted variance of the landmarks' normalised rays below which depth is unobservable
 
 
 class RootFit(NamedTuple):
@@ -68,7 +69,10 @@ def recover_root_translation(joints_rel: Any, uv: Any, K: Any, weights: Any = No
     sbx, sby = (w * bx).sum(1), (w * by).sum(1)
     sxx = (w * (x * x + y * y)).sum(1)
     sxb = (w * (x * bx + y * by)).sum(1)
-    tz = (-sxb + (sx * sbx + sy * sby) / sw) / (sxx - (sx * sx + sy * sy) / sw)
+    # the spread of the rays; 0 when every landmark is at one pixel, where depth is unobservable: a
+    # floor keeps t finite there (far away, which refinement clamps to its depth range), not NaN
+    spread = (sxx - (sx * sx + sy * sy) / sw).clip(min=MIN_RAY_SPREAD)
+    tz = (-sxb + (sx * sbx + sy * sby) / sw) / spread
     return stack([(sbx + sx * tz) / sw, (sby + sy * tz) / sw, tz], -1)
 
 

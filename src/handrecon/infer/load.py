@@ -22,11 +22,13 @@ from handrecon.registry import DETECTORS
 from handrecon.utils.onnx import cached_export, onnx_export_available
 
 BACKENDS = ("torch", "auto")
-# `--tta`: the crop, and the crop turned 45 degrees each way (training rotates crops up to 45). On the
-# shipped crop model (stage 16), foreign set (seed 7), whole image: 12.37 mm PA-MPJPE with one view,
-# 12.06 with the default second look, 11.56 with these three views weighted by sharpness, at 3x the
-# network time (docs/model_card_m3dhmr_openhand.md, "Test-time rotations", "A second look").
-TEST_TIME_ROTATIONS = (0.0, -45.0, 45.0)
+# `--tta`: the crop turned by every multiple of 45 degrees (training rotates crops up to 45; the
+# hand's global orientation covers the rest). On the shipped crop model (stage 16), foreign set (seed
+# 7), whole image: 12.37 mm PA-MPJPE with one view, 12.06 with the default second look, 11.56 with
+# 0 and +-45 degrees only (the set served until 2026-12-04, twenty-first session), 10.91 with these
+# eight, views weighted by sharpness, at 8x the network time (docs/model_card_m3dhmr_openhand.md,
+# "Test-time rotations").
+TEST_TIME_ROTATIONS = (0.0, -45.0, 45.0, -90.0, 90.0, -135.0, 135.0, 180.0)
 
 
 def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | None = None) -> Predictor:
