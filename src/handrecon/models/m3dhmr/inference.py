@@ -31,7 +31,7 @@ sharper a view's heatmaps, the more it counts; equal weights from a graph withou
 through steps 3-4 once.
 
 The second look (`set_second_look`, off by default, ``--second-look``): after the first look,
-a hand whose winning reading's heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at
+a hand whose heatmap peak (as reported: its readings' best) is below `SECOND_LOOK_PEAK` is cropped again at
 `SECOND_LOOK_ROTATIONS` (its side kept) and its views averaged as test-time rotations do: the
 extra crops go to the network for the unsure hands only. The hand's reported heatmap_peak and
 side stay the first look's.
@@ -187,9 +187,9 @@ class M3DHMRAdapter(InferenceAdapter):
             np.zeros((0, 3, size, size), np.float32)
 
     def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
-        """With `set_second_look` on and one view per reading: each hand whose winning reading's
-        heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS`, as
-        that reading (its side stays). The hands' views are extended in place; the returned batch
+        """With `set_second_look` on and one view per reading: each hand whose heatmap peak (as
+        `read_sides` reports it) is below `SECOND_LOOK_PEAK` is cropped again at
+        `SECOND_LOOK_ROTATIONS`, as its winning reading (its side stays). The hands' views are extended in place; the returned batch
         is `prepared` with those crops appended (None: no hand needs one)."""
         peak = first.get("heatmap_peak")
         if not self.second_look_on or len(self.test_time_rotations) > 1 or peak is None:
