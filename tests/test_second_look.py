@@ -89,3 +89,21 @@ def test_a_crop_model_looks_twice_by_default_and_the_cli_says_so(tmp_path):
                                      "--crop", "--formats", "", "--no-overlay", *flags])
         assert r.exit_code == 0, r.output
         assert json.loads((out / "a.json").read_text())["model"]["second_look"] is want, flags
+
+
+def test_a_network_served_whole_takes_the_same_second_look(models, monkeypatch):
+    """An export without the stage link runs whole: the second look's crops then go through the whole
+    network, with the same hands as the two stages."""
+    onnx_rec = models[1]
+    monkeypatch.setattr(onnx_rec, "refine_root", False)
+    monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 1.0)  # every hand looks again
+    onnx_rec.adapter.set_second_look(True)
+    try:
+        staged = _hands(onnx_rec.predict_batch(IMAGES, boxes=BOXES))
+        monkeypatch.setattr(onnx_rec.network, "staged", False)
+        whole = _hands(onnx_rec.predict_batch(IMAGES, boxes=BOXES))
+    finally:
+        onnx_rec.adapter.set_second_look(False)
+    for a, b in zip(staged, whole):
+        assert (a.side, a.side_score, a.heatmap_peak) == (b.side, b.side_score, b.heatmap_peak)
+        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
