@@ -190,7 +190,7 @@ class Predictor:
     @property
     def second_look(self) -> bool:
         """True when a crop model looks again at the hands its first look is unsure of."""
-        return bool(getattr(self.adapter, "second_look_on", False)) and len(self.test_time_rotations) == 1
+        return self.adapter.looks_twice
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -129,6 +129,11 @@ class InferenceAdapter(ABC):
             raise ValueError(f"a second look applies to crop models (a box per hand); {type(self).__name__} "
                              "does not take it")
 
+    @property
+    def looks_twice(self) -> bool:
+        """True when `second_look` may add views (a family that supports it and has it on)."""
+        return False
+
     def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
         """More views after the first pass: from the first-stage outputs `first` of every row, a
         batch whose `inputs` are `prepared.inputs` with further rows appended (same earlier rows;

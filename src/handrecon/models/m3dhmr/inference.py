@@ -30,11 +30,11 @@ uv ↦ affine₀(affineᵥ⁻¹(uv))), averaged with weights ∝ heatmap_peak^`T
 sharper a view's heatmaps, the more it counts; equal weights from a graph without peaks), and go
 through steps 3-4 once.
 
-The second look (`set_second_look`, off by default, ``--second-look``): after the first look,
-a hand whose heatmap peak (as reported: its readings' best) is below `SECOND_LOOK_PEAK` is cropped again at
-`SECOND_LOOK_ROTATIONS` (its side kept) and its views averaged as test-time rotations do: the
-extra crops go to the network for the unsure hands only. The hand's reported heatmap_peak and
-side stay the first look's.
+The second look (`set_second_look`; `handrecon.load` turns it on for crop models, ``--one-look``
+off): after the first look, a hand whose heatmap peak (as reported: its readings' best) is below
+`SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS` (its side kept) and its views
+averaged as test-time rotations do: the extra crops go to the network for the unsure hands only.
+The hand's reported heatmap_peak and side stay the first look's.
 
 Frames and units follow DESIGN.md: OpenCV camera, metres, pixels with centres at integers.
 This module is numpy only: a model exported to ONNX is served without importing torch.
@@ -66,8 +66,9 @@ SIDE_EVIDENCE_SCALE_ALONE = 3.152
 # gave 11.47 / 11.42 / 11.44 / 11.49 mm and 10.97 / 10.95 / 10.96 / 11.01 mm, against 12.00 / 11.09
 # for the plain average and 11.62 / 11.18 for the sharpest view alone (PA-MPJPE).
 TEST_TIME_SHARPNESS = 10.0
-# The second look (`set_second_look`, off by default): a hand whose first-look heatmap peak is below
-# SECOND_LOOK_PEAK is seen again turned by SECOND_LOOK_ROTATIONS and its views averaged as above.
+# The second look (`set_second_look`; on as `handrecon.load` serves crop models): a hand whose
+# first-look heatmap peak is below SECOND_LOOK_PEAK is seen again turned by SECOND_LOOK_ROTATIONS and
+# its views averaged as above.
 # heatmap_peak ranks a hand's error (docs/inference.md, "How far to trust a hand"); the threshold
 # was chosen on dev draws only (foreign crops seed 52, our own crops seed 1001, stage-16 model):
 # 0.05 / 0.06 / 0.07 looked again at 12.5 / 19.3 / 27.8 % of the foreign hands for 11.75 / 11.65 /
@@ -140,6 +141,10 @@ class M3DHMRAdapter(InferenceAdapter):
         test-time rotations, which already see every hand at several angles."""
         self.second_look_on = bool(on)
 
+    @property
+    def looks_twice(self) -> bool:
+        return self.second_look_on and len(self.test_time_rotations) == 1
+
     def network(self, model: Any) -> Any:
         return model.inference_network()
 
@@ -187,12 +192,12 @@ class M3DHMRAdapter(InferenceAdapter):
             np.zeros((0, 3, size, size), np.float32)
 
     def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
-        """With `set_second_look` on and one view per reading: each hand whose heatmap peak (as
-        `read_sides` reports it) is below `SECOND_LOOK_PEAK` is cropped again at
-        `SECOND_LOOK_ROTATIONS`, as its winning reading (its side stays). The hands' views are extended in place; the returned batch
-        is `prepared` with those crops appended (None: no hand needs one)."""
+        """When `looks_twice`: each hand whose heatmap peak (as `read_sides` reports it) is below
+        `SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS`, as its winning reading (its
+        side stays). The hands' views are extended in place; the returned batch is `prepared` with
+        those crops appended (None: no hand needs one)."""
         peak = first.get("heatmap_peak")
-        if not self.second_look_on or len(self.test_time_rotations) > 1 or peak is None:
+        if not self.looks_twice or peak is None:
             return None
         hands = [hand for image_hands in prepared.views for hand in image_hands]
         chosen, _, peaks = self.read_sides(hands, peak)
@@ -251,14 +256,14 @@ class M3DHMRAdapter(InferenceAdapter):
     def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
         """The mesh decoder runs on the chosen readings' views only: with the side read, half the crops."""
         hands, _, _, _, kept = self.kept_views(prepared, first.get("heatmap_peak"))
-        return np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)
+        return _rows_of(hands, kept)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
         peak = outputs.get("heatmap_peak")
         hands, chosen, p_side, peaks, kept = self.kept_views(prepared, peak)
         sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
         views = [hand.views[i] for hand, idx in zip(hands, kept) for i in idx]
-        take = np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)
+        take = _rows_of(hands, kept)
         joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))
         counts = np.array([len(idx) for idx in kept])
         starts = np.cumsum(counts) - counts
@@ -286,8 +291,8 @@ class M3DHMRAdapter(InferenceAdapter):
             ))
         return results
 
-    def _average_views(self, views: list[CropView], counts: np.ndarray, peak: np.ndarray | None,
-                       joints: np.ndarray, verts: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _average_views(self, views: list[CropView], counts: np.ndarray, peak: np.ndarray | None, joints: np.ndarray,
+                       verts: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, ...) view-frame outputs of the kept views (`views`, hand-major, `counts` (B,) per
         hand) → (B, ...) averages in each hand's first view, weighted ∝ peak^`TEST_TIME_SHARPNESS`
         (`peak` (N,); None: equal weights): X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv)).
@@ -311,3 +316,8 @@ class M3DHMRAdapter(InferenceAdapter):
         uv_first = np.einsum("bv,bvni->bni", weights,
                              transform_points(uv_image, np.broadcast_to(affine[:, :1], affine.shape)))
         return average_3d(joints), average_3d(verts), uv_first
+
+
+def _rows_of(hands: list[HandViews], kept: list[list[int]]) -> np.ndarray:
+    """The network rows of each hand's kept views (`M3DHMRAdapter.kept_views`), hand-major."""
+    return np.array([hand.rows[i] for hand, idx in zip(hands, kept) for i in idx], np.int64)
