@@ -1,4 +1,5 @@
-"""The second look (`--second-look`, `handrecon.load(..., second_look=True)`): a hand whose
+"""The second look (the default of `handrecon.load` for crop models; `--one-look`, `second_look=False`
+off): a hand whose
 first-look heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at ±45 degrees as its winning
 reading and its views averaged exactly as test-time rotations average them; every other hand is
 the plain result; side, side score and heatmap peak stay the first look's; the mesh decoder runs
@@ -10,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_infer_onnx import _decoded_rows, models  # noqa: F401  (models: a module fixture)
 from test_predictor import photo, tiny_checkpoint
 from typer.testing import CliRunner
@@ -80,8 +82,6 @@ def test_a_crop_model_looks_twice_by_default_and_the_cli_says_so(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ck")
     assert handrecon.load(ckpt).settings["second_look"] is True
     assert handrecon.load(ckpt, second_look=False).settings["second_look"] is False
-    from PIL import Image
-
     Image.fromarray(photo(seed=3)).save(tmp_path / "a.png")
     for flags, want in (([], True), (["--one-look"], False), (["--tta"], False)):  # --tta sees every hand so
         out = tmp_path / f"out{len(flags)}{want}"
