@@ -88,3 +88,126 @@ def test_tuxpaint_pool_writes_each_photograph_with_its_licence_and_skips_missing
     assert "skipped tuxpaint-data: templates/cliff.jpg" in capsys.readouterr().out
     names = fetch_photos.TUXPAINT_TEMPLATES
     assert len(names) == len(set(names)) == 19
+
+
+def qt_resource_file(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A compiled Qt resource file (format version 2) holding `files` {"dir/name": (bytes, zlib?)}:
+    header, data, names, then the tree of 22-byte nodes, breadth first, each directory's children
+    contiguous (as Qt's rcc lays it out)."""
+    import struct
+    import zlib
+
+    tree: dict = {}
+    for path, entry in files.items():
+        *dirs, leaf = path.split("/")
+        node = tree
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[leaf] = entry
+    order, first_child = [("", tree)], {}
+    for i, (_, entry) in enumerate(order):  # grows while walked: breadth first
+        if isinstance(entry, dict):
+            first_child[i] = len(order)
+            order.extend(sorted(entry.items()))
+    data, names, nodes = b"", b"", []
+    for i, (name, entry) in enumerate(order):
+        name_offset = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        if isinstance(entry, dict):
+            nodes.append(struct.pack(">IHIIQ", name_offset, 2, len(entry), first_child[i], 0))
+            continue
+        blob, compress = entry
+        stored = struct.pack(">I", len(blob)) + zlib.compress(blob) if compress else blob
+        nodes.append(struct.pack(">IHHHIQ", name_offset, 1 if compress else 0, 0, 0, len(data), 0))
+        data += struct.pack(">I", len(stored)) + stored
+    data_offset = 20
+    names_offset = data_offset + len(data)
+    tree_offset = names_offset + len(names)
+    return b"qres" + struct.pack(">IIII", 2, tree_offset, data_offset, names_offset) + data + names + b"".join(nodes)
+
+
+def test_read_qt_resources_returns_stored_and_zlib_entries_by_path(tmp_path):
+    path = tmp_path / "a.rcc"
+    path.write_bytes(qt_resource_file({"gcompris/src/x/one.webp": (b"plain bytes", False),
+                                       "gcompris/src/x/two.webp": (b"squeezed " * 50, True),
+                                       "gcompris/top.txt": (b"t", False)}))
+    assert fetch_photos.read_qt_resources(path) == {"gcompris/src/x/one.webp": b"plain bytes",
+                                                    "gcompris/src/x/two.webp": b"squeezed " * 50,
+                                                    "gcompris/top.txt": b"t"}
+    (tmp_path / "b.rcc").write_bytes(b"not a resource file")
+    import pytest
+    with pytest.raises(ValueError, match="b.rcc: not a Qt resource file"):
+        fetch_photos.read_qt_resources(tmp_path / "b.rcc")
+
+
+GCOMPRIS_COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2014 GCompris authors
+License: GPL-3+
+
+Files: src/activities/categorization/resource/images/tools/hammer1.jpg
+Copyright: Jane Photographer
+License: CC-BY-SA-3.0
+
+Files: src/activities/explore_farm_animals/resource/animals/*
+       src/activities/categorization/resource/images/tools/saw.jpg
+Copyright: Farm Photos Ltd
+License: GPL-3
+
+Files: src/activities/explore_farm_animals/resource/animals/cow.jpg
+Copyright: A Cow Photographer
+License: CC0-1.0
+"""
+
+
+def test_dep5_licence_takes_the_last_matching_paragraph_and_continued_file_lists():
+    paragraphs = fetch_photos.dep5_paragraphs(GCOMPRIS_COPYRIGHT)
+    assert [p[2] for p in paragraphs] == ["GPL-3+", "CC-BY-SA-3.0", "GPL-3", "CC0-1.0"]
+    licence = fetch_photos.dep5_licence
+    assert licence(paragraphs, "src/activities/categorization/resource/images/tools/hammer1.jpg")[1:] == (
+        "Jane Photographer", "CC-BY-SA-3.0")
+    assert licence(paragraphs, "src/activities/categorization/resource/images/tools/saw.jpg")[2] == "GPL-3"
+    assert licence(paragraphs, "src/activities/explore_farm_animals/resource/animals/cow.jpg")[2] == "CC0-1.0"
+    assert licence(paragraphs, "src/activities/explore_farm_animals/resource/animals/pig.jpg")[2] == "GPL-3"
+    assert licence(paragraphs, "src/activities/erase/resource/tiger.jpg")[0] == "*"  # only the catch-all
+
+
+def test_gcompris_pool_keeps_photographs_licensed_by_file_or_folder_only(tmp_path, monkeypatch):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def webp(h: int, w: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((h, w, 3), 90, np.uint8)).save(buf, format="WEBP")
+        return buf.getvalue()
+
+    fake = tmp_path / "deb"
+    (fake / "usr/share/doc/gcompris-qt-data").mkdir(parents=True)
+    (fake / "usr/share/doc/gcompris-qt-data/copyright").write_text(GCOMPRIS_COPYRIGHT)
+    rcc = fake / "usr/share/gcompris-qt/rcc"
+    rcc.mkdir(parents=True)
+    tools = "gcompris/src/activities/categorization/resource/images/tools"
+    farm = "gcompris/src/activities/explore_farm_animals/resource/animals"
+    for activity in fetch_photos.GCOMPRIS_ACTIVITIES:
+        (rcc / f"{activity}.rcc").write_bytes(qt_resource_file({}))
+    (rcc / "categorization.rcc").write_bytes(qt_resource_file({
+        f"{tools}/hammer1.webp": (webp(200, 300), False),           # licensed by file: kept
+        f"{tools}/tiny.webp": (webp(40, 60), False),                # under 150 px
+        f"{tools}/unlisted.webp": (webp(200, 300), True)}))         # only Files: * covers it
+    (rcc / "explore_farm_animals.rcc").write_bytes(qt_resource_file({
+        f"{farm}/cow.webp": (webp(300, 400), True),                 # by file (the last paragraph wins)
+        f"{farm}/farmer_boy.webp": (webp(300, 400), False)}))       # shows a person
+    monkeypatch.setattr(fetch_photos, "download", lambda package, into: fake)
+    out = tmp_path / "out"
+    out.mkdir()
+    fetch_photos.fetch_gcompris(out)
+    assert sorted(p.name for p in out.iterdir()) == ["SOURCES.md", "gcompris_categorization_hammer1.jpg",
+                                                     "gcompris_explore_farm_animals_cow.jpg"]
+    sources = (out / "SOURCES.md").read_text()
+    assert "tools/hammer1 (© Jane Photographer) | CC-BY-SA-3.0" in sources
+    assert "animals/cow (© A Cow Photographer) | CC0-1.0" in sources
+    with Image.open(out / "gcompris_explore_farm_animals_cow.jpg") as im:
+        assert im.mode == "RGB" and im.size == (400, 300)

@@ -6,6 +6,7 @@
     python tools/fetch_photos.py --lomiri [--out .cache/photos/lomiri]
     python tools/fetch_photos.py --textures [--out .cache/photos/textures]
     python tools/fetch_photos.py --tuxpaint [--out .cache/photos/tuxpaint]
+    python tools/fetch_photos.py --gcompris [--out .cache/photos/gcompris]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -55,6 +56,14 @@ behind clouds and leaves, a wool-mill machine; by Bill Kendrick, `tuxpaint-data`
 debian/copyright states for Files: *) and the two photographs behind its starters
 (`TUXPAINT_STARTER_PHOTOS`: a coral reef and San Francisco at dusk, NOAA, public domain per the
 package's AUTHORS.txt). Warm close surfaces and machinery, which the other pools have few of.
+With `--gcompris`: the photographs of the educational suite GCompris (`gcompris-qt-data` 3.1, read
+out of its Qt resource files, `read_qt_resources`) that debian/copyright licenses file by file or
+folder by folder (CC0, public domain, CC-BY, CC-BY-SA, GPL; author and licence into `SOURCES.md`),
+leaving out what only its catch-all `Files: *` paragraph covers, what shows people, hands or
+primates (`GCOMPRIS_EXCLUDE`) and images under 150 px: tools, dishes, household objects, fish in
+tanks, solar panels, windmills, dams and monuments (`categorization`), animals in the wild and on
+farms, the sea floor. Close-up objects, the things hands hold, which the other pools have few of.
+
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -63,9 +72,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import fnmatch
+import io
 import re
+import struct
 import subprocess
 import tempfile
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -98,6 +111,11 @@ TUXPAINT_TEMPLATES = ("burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthou
 TUXPAINT_STARTER_PHOTOS = {"reef-back.png": "Coral reef, NOAA photo library reef2583 (Thomas K. Gibson)",
                            "skyline-sf-dusk-back.jpeg": "San Francisco at dusk, NOAA photo library line1989 (Rich Bourgerie)"}
 CUTOUT_MAX_SIDE = 512
+GCOMPRIS_ACTIVITIES = ("categorization", "explore_world_animals", "explore_farm_animals", "clickgame", "erase",
+                       "explore_monuments")
+GCOMPRIS_EXCLUDE = re.compile(r"people|person|child|girl|boy|man\b|woman|face|hand|finger|arm\b|body|gorilla|monkey|"
+                              r"chimp|gibbon|orangutan|lemur|baboon|macaque|alphabets|numbers", re.IGNORECASE)
+GCOMPRIS_MIN_SIDE = 150
 CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
                             r"body_parts|hand|finger", re.IGNORECASE)
 
@@ -162,14 +180,69 @@ def fetch_opencv(out: Path) -> None:
     write_sources(out, rows, "photographs")
 
 
+def dep5_paragraphs(copyright_text: str) -> list[tuple[list[str], str, str]]:
+    """The `Files` paragraphs of a machine-readable debian/copyright (DEP-5), in order: (file
+    patterns, first line of the copyright holders, licence name); continuation lines of `Files`
+    are read as more patterns."""
+    out = []
+    for para in copyright_text.split("\n\n"):
+        files = re.search(r"^Files: *(.*(?:\n[ \t]+.*)*)", para, re.MULTILINE)
+        licence = re.search(r"^License: *(.*)$", para, re.MULTILINE)
+        holder = re.search(r"^Copyright: *(.*)$", para, re.MULTILINE)
+        if files and licence:
+            out.append((files.group(1).split(), holder.group(1).strip() if holder else "", licence.group(1).strip()))
+    return out
+
+
 def dep5_licences(copyright_text: str) -> dict[str, tuple[str, str]]:
     """{file name: (copyright holder, licence)} from a machine-readable debian/copyright (DEP-5)."""
-    out = {}
-    for para in copyright_text.split("\n\n"):
-        fields = dict(re.findall(r"^(Files|Copyright|License): *(.*)$", para, re.MULTILINE))
-        for pattern in fields.get("Files", "").split():
-            if "License" in fields:
-                out[Path(pattern).name] = (fields.get("Copyright", "").strip(), fields["License"].strip())
+    return {Path(pattern).name: (holder, licence)
+            for patterns, holder, licence in dep5_paragraphs(copyright_text) for pattern in patterns}
+
+
+def dep5_licence(paragraphs: list[tuple[list[str], str, str]], path: str) -> tuple[str, str, str] | None:
+    """(matching pattern, holder, licence) of the source file `path` by DEP-5's rule (the last
+    paragraph whose pattern matches wins); None when no paragraph covers it."""
+    found = None
+    for patterns, holder, licence in paragraphs:
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(path, pattern):
+                found = (pattern, holder, licence)
+    return found
+
+
+def read_qt_resources(path: Path) -> dict[str, bytes]:
+    """{resource path: file bytes} of a compiled Qt resource file (`rcc`, format versions 1-3: a
+    "qres" header, a tree of 14- or 22-byte nodes, UTF-16 names, zlib-compressed or stored data;
+    zstd-compressed entries are refused)."""
+    b = path.read_bytes()
+    if b[:4] != b"qres":
+        raise ValueError(f"{path}: not a Qt resource file (no 'qres' header)")
+    version, tree, data, names = struct.unpack(">IIII", b[4:20])
+    node_size = 22 if version >= 2 else 14
+    out: dict[str, bytes] = {}
+
+    def name(offset: int) -> str:
+        length, = struct.unpack(">H", b[names + offset:names + offset + 2])
+        return b[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    def walk(index: int, prefix: str) -> None:
+        node = tree + index * node_size
+        name_offset, flags = struct.unpack(">IH", b[node:node + 6])
+        here = f"{prefix}{name(name_offset)}" if index else ""
+        if flags & 2:  # a directory: child count, first child
+            count, first = struct.unpack(">II", b[node + 6:node + 14])
+            for child in range(first, first + count):
+                walk(child, f"{here}/" if index else "")
+            return
+        offset, = struct.unpack(">I", b[node + 10:node + 14])
+        size, = struct.unpack(">I", b[data + offset:data + offset + 4])
+        blob = b[data + offset + 4:data + offset + 4 + size]
+        if flags & 4:
+            raise ValueError(f"{path}: {here} is zstd-compressed, which this reader does not decode")
+        out[here] = zlib.decompress(blob[4:]) if flags & 1 else blob  # qCompress: a 4-byte size, then zlib
+
+    walk(0, "")
     return out
 
 
@@ -238,18 +311,47 @@ def fetch_tuxpaint(out: Path) -> None:
     write_sources(out, rows, "photographs")
 
 
+def fetch_gcompris(out: Path) -> None:
+    """GCompris's photographs licensed file by file (module docstring) as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        root = download("gcompris-qt-data", Path(d))
+        paragraphs = dep5_paragraphs((root / "usr/share/doc/gcompris-qt-data/copyright").read_text())
+        for activity in GCOMPRIS_ACTIVITIES:
+            for resource, blob in sorted(read_qt_resources(root / f"usr/share/gcompris-qt/rcc/{activity}.rcc").items()):
+                stem, ext = resource.rsplit(".", 1) if "." in resource else (resource, "")
+                if ext.lower() not in ("webp", "jpg", "jpeg", "png") or GCOMPRIS_EXCLUDE.search(stem):
+                    continue
+                source = stem.removeprefix("gcompris/")  # packed as .webp; debian/copyright names the source file
+                found = [dep5_licence(paragraphs, f"{source}.{e}") for e in ("jpg", "jpeg", "png", "webp", ext)]
+                found = next((f for f in found if f and f[0] != "*"), None)
+                if found is None:
+                    continue  # only the catch-all paragraph covers it
+                with Image.open(io.BytesIO(blob)) as im:
+                    if min(im.size) < GCOMPRIS_MIN_SIDE:
+                        continue
+                    im = im.convert("RGB")
+                    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+                    dst = f"gcompris_{activity}_{Path(stem).name}.jpg"
+                    im.save(out / dst, quality=92)
+                _, holder, licence = found
+                rows.append(f"| {dst} | gcompris-qt-data: {activity}.rcc {source} (© {holder}) | {licence} (debian/copyright) |")
+    write_sources(out, rows, "photographs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri, textures or tuxpaint")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri, textures, tuxpaint or gcompris")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
     kind.add_argument("--lomiri", action="store_true", help="the photographs among the Ubuntu Touch wallpapers instead")
     kind.add_argument("--textures", action="store_true", help="photographed surfaces (Palapeli, Krita) instead")
     kind.add_argument("--tuxpaint", action="store_true", help="Tux Paint's photographic templates instead")
+    kind.add_argument("--gcompris", action="store_true", help="GCompris's photographs licensed file by file instead")
     args = ap.parse_args()
     special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri, "textures": fetch_textures,
-               "tuxpaint": fetch_tuxpaint}
+               "tuxpaint": fetch_tuxpaint, "gcompris": fetch_gcompris}
     chosen = next((k for k in special if getattr(args, k)), None)
     args.out = args.out or Path(".cache/photos/" + (chosen or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
