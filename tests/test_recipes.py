@@ -26,7 +26,7 @@ def fake_python(tmp_path: Path) -> tuple[Path, Path]:
 def test_train_shipped_dry_run_trains_every_stage_and_packages_the_last_soup(tmp_path):
     exe, log = fake_python(tmp_path)
     photos = {}
-    for name in ("PHOTOS", "OPENCV", "LOMIRI", "TEXTURES", "CUTOUTS", "TUXPAINT"):
+    for name in ("PHOTOS", "OPENCV", "LOMIRI", "TEXTURES", "CUTOUTS", "TUXPAINT", "GCOMPRIS"):
         folder = tmp_path / name.lower()
         folder.mkdir()
         (folder / "SOURCES.md").write_text("|")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 17 hours,
-# over the 150-minute budget since stages 3-16 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 18 hours,
+# over the 150-minute budget since stages 3-17 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -18,7 +18,8 @@
 # AVX2-only CPU, side by side), averaged again; stages 13-16: Tux Paint's 21 photographs added to the pool
 # (tools/fetch_photos.py --tuxpaint), four more such averages in a row (configs/m3dhmr_cpu_tuxpaint.yaml,
 # m3dhmr_cpu_tuxpaint2.yaml, m3dhmr_cpu_tuxpaint3.yaml, m3dhmr_cpu_tuxpaint4.yaml: 2000 bf16 steps per run,
-# ~34 min side by side on an AVX-512 BF16 CPU); evaluate on the held-out
+# ~34 min side by side on an AVX-512 BF16 CPU); stage 17: GCompris's 146 photographs added
+# (tools/fetch_photos.py --gcompris), one more such average (configs/m3dhmr_cpu_gcompris.yaml); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -157,6 +158,13 @@ POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint3.yam
 STAGE15=$RUN/soup
 RUN=${RUN16:-runs/m3dhmr_cpu_tuxpaint4}
 POOL=photos_tuxpaint EXTRA=$TUXPAINT soup_stage configs/m3dhmr_cpu_tuxpaint4.yaml "$STAGE15" "$RUN" 40 41 2000
+# stage 17 (since 2026-12-04, twenty-second session): GCompris's 146 photographs added to the pool
+# (tools/fetch_photos.py --gcompris); stage 16's average continued twice for 2000 steps (bf16), averaged
+GCOMPRIS=${GCOMPRIS:-.cache/photos/gcompris}
+[ -f "$GCOMPRIS/SOURCES.md" ] || $PY tools/fetch_photos.py --gcompris --out "$GCOMPRIS"
+STAGE16=$RUN/soup
+RUN=${RUN17:-runs/m3dhmr_cpu_gcompris}
+POOL=photos_gcompris EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_gcompris.yaml "$STAGE16" "$RUN" 46 47 2000
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -186,7 +194,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -203,6 +211,7 @@ atomic_write_json(path, {
              "stage14": "the same with --seed 36 and, for the soup's second run, --seed 37",
              "stage15": "the same with --seed 38 and, for the soup's second run, --seed 39",
              "stage16": "the same with --seed 40 and, for the soup's second run, --seed 41",
+             "stage17": "the same plus --backgrounds <tools/fetch_photos.py --gcompris> with --seed 46 and, for the soup's second run, --seed 47",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
