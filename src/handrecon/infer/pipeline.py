@@ -36,7 +36,7 @@ PIPELINE_SEPARATOR = "+"
 # intercept (mirror symmetry), of the shipped crop model and side head on the ground-truth boxes of
 # 806 hands of our own scenes (seed 7000) and 390 foreign ones (seed 8), neither a training nor a
 # test set (docs/inference.md, "Left or right").
-SIDE_HEAD_PRIOR_WEIGHT = 0.315
+SIDE_HEAD_PRIOR_WEIGHT = 0.309
 # Hand presence: a detection's score is re-read with the crop model's keypoint sharpness on its box
 # (`HandResult.heatmap_peak`): logit(hand score) = a · logit(detector score) + b · log(peak) + c.
 # A logistic fit (a match at IoU 0.5 against the rest) of the shipped detector's candidates (score
@@ -44,10 +44,10 @@ SIDE_HEAD_PRIOR_WEIGHT = 0.315
 # scenes (seeds 7000, 8, 7100: 3813 candidates), c shifted by logit(0.63) so that the served threshold
 # 0.5 is the operating point the served rule picked on those dev sets (own scenes' precision >= 0.92,
 # at most 4 % of hand-free scenes with a hand). docs/inference.md, "Hand presence".
-PRESENCE_WEIGHTS = (1.5287, 1.8238, 5.9303)
+PRESENCE_WEIGHTS = (1.5241, 1.8396, 6.0024)
 # The largest peak counted on when choosing which candidates the crop model reads (the candidate
 # floor): above it a candidate under the floor could still pass. The largest on the dev candidates:
-# 0.15 with the stage-12 crop model, 0.149 with stage 14, 0.148 with stage 16 (tools/fit_side_and_presence.py
+# 0.15 with the stage-12 crop model, 0.149 with stage 14, 0.148 with stages 16 and 17 (tools/fit_side_and_presence.py
 # prints it).
 PEAK_BOUND = 0.15
 

@@ -59,8 +59,8 @@ from handrecon.utils.logistic import log_peak, sigmoid
 # the detector's side head (`infer.pipeline.SIDE_HEAD_PRIOR_WEIGHT`, the docs' "Left or right"), and
 # alone (no prior given): the same dev sets, the same fit without the side head. Only side_score
 # depends on which: the side is the sign either way.
-SIDE_EVIDENCE_SCALE = 2.183
-SIDE_EVIDENCE_SCALE_ALONE = 3.152
+SIDE_EVIDENCE_SCALE = 2.560
+SIDE_EVIDENCE_SCALE_ALONE = 3.526
 # Test-time rotations average a hand's views with weights ∝ heatmap_peak ** this. Chosen on dev
 # draws only (foreign crops seed 52, our own crops seed 1001; three views 0, ±45°): 5 / 10 / 20 / 40
 # gave 11.47 / 11.42 / 11.44 / 11.49 mm and 10.97 / 10.95 / 10.96 / 11.01 mm, against 12.00 / 11.09
