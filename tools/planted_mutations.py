@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 122, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 124, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -363,6 +363,14 @@ MUTATIONS = [
     ("the second look crops the losing side", "src/handrecon/models/m3dhmr/inference.py",
      "hand.box, hand.scale, hand.readings[k], angle)", "hand.box, hand.scale, hand.readings[-1 - k], angle)",
      ["tests/test_second_look.py"]),
+    ("DEP-5: the first matching paragraph wins, not the last", "tools/fetch_photos.py",
+     "                found = (pattern, holder, licence)",
+     "                found = found or (pattern, holder, licence)",
+     ["tests/test_fetch_photos.py"]),
+    ("Qt resources: zlib entries returned compressed", "tools/fetch_photos.py",
+     "out[here] = zlib.decompress(blob[4:]) if flags & 1 else blob",
+     "out[here] = blob",
+     ["tests/test_fetch_photos.py"]),
 ]
 
 
