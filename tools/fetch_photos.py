@@ -71,9 +71,9 @@ the two pools never overlap.
 from __future__ import annotations
 
 import argparse
-import json
 import fnmatch
 import io
+import json
 import re
 import struct
 import subprocess
@@ -111,13 +111,13 @@ TUXPAINT_TEMPLATES = ("burnt_bark", "cliff", "corn_maze", "jellyfish", "lighthou
 TUXPAINT_STARTER_PHOTOS = {"reef-back.png": "Coral reef, NOAA photo library reef2583 (Thomas K. Gibson)",
                            "skyline-sf-dusk-back.jpeg": "San Francisco at dusk, NOAA photo library line1989 (Rich Bourgerie)"}
 CUTOUT_MAX_SIDE = 512
+CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
+                            r"body_parts|hand|finger", re.IGNORECASE)
 GCOMPRIS_ACTIVITIES = ("categorization", "explore_world_animals", "explore_farm_animals", "clickgame", "erase",
                        "explore_monuments")
 GCOMPRIS_EXCLUDE = re.compile(r"people|person|child|girl|boy|man\b|woman|face|hand|finger|arm\b|body|gorilla|monkey|"
                               r"chimp|gibbon|orangutan|lemur|baboon|macaque|alphabets|numbers", re.IGNORECASE)
 GCOMPRIS_MIN_SIDE = 150
-CUTOUT_EXCLUDE = re.compile(r"cartoon|symbols|alphabet|roadsign|seasonal|/people/|fireman|paratrooper|roll-call|glove|"
-                            r"body_parts|hand|finger", re.IGNORECASE)
 
 
 def download(package: str, into: Path) -> Path:
