@@ -1,5 +1,13 @@
 """tools/fetch_photos.py records each photograph's licence from the package's debian/copyright or the file's own metadata."""
 
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
 from helpers import load_script
 
 fetch_photos = load_script("tools/fetch_photos.py")
@@ -69,9 +77,6 @@ def test_the_texture_pool_names_each_file_once_and_no_drawn_pattern():
 
 
 def test_tuxpaint_pool_writes_each_photograph_with_its_licence_and_skips_missing_ones(tmp_path, monkeypatch, capsys):
-    import numpy as np
-    from PIL import Image
-
     fake = tmp_path / "deb" / "usr/share/tuxpaint"
     (fake / "templates").mkdir(parents=True)
     (fake / "starters").mkdir()
@@ -94,9 +99,6 @@ def qt_resource_file(files: dict[str, tuple[bytes, bool]]) -> bytes:
     """A compiled Qt resource file (format version 2) holding `files` {"dir/name": (bytes, zlib?)}:
     header, data, names, then the tree of 22-byte nodes, breadth first, each directory's children
     contiguous (as Qt's rcc lays it out)."""
-    import struct
-    import zlib
-
     tree: dict = {}
     for path, entry in files.items():
         *dirs, leaf = path.split("/")
@@ -135,7 +137,6 @@ def test_read_qt_resources_returns_stored_and_zlib_entries_by_path(tmp_path):
                                                     "gcompris/src/x/two.webp": b"squeezed " * 50,
                                                     "gcompris/top.txt": b"t"}
     (tmp_path / "b.rcc").write_bytes(b"not a resource file")
-    import pytest
     with pytest.raises(ValueError, match="b.rcc: not a Qt resource file"):
         fetch_photos.read_qt_resources(tmp_path / "b.rcc")
 
@@ -174,11 +175,6 @@ def test_dep5_licence_takes_the_last_matching_paragraph_and_continued_file_lists
 
 
 def test_gcompris_pool_keeps_photographs_licensed_by_file_or_folder_only(tmp_path, monkeypatch):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     def webp(h: int, w: int) -> bytes:
         buf = io.BytesIO()
         Image.fromarray(np.full((h, w, 3), 90, np.uint8)).save(buf, format="WEBP")
