@@ -207,3 +207,38 @@ def test_gcompris_pool_keeps_photographs_licensed_by_file_or_folder_only(tmp_pat
     assert "animals/cow (© A Cow Photographer) | CC0-1.0" in sources
     with Image.open(out / "gcompris_explore_farm_animals_cow.jpg") as im:
         assert im.mode == "RGB" and im.size == (400, 300)
+
+
+KALZIUM_COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: kalzium
+
+Files: *
+Copyright: 2007, A Chemist <chemist@example.org>
+           2008, Another One
+License: GPL-2.0-or-later
+
+Files: doc/*
+Copyright: 2008, A Writer
+License: GFDL-1.2-only
+"""
+
+
+def test_kalzium_pool_keeps_its_photographs_with_the_tree_licence_and_leaves_out_the_drawing(tmp_path, monkeypatch):
+    fake = tmp_path / "deb"
+    (fake / "usr/share/doc/kalzium-data").mkdir(parents=True)
+    (fake / "usr/share/doc/kalzium-data/copyright").write_text(KALZIUM_COPYRIGHT)
+    pics = fake / "usr/share/kalzium/data/toolpics"
+    pics.mkdir(parents=True)
+    Image.fromarray(np.full((300, 250, 3), 80, np.uint8)).save(pics / "becherglas.jpg")
+    Image.fromarray(np.full((77, 310, 4), 200, np.uint8)).save(pics / "kolbenprober.png")  # the one drawing
+    (pics / "notes.txt").write_text("not an image")
+    monkeypatch.setattr(fetch_photos, "download", lambda package, into: fake)
+    out = tmp_path / "out"
+    out.mkdir()
+    fetch_photos.fetch_kalzium(out)
+    assert sorted(p.name for p in out.iterdir()) == ["SOURCES.md", "kalzium_becherglas.jpg"]
+    sources = (out / "SOURCES.md").read_text()
+    assert "data/toolpics/becherglas.jpg (© 2007, A Chemist <chemist@example.org> et al.)" in sources
+    assert "GPL-2.0-or-later (debian/copyright, Files: *)" in sources
+    with Image.open(out / "kalzium_becherglas.jpg") as im:
+        assert im.mode == "RGB" and im.size == (250, 300)

@@ -7,6 +7,7 @@
     python tools/fetch_photos.py --textures [--out .cache/photos/textures]
     python tools/fetch_photos.py --tuxpaint [--out .cache/photos/tuxpaint]
     python tools/fetch_photos.py --gcompris [--out .cache/photos/gcompris]
+    python tools/fetch_photos.py --kalzium [--out .cache/photos/kalzium]
 
 Downloads two Debian packages with `apt-get download` (no root needed to download, nothing is
 installed), extracts the photographs named below, downscales each to at most 1280 px on its longer
@@ -64,6 +65,13 @@ primates (`GCOMPRIS_EXCLUDE`) and images under 150 px: tools, dishes, household 
 tanks, solar panels, windmills, dams and monuments (`categorization`), animals in the wild and on
 farms, the sea floor. Close-up objects, the things hands hold, which the other pools have few of.
 
+With `--kalzium`: the photographs of laboratory equipment that the chemistry program Kalzium shows
+in its glossary (`kalzium-data` 22.12.3, `data/toolpics/`: beakers and flasks, burners, pipettes, a
+balance, a hot plate, a mortar, goggles, clamps and stands, on lab benches and red tiles; 39 of its
+40 pictures, `KALZIUM_DRAWN` leaving out the one drawing), GPL-2.0-or-later as debian/copyright's
+`Files: *` paragraph states for the whole source tree (no paragraph names other sources for its
+images, unlike GCompris's), 60-530 px. Glass, steel and plastic in a workplace, held by hands in use.
+
 The foreign test set uses other photographs (scikit-image's, `benchmarks/foreign_testset.py`), so
 the two pools never overlap.
 """
@@ -118,6 +126,7 @@ GCOMPRIS_ACTIVITIES = ("categorization", "explore_world_animals", "explore_farm_
 GCOMPRIS_EXCLUDE = re.compile(r"people|person|child|girl|boy|man\b|woman|face|hand|finger|arm\b|body|gorilla|monkey|"
                               r"chimp|gibbon|orangutan|lemur|baboon|macaque|alphabets|numbers", re.IGNORECASE)
 GCOMPRIS_MIN_SIDE = 150
+KALZIUM_DRAWN = ("kolbenprober.png",)
 
 
 def download(package: str, into: Path) -> Path:
@@ -339,9 +348,29 @@ def fetch_gcompris(out: Path) -> None:
     write_sources(out, rows, "photographs")
 
 
+def fetch_kalzium(out: Path) -> None:
+    """Kalzium's photographs of laboratory equipment (module docstring) as JPEGs in `out`, with SOURCES.md."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        root = download("kalzium-data", Path(d))
+        paragraphs = dep5_paragraphs((root / "usr/share/doc/kalzium-data/copyright").read_text())
+        for src in sorted((root / "usr/share/kalzium/data/toolpics").glob("*")):
+            if src.suffix.lower() not in (".jpg", ".jpeg", ".png") or src.name in KALZIUM_DRAWN:
+                continue
+            found = dep5_licence(paragraphs, f"data/toolpics/{src.name}")
+            if found is None:
+                print(f"skipped kalzium-data: toolpics/{src.name} (no licence in its debian/copyright)")
+                continue
+            _, holder, licence = found
+            take(src, out, f"kalzium_{src.stem}.jpg", rows, f"kalzium-data: data/toolpics/{src.name}",
+                 f"{licence} (debian/copyright, Files: {found[0]})", f"© {holder} et al.")
+    write_sources(out, rows, "photographs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri, textures, tuxpaint or gcompris")
+    ap.add_argument("--out", type=Path, default=None, help="default: .cache/photos/ + train, cutouts, opencv, lomiri, textures, tuxpaint, gcompris "
+                                                       "or kalzium")
     kind = ap.add_mutually_exclusive_group()
     kind.add_argument("--cutouts", action="store_true", help="the cut-out objects instead of the photographs")
     kind.add_argument("--opencv", action="store_true", help="OpenCV's sample photographs instead")
@@ -349,9 +378,10 @@ def main() -> None:
     kind.add_argument("--textures", action="store_true", help="photographed surfaces (Palapeli, Krita) instead")
     kind.add_argument("--tuxpaint", action="store_true", help="Tux Paint's photographic templates instead")
     kind.add_argument("--gcompris", action="store_true", help="GCompris's photographs licensed file by file instead")
+    kind.add_argument("--kalzium", action="store_true", help="Kalzium's photographs of laboratory equipment instead")
     args = ap.parse_args()
     special = {"cutouts": fetch_cutouts, "opencv": fetch_opencv, "lomiri": fetch_lomiri, "textures": fetch_textures,
-               "tuxpaint": fetch_tuxpaint, "gcompris": fetch_gcompris}
+               "tuxpaint": fetch_tuxpaint, "gcompris": fetch_gcompris, "kalzium": fetch_kalzium}
     chosen = next((k for k in special if getattr(args, k)), None)
     args.out = args.out or Path(".cache/photos/" + (chosen or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
