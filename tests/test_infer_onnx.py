@@ -225,6 +225,44 @@ def test_the_cut_sub_graphs_are_kept_and_a_damaged_one_is_cut_again(models, tmp_
     assert load_onnx(path).network.staged and kept[1].is_file()
 
 
+def test_a_staged_load_never_opens_the_whole_graph_once_its_interface_is_kept(models, tmp_path, monkeypatch):
+    """The file's interface (inputs, outputs, metadata) is read once into the cache; later loads of a
+    model served in two stages open only the two sub-graphs' sessions, with the same hands; a
+    damaged kept interface is read again, and a graph served whole opens its session on first use."""
+    import handrecon.infer.onnx as onnx_backend
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    _, onnx_rec, path = models
+    image, box = photo(seed=4), [(30, 20, 110, 100)]
+    expected = onnx_rec.predict(image, boxes=box).hands[0].vertices
+    opened = []
+
+    def counting(p, threads=None):
+        opened.append(Path(p).name)
+        return ort_session(p, threads)
+
+    ort_session = onnx_backend.ort_session
+    monkeypatch.setattr(onnx_backend, "ort_session", counting)
+    load_onnx(path)  # first load: the whole graph's session reads the interface
+    assert Path(path).name in opened
+    kept = list((tmp_path / "cache" / "subgraphs").glob("*-interface.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["outputs"] == onnx_rec.network.output_names
+    opened.clear()
+    again = load_onnx(path)
+    assert again.network.staged and len(opened) == 2 and Path(path).name not in opened
+    np.testing.assert_allclose(again.predict(image, boxes=box).hands[0].vertices, expected, atol=1e-6)
+    assert again.network.read_metadata(path)["card"] == onnx_rec.card
+    kept[0].write_text("{damaged")
+    opened.clear()
+    assert load_onnx(path).network.staged and Path(path).name in opened  # read again
+    assert json.loads(kept[0].read_text())["inputs"][0][0] == "image"
+    one_piece = _without_output(path, "landmark_features", tmp_path / "one_piece.onnx")
+    assert load_onnx(one_piece).network._session is not None  # opened to read its interface
+    whole = load_onnx(one_piece)
+    assert not whole.network.staged and whole.network._session is None  # interface kept: opened on first use
+    np.testing.assert_allclose(whole.predict(image, boxes=box).hands[0].vertices, expected, atol=1e-6)
+
+
 def test_shipped_fp16_model_onnx_matches_torch_with_root_refinement(tmp_path):
     """The shipped model (fp16 weights, read as float32) exported to ONNX gives the same hands as
     torch through the whole pipeline, robust root refinement on, on held-out synthetic hands."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from handrecon.models.adapter import INPUT_NAME
-from handrecon.utils.onnx import cached_subgraphs, ort_session
+from handrecon.utils.onnx import cached_interface, cached_subgraphs, file_digest, ort_session
 
 METADATA_KEY = "handrecon"
 METADATA_FORMAT, METADATA_VERSION = "handrecon-onnx", 2
@@ -33,20 +34,37 @@ def metadata(card: dict, refine_root: bool) -> str:
 
 
 class OnnxNetwork:
-    """An onnxruntime session (CPU) as a `infer.predictor.Network`."""
+    """An ONNX file on onnxruntime (CPU, `threads` intra-op threads) as a `infer.predictor.Network`.
+    Its interface (inputs, outputs, metadata) is read once per file into the cache
+    (`utils.onnx.cached_interface`); the whole graph's session opens on first use, which a graph
+    served in two stages (`use_stages`) never makes."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        try:
-            self.session = ort_session(path, threads)
-        except ValueError as e:
-            raise ValueError(f"{e}; re-export with `handrecon export-onnx`") from e
         self.path, self.threads, self.staged = Path(path), threads, False
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != [INPUT_NAME]:
-            raise ValueError(f"{path}: the graph takes {[i.name for i in inputs]}, not one {INPUT_NAME!r}; not a handrecon "
-                             "export")
-        self.input_shape = list(inputs[0].shape)  # [batch, 3, S, S]; S fixed at export
+        self._session: Any = None
+        self._opening = threading.Lock()  # batches run in several threads: one whole session
+        try:
+            self.digest = file_digest(self.path)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read it ({e})") from None
+        interface = cached_interface(self.digest, lambda: self.session)
+        self.output_names, self.metadata = list(interface["outputs"]), interface["metadata"]
+        inputs = interface["inputs"]
+        if [name for name, _ in inputs] != [INPUT_NAME]:
+            raise ValueError(f"{path}: the graph takes {[name for name, _ in inputs]}, not one {INPUT_NAME!r}; not a "
+                             "handrecon export")
+        self.input_shape = list(inputs[0][1])  # [batch, 3, S, S]; S fixed at export
+
+    @property
+    def session(self) -> Any:
+        """The whole graph's onnxruntime session, opened on first use."""
+        with self._opening:
+            if self._session is None:
+                try:
+                    self._session = ort_session(self.path, self.threads)
+                except ValueError as e:
+                    raise ValueError(f"{e}; re-export with `handrecon export-onnx`") from e
+            return self._session
 
     def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         if extra:
@@ -65,7 +83,8 @@ class OnnxNetwork:
             return False
         self.first_names = [n for n in self.output_names if n not in second_stage_outputs]
         self.stage_link, self.second_names = list(stage_link), list(second_stage_outputs)
-        paths = cached_subgraphs(self.path, [([INPUT_NAME], self.first_names), (self.stage_link, self.second_names)])
+        paths = cached_subgraphs(self.path, [([INPUT_NAME], self.first_names), (self.stage_link, self.second_names)],
+                                 self.digest)
         if paths is None:
             return False
         try:
@@ -89,7 +108,7 @@ class OnnxNetwork:
 
     def read_metadata(self, path: str | Path) -> dict:
         """The ``handrecon`` metadata (ValueError if the file is not a handrecon export)."""
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        raw = self.metadata.get(METADATA_KEY)
         if raw is None:
             raise ValueError(f"{path}: no '{METADATA_KEY}' metadata; not exported by `handrecon export-onnx`")
         try:

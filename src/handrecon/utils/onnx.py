@@ -1,10 +1,11 @@
 """The one way handrecon opens an onnxruntime session (CPU) and keeps its own ONNX exports
-(crop models and the hand detector), and the sub-graphs cut from them, in the cache."""
+(crop models and the hand detector), the sub-graphs cut from them and their interfaces, in the cache."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -81,12 +82,47 @@ def optimize_in_place(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def cached_subgraphs(path: Path, cuts: list[tuple[list[str], list[str]]]) -> list[Path] | None:
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes: the key of what the cache keeps about an ONNX file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_interface(digest: str, open_session: Callable[[], Any]) -> dict[str, Any]:
+    """The interface of the ONNX file whose bytes have `digest` (`file_digest`): ``inputs``
+    [[name, shape], ...], ``outputs`` [name, ...] and ``metadata`` {key: value} (its
+    metadata_props), kept at ``$HANDRECON_CACHE/subgraphs/<digest>-interface.json``: read from
+    `open_session()` (an onnxruntime session of the file) once, then from the kept file, so a model
+    served in sub-graphs (`cached_subgraphs`) never opens the whole graph (~0.1 s and its weights'
+    memory). A damaged kept file is read from a session again."""
+    target = cache_dir() / "subgraphs" / f"{digest[:32]}-interface.json"
+    try:
+        kept = json.loads(target.read_text())
+        if isinstance(kept, dict) and {"inputs", "outputs", "metadata"} <= set(kept):
+            return kept
+    except (OSError, ValueError):
+        pass
+    session = open_session()
+    interface = {"inputs": [[i.name, list(i.shape)] for i in session.get_inputs()],
+                 "outputs": [o.name for o in session.get_outputs()],
+                 "metadata": dict(session.get_modelmeta().custom_metadata_map)}
+    try:
+        atomic_write_bytes(target, json.dumps(interface).encode(), durable=False)
+    except OSError as e:  # an unwritable cache: read from a session again next time
+        log.warning("cannot keep the interface of an ONNX file in %s (%s)", target, e)
+    return interface
+
+
+def cached_subgraphs(path: Path, cuts: list[tuple[list[str], list[str]]], digest: str | None = None) -> list[Path] | None:
     """Sub-graphs of the ONNX file at `path`, one per (input tensor names, output tensor names) in
-    `cuts` (`onnx.utils.Extractor`), kept at ``$HANDRECON_CACHE/subgraphs/<digest>-<i>.onnx`` under
-    a digest of the file's bytes and the cuts: cut once (importing onnx, ~0.5 s), then opened
-    directly. None, with a warning, when onnx is not installed or cutting fails."""
-    digest = hashlib.sha256(Path(path).read_bytes() + repr(cuts).encode()).hexdigest()[:32]
+    `cuts` (`onnx.utils.Extractor`), kept at ``$HANDRECON_CACHE/subgraphs/<key>-<i>.onnx`` under a
+    key of the file's bytes (`digest`: its `file_digest`, computed when not given) and the cuts: cut
+    once (importing onnx, ~0.5 s), then opened directly. None, with a warning, when onnx is not
+    installed or cutting fails."""
+    digest = hashlib.sha256(((digest or file_digest(path)) + repr(cuts)).encode()).hexdigest()[:32]
     out = [cache_dir() / "subgraphs" / f"{digest}-{i}.onnx" for i in range(len(cuts))]
     if all(p.is_file() for p in out):
         return out
