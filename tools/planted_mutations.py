@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 124, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 127, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -371,6 +371,14 @@ MUTATIONS = [
      "out[here] = zlib.decompress(blob[4:]) if flags & 1 else blob",
      "out[here] = blob",
      ["tests/test_fetch_photos.py"]),
+    ("an ONNX file's interface is never kept: every load opens the whole graph", "src/handrecon/utils/onnx.py",
+     "        atomic_write_bytes(target, json.dumps(interface).encode(), durable=False)\n",
+     "        pass\n", ["tests/test_infer_onnx.py"]),
+    ("a kept ONNX interface is trusted whatever it holds", "src/handrecon/utils/onnx.py",
+     'if isinstance(kept, dict) and {"inputs", "outputs", "metadata"} <= set(kept):', "if True:",
+     ["tests/test_infer_onnx.py"]),
+    ("Kalzium: its one drawing kept", "tools/fetch_photos.py",
+     'KALZIUM_DRAWN = ("kolbenprober.png",)', "KALZIUM_DRAWN = ()", ["tests/test_fetch_photos.py"]),
 ]
 
 
