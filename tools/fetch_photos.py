@@ -361,9 +361,9 @@ def fetch_kalzium(out: Path) -> None:
             if found is None:
                 print(f"skipped kalzium-data: toolpics/{src.name} (no licence in its debian/copyright)")
                 continue
-            _, holder, licence = found
+            pattern, holder, licence = found
             take(src, out, f"kalzium_{src.stem}.jpg", rows, f"kalzium-data: data/toolpics/{src.name}",
-                 f"{licence} (debian/copyright, Files: {found[0]})", f"© {holder} et al.")
+                 f"{licence} (debian/copyright, Files: {pattern})", f"© {holder} et al.")
     write_sources(out, rows, "photographs")
 
 

@@ -122,8 +122,8 @@ def cached_subgraphs(path: Path, cuts: list[tuple[list[str], list[str]]], digest
     key of the file's bytes (`digest`: its `file_digest`, computed when not given) and the cuts: cut
     once (importing onnx, ~0.5 s), then opened directly. None, with a warning, when onnx is not
     installed or cutting fails."""
-    digest = hashlib.sha256(((digest or file_digest(path)) + repr(cuts)).encode()).hexdigest()[:32]
-    out = [cache_dir() / "subgraphs" / f"{digest}-{i}.onnx" for i in range(len(cuts))]
+    key = hashlib.sha256(((digest or file_digest(path)) + repr(cuts)).encode()).hexdigest()[:32]
+    out = [cache_dir() / "subgraphs" / f"{key}-{i}.onnx" for i in range(len(cuts))]
     if all(p.is_file() for p in out):
         return out
     try:
