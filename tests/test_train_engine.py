@@ -228,6 +228,46 @@ def test_init_from_starts_from_another_checkpoints_weights(tmp_path, capsys):
         train(config_from_dict(bad))
 
 
+@register_model("toy_pair")
+class ToyPair(nn.Module):
+    """Two toy MLPs read as one (their mean): an ensemble whose tensors are named ``members.i.``."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.members = nn.ModuleList(ToyMLP(hidden=hidden) for _ in range(2))
+
+    def forward(self, batch):
+        return {"y": torch.stack([m(batch)["y"] for m in self.members]).mean(0)}
+
+    def loss(self, outputs, batch):
+        return ToyMLP.loss(self, outputs, batch)
+
+
+def test_init_prefix_starts_from_one_member_of_an_ensemble(tmp_path, capsys):
+    """train.init_prefix: a single model continues from one member of an ensemble checkpoint (the
+    box verifier's members): exactly that member's weights, every tensor found; a prefix the
+    checkpoint lacks, or one that leaves tensors missing, is a ConfigError naming the prefix."""
+    pair = train(config_from_dict(make_cfg(tmp_path / "pair", **{"model.name": "toy_pair", "model.kwargs": {},
+                                                                "train.max_steps": 4, "train.epochs": None})))
+    member = {k[len("members.1."):]: v for k, v in params(pair.last_checkpoint).items() if k.startswith("members.1.")}
+    cfg = make_cfg(tmp_path / "one", **{"train.max_steps": 1, "train.epochs": None, "optim.lr": 1e-12,
+                                        "train.init_from": str(pair.last_checkpoint), "train.init_prefix": "members.1."})
+    capsys.readouterr()
+    one = train(config_from_dict(cfg))
+    assert "copied 4 of the model's 4 tensors" in capsys.readouterr().out
+    got = params(one.last_checkpoint)
+    assert set(got) == set(member)
+    for k in member:
+        torch.testing.assert_close(got[k], member[k], rtol=0, atol=1e-6)
+    other = {k[len("members.0."):]: v for k, v in params(pair.last_checkpoint).items() if k.startswith("members.0.")}
+    assert not torch.allclose(other["net.0.weight"], member["net.0.weight"])  # the prefix chose the member
+    for prefix, hidden, match in (("members.7.", 32, "no tensor .* is named 'members.7.'"), ("members.1.", 16, "not under")):
+        bad = make_cfg(tmp_path / prefix, **{"train.init_from": str(pair.last_checkpoint), "train.init_prefix": prefix,
+                                            "model.kwargs": {"hidden": hidden, "dropout": 0.2}})
+        with pytest.raises(ConfigError, match=match):
+            train(config_from_dict(bad))
+
+
 @register_model("toy_conv")
 class ToyConv(nn.Module):
     """(B, 3, 8, 8) image -> (B, 2); records whether each training batch and its weight arrived

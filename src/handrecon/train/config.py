@@ -84,6 +84,7 @@ class TrainConfig:
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     init_from: str | None = None
     init_partial: bool = False
+    init_prefix: str = ""
 
 
 @dataclass

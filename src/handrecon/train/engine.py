@@ -371,14 +371,20 @@ class Trainer:
         With ``train.init_partial`` the kwargs, even the architecture, may differ (HandOS's 3D stage
         starts from its 2D model; the detector's side head from M3DHMR's first stack): every tensor
         whose name and shape match is copied, the rest keep their fresh initialisation, and the
-        counts are logged; no matching tensor at all is an error."""
+        counts are logged; no matching tensor at all is an error.
+
+        With ``train.init_prefix`` only the checkpoint's tensors under that name prefix are read, the
+        prefix removed (one member of an ensemble: ``members.0.``); without ``init_partial`` every
+        tensor of the model must then be found there."""
+        prefix = self.cfg.train.init_prefix
         try:
             d = ckpt.resolve_checkpoint(path)
             card = ckpt.read_card(d, verify=True, files=(ckpt.MODEL_FILE,))  # the weights; no training state needed
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
-        same = card.get("architecture") == self.cfg.model.name and (card.get("kwargs") or {}) == self.cfg.model.kwargs
-        if not (same or self.cfg.train.init_partial):
+        same = (not prefix and card.get("architecture") == self.cfg.model.name
+                and (card.get("kwargs") or {}) == self.cfg.model.kwargs)
+        if not (same or prefix or self.cfg.train.init_partial):
             raise ConfigError(f"train.init_from: {d} is a {card.get('architecture')!r} model with kwargs "
                               f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}"
                               " (set train.init_partial: true to copy the tensors that fit)")
@@ -390,10 +396,20 @@ class Trainer:
             tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
+        if prefix:
+            tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if not tensors:
+                raise ConfigError(f"train.init_prefix: no tensor of {d} is named {prefix!r}...; "
+                                  "check the prefix against the checkpoint's tensor names")
         own = self.model.state_dict()
         fit = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
         if not fit:
             raise ConfigError(f"train.init_from: no tensor of {d} fits the model (names and shapes differ)")
+        if prefix and not self.cfg.train.init_partial and len(fit) < len(own):
+            missing = sorted(set(own) - set(fit))
+            raise ConfigError(f"train.init_prefix: {len(missing)} of the model's tensors are not under {prefix!r} in "
+                              f"{d} with the model's shapes (first: {missing[0]}); set train.init_partial: true "
+                              "to copy only those that fit")
         self.model.load_state_dict(fit, strict=False)
         self.init_note = (f"init_from {d}: copied {len(fit)} of the model's {len(own)} tensors "
                           f"({len(tensors) - len(fit)} of the checkpoint's did not fit)")
