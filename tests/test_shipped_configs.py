@@ -68,10 +68,9 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
     elif cfg.train.init_from and cfg.train.init_prefix:  # one member of a shipped ensemble: every tensor under the prefix
         from handrecon.checkpoint import load_tensors
 
-        p = cfg.train.init_prefix
-        own = model.state_dict()
-        tensors = {k[len(p):]: v for k, v in load_tensors(shipped.parent / "model.safetensors").items() if k.startswith(p)}
-        assert all(k in tensors and tensors[k].shape == v.shape for k, v in own.items()), f"{p} of {cfg.train.init_from}"
+        tensors = load_tensors(shipped.parent / "model.safetensors", cfg.train.init_prefix)
+        assert all(k in tensors and tensors[k].shape == v.shape for k, v in model.state_dict().items()), \
+            f"{cfg.train.init_prefix} of {cfg.train.init_from}"
     elif writers:  # a continuation of an earlier config's run (a checkpoint in it): the same model
         assert all(c.model.kwargs == cfg.model.kwargs for c in writers)
     elif cfg.train.init_from:  # a fine-tuning recipe starts from a checkpoint of the same model

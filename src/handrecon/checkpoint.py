@@ -235,15 +235,18 @@ def _dequantize_int8(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, 
     return out
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file; int8 weights (`quantize_weights_int8`) restored to float32."""
+def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; int8 weights (`quantize_weights_int8`) restored to float32.
+    With `prefix`, only those whose names start with it, the prefix removed (one member of an
+    ensemble: ``members.0.``)."""
     try:
         blob = path.read_bytes()
         tensors = st_load(blob)
         metadata = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")]).get("__metadata__") or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot read safetensors ({e}); the file is corrupt") from e
-    return _dequantize_int8(tensors, path) if metadata.get("weights") == INT8_FORMAT else tensors
+    tensors = _dequantize_int8(tensors, path) if metadata.get("weights") == INT8_FORMAT else tensors
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} if prefix else tensors
 
 
 def load_state(ckpt_dir: str | Path) -> dict[str, Any]:

@@ -393,14 +393,12 @@ class Trainer:
                 ckpt.load_weights(self.model, d)
                 self.init_note = f"init_from {d}: loaded all {len(self.model.state_dict())} tensors (the same model)"
                 return
-            tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE)
+            tensors = ckpt.load_tensors(d / ckpt.MODEL_FILE, prefix)
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
-        if prefix:
-            tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if not tensors:
-                raise ConfigError(f"train.init_prefix: no tensor of {d} is named {prefix!r}...; "
-                                  "check the prefix against the checkpoint's tensor names")
+        if prefix and not tensors:
+            raise ConfigError(f"train.init_prefix: no tensor of {d} is named {prefix!r}...; "
+                              "check the prefix against the checkpoint's tensor names")
         own = self.model.state_dict()
         fit = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
         if not fit:
