@@ -198,7 +198,8 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
 @pytest.mark.parametrize("switch", [dict(queries="uni"), dict(memory_layer=4), dict(side="none"), dict(side="scratch"),
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
                                     dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True),
-                                    dict(heatmap="aux"), dict(heatmap="init"), dict(ref_3d="attached")],
+                                    dict(heatmap="aux"), dict(heatmap="init"), dict(ref_3d="attached"),
+                                    dict(side="pyramid", heatmap="aux")],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -490,3 +491,58 @@ def test_the_2d_decoder_fits_a_batch_under_the_paper_loss(detectors, scenes):
         loss.backward()
         opt.step()
     assert errors[-1] < 0.3 * errors[0], errors[::10]  # measured: 0.24 (0.40 with the mean)
+
+
+def test_the_pyramid_side_tuning_carries_the_deepest_map_to_stride_4():
+    """`side: pyramid`'s stride-4 output depends on the stride-32 backbone map (the top-down
+    path); the paper's per-scale side tuning's does not."""
+    from handrecon.models.handos.decoder import PyramidSideTuning, SideTuning
+
+    torch.manual_seed(0)
+    maps = [torch.randn(1, c, 32 // 2 ** i, 32 // 2 ** i, requires_grad=True) for i, c in enumerate((8, 12, 16, 20))]
+    for kind, reaches in ((PyramidSideTuning, True), (SideTuning, False)):
+        out = kind((8, 12, 16, 20), 24, width=16)(maps)
+        assert [tuple(o.shape) for o in out] == [(1, 24, 32 // 2 ** i, 32 // 2 ** i) for i in range(4)]
+        (grad,) = torch.autograd.grad(out[0].sum(), maps[-1], allow_unused=True)
+        assert (grad is not None and float(grad.abs().sum()) > 0) == reaches
+
+
+def test_the_decoder_localises_joints_from_a_memory_that_shows_them():
+    """With an oracle memory — one Gaussian heatmap channel per joint — the decoder alone must
+    learn to read the joints off it: fresh random hands every step (nothing to memorise), the
+    error on unseen hands falls below 0.4 of the box-centre guess within 200 Adam steps
+    (measured: 0.26; 0.69 when every sample is taken around the image centre instead of the
+    reference, 2026-12-05). A broken sampling path (reference scaling,
+    offsets, detached heads) leaves it at the box centre."""
+    from handrecon.models.handos.decoder import InteractiveDecoder
+
+    torch.manual_seed(0)
+    J, d, S = 21, 32, 16
+    layout = torch.rand(J, 2) - 0.5
+    decoder = InteractiveDecoder(d, np.full((2, J), 1 / J, np.float32), np.zeros((1, 3), np.float32), levels=1,
+                                 num_layers=2, num_2d_layers=2, heads=4, points=4, ffn_dim=64)
+    proj = torch.nn.Linear(J, d)
+    cells = torch.stack(torch.meshgrid(*(((torch.arange(S) + 0.5) / S,) * 2), indexing="xy"), -1)  # (S, S, 2) x, y
+
+    def hands(n: int):
+        centre, size, angle = 0.3 + 0.4 * torch.rand(n, 2), 0.3 + 0.3 * torch.rand(n, 1), 6.3 * torch.rand(n)
+        c, s = angle.cos(), angle.sin()
+        R = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+        joints = centre[:, None] + size[:, None] * torch.einsum("nij,kj->nki", R, layout)
+        boxes = torch.cat([(joints.amin(1) + joints.amax(1)) / 2, joints.amax(1) - joints.amin(1)], -1)
+        heat = torch.exp(-((joints[:, :, None, None] - cells) ** 2).sum(-1) * (S ** 2 / 2))  # σ = 1 cell
+        memory = {"value": proj(heat.flatten(2).transpose(1, 2)), "spatial_shapes": torch.tensor([[S, S]]),
+                  "level_start_index": torch.tensor([0]), "valid_ratios": torch.ones(n, 1, 2), "image_index": torch.arange(n)}
+        return decoder(torch.randn(n, d), boxes, memory)[-1]["joints_2d"], joints, boxes
+
+    opt = torch.optim.Adam([*decoder.parameters(), *proj.parameters()], lr=1e-3)
+    for _ in range(200):
+        pred, joints, _ = hands(16)
+        loss = (pred - joints).abs().sum((1, 2)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred, joints, boxes = hands(64)
+    error, centre = float((pred - joints).abs().mean()), float((boxes[:, None, :2] - joints).abs().mean())
+    assert error < 0.4 * centre, (error, centre)

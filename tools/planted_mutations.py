@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 127, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 129, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -64,6 +64,11 @@ MUTATIONS = [
     ("HandOS side from normals inverted", "src/handrecon/models/handos/model.py",
      '["right" if v > 0 else "left" for v in volume.tolist()]', '["left" if v > 0 else "right" for v in volume.tolist()]',
      ["tests/test_handos.py"]),
+    ("deformable attention samples around the image centre, not the reference", "src/handrecon/models/handos/attention.py",
+     "loc = ref_xy + offsets / P * ref_wh * 0.5", "loc = 0.5 + offsets / P * ref_wh * 0.5", ["tests/test_handos.py"]),
+    ("pyramid side tuning without its top-down path", "src/handrecon/models/handos/decoder.py",
+     "merged.insert(0, lateral(m) + F.interpolate(merged[0], size=m.shape[-2:], mode=\"nearest\"))",
+     "merged.insert(0, lateral(m))", ["tests/test_handos.py"]),
     ("SimOTA ignores the cap on k", "src/handrecon/models/handos/assign.py",
      "        k = np.minimum(k, max_k)\n", "        k = k\n", ["tests/test_handos.py"]),
     ("deformable attention reads every instance from image 0", "src/handrecon/models/handos/attention.py",

@@ -18,11 +18,12 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from handrecon.models.handos.attention import MultiScaleDeformableAttention, policy_mask
 
-SIDE_NETWORKS = ("tuned", "scratch", "none")
+SIDE_NETWORKS = ("tuned", "pyramid", "scratch", "none")
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -76,6 +77,27 @@ class SideTuning(nn.Module):
 
     def forward(self, maps: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         return [scale(m) for scale, m in zip(self.scales, maps)]
+
+
+class PyramidSideTuning(nn.Module):
+    """Side tuning with a top-down path (FPN, not the paper): each backbone map goes to `width`
+    channels by a 1×1 lateral, each scale adds the up-sampled (nearest) sum of the scales below
+    it, then 2 convolutions and a 1×1 to d per scale. The stride-4 and stride-8 levels then carry
+    the deeper stages' semantics; with the paper's per-scale side tuning the stride-4 level sees
+    only the detector's stem (24 channels for `handrecon-hand-detector`)."""
+
+    def __init__(self, in_channels: tuple[int, ...], d_model: int, width: int | None = None) -> None:
+        super().__init__()
+        w = width or d_model
+        self.lateral = nn.ModuleList(nn.Conv2d(c, w, 1) for c in in_channels)
+        self.scales = nn.ModuleList(
+            nn.Sequential(conv_block(w, w), conv_block(w, w), nn.Conv2d(w, d_model, 1)) for _ in in_channels)
+
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        merged = [self.lateral[-1](maps[-1])]
+        for lateral, m in zip(reversed(self.lateral[:-1]), reversed(maps[:-1])):
+            merged.insert(0, lateral(m) + F.interpolate(merged[0], size=m.shape[-2:], mode="nearest"))
+        return [scale(m) for scale, m in zip(self.scales, merged)]
 
 
 class ScratchSideNetwork(nn.Module):
@@ -260,5 +282,5 @@ def upsample_vertices(vertices: torch.Tensor, up_index: list[torch.Tensor], up_w
     return vertices
 
 
-__all__ = ["REF_3D_MODES", "InteractiveDecoder", "DecoderLayer", "SideTuning", "ScratchSideNetwork", "SIDE_NETWORKS", "lifting_init",
+__all__ = ["REF_3D_MODES", "InteractiveDecoder", "DecoderLayer", "SideTuning", "PyramidSideTuning", "ScratchSideNetwork", "SIDE_NETWORKS", "lifting_init",
            "inverse_sigmoid", "sine_box_embedding", "upsample_vertices"]

@@ -42,7 +42,7 @@ from handrecon.mesh.ops_torch import signed_volume_torch
 from handrecon.models.handos.assign import simota_assign
 from handrecon.models.handos.detections import select_instances
 from handrecon.models.handos.decoder import (
-    SIDE_NETWORKS, InteractiveDecoder, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
+    SIDE_NETWORKS, InteractiveDecoder, PyramidSideTuning, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
     upsample_vertices,
 )
 from handrecon.models.handos.detector import Detector, DetectorError, load_detector
@@ -89,7 +89,8 @@ class HandOS(nn.Module):
     vertices, the paper; 2: 195 of OpenHand's 778, the CPU deviation), up-sampled by the COMA
     matrices. policy: Fig. 8 attention policy. queries: "inst" (Q^inst = [Q_0, Q_L] projected) or
     "uni" (one learned query, Table 6). memory_layer: the encoder layer read as F^e (-1: the last,
-    F^e_6; 4: F^e_4). side: "tuned" (side tuning on the detector's backbone maps), "scratch" (a
+    F^e_6; 4: F^e_4). side: "tuned" (side tuning on the detector's backbone maps), "pyramid" (the
+    same with a top-down path, `decoder.PyramidSideTuning`; not the paper), "scratch" (a
     side network trained from scratch on the image) or "none"; side_width: the side tuning's
     hidden channels (None: d_model). max_positives: cap on SimOTA's
     dynamic k (None: the paper's). score_threshold / nms_iou / max_hands: inference filtering
@@ -130,9 +131,10 @@ class HandOS(nn.Module):
         self.input_size = int(self.detector.config.input_size)
         d_det, d_query = probe.memory_at(memory_layer).shape[-1], probe.queries.shape[-1]
         self.memory_proj = nn.Linear(d_det, d_model)
-        if side == "tuned":
-            self.side_network: nn.Module | None = SideTuning(tuple(m.shape[1] for m in probe.backbone_maps), d_model,
-                                                               side_width)
+        if side in ("tuned", "pyramid"):
+            tuning = SideTuning if side == "tuned" else PyramidSideTuning
+            self.side_network: nn.Module | None = tuning(tuple(m.shape[1] for m in probe.backbone_maps), d_model,
+                                                           side_width)
         elif side == "scratch":
             self.side_network = ScratchSideNetwork(d_model)
         else:
@@ -203,7 +205,7 @@ class HandOS(nn.Module):
         ratios = [det.valid_ratios]
         maps: list[torch.Tensor] = []
         if self.side_network is not None:
-            maps = self.side_network(det.backbone_maps if self.side == "tuned" else pixel_values)
+            maps = self.side_network(pixel_values if self.side == "scratch" else det.backbone_maps)
             values += [m.flatten(2).transpose(1, 2) for m in maps]
             shapes.append(torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long, device=shapes[0].device))
             ratios.append(det.valid_ratios[:, :1].expand(-1, len(maps), -1))
