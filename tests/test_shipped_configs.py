@@ -60,8 +60,9 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
     if cfg.train.init_from and cfg.train.init_partial and shipped.is_file():  # part of a shipped model's tensors
         from handrecon.checkpoint import load_tensors
 
-        own = model.state_dict()
-        fit = [k for k, v in load_tensors(shipped.parent / "model.safetensors").items() if k in own and own[k].shape == v.shape]
+        own = model.state_dict()  # read as the engine reads them: under train.init_prefix, if the config names one
+        tensors = load_tensors(shipped.parent / "model.safetensors", cfg.train.init_prefix or "")
+        fit = [k for k, v in tensors.items() if k in own and own[k].shape == v.shape]
         assert len(fit) > len(own) // 2, f"{cfg.train.init_from}: only {len(fit)} of {len(own)} tensors fit"
     elif cfg.train.init_from and cfg.train.init_partial:  # a recipe's later stage: an earlier config writes that run
         assert writers, f"no config writes {cfg.train.init_from}"
