@@ -26,8 +26,9 @@ from handrecon.hand.model import HandModel
 from handrecon.infer.predictor import Predictor
 
 
-def write_synthetic(root, n_shards=2, per_shard=2):
-    """Images with one or two posed OpenHand hands each, exact 2D/3D/K ground truth."""
+def write_synthetic(root, n_shards=2, per_shard=2, outside: bool = False):
+    """Images with one or two posed OpenHand hands each, exact 2D/3D/K ground truth; `outside`:
+    each image also holds a right hand entirely left of the frame (the engine draws such hands)."""
     models = {s: HandModel.openhand(s) for s in ("right", "left")}
     g = torch.Generator().manual_seed(0)
     init_output(root, make_meta("crop", 0, n_shards * per_shard, per_shard, "openhand", "test", "png"))
@@ -36,9 +37,10 @@ def write_synthetic(root, n_shards=2, per_shard=2):
         with ShardWriter(root, s, image_format="png", vertex_dtype="float32") as w:
             for i in range(per_shard):
                 hands = []
-                for j, side in enumerate(("right", "left")[: 1 + (i + s) % 2]):
+                places = [(side, 0.06 * (2 * j - 1)) for j, side in enumerate(("right", "left")[: 1 + (i + s) % 2])]
+                for side, x in places + ([("right", -0.6)] if outside else []):
                     pose = torch.randn(1, models[side].num_joints, 3, generator=g) * 0.15
-                    out = models[side](pose, transl=torch.tensor([[0.06 * (2 * j - 1), 0.01, 0.5]]))
+                    out = models[side](pose, transl=torch.tensor([[x, 0.01, 0.5]]))
                     verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
                     uv = project(verts, K)
                     hands.append(HandAnnotation(side=side, box=np.r_[uv.min(0), uv.max(0)], keypoints_2d=project(joints, K),
@@ -97,6 +99,20 @@ def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
     np.testing.assert_allclose(sub.xyz, np.stack([x for _, x in gt]), atol=1e-5)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["metrics"] == pytest.approx(m) and saved["split"] == "all"
+
+
+def test_hands_no_box_prompt_can_show_are_left_out_and_named(tmp_path, tiny):
+    """A crop model is given every ground-truth box as its prompt; a hand entirely outside its image
+    (no crop can show it) is left out of the prompts and the scores with a note naming it, instead
+    of stopping the whole evaluation on a box error."""
+    write_synthetic(tmp_path / "syn", outside=True)
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    hands = [h for i in range(len(ds)) for h in ds[i].hands]
+    assert len(hands) == 10 and sum(h.box[2] < 0 for h in hands) == 4
+    gt = [(h.vertices.astype(np.float64), h.keypoints_3d.astype(np.float64)) for h in hands if h.box[2] >= 0]
+    res = evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=4)
+    assert res.num_hands == 6 and res.metrics["pa_mpjpe_mm"] < 0.01 and res.metrics["recall"] == 1.0
+    assert len(res.notes) == 1 and res.notes[0].startswith("4 ground-truth hand(s) left out") and "outside" in res.notes[0]
 
 
 def test_random_model_on_synthetic_val_split(tmp_path, tiny):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -50,6 +50,7 @@ from handrecon.eval.detection import detection_metrics
 from handrecon.eval.metrics import dexycb_metrics, keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, score_hands
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
+from handrecon.geometry.boxes import check_box
 from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
 from handrecon.utils.threads import prefetch
@@ -128,12 +129,15 @@ def evaluate(
     rank, world = current_rank()
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
     per_image: list[tuple[int, dict[str, Any]]] = []
+    unpromptable: list[str] = []  # "sample id: why" of ground-truth hands no box prompt can show
 
     def jobs() -> Iterator[tuple[list[int], list, Any, Any]]:
         """(indices, samples, box prompts, sides) per batch, read here, in order."""
         for s in range(0, len(mine), batch_size):
             chunk = mine[s:s + batch_size]
             samples = [ds[i] for i in chunk]
+            if prompted:
+                samples = [_promptable(smp, unpromptable) for smp in samples]
             if whole_crops:
                 sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
                 yield chunk, samples, None, sides
@@ -203,6 +207,10 @@ def evaluate(
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
+    unpromptable = [item for part in all_gather_object(unpromptable) for item in part]
+    if unpromptable:
+        result.notes.append(f"{len(unpromptable)} ground-truth hand(s) left out: no box prompt can show them "
+                            f"(first: {unpromptable[0]})")
     if gt_boxes and getattr(predictor, "detects_hands", False):
         result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
                             "model's own detections: no box AP, and recall counts prompts answered")
@@ -239,6 +247,21 @@ def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | N
     result.notes = [n for n in result.notes if not n.startswith("no 3D ground truth")]
     result.notes.append("HO3D v3 evaluation: the 3D ground truth is withheld; zip pred.json (OpenGL frame, HO3D "
                         "joint order) and submit it to the official HO3D v3 Codalab challenge for the 3D scores")
+
+
+def _promptable(smp: Any, left_out: list[str]) -> Any:
+    """`smp` without the hands whose ground-truth box no prompt can be (`geometry.boxes.check_box`:
+    a hand entirely outside its image, a box under `MIN_BOX_PX`): the model is not asked about them
+    and they are not scored; each is added to `left_out` as "sample id: why"."""
+    H, W = smp.image.shape[:2]
+    kept = []
+    for hand in smp.hands:
+        try:
+            check_box(hand.box, W, H)
+            kept.append(hand)
+        except ValueError as e:
+            left_out.append(f"{smp.sample_id}: {e}")
+    return smp if len(kept) == len(smp.hands) else replace(smp, hands=kept)
 
 
 def _score_rows(smp: Any, result: Any, whole_crops: bool) -> dict[str, Any]:

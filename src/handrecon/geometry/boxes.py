@@ -1,4 +1,5 @@
-"""Axis-aligned boxes: format conversion, IoU, non-maximum suppression and box-regression deltas (numpy).
+"""Axis-aligned boxes: format conversion, IoU, non-maximum suppression, box-regression deltas and the
+check of a user's hand box against its image (numpy).
 
 Boxes are (N, 4) arrays, x1, y1, x2, y2 in pixels unless a function says otherwise; cxcywh is
 centre x, centre y, width, height (a DETR's normalised output format).
@@ -6,8 +7,11 @@ centre x, centre y, width, height (a DETR's normalised output format).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+MIN_BOX_PX = 4.0  # a hand box's longest side, at least (pixels)
 MAX_LOG_SCALE = 4.0  # `apply_box_deltas` clips log size ratios to +- this (e^4 = 55x)
 
 
@@ -77,3 +81,23 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray, max_log_scale: float
     w = bw * np.exp(np.clip(d[:, 2], -max_log_scale, max_log_scale))
     h = bh * np.exp(np.clip(d[:, 3], -max_log_scale, max_log_scale))
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
+def check_box(box: Any, width: int, height: int) -> np.ndarray:
+    """(4,) float64 x1, y1, x2, y2 px: finite, overlapping the image, its longest side at least
+    `MIN_BOX_PX` and at most 3 × the image's longer side (a hand partly outside the photo is fine;
+    a box far larger than the photo is a mistake, not a hand)."""
+    b = np.asarray(box, np.float64)
+    if b.shape != (4,) or not np.isfinite(b).all():
+        raise ValueError(f"box must be 4 finite numbers x1, y1, x2, y2 in pixels, got {box!r}")
+    if b[2] <= b[0] or b[3] <= b[1]:
+        raise ValueError(f"box must have x2 > x1 and y2 > y1, got {b.tolist()}")
+    if b[2] <= -0.5 or b[3] <= -0.5 or b[0] >= width - 0.5 or b[1] >= height - 0.5:
+        raise ValueError(f"box {b.tolist()} lies outside the image ({width} x {height} pixels)")
+    side = max(b[2] - b[0], b[3] - b[1])
+    if side < MIN_BOX_PX:
+        raise ValueError(f"box {b.tolist()} is {side:.3g} px; a hand box must be at least {MIN_BOX_PX:g} px")
+    if side > 3 * max(width, height):
+        raise ValueError(f"box {b.tolist()} is {side:.3g} px, over 3 x the image ({width} x {height} pixels); "
+                         "give the hand's box in this image's pixels")
+    return b

@@ -22,7 +22,8 @@ from PIL import Image
 from handrecon.data.schema import IMAGE_SUFFIXES, LoadedImage, is_video, read_image
 from handrecon.geometry.camera import default_intrinsics, scale_intrinsics, scale_points
 from handrecon.infer.export import save_mesh
-from handrecon.infer.predictor import check_box, check_input_image, check_intrinsics
+from handrecon.geometry.boxes import check_box
+from handrecon.infer.predictor import check_input_image, check_intrinsics
 from handrecon.infer.results import HandResult, ImageResult
 from handrecon.render.overlay import SIDE_COLORS, SIDE_MESH_COLORS, draw_skeleton, label_boxes, overlay_mesh, side_view
 from handrecon.utils.distributed import all_gather_object, current_rank

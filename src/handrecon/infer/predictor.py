@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from handrecon.geometry.boxes import check_box
 from handrecon.geometry.camera import default_intrinsics
 from handrecon.hand.load import load_hand_model_data, side_faces, topology_sha256
 from handrecon.infer.results import HandResult, ImageResult
@@ -32,7 +33,6 @@ from handrecon.utils.checks import check_each
 from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
-MIN_BOX_PX = 4.0  # a hand box's longest side, at least (pixels)
 FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
 
 # A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
@@ -54,26 +54,6 @@ def check_input_image(image: Any) -> np.ndarray:
 def check_input_images(images: Sequence[Any]) -> list[np.ndarray]:
     """`check_input_image` on each; a bad one is a ValueError, an `ItemError` in a batch of several."""
     return check_each(images, check_input_image)
-
-
-def check_box(box: Any, width: int, height: int) -> np.ndarray:
-    """(4,) float64 x1, y1, x2, y2 px: finite, overlapping the image, its longest side at least
-    `MIN_BOX_PX` and at most 3 × the image's longer side (a hand partly outside the photo is fine;
-    a box far larger than the photo is a mistake, not a hand)."""
-    b = np.asarray(box, np.float64)
-    if b.shape != (4,) or not np.isfinite(b).all():
-        raise ValueError(f"box must be 4 finite numbers x1, y1, x2, y2 in pixels, got {box!r}")
-    if b[2] <= b[0] or b[3] <= b[1]:
-        raise ValueError(f"box must have x2 > x1 and y2 > y1, got {b.tolist()}")
-    if b[2] <= -0.5 or b[3] <= -0.5 or b[0] >= width - 0.5 or b[1] >= height - 0.5:
-        raise ValueError(f"box {b.tolist()} lies outside the image ({width} x {height} pixels)")
-    side = max(b[2] - b[0], b[3] - b[1])
-    if side < MIN_BOX_PX:
-        raise ValueError(f"box {b.tolist()} is {side:.3g} px; a hand box must be at least {MIN_BOX_PX:g} px")
-    if side > 3 * max(width, height):
-        raise ValueError(f"box {b.tolist()} is {side:.3g} px, over 3 x the image ({width} x {height} pixels); "
-                         "give the hand's box in this image's pixels")
-    return b
 
 
 def check_boxes(boxes: Any, width: int, height: int) -> np.ndarray | None:
