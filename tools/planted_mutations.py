@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 129, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 130, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -69,6 +69,8 @@ MUTATIONS = [
     ("pyramid side tuning without its top-down path", "src/handrecon/models/handos/decoder.py",
      "merged.insert(0, lateral(m) + F.interpolate(merged[0], size=m.shape[-2:], mode=\"nearest\"))",
      "merged.insert(0, lateral(m))", ["tests/test_handos.py"]),
+    ("evaluate prompts a crop model with every ground-truth box, even one outside its image", "src/handrecon/eval/runner.py",
+     "return smp if len(kept) == len(smp.hands) else replace(smp, hands=kept)", "return smp", ["tests/test_eval_runner.py"]),
     ("SimOTA ignores the cap on k", "src/handrecon/models/handos/assign.py",
      "        k = np.minimum(k, max_k)\n", "        k = k\n", ["tests/test_handos.py"]),
     ("deformable attention reads every instance from image 0", "src/handrecon/models/handos/attention.py",
