@@ -386,13 +386,14 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
         handrecon.load(str(ckpt))
 
 
-def test_the_decoder_exports_to_onnx(detectors, tmp_path):
-    """The decoder for a fixed number of hands runs in onnxruntime as in torch."""
+@pytest.mark.parametrize("side", ["tuned", "pyramid"])
+def test_the_decoder_exports_to_onnx(detectors, tmp_path, side):
+    """The decoder for a fixed number of hands runs in onnxruntime as in torch (with either side tuning)."""
     ort = pytest.importorskip("onnxruntime")
     from handrecon.models.handos.inference import export_decoder
 
     torch.manual_seed(0)
-    model = HandOS(detector=detectors["rt-detr"], **SMALL)
+    model = HandOS(detector=detectors["rt-detr"], **{**SMALL, "side": side})
     image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
     graph, args = export_decoder(model, image, str(tmp_path / "decoder.onnx"), num_hands=3)
     with torch.no_grad():

@@ -81,8 +81,8 @@ class SideTuning(nn.Module):
 
 class PyramidSideTuning(nn.Module):
     """Side tuning with a top-down path (FPN, not the paper): each backbone map goes to `width`
-    channels by a 1×1 lateral, each scale adds the up-sampled (nearest) sum of the scales below
-    it, then 2 convolutions and a 1×1 to d per scale. The stride-4 and stride-8 levels then carry
+    channels by a 1×1 lateral, each scale adds the merged map of the next coarser scale up-sampled
+    (nearest), then 2 convolutions and a 1×1 to d per scale. The stride-4 and stride-8 levels then carry
     the deeper stages' semantics; with the paper's per-scale side tuning the stride-4 level sees
     only the detector's stem (24 channels for `handrecon-hand-detector`)."""
 
