@@ -432,3 +432,17 @@ def test_dexycb_writes_the_toolkit_result_file_and_its_three_errors(tmp_path, mo
     shifted = run(np.array([0.0, 0.0, 0.01]))
     assert shifted.metrics["dexycb_abs_mpjpe_mm"] == pytest.approx(10.0, abs=1e-3)
     assert shifted.metrics["dexycb_rr_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_detecting_model_is_not_expected_to_find_a_hand_outside_its_image(tmp_path):
+    """HandOS's protocol (the model finds the hands): a hand entirely outside its image is no
+    target, so a model that finds every hand in view has recall and AP50 1, not 6 / 10."""
+    from dataclasses import replace
+
+    write_synthetic(tmp_path / "syn", outside=True)
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    found = [[replace(_hand(h.box, h.keypoints_3d, h.vertices, ds[i].K), side=h.side)
+              for h in ds[i].hands if h.box[2] >= 0] for i in range(len(ds))]
+    res = evaluate(GivenHands(found), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=1)
+    assert res.num_hands == 6 and res.metrics["recall"] == 1.0 and res.metrics["ap50"] == pytest.approx(1.0)
+    assert res.notes and res.notes[0].startswith("4 ground-truth hand(s) left out")

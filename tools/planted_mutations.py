@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 130, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 131, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -71,6 +71,9 @@ MUTATIONS = [
      "merged.insert(0, lateral(m))", ["tests/test_handos.py"]),
     ("evaluate prompts a crop model with every ground-truth box, even one outside its image", "src/handrecon/eval/runner.py",
      "return smp if len(kept) == len(smp.hands) else replace(smp, hands=kept)", "return smp", ["tests/test_eval_runner.py"]),
+    ("evaluate expects a detecting model to find hands outside their images", "src/handrecon/eval/runner.py",
+     "if not whole_crops:  # prompted or not: a hand no box can show is no target either way", "if prompted:",
+     ["tests/test_eval_runner.py"]),
     ("SimOTA ignores the cap on k", "src/handrecon/models/handos/assign.py",
      "        k = np.minimum(k, max_k)\n", "        k = k\n", ["tests/test_handos.py"]),
     ("deformable attention reads every instance from image 0", "src/handrecon/models/handos/attention.py",

@@ -136,7 +136,7 @@ def evaluate(
         for s in range(0, len(mine), batch_size):
             chunk = mine[s:s + batch_size]
             samples = [ds[i] for i in chunk]
-            if prompted:
+            if not whole_crops:  # prompted or not: a hand no box can show is no target either way
                 samples = [_promptable(smp, unpromptable) for smp in samples]
             if whole_crops:
                 sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
@@ -209,8 +209,8 @@ def evaluate(
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
     unpromptable = [item for part in all_gather_object(unpromptable) for item in part]
     if unpromptable:
-        result.notes.append(f"{len(unpromptable)} ground-truth hand(s) left out: no box prompt can show them "
-                            f"(first: {unpromptable[0]})")
+        result.notes.append(f"{len(unpromptable)} ground-truth hand(s) left out: no box can show them, as a "
+                            f"prompt or a detection (first: {unpromptable[0]})")
     if gt_boxes and getattr(predictor, "detects_hands", False):
         result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
                             "model's own detections: no box AP, and recall counts prompts answered")
@@ -251,8 +251,9 @@ def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | N
 
 def _promptable(smp: Any, left_out: list[str]) -> Any:
     """`smp` without the hands whose ground-truth box no prompt can be (`geometry.boxes.check_box`:
-    a hand entirely outside its image, a box under `MIN_BOX_PX`): the model is not asked about them
-    and they are not scored; each is added to `left_out` as "sample id: why"."""
+    a hand entirely outside its image, a box under `MIN_BOX_PX`): a crop model is not asked about
+    them, a detecting model is not expected to find them, and they are not scored; each is added
+    to `left_out` as "sample id: why"."""
     H, W = smp.image.shape[:2]
     kept = []
     for hand in smp.hands:
