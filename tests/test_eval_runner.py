@@ -7,6 +7,7 @@ checks the FreiHAND path, the topology rule and the no-ground-truth case."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -437,8 +438,6 @@ def test_dexycb_writes_the_toolkit_result_file_and_its_three_errors(tmp_path, mo
 def test_a_detecting_model_is_not_expected_to_find_a_hand_outside_its_image(tmp_path):
     """HandOS's protocol (the model finds the hands): a hand entirely outside its image is no
     target, so a model that finds every hand in view has recall and AP50 1, not 6 / 10."""
-    from dataclasses import replace
-
     write_synthetic(tmp_path / "syn", outside=True)
     ds = build_dataset("synthetic", tmp_path / "syn", "all")
     found = [[replace(_hand(h.box, h.keypoints_3d, h.vertices, ds[i].K), side=h.side)

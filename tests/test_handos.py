@@ -23,7 +23,10 @@ from handrecon.models.handos import (  # noqa: E402
     POLICIES,
     HandOS,
     HandOSScenes,
+    InteractiveDecoder,
     MultiScaleDeformableAttention,
+    PyramidSideTuning,
+    SideTuning,
     lifting_init,
     policy_mask,
     sides_from_normals,
@@ -497,8 +500,6 @@ def test_the_2d_decoder_fits_a_batch_under_the_paper_loss(detectors, scenes):
 def test_the_pyramid_side_tuning_carries_the_deepest_map_to_stride_4():
     """`side: pyramid`'s stride-4 output depends on the stride-32 backbone map (the top-down
     path); the paper's per-scale side tuning's does not."""
-    from handrecon.models.handos.decoder import PyramidSideTuning, SideTuning
-
     torch.manual_seed(0)
     maps = [torch.randn(1, c, 32 // 2 ** i, 32 // 2 ** i, requires_grad=True) for i, c in enumerate((8, 12, 16, 20))]
     for kind, reaches in ((PyramidSideTuning, True), (SideTuning, False)):
@@ -515,8 +516,6 @@ def test_the_decoder_localises_joints_from_a_memory_that_shows_them():
     (measured: 0.26; 0.69 when every sample is taken around the image centre instead of the
     reference, 2026-12-05). A broken sampling path (reference scaling,
     offsets, detached heads) leaves it at the box centre."""
-    from handrecon.models.handos.decoder import InteractiveDecoder
-
     torch.manual_seed(0)
     J, d, S = 21, 32, 16
     layout = torch.rand(J, 2) - 0.5

@@ -129,36 +129,39 @@ def evaluate(
     rank, world = current_rank()
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
     per_image: list[tuple[int, dict[str, Any]]] = []
-    unpromptable: list[str] = []  # "sample id: why" of ground-truth hands no box prompt can show
+    left_out: list[str] = []  # "sample id: why" of ground-truth hands no box can show, in sample order
 
-    def jobs() -> Iterator[tuple[list[int], list, Any, Any]]:
-        """(indices, samples, box prompts, sides) per batch, read here, in order."""
+    def jobs() -> Iterator[tuple[list[int], list]]:
+        """(indices, samples) per batch, read here, in order (images are decoded in `predict`)."""
         for s in range(0, len(mine), batch_size):
             chunk = mine[s:s + batch_size]
-            samples = [ds[i] for i in chunk]
-            if not whole_crops:  # prompted or not: a hand no box can show is no target either way
-                samples = [_promptable(smp, unpromptable) for smp in samples]
-            if whole_crops:
-                sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
-                yield chunk, samples, None, sides
-            elif prompted:
-                yield chunk, samples, [[h.box for h in smp.hands] for smp in samples], \
-                    [[h.side for h in smp.hands] for smp in samples]
-            else:
-                yield chunk, samples, None, None
+            yield chunk, [ds[i] for i in chunk]
 
-    def predict(job: tuple[list[int], list, Any, Any]) -> tuple[list[int], list, list | ValueError]:
-        chunk, samples, boxes, sides = job
+    def predict(job: tuple[list[int], list]) -> tuple[list[int], list, list | ValueError, list[str]]:
+        """One batch through the predictor (on a pool thread): its samples without the hands no box
+        can show (a prompted model is not asked about them, a detecting one not expected to find
+        them), the results or the ValueError, and the hands left out."""
+        chunk, samples = job
+        dropped: list[str] = []
+        boxes = sides = None
+        if whole_crops:
+            sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
+        else:
+            samples = [_without_unboxable_hands(smp, dropped) for smp in samples]
+            if prompted:
+                boxes = [[h.box for h in smp.hands] for smp in samples]
+                sides = [[h.side for h in smp.hands] for smp in samples]
         try:
             return chunk, samples, predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples],
-                                                           boxes, sides, batch_size=batch_size)
+                                                           boxes, sides, batch_size=batch_size), dropped
         except ValueError as e:
-            return chunk, samples, e
+            return chunk, samples, e, dropped
 
     # `workers` batches go through the predictor at once (`infer.batch.parallel_batches`), scored
     # in order.
     with ThreadPoolExecutor(max_workers=workers) as network:
-        for chunk, samples, results in prefetch(network, predict, jobs(), ahead=workers):
+        for chunk, samples, results, dropped in prefetch(network, predict, jobs(), ahead=workers):
+            left_out += dropped
             if isinstance(results, ValueError):  # name the sample (`utils.checks.ItemError` carries its index)
                 i = getattr(results, "index", None)
                 where = f"sample {samples[i].sample_id!r}" if i is not None else f"images {chunk[0]}-{chunk[-1]}"
@@ -207,10 +210,10 @@ def evaluate(
         result.metrics = dict.fromkeys(METRIC_NAMES)
         result.notes.append("no ground truth in this split: predictions written, no metrics "
                             "(for FreiHAND, submit pred.json to the official evaluation server)")
-    unpromptable = [item for part in all_gather_object(unpromptable) for item in part]
-    if unpromptable:
-        result.notes.append(f"{len(unpromptable)} ground-truth hand(s) left out: no box can show them, as a "
-                            f"prompt or a detection (first: {unpromptable[0]})")
+    left_out = [item for part in all_gather_object(left_out) for item in part]
+    if left_out:
+        result.notes.append(f"{len(left_out)} ground-truth hand(s) left out: no box can show them, as a "
+                            f"prompt or a detection (first: {left_out[0]})")
     if gt_boxes and getattr(predictor, "detects_hands", False):
         result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
                             "model's own detections: no box AP, and recall counts prompts answered")
@@ -249,11 +252,10 @@ def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | N
                         "joint order) and submit it to the official HO3D v3 Codalab challenge for the 3D scores")
 
 
-def _promptable(smp: Any, left_out: list[str]) -> Any:
-    """`smp` without the hands whose ground-truth box no prompt can be (`geometry.boxes.check_box`:
-    a hand entirely outside its image, a box under `MIN_BOX_PX`): a crop model is not asked about
-    them, a detecting model is not expected to find them, and they are not scored; each is added
-    to `left_out` as "sample id: why"."""
+def _without_unboxable_hands(smp: Any, left_out: list[str]) -> Any:
+    """`smp` without the hands whose ground-truth box `geometry.boxes.check_box` refuses (a hand
+    entirely outside its image, a box under `MIN_BOX_PX`); each is added to `left_out` as
+    "sample id: why". Reads the image (its size)."""
     H, W = smp.image.shape[:2]
     kept = []
     for hand in smp.hands:

@@ -34,7 +34,8 @@ from typing import Any
 _EXPORTS = {
     "simota_assign": "assign", "select_instances": "detections", "POLICIES": "attention",
     "MultiScaleDeformableAttention": "attention", "policy_mask": "attention", "HandOSScenes": "data",
-    "SceneBoxes": "data", "InteractiveDecoder": "decoder", "SideTuning": "decoder", "PyramidSideTuning": "decoder", "lifting_init": "decoder",
+    "SceneBoxes": "data", "InteractiveDecoder": "decoder", "SideTuning": "decoder", "PyramidSideTuning": "decoder",
+    "lifting_init": "decoder",
     "DETECTOR_KINDS": "detector", "Detections": "detections", "Detector": "detector", "DetectorConfig": "detections",
     "DetectorError": "detections", "DetectorOutput": "detector", "load_detector": "detector",
     "save_detector": "detector", "wrap_detector": "detector", "HAND_DETECTOR_NAME": "onnx_detector",
