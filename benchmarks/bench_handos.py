@@ -71,8 +71,7 @@ def main() -> None:
             image_index = torch.zeros(n, dtype=torch.long)
 
             def decode():
-                memory = {**model.memory(det, pixels), "image_index": image_index}
-                layers = model.decoder(model.instance_queries(det, image_index, query), det.boxes[0, query], memory)
+                layers, _ = model.decode(det, pixels, image_index, query)
                 return model.decode_layer(layers[-1], model.input_size, None)
 
             t = statistics.median(run_times(decode, args.repeats, 1))

@@ -107,6 +107,69 @@ def test_deformable_attention_samples_its_own_images_memory():
     torch.testing.assert_close(out[:, 0], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_crop_level_is_read_where_it_lies_in_the_input():
+    """`level_offsets`: a level that covers a crop of the input (ratio 1 / crop size, offset
+    −origin / crop size) is sampled where the same cells lie in a level over the whole input."""
+    torch.manual_seed(0)
+    attn = MultiScaleDeformableAttention(8, heads=2, levels=1, points=3)
+    full = torch.randn(1, 8, 8, 8)  # (B, d, h, w) over the whole input
+    crop = full[:, :, 2:6, 1:5]  # cells 1..4 (x) and 2..5 (y): origin (1/8, 2/8), size 4/8
+    ref = torch.tensor([[[0.36, 0.5, 0.1, 0.12], [0.3, 0.45, 0.05, 0.05]]])  # samples stay inside the crop
+    query = torch.randn(1, 2, 8)
+    args = (torch.tensor([0]), torch.ones(1, 1, 2) * 2.0, torch.tensor([0]))
+    read_full = attn(query, ref, full.flatten(2).transpose(1, 2), torch.tensor([[8, 8]]), torch.tensor([0]),
+                     torch.ones(1, 1, 2), torch.tensor([0]))
+    read_crop = attn(query, ref, crop.flatten(2).transpose(1, 2), torch.tensor([[4, 4]]), *args,
+                     level_offsets=-torch.tensor([[[1 / 8, 2 / 8]]]) * 2.0)
+    torch.testing.assert_close(read_crop, read_full, rtol=1e-5, atol=1e-5)
+    read_plain = attn(query, ref, crop.flatten(2).transpose(1, 2), torch.tensor([[4, 4]]), *args)
+    assert (read_plain - read_full).abs().max() > 1e-2  # without the offset it reads elsewhere
+
+
+def test_the_crop_encoder_finds_the_joints_of_scene_hands(tmp_path):
+    """side "crop": the shipped crop model's encoder, run on each ground-truth box's crop and its
+    mirror, places the joints of rendered scene hands far closer than the box centre does (its
+    crops, flips and mapping back to the input are right)."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.geometry.boxes import box_targets
+    from handrecon.models.handos.crop_features import CropEncoderFeatures
+
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "6", "--out", str(tmp_path),
+                                 "--image-size", "240x320", "--set", "num_hands=[1, 2]", "--seed", "3", "--quiet"])
+    assert r.exit_code == 0, r.output
+    features = CropEncoderFeatures("m3dhmr-openhand", 32).eval()
+    ds = HandOSScenes(tmp_path, input_size=256, augment=False)
+    err, centre_err = [], []
+    for item in (ds[i] for i in range(len(ds))):
+        hands = item["hands"]
+        if not len(hands["boxes"]):
+            continue
+        boxes = torch.as_tensor(box_targets(hands["boxes"].numpy(), (256, 256))).float()
+        _, crop, landmarks = features(item["pixel_values"][None], torch.zeros(len(boxes), dtype=torch.long), boxes)
+        gt, valid = hands["joints_2d"].float() / 256, hands["valid"].bool()
+        assert ((crop[:, :2] <= boxes[:, :2] - boxes[:, 2:] / 2) & (crop[:, :2] + crop[:, 2:] >= boxes[:, :2] + boxes[:, 2:] / 2)).all()
+        err.append((landmarks - gt).norm(dim=-1)[valid])
+        centre_err.append((boxes[:, None, :2] - gt).norm(dim=-1)[valid])
+    err, centre_err = torch.cat(err), torch.cat(centre_err)
+    assert len(err) > 100
+    assert err.median() < 0.6 * centre_err.median(), (float(err.median()), float(centre_err.median()))
+    # a mirrored input gives mirrored landmarks: the crop and its mirror swap roles, and the
+    # mirror's maps are flipped back to the crop's frame
+    image, index = item["pixel_values"][None], torch.zeros(len(boxes), dtype=torch.long)
+    mirrored = boxes * torch.tensor([-1.0, 1, 1, 1]) + torch.tensor([1.0, 0, 0, 0])
+    with torch.no_grad():  # projections that weigh both views alike: a mirrored input gives mirrored levels
+        for proj in features.proj:
+            half = proj[0].weight.shape[1] // 2
+            proj[0].weight[:, half:] = proj[0].weight[:, :half]
+    levels, _, landmarks = features(image, index, boxes)
+    levels_m, _, landmarks_m = features(image.flip(-1), index, mirrored)
+    torch.testing.assert_close(landmarks_m, landmarks * torch.tensor([-1.0, 1]) + torch.tensor([1.0, 0]), atol=1e-4, rtol=0)
+    for level, level_m in zip(levels, levels_m):
+        torch.testing.assert_close(level_m, level.flip(-1), atol=1e-4, rtol=1e-4)
+
+
 def test_lifting_starts_from_the_skinning_weights():
     data = load_hand_model_data("openhand")
     rows = np.arange(data.num_vertices)
@@ -202,7 +265,7 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
                                     dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True),
                                     dict(heatmap="aux"), dict(heatmap="init"), dict(ref_3d="attached"),
-                                    dict(side="pyramid", heatmap="aux")],
+                                    dict(side="pyramid", heatmap="aux"), dict(side="crop", heatmap="init")],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -233,10 +296,28 @@ def test_ablation_switches(detectors, scenes, switch):
                                           torch.tensor([[0.5, 0.5, 0.2, 0.3]]))
         c = ref[0, :, :2]
         assert c.std(0).min() > 0.01 and ((c - 0.5).abs() <= torch.tensor([0.1, 0.15]) + 1e-3).all()
-    if "heatmap" in switch:  # the dense term trains the heatmap head and the side network under it
+    if switch.get("side") == "crop":  # the crop encoder stays frozen; its levels' projections learn
+        enc = model.side_network.encoder
+        assert not enc.training and all(p.grad is None and not p.requires_grad for p in enc.parameters())
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.side_network.proj.parameters())
+        with torch.no_grad():  # the first layer's joints start at the crop encoder's landmarks
+            det = model.detector(batch["pixel_values"])
+            ii, qi = torch.zeros(3, dtype=torch.long), torch.arange(3)
+            layers, _ = model.decode(det, batch["pixel_values"], ii, qi)
+            _, _, start = model.side_network(batch["pixel_values"], ii, det.boxes[ii, qi].float())
+            memory, _, _ = model.memory(det, batch["pixel_values"], ii, det.boxes[ii, qi].float())
+        assert (layers[0]["joints_2d"] - start).abs().max() < 0.02
+        # per instance: its image's levels as they are, then its crop's levels, whose [0, 1] is the crop
+        crop, L = model.side_network.crop_boxes(det.boxes[ii, qi].float()), len(det.spatial_shapes)
+        ratios, offsets = memory["valid_ratios"], memory["level_offsets"]
+        assert (memory["image_index"] == torch.arange(3)).all() and (offsets[:, :L] == 0).all()
+        torch.testing.assert_close(ratios[:, :L], det.valid_ratios[ii])
+        torch.testing.assert_close(crop[:, None, :2] * ratios[:, L:] + offsets[:, L:], torch.zeros(3, 3, 2))
+        torch.testing.assert_close((crop[:, None, :2] + crop[:, None, 2:]) * ratios[:, L:] + offsets[:, L:], torch.ones(3, 3, 2))
+    elif "heatmap" in switch:  # the dense term trains the heatmap head and the side network under it
         assert terms["heatmap"] > 0 and model.heatmap_head.weight.grad.abs().sum() > 0
         assert model.side_network.scales[0][0][0].weight.grad is not None
-    if switch.get("heatmap") == "init":  # the first layer's joints start where the heatmaps peak
+    if switch.get("heatmap") == "init" and "side" not in switch:  # the first layer's joints start where the heatmaps peak
         from handrecon.models.handos.model import box_soft_argmax
 
         with torch.no_grad():

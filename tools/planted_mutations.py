@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 131, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 136, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -389,6 +389,20 @@ MUTATIONS = [
      ["tests/test_infer_onnx.py"]),
     ("Kalzium: its one drawing kept", "tools/fetch_photos.py",
      'KALZIUM_DRAWN = ("kolbenprober.png",)', "KALZIUM_DRAWN = ()", ["tests/test_fetch_photos.py"]),
+    ("crop side: the mirror's maps not flipped back", "src/handrecon/models/handos/crop_features.py",
+     "maps = [torch.cat([m[:n], m[n:].flip(-1)], 1) for m in maps]", "maps = [torch.cat([m[:n], m[n:]], 1) for m in maps]",
+     ["tests/test_handos.py"]),
+    ("crop side: the mirror's landmarks not flipped back", "src/handrecon/models/handos/crop_features.py",
+     "soft_argmax_2d(logits[n:].flip(-1).float())", "soft_argmax_2d(logits[n:].float())", ["tests/test_handos.py"]),
+    ("crop side: crops cut at the box corner", "src/handrecon/models/handos/crop_features.py",
+     "theta[:, :, 2] = 2 * (crop[:, :2] + crop[:, 2:] / 2) - 1", "theta[:, :, 2] = 2 * crop[:, :2] - 1",
+     ["tests/test_handos.py"]),
+    ("crop side: crop levels read without their offset", "src/handrecon/models/handos/model.py",
+     "offsets = torch.cat([torch.zeros_like(ratios[0]), -crop[:, None, :2] * scale], 1)",
+     "offsets = torch.cat([torch.zeros_like(ratios[0]), crop[:, None, :2] * scale], 1)", ["tests/test_handos.py"]),
+    ("deformable attention ignores level offsets", "src/handrecon/models/handos/attention.py",
+     "ref_xy = ref_xy + level_offsets[image_index][:, None, None, :, None, :]", "ref_xy = ref_xy",
+     ["tests/test_handos.py"]),
 ]
 
 

@@ -23,6 +23,7 @@ parameters and FLOPs; no ImageNet weights) for the CPU real-time budget.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -93,13 +94,22 @@ class StackedResNet(nn.Module):
         self.latent_proj = nn.Conv2d(chans[-1], latent_channels, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.forward_features(x)
+        return encoder_output(f["logits"], f["uv"], f["latent"])
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, Any]:
+        """The stacks' intermediate maps: "logits" and "uv" per stack (as `forward`), "decoder"
+        the last stack's stride-4 top-down map (B, decoder_width, H/4, W/4), "stages" its trunk
+        maps at strides 4-32 and "latent" (B, latent_channels, H/32, W/32)."""
         x0 = self.trunk1.forward_stem(x)
         dec1 = self.decoder1(self.trunk1.forward_stages(x0))
         logits1, uv1 = self.head1(dec1)
         x1 = x0 + self.remap_features(dec1) + self.remap_heatmaps(logits1)
         feats2 = self.trunk2.forward_stages(x1)
-        logits2, uv2 = self.head2(self.decoder2(feats2))
-        return encoder_output([logits1, logits2], [uv1, uv2], self.latent_proj(feats2[-1]))
+        dec2 = self.decoder2(feats2)
+        logits2, uv2 = self.head2(dec2)
+        return {"logits": [logits1, logits2], "uv": [uv1, uv2], "decoder": dec2, "stages": feats2,
+                "latent": self.latent_proj(feats2[-1])}
 
     def load_pretrained(self, path: str | os.PathLike) -> None:
         """Initialise both trunks from one torchvision/timm ResNet state_dict file (strict keys)."""

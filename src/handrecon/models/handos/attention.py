@@ -62,7 +62,10 @@ class MultiScaleDeformableAttention(nn.Module):
 
     query (N, T, d); reference (N, T, 4) cxcywh in [0, 1] of the padded input; value (B, ΣHW, d)
     (per image); spatial_shapes (L, 2) (H, W) per level; level_start_index (L,); valid_ratios
-    (B, L, 2); image_index (N,) the image of each instance. Returns (N, T, d).
+    (B, L, 2); image_index (N,) the image of each instance. A level reads the reference at
+    ``ref · valid_ratio + level_offset``: level_offsets (B, L, 2), zero by default (a level
+    that covers a crop of the input has ratio 1 / crop size and offset −crop origin / crop
+    size). Returns (N, T, d).
     """
 
     def __init__(self, d_model: int, heads: int = 8, levels: int = 4, points: int = 4) -> None:
@@ -94,7 +97,8 @@ class MultiScaleDeformableAttention(nn.Module):
         nn.init.zeros_(self.output_proj.bias)
 
     def forward(self, query: torch.Tensor, reference: torch.Tensor, value: torch.Tensor, spatial_shapes: torch.Tensor,
-                level_start_index: torch.Tensor, valid_ratios: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+                level_start_index: torch.Tensor, valid_ratios: torch.Tensor, image_index: torch.Tensor,
+                level_offsets: torch.Tensor | None = None) -> torch.Tensor:
         N, T, _ = query.shape
         H, L, P, c = self.heads, self.levels, self.points, self.d // self.heads
         if spatial_shapes.shape[0] != L:
@@ -104,6 +108,8 @@ class MultiScaleDeformableAttention(nn.Module):
         weights = self.attention_weights(query).view(N, T, H, L * P).softmax(-1).view(N, T, H, L, P)
         ratios = valid_ratios[image_index]  # (N, L, 2)
         ref_xy = reference[:, :, None, None, None, :2] * ratios[:, None, None, :, None, :]
+        if level_offsets is not None:
+            ref_xy = ref_xy + level_offsets[image_index][:, None, None, :, None, :]
         ref_wh = reference[:, :, None, None, None, 2:] * ratios[:, None, None, :, None, :]
         loc = ref_xy + offsets / P * ref_wh * 0.5  # (N, T, H, L, P, 2) in [0, 1]
         # instances of one image share its memory: lay them side by side per image (padded to the

@@ -23,7 +23,7 @@ from torch import nn
 
 from handrecon.models.handos.attention import MultiScaleDeformableAttention, policy_mask
 
-SIDE_NETWORKS = ("tuned", "pyramid", "scratch", "none")
+SIDE_NETWORKS = ("tuned", "pyramid", "scratch", "crop", "none")
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

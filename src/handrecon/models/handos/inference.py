@@ -113,6 +113,9 @@ def export_decoder(model: HandOS, image: np.ndarray, path: str, num_hands: int =
     """Write the decoder of `model` for `num_hands` hands of an image like `image` (RGB uint8) to
     `path` (ONNX, opset 17); returns the traced module and its example inputs (the detector's top
     `num_hands` queries on `image`)."""
+    if model.side in ("scratch", "crop"):
+        raise ValueError(f"exporting the decoder of a side {model.side!r} model is not supported: its side network "
+                         "reads the image, which the exported decoder does not take; use the torch model")
     model.eval()
     canvas, _ = letterbox(image, model.input_size)
     with torch.no_grad():

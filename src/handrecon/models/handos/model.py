@@ -40,6 +40,7 @@ from handrecon.mesh import get_hierarchy
 from handrecon.mesh.ops import face_adjacency
 from handrecon.mesh.ops_torch import signed_volume_torch
 from handrecon.models.handos.assign import simota_assign
+from handrecon.models.handos.crop_features import CROP_ENCODER_NAME, CropEncoderFeatures
 from handrecon.models.handos.detections import select_instances
 from handrecon.models.handos.decoder import (
     SIDE_NETWORKS, InteractiveDecoder, PyramidSideTuning, ScratchSideNetwork, SideTuning, inverse_sigmoid, lifting_init,
@@ -91,8 +92,9 @@ class HandOS(nn.Module):
     "uni" (one learned query, Table 6). memory_layer: the encoder layer read as F^e (-1: the last,
     F^e_6; 4: F^e_4). side: "tuned" (side tuning on the detector's backbone maps), "pyramid" (the
     same with a top-down path, `decoder.PyramidSideTuning`; not the paper), "scratch" (a
-    side network trained from scratch on the image) or "none"; side_width: the side tuning's
-    hidden channels (None: d_model). max_positives: cap on SimOTA's
+    side network trained from scratch on the image), "crop" (per-hand levels from the frozen
+    encoder of the crop model `crop_encoder`, `crop_features.CropEncoderFeatures`; a CPU
+    deviation, not the paper) or "none"; side_width: the side tuning's hidden channels (None: d_model). max_positives: cap on SimOTA's
     dynamic k (None: the paper's). score_threshold / nms_iou / max_hands: inference filtering
     (paper T^S = 0.1, T^NMS = 0.9). joint_layout: start each joint's reference at its place in the
     rest hand scaled to the box instead of the box centre (an experiment, not the paper).
@@ -100,7 +102,8 @@ class HandOS(nn.Module):
     predicts the 21 keypoint heatmaps of every hand in the image (`losses.focal_heatmap_loss`,
     weight ``loss_weights["heatmap"]``), a dense target that teaches the side features where
     keypoints are; "init": that, and each instance's joint references start at the heatmap's
-    soft-argmax inside its box (`box_soft_argmax`) instead of eq. 7's box centre.
+    soft-argmax inside its box (`box_soft_argmax`) instead of eq. 7's box centre; with side
+    "crop", "init" starts them at the crop encoder's own landmarks (no heatmap head, no "aux").
     ref_3d: the vertex and camera tokens' refined references between layers, "detached" (as the
     joints') or "attached" (`decoder.REF_3D_MODES`; an experiment: the paper does not say).
     """
@@ -108,7 +111,7 @@ class HandOS(nn.Module):
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
                  ffn_dim: int = 1024, num_layers: int = 6, num_2d_layers: int = 2, lift_level: int = 0,
                  policy: str = "hierarchical", queries: str = "inst", memory_layer: int = -1, side: str = "tuned",
-                 side_width: int | None = None,
+                 side_width: int | None = None, crop_encoder: str = CROP_ENCODER_NAME,
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached") -> None:
@@ -118,6 +121,9 @@ class HandOS(nn.Module):
         if heatmap != "off" and side == "none":
             raise ValueError("heatmap needs a side network (side 'tuned' or 'scratch'): the heatmaps are read from its "
                              "stride-4 map")
+        if heatmap == "aux" and side == "crop":
+            raise ValueError("heatmap 'aux' trains a heatmap head on the side maps; side 'crop' has its frozen crop "
+                             "encoder's heatmaps instead: use heatmap 'init' (start at its landmarks) or 'off'")
         if queries not in QUERY_KINDS:
             raise ValueError(f"queries must be one of {QUERY_KINDS}, got {queries!r}")
         if side not in SIDE_NETWORKS:
@@ -137,11 +143,15 @@ class HandOS(nn.Module):
                                                            side_width)
         elif side == "scratch":
             self.side_network = ScratchSideNetwork(d_model)
+        elif side == "crop":
+            self.side_network = CropEncoderFeatures(crop_encoder, d_model)
         else:
             self.side_network = None
-        levels = len(probe.spatial_shapes) + (4 if self.side_network is not None else 0)
+        self.crop_encoder = crop_encoder if side == "crop" else None
+        side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
+        levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
-        if heatmap != "off":
+        if heatmap != "off" and side != "crop":
             self.heatmap_head = nn.Conv2d(d_model, NUM_KEYPOINTS, 1)
             nn.init.constant_(self.heatmap_head.bias, -2.19)  # CenterNet's prior: p = 0.1 everywhere at first
         if queries == "inst":
@@ -197,14 +207,28 @@ class HandOS(nn.Module):
                 "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers}
 
     # ---- features
-    def memory(self, det, pixel_values: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-        """F^GD = [F^e, F^s] flattened over levels, with its level geometry; and the side maps F^s
-        (strides 4-32, (B, d, h, w) each; empty without a side network)."""
+    def memory(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, boxes: torch.Tensor
+               ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+        """F^GD = [F^e, F^s] flattened over levels, with its level geometry and the image each of
+        the N instances (boxes (N, 4) cxcywh) reads; the side maps F^s (strides 4-32, (B, d, h, w)
+        each; empty without a side network); and with side "crop" the crop encoder's landmarks
+        (N, 21, 2) in [0, 1] (else None). With side "crop" the memory is per instance (its image's
+        levels, then its crop's), reached through `level_offsets`."""
         values = [self.memory_proj(det.memory_at(self.memory_layer))]
         shapes = [det.spatial_shapes.to(torch.long)]
         ratios = [det.valid_ratios]
         maps: list[torch.Tensor] = []
-        if self.side_network is not None:
+        landmarks = offsets = None
+        if self.side == "crop":
+            levels, crop, landmarks = self.side_network(pixel_values, image_index, boxes)
+            values = [values[0][image_index]] + [m.flatten(2).transpose(1, 2) for m in levels]
+            shapes.append(torch.tensor([m.shape[-2:] for m in levels], dtype=torch.long, device=shapes[0].device))
+            # a crop level: loc_crop = (loc - x0) / side, i.e. loc · (1 / side) + (-x0 / side)
+            scale = (1.0 / crop[:, None, 2:]).expand(-1, len(levels), -1)
+            ratios = [det.valid_ratios[image_index], scale]
+            offsets = torch.cat([torch.zeros_like(ratios[0]), -crop[:, None, :2] * scale], 1)
+            image_index = torch.arange(len(image_index), device=image_index.device)
+        elif self.side_network is not None:
             maps = self.side_network(pixel_values if self.side == "scratch" else det.backbone_maps)
             values += [m.flatten(2).transpose(1, 2) for m in maps]
             shapes.append(torch.tensor([m.shape[-2:] for m in maps], dtype=torch.long, device=shapes[0].device))
@@ -212,8 +236,11 @@ class HandOS(nn.Module):
         shapes_t = torch.cat(shapes)
         areas = shapes_t.prod(1)
         start = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
-        return {"value": torch.cat(values, 1), "spatial_shapes": shapes_t, "level_start_index": start,
-                "valid_ratios": torch.cat(ratios, 1)}, maps
+        memory = {"value": torch.cat(values, 1), "spatial_shapes": shapes_t, "level_start_index": start,
+                  "valid_ratios": torch.cat(ratios, 1), "image_index": image_index}
+        if offsets is not None:
+            memory["level_offsets"] = offsets
+        return memory, maps, landmarks
 
     def instance_queries(self, det, image_index: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
         if self.queries == "uni":
@@ -256,12 +283,15 @@ class HandOS(nn.Module):
         boxes (N, 4) cxcywh in [0, 1]: the instances' reference boxes (default: the detector's)."""
         if boxes is None:
             boxes = det.boxes[image_index, query_index].float()
-        memory, side_maps = self.memory(det, pixel_values)
-        memory["image_index"] = image_index
-        heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" else None
+        if not len(image_index) and self.side == "crop":
+            return [], None
+        memory, side_maps, landmarks = self.memory(det, pixel_values, image_index, boxes)
+        heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" and self.side != "crop" else None
         if not len(image_index):
             return [], heat
-        start = box_soft_argmax(heat[image_index], boxes) if self.heatmap == "init" else None
+        start = None
+        if self.heatmap == "init":
+            start = landmarks if self.side == "crop" else box_soft_argmax(heat[image_index], boxes)
         return self.decoder(self.instance_queries(det, image_index, query_index), boxes, memory, start), heat
 
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):

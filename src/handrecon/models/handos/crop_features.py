@@ -1,0 +1,117 @@
+"""Per-hand features from a frozen crop encoder: HandOS's `side: crop`, a CPU deviation.
+
+On two CPU cores the paper's side tuning (3 convolutions per backbone scale) does not learn to
+show the joints (docs/handos.md, "The decoder learns; the features do not"). This side network
+instead crops each hand instance's box (enlarged to a square, as the crop models do) out of the
+model's input, runs a crop model's stacked encoder on the crop and on its mirror image (the
+encoder was trained on right hands; the decoder, not a classifier, tells the sides apart) and
+hands the decoder three per-hand levels: the last stack's stride-4 map with its keypoint heatmap
+logits, its stride-16 trunk map and its stride-32 latent, each view's map flipped back to the
+crop's frame and both concatenated, projected to d by a 1×1 convolution.
+
+The encoder is frozen (`requires_grad=False`, always `eval()`, run under `no_grad`); only the
+projections train. A level's samples reach the crop through an affine per instance and level:
+``loc_crop = loc_input · scale + offset`` (`MultiScaleDeformableAttention`'s `level_offsets`).
+
+Shapes: pixel_values (B, 3, S, S) ImageNet-normalised; boxes (N, 4) cxcywh in [0, 1] of the
+input; image_index (N,). Crops are `crop_size` px, the box's long side times `crop_scale`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from handrecon.checkpoint import load_tensors
+from handrecon.card import read_card
+from handrecon.models.backbones import build_backbone
+from handrecon.models.heads import heatmap_peak, soft_argmax_2d
+
+CROP_ENCODER_NAME = "m3dhmr-openhand"  # the shipped crop model whose encoder `side: crop` reads
+ASSET_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+
+
+def crop_encoder_folder(spec: str | os.PathLike) -> Path:
+    """A shipped crop model's name (its folder in the package) or a checkpoint directory;
+    FileNotFoundError saying what to pass otherwise."""
+    folder = ASSET_MODELS / str(spec) if str(spec) == CROP_ENCODER_NAME else Path(spec)
+    if not (folder / "card.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"side 'crop': no crop-model checkpoint at {folder} (card.json and model.safetensors); "
+                                f"give crop_encoder={CROP_ENCODER_NAME!r} or a checkpoint directory of a stacked-encoder model")
+    return folder
+
+
+class CropEncoderFeatures(nn.Module):
+    """`side: crop`: a frozen crop encoder read per hand instance (see the module docstring).
+
+    encoder: a shipped crop model's name or a checkpoint directory (card.json +
+    model.safetensors) whose ``backbone`` is a stacked encoder (`StackedResNet`); its
+    ``encoder.*`` tensors are loaded.
+    forward -> (levels: 3 maps (N, d, h, w), crop boxes (N, 4) x0, y0, side_x, side_y in [0, 1]
+    of the input, landmarks (N, 21, 2) in [0, 1] of the input: the soft-argmax of the sharper
+    view's last heatmaps, mapped back).
+    """
+
+    def __init__(self, encoder: str | os.PathLike, d_model: int) -> None:
+        super().__init__()
+        encoder_dir = crop_encoder_folder(encoder)
+        card = read_card(encoder_dir)
+        kwargs = card.get("kwargs", {})
+        self.encoder = build_backbone(kwargs.get("backbone", "stacked_resnet18"), **kwargs.get("backbone_kwargs", {}))
+        if not hasattr(self.encoder, "forward_features"):
+            raise ValueError(f"{encoder_dir}: side 'crop' needs a stacked encoder (forward_features), "
+                             f"got backbone {kwargs.get('backbone')!r}")
+        state = load_tensors(encoder_dir / "model.safetensors", prefix="encoder.")
+        self.encoder.load_state_dict({k: v.float() for k, v in state.items()})
+        self.encoder.requires_grad_(False)
+        inference = card.get("inference", {})
+        self.crop_size = int(inference.get("input_size", 128))
+        self.crop_scale = float(inference.get("crop", {}).get("scale", 1.325))
+        enc = self.encoder
+        chans = (2 * (enc.decoder2.smooth[0][0].out_channels + enc.num_joints), 2 * enc.trunk2.stage_channels[2],
+                 2 * enc.latent_channels)
+        self.proj = nn.ModuleList(nn.Sequential(nn.Conv2d(c, d_model, 1), nn.GroupNorm(32 if d_model % 32 == 0 else 1, d_model))
+                                  for c in chans)
+
+    def train(self, mode: bool = True) -> "CropEncoderFeatures":
+        super().train(mode)
+        self.encoder.train(False)
+        return self
+
+    def crop_boxes(self, boxes: torch.Tensor, aspect: float = 1.0) -> torch.Tensor:
+        """(N, 4) cxcywh -> (N, 4) x0, y0, side_x, side_y in [0, 1]: the square around each box,
+        its long side times `crop_scale` (the input is square: aspect 1)."""
+        side = boxes[:, 2:].amax(-1, keepdim=True).clamp(min=1e-3) * self.crop_scale
+        size = torch.cat([side, side * aspect], -1)
+        return torch.cat([boxes[:, :2] - size / 2, size], -1)
+
+    def forward(self, pixel_values: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor
+                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        crop = self.crop_boxes(boxes.float())
+        n, c = len(boxes), self.crop_size
+        theta = torch.zeros(n, 2, 3, device=boxes.device)
+        theta[:, 0, 0], theta[:, 1, 1] = crop[:, 2], crop[:, 3]  # grid [-1, 1] of the crop -> of the input
+        theta[:, :, 2] = 2 * (crop[:, :2] + crop[:, 2:] / 2) - 1
+        grid = F.affine_grid(theta, [n, 3, c, c], align_corners=False)
+        with torch.no_grad():
+            images = F.grid_sample(pixel_values[image_index].float(), grid, mode="bilinear", padding_mode="zeros",
+                                   align_corners=False)
+            f = self.encoder.forward_features(torch.cat([images, images.flip(-1)]))
+        stride4 = torch.cat([f["decoder"], f["logits"][-1]], 1)
+        maps = [stride4, f["stages"][2], f["latent"]]
+        # each view's map in the crop's frame: the mirror's flipped back, then both side by side
+        maps = [torch.cat([m[:n], m[n:].flip(-1)], 1) for m in maps]
+        levels = [proj(m.to(proj[0].weight.dtype)) for proj, m in zip(self.proj, maps)]
+        logits = f["logits"][-1]
+        sharper = heatmap_peak(logits[:n]) >= heatmap_peak(logits[n:])
+        uv = torch.where(sharper[:, None, None], soft_argmax_2d(logits[:n].float()),
+                         soft_argmax_2d(logits[n:].flip(-1).float()))
+        landmarks = crop[:, None, :2] + uv * crop[:, None, 2:]
+        return levels, crop, landmarks
+
+
+__all__ = ["CROP_ENCODER_NAME", "CropEncoderFeatures", "crop_encoder_folder"]
