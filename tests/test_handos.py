@@ -10,10 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from helpers import tiny_detr  # noqa: E402
+from helpers import save_model_checkpoint, tiny_detr  # noqa: E402
+
+import handrecon  # noqa: E402
+from handrecon.card import file_sha256, seal_card  # noqa: E402
+from handrecon.cli import app  # noqa: E402
+from handrecon.geometry.boxes import box_targets  # noqa: E402
 
 from handrecon.geometry.camera import project  # noqa: E402
 from handrecon.hand.load import load_hand_model_data  # noqa: E402
@@ -32,6 +39,7 @@ from handrecon.models.handos import (  # noqa: E402
     sides_from_normals,
     simota_assign,
 )
+from handrecon.models.handos.crop_features import CropEncoderFeatures, crop_encoder_folder  # noqa: E402
 from handrecon.models.handos.detector import DetectorConfig, DetectorError, save_detector, wrap_detector  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,10 +60,6 @@ def detectors(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from handrecon.cli import app
-
     data = tmp_path_factory.mktemp("scenes")
     r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "3", "--out", str(data),
                                  "--image-size", "48x64", "--set", "num_hands=[1, 3]", "--quiet"])
@@ -130,12 +134,6 @@ def test_the_crop_encoder_finds_the_joints_of_scene_hands(tmp_path):
     """side "crop": the shipped crop model's encoder, run on each ground-truth box's crop and its
     mirror, places the joints of rendered scene hands far closer than the box centre does (its
     crops, flips and mapping back to the input are right)."""
-    from typer.testing import CliRunner
-
-    from handrecon.cli import app
-    from handrecon.geometry.boxes import box_targets
-    from handrecon.models.handos.crop_features import CropEncoderFeatures
-
     r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "6", "--out", str(tmp_path),
                                  "--image-size", "240x320", "--set", "num_hands=[1, 2]", "--seed", "3", "--quiet"])
     assert r.exit_code == 0, r.output
@@ -393,10 +391,6 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
     """Two engine steps through `handrecon train` on the CPU config: the detector's weights are
     bit-identical afterwards, the checkpoint holds no detector tensor, `handrecon.load` serves the
     run (every hand with box, score, side from the mesh), and a changed detector is refused."""
-    from typer.testing import CliRunner
-
-    import handrecon
-    from handrecon.cli import app
     from handrecon.models.handos.model import build_frozen_detector
 
     det_dir = tmp_path / "detector"
@@ -417,7 +411,6 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
                                  f"train.init_from={tmp_path / 'run2d'}", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert "init_from" in r.output and "copied" in r.output  # the 2D model's tensors that fit
-    from safetensors.torch import load_file
 
     ckpt = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))[-1]
     assert not any(k.startswith("detector.") for k in load_file(ckpt / "model.safetensors"))
@@ -467,6 +460,33 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
         next(other.model.parameters()).add_(1.0)
     save_detector(other, det_dir)  # the detector under the same name changed
     with pytest.raises(ValueError, match="trained on the detector"):
+        handrecon.load(str(ckpt))
+
+
+def test_a_crop_side_model_is_served_with_the_crop_encoder_it_was_trained_on(detectors, scenes, tmp_path):
+    """side "crop": the frozen crop encoder is named in the card with its fingerprint, not stored in
+    the checkpoint; the model serves every hand; a changed crop model under that path is refused."""
+    encoder = tmp_path / "crop_model"
+    shutil.copytree(crop_encoder_folder("m3dhmr-openhand"), encoder)
+    kwargs = {**SMALL, "detector": detectors["rt-detr"], "side": "crop", "crop_encoder": str(encoder), "heatmap": "init"}
+    torch.manual_seed(0)
+    model = HandOS(**kwargs).eval()
+    ckpt = save_model_checkpoint(tmp_path / "ckpt", "handos", kwargs, model)
+    assert not any(k.startswith(("side_network.encoder.", "detector.")) for k in load_file(ckpt / "model.safetensors"))
+    assert any(k.startswith("side_network.proj.") for k in load_file(ckpt / "model.safetensors"))
+    spec = json.loads((ckpt / "card.json").read_text())["inference"]
+    assert spec["crop_encoder"] == str(encoder) and len(spec["crop_encoder_sha256"]) == 64
+    image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    prompted = handrecon.load(str(ckpt)).predict(image, boxes=[[30, 4, 60, 40], [2, 10, 20, 30]])
+    assert [h.vertices.shape for h in prompted.hands] == [(778, 3)] * 2
+    weights = load_file(encoder / "model.safetensors")
+    name = next(k for k in weights if k.startswith("encoder.") and weights[k].is_floating_point())
+    weights[name] = weights[name] + 1.0
+    save_file(weights, encoder / "model.safetensors")
+    card = json.loads((encoder / "card.json").read_text())  # a crop model re-saved under the same path
+    card["files"]["model.safetensors"] = file_sha256(encoder / "model.safetensors")
+    (encoder / "card.json").write_text(json.dumps(seal_card(card)))
+    with pytest.raises(ValueError, match="trained on the crop encoder"):
         handrecon.load(str(ckpt))
 
 

@@ -152,6 +152,11 @@ class HandOSAdapter(InferenceAdapter):
             raise ValueError(f"this HandOS model was trained on the detector {self.spec.get('detector')!r} with weights "
                              f"{str(want)[:12]}…, but that detector now has weights {model.detector_sha256[:12]}…; serve "
                              "it with the detector it was trained on (or retrain HandOS on this one)")
+        crop_want = self.spec.get("crop_encoder_sha256")
+        if crop_want is not None and crop_want != model.crop_encoder_sha256:
+            raise ValueError(f"this HandOS model was trained on the crop encoder of {self.spec.get('crop_encoder')!r} with "
+                             f"weights {crop_want[:12]}…, but that model now has weights {model.crop_encoder_sha256[:12]}…; "
+                             "serve it with the crop model it was trained on (or retrain HandOS on this one)")
         return HandOSNetwork(model)
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],

@@ -68,11 +68,14 @@ def build_frozen_detector(spec: str) -> Detector:
     return load_detector(spec)
 
 
-def detector_fingerprint(detector: Detector) -> str:
-    """SHA-256 over the detector's parameters and buffers (names, shapes, bytes): a HandOS
-    checkpoint records the detector it was trained on and refuses another."""
+FROZEN_PREFIXES = ("detector.", "side_network.encoder.")  # frozen networks: named in the card, not in checkpoints
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 over a frozen network's parameters and buffers (names, shapes, bytes): a HandOS
+    checkpoint records the detector (and crop encoder) it was trained on and refuses another."""
     h = hashlib.sha256()
-    for name, t in sorted(detector.model.state_dict().items()):
+    for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -130,7 +133,7 @@ class HandOS(nn.Module):
             raise ValueError(f"side must be one of {SIDE_NETWORKS}, got {side!r}")
         self.detector_spec = detector
         self.detector = build_frozen_detector(detector)
-        self.detector_sha256 = detector_fingerprint(self.detector)
+        self.detector_sha256 = weights_fingerprint(self.detector.model)
         probe = self.detector(torch.zeros(1, 3, 64, 64))
         probe.memory_at(memory_layer)  # a DetectorError now if the detector has no such layer
         self.memory_layer, self.queries, self.side = memory_layer, queries, side
@@ -148,6 +151,7 @@ class HandOS(nn.Module):
         else:
             self.side_network = None
         self.crop_encoder = crop_encoder if side == "crop" else None
+        self.crop_encoder_sha256 = weights_fingerprint(self.side_network.encoder) if side == "crop" else None
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -204,7 +208,9 @@ class HandOS(nn.Module):
                 "letterbox": {"square": True, "pad": "black"}, "detector": self.detector_spec,
                 "detector_sha256": self.detector_sha256, "score_threshold": self.score_threshold,
                 "nms_iou": self.nms_iou, "max_hands": self.max_hands, "hand_model": self.hand_model,
-                "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers}
+                "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers,
+                **({"crop_encoder": str(self.crop_encoder), "crop_encoder_sha256": self.crop_encoder_sha256}
+                   if self.side == "crop" else {})}
 
     # ---- features
     def memory(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, boxes: torch.Tensor
@@ -502,12 +508,12 @@ def scene_metrics(preds: list[dict[str, np.ndarray]], gts: list[dict[str, torch.
 
 
 def _drop_detector_keys(module, state_dict, prefix, local_metadata) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + "detector.")]:
+    for key in [k for k in state_dict if k.startswith(tuple(prefix + p for p in FROZEN_PREFIXES))]:
         del state_dict[key]
 
 
 def _ignore_missing_detector_keys(module, incompatible) -> None:
-    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith("detector.")]
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith(FROZEN_PREFIXES)]
 
 
 
@@ -548,5 +554,5 @@ def heatmap_targets(hands: list[dict[str, torch.Tensor]], size: tuple[int, int],
     return target, positive
 
 __all__ = ["HandOS", "HAND_SIZE_M", "HEATMAP_MODES", "box_soft_argmax", "build_frozen_detector", "camera_translation",
-           "detector_fingerprint", "heatmap_targets",
+           "weights_fingerprint", "heatmap_targets",
            "scene_metrics", "sides_from_normals", "DetectorError"]
