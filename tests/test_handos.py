@@ -131,9 +131,9 @@ def test_a_crop_level_is_read_where_it_lies_in_the_input():
 
 
 def test_the_crop_encoder_finds_the_joints_of_scene_hands(tmp_path):
-    """side "crop": the shipped crop model's encoder, run on each ground-truth box's crop and its
-    mirror, places the joints of rendered scene hands far closer than the box centre does (its
-    crops, flips and mapping back to the input are right)."""
+    """side "crop": the shipped crop model, run on each ground-truth box's crop and its mirror,
+    places the joints of rendered scene hands far closer than the box centre does (its crops,
+    flips and mapping back to the input are right), and its mesh of a mirrored hand is mirrored."""
     r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--shard-size", "6", "--out", str(tmp_path),
                                  "--image-size", "240x320", "--set", "num_hands=[1, 2]", "--seed", "3", "--quiet"])
     assert r.exit_code == 0, r.output
@@ -145,7 +145,7 @@ def test_the_crop_encoder_finds_the_joints_of_scene_hands(tmp_path):
         if not len(hands["boxes"]):
             continue
         boxes = torch.as_tensor(box_targets(hands["boxes"].numpy(), (256, 256))).float()
-        _, crop, landmarks = features(item["pixel_values"][None], torch.zeros(len(boxes), dtype=torch.long), boxes)
+        _, crop, landmarks, _ = features(item["pixel_values"][None], torch.zeros(len(boxes), dtype=torch.long), boxes)
         gt, valid = hands["joints_2d"].float() / 256, hands["valid"].bool()
         assert ((crop[:, :2] <= boxes[:, :2] - boxes[:, 2:] / 2) & (crop[:, :2] + crop[:, 2:] >= boxes[:, :2] + boxes[:, 2:] / 2)).all()
         err.append((landmarks - gt).norm(dim=-1)[valid])
@@ -161,9 +161,11 @@ def test_the_crop_encoder_finds_the_joints_of_scene_hands(tmp_path):
         for proj in features.proj:
             half = proj[0].weight.shape[1] // 2
             proj[0].weight[:, half:] = proj[0].weight[:, :half]
-    levels, _, landmarks = features(image, index, boxes)
-    levels_m, _, landmarks_m = features(image.flip(-1), index, mirrored)
+    levels, _, landmarks, mesh = features(image, index, boxes)
+    levels_m, _, landmarks_m, mesh_m = features(image.flip(-1), index, mirrored)
     torch.testing.assert_close(landmarks_m, landmarks * torch.tensor([-1.0, 1]) + torch.tensor([1.0, 0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(mesh_m, mesh * torch.tensor([-1.0, 1, 1]), atol=1e-4, rtol=0)  # a mirrored hand's geometry
+    assert torch.einsum("v,nvc->nc", features.wrist_row, mesh).abs().max() < 1e-6  # wrist-relative
     for level, level_m in zip(levels, levels_m):
         torch.testing.assert_close(level_m, level.flip(-1), atol=1e-4, rtol=1e-4)
 
@@ -263,7 +265,8 @@ def test_training_step_on_every_detector(detectors, scenes, kind):
                                     dict(num_2d_layers=6), dict(policy="independent"), dict(policy="unidirectional"),
                                     dict(policy="full"), dict(lift_level=0, max_positives=1), dict(joint_layout=True),
                                     dict(heatmap="aux"), dict(heatmap="init"), dict(ref_3d="attached"),
-                                    dict(side="pyramid", heatmap="aux"), dict(side="crop", heatmap="init")],
+                                    dict(side="pyramid", heatmap="aux"), dict(side="crop", heatmap="init"),
+                                    dict(side="crop", heatmap="init", mesh_start="crop")],
                          ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
 def test_ablation_switches(detectors, scenes, switch):
     """Table 6 (Q^uni, F^e_4, side tuning off / from scratch), the 2D stage-1 model, Fig. 8 (a),
@@ -302,9 +305,14 @@ def test_ablation_switches(detectors, scenes, switch):
             det = model.detector(batch["pixel_values"])
             ii, qi = torch.zeros(3, dtype=torch.long), torch.arange(3)
             layers, _ = model.decode(det, batch["pixel_values"], ii, qi)
-            _, _, start = model.side_network(batch["pixel_values"], ii, det.boxes[ii, qi].float())
+            _, _, start, mesh = model.side_network(batch["pixel_values"], ii, det.boxes[ii, qi].float())
             memory, _, _ = model.memory(det, batch["pixel_values"], ii, det.boxes[ii, qi].float())
         assert (layers[0]["joints_2d"] - start).abs().max() < 0.02
+        first_3d = layers[model.decoder.num_2d_layers]["vertices"]  # at the lifting level
+        if switch.get("mesh_start") == "crop":  # the vertex heads add to the crop model's mesh
+            assert (first_3d - mesh[:, model.lift_rows]).abs().max() < 0.01
+        else:
+            assert (first_3d - model.decoder.template).abs().max() < 0.01
         # per instance: its image's levels as they are, then its crop's levels, whose [0, 1] is the crop
         crop, L = model.side_network.crop_boxes(det.boxes[ii, qi].float()), len(det.spatial_shapes)
         ratios, offsets = memory["valid_ratios"], memory["level_offsets"]

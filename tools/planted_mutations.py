@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 137, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 139, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -405,6 +405,11 @@ MUTATIONS = [
      ["tests/test_handos.py"]),
     ("crop side: a changed crop encoder served", "src/handrecon/models/handos/inference.py",
      "if crop_want is not None and crop_want != model.crop_encoder_sha256:", "if False:", ["tests/test_handos.py"]),
+    ("crop side: the mirror's mesh not mirrored back", "src/handrecon/models/handos/crop_features.py",
+     "verts[n:] * verts.new_tensor([-1.0, 1.0, 1.0])", "verts[n:]", ["tests/test_handos.py"]),
+    ("mesh_start 'crop' ignored by the decoder", "src/handrecon/models/handos/decoder.py",
+     "base = self.template if vertex_start is None else vertex_start.to(self.template.dtype)", "base = self.template",
+     ["tests/test_handos.py"]),
 ]
 
 

@@ -245,7 +245,12 @@ class InteractiveDecoder(nn.Module):
         return q3, torch.cat([centre, size], -1)
 
     def forward(self, instance_queries: torch.Tensor, boxes: torch.Tensor, memory: dict,
-                joint_start: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+                joint_start: torch.Tensor | None = None, vertex_start: torch.Tensor | None = None
+                ) -> list[dict[str, torch.Tensor]]:
+        """joint_start (N, J, 2) in [0, 1]: where the joint references start (`expand`);
+        vertex_start (N, V', 3) in vertex units: what the vertex heads' outputs add to (default
+        the rest template)."""
+        base = self.template if vertex_start is None else vertex_start.to(self.template.dtype)
         q, ref = self.expand(instance_queries, boxes, joint_start)
         J = self.J
         outputs = []
@@ -260,7 +265,7 @@ class InteractiveDecoder(nn.Module):
             if interactive:
                 k = i - self.num_2d_layers
                 centres = (inverse_sigmoid(ref[:, J:, :2]) + self.ref_heads[k](q[:, J:])).sigmoid()
-                out["vertices"] = self.template + self.vertex_heads[k](q[:, J:-1])
+                out["vertices"] = base + self.vertex_heads[k](q[:, J:-1])
                 out["camera"] = self.camera_heads[k](q[:, -1])
                 out["camera_reference"] = ref[:, -1]
                 ref = torch.cat([torch.cat([joints, ref[:, :J, 2:]], -1), torch.cat([centres, ref[:, J:, 2:]], -1)], 1)

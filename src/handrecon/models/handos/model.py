@@ -56,6 +56,7 @@ from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 HAND_SIZE_M = 0.2  # the depth prior's hand extent (wrist to middle fingertip is about 0.19 m)
 QUERY_KINDS = ("inst", "uni")
 HEATMAP_MODES = ("off", "aux", "init")
+MESH_STARTS = ("template", "crop")  # where the vertex heads' outputs start: the rest template, or the crop model's mesh
 HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
@@ -68,7 +69,7 @@ def build_frozen_detector(spec: str) -> Detector:
     return load_detector(spec)
 
 
-FROZEN_PREFIXES = ("detector.", "side_network.encoder.")  # frozen networks: named in the card, not in checkpoints
+FROZEN_PREFIXES = ("detector.", "side_network.crop_model.", "side_network.encoder.")  # frozen networks: named in the card, not in checkpoints
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -107,6 +108,8 @@ class HandOS(nn.Module):
     keypoints are; "init": that, and each instance's joint references start at the heatmap's
     soft-argmax inside its box (`box_soft_argmax`) instead of eq. 7's box centre; with side
     "crop", "init" starts them at the crop encoder's own landmarks (no heatmap head, no "aux").
+    mesh_start: "template" (the vertex heads' outputs start at the rest hand, the paper) or
+    "crop" (at the crop model's mesh of that hand, side "crop" only; a CPU deviation).
     ref_3d: the vertex and camera tokens' refined references between layers, "detached" (as the
     joints') or "attached" (`decoder.REF_3D_MODES`; an experiment: the paper does not say).
     """
@@ -117,7 +120,8 @@ class HandOS(nn.Module):
                  side_width: int | None = None, crop_encoder: str = CROP_ENCODER_NAME,
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
-                 max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached") -> None:
+                 max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached",
+                 mesh_start: str = "template") -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -151,7 +155,12 @@ class HandOS(nn.Module):
         else:
             self.side_network = None
         self.crop_encoder = crop_encoder if side == "crop" else None
-        self.crop_encoder_sha256 = weights_fingerprint(self.side_network.encoder) if side == "crop" else None
+        self.crop_encoder_sha256 = weights_fingerprint(self.side_network.crop_model) if side == "crop" else None
+        if mesh_start not in MESH_STARTS:
+            raise ValueError(f"mesh_start must be one of {MESH_STARTS}, got {mesh_start!r}")
+        if mesh_start == "crop" and side != "crop":
+            raise ValueError("mesh_start 'crop' starts the vertices at the crop model's mesh: it needs side 'crop'")
+        self.mesh_start = mesh_start
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -180,6 +189,7 @@ class HandOS(nn.Module):
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
             ffn_dim, policy, joint_layout=layout, ref_3d=ref_3d)
+        self.register_buffer("lift_rows", torch.as_tensor(rows, dtype=torch.long), persistent=False)
         self.up_levels = len(up_index)  # buffers, so that they follow the model to its device
         for k, (i, w) in enumerate(zip(up_index, up_weight)):
             self.register_buffer(f"up_index_{k}", torch.as_tensor(i, dtype=torch.long), persistent=False)
@@ -214,19 +224,20 @@ class HandOS(nn.Module):
 
     # ---- features
     def memory(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, boxes: torch.Tensor
-               ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], torch.Tensor | None]:
+               ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
         """F^GD = [F^e, F^s] flattened over levels, with its level geometry and the image each of
         the N instances (boxes (N, 4) cxcywh) reads; the side maps F^s (strides 4-32, (B, d, h, w)
-        each; empty without a side network); and with side "crop" the crop encoder's landmarks
-        (N, 21, 2) in [0, 1] (else None). With side "crop" the memory is per instance (its image's
+        each; empty without a side network); and with side "crop" the crop model's landmarks
+        (N, 21, 2) in [0, 1] and mesh (N, V, 3) m, wrist-relative (else None). With side "crop" the memory is per instance (its image's
         levels, then its crop's), reached through `level_offsets`."""
         values = [self.memory_proj(det.memory_at(self.memory_layer))]
         shapes = [det.spatial_shapes.to(torch.long)]
         ratios = [det.valid_ratios]
         maps: list[torch.Tensor] = []
-        landmarks = offsets = None
+        starts = offsets = None
         if self.side == "crop":
-            levels, crop, landmarks = self.side_network(pixel_values, image_index, boxes)
+            levels, crop, landmarks, mesh = self.side_network(pixel_values, image_index, boxes)
+            starts = (landmarks, mesh)
             values = [values[0][image_index]] + [m.flatten(2).transpose(1, 2) for m in levels]
             shapes.append(torch.tensor([m.shape[-2:] for m in levels], dtype=torch.long, device=shapes[0].device))
             # a crop level: loc_crop = (loc - x0) / side, i.e. loc · (1 / side) + (-x0 / side)
@@ -246,7 +257,7 @@ class HandOS(nn.Module):
                   "valid_ratios": torch.cat(ratios, 1), "image_index": image_index}
         if offsets is not None:
             memory["level_offsets"] = offsets
-        return memory, maps, landmarks
+        return memory, maps, starts
 
     def instance_queries(self, det, image_index: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
         if self.queries == "uni":
@@ -291,14 +302,17 @@ class HandOS(nn.Module):
             boxes = det.boxes[image_index, query_index].float()
         if not len(image_index) and self.side == "crop":
             return [], None
-        memory, side_maps, landmarks = self.memory(det, pixel_values, image_index, boxes)
+        memory, side_maps, crop_starts = self.memory(det, pixel_values, image_index, boxes)
         heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" and self.side != "crop" else None
         if not len(image_index):
             return [], heat
-        start = None
+        start = vertex_start = None
         if self.heatmap == "init":
-            start = landmarks if self.side == "crop" else box_soft_argmax(heat[image_index], boxes)
-        return self.decoder(self.instance_queries(det, image_index, query_index), boxes, memory, start), heat
+            start = crop_starts[0] if self.side == "crop" else box_soft_argmax(heat[image_index], boxes)
+        if self.mesh_start == "crop":
+            vertex_start = crop_starts[1][:, self.lift_rows] / self.vertex_unit
+        queries = self.instance_queries(det, image_index, query_index)
+        return self.decoder(queries, boxes, memory, start, vertex_start), heat
 
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
         out = [[], [], []]
@@ -513,7 +527,10 @@ def _drop_detector_keys(module, state_dict, prefix, local_metadata) -> None:
 
 
 def _ignore_missing_detector_keys(module, incompatible) -> None:
+    """Frozen networks' keys: missing from a checkpoint by design; present in one written before
+    they were left out (the crop encoder's, 2026-12-05), ignored."""
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith(FROZEN_PREFIXES)]
+    incompatible.unexpected_keys[:] = [k for k in incompatible.unexpected_keys if not k.startswith(FROZEN_PREFIXES)]
 
 
 

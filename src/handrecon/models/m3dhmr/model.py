@@ -45,7 +45,9 @@ from handrecon.geometry.root import solve_root_translation
 from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
 from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
-from handrecon.models.heads import heatmap_peak, normalized_to_pixels, pixels_to_normalized, sample_features_at
+from handrecon.models.heads import (
+    encoder_output, heatmap_peak, normalized_to_pixels, pixels_to_normalized, sample_features_at,
+)
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
 from handrecon.models.m3dhmr.loss import VERTEX_SCALE_M, M3DHMRLoss
@@ -141,19 +143,32 @@ class M3DHMR(nn.Module):
 
     # ---- forward
 
-    def forward_crops(self, image: torch.Tensor, heatmaps: bool = False) -> dict[str, torch.Tensor]:
+    def forward_crops(self, image: torch.Tensor, heatmaps: bool = False, features: bool = False
+                      ) -> dict[str, Any]:
         """(B, 3, S, S) normalised crops → dict uv, uv_stacks, verts, joints (see module docstring), and
-        the encoder's heatmap logits (B, stacks, 21, S/4, S/4) when `heatmaps` or training with their loss."""
+        the encoder's heatmap logits (B, stacks, 21, S/4, S/4) when `heatmaps` or training with their loss;
+        with `features` also the stacked encoder's intermediate maps ("features":
+        `StackedResNet.forward_features`, for a model that reads them, as HandOS's side "crop")."""
         if not torch.jit.is_tracing():
             if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
                 raise ValueError(f"M3DHMR expects normalised float image crops (B, 3, S, S), got "
                                  f"{tuple(image.shape)} {image.dtype}")
             self._sync_temperature()
-        enc = self.encoder(image)
+        maps = None
+        if features:
+            if not hasattr(self.encoder, "forward_features"):
+                raise ValueError(f"the {type(self.encoder).__name__} encoder does not give its intermediate maps; "
+                                 "a stacked ResNet encoder does")
+            maps = self.encoder.forward_features(image)
+            enc = encoder_output(maps["logits"], maps["uv"], maps["latent"])
+        else:
+            enc = self.encoder(image)
         verts, joints = self.mesh_from_landmarks(sample_features_at(enc["latent"], enc["uv"]))
         out = {"uv": enc["uv"], "uv_stacks": enc["uv_stacks"], "verts": verts, "joints": joints}
         if heatmaps or (self.training and self.criterion.weights["heatmap"] > 0):
             out["heatmaps"] = enc["heatmaps"]
+        if maps is not None:
+            out["features"] = maps
         return out
 
     def mesh_from_landmarks(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
