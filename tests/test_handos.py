@@ -471,6 +471,23 @@ def test_engine_trains_with_the_detector_frozen_and_serves_it(detectors, scenes,
         handrecon.load(str(ckpt))
 
 
+@pytest.mark.parametrize("projection_grad", ["all", "camera"])
+def test_what_the_projection_terms_train(detectors, scenes, projection_grad):
+    """projection_grad "camera": J^proj's gradient reaches the camera head only, not the 3D shape
+    (the vertex heads); "all" (the paper): both."""
+    torch.manual_seed(0)
+    model = HandOS(detector=detectors["rt-detr"], **{**SMALL, "projection_grad": projection_grad}).train()
+    batch = batch_of(scenes)
+    out = model(batch)
+    out["layers"][-1]["joints_proj"].sum().backward()
+    camera = sum(float(p.grad.abs().sum()) for p in model.decoder.camera_heads[-1].parameters() if p.grad is not None)
+    shape = sum(float(p.grad.abs().sum()) for p in model.decoder.vertex_heads[-1].parameters() if p.grad is not None)
+    assert camera > 0
+    assert (shape > 0) == (projection_grad == "all")
+    with pytest.raises(ValueError, match="projection_grad"):
+        HandOS(detector=detectors["rt-detr"], **{**SMALL, "projection_grad": "shape"})
+
+
 def test_a_crop_side_model_is_served_with_the_crop_encoder_it_was_trained_on(detectors, scenes, tmp_path):
     """side "crop": the frozen crop encoder is named in the card with its fingerprint, not stored in
     the checkpoint; the model serves every hand; a changed crop model under that path is refused."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 139, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 140, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -409,6 +409,9 @@ MUTATIONS = [
      "verts[n:] * verts.new_tensor([-1.0, 1.0, 1.0])", "verts[n:]", ["tests/test_handos.py"]),
     ("mesh_start 'crop' ignored by the decoder", "src/handrecon/models/handos/decoder.py",
      "base = self.template if vertex_start is None else vertex_start.to(self.template.dtype)", "base = self.template",
+     ["tests/test_handos.py"]),
+    ("projection_grad 'camera' still bends the shape", "src/handrecon/models/handos/model.py",
+     'shape = joints.detach() if self.projection_grad == "camera" else joints', "shape = joints",
      ["tests/test_handos.py"]),
 ]
 

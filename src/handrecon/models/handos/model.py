@@ -56,7 +56,10 @@ from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 HAND_SIZE_M = 0.2  # the depth prior's hand extent (wrist to middle fingertip is about 0.19 m)
 QUERY_KINDS = ("inst", "uni")
 HEATMAP_MODES = ("off", "aux", "init")
-MESH_STARTS = ("template", "crop")  # where the vertex heads' outputs start: the rest template, or the crop model's mesh
+MESH_STARTS = ("template", "crop")
+# what the projection terms (J^proj, OKS-proj) train: "all" (the paper: the 3D joints and the camera) or
+# "camera" (the camera head alone; the shape learns from the 3D terms only — a CPU deviation, for 3D-labelled data)
+PROJECTION_GRADS = ("all", "camera")  # where the vertex heads' outputs start: the rest template, or the crop model's mesh
 HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
@@ -110,6 +113,9 @@ class HandOS(nn.Module):
     "crop", "init" starts them at the crop encoder's own landmarks (no heatmap head, no "aux").
     mesh_start: "template" (the vertex heads' outputs start at the rest hand, the paper) or
     "crop" (at the crop model's mesh of that hand, side "crop" only; a CPU deviation).
+    projection_grad: "all" (the paper) or "camera": the projection terms' gradient reaches the
+    camera translation only, not the 3D shape (`PROJECTION_GRADS`; for 3D-labelled data: on
+    2D-only data the shape would then learn nothing).
     ref_3d: the vertex and camera tokens' refined references between layers, "detached" (as the
     joints') or "attached" (`decoder.REF_3D_MODES`; an experiment: the paper does not say).
     """
@@ -121,7 +127,7 @@ class HandOS(nn.Module):
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached",
-                 mesh_start: str = "template") -> None:
+                 mesh_start: str = "template", projection_grad: str = "all") -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -161,6 +167,9 @@ class HandOS(nn.Module):
         if mesh_start == "crop" and side != "crop":
             raise ValueError("mesh_start 'crop' starts the vertices at the crop model's mesh: it needs side 'crop'")
         self.mesh_start = mesh_start
+        if projection_grad not in PROJECTION_GRADS:
+            raise ValueError(f"projection_grad must be one of {PROJECTION_GRADS}, got {projection_grad!r}")
+        self.projection_grad = projection_grad
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -365,7 +374,8 @@ class HandOS(nn.Module):
                "camera": torch.cat([normalized_to_pixels(uv, S, S), z_canonical[:, None]], -1)}
         if K is not None:
             t = camera_translation(out["camera"], K, S)
-            cam = self.wrist_relative(verts, joints)[1] + t[:, None]
+            shape = joints.detach() if self.projection_grad == "camera" else joints
+            cam = self.wrist_relative(verts, shape)[1] + t[:, None]
             out["joints_proj"] = pixels_to_normalized(project(cam, K.to(cam.dtype)), S, S)
         return out
 
