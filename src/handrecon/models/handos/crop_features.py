@@ -82,11 +82,11 @@ class CropEncoderFeatures(nn.Module):
         self.crop_model.train(False)
         return self
 
-    def crop_boxes(self, boxes: torch.Tensor, aspect: float = 1.0) -> torch.Tensor:
+    def crop_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """(N, 4) cxcywh -> (N, 4) x0, y0, side_x, side_y in [0, 1]: the square around each box,
-        its long side times `crop_scale` (the input is square: aspect 1)."""
+        its long side times `crop_scale` (the input is square, so side_x = side_y)."""
         side = boxes[:, 2:].amax(-1, keepdim=True).clamp(min=1e-3) * self.crop_scale
-        size = torch.cat([side, side * aspect], -1)
+        size = side.expand(-1, 2)
         return torch.cat([boxes[:, :2] - size / 2, size], -1)
 
     def forward(self, pixel_values: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor

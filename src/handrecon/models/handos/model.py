@@ -56,10 +56,10 @@ from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 HAND_SIZE_M = 0.2  # the depth prior's hand extent (wrist to middle fingertip is about 0.19 m)
 QUERY_KINDS = ("inst", "uni")
 HEATMAP_MODES = ("off", "aux", "init")
-MESH_STARTS = ("template", "crop")
+MESH_STARTS = ("template", "crop")  # where the vertex heads' outputs start: the rest template, or the crop model's mesh
 # what the projection terms (J^proj, OKS-proj) train: "all" (the paper: the 3D joints and the camera) or
 # "camera" (the camera head alone; the shape learns from the 3D terms only — a CPU deviation, for 3D-labelled data)
-PROJECTION_GRADS = ("all", "camera")  # where the vertex heads' outputs start: the rest template, or the crop model's mesh
+PROJECTION_GRADS = ("all", "camera")
 HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
@@ -208,8 +208,8 @@ class HandOS(nn.Module):
         self.criterion = HandOSLoss(self.faces, torch.as_tensor(face_adjacency(np.asarray(hand.faces))), loss_weights)
         self.max_positives = max_positives
         self.score_threshold, self.nms_iou, self.max_hands = float(score_threshold), float(nms_iou), int(max_hands)
-        self._register_state_dict_hook(_drop_detector_keys)
-        self.register_load_state_dict_post_hook(_ignore_missing_detector_keys)
+        self._register_state_dict_hook(_drop_frozen_keys)
+        self.register_load_state_dict_post_hook(_ignore_frozen_keys)
 
     # ---- the frozen detector stays out of training and of checkpoints
     def train(self, mode: bool = True) -> "HandOS":
@@ -237,8 +237,9 @@ class HandOS(nn.Module):
         """F^GD = [F^e, F^s] flattened over levels, with its level geometry and the image each of
         the N instances (boxes (N, 4) cxcywh) reads; the side maps F^s (strides 4-32, (B, d, h, w)
         each; empty without a side network); and with side "crop" the crop model's landmarks
-        (N, 21, 2) in [0, 1] and mesh (N, V, 3) m, wrist-relative (else None). With side "crop" the memory is per instance (its image's
-        levels, then its crop's), reached through `level_offsets`."""
+        (N, 21, 2) in [0, 1] and mesh (N, V, 3) m, wrist-relative (else None). With side "crop"
+        the memory is per instance (its image's levels, then its crop's), reached through
+        `level_offsets`."""
         values = [self.memory_proj(det.memory_at(self.memory_layer))]
         shapes = [det.spatial_shapes.to(torch.long)]
         ratios = [det.valid_ratios]
@@ -531,12 +532,12 @@ def scene_metrics(preds: list[dict[str, np.ndarray]], gts: list[dict[str, torch.
     return metrics
 
 
-def _drop_detector_keys(module, state_dict, prefix, local_metadata) -> None:
+def _drop_frozen_keys(module, state_dict, prefix, local_metadata) -> None:
     for key in [k for k in state_dict if k.startswith(tuple(prefix + p for p in FROZEN_PREFIXES))]:
         del state_dict[key]
 
 
-def _ignore_missing_detector_keys(module, incompatible) -> None:
+def _ignore_frozen_keys(module, incompatible) -> None:
     """Frozen networks' keys: missing from a checkpoint by design; present in one written before
     they were left out (the crop encoder's, 2026-12-05), ignored."""
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith(FROZEN_PREFIXES)]
