@@ -515,6 +515,36 @@ def test_a_crop_side_model_is_served_with_the_crop_encoder_it_was_trained_on(det
         handrecon.load(str(ckpt))
 
 
+def test_instances_from_the_detectors_served_detections(detectors, tmp_path, monkeypatch):
+    """instances "detections": inference decodes the frozen detector's served detections (`detect`:
+    its boxes in image pixels and its scores, e.g. box-verified), one hand per detection, in order;
+    none found gives no hand; "queries" (the paper) filters the queries itself."""
+    from handrecon.models.handos.detections import Detections
+    from handrecon.models.handos.detector import Detector
+
+    kwargs = {**SMALL, "detector": detectors["rt-detr"], "instances": "detections", "score_threshold": 0.0,
+              "nms_iou": 0.5, "max_hands": 3}
+    torch.manual_seed(0)
+    ckpt = save_model_checkpoint(tmp_path / "ckpt", "handos", kwargs, HandOS(**kwargs).eval())
+    assert json.loads((ckpt / "card.json").read_text())["inference"]["instances"] == "detections"
+    predictor = handrecon.load(str(ckpt))
+    image = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    served = predictor.adapter.detector.detect([image], 0.0, 0.5, 3)[0]
+    hands = predictor.predict(image).hands
+    assert len(hands) == len(served.boxes) > 0
+    np.testing.assert_allclose([h.box for h in hands], served.boxes, atol=1e-3)
+    np.testing.assert_allclose([h.score for h in hands], served.scores, atol=1e-6)
+    given = Detections(np.array([[30, 4, 60, 40], [2, 10, 20, 30]], np.float32), np.array([0.9, 0.6], np.float32))
+    monkeypatch.setattr(Detector, "detect", lambda self, images, *a: [given] * len(images))
+    hands = predictor.predict(image).hands
+    np.testing.assert_allclose([h.box for h in hands], given.boxes, atol=1e-3)
+    assert [round(h.score, 3) for h in hands] == [0.9, 0.6] and all(h.vertices.shape == (778, 3) for h in hands)
+    monkeypatch.setattr(Detector, "detect", lambda self, images, *a: [Detections(np.zeros((0, 4)), np.zeros(0))] * len(images))
+    assert predictor.predict(image).hands == []
+    with pytest.raises(ValueError, match="instances"):
+        HandOS(**{**kwargs, "instances": "boxes"})
+
+
 @pytest.mark.parametrize("side", ["tuned", "pyramid"])
 def test_the_decoder_exports_to_onnx(detectors, tmp_path, side):
     """The decoder for a fixed number of hands runs in onnxruntime as in torch (with either side tuning)."""

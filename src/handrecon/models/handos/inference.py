@@ -20,12 +20,17 @@ Boxes are prompts (the paper's evaluation with ground-truth boxes, its Table X; 
 evaluate --gt-boxes`): each box takes the detector query that overlaps it most, and is decoded
 with the box itself as the reference box, one hand per box in the given order, with no threshold
 or NMS. Prompts need the torch backend.
+
+A model with ``instances: detections`` (a CPU deviation, `model.INSTANCE_SOURCES`) decodes the
+frozen detector's served detections instead of its filtered queries: `preprocess` runs
+`Detector.detect` on the full-resolution images (its box verifier's scores and moved boxes, at the
+card's score threshold, NMS and hand count) and gives them as box prompts with their scores.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +40,7 @@ from handrecon.geometry.camera import scale_intrinsics, scale_points
 from handrecon.hand.load import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.models.handos.attention import instance_slots
-from handrecon.models.handos.detections import letterbox
+from handrecon.models.handos.detections import Detections, letterbox
 from handrecon.models.handos.detector import DetectorOutput
 from handrecon.models.heads import normalized_to_pixels
 from handrecon.models.handos.model import HandOS, camera_translation, sides_from_normals
@@ -52,9 +57,11 @@ class HandOSNetwork(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor, prompt_image: torch.Tensor | None = None,
-                prompt_boxes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                prompt_boxes: torch.Tensor | None = None, prompt_scores: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, ...]:
         """prompt_image (N,) and prompt_boxes (N, 4) x1, y1, x2, y2 input px: box prompts (one hand
-        each, in this order) instead of the detector's filtered hands."""
+        each, in this order) instead of the detector's filtered hands; prompt_scores (N,): their
+        scores (default: those of the queries they take)."""
         m = self.model
         batch = {"pixel_values": image}
         if prompt_boxes is not None:
@@ -70,7 +77,7 @@ class HandOSNetwork(nn.Module):
         verts, j3, cam = image.new_zeros(B, K, V, 3), image.new_zeros(B, K, 21, 3), image.new_zeros(B, K, 3)
         if out["layers"]:
             last = out["layers"][-1]
-            scores[idx] = out["scores"].float()
+            scores[idx] = (out["scores"] if prompt_scores is None else prompt_scores).float()
             b = out["boxes"]
             boxes[idx] = torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], -1) * S
             j2[idx] = normalized_to_pixels(last["joints_2d"], S, S)
@@ -144,6 +151,8 @@ class HandOSAdapter(InferenceAdapter):
         if not spec.get("is_3d", True):
             raise ValueError("this HandOS checkpoint is a stage-1 2D model (no mesh); serve a full HandOS model")
         self.faces = torch.as_tensor(np.asarray(load_hand_model_data(spec["hand_model"]).faces, np.int64))
+        self.instances = spec.get("instances", "queries")
+        self.detector: Any = None  # the frozen detector whose served detections are the instances (`network`)
 
     def network(self, model: torch.nn.Module) -> torch.nn.Module:
         """The network, once the detector found under the card's name is the one it was trained on."""
@@ -157,7 +166,19 @@ class HandOSAdapter(InferenceAdapter):
             raise ValueError(f"this HandOS model was trained on the crop encoder of {self.spec.get('crop_encoder')!r} with "
                              f"weights {crop_want[:12]}…, but that model now has weights {model.crop_encoder_sha256[:12]}…; "
                              "serve it with the crop model it was trained on (or retrain HandOS on this one)")
+        if self.instances == "detections":
+            self.detector = model.detector
         return HandOSNetwork(model)
+
+    def detections(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Each image's served detections (boxes in image px, verified scores), the instances of a
+        model with ``instances: detections``."""
+        if self.detector is None:
+            raise ValueError("this HandOS model decodes its detector's served detections (instances: detections), "
+                             "which needs the torch backend; load it without backend='onnx'")
+        spec = self.spec
+        return self.detector.detect(list(images), float(spec["score_threshold"]), float(spec["nms_iou"]),
+                                    int(spec["max_hands"]))
 
     def preprocess(self, images: Sequence[np.ndarray], Ks: Sequence[np.ndarray],
                    boxes: Sequence[np.ndarray | None], sides: Sequence[list[str | None] | None],
@@ -167,6 +188,11 @@ class HandOSAdapter(InferenceAdapter):
         prompted = [b is not None for b in boxes]
         if any(prompted) and not all(prompted):
             raise ValueError("give box prompts for every image of a batch or for none (an empty list: no hand)")
+        scores = None
+        if not any(prompted) and self.instances == "detections":
+            found = self.detections(images)
+            boxes, scores = [d.boxes for d in found], [d.scores for d in found]
+            prompted = [True] * len(images)
         views, canvases = [], []
         for image in images:
             canvas, s = letterbox(image, self.input_size)
@@ -178,6 +204,8 @@ class HandOSAdapter(InferenceAdapter):
             extra = {"prompt_image": np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(boxes)]),
                      "prompt_boxes": np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) * s
                                                      for b, s in zip(boxes, views)])}
+            if scores is not None:
+                extra["prompt_scores"] = np.concatenate(scores).astype(np.float32)
         return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images], extra)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:

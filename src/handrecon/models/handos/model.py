@@ -60,6 +60,9 @@ MESH_STARTS = ("template", "crop")  # where the vertex heads' outputs start: the
 # what the projection terms (J^proj, OKS-proj) train: "all" (the paper: the 3D joints and the camera) or
 # "camera" (the camera head alone; the shape learns from the 3D terms only — a CPU deviation, for 3D-labelled data)
 PROJECTION_GRADS = ("all", "camera")
+# which hands inference decodes: "queries" (the paper's filtering of the detector queries) or "detections" (the frozen
+# detector's served, box-verified detections as box prompts — a CPU deviation; `inference.HandOSAdapter`)
+INSTANCE_SOURCES = ("queries", "detections")
 HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
@@ -118,6 +121,11 @@ class HandOS(nn.Module):
     2D-only data the shape would then learn nothing).
     ref_3d: the vertex and camera tokens' refined references between layers, "detached" (as the
     joints') or "attached" (`decoder.REF_3D_MODES`; an experiment: the paper does not say).
+    instances: which hands inference decodes (`INSTANCE_SOURCES`): "queries" (the paper: the
+    detector queries passing score_threshold and NMS at nms_iou) or "detections" (a CPU deviation:
+    the frozen detector's served detections, `Detector.detect` with its box verifier's scores and
+    boxes on the full-resolution image, each decoded as a box prompt; served by the adapter,
+    `inference.HandOSAdapter`: training and `validate` always use the queries).
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -127,7 +135,7 @@ class HandOS(nn.Module):
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached",
-                 mesh_start: str = "template", projection_grad: str = "all") -> None:
+                 mesh_start: str = "template", projection_grad: str = "all", instances: str = "queries") -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -170,6 +178,9 @@ class HandOS(nn.Module):
         if projection_grad not in PROJECTION_GRADS:
             raise ValueError(f"projection_grad must be one of {PROJECTION_GRADS}, got {projection_grad!r}")
         self.projection_grad = projection_grad
+        if instances not in INSTANCE_SOURCES:
+            raise ValueError(f"instances must be one of {INSTANCE_SOURCES}, got {instances!r}")
+        self.instances = instances
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -226,7 +237,7 @@ class HandOS(nn.Module):
         return {"input_size": self.input_size, "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                 "letterbox": {"square": True, "pad": "black"}, "detector": self.detector_spec,
                 "detector_sha256": self.detector_sha256, "score_threshold": self.score_threshold,
-                "nms_iou": self.nms_iou, "max_hands": self.max_hands, "hand_model": self.hand_model,
+                "nms_iou": self.nms_iou, "max_hands": self.max_hands, "instances": self.instances, "hand_model": self.hand_model,
                 "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers,
                 **({"crop_encoder": str(self.crop_encoder), "crop_encoder_sha256": self.crop_encoder_sha256}
                    if self.side == "crop" else {})}
