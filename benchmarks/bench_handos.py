@@ -7,7 +7,8 @@ The decoder's cost grows with the number of hands it decodes, so the script deco
 and 10 queries of the detector (whatever their scores) and times: the detector forward; the
 decoder (side tuning, memory projection, expansion, lifting, 6 layers, heads, up-sampling) for N
 hands; `Predictor.predict` on the image (letterbox, detector, filtering, decoder, camera,
-sides). Median of `--repeats` runs after a warm-up. Without a trained model (`--model`) it times the
+sides), on noise and on the bundled sample scene (two hands); with ``instances: detections`` also
+the served detections it decodes (detector and box verifier). Median of `--repeats` runs after a warm-up. Without a trained model (`--model`) it times the
 architecture of configs/handos_cpu.yaml with random decoder weights (the cost does not depend on
 the weights) and says so; `--config configs/handos_paper.yaml` times the paper's decoder (d 256,
 778 vertex queries) on our detector instead. Target of issue 14: <= 0.5 s per image with up to 4 hands.
@@ -22,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from PIL import Image
 
 from _timing import run_times
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_SCENE = ROOT / "src" / "handrecon" / "assets" / "sample" / "scene.jpg"
 
 
 def get_model(name: str | None, config: str):
@@ -76,9 +79,17 @@ def main() -> None:
 
             t = statistics.median(run_times(decode, args.repeats, 1))
             print(f"  decoder, {n:>2} hand(s)       {t * 1000:7.1f} ms   detector + decoder {(det_t + t) * 1000:7.1f} ms")
+        if getattr(model, "instances", "queries") == "detections":  # the served detections are the instances
+            t = statistics.median(run_times(lambda: model.detector.detect([image]), args.repeats, 1))
+            print(f"  served detections (detector, box verifier: instances 'detections') {t * 1000:7.1f} ms")
     if predictor is not None:
         t = statistics.median(run_times(lambda: predictor.predict(image), args.repeats, 1))
         print(f"  predict (whole path, {len(predictor.predict(image).hands)} hands found in noise) {t * 1000:7.1f} ms")
+        scene = np.asarray(Image.open(SAMPLE_SCENE).convert("RGB"))
+        t = statistics.median(run_times(lambda: predictor.predict(scene), args.repeats, 1))
+        found = len(predictor.predict(scene).hands)
+        print(f"  predict (whole path, the bundled sample scene {scene.shape[1]}x{scene.shape[0]}, {found} hands found) "
+              f"{t * 1000:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -545,6 +545,53 @@ def test_instances_from_the_detectors_served_detections(detectors, tmp_path, mon
         HandOS(**{**kwargs, "instances": "boxes"})
 
 
+def test_served_crops_from_a_larger_letterbox_and_the_fitted_translation(detectors, tmp_path, monkeypatch):
+    """crop_input_size: the served side "crop" model reads its hand crops from a letterbox of that
+    size (the same as none when it is the input's size); translation "fit": each hand is placed
+    where its 3D joints project onto its 2D joints (`solve_root_translation`), which reprojects
+    them at least as well as the camera head's placement, from the same network outputs."""
+    from handrecon.geometry.root import solve_root_translation
+    from handrecon.models.handos.crop_features import CropEncoderFeatures
+
+    base = {**SMALL, "detector": detectors["rt-detr"], "side": "crop", "heatmap": "init", "mesh_start": "crop"}
+    torch.manual_seed(0)
+    model = HandOS(**base).eval()
+    weights = {k: v for k, v in model.state_dict().items()}
+
+    def served(**kwargs):
+        m = HandOS(**{**base, **kwargs}).eval()
+        m.load_state_dict(weights, strict=False)
+        name = "_".join(f"{k}{v}" for k, v in kwargs.items()) or "plain"
+        return handrecon.load(str(save_model_checkpoint(tmp_path / name, "handos", {**base, **kwargs}, m)))
+
+    seen = []
+    forward = CropEncoderFeatures.forward
+    monkeypatch.setattr(CropEncoderFeatures, "forward", lambda self, px, *a: seen.append(px.shape[-1]) or forward(self, px, *a))
+    image = (np.random.default_rng(2).random((48, 64, 3)) * 255).astype(np.uint8)
+    K = np.array([[80.0, 0, 32], [0, 80.0, 24], [0, 0, 1]])
+    boxes = [[30, 4, 60, 40], [2, 10, 20, 30]]
+    plain = served().predict(image, K=K, boxes=boxes).hands
+    same = served(crop_input_size=64).predict(image, K=K, boxes=boxes).hands
+    larger = served(crop_input_size=128).predict(image, K=K, boxes=boxes).hands
+    assert seen == [64, 64, 128]
+    for a, b in zip(plain, same):
+        np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-4)
+    assert max(np.abs(a.keypoints_2d - b.keypoints_2d).max() for a, b in zip(plain, larger)) > 1e-3
+    fitted = served(translation="fit").predict(image, K=K, boxes=boxes).hands
+    for head, fit in zip(plain, fitted):
+        np.testing.assert_allclose(head.keypoints_2d, fit.keypoints_2d, atol=1e-4)  # the same network outputs
+        rel = head.keypoints_3d - head.cam_t
+        np.testing.assert_allclose(fit.keypoints_3d - fit.cam_t, rel, atol=1e-5)
+        t = solve_root_translation(rel[None], head.keypoints_2d[None].astype(np.float64), K)[0]
+        np.testing.assert_allclose(fit.cam_t, t, atol=1e-6)
+        error = [np.linalg.norm(project(h.keypoints_3d, K) - h.keypoints_2d, axis=-1).mean() for h in (head, fit)]
+        assert error[1] <= error[0] + 1e-6
+    with pytest.raises(ValueError, match="translation"):
+        HandOS(**{**base, "translation": "depth"})
+    with pytest.raises(ValueError, match="crop_input_size"):
+        HandOS(detector=detectors["rt-detr"], **SMALL, crop_input_size=128)
+
+
 @pytest.mark.parametrize("side", ["tuned", "pyramid"])
 def test_the_decoder_exports_to_onnx(detectors, tmp_path, side):
     """The decoder for a fixed number of hands runs in onnxruntime as in torch (with either side tuning)."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 140, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 144, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -413,6 +413,16 @@ MUTATIONS = [
     ("projection_grad 'camera' still bends the shape", "src/handrecon/models/handos/model.py",
      'shape = joints.detach() if self.projection_grad == "camera" else joints', "shape = joints",
      ["tests/test_handos.py"]),
+    ("instances 'detections': the verified scores dropped", "src/handrecon/models/handos/inference.py",
+     'scores[idx] = (out["scores"] if prompt_scores is None else prompt_scores).float()',
+     'scores[idx] = out["scores"].float()', ["tests/test_handos.py"]),
+    ("instances 'detections': the detector's queries filtered instead", "src/handrecon/models/handos/inference.py",
+     'if not any(prompted) and self.instances == "detections":', "if False:", ["tests/test_handos.py"]),
+    ("crop_input_size: crops read from the input anyway", "src/handrecon/models/handos/model.py",
+     'side_input = batch.get("side_pixel_values", pixel_values)', "side_input = pixel_values",
+     ["tests/test_handos.py"]),
+    ("translation 'fit': the camera head's placement served", "src/handrecon/models/handos/inference.py",
+     'elif self.spec.get("translation", "head") == "fit":', "elif False:", ["tests/test_handos.py"]),
 ]
 
 

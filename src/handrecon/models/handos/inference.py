@@ -25,6 +25,10 @@ A model with ``instances: detections`` (a CPU deviation, `model.INSTANCE_SOURCES
 frozen detector's served detections instead of its filtered queries: `preprocess` runs
 `Detector.detect` on the full-resolution images (its box verifier's scores and moved boxes, at the
 card's score threshold, NMS and hand count) and gives them as box prompts with their scores.
+With ``crop_input_size`` (side "crop") `preprocess` also letterboxes each image to that size, the
+image the crop model's hand crops are read from (``crop_image``). With ``translation: fit`` the
+camera translation is the one that projects each hand's 3D joints onto its 2D joints
+(`geometry.root.solve_root_translation`, in the image camera) instead of the camera head's.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 from torch import nn
 
 from handrecon.geometry.camera import scale_intrinsics, scale_points
+from handrecon.geometry.root import solve_root_translation
 from handrecon.hand.load import load_hand_model_data
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
 from handrecon.models.handos.attention import instance_slots
@@ -57,13 +62,16 @@ class HandOSNetwork(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor, prompt_image: torch.Tensor | None = None,
-                prompt_boxes: torch.Tensor | None = None, prompt_scores: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, ...]:
+                prompt_boxes: torch.Tensor | None = None, prompt_scores: torch.Tensor | None = None,
+                crop_image: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """prompt_image (N,) and prompt_boxes (N, 4) x1, y1, x2, y2 input px: box prompts (one hand
         each, in this order) instead of the detector's filtered hands; prompt_scores (N,): their
-        scores (default: those of the queries they take)."""
+        scores (default: those of the queries they take). crop_image (B, 3, S', S'): the same
+        letterbox at another size, which side "crop" reads its hand crops from."""
         m = self.model
         batch = {"pixel_values": image}
+        if crop_image is not None:
+            batch["side_pixel_values"] = crop_image
         if prompt_boxes is not None:
             batch["prompts"] = (prompt_image.long(), prompt_boxes)
         out = m(batch)
@@ -206,6 +214,10 @@ class HandOSAdapter(InferenceAdapter):
                                                      for b, s in zip(boxes, views)])}
             if scores is not None:
                 extra["prompt_scores"] = np.concatenate(scores).astype(np.float32)
+        crop_size = self.spec.get("crop_input_size")
+        if crop_size:  # letterboxes of any size share the input's [0, 1] frame: the boxes carry over
+            extra["crop_image"] = normalize_images(np.stack([letterbox(im, int(crop_size))[0] for im in images]),
+                                                   self.mean, self.std)
         return Prepared(inputs, views, list(Ks), [im.shape[:2] for im in images], extra)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
@@ -214,15 +226,21 @@ class HandOSAdapter(InferenceAdapter):
         for i, (s, K) in enumerate(zip(prepared.views, prepared.Ks)):
             keep = outputs["scores"][i] >= 0
             n = int(keep.sum())
-            K_in = torch.as_tensor(scale_intrinsics(K, s)).expand(n, 3, 3)
-            cam = torch.as_tensor(outputs["camera"][i][keep], dtype=torch.float64)
-            t = camera_translation(cam, K_in, S).numpy() if n else np.zeros((0, 3))
+            joints_rel = outputs["joints_3d"][i][keep].astype(np.float64)
+            uv = scale_points(outputs["joints_2d"][i][keep], 1 / s)
+            if not n:
+                t = np.zeros((0, 3))
+            elif self.spec.get("translation", "head") == "fit":
+                t = solve_root_translation(joints_rel, uv.astype(np.float64), np.asarray(K, np.float64), refine_root)
+            else:
+                K_in = torch.as_tensor(scale_intrinsics(K, s)).expand(n, 3, 3)
+                t = camera_translation(torch.as_tensor(outputs["camera"][i][keep], dtype=torch.float64), K_in, S).numpy()
             verts = outputs["vertices"][i][keep].astype(np.float64) + t[:, None]
-            joints = outputs["joints_3d"][i][keep].astype(np.float64) + t[:, None]
+            joints = joints_rel + t[:, None]
             boxes = outputs["boxes"][i][keep].astype(np.float64) / s  # continuous coordinates: a plain scale
             results.append(Hands(boxes=boxes, scores=outputs["scores"][i][keep].astype(np.float64),
                                  sides=sides_from_normals(torch.as_tensor(verts), self.faces),
-                                 keypoints_2d=scale_points(outputs["joints_2d"][i][keep], 1 / s),
+                                 keypoints_2d=uv,
                                  keypoints_3d=joints, vertices=verts, cam_t=joints[:, 0] if n else np.zeros((0, 3))))
         return results
 

@@ -63,6 +63,10 @@ PROJECTION_GRADS = ("all", "camera")
 # which hands inference decodes: "queries" (the paper's filtering of the detector queries) or "detections" (the frozen
 # detector's served, box-verified detections as box prompts — a CPU deviation; `inference.HandOSAdapter`)
 INSTANCE_SOURCES = ("queries", "detections")
+# where served hands are placed in the camera: "head" (the paper's camera head) or "fit" (the translation that projects
+# the decoder's own 3D joints onto its 2D joints, `geometry.root.solve_root_translation`, as the crop models place
+# theirs — a CPU deviation; `inference.HandOSAdapter.postprocess`)
+TRANSLATIONS = ("head", "fit")
 HEATMAP_SIGMA = 1.0  # cells of the stride-4 side map
 
 
@@ -126,6 +130,10 @@ class HandOS(nn.Module):
     the frozen detector's served detections, `Detector.detect` with its box verifier's scores and
     boxes on the full-resolution image, each decoded as a box prompt; served by the adapter,
     `inference.HandOSAdapter`: training and `validate` always use the queries).
+    crop_input_size: with side "crop", the square letterbox (px) the served model reads its hand
+    crops from (`batch["side_pixel_values"]`; None: the detector's input, as in training). The crop
+    model sees 128 px crops either way; a larger source makes small hands' crops sharper.
+    translation: `TRANSLATIONS` ("head": the paper; "fit": solved from the 2D and 3D joints).
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -135,7 +143,8 @@ class HandOS(nn.Module):
                  hand_model: str = "openhand", vertex_unit: float = 1.0, loss_weights: dict[str, float] | None = None,
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached",
-                 mesh_start: str = "template", projection_grad: str = "all", instances: str = "queries") -> None:
+                 mesh_start: str = "template", projection_grad: str = "all", instances: str = "queries",
+                 crop_input_size: int | None = None, translation: str = "head") -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -181,6 +190,12 @@ class HandOS(nn.Module):
         if instances not in INSTANCE_SOURCES:
             raise ValueError(f"instances must be one of {INSTANCE_SOURCES}, got {instances!r}")
         self.instances = instances
+        if crop_input_size is not None and side != "crop":
+            raise ValueError("crop_input_size sets where side 'crop' reads its hand crops from: it needs side 'crop'")
+        self.crop_input_size = None if crop_input_size is None else int(crop_input_size)
+        if translation not in TRANSLATIONS:
+            raise ValueError(f"translation must be one of {TRANSLATIONS}, got {translation!r}")
+        self.translation = translation
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -237,10 +252,11 @@ class HandOS(nn.Module):
         return {"input_size": self.input_size, "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                 "letterbox": {"square": True, "pad": "black"}, "detector": self.detector_spec,
                 "detector_sha256": self.detector_sha256, "score_threshold": self.score_threshold,
-                "nms_iou": self.nms_iou, "max_hands": self.max_hands, "instances": self.instances, "hand_model": self.hand_model,
+                "nms_iou": self.nms_iou, "max_hands": self.max_hands, "instances": self.instances,
+                "translation": self.translation, "hand_model": self.hand_model,
                 "topology_sha256": self.topology, "is_3d": self.decoder.num_2d_layers < self.decoder.num_layers,
-                **({"crop_encoder": str(self.crop_encoder), "crop_encoder_sha256": self.crop_encoder_sha256}
-                   if self.side == "crop" else {})}
+                **({"crop_encoder": str(self.crop_encoder), "crop_encoder_sha256": self.crop_encoder_sha256,
+                    "crop_input_size": self.crop_input_size} if self.side == "crop" else {})}
 
     # ---- features
     def memory(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, boxes: torch.Tensor
@@ -305,7 +321,8 @@ class HandOS(nn.Module):
         image_index, query_index = image_index.to(pixel_values.device), query_index.to(pixel_values.device)
         if boxes is None:
             boxes = det.boxes[image_index, query_index].float()
-        layers, heat = self.decode(det, pixel_values, image_index, query_index, boxes)
+        side_input = batch.get("side_pixel_values", pixel_values)  # side "crop": where the hand crops come from
+        layers, heat = self.decode(det, side_input, image_index, query_index, boxes)
         K = batch.get("K")
         layers = [self.decode_layer(layer, S, None if K is None else K[image_index]) for layer in layers]
         out = {"layers": layers, "image_index": image_index, "query_index": query_index, "gt_index": gt_index,
@@ -318,6 +335,7 @@ class HandOS(nn.Module):
                boxes: torch.Tensor | None = None) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
         """The decoder on the instances (image_index, query_index) of the detector output `det`:
         its per-layer raw outputs, and the heatmap logits (B, 21, h, w) (None with heatmap "off").
+        pixel_values: the image the side network reads (for side "crop", any square letterbox).
         boxes (N, 4) cxcywh in [0, 1]: the instances' reference boxes (default: the detector's)."""
         if boxes is None:
             boxes = det.boxes[image_index, query_index].float()
