@@ -199,6 +199,7 @@ class HandOS(nn.Module):
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
+        self.heatmap_head: nn.Module | None = None  # dense keypoint heatmaps on the stride-4 side map (not side "crop")
         if heatmap != "off" and side != "crop":
             self.heatmap_head = nn.Conv2d(d_model, NUM_KEYPOINTS, 1)
             nn.init.constant_(self.heatmap_head.bias, -2.19)  # CenterNet's prior: p = 0.1 everywhere at first
@@ -342,7 +343,7 @@ class HandOS(nn.Module):
         if not len(image_index) and self.side == "crop":
             return [], None
         memory, side_maps, crop_starts = self.memory(det, pixel_values, image_index, boxes)
-        heat = self.heatmap_head(side_maps[0]) if self.heatmap != "off" and self.side != "crop" else None
+        heat = None if self.heatmap_head is None else self.heatmap_head(side_maps[0])
         if not len(image_index):
             return [], heat
         start = vertex_start = None
