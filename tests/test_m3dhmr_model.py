@@ -391,6 +391,32 @@ def test_heatmap_term_only_when_weighted_and_training():
     assert "heatmaps" not in small_model().train()(batch)  # default weight 0: nothing extra computed
 
 
+def test_mirror_negatives_flatten_the_mirror_images_heatmaps():
+    """mirror_negatives: in training the first crops of a batch are also read mirrored (left hands)
+    and their heatmaps pulled flat — KL(U || softmax) is zero for flat maps, positive for peaked
+    ones — with a gradient into the encoder; evaluation and the default (0) compute nothing extra."""
+    crit = M3DHMRLoss(np.array([[0, 1, 2]]))
+    assert crit.flat_heatmap(torch.full((2, 2, 21, 8, 8), 3.0)).abs() < 1e-5
+    peaked = torch.zeros(2, 2, 21, 8, 8)
+    peaked[..., 3, 4] = 6.0
+    assert crit.flat_heatmap(peaked) > 1.0
+    batch = random_batch(4, two_views=False)
+    torch.manual_seed(0)
+    m = small_model(mirror_negatives=0.5).train()
+    out = m(batch)
+    assert out["mirror_heatmaps"].shape[:3] == (2, 2, 21)
+    with torch.no_grad():
+        expected = m.encoder(batch["image"][:2].flip(-1))["heatmaps"]
+    torch.testing.assert_close(out["mirror_heatmaps"], expected)
+    total, terms = m.loss(out, batch)
+    assert terms["mirror"] > 0
+    terms["mirror"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
+    assert "mirror_heatmaps" not in m.eval()(batch) and "mirror_heatmaps" not in small_model().train()(batch)
+    with pytest.raises(ValueError, match="mirror_negatives"):
+        small_model(mirror_negatives=1.5)
+
+
 def test_exact_resume_of_a_real_m3dhmr_run(tmp_path):
     """A real M3DHMR run on the rendered two-view stream (batch norm, DSC temperature annealing,
     both views' augmentation): 4 steps straight == 2 steps, checkpoint, resume, 2 more, bit for bit."""

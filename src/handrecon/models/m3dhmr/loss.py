@@ -10,6 +10,11 @@
 - L_heatmap = KL(G* || softmax(H)) per stack: the "guidance of heatmaps" under which §3.1 trains
   the encoder's stacks; G* is a normalised Gaussian (std `heatmap_sigma` cells) at the GT landmark,
   H the heatmap logits whose soft-argmax gives L^p. Off by default (weight 0); zero at G*.
+- L_mirror = KL(U || softmax(H)) per stack on the mirror images of some training crops (a right
+  hand mirrored is a left hand, which this right-hand model should not read confidently; the
+  model's `mirror_negatives`; not the paper): zero when their heatmaps are flat. A hand's side is
+  read from which of its crop and the crop's mirror gives sharper heatmaps, which this term
+  teaches the encoder to make decisive.
 
 Every ||·||_1 is a mean over elements (as MobRecon's F.l1_loss); the paper's sums over faces are
 means here too (see docs/mesh.md). 3D lengths are measured in units of 0.2 m (`VERTEX_SCALE_M`, the
@@ -32,7 +37,7 @@ from handrecon.models.heads import gaussian_heatmaps
 
 VERTEX_SCALE_M = 0.2
 DEFAULT_WEIGHTS = {"mesh": 1.0, "pose2d": 1.0, "norm": 1.0, "edge": 1.0, "con3d": 1.0, "con2d": 1.0, "stacks": 0.0,
-                   "heatmap": 0.0}
+                   "heatmap": 0.0, "mirror": 1.0}
 HEATMAP_SIGMA = 1.0  # target std in heatmap cells (stride 4: 4 px of a 128 px crop)
 
 
@@ -83,6 +88,13 @@ class M3DHMRLoss(nn.Module):
         log_p = torch.log_softmax(logits.float().reshape(B, S, J, h * w), dim=-1)
         kl = (target * (torch.log(target.clamp_min(1e-12)) - log_p)).sum(-1)
         return kl.mean()
+
+    def flat_heatmap(self, logits: torch.Tensor) -> torch.Tensor:
+        """KL(U || softmax(logits)) averaged over batch, stacks and joints, U uniform over the map:
+        log(h·w) + the mean log-probability's negative; logits (B, S, J, h, w)."""
+        B, S, J, h, w = logits.shape
+        log_p = torch.log_softmax(logits.float().reshape(B, S, J, h * w), dim=-1)
+        return (-torch.log(torch.tensor(float(h * w))) - log_p.mean(-1)).mean()
 
     def consistency(self, verts1: torch.Tensor, verts2: torch.Tensor, uv1: torch.Tensor, uv2: torch.Tensor,
                     rotation: torch.Tensor, affine: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -65,7 +65,10 @@ class M3DHMR(nn.Module):
     num_kernels: K of DSC; roi: ROI layer on/off (length `roi_length`, dilation `roi_dilation`).
     input_size / crop_scale: the crop the model is trained on and served with (S px; crop side over
     the longest box side, default the centre of `CROP_SCALE_RANGE`), written to the checkpoint card
-    by `inference_spec`.
+    by `inference_spec`. mirror_negatives: in training, that fraction of each batch's crops is also
+    shown mirrored (a left hand) with a flat heatmap target (`loss.M3DHMRLoss.flat_heatmap`,
+    weight ``loss_weights["mirror"]``; not the paper), so that the side read from a crop and its
+    mirror is decisive.
     """
 
     def __init__(
@@ -87,8 +90,12 @@ class M3DHMR(nn.Module):
         refine_root: bool = True,
         input_size: int = INPUT_SIZE,
         crop_scale: float | None = None,
+        mirror_negatives: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= mirror_negatives <= 1.0:
+            raise ValueError(f"mirror_negatives is a fraction of each training batch, in [0, 1]; got {mirror_negatives}")
+        self.mirror_negatives = float(mirror_negatives)
         if backbone not in LANDMARK_ENCODERS:
             raise ValueError(f"M3DHMR needs a landmark encoder as backbone; got {backbone!r}, "
                              f"choose one of {', '.join(LANDMARK_ENCODERS)}")
@@ -185,11 +192,15 @@ class M3DHMR(nn.Module):
         if self.training:
             self.train_step += 1
         if not two_views:
-            return self.forward_crops(image)
-        out = self.forward_crops(torch.cat([image, batch["view2"]["image"]], 0))
-        first = {k: v[: image.shape[0]] for k, v in out.items()}
-        first["view2"] = {k: v[image.shape[0]:] for k, v in out.items()}
-        return first
+            out = self.forward_crops(image)
+        else:
+            both = self.forward_crops(torch.cat([image, batch["view2"]["image"]], 0))
+            out = {k: v[: image.shape[0]] for k, v in both.items()}
+            out["view2"] = {k: v[image.shape[0]:] for k, v in both.items()}
+        if self.training and self.mirror_negatives > 0:  # the first crops mirrored: left hands (`loss.flat_heatmap`)
+            k = max(1, round(self.mirror_negatives * image.shape[0]))
+            out["mirror_heatmaps"] = self.encoder(image[:k].flip(-1))["heatmaps"]
+        return out
 
     # ---- loss
 
@@ -201,6 +212,8 @@ class M3DHMR(nn.Module):
         terms = self.criterion.supervised(pred["verts"], pred["uv"], gt_verts, gt_uv, pred["uv_stacks"])
         if "heatmaps" in outputs:
             terms["heatmap"] = self.criterion.heatmap(torch.cat([o["heatmaps"] for o, _ in views]), gt_uv)
+        if "mirror_heatmaps" in outputs:
+            terms["mirror"] = self.criterion.flat_heatmap(outputs["mirror_heatmaps"])
         if "view2" in outputs:
             affine = pixel_affine_to_normalized(batch["view2_affine"].float(), crop_size(batch),
                                                 crop_size(batch["view2"]))
