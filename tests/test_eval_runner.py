@@ -6,6 +6,8 @@ checks the FreiHAND path, the topology rule and the no-ground-truth case."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import replace
 
@@ -20,7 +22,7 @@ from handrecon.data.loaders import build_dataset
 from handrecon.data.schema import HandAnnotation
 from handrecon.data.synthetic_format import ShardWriter, init_output, make_meta
 from handrecon.eval.metrics import pa_mpjpe
-from handrecon.eval.runner import evaluate
+from handrecon.eval.runner import SIDES_GIVEN_NOTE, evaluate
 from handrecon.eval.submission import load_freihand_submission
 from handrecon.geometry.camera import intrinsics, project
 from handrecon.hand.model import HandModel
@@ -91,7 +93,7 @@ def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
     assert len(gt) == 6 and {h.side for i in range(len(ds)) for h in ds[i].hands} == {"left", "right"}
     res = evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=4)
     m = res.metrics
-    assert res.num_samples == 4 and res.num_hands == 6 and res.notes == []
+    assert res.num_samples == 4 and res.num_hands == 6 and res.notes == [SIDES_GIVEN_NOTE]
     assert m["recall"] == m["precision"] == m["side_accuracy"] == 1.0
     assert m["pa_mpjpe_mm"] < 0.01 and m["pa_mpvpe_mm"] < 0.01 and m["mpjpe_mm"] < 0.01
     assert m["root_error_mm"] < 0.01 and m["root_depth_error_mm"] < 0.01
@@ -100,6 +102,32 @@ def test_oracle_on_synthetic_scores_perfectly(tmp_path, tiny):
     np.testing.assert_allclose(sub.xyz, np.stack([x for _, x in gt]), atol=1e-5)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["metrics"] == pytest.approx(m) and saved["split"] == "all"
+
+
+def test_read_sides_lets_a_crop_model_read_each_hands_side(tmp_path, tiny):
+    """By default a crop model is given each hand's ground-truth side (and the result says so);
+    with read_sides it gets the boxes alone, reads the sides itself, and side_accuracy scores that."""
+    write_synthetic(tmp_path / "syn")
+    given = []
+
+    class Spy:
+        hand_model = tiny[1].hand_model
+
+        def predict_batch(self, images, Ks=None, boxes=None, sides=None, batch_size=32):
+            given.append(sides)
+            results = tiny[1].predict_batch(images, Ks, boxes, sides, batch_size=batch_size)
+            for r in results:  # read "sides": every hand called left
+                r.hands = [dataclasses.replace(h, side="left") for h in r.hands]
+            return results
+
+    told = evaluate(Spy(), "synthetic", tmp_path / "syn", split="all", batch_size=4)
+    assert given[-1] is not None and all(s in ("left", "right") for image in given[-1] for s in image)
+    assert SIDES_GIVEN_NOTE in told.notes
+    read = evaluate(Spy(), "synthetic", tmp_path / "syn", split="all", batch_size=4, read_sides=True)
+    assert given[-1] is None and SIDES_GIVEN_NOTE not in read.notes
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    share = np.mean([h.side == "left" for i in range(len(ds)) for h in ds[i].hands])
+    assert 0 < share < 1 and read.metrics["side_accuracy"] == pytest.approx(share)
 
 
 def test_hands_no_box_prompt_can_show_are_left_out_and_named(tmp_path, tiny):
@@ -113,7 +141,7 @@ def test_hands_no_box_prompt_can_show_are_left_out_and_named(tmp_path, tiny):
     gt = [(h.vertices.astype(np.float64), h.keypoints_3d.astype(np.float64)) for h in hands if h.box[2] >= 0]
     res = evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "out", batch_size=4)
     assert res.num_hands == 6 and res.metrics["pa_mpjpe_mm"] < 0.01 and res.metrics["recall"] == 1.0
-    assert len(res.notes) == 1 and res.notes[0].startswith("4 ground-truth hand(s) left out") and "outside" in res.notes[0]
+    assert len(res.notes) == 2 and res.notes[0].startswith("4 ground-truth hand(s) left out") and "outside" in res.notes[0]
 
 
 def test_random_model_on_synthetic_val_split(tmp_path, tiny):
@@ -167,7 +195,7 @@ def test_freihand_protocol_with_a_ground_truth_oracle(tmp_path, tiny):
     res = evaluate(ColourOracle(tiny[1], gt_xyz, gt_verts, colours), "freihand", root, out=tmp_path / "out",
                    batch_size=1)
     m = res.metrics
-    assert res.notes == [] and res.num_samples == 2
+    assert res.notes == [SIDES_GIVEN_NOTE] and res.num_samples == 2
     assert m["pa_mpjpe_mm"] < 0.01 and m["pa_mpvpe_mm"] < 0.01 and m["mpjpe_mm"] < 0.01
     assert m["root_error_mm"] < 0.01 and m["root_depth_error_mm"] < 0.01 and m["pck2d@0.1"] == 1.0
     sub = load_freihand_submission(tmp_path / "out" / "pred.json", expected_count=2)

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 144, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 145, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -423,6 +423,10 @@ MUTATIONS = [
      ["tests/test_handos.py"]),
     ("translation 'fit': the camera head's placement served", "src/handrecon/models/handos/inference.py",
      'elif self.spec.get("translation", "head") == "fit":', "elif False:", ["tests/test_handos.py"]),
+    ("evaluate --read-sides still gives the ground truth's sides", "src/handrecon/eval/runner.py",
+     "                if not read_sides:\n                    sides = [[h.side for h in smp.hands] for smp in samples]",
+     "                if True:\n                    sides = [[h.side for h in smp.hands] for smp in samples]",
+     ["tests/test_eval_runner.py"]),
 ]
 
 

@@ -560,6 +560,7 @@ def evaluate(
     whole_image: bool = typer.Option(False, "--whole-image", help="Synthetic single-hand crops: give each image whole to the model (with its GT side), as FreiHAND does, not its GT box."),
     mano_dir: Optional[Path] = typer.Option(None, "--mano-dir", help="ho3d, dexycb: folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl, for ground-truth vertices (without it: joints only)."),
     gt_boxes: bool = typer.Option(False, "--gt-boxes", help="A model that finds its own hands (HandOS) gets the ground-truth boxes as prompts (the paper's Table X), not its detections."),
+    read_sides: bool = typer.Option(False, "--read-sides", help="A crop model given boxes or whole crops reads each hand's side itself (from the crop and its mirror) instead of being given the ground truth's, so that side_accuracy measures it."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more; more accurate, 8x the network time."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
@@ -593,7 +594,7 @@ def evaluate(
                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     whole_image=whole_image,
                                     dataset_options={"mano_dir": mano_dir} if mano_dir is not None else None,
-                                    gt_boxes=gt_boxes, workers=workers)
+                                    gt_boxes=gt_boxes, workers=workers, read_sides=read_sides)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

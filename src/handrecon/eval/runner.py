@@ -55,6 +55,9 @@ from handrecon.utils.distributed import all_gather_object, current_rank
 from handrecon.utils.io import atomic_write_json
 from handrecon.utils.threads import prefetch
 
+SIDES_GIVEN_NOTE = ("each hand's side was given (the ground truth's), so side_accuracy counts the given sides; "
+                    "--read-sides lets the model read them")
+
 DEFAULT_SPLITS = {"freihand": "evaluation", "synthetic": "val", "dexycb": "s0_test", "hint": "test", "ho3d": "evaluation"}
 MANO_DATASETS = ("ho3d", "dexycb")  # ground-truth vertices only through the user's MANO files
 # what the evaluation split of HO3D v3 annotates: the hand's box and its root joint (withheld: the rest)
@@ -96,6 +99,7 @@ def evaluate(
     dataset_options: dict[str, Any] | None = None,
     gt_boxes: bool = False,
     workers: int = 1,
+    read_sides: bool = False,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
     and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
@@ -104,7 +108,10 @@ def evaluate(
     dataset_options: keyword options of the dataset's loader (e.g. ``mano_dir`` for HO3D and DexYCB
     vertices). gt_boxes: give a model that finds its own hands the ground-truth boxes as prompts (the
     HandOS paper's Table X) instead of scoring its detections (a crop model always gets them).
-    workers: batches through the predictor at once, each in its own thread (the same results)."""
+    workers: batches through the predictor at once, each in its own thread (the same results).
+    read_sides: a crop model given boxes (or whole crops) reads each hand's side itself instead of
+    being given the ground truth's, so that ``side_accuracy`` measures it (a model that finds its
+    own hands always reads its sides)."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
@@ -145,12 +152,14 @@ def evaluate(
         dropped: list[str] = []
         boxes = sides = None
         if whole_crops:
-            sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
+            if not read_sides:
+                sides = [["right"] if dataset == "freihand" or not smp.hands else [smp.hands[0].side] for smp in samples]
         else:
             samples = [_without_unboxable_hands(smp, dropped) for smp in samples]
             if prompted:
                 boxes = [[h.box for h in smp.hands] for smp in samples]
-                sides = [[h.side for h in smp.hands] for smp in samples]
+                if not read_sides:
+                    sides = [[h.side for h in smp.hands] for smp in samples]
         try:
             return chunk, samples, predictor.predict_batch([smp.image for smp in samples], [smp.K for smp in samples],
                                                            boxes, sides, batch_size=batch_size), dropped
@@ -214,6 +223,8 @@ def evaluate(
     if left_out:
         result.notes.append(f"{len(left_out)} ground-truth hand(s) left out: no box can show them, as a "
                             f"prompt or a detection (first: {left_out[0]})")
+    if (prompted or whole_crops) and not read_sides and not getattr(predictor, "detects_hands", False):
+        result.notes.append(SIDES_GIVEN_NOTE)
     if gt_boxes and getattr(predictor, "detects_hands", False):
         result.notes.append("ground-truth boxes were the prompts (the HandOS paper's Table X protocol), not the "
                             "model's own detections: no box AP, and recall counts prompts answered")
