@@ -385,3 +385,16 @@ def test_detect_defaults_to_the_served_operating_point():
     for cls in (Detector, OnnxDetector):
         p = inspect.signature(cls.detect).parameters
         assert (p["score_threshold"].default, p["nms_iou"].default) == (DEFAULT_SCORE_THRESHOLD, DEFAULT_NMS_IOU), cls
+
+
+def test_loading_one_detector_kind_imports_no_other_architecture():
+    """A detector's transformers class is imported only for its own kind: serving our RT-DETR does
+    not pay for importing Grounding DINO or Deformable DETR (~2 s of start-up on 2 cores)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from handrecon.models.handos.hand_detector import load_hand_detector; load_hand_detector(); "
+            "print(sorted(m for m in sys.modules if m.startswith('transformers.models.')"
+            " and ('grounding_dino' in m or 'deformable_detr' in m)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
