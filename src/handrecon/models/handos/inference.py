@@ -160,6 +160,7 @@ class HandOSAdapter(InferenceAdapter):
             raise ValueError("this HandOS checkpoint is a stage-1 2D model (no mesh); serve a full HandOS model")
         self.faces = torch.as_tensor(np.asarray(load_hand_model_data(spec["hand_model"]).faces, np.int64))
         self.instances = spec.get("instances", "queries")
+        self.translation = spec.get("translation", "head")
         self.detector: Any = None  # the frozen detector whose served detections are the instances (`network`)
 
     def network(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -230,7 +231,7 @@ class HandOSAdapter(InferenceAdapter):
             uv = scale_points(outputs["joints_2d"][i][keep], 1 / s)
             if not n:
                 t = np.zeros((0, 3))
-            elif self.spec.get("translation", "head") == "fit":
+            elif self.translation == "fit":
                 t = solve_root_translation(joints_rel, uv.astype(np.float64), np.asarray(K, np.float64), refine_root)
             else:
                 K_in = torch.as_tensor(scale_intrinsics(K, s)).expand(n, 3, 3)
