@@ -592,6 +592,38 @@ def test_served_crops_from_a_larger_letterbox_and_the_fitted_translation(detecto
         HandOS(detector=detectors["rt-detr"], **SMALL, crop_input_size=128)
 
 
+def test_without_refine_2d_the_2d_joints_stay_at_the_crop_landmarks(detectors, scenes, monkeypatch):
+    """refine_2d False: every layer's 2D joints are the crop model's landmarks (the joint heads,
+    even when they would move them, are not applied) while the loss still trains the 3D; True (the
+    paper): the same weights move them. It needs landmarks to start from (heatmap "init")."""
+    from handrecon.models.handos.crop_features import CropEncoderFeatures
+
+    base = {**SMALL, "detector": detectors["rt-detr"], "side": "crop", "heatmap": "init", "mesh_start": "crop"}
+    starts = []
+    forward = CropEncoderFeatures.forward
+    monkeypatch.setattr(CropEncoderFeatures, "forward", lambda self, *a: starts.append(forward(self, *a)) or starts[-1])
+    torch.manual_seed(0)
+    fixed = HandOS(**base, refine_2d=False).train()
+    for head in [*fixed.decoder.joint_heads, fixed.decoder.joint_offset]:  # heads that would move the joints
+        torch.nn.init.normal_(head[-1].weight, std=0.5)
+    batch = batch_of(scenes)
+    out = fixed(batch)
+    landmarks = starts[-1][2].clamp(1e-4, 1 - 1e-4)
+    assert len(out["layers"]) == 6
+    for layer in out["layers"]:
+        torch.testing.assert_close(layer["joints_2d"], landmarks)
+    loss, _ = fixed.loss(out, batch)
+    loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in fixed.decoder.vertex_heads[-1].parameters()) > 0
+    assert all(p.grad is None or not p.grad.any() for p in fixed.decoder.joint_heads.parameters())
+    moving = HandOS(**base).train()
+    moving.load_state_dict(fixed.state_dict(), strict=False)
+    moved = moving(batch)["layers"][-1]["joints_2d"]
+    assert (moved - starts[-1][2].clamp(1e-4, 1 - 1e-4)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="refine_2d"):
+        HandOS(detector=detectors["rt-detr"], **SMALL, refine_2d=False)
+
+
 @pytest.mark.parametrize("side", ["tuned", "pyramid"])
 def test_the_decoder_exports_to_onnx(detectors, tmp_path, side):
     """The decoder for a fixed number of hands runs in onnxruntime as in torch (with either side tuning)."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 145, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 147, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -427,6 +427,12 @@ MUTATIONS = [
      "                if not read_sides:\n                    sides = [[h.side for h in smp.hands] for smp in samples]",
      "                if True:\n                    sides = [[h.side for h in smp.hands] for smp in samples]",
      ["tests/test_eval_runner.py"]),
+    ("refine_2d False: the joint heads still move the 2D joints", "src/handrecon/models/handos/decoder.py",
+     "self.joint_heads[i](q[:, :J])).sigmoid() if self.refine_2d", "self.joint_heads[i](q[:, :J])).sigmoid() if True",
+     ["tests/test_handos.py"]),
+    ("refine_2d False: the joint references still take their first offset", "src/handrecon/models/handos/decoder.py",
+     "self.joint_offset(q)).sigmoid() if self.refine_2d else start", "self.joint_offset(q)).sigmoid()",
+     ["tests/test_handos.py"]),
 ]
 
 

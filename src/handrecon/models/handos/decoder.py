@@ -182,7 +182,8 @@ class InteractiveDecoder(nn.Module):
     layers, with per-layer heads (see the module docstring).
 
     forward(instance_queries (N, d), boxes (N, 4) cxcywh, memory) -> list of per-layer dicts:
-    ``joints_2d`` (N, J, 2) in [0, 1] of the input; interactive layers also ``vertices`` (N, V', 3)
+    ``joints_2d`` (N, J, 2) in [0, 1] of the input (with ``refine_2d`` False: the joint
+    references' start, unchanged by every layer; a CPU deviation); interactive layers also ``vertices`` (N, V', 3)
     root-relative in `vertex_unit` metres (before up-sampling) and ``camera`` (N, 3): the root's
     (u, v) in [0, 1] and its log depth correction (see `HandOS.camera_translation`).
     """
@@ -190,13 +191,14 @@ class InteractiveDecoder(nn.Module):
     def __init__(self, d_model: int, lifting: np.ndarray, template: np.ndarray, levels: int, num_layers: int = 6,
                  num_2d_layers: int = 2, heads: int = 8, points: int = 4, ffn_dim: int = 1024,
                  policy: str = "hierarchical", num_joints: int = 21, joint_layout: np.ndarray | None = None,
-                 ref_3d: str = "detached") -> None:
+                 ref_3d: str = "detached", refine_2d: bool = True) -> None:
         super().__init__()
         if not 0 <= num_2d_layers <= num_layers:
             raise ValueError(f"num_2d_layers {num_2d_layers} must lie in 0..num_layers ({num_layers})")
         if ref_3d not in REF_3D_MODES:
             raise ValueError(f"ref_3d must be one of {REF_3D_MODES}, got {ref_3d!r}")
         self.ref_3d = ref_3d
+        self.refine_2d = bool(refine_2d)
         self.J, self.V = num_joints, lifting.shape[0] - 1
         self.num_layers, self.num_2d_layers = num_layers, num_2d_layers
         self.joint_embed = nn.Parameter(torch.randn(num_joints, d_model))  # e^Q, N(0, 1) as nn.Embedding: distinct joints from the start
@@ -226,12 +228,13 @@ class InteractiveDecoder(nn.Module):
         """Eq. 6-7: joint queries (N, J, d) and reference boxes (N, J, 4). The centres start from
         `joint_layout` ((J, 2) offsets in box sizes: the rest hand's joints, so the 21 tokens read
         different places from the first layer; zeros: the box centre, as eq. 7), or from
-        `joint_start` (N, J, 2) in [0, 1] where given (`HandOS` heatmap "init")."""
+        `joint_start` (N, J, 2) in [0, 1] where given (`HandOS` heatmap "init"); without
+        `refine_2d` the centres stay at that start (no offset)."""
         q = instance_queries[:, None] + self.joint_embed
         start = boxes[:, None, :2] + self.joint_layout * boxes[:, None, 2:]  # each joint starts at its place
         if joint_start is not None:
             start = joint_start.to(start.dtype).clamp(1e-4, 1 - 1e-4)
-        centre = (inverse_sigmoid(start) + self.joint_offset(q)).sigmoid()  # in the rest hand, box-sized
+        centre = (inverse_sigmoid(start) + self.joint_offset(q)).sigmoid() if self.refine_2d else start
         size = boxes[:, None, 2:] * self.joint_size.sigmoid()
         return q, torch.cat([centre, size], -1)
 
@@ -260,7 +263,8 @@ class InteractiveDecoder(nn.Module):
                 q3, r3 = self.lift_queries(q, ref)
                 q, ref = torch.cat([q, q3], 1), torch.cat([ref, r3], 1)
             q = layer(q, self.position(ref), ref, memory, self.blocked if interactive else None)
-            joints = (inverse_sigmoid(ref[:, :J, :2]) + self.joint_heads[i](q[:, :J])).sigmoid()
+            joints = (inverse_sigmoid(ref[:, :J, :2]) + self.joint_heads[i](q[:, :J])).sigmoid() if self.refine_2d \
+                else ref[:, :J, :2]  # without `refine_2d` the 2D joints stay at their start
             out = {"joints_2d": joints}
             if interactive:
                 k = i - self.num_2d_layers

@@ -134,6 +134,10 @@ class HandOS(nn.Module):
     crops from (`batch["side_pixel_values"]`; None: the detector's input, as in training). The crop
     model sees 128 px crops either way; a larger source makes small hands' crops sharper.
     translation: `TRANSLATIONS` ("head": the paper; "fit": solved from the 2D and 3D joints).
+    refine_2d: the layers' joint heads move the 2D joints (the paper); False keeps them at their
+    start (heatmap "init": the crop model's landmarks) and the layers refine the 3D only (a CPU
+    deviation: on 2 cores the trained 2D heads pulled the joints towards the hand's centre, which
+    placed hands too far; docs/handos.md).
     """
 
     def __init__(self, detector: str = HAND_DETECTOR_NAME, d_model: int = 256, heads: int = 8, points: int = 4,
@@ -144,7 +148,8 @@ class HandOS(nn.Module):
                  max_positives: int | None = None, score_threshold: float = 0.1, nms_iou: float = 0.9,
                  max_hands: int = 10, joint_layout: bool = False, heatmap: str = "off", ref_3d: str = "detached",
                  mesh_start: str = "template", projection_grad: str = "all", instances: str = "queries",
-                 crop_input_size: int | None = None, translation: str = "head") -> None:
+                 crop_input_size: int | None = None, translation: str = "head",
+                 refine_2d: bool = True) -> None:
         super().__init__()
         if heatmap not in HEATMAP_MODES:
             raise ValueError(f"heatmap must be one of {HEATMAP_MODES}, got {heatmap!r}")
@@ -196,6 +201,9 @@ class HandOS(nn.Module):
         if translation not in TRANSLATIONS:
             raise ValueError(f"translation must be one of {TRANSLATIONS}, got {translation!r}")
         self.translation = translation
+        if not refine_2d and heatmap != "init":
+            raise ValueError("refine_2d False keeps the 2D joints at their start: it needs heatmap 'init' (a start "
+                             "from landmarks), else they would stay at the box centre")
         side_levels = 0 if self.side_network is None else 3 if side == "crop" else 4
         levels = len(probe.spatial_shapes) + side_levels
         self.heatmap = heatmap
@@ -224,7 +232,7 @@ class HandOS(nn.Module):
         self.decoder = InteractiveDecoder(
             d_model, lifting_init(hand.weights, hand.keypoint_joints, hand.parents, rows),
             (rest[rows] / self.vertex_unit).astype(np.float32), levels, num_layers, num_2d_layers, heads, points,
-            ffn_dim, policy, joint_layout=layout, ref_3d=ref_3d)
+            ffn_dim, policy, joint_layout=layout, ref_3d=ref_3d, refine_2d=refine_2d)
         self.register_buffer("lift_rows", torch.as_tensor(rows, dtype=torch.long), persistent=False)
         self.up_levels = len(up_index)  # buffers, so that they follow the model to its device
         for k, (i, w) in enumerate(zip(up_index, up_weight)):
