@@ -66,6 +66,32 @@ def test_the_detector_stays_frozen(detector):
     assert not out.queries.requires_grad and not out.memory_at(-1).requires_grad
 
 
+def test_the_same_input_is_computed_once(detector, monkeypatch):
+    """A frozen detector keeps its last output for the same pixels (and mask, where it reads one):
+    the model runs once for a repeat, again for a changed pixel, a changed mask (masked detectors
+    only) or the first input changed in place afterwards (the kept input is a copy)."""
+    calls = []
+    forward = type(detector.model).forward
+    monkeypatch.setattr(type(detector.model), "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    prep = detector.prepare([np.random.default_rng(5).integers(0, 255, (120, 160, 3), np.uint8)])
+    first = detector(prep.pixel_values, prep.pixel_mask)
+    again = detector(prep.pixel_values.clone(), prep.pixel_mask.clone())
+    assert len(calls) == 1 and again is first
+    changed = prep.pixel_values.clone()
+    changed[0, 0, 0, 0] += 0.5
+    torch.testing.assert_close(detector(changed, prep.pixel_mask).boxes.shape, first.boxes.shape)
+    assert len(calls) == 2
+    detector(prep.pixel_values, prep.pixel_mask)  # only the last input is kept
+    detector(prep.pixel_values, torch.ones_like(prep.pixel_mask))  # a mask that calls every pixel real
+    assert len(calls) == (4 if detector.reads_pixel_mask else 3)
+    pixels = prep.pixel_values.clone()
+    detector(pixels, prep.pixel_mask)
+    n = len(calls)
+    pixels += 1.0  # the caller reuses its buffer: not the input the kept output was computed from
+    detector(pixels, prep.pixel_mask)
+    assert len(calls) == n + 1
+
+
 def test_detect_gives_boxes_in_image_pixels(detector):
     image = np.random.default_rng(2).integers(0, 255, (90, 200, 3), np.uint8)
     found = detector.detect([image], score_threshold=0.0, nms_iou=1.0)[0]

@@ -534,6 +534,12 @@ def test_instances_from_the_detectors_served_detections(detectors, tmp_path, mon
     assert len(hands) == len(served.boxes) > 0
     np.testing.assert_allclose([h.box for h in hands], served.boxes, atol=1e-3)
     np.testing.assert_allclose([h.score for h in hands], served.scores, atol=1e-6)
+    calls = []  # the detections and the memory HandOS reads come from one pass of the detector network
+    hf = predictor.adapter.detector.model
+    forward = type(hf).forward
+    monkeypatch.setattr(type(hf), "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    predictor.predict(image[::-1].copy())
+    assert len(calls) == 1
     given = Detections(np.array([[30, 4, 60, 40], [2, 10, 20, 30]], np.float32), np.array([0.9, 0.6], np.float32))
     monkeypatch.setattr(Detector, "detect", lambda self, images, *a: [given] * len(images))
     hands = predictor.predict(image).hands

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 147, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 149, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -433,6 +433,12 @@ MUTATIONS = [
     ("refine_2d False: the joint references still take their first offset", "src/handrecon/models/handos/decoder.py",
      "self.joint_offset(q)).sigmoid() if self.refine_2d else start", "self.joint_offset(q)).sigmoid()",
      ["tests/test_handos.py"]),
+    ("the detector's kept output never reused (HandOS runs its network twice)", "src/handrecon/models/handos/detector.py",
+     "if last is not None and self._same_input(last, pixel_values, pixel_mask):", "if False:",
+     ["tests/test_detector.py", "tests/test_handos.py"]),
+    ("the detector keeps the caller's buffer, not a copy", "src/handrecon/models/handos/detector.py",
+     "self._last = (pixel_values.clone(), pixel_mask.clone(), out)", "self._last = (pixel_values, pixel_mask, out)",
+     ["tests/test_detector.py"]),
 ]
 
 
