@@ -7,8 +7,8 @@
 # missing), evaluated with `handrecon evaluate` (real detections, the HandOS protocol, and with ground-truth
 # boxes as prompts) on the held-out scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is
 # installed, on the foreign scene set (pyrender, photographs never used for training); packaged into
-# $RUN/handos-openhand/ (not shipped yet: on 2026-12-05 its candidates failed the ship rule, docs/handos.md;
-# one that passes moves into src/handrecon/assets/models/ and is registered in src/handrecon/infer/registry.py).
+# $RUN/handos-openhand/ (the shipped src/handrecon/assets/models/handos-openhand is this recipe's run of
+# 2026-12-05, runs/handos_openhand_c; docs/model_card_handos_openhand.md).
 #   tools/train_handos.sh             # from the repository root; re-running resumes every step
 # Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default runs/handos_cpu_openhand).
 set -euo pipefail

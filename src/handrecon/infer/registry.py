@@ -38,6 +38,11 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "m3dhmr-openhand", "m3dhmr",
             "M3DHMR trained on synthetic OpenHand crops (CPU recipe); right-hand crops, OpenHand topology.",
         ),
+        ShippedModel(
+            "handos-openhand", "handos",
+            "HandOS (one stage) on the frozen hand detector and crop model, trained on synthetic OpenHand scenes "
+            "(CPU recipe, declared deviations); every hand of a full image, side from the mesh normals.",
+        ),
     )
 }
 
