@@ -19,7 +19,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the web page needs the `serve` extra (gradio)")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from handrecon.serve import WHOLE_IMAGE_SUFFIX, ModelPool, model_choices, serve  # noqa: E402
+from handrecon.serve import PAGE_MODELS, WHOLE_IMAGE_SUFFIX, ModelPool, model_choices, serve  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "handrecon" / "assets" / "sample" / "hand.png"
 # The page's default model finds the hands (detector + crop model): the bundled multi-hand scene is
@@ -44,6 +44,9 @@ def server():
 
 def test_model_choices_offer_the_full_image_and_the_whole_image_use():
     assert model_choices(["m3dhmr-openhand", "a+b"], ModelPool()) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL, "a+b"]
+    # the page's default: the pipeline, the crop model on the whole image and the one-stage HandOS as it is
+    assert model_choices(list(PAGE_MODELS), ModelPool()) == ["handrecon-hand-detector+m3dhmr-openhand", CROP_MODEL,
+                                                              "handos-openhand"]
 
 
 def test_a_model_that_does_not_load_is_a_clear_error(tmp_path):

@@ -615,7 +615,7 @@ def evaluate(
 
 @app.command()
 def serve(
-    model: Optional[list[str]] = typer.Option(None, "--model", help="Models to offer (repeatable; default: the crop model after the hand detector, and on the whole image)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Models to offer (repeatable; default: the crop model after the hand detector and on the whole image, and the one-stage handos-openhand)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(7860, "--port", help="Port."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the networks."),
