@@ -808,8 +808,11 @@ def test_the_shipped_handos_model():
     samples = [engine.sample(i, 1000) for i in range(12)]
     served = handos.adapter.detector.detect([samples[0].image], float(handos.spec["score_threshold"]),
                                             float(handos.spec["nms_iou"]), int(handos.spec["max_hands"]))[0]
-    found = handos.predict(samples[0].image, K=samples[0].K).hands
+    result = handos.predict(samples[0].image, K=samples[0].K)
+    found = result.hands
     np.testing.assert_allclose([h.box for h in found], served.boxes.reshape(-1, 4), atol=1e-3)
+    for hand, proj in zip(found, result.projected_keypoints()):  # J^proj: each hand placed onto its own 2D
+        assert proj.shape == (21, 2) and np.linalg.norm(proj - hand.keypoints_2d, axis=-1).mean() < 0.1 * max(np.diff(hand.box.reshape(2, 2), axis=0)[0])
 
     def scores(predictor):
         pck, pa = [], []

@@ -145,3 +145,13 @@ def test_normalisation_is_the_per_pixel_formula():
     for bad in (images.astype(np.float32), images[..., :2]):
         with pytest.raises(ValueError, match="RGB uint8"):
             normalize_images(bad)
+
+
+def test_projected_keypoints_are_the_3d_keypoints_through_k():
+    """`ImageResult.projected_keypoints`: each hand's 3D keypoints through the image's K (u = fx x/z + cx)."""
+    K = np.array([[500.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    xyz = np.random.default_rng(0).uniform([-0.1, -0.1, 0.4], [0.1, 0.1, 0.8], (21, 3))
+    hand = HandResult(box=np.zeros(4), side="right", keypoints_2d=np.zeros((21, 2)), keypoints_3d=xyz,
+                      vertices=np.zeros((778, 3)), cam_t=xyz[0])
+    (proj,) = ImageResult(K=K, image_size=(480, 640), hands=[hand]).projected_keypoints()
+    np.testing.assert_allclose(proj, np.stack([500 * xyz[:, 0] / xyz[:, 2] + 320, 400 * xyz[:, 1] / xyz[:, 2] + 240], -1))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from handrecon.geometry.camera import project
 from handrecon.hand.keypoints import OP21_NAMES
 
 
@@ -68,6 +69,11 @@ class ImageResult:
     hands: list[HandResult] = field(default_factory=list)
     faces_right: np.ndarray | None = None
     faces_left: np.ndarray | None = None
+
+    def projected_keypoints(self) -> list[np.ndarray]:
+        """Each hand's 3D keypoints projected through K: (21, 2) px per hand (HandOS's J^proj; it
+        shows how well a hand's 3D agrees with its 2D keypoints)."""
+        return [project(np.asarray(h.keypoints_3d, np.float64), np.asarray(self.K, np.float64)) for h in self.hands]
 
     def faces_for(self, side: str) -> np.ndarray:
         """(F, 3) faces with outward winding for the given side."""
