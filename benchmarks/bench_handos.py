@@ -8,9 +8,9 @@ and 10 queries of the detector (whatever their scores) and times: the detector f
 decoder (side tuning, memory projection, expansion, lifting, 6 layers, heads, up-sampling) for N
 hands; `Predictor.predict` on the image (letterbox, detector, filtering, decoder, camera,
 sides), on noise and on the bundled sample scene (two hands); with ``instances: detections`` also
-the served detections it decodes (detector and box verifier). Median of `--repeats` runs after a warm-up,
-each a fresh detector pass (`Detector.forget`: the detector keeps its last output for a repeated image). Without a trained model (`--model`) it times the
-architecture of configs/handos_cpu.yaml with random decoder weights (the cost does not depend on
+the served detections it decodes (detector and box verifier). Median of `--repeats` runs after a
+warm-up, each a fresh detector pass (`Detector.forget`: the detector keeps its last output for a
+repeated image). Without a trained model (`--model`) it times the architecture of configs/handos_cpu.yaml with random decoder weights (the cost does not depend on
 the weights) and says so; `--config configs/handos_paper.yaml` times the paper's decoder (d 256,
 778 vertex queries) on our detector instead. Target of issue 14: <= 0.5 s per image with up to 4 hands.
 """

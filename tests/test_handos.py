@@ -806,13 +806,13 @@ def test_the_shipped_handos_model():
     assert handos.detects_hands and handos.spec["instances"] == "detections"
     engine = SynthEngine(preset("scene", num_hands=(1, 2), hand_size=(0.35, 0.6)))
     samples = [engine.sample(i, 1000) for i in range(12)]
-    served = handos.adapter.detector.detect([samples[0].image], float(handos.spec["score_threshold"]),
-                                            float(handos.spec["nms_iou"]), int(handos.spec["max_hands"]))[0]
+    served = handos.adapter.detections([samples[0].image])[0]  # at the card's threshold, NMS and hand count
     result = handos.predict(samples[0].image, K=samples[0].K)
     found = result.hands
     np.testing.assert_allclose([h.box for h in found], served.boxes.reshape(-1, 4), atol=1e-3)
     for hand, proj in zip(found, result.projected_keypoints()):  # J^proj: each hand placed onto its own 2D
-        assert proj.shape == (21, 2) and np.linalg.norm(proj - hand.keypoints_2d, axis=-1).mean() < 0.1 * max(np.diff(hand.box.reshape(2, 2), axis=0)[0])
+        size = max(hand.box[2] - hand.box[0], hand.box[3] - hand.box[1])
+        assert proj.shape == (21, 2) and np.linalg.norm(proj - hand.keypoints_2d, axis=-1).mean() < 0.1 * size
 
     def scores(predictor):
         pck, pa = [], []

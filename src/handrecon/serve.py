@@ -31,8 +31,8 @@ from handrecon.infer.video import reconstruct_video
 from handrecon.render.overlay import SIDE_COLORS
 
 WHOLE_IMAGE_SUFFIX = " (whole image is the hand)"
-PAGE_MODELS = (DEFAULT_MODEL, "handos-openhand")  # offered by default: the crop model (after the detector, and on
-# the whole image) and the one-stage HandOS
+# offered by default: the crop model (after the hand detector, and on the whole image) and the one-stage HandOS
+PAGE_MODELS = (DEFAULT_MODEL, "handos-openhand")
 MAX_VIDEO_FRAMES = 900  # a web upload is a short clip; longer videos belong to `handrecon reconstruct`
 
 
@@ -154,7 +154,8 @@ def reconstruct_clip(pool: ModelPool, root: Path, video: str | None, model: str,
 
 def build_app(models: list[str] | None = None, threads: int | None = None, workdir: str | Path | None = None) -> gr.Blocks:
     """The page. models: names `handrecon.load` opens (default `PAGE_MODELS`: the two-stage
-    full-image pipeline, the crop model on the whole image and the one-stage HandOS); results are written under `workdir` (default: a temporary folder)."""
+    full-image pipeline, the crop model on the whole image and the one-stage HandOS); results are
+    written under `workdir` (default: a temporary folder)."""
     pool = ModelPool(threads)
     choices = model_choices(models or list(PAGE_MODELS), pool)
     root = Path(workdir or tempfile.mkdtemp(prefix="handrecon-serve-"))
