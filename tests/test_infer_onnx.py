@@ -385,8 +385,9 @@ def _int8_export(models, tmp_path, calibration, name="int8.onnx"):
 
 
 def test_int8_export_quantises_the_convolutions_and_keeps_the_outputs(models, tmp_path):
-    """`export_onnx(int8=True)`: every convolution reads int8 weights (one scale per output channel)
-    through DequantizeLinear, the metadata says so, and on crops it was not calibrated on the network's
+    """`export_onnx(int8=True)`: every convolution but the landmark heads' (kept float32,
+    `int8_float_nodes`) reads int8 weights (one scale per output channel) through
+    DequantizeLinear, the metadata says so, and on crops it was not calibrated on the network's
     outputs stay within a small fraction of their spread (a calibration that ignored the inputs'
     range, on blank crops, does much worse: the bound is not vacuous)."""
     from onnx import numpy_helper
@@ -397,8 +398,11 @@ def test_int8_export_quantises_the_convolutions_and_keeps_the_outputs(models, tm
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     producer = {o: n for n in proto.graph.node for o in n.output}
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    assert convs
-    for conv in convs:
+    heads = [n for n in convs if n.name.startswith(("/encoder/head1/", "/encoder/head2/"))]
+    assert len(heads) == 2 and len(convs) > 20
+    for conv in heads:  # float32 weights, read directly
+        assert conv.input[1] not in producer and inits[conv.input[1]].dtype == np.float32
+    for conv in (n for n in convs if n not in heads):
         dq = producer[conv.input[1]]
         assert dq.op_type == "DequantizeLinear"
         weight, scale = inits[dq.input[0]], inits[dq.input[1]]
@@ -408,6 +412,7 @@ def test_int8_export_quantises_the_convolutions_and_keeps_the_outputs(models, tm
     meta = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     assert meta["card"] == torch_rec.card and meta["refine_root"] is True
     assert meta["quantization"]["ops"] == ["Conv"] and meta["quantization"]["calibration_images"] == 16
+    assert meta["quantization"]["float32"] == [n.name for n in heads]
     int8_rec = handrecon.load(path, threads=1)
     assert int8_rec.network.staged
     x = fp32_rec.prepare([photo(seed=100 + i) for i in range(6)], [None] * 6, [None] * 6, [None] * 6).inputs
@@ -430,3 +435,47 @@ def test_int8_export_refuses_bad_calibration(models, tmp_path):
 
         quantize_int8(models[2], tmp_path / "x.onnx", np.zeros((0, 3, SIZE, SIZE), np.float32), "image")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_auto_backend_serves_the_int8_export_on_request(tmp_path, monkeypatch):
+    """`load(..., backend="auto", int8=True)` (`reconstruct --int8`): the crop model's int8 export is
+    made once into the cache beside the float32 one (another key), served staged, says so in its
+    settings and stays near the torch model; where it cannot be made, the float32 export serves.
+    Asking for int8 off onnxruntime, or of an .onnx file, is a clear error."""
+    from typer.testing import CliRunner
+
+    import handrecon.infer.torch_backend as torch_backend
+    from handrecon.cli import app
+
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    ckpt = tiny_checkpoint(tmp_path / "ck", seed=5)
+    torch_rec = handrecon.load(ckpt)
+    plain = handrecon.load(ckpt, backend="auto", threads=1)
+    int8 = handrecon.load(ckpt, backend="auto", threads=1, int8=True)
+    assert plain.precision == "float32" and int8.precision == "int8" and int8.settings["precision"] == "int8"
+    assert isinstance(int8.network, OnnxNetwork) and int8.network.staged
+    assert len(list((tmp_path / "cache" / "models").glob("*.onnx"))) == 2
+    x = plain.prepare([photo(seed=30 + i) for i in range(4)], [None] * 4, [None] * 4, [None] * 4).inputs
+    a, b = torch_rec.network(x), int8.network(x)
+    assert 0 < np.abs(b["verts"] - a["verts"]).max() < 0.01 * a["verts"].std() + 1e-3
+    Image.fromarray(photo(seed=7)).save(tmp_path / "crop.png")
+    done = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "crop.png"), "--model", str(ckpt), "--crop", "--int8",
+                                    "--formats", "", "--no-overlay", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "out" / "crop.json").read_text())["model"]["precision"] == "int8"
+
+    def float_only(model, out, int8=False, **kw):
+        if int8:
+            raise RuntimeError("no renderer for the calibration crops")
+        return export(model, out, **kw)
+
+    export = torch_backend.export_onnx
+    monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "fresh"))
+    monkeypatch.setattr(torch_backend, "export_onnx", float_only)
+    fallback = handrecon.load(ckpt, backend="auto", int8=True)
+    assert isinstance(fallback.network, OnnxNetwork) and fallback.precision == "float32"
+    with pytest.raises(ValueError, match="onnxruntime on the CPU"):
+        handrecon.load(ckpt, int8=True)
+    exported = export(torch_rec, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="served as it was exported"):
+        handrecon.load(exported, backend="auto", int8=True)

@@ -163,9 +163,11 @@ def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_pat
     from handrecon.infer.batch import write_result
 
     crop = load(ckpt, test_time_rotations=(0, -45, 45))
-    assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False}
+    assert crop.settings == {"model": str(ckpt), "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False,
+                             "precision": "float32"}
     pipeline = TwoStagePredictor(FakeDetector(), crop, score_threshold=0.3, nms_iou=0.6, source="fake+crop")
     assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False,
+                                 "precision": "float32",
                                  "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True,  # --tta: both stages
                                  "hand_presence": False}
     image = np.zeros((90, 120, 3), np.uint8)

@@ -55,8 +55,8 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
          refine_root: bool | None = None, backend: str = "torch",
-         test_time_rotations: Sequence[float] | None = None, second_look: bool | None = None
-         ) -> Predictor | TwoStagePredictor:
+         test_time_rotations: Sequence[float] | None = None, second_look: bool | None = None,
+         int8: bool = False) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
@@ -68,6 +68,10 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     covers its weights), when the extra "onnx" is installed; else, and for "torch", on torch.
     torch is imported only for a model that runs on torch or is being exported: an ``.onnx``
     file, or a crop model whose export is in the cache, starts without it.
+    int8 (backend "auto"): serve a crop model's int8 export (`infer.quantize`: int8 convolutions,
+    calibrated on rendered crops; exported once too, or the float32 one where it cannot be made)
+    instead of its float32 one: about 1.6x faster networks, and its accuracy as measured in the
+    model card (docs/model_card_m3dhmr_openhand.md, "int8").
 
     test_time_rotations: a crop model sees each hand once per in-plane rotation (degrees, e.g.
     `TEST_TIME_ROTATIONS`) and averages the views, weighted by how sharp their heatmaps are (the M3DHMR adapter's docstring); None: one view.
@@ -79,9 +83,13 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     check_threads(threads)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if int8 and (backend != "auto" or str(device) != "cpu"):
+        raise ValueError("int8 serving runs on onnxruntime on the CPU: use backend 'auto' (the command line's "
+                         "default) and device 'cpu', or export the model with `handrecon export-onnx --int8` and "
+                         "load the .onnx file")
     if is_pipeline(name_or_path):
         detector, _, crop = str(name_or_path).partition(PIPELINE_SEPARATOR)
-        crop_predictor = load(crop, device, threads, refine_root, backend, test_time_rotations, second_look)
+        crop_predictor = load(crop, device, threads, refine_root, backend, test_time_rotations, second_look, int8)
         return TwoStagePredictor(build_detector(detector, threads), crop_predictor, source=str(name_or_path))
     try:
         path = resolve_model(name_or_path)
@@ -93,15 +101,22 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
                                  f"'{name_or_path}{PIPELINE_SEPARATOR}{DEFAULT_MODEL}' (DETECTOR{PIPELINE_SEPARATOR}MODEL) "
                                  "for every hand of a full image, or run `handrecon detect` for the boxes") from e
     if path.suffix.lower() == ".onnx":
+        if int8:
+            raise ValueError(f"{path}: an .onnx file is served as it was exported; int8 chooses how a checkpoint "
+                             "is exported (`handrecon export-onnx --int8` makes an int8 file)")
         predictor = load_onnx(path, threads=threads, refine_root=refine_root)
     else:
-        predictor = load_exported(path, threads, refine_root) if backend == "auto" and str(device) == "cpu" else None
+        predictor = load_exported(path, threads, refine_root, int8) if backend == "auto" and str(device) == "cpu" \
+            else None
         if predictor is None:
             from handrecon.infer import torch_backend  # deferred: imports torch (see the docstring)
 
             torch_backend.set_threads(threads)
             predictor = torch_backend.load_torch(path, device, refine_root)
         predictor.source = str(name_or_path)
+    if int8 and predictor.detects_hands:
+        raise ValueError(f"{name_or_path}: int8 serving applies to crop models; this model finds its own hands and "
+                         "serves on torch")
     if test_time_rotations is not None:
         predictor.adapter.set_test_time_rotations(test_time_rotations)
     if second_look or (second_look is None and not predictor.detects_hands):
@@ -109,10 +124,12 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     return predictor
 
 
-def load_exported(path: str | Path, threads: int | None = None, refine_root: bool | None = None) -> Predictor | None:
+def load_exported(path: str | Path, threads: int | None = None, refine_root: bool | None = None,
+                  int8: bool = False) -> Predictor | None:
     """A crop model's cached onnxruntime Predictor (`utils.onnx.cached_export`, key: the card's
-    digest), exported on first use; None for a model that finds its own hands (HandOS serves box
-    prompts and its detector through torch), without onnx/onnxruntime, or when the export fails."""
+    digest and the precision), exported on first use (`int8`: the int8 export, or the float32 one
+    where it cannot be made); None for a model that finds its own hands (HandOS serves box prompts
+    and its detector through torch), without onnx/onnxruntime, or when the export fails."""
     if not onnx_export_available():
         return None
     ckpt = resolve_checkpoint(path)
@@ -120,12 +137,17 @@ def load_exported(path: str | Path, threads: int | None = None, refine_root: boo
     adapter = build_adapter(card, str(ckpt))
     if adapter.detects_hands:
         return None
-    outputs = ",".join(adapter.output_names)  # a new output makes a new export
-    key = hashlib.sha256(f"{card['card_sha256']} onnx {METADATA_VERSION} {outputs}".encode()).hexdigest()
-    return cached_export("models", key, lambda out: _export(ckpt, out), lambda out: load_onnx(out, threads, refine_root))
+    key = f"{card['card_sha256']} onnx {METADATA_VERSION} {','.join(adapter.output_names)}"  # a new output: a new export
+    int8_key = f"{key} int8 {','.join(adapter.int8_float_nodes)}"  # float32 keeps the key it always had
+
+    def cached(key: str, quantized: bool) -> Predictor | None:
+        return cached_export("models", hashlib.sha256(key.encode()).hexdigest(), lambda out: _export(ckpt, out, quantized),
+                             lambda out: load_onnx(out, threads, refine_root))
+
+    return (int8 and cached(int8_key, True)) or cached(key, False)
 
 
-def _export(ckpt: Path, out: Path) -> Path:
+def _export(ckpt: Path, out: Path, int8: bool) -> Path:
     from handrecon.infer import torch_backend  # deferred: exporting imports torch (a cache hit does not)
 
-    return torch_backend.export_onnx(torch_backend.load_torch(ckpt), out)
+    return torch_backend.export_onnx(torch_backend.load_torch(ckpt), out, int8=int8)

@@ -73,6 +73,14 @@ class OnnxNetwork:
         outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
         return dict(zip(self.output_names, outputs))
 
+    @property
+    def precision(self) -> str:
+        """"int8" for an int8 export (its metadata records a `quantization`), else "float32"."""
+        try:
+            return "int8" if "quantization" in json.loads(self.metadata.get(METADATA_KEY, "{}")) else "float32"
+        except (ValueError, TypeError, RecursionError):
+            return "float32"
+
     def use_stages(self, stage_link: Sequence[str], second_stage_outputs: Sequence[str]) -> bool:
         """Serve the graph in the adapter's two stages (`models.adapter.InferenceAdapter`), as two
         sessions over sub-graphs cut from this file (`utils.onnx.cached_subgraphs`, cut once per

@@ -173,11 +173,17 @@ class Predictor:
         return self.adapter.looks_twice
 
     @property
+    def precision(self) -> str:
+        """"int8" where the network runs int8 convolutions (an int8 export), else "float32"."""
+        return getattr(self.network, "precision", "float32")
+
+    @property
     def settings(self) -> dict[str, Any]:
         """What produced a result, as written beside it (per-image JSON, a video's resume check):
-        the model's name or path, its test-time rotations (degrees) and whether it looks twice."""
+        the model's name or path, its test-time rotations (degrees), whether it looks twice and
+        its precision."""
         return {"model": self.source, "test_time_rotations": [float(a) for a in self.test_time_rotations],
-                "second_look": self.second_look}
+                "second_look": self.second_look, "precision": self.precision}
 
     @property
     def detects_hands(self) -> bool:

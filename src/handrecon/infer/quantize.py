@@ -3,7 +3,8 @@
     handrecon export-onnx --int8 --out m3dhmr-int8.onnx        # calibrated on rendered crops
     handrecon export-onnx --int8 --calibration crops/ --out ...  # or on your own images
 
-The convolutions (the encoder: about half of the crop model's time) get int8 weights in the 7-bit
+The convolutions (the encoder: about half of the crop model's time), except those a family keeps in
+float32 (`InferenceAdapter.int8_float_nodes`: M3DHMR's heatmap heads), get int8 weights in the 7-bit
 range (onnxruntime's `reduce_range`), one scale per output channel, and uint8 activations whose ranges are calibrated (min-max) on a batch of the
 model's own network inputs; everything else stays float32. The 7-bit range keeps the file right on
 CPUs without VNNI, whose uint8 x int8 kernel (VPMADDUBSW) saturates 16-bit sums of full-range
@@ -32,11 +33,13 @@ CALIBRATION_BATCH = 8
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: np.ndarray, input_name: str,
-                  ops: Sequence[str] = QUANTIZED_OPS, calibration_source: str = "") -> Path:
+                  ops: Sequence[str] = QUANTIZED_OPS, calibration_source: str = "",
+                  float_nodes: Sequence[str] = ()) -> Path:
     """Write `src` (a handrecon ONNX export) to `out` with `ops` quantised to int8 (QDQ, per-channel
     int8 weights, uint8 activations calibrated min-max on `calibration`: (N, 3, S, S) float32 network
-    inputs, N >= 1). The ``handrecon`` metadata is carried over with a `quantization` entry saying
-    what was quantised and on what (`calibration_source`, free text). Written atomically."""
+    inputs, N >= 1), except the nodes whose names start with one of `float_nodes`, which stay
+    float32. The ``handrecon`` metadata is carried over with a `quantization` entry saying what was
+    quantised and on what (`calibration_source`, free text). Written atomically."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -60,13 +63,18 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: np.ndarray, inp
     with tempfile.TemporaryDirectory() as d:
         pre, quantized = Path(d) / "pre.onnx", Path(d) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        kept = [n.name for n in onnx.load(str(pre)).graph.node
+                if n.op_type in ops and n.name.startswith(tuple(float_nodes))]
+        if float_nodes and not kept:
+            raise ValueError(f"{src}: no {'/'.join(ops)} node is named {' or '.join(float_nodes)}...; the graph is "
+                             "not the one its family exports")
         quantize_static(str(pre), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(ops),
-                        reduce_range=True)
+                        reduce_range=True, nodes_to_exclude=kept)
         proto = onnx.load(str(quantized))
     info = json.loads(meta[METADATA_KEY])
     info["quantization"] = {"dtype": "int8", "ops": list(ops), "weights": "int8 (7-bit range), per output channel",
-                            "activations": "uint8, min-max calibrated", "calibration_images": int(len(calibration)),
+                            "activations": "uint8, min-max calibrated", "float32": kept, "calibration_images": int(len(calibration)),
                             "calibration": calibration_source}
     del proto.metadata_props[:]
     for key, value in meta.items():

@@ -76,9 +76,10 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
                 calibration: Sequence[np.ndarray] | None = None, calibration_source: str = "") -> Path:
     """Export a model (shipped name, checkpoint/run dir, or a torch `Predictor`) to `out` (.onnx):
     the family's network graph plus the card in the ``handrecon`` metadata. With `int8` the
-    convolutions are quantised (`infer.quantize.quantize_int8`), calibrated on `calibration`: RGB
-    uint8 images, each given whole to the model as one hand crop (default: `CALIBRATION_IMAGES`
-    crops rendered by the synthetic engine, `calibration_crops`)."""
+    convolutions are quantised (`infer.quantize.quantize_int8`; the adapter's `int8_float_nodes`
+    stay float32), calibrated on `calibration`: RGB uint8 images, each given whole to the model as
+    one hand crop (default: `CALIBRATION_IMAGES` crops rendered by the synthetic engine,
+    `calibration_crops`)."""
     import onnx  # optional dependency (extra "onnx"): imported only when exporting
 
     out = check_output_file(out, (".onnx",), "export")  # handrecon.load tells an export from a checkpoint by the suffix
@@ -107,7 +108,8 @@ def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPS
                 calibration, calibration_source = calibration_crops(), CALIBRATION_SOURCE
             inputs = predictor.prepare(list(calibration), [None] * len(calibration), [None] * len(calibration),
                                        [["right"]] * len(calibration)).inputs  # each crop once, as it is
-            return quantize_int8(plain, out, inputs, INPUT_NAME, calibration_source=calibration_source)
+            return quantize_int8(plain, out, inputs, INPUT_NAME, calibration_source=calibration_source,
+                                 float_nodes=predictor.adapter.int8_float_nodes)
     try:
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:

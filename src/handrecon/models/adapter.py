@@ -88,6 +88,9 @@ class InferenceAdapter(ABC):
     # and ``second_stage(*link)`` (`second_stage_outputs`, in order).
     stage_link: tuple[str, ...] = ()
     second_stage_outputs: tuple[str, ...] = ()
+    # An int8 export (`infer.quantize.quantize_int8`) keeps the graph's convolutions whose node names
+    # start with one of these in float32 (ONNX node names follow the torch module paths).
+    int8_float_nodes: tuple[str, ...] = ()
 
     def __init__(self, spec: dict[str, Any]) -> None:
         """Check the shared spec keys (ValueError naming the key): a card is data, maybe edited."""
