@@ -565,6 +565,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more; more accurate, 8x the network time."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
+    int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct --int8` serves it: its int8 export on onnxruntime (default: the checkpoint on torch)."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -582,7 +583,7 @@ def evaluate(
     from handrecon.infer.batch import parallel_batches
 
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
-    rec = _load_model_or_exit(checkpoint, threads, tta=tta, second_look=second_look)
+    rec = _load_model_or_exit(checkpoint, threads, "auto" if int8 else "torch", tta, second_look, int8)
     if thorough:
         if not hasattr(rec, "at_threshold"):
             typer.echo(f"error: --thorough applies to a DETECTOR+MODEL pipeline, not {checkpoint!r}", err=True)

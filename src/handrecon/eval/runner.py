@@ -235,6 +235,8 @@ def evaluate(
     elif getattr(predictor, "second_look", False):
         result.notes.append("second look: hands with a heatmap peak below the threshold seen again at +-45 degrees, "
                             "the views averaged, weighted by their heatmap peaks")
+    if getattr(predictor, "settings", {}).get("precision") == "int8":
+        result.notes.append("int8: the crop model ran its int8 export (int8 convolutions, onnxruntime)")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission
