@@ -30,7 +30,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    the hand detector, then the crop model, both on onnxruntime from their cached exports when the
    extra "onnx" is installed; or a full-image model), B = MediaPipe Hands with
    `max_num_hands=4`; with the default model also A' = A with `--thorough` (the crop model reads
-   the detector's weaker candidates too and scores every hand's presence).
+   the detector's weaker candidates too and scores every hand's presence), and with `--int8` A
+   with `--int8` (a crop model's int8 export behind the detector).
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
 """
@@ -93,7 +94,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="handrecon's --threads (one batch at a time on N threads); default: its own (a batch per core)")
     ap.add_argument("--int8", action="store_true",
-                    help="also time the int8 export (`handrecon export-onnx --int8`) of the crop model")
+                    help="also time the crop model's int8 export (`export-onnx --int8`; with --scenes `reconstruct --int8`)")
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
     ap.add_argument("--model", default="m3dhmr-openhand",
                     help="with --scenes: a crop model (run after the hand detector) or a full-image model")
@@ -126,6 +127,8 @@ def main() -> None:
             commands["handrecon --side right"] = [*ours, "--side", "right"]
         elif args.model == "m3dhmr-openhand":  # the crop model also scoring hand presence (more hands found)
             commands["handrecon --thorough"] = [*ours, "--thorough"]
+        if args.int8 and args.scenes:  # the crop model behind the detector from its int8 export
+            commands["handrecon --int8"] = [*ours, "--int8"]
         if args.int8 and not args.scenes:
             subprocess.run([str(handrecon_cli), "export-onnx", "--int8", "--out", str(d / "m3dhmr-int8.onnx")],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

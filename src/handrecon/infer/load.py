@@ -140,9 +140,9 @@ def load_exported(path: str | Path, threads: int | None = None, refine_root: boo
     key = f"{card['card_sha256']} onnx {METADATA_VERSION} {','.join(adapter.output_names)}"  # a new output: a new export
     int8_key = f"{key} int8 {','.join(adapter.int8_float_nodes)}"  # float32 keeps the key it always had
 
-    def cached(key: str, quantized: bool) -> Predictor | None:
-        return cached_export("models", hashlib.sha256(key.encode()).hexdigest(), lambda out: _export(ckpt, out, quantized),
-                             lambda out: load_onnx(out, threads, refine_root))
+    def cached(described: str, quantized: bool) -> Predictor | None:
+        return cached_export("models", hashlib.sha256(described.encode()).hexdigest(),
+                             lambda out: _export(ckpt, out, quantized), lambda out: load_onnx(out, threads, refine_root))
 
     return (int8 and cached(int8_key, True)) or cached(key, False)
 
