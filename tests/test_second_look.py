@@ -107,3 +107,61 @@ def test_a_network_served_whole_takes_the_same_second_look(models, monkeypatch):
     for a, b in zip(staged, whole):
         assert (a.side, a.side_score, a.heatmap_peak) == (b.side, b.side_score, b.heatmap_peak)
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_whole_image_hand_is_also_seen_framed_around_its_landmarks(models, backend, monkeypatch):
+    """The second look's first round: a hand given as the whole image (no box) is cropped once more, as
+    its winning reading, around its first-look landmarks (their box x RECROP_EXPANSION, clipped), and
+    the two framings are averaged (here with equal weights) in camera space and in the image; side,
+    side score and heatmap peak stay the first look's; the decoder reads both framings' views. Without
+    a box large enough nothing changes; a hand given by a box is never re-cropped (the first test)."""
+    torch_rec, onnx_rec, _ = models
+    rec = torch_rec if backend == "torch" else onnx_rec
+    monkeypatch.setattr(rec, "refine_root", False)
+    monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 0.0)  # no turned views
+    monkeypatch.setattr(m3dhmr_inference, "TEST_TIME_SHARPNESS", 0.0)  # equal weights
+    monkeypatch.setattr(m3dhmr_inference, "RECROP_MIN_PX", 2.0)  # random weights: landmarks close together
+    first = _hands(rec.predict_batch(IMAGES))  # one look, sides read
+    boxes, sides = [], []
+    for image, hand in zip(IMAGES, first):
+        kp = hand.keypoints_2d.astype(np.float64)
+        centre, half = (kp.min(0) + kp.max(0)) / 2, m3dhmr_inference.RECROP_EXPANSION * (kp.max(0) - kp.min(0)) / 2
+        H, W = image.shape[:2]
+        boxes.append([np.r_[np.maximum(centre - half, -0.5), np.minimum(centre + half, (W - 0.5, H - 0.5))]])
+        sides.append([hand.side])
+    framed = _hands(rec.predict_batch(IMAGES, boxes=boxes, sides=sides))
+    rec.adapter.set_second_look(True)
+    try:
+        counts = _decoded_rows(rec, monkeypatch) if backend == "onnx" else None
+        both = _hands(rec.predict_batch(IMAGES))
+        monkeypatch.setattr(m3dhmr_inference, "RECROP_MIN_PX", 1e6)  # no box that large: the first look alone
+        alone = _hands(rec.predict_batch(IMAGES))
+    finally:
+        rec.adapter.set_second_look(False)
+    if counts is not None:
+        assert counts[0] == 2 * len(IMAGES)  # each hand's two framings
+    for f, g, b, a in zip(first, framed, both, alone):
+        assert (b.side, b.side_score, b.heatmap_peak) == (f.side, f.side_score, f.heatmap_peak)
+        # the re-crop's box is recomputed here from float32 landmarks: equal up to rounding
+        np.testing.assert_allclose(b.vertices - b.cam_t, ((f.vertices - f.cam_t) + (g.vertices - g.cam_t)) / 2, atol=1e-5)
+        np.testing.assert_allclose(b.keypoints_2d, (f.keypoints_2d + g.keypoints_2d) / 2, atol=1e-2)
+        assert not np.allclose(b.keypoints_2d, f.keypoints_2d, atol=0.1)  # the second framing moved it
+        np.testing.assert_array_equal(b.box, f.box)  # still the whole image's box
+        np.testing.assert_array_equal(a.keypoints_2d, f.keypoints_2d)
+
+
+def test_framings_count_as_wholes_in_the_average():
+    """Two framings of a hand, each with turned views: within a framing the views weigh as test-time
+    rotations (∝ peak^sharpness), and each framing's total weight is ∝ its plain view's peak^sharpness,
+    however many views it has."""
+    hand = m3dhmr_inference.HandViews(np.zeros(4), ["right"], [None], [0], [0], np.zeros((4, 4, 3), np.uint8),
+                                      np.eye(3), 1.0)
+    for row, framing in ((1, 1), (2, 0), (3, 0)):  # a re-crop, then two turned views of the first framing
+        hand.add_view(None, 0, framing, row)
+    peak = np.array([0.05, 0.04, 0.07, 0.03])
+    w = np.exp(m3dhmr_inference.M3DHMRAdapter._view_log_weights([hand], [[0, 1, 2, 3]], peak))
+    w /= w.sum()
+    p = peak ** m3dhmr_inference.TEST_TIME_SHARPNESS
+    np.testing.assert_allclose(w[[0, 2, 3]] / w[[0, 2, 3]].sum(), p[[0, 2, 3]] / p[[0, 2, 3]].sum())
+    np.testing.assert_allclose([w[[0, 2, 3]].sum(), w[1]], [p[0] / (p[0] + p[1]), p[1] / (p[0] + p[1])])

@@ -12,10 +12,10 @@ import typer
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD, DEFAULT_TRACK_THRESHOLD
 from handrecon.infer.registry import DEFAULT_DETECTOR, DEFAULT_MODEL
 
-SECOND_LOOK_HELP = ("A crop model looks again, turned +-45 degrees, at the hands whose keypoint heatmaps are not sharp "
-                    "(about one in five on unfamiliar images) and averages the views, the sharper counting more "
-                    "(default; --tta sees every hand so). --one-look: a single view per hand, faster "
-                    "(docs/inference.md, 'A second look').")
+SECOND_LOOK_HELP = ("A crop model looks again: a hand given as the whole image (--crop) also framed around its "
+                    "landmarks, and turned +-45 degrees where its keypoint heatmaps are not sharp (about one in five "
+                    "on unfamiliar images); the views averaged, the sharper counting more (default; --tta sees every "
+                    "hand turned instead). --one-look: a single view per hand, faster (docs/inference.md, 'A second look').")
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
                        "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
 

@@ -76,8 +76,9 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     test_time_rotations: a crop model sees each hand once per in-plane rotation (degrees, e.g.
     `TEST_TIME_ROTATIONS`) and averages the views, weighted by how sharp their heatmaps are (the M3DHMR adapter's docstring); None: one view.
     Costs one network pass per angle; a model that finds its own hands refuses it (ValueError).
-    second_look: a crop model looks again, turned ±45 degrees, at the hands whose heatmaps are not
-    sharp (the M3DHMR adapter's docstring; no effect with test-time rotations). None (the
+    second_look: a crop model looks again: a hand given as the whole image also framed around its
+    landmarks, and turned ±45 degrees where its heatmaps are not sharp (the M3DHMR adapter's
+    docstring; no effect with test-time rotations). None (the
     default): on for a crop model; False: one look; True: required (a model that finds its own
     hands refuses it, ValueError)."""
     check_threads(threads)

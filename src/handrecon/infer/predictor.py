@@ -233,7 +233,7 @@ class Predictor:
     def run_network(self, prepared: Prepared) -> tuple[Prepared, dict[str, np.ndarray]]:
         """The network's outputs for a prepared batch ({} for no input), with the batch they belong
         to: the adapter's second look (`InferenceAdapter.second_look`) may append rows after the
-        first pass. A staged network computes its second-stage outputs for the rows the adapter
+        first pass, round after round until it returns None. A staged network computes its second-stage outputs for the rows the adapter
         keeps only (`InferenceAdapter.rows_to_finish`); their other rows are NaN, which
         postprocessing never reads."""
         if not len(prepared.inputs):
@@ -244,8 +244,7 @@ class Predictor:
             return self.network.first_stage(inputs) if staged else self.network(inputs, **prepared.extra)
 
         outputs = first_pass(prepared.inputs)
-        more = None if prepared.extra else self.adapter.second_look(prepared, outputs)
-        if more is not None:
+        while not prepared.extra and (more := self.adapter.second_look(prepared, outputs)) is not None:
             added = first_pass(more.inputs[len(prepared.inputs):])
             outputs = {name: np.concatenate([rows, added[name]]) for name, rows in outputs.items()}
             prepared = more

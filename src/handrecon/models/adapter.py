@@ -141,7 +141,8 @@ class InferenceAdapter(ABC):
         """More views after the first pass: from the first-stage outputs `first` of every row, a
         batch whose `inputs` are `prepared.inputs` with further rows appended (same earlier rows;
         `views` updated to say what they are), or None (default: never). The backend runs the
-        first stage on the new rows only; `rows_to_finish` and `postprocess` see the whole batch."""
+        first stage on the new rows only and asks again (with every row's outputs) until None;
+        `rows_to_finish` and `postprocess` see the whole batch."""
         return None
 
     def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:

@@ -31,10 +31,16 @@ sharper a view's heatmaps, the more it counts; equal weights from a graph withou
 through steps 3-4 once.
 
 The second look (`set_second_look`; `handrecon.load` turns it on for crop models, ``--one-look``
-off): after the first look, a hand whose heatmap peak (as reported: its readings' best) is below
-`SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS` (its side kept) and its views
-averaged as test-time rotations do: the extra crops go to the network for the unsure hands only.
-The hand's reported heatmap_peak and side stay the first look's.
+off), in two rounds after the first look (each hand's side stays the first look's):
+1. a hand given as the whole image (no box) is cropped once more, as its winning reading, around its
+   first-look landmarks (their box × `RECROP_EXPANSION`, at the crop scale a box gets): a second
+   framing (the model trained on crops framed around a box, tighter than most whole images);
+2. each framing whose plain view's heatmap peak is below `SECOND_LOOK_PEAK` is cropped again at
+   `SECOND_LOOK_ROTATIONS`.
+A hand's views are then averaged as test-time rotations are, within a framing ∝ peak^sharpness and
+the framings against each other ∝ their plain views' peak^sharpness: the extra crops go to the
+network for whole-image hands and unsure hands only. The hand's reported heatmap_peak and side stay
+the first look's.
 
 Frames and units follow DESIGN.md: OpenCV camera, metres, pixels with centres at integers.
 This module is numpy only: a model exported to ONNX is served without importing torch.
@@ -75,16 +81,26 @@ TEST_TIME_SHARPNESS = 10.0
 # 11.58 mm PA-MPJPE (one view 12.06, every hand three views 11.26).
 SECOND_LOOK_PEAK = 0.06
 SECOND_LOOK_ROTATIONS = (-45.0, 45.0)
+# The second look's re-crop of a hand given as the whole image: a second framing around its first-look
+# landmarks, their box scaled by RECROP_EXPANSION (the crop then takes a box's crop scale). Chosen on
+# dev draws only (foreign crops seeds 52 and 64, whole, the re-crop replacing the first look): 1.1 /
+# 1.15 / 1.2 / 1.25 / 1.3 gave 11.40 / 11.21 / 11.11 / 11.19 / 11.29 mm PA-MPJPE on average (none:
+# 11.34); both framings averaged at 1.2: 10.82 (docs/model_card_m3dhmr_openhand.md, "A second framing").
+RECROP_EXPANSION = 1.2
+RECROP_MIN_PX = 8.0
 
 
 @dataclass
 class HandViews:
     """One hand's crops. `readings`: the sides tried ("right" only, "left" only, or both when the side
     is read); `views[i]` is reading `reading_of[i]` (an index into `readings`) at network row
-    `rows[i]`. The first look is reading-major × test-time rotations (its first `first_look`
-    views); a second look appends views of the winning reading. `prior`: the log-odds of "left"
-    another reader gave (None: none); `given`: the caller gave the side. `image`, `K`, `scale`:
-    what further views are cropped from."""
+    `rows[i]`, cropped with framing `framing_of[i]` (an index into `framings`: (box, crop scale)
+    pairs; the first is the given box, or the whole image at scale 1). The first look is
+    reading-major × test-time rotations (its first `first_look` views); the second look appends
+    views of the winning reading: a re-crop (a second framing, around the landmarks of a hand given
+    as the whole image: `whole`), then turned views. `prior`: the log-odds of "left" another reader
+    gave (None: none); `given`: the caller gave the side. `image`, `K`: what further views are
+    cropped from. `recropped`, `looked_again`: the rounds of `M3DHMRAdapter.second_look` done."""
 
     box: np.ndarray
     readings: list[str]
@@ -96,9 +112,19 @@ class HandViews:
     scale: float
     prior: float | None = None
     given: bool = True
+    whole: bool = False
 
     def __post_init__(self) -> None:
         self.first_look = len(self.views)
+        self.framings = [(self.box, self.scale)]
+        self.framing_of = [0] * len(self.views)
+        self.recropped = self.looked_again = False
+
+    def add_view(self, view: CropView, reading: int, framing: int, row: int) -> None:
+        self.views.append(view)
+        self.reading_of.append(reading)
+        self.framing_of.append(framing)
+        self.rows.append(row)
 
 
 @register_adapter("m3dhmr")
@@ -161,7 +187,8 @@ class M3DHMRAdapter(InferenceAdapter):
         priors = side_priors if side_priors is not None else [None] * len(images)
         for image, K, image_boxes, image_sides, image_priors in zip(images, Ks, boxes, sides, priors):
             H, W = image.shape[:2]
-            if image_boxes is None:  # the image is the crop: its pixel extent, no expansion
+            whole = image_boxes is None
+            if whole:  # the image is the crop: its pixel extent, no expansion
                 image_boxes, scale = np.array([[-0.5, -0.5, W - 0.5, H - 0.5]]), 1.0
             else:
                 scale = self.crop_scale
@@ -180,7 +207,7 @@ class M3DHMRAdapter(InferenceAdapter):
                 hands.append(HandViews(
                     box, readings, [self._crop(image, K, box, scale, readings[k], angle) for k, angle in pairs],
                     [k for k, _ in pairs], list(range(row, row + len(pairs))), image, K, scale, prior,
-                    side is not None))
+                    side is not None, whole))
                 row += len(pairs)
             views.append(hands)
         crops = [v.image for image_hands in views for hand in image_hands for v in hand.views]
@@ -197,30 +224,61 @@ class M3DHMRAdapter(InferenceAdapter):
             np.zeros((0, 3, size, size), np.float32)
 
     def second_look(self, prepared: Prepared, first: dict[str, np.ndarray]) -> Prepared | None:
-        """When `looks_twice`: each hand whose heatmap peak (as `read_sides` reports it) is below
-        `SECOND_LOOK_PEAK` is cropped again at `SECOND_LOOK_ROTATIONS`, as its winning reading (its
-        side stays). The hands' views are extended in place; the returned batch is `prepared` with
-        those crops appended (None: no hand needs one)."""
+        """When `looks_twice`, in two rounds, each a call (each hand's side stays the first look's):
+
+        1. re-crop: a hand given as the whole image is cropped once more, as its winning reading,
+           around its first-look landmarks (their box × `RECROP_EXPANSION`, at the crop scale a box
+           gets: a second framing, `_landmark_box`);
+        2. turned views: for each framing of a hand, if its plain view's heatmap peak is below
+           `SECOND_LOOK_PEAK`, that framing is cropped again at `SECOND_LOOK_ROTATIONS`.
+
+        Every view of the winning reading is then averaged as test-time rotations are. The hands'
+        views are extended in place; the returned batch is `prepared` with the round's crops
+        appended (None: no round left with a crop to add)."""
         peak = first.get("heatmap_peak")
         if not self.looks_twice or peak is None:
             return None
         hands = [hand for image_hands in prepared.views for hand in image_hands]
-        chosen, _, peaks = self.read_sides(hands, peak)
-        row, crops = len(prepared.inputs), []
-        for hand, k, hand_peak in zip(hands, chosen, peaks):
-            if hand_peak >= SECOND_LOOK_PEAK:
-                continue
-            for angle in SECOND_LOOK_ROTATIONS:
-                view = self._crop(hand.image, hand.K, hand.box, hand.scale, hand.readings[k], angle)
-                hand.views.append(view)
-                hand.reading_of.append(k)
-                hand.rows.append(row)
-                crops.append(view.image)
-                row += 1
-        if not crops:
-            return None
-        return Prepared(np.concatenate([prepared.inputs, self._inputs(crops)]), prepared.views, prepared.Ks,
-                        prepared.image_sizes)
+        chosen, _, _ = self.read_sides(hands, peak)
+        added: list[tuple[HandViews, int, int, CropView]] = []  # hand, reading, framing, view
+        if any(hand.whole and not hand.recropped for hand in hands):
+            for hand, k in zip(hands, chosen):
+                if hand.whole and not hand.recropped:
+                    hand.recropped = True
+                    box = self._landmark_box(hand, k, first["uv_px"])
+                    if box is not None:
+                        hand.framings.append((box, self.crop_scale))
+                        view = self._crop(hand.image, hand.K, box, self.crop_scale, hand.readings[k], 0.0)
+                        added.append((hand, k, len(hand.framings) - 1, view))
+        else:
+            for hand, k in zip(hands, chosen):
+                if hand.looked_again:
+                    continue
+                hand.looked_again = True
+                for f, (box, scale) in enumerate(hand.framings):
+                    plain = next(i for i, (r, g) in enumerate(zip(hand.reading_of, hand.framing_of)) if r == k and g == f)
+                    if peak[hand.rows[plain]] < SECOND_LOOK_PEAK:
+                        added += [(hand, k, f, self._crop(hand.image, hand.K, box, scale, hand.readings[k], angle))
+                                  for angle in SECOND_LOOK_ROTATIONS]
+        if not added:
+            return None if all(hand.looked_again for hand in hands) else self.second_look(prepared, first)
+        row = len(prepared.inputs)
+        for i, (hand, k, f, view) in enumerate(added):
+            hand.add_view(view, k, f, row + i)
+        return Prepared(np.concatenate([prepared.inputs, self._inputs([view.image for *_, view in added])]),
+                        prepared.views, prepared.Ks, prepared.image_sizes)
+
+    def _landmark_box(self, hand: HandViews, k: int, uv_px: np.ndarray) -> np.ndarray | None:
+        """A re-crop's box: reading k's first-look landmarks in the image (averaged over its views),
+        their box scaled by `RECROP_EXPANSION` about its centre, clipped to the image; None where
+        that is under `RECROP_MIN_PX` on a side."""
+        idx = [i for i in range(hand.first_look) if hand.reading_of[i] == k]
+        uv = np.mean([transform_points(np.asarray(uv_px[hand.rows[i]], np.float64), invert_affine(hand.views[i].affine))
+                      for i in idx], axis=0)
+        centre, half = (uv.min(0) + uv.max(0)) / 2, RECROP_EXPANSION * (uv.max(0) - uv.min(0)) / 2
+        H, W = hand.image.shape[:2]
+        lo, hi = np.maximum(centre - half, -0.5), np.minimum(centre + half, (W - 0.5, H - 0.5))
+        return np.r_[lo, hi] if (hi - lo).min() >= RECROP_MIN_PX else None
 
     def read_sides(self, hands: list[HandViews], peak: np.ndarray | None
                    ) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -273,8 +331,9 @@ class M3DHMRAdapter(InferenceAdapter):
         counts = np.array([len(idx) for idx in kept])
         starts = np.cumsum(counts) - counts
         if counts.max() > 1:
-            joints_view, verts_view, uv_view = self._average_views(
-                views, counts, None if peak is None else peak[take], joints_view, verts_view, uv_view)
+            weights = None if peak is None else self._view_log_weights(hands, kept, peak)
+            joints_view, verts_view, uv_view = self._average_views(views, counts, weights, joints_view, verts_view,
+                                                                   uv_view)
         first = [views[i] for i in starts]
         K_view = np.stack([v.K for v in first])
         R = np.stack([v.R for v in first])
@@ -296,17 +355,33 @@ class M3DHMRAdapter(InferenceAdapter):
             ))
         return results
 
-    def _average_views(self, views: list[CropView], counts: np.ndarray, peak: np.ndarray | None, joints: np.ndarray,
-                       verts: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def _view_log_weights(hands: list[HandViews], kept: list[list[int]], peak: np.ndarray) -> np.ndarray:
+        """(N,) log-weights of the kept views (hand-major, as `kept`): within each framing of a hand
+        ∝ peak^`TEST_TIME_SHARPNESS` (as test-time rotations), and the framings (`HandViews.framings`)
+        weighted against each other ∝ their plain views' peak^`TEST_TIME_SHARPNESS`, so that a
+        framing counts as a whole, however many views it has."""
+        out = []
+        for hand, idx in zip(hands, kept):
+            sharp = TEST_TIME_SHARPNESS * log_peak(peak[[hand.rows[i] for i in idx]])
+            framing = np.array([hand.framing_of[i] for i in idx])
+            for f in np.unique(framing):
+                inside = framing == f
+                sharp[inside] += sharp[inside][0] - np.logaddexp.reduce(sharp[inside])  # its plain view first
+            out.append(sharp)
+        return np.concatenate(out)
+
+    def _average_views(self, views: list[CropView], counts: np.ndarray, log_weights: np.ndarray | None,
+                       joints: np.ndarray, verts: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, ...) view-frame outputs of the kept views (`views`, hand-major, `counts` (B,) per
-        hand) → (B, ...) averages in each hand's first view, weighted ∝ peak^`TEST_TIME_SHARPNESS`
-        (`peak` (N,); None: equal weights): X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv)).
+        hand) → (B, ...) averages in each hand's first view, weighted ∝ exp(`log_weights`) ((N,);
+        None: equal weights): X ↦ R₀ Rᵥᵀ X (rows: X Rᵥ R₀ᵀ), uv ↦ affine₀(affineᵥ⁻¹(uv)).
         Hands with fewer views are padded with weight 0."""
         starts = np.cumsum(counts) - counts
         slot = np.arange(counts.max())
         valid = slot < counts[:, None]  # (B, M)
         index = np.where(valid, starts[:, None] + slot, starts[:, None])
-        sharpness = np.zeros(len(views)) if peak is None else TEST_TIME_SHARPNESS * log_peak(peak)
+        sharpness = np.zeros(len(views)) if log_weights is None else log_weights
         sharpness = np.where(valid, sharpness[index], -np.inf)
         weights = np.exp(sharpness - sharpness.max(1, keepdims=True))
         weights /= weights.sum(1, keepdims=True)
