@@ -135,12 +135,15 @@ def test_a_whole_image_hand_is_also_seen_framed_around_its_landmarks(models, bac
     try:
         counts = _decoded_rows(rec, monkeypatch) if backend == "onnx" else None
         both = _hands(rec.predict_batch(IMAGES))
+        monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 1.0)  # every framing unsure: turned too
+        rec.predict_batch(IMAGES)
+        monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 0.0)
         monkeypatch.setattr(m3dhmr_inference, "RECROP_MIN_PX", 1e6)  # no box that large: the first look alone
         alone = _hands(rec.predict_batch(IMAGES))
     finally:
         rec.adapter.set_second_look(False)
     if counts is not None:
-        assert counts[0] == 2 * len(IMAGES)  # each hand's two framings
+        assert counts[:2] == [2 * len(IMAGES), 6 * len(IMAGES)]  # two framings; each also turned +-45
     for f, g, b, a in zip(first, framed, both, alone):
         assert (b.side, b.side_score, b.heatmap_peak) == (f.side, f.side_score, f.heatmap_peak)
         # the re-crop's box is recomputed here from float32 landmarks: equal up to rounding
