@@ -234,7 +234,9 @@ def evaluate(
                             "the views averaged, weighted by their heatmap peaks")
     elif getattr(predictor, "second_look", False):
         result.notes.append("second look: hands with a heatmap peak below the threshold seen again at +-45 degrees, "
-                            "the views averaged, weighted by their heatmap peaks")
+                            "the views averaged, weighted by their heatmap peaks" +
+                            ("; each hand given whole also framed around its landmarks, the framings averaged"
+                             if whole_crops else ""))
     if getattr(predictor, "settings", {}).get("precision") == "int8":
         result.notes.append("int8: the crop model ran its int8 export (int8 convolutions, onnxruntime)")
     if out is not None and rank == 0:
