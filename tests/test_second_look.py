@@ -168,3 +168,23 @@ def test_framings_count_as_wholes_in_the_average():
     p = peak ** m3dhmr_inference.TEST_TIME_SHARPNESS
     np.testing.assert_allclose(w[[0, 2, 3]] / w[[0, 2, 3]].sum(), p[[0, 2, 3]] / p[[0, 2, 3]].sum())
     np.testing.assert_allclose([w[[0, 2, 3]].sum(), w[1]], [p[0] / (p[0] + p[1]), p[1] / (p[0] + p[1])])
+
+
+def test_the_mesh_decoder_runs_in_bounded_chunks(models, monkeypatch):
+    """A staged network's second stage gets at most SECOND_STAGE_ROWS rows per call (onnxruntime's
+    arenas grow to the largest batch), with the same outputs as in one call."""
+    import handrecon.infer.predictor as predictor_module
+
+    onnx_rec = models[1]
+    onnx_rec.adapter.set_second_look(True)
+    try:
+        whole = _hands(onnx_rec.predict_batch(IMAGES))
+        monkeypatch.setattr(predictor_module, "SECOND_STAGE_ROWS", 2)
+        counts = _decoded_rows(onnx_rec, monkeypatch)
+        chunked = _hands(onnx_rec.predict_batch(IMAGES))
+    finally:
+        onnx_rec.adapter.set_second_look(False)
+    assert len(counts) > 1 and max(counts) <= 2
+    for a, b in zip(whole, chunked):  # onnxruntime's kernels sum in another order at another batch size
+        np.testing.assert_allclose(b.vertices, a.vertices, atol=1e-5)
+        np.testing.assert_allclose(b.keypoints_2d, a.keypoints_2d, atol=1e-3)

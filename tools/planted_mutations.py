@@ -258,6 +258,8 @@ MUTATIONS = [
      "while not prepared.extra and (more := self.adapter.second_look(prepared, outputs)) is not None:",
      "for more in [None if prepared.extra else self.adapter.second_look(prepared, outputs)]:\n            if more is None:\n                break",
      ["tests/test_second_look.py"]),
+    ("the mesh decoder takes every row in one call", "src/handrecon/infer/predictor.py",
+     "np.array_split(rows, max(1, -(-len(rows) // SECOND_STAGE_ROWS)))", "[rows]", ["tests/test_second_look.py"]),
     ("an int8 export reports float32", "src/handrecon/infer/onnx.py",
      'return "int8" if "quantization" in json.loads', 'return "float32" if "quantization" in json.loads',
      ["tests/test_infer_onnx.py"]),
