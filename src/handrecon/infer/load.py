@@ -78,9 +78,8 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     Costs one network pass per angle; a model that finds its own hands refuses it (ValueError).
     second_look: a crop model looks again: a hand given as the whole image also framed around its
     landmarks, and turned ±45 degrees where its heatmaps are not sharp (the M3DHMR adapter's
-    docstring; no effect with test-time rotations). None (the
-    default): on for a crop model; False: one look; True: required (a model that finds its own
-    hands refuses it, ValueError)."""
+    docstring; no effect with test-time rotations). None (the default): on for a crop model;
+    False: one look; True: required (a model that finds its own hands refuses it, ValueError)."""
     check_threads(threads)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -54,6 +54,7 @@ class OnnxNetwork:
             raise ValueError(f"{path}: the graph takes {[name for name, _ in inputs]}, not one {INPUT_NAME!r}; not a "
                              "handrecon export")
         self.input_shape = list(inputs[0][1])  # [batch, 3, S, S]; S fixed at export
+        self.precision = _precision(self.metadata)  # read once: every written result's settings name it
 
     @property
     def session(self) -> Any:
@@ -72,14 +73,6 @@ class OnnxNetwork:
                              "graph does not; serve it from its checkpoint (torch)")
         outputs = self.session.run(self.output_names, {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
         return dict(zip(self.output_names, outputs))
-
-    @property
-    def precision(self) -> str:
-        """"int8" for an int8 export (its metadata records a `quantization`), else "float32"."""
-        try:
-            return "int8" if "quantization" in json.loads(self.metadata.get(METADATA_KEY, "{}")) else "float32"
-        except (ValueError, TypeError, RecursionError):
-            return "float32"
 
     def use_stages(self, stage_link: Sequence[str], second_stage_outputs: Sequence[str]) -> bool:
         """Serve the graph in the adapter's two stages (`models.adapter.InferenceAdapter`), as two
@@ -131,3 +124,11 @@ class OnnxNetwork:
                              f"{meta.get('format_version')!r}, this one reads {METADATA_VERSION}); re-export it with "
                              "`handrecon export-onnx`")
         return meta
+
+
+def _precision(metadata: dict[str, str]) -> str:
+    """"int8" for an int8 export (its ``handrecon`` metadata records a `quantization`), else "float32"."""
+    try:
+        return "int8" if "quantization" in json.loads(metadata.get(METADATA_KEY, "{}")) else "float32"
+    except (ValueError, TypeError, RecursionError):
+        return "float32"

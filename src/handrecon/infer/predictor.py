@@ -36,7 +36,7 @@ SIDES = ("left", "right")
 FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
 # A staged network's second stage runs on at most this many rows per call: onnxruntime's arenas grow
 # to the largest batch they see (a whole-image crop's two framings doubled the decoder's rows; 100
-# crops, `reconstruct --crop`: peak memory 845 -> 726 MiB, the same time).
+# crops, `reconstruct --crop`: peak memory 845 -> 714 MiB, the same time).
 SECOND_STAGE_ROWS = 32
 
 # A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
@@ -237,9 +237,9 @@ class Predictor:
     def run_network(self, prepared: Prepared) -> tuple[Prepared, dict[str, np.ndarray]]:
         """The network's outputs for a prepared batch ({} for no input), with the batch they belong
         to: the adapter's second look (`InferenceAdapter.second_look`) may append rows after the
-        first pass, round after round until it returns None. A staged network computes its second-stage outputs for the rows the adapter
-        keeps only (`InferenceAdapter.rows_to_finish`), `SECOND_STAGE_ROWS` at a time; their other
-        rows are NaN, which postprocessing never reads."""
+        first pass, round after round until it returns None. A staged network computes its
+        second-stage outputs for the rows the adapter keeps only (`InferenceAdapter.rows_to_finish`),
+        `SECOND_STAGE_ROWS` at a time; their other rows are NaN, which postprocessing never reads."""
         if not len(prepared.inputs):
             return prepared, {}
         staged = not prepared.extra and getattr(self.network, "staged", False)

@@ -74,8 +74,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: np.ndarray, inp
         proto = onnx.load(str(quantized))
     info = json.loads(meta[METADATA_KEY])
     info["quantization"] = {"dtype": "int8", "ops": list(ops), "weights": "int8 (7-bit range), per output channel",
-                            "activations": "uint8, min-max calibrated", "float32": kept, "calibration_images": int(len(calibration)),
-                            "calibration": calibration_source}
+                            "activations": "uint8, min-max calibrated", "float32": kept,
+                            "calibration_images": int(len(calibration)), "calibration": calibration_source}
     del proto.metadata_props[:]
     for key, value in meta.items():
         entry = proto.metadata_props.add()
