@@ -21,7 +21,9 @@ the check. What it shares with training is only the hand model's mesh and the po
   (uniform over rotations), both sides, focal length 1.2-3 x the crop side.
 
 `--scenes` writes full 384 x 512 images instead, 0-4 hands each (1 in 5 without a hand) anywhere in
-the image at 12-45 % of its height, for detectors (`handrecon evaluate-detector`).
+the image at 12-45 % of its height, for detectors (`handrecon evaluate-detector`). `--scenes --wide`
+frames a group photo: 768 x 1024 images with 0-8 hands at 5-15 % of the height (38-115 px), the
+small hands a detector reading the whole image at its input size barely sees (`detect --tiles`).
 
 Written in handrecon's synthetic dataset format (`docs/data_format.md`) with exact ground truth
 (2D/3D keypoints, vertices, K, side, box, visibility by depth test), so `handrecon evaluate
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +205,20 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer,
 SCENE_H, SCENE_W = 384, 512
 
 
+@dataclass(frozen=True)
+class SceneLayout:
+    """A scene set's framing: image height and width (px), at most `max_hands` hands, each
+    `hand_height` (lo, hi) of the image height."""
+
+    height: int = SCENE_H
+    width: int = SCENE_W
+    max_hands: int = 4
+    hand_height: tuple[float, float] = (0.12, 0.45)
+
+
+WIDE_LAYOUT = SceneLayout(768, 1024, 8, (0.05, 0.15))
+
+
 def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, depth: np.ndarray) -> HandAnnotation:
     """Exact ground truth of a rendered hand: 2D keypoints, visibility (inside the image and not
     behind a rendered surface by more than 12 mm), box = projected mesh and visible keypoints."""
@@ -220,33 +237,35 @@ def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, de
 
 
 def scene_sample(i: int, seed: int, models: dict, photos: list, renderer,
-                 ablate: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray, list]:
-    """A full 384 x 512 image with 0-4 hands (1 in 5 without one) anywhere, 12-45 % of the image
-    height, every orientation, over a photo: for detectors. Returns image, K and the hands."""
+                 ablate: frozenset = frozenset(), layout: SceneLayout = SceneLayout()) -> tuple[np.ndarray, np.ndarray, list]:
+    """A full image of `layout` (default 384 x 512 with 0-4 hands, 1 in 5 without one, at 12-45 %
+    of the image height) with hands anywhere, every orientation, over a photo: for detectors.
+    Returns image, K and the hands."""
     from PIL import Image
 
+    H, W = layout.height, layout.width
     rng = np.random.default_rng([seed, 10**6 + i])
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    f = SCENE_W * rng.uniform(0.8, 1.5)
-    K = np.array([[f, 0, (SCENE_W - 1) / 2], [0, f, (SCENE_H - 1) / 2], [0, 0, 1.0]])
+    f = W * rng.uniform(0.8, 1.5)
+    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
     placed = []
-    for n in range(int(rng.integers(0, 5))):
+    for n in range(int(rng.integers(0, layout.max_hands + 1))):
         side, model, verts, joints = posed_hand(models, rng, g)
         centre = (verts.max(0) + verts.min(0)) / 2
         verts, joints = verts - centre, joints - centre
-        size_px = SCENE_H * rng.uniform(0.12, 0.45)
+        size_px = H * rng.uniform(*layout.hand_height)
         z = f * np.ptp(verts[:, :2], 0).max() / size_px + 0.05 * n  # later hands a little further back
-        target = np.array([rng.uniform(0.08, 0.92) * SCENE_W, rng.uniform(0.08, 0.92) * SCENE_H])
+        target = np.array([rng.uniform(0.08, 0.92) * W, rng.uniform(0.08, 0.92) * H])
         t = z * np.linalg.solve(K, np.r_[target, 1.0])
         placed.append((side, model, verts + t, joints + t))
     rgba, depth = (render([(v, m.faces.numpy()) for _, m, v, _ in placed], K, rng, renderer, ablate) if placed
-                   else (np.zeros((SCENE_H, SCENE_W, 4), np.uint8), np.zeros((SCENE_H, SCENE_W), np.float32)))
+                   else (np.zeros((H, W, 4), np.uint8), np.zeros((H, W), np.float32)))
     photo = photos[rng.integers(len(photos))]
     ph, pw = photo.shape[:2]
-    ch = int(rng.uniform(0.4, 1.0) * min(ph, pw * SCENE_H / SCENE_W))
-    cw = int(ch * SCENE_W / SCENE_H)
+    ch = int(rng.uniform(0.4, 1.0) * min(ph, pw * H / W))
+    cw = int(ch * W / H)
     y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
-    bg = np.asarray(Image.fromarray(photo[y:y + ch, x:x + cw]).resize((SCENE_W, SCENE_H), Image.BILINEAR))
+    bg = np.asarray(Image.fromarray(photo[y:y + ch, x:x + cw]).resize((W, H), Image.BILINEAR))
     if "photo" in ablate:
         bg = np.full_like(bg, 128)
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
@@ -283,10 +302,14 @@ def main() -> None:
                     f"to take away, of {', '.join(ABLATIONS)} (the same hands, poses and framings)")
     ap.add_argument("--scenes", action="store_true",
                     help="full 384x512 images with 0-4 hands anywhere (for detectors) instead of 224 crops")
+    ap.add_argument("--wide", action="store_true",
+                    help="with --scenes: group-photo framing, 768x1024 images with 0-8 hands at 5-15%% of the height")
     args = ap.parse_args()
     ablate = frozenset(a for a in args.ablate.split(",") if a)
     if ablate - set(ABLATIONS):
         ap.error(f"--ablate takes {', '.join(ABLATIONS)}, got {args.ablate!r}")
+    if args.wide and not args.scenes:
+        ap.error("--wide frames scenes: give it with --scenes")
     if args.num < 1 or args.shard_size < 1:
         ap.error(f"--num and --shard-size must be positive, got {args.num} and {args.shard_size}")
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # headless OpenGL, read when pyrender is imported
@@ -298,13 +321,15 @@ def main() -> None:
     init_output(args.out, make_meta("foreign", args.seed, args.num, args.shard_size, "openhand",
                                     topology_sha256(load_openhand()), image_format="png",
                                     renderer="pyrender", backgrounds="scikit-image CC0/public-domain photos"))
-    renderer = pyrender.OffscreenRenderer(SCENE_W, SCENE_H) if args.scenes else pyrender.OffscreenRenderer(SIZE, SIZE)
+    layout = WIDE_LAYOUT if args.wide else SceneLayout()
+    renderer = (pyrender.OffscreenRenderer(layout.width, layout.height) if args.scenes
+                else pyrender.OffscreenRenderer(SIZE, SIZE))
     try:
         for s in range(0, args.num, args.shard_size):
             with ShardWriter(args.out, s // args.shard_size, image_format="png", vertex_dtype="float32") as w:
                 for i in range(s, min(s + args.shard_size, args.num)):
                     if args.scenes:
-                        image, K, hands = scene_sample(i, args.seed, models, photos, renderer, ablate)
+                        image, K, hands = scene_sample(i, args.seed, models, photos, renderer, ablate, layout)
                     else:
                         image, K, hand = sample(i, args.seed, models, photos, renderer, ablate)
                         hands = [hand]

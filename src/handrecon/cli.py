@@ -16,6 +16,10 @@ SECOND_LOOK_HELP = ("A crop model looks again: a hand given as the whole image (
                     "landmarks, and turned +-45 degrees where its keypoint heatmaps are not sharp (about one in five "
                     "on unfamiliar images); the views averaged, the sharper counting more (default; --tta sees every "
                     "hand turned instead). --one-look: a single view per hand, faster (docs/inference.md, 'A second look').")
+TILES_HELP = ("Also read each image as an N x N grid of overlapping tiles, each at the detector's input size, and pool "
+              "the candidates: finds small hands in large photos (group photos, hands under ~15 % of the image "
+              "height; docs/detection.md, 'Small hands in large photos'); N*N+1 detector passes. 1: the whole image "
+              "only (default).")
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
                        "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
 
@@ -285,6 +289,19 @@ def _with_detector_or_exit(predictor, detector: str, score_threshold: float, thr
         raise typer.Exit(2) from None
 
 
+def _set_tiles_or_exit(predictor, tiles: int, model: str) -> None:
+    """A two-stage pipeline's detector reads each image as a `tiles` x `tiles` grid too (``--tiles``);
+    a one-line error and exit code 2 for `tiles` > 1 on a model that finds hands itself (HandOS)."""
+    if tiles == 1:
+        return
+    detector = getattr(predictor, "detector", None) if hasattr(predictor, "at_threshold") else None  # a pipeline's
+    if not hasattr(detector, "tiles"):
+        typer.echo(f"error: --tiles applies to a detector in front of a crop model; {model!r} finds hands itself "
+                   "from the whole image", err=True)
+        raise typer.Exit(2)
+    detector.tiles = tiles
+
+
 def _echo_without_hands(paths: list[str], score_threshold: float, crop_model: bool, thorough: bool = False) -> None:
     """A stderr note on the inputs in which the detector found no hand, and what to try: the served
     threshold is set for precision, and hands that fill the photo or lie on a busy background often
@@ -325,6 +342,7 @@ def reconstruct(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 8x the crop network's time and 2x the detector's."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="Full images: the crop model also reads the detector's weaker candidates and every hand is scored with its keypoint sharpness; finds about twice the hands on unfamiliar images at the same precision (docs/inference.md, 'Hand presence'), for 2-4x the time."),
+    tiles: int = typer.Option(1, "--tiles", min=1, max=8, help=TILES_HELP),
     boxes_file: Optional[Path] = typer.Option(None, "--boxes", help='JSON of hand boxes per image file name (or the end of its path, "b/a.jpg", where two folders hold an a.jpg): {"a.jpg": [[x1, y1, x2, y2], {"box": [...], "side": "left"}]}; a box without a side is read by the crop model with the detector side head\'s reading as a prior, an unlisted image goes to the detector.'),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Videos: no temporal smoothing (hands are still tracked)."),
     min_cutoff: float = typer.Option(1.0, "--min-cutoff", help="Videos: One-Euro filter cut-off at rest, Hz (lower: smoother, more lag)."),
@@ -387,9 +405,10 @@ def reconstruct(
             typer.echo(f"warning: --score-threshold applies to a detector and a crop model; {model!r} filters its "
                        "own queries", err=True)
         predictor = _with_detector_or_exit(predictor, detector, score_threshold, threads, thorough)
-    elif thorough:
-        typer.echo("warning: --thorough applies to full images behind a detector; with --box or --crop "
-                   "there are no candidates to score", err=True)
+        _set_tiles_or_exit(predictor, tiles, model)
+    elif thorough or tiles > 1:
+        typer.echo(f"warning: {'--thorough' if thorough else '--tiles'} applies to full images behind a detector; "
+                   "with --box or --crop no hands are searched for", err=True)
     fitter = None
     if fit:
         from handrecon.infer.fitting import HandFitter
@@ -474,6 +493,7 @@ def detect(
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write the box overlays."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
+    tiles: int = typer.Option(1, "--tiles", min=1, max=8, help=TILES_HELP),
 ) -> None:
     """Find every hand in images: boxes and scores per image (JSON) and an overlay."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -492,7 +512,7 @@ def detect(
     except ValueError as e:  # DetectorError and unknown names are ValueErrors with what to do
         typer.echo(f"error: --detector {detector}: {e}", err=True)
         raise typer.Exit(2) from None
-    model.test_time_flip = tta
+    model.test_time_flip, model.tiles = tta, tiles
     try:
         with Progress(transient=True) as progress:
             task = progress.add_task("detecting", total=None)
@@ -522,6 +542,7 @@ def evaluate_detector_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
     tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
+    tiles: int = typer.Option(1, "--tiles", min=1, max=8, help=TILES_HELP),
 ) -> None:
     """COCO box AP / AP50 / AP75 / recall of a hand detector (pycocotools), precision and the
     false-positive rate on images without a hand; with a side head, side accuracy (detected hands
@@ -536,7 +557,7 @@ def evaluate_detector_cmd(
 
     try:
         model = build_detector(detector)
-        model.test_time_flip = tta
+        model.test_time_flip, model.tiles = tta, tiles
         with Progress(transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
             metrics = evaluate_detector(model, root, split, threshold, limit, lambda _: progress.advance(task), nms_iou)
@@ -544,7 +565,8 @@ def evaluate_detector_cmd(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if out is not None:
-        atomic_write_json(out, {"detector": detector, "test_time_flip": tta, "root": str(root), "split": split, **metrics})
+        atomic_write_json(out, {"detector": detector, "test_time_flip": tta, "tiles": tiles, "root": str(root),
+                                "split": split, **metrics})
     typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
 
 
@@ -566,6 +588,7 @@ def evaluate(
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
     int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct --int8` serves it: its int8 export on onnxruntime (default: the checkpoint on torch)."),
+    tiles: int = typer.Option(1, "--tiles", min=1, max=8, help="A DETECTOR+MODEL pipeline's detector also reads each image as an N x N grid of tiles (reconstruct --tiles)."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -589,6 +612,7 @@ def evaluate(
             typer.echo(f"error: --thorough applies to a DETECTOR+MODEL pipeline, not {checkpoint!r}", err=True)
             raise typer.Exit(2)
         rec = rec.at_threshold(rec.score_threshold, hand_presence=True)
+    _set_tiles_or_exit(rec, tiles, checkpoint)
     try:
         with Progress(transient=True, disable=rank > 0) as progress:
             task = progress.add_task(f"evaluating on {dataset}", total=None)

@@ -91,7 +91,8 @@ def detect_paths(detector: Any, paths: Iterable[str | Path], out: str | Path, sc
                 hand.update(side=side, side_score=round(float(side_score), 4))
         record = {"image": str(path), "size": [int(loaded.size[1]), int(loaded.size[0])], "hands": hands,
                   "detector": detector_name, "score_threshold": score_threshold, "nms_iou": nms_iou,
-                  "test_time_flip": bool(getattr(detector, "test_time_flip", False))}
+                  "test_time_flip": bool(getattr(detector, "test_time_flip", False)),
+                  "tiles": int(getattr(detector, "tiles", 1))}
         written = [str(out / f"{name}.json")]
         atomic_write_json(out / f"{name}.json", record)
         if overlay:

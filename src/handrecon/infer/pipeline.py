@@ -99,11 +99,11 @@ class TwoStagePredictor:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU) and
-        whether hand presence is scored (`--thorough`)."""
+        """`Predictor.settings` plus the detector's operating point (score threshold, NMS IoU), how
+        it reads each image (test-time flip, tiles) and whether hand presence is scored (`--thorough`)."""
         return {**self.crop.settings, "model": self.source, "score_threshold": self.score_threshold,
                 "nms_iou": self.nms_iou, "test_time_flip": bool(getattr(self.detector, "test_time_flip", False)),
-                "hand_presence": self.hand_presence}
+                "tiles": int(getattr(self.detector, "tiles", 1)), "hand_presence": self.hand_presence}
 
     @property
     def faces_right(self) -> np.ndarray:

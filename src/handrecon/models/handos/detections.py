@@ -7,7 +7,7 @@ onnxruntime one (`onnx_detector.py`) share them, so both return the same detecti
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +29,7 @@ INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
 SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, DELTAS_OUTPUT_NAME = "crops", "logits", "deltas"
 METADATA_KEY, METADATA_FORMAT = "handrecon-detector", 1
 OPSET = 17
+TILE_OVERLAP = 0.25  # neighbouring tiles of `tile_boxes` share a quarter of a tile (chosen on dev wide scenes)
 
 
 class DetectorError(ValueError):
@@ -84,21 +85,33 @@ class VerifierSettings:
     with score (s_det ** `detector_weight` * p_hand) ** `exponent` (`verified_scores`; a weight
     below 1 trusts the verifier more than the detector's score). passes: how many times a
     refining verifier reads its boxes; from the second on it reads the boxes it moved (a cascade:
-    the score and the last move come from the box it last looked at)."""
+    the score and the last move come from the box it last looked at). tiled_exponent: the exponent
+    served when the detector also reads tiles (`network_views`; more candidates per image, so more
+    chances of a false one: calibrated apart, `tools/calibrate_box_verifier.py --tiles`); None:
+    `exponent`."""
 
     top_k: int = 20
     candidate_threshold: float = 0.01
     exponent: float = 0.5
     passes: int = 1
     detector_weight: float = 1.0
+    tiled_exponent: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.top_k >= 1 and 0 <= self.candidate_threshold < 1 and self.exponent > 0
-                and self.passes >= 1 and 0 < self.detector_weight <= 1):
+                and self.passes >= 1 and 0 < self.detector_weight <= 1
+                and (self.tiled_exponent is None or self.tiled_exponent > 0)):
             raise ValueError(f"top_k and passes must be >= 1, candidate_threshold in [0, 1), exponent > 0, "
                              f"detector_weight in (0, 1]; got top_k={self.top_k}, passes={self.passes}, "
                              f"candidate_threshold={self.candidate_threshold}, exponent={self.exponent}, "
-                             f"detector_weight={self.detector_weight}")
+                             f"detector_weight={self.detector_weight}, tiled_exponent={self.tiled_exponent}")
+
+    def served(self, tiled: bool) -> "VerifierSettings":
+        """The settings that serve a reading with tiles (`tiled`: `tiled_exponent` as the exponent)
+        or without."""
+        if not tiled or self.tiled_exponent is None:
+            return self
+        return replace(self, exponent=self.tiled_exponent)
 
 
 def read_verifier_settings(folder: str | Path) -> VerifierSettings:
@@ -106,7 +119,7 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     path = Path(folder) / VERIFIER_SETTINGS
     try:
         raw = json.loads(path.read_text())
-        optional = {"passes", "detector_weight"}  # settings written before they existed keep their defaults
+        optional = {"passes", "detector_weight", "tiled_exponent"}  # settings written before they existed keep their defaults
         settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__
                                        if k in raw or k not in optional})
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -129,7 +142,7 @@ def reachable_floor(score_threshold: float, exponent: float, detector_weight: fl
     return max(float(score_threshold), 0.0) ** power * (1.0 - 1e-6)
 
 
-def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -> tuple[float, int]:
+def candidate_selection(verifier: Any, score_threshold: float, max_hands: int, tiled: bool = False) -> tuple[float, int]:
     """The (score threshold, count) at which a detector selects its candidates: the request's
     without a verifier; with one, its candidates (at most top_k, down to its candidate threshold or
     the request's, the lower) that can still be served at `score_threshold` (`reachable_floor`).
@@ -138,63 +151,111 @@ def candidate_selection(verifier: Any, score_threshold: float, max_hands: int) -
     verifier most of its crops at a served threshold (at 0.5 the shipped verifier's floor is a
     detector score of 0.42). The verifier reads no more than `max_hands` candidates either (the
     highest-scored): its crops are what a low threshold costs (a video's track threshold, 0.2,
-    reads 8 per frame: `infer.video`)."""
+    reads 8 per frame: `infer.video`). tiled: the image was read with tiles (`VerifierSettings.served`)."""
     if verifier is None:
         return score_threshold, max_hands
-    settings = verifier.settings
+    settings = verifier.settings.served(tiled)
     floor = reachable_floor(score_threshold, settings.exponent, settings.detector_weight)
     return max(min(score_threshold, settings.candidate_threshold), floor), min(settings.top_k, max_hands)
 
 
-def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms_iou: float) -> Detections:
+def verified_candidates(verifier: Any, image: np.ndarray, found: Detections, nms_iou: float,
+                        tiled: bool = False) -> Detections:
     """One image's candidates `found` as `verifier` serves them, before any threshold: each moved by
     its deltas (a verifier that refines; clipped to the image; `passes` times, each pass reading the
     boxes the last one moved), scored `verified_scores` with the last pass's p_hand, then greedy NMS
     at `nms_iou` on the moved boxes (two boxes moved onto one hand keep the better), highest first;
-    scores in float64, as thresholds compare them."""
+    scores in float64, as thresholds compare them; `tiled` as `candidate_selection`."""
+    settings = verifier.settings.served(tiled)
     moved = found.boxes
-    for _ in range(verifier.settings.passes):
+    for _ in range(settings.passes):
         p_hand, moved = verifier.verify(image, moved)
         moved = np.clip(moved, 0, [image.shape[1], image.shape[0]] * 2).astype(np.float32)
-    scores = verified_scores(found.scores, p_hand, verifier.settings.exponent, verifier.settings.detector_weight)
+    scores = verified_scores(found.scores, p_hand, settings.exponent, settings.detector_weight)
     keep = nms(moved, scores, nms_iou)
     return Detections(moved[keep], scores[keep], found.query[keep])
 
 
 def verify_detections(verifier: Any, images: list[np.ndarray], found: list[Detections], score_threshold: float,
-                      nms_iou: float, max_hands: int) -> list[Detections]:
+                      nms_iou: float, max_hands: int, tiled: bool = False) -> list[Detections]:
     """`found` (candidates selected by `candidate_selection`) as `verifier` (a
     `box_verifier.BoxVerifierHead` or `onnx_detector.OnnxBoxVerifier`; None: unchanged) serves them
-    (`verified_candidates`), those >= `score_threshold`, at most `max_hands`."""
+    (`verified_candidates`), those >= `score_threshold`, at most `max_hands`; `tiled` as
+    `candidate_selection`."""
     if verifier is None:
         return found
     verified = []
     for image, det in zip(images, found):
-        det = verified_candidates(verifier, image, det, nms_iou)
+        det = verified_candidates(verifier, image, det, nms_iou, tiled)
         keep = np.flatnonzero(det.scores >= score_threshold)[:max_hands]
         verified.append(Detections(det.boxes[keep], det.scores[keep].astype(np.float32), det.query[keep]))
     return verified
 
 
-def network_inputs(images: list[np.ndarray], test_time_flip: bool) -> list[np.ndarray]:
-    """The images a detector's network reads: `images`, then (test_time_flip) their mirror images."""
-    return images + [np.ascontiguousarray(im[:, ::-1]) for im in images] if test_time_flip else images
+@dataclass(frozen=True)
+class View:
+    """One network input of `network_views`: the pixels `box` (x0, y0, x1, y1; x1, y1 exclusive) of
+    image `index` (the whole image or a tile of it), read as they are or `mirrored`."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    mirrored: bool = False
+
+
+def tile_boxes(height: int, width: int, grid: int, overlap: float = TILE_OVERLAP) -> np.ndarray:
+    """The `grid` x `grid` tiles of a `height` x `width` image, each 1 / (grid - (grid - 1) *
+    overlap) of its height and width, neighbours sharing `overlap` of a tile, the outer ones on the
+    image's edges: (grid ** 2, 4) int x0, y0, x1, y1 px (x1, y1 exclusive), row by row."""
+    frac = 1.0 / (grid - (grid - 1) * overlap)
+    th, tw = max(1, round(height * frac)), max(1, round(width * frac))
+    y0, x0 = np.meshgrid(np.linspace(0, height - th, grid).round().astype(int),
+                         np.linspace(0, width - tw, grid).round().astype(int), indexing="ij")
+    return np.stack([x0.ravel(), y0.ravel(), x0.ravel() + tw, y0.ravel() + th], 1)
+
+
+def network_views(images: list[np.ndarray], test_time_flip: bool = False, tiles: int = 1) -> tuple[list[np.ndarray], list[View]]:
+    """What a detector's network reads for `images` and where each input comes from: every image
+    whole and (tiles > 1) its `tile_boxes` grid of `tiles` x `tiles`, each read at the network's
+    input size, so a hand that is small in a large photo is read larger (`handrecon detect
+    --tiles`); then (test_time_flip) the mirror image of each of those. Returns the inputs and
+    their `View`s; `find_hands` pools each image's views' candidates."""
+    if int(tiles) != tiles or tiles < 1:
+        raise ValueError(f"tiles must be a whole number >= 1 (1: the whole image only), got {tiles!r}")
+    views = []
+    for i, image in enumerate(images):
+        h, w = image.shape[:2]
+        views.append(View(i, (0, 0, w, h)))
+        if tiles > 1:
+            views += [View(i, tuple(int(v) for v in box)) for box in tile_boxes(h, w, int(tiles))]
+    if test_time_flip:
+        views += [View(v.index, v.box, mirrored=True) for v in views]
+    inputs = []
+    for v in views:
+        x0, y0, x1, y1 = v.box
+        pixels = images[v.index][y0:y1, x0:x1]
+        inputs.append(np.ascontiguousarray(pixels[:, ::-1]) if v.mirrored else pixels)
+    return inputs, views
 
 
 def find_hands(images: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int],
                scales: np.ndarray, score_threshold: float, nms_iou: float, max_hands: int, verifier: Any = None,
-               side_head: Any = None, test_time_flip: bool = False) -> list[Detections]:
-    """Every detector's `detect` after its network (torch and onnxruntime alike): boxes (B', Q, 4)
-    and scores (B', Q) of the padded input of `input_size` (H, W), scales (B',) of the
-    `network_inputs` (B' = B, or 2B with test_time_flip: the mirror images' queries join each
-    image's, flipped back) -> per image `select_detections` (a verifier's candidates when there is
-    one, `candidate_selection`), `verify_detections`, `attach_sides`."""
-    threshold, count = candidate_selection(verifier, score_threshold, max_hands)
-    B = len(images)
-    found = [select_detections(boxes[i], scores[i], input_size, scales[i], image.shape[:2], threshold, nms_iou, count,
-                               mirrored=(boxes[B + i], scores[B + i]) if test_time_flip else None)
-             for i, image in enumerate(images)]
-    return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, nms_iou, max_hands))
+               side_head: Any = None, views: list[View] | None = None) -> list[Detections]:
+    """Every detector's `detect` after its network (torch and onnxruntime alike): boxes (V, Q, 4)
+    and scores (V, Q) of the padded inputs of `input_size` (H, W), scales (V,) of the
+    `network_views` `views` (None: one input per image, the image itself) -> per image
+    `select_detections` over its views' queries (a verifier's candidates when there is one,
+    `candidate_selection`), `verify_detections`, `attach_sides`; a reading with tiles is served
+    with its own calibration (`VerifierSettings.served`)."""
+    views = views if views is not None else [View(i, (0, 0, im.shape[1], im.shape[0])) for i, im in enumerate(images)]
+    tiled = any(v.box != (0, 0, images[v.index].shape[1], images[v.index].shape[0]) for v in views)
+    threshold, count = candidate_selection(verifier, score_threshold, max_hands, tiled)
+    found = []
+    for i in range(len(images)):
+        own = [k for k, v in enumerate(views) if v.index == i]
+        found.append(select_detections(boxes[own], scores[own], input_size, scales[own], [views[k] for k in own],
+                                       threshold, nms_iou, count))
+    return attach_sides(side_head, images, verify_detections(verifier, images, found, score_threshold, nms_iou, max_hands,
+                                                             tiled))
 
 
 def head_sources(side_head: Any, verifier: Any) -> dict:
@@ -261,29 +322,27 @@ def prepare_arrays(images: list[np.ndarray], config: DetectorConfig) -> tuple[np
     return pixels, mask, np.asarray([s for _, s in resized])
 
 
-def query_boxes(boxes: np.ndarray, input_size: tuple[int, int], scale: float, image_hw: tuple[int, int],
-                mirrored: bool = False) -> np.ndarray:
-    """Queries' boxes (Q, 4) cxcywh normalised to the padded input of `input_size` (H, W) -> (Q, 4)
-    x1, y1, x2, y2 in the image's pixels; mirrored: read on the image's mirror image, flipped back."""
+def query_boxes(boxes: np.ndarray, input_size: tuple[int, int], scale: float, view: View) -> np.ndarray:
+    """Queries' boxes (Q, 4) cxcywh normalised to the padded input of `input_size` (H, W), read on
+    `view` at `scale` (network px per image px) -> (Q, 4) x1, y1, x2, y2 in the image's pixels,
+    clipped to the view (a mirrored view's boxes flipped back)."""
     H, W = input_size
+    x0, y0, x1, y1 = view.box
     xyxy = cxcywh_to_xyxy(np.asarray(boxes, np.float32)) * [W, H, W, H] / scale
-    xyxy = np.clip(xyxy, 0, [image_hw[1], image_hw[0]] * 2)
-    if mirrored:
-        xyxy[:, [0, 2]] = image_hw[1] - xyxy[:, [2, 0]]
-    return xyxy
+    xyxy = np.clip(xyxy, 0, [x1 - x0, y1 - y0] * 2)
+    if view.mirrored:
+        xyxy[:, [0, 2]] = (x1 - x0) - xyxy[:, [2, 0]]
+    return xyxy + np.array([x0, y0, x0, y0], np.float32)
 
 
-def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scale: float,
-                      image_hw: tuple[int, int], score_threshold: float, nms_iou: float, max_hands: int,
-                      mirrored: tuple[np.ndarray, np.ndarray] | None = None) -> Detections:
-    """One image's detections from its queries: boxes (Q, 4) cxcywh normalised to the padded input
-    of `input_size` (H, W), scores (Q,), and the (boxes, scores) of its mirror image's queries
-    (test-time flip) where given; `assign.select_instances` over them all, boxes in image pixels."""
-    xyxy = query_boxes(boxes, input_size, scale, image_hw)
-    s = np.asarray(scores, np.float32)
-    if mirrored is not None:
-        xyxy = np.concatenate([xyxy, query_boxes(mirrored[0], input_size, scale, image_hw, mirrored=True)])
-        s = np.concatenate([s, np.asarray(mirrored[1], np.float32)])
+def select_detections(boxes: np.ndarray, scores: np.ndarray, input_size: tuple[int, int], scales: np.ndarray,
+                      views: list[View], score_threshold: float, nms_iou: float, max_hands: int) -> Detections:
+    """One image's detections from the queries of its network `views`: boxes (V, Q, 4) cxcywh
+    normalised to the padded input of `input_size` (H, W), scores (V, Q), scales (V,); every
+    view's boxes in the image's pixels (`query_boxes`), then `select_instances` over them all
+    (query: the index into the V * Q pooled queries)."""
+    xyxy = np.concatenate([query_boxes(b, input_size, s, v) for b, s, v in zip(boxes, scales, views)])
+    s = np.asarray(scores, np.float32).reshape(-1)
     keep = select_instances(s, xyxy, score_threshold, nms_iou, max_hands)
     return Detections(xyxy[keep], s[keep], keep)
 

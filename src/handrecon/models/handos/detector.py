@@ -43,7 +43,7 @@ from torch import nn
 from handrecon.checkpoint import CheckpointError
 from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, network_inputs,
+    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, network_views,
     prepare_arrays, read_box_sides,
 )
 from handrecon.models.handos.box_verifier import load_box_verifier
@@ -124,6 +124,7 @@ class Detector(nn.Module):
         self.side_head: Any = None  # `side_head.SideHead`: left / right per detected box (`detect`)
         self.verifier: Any = None  # `box_verifier.BoxVerifierHead`: re-scores the candidates (`detect`)
         self.test_time_flip = False  # `detect` also reads each image's mirror image and pools the candidates
+        self.tiles = 1  # > 1: `detect` also reads each image as a tiles x tiles grid (`detections.network_views`)
         self._last: tuple[torch.Tensor, torch.Tensor, DetectorOutput] | None = None  # (pixels, mask, output)
         self.model.get_submodule(self.decoder_path).register_forward_pre_hook(self._capture_decoder_inputs, with_kwargs=True)
         for stage in self._backbone_stages():
@@ -233,11 +234,11 @@ class Detector(nn.Module):
         With a box verifier the scores are the verified ones (`detections.verify_detections`)."""
         if not images:
             return []
-        prep = self.prepare(network_inputs(images, self.test_time_flip))
+        inputs, views = network_views(images, self.test_time_flip, self.tiles)
+        prep = self.prepare(inputs)
         out = self(prep.pixel_values, prep.pixel_mask)
         return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,
-                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head,
-                          self.test_time_flip)
+                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head, views)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
@@ -245,7 +246,7 @@ class Detector(nn.Module):
 
     def describe(self) -> dict:
         return {"kind": self.kind, **self.config.__dict__, **head_sources(self.side_head, self.verifier),
-                "test_time_flip": self.test_time_flip}
+                "test_time_flip": self.test_time_flip, "tiles": self.tiles}
 
 
 class DeformableDetrDetector(Detector):

@@ -36,7 +36,7 @@ from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, D
 from handrecon.models.handos.detections import (
     DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
     SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
-    find_hands, head_sources, network_inputs, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops,
+    find_hands, head_sources, network_views, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops,
     read_verifier_settings,
 )
 from handrecon.registry import register_detector
@@ -117,16 +117,18 @@ class OnnxDetector:
             raise ValueError(f"{path}: not a handrecon detector export (config {config!r}: {e}); export it again") from None
         self.path, self.side_head, self.verifier = Path(path), side_head, verifier
         self.test_time_flip = False  # `Detector.test_time_flip`
+        self.tiles = 1  # `Detector.tiles`
 
     def detect(self, images: list[np.ndarray], score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                nms_iou: float = DEFAULT_NMS_IOU, max_hands: int = DEFAULT_MAX_HANDS) -> list[Detections]:
         """Hands in each RGB uint8 image, as `Detector.detect`."""
         if not images:
             return []
-        pixels, _, scale = prepare_arrays(network_inputs(images, self.test_time_flip), self.config)
+        inputs, views = network_views(images, self.test_time_flip, self.tiles)
+        pixels, _, scale = prepare_arrays(inputs, self.config)
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         return find_hands(images, boxes, scores, tuple(pixels.shape[-2:]), scale, score_threshold, nms_iou, max_hands,
-                          self.verifier, self.side_head, self.test_time_flip)
+                          self.verifier, self.side_head, views)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""
@@ -134,7 +136,7 @@ class OnnxDetector:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "backend": self.backend, "onnx": str(self.path), **asdict(self.config),
-                **head_sources(self.side_head, self.verifier), "test_time_flip": self.test_time_flip}
+                **head_sources(self.side_head, self.verifier), "test_time_flip": self.test_time_flip, "tiles": self.tiles}
 
 
 def folder_fingerprint(folder: Path, names: tuple[str, ...] = ("model.safetensors", "detector.json", "config.json")) -> str:
