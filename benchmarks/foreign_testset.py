@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -205,8 +205,7 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer,
 SCENE_H, SCENE_W = 384, 512
 
 
-@dataclass(frozen=True)
-class SceneLayout:
+class SceneLayout(NamedTuple):
     """A scene set's framing: image height and width (px), at most `max_hands` hands, each
     `hand_height` (lo, hi) of the image height."""
 

@@ -126,6 +126,10 @@ def test_cli_tiles(tmp_path):
     assert json.loads((tmp_path / "o" / "a.json").read_text())["tiles"] == 2
     r = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o0"), "--tiles", "0"])
     assert r.exit_code == 2 and "--tiles" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(tmp_path / "r"), "--tiles", "2",
+                            "--formats", "", "--no-overlay"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "r" / "a.json").read_text())["model"]["tiles"] == 2  # the pipeline's detector
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(tmp_path / "h"),
                             "--model", "handos-openhand", "--tiles", "2"])
     assert r.exit_code == 2 and "--tiles applies to a detector in front of a crop model" in r.output, r.output
@@ -167,3 +171,32 @@ def test_a_tiled_reading_is_served_with_its_own_calibration():
     shipped = read_verifier_settings(ASSET_DIR / "box_verifier")
     assert shipped.tiled_exponent is not None and shipped.tiled_exponent > shipped.exponent
     assert shipped.served(True).exponent == shipped.tiled_exponent and shipped.served(False) is shipped
+
+
+def test_calibrate_tiles_picks_the_lowest_threshold_meeting_both_targets(monkeypatch):
+    """tools/calibrate_tiles.py: the lowest threshold (steps of 0.01 from 0.5) at which every
+    development set reaches the precision target and the hand-free set the hand-free target."""
+    from helpers import load_script
+
+    tool = load_script("tools/calibrate_tiles.py")
+    hand = np.array([[10.0, 10, 50, 50]])
+    false = np.array([[200.0, 200, 240, 240]])
+
+    def scenes(false_score: float, n: int = 10):  # every image: one hand found at 0.9, one false box
+        return ([hand] * n, [np.zeros(1, bool)] * n, [np.concatenate([hand, false])] * n,
+                [np.array([0.9, false_score])] * n)
+
+    def hand_free(score: float, n: int = 100, hits: int = 3):  # `hits` of n images get a box at `score`
+        return ([np.zeros((0, 4))] * n, [np.zeros(0, bool)] * n,
+                [false] * hits + [np.zeros((0, 4))] * (n - hits), [np.array([score])] * hits + [np.zeros(0)] * (n - hits))
+
+    fake = {"a": scenes(0.57), "b": scenes(0.53), "free": hand_free(0.6)}
+    monkeypatch.setattr(tool, "served_candidates", lambda detector, root: fake[root])
+    found = tool.calibrate(None, ["a", "b"], "free", precision=0.92, hand_free_rate=0.04)
+    assert found["threshold"] == 0.58  # both sets' false boxes (0.57, 0.53) under it; 3 % hand-free is allowed
+    assert found["sets"]["a"]["precision"] == 1.0 and found["sets"]["a"]["recall50"] == 1.0
+    fake["free"] = hand_free(0.7, hits=5)  # 5 % until 0.71
+    assert tool.calibrate(None, ["a", "b"], "free", 0.92, 0.04)["threshold"] == 0.71
+    fake["a"] = scenes(0.95)  # a false box above every true one: no threshold reaches the precision
+    with pytest.raises(ValueError, match="no threshold"):
+        tool.calibrate(None, ["a", "b"], "free", 0.92, 0.04)

@@ -65,3 +65,29 @@ def test_an_ablation_renders_the_same_hands_with_one_difference_taken_away(tmp_p
                            capture_output=True, text=True)  # was "wrote 0 foreign crops" and an empty data set
     assert empty.returncode == 2 and "--num and --shard-size must be positive" in empty.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_wide_scenes_frame_small_hands_in_a_large_image(tmp_path):
+    """`--scenes --wide`: 768 x 1024 group-photo framing, up to 8 hands, each at about 5-15 % of the
+    image height (its box: the projected mesh, so a little over or under); `--wide` alone is refused."""
+    from handrecon.data.loaders import build_dataset
+    from handrecon.geometry.camera import project
+
+    tool = Path(__file__).resolve().parents[1] / "benchmarks" / "foreign_testset.py"
+    run = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "w"), "--num", "4", "--scenes", "--wide",
+                          "--seed", "3"], capture_output=True, text=True)
+    if run.returncode != 0 and "EGL" in run.stderr:
+        pytest.skip(f"pyrender cannot open an EGL context here: {run.stderr.strip().splitlines()[-1]}")
+    assert run.returncode == 0, run.stderr
+    ds = build_dataset("synthetic", tmp_path / "w", "all")
+    hands = [h for i in range(4) for h in ds[i].hands]
+    assert {ds[i].image.shape for i in range(4)} == {(768, 1024, 3)} and hands
+    assert all(len(ds[i].hands) <= 8 for i in range(4))
+    for i in range(4):
+        for h in ds[i].hands:
+            np.testing.assert_allclose(project(h.keypoints_3d.astype(np.float64), ds[i].K), h.keypoints_2d, atol=1e-2)
+    extent = np.array([(h.box[2:] - h.box[:2]).max() for h in hands if (h.box[:2] > 0).all() and (h.box[2:] < [1023, 767]).all()])
+    assert len(extent) and (extent > 0.03 * 768).all() and (extent < 0.2 * 768).all()
+    bad = subprocess.run([sys.executable, str(tool), "--out", str(tmp_path / "x"), "--num", "1", "--wide"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--wide frames scenes" in bad.stderr

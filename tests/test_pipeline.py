@@ -171,7 +171,7 @@ def test_settings_name_the_model_its_operating_point_and_rotations(ckpt, tmp_pat
     assert pipeline.settings == {"model": "fake+crop", "test_time_rotations": [0.0, -45.0, 45.0], "second_look": False,
                                  "precision": "float32",
                                  "score_threshold": 0.3, "nms_iou": 0.6, "test_time_flip": True,  # --tta: both stages
-                                 "hand_presence": False}
+                                 "tiles": 1, "hand_presence": False}
     image = np.zeros((90, 120, 3), np.uint8)
     write_result(pipeline.predict(image), image, tmp_path, "a", mesh_formats=(), overlay=False,
                  settings=pipeline.settings)

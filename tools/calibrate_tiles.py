@@ -10,10 +10,11 @@ serves tiled reading with less precision. This finds, on development scene sets 
 ``--tiles`` (wide shots: `benchmarks/foreign_testset.py --scenes --wide`, `handrecon synth
 --image-size 768x1024 --set 'hand_size=[0.05, 0.15]'`), the lowest T >= 0.5 in steps of 0.01 at which
 the served scores (at the whole-image exponent e) reach ``--precision`` (0.92, as the whole-image
-calibration) on every ``--root`` and give at most ``--hand-free-rate`` (0.04) of the
-``--hand-free-root`` images a hand; then a tiled exponent e * ln 0.5 / ln T maps T to the served
-threshold 0.5 (`VerifierSettings.tiled_exponent`), written into ``box_verifier/serving.json`` with
-what it was measured from. The ranking, and with it AP, does not change. Prints what it measured.
+calibration) on every ``--root``, still finding hands there, and give at most ``--hand-free-rate``
+(0.04) of the ``--hand-free-root`` images a hand; then a tiled exponent e * ln 0.5 / ln T maps T to
+the served threshold 0.5 (`VerifierSettings.tiled_exponent`), written into
+``box_verifier/serving.json`` with what it was measured from. The ranking, and with it AP, does not
+change. Prints what it measured.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def calibrate(detector, roots: list[str], hand_free_root: str, precision: float,
     for T in THRESHOLDS:
         at = {root: threshold_metrics(s[0], s[2], s[3], float(T), s[1]) for root, s in sets.items()}
         rate = threshold_metrics(free[0], free[2], free[3], float(T), free[1])["no_hand_fp_rate"]
-        if all(m["precision_at_threshold"] >= precision for m in at.values()) and rate <= hand_free_rate:
+        if all(m["precision_at_threshold"] >= precision and m["recall50_at_threshold"] > 0 for m in at.values()) \
+                and rate <= hand_free_rate:  # a threshold that keeps nothing is not precise: it finds no hand
             return {"threshold": float(T), "target_precision": precision, "target_no_hand_fp_rate": hand_free_rate,
                     "no_hand_fp_rate": rate, "hand_free_root": hand_free_root, "hand_free_images": len(free[0]),
                     "sets": {root: {"precision": m["precision_at_threshold"], "recall50": m["recall50_at_threshold"],

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 149, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 163, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -118,7 +118,22 @@ MUTATIONS = [
     ("HandOS heatmap 'init' ignores the heatmap", "src/handrecon/models/handos/decoder.py",
      "start = joint_start.to(start.dtype).clamp(1e-4, 1 - 1e-4)", "pass", ["tests/test_handos.py"]),
     ("detectors (ONNX and torch, detections.find_hands) drop the letterbox scale", "src/handrecon/models/handos/detections.py",
-     "input_size, scales[i], image.shape[:2]", "input_size, 1.0, image.shape[:2]", ["tests/test_detector.py"]),
+     "query_boxes(b, input_size, s, v) for b, s, v", "query_boxes(b, input_size, 1.0, v) for b, s, v",
+     ["tests/test_detector.py"]),
+    ("a tile's boxes left in the tile's pixels (offset dropped)", "src/handrecon/models/handos/detections.py",
+     "return xyxy + np.array([x0, y0, x0, y0], np.float32)", "return xyxy", ["tests/test_detector_tiles.py"]),
+    ("a mirrored tile flipped back about the image's width", "src/handrecon/models/handos/detections.py",
+     "xyxy[:, [0, 2]] = (x1 - x0) - xyxy[:, [2, 0]]", "xyxy[:, [0, 2]] = x1 - xyxy[:, [2, 0]]",
+     ["tests/test_detector_tiles.py"]),
+    ("tiles without overlap", "src/handrecon/models/handos/detections.py",
+     "frac = 1.0 / (grid - (grid - 1) * overlap)", "frac = 1.0 / grid", ["tests/test_detector_tiles.py"]),
+    ("a tiled reading served at the whole image's operating point", "src/handrecon/models/handos/detections.py",
+     "threshold, count = candidate_selection(verifier, score_threshold, max_hands, tiled)",
+     "tiled = False\n    threshold, count = candidate_selection(verifier, score_threshold, max_hands, tiled)",
+     ["tests/test_detector_tiles.py"]),
+    ("--tiles read as the whole image only", "src/handrecon/models/handos/detections.py",
+     "        if tiles > 1:\n            views +=", "        if tiles > 8:\n            views +=",
+     ["tests/test_detector_tiles.py"]),
     ("HO3D submission left in the OpenCV frame", "src/handrecon/eval/submission.py",
      "write_freihand_submission(path, op21_to_mano21(xyz) * GL_TO_CV, verts * GL_TO_CV)",
      "write_freihand_submission(path, op21_to_mano21(xyz), verts)", ["tests/test_eval_runner.py"]),
@@ -291,8 +306,8 @@ MUTATIONS = [
      "iou = np.where(np.asarray(detectable, bool)[None], box_iou(boxes, gt), 0.0)", "iou = box_iou(boxes, gt)",
      ["tests/test_box_verifier.py"]),
     ("box verifier: settings with zero passes accepted", "src/handrecon/models/handos/detections.py",
-     "                and self.passes >= 1 and 0 < self.detector_weight <= 1):",
-     "                and 0 < self.detector_weight <= 1):", ["tests/test_box_verifier.py"]),
+     "                and self.passes >= 1 and 0 < self.detector_weight <= 1\n",
+     "                and 0 < self.detector_weight <= 1\n", ["tests/test_box_verifier.py"]),
     ("box verifier ensemble: mean logit instead of mean p_hand", "src/handrecon/models/handos/box_verifier.py",
      "mean_logit = torch.logsumexp(F.logsigmoid(stacked), 0) - torch.logsumexp(F.logsigmoid(-stacked), 0)",
      "mean_logit = stacked.mean(0)", ["tests/test_box_verifier.py"]),

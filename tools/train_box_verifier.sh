@@ -15,6 +15,7 @@
 # of the detector folder ($RUN/detector_with_box_verifier), calibrate its served exponent on the
 # detector's validation shard and 1000 hand-free scenes drawn like the held-out ones (seed 2000;
 # tools/calibrate_box_verifier.py: two passes, the detector's score weighted 0.5, precision 0.92, at most 4 % hand-free),
+# the tiled reading's operating point on development wide shots (tools/calibrate_tiles.py, about 6 min),
 # and evaluate that folder on held-out
 # scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is installed, on the foreign
 # scenes. Serve it with --detector handrecon-hand-detector:$RUN/detector_with_box_verifier. A
@@ -81,6 +82,18 @@ $PY tools/package_model.py "$RUN" "${RUN}_v" --name box_verifier --out-root "$TR
 $PY tools/calibrate_box_verifier.py --detector "$TRIAL" --root "$DATA/train" --candidates "$DATA/candidates/train.npz" \
     --hand-free-root "$DATA/calib_handfree" --hand-free-candidates "$FREE" --passes 2 --detector-weight 0.5 \
     --precision 0.92 --hand-free-rate 0.04
+# The tiled reading's own operating point (detect --tiles; tools/calibrate_tiles.py) on development wide shots:
+# 768x1024, 0-8 hands at 5-15 % of the height, ours (seed 7200) and, with `.[foreign]`, the foreign renderer's (seed 80).
+WIDE=(--preset scene --image-size 768x1024 --workers 2 --quiet --backgrounds "$PHOTOS")
+$HR synth "${WIDE[@]}" --set "num_hands=[0, 8]" --set "hand_size=[0.05, 0.15]" --num 150 --seed 7200 --out "$DATA/wide_dev7200"
+$HR synth "${WIDE[@]}" --set "num_hands=[0, 0]" --num 300 --seed 3201 --out "$DATA/wide_handfree_dev3201"
+TILE_ROOTS=(--root "$DATA/wide_dev7200")
+if $PY -c "import pyrender, skimage" 2>/dev/null; then
+    [ -f "$DATA/foreign_wide_dev80/meta.json" ] || \
+        $PY benchmarks/foreign_testset.py --scenes --wide --num 150 --seed 80 --out "$DATA/foreign_wide_dev80"
+    TILE_ROOTS+=(--root "$DATA/foreign_wide_dev80")
+fi
+$PY tools/calibrate_tiles.py --detector "$TRIAL" "${TILE_ROOTS[@]}" --hand-free-root "$DATA/wide_handfree_dev3201" --tiles 3
 $HR evaluate-detector --root "$DATA/heldout" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/heldout_metrics.json"
 if [ -f "$DATA/foreign/meta.json" ]; then
     $HR evaluate-detector --root "$DATA/foreign" --detector "handrecon-hand-detector:$TRIAL" --out "$RUN/foreign_metrics.json"

@@ -100,6 +100,9 @@ class OnnxBoxVerifier:
         return out[SIDE_OUTPUT_NAME], out.get(DELTAS_OUTPUT_NAME)
 
 
+MAX_VIEWS_PER_RUN = 32  # network inputs per onnxruntime call: its arenas grow to the largest batch (16 tiled images: 160)
+
+
 class OnnxDetector:
     """A detector exported by `onnx_export.export_detector_onnx`, on onnxruntime (CPU, `threads`
     intra-op threads): ``detect`` as `Detector.detect`. side_head: an `OnnxSideHead`, a torch
@@ -125,8 +128,11 @@ class OnnxDetector:
         if not images:
             return []
         inputs, views = network_views(images, self.test_time_flip, self.tiles)
-        pixels, _, scale = prepare_arrays(inputs, self.config)
-        scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
+        runs = []
+        for start in range(0, len(inputs), MAX_VIEWS_PER_RUN):  # square inputs: every chunk the same size
+            pixels, _, scale = prepare_arrays(inputs[start:start + MAX_VIEWS_PER_RUN], self.config)
+            runs.append((*self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels}), scale))
+        scores, boxes, scale = (np.concatenate(parts) for parts in zip(*runs))
         return find_hands(images, boxes, scores, tuple(pixels.shape[-2:]), scale, score_threshold, nms_iou, max_hands,
                           self.verifier, self.side_head, views)
 
