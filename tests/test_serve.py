@@ -86,6 +86,11 @@ def test_the_page_threshold_reaches_the_detector(tmp_path):
     assert saved["model"]["hand_presence"] is True and not pool.get(pipeline).hand_presence
     with pytest.raises(gr.Error, match="threshold must be in"):
         reconstruct_image(pool, tmp_path, image, pipeline, False, False, 1.5)
+    _, _, result, files = reconstruct_image(pool, tmp_path, image, pipeline, False, False, 0.5, False, True)  # tiles
+    saved = json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())
+    assert saved["model"]["tiles"] == 3 and len(result["hands"]) >= 1
+    _, _, _, files = reconstruct_image(pool, tmp_path, image, pipeline, False, False, 0.5)  # unticked: whole image again
+    assert json.loads(Path(next(f for f in files if f.endswith("result.json"))).read_text())["model"]["tiles"] == 1
 
 
 def test_api_reconstructs_the_sample(server):

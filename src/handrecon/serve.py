@@ -33,6 +33,7 @@ from handrecon.render.overlay import SIDE_COLORS
 WHOLE_IMAGE_SUFFIX = " (whole image is the hand)"
 # offered by default: the crop model (after the hand detector, and on the whole image) and the one-stage HandOS
 PAGE_MODELS = (DEFAULT_MODEL, "handos-openhand")
+PAGE_TILES = 3  # "small hands in a large photo": the grid `reconstruct --tiles 3` documents
 MAX_VIDEO_FRAMES = 900  # a web upload is a short clip; longer videos belong to `handrecon reconstruct`
 
 
@@ -78,9 +79,10 @@ def model_choices(models: list[str], pool: ModelPool) -> list[str]:
 
 
 def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-               thorough: bool = False) -> Any:
+               thorough: bool = False, tiles: bool = False) -> Any:
     """The model chosen on the page; a detector + crop model pipeline at `score_threshold`, scoring
-    hand presence with the crop model when `thorough` (`infer.pipeline`)."""
+    hand presence with the crop model when `thorough` (`infer.pipeline`), its detector reading
+    `PAGE_TILES` x `PAGE_TILES` tiles too when `tiles` (one request at a time: `serve` queues them)."""
     try:
         predictor = pool.get(name, tta)
     except ValueError as e:  # shown on the page, not as a bare "Error"
@@ -91,6 +93,10 @@ def _predictor(pool: ModelPool, name: str, tta: bool = False, score_threshold: f
             predictor = predictor.at_threshold(score_threshold, hand_presence=thorough)
         except ValueError as e:  # out of [0, 1]: the pipeline's own check says so
             raise gr.Error(str(e)) from None
+    if isinstance(predictor, TwoStagePredictor) and hasattr(predictor.detector, "tiles"):
+        predictor.detector.tiles = PAGE_TILES if tiles else 1
+    elif tiles:
+        gr.Warning("small hands (tiles) applies to a detector + crop model; this model reads the whole image")
     return predictor
 
 
@@ -101,15 +107,15 @@ def _workdir(root: Path) -> Path:
 
 
 def reconstruct_image(pool: ModelPool, root: Path, image: np.ndarray | None, model: str, fit: bool,
-                      tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD, thorough: bool = False
-                      ) -> tuple[np.ndarray, str | None, dict, list[str]]:
+                      tta: bool = False, score_threshold: float = DEFAULT_SCORE_THRESHOLD, thorough: bool = False,
+                      tiles: bool = False) -> tuple[np.ndarray, str | None, dict, list[str]]:
     """One uploaded RGB image -> (overlay, GLB of every hand or None, the JSON, files to download);
-    score_threshold and thorough: the hand score's threshold and scoring (`reconstruct --thorough`)
-    of a detector + crop model pipeline."""
+    score_threshold, thorough and tiles: the hand score's threshold and scoring (`reconstruct
+    --thorough`) and the detector's tiles (`reconstruct --tiles`) of a detector + crop model pipeline."""
     if image is None:
         raise gr.Error("upload an image first")
     image = np.ascontiguousarray(np.asarray(image, np.uint8)[..., :3])
-    predictor = _predictor(pool, model, tta, score_threshold, thorough)
+    predictor = _predictor(pool, model, tta, score_threshold, thorough, tiles)
     fitter = pool.fitter(predictor) if fit else None
     out = _workdir(root)
     try:
@@ -171,6 +177,9 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
         thorough = gr.Checkbox(False, label="find more hands (detector + crop model: the crop model also reads the "
                                             "detector's weaker candidates and scores every hand; ~2.5-3.5x slower)",
                                elem_id="thorough")
+        tiles = gr.Checkbox(False, label=f"small hands in a large photo (detector + crop model: the detector also reads "
+                                         f"a {PAGE_TILES}x{PAGE_TILES} grid of tiles; ~5x the detector's time)",
+                            elem_id="tiles")
         threshold = gr.Slider(0.05, 0.95, value=DEFAULT_SCORE_THRESHOLD, step=0.05, elem_id="score-threshold",
                               label="hand score threshold (detector + crop model): lower finds more hands, and more "
                                     "false ones")
@@ -192,8 +201,8 @@ def build_app(models: list[str] | None = None, threads: int | None = None, workd
             run_video = gr.Button("reconstruct video", variant="primary", elem_id="run-video")
             video_summary = gr.Textbox(label="summary", elem_id="video-summary")
             video_files = gr.File(label="download", file_count="multiple", elem_id="video-files")
-        run_image.click(lambda im, m, f, t, s, th: reconstruct_image(pool, root, im, m, f, t, s, th),
-                        [image, model, fit, tta, threshold, thorough], [overlay, view, result_json, image_files],
+        run_image.click(lambda im, m, f, t, s, th, ti: reconstruct_image(pool, root, im, m, f, t, s, th, ti),
+                        [image, model, fit, tta, threshold, thorough, tiles], [overlay, view, result_json, image_files],
                         api_name="reconstruct_image")
         run_video.click(lambda v, m, sm, t, s: reconstruct_clip(pool, root, v, m, sm, t, s),
                         [video, model, smooth, tta, threshold], [video_overlay, video_files, video_summary],
