@@ -291,13 +291,13 @@ def _with_detector_or_exit(predictor, detector: str, score_threshold: float, thr
 
 def _set_tiles_or_exit(predictor, tiles: int, model: str) -> None:
     """A two-stage pipeline's detector reads each image as a `tiles` x `tiles` grid too (``--tiles``);
-    a one-line error and exit code 2 for `tiles` > 1 on a model that finds hands itself (HandOS)."""
+    a one-line error and exit code 2 for `tiles` > 1 on anything else (HandOS, a crop model alone)."""
     if tiles == 1:
         return
     detector = getattr(predictor, "detector", None) if hasattr(predictor, "at_threshold") else None  # a pipeline's
     if not hasattr(detector, "tiles"):
-        typer.echo(f"error: --tiles applies to a detector in front of a crop model; {model!r} finds hands itself "
-                   "from the whole image", err=True)
+        typer.echo(f"error: --tiles applies to a detector in front of a crop model; {model!r} has none (a model "
+                   "that finds hands itself reads the whole image; a crop model alone is given its hands)", err=True)
         raise typer.Exit(2)
     detector.tiles = tiles
 

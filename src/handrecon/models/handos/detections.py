@@ -1,7 +1,8 @@
 """What finding hands needs, without torch: the detector's input preparation (`DetectorConfig`,
-`letterbox`, `prepare_arrays`), reading its outputs (`select_instances`, `select_detections` into
-`Detections`), a box verifier's re-scoring (`VerifierSettings`, `verify_detections`), and the side
-head's box crops and the verifier's RoI crops. The torch `Detector` (`detector.py`) and the
+`letterbox`, `prepare_arrays`) and the views it reads (`network_views`: the image, its tiles, their
+mirror images), reading its outputs (`select_instances`, `select_detections` into `Detections`), a
+box verifier's re-scoring (`VerifierSettings`, `verify_detections`), and the side head's box crops
+and the verifier's RoI crops. The torch `Detector` (`detector.py`) and the
 onnxruntime one (`onnx_detector.py`) share them, so both return the same detections."""
 
 from __future__ import annotations
@@ -87,8 +88,7 @@ class VerifierSettings:
     refining verifier reads its boxes; from the second on it reads the boxes it moved (a cascade:
     the score and the last move come from the box it last looked at). tiled_exponent: the exponent
     served when the detector also reads tiles (`network_views`; more candidates per image, so more
-    chances of a false one: calibrated apart, `tools/calibrate_box_verifier.py --tiles`); None:
-    `exponent`."""
+    chances of a false one: calibrated apart, `tools/calibrate_tiles.py`); None: `exponent`."""
 
     top_k: int = 20
     candidate_threshold: float = 0.01
@@ -119,7 +119,7 @@ def read_verifier_settings(folder: str | Path) -> VerifierSettings:
     path = Path(folder) / VERIFIER_SETTINGS
     try:
         raw = json.loads(path.read_text())
-        optional = {"passes", "detector_weight", "tiled_exponent"}  # settings written before they existed keep their defaults
+        optional = {"passes", "detector_weight", "tiled_exponent"}  # written before they existed: the defaults
         settings = VerifierSettings(**{k: raw[k] for k in VerifierSettings.__dataclass_fields__
                                        if k in raw or k not in optional})
     except (OSError, ValueError, KeyError, TypeError) as e:
