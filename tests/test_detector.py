@@ -236,13 +236,15 @@ def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     assert isinstance(fast, od.OnnxDetector) and fast.config == det.config
     rng = np.random.default_rng(4)
     images = [rng.integers(0, 255, (70, 110, 3), np.uint8), rng.integers(0, 255, (120, 50, 3), np.uint8)]
-    for flip in (False, True):  # test-time flip alike on both backends
-        fast.test_time_flip = det.test_time_flip = flip
+    for flip, tiles in ((False, 1), (True, 1), (False, 4)):  # flip and tiles alike on both backends; 2 x 17 views
+        fast.test_time_flip = det.test_time_flip = flip  # are more than onnxruntime reads in one call (MAX_VIEWS_PER_RUN)
+        fast.tiles = det.tiles = tiles
         for a, b in zip(fast.detect(images, score_threshold=0.0, nms_iou=0.8), det.detect(images, score_threshold=0.0, nms_iou=0.8)):
             np.testing.assert_array_equal(a.query, b.query)
             np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-3)
             np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
     fast.test_time_flip = det.test_time_flip = False
+    fast.tiles = det.tiles = 1
     assert fast.detect([]) == [] and det.detect([]) == []  # an empty batch (a folder's last) is no error
     exports = list((tmp_path / "cache" / "detectors").glob("*.onnx"))
     assert len(exports) == 1

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 163, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 164, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -125,6 +125,9 @@ MUTATIONS = [
     ("a mirrored tile flipped back about the image's width", "src/handrecon/models/handos/detections.py",
      "xyxy[:, [0, 2]] = (x1 - x0) - xyxy[:, [2, 0]]", "xyxy[:, [0, 2]] = x1 - xyxy[:, [2, 0]]",
      ["tests/test_detector_tiles.py"]),
+    ("the ONNX detector reads only its first batch of views", "src/handrecon/models/handos/onnx_detector.py",
+     "for start in range(0, len(inputs), MAX_VIEWS_PER_RUN):",
+     "for start in range(0, min(len(inputs), MAX_VIEWS_PER_RUN), MAX_VIEWS_PER_RUN):", ["tests/test_detector.py"]),
     ("tiles without overlap", "src/handrecon/models/handos/detections.py",
      "frac = 1.0 / (grid - (grid - 1) * overlap)", "frac = 1.0 / grid", ["tests/test_detector_tiles.py"]),
     ("a tiled reading served at the whole image's operating point", "src/handrecon/models/handos/detections.py",
