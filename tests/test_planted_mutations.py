@@ -17,3 +17,12 @@ def test_every_planted_mutation_still_applies():
     assert not stale, f"edits whose text is gone or that change nothing (update tools/planted_mutations.py): {stale}"
     assert not missing, f"test files named by mutations but missing: {missing}"
     assert len({name for name, *_ in mutations}) == len(mutations), "two mutations share a name"
+
+
+def test_the_docs_state_how_many_mutations_are_planted():
+    """README, docs/testing.md and the tool's own usage line give the number of planted bugs; it
+    drifted once (the README said 122 while 158 were planted)."""
+    n = len(load_script("tools/planted_mutations.py").MUTATIONS)
+    assert f"applies {n} known bugs" in (ROOT / "README.md").read_text()
+    assert f"runs all {n};" in (ROOT / "docs" / "testing.md").read_text()
+    assert f"# all {n}," in (ROOT / "tools" / "planted_mutations.py").read_text()
