@@ -110,8 +110,8 @@ def test_tiles_find_the_small_hands_of_a_wide_shot():
 
 
 def test_cli_tiles(tmp_path):
-    """`detect --tiles` records the grid in each JSON; a model that finds hands itself refuses it
-    with a one-line error; 0 is refused."""
+    """`detect --tiles` records the grid in each JSON; a large photo without a found hand gets a
+    hint to try it; a model that finds hands itself refuses it with a one-line error; 0 is refused."""
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -124,6 +124,15 @@ def test_cli_tiles(tmp_path):
                             "--no-overlay"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "o" / "a.json").read_text())["tiles"] == 2
+    Image.fromarray(np.zeros((768, 1024, 3), np.uint8)).save(tmp_path / "large.png")
+    r = runner.invoke(app, ["detect", str(tmp_path / "large.png"), "--out", str(tmp_path / "l"), "--no-overlay"])
+    assert r.exit_code == 0 and "no hand found" in r.output and "--tiles 3" in r.output, r.output  # a hint for a large photo
+    r = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "s"), "--no-overlay",
+                            "--score-threshold", "1"])
+    assert "no hand found" in r.output and "--tiles" not in r.output  # a small image: no tiles hint
+    r = runner.invoke(app, ["detect", str(tmp_path / "large.png"), "--out", str(tmp_path / "l2"), "--no-overlay",
+                            "--tiles", "2"])
+    assert "no hand found" in r.output and "--tiles" not in r.output  # already tiled
     r = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o0"), "--tiles", "0"])
     assert r.exit_code == 2 and "--tiles" in r.output
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "a.png"), "--out", str(tmp_path / "r"), "--tiles", "2",

@@ -20,6 +20,7 @@ TILES_HELP = ("Also read each image as an N x N grid of overlapping tiles, each 
               "the candidates, served at a threshold calibrated for it: finds small hands in large photos (hands "
               "under ~15 % of the image height: foreign wide shots AP50 0.26 -> 0.50 with 3; docs/detection.md, "
               "'Small hands in large photos'); N*N+1 detector passes. 1: the whole image only (default).")
+LARGE_PHOTO_PX = 1000  # a photo at least this long on its long side gets the --tiles hint when no hand is found
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
                        "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
 
@@ -302,18 +303,33 @@ def _set_tiles_or_exit(predictor, tiles: int, model: str) -> None:
     detector.tiles = tiles
 
 
-def _echo_without_hands(paths: list[str], score_threshold: float, crop_model: bool, thorough: bool = False) -> None:
+def _echo_without_hands(paths: list[str], score_threshold: float, crop_model: bool, thorough: bool = False,
+                        tiles: int = 1) -> None:
     """A stderr note on the inputs in which the detector found no hand, and what to try: the served
     threshold is set for precision, and hands that fill the photo or lie on a busy background often
-    score below it (docs/detection.md); behind a crop model, `--thorough` unless it was given."""
+    score below it (docs/detection.md); behind a crop model, `--thorough` unless it was given; for a
+    large photo (`LARGE_PHOTO_PX` on its long side) read whole, `--tiles 3`."""
     if not paths:
         return
     names = ", ".join(Path(p).name for p in paths[:5]) + (" ..." if len(paths) > 5 else "")
     more = "; --thorough finds more at the same precision, in 2-4x the time" if crop_model and not thorough else ""
     crop = "; --crop reads an image as one hand crop" if crop_model else ""
+    tiled = ("; in a large photo, --tiles 3 also reads it as a grid of tiles and finds its small hands"
+             if tiles == 1 and any(_long_side(p) >= LARGE_PHOTO_PX for p in paths) else "")
     typer.echo(f"note: no hand found in {len(paths)} image(s) at score >= {score_threshold:g} ({names}). Hands that "
                f"fill the photo or lie on a busy background can score lower: --score-threshold 0.3 finds more of "
-               f"them, and more false hands{more}{crop}.", err=True)
+               f"them, and more false hands{more}{crop}{tiled}.", err=True)
+
+
+def _long_side(path: str) -> int:
+    """An image file's longer side in pixels, from its header (0 when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return max(im.size)
+    except (OSError, ValueError):
+        return 0
 
 
 def _echo_failures(failed: list[tuple[str, str]]) -> None:
@@ -472,7 +488,7 @@ def reconstruct(
                        f"{len(report.failed) + len(problems)} failed -> {out}/")
             failed += report.failed
             if not crop and box is None:
-                _echo_without_hands(report.without_hands, score_threshold, two_stage, thorough)
+                _echo_without_hands(report.without_hands, score_threshold, two_stage, thorough, tiles)
             if report.unmatched_prompts:
                 keys = ", ".join(report.unmatched_prompts[:5]) + (" ..." if len(report.unmatched_prompts) > 5 else "")
                 typer.echo(f"warning: --boxes {boxes_file}: {len(report.unmatched_prompts)} entr"
@@ -526,7 +542,7 @@ def detect(
         typer.echo(f"error: cannot write to {out}: {e.strerror or e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{len(report.written)} image(s), {report.num_hands} hand(s) found, {len(report.failed)} failed -> {out}/")
-    _echo_without_hands(report.without_hands, score_threshold, crop_model=False)
+    _echo_without_hands(report.without_hands, score_threshold, crop_model=False, tiles=tiles)
     _echo_failures(report.failed)
     if not report.ok:
         raise typer.Exit(1)
