@@ -23,13 +23,13 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from handrecon.data.loaders import build_dataset
-from handrecon.eval.detection import threshold_metrics
-from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS, read_verifier_settings
+from handrecon.eval.detection import detected_scenes, scene_targets, threshold_metrics
+from handrecon.models.handos.detections import VERIFIER_DIR, VERIFIER_SETTINGS
 from handrecon.models.handos.onnx_detector import hand_detector_for_boxes
 from handrecon.utils.io import atomic_write_json
 
@@ -38,13 +38,11 @@ THRESHOLDS = np.round(np.arange(0.50, 0.9001, 0.01), 2)
 
 def served_candidates(detector, root: str) -> tuple[list, list, list, list]:
     """Ground-truth boxes, ignore flags, and every served box and score (>= 0.01) of the images of `root`."""
-    scenes = build_dataset("synthetic", root, "all")
     gts, ignores, boxes, scores = [], [], [], []
-    for i in range(len(scenes)):
-        s = scenes[i]
-        found = detector.detect([s.image], score_threshold=0.01)[0]
-        gts.append(np.array([h.box for h in s.hands], np.float64).reshape(-1, 4))
-        ignores.append(np.array([not h.detectable for h in s.hands], bool))
+    for sample, found in detected_scenes(detector, root):
+        gt, ignore = scene_targets(sample)
+        gts.append(gt)
+        ignores.append(ignore)
         boxes.append(found.boxes)
         scores.append(found.scores)
     return gts, ignores, boxes, scores
@@ -80,19 +78,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.tiles < 2:
         ap.error(f"--tiles must be >= 2 (1 reads the whole image, calibrated by calibrate_box_verifier.py), got {args.tiles}")
-    folder = Path(args.detector) / VERIFIER_DIR
-    settings_path = folder / VERIFIER_SETTINGS
+    settings_path = Path(args.detector) / VERIFIER_DIR / VERIFIER_SETTINGS
     try:
-        settings = read_verifier_settings(folder)
         raw = json.loads(settings_path.read_text())
-        if "tiled_exponent" in raw:  # calibrate from the whole-image exponent, not a tiled one served before
-            atomic_write_json(settings_path, {k: v for k, v in raw.items() if k not in ("tiled_exponent", "tiled_calibration")})
         detector = hand_detector_for_boxes(args.detector, threads=2)
+        if detector.verifier is None:
+            raise ValueError(f"{args.detector}: no box verifier to calibrate (package one with tools/train_box_verifier.sh)")
+        settings = detector.verifier.settings
+        # scored at the whole-image exponent, not a tiled one served before
+        detector.verifier.settings = replace(settings, tiled_exponent=None)
         detector.tiles = args.tiles
         found = calibrate(detector, args.root, args.hand_free_root, args.precision, args.hand_free_rate)
-    except ValueError as e:
-        if "tiled_exponent" in raw:
-            atomic_write_json(settings_path, raw)  # as it was
+    except (OSError, ValueError) as e:
         sys.exit(f"error: {e}")
     tiled = settings.exponent * math.log(0.5) / math.log(found["threshold"])
     atomic_write_json(settings_path, {**{k: v for k, v in raw.items() if k not in ("tiled_exponent", "tiled_calibration")},

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -123,6 +123,23 @@ def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
     }
 
 
+def detected_scenes(detector: Any, root: str | os.PathLike, split: str = "all", limit: int | None = None,
+                    nms_iou: float = DEFAULT_NMS_IOU) -> Iterator[tuple[Any, Any]]:
+    """Each scene of a dataset in handrecon's synthetic format (the first `limit`) with what
+    `detector` finds in it for AP: every query scoring > 0.01, after NMS at `nms_iou`."""
+    samples = build_dataset("synthetic", root, split)
+    for i in range(len(samples) if limit is None else min(limit, len(samples))):
+        s = samples[i]
+        yield s, detector.detect([s.image], score_threshold=0.01, nms_iou=nms_iou)[0]
+
+
+def scene_targets(sample: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A scene's ground-truth boxes (N, 4) x1, y1, x2, y2 and their ignore flags (N,): the hands
+    that are no detection target (`HandAnnotation.detectable`)."""
+    return (np.array([h.box for h in sample.hands], np.float64).reshape(-1, 4),
+            np.array([not h.detectable for h in sample.hands], bool))
+
+
 def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all",
                       threshold: float = DEFAULT_SCORE_THRESHOLD, limit: int | None = None,
                       on_progress: Callable[[int], None] | None = None,
@@ -132,15 +149,12 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     query scoring > 0.01 enters AP, after NMS at `nms_iou` (the served default); `threshold` sets
     the operating point; hands that are not `detectable` are ignored (module doc), plus
     ``ap50_all_hands``, and the ``nms_iou`` used."""
-    samples = build_dataset("synthetic", root, split)
-    n = len(samples) if limit is None else min(limit, len(samples))
     side_head = getattr(detector, "side_head", None)
     gts, ignores, boxes, scores, sides = [], [], [], [], []
-    for i in range(n):
-        s = samples[i]
-        found = detector.detect([s.image], score_threshold=0.01, nms_iou=nms_iou)[0]
-        gts.append(np.array([h.box for h in s.hands], np.float64).reshape(-1, 4))
-        ignores.append(np.array([not h.detectable for h in s.hands], bool))
+    for s, found in detected_scenes(detector, root, split, limit, nms_iou):
+        gt, ignore = scene_targets(s)
+        gts.append(gt)
+        ignores.append(ignore)
         boxes.append(found.boxes)
         scores.append(found.scores)
         if side_head is not None:

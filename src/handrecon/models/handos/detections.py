@@ -246,7 +246,7 @@ def find_hands(images: list[np.ndarray], boxes: np.ndarray, scores: np.ndarray, 
     `select_detections` over its views' queries (a verifier's candidates when there is one,
     `candidate_selection`), `verify_detections`, `attach_sides`; a reading with tiles is served
     with its own calibration (`VerifierSettings.served`)."""
-    views = views if views is not None else [View(i, (0, 0, im.shape[1], im.shape[0])) for i, im in enumerate(images)]
+    views = views if views is not None else network_views(images)[1]
     tiled = any(v.box != (0, 0, images[v.index].shape[1], images[v.index].shape[0]) for v in views)
     threshold, count = candidate_selection(verifier, score_threshold, max_hands, tiled)
     found = []
