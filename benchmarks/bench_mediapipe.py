@@ -1,7 +1,7 @@
 """handrecon against MediaPipe Hands on the same folder: 224x224 hand crops (the crop path), or
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
-    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N] [--int8]
+    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N] [--int8] [--bf16]
     .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model MODEL] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
@@ -20,6 +20,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
    landmark model) over every image, 21 2D/3D landmarks each. With `--int8` also A' = A with the
    int8 export (`handrecon export-onnx --int8`: int8 convolutions, calibrated on rendered crops).
+   With `--bf16` also A'' = `reconstruct --bf16` (the shipped checkpoint on torch under bf16
+   autocast, channels-last; CPUs with AVX512-BF16 or AMX), with and without `--one-look`.
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
    Each round also runs both on a folder holding only the first image: that whole process is the
    start-up (imports, model loading, one image), and (N - 1) / (t_N - t_1) is the steady-state
@@ -93,6 +95,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
                     help="handrecon's --threads (one batch at a time on N threads); default: its own (a batch per core)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time `reconstruct --bf16` (the checkpoint on torch under bf16 autocast; refused on a "
+                         "CPU without native bf16), and for crops with --one-look")
     ap.add_argument("--int8", action="store_true",
                     help="also time the crop model's int8 export (`export-onnx --int8`; with --scenes `reconstruct --int8`)")
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
@@ -133,6 +138,11 @@ def main() -> None:
             subprocess.run([str(handrecon_cli), "export-onnx", "--int8", "--out", str(d / "m3dhmr-int8.onnx")],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             commands["handrecon int8"] = [str(d / "m3dhmr-int8.onnx") if a == str(d / "m3dhmr.onnx") else a for a in ours]
+        if args.bf16:  # the checkpoint on torch under bf16 autocast (CPUs with native bf16 only)
+            bf16 = [*([a if a != str(d / "m3dhmr.onnx") else "m3dhmr-openhand" for a in ours]), "--bf16"]
+            commands["handrecon --bf16"] = bf16
+            if not args.scenes:
+                commands["handrecon --bf16 --one-look"] = [*bf16, "--one-look"]
         commands["mediapipe hands"] = [str(mp_python), str(d / "mp.py"), str(d / "crops"), "4" if args.scenes else "1"]
         ours_names = [n for n in commands if n.startswith("handrecon")]
         for cmd in commands.values():  # warm-up: file caches, model files

@@ -184,20 +184,25 @@ def test_evaluate_limit(tmp_path, ckpt):
     assert not (tmp_path / "ev2").exists()
 
 
-def test_evaluate_int8_measures_the_int8_export(tmp_path, ckpt, monkeypatch):
-    """`evaluate --int8` scores what `reconstruct --int8` serves: the int8 export, said in the notes;
-    its numbers differ from the torch checkpoint's, slightly."""
+@pytest.mark.parametrize("flag, note", [("--int8", "int8 export"), ("--bf16", "bf16 autocast")])
+def test_evaluate_in_another_precision_measures_what_reconstruct_serves(tmp_path, ckpt, monkeypatch, flag, note):
+    """`evaluate --int8` / `--bf16` score what `reconstruct` serves with the flag (the int8 export;
+    the checkpoint under bf16 autocast, here as on a CPU with native bf16), said in the notes; its
+    numbers differ from the float32 checkpoint's, slightly."""
+    import handrecon.infer.torch_backend as torch_backend
+
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch_backend, "cpu_bf16_is_emulated", lambda: False)
     (tmp_path / "fh").mkdir()
     write_freihand(tmp_path / "fh")
     base = ["evaluate", "--checkpoint", str(ckpt), "--dataset", "freihand", "--root", str(tmp_path / "fh"), "--threads", "1"]
     metrics = {}
-    for flags in ([], ["--int8"]):
+    for flags in ([], [flag]):
         out = tmp_path / f"ev{len(flags)}"
         r = runner.invoke(app, base + ["--out", str(out), *flags])
         assert r.exit_code == 0, r.output
         metrics[len(flags)] = json.loads((out / "metrics.json").read_text())
-    assert any("int8 export" in n for n in metrics[1]["notes"]) and not any("int8" in n for n in metrics[0]["notes"])
+    assert any(note in n for n in metrics[1]["notes"]) and not any(flag[2:] in n for n in metrics[0]["notes"])
     a, b = metrics[0]["metrics"]["pa_mpjpe_mm"], metrics[1]["metrics"]["pa_mpjpe_mm"]
     assert a != b and abs(a - b) < 0.05 * a
 

@@ -20,6 +20,9 @@ TILES_HELP = ("Also read each image as an N x N grid of overlapping tiles, each 
               "the candidates, served at a threshold calibrated for it: finds small hands in large photos (hands "
               "under ~15 % of the image height: foreign wide shots AP50 0.26 -> 0.50 with 3; docs/detection.md, "
               "'Small hands in large photos'); N*N+1 detector passes. 1: the whole image only (default).")
+BF16_HELP = ("Serve the crop model on torch under bf16 autocast, channels-last: on a CPU with AMX about 1.7x faster "
+             "networks than the default float32 export; refused on a CPU without native bf16 (AVX512-BF16 or AMX), "
+             "where it would be emulated; its accuracy in the model card.")
 LARGE_PHOTO_PX = 1000  # a photo at least this long on its long side gets the --tiles hint when no hand is found
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
                        "pooled; finds more hands (foreign scenes AP50 0.59 -> 0.61), twice the network time.")
@@ -262,16 +265,17 @@ def _check_threads_or_exit(threads: Optional[int]) -> None:
 
 
 def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch", tta: bool = False,
-                        second_look: bool = True, int8: bool = False):
+                        second_look: bool = True, int8: bool = False, bf16: bool = False):
     """handrecon.load (with `TEST_TIME_ROTATIONS` if `tta`; a crop model's second look at unsure
-    hands unless `second_look` is False; `int8` as `load` takes it), or a one-line error and exit code 2."""
+    hands unless `second_look` is False; `int8` and `bf16` as `load` takes them), or a one-line
+    error and exit code 2."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
     from handrecon.card import CheckpointError
     from handrecon.infer.load import TEST_TIME_ROTATIONS, load
 
     try:
         return load(model, threads=threads, backend=backend, test_time_rotations=TEST_TIME_ROTATIONS if tta else None,
-                    second_look=None if second_look else False, int8=int8)
+                    second_look=None if second_look else False, int8=int8, bf16=bf16)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         typer.echo(f"error: cannot load model {model!r}{' with --tta' if tta else ''}: {e}", err=True)
         raise typer.Exit(2) from None
@@ -354,6 +358,7 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
     int8: bool = typer.Option(False, "--int8", help="Serve the crop model's int8 export (int8 convolutions, exported once into the cache like the float32 one): about 1.6x faster networks; its accuracy in the model card."),
+    bf16: bool = typer.Option(False, "--bf16", help=BF16_HELP),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 8x the crop network's time and 2x the detector's."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
@@ -411,7 +416,7 @@ def reconstruct(
     video = {p: is_video(p) for p in inputs}  # folders' videos and animated images too
     videos, images = [p for p in inputs if video[p]], [p for p in inputs if not video[p]]
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
-    predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8)
+    predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8, bf16)
     if crop and predictor.detects_hands:
         typer.echo(f"error: --crop needs a crop model; {model!r} finds the hands itself", err=True)
         raise typer.Exit(2)
@@ -604,6 +609,7 @@ def evaluate(
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
     int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct --int8` serves it: its int8 export on onnxruntime (default: the checkpoint on torch)."),
+    bf16: bool = typer.Option(False, "--bf16", help="Evaluate the crop model as `reconstruct --bf16` serves it: on torch under bf16 autocast (CPUs with AVX512-BF16 or AMX)."),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help="A DETECTOR+MODEL pipeline's detector also reads each image as an N x N grid of tiles (reconstruct --tiles)."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
@@ -622,7 +628,7 @@ def evaluate(
     from handrecon.infer.batch import parallel_batches
 
     threads, workers = parallel_batches(threads)  # one network thread per batch and a batch per core
-    rec = _load_model_or_exit(checkpoint, threads, "auto" if int8 else "torch", tta, second_look, int8)
+    rec = _load_model_or_exit(checkpoint, threads, "auto" if int8 else "torch", tta, second_look, int8, bf16)
     if thorough:
         if not hasattr(rec, "at_threshold"):
             typer.echo(f"error: --thorough applies to a DETECTOR+MODEL pipeline, not {checkpoint!r}", err=True)

@@ -237,8 +237,11 @@ def evaluate(
                             "the views averaged, weighted by their heatmap peaks" +
                             ("; each hand given whole also framed around its landmarks, the framings averaged"
                              if whole_crops else ""))
-    if getattr(predictor, "settings", {}).get("precision") == "int8":
+    precision = getattr(predictor, "settings", {}).get("precision")
+    if precision == "int8":
         result.notes.append("int8: the crop model ran its int8 export (int8 convolutions, onnxruntime)")
+    elif precision == "bfloat16":
+        result.notes.append("bf16: the crop model ran on torch under bf16 autocast")
     if out is not None and rank == 0:
         out = Path(out)
         write = write_ho3d_submission if dataset == "ho3d" else write_freihand_submission

@@ -4,6 +4,7 @@ model runs on torch or is exported, so serving an exported model never imports t
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -18,37 +19,57 @@ from handrecon.infer.predictor import Predictor, build_adapter, check_threads
 from handrecon.infer.quantize import quantize_int8
 from handrecon.infer.registry import resolve_model
 from handrecon.models.adapter import INPUT_NAME
+from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 from handrecon.utils.io import atomic_write_bytes, check_output_file
+
+TORCH_PRECISIONS = ("float32", "bfloat16")  # of `infer.predictor.PRECISIONS`: int8 is an onnxruntime export's
 
 
 class TorchNetwork:
     """A family's torch network (`InferenceAdapter.network`) as a `infer.predictor.Network`."""
 
     def __init__(self, module: torch.nn.Module, output_names: Sequence[str], device: str | torch.device = "cpu",
-                 stage_link: Sequence[str] = (), second_stage_outputs: Sequence[str] = ()):
+                 stage_link: Sequence[str] = (), second_stage_outputs: Sequence[str] = (),
+                 precision: str = "float32"):
         """stage_link, second_stage_outputs: the adapter's two stages (`InferenceAdapter`), if any:
-        the module then has ``first_stage`` and ``second_stage``."""
+        the module then has ``first_stage`` and ``second_stage``. precision "bfloat16": every call
+        runs under bf16 autocast with the weights and images channels-last (oneDNN's fast layout
+        for bf16 convolutions); outputs are float32 either way."""
+        if precision not in TORCH_PRECISIONS:
+            raise ValueError(f"a torch network runs in {' or '.join(TORCH_PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
+        self.precision = precision
         self.module = module.to(self.device).eval()
+        if precision == "bfloat16":
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.output_names = tuple(output_names)
         self.stage_link, self.second_names = tuple(stage_link), tuple(second_stage_outputs)
         self.first_names = tuple(n for n in self.output_names if n not in self.second_names)
         self.staged = bool(self.second_names)
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    def _images(self, inputs: np.ndarray) -> torch.Tensor:
+        images = torch.from_numpy(inputs).to(self.device)
+        return images.contiguous(memory_format=torch.channels_last) if self.precision == "bfloat16" else images
+
     @torch.no_grad()
     def __call__(self, inputs: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.module(torch.from_numpy(inputs).to(self.device),
-                              **{k: torch.from_numpy(v).to(self.device) for k, v in extra.items()})
+        with self._autocast():
+            outputs = self.module(self._images(inputs), **{k: torch.from_numpy(v).to(self.device) for k, v in extra.items()})
         return self._named(self.output_names, outputs)
 
     @torch.no_grad()
     def first_stage(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return self._named(self.first_names, self.module.first_stage(torch.from_numpy(inputs).to(self.device)))
+        with self._autocast():
+            return self._named(self.first_names, self.module.first_stage(self._images(inputs)))
 
     @torch.no_grad()
     def second_stage(self, link: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = [torch.from_numpy(np.ascontiguousarray(link[name])).to(self.device) for name in self.stage_link]
-        return self._named(self.second_names, self.module.second_stage(*tensors))
+        with self._autocast():
+            return self._named(self.second_names, self.module.second_stage(*tensors))
 
     @staticmethod
     def _named(names: Sequence[str], outputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
@@ -62,14 +83,29 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def load_torch(path: str | Path, device: str | torch.device = "cpu", refine_root: bool | None = None) -> Predictor:
-    """A torch-backed Predictor from a checkpoint directory or run directory."""
+def load_torch(path: str | Path, device: str | torch.device = "cpu", refine_root: bool | None = None,
+               precision: str = "float32") -> Predictor:
+    """A torch-backed Predictor from a checkpoint directory or run directory; precision "bfloat16"
+    runs its network under bf16 autocast (`TorchNetwork`), refused where the CPU has no native bf16
+    arithmetic (emulated, it is many times slower than float32)."""
+    if precision == "bfloat16":
+        check_native_bf16(torch.device(device))
     model, card = load_model(path, device=device)
     adapter = build_adapter(card, str(path))
     refine = getattr(model, "refine_root", True) if refine_root is None else refine_root
     network = TorchNetwork(adapter.network(model), adapter.output_names, device, adapter.stage_link,
-                           adapter.second_stage_outputs)
+                           adapter.second_stage_outputs, precision)
     return Predictor(adapter, network, refine, card, str(path), model=model)
+
+
+def check_native_bf16(device: torch.device) -> None:
+    """ValueError unless `device` computes in bf16 natively (a CPU with AVX512-BF16 or AMX, or a
+    CUDA device with bf16 support)."""
+    if device.type == "cpu" and cpu_bf16_is_emulated():
+        raise ValueError("bf16 serving needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX); this one would "
+                         "emulate it, many times slower than float32: serve in float32 (the default) or with --int8")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"bf16 serving: {device} has no bf16 support; serve in float32 (the default)")
 
 
 def export_onnx(model: str | Path | Predictor, out: str | Path, opset: int = OPSET, int8: bool = False,

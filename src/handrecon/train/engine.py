@@ -65,6 +65,7 @@ from handrecon.train.distributed import (
     init_distributed,
 )
 from handrecon.train.log import RunLogger
+from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 
 # --------------------------------------------------------------------------- small pieces
 
@@ -159,14 +160,6 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
-def cpu_bf16_is_emulated() -> bool:
-    """True when this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX, as oneDNN reports it):
-    bf16 autocast then runs emulated, far slower than full precision (an AVX2 EPYC, M3DHMR's CPU
-    config: 0.02 steps/s against 0.33 in fp32)."""
-    is_supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return is_supported is not None and not is_supported()
 
 
 def seed_everything(seed: int) -> None:
