@@ -14,6 +14,8 @@ threads for torch and for onnxruntime's intra-op pool), one 640×480 photo with 
 | predict      | the whole `predict()` call; images/s = 1 / this                        |
 
 Then the throughput of `predict_batch` over 16 224×224 crops (images/s), torch and onnxruntime.
+On a CPU with native bf16 (AVX512-BF16 or AMX) every row also for "torch bf16", the checkpoint as
+`reconstruct --bf16` serves it (bf16 autocast, channels-last).
 
 Model: `--model` (a shipped name, checkpoint/run directory); when it is not available M3DHMR
 with random weights is used (the default config, or `--random-kwargs`; the cost does not depend
@@ -34,6 +36,8 @@ import numpy as np
 import torch
 from bench_m3dhmr import timed  # median seconds of fn() after warm-up runs
 
+from handrecon.utils.cpu_features import cpu_bf16_is_emulated
+
 
 def random_checkpoint(path: Path, kwargs: dict) -> Path:
     """An M3DHMR checkpoint with random weights, its card carrying the model's inference spec."""
@@ -46,16 +50,17 @@ def random_checkpoint(path: Path, kwargs: dict) -> Path:
 
 
 def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
-    """(torch Predictor, description): the requested model, else random weights."""
+    """(torch Predictor, description, what to load it from): the requested model, else random weights."""
     import handrecon
     from handrecon.infer.registry import ModelNotFoundError
 
     try:
-        return handrecon.load(name, threads=threads), f"{name} (trained weights)"
+        return handrecon.load(name, threads=threads), f"{name} (trained weights)", name
     except ModelNotFoundError as e:
         print(f"note: {e}\n      -> benchmarking M3DHMR with random weights instead")
         path = random_checkpoint(tmp / "random", random_kwargs)
-        return handrecon.load(path, threads=threads), f"M3DHMR kwargs {random_kwargs or '(defaults)'}, random weights"
+        return (handrecon.load(path, threads=threads), f"M3DHMR kwargs {random_kwargs or '(defaults)'}, random weights",
+                path)
 
 
 def stage_times(rec, image, box, side, args) -> dict[str, float]:
@@ -94,7 +99,7 @@ def main() -> None:
     box = (250.0, 150.0, 410.0, 330.0)
 
     with tempfile.TemporaryDirectory() as d:
-        rec, what = open_model(args.model, Path(d), args.threads, args.random_kwargs)
+        rec, what, source = open_model(args.model, Path(d), args.threads, args.random_kwargs)
         model = rec.model
         n_params = sum(p.numel() for p in model.parameters())
         size = rec.spec["input_size"]
@@ -104,6 +109,14 @@ def main() -> None:
         model.eval()
         results = {"torch": stage_times(rec, image, box, args.side, args)}
         batch16 = {"torch": batch_throughput(rec, args)}
+        if cpu_bf16_is_emulated():
+            print("torch bf16: skipped (this CPU has no native bf16 arithmetic: AVX512-BF16 or AMX)")
+        else:  # `reconstruct --bf16`: the same checkpoint under bf16 autocast, channels-last
+            import handrecon
+
+            bf16 = handrecon.load(source, threads=args.threads, bf16=True)
+            results["torch bf16"] = stage_times(bf16, image, box, args.side, args)
+            batch16["torch bf16"] = batch_throughput(bf16, args)
         try:
             from handrecon.infer.load import load_onnx
             from handrecon.infer.torch_backend import export_onnx
@@ -135,7 +148,7 @@ def print_table(results: dict, rows: tuple) -> None:
         cells = [f"{results[n][row] * 1e3:14.2f}" if row in results[n] else f"{'-':>14s}" for n in names]
         print(f"{row:14s}" + "".join(cells))
     print(f"{'images/s':14s}" + "".join(f"{1 / results[n]['predict']:14.1f}" for n in names))
-    if len(names) == 2:
+    if {"torch", "onnxruntime"} <= set(names):
         print(f"\nonnxruntime / torch throughput: {results['torch']['predict'] / results['onnxruntime']['predict']:.2f}x; "
               f"target >= 30 images/s with torch")
 
