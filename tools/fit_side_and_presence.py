@@ -36,7 +36,7 @@ from scipy.optimize import minimize
 
 import handrecon
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.detection import detection_metrics
+from handrecon.eval.detection import detection_metrics, scene_targets
 from handrecon.eval.scoring import match_hands
 from handrecon.geometry.boxes import box_iou
 from handrecon.infer.pipeline import PEAK_BOUND, PRESENCE_WEIGHTS, SIDE_HEAD_PRIOR_WEIGHT, presence_scores
@@ -71,8 +71,8 @@ def read_set(pipe, root: str) -> dict:
             hands["h"] += list(logit(pipe.detector.read_sides(s.image, gt).p_left))
             hands["r"] += list(log_peak(peaks[:, 1]) - log_peak(peaks[:, 0]))
         found = pipe.detector.detect([s.image], score_threshold=0.01, nms_iou=0.5)[0]
-        images.append({"gt": np.array([h.box for h in s.hands], np.float64).reshape(-1, 4),
-                       "ignore": np.array([not h.detectable for h in s.hands], bool),
+        gt_all, ignore = scene_targets(s)
+        images.append({"gt": gt_all, "ignore": ignore,
                        "boxes": np.asarray(found.boxes, np.float64).reshape(-1, 4),
                        "scores": np.asarray(found.scores, np.float64),
                        "peaks": crop_peaks(pipe.crop, s.image, K, np.asarray(found.boxes)).max(1)})

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 164, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 168, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -262,8 +262,8 @@ MUTATIONS = [
      "return (int8 and cached(int8_key, True)) or cached(key, False)",
      "return (int8 and cached(key, True)) or cached(key, False)", ["tests/test_infer_onnx.py"]),
     ("evaluate --int8 still runs the checkpoint on torch", "src/handrecon/cli.py",
-     'rec = _load_model_or_exit(checkpoint, threads, "auto" if int8 else "torch", tta, second_look, int8)',
-     'rec = _load_model_or_exit(checkpoint, threads, "torch", tta, second_look)', ["tests/test_cli_reconstruct.py"]),
+     'rec = _load_model_or_exit(checkpoint, threads, "auto" if int8 else "torch", tta, second_look, int8, bf16)',
+     'rec = _load_model_or_exit(checkpoint, threads, "torch", tta, second_look, False, bf16)', ["tests/test_cli_reconstruct.py"]),
     ("the second framing re-crops hands given by a box too", "src/handrecon/models/m3dhmr/inference.py",
      "side is not None, whole))", "side is not None, True))", ["tests/test_second_look.py"]),
     ("the second framing's box without its expansion", "src/handrecon/models/m3dhmr/inference.py",
@@ -482,6 +482,20 @@ MUTATIONS = [
     ("the detector keeps the caller's buffer, not a copy", "src/handrecon/models/handos/detector.py",
      "self._last = (pixel_values.clone(), pixel_mask.clone(), out)", "self._last = (pixel_values, pixel_mask, out)",
      ["tests/test_detector.py"]),
+    ("bf16 serving runs the mesh decoder in float32", "src/handrecon/infer/torch_backend.py",
+     "        with self._autocast():\n            return self._named(self.second_names",
+     "        with contextlib.nullcontext():\n            return self._named(self.second_names",
+     ["tests/test_bf16_serving.py"]),
+    ("bf16 serving keeps the weights in the default layout", "src/handrecon/infer/torch_backend.py",
+     "self.module = self.module.to(memory_format=torch.channels_last)", "self.module = self.module",
+     ["tests/test_bf16_serving.py"]),
+    ("bf16 served on a CPU that would emulate it", "src/handrecon/infer/torch_backend.py",
+     'if precision == "bfloat16":\n        check_native_bf16', 'if False:\n        check_native_bf16',
+     ["tests/test_bf16_serving.py"]),
+    ("reconstruct --bf16 not passed to the loader", "src/handrecon/cli.py",
+     "predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8, bf16)",
+     "predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8)",
+     ["tests/test_bf16_serving.py"]),
 ]
 
 
