@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from bench_m3dhmr import timed  # median seconds of fn() after warm-up runs
 
+import handrecon
 from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 
 
@@ -51,7 +52,6 @@ def random_checkpoint(path: Path, kwargs: dict) -> Path:
 
 def open_model(name: str, tmp: Path, threads: int, random_kwargs: dict):
     """(torch Predictor, description, what to load it from): the requested model, else random weights."""
-    import handrecon
     from handrecon.infer.registry import ModelNotFoundError
 
     try:
@@ -112,17 +112,14 @@ def main() -> None:
         if cpu_bf16_is_emulated():
             print("torch bf16: skipped (this CPU has no native bf16 arithmetic: AVX512-BF16 or AMX)")
         else:  # `reconstruct --bf16`: the same checkpoint under bf16 autocast, channels-last
-            import handrecon
-
             bf16 = handrecon.load(source, threads=args.threads, bf16=True)
             results["torch bf16"] = stage_times(bf16, image, box, args.side, args)
             batch16["torch bf16"] = batch_throughput(bf16, args)
         try:
-            from handrecon.infer.load import load_onnx
             from handrecon.infer.torch_backend import export_onnx
 
             path = export_onnx(rec, Path(d) / "model.onnx")
-            ort = load_onnx(path, threads=args.threads)
+            ort = handrecon.load(path, threads=args.threads)  # as served: with the torch columns' second look
             results["onnxruntime"] = stage_times(ort, image, box, args.side, args)
             batch16["onnxruntime"] = batch_throughput(ort, args)
         except ImportError as e:
