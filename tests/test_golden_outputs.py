@@ -122,8 +122,12 @@ def loose_box(box) -> list[float]:
 @pytest.mark.parametrize("case", ["given", "mirrored", "whole_image", "second_look"])
 @pytest.mark.parametrize("field", FIELDS)
 def test_shipped_model_outputs_are_unchanged(predictions, case, field):
+    # 2D in pixels: 0.005 px. The same code and weights on another CPU's kernels (an Intel Xeon with
+    # AMX against the AMD EPYC that wrote the reference, 2026-12-06) move the whole-image case's 2D by
+    # up to 0.0008 px: float32 sums in another order, amplified by its second framing's re-crop. 3D in metres: 1e-5.
+    atol = 0.005 if field == "keypoints_2d" else 1e-5
     np.testing.assert_allclose(np.asarray(getattr(predictions[case], field)), GOLDEN[f"{case}/{field}"],
-                               rtol=1e-6, atol=1e-5)
+                               rtol=1e-6, atol=atol)
 
 
 def test_the_pinned_second_look_case_is_one_the_second_look_acts_on(predictions):
