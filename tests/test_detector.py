@@ -222,6 +222,30 @@ def test_test_time_flip_pools_the_mirror_images_queries(detector):
     assert detector.describe()["test_time_flip"] is False
 
 
+def test_torch_detector_reads_many_views_in_bounded_calls_with_the_same_hands(monkeypatch):
+    """Tiles over a batch (2 images x 17 views) go through the network at most MAX_VIEWS_PER_RUN at
+    a time (memory grows with the batch), and find exactly what one call over every view finds."""
+    from handrecon.models.handos import detector as detector_module
+
+    det = wrap_detector("rt-detr", tiny_model("rt-detr"), DetectorConfig(input_size=96, square=True))
+    det.tiles = 4
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (70, 110, 3), np.uint8), rng.integers(0, 255, (120, 50, 3), np.uint8)]
+    batches = []
+    forward = det._forward
+    monkeypatch.setattr(det, "_forward", lambda pixels, mask: batches.append(len(pixels)) or forward(pixels, mask))
+    chunked = det.detect(images, score_threshold=0.0, nms_iou=0.8)
+    assert batches == [32, 2], batches
+    monkeypatch.setattr(detector_module, "MAX_VIEWS_PER_RUN", 1000)
+    det.forget()
+    whole = det.detect(images, score_threshold=0.0, nms_iou=0.8)
+    assert batches[2:] == [34]
+    for a, b in zip(chunked, whole):
+        np.testing.assert_array_equal(a.query, b.query)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
 def test_onnx_detector_matches_torch_and_is_cached(tmp_path, monkeypatch):
     """A square RT-DETR exported once to the cache finds the same hands on onnxruntime as in torch;
     the next load reads the export, a damaged export is replaced, changed weights get their own."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 168, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 169, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -496,6 +496,9 @@ MUTATIONS = [
      "predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8, bf16)",
      "predictor = _load_model_or_exit(model, threads, backend, tta, second_look, int8)",
      ["tests/test_bf16_serving.py"]),
+    ("the torch detector reads every view in one call", "src/handrecon/models/handos/detector.py",
+     "for s in range(0, len(inputs), MAX_VIEWS_PER_RUN)]", "for s in range(0, len(inputs), len(inputs))]",
+     ["tests/test_detector.py"]),
 ]
 
 

@@ -30,6 +30,9 @@ INPUT_NAME, OUTPUT_NAMES = "pixel_values", ("scores", "boxes")
 SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, DELTAS_OUTPUT_NAME = "crops", "logits", "deltas"
 METADATA_KEY, METADATA_FORMAT = "handrecon-detector", 1
 OPSET = 17
+# Network inputs per detector call (torch or onnxruntime): memory grows with the largest batch
+# (onnxruntime's arenas keep it; 16 tiled images are 160 views: peak 2070 -> 897 MiB at 32).
+MAX_VIEWS_PER_RUN = 32
 TILE_OVERLAP = 0.25  # neighbouring tiles of `tile_boxes` share a quarter of a tile (chosen on dev wide scenes)
 
 

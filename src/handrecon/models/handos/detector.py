@@ -43,8 +43,8 @@ from torch import nn
 from handrecon.checkpoint import CheckpointError
 from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
-    SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources, network_views,
-    prepare_arrays, read_box_sides,
+    MAX_VIEWS_PER_RUN, SIDE_HEAD_DIR, VERIFIER_DIR, DetectorConfig, DetectorError, Detections, find_hands, head_sources,
+    network_views, prepare_arrays, read_box_sides,
 )
 from handrecon.models.handos.box_verifier import load_box_verifier
 from handrecon.models.handos.side_head import load_side_head
@@ -235,10 +235,13 @@ class Detector(nn.Module):
         if not images:
             return []
         inputs, views = network_views(images, self.test_time_flip, self.tiles)
-        prep = self.prepare(inputs)
-        out = self(prep.pixel_values, prep.pixel_mask)
-        return find_hands(images, out.boxes.float().cpu().numpy(), out.scores.float().cpu().numpy(), out.input_size,
-                          prep.scale, score_threshold, nms_iou, max_hands, self.verifier, self.side_head, views)
+        prep = self.prepare(inputs)  # one padded size for every view: the chunks' boxes share it
+        runs = [self(prep.pixel_values[s:s + MAX_VIEWS_PER_RUN], prep.pixel_mask[s:s + MAX_VIEWS_PER_RUN])
+                for s in range(0, len(inputs), MAX_VIEWS_PER_RUN)]
+        boxes, scores = (np.concatenate([getattr(out, name).float().cpu().numpy() for out in runs])
+                         for name in ("boxes", "scores"))
+        return find_hands(images, boxes, scores, runs[0].input_size, prep.scale, score_threshold, nms_iou, max_hands,
+                          self.verifier, self.side_head, views)
 
     def read_sides(self, image: np.ndarray, boxes: np.ndarray) -> Detections | None:
         """The side head's reading of given boxes (`detections.read_box_sides`); None without one."""

@@ -34,10 +34,10 @@ import numpy as np
 
 from handrecon.eval.operating_point import DEFAULT_MAX_HANDS, DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.models.handos.detections import (
-    DELTAS_OUTPUT_NAME, INPUT_NAME, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR, SIDE_INPUT_NAME,
-    SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError, VerifierSettings,
-    find_hands, head_sources, network_views, prepare_arrays, read_box_crops, read_box_sides, read_roi_crops,
-    read_verifier_settings,
+    DELTAS_OUTPUT_NAME, INPUT_NAME, MAX_VIEWS_PER_RUN, METADATA_FORMAT, METADATA_KEY, OUTPUT_NAMES, SIDE_HEAD_DIR,
+    SIDE_INPUT_NAME, SIDE_OUTPUT_NAME, VERIFIER_DIR, VERIFIER_SETTINGS, Detections, DetectorConfig, DetectorError,
+    VerifierSettings, find_hands, head_sources, network_views, prepare_arrays, read_box_crops, read_box_sides,
+    read_roi_crops, read_verifier_settings,
 )
 from handrecon.registry import register_detector
 from handrecon.utils.onnx import cached_export, onnx_export_available, ort_session
@@ -98,9 +98,6 @@ class OnnxBoxVerifier:
     def _outputs(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         out = dict(zip(self.outputs, self.session.run(self.outputs, {SIDE_INPUT_NAME: crops})))
         return out[SIDE_OUTPUT_NAME], out.get(DELTAS_OUTPUT_NAME)
-
-
-MAX_VIEWS_PER_RUN = 32  # network inputs per onnxruntime call: its arenas grow to the largest batch (16 tiled images: 160)
 
 
 class OnnxDetector:
