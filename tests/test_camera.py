@@ -85,3 +85,15 @@ def test_default_intrinsics_field_of_view():
             default_intrinsics((640, 480), fov_deg=bad)
     with pytest.raises(ValueError, match="image_size"):
         default_intrinsics((0, 480))
+
+
+def test_clip_to_image_keeps_boxes_inside_the_pixel_centre_extent():
+    """An image W px wide spans [-0.5, W - 0.5] (pixel centres at integers): a box is clipped to
+    that, and one beyond the far edges collapses to zero size instead of turning inside out."""
+    from handrecon.geometry.boxes import clip_to_image
+
+    np.testing.assert_array_equal(clip_to_image([-10, 5, 50, 200], 40, 30), [-0.5, 5, 39.5, 29.5])
+    np.testing.assert_array_equal(clip_to_image([2, 3, 8, 9], 40, 30), [2, 3, 8, 9])
+    outside = clip_to_image([50, 40, 60, 45], 40, 30)
+    np.testing.assert_array_equal(outside, [50, 40, 50, 40])
+    assert clip_to_image(np.float32([1, 1, 2, 2]), 4, 4).dtype == np.float64

@@ -26,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from handrecon.data.schema import HandAnnotation, Sample
+from handrecon.geometry.boxes import clip_to_image
 from handrecon.geometry.camera import scale_intrinsics
 from handrecon.geometry.crop import (
     crop_transform, invert_affine, mirror_intrinsics, mirror_maps, transform_points, warp_image,
@@ -39,12 +40,6 @@ _MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)  # x -> -x
 
 
 # ----------------------------------------------------------------------------- helpers
-def _image_extent_box(box: np.ndarray, W: int, H: int) -> np.ndarray:
-    lo = np.maximum(box[:2], -0.5)
-    hi = np.minimum(box[2:], (W - 0.5, H - 0.5))
-    return np.r_[lo, np.maximum(hi, lo)].astype(np.float32)
-
-
 def _inside(uv: np.ndarray, W: int, H: int) -> np.ndarray:
     return (uv[:, 0] >= -0.5) & (uv[:, 0] < W - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < H - 0.5)
 
@@ -76,7 +71,7 @@ def _crop_hand_annotation(h: HandAnnotation, affine: np.ndarray, R: np.ndarray, 
         # hand changes transl to R·wrist - j0
         transl = None if h.keypoints_3d is None else (R @ h.keypoints_3d[0] - h.keypoints_3d[0] + transl).astype(np.float32)
     return _replace(
-        h, box=_image_extent_box(box, size, size), keypoints_2d=kp2d.astype(np.float32),
+        h, box=clip_to_image(box, size, size).astype(np.float32), keypoints_2d=kp2d.astype(np.float32),
         visibility=h.visibility * _inside(kp2d, size, size), keypoints_3d=rot(h.keypoints_3d),
         vertices=rot(h.vertices), pose=pose, transl=transl,
     )

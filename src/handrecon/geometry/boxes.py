@@ -22,6 +22,16 @@ def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[..., :2] - half, b[..., :2] + half], -1)
 
 
+def clip_to_image(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(4,) x1, y1, x2, y2 px clipped to the image's extent in the pixel-centre convention of
+    `geometry.camera` (an image of width W spans [-0.5, W - 0.5]); a box beyond the far edges
+    collapses to zero size at its own corner (x2 >= x1, y2 >= y1 kept, never inside out). float64."""
+    b = np.asarray(box, np.float64)
+    lo = np.maximum(b[:2], -0.5)
+    hi = np.minimum(b[2:], (width - 0.5, height - 0.5))
+    return np.r_[lo, np.maximum(hi, lo)]
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) × (M, 4) boxes x1, y1, x2, y2 → (N, M) intersection over union (0 for empty boxes)."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)

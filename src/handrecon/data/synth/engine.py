@@ -42,6 +42,7 @@ from handrecon.data.synth.appearance import (
 )
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
+from handrecon.geometry.boxes import clip_to_image
 from handrecon.geometry.camera import scale_intrinsics
 from handrecon.hand.model import HandModel
 from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
@@ -225,10 +226,8 @@ class SynthEngine:
             kp2d = kp2d[:, :2] / kp2d[:, 2:]
             # the box holds the mesh and every visible keypoint (a joint can project just outside the mesh)
             pts = np.concatenate([uv[:, :2] / uv[:, 2:], kp2d[vis[n] > 0]])
-            lo = np.maximum(pts.min(0), -0.5)
-            hi = np.minimum(pts.max(0), (W - 0.5, H - 0.5))
             hands.append(HandAnnotation(
-                side=h.side, box=np.r_[lo, np.maximum(hi, lo)], keypoints_2d=kp2d,
+                side=h.side, box=clip_to_image(np.r_[pts.min(0), pts.max(0)], W, H), keypoints_2d=kp2d,
                 visibility=vis[n], keypoints_valid=np.ones(21, bool), keypoints_3d=h.joints,
                 vertices=h.vertices, pose=h.pose + self.pose_mean[h.side], shape=h.shape, transl=h.transl,
                 hand_model=self.hand_model, meta={"pose_kind": h.kind},

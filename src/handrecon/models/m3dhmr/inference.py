@@ -53,6 +53,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from handrecon.geometry.boxes import clip_to_image
 from handrecon.geometry.crop import CropView, crop_view, invert_affine, transform_points
 from handrecon.geometry.root import solve_root_translation
 from handrecon.models.adapter import Hands, InferenceAdapter, Prepared
@@ -277,8 +278,8 @@ class M3DHMRAdapter(InferenceAdapter):
                       for i in idx], axis=0)
         centre, half = (uv.min(0) + uv.max(0)) / 2, RECROP_EXPANSION * (uv.max(0) - uv.min(0)) / 2
         H, W = hand.image.shape[:2]
-        lo, hi = np.maximum(centre - half, -0.5), np.minimum(centre + half, (W - 0.5, H - 0.5))
-        return np.r_[lo, hi] if (hi - lo).min() >= RECROP_MIN_PX else None
+        box = clip_to_image(np.r_[centre - half, centre + half], W, H)
+        return box if (box[2:] - box[:2]).min() >= RECROP_MIN_PX else None
 
     def read_sides(self, hands: list[HandViews], peak: np.ndarray | None
                    ) -> tuple[list[int], np.ndarray, np.ndarray]:
