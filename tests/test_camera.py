@@ -97,3 +97,11 @@ def test_clip_to_image_keeps_boxes_inside_the_pixel_centre_extent():
     outside = clip_to_image([50, 40, 60, 45], 40, 30)
     np.testing.assert_array_equal(outside, [50, 40, 50, 40])
     assert clip_to_image(np.float32([1, 1, 2, 2]), 4, 4).dtype == np.float64
+
+
+def test_inside_image_follows_the_pixel_centre_extent():
+    """u in [-0.5, W - 0.5), v in [-0.5, H - 0.5), over any leading dims."""
+    from handrecon.geometry.camera import inside_image
+
+    uv = np.array([[[-0.5, -0.5], [39.49, 29.49], [39.5, 0.0], [0.0, 29.5], [-0.51, 3.0]]])
+    np.testing.assert_array_equal(inside_image(uv, 40, 30), [[True, True, False, False, False]])

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from handrecon.data.schema import HandAnnotation, Sample
 from handrecon.geometry.boxes import clip_to_image
-from handrecon.geometry.camera import scale_intrinsics
+from handrecon.geometry.camera import inside_image, scale_intrinsics
 from handrecon.geometry.crop import (
     crop_transform, invert_affine, mirror_intrinsics, mirror_maps, transform_points, warp_image,
 )
@@ -40,10 +40,6 @@ _MIRROR_X = np.array([-1.0, 1.0, 1.0], np.float32)  # x -> -x
 
 
 # ----------------------------------------------------------------------------- helpers
-def _inside(uv: np.ndarray, W: int, H: int) -> np.ndarray:
-    return (uv[:, 0] >= -0.5) & (uv[:, 0] < W - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < H - 0.5)
-
-
 def _replace(h: HandAnnotation, **changes) -> HandAnnotation:
     return dataclasses.replace(h, meta={**h.meta, **changes.pop("meta", {})}, **changes)
 
@@ -52,7 +48,7 @@ def _replace(h: HandAnnotation, **changes) -> HandAnnotation:
 def _crop_hand_annotation(h: HandAnnotation, affine: np.ndarray, R: np.ndarray, K_crop: np.ndarray | None, size: int) -> HandAnnotation:
     kp2d = transform_points(h.keypoints_2d.astype(np.float64), affine)
     rot = lambda x: None if x is None else (x.astype(np.float64) @ R.T).astype(np.float32)  # noqa: E731
-    visible = kp2d[(h.visibility * _inside(kp2d, size, size)) > 0]
+    visible = kp2d[(h.visibility * inside_image(kp2d, size, size)) > 0]
     if h.vertices is not None and K_crop is not None:  # the mesh and every visible keypoint, as in the synth engine
         uv = rot(h.vertices).astype(np.float64) @ K_crop.T
         uv = np.concatenate([uv[:, :2] / uv[:, 2:], visible])
@@ -72,7 +68,7 @@ def _crop_hand_annotation(h: HandAnnotation, affine: np.ndarray, R: np.ndarray, 
         transl = None if h.keypoints_3d is None else (R @ h.keypoints_3d[0] - h.keypoints_3d[0] + transl).astype(np.float32)
     return _replace(
         h, box=clip_to_image(box, size, size).astype(np.float32), keypoints_2d=kp2d.astype(np.float32),
-        visibility=h.visibility * _inside(kp2d, size, size), keypoints_3d=rot(h.keypoints_3d),
+        visibility=h.visibility * inside_image(kp2d, size, size), keypoints_3d=rot(h.keypoints_3d),
         vertices=rot(h.vertices), pose=pose, transl=transl,
     )
 

@@ -71,6 +71,13 @@ def scale_points(points: np.ndarray, sx: float, sy: float | None = None) -> np.n
     return (np.asarray(points, np.float64) + 0.5) * (sx, sy) - 0.5
 
 
+def inside_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., 2) pixel positions u, v -> (...) bool: inside the image's extent, u in [-0.5, W - 0.5)
+    and v in [-0.5, H - 0.5) (pixel centres at integers, as above)."""
+    uv = np.asarray(uv)
+    return (uv[..., 0] >= -0.5) & (uv[..., 0] < width - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] < height - 0.5)
+
+
 def project(points, K):
     """Project (..., N, 3) camera-frame points with K (..., 3, 3) to (..., N, 2) pixels.
 

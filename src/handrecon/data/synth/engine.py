@@ -43,7 +43,7 @@ from handrecon.data.synth.appearance import (
 from handrecon.data.synth.config import SynthConfig
 from handrecon.data.synth.scene import Scene, sample_scene
 from handrecon.geometry.boxes import clip_to_image
-from handrecon.geometry.camera import scale_intrinsics
+from handrecon.geometry.camera import inside_image, scale_intrinsics
 from handrecon.hand.model import HandModel
 from handrecon.mesh.ops import boundary_loops, cap_faces, vertex_normals
 from handrecon.mesh.subdivision import loop_subdivision
@@ -69,7 +69,7 @@ def keypoint_visibility(keypoints_3d: np.ndarray, K: np.ndarray, depth: np.ndarr
     kp = np.asarray(keypoints_3d, np.float64)
     z = kp[..., 2]
     uv = (kp @ np.asarray(K, np.float64).T)[..., :2] / np.where(z > 0, z, 1.0)[..., None]
-    inside = (z > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] < W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] < H - 0.5)
+    inside = (z > 0) & inside_image(uv, W, H)
     px = np.rint(np.where(inside[..., None], uv, 0)).astype(np.int64)
     off = np.arange(-radius, radius + 1)
     cols = np.clip(px[..., 0, None, None] + off[None, :], 0, W - 1)  # (N, 21, 1, w)
