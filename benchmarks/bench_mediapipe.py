@@ -139,7 +139,7 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             commands["handrecon int8"] = [str(d / "m3dhmr-int8.onnx") if a == str(d / "m3dhmr.onnx") else a for a in ours]
         if args.bf16:  # the checkpoint on torch under bf16 autocast (CPUs with native bf16 only)
-            bf16 = [*([a if a != str(d / "m3dhmr.onnx") else "m3dhmr-openhand" for a in ours]), "--bf16"]
+            bf16 = ["m3dhmr-openhand" if a == str(d / "m3dhmr.onnx") else a for a in ours] + ["--bf16"]
             commands["handrecon --bf16"] = bf16
             if not args.scenes:
                 commands["handrecon --bf16 --one-look"] = [*bf16, "--one-look"]

@@ -44,9 +44,6 @@ SECOND_STAGE_ROWS = 32
 # adapter's two stages (`InferenceAdapter.second_stage_outputs`): ``first_stage(inputs)`` → the
 # other outputs, ``second_stage({link name: rows})`` → the second-stage outputs of those rows.
 Network = Callable[..., dict[str, np.ndarray]]
-# What a network computes in (its ``precision``; "float32" where it has none): an int8 export's
-# convolutions (onnxruntime), or bf16 autocast on torch (`infer.torch_backend.TorchNetwork`).
-PRECISIONS = ("float32", "int8", "bfloat16")
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -181,8 +178,8 @@ class Predictor:
 
     @property
     def precision(self) -> str:
-        """One of `PRECISIONS`: "int8" where the network runs int8 convolutions (an int8 export),
-        "bfloat16" under bf16 autocast (torch), else "float32"."""
+        """The network's ``precision`` ("float32" where it has none): "int8" where it runs int8
+        convolutions (an int8 export, onnxruntime), "bfloat16" under bf16 autocast (torch)."""
         return getattr(self.network, "precision", "float32")
 
     @property

@@ -22,7 +22,7 @@ from handrecon.models.adapter import INPUT_NAME
 from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 from handrecon.utils.io import atomic_write_bytes, check_output_file
 
-TORCH_PRECISIONS = ("float32", "bfloat16")  # of `infer.predictor.PRECISIONS`: int8 is an onnxruntime export's
+TORCH_PRECISIONS = ("float32", "bfloat16")  # a `Predictor.precision` torch computes in (int8: an onnxruntime export's)
 
 
 class TorchNetwork:
