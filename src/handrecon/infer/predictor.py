@@ -34,10 +34,12 @@ from handrecon.utils.image import check_image
 
 SIDES = ("left", "right")
 FOCAL_RANGE = (0.1, 20.0)  # fx, fy as multiples of the image's longer side: fields of view 157° to 2.9°
-# A staged network's second stage runs on at most this many rows per call: onnxruntime's arenas grow
-# to the largest batch they see (a whole-image crop's two framings doubled the decoder's rows; 100
-# crops, `reconstruct --crop`: peak memory 845 -> 714 MiB, the same time).
-SECOND_STAGE_ROWS = 32
+# A staged network's second stage runs on at most this many rows per call: the mesh decoder's spiral
+# gathers are memory-bound, and 8 rows keep their tensors in the cores' caches; onnxruntime's arenas
+# also grow to the largest batch they see. Decoder on 32 rows at one thread (2026-12-06, Intel Xeon):
+# float32 178 -> 120 ms, int8 179 -> 128, bf16 138 -> 117 (32 -> 8 rows per call); 300 crops,
+# `reconstruct --crop` with the exported model: 0.915x the wall time, peak memory 729 -> 489 MiB.
+SECOND_STAGE_ROWS = 8
 
 # A network maps the adapter's input array (B, 3, S, S) float32 (and the named extra inputs of
 # `Prepared.extra`, if any) to {output name: array}. One whose `staged` is true also runs in the
