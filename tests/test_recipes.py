@@ -23,7 +23,7 @@ def fake_python(tmp_path: Path) -> tuple[Path, Path]:
     return exe, log
 
 
-def test_train_shipped_dry_run_trains_every_stage_and_packages_the_last_soup(tmp_path):
+def test_train_shipped_dry_run_trains_every_stage_and_packages_the_last_two_soups(tmp_path):
     exe, log = fake_python(tmp_path)
     photos = {}
     for name in ("PHOTOS", "OPENCV", "LOMIRI", "TEXTURES", "CUTOUTS", "TUXPAINT", "GCOMPRIS"):
@@ -41,10 +41,12 @@ def test_train_shipped_dry_run_trains_every_stage_and_packages_the_last_soup(tmp
     package = calls[-1].split()
     assert package[0] == "tools/package_model.py" and "--average" in package
     checkpoints = package[1:package.index("--average")]
-    assert len(checkpoints) == 2, f"the final packaging averages {checkpoints}, not the last stage's two runs"
-    assert checkpoints[1] == checkpoints[0].replace("/checkpoints/", "b/checkpoints/")
-    last_train = [c for c in calls if c.startswith("-m handrecon.cli train ")][-1]
-    assert checkpoints[1].split("/checkpoints/")[0] in last_train
+    assert len(checkpoints) == 4, f"the final packaging averages {checkpoints}, not the last two stages' four runs"
+    for a, b in (checkpoints[:2], checkpoints[2:]):  # each stage's two runs: RUN and RUNb
+        assert b == a.replace("/checkpoints/", "b/checkpoints/")
+    last_trains = [c for c in calls if c.startswith("-m handrecon.cli train ")][-4:]
+    for run, train in zip(checkpoints, last_trains):
+        assert f"--out {run.split('/checkpoints/')[0]} " in train + " "
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "tools").glob("*.sh")))

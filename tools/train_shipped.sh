@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 18 hours,
-# over the 150-minute budget since stages 3-17 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 20 hours,
+# over the 150-minute budget since stages 3-20 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -19,7 +19,9 @@
 # (tools/fetch_photos.py --tuxpaint), four more such averages in a row (configs/m3dhmr_cpu_tuxpaint.yaml,
 # m3dhmr_cpu_tuxpaint2.yaml, m3dhmr_cpu_tuxpaint3.yaml, m3dhmr_cpu_tuxpaint4.yaml: 2000 bf16 steps per run,
 # ~34 min side by side on an AVX-512 BF16 CPU); stage 17: GCompris's 146 photographs added
-# (tools/fetch_photos.py --gcompris), one more such average (configs/m3dhmr_cpu_gcompris.yaml); evaluate on the held-out
+# (tools/fetch_photos.py --gcompris), one more such average (configs/m3dhmr_cpu_gcompris.yaml); stages 18-20:
+# distractor occluders (skin-coloured and photo-textured) and camera colour, three more such averages
+# (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml, m3dhmr_cpu_occluders3.yaml); evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -115,19 +117,21 @@ $HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_
 # stages 11 and 12 are model soups: a model continued twice, on two fresh draws of stage 7's data (the second
 # run's seeds as overrides), and the two last checkpoints averaged into one model of the same size and speed
 # (tools/package_model.py --average), RUN/soup
-# POOL (default photos_cutouts) names the draws; EXTRA adds photograph folders to stage 7's pool
+# POOL (default photos_cutouts) names the draws; EXTRA adds photograph folders to stage 7's pool; SYNTH_SETS
+# (an array, empty until stage 18) adds engine settings to every draw
+SYNTH_SETS=()
 soup_stage() {  # CONFIG INIT RUN SEED_A SEED_B STEPS
     local config=$1 init=$2 run=$3 a=$4 b=$5 step pool=${POOL:-photos_cutouts}
     step=$(printf "step_%08d" "$6")
     for seed in "$a" "$b"; do
         $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
-            ${EXTRA:+--backgrounds "$EXTRA"} --set "clutter=[0, 3]" --out "$DATA/${pool}_s$seed" --seed "$seed"
+            ${EXTRA:+--backgrounds "$EXTRA"} --set "clutter=[0, 3]" "${SYNTH_SETS[@]}" --out "$DATA/${pool}_s$seed" --seed "$seed"
     done
     $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$a" data.val.kwargs.root="$DATA/${pool}_s$a" \
         train.init_from="$init" --out "$run" --resume auto
     $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$b" data.val.kwargs.root="$DATA/${pool}_s$b" \
         data.train.kwargs.seed="$b" train.seed="$b" train.init_from="$init" --out "${run}b" --resume auto
-    SOUP=("$run/checkpoints/$step" "${run}b/checkpoints/$step")  # the last stage's pair: packaged at the end
+    SOUP=("$run/checkpoints/$step" "${run}b/checkpoints/$step")  # this stage's pair
     $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$run"
 }
 # stage 11 (since 2026-12-03, ninth session): stage 10 continued for 3000 steps on a fifth and a sixth draw
@@ -165,6 +169,26 @@ GCOMPRIS=${GCOMPRIS:-.cache/photos/gcompris}
 STAGE16=$RUN/soup
 RUN=${RUN17:-runs/m3dhmr_cpu_gcompris}
 POOL=photos_gcompris EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_gcompris.yaml "$STAGE16" "$RUN" 46 47 2000
+# stages 18-20 (since 2026-12-06, thirty-second session): distractors. Occluders on 40 % of the crops, each
+# photo-textured (0.5) or skin-coloured (0.4), and camera colour on 60 %; stage 17's average continued as three
+# more averages of two 2000-step bf16 runs in a row (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml,
+# m3dhmr_cpu_occluders3.yaml)
+SYNTH_SETS=(--set p_occluder=0.4 --set p_photo_occluder=0.5 --set p_skin_occluder=0.4 --set p_color=0.6)
+STAGE17=$RUN/soup
+RUN=${RUN18:-runs/m3dhmr_cpu_occluders}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders.yaml "$STAGE17" "$RUN" 53 54 2000
+STAGE18=$RUN/soup
+RUN=${RUN19:-runs/m3dhmr_cpu_occluders2}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders2.yaml "$STAGE18" "$RUN" 55 56 2000
+STAGE19=$RUN/soup
+RUN=${RUN20:-runs/m3dhmr_cpu_occluders3}
+STAGE19_RUNS=("${SOUP[@]}")
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders3.yaml "$STAGE19" "$RUN" 57 58 2000
+# the shipped weights: stages 19 and 20's four runs averaged into one model (chosen over stages 18+19 and 18-20 on
+# development draws; docs/model_card_m3dhmr_openhand.md, "Distractors, averaged")
+SOUP=("${STAGE19_RUNS[@]}" "${SOUP[@]}")
+RUN=${RUN}_last_two
+$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -194,7 +218,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -212,6 +236,9 @@ atomic_write_json(path, {
              "stage15": "the same with --seed 38 and, for the soup's second run, --seed 39",
              "stage16": "the same with --seed 40 and, for the soup's second run, --seed 41",
              "stage17": "the same plus --backgrounds <tools/fetch_photos.py --gcompris> with --seed 46 and, for the soup's second run, --seed 47",
+             "stage18": "the same plus --set p_occluder=0.4 --set p_photo_occluder=0.5 --set p_skin_occluder=0.4 --set p_color=0.6 with --seed 53 and, for the soup's second run, --seed 54",
+             "stage19": "the same with --seed 55 and, for the soup's second run, --seed 56",
+             "stage20": "the same with --seed 57 and, for the soup's second run, --seed 58",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
