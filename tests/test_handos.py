@@ -793,8 +793,8 @@ def test_the_shipped_handos_model():
     """`handos-openhand` ships in the package (<= 25 MB; the frozen detector and crop model it reads
     are the shipped ones, by fingerprint), finds exactly the detector's served hands, and at
     ground-truth boxes of freshly rendered scenes (large hands, 19 hands) reads 2D and 3D as well
-    as the crop model reading its own sides: measured when packaged (2026-12-06, on the stage-20 crop
-    model), HandOS PCK@0.1 0.501 / PA-MPJPE 16.0 mm, the crop model 0.494 / 15.9 mm (the rest hand: ~24 mm)."""
+    as the crop model reading its own sides: measured when packaged (2026-12-06, on the crop model of
+    stages 19-20 averaged), HandOS PCK@0.1 0.501 / PA-MPJPE 16.0 mm, the crop model 0.494 / 15.9 mm (the rest hand: ~24 mm)."""
     from handrecon.data.synth import SynthEngine, preset
     from handrecon.geometry.procrustes import procrustes_align
     from handrecon.infer.registry import SHIPPED_MODELS
