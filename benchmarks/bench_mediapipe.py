@@ -1,16 +1,17 @@
 """handrecon against MediaPipe Hands on the same folder: 224x224 hand crops (the crop path), or
 with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS).
 
-    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N] [--int8] [--bf16]
+    .venv/bin/python benchmarks/bench_mediapipe.py [--num 300] [--rounds 3] [--threads N] [--float32] [--bf16]
     .venv/bin/python benchmarks/bench_mediapipe.py --scenes [--model MODEL] --num 100
 
 1. Builds, once, a separate virtual environment `.cache/bench-mediapipe/` with `mediapipe==0.10.21`
    (the last release that still ships its hand models inside the wheel; it needs `numpy<2`, so it
    cannot share handrecon's environment) from the package registry.
 2. Renders `--num` held-out crops with handrecon's synthetic engine (seed 1000, never used for
-   training) into a folder, and exports the shipped model to ONNX.
+   training) into a folder.
 3. Times, alternately (A B A B ...), two whole processes over the same folder:
-   A = `handrecon reconstruct FOLDER --crop --model m3dhmr.onnx --formats "" --no-overlay` (2D + 3D keypoints,
+   A = `handrecon reconstruct FOLDER --crop --formats "" --no-overlay` (the shipped crop model as
+   served by default: its int8 export on onnxruntime, made once into the cache; 2D + 3D keypoints,
    vertices, camera translation, one JSON per image), as a user runs it: a batch per core, one
    network thread each (`--threads N` instead runs one batch at a time on N threads), reading each
    hand's side from the crop and its mirror (two encoder views; MediaPipe reports handedness too)
@@ -18,8 +19,8 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    second look), then the same with one look (`--one-look`) and with the side given (`--side
    right`: no mirror view), and
    B = MediaPipe Hands (`static_image_mode=True`, one hand, model complexity 1: palm detector +
-   landmark model) over every image, 21 2D/3D landmarks each. With `--int8` also A' = A with the
-   int8 export (`handrecon export-onnx --int8`: int8 convolutions, calibrated on rendered crops).
+   landmark model) over every image, 21 2D/3D landmarks each. With `--float32` also A' = A with
+   `--float32` (the float32 export, served by default until 2026-12-06).
    With `--bf16` also A'' = `reconstruct --bf16` (the shipped checkpoint on torch under bf16
    autocast, channels-last; CPUs with AVX512-BF16 or AMX), with and without `--one-look`.
    Prints each round's wall seconds, images/s and the ratio of throughputs from the same round.
@@ -30,10 +31,10 @@ with `--scenes` 640x480 whole images with 0-4 hands (the full-image path, HandOS
    With `--scenes`: held-out scenes (`--preset scene`, 480x640, 0-4 hands, seed 1000), A =
    `handrecon reconstruct FOLDER --model MODEL --formats "" --no-overlay` (the full-image default:
    the hand detector, then the crop model, both on onnxruntime from their cached exports when the
-   extra "onnx" is installed; or a full-image model), B = MediaPipe Hands with
-   `max_num_hands=4`; with the default model also A' = A with `--thorough` (the crop model reads
-   the detector's weaker candidates too and scores every hand's presence), and with `--int8` A
-   with `--int8` (a crop model's int8 export behind the detector).
+   extra "onnx" is installed, the crop model's int8 export; or a full-image model), B = MediaPipe
+   Hands with `max_num_hands=4`; with the default model also A' = A with `--thorough` (the crop
+   model reads the detector's weaker candidates too and scores every hand's presence), and with
+   `--float32` A with `--float32` (the crop model's float32 export behind the detector).
 
 Timings on a shared machine drift from run to run: compare the ratio, not absolute numbers.
 """
@@ -98,8 +99,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true",
                     help="also time `reconstruct --bf16` (the checkpoint on torch under bf16 autocast; refused on a "
                          "CPU without native bf16), and for crops with --one-look")
-    ap.add_argument("--int8", action="store_true",
-                    help="also time the crop model's int8 export (`export-onnx --int8`; with --scenes `reconstruct --int8`)")
+    ap.add_argument("--float32", action="store_true",
+                    help="also time `reconstruct --float32` (the crop model's float32 export instead of its int8 one)")
     ap.add_argument("--scenes", action="store_true", help="640x480 whole images with 0-4 hands (HandOS) instead of crops")
     ap.add_argument("--model", default="m3dhmr-openhand",
                     help="with --scenes: a crop model (run after the hand detector) or a full-image model")
@@ -118,28 +119,19 @@ def main() -> None:
         (d / "mp.py").write_text(MEDIAPIPE_SCRIPT)
         env = dict(os.environ)
         threads = [] if args.threads is None else ["--threads", str(args.threads)]
-        if args.scenes:
-            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--model", args.model, "--formats", "",
-                    "--no-overlay", "--out", str(d / "out"), *threads]
-        else:
-            subprocess.run([str(handrecon_cli), "export-onnx", "--out", str(d / "m3dhmr.onnx")], check=True,
-                           stdout=subprocess.DEVNULL)
-            ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), "--crop", "--model", str(d / "m3dhmr.onnx"),
-                    "--formats", "", "--no-overlay", "--out", str(d / "out"), *threads]
+        model = args.model if args.scenes else "m3dhmr-openhand"
+        ours = [str(handrecon_cli), "reconstruct", str(d / "crops"), *([] if args.scenes else ["--crop"]),
+                "--model", model, "--formats", "", "--no-overlay", "--out", str(d / "out"), *threads]
         commands = {"handrecon": ours}
         if not args.scenes:  # the side read from the crop and its mirror (the default) costs a second encoder view
             commands["handrecon --one-look"] = [*ours, "--one-look"]
             commands["handrecon --side right"] = [*ours, "--side", "right"]
         elif args.model == "m3dhmr-openhand":  # the crop model also scoring hand presence (more hands found)
             commands["handrecon --thorough"] = [*ours, "--thorough"]
-        if args.int8 and args.scenes:  # the crop model behind the detector from its int8 export
-            commands["handrecon --int8"] = [*ours, "--int8"]
-        if args.int8 and not args.scenes:
-            subprocess.run([str(handrecon_cli), "export-onnx", "--int8", "--out", str(d / "m3dhmr-int8.onnx")],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            commands["handrecon int8"] = [str(d / "m3dhmr-int8.onnx") if a == str(d / "m3dhmr.onnx") else a for a in ours]
+        if args.float32:  # the crop model's float32 export (the default until 2026-12-06)
+            commands["handrecon --float32"] = [*ours, "--float32"]
         if args.bf16:  # the checkpoint on torch under bf16 autocast (CPUs with native bf16 only)
-            bf16 = ["m3dhmr-openhand" if a == str(d / "m3dhmr.onnx") else a for a in ours] + ["--bf16"]
+            bf16 = [*ours, "--bf16"]
             commands["handrecon --bf16"] = bf16
             if not args.scenes:
                 commands["handrecon --bf16 --one-look"] = [*bf16, "--one-look"]

@@ -349,7 +349,7 @@ def test_reconstruct_and_evaluate_take_tta(tmp_path, ckpt):
         written = json.loads((out / "a.json").read_text())
         hands[len(flag)] = written["hands"]
         assert written["model"] == {"model": str(ckpt), "test_time_rotations": list(TEST_TIME_ROTATIONS) if flag else [0.0],
-                                    "second_look": not flag, "precision": "float32"}  # a second look by default; --tta sees every hand so
+                                    "second_look": not flag, "precision": "int8"}  # a second look and the int8 export by default; --tta sees every hand so
     assert len(hands[0]) == len(hands[1]) == 1
     assert not np.allclose(hands[0][0]["keypoints_2d"], hands[1][0]["keypoints_2d"])
     (tmp_path / "fh").mkdir()

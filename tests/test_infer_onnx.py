@@ -296,8 +296,9 @@ def test_an_exported_graph_refuses_extra_inputs(models):
 
 def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeypatch):
     """backend="auto" (reconstruct, serve): the checkpoint is exported once into the cache under its
-    card's digest and served by onnxruntime with the torch model's predictions; the next load opens
-    the kept file without exporting; a damaged file is exported again; without onnx, torch."""
+    card's digest and served by onnxruntime, the float32 export (`int8=False`) with the torch model's
+    predictions; the next load opens the kept file without exporting; a damaged file is exported
+    again; without onnx, torch."""
     import handrecon.infer.load as load_module
     import handrecon.infer.torch_backend as torch_backend
     import handrecon.utils.onnx as onnx_utils
@@ -305,7 +306,7 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     ckpt = tiny_checkpoint(tmp_path / "ck", seed=3)
     torch_rec = handrecon.load(ckpt)
-    auto = handrecon.load(ckpt, backend="auto", threads=1)
+    auto = handrecon.load(ckpt, backend="auto", threads=1, int8=False)
     assert isinstance(auto.network, OnnxNetwork) and auto.source == str(ckpt)
     assert auto.network.staged  # the optimised cached graph splits into its two stages too
     kept = list((tmp_path / "cache" / "models").glob("*.onnx"))
@@ -319,14 +320,14 @@ def test_auto_backend_runs_a_crop_model_from_its_cached_export(tmp_path, monkeyp
         raise AssertionError("exported again")
 
     monkeypatch.setattr(torch_backend, "export_onnx", no_export)
-    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # the kept export
+    assert isinstance(handrecon.load(ckpt, backend="auto", int8=False).network, OnnxNetwork)  # the kept export
     kept[0].write_bytes(b"damaged")
-    assert not isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # export failed: torch
+    assert not isinstance(handrecon.load(ckpt, backend="auto", int8=False).network, OnnxNetwork)  # export failed: torch
     monkeypatch.undo()
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
-    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # exported again
+    assert isinstance(handrecon.load(ckpt, backend="auto", int8=False).network, OnnxNetwork)  # exported again
     monkeypatch.setattr(load_module, "onnx_export_available", lambda: False)
-    assert not isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)
+    assert not isinstance(handrecon.load(ckpt, backend="auto", int8=False).network, OnnxNetwork)
     assert onnx_utils.onnx_export_available()
     with pytest.raises(ValueError, match="backend must be one of"):
         handrecon.load(ckpt, backend="tensorrt")
@@ -372,13 +373,18 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
 
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     ckpt = tiny_checkpoint(tmp_path / "ck", seed=1)
-    assert isinstance(handrecon.load(ckpt, backend="auto").network, OnnxNetwork)  # exports into the cache
-    done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(ckpt), "--crop",
-                              "--formats", "", "--no-overlay", "--one-look", "--out", str(tmp_path / "auto")],
-                             tmp_path / "cache")
-    assert done.returncode == 0, done.stderr[-2000:]
-    hand = json.loads((tmp_path / "auto" / "photo.json").read_text())["hands"][0]
-    np.testing.assert_allclose(hand["vertices"], torch_rec.predict(image).hands[0].vertices, atol=1e-4)
+    for int8 in (False, None):  # exports into the cache: the float32 export, and the int8 one served by default
+        assert isinstance(handrecon.load(ckpt, backend="auto", int8=int8).network, OnnxNetwork)
+    want = torch_rec.predict(image).hands[0].vertices
+    for flags, precision, atol in (([], "int8", 0.01 * np.abs(want).max()), (["--float32"], "float32", 1e-4)):
+        out = tmp_path / f"auto_{precision}"
+        done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(ckpt), "--crop",
+                                  "--formats", "", "--no-overlay", "--one-look", "--out", str(out), *flags],
+                                 tmp_path / "cache")
+        assert done.returncode == 0, done.stderr[-2000:]
+        written = json.loads((out / "photo.json").read_text())
+        assert written["model"]["precision"] == precision
+        np.testing.assert_allclose(written["hands"][0]["vertices"], want, atol=atol)
 
 
 def _int8_export(models, tmp_path, calibration, name="int8.onnx"):
@@ -439,11 +445,12 @@ def test_int8_export_refuses_bad_calibration(models, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_auto_backend_serves_the_int8_export_on_request(tmp_path, monkeypatch):
-    """`load(..., backend="auto", int8=True)` (`reconstruct --int8`): the crop model's int8 export is
-    made once into the cache beside the float32 one (another key), served staged, says so in its
-    settings and stays near the torch model; where it cannot be made, the float32 export serves.
-    Asking for int8 off onnxruntime, or of an .onnx file, is a clear error."""
+def test_auto_backend_serves_the_int8_export_by_default(tmp_path, monkeypatch):
+    """`load(..., backend="auto")` (`reconstruct`) serves the crop model's int8 export, made once
+    into the cache beside the float32 one (another key), staged; it says so in its settings and
+    stays near the torch model. `int8=False` (`--float32`) serves the float32 export; where the int8
+    one cannot be made, the float32 one serves. Insisting on int8 (`int8=True`, `--int8`) off
+    onnxruntime, or of an .onnx file, is a clear error."""
     from typer.testing import CliRunner
 
     import handrecon.infer.torch_backend as torch_backend
@@ -452,19 +459,28 @@ def test_auto_backend_serves_the_int8_export_on_request(tmp_path, monkeypatch):
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "cache"))
     ckpt = tiny_checkpoint(tmp_path / "ck", seed=5)
     torch_rec = handrecon.load(ckpt)
-    plain = handrecon.load(ckpt, backend="auto", threads=1)
-    int8 = handrecon.load(ckpt, backend="auto", threads=1, int8=True)
+    plain = handrecon.load(ckpt, backend="auto", threads=1, int8=False)
+    int8 = handrecon.load(ckpt, backend="auto", threads=1)
     assert plain.precision == "float32" and int8.precision == "int8" and int8.settings["precision"] == "int8"
     assert isinstance(int8.network, OnnxNetwork) and int8.network.staged
     assert len(list((tmp_path / "cache" / "models").glob("*.onnx"))) == 2
+    assert handrecon.load(ckpt, backend="auto", threads=1, int8=True).precision == "int8"  # the same cached file
+    assert len(list((tmp_path / "cache" / "models").glob("*.onnx"))) == 2
+    assert handrecon.load(ckpt).precision == "float32"  # torch, the Python default backend: float32
     x = plain.prepare([photo(seed=30 + i) for i in range(4)], [None] * 4, [None] * 4, [None] * 4).inputs
     a, b = torch_rec.network(x), int8.network(x)
     assert 0 < np.abs(b["verts"] - a["verts"]).max() < 0.01 * a["verts"].std() + 1e-3
     Image.fromarray(photo(seed=7)).save(tmp_path / "crop.png")
-    done = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "crop.png"), "--model", str(ckpt), "--crop", "--int8",
-                                    "--formats", "", "--no-overlay", "--out", str(tmp_path / "out")])
-    assert done.exit_code == 0, done.output
-    assert json.loads((tmp_path / "out" / "crop.json").read_text())["model"]["precision"] == "int8"
+    for flags, precision in (([], "int8"), (["--int8"], "int8"), (["--float32"], "float32"),
+                             (["--backend", "torch"], "float32")):
+        out = tmp_path / f"out{len(flags)}{precision}"
+        done = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "crop.png"), "--model", str(ckpt), "--crop",
+                                        "--formats", "", "--no-overlay", "--out", str(out), *flags])
+        assert done.exit_code == 0, done.output
+        assert json.loads((out / "crop.json").read_text())["model"]["precision"] == precision, flags
+    refused = CliRunner().invoke(app, ["reconstruct", str(tmp_path / "crop.png"), "--model", str(ckpt), "--crop",
+                                       "--int8", "--backend", "torch", "--out", str(tmp_path / "no")])
+    assert refused.exit_code == 2 and "onnxruntime on the CPU" in refused.output
 
     def float_only(model, out, int8=False, **kw):
         if int8:
@@ -474,10 +490,12 @@ def test_auto_backend_serves_the_int8_export_on_request(tmp_path, monkeypatch):
     export = torch_backend.export_onnx
     monkeypatch.setenv("HANDRECON_CACHE", str(tmp_path / "fresh"))
     monkeypatch.setattr(torch_backend, "export_onnx", float_only)
-    fallback = handrecon.load(ckpt, backend="auto", int8=True)
-    assert isinstance(fallback.network, OnnxNetwork) and fallback.precision == "float32"
+    for ask in (None, True):
+        fallback = handrecon.load(ckpt, backend="auto", int8=ask)
+        assert isinstance(fallback.network, OnnxNetwork) and fallback.precision == "float32"
     with pytest.raises(ValueError, match="onnxruntime on the CPU"):
         handrecon.load(ckpt, int8=True)
     exported = export(torch_rec, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="served as it was exported"):
         handrecon.load(exported, backend="auto", int8=True)
+    assert handrecon.load(exported, backend="auto").precision == "float32"  # a file serves as it was exported

@@ -21,7 +21,7 @@ TILES_HELP = ("Also read each image as an N x N grid of overlapping tiles, each 
               "under ~15 % of the image height: foreign wide shots AP50 0.26 -> 0.50 with 3; docs/detection.md, "
               "'Small hands in large photos'); N*N+1 detector passes. 1: the whole image only (default).")
 BF16_HELP = ("Serve the crop model on torch under bf16 autocast, channels-last: on a CPU with AMX about 1.7x faster "
-             "networks than the default float32 export; refused on a CPU without native bf16 (AVX512-BF16 or AMX), "
+             "networks than the float32 export; refused on a CPU without native bf16 (AVX512-BF16 or AMX), "
              "where it would be emulated; its accuracy in the model card.")
 LARGE_PHOTO_PX = 1000  # a photo at least this long on its long side gets the --tiles hint when no hand is found
 TEST_TIME_FLIP_HELP = ("Test-time flip: the network also reads each image's mirror image and the candidates are "
@@ -265,7 +265,7 @@ def _check_threads_or_exit(threads: Optional[int]) -> None:
 
 
 def _load_model_or_exit(model: str, threads: Optional[int] = None, backend: str = "torch", tta: bool = False,
-                        second_look: bool = True, int8: bool = False, bf16: bool = False):
+                        second_look: bool = True, int8: Optional[bool] = False, bf16: bool = False):
     """handrecon.load (with `TEST_TIME_ROTATIONS` if `tta`; a crop model's second look at unsure
     hands unless `second_look` is False; `int8` and `bf16` as `load` takes them), or a one-line
     error and exit code 2."""
@@ -357,7 +357,7 @@ def reconstruct(
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay PNGs."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network, one batch at a time (default: one thread per batch and a batch per core)."),
     backend: str = typer.Option("auto", "--backend", help="auto: a crop model runs on onnxruntime (exported once into the cache) when the extra onnx is installed; torch: always torch."),
-    int8: bool = typer.Option(False, "--int8", help="Serve the crop model's int8 export (int8 convolutions, exported once into the cache like the float32 one): about 1.6x faster networks; its accuracy in the model card."),
+    int8: Optional[bool] = typer.Option(None, "--int8/--float32", help="Which export of a crop model onnxruntime serves, each made once into the cache: int8 convolutions (the default where it runs on onnxruntime: faster, the same accuracy as measured in the model card) or float32; --int8 insists on it."),
     bf16: bool = typer.Option(False, "--bf16", help=BF16_HELP),
     fit: bool = typer.Option(False, "--fit", help="Also fit the hand model to every hand (inverse kinematics): pose, shape and translation in the JSON."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more, and its detector also reads each image's mirror image; more accurate, 8x the crop network's time and 2x the detector's."),
@@ -608,7 +608,7 @@ def evaluate(
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a crop model sees each hand 8 times (turned by every multiple of 45 degrees) and averages the views, the sharper counting more; more accurate, 8x the network time."),
     second_look: bool = typer.Option(True, "--second-look/--one-look", help=SECOND_LOOK_HELP),
     thorough: bool = typer.Option(False, "--thorough", help="A DETECTOR+MODEL pipeline scores every hand with the crop model's keypoint sharpness (reconstruct --thorough)."),
-    int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct --int8` serves it: its int8 export on onnxruntime (default: the checkpoint on torch)."),
+    int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct` serves it by default: its int8 export on onnxruntime (default: the checkpoint on torch, float32)."),
     bf16: bool = typer.Option(False, "--bf16", help="Evaluate the crop model as `reconstruct --bf16` serves it: on torch under bf16 autocast (CPUs with AVX512-BF16 or AMX)."),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help="A DETECTOR+MODEL pipeline's detector also reads each image as an N x N grid of tiles (reconstruct --tiles)."),
 ) -> None:

@@ -56,7 +56,7 @@ def load_onnx(path: str | Path, threads: int | None = None, refine_root: bool | 
 def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = None,
          refine_root: bool | None = None, backend: str = "torch",
          test_time_rotations: Sequence[float] | None = None, second_look: bool | None = None,
-         int8: bool = False, bf16: bool = False) -> Predictor | TwoStagePredictor:
+         int8: bool | None = None, bf16: bool = False) -> Predictor | TwoStagePredictor:
     """Load a model for inference: a shipped model name (`infer.registry`), a checkpoint or run
     directory (torch, on `device`), or an exported ``.onnx`` file (onnxruntime, CPU, `threads`
     intra-op threads); or ``DETECTOR+MODEL``, a two-stage pipeline (`infer.pipeline`: a detector
@@ -68,10 +68,12 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
     covers its weights), when the extra "onnx" is installed; else, and for "torch", on torch.
     torch is imported only for a model that runs on torch or is being exported: an ``.onnx``
     file, or a crop model whose export is in the cache, starts without it.
-    int8 (backend "auto"): serve a crop model's int8 export (`infer.quantize`: int8 convolutions,
-    calibrated on rendered crops; exported once too, or the float32 one where it cannot be made)
-    instead of its float32 one: about 1.6x faster networks, and its accuracy as measured in the
-    model card (docs/model_card_m3dhmr_openhand.md, "int8").
+    int8: which export backend "auto" serves a crop model checkpoint from. None (the default): its
+    int8 export (`infer.quantize`: int8 convolutions, calibrated on rendered crops; exported once
+    too, or the float32 one where it cannot be made) where it runs on onnxruntime, else float32;
+    False: the float32 export; True: int8 required (a ValueError off onnxruntime). The int8 export
+    is faster at the float32 one's accuracy, as measured in the model card
+    (docs/model_card_m3dhmr_openhand.md, "int8": served by default since 2026-12-06).
     bf16: serve a crop model on torch under bf16 autocast, channels-last (whatever the backend):
     on a CPU with AMX about 1.7x faster networks than onnxruntime's float32 (the model card,
     "bf16"); refused (ValueError) where the CPU has no native bf16 arithmetic.
@@ -114,7 +116,7 @@ def load(name_or_path: str | Path, device: str = "cpu", threads: int | None = No
                              "on torch (give the model's name or checkpoint)")
         predictor = load_onnx(path, threads=threads, refine_root=refine_root)
     else:
-        predictor = load_exported(path, threads, refine_root, int8) \
+        predictor = load_exported(path, threads, refine_root, int8 is not False) \
             if backend == "auto" and str(device) == "cpu" and not bf16 else None
         if predictor is None:
             from handrecon.infer import torch_backend  # deferred: imports torch (see the docstring)

@@ -103,7 +103,7 @@ def check_native_bf16(device: torch.device) -> None:
     CUDA device with bf16 support)."""
     if device.type == "cpu" and cpu_bf16_is_emulated():
         raise ValueError("bf16 serving needs a CPU with native bf16 arithmetic (AVX512-BF16 or AMX); this one would "
-                         "emulate it, many times slower than float32: serve in float32 (the default) or with --int8")
+                         "emulate it, many times slower than float32: serve without --bf16 (onnxruntime's int8 export by default)")
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"bf16 serving: {device} has no bf16 support; serve in float32 (the default)")
 
