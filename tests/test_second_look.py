@@ -188,3 +188,38 @@ def test_the_mesh_decoder_runs_in_bounded_chunks(models, monkeypatch):
     for a, b in zip(whole, chunked):  # onnxruntime's kernels sum in another order at another batch size
         np.testing.assert_allclose(b.vertices, a.vertices, atol=1e-5)
         np.testing.assert_allclose(b.keypoints_2d, a.keypoints_2d, atol=1e-3)
+
+
+def test_views_that_would_barely_count_are_not_decoded(models, monkeypatch):
+    """With the second look, a view whose normalised averaging weight (known from the first stage's
+    peaks) is under MIN_VIEW_WEIGHT is not decoded and leaves the average, the rest renormalised; the
+    heaviest view always stays; a threshold no view falls under changes nothing."""
+    monkeypatch.setattr(m3dhmr_inference, "MIN_VIEW_WEIGHT", 0.05)
+    kept, lw = m3dhmr_inference._drop_light_views([[0, 1, 2], [3]], np.log([0.9, 0.08, 0.02, 1.0]))
+    assert kept == [[0, 1], [3]]
+    np.testing.assert_allclose(np.exp(lw), [0.9, 0.08, 1.0])
+    monkeypatch.setattr(m3dhmr_inference, "MIN_VIEW_WEIGHT", 0.95)
+    assert m3dhmr_inference._drop_light_views([[4, 5]], np.log([0.3, 0.7]))[0] == [[5]]
+
+    onnx_rec = models[1]
+    monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 1.0)  # every framing unsure: three views a framing
+    monkeypatch.setattr(predictor_module, "SECOND_STAGE_ROWS", 1000)
+    onnx_rec.adapter.set_second_look(True)
+    results, rows = {}, {}
+    try:
+        for w in (0.0, 1e-12, 0.4):
+            monkeypatch.setattr(m3dhmr_inference, "MIN_VIEW_WEIGHT", w)
+            counts = _decoded_rows(onnx_rec, monkeypatch)
+            results[w] = _hands(onnx_rec.predict_batch(IMAGES, boxes=BOXES))
+            rows[w] = sum(counts)
+            monkeypatch.undo()  # the spy and the patches go; set them again
+            monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 1.0)
+            monkeypatch.setattr(predictor_module, "SECOND_STAGE_ROWS", 1000)
+    finally:
+        onnx_rec.adapter.set_second_look(False)
+    n = sum(len(b) for b in BOXES)
+    assert rows[0.0] == rows[1e-12] == 3 * n and n <= rows[0.4] < 3 * n  # at most two of three views over 0.4
+    for a, b, c in zip(results[0.0], results[1e-12], results[0.4]):
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        assert (c.side, c.heatmap_peak) == (a.side, a.heatmap_peak)
+        assert np.isfinite(c.vertices).all()

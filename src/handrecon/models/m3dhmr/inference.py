@@ -89,6 +89,15 @@ SECOND_LOOK_ROTATIONS = (-45.0, 45.0)
 # 11.34); both framings averaged at 1.2: 10.82 (docs/model_card_m3dhmr_openhand.md, "A second framing").
 RECROP_EXPANSION = 1.2
 RECROP_MIN_PX = 8.0
+# With the second look, a hand's views are averaged with weights known from the first stage's
+# heatmap peaks before the mesh decoder runs: a view whose normalised weight is below
+# MIN_VIEW_WEIGHT is dropped (the rest renormalised), so the decoder does not run on views that
+# would barely count (test-time rotations keep every view). Chosen on dev draws only (foreign crops
+# seed 52 whole, our own crops seed 1001, int8 export): 0 / 0.02 / 0.05 / 0.1 gave 10.570 / 10.570 /
+# 10.578 / 10.591 and 10.900 / 10.900 / 10.897 / 10.898 mm PA-MPJPE; then on a fresh draw (seed 75,
+# 600, whole) 10.931 -> 10.937 mm, and 300 crops through `reconstruct --crop` in 0.90x the wall time
+# (2.71 -> 2.05 decoded views a crop; docs/model_card_m3dhmr_openhand.md, "Speed").
+MIN_VIEW_WEIGHT = 0.05
 
 
 @dataclass
@@ -310,21 +319,28 @@ class M3DHMRAdapter(InferenceAdapter):
 
     def kept_views(self, prepared: Prepared, peak: np.ndarray | None
                    ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, list[list[int]]]:
-        """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), and per hand the indices
-        (into ``hand.views``) of the chosen reading's views: the views its outputs are taken from."""
+        """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), per hand the indices (into
+        ``hand.views``) of the chosen reading's views its outputs are taken from (with the second
+        look, those whose averaging weight is at least `MIN_VIEW_WEIGHT`), and their log-weights
+        (`_view_log_weights`, hand-major; None without peaks)."""
         hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
         chosen, p_side, peaks = self.read_sides(hands, peak)
         kept = [[i for i, r in enumerate(hand.reading_of) if r == k] for hand, k in zip(hands, chosen)]
-        return hands, chosen, p_side, peaks, kept
+        if peak is None:
+            return hands, chosen, p_side, peaks, kept, None
+        log_weights = self._view_log_weights(hands, kept, peak)
+        if MIN_VIEW_WEIGHT > 0 and self.looks_twice:
+            kept, log_weights = _drop_light_views(kept, log_weights)
+        return hands, chosen, p_side, peaks, kept, log_weights
 
     def rows_to_finish(self, prepared: Prepared, first: dict[str, np.ndarray]) -> np.ndarray:
         """The mesh decoder runs on the chosen readings' views only: with the side read, half the crops."""
-        hands, _, _, _, kept = self.kept_views(prepared, first.get("heatmap_peak"))
+        hands, _, _, _, kept, _ = self.kept_views(prepared, first.get("heatmap_peak"))
         return _rows_of(hands, kept)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray], refine_root: bool = True) -> list[Hands]:
         peak = outputs.get("heatmap_peak")
-        hands, chosen, p_side, peaks, kept = self.kept_views(prepared, peak)
+        hands, chosen, p_side, peaks, kept, log_weights = self.kept_views(prepared, peak)
         sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
         views = [hand.views[i] for hand, idx in zip(hands, kept) for i in idx]
         take = _rows_of(hands, kept)
@@ -332,8 +348,7 @@ class M3DHMRAdapter(InferenceAdapter):
         counts = np.array([len(idx) for idx in kept])
         starts = np.cumsum(counts) - counts
         if counts.max() > 1:
-            weights = None if peak is None else self._view_log_weights(hands, kept, peak)
-            joints_view, verts_view, uv_view = self._average_views(views, counts, weights, joints_view, verts_view,
+            joints_view, verts_view, uv_view = self._average_views(views, counts, log_weights, joints_view, verts_view,
                                                                    uv_view)
         first = [views[i] for i in starts]
         K_view = np.stack([v.K for v in first])
@@ -397,6 +412,20 @@ class M3DHMRAdapter(InferenceAdapter):
         uv_first = np.einsum("bv,bvni->bni", weights,
                              transform_points(uv_image, np.broadcast_to(affine[:, :1], affine.shape)))
         return average_3d(joints), average_3d(verts), uv_first
+
+
+def _drop_light_views(kept: list[list[int]], log_weights: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """Per hand, the kept views whose normalised weight exp(log_weights) is at least `MIN_VIEW_WEIGHT`
+    (the heaviest always), and their log-weights (hand-major, as given)."""
+    counts = np.array([len(idx) for idx in kept])
+    parts = np.split(log_weights, np.cumsum(counts)[:-1])
+    new_kept, new_weights = [], []
+    for idx, lw in zip(kept, parts):
+        keep = np.exp(lw - np.logaddexp.reduce(lw)) >= MIN_VIEW_WEIGHT
+        keep[np.argmax(lw)] = True
+        new_kept.append([i for i, k in zip(idx, keep) if k])
+        new_weights.append(lw[keep])
+    return new_kept, np.concatenate(new_weights)
 
 
 def _rows_of(hands: list[HandViews], kept: list[list[int]]) -> np.ndarray:
