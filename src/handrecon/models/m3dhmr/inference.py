@@ -96,7 +96,7 @@ RECROP_MIN_PX = 8.0
 # seed 52 whole, our own crops seed 1001, int8 export): 0 / 0.02 / 0.05 / 0.1 gave 10.570 / 10.570 /
 # 10.578 / 10.591 and 10.900 / 10.900 / 10.897 / 10.898 mm PA-MPJPE; then on a fresh draw (seed 75,
 # 600, whole) 10.931 -> 10.937 mm, and 300 crops through `reconstruct --crop` in 0.90x the wall time
-# (2.71 -> 2.05 decoded views a crop; docs/model_card_m3dhmr_openhand.md, "Speed").
+# (2.71 -> 2.05 decoded views a crop; docs/inference.md, "Where the crop path's time goes").
 MIN_VIEW_WEIGHT = 0.05
 
 
