@@ -318,15 +318,15 @@ class M3DHMRAdapter(InferenceAdapter):
         return chosen, p_side, best
 
     def kept_views(self, prepared: Prepared, peak: np.ndarray | None
-                   ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, list[list[int]]]:
+                   ) -> tuple[list[HandViews], list[int], np.ndarray, np.ndarray, list[list[int]], np.ndarray | None]:
         """Every hand of the batch, `read_sides`' (chosen, p_side, peaks), per hand the indices (into
         ``hand.views``) of the chosen reading's views its outputs are taken from (with the second
         look, those whose averaging weight is at least `MIN_VIEW_WEIGHT`), and their log-weights
-        (`_view_log_weights`, hand-major; None without peaks)."""
+        (`_view_log_weights`, hand-major; None without peaks, or where every hand has one view)."""
         hands = [hand for image_hands in prepared.views for hand in image_hands]  # never empty: see Predictor
         chosen, p_side, peaks = self.read_sides(hands, peak)
         kept = [[i for i, r in enumerate(hand.reading_of) if r == k] for hand, k in zip(hands, chosen)]
-        if peak is None:
+        if peak is None or all(len(idx) == 1 for idx in kept):  # nothing to average (one look): no weights
             return hands, chosen, p_side, peaks, kept, None
         log_weights = self._view_log_weights(hands, kept, peak)
         if MIN_VIEW_WEIGHT > 0 and self.looks_twice:
