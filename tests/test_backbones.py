@@ -9,6 +9,7 @@ from handrecon.models.backbones import BACKBONES, LANDMARK_ENCODERS, build_backb
 from handrecon.models.backbones.resnet import ResNet, read_state_dict, resnet18, resnet34
 from handrecon.models.heads import (
     gaussian_heatmaps,
+    local_soft_argmax_2d,
     normalized_to_pixels,
     pixels_to_normalized,
     sample_features_at,
@@ -250,6 +251,23 @@ def test_soft_argmax_inverts_gaussian_heatmaps():
     sharp = torch.full((1, 1, 4, 8), -1e4)
     sharp[0, 0, 2, 5] = 0.0
     torch.testing.assert_close(soft_argmax_2d(sharp), torch.tensor([[[5.5 / 8, 2.5 / 4]]]))
+
+
+def test_local_soft_argmax_keeps_the_peaks_mode():
+    # one Gaussian well inside the window: the same as the plain soft-argmax
+    uv = torch.tensor([[[0.31, 0.62], [0.5, 0.5]]])
+    one = torch.log(gaussian_heatmaps(uv, 32, 32, sigma=1.0))
+    torch.testing.assert_close(local_soft_argmax_2d(one, 4), uv, atol=1e-3, rtol=0)
+    # two modes: the plain soft-argmax lands between them, the windowed one on the taller mode
+    a, b = torch.tensor([[[0.2, 0.3]]]), torch.tensor([[[0.8, 0.7]]])
+    two = torch.log(gaussian_heatmaps(a, 32, 32) + 0.6 * gaussian_heatmaps(b, 32, 32) + 1e-6)
+    plain, local = soft_argmax_2d(two), local_soft_argmax_2d(two, 3)
+    assert (plain - a).norm() > 0.2
+    torch.testing.assert_close(local, a, atol=1e-3, rtol=0)
+    # a peak at the border: the window is clipped, not wrapped round to the far side
+    edge = torch.full((1, 1, 8, 8), -1e4)
+    edge[0, 0, 0, 7], edge[0, 0, 7, 0] = 0.0, -0.1
+    torch.testing.assert_close(local_soft_argmax_2d(edge, 2), torch.tensor([[[7.5 / 8, 0.5 / 8]]]))
 
 
 class LandmarkModel(torch.nn.Module):

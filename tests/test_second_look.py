@@ -29,6 +29,27 @@ def _hands(results):
     return [h for r in results for h in r.hands]
 
 
+def _report_shifted_keypoints(rec, monkeypatch, shift) -> None:
+    """`rec`'s network with its reported keypoints (``keypoints_px``) set to its landmarks (``uv_px``)
+    plus `shift` crop pixels."""
+    network = rec.network
+
+    def shifted(outputs):
+        return {**outputs, "keypoints_px": outputs["uv_px"] + np.float32(shift)}
+
+    class Shifted:
+        def __getattr__(self, name):
+            return getattr(network, name)
+
+        def __call__(self, inputs, **kw):
+            return shifted(network(inputs, **kw))
+
+        def first_stage(self, inputs):
+            return shifted(network.first_stage(inputs))
+
+    monkeypatch.setattr(rec, "network", Shifted())
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 @pytest.mark.parametrize("read_sides", [False, True])
 def test_a_second_look_is_test_time_rotations_for_the_unsure_hands_only(models, backend, read_sides, monkeypatch):
@@ -123,6 +144,7 @@ def test_a_whole_image_hand_is_also_seen_framed_around_its_landmarks(models, bac
     monkeypatch.setattr(m3dhmr_inference, "SECOND_LOOK_PEAK", 0.0)  # no turned views
     monkeypatch.setattr(m3dhmr_inference, "TEST_TIME_SHARPNESS", 0.0)  # equal weights
     monkeypatch.setattr(m3dhmr_inference, "RECROP_MIN_PX", 2.0)  # random weights: landmarks close together
+    _report_shifted_keypoints(rec, monkeypatch, 0.0)  # reported = the landmarks the re-crop is drawn around
     first = _hands(rec.predict_batch(IMAGES))  # one look, sides read
     boxes, sides = [], []
     for image, hand in zip(IMAGES, first):
@@ -156,6 +178,38 @@ def test_a_whole_image_hand_is_also_seen_framed_around_its_landmarks(models, bac
         np.testing.assert_array_equal(a.keypoints_2d, f.keypoints_2d)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_reported_keypoints_move_nothing_the_mesh_depends_on(models, backend, monkeypatch):
+    """The network's ``keypoints_px`` are what a hand reports in 2D and what root recovery fits; its
+    ``uv_px`` (the landmarks the decoder samples at) draw the second framing. Shifting the first moves
+    the 2D keypoints and the placement, never the mesh about its root, with or without a second
+    framing."""
+    torch_rec, onnx_rec, _ = models
+    rec = torch_rec if backend == "torch" else onnx_rec
+    monkeypatch.setattr(m3dhmr_inference, "RECROP_MIN_PX", 2.0)  # random weights: landmarks close together
+    results = {}
+    for second_look in (False, True):
+        rec.adapter.set_second_look(second_look)
+        try:
+            for shift in ((0.0, 0.0), (3.0, -2.0)):
+                with monkeypatch.context() as m:
+                    _report_shifted_keypoints(rec, m, shift)
+                    results[second_look, shift] = _hands(rec.predict_batch(IMAGES))
+        finally:
+            rec.adapter.set_second_look(False)
+    for second_look in (False, True):
+        for a, b in zip(results[second_look, (0.0, 0.0)], results[second_look, (3.0, -2.0)]):
+            np.testing.assert_allclose(b.vertices - b.cam_t, a.vertices - a.cam_t, atol=1e-6)
+            assert b.side == a.side
+            moved = b.keypoints_2d - a.keypoints_2d
+            if second_look:  # averaged with the second framing's (another scale): moved, by less
+                assert (np.abs(moved) > 1.0).all()
+            else:  # the whole image (160x120) seen at 64 px: 2.5 image px a crop px; a left hand's crop is mirrored
+                sign = 1.0 if a.side == "right" else -1.0
+                np.testing.assert_allclose(moved, np.broadcast_to([7.5 * sign, -5.0], moved.shape), atol=1e-3)
+            assert np.abs(b.cam_t - a.cam_t).max() > 1e-4
+
+
 def test_framings_count_as_wholes_in_the_average():
     """Two framings of a hand, each with turned views: within a framing the views weigh as test-time
     rotations (∝ peak^sharpness), and each framing's total weight is ∝ its plain view's peak^sharpness,
@@ -186,7 +240,9 @@ def test_the_mesh_decoder_runs_in_bounded_chunks(models, monkeypatch):
         onnx_rec.adapter.set_second_look(False)
     assert len(counts) > 1 and max(counts) <= 2
     for a, b in zip(whole, chunked):  # onnxruntime's kernels sum in another order at another batch size
-        np.testing.assert_allclose(b.vertices, a.vertices, atol=1e-5)
+        np.testing.assert_allclose(b.vertices - b.cam_t, a.vertices - a.cam_t, atol=1e-5)
+        # the placement to 5e-5 m: root recovery fits those joints to keypoints this random model's 3D fits badly
+        np.testing.assert_allclose(b.cam_t, a.cam_t, atol=5e-5)
         np.testing.assert_allclose(b.keypoints_2d, a.keypoints_2d, atol=1e-3)
 
 

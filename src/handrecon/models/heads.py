@@ -57,6 +57,20 @@ def soft_argmax_2d(logits: torch.Tensor) -> torch.Tensor:
     return torch.stack([u, v], dim=-1)
 
 
+def local_soft_argmax_2d(logits: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, J, h, w) logits → (B, J, 2) uv_norm: `soft_argmax_2d` of each map within ±`radius` cells
+    (a (2r+1)² window, clipped at the border) of its largest logit. Where a map is spread or has
+    two modes, the plain soft-argmax lands between them and drifts towards the map's centre; this
+    keeps the peak's mode. Exportable to ONNX (ArgMax, comparisons, Where)."""
+    b, j, h, w = logits.shape
+    peak = logits.reshape(b, j, h * w).argmax(-1)
+    rows, cols = torch.div(peak, w, rounding_mode="floor"), peak % w
+    near_rows = (torch.arange(h, device=logits.device) - rows[..., None]).abs() <= radius  # (B, J, h)
+    near_cols = (torch.arange(w, device=logits.device) - cols[..., None]).abs() <= radius  # (B, J, w)
+    window = near_rows[..., :, None] & near_cols[..., None, :]
+    return soft_argmax_2d(logits.float().masked_fill(~window, float("-inf")))
+
+
 def heatmap_peak(logits: torch.Tensor) -> torch.Tensor:
     """(B, J, h, w) heatmap logits → (B,) the mean over joints of each map's largest softmax
     probability: how sharply the encoder places the keypoints (1: every joint in one cell). The

@@ -6,10 +6,12 @@ M3DHMR is a crop model: one network view per hand, in four stages:
    the box's longest side × the spec's crop scale, resized to S × S, left hands mirrored: the
    network only ever sees right hands). Without boxes the whole image is one crop (scale 1).
 2. `network` (`model.M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
-   view pixels, ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame. It
+   view pixels (the landmarks the decoder samples at and the second framing is drawn around),
+   ``keypoints_px`` (B, 21, 2) (the same heatmaps decoded near their peaks, `KEYPOINT_WINDOW`: the
+   2D keypoints reported and fitted by root recovery), ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame. It
    runs in two stages: the encoder on every crop, the mesh decoder (about half the network's time)
    only on the crops the hand's result is taken from (`rows_to_finish`: the winning reading's).
-3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ uv, in the view frame.
+3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ keypoints, in the view frame.
 4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
    rotation and the mirror, so a left hand's vertices are its true camera-space positions.
 
@@ -98,6 +100,16 @@ RECROP_MIN_PX = 8.0
 # 600, whole) 10.931 -> 10.937 mm, and 300 crops through `reconstruct --crop` in 0.90x the wall time
 # (2.71 -> 2.05 decoded views a crop; docs/inference.md, "Where the crop path's time goes").
 MIN_VIEW_WEIGHT = 0.05
+# The 2D keypoints a hand reports (and root recovery fits) are its last-stack heatmaps' soft-argmax
+# within ±KEYPOINT_WINDOW cells (of 32 at a 128 px input) of each map's peak (the network's
+# ``keypoints_px``, `heads.local_soft_argmax_2d`). Where a map is spread or has two modes the plain
+# soft-argmax lands between them: predicted hands came out ~4.5 % smaller about their centre than
+# the ground truth (median; foreign crops seed 52). The plain soft-argmax (``uv_px``), which training
+# supervised, still places what the 3D depends on: the decoder's features (sampled at the windowed
+# keypoints instead: 11.61 -> 11.89 mm on the foreign dev draw) and the second framing (drawn around
+# the windowed keypoints it cost 0.10 mm on a fresh draw). Chosen on dev draws only
+# (docs/model_card_m3dhmr_openhand.md, "Keypoints from the heatmap's peak").
+KEYPOINT_WINDOW = 4
 
 
 @dataclass
@@ -142,8 +154,8 @@ class M3DHMRAdapter(InferenceAdapter):
     """Crops → M3DHMR → camera space (module docstring). Spec: `M3DHMR.inference_spec`."""
 
     detects_hands = False
-    output_names = ("uv_px", "verts", "joints", "heatmap_peak", "landmark_features")
-    optional_outputs = ("heatmap_peak", "landmark_features")
+    output_names = ("uv_px", "verts", "joints", "heatmap_peak", "landmark_features", "keypoints_px")
+    optional_outputs = ("heatmap_peak", "landmark_features", "keypoints_px")
     stage_link = ("landmark_features",)
     second_stage_outputs = ("verts", "joints")
     # The landmark heads' heatmap logits feed the soft-argmax, the side reading and the second look:
@@ -344,7 +356,8 @@ class M3DHMRAdapter(InferenceAdapter):
         sides = [hand.readings[k] for hand, k in zip(hands, chosen)]
         views = [hand.views[i] for hand, idx in zip(hands, kept) for i in idx]
         take = _rows_of(hands, kept)
-        joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", "uv_px"))
+        keypoints = "keypoints_px" if "keypoints_px" in outputs else "uv_px"  # a graph exported before it: uv_px
+        joints_view, verts_view, uv_view = (np.asarray(outputs[k], np.float64)[take] for k in ("joints", "verts", keypoints))
         counts = np.array([len(idx) for idx in kept])
         starts = np.cumsum(counts) - counts
         if counts.max() > 1:

@@ -46,10 +46,11 @@ from handrecon.hand.load import load_hand_model_data, topology_sha256
 from handrecon.mesh import get_hierarchy, get_spirals, hierarchy_spirals
 from handrecon.models.backbones import LANDMARK_ENCODERS, build_backbone
 from handrecon.models.heads import (
-    encoder_output, heatmap_peak, normalized_to_pixels, pixels_to_normalized, sample_features_at,
+    encoder_output, heatmap_peak, local_soft_argmax_2d, normalized_to_pixels, pixels_to_normalized, sample_features_at,
 )
 from handrecon.models.m3dhmr.decoder import CONV_TYPES, MeshDecoder
 from handrecon.models.m3dhmr.dsc import DynamicSpiralConv, temperature_at
+from handrecon.models.m3dhmr.inference import KEYPOINT_WINDOW
 from handrecon.models.m3dhmr.loss import VERTEX_SCALE_M, M3DHMRLoss
 from handrecon.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
@@ -277,11 +278,12 @@ class M3DHMR(nn.Module):
 class M3DHMRNetwork(nn.Module):
     """image (B, 3, S, S) normalised → (uv_px (B, 21, 2) crop pixels, verts (B, V, 3), joints
     (B, 21, 3) root-relative metres, heatmap_peak (B,) the last stack's `heads.heatmap_peak`,
-    landmark_features (B, 21, C) the latent sampled at the landmarks). Root recovery and the side
-    reading stay outside (`M3DHMRAdapter.postprocess`).
+    landmark_features (B, 21, C) the latent sampled at the landmarks, keypoints_px (B, 21, 2) crop
+    pixels: the reported keypoints, `first_stage`). Root recovery and the side reading stay outside
+    (`M3DHMRAdapter.postprocess`).
 
     In two stages, which inference uses to decode only the crops it keeps (the winning side's
-    reading): `first_stage` (the encoder: uv_px, heatmap_peak, landmark_features) and
+    reading): `first_stage` (the encoder: uv_px, heatmap_peak, landmark_features, keypoints_px) and
     `second_stage` (the mesh decoder, which sees the image only through landmark_features:
     verts, joints). `forward` is both, the graph ONNX export writes."""
 
@@ -291,18 +293,22 @@ class M3DHMRNetwork(nn.Module):
         self.eval()
         model._sync_temperature()
 
-    def first_stage(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def first_stage(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """uv_px: the trained landmarks (the plain soft-argmax), where landmark_features are sampled;
+        keypoints_px: the last stack's heatmaps decoded near their peaks (`inference.KEYPOINT_WINDOW`)."""
         enc = self.model.encoder(image)
-        return (normalized_to_pixels(enc["uv"], image.shape[-1], image.shape[-2]), heatmap_peak(enc["heatmaps"][:, -1]),
-                sample_features_at(enc["latent"], enc["uv"]))
+        logits = enc["heatmaps"][:, -1]
+        W, H = image.shape[-1], image.shape[-2]
+        return (normalized_to_pixels(enc["uv"], W, H), heatmap_peak(logits), sample_features_at(enc["latent"], enc["uv"]),
+                normalized_to_pixels(local_soft_argmax_2d(logits, KEYPOINT_WINDOW), W, H))
 
     def second_stage(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.mesh_from_landmarks(landmark_features)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        uv_px, peak, landmark_features = self.first_stage(image)
+        uv_px, peak, landmark_features, keypoints_px = self.first_stage(image)
         verts, joints = self.second_stage(landmark_features)
-        return uv_px, verts, joints, peak, landmark_features
+        return uv_px, verts, joints, peak, landmark_features, keypoints_px
 
 
 def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
