@@ -8,9 +8,10 @@ M3DHMR is a crop model: one network view per hand, in four stages:
 2. `network` (`model.M3DHMRNetwork`, also the ONNX graph): normalised (B, 3, S, S) → ``uv_px`` (B, 21, 2)
    view pixels (the landmarks the decoder samples at and the second framing is drawn around),
    ``keypoints_px`` (B, 21, 2) (the same heatmaps decoded near their peaks, `KEYPOINT_WINDOW`: the
-   2D keypoints reported and fitted by root recovery), ``verts`` (B, V, 3) and ``joints`` (B, 21, 3) root-relative metres, view frame. It
-   runs in two stages: the encoder on every crop, the mesh decoder (about half the network's time)
-   only on the crops the hand's result is taken from (`rows_to_finish`: the winning reading's).
+   2D keypoints reported and fitted by root recovery), ``verts`` (B, V, 3) and ``joints`` (B, 21, 3)
+   root-relative metres, view frame. It runs in two stages: the encoder on every crop, the mesh
+   decoder (about half the network's time) only on the crops the hand's result is taken from
+   (`rows_to_finish`: the winning reading's).
 3. root recovery (`geometry.root`): t with project(joints + t, K') ≈ keypoints, in the view frame.
 4. back to the image camera: X = Rᵀ (X' + t) and uv = affine⁻¹(uv'), which undoes the crop
    rotation and the mirror, so a left hand's vertices are its true camera-space positions.
