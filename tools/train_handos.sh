@@ -8,7 +8,8 @@
 # boxes as prompts) on the held-out scenes (seed 1000) and, when the benchmark-only extra `.[foreign]` is
 # installed, on the foreign scene set (pyrender, photographs never used for training); packaged into
 # $RUN/handos-openhand/ (the shipped src/handrecon/assets/models/handos-openhand is this recipe's run of
-# 2026-12-06 on the crop model's distractor weights, runs/handos_openhand_w3; docs/model_card_handos_openhand.md).
+# 2026-12-06, thirty-fifth session, on the crop model's stages 22-25 average, runs/handos_openhand_o8;
+# docs/model_card_handos_openhand.md).
 #   tools/train_handos.sh             # from the repository root; re-running resumes every step
 # Environment: PY (default .venv/bin/python), DATA (default .cache/detector), RUN (default runs/handos_cpu_openhand).
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 20 hours,
-# over the 150-minute budget since stages 3-20 were added — resumable across sessions):
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 24 hours,
+# over the 150-minute budget since stages 3-25 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -21,7 +21,9 @@
 # ~34 min side by side on an AVX-512 BF16 CPU); stage 17: GCompris's 146 photographs added
 # (tools/fetch_photos.py --gcompris), one more such average (configs/m3dhmr_cpu_gcompris.yaml); stages 18-20:
 # distractor occluders (skin-coloured and photo-textured) and camera colour, three more such averages
-# (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml, m3dhmr_cpu_occluders3.yaml); evaluate on the held-out
+# (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml, m3dhmr_cpu_occluders3.yaml), stages 19-20's four
+# runs averaged and continued as five more (stages 21-25, configs/m3dhmr_cpu_occluders4.yaml ... occluders8.yaml),
+# stages 22-25's eight runs averaged into the shipped weights; evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -189,6 +191,31 @@ POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_oc
 SOUP=("${STAGE19_RUNS[@]}" "${SOUP[@]}")
 RUN=${RUN}_last_two
 $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
+# stages 21-25 (since 2026-12-06, thirty-fifth session): that average continued as five more distractor averages
+# in a row on fresh draws (configs/m3dhmr_cpu_occluders4.yaml ... m3dhmr_cpu_occluders8.yaml); the shipped weights:
+# stages 22-25's eight runs averaged into one model (chosen over stage 25 alone, 24-25 and 23-25 on development
+# draws, served int8; docs/model_card_m3dhmr_openhand.md, "An eighth round: O8")
+STAGE20=$RUN/soup
+RUN=${RUN21:-runs/m3dhmr_cpu_occluders4}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders4.yaml "$STAGE20" "$RUN" 59 60 2000
+STAGE21=$RUN/soup
+RUN=${RUN22:-runs/m3dhmr_cpu_occluders5}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders5.yaml "$STAGE21" "$RUN" 61 62 2000
+LAST_RUNS=("${SOUP[@]}")  # stages 22-25's runs
+STAGE22=$RUN/soup
+RUN=${RUN23:-runs/m3dhmr_cpu_occluders6}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders6.yaml "$STAGE22" "$RUN" 63 64 2000
+LAST_RUNS+=("${SOUP[@]}")
+STAGE23=$RUN/soup
+RUN=${RUN24:-runs/m3dhmr_cpu_occluders7}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders7.yaml "$STAGE23" "$RUN" 65 66 2000
+LAST_RUNS+=("${SOUP[@]}")
+STAGE24=$RUN/soup
+RUN=${RUN25:-runs/m3dhmr_cpu_occluders8}
+POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders8.yaml "$STAGE24" "$RUN" 67 68 2000
+SOUP=("${LAST_RUNS[@]}" "${SOUP[@]}")
+RUN=${RUN}_last_four
+$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -218,7 +245,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml, configs/m3dhmr_cpu_occluders4.yaml, configs/m3dhmr_cpu_occluders5.yaml, configs/m3dhmr_cpu_occluders6.yaml, configs/m3dhmr_cpu_occluders7.yaml, configs/m3dhmr_cpu_occluders8.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -239,6 +266,11 @@ atomic_write_json(path, {
              "stage18": "the same plus --set p_occluder=0.4 --set p_photo_occluder=0.5 --set p_skin_occluder=0.4 --set p_color=0.6 with --seed 53 and, for the soup's second run, --seed 54",
              "stage19": "the same with --seed 55 and, for the soup's second run, --seed 56",
              "stage20": "the same with --seed 57 and, for the soup's second run, --seed 58",
+             "stage21": "the same with --seed 59 and, for the soup's second run, --seed 60",
+             "stage22": "the same with --seed 61 and, for the soup's second run, --seed 62",
+             "stage23": "the same with --seed 63 and, for the soup's second run, --seed 64",
+             "stage24": "the same with --seed 65 and, for the soup's second run, --seed 66",
+             "stage25": "the same with --seed 67 and, for the soup's second run, --seed 68",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},

@@ -9,7 +9,9 @@ the sides apart) and hands the decoder three per-hand levels: the last stack's s
 its keypoint heatmap logits, its stride-16 trunk map and its stride-32 latent, each view's map
 flipped back to the crop's frame and both concatenated, projected to d by a 1×1 convolution.
 It also gives starting points: the landmarks and the wrist-relative mesh of the view whose
-heatmaps are sharper (the mirror's mesh mirrored back, x → −x: a left hand's geometry).
+heatmaps are sharper (the mirror's mesh mirrored back, x → −x: a left hand's geometry), and the
+2D keypoints the crop model reports for that view (its heatmaps read within ±`KEYPOINT_WINDOW` cells
+of each peak, `models.m3dhmr.inference`), which HandOS reports where its 2D joints stay at the start.
 
 The crop model is frozen (`requires_grad=False`, always `eval()`, run under `no_grad`); only the
 projections train. A level's samples reach the crop through an affine per instance and level:
@@ -29,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from handrecon.checkpoint import load_model
-from handrecon.models.heads import heatmap_peak, soft_argmax_2d
+from handrecon.models.heads import heatmap_peak, local_soft_argmax_2d, soft_argmax_2d
+from handrecon.models.m3dhmr.inference import KEYPOINT_WINDOW
 
 CROP_ENCODER_NAME = "m3dhmr-openhand"  # the shipped crop model whose encoder `side: crop` reads
 ASSET_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -52,8 +55,9 @@ class CropEncoderFeatures(nn.Module):
     model.safetensors) of a crop model with a stacked encoder (`forward_crops(..., features=True)`).
     forward -> (levels: 3 maps (N, d, h, w), crop boxes (N, 4) x0, y0, side_x, side_y in [0, 1]
     of the input, landmarks (N, 21, 2) in [0, 1] of the input: the soft-argmax of the sharper
-    view's last heatmaps, mapped back, and that view's mesh (N, V, 3) m, wrist-relative, in
-    the input camera's axes).
+    view's last heatmaps, mapped back, that view's mesh (N, V, 3) m, wrist-relative, in the
+    input camera's axes, and keypoints (N, 21, 2) in [0, 1] of the input: the same heatmaps read
+    near their peaks, as the crop model reports them).
     """
 
     def __init__(self, encoder: str | os.PathLike, d_model: int) -> None:
@@ -90,7 +94,7 @@ class CropEncoderFeatures(nn.Module):
         return torch.cat([boxes[:, :2] - size / 2, size], -1)
 
     def forward(self, pixel_values: torch.Tensor, image_index: torch.Tensor, boxes: torch.Tensor
-                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         crop = self.crop_boxes(boxes.float())
         n, c = len(boxes), self.crop_size
         theta = torch.zeros(n, 2, 3, device=boxes.device)
@@ -112,10 +116,13 @@ class CropEncoderFeatures(nn.Module):
         uv = torch.where(sharper[:, None, None], soft_argmax_2d(logits[:n].float()),
                          soft_argmax_2d(logits[n:].flip(-1).float()))
         landmarks = crop[:, None, :2] + uv * crop[:, None, 2:]
+        near_peak = torch.where(sharper[:, None, None], local_soft_argmax_2d(logits[:n], KEYPOINT_WINDOW),
+                                local_soft_argmax_2d(logits[n:].flip(-1), KEYPOINT_WINDOW))
+        keypoints = crop[:, None, :2] + near_peak * crop[:, None, 2:]
         verts = out["verts"].float()
         verts = verts - torch.einsum("v,nvc->nc", self.wrist_row, verts)[:, None]
         mesh = torch.where(sharper[:, None, None], verts[:n], verts[n:] * verts.new_tensor([-1.0, 1.0, 1.0]))
-        return levels, crop, landmarks, mesh
+        return levels, crop, landmarks, mesh, keypoints
 
 
 __all__ = ["CROP_ENCODER_NAME", "CropEncoderFeatures", "crop_encoder_folder"]

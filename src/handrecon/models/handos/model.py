@@ -269,11 +269,12 @@ class HandOS(nn.Module):
 
     # ---- features
     def memory(self, det, pixel_values: torch.Tensor | None, image_index: torch.Tensor, boxes: torch.Tensor
-               ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+               ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], tuple[torch.Tensor, ...] | None]:
         """F^GD = [F^e, F^s] flattened over levels, with its level geometry and the image each of
         the N instances (boxes (N, 4) cxcywh) reads; the side maps F^s (strides 4-32, (B, d, h, w)
         each; empty without a side network); and with side "crop" the crop model's landmarks
-        (N, 21, 2) in [0, 1] and mesh (N, V, 3) m, wrist-relative (else None). With side "crop"
+        (N, 21, 2) in [0, 1], mesh (N, V, 3) m, wrist-relative, and reported keypoints (N, 21, 2)
+        in [0, 1] (else None). With side "crop"
         the memory is per instance (its image's levels, then its crop's), reached through
         `level_offsets`."""
         values = [self.memory_proj(det.memory_at(self.memory_layer))]
@@ -282,8 +283,8 @@ class HandOS(nn.Module):
         maps: list[torch.Tensor] = []
         starts = offsets = None
         if self.side == "crop":
-            levels, crop, landmarks, mesh = self.side_network(pixel_values, image_index, boxes)
-            starts = (landmarks, mesh)
+            levels, crop, landmarks, mesh, keypoints = self.side_network(pixel_values, image_index, boxes)
+            starts = (landmarks, mesh, keypoints)
             values = [values[0][image_index]] + [m.flatten(2).transpose(1, 2) for m in levels]
             shapes.append(torch.tensor([m.shape[-2:] for m in levels], dtype=torch.long, device=shapes[0].device))
             # a crop level: loc_crop = (loc - x0) / side, i.e. loc · (1 / side) + (-x0 / side)
@@ -360,7 +361,12 @@ class HandOS(nn.Module):
         if self.mesh_start == "crop":
             vertex_start = crop_starts[1][:, self.lift_rows] / self.vertex_unit
         queries = self.instance_queries(det, image_index, query_index)
-        return self.decoder(queries, boxes, memory, start, vertex_start), heat
+        layers = self.decoder(queries, boxes, memory, start, vertex_start)
+        if self.side == "crop" and self.heatmap == "init" and not self.decoder.refine_2d and not self.training:
+            # the 2D joints stayed at the crop model's landmarks (where the layers read); reported are
+            # its keypoints read near each heatmap's peak, as the crop model reports them
+            layers[-1] = {**layers[-1], "joints_2d": crop_starts[2]}
+        return layers, heat
 
     def _assign(self, det, hands: list[dict[str, torch.Tensor]], S: int):
         out = [[], [], []]
