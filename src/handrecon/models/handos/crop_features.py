@@ -113,12 +113,13 @@ class CropEncoderFeatures(nn.Module):
         levels = [proj(m.to(proj[0].weight.dtype)) for proj, m in zip(self.proj, maps)]
         logits = f["logits"][-1]
         sharper = heatmap_peak(logits[:n]) >= heatmap_peak(logits[n:])
-        uv = torch.where(sharper[:, None, None], soft_argmax_2d(logits[:n].float()),
-                         soft_argmax_2d(logits[n:].flip(-1).float()))
-        landmarks = crop[:, None, :2] + uv * crop[:, None, 2:]
-        near_peak = torch.where(sharper[:, None, None], local_soft_argmax_2d(logits[:n], KEYPOINT_WINDOW),
-                                local_soft_argmax_2d(logits[n:].flip(-1), KEYPOINT_WINDOW))
-        keypoints = crop[:, None, :2] + near_peak * crop[:, None, 2:]
+
+        def sharper_view(read) -> torch.Tensor:  # (N, 21, 2) in [0, 1] of the input: read from the sharper view's maps
+            uv = torch.where(sharper[:, None, None], read(logits[:n].float()), read(logits[n:].flip(-1).float()))
+            return crop[:, None, :2] + uv * crop[:, None, 2:]
+
+        landmarks = sharper_view(soft_argmax_2d)
+        keypoints = sharper_view(lambda maps: local_soft_argmax_2d(maps, KEYPOINT_WINDOW))
         verts = out["verts"].float()
         verts = verts - torch.einsum("v,nvc->nc", self.wrist_row, verts)[:, None]
         mesh = torch.where(sharper[:, None, None], verts[:n], verts[n:] * verts.new_tensor([-1.0, 1.0, 1.0]))

@@ -362,7 +362,7 @@ class HandOS(nn.Module):
             vertex_start = crop_starts[1][:, self.lift_rows] / self.vertex_unit
         queries = self.instance_queries(det, image_index, query_index)
         layers = self.decoder(queries, boxes, memory, start, vertex_start)
-        if self.side == "crop" and self.heatmap == "init" and not self.decoder.refine_2d and not self.training:
+        if crop_starts is not None and not self.decoder.refine_2d and not self.training:  # refine_2d False: heatmap "init"
             # the 2D joints stayed at the crop model's landmarks (where the layers read); reported are
             # its keypoints read near each heatmap's peak, as the crop model reports them
             layers[-1] = {**layers[-1], "joints_2d": crop_starts[2]}
