@@ -13,6 +13,7 @@ from handrecon.models.m3dhmr.loss import M3DHMRLoss, apply_affine
 from handrecon.models.heads import local_soft_argmax_2d, normalized_to_pixels, pixels_to_normalized, sample_features_at
 from handrecon.eval.scoring import METRIC_NAMES
 from handrecon.models.m3dhmr import M3DHMR, M3DHMRAdapter, pixel_affine_to_normalized
+from handrecon.models.m3dhmr.model import reported_keypoints
 from handrecon.models.m3dhmr.inference import KEYPOINT_WINDOW
 from handrecon.registry import register_dataset
 from handrecon.train import config_from_dict, train
@@ -265,17 +266,24 @@ def test_validate_reports_perfect_scores_for_perfect_predictions():
     m = small_model().eval()
     batch = random_batch(4, two_views=False)
     with torch.no_grad():
-        out = m(batch["image"])
+        out = m.forward_crops(batch["image"], heatmaps=True)
+        landmarks, keypoints = out["uv"], reported_keypoints(out["heatmaps"][:, -1])
         wrist = out["joints"][:, :1]  # the batch convention: 3D relative to the wrist, root = camera wrist
         batch.update(verts_3d=out["verts"] - wrist, joints_3d=out["joints"] - wrist,
-                     joints_2d=normalized_to_pixels(out["uv"], SIZE, SIZE))
-        batch["root"] = m.camera_space(out, batch["K"], (SIZE, SIZE))["joints_cam"][:, 0]
+                     joints_2d=normalized_to_pixels(keypoints, SIZE, SIZE))
+        batch["root"] = m.camera_space({**out, "uv": keypoints}, batch["K"], (SIZE, SIZE))["joints_cam"][:, 0]
         metrics = m.validate([batch])
     assert set(metrics) == set(METRIC_NAMES)  # the metrics `handrecon evaluate` reports
     assert metrics["pa_mpjpe_mm"] < 1e-3 and metrics["pa_mpvpe_mm"] < 1e-3 and metrics["root_error_mm"] < 1e-3
     assert metrics["mpjpe_mm"] < 1e-3 and metrics["recall"] == metrics["side_accuracy"] == 1.0
     assert metrics["f@5"] == metrics["f@15"] == metrics["pck2d@0.1"] == 1.0
     assert metrics["auc"] > 0.99  # errors ~1e-9 m miss only the 0 mm threshold: 1 - 1/198
+    # the 2D scored and the root fitted are the served keypoints, not the trained landmarks
+    assert (landmarks - keypoints).norm(dim=-1).mean() > 0.1
+    with torch.no_grad():
+        root = m.camera_space(out, batch["K"], (SIZE, SIZE))["joints_cam"][:, 0]
+        at_landmarks = m.validate([{**batch, "joints_2d": normalized_to_pixels(landmarks, SIZE, SIZE), "root": root}])
+    assert at_landmarks["pck2d@0.1"] < 0.9 and at_landmarks["root_error_mm"] > 1.0
     batch["joints_2d"] = batch["joints_2d"] + 0.2 * SIZE  # every joint off by 0.28 crop sides
     assert m.validate([batch])["pck2d@0.1"] == 0.0
 
@@ -290,7 +298,7 @@ def test_validate_equals_the_official_metrics_on_imperfect_predictions():
     batch = random_batch(6, seed=4, two_views=False)
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        out = m(batch["image"])
+        out = m.forward_crops(batch["image"], heatmaps=True)
     # ground truth = the prediction rotated, scaled and noised (so alignment matters a lot)
     R = torch.stack([rot_z(40.0 * i) for i in range(6)])
     batch["verts_3d"] = 1.2 * out["verts"] @ R.transpose(1, 2) + 0.003 * torch.randn(out["verts"].shape, generator=g)
@@ -308,7 +316,7 @@ def test_validate_equals_the_official_metrics_on_imperfect_predictions():
     assert metrics["f@15"] == pytest.approx(official["f_al_score_15"], rel=1e-5)
     assert official["xyz_mean3d"] > 3 * official["xyz_al_mean3d"]  # unaligned scores would differ
     crop = np.tile([0.0, 0.0, SIZE, SIZE], (6, 1))
-    pred_px = normalized_to_pixels(out["uv"], SIZE, SIZE)
+    pred_px = normalized_to_pixels(reported_keypoints(out["heatmaps"][:, -1]), SIZE, SIZE)
     assert metrics["pck2d@0.1"] == pytest.approx(pck_2d(d(pred_px), d(batch["joints_2d"]), crop, 0.1))
     assert 0.0 < metrics["pck2d@0.1"] < 1.0
 

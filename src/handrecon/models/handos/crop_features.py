@@ -10,8 +10,8 @@ its keypoint heatmap logits, its stride-16 trunk map and its stride-32 latent, e
 flipped back to the crop's frame and both concatenated, projected to d by a 1×1 convolution.
 It also gives starting points: the landmarks and the wrist-relative mesh of the view whose
 heatmaps are sharper (the mirror's mesh mirrored back, x → −x: a left hand's geometry), and the
-2D keypoints the crop model reports for that view (its heatmaps read within ±`KEYPOINT_WINDOW` cells
-of each peak, `models.m3dhmr.inference`), which HandOS reports where its 2D joints stay at the start.
+2D keypoints the crop model reports for that view (`models.m3dhmr.model.reported_keypoints`: its
+heatmaps read near each peak), which HandOS reports where its 2D joints stay at the start.
 
 The crop model is frozen (`requires_grad=False`, always `eval()`, run under `no_grad`); only the
 projections train. A level's samples reach the crop through an affine per instance and level:
@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from handrecon.checkpoint import load_model
-from handrecon.models.heads import heatmap_peak, local_soft_argmax_2d, soft_argmax_2d
-from handrecon.models.m3dhmr.inference import KEYPOINT_WINDOW
+from handrecon.models.heads import heatmap_peak, soft_argmax_2d
+from handrecon.models.m3dhmr.model import reported_keypoints
 
 CROP_ENCODER_NAME = "m3dhmr-openhand"  # the shipped crop model whose encoder `side: crop` reads
 ASSET_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -119,7 +119,7 @@ class CropEncoderFeatures(nn.Module):
             return crop[:, None, :2] + uv * crop[:, None, 2:]
 
         landmarks = sharper_view(soft_argmax_2d)
-        keypoints = sharper_view(lambda maps: local_soft_argmax_2d(maps, KEYPOINT_WINDOW))
+        keypoints = sharper_view(reported_keypoints)
         verts = out["verts"].float()
         verts = verts - torch.einsum("v,nvc->nc", self.wrist_row, verts)[:, None]
         mesh = torch.where(sharper[:, None, None], verts[:n], verts[n:] * verts.new_tensor([-1.0, 1.0, 1.0]))

@@ -244,15 +244,18 @@ class M3DHMR(nn.Module):
     def validate(self, batches: Iterable[dict[str, Any]]) -> dict[str, float | None]:
         """The metrics of `handrecon.eval.scoring.score_hands` (the ones `handrecon evaluate`
         prints) over the validation crops: every crop holds one ground-truth hand, given to the
-        model (found, with its side). Camera-space metrics (MPJPE, root) need `root` in the batches
-        and place the model's joints with `camera_space`; the 2D PCK normaliser is the batch's `box`."""
+        model (found, with its side). The 2D keypoints are the ones the served model reports
+        (`reported_keypoints`); camera-space metrics (MPJPE, root) need `root` in the batches and
+        place the model's joints on those keypoints with `camera_space`; the 2D PCK normaliser is
+        the batch's `box`."""
         acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pj", "gj", "pv", "gv", "puv", "guv", "box")}
         has_root = True
         for batch in batches:
             if "box" not in batch:
                 raise ValueError("validation batches need 'box' (the GT hand box in crop pixels, the 2D PCK "
                                  "normaliser); the m3dhmr_crops datasets provide it")
-            out = self(batch["image"])
+            out = self.forward_crops(batch["image"], heatmaps=True)
+            out["uv"] = reported_keypoints(out["heatmaps"][:, -1])  # what the served model reports and places by
             size = crop_size(batch)
             pj, gj, pv, gv = out["joints"], batch["joints_3d"], out["verts"], batch["verts_3d"]
             has_root = has_root and "root" in batch
@@ -300,7 +303,7 @@ class M3DHMRNetwork(nn.Module):
         logits = enc["heatmaps"][:, -1]
         W, H = image.shape[-1], image.shape[-2]
         return (normalized_to_pixels(enc["uv"], W, H), heatmap_peak(logits), sample_features_at(enc["latent"], enc["uv"]),
-                normalized_to_pixels(local_soft_argmax_2d(logits, KEYPOINT_WINDOW), W, H))
+                normalized_to_pixels(reported_keypoints(logits), W, H))
 
     def second_stage(self, landmark_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.mesh_from_landmarks(landmark_features)
@@ -309,6 +312,13 @@ class M3DHMRNetwork(nn.Module):
         uv_px, peak, landmark_features, keypoints_px = self.first_stage(image)
         verts, joints = self.second_stage(landmark_features)
         return uv_px, verts, joints, peak, landmark_features, keypoints_px
+
+
+def reported_keypoints(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 21, h, w) the last stack's heatmap logits → (B, 21, 2) normalised [0, 1] 2D keypoints: the
+    ones a served M3DHMR reports and root recovery fits, each map's soft-argmax within
+    ±`inference.KEYPOINT_WINDOW` cells of its peak (the trained landmarks, ``uv``, are the plain one)."""
+    return local_soft_argmax_2d(logits, KEYPOINT_WINDOW)
 
 
 def crop_size(batch: dict[str, Any]) -> tuple[int, int]:
