@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 169, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 171, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
