@@ -101,5 +101,6 @@ def test_the_readme_index_names_every_config_once_and_each_recipe_in_order():
             continue
         in_row = [n for n in re.findall(r"`([a-z0-9_]+)`", row.split("|")[3]) if n in stems]
         script = (root / scripts[0]).read_text()
-        runs = re.findall(r"\b(?:train|soup_stage) configs/([a-z0-9_]+)\.yaml", script)  # `$HR train configs/X.yaml`, `soup_stage configs/X.yaml`
+        # `$HR train configs/X.yaml`, `soup_stage configs/X.yaml`, `distractor_stage configs/X.yaml`
+        runs = re.findall(r"\b(?:train|soup_stage|distractor_stage) configs/([a-z0-9_]+)\.yaml", script)
         assert list(dict.fromkeys(runs)) == in_row, f"{scripts[0]} runs {runs}, the index says {in_row}"

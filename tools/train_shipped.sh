@@ -177,16 +177,17 @@ POOL=photos_gcompris EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_gco
 # more averages of two 2000-step bf16 runs in a row (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml,
 # m3dhmr_cpu_occluders3.yaml)
 SYNTH_SETS=(--set p_occluder=0.4 --set p_photo_occluder=0.5 --set p_skin_occluder=0.4 --set p_color=0.6)
-STAGE17=$RUN/soup
-RUN=${RUN18:-runs/m3dhmr_cpu_occluders}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders.yaml "$STAGE17" "$RUN" 53 54 2000
-STAGE18=$RUN/soup
-RUN=${RUN19:-runs/m3dhmr_cpu_occluders2}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders2.yaml "$STAGE18" "$RUN" 55 56 2000
-STAGE19=$RUN/soup
-RUN=${RUN20:-runs/m3dhmr_cpu_occluders3}
+# CONFIG RUN SEED_A: the last stage's average ($RUN/soup) continued as a soup stage over the distractor draws
+# (seeds SEED_A and SEED_A + 1, 2000 steps); RUN becomes this stage's run
+distractor_stage() {
+    local init=$RUN/soup
+    RUN=$2
+    POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage "$1" "$init" "$RUN" "$3" "$(($3 + 1))" 2000
+}
+distractor_stage configs/m3dhmr_cpu_occluders.yaml "${RUN18:-runs/m3dhmr_cpu_occluders}" 53
+distractor_stage configs/m3dhmr_cpu_occluders2.yaml "${RUN19:-runs/m3dhmr_cpu_occluders2}" 55
 STAGE19_RUNS=("${SOUP[@]}")
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders3.yaml "$STAGE19" "$RUN" 57 58 2000
+distractor_stage configs/m3dhmr_cpu_occluders3.yaml "${RUN20:-runs/m3dhmr_cpu_occluders3}" 57
 # the shipped weights: stages 19 and 20's four runs averaged into one model (chosen over stages 18+19 and 18-20 on
 # development draws; docs/model_card_m3dhmr_openhand.md, "Distractors, averaged")
 SOUP=("${STAGE19_RUNS[@]}" "${SOUP[@]}")
@@ -196,37 +197,19 @@ $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
 # in a row on fresh draws (configs/m3dhmr_cpu_occluders4.yaml ... m3dhmr_cpu_occluders8.yaml); stages 22-25's
 # eight runs averaged were the shipped weights from the thirty-fifth to the thirty-seventh session
 # (docs/model_card_m3dhmr_openhand.md, "An eighth round: O8"); stage 25's own average goes on below
-STAGE20=$RUN/soup
-RUN=${RUN21:-runs/m3dhmr_cpu_occluders4}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders4.yaml "$STAGE20" "$RUN" 59 60 2000
-STAGE21=$RUN/soup
-RUN=${RUN22:-runs/m3dhmr_cpu_occluders5}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders5.yaml "$STAGE21" "$RUN" 61 62 2000
-STAGE22=$RUN/soup
-RUN=${RUN23:-runs/m3dhmr_cpu_occluders6}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders6.yaml "$STAGE22" "$RUN" 63 64 2000
-STAGE23=$RUN/soup
-RUN=${RUN24:-runs/m3dhmr_cpu_occluders7}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders7.yaml "$STAGE23" "$RUN" 65 66 2000
-STAGE24=$RUN/soup
-RUN=${RUN25:-runs/m3dhmr_cpu_occluders8}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders8.yaml "$STAGE24" "$RUN" 67 68 2000
+distractor_stage configs/m3dhmr_cpu_occluders4.yaml "${RUN21:-runs/m3dhmr_cpu_occluders4}" 59
+distractor_stage configs/m3dhmr_cpu_occluders5.yaml "${RUN22:-runs/m3dhmr_cpu_occluders5}" 61
+distractor_stage configs/m3dhmr_cpu_occluders6.yaml "${RUN23:-runs/m3dhmr_cpu_occluders6}" 63
+distractor_stage configs/m3dhmr_cpu_occluders7.yaml "${RUN24:-runs/m3dhmr_cpu_occluders7}" 65
+distractor_stage configs/m3dhmr_cpu_occluders8.yaml "${RUN25:-runs/m3dhmr_cpu_occluders8}" 67
 # stages 26-29 (since 2026-12-06, thirty-seventh session): stage 25's own average continued four more times the
 # same way (configs/m3dhmr_cpu_occluders9.yaml ... m3dhmr_cpu_occluders12.yaml); the shipped weights:
 # stage 29's two runs averaged into one model (chosen over the other averages of the last rounds on development
 # draws, served int8; docs/model_card_m3dhmr_openhand.md, "A twelfth round: O12")
-STAGE25=$RUN/soup
-RUN=${RUN26:-runs/m3dhmr_cpu_occluders9}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders9.yaml "$STAGE25" "$RUN" 69 70 2000
-STAGE26=$RUN/soup
-RUN=${RUN27:-runs/m3dhmr_cpu_occluders10}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders10.yaml "$STAGE26" "$RUN" 71 72 2000
-STAGE27=$RUN/soup
-RUN=${RUN28:-runs/m3dhmr_cpu_occluders11}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders11.yaml "$STAGE27" "$RUN" 73 74 2000
-STAGE28=$RUN/soup
-RUN=${RUN29:-runs/m3dhmr_cpu_occluders12}
-POOL=photos_occluders EXTRA=$TUXPAINT:$GCOMPRIS soup_stage configs/m3dhmr_cpu_occluders12.yaml "$STAGE28" "$RUN" 75 76 2000
+distractor_stage configs/m3dhmr_cpu_occluders9.yaml "${RUN26:-runs/m3dhmr_cpu_occluders9}" 69
+distractor_stage configs/m3dhmr_cpu_occluders10.yaml "${RUN27:-runs/m3dhmr_cpu_occluders10}" 71
+distractor_stage configs/m3dhmr_cpu_occluders11.yaml "${RUN28:-runs/m3dhmr_cpu_occluders11}" 73
+distractor_stage configs/m3dhmr_cpu_occluders12.yaml "${RUN29:-runs/m3dhmr_cpu_occluders12}" 75
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
