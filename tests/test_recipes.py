@@ -41,10 +41,10 @@ def test_train_shipped_dry_run_trains_every_stage_and_packages_the_shipped_avera
     package = calls[-1].split()
     assert package[0] == "tools/package_model.py" and "--average" in package
     checkpoints = package[1:package.index("--average")]
-    assert len(checkpoints) == 2, f"the final packaging averages {checkpoints}, not the shipped stage 29's two runs"
+    assert len(checkpoints) == 6, f"the final packaging averages {checkpoints}, not the shipped stages 29-31's six runs"
     for a, b in zip(checkpoints[::2], checkpoints[1::2]):  # each stage's two runs: RUN and RUNb
         assert b == a.replace("/checkpoints/", "b/checkpoints/")
-    last_trains = [c for c in calls if c.startswith("-m handrecon.cli train ")][-2:]
+    last_trains = [c for c in calls if c.startswith("-m handrecon.cli train ")][-6:]
     for run, train in zip(checkpoints, last_trains):
         assert re.search(r"--out (\S+)", train).group(1) == run.split("/checkpoints/")[0]
 

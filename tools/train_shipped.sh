@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 24 hours,
-# over the 150-minute budget since stages 3-29 were added — resumable across sessions):
+# over the 150-minute budget since stages 3-31 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
 # with configs/m3dhmr_cpu_finetune.yaml (~65 min); stage 3: OpenCV's photographs added, half the
@@ -23,8 +23,8 @@
 # distractor occluders (skin-coloured and photo-textured) and camera colour, three more such averages
 # (configs/m3dhmr_cpu_occluders.yaml, m3dhmr_cpu_occluders2.yaml, m3dhmr_cpu_occluders3.yaml), stages 19-20's four
 # runs averaged and continued as five more (stages 21-25, configs/m3dhmr_cpu_occluders4.yaml ... occluders8.yaml),
-# and stage 25's own average continued as four more (stages 26-29, configs/m3dhmr_cpu_occluders9.yaml ... occluders12.yaml),
-# stage 29's two runs averaged into the shipped weights; evaluate on the held-out
+# and stage 25's own average continued as six more (stages 26-31, configs/m3dhmr_cpu_occluders9.yaml ... occluders14.yaml),
+# stages 29-31's six runs averaged into the shipped weights; evaluate on the held-out
 # seed and on the foreign test set (when the benchmark-only extra `.[foreign]` is installed),
 # package into src/handrecon/assets/models/m3dhmr-openhand/.
 #   tools/train_shipped.sh            # from the repository root; re-running resumes every stage
@@ -202,14 +202,22 @@ distractor_stage configs/m3dhmr_cpu_occluders5.yaml "${RUN22:-runs/m3dhmr_cpu_oc
 distractor_stage configs/m3dhmr_cpu_occluders6.yaml "${RUN23:-runs/m3dhmr_cpu_occluders6}" 63
 distractor_stage configs/m3dhmr_cpu_occluders7.yaml "${RUN24:-runs/m3dhmr_cpu_occluders7}" 65
 distractor_stage configs/m3dhmr_cpu_occluders8.yaml "${RUN25:-runs/m3dhmr_cpu_occluders8}" 67
-# stages 26-29 (since 2026-12-06, thirty-seventh session): stage 25's own average continued four more times the
-# same way (configs/m3dhmr_cpu_occluders9.yaml ... m3dhmr_cpu_occluders12.yaml); the shipped weights:
-# stage 29's two runs averaged into one model (chosen over the other averages of the last rounds on development
-# draws, served int8; docs/model_card_m3dhmr_openhand.md, "A twelfth round: O12")
+# stages 26-31 (since 2026-12-06, thirty-seventh and thirty-eighth sessions): stage 25's own average continued six
+# more times the same way (configs/m3dhmr_cpu_occluders9.yaml ... m3dhmr_cpu_occluders14.yaml); stage 29's two runs
+# averaged were the shipped weights in the thirty-seventh session ("A twelfth round: O12"); the shipped weights:
+# stages 29-31's six runs averaged into one model (chosen over the other averages of the last rounds on development
+# draws, served int8; docs/model_card_m3dhmr_openhand.md, "A fourteenth round: O14")
 distractor_stage configs/m3dhmr_cpu_occluders9.yaml "${RUN26:-runs/m3dhmr_cpu_occluders9}" 69
 distractor_stage configs/m3dhmr_cpu_occluders10.yaml "${RUN27:-runs/m3dhmr_cpu_occluders10}" 71
 distractor_stage configs/m3dhmr_cpu_occluders11.yaml "${RUN28:-runs/m3dhmr_cpu_occluders11}" 73
 distractor_stage configs/m3dhmr_cpu_occluders12.yaml "${RUN29:-runs/m3dhmr_cpu_occluders12}" 75
+LAST_RUNS=("${SOUP[@]}")  # stages 29-31's runs
+distractor_stage configs/m3dhmr_cpu_occluders13.yaml "${RUN30:-runs/m3dhmr_cpu_occluders13}" 77
+LAST_RUNS+=("${SOUP[@]}")
+distractor_stage configs/m3dhmr_cpu_occluders14.yaml "${RUN31:-runs/m3dhmr_cpu_occluders14}" 79
+SOUP=("${LAST_RUNS[@]}" "${SOUP[@]}")
+RUN=${RUN}_last_three
+$PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$RUN"
 RUN=$RUN/soup
 t2=$(now)
 $HR evaluate --checkpoint "$RUN" --dataset synthetic --root "$DATA/heldout1000" --split all --out "$RUN/heldout_eval"
@@ -239,7 +247,7 @@ path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml, configs/m3dhmr_cpu_occluders4.yaml, configs/m3dhmr_cpu_occluders5.yaml, configs/m3dhmr_cpu_occluders6.yaml, configs/m3dhmr_cpu_occluders7.yaml, configs/m3dhmr_cpu_occluders8.yaml, configs/m3dhmr_cpu_occluders9.yaml, configs/m3dhmr_cpu_occluders10.yaml, configs/m3dhmr_cpu_occluders11.yaml, configs/m3dhmr_cpu_occluders12.yaml)",
+    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml, configs/m3dhmr_cpu_occluders4.yaml, configs/m3dhmr_cpu_occluders5.yaml, configs/m3dhmr_cpu_occluders6.yaml, configs/m3dhmr_cpu_occluders7.yaml, configs/m3dhmr_cpu_occluders8.yaml, configs/m3dhmr_cpu_occluders9.yaml, configs/m3dhmr_cpu_occluders10.yaml, configs/m3dhmr_cpu_occluders11.yaml, configs/m3dhmr_cpu_occluders12.yaml, configs/m3dhmr_cpu_occluders13.yaml, configs/m3dhmr_cpu_occluders14.yaml)",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
@@ -269,6 +277,8 @@ atomic_write_json(path, {
              "stage27": "the same with --seed 71 and, for the soup's second run, --seed 72",
              "stage28": "the same with --seed 73 and, for the soup's second run, --seed 74",
              "stage29": "the same with --seed 75 and, for the soup's second run, --seed 76",
+             "stage30": "the same with --seed 77 and, for the soup's second run, --seed 78",
+             "stage31": "the same with --seed 79 and, for the soup's second run, --seed 80",
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
