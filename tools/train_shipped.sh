@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 24 hours,
+# Reproduce the shipped model `m3dhmr-openhand` end to end on the CPU (2 cores; about 27 hours,
 # over the 150-minute budget since stages 3-31 were added — resumable across sessions):
 # stage 1: render the synthetic training and held-out sets, train configs/m3dhmr_cpu.yaml (87 min);
 # stage 2: fetch the photograph pool (tools/fetch_photos.py), render crops over it and fine-tune
@@ -266,19 +266,9 @@ atomic_write_json(path, {
              "stage16": "the same with --seed 40 and, for the soup's second run, --seed 41",
              "stage17": "the same plus --backgrounds <tools/fetch_photos.py --gcompris> with --seed 46 and, for the soup's second run, --seed 47",
              "stage18": "the same plus --set p_occluder=0.4 --set p_photo_occluder=0.5 --set p_skin_occluder=0.4 --set p_color=0.6 with --seed 53 and, for the soup's second run, --seed 54",
-             "stage19": "the same with --seed 55 and, for the soup's second run, --seed 56",
-             "stage20": "the same with --seed 57 and, for the soup's second run, --seed 58",
-             "stage21": "the same with --seed 59 and, for the soup's second run, --seed 60",
-             "stage22": "the same with --seed 61 and, for the soup's second run, --seed 62",
-             "stage23": "the same with --seed 63 and, for the soup's second run, --seed 64",
-             "stage24": "the same with --seed 65 and, for the soup's second run, --seed 66",
-             "stage25": "the same with --seed 67 and, for the soup's second run, --seed 68",
-             "stage26": "the same with --seed 69 and, for the soup's second run, --seed 70",
-             "stage27": "the same with --seed 71 and, for the soup's second run, --seed 72",
-             "stage28": "the same with --seed 73 and, for the soup's second run, --seed 74",
-             "stage29": "the same with --seed 75 and, for the soup's second run, --seed 76",
-             "stage30": "the same with --seed 77 and, for the soup's second run, --seed 78",
-             "stage31": "the same with --seed 79 and, for the soup's second run, --seed 80",
+             # stages 19-31: each a fresh draw of stage 18's data, seeds 2 * stage + 17 and 2 * stage + 18
+             **{f"stage{stage}": f"the same with --seed {2 * stage + 17} and, for the soup's second run, --seed {2 * stage + 18}"
+                for stage in range(19, 32)},
              "heldout": "handrecon synth --preset crop --num 1000 --seed 1000",
              "foreign": "benchmarks/foreign_testset.py --num 300 (seed 7)"},
     "wall_time_s": {**old.get("wall_time_s", {}), "render": render_s, "train_last_invocation": train_s, "evaluate": eval_s},
