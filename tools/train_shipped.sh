@@ -32,6 +32,8 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 HR="$PY -m handrecon.cli"
+TRAINED=()  # every config trained, in order: the training record's recipe
+train() { TRAINED+=("$1"); $HR train "$@"; }
 DATA=${DATA:-.cache/m3dhmr_cpu24k}
 RUN=${RUN:-runs/m3dhmr_cpu}
 # two torch threads; the DataLoader worker (data.num_workers: 1) decodes and crops in between
@@ -43,14 +45,14 @@ t0=$(now)
 $HR synth --preset crop --num 24000 --out "$DATA/train" --seed 0 --workers 2 --quiet "${PLAIN[@]}"
 $HR synth --preset crop --num 1000 --out "$DATA/heldout1000" --seed 1000 --workers 2 --quiet "${PLAIN[@]}"
 t1=$(now)
-$HR train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
+train configs/m3dhmr_cpu.yaml data.train.kwargs.root="$DATA/train" data.val.kwargs.root="$DATA/train" \
     --out "$RUN" --resume auto
 STAGE1=$RUN
 RUN=${RUN2:-runs/m3dhmr_cpu_finetune}
 [ -f "$PHOTOS/SOURCES.md" ] || $PY tools/fetch_photos.py --out "$PHOTOS"
 $HR synth --preset crop --num 12500 --out "$DATA/photos" --seed 2 --workers 2 --backgrounds "$PHOTOS" --quiet \
     "${PLAIN[@]}" --set p_photo_occluder=0 --set p_skin_occluder=0
-$HR train configs/m3dhmr_cpu_finetune.yaml data.train.kwargs.root="$DATA/photos" data.val.kwargs.root="$DATA/photos" \
+train configs/m3dhmr_cpu_finetune.yaml data.train.kwargs.root="$DATA/photos" data.val.kwargs.root="$DATA/photos" \
     train.init_from="$STAGE1" --out "$RUN" --resume auto
 # stage 3 (since 2026-12-01): half the hands of any colour (p_hand_colour) over the photographs plus
 # OpenCV's, half the photographs recoloured (configs/m3dhmr_cpu_anycolour.yaml, ~60 min)
@@ -58,14 +60,14 @@ STAGE2=$RUN
 RUN=${RUN3:-runs/m3dhmr_cpu_anycolour}
 [ -f "$OPENCV/SOURCES.md" ] || $PY tools/fetch_photos.py --opencv --out "$OPENCV"
 $HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour" --seed 10
-$HR train configs/m3dhmr_cpu_anycolour.yaml data.train.kwargs.root="$DATA/photos_anycolour" \
+train configs/m3dhmr_cpu_anycolour.yaml data.train.kwargs.root="$DATA/photos_anycolour" \
     data.val.kwargs.root="$DATA/photos_anycolour" train.init_from="$STAGE2" --out "$RUN" --resume auto
 # stage 4 (since 2026-12-01, later): the training crop's framing widened to 1.15-1.85x the hand box
 # on a fresh draw of stage 3's data (configs/m3dhmr_cpu_scale.yaml, ~55 min)
 STAGE3=$RUN
 RUN=${RUN4:-runs/m3dhmr_cpu_scale}
 $HR synth "${ANYCOLOUR[@]}" --out "$DATA/photos_anycolour_s11" --seed 11
-$HR train configs/m3dhmr_cpu_scale.yaml data.train.kwargs.root="$DATA/photos_anycolour_s11" \
+train configs/m3dhmr_cpu_scale.yaml data.train.kwargs.root="$DATA/photos_anycolour_s11" \
     data.val.kwargs.root="$DATA/photos_anycolour_s11" train.init_from="$STAGE3" --out "$RUN" --resume auto
 # stage 5 (since 2026-12-01, fourth session): 14 more photographs behind the hands (indoor scenes and
 # close-ups, tools/fetch_photos.py --lomiri) on a fresh draw of stage 4's data (configs/m3dhmr_cpu_lomiri.yaml, ~60 min)
@@ -74,7 +76,7 @@ RUN=${RUN5:-runs/m3dhmr_cpu_lomiri}
 LOMIRI=${LOMIRI:-.cache/photos/lomiri}
 [ -f "$LOMIRI/SOURCES.md" ] || $PY tools/fetch_photos.py --lomiri --out "$LOMIRI"
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --out "$DATA/photos_lomiri_s12" --seed 12
-$HR train configs/m3dhmr_cpu_lomiri.yaml data.train.kwargs.root="$DATA/photos_lomiri_s12" \
+train configs/m3dhmr_cpu_lomiri.yaml data.train.kwargs.root="$DATA/photos_lomiri_s12" \
     data.val.kwargs.root="$DATA/photos_lomiri_s12" train.init_from="$STAGE4" --out "$RUN" --resume auto
 # stage 6 (since 2026-12-01, ninth session): close surfaces a hand is seen against (Krita's photographed
 # patterns, Palapeli's backgrounds) and Palapeli's five photographs, tools/fetch_photos.py --textures,
@@ -84,7 +86,7 @@ RUN=${RUN6:-runs/m3dhmr_cpu_textures}
 TEXTURES=${TEXTURES:-.cache/photos/textures}
 [ -f "$TEXTURES/SOURCES.md" ] || $PY tools/fetch_photos.py --textures --out "$TEXTURES"
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --out "$DATA/photos_textures_s17" --seed 17
-$HR train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_textures_s17" \
+train configs/m3dhmr_cpu_textures.yaml data.train.kwargs.root="$DATA/photos_textures_s17" \
     data.val.kwargs.root="$DATA/photos_textures_s17" train.init_from="$STAGE5" --out "$RUN" --resume auto
 # stages 7-10 (stages 7 and 8 since 2026-12-02, sixth session; 9 since the seventh; 10 since 2026-12-03):
 # 0-3 of Tux Paint's 347 photographed cutouts (tools/fetch_photos.py --cutouts) pasted onto each background
@@ -97,25 +99,25 @@ STAGE6=$RUN
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
     --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s21" --seed 21
 RUN=${RUN7:-runs/m3dhmr_cpu_cutouts}
-$HR train configs/m3dhmr_cpu_cutouts.yaml data.train.kwargs.root="$DATA/photos_cutouts_s21" \
+train configs/m3dhmr_cpu_cutouts.yaml data.train.kwargs.root="$DATA/photos_cutouts_s21" \
     data.val.kwargs.root="$DATA/photos_cutouts_s21" train.init_from="$STAGE6" --out "$RUN" --resume auto
 STAGE7=$RUN
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
     --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s22" --seed 22
 RUN=${RUN8:-runs/m3dhmr_cpu_cutouts2}
-$HR train configs/m3dhmr_cpu_cutouts2.yaml data.train.kwargs.root="$DATA/photos_cutouts_s22" \
+train configs/m3dhmr_cpu_cutouts2.yaml data.train.kwargs.root="$DATA/photos_cutouts_s22" \
     data.val.kwargs.root="$DATA/photos_cutouts_s22" train.init_from="$STAGE7" --out "$RUN" --resume auto
 STAGE8=$RUN
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
     --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s23" --seed 23
 RUN=${RUN9:-runs/m3dhmr_cpu_cutouts3}
-$HR train configs/m3dhmr_cpu_cutouts3.yaml data.train.kwargs.root="$DATA/photos_cutouts_s23" \
+train configs/m3dhmr_cpu_cutouts3.yaml data.train.kwargs.root="$DATA/photos_cutouts_s23" \
     data.val.kwargs.root="$DATA/photos_cutouts_s23" train.init_from="$STAGE8" --out "$RUN" --resume auto
 STAGE9=$RUN
 $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
     --set "clutter=[0, 3]" --out "$DATA/photos_cutouts_s24" --seed 24
 RUN=${RUN10:-runs/m3dhmr_cpu_cutouts4}
-$HR train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_cutouts_s24" \
+train configs/m3dhmr_cpu_cutouts4.yaml data.train.kwargs.root="$DATA/photos_cutouts_s24" \
     data.val.kwargs.root="$DATA/photos_cutouts_s24" train.init_from="$STAGE9" --out "$RUN" --resume auto
 # stages 11 and 12 are model soups: a model continued twice, on two fresh draws of stage 7's data (the second
 # run's seeds as overrides), and the two last checkpoints averaged into one model of the same size and speed
@@ -130,9 +132,9 @@ soup_stage() {  # CONFIG INIT RUN SEED_A SEED_B STEPS
         $HR synth "${ANYCOLOUR[@]}" --backgrounds "$LOMIRI" --backgrounds "$TEXTURES" --backgrounds "$CUTOUTS" \
             ${EXTRA:+--backgrounds "$EXTRA"} --set "clutter=[0, 3]" "${SYNTH_SETS[@]}" --out "$DATA/${pool}_s$seed" --seed "$seed"
     done
-    $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$a" data.val.kwargs.root="$DATA/${pool}_s$a" \
+    train "$config" data.train.kwargs.root="$DATA/${pool}_s$a" data.val.kwargs.root="$DATA/${pool}_s$a" \
         train.init_from="$init" --out "$run" --resume auto
-    $HR train "$config" data.train.kwargs.root="$DATA/${pool}_s$b" data.val.kwargs.root="$DATA/${pool}_s$b" \
+    train "$config" data.train.kwargs.root="$DATA/${pool}_s$b" data.val.kwargs.root="$DATA/${pool}_s$b" \
         data.train.kwargs.seed="$b" train.seed="$b" train.init_from="$init" --out "${run}b" --resume auto
     SOUP=("$run/checkpoints/$step" "${run}b/checkpoints/$step")  # this stage's pair
     $PY tools/package_model.py "${SOUP[@]}" --average --name soup --out-root "$run"
@@ -240,14 +242,15 @@ crops = M3DHMRCrops(sys.argv[2], split="all", input_size=size, augment=False)
 atomic_write_json(sys.argv[3], {"samples": len(crops), **model.validate(DataLoader(crops, batch_size=64))})
 PYEOF
 t3=$(now)
-$PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" <<'PYEOF'
+$PY - "$RUN/training.json" "$((t1 - t0))" "$((t2 - t1))" "$((t3 - t2))" "${TRAINED[@]}" <<'PYEOF'
 import json, os, sys
 from handrecon.utils.io import atomic_write_json
-path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:])
+path, render_s, train_s, eval_s = sys.argv[1], *map(int, sys.argv[2:5])
+configs = list(dict.fromkeys(sys.argv[5:]))  # each config once, in training order
 old = json.load(open(path)) if os.path.exists(path) else {}
 atomic_write_json(path, {
     **old,
-    "recipe": "tools/train_shipped.sh (configs/m3dhmr_cpu.yaml, configs/m3dhmr_cpu_finetune.yaml, configs/m3dhmr_cpu_anycolour.yaml, configs/m3dhmr_cpu_scale.yaml, configs/m3dhmr_cpu_lomiri.yaml, configs/m3dhmr_cpu_textures.yaml, configs/m3dhmr_cpu_cutouts.yaml, configs/m3dhmr_cpu_cutouts2.yaml, configs/m3dhmr_cpu_cutouts3.yaml, configs/m3dhmr_cpu_cutouts4.yaml, configs/m3dhmr_cpu_cutouts5.yaml, configs/m3dhmr_cpu_cutouts6.yaml, configs/m3dhmr_cpu_tuxpaint.yaml, configs/m3dhmr_cpu_tuxpaint2.yaml, configs/m3dhmr_cpu_tuxpaint3.yaml, configs/m3dhmr_cpu_tuxpaint4.yaml, configs/m3dhmr_cpu_gcompris.yaml, configs/m3dhmr_cpu_occluders.yaml, configs/m3dhmr_cpu_occluders2.yaml, configs/m3dhmr_cpu_occluders3.yaml, configs/m3dhmr_cpu_occluders4.yaml, configs/m3dhmr_cpu_occluders5.yaml, configs/m3dhmr_cpu_occluders6.yaml, configs/m3dhmr_cpu_occluders7.yaml, configs/m3dhmr_cpu_occluders8.yaml, configs/m3dhmr_cpu_occluders9.yaml, configs/m3dhmr_cpu_occluders10.yaml, configs/m3dhmr_cpu_occluders11.yaml, configs/m3dhmr_cpu_occluders12.yaml, configs/m3dhmr_cpu_occluders13.yaml, configs/m3dhmr_cpu_occluders14.yaml)",
+    "recipe": f"tools/train_shipped.sh ({', '.join(configs)})",
     "data": {"train": "handrecon synth --preset crop --num 24000 --seed 0 (last 500-image shard held out for validation)",
              "finetune": "handrecon synth --preset crop --num 12500 --seed 2 --backgrounds <tools/fetch_photos.py pool>",
              "stage3": "handrecon synth --preset crop --num 12500 --seed 10 --backgrounds <pool> <OpenCV's photographs> --set p_recolour=0.5 --set p_hand_colour=0.5",
