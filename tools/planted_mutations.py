@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 171, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 172, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -504,6 +504,9 @@ MUTATIONS = [
     ("the torch detector reads every view in one call", "src/handrecon/models/handos/detector.py",
      "for s in range(0, len(inputs), MAX_VIEWS_PER_RUN)]", "for s in range(0, len(inputs), len(inputs))]",
      ["tests/test_detector.py"]),
+    ("the shipped recipe's training record lists no config it trained", "tools/train_shipped.sh",
+     'train() { TRAINED+=("$1"); $HR train "$@"; }', 'train() { $HR train "$@"; }',
+     ["tests/test_recipes.py"]),
 ]
 
 
