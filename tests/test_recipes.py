@@ -47,6 +47,7 @@ def test_train_shipped_dry_run_trains_every_stage_and_packages_the_shipped_avera
     last_trains = [c for c in calls if c.startswith("-m handrecon.cli train ")][-6:]
     for run, train in zip(checkpoints, last_trains):
         assert re.search(r"--out (\S+)", train).group(1) == run.split("/checkpoints/")[0]
+    # the record's heredoc call: "- RUN/training.json RENDER_S TRAIN_S EVAL_S CONFIG..." (every config trained, in order)
     record = [c.split() for c in calls if c.startswith("- ") and c.split()[1].endswith("/training.json")]
     assert len(record) == 1, "the recipe writes its training record once"
     assert record[0][5:] == trained, "the training record's recipe must list the configs the recipe trained"
