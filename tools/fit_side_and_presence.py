@@ -23,7 +23,7 @@ synth --preset scene --image-size 288x384 --set "num_hands=[0, 4]" --backgrounds
    scenes given a hand (the served threshold's rule); the intercept is shifted by logit(t) so that
    0.5 serves it (PRESENCE_WEIGHTS). Then AP50, AP, precision and recall at 0.5 and the hand-free
    rate, the detector's scores against the hand scores, on every set (pycocotools).
-Prints the fitted constants next to the shipped ones; it changes no file.
+Prints the fitted constants next to the shipped ones, and every set's numbers with both; it changes no file.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def main() -> None:
         if not len(h["left"]):
             continue
         acc = {name: float(np.mean((z > 0) == (h["left"] > 0))) for name, z in
-               (("side head", h["h"]), ("crop model", h["r"]), ("both", both[0] * h["r"] + both[1] * h["h"]))}
+               (("side head", h["h"]), ("crop model", h["r"]), ("both", both[0] * h["r"] + both[1] * h["h"]),
+                ("both as shipped", SIDE_EVIDENCE_SCALE * h["r"] + SIDE_HEAD_PRIOR_WEIGHT * h["h"]))}
         print(f"  {d['name']}: {len(h['left'])} hands, side accuracy on GT boxes " +
               ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
@@ -160,12 +161,15 @@ def main() -> None:
           f"({served[0]:.4f}, {served[1]:.4f}, {served[2]:.4f}) (shipped {tuple(round(v, 4) for v in PRESENCE_WEIGHTS)})")
     peak_max = max(float(np.max(im["peaks"], initial=0.0)) for d in dev + [dev_free] for im in d["images"])
     print(f"  largest heatmap peak over the dev candidates {peak_max:.4f} (PEAK_BOUND {PEAK_BOUND}: must not be below it)")
+    print("  per set, the detector's scores -> the shipped presence weights -> the fitted ones:")
     for d in dev + [dev_free] + tests:
-        a = box_metrics(d["images"], [im["scores"] for im in d["images"]], 0.5)
-        b = box_metrics(d["images"], presence(d["images"], served), 0.5)
+        a, s, b = (box_metrics(d["images"], scores, 0.5) for scores in
+                   ([im["scores"] for im in d["images"]], presence(d["images"], PRESENCE_WEIGHTS),
+                    presence(d["images"], served)))
         print(f"  {d['name']}: " + ", ".join(
-            f"{k} {a[key]:.3f} -> {b[key]:.3f}" for k, key in (("AP50", "ap50"), ("AP", "ap"), ("precision", "precision_at_threshold"),
-                                                              ("recall", "recall50_at_threshold"), ("hand-free with a hand", "no_hand_fp_rate"))))
+            f"{k} {a[key]:.3f} -> {s[key]:.3f} -> {b[key]:.3f}" for k, key in
+            (("AP50", "ap50"), ("AP", "ap"), ("precision", "precision_at_threshold"),
+             ("recall", "recall50_at_threshold"), ("hand-free with a hand", "no_hand_fp_rate"))))
 
 
 if __name__ == "__main__":
