@@ -38,13 +38,19 @@ class OneByOne:
 
 
 def load_script(relative: str):
-    """Import a script of the repository (tools/, benchmarks/) by path, as a module."""
+    """Import a script of the repository (tools/, benchmarks/) by path, as a module, with its folder
+    on sys.path as when it runs (benchmarks import their shared `_timing`)."""
     import importlib.util
+    import sys
 
     path = Path(__file__).resolve().parents[1] / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 172, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 173, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -507,12 +507,15 @@ MUTATIONS = [
     ("the shipped recipe's training record lists no config it trained", "tools/train_shipped.sh",
      'train() { TRAINED+=("$1"); $HR train "$@"; }', 'train() { $HR train "$@"; }',
      ["tests/test_recipes.py"]),
+    ("the detector benchmark times the kept output instead of the network", "benchmarks/bench_detector.py",
+     "return run_times(lambda: detector.forget() or fn(), repeats, warmup)", "return run_times(fn, repeats, warmup)",
+     ["tests/test_detector.py"]),
 ]
 
 
 def run(name: str, file: str, old: str, new: str, tests: list[str]) -> str:
     with tempfile.TemporaryDirectory() as d:
-        for part in ("src", "tests", "configs", "tools"):
+        for part in ("src", "tests", "configs", "tools", "benchmarks"):
             shutil.copytree(ROOT / part, Path(d) / part, ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("pyproject.toml", "README.md"):  # the wheel test builds the copy
             shutil.copy(ROOT / name, Path(d) / name)
