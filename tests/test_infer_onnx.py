@@ -122,6 +122,14 @@ def _without_output(path: Path, name: str, out: Path) -> Path:
     return out
 
 
+def assert_same_hand_mesh(vertices, cam_t, want_vertices, want_cam_t) -> None:
+    """The same mesh about its root to 1e-4 m, and the same placement to 0.5 % of its depth: these tests'
+    random models make hands millimetres across, so root recovery turns torch's and onnxruntime's
+    different summation orders (1e-6 m in the joints) into millimetres of depth on some CPUs."""
+    np.testing.assert_allclose(np.subtract(vertices, cam_t), np.subtract(want_vertices, want_cam_t), atol=1e-4)
+    np.testing.assert_allclose(cam_t, want_cam_t, atol=5e-3 * abs(float(want_cam_t[2])))
+
+
 def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
     """A graph exported before `heatmap_peak` existed loads; a side not given is then the prior's
     sign, else "right" (no reading), where the full graph reads it from the crop and its mirror."""
@@ -134,8 +142,9 @@ def test_an_export_without_the_side_reading_still_serves(models, tmp_path):
     assert old.predict(image, boxes=box, side_priors=[[2.0]]).hands[0].side == "left"
     np.testing.assert_allclose(old.predict(image, boxes=box, sides=["left"]).hands[0].vertices,
                                onnx_rec.predict(image, boxes=box, sides=["left"]).hands[0].vertices, atol=1e-6)
-    read = onnx_rec.predict(image, boxes=box).hands[0]
-    np.testing.assert_allclose(read.vertices, torch_rec.predict(image, boxes=box).hands[0].vertices, atol=1e-4)
+    read, want = onnx_rec.predict(image, boxes=box).hands[0], torch_rec.predict(image, boxes=box).hands[0]
+    assert read.side == want.side
+    assert_same_hand_mesh(read.vertices, read.cam_t, want.vertices, want.cam_t)
     assert read.heatmap_peak is not None and old.predict(image, boxes=box).hands[0].heatmap_peak is None
     # behind a detector: the detector's own scores at the threshold, as before the hand score
     hands = TwoStagePredictor(CandidateDetector(), old, score_threshold=0.5, hand_presence=True).predict(photo(seed=5)).hands
@@ -386,7 +395,7 @@ def test_an_exported_model_is_served_without_importing_torch(models, tmp_path, m
         assert written["model"]["precision"] == precision
         hand = written["hands"][0]
         if precision == "float32":
-            np.testing.assert_allclose(hand["vertices"], want.vertices, atol=1e-4)
+            assert_same_hand_mesh(hand["vertices"], hand["cam_t"], want.vertices, want.cam_t)
         else:  # the mesh about its root to int8 rounding; not its placement: this random model's heatmaps are
             # near flat, and int8 rounding moves some peaks to another cell, so the keypoints root recovery fits
             relative = np.subtract(hand["vertices"], hand["cam_t"])

@@ -23,6 +23,22 @@ def run(args, tmp_path, nproc):
     return done.stdout
 
 
+def assert_same_json(a, b, atol: float, where: str = "") -> None:
+    """a == b as JSON trees, numbers within `atol` (strings, keys, lengths and None exactly)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same_json(a[k], b[k], atol, f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_json(x, y, atol, f"{where}[{i}]")
+    elif isinstance(a, float) and not isinstance(b, (bool, str)) and b is not None:
+        assert b == pytest.approx(a, abs=atol), where
+    else:
+        assert a == b, where
+
+
 def test_two_ranks_match_one(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "ck")
     images = write_images(tmp_path / "in")
@@ -35,8 +51,9 @@ def test_two_ranks_match_one(tmp_path):
     log2 = run([*args, "--out", str(out2)], tmp_path, 2)
     assert "5 image(s) reconstructed" in log1 and log2.count("5 image(s) reconstructed") == 1  # rank 0 reports
     assert sorted(p.name for p in out1.iterdir()) == sorted(p.name for p in out2.iterdir())
-    for p in out1.glob("*.json"):
-        assert json.loads(p.read_text()) == json.loads((out2 / p.name).read_text())
+    for p in out1.glob("*.json"):  # the same results, each number to the JSON's rounding (1e-5): a rank
+        # batches other images together, and at another batch size the kernels sum in another order
+        assert_same_json(json.loads(p.read_text()), json.loads((out2 / p.name).read_text()), atol=2e-5)
 
     data = tmp_path / "syn"
     write_synthetic(data, n_shards=2, per_shard=3)
