@@ -371,6 +371,30 @@ def test_ambient_occlusion_darkens_a_palm_under_curled_fingers():
     assert result["fist"][palm_ids].mean() < result["open"][palm_ids].mean()
 
 
+def test_ambient_occlusion_is_its_definition():
+    """`occlusion` (matrix products) against its docstring's definition, point by point, on a random
+    hand-sized cloud: each probe between `near` and `radius` above a vertex's tangent plane adds the
+    cosine of its elevation, fading linearly with distance."""
+    from handrecon.data.synth.appearance import occlusion
+
+    rng = np.random.default_rng(3)
+    v = rng.uniform(-0.03, 0.03, (40, 3)).astype(np.float32)
+    n = rng.standard_normal((40, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    radius, near, stride, strength = 0.035, 0.006, 4, 0.55
+    want = np.empty(40)
+    for i in range(40):
+        o = 0.0
+        for p in v[::stride]:
+            d = float(np.linalg.norm(p - v[i]))
+            if near < d < radius:
+                o += max(float(np.dot(p - v[i], n[i])) / d, 0.0) * (radius - d) / (radius - near)
+        want[i] = 1.0 - strength * (1.0 - np.exp(-o / 3.0))
+    got = occlusion(v, n, radius=radius, near=near, stride=stride, strength=strength)
+    assert (want < 1.0).sum() > 10  # the cloud shades itself
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_camera_effects():
     """White balance/exposure change colour, motion blur smears along one direction only, each
     effect is recorded, and a probability of 0 leaves the image alone."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 173, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 174, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -510,6 +510,9 @@ MUTATIONS = [
     ("the detector benchmark times the kept output instead of the network", "benchmarks/bench_detector.py",
      "return run_times(lambda: detector.forget() or fn(), repeats, warmup)", "return run_times(fn, repeats, warmup)",
      ["tests/test_detector.py"]),
+    ("ambient occlusion measures elevation from the wrong side of the tangent plane", "src/handrecon/data/synth/appearance.py",
+     "cos = (normals @ probes.T - np.einsum", "cos = (normals @ probes.T + np.einsum",
+     ["tests/test_synth_engine.py"]),
 ]
 
 

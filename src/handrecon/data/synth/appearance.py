@@ -103,13 +103,15 @@ def occlusion(vertices: np.ndarray, normals: np.ndarray, radius: float = 0.035, 
     between `near` and `radius` metres that lie above its tangent plane (the cosine of their
     elevation, fading linearly with distance), summed into an occlusion o, and the factor is
     1 - strength (1 - exp(-o / 3)): a palm under curled fingers and the inner sides of fingers
-    pressed together darken, a flat open hand barely does. Vectorised: V x V/stride.
+    pressed together darken, a flat open hand barely does. Vectorised as (V, P) matrix products
+    (|p - v|^2 = |p|^2 + |v|^2 - 2 v.p, n.(p - v) = n.p - n.v), never the (V, P, 3) offsets.
     """
     vertices, normals = vertices.astype(np.float32), normals.astype(np.float32)
     probes = vertices[::stride]
-    offset = probes[None] - vertices[:, None]  # (V, P, 3)
-    d = np.sqrt(np.einsum("vpc,vpc->vp", offset, offset))
-    cos = np.einsum("vpc,vc->vp", offset, normals) / np.maximum(d, 1e-9)
+    d2 = np.einsum("vc,vc->v", vertices, vertices)[:, None] + np.einsum("pc,pc->p", probes, probes)[None] \
+        - 2.0 * (vertices @ probes.T)
+    d = np.sqrt(np.maximum(d2, 0.0))  # (V, P)
+    cos = (normals @ probes.T - np.einsum("vc,vc->v", normals, vertices)[:, None]) / np.maximum(d, 1e-9)
     weight = np.clip((radius - d) / (radius - near), 0, 1) * (d > near)
     occ = (np.clip(cos, 0, 1) * weight).sum(1)
     return (1.0 - strength * (1.0 - np.exp(-occ / 3.0))).astype(np.float32)
