@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from _timing import run_times
+from _timing import fresh_times, run_times
 from handrecon.demo import load_sample
 from handrecon.infer.detect import build_detector
 
@@ -43,13 +43,6 @@ def get_detector(spec: str):
     except ValueError as e:
         kwargs = yaml.safe_load((ROOT / "configs" / "detector_cpu_bn_long.yaml").read_text())["model"]["kwargs"]
         return HandDetector(**kwargs).frozen(), f"random weights, configs/detector_cpu_bn_long.yaml ({e})"
-
-
-def fresh_times(detector, fn, repeats: int, warmup: int) -> list[float]:
-    """`run_times` of fn() with the detector's kept output dropped before each call, so that every
-    call runs the network: a detector returns its last output again for the same pixels
-    (`Detector.forget`), which would time a lookup."""
-    return run_times(lambda: detector.forget() or fn(), repeats, warmup)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import torch
 import yaml
 from PIL import Image
 
-from _timing import run_times
+from _timing import fresh_times, run_times
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SCENE = ROOT / "src" / "handrecon" / "assets" / "sample" / "scene.jpg"
@@ -66,7 +66,7 @@ def main() -> None:
     pixels = torch.from_numpy(normalize_images(canvas[None]))
     print(f"model: {what}; {args.threads} threads; one 640x480 image, input {model.input_size} px")
     with torch.no_grad():
-        det_t = statistics.median(run_times(lambda: model.detector.forget() or model.detector(pixels), args.repeats, 2))
+        det_t = statistics.median(fresh_times(model.detector, lambda: model.detector(pixels), args.repeats, 2))
         det = model.detector(pixels)
         print(f"  detector                 {det_t * 1000:7.1f} ms")
         order = det.scores[0].argsort(descending=True)
@@ -81,13 +81,13 @@ def main() -> None:
             t = statistics.median(run_times(decode, args.repeats, 1))
             print(f"  decoder, {n:>2} hand(s)       {t * 1000:7.1f} ms   detector + decoder {(det_t + t) * 1000:7.1f} ms")
         if getattr(model, "instances", "queries") == "detections":  # the served detections are the instances
-            t = statistics.median(run_times(lambda: model.detector.forget() or model.detector.detect([image]), args.repeats, 1))
+            t = statistics.median(fresh_times(model.detector, lambda: model.detector.detect([image]), args.repeats, 1))
             print(f"  served detections (detector, box verifier: instances 'detections') {t * 1000:7.1f} ms")
     if predictor is not None:
-        t = statistics.median(run_times(lambda: model.detector.forget() or predictor.predict(image), args.repeats, 1))
+        t = statistics.median(fresh_times(model.detector, lambda: predictor.predict(image), args.repeats, 1))
         print(f"  predict (whole path, {len(predictor.predict(image).hands)} hands found in noise) {t * 1000:7.1f} ms")
         scene = np.asarray(Image.open(SAMPLE_SCENE).convert("RGB"))
-        t = statistics.median(run_times(lambda: model.detector.forget() or predictor.predict(scene), args.repeats, 1))
+        t = statistics.median(fresh_times(model.detector, lambda: predictor.predict(scene), args.repeats, 1))
         found = len(predictor.predict(scene).hands)
         print(f"  predict (whole path, the bundled sample scene {scene.shape[1]}x{scene.shape[0]}, {found} hands found) "
               f"{t * 1000:7.1f} ms")

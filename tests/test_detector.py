@@ -97,8 +97,8 @@ def test_the_same_input_is_computed_once(detector, monkeypatch):
 
 
 def test_bench_detector_times_fresh_network_passes(detector, monkeypatch):
-    """benchmarks/bench_detector.py times the network, not the kept output a repeated input returns
-    (it once timed lookups: 0.2 ms for the network at 320 px)."""
+    """benchmarks/bench_detector.py (and bench_handos.py, through the same `_timing.fresh_times`) times the
+    network, not the kept output a repeated input returns (it once timed lookups: 0.2 ms at 320 px)."""
     bench = load_script("benchmarks/bench_detector.py")
     calls = []
     forward = type(detector.model).forward

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import assert_same_hand_mesh
 from PIL import Image
 from test_pipeline import CandidateDetector
 from test_predictor import SIZE, photo, tiny_checkpoint
@@ -120,14 +121,6 @@ def _without_output(path: Path, name: str, out: Path) -> Path:
     proto.graph.output.remove(next(o for o in proto.graph.output if o.name == name))
     onnx.save(proto, str(out))
     return out
-
-
-def assert_same_hand_mesh(vertices, cam_t, want_vertices, want_cam_t) -> None:
-    """The same mesh about its root to 1e-4 m, and the same placement to 0.5 % of its depth: these tests'
-    random models make hands millimetres across, so root recovery turns torch's and onnxruntime's
-    different summation orders (1e-6 m in the joints) into millimetres of depth on some CPUs."""
-    np.testing.assert_allclose(np.subtract(vertices, cam_t), np.subtract(want_vertices, want_cam_t), atol=1e-4)
-    np.testing.assert_allclose(cam_t, want_cam_t, atol=5e-3 * abs(float(want_cam_t[2])))
 
 
 def test_an_export_without_the_side_reading_still_serves(models, tmp_path):

@@ -507,7 +507,7 @@ MUTATIONS = [
     ("the shipped recipe's training record lists no config it trained", "tools/train_shipped.sh",
      'train() { TRAINED+=("$1"); $HR train "$@"; }', 'train() { $HR train "$@"; }',
      ["tests/test_recipes.py"]),
-    ("the detector benchmark times the kept output instead of the network", "benchmarks/bench_detector.py",
+    ("the detector benchmarks time the kept output instead of the network", "benchmarks/_timing.py",
      "return run_times(lambda: detector.forget() or fn(), repeats, warmup)", "return run_times(fn, repeats, warmup)",
      ["tests/test_detector.py"]),
     ("ambient occlusion measures elevation from the wrong side of the tangent plane", "src/handrecon/data/synth/appearance.py",
