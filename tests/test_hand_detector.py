@@ -256,6 +256,41 @@ def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     assert all(torch.equal(v, shipped[k]) for k, v in model.detr.state_dict().items())
 
 
+def test_a_deeper_detector_starts_from_the_packaged_weights(tmp_path):
+    """tools/detector_checkpoint.py --depths: the added backbone blocks start as the identity, so the
+    deeper checkpoint gives the shipped detector's outputs, and they learn (their zeroed scale gets
+    a gradient); fewer blocks than the packaged detector's is a clear error."""
+    import torch
+
+    from handrecon.checkpoint import load_weights
+    from handrecon.models.handos.hand_detector import HandDetector, load_hand_detector
+
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "detector_checkpoint.py"), str(tmp_path / "ck"),
+                        "--depths", "1", "2", "1", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    kwargs = json.loads((tmp_path / "ck" / "card.json").read_text())["kwargs"]
+    assert kwargs["depths"] == [1, 2, 1, 1] and kwargs["zero_init_residual"] is True
+    model = HandDetector(**kwargs)
+    load_weights(model, tmp_path / "ck")
+    shipped = load_hand_detector().model.eval()
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref, got = shipped(pixel_values=images), model.eval().detr(pixel_values=images)
+    assert torch.allclose(ref.logits, got.logits, atol=1e-5) and torch.allclose(ref.pred_boxes, got.pred_boxes, atol=1e-6)
+    added = model.detr.model.backbone.model.encoder.stages[1].layers[1].layer[-1].normalization
+    assert torch.count_nonzero(added.weight) == 0
+    model.train()
+    batch = {"pixel_values": images, "labels": [{"class_labels": torch.zeros(1, dtype=torch.long),
+                                                 "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])} for _ in range(2)]}
+    loss, _ = model.loss(model(batch), batch)
+    loss.backward()
+    assert added.weight.grad.abs().sum() > 0
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "detector_checkpoint.py"), str(tmp_path / "bad"),
+                        "--depths", "1", "1", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "one count per backbone stage" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_backbone_norms_frozen_by_default_trained_on_request(tmp_path):
     """RT-DETR freezes its backbone's batch norms (made for ImageNet weights): from random weights
     they stay the identity. `freeze_backbone_norms=False` makes them ordinary batch norms that learn

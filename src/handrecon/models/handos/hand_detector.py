@@ -49,17 +49,25 @@ class HandDetector(nn.Module):
     `Detector.prepare` makes them, ``labels`` (RT-DETR targets: per image ``class_labels`` (N,)
     and ``boxes`` (N, 4) cxcywh normalised), ``gt_boxes`` per image (N, 4) input px and
     ``gt_ignore`` (N,) the hands that are no target (`SceneBoxes`). freeze_backbone_norms: see
-    `rtdetr_config` (the shipped detector was trained with them frozen)."""
+    `rtdetr_config` (the shipped detector was trained with them frozen). zero_init_residual: every
+    basic block's last batch norm starts at scale 0, so each block starts as the identity (Goyal et
+    al. 2017); blocks then copied from a trained detector (``train.init_partial``) keep their
+    weights, and the added ones leave its output unchanged: a deeper detector from a shallower
+    one's weights."""
 
     def __init__(self, width: int = 32, d_model: int = 128, num_queries: int = 60, decoder_layers: int = 3,
                  depths: tuple[int, ...] = (2, 2, 2, 2), num_denoising: int = 50, input_size: int = 384,
-                 freeze_backbone_norms: bool = True) -> None:
+                 freeze_backbone_norms: bool = True, zero_init_residual: bool = False) -> None:
         super().__init__()
         import transformers as hf
 
         self.detr = hf.RTDetrForObjectDetection(rtdetr_config(width, d_model, num_queries, decoder_layers,
                                                               tuple(depths), num_denoising, freeze_backbone_norms))
         self.input_size = int(input_size)
+        if zero_init_residual:
+            for stage in self.detr.model.backbone.model.encoder.stages:
+                for block in stage.layers:
+                    nn.init.zeros_(block.layer[-1].normalization.weight)
 
     def forward(self, batch: dict[str, Any]):
         labels = batch["labels"] if self.training else None
