@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 174, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 175, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -513,6 +513,10 @@ MUTATIONS = [
     ("ambient occlusion measures elevation from the wrong side of the tangent plane", "src/handrecon/data/synth/appearance.py",
      "cos = (normals @ probes.T - np.einsum", "cos = (normals @ probes.T + np.einsum",
      ["tests/test_synth_engine.py"]),
+    ("a deeper detector's added blocks start at the first batch norm's scale 0, not the last: not the identity",
+     "src/handrecon/models/handos/hand_detector.py",
+     "nn.init.zeros_(block.layer[-1].normalization.weight)", "nn.init.zeros_(block.layer[0].normalization.weight)",
+     ["tests/test_hand_detector.py"]),
 ]
 
 
