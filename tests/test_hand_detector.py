@@ -237,6 +237,14 @@ def test_scene_boxes_train_on_detectable_hands_only(tmp_path):
         np.testing.assert_array_equal(zero["pixel_values"].numpy(), unshifted["pixel_values"].numpy())
 
 
+def one_hand_labels(n: int) -> list[dict]:
+    """RT-DETR targets for n images with one centred hand each (cxcywh, normalised)."""
+    import torch
+
+    return [{"class_labels": torch.zeros(1, dtype=torch.long), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])}
+            for _ in range(n)]
+
+
 def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     """tools/detector_checkpoint.py: the shipped weights as a checkpoint `train.init_from` loads
     unchanged into the trainable detector."""
@@ -280,8 +288,7 @@ def test_a_deeper_detector_starts_from_the_packaged_weights(tmp_path):
     added = model.detr.model.backbone.model.encoder.stages[1].layers[1].layer[-1].normalization
     assert torch.count_nonzero(added.weight) == 0
     model.train()
-    batch = {"pixel_values": images, "labels": [{"class_labels": torch.zeros(1, dtype=torch.long),
-                                                 "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])} for _ in range(2)]}
+    batch = {"pixel_values": images, "labels": one_hand_labels(2)}
     loss, _ = model.loss(model(batch), batch)
     loss.backward()
     assert added.weight.grad.abs().sum() > 0
@@ -302,8 +309,7 @@ def test_backbone_norms_frozen_by_default_trained_on_request(tmp_path):
 
     kwargs = dict(width=8, d_model=32, num_queries=8, decoder_layers=2, num_denoising=4, input_size=64)
     batch = {"pixel_values": torch.randn(2, 3, 64, 64),
-             "labels": [{"class_labels": torch.zeros(1, dtype=torch.long), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.4]])}
-                        for _ in range(2)]}
+             "labels": one_hand_labels(2)}
     norms = lambda m: [x for x in m.detr.model.backbone.modules() if "BatchNorm" in type(x).__name__]  # noqa: E731
 
     torch.manual_seed(0)
