@@ -247,21 +247,29 @@ def one_hand_labels(n: int) -> list[dict]:
 
 def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     """tools/detector_checkpoint.py: the shipped weights as a checkpoint `train.init_from` loads
-    unchanged into the trainable detector."""
+    unchanged into the trainable detector, here to be trained at a 320 px input (`--input-size`:
+    the detector's preprocessing changes, no weight does); a size the backbone's stride does not
+    divide is a clear error that writes nothing."""
     import torch
 
     from handrecon.checkpoint import load_weights
-    from handrecon.models.handos.hand_detector import HandDetector, load_hand_detector
+    from handrecon.models.handos.hand_detector import ASSET_DIR, HandDetector, load_hand_detector
 
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "detector_checkpoint.py"), str(tmp_path / "ck")],
-                       capture_output=True, text=True)
+    tool = [sys.executable, str(ROOT / "tools" / "detector_checkpoint.py")]
+    r = subprocess.run([*tool, str(tmp_path / "ck"), "--input-size", "320"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "ck" / "card.json").read_text())
     assert card["architecture"] == "hand_detector" and card["step"] > 0
+    shipped_kwargs = json.loads((ASSET_DIR / "card.json").read_text())["kwargs"]
+    assert shipped_kwargs["input_size"] != 320 and card["kwargs"] == {**shipped_kwargs, "input_size": 320}
     model = HandDetector(**card["kwargs"])
     load_weights(model, tmp_path / "ck")
-    shipped = load_hand_detector().model.state_dict()
-    assert all(torch.equal(v, shipped[k]) for k, v in model.detr.state_dict().items())
+    assert model.inference_spec()["input_size"] == 320
+    weights = load_hand_detector().model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in model.detr.state_dict().items())
+    r = subprocess.run([*tool, str(tmp_path / "bad"), "--input-size", "300"], capture_output=True, text=True)
+    assert r.returncode == 2 and "multiple of 32" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_deeper_detector_starts_from_the_packaged_weights(tmp_path):

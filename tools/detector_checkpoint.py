@@ -1,13 +1,16 @@
 """A training checkpoint (handrecon card, ``train.init_from``) of a packaged hand detector folder, so
 that a config can continue the shipped weights (e.g. configs/detector_cpu_stage4.yaml), or start a
-deeper detector from them (configs/detector_cpu_deep.yaml).
+deeper detector from them (configs/detector_cpu_deep.yaml), or train them at another input size
+(configs/detector_cpu_input320.yaml).
 
     python tools/detector_checkpoint.py runs/detector_shipped_ckpt [--detector FOLDER] [--depths 2 2 2 2]
+                                        [--input-size 320]
 
 ``--depths``: more basic blocks per backbone stage than the packaged detector has. The added blocks
 start as the identity (their last batch norm at scale 0: `HandDetector(zero_init_residual=True)`),
 so the deeper detector gives the packaged one's boxes and scores until training moves them; the
-tool checks that on random images and says how many tensors it added.
+tool checks that on random images and says how many tensors it added. ``--input-size``: the long
+side the network reads (its preprocessing config; no weight depends on it).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def main() -> int:
     ap.add_argument("--detector", default=None, help="a packaged detector folder (default: the shipped one)")
     ap.add_argument("--depths", type=int, nargs="+", default=None,
                     help="basic blocks per backbone stage, at least the packaged detector's (default: its own)")
+    ap.add_argument("--input-size", type=int, default=None,
+                    help="the network's input long side in px (default: the packaged detector's)")
     args = ap.parse_args()
     folder = args.detector or str(ASSET_DIR)
     card = json.loads((Path(folder) / "card.json").read_text())
@@ -40,6 +45,12 @@ def main() -> int:
                   f"detector's {old}", file=sys.stderr)
             return 2
         kwargs.update(depths=list(args.depths), zero_init_residual=True)
+    if args.input_size is not None:
+        if not 64 <= args.input_size <= 2048 or args.input_size % 32:
+            print(f"error: --input-size {args.input_size}: give a multiple of 32 from 64 to 2048 (the backbone's "
+                  f"stride is 32)", file=sys.stderr)
+            return 2
+        kwargs["input_size"] = args.input_size
     model = HandDetector(**kwargs)
     missing, unexpected = model.detr.load_state_dict(packaged.state_dict(), strict=args.depths is None)
     stray = unexpected + [k for k in missing if ".encoder.stages." not in k]
@@ -58,6 +69,7 @@ def main() -> int:
                                           "config": card["config"], "step": card["step"],
                                           "steps_per_epoch": card["config"]["train"]["steps_per_epoch"]})
     deeper = f", depths {old} -> {args.depths} ({len(missing)} tensors added as identity blocks)" if args.depths else ""
+    deeper += f", input {card['kwargs']['input_size']} -> {args.input_size} px" if args.input_size else ""
     print(f"wrote {args.out} (the weights of {folder}, step {card['step']}{deeper}; largest output change on random "
           f"images {change:.1e})")
     return 0
