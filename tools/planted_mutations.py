@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 175, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 176, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -516,6 +516,9 @@ MUTATIONS = [
     ("a deeper detector's added blocks start at the first batch norm's scale 0, not the last: not the identity",
      "src/handrecon/models/handos/hand_detector.py",
      "nn.init.zeros_(block.layer[-1].normalization.weight)", "nn.init.zeros_(block.layer[0].normalization.weight)",
+     ["tests/test_hand_detector.py"]),
+    ("the detector checkpoint tool ignores --input-size: the checkpoint keeps the packaged size",
+     "tools/detector_checkpoint.py", 'kwargs["input_size"] = args.input_size', "pass",
      ["tests/test_hand_detector.py"]),
 ]
 
