@@ -68,9 +68,9 @@ def main() -> int:
     save_checkpoint(args.out, model, {}, {"architecture": "hand_detector", "kwargs": kwargs,
                                           "config": card["config"], "step": card["step"],
                                           "steps_per_epoch": card["config"]["train"]["steps_per_epoch"]})
-    deeper = f", depths {old} -> {args.depths} ({len(missing)} tensors added as identity blocks)" if args.depths else ""
-    deeper += f", input {card['kwargs']['input_size']} -> {args.input_size} px" if args.input_size else ""
-    print(f"wrote {args.out} (the weights of {folder}, step {card['step']}{deeper}; largest output change on random "
+    changes = f", depths {old} -> {args.depths} ({len(missing)} tensors added as identity blocks)" if args.depths else ""
+    changes += f", input {card['kwargs']['input_size']} -> {args.input_size} px" if args.input_size else ""
+    print(f"wrote {args.out} (the weights of {folder}, step {card['step']}{changes}; largest output change on random "
           f"images {change:.1e})")
     return 0
 
