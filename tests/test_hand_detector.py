@@ -248,8 +248,8 @@ def one_hand_labels(n: int) -> list[dict]:
 def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     """tools/detector_checkpoint.py: the shipped weights as a checkpoint `train.init_from` loads
     unchanged into the trainable detector, here to be trained at a 320 px input (`--input-size`:
-    the detector's preprocessing changes, no weight does); a size the backbone's stride does not
-    divide is a clear error that writes nothing."""
+    the detector's preprocessing changes, no weight does); a size the detector would pad up to a
+    multiple of 32 is a clear error that writes nothing."""
     import torch
 
     from handrecon.checkpoint import load_weights

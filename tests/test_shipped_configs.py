@@ -77,8 +77,9 @@ def test_config_loads_and_builds_its_model(path, local_grounding_dino):
     elif cfg.model.name == "hand_detector" and "tools/detector_checkpoint.py" in path.read_text():
         import json  # the shipped detector written by that tool (--depths: deeper, the added blocks the identity;
         # --input-size: read at another size)
-        root = Path(__file__).resolve().parents[1]
-        shipped_kwargs = json.loads((root / "src/handrecon/assets/models/handrecon-hand-detector/card.json").read_text())["kwargs"]
+        from handrecon.models.handos.hand_detector import ASSET_DIR
+
+        shipped_kwargs = json.loads((ASSET_DIR / "card.json").read_text())["kwargs"]
         deeper = cfg.model.kwargs.get("depths") != shipped_kwargs["depths"]
         assert {**shipped_kwargs, **({"depths": cfg.model.kwargs["depths"], "zero_init_residual": True} if deeper else {}),
                 "input_size": cfg.model.kwargs["input_size"]} == cfg.model.kwargs

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from handrecon.checkpoint import save_checkpoint
+from handrecon.models.handos.detections import DetectorConfig
 from handrecon.models.handos.hand_detector import ASSET_DIR, HandDetector, load_hand_detector
 
 
@@ -46,9 +47,10 @@ def main() -> int:
             return 2
         kwargs.update(depths=list(args.depths), zero_init_residual=True)
     if args.input_size is not None:
-        if not 64 <= args.input_size <= 2048 or args.input_size % 32:
-            print(f"error: --input-size {args.input_size}: give a multiple of 32 from 64 to 2048 (the backbone's "
-                  f"stride is 32)", file=sys.stderr)
+        pad = DetectorConfig.pad_multiple
+        if not 64 <= args.input_size <= 2048 or args.input_size % pad:
+            print(f"error: --input-size {args.input_size}: give a multiple of {pad} from 64 to 2048 (the detector pads "
+                  f"its input up to a multiple of {pad}: another size would train on blank margins)", file=sys.stderr)
             return 2
         kwargs["input_size"] = args.input_size
     model = HandDetector(**kwargs)
