@@ -161,29 +161,30 @@ def render(meshes: list[tuple[np.ndarray, np.ndarray]], K: np.ndarray, rng: np.r
 POSE_KINDS = ("random", "open", "fist", "pinch", "point")
 
 
-def foreign_pose(model: HandModel, g: torch.Generator) -> torch.Tensor:
+def foreign_pose(model: HandModel, g: torch.Generator) -> tuple[torch.Tensor, str]:
     """(1, J, 3) a pose of a kind drawn uniformly from POSE_KINDS, any global orientation (the
-    generator is used exactly as `sample_poses(kind="mixed")` did with these five kinds)."""
+    generator is used exactly as `sample_poses(kind="mixed")` did with these five kinds), and its kind."""
     kind = POSE_KINDS[int(torch.randint(len(POSE_KINDS), (1,), generator=g))]
-    return sample_poses(model, 1, kind=kind, generator=g, global_orient="random")
+    return sample_poses(model, 1, kind=kind, generator=g, global_orient="random"), kind
 
 
 def posed_hand(models: dict, rng: np.random.Generator, g: torch.Generator) -> tuple:
-    """A random side, pose (`foreign_pose`) and shape: (side, model, vertices (V, 3), joints (21, 3)) at the origin."""
+    """A random side, pose (`foreign_pose`) and shape: (side, model, vertices (V, 3), joints (21, 3)) at the
+    origin, and the pose's kind."""
     side = "left" if rng.random() < 0.5 else "right"
     model = models[side]
-    pose = foreign_pose(model, g)
+    pose, kind = foreign_pose(model, g)
     shape = sample_shapes(model, 1, seed=int(rng.integers(2**31)))
     with torch.no_grad():
         out = model(pose, shape)
-    return side, model, out.vertices[0].double().numpy(), out.joints[0].double().numpy()
+    return side, model, out.vertices[0].double().numpy(), out.joints[0].double().numpy(), kind
 
 
 def sample(i: int, seed: int, models: dict, photos: list, renderer,
            ablate: frozenset = frozenset()) -> tuple[np.ndarray, np.ndarray, HandAnnotation]:
     rng = np.random.default_rng([seed, i])
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    side, model, verts, joints = posed_hand(models, rng, g)
+    side, model, verts, joints, kind = posed_hand(models, rng, g)
     root = joints[0].copy()
     verts, joints = verts - root, joints - root
     for _ in range(20):  # a framing whose perspective went wrong (hand outside the crop) is drawn again
@@ -199,7 +200,7 @@ def sample(i: int, seed: int, models: dict, photos: list, renderer,
     if "antialiasing" in ablate:
         alpha = (alpha >= 0.5).astype(np.float32)
     image = (alpha * rgba[..., :3] + (1 - alpha) * background(photos, rng, ablate)).round().astype(np.uint8)
-    return image, K, annotate(side, verts, joints, K, depth)
+    return image, K, annotate(side, verts, joints, K, depth, kind)
 
 
 SCENE_H, SCENE_W = 384, 512
@@ -218,9 +219,11 @@ class SceneLayout(NamedTuple):
 WIDE_LAYOUT = SceneLayout(768, 1024, 8, (0.05, 0.15))
 
 
-def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, depth: np.ndarray) -> HandAnnotation:
+def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, depth: np.ndarray,
+             pose_kind: str) -> HandAnnotation:
     """Exact ground truth of a rendered hand: 2D keypoints, visibility (inside the image and not
-    behind a rendered surface by more than 12 mm), box = projected mesh and visible keypoints."""
+    behind a rendered surface by more than 12 mm), box = projected mesh and visible keypoints; its
+    pose kind in meta (as the synthetic engine's, for `handrecon evaluate --by pose_kind`)."""
     H, W = depth.shape
     uv = joints @ K.T
     kp2d = uv[:, :2] / uv[:, 2:]
@@ -232,7 +235,7 @@ def annotate(side: str, verts: np.ndarray, joints: np.ndarray, K: np.ndarray, de
     pts = np.concatenate([vuv[:, :2] / vuv[:, 2:], kp2d[visible]])
     box = np.r_[np.maximum(pts.min(0), -0.5), np.minimum(pts.max(0), [W - 0.5, H - 0.5])]
     return HandAnnotation(side=side, box=box, keypoints_2d=kp2d, visibility=visible.astype(np.float32),
-                          keypoints_3d=joints, vertices=verts, hand_model="openhand")
+                          keypoints_3d=joints, vertices=verts, hand_model="openhand", meta={"pose_kind": pose_kind})
 
 
 def scene_sample(i: int, seed: int, models: dict, photos: list, renderer,
@@ -249,15 +252,15 @@ def scene_sample(i: int, seed: int, models: dict, photos: list, renderer,
     K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
     placed = []
     for n in range(int(rng.integers(0, layout.max_hands + 1))):
-        side, model, verts, joints = posed_hand(models, rng, g)
+        side, model, verts, joints, kind = posed_hand(models, rng, g)
         centre = (verts.max(0) + verts.min(0)) / 2
         verts, joints = verts - centre, joints - centre
         size_px = H * rng.uniform(*layout.hand_height)
         z = f * np.ptp(verts[:, :2], 0).max() / size_px + 0.05 * n  # later hands a little further back
         target = np.array([rng.uniform(0.08, 0.92) * W, rng.uniform(0.08, 0.92) * H])
         t = z * np.linalg.solve(K, np.r_[target, 1.0])
-        placed.append((side, model, verts + t, joints + t))
-    rgba, depth = (render([(v, m.faces.numpy()) for _, m, v, _ in placed], K, rng, renderer, ablate) if placed
+        placed.append((side, model, verts + t, joints + t, kind))
+    rgba, depth = (render([(v, m.faces.numpy()) for _, m, v, _, _ in placed], K, rng, renderer, ablate) if placed
                    else (np.zeros((H, W, 4), np.uint8), np.zeros((H, W), np.float32)))
     photo = photos[rng.integers(len(photos))]
     ph, pw = photo.shape[:2]
@@ -270,8 +273,8 @@ def scene_sample(i: int, seed: int, models: dict, photos: list, renderer,
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     image = (alpha * rgba[..., :3] + (1 - alpha) * bg).round().astype(np.uint8)
     hands = []
-    for side, model, verts, joints in placed:
-        hand = annotate(side, verts, joints, K, depth)
+    for side, model, verts, joints, kind in placed:
+        hand = annotate(side, verts, joints, K, depth, kind)
         if (hand.box[2:] - hand.box[:2]).min() >= 2:  # else (almost) entirely outside the image: not in it
             hands.append(hand)
     return image, K, hands

@@ -184,6 +184,26 @@ def test_evaluate_limit(tmp_path, ckpt):
     assert not (tmp_path / "ev2").exists()
 
 
+def test_evaluate_by_prints_a_table_per_group(tmp_path, ckpt):
+    """`evaluate --by pose_kind`: a second table, one row per group with its hand count, and the
+    groups in metrics.json; a key the set does not carry is a one-line error naming the keys it has."""
+    from test_eval_runner import write_synthetic
+
+    write_synthetic(tmp_path / "syn")
+    base = ["evaluate", "--checkpoint", str(ckpt), "--dataset", "synthetic", "--root", str(tmp_path / "syn"),
+            "--split", "all", "--threads", "1"]
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "ev"), "--by", "pose_kind"])
+    assert r.exit_code == 0, r.output
+    table = r.output[r.output.index("by pose_kind"):]
+    rows = {line.split()[1]: line.split()[3] for line in table.splitlines() if line.startswith("│")}
+    assert rows == {"fist": "4", "open": "2"}, table  # write_synthetic: 4 right hands, 2 left ones
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())["breakdown"]
+    assert saved["by"] == "pose_kind" and {k: g["num_hands"] for k, g in saved["groups"].items()} == {"fist": 4, "open": 2}
+    _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev2"), "--by", "skin"]),
+                    "do not carry the meta key 'skin'", "pose_kind")
+    assert not (tmp_path / "ev2").exists()
+
+
 @pytest.mark.parametrize("flag, note", [("--int8", "int8 export"), ("--bf16", "bf16 autocast")])
 def test_evaluate_in_another_precision_measures_what_reconstruct_serves(tmp_path, ckpt, monkeypatch, flag, note):
     """`evaluate --int8` / `--bf16` score what `reconstruct` serves with the flag (the int8 export;

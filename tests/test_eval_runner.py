@@ -31,7 +31,9 @@ from handrecon.infer.predictor import Predictor
 
 def write_synthetic(root, n_shards=2, per_shard=2, outside: bool = False):
     """Images with one or two posed OpenHand hands each, exact 2D/3D/K ground truth; `outside`:
-    each image also holds a right hand entirely left of the frame (the engine draws such hands)."""
+    each image also holds a right hand entirely left of the frame (the engine draws such hands).
+    Each hand's meta names its side's pose kind ("fist" right, "open" left) and each image's its
+    shard's background ("photo" in shard 0, "procedural" after), as the engine records them."""
     models = {s: HandModel.openhand(s) for s in ("right", "left")}
     g = torch.Generator().manual_seed(0)
     init_output(root, make_meta("crop", 0, n_shards * per_shard, per_shard, "openhand", "test", "png"))
@@ -48,8 +50,10 @@ def write_synthetic(root, n_shards=2, per_shard=2, outside: bool = False):
                     uv = project(verts, K)
                     hands.append(HandAnnotation(side=side, box=np.r_[uv.min(0), uv.max(0)], keypoints_2d=project(joints, K),
                                                 visibility=np.ones(21), keypoints_3d=joints, vertices=verts,
-                                                hand_model="openhand"))
-                w.add(np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8), K, hands)
+                                                hand_model="openhand",
+                                                meta={"pose_kind": "fist" if side == "right" else "open"}))
+                w.add(np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8), K, hands,
+                      extra={"background": "photo" if s == 0 else "procedural"})
 
 
 class Oracle(Predictor):
@@ -158,6 +162,43 @@ def test_random_model_on_synthetic_val_split(tmp_path, tiny):
     assert side_by_side.metrics == pytest.approx(one.metrics, rel=1e-9)  # two batches at once, scored in order
     np.testing.assert_allclose(load_freihand_submission(tmp_path / "two" / "pred.json").xyz,
                                load_freihand_submission(tmp_path / "one" / "pred.json").xyz, atol=1e-9)
+
+
+def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
+    """`by`: the hands grouped by a key of their meta, else of their image's; each group's metrics are
+    those of its own hands (recomputed here from pred.json); a key nothing carries is an error before
+    any image reaches the model."""
+    write_synthetic(tmp_path / "syn")
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    hands = [(h, ds[i].meta["background"]) for i in range(len(ds)) for h in ds[i].hands]
+    whole = evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "whole", batch_size=4)
+    xyz = load_freihand_submission(tmp_path / "whole" / "pred.json").xyz
+    gt = np.stack([h.keypoints_3d for h, _ in hands])
+    for key, labels in (("pose_kind", [h.meta["pose_kind"] for h, _ in hands]), ("background", [b for _, b in hands])):
+        res = evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / key, batch_size=4, by=key)
+        assert res.metrics == pytest.approx(whole.metrics, rel=1e-9)  # the whole set's scores unchanged
+        groups = res.breakdown["groups"]
+        assert res.breakdown["by"] == key and sorted(groups) == sorted(set(labels)) and len(groups) == 2
+        for value, group in groups.items():
+            rows = [i for i, label in enumerate(labels) if label == value]
+            assert group["num_hands"] == len(rows) and "precision" not in group["metrics"]
+            assert group["metrics"]["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(xyz[rows], gt[rows]), rel=1e-9)
+            assert group["metrics"]["recall"] == 1.0
+        assert json.loads((tmp_path / key / "metrics.json").read_text())["breakdown"] == json.loads(json.dumps(res.breakdown))
+    calls = []
+
+    class Counting:
+        hand_model = tiny[1].hand_model
+
+        def predict_batch(self, *args, **kwargs):
+            calls.append(1)
+            return tiny[1].predict_batch(*args, **kwargs)
+
+    with pytest.raises(ValueError, match="do not carry the meta key 'skin'.*pose_kind.*background"):
+        evaluate(Counting(), "synthetic", tmp_path / "syn", split="all", by="skin")
+    assert not calls
+    with pytest.raises(ValueError, match="names a meta key"):
+        evaluate(Counting(), "synthetic", tmp_path / "syn", split="all", by=" ")
 
 
 class ColourOracle(Oracle):

@@ -34,6 +34,7 @@ def test_foreign_crops_have_exact_ground_truth(tmp_path):
         np.testing.assert_allclose(project(h.keypoints_3d.astype(np.float64), s.K), h.keypoints_2d, atol=1e-2)
         side = (h.box[2:] - h.box[:2]).max()
         assert 0.45 * 224 < side < 0.95 * 224  # the hand fills about 2/3 of the crop
+        assert h.meta["pose_kind"] in ("random", "open", "fist", "pinch", "point")  # for `evaluate --by pose_kind`
 
 
 def test_an_ablation_renders_the_same_hands_with_one_difference_taken_away(tmp_path):
@@ -83,6 +84,7 @@ def test_wide_scenes_frame_small_hands_in_a_large_image(tmp_path):
     hands = [h for i in range(4) for h in ds[i].hands]
     assert {ds[i].image.shape for i in range(4)} == {(768, 1024, 3)} and hands
     assert all(len(ds[i].hands) <= 8 for i in range(4))
+    assert {h.meta["pose_kind"] for h in hands} <= {"random", "open", "fist", "pinch", "point"}
     for i in range(4):
         for h in ds[i].hands:
             np.testing.assert_allclose(project(h.keypoints_3d.astype(np.float64), ds[i].K), h.keypoints_2d, atol=1e-2)

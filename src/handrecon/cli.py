@@ -591,6 +591,10 @@ def evaluate_detector_cmd(
     typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
 
 
+# the columns of `evaluate --by`'s table (every group's metrics are in metrics.json)
+BREAKDOWN_COLUMNS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "pck2d@0.1", "recall")
+
+
 @app.command()
 def evaluate(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Checkpoint or run directory, shipped model name, or .onnx file."),
@@ -611,6 +615,7 @@ def evaluate(
     int8: bool = typer.Option(False, "--int8", help="Evaluate the crop model as `reconstruct` serves it by default: its int8 export on onnxruntime (default: the checkpoint on torch, float32)."),
     bf16: bool = typer.Option(False, "--bf16", help="Evaluate the crop model as `reconstruct --bf16` serves it: on torch under bf16 autocast (CPUs with AVX512-BF16 or AMX)."),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help="A DETECTOR+MODEL pipeline's detector also reads each image as an N x N grid of tiles (reconstruct --tiles)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Also score the hands in groups by this meta key of each hand (or its image), e.g. pose_kind on synthetic and foreign sets: a table per group, and metrics.json's breakdown."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)
@@ -642,7 +647,7 @@ def evaluate(
                                     on_progress=lambda done, total: progress.update(task, completed=done, total=total),
                                     whole_image=whole_image,
                                     dataset_options={"mano_dir": mano_dir} if mano_dir is not None else None,
-                                    gt_boxes=gt_boxes, workers=workers, read_sides=read_sides)
+                                    gt_boxes=gt_boxes, workers=workers, read_sides=read_sides, by=by)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
@@ -655,6 +660,15 @@ def evaluate(
     for key, value in result.metrics.items():
         table.add_row(key, format_metric(key, value))
     Console().print(table)
+    if result.breakdown is not None:
+        groups = result.breakdown["groups"]
+        keys = [k for k in BREAKDOWN_COLUMNS if any(g["metrics"].get(k) is not None for g in groups.values())]
+        table = Table(title=f"by {result.breakdown['by']}")
+        for column in (result.breakdown["by"], "hands", *keys):
+            table.add_column(column, justify="left" if column == result.breakdown["by"] else "right")
+        for value, group in groups.items():
+            table.add_row(value, str(group["num_hands"]), *(format_metric(k, group["metrics"].get(k)) for k in keys))
+        Console().print(table)
     for note in result.notes:
         typer.echo(f"note: {note}")
     for what, path in result.files.items():

@@ -33,10 +33,17 @@ files, with the same numbers as one process (tested).
   frame, HO3D joint order, one entry per evaluation frame). The evaluation split's 3D ground truth is
   withheld, so only recall, precision and box AP are scored there; on ``train`` (joints; vertices
   with ``mano_dir``) every metric, plus HO3D's scale-translation-aligned joint error ``st_mpjpe_mm``.
+
+``by`` (``evaluate --by KEY``) also scores the hands in groups: by a key of each ground-truth hand's
+``meta`` (the synthetic engine and the foreign set record ``pose_kind``), else of its image's (a
+synthetic image's ``background``, ``occluders``, ``clutter``...). Each group is scored as the whole
+set is (`score_hands`, the same missed-hand convention), without precision, which belongs to a whole
+image's predictions; the groups go into ``metrics.json`` under ``breakdown``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -79,11 +86,12 @@ class EvalResult:
     official: dict[str, float | None] | None = None
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    breakdown: dict[str, Any] | None = None  # {"by": key, "groups": {value: {"num_hands": n, "metrics": {...}}}}
 
     def to_json(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "split": self.split, "model": self.model, "num_samples": self.num_samples,
                 "num_hands": self.num_hands, "metrics": self.metrics, "official_freihand_scores": self.official,
-                "notes": self.notes}
+                "notes": self.notes, **({"breakdown": self.breakdown} if self.breakdown is not None else {})}
 
 
 def evaluate(
@@ -100,6 +108,7 @@ def evaluate(
     gt_boxes: bool = False,
     workers: int = 1,
     read_sides: bool = False,
+    by: str | None = None,
 ) -> EvalResult:
     """Run `predictor` over the images of a dataset (the first `limit` of them), write ``pred.json``
     and ``metrics.json`` into `out` (if given) and return the result. `whole_image` (synthetic
@@ -111,7 +120,8 @@ def evaluate(
     workers: batches through the predictor at once, each in its own thread (the same results).
     read_sides: a crop model given boxes (or whole crops) reads each hand's side itself instead of
     being given the ground truth's, so that ``side_accuracy`` measures it (a model that finds its
-    own hands always reads its sides)."""
+    own hands always reads its sides). by: also score the hands grouped by this key of their meta
+    (or their image's; module docstring), into ``result.breakdown``."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
         raise ValueError(f"evaluate supports datasets {', '.join(DEFAULT_SPLITS)}, got {dataset!r}")
@@ -119,6 +129,8 @@ def evaluate(
         raise ValueError(f"batch size and workers must be >= 1, got {batch_size} and {workers}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of images, got {limit}")
+    if by is not None and (not isinstance(by, str) or not by.strip()):
+        raise ValueError(f"by (--by) names a meta key of the hands or their images, e.g. pose_kind; got {by!r}")
     if dataset_options and "mano_dir" in dataset_options and dataset not in MANO_DATASETS:
         raise ValueError(f"mano_dir (--mano-dir) applies to {' and '.join(MANO_DATASETS)}, whose ground truth is MANO "
                          f"parameters; {dataset} has its vertices on disk or none")
@@ -132,6 +144,8 @@ def evaluate(
     if not indices:
         raise ValueError(f"{root}: the {dataset} {split} split holds no image to evaluate")
     prompted = not whole_crops and (gt_boxes or not getattr(predictor, "detects_hands", False))
+    if by is not None:
+        _check_group_key(ds[indices[0]], by, root)
 
     rank, world = current_rank()
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
@@ -178,6 +192,8 @@ def evaluate(
             for index, smp, result in zip(chunk, samples, results):
                 rows = _score_rows(smp, result, whole_crops)
                 rows["ids"] = [smp.meta.get("index", index)] * len(rows["gt"])  # the dataset's own index (DexYCB)
+                if by is not None:
+                    rows["groups"] = [_group_of(hand, smp, by) for hand in rows["gt"]]
                 per_image.append((index, rows))
             if on_progress is not None:
                 on_progress(len(per_image), len(mine))
@@ -207,6 +223,10 @@ def evaluate(
             visible = np.stack([h.visibility > 0.5 for h in gt_hands])
             result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
                                                     np.stack(hand_Ks), visible))
+        if by is not None:
+            groups = [g for _, r in per_image for g in r["groups"]]
+            result.breakdown = _breakdown(by, groups, P, gt_hands, found, pred_sides, gt_hand_model,
+                                          getattr(predictor, "hand_model", None), root)
         gt_joints = _hand_sets(P, gt_hands, pred_sides)[1].keypoints_3d  # None unless every hand has 3D
         if dataset == "ho3d":
             _ho3d_metrics(result, P["keypoints_3d"], gt_joints)
@@ -268,6 +288,46 @@ def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | N
     result.notes = [n for n in result.notes if not n.startswith("no 3D ground truth")]
     result.notes.append("HO3D v3 evaluation: the 3D ground truth is withheld; zip pred.json (OpenGL frame, HO3D "
                         "joint order) and submit it to the official HO3D v3 Codalab challenge for the 3D scores")
+
+
+MISSING_GROUP = "(none)"
+
+
+def _group_of(hand: Any, smp: Any, key: str) -> str:
+    """A ground-truth hand's group for `evaluate(by=key)`: its meta's value for `key`, else its image's,
+    as text (JSON for numbers, lists and the like); `MISSING_GROUP` where neither has the key."""
+    meta = getattr(hand, "meta", None) or {}
+    value = meta[key] if key in meta else smp.meta.get(key, MISSING_GROUP)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _check_group_key(smp: Any, key: str, root: str | Path) -> None:
+    """Before any prediction: the first image with a hand must carry `key` in its meta or its hands'
+    (a data set carries the same keys throughout), else a ValueError naming the keys it has."""
+    hand_keys = {k for hand in smp.hands for k in (getattr(hand, "meta", None) or {})}
+    if smp.hands and key not in hand_keys and key not in smp.meta:
+        raise ValueError(f"{root}: its hands and images do not carry the meta key {key!r} (--by); the first image's "
+                         f"hands carry {sorted(hand_keys) or 'none'}, the image {sorted(smp.meta) or 'none'}")
+
+
+def _breakdown(key: str, groups: list[str], P: dict[str, np.ndarray], gt_hands: list, found: list[bool],
+               pred_sides: list[str], gt_hand_model: str | None, pred_hand_model: str | None,
+               root: str | Path) -> dict[str, Any]:
+    """`score_hands` over each group of hands (`_group_of`), precision left out: {"by": key, "groups":
+    {value: {"num_hands": n, "metrics": {...}}}}, groups in sorted order."""
+    labels = np.array(groups, dtype=object)
+    if (labels == MISSING_GROUP).all():
+        raise ValueError(f"{root}: no hand and no image carries the meta key {key!r} (--by); the synthetic engine "
+                         "records each hand's pose_kind and each image's background, occluders, clutter, ...")
+    out: dict[str, Any] = {}
+    for value in sorted(set(groups)):
+        rows = np.flatnonzero(labels == value)
+        metrics, _, _ = score({k: v[rows] for k, v in P.items()}, [gt_hands[i] for i in rows],
+                              np.asarray(found)[rows], [pred_sides[i] for i in rows], None, pred_hand_model,
+                              gt_hand_model)
+        metrics.pop("precision", None)
+        out[value] = {"num_hands": int(len(rows)), "metrics": metrics}
+    return {"by": key, "groups": out}
 
 
 def _without_unboxable_hands(smp: Any, left_out: list[str]) -> Any:
