@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 176, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 177, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -520,6 +520,9 @@ MUTATIONS = [
     ("the detector checkpoint tool ignores --input-size: the checkpoint keeps the packaged size",
      "tools/detector_checkpoint.py", 'kwargs["input_size"] = args.input_size', "pass",
      ["tests/test_hand_detector.py"]),
+    ("evaluate --by scores each group on the other groups' hands",
+     "src/handrecon/eval/runner.py", "rows = np.flatnonzero(labels == value)", "rows = np.flatnonzero(labels != value)",
+     ["tests/test_eval_runner.py"]),
 ]
 
 
