@@ -199,6 +199,14 @@ def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
     assert not calls
     with pytest.raises(ValueError, match="names a meta key"):
         evaluate(Counting(), "synthetic", tmp_path / "syn", split="all", by=" ")
+    assert not calls
+    shard = tmp_path / "syn" / "shard_00000" / "annotations.json"  # an image's meta holding a mapping: no label
+    record = json.loads(shard.read_text())
+    record["images"][0]["extra"]["light"] = "sun"
+    record["images"][1]["extra"]["light"] = {"kind": "rim"}
+    shard.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="meta key 'light' .* holds a dict, not a label"):
+        evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", by="light")
 
 
 class ColourOracle(Oracle):

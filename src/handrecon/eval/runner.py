@@ -36,7 +36,8 @@ files, with the same numbers as one process (tested).
 
 ``by`` (``evaluate --by KEY``) also scores the hands in groups: by a key of each ground-truth hand's
 ``meta`` (the synthetic engine and the foreign set record ``pose_kind``), else of its image's (a
-synthetic image's ``background``, ``occluders``, ``clutter``...). Each group is scored as the whole
+synthetic image's ``background``, ``occluders``, ``clutter``...; HInt's ``subset``, DexYCB's
+``serial`` (camera) and ``sequence``, HO3D's ``seq``). Each group is scored as the whole
 set is (`score_hands`, the same missed-hand convention), without precision, which belongs to a whole
 image's predictions; the groups go into ``metrics.json`` under ``breakdown``.
 """
@@ -295,10 +296,17 @@ MISSING_GROUP = "(none)"
 
 def _group_of(hand: Any, smp: Any, key: str) -> str:
     """A ground-truth hand's group for `evaluate(by=key)`: its meta's value for `key`, else its image's,
-    as text (JSON for numbers, lists and the like); `MISSING_GROUP` where neither has the key."""
+    as text (JSON for numbers, booleans, None and lists of them); `MISSING_GROUP` where neither has the
+    key. A value that is no label (an array, a path) is a ValueError naming the sample."""
     meta = getattr(hand, "meta", None) or {}
     value = meta[key] if key in meta else smp.meta.get(key, MISSING_GROUP)
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    if isinstance(value, np.generic):
+        value = value.item()
+    scalar = (str, bool, int, float, type(None))
+    if not isinstance(value, scalar) and not (isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value)):
+        raise ValueError(f"sample {smp.sample_id!r}: its meta key {key!r} (--by) holds a {type(value).__name__}, not a "
+                         "label to group hands by; pick a key that holds text, a number or a list of them")
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _check_group_key(smp: Any, key: str, root: str | Path) -> None:
