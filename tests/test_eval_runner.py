@@ -364,8 +364,8 @@ def test_hint_with_a_full_image_model_reports_visible_and_occluded_pck(tmp_path,
     for i in range(3):
         kp = np.concatenate([rng.uniform(20, 100, (21, 2)), np.ones((21, 1))], 1)
         occ = [1 if j in (5, 6, 7) else 0 for j in range(21)]
-        write_item(tmp_path / "TEST_newdays_img", f"ND_v{i}_frame00000{i}_r", kp.tolist(), occ,
-                   bbox=((kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()),))
+        write_item(tmp_path / ("TEST_newdays_img" if i < 2 else "TEST_epick_img"), f"ND_v{i}_frame00000{i}_r",
+                   kp.tolist(), occ, bbox=((kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()),))
     ds = build_dataset("hint", tmp_path, "test")
     samples = {}
     for i in range(len(ds)):
@@ -390,6 +390,11 @@ def test_hint_with_a_full_image_model_reports_visible_and_occluded_pck(tmp_path,
         assert perfect[key] == pytest.approx(1.0), key
     assert perfect["ap50"] == pytest.approx(1.0) and perfect["recall"] == 1.0
     assert shifted["pck2d@0.05"] < 1.0 and shifted["pck2d@0.05"] <= shifted["pck2d@0.15"]
+    by_subset = evaluate(BoxOracle(samples, shift=8.0), "hint", tmp_path, by="subset")  # the papers' per-subset table
+    groups = by_subset.breakdown["groups"]
+    assert {k: g["num_hands"] for k, g in groups.items()} == {"epick": 1, "newdays": 2}
+    assert np.mean([g["metrics"]["pck2d@0.05"] for g in groups.values() for _ in range(g["num_hands"])]) == \
+        pytest.approx(shifted["pck2d@0.05"])  # every hand has 21 annotated keypoints: the hand-weighted mean
 
 
 class GivenHands:

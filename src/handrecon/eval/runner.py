@@ -37,9 +37,10 @@ files, with the same numbers as one process (tested).
 ``by`` (``evaluate --by KEY``) also scores the hands in groups: by a key of each ground-truth hand's
 ``meta`` (the synthetic engine and the foreign set record ``pose_kind``), else of its image's (a
 synthetic image's ``background``, ``occluders``, ``clutter``...; HInt's ``subset``, DexYCB's
-``serial`` (camera) and ``sequence``, HO3D's ``seq``). Each group is scored as the whole
-set is (`score_hands`, the same missed-hand convention), without precision, which belongs to a whole
-image's predictions; the groups go into ``metrics.json`` under ``breakdown``.
+``serial`` (camera) and ``sequence``, HO3D's ``seq``). Each group's hands are scored as the whole
+set's are (`score_hands`, the same missed-hand convention; for a full-image model also
+`full_image_scores`), without precision and box AP, which belong to whole images' predictions; the
+groups go into ``metrics.json`` under ``breakdown``.
 """
 
 from __future__ import annotations
@@ -218,16 +219,28 @@ def evaluate(
         result.metrics, result.official, result.notes = score(
             P, gt_hands, np.array(found), pred_sides,
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
-        if not whole_crops and not prompted:  # the model found the hands itself: HandOS's protocol
+        full_image = not whole_crops and not prompted  # the model found the hands itself: HandOS's protocol
+        visible = np.stack([h.visibility > 0.5 for h in gt_hands])
+
+        def hand_scores(rows: np.ndarray) -> dict[str, float | None]:
+            """The per-hand metrics of the hands `rows` (`by`'s groups): `score`, and for a full-image model
+            `full_image_scores` (PCK at three thresholds, of the projected 3D too; errors over the matched)."""
+            sub, hands, sides = {k: v[rows] for k, v in P.items()}, [gt_hands[i] for i in rows], [pred_sides[i] for i in rows]
+            metrics, _, _ = score(sub, hands, np.asarray(found)[rows], sides, None,
+                                  getattr(predictor, "hand_model", None), gt_hand_model)
+            if full_image:
+                metrics.update(full_image_scores(*_hand_sets(sub, hands, sides), np.asarray(found)[rows],
+                                                 np.stack(hand_Ks)[rows], visible[rows]))
+            metrics.pop("precision", None)  # a whole image's predictions, not a group of hands'
+            return metrics
+
+        if full_image:
             det = detection_metrics(*map(list, zip(*image_boxes)))
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
-            visible = np.stack([h.visibility > 0.5 for h in gt_hands])
             result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
                                                     np.stack(hand_Ks), visible))
         if by is not None:
-            groups = [g for _, r in per_image for g in r["groups"]]
-            result.breakdown = _breakdown(by, groups, P, gt_hands, found, pred_sides, gt_hand_model,
-                                          getattr(predictor, "hand_model", None), root)
+            result.breakdown = _breakdown(by, [g for _, r in per_image for g in r["groups"]], hand_scores, root)
         gt_joints = _hand_sets(P, gt_hands, pred_sides)[1].keypoints_3d  # None unless every hand has 3D
         if dataset == "ho3d":
             _ho3d_metrics(result, P["keypoints_3d"], gt_joints)
@@ -318,23 +331,18 @@ def _check_group_key(smp: Any, key: str, root: str | Path) -> None:
                          f"hands carry {sorted(hand_keys) or 'none'}, the image {sorted(smp.meta) or 'none'}")
 
 
-def _breakdown(key: str, groups: list[str], P: dict[str, np.ndarray], gt_hands: list, found: list[bool],
-               pred_sides: list[str], gt_hand_model: str | None, pred_hand_model: str | None,
+def _breakdown(key: str, groups: list[str], hand_scores: Callable[[np.ndarray], dict[str, float | None]],
                root: str | Path) -> dict[str, Any]:
-    """`score_hands` over each group of hands (`_group_of`), precision left out: {"by": key, "groups":
-    {value: {"num_hands": n, "metrics": {...}}}}, groups in sorted order."""
+    """`hand_scores` of each group of hands (`_group_of`; one label per hand, in scoring order):
+    {"by": key, "groups": {value: {"num_hands": n, "metrics": {...}}}}, groups in sorted order."""
     labels = np.array(groups, dtype=object)
     if (labels == MISSING_GROUP).all():
         raise ValueError(f"{root}: no hand and no image carries the meta key {key!r} (--by); the synthetic engine "
                          "records each hand's pose_kind and each image's background, occluders, clutter, ...")
-    out: dict[str, Any] = {}
+    out = {}
     for value in sorted(set(groups)):
         rows = np.flatnonzero(labels == value)
-        metrics, _, _ = score({k: v[rows] for k, v in P.items()}, [gt_hands[i] for i in rows],
-                              np.asarray(found)[rows], [pred_sides[i] for i in rows], None, pred_hand_model,
-                              gt_hand_model)
-        metrics.pop("precision", None)
-        out[value] = {"num_hands": int(len(rows)), "metrics": metrics}
+        out[value] = {"num_hands": int(len(rows)), "metrics": hand_scores(rows)}
     return {"by": key, "groups": out}
 
 
