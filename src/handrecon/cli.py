@@ -592,7 +592,7 @@ def evaluate_detector_cmd(
 
 
 # the columns of `evaluate --by`'s table (every group's metrics are in metrics.json)
-BREAKDOWN_COLUMNS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "pck2d@0.1", "recall")
+BREAKDOWN_COLUMNS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "pck2d@0.05", "pck2d@0.1", "pck2d@0.15", "recall")
 
 
 @app.command()
