@@ -323,8 +323,9 @@ def _group_of(hand: Any, smp: Any, key: str) -> str:
 
 
 def _check_group_key(smp: Any, key: str, root: str | Path) -> None:
-    """Before any prediction: the first image with a hand must carry `key` in its meta or its hands'
-    (a data set carries the same keys throughout), else a ValueError naming the keys it has."""
+    """Before any prediction: the first image, if it holds a hand, must carry `key` in its meta or its
+    hands' (a data set carries the same keys throughout), else a ValueError naming the keys it has
+    (`_breakdown` still catches a set whose hands come later)."""
     hand_keys = {k for hand in smp.hands for k in (getattr(hand, "meta", None) or {})}
     if smp.hands and key not in hand_keys and key not in smp.meta:
         raise ValueError(f"{root}: its hands and images do not carry the meta key {key!r} (--by); the first image's "
