@@ -84,6 +84,8 @@ def test_train_package_and_detect(tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["images"] == 4 and 0.0 <= m["ap50"] <= 1.0 and m["hands"] >= 1 and m["test_time_flip"] is False
+    assert sum(row["hands"] for row in m["recall_by_height"].values()) == m["hands"]
+    assert "of the image height:" in r.output and "recall_by_height" not in r.output  # a line per bin, not a dict
     r = runner.invoke(app, ["evaluate-detector", "--root", str(data), "--detector", f"handrecon-hand-detector:{out}",
                             "--out", str(tmp_path / "flip.json"), "--tta"])
     assert r.exit_code == 0 and json.loads((tmp_path / "flip.json").read_text())["test_time_flip"] is True
@@ -389,3 +391,50 @@ def test_evaluate_detector_measures_the_served_operating_point(tmp_path):
     assert (defaults["score_threshold"], defaults["nms_iou"]) == (DEFAULT_SCORE_THRESHOLD, DEFAULT_NMS_IOU)
     r = CliRunner().invoke(app, ["evaluate-detector", "--help"])
     assert "--nms-iou" in r.output
+
+
+def test_evaluate_detector_reports_recall_by_hand_height(tmp_path):
+    """`recall_by_height`: the target hands found at IoU 0.5 (any score / at the threshold) by their
+    box height over the image height. A detector that boxes only the hands taller than a quarter of
+    the image, the tallest at a score under the threshold, scores 0 in the small bins and the right
+    shares in the large ones; the CLI prints a line per bin."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.data.loaders.synthetic import SyntheticDataset
+    from handrecon.eval.detection import HEIGHT_EDGES, evaluate_detector, scene_targets
+    from handrecon.models.handos.detections import Detections
+
+    data = tmp_path / "scenes"
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "6", "--out", str(data), "--image-size", "96x128",
+                                 "--set", "num_hands=[1, 3]", "--set", "hand_size=[0.1, 0.6]", "--quiet"])
+    assert r.exit_code == 0, r.output
+    scenes = list(SyntheticDataset(data, load_vertices=False))
+    targets = [scene_targets(s)[0][~scene_targets(s)[1]] for s in scenes]
+
+    class Tall:  # every target hand taller than 0.25 of the image; the tallest of each image at score 0.3
+        calls = 0
+
+        def detect(self, images, score_threshold, nms_iou, max_hands=100):
+            gt = targets[Tall.calls]
+            Tall.calls += 1
+            h = (gt[:, 3] - gt[:, 1]) / images[0].shape[0]
+            boxes = gt[h > 0.25]
+            scores = np.where(h[h > 0.25] == h.max(), 0.3, 0.9)
+            return [Detections(boxes, scores, np.arange(len(boxes)))]
+
+    m = evaluate_detector(Tall(), data)
+    heights = np.concatenate([(t[:, 3] - t[:, 1]) / 96 for t in targets])
+    tallest = np.concatenate([(t[:, 3] - t[:, 1]) == (t[:, 3] - t[:, 1]).max() for t in targets])
+    rows = m["recall_by_height"]
+    assert sum(r["hands"] for r in rows.values()) == len(heights) == m["hands"] and len(rows) >= 2
+    for lo, hi in zip(HEIGHT_EDGES[:-1], HEIGHT_EDGES[1:]):
+        inside = (heights >= lo) & (heights < hi)
+        label = f"{100 * lo:g}-{100 * hi:g}%" if np.isfinite(hi) else f">={100 * lo:g}%"
+        if not inside.any():
+            assert label not in rows
+            continue
+        assert rows[label]["hands"] == inside.sum()
+        assert rows[label]["recall50"] == pytest.approx(np.mean(heights[inside] > 0.25))
+        assert rows[label]["recall50_at_threshold"] == pytest.approx(np.mean((heights > 0.25)[inside] & ~tallest[inside]))
+    assert m["recall50"] == pytest.approx(np.mean(heights > 0.25))

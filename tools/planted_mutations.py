@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 177, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 178, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -523,6 +523,9 @@ MUTATIONS = [
     ("evaluate --by scores each group on the other groups' hands",
      "src/handrecon/eval/runner.py", "rows = np.flatnonzero(labels == value)", "rows = np.flatnonzero(labels != value)",
      ["tests/test_eval_runner.py"]),
+    ("evaluate-detector's recall by hand height measures the hands against the image's width",
+     "src/handrecon/eval/detection.py", "(targets[:, 3] - targets[:, 1]) / s.image.shape[0]",
+     "(targets[:, 3] - targets[:, 1]) / s.image.shape[1]", ["tests/test_hand_detector.py"]),
 ]
 
 

@@ -588,7 +588,11 @@ def evaluate_detector_cmd(
     if out is not None:
         atomic_write_json(out, {"detector": detector, "test_time_flip": tta, "tiles": tiles, "root": str(root),
                                 "split": split, **metrics})
-    typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                         if not isinstance(v, dict)))
+    for label, row in metrics.get("recall_by_height", {}).items():
+        typer.echo(f"hands at {label} of the image height: {row['hands']}, found at IoU 0.5 {row['recall50']:.3f} "
+                   f"(at the threshold {row['recall50_at_threshold']:.3f})")
 
 
 # the columns of `evaluate --by`'s table (every group's metrics are in metrics.json)

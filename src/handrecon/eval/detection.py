@@ -12,7 +12,9 @@ COCO's AR@100 (IoU 0.50:0.95) and recall50 the fraction of hands matched at IoU 
 threshold (`threshold`) the greedy one-to-one matching of `eval.scoring.match_hands` gives
 precision and recall50 there, and `no_hand_fp_rate` is the fraction of images without a hand to
 find that get any detection (other than on an ignored hand). `evaluate_detector` also reports
-``ap50_all_hands``: AP50 with every hand a target, and for a detector with a side head
+``ap50_all_hands``: AP50 with every hand a target, ``recall_by_height``: the target hands found at
+IoU 0.5 (at any score and at the threshold) by their height in the image (`recall_by_height`), and
+for a detector with a side head
 (`models/handos/side_head.py`) `side_metrics`: the side accuracy of the hands detected at the
 threshold (matched at IoU 0.5) and of the side head on the ground-truth boxes of every target hand.
 `evaluate_detector` measures at the served operating point (`eval.operating_point`) by default.
@@ -30,6 +32,10 @@ import numpy as np
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.eval.scoring import match_hands
+
+# `recall_by_height`'s bins: a hand's box height over the image height (the scene sets frame hands at
+# 12-45 % of it, the wide shots at 5-15 %, close-ups up to 90 %)
+HEIGHT_EDGES = (0.0, 0.1, 0.2, 0.3, 0.45, float("inf"))
 
 
 def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
@@ -76,6 +82,37 @@ def _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore):
     return gt_boxes, gt_ignore
 
 
+def matched_targets(gt: np.ndarray, ignore: np.ndarray, boxes: Any, scores: Any, threshold: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image: for each target hand (``gt[~ignore]``, (T,) bool each) whether a detection matches it
+    at IoU 0.5 at any score and among those kept at `threshold` (`match_hands`, one-to-one), and (M,)
+    bool the detections kept that count (at the threshold, not on a hand that is no target)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    sel = scores >= threshold
+    if ignore.any():  # detections on hands that are no target leave the count
+        on_ignored = match_hands(boxes[sel], scores[sel], gt[ignore])
+        sel[np.flatnonzero(sel)[on_ignored[on_ignored >= 0]]] = False
+    targets = gt[~ignore]
+    if not len(targets):
+        return np.zeros(0, bool), np.zeros(0, bool), sel
+    return match_hands(boxes, scores, targets) >= 0, match_hands(boxes[sel], scores[sel], targets) >= 0, sel
+
+
+def recall_by_height(heights: np.ndarray, found_any: np.ndarray, found_kept: np.ndarray,
+                     edges: tuple[float, ...] = HEIGHT_EDGES) -> dict[str, dict[str, float]]:
+    """Target hands grouped by their box height as a fraction of the image height (bins between
+    `edges`): per bin with hands, {"hands", "recall50" (matched at any score), "recall50_at_threshold"}."""
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (heights >= lo) & (heights < hi)
+        if inside.any():
+            label = f"{100 * lo:g}-{100 * hi:g}%" if np.isfinite(hi) else f">={100 * lo:g}%"
+            out[label] = {"hands": int(inside.sum()), "recall50": float(found_any[inside].mean()),
+                          "recall50_at_threshold": float(found_kept[inside].mean())}
+    return out
+
+
 def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
                       threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
     """The operating-point part of `detection_metrics`, without COCO's AP: ``recall50``,
@@ -86,18 +123,11 @@ def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
     matched50 = kept = matched_kept = 0
     empty = fp_empty = 0
     for gt, ignore, boxes, scores in zip(gt_boxes, gt_ignore, pred_boxes, pred_scores):
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        scores = np.asarray(scores, np.float64).reshape(-1)
-        sel = scores >= threshold
-        if ignore.any():  # detections on hands that are no target leave the count
-            on_ignored = match_hands(boxes[sel], scores[sel], gt[ignore])
-            sel[np.flatnonzero(sel)[on_ignored[on_ignored >= 0]]] = False
-        gt = gt[~ignore]
-        matched50 += int((match_hands(boxes, scores, gt) >= 0).sum()) if len(gt) else 0
+        found_any, found_kept, sel = matched_targets(gt, ignore, boxes, scores, threshold)
+        matched50 += int(found_any.sum())
+        matched_kept += int(found_kept.sum())
         kept += int(sel.sum())
-        if len(gt):
-            matched_kept += int((match_hands(boxes[sel], scores[sel], gt) >= 0).sum())
-        else:
+        if not len(found_any):
             empty += 1
             fp_empty += int(sel.any())
     return {
@@ -148,15 +178,18 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     on a dataset in handrecon's synthetic format (`handrecon synth`, the foreign scene set): every
     query scoring > 0.01 enters AP, after NMS at `nms_iou` (the served default); `threshold` sets
     the operating point; hands that are not `detectable` are ignored (module doc), plus
-    ``ap50_all_hands``, and the ``nms_iou`` used."""
+    ``ap50_all_hands``, ``recall_by_height`` and the ``nms_iou`` used."""
     side_head = getattr(detector, "side_head", None)
-    gts, ignores, boxes, scores, sides = [], [], [], [], []
+    gts, ignores, boxes, scores, sides, by_height = [], [], [], [], [], []
     for s, found in detected_scenes(detector, root, split, limit, nms_iou):
         gt, ignore = scene_targets(s)
         gts.append(gt)
         ignores.append(ignore)
         boxes.append(found.boxes)
         scores.append(found.scores)
+        found_any, found_kept, _ = matched_targets(gt, ignore, found.boxes, found.scores, threshold)
+        targets = gt[~ignore]
+        by_height.append(((targets[:, 3] - targets[:, 1]) / s.image.shape[0], found_any, found_kept))
         if side_head is not None:
             sides.append(_side_hits(side_head, s, found, threshold))
         if on_progress:
@@ -164,6 +197,8 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     metrics = detection_metrics(gts, boxes, scores, threshold, ignores)
     metrics["ap50_all_hands"] = detection_metrics(gts, boxes, scores, threshold)["ap50"]
     metrics["nms_iou"] = float(nms_iou)
+    if by_height:
+        metrics["recall_by_height"] = recall_by_height(*(np.concatenate(parts) for parts in zip(*by_height)))
     if side_head is not None:
         metrics.update(side_metrics(sides))
     return metrics
