@@ -131,9 +131,16 @@ def test_average_packages_the_mean_weights_as_one_model(tmp_path):
 
 
 def test_average_refuses_checkpoints_of_different_models(tmp_path, capsys):
+    """Checkpoints of another width are another model; other loss weights (a run trained with its 2D terms
+    weighted up) are the same model, averaged, the card the first's."""
     from helpers import random_checkpoint
 
     a = random_checkpoint(tmp_path / "a", {"backbone_kwargs": {"width": 8}}, input_size=64)
     b = random_checkpoint(tmp_path / "b", {"backbone_kwargs": {"width": 16}}, input_size=64)
     assert _tool().main([str(a), str(b), "--average", "--name", "soup", "--out-root", str(tmp_path / "assets")]) == 1
     assert "same kwargs" in capsys.readouterr().err and not (tmp_path / "assets" / "soup").exists()
+    c = random_checkpoint(tmp_path / "c", {"backbone_kwargs": {"width": 8}, "loss_weights": {"pose2d": 3.0}},
+                          input_size=64, seed=2)
+    assert _tool().main([str(a), str(c), "--average", "--name", "mix", "--out-root", str(tmp_path / "assets")]) == 0
+    card = json.loads((tmp_path / "assets" / "mix" / "card.json").read_text())
+    assert card["kwargs"] == json.loads((a / "card.json").read_text())["kwargs"]

@@ -32,10 +32,12 @@ class ToyMLP(nn.Module):
     def inference_spec(self) -> dict:
         return {"input_size": 4, "toy": True}
 
-    def __init__(self, hidden: int = 32, dropout: float = 0.2, crash_at_call: int | None = None):
+    def __init__(self, hidden: int = 32, dropout: float = 0.2, crash_at_call: int | None = None,
+                 loss_weights: dict | None = None):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 2))
         self.crash_at_call, self.train_calls = crash_at_call, 0
+        self.loss_weights = {"l1": 1.0, "l2": 1.0, **(loss_weights or {})}
 
     def forward(self, batch):
         if self.training:
@@ -47,7 +49,7 @@ class ToyMLP(nn.Module):
     def loss(self, outputs, batch):
         diff = outputs["y"].float() - batch["y"]
         l1, l2 = diff.abs().mean(), diff.pow(2).mean()
-        return l1 + l2, {"l1": l1, "l2": l2}
+        return self.loss_weights["l1"] * l1 + self.loss_weights["l2"] * l2, {"l1": l1, "l2": l2}
 
     def validate(self, batches):
         err = torch.cat([(self(b)["y"].float() - b["y"]).norm(dim=-1) for b in batches])
@@ -226,6 +228,15 @@ def test_init_from_starts_from_another_checkpoints_weights(tmp_path, capsys):
     bad = make_cfg(tmp_path / "c", **{"train.init_from": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match="train.init_from"):
         train(config_from_dict(bad))
+    # other loss weights are the same model (checkpoint.same_model): every tensor loaded, no init_partial needed;
+    # another width is not
+    reweighted = make_cfg(tmp_path / "d", **{"train.max_steps": 1, "train.epochs": None, "train.init_from":
+                                             str(first.last_checkpoint), "model.kwargs.loss_weights": {"l2": 3.0}})
+    assert train(config_from_dict(reweighted)).step == 1
+    assert f"init_from {first.last_checkpoint}: loaded all" in capsys.readouterr().out
+    wider = make_cfg(tmp_path / "e", **{"train.init_from": str(first.last_checkpoint), "model.kwargs.hidden": 16})
+    with pytest.raises(ConfigError, match="init_partial"):
+        train(config_from_dict(wider))
 
 
 @register_model("toy_pair")
@@ -235,6 +246,7 @@ class ToyPair(nn.Module):
     def __init__(self, hidden: int = 32):
         super().__init__()
         self.members = nn.ModuleList(ToyMLP(hidden=hidden) for _ in range(2))
+        self.loss_weights = self.members[0].loss_weights  # ToyMLP.loss reads them
 
     def forward(self, batch):
         return {"y": torch.stack([m(batch)["y"] for m in self.members]).mean(0)}

@@ -38,7 +38,7 @@ from safetensors.torch import save as st_save
 
 from handrecon.checkpoint import (
     CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, load_tensors, quantize_weights_int8, read_card,
-    resolve_checkpoint, seal_card,
+    resolve_checkpoint, same_model, seal_card,
 )
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -104,15 +104,16 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
 
 
 def average_checkpoints(sources: list[Path], cards: list[dict]) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(card, weights) of the uniform average of checkpoints of one architecture with the same
-    kwargs and tensors: floating-point tensors averaged (in float64, stored in their own dtype),
-    integer buffers (batch-norm step counts) taken from the first. The card is the first's, its
+    """(card, weights) of the uniform average of checkpoints of one model (`same_model`: the same
+    architecture and kwargs, loss weights aside) and tensors: floating-point tensors averaged (in
+    float64, stored in their own dtype), integer buffers (batch-norm step counts) taken from the
+    first. The card is the first's, its
     ``metrics`` (a validation of the first alone) moved into ``averaged_from``, one entry per
     checkpoint (source, step, metrics, config, time)."""
     first = cards[0]
     for src, card in zip(sources[1:], cards[1:]):
-        if (card.get("architecture"), card.get("kwargs")) != (first.get("architecture"), first.get("kwargs")):
-            raise CheckpointError(f"{src}: --average needs one architecture with the same kwargs as {sources[0]}; "
+        if not same_model(card.get("architecture"), card.get("kwargs"), first.get("architecture"), first.get("kwargs")):
+            raise CheckpointError(f"{src}: --average needs one architecture with the same kwargs (loss weights aside) as {sources[0]}; "
                                   f"got {card.get('architecture')!r} {card.get('kwargs')} vs "
                                   f"{first.get('architecture')!r} {first.get('kwargs')}")
     weights = [load_tensors(src / MODEL_FILE) for src in sources]

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 178, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 179, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -372,7 +372,7 @@ MUTATIONS = [
     ("an averaged model takes the first checkpoint's weights", "tools/package_model.py",
      "torch.stack([w[k].double() for w in weights]).mean(0)", "weights[0][k].double()", ["tests/test_package_model.py"]),
     ("an average of different models is packaged", "tools/package_model.py",
-     "        if (card.get(\"architecture\"), card.get(\"kwargs\")) != (first.get(\"architecture\"), first.get(\"kwargs\")):",
+     "        if not same_model(card.get(\"architecture\"), card.get(\"kwargs\"), first.get(\"architecture\"), first.get(\"kwargs\")):",
      "        if card.get(\"architecture\") != first.get(\"architecture\"):", ["tests/test_package_model.py"]),
     ("a video that does not open leaves an empty NAME.jsonl", "src/handrecon/infer/video.py",
      "        state = None\n    done = report.resumed_at", "        state = None\n        jsonl.write_text(\"\")\n    done = report.resumed_at",
@@ -526,6 +526,9 @@ MUTATIONS = [
     ("evaluate-detector's recall by hand height measures the hands against the image's width",
      "src/handrecon/eval/detection.py", "(targets[:, 3] - targets[:, 1]) / s.image.shape[0]",
      "(targets[:, 3] - targets[:, 1]) / s.image.shape[1]", ["tests/test_hand_detector.py"]),
+    ("models that differ in their loss weights alone count as different models (no average, no init_from)",
+     "src/handrecon/card.py", 'TRAINING_ONLY_KWARGS = ("loss_weights",)', "TRAINING_ONLY_KWARGS = ()",
+     ["tests/test_package_model.py", "tests/test_train_engine.py"]),
 ]
 
 

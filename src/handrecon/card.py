@@ -14,8 +14,24 @@ CARD_VERSION = 1
 MODEL_FILE, STATE_FILE, CARD_FILE = "model.safetensors", "state.safetensors", "card.json"
 
 
+# Model kwargs that shape training only (the loss's weights), not the model's tensors or what it computes:
+# two models that differ in these alone are the same model (`same_model`).
+TRAINING_ONLY_KWARGS = ("loss_weights",)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or corrupt; the message names the path."""
+
+
+def same_model(architecture_a: str | None, kwargs_a: dict | None, architecture_b: str | None,
+               kwargs_b: dict | None) -> bool:
+    """Whether two (architecture, kwargs) pairs build the same model: the same architecture and kwargs,
+    `TRAINING_ONLY_KWARGS` aside (a fine-tune or a run averaged in may have trained with other loss
+    weights)."""
+    def model_part(kwargs: dict | None) -> dict:
+        return {k: v for k, v in (kwargs or {}).items() if k not in TRAINING_ONLY_KWARGS}
+
+    return architecture_a == architecture_b and model_part(kwargs_a) == model_part(kwargs_b)
 
 
 def card_digest(card: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from safetensors.torch import save as st_save
 
 from handrecon.card import (  # the torch-free half of this API, re-exported here
     CARD_FILE, CARD_FORMAT, CARD_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, card_digest, file_sha256,
-    list_checkpoints, read_card, read_pointer, resolve_checkpoint, seal_card,
+    list_checkpoints, read_card, read_pointer, resolve_checkpoint, same_model, seal_card,
 )
 from handrecon.registry import MODELS, ConfigError
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json

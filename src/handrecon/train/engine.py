@@ -358,8 +358,9 @@ class Trainer:
         return path
 
     def _init_weights(self, path: str | Path) -> None:
-        """Start from the weights of another checkpoint of the same architecture (fine-tuning);
-        the optimizer, schedule and step start fresh. A resumed run then overrides them.
+        """Start from the weights of another checkpoint of the same model (`checkpoint.same_model`:
+        its loss weights may differ) (fine-tuning); the optimizer, schedule and step start fresh. A
+        resumed run then overrides them.
 
         With ``train.init_partial`` the kwargs, even the architecture, may differ (HandOS's 3D stage
         starts from its 2D model; the detector's side head from M3DHMR's first stack): every tensor
@@ -375,8 +376,8 @@ class Trainer:
             card = ckpt.read_card(d, verify=True, files=(ckpt.MODEL_FILE,))  # the weights; no training state needed
         except ckpt.CheckpointError as e:
             raise ConfigError(f"train.init_from: {e}") from None
-        same = (not prefix and card.get("architecture") == self.cfg.model.name
-                and (card.get("kwargs") or {}) == self.cfg.model.kwargs)
+        same = not prefix and ckpt.same_model(card.get("architecture"), card.get("kwargs"), self.cfg.model.name,
+                                              self.cfg.model.kwargs)
         if not (same or prefix or self.cfg.train.init_partial):
             raise ConfigError(f"train.init_from: {d} is a {card.get('architecture')!r} model with kwargs "
                               f"{card.get('kwargs')}; the config builds {self.cfg.model.name!r} with {self.cfg.model.kwargs}"
