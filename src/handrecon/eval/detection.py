@@ -114,15 +114,18 @@ def recall_by_height(heights: np.ndarray, found_any: np.ndarray, found_kept: np.
 
 
 def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
+                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None,
+                      image_heights: list[float] | None = None) -> dict[str, Any]:
     """The operating-point part of `detection_metrics`, without COCO's AP: ``recall50``,
     ``precision_at_threshold``, ``recall50_at_threshold``, ``no_hand_fp_rate`` and the counts
-    (cheap enough to sweep thresholds with)."""
+    (cheap enough to sweep thresholds with); with `image_heights` (px, one per image) also
+    ``recall_by_height`` (`recall_by_height`)."""
     gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
     num_gt = sum(int((~ig).sum()) for ig in gt_ignore)
     matched50 = kept = matched_kept = 0
     empty = fp_empty = 0
-    for gt, ignore, boxes, scores in zip(gt_boxes, gt_ignore, pred_boxes, pred_scores):
+    per_hand: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (height fraction, found any, found kept)
+    for i, (gt, ignore, boxes, scores) in enumerate(zip(gt_boxes, gt_ignore, pred_boxes, pred_scores)):
         found_any, found_kept, sel = matched_targets(gt, ignore, boxes, scores, threshold)
         matched50 += int(found_any.sum())
         matched_kept += int(found_kept.sum())
@@ -130,6 +133,9 @@ def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
         if not len(found_any):
             empty += 1
             fp_empty += int(sel.any())
+        if image_heights is not None:
+            targets = gt[~ignore]
+            per_hand.append(((targets[:, 3] - targets[:, 1]) / image_heights[i], found_any, found_kept))
     return {
         "recall50": matched50 / num_gt if num_gt else 0.0,
         "precision_at_threshold": matched_kept / kept if kept else 1.0,
@@ -137,14 +143,18 @@ def threshold_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], 
         "no_hand_fp_rate": fp_empty / empty if empty else 0.0,
         "images": len(gt_boxes), "hands": num_gt, "hands_ignored": sum(int(ig.sum()) for ig in gt_ignore),
         "images_without_hands": empty, "threshold": threshold,
+        **({"recall_by_height": recall_by_height(*(np.concatenate(parts) for parts in zip(*per_hand)))}
+           if per_hand else {}),
     }
 
 
 def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None) -> dict[str, float]:
-    """The metrics of the module doc over a set of images (see there for the arguments)."""
+                      threshold: float = 0.5, gt_ignore: list[np.ndarray] | None = None,
+                      image_heights: list[float] | None = None) -> dict[str, Any]:
+    """The metrics of the module doc over a set of images (see there for the arguments;
+    `image_heights`: `threshold_metrics`')."""
     gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
-    at_threshold = threshold_metrics(gt_boxes, pred_boxes, pred_scores, threshold, gt_ignore)
+    at_threshold = threshold_metrics(gt_boxes, pred_boxes, pred_scores, threshold, gt_ignore, image_heights)
     ev = _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore) if at_threshold["hands"] else None
     stats = ev.stats if ev is not None else np.zeros(12)
     return {
@@ -180,25 +190,21 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     the operating point; hands that are not `detectable` are ignored (module doc), plus
     ``ap50_all_hands``, ``recall_by_height`` and the ``nms_iou`` used."""
     side_head = getattr(detector, "side_head", None)
-    gts, ignores, boxes, scores, sides, by_height = [], [], [], [], [], []
+    gts, ignores, boxes, scores, sides, heights = [], [], [], [], [], []
     for s, found in detected_scenes(detector, root, split, limit, nms_iou):
         gt, ignore = scene_targets(s)
         gts.append(gt)
         ignores.append(ignore)
         boxes.append(found.boxes)
         scores.append(found.scores)
-        found_any, found_kept, _ = matched_targets(gt, ignore, found.boxes, found.scores, threshold)
-        targets = gt[~ignore]
-        by_height.append(((targets[:, 3] - targets[:, 1]) / s.image.shape[0], found_any, found_kept))
+        heights.append(s.image.shape[0])
         if side_head is not None:
             sides.append(_side_hits(side_head, s, found, threshold))
         if on_progress:
             on_progress(1)
-    metrics = detection_metrics(gts, boxes, scores, threshold, ignores)
+    metrics = detection_metrics(gts, boxes, scores, threshold, ignores, heights)
     metrics["ap50_all_hands"] = detection_metrics(gts, boxes, scores, threshold)["ap50"]
     metrics["nms_iou"] = float(nms_iou)
-    if by_height:
-        metrics["recall_by_height"] = recall_by_height(*(np.concatenate(parts) for parts in zip(*by_height)))
     if side_head is not None:
         metrics.update(side_metrics(sides))
     return metrics

@@ -216,29 +216,28 @@ def evaluate(
     if gt_hands and all(h is not None for h in gt_hands):
         gt_hand_model = "mano" if dataset == "freihand" else getattr(ds, "meta", {}).get("hand_model")
         pred_sides = [h.side if h is not None else "" for h in pred_rows]
+        found_rows = np.array(found)
         result.metrics, result.official, result.notes = score(
-            P, gt_hands, np.array(found), pred_sides,
+            P, gt_hands, found_rows, pred_sides,
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
         full_image = not whole_crops and not prompted  # the model found the hands itself: HandOS's protocol
-        visible = np.stack([h.visibility > 0.5 for h in gt_hands])
+        if full_image:
+            visible, Ks = np.stack([h.visibility > 0.5 for h in gt_hands]), np.stack(hand_Ks)
+            det = detection_metrics(*map(list, zip(*image_boxes)))
+            result.metrics.update(ap=det["ap"], ap50=det["ap50"])
+            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), found_rows, Ks, visible))
 
         def hand_scores(rows: np.ndarray) -> dict[str, float | None]:
             """The per-hand metrics of the hands `rows` (`by`'s groups): `score`, and for a full-image model
             `full_image_scores` (PCK at three thresholds, of the projected 3D too; errors over the matched)."""
             sub, hands, sides = {k: v[rows] for k, v in P.items()}, [gt_hands[i] for i in rows], [pred_sides[i] for i in rows]
-            metrics, _, _ = score(sub, hands, np.asarray(found)[rows], sides, None,
-                                  getattr(predictor, "hand_model", None), gt_hand_model)
+            metrics, _, _ = score(sub, hands, found_rows[rows], sides, None, getattr(predictor, "hand_model", None),
+                                  gt_hand_model)
             if full_image:
-                metrics.update(full_image_scores(*_hand_sets(sub, hands, sides), np.asarray(found)[rows],
-                                                 np.stack(hand_Ks)[rows], visible[rows]))
+                metrics.update(full_image_scores(*_hand_sets(sub, hands, sides), found_rows[rows], Ks[rows], visible[rows]))
             metrics.pop("precision", None)  # a whole image's predictions, not a group of hands'
             return metrics
 
-        if full_image:
-            det = detection_metrics(*map(list, zip(*image_boxes)))
-            result.metrics.update(ap=det["ap"], ap50=det["ap50"])
-            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), np.array(found),
-                                                    np.stack(hand_Ks), visible))
         if by is not None:
             result.breakdown = _breakdown(by, [g for _, r in per_image for g in r["groups"]], hand_scores, root)
         gt_joints = _hand_sets(P, gt_hands, pred_sides)[1].keypoints_3d  # None unless every hand has 3D
@@ -326,7 +325,7 @@ def _check_group_key(smp: Any, key: str, root: str | Path) -> None:
     """Before any prediction: the first image, if it holds a hand, must carry `key` in its meta or its
     hands' (a data set carries the same keys throughout), else a ValueError naming the keys it has
     (`_breakdown` still catches a set whose hands come later)."""
-    hand_keys = {k for hand in smp.hands for k in (getattr(hand, "meta", None) or {})}
+    hand_keys = {k for hand in smp.hands for k in hand.meta}
     if smp.hands and key not in hand_keys and key not in smp.meta:
         raise ValueError(f"{root}: its hands and images do not carry the meta key {key!r} (--by); the first image's "
                          f"hands carry {sorted(hand_keys) or 'none'}, the image {sorted(smp.meta) or 'none'}")
