@@ -186,7 +186,8 @@ def test_evaluate_limit(tmp_path, ckpt):
 
 def test_evaluate_by_prints_a_table_per_group(tmp_path, ckpt):
     """`evaluate --by pose_kind`: a second table, one row per group with its hand count, and the
-    groups in metrics.json; a key the set does not carry is a one-line error naming the keys it has."""
+    groups in metrics.json; a key the set does not carry is a one-line error naming the keys it has.
+    `--bootstrap N`: an interval column beside the metrics it covers, as saved; N < 100 a one-line error."""
     from test_eval_runner import write_synthetic
 
     write_synthetic(tmp_path / "syn")
@@ -202,6 +203,14 @@ def test_evaluate_by_prints_a_table_per_group(tmp_path, ckpt):
     _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev2"), "--by", "skin"]),
                     "do not carry the meta key 'skin'", "pose_kind")
     assert not (tmp_path / "ev2").exists()
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "ev3"), "--bootstrap", "200"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "ev3" / "metrics.json").read_text())["intervals"]["metrics"]["pa_mpjpe_mm"]
+    row = next(line for line in r.output.splitlines() if line.startswith("│ pa_mpjpe_mm"))
+    assert f"[{saved['low']:.2f}, {saved['high']:.2f}]" in row, r.output
+    assert "95 % interval" in r.output and "200 resamples of the images" in r.output
+    _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev4"), "--bootstrap", "10"]), ">= 100", "10")
+    assert not (tmp_path / "ev4").exists()
 
 
 @pytest.mark.parametrize("flag, note", [("--int8", "int8 export"), ("--bf16", "bf16 autocast")])

@@ -164,6 +164,18 @@ def test_random_model_on_synthetic_val_split(tmp_path, tiny):
                                load_freihand_submission(tmp_path / "one" / "pred.json").xyz, atol=1e-9)
 
 
+class Counting:
+    """A predictor's stand-in that counts the batches it passes on: an argument error must come before
+    any image reaches the model."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor, self.hand_model, self.batches = predictor, predictor.hand_model, 0
+
+    def predict_batch(self, *args, **kwargs):
+        self.batches += 1
+        return self.predictor.predict_batch(*args, **kwargs)
+
+
 def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
     """`by`: the hands grouped by a key of their meta, else of their image's; each group's metrics are
     those of its own hands (recomputed here from pred.json); a key nothing carries is an error before
@@ -185,21 +197,12 @@ def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
             assert group["metrics"]["pa_mpjpe_mm"] == pytest.approx(1000 * pa_mpjpe(xyz[rows], gt[rows]), rel=1e-9)
             assert group["metrics"]["recall"] == 1.0
         assert json.loads((tmp_path / key / "metrics.json").read_text())["breakdown"] == json.loads(json.dumps(res.breakdown))
-    calls = []
-
-    class Counting:
-        hand_model = tiny[1].hand_model
-
-        def predict_batch(self, *args, **kwargs):
-            calls.append(1)
-            return tiny[1].predict_batch(*args, **kwargs)
-
+    counting = Counting(tiny[1])
     with pytest.raises(ValueError, match="do not carry the meta key 'skin'.*pose_kind.*background"):
-        evaluate(Counting(), "synthetic", tmp_path / "syn", split="all", by="skin")
-    assert not calls
+        evaluate(counting, "synthetic", tmp_path / "syn", split="all", by="skin")
     with pytest.raises(ValueError, match="names a meta key"):
-        evaluate(Counting(), "synthetic", tmp_path / "syn", split="all", by=" ")
-    assert not calls
+        evaluate(counting, "synthetic", tmp_path / "syn", split="all", by=" ")
+    assert counting.batches == 0
     shard = tmp_path / "syn" / "shard_00000" / "annotations.json"  # an image's meta holding a mapping: no label
     record = json.loads(shard.read_text())
     record["images"][0]["extra"]["light"] = "sun"
@@ -207,6 +210,34 @@ def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
     shard.write_text(json.dumps(record))
     with pytest.raises(ValueError, match="meta key 'light' .* holds a dict, not a label"):
         evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", by="light")
+
+
+def test_bootstrap_gives_intervals_around_the_metrics_for_the_set_and_each_group(tmp_path, tiny):
+    """`bootstrap`: a percentile interval of PA-MPJPE and PCK@0.1 around the set's own numbers, and
+    around each `by` group's, saved in metrics.json; the same run twice gives the same intervals; an
+    image's hands are resampled together (`write_synthetic`: six images, one or two hands each); a count
+    under 100 is an error before any image is read."""
+    write_synthetic(tmp_path / "syn", n_shards=3)
+    res = evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "ev", batch_size=4,
+                   by="pose_kind", bootstrap=300)
+    assert res.intervals["resamples"] == 300 and res.intervals["level"] == 0.95
+    assert set(res.intervals["metrics"]) == {"pa_mpjpe_mm", "pck2d@0.1"}
+    for key, interval in res.intervals["metrics"].items():
+        assert interval["value"] == pytest.approx(res.metrics[key], rel=1e-12)
+        assert interval["low"] < interval["value"] < interval["high"], (key, interval)
+    for group in res.breakdown["groups"].values():
+        for key, interval in group["intervals"].items():
+            assert interval["value"] == pytest.approx(group["metrics"][key], rel=1e-12)
+            assert interval["low"] <= interval["value"] <= interval["high"]
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["intervals"] == json.loads(json.dumps(res.intervals))
+    again = evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", batch_size=4, bootstrap=300)
+    assert again.intervals == res.intervals and again.breakdown is None
+    assert evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", batch_size=4).intervals is None
+    counting = Counting(tiny[1])
+    with pytest.raises(ValueError, match="resamples must be an integer >= 100"):
+        evaluate(counting, "synthetic", tmp_path / "syn", split="all", bootstrap=20)
+    assert counting.batches == 0
 
 
 class ColourOracle(Oracle):

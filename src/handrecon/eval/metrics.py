@@ -277,12 +277,21 @@ def hint_pck(
     return out
 
 
+def pck_2d_hits(
+    pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray, threshold: float, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, (B,) valid 2D keypoints (B, K, 2) within `threshold` x box long side, and (B,) valid
+    keypoints: `pck_2d` is their sums' ratio."""
+    correct = _correct_2d(pred, gt, boxes, threshold)
+    valid = np.ones(correct.shape, bool) if valid is None else np.asarray(valid, bool)
+    return (correct & valid).sum(-1), valid.sum(-1)
+
+
 def pck_2d(
     pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray, threshold: float, valid: np.ndarray | None = None
 ) -> float:
     """Fraction of valid 2D keypoints (B, K, 2) within `threshold` x box long side (pooled over all)."""
-    correct = _correct_2d(pred, gt, boxes, threshold)
-    valid = np.ones(correct.shape, bool) if valid is None else np.asarray(valid, bool)
-    if not valid.any():
+    hits, count = pck_2d_hits(pred, gt, boxes, threshold, valid)
+    if not count.sum():
         raise ValueError("pck_2d: no valid keypoint")
-    return float(correct[valid].mean())
+    return float(hits.sum() / count.sum())

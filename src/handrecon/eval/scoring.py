@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handrecon.eval.metrics import keypoint_errors, pck_2d, summarize_errors
+from handrecon.eval.metrics import keypoint_errors, pck_2d, pck_2d_hits, summarize_errors
 from handrecon.eval.submission import FreihandSet, evaluate_freihand
 from handrecon.geometry.boxes import box_iou
 from handrecon.geometry.procrustes import apply_trafo, procrustes_trafo
@@ -130,6 +130,22 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
         metrics["root_error_mm"] = 1000.0 * float(np.linalg.norm(root, axis=-1).mean())
         metrics["root_depth_error_mm"] = 1000.0 * float(np.abs(root[:, 2]).mean())
     return metrics, official, notes
+
+
+def per_hand_terms(pred: HandSet, gt: HandSet, found: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per hand, the numerator and denominator ((N,) each) whose sums' ratio over any set of hands is
+    `score_hands`' PA-MPJPE (mm; each hand's aligned joint errors over its joints, the official
+    alignment) and PCK@`PCK_2D_THRESHOLD` (hits over valid keypoints), with the same missed-hand
+    convention: what `eval.bootstrap.bootstrap_intervals` resamples. PA-MPJPE only with 3D ground truth."""
+    found = np.asarray(found, bool)
+    uv = np.where(found[:, None, None], np.asarray(pred.keypoints_2d, np.float64), np.inf)
+    terms = {"pck2d@0.1": pck_2d_hits(uv, gt.keypoints_2d, gt.boxes, PCK_2D_THRESHOLD, gt.valid)}
+    if gt.keypoints_3d is not None:
+        xyz_gt = np.asarray(gt.keypoints_3d, np.float64)
+        xyz = np.where(found[:, None, None], np.asarray(pred.keypoints_3d, np.float64), 0.0)
+        errors = keypoint_errors(apply_trafo(xyz, procrustes_trafo(xyz, xyz_gt)), xyz_gt)
+        terms["pa_mpjpe_mm"] = (1000.0 * errors.sum(-1), np.full(len(errors), float(errors.shape[-1])))
+    return terms
 
 
 def full_image_scores(pred: HandSet, gt: HandSet, found: np.ndarray, Ks: np.ndarray,
