@@ -66,25 +66,29 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
 
 
 def test_per_hand_terms_add_up_to_score_hands_numbers():
-    """Summed over any hands, the terms give `score_hands`' PA-MPJPE (official alignment) and PCK@0.1,
-    with a missed hand (zero joints, PCK 0) and keypoints that are not valid."""
+    """Summed over any hands, the terms give `score_hands`' PA-MPJPE, MPJPE, PA-MPVPE (official
+    alignment) and PCK@0.1, with a missed hand (zero joints and vertices, PCK 0) and keypoints that are
+    not valid; no vertex term across hand models, no 3D term without 3D ground truth."""
     rng = np.random.default_rng(7)
     n = 12
     gt_3d = rng.normal(0, 0.05, (n, 21, 3)) + [0, 0, 0.5]
+    gt_v = rng.normal(0, 0.05, (n, 50, 3)) + [0, 0, 0.5]
     gt_2d = rng.uniform(20, 200, (n, 21, 2))
     boxes = np.concatenate([gt_2d.min(1), gt_2d.max(1)], -1)
     valid = rng.random((n, 21)) > 0.2
-    gt = HandSet(gt_2d, gt_3d, None, boxes, ["right"] * n, valid)
-    pred = HandSet(gt_2d + rng.normal(0, 8, gt_2d.shape), gt_3d + rng.normal(0, 0.01, gt_3d.shape), None, boxes,
-                   ["right"] * n)
+    gt = HandSet(gt_2d, gt_3d, gt_v, boxes, ["right"] * n, valid)
+    pred = HandSet(gt_2d + rng.normal(0, 8, gt_2d.shape), gt_3d + rng.normal(0, 0.01, gt_3d.shape),
+                   gt_v + rng.normal(0, 0.01, gt_v.shape), boxes, ["right"] * n)
     found = np.ones(n, bool)
     found[3] = False
     terms = per_hand_terms(pred, gt, found)
+    assert set(terms) == {"pck2d@0.1", "mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm"}
     for rows in (np.arange(n), np.array([0, 3, 5, 6])):
-        sub = lambda s: HandSet(s.keypoints_2d[rows], s.keypoints_3d[rows], None, s.boxes[rows],  # noqa: E731
+        sub = lambda s: HandSet(s.keypoints_2d[rows], s.keypoints_3d[rows], s.vertices[rows], s.boxes[rows],  # noqa: E731
                                 [s.sides[i] for i in rows], None if s.valid is None else s.valid[rows])
         metrics, _, _ = score_hands(sub(pred), sub(gt), found[rows])
         for key, (num, den) in terms.items():
             assert num[rows].sum() / den[rows].sum() == pytest.approx(metrics[key], rel=1e-12), key
+    assert "pa_mpvpe_mm" not in per_hand_terms(pred, gt, found, "openhand", "mano")
     gt2d_only = HandSet(gt_2d, None, None, boxes, ["right"] * n, valid)
     assert set(per_hand_terms(pred, gt2d_only, found)) == {"pck2d@0.1"}

@@ -213,7 +213,7 @@ def test_by_scores_each_group_of_hands_as_the_whole_set_is(tmp_path, tiny):
 
 
 def test_bootstrap_gives_intervals_around_the_metrics_for_the_set_and_each_group(tmp_path, tiny):
-    """`bootstrap`: a percentile interval of PA-MPJPE and PCK@0.1 around the set's own numbers, and
+    """`bootstrap`: a percentile interval of PA-MPJPE, PA-MPVPE, MPJPE and PCK@0.1 around the set's own numbers, and
     around each `by` group's, saved in metrics.json; the same run twice gives the same intervals; an
     image's hands are resampled together (`write_synthetic`: six images, one or two hands each); a count
     under 100 is an error before any image is read."""
@@ -221,7 +221,7 @@ def test_bootstrap_gives_intervals_around_the_metrics_for_the_set_and_each_group
     res = evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "ev", batch_size=4,
                    by="pose_kind", bootstrap=300)
     assert res.intervals["resamples"] == 300 and res.intervals["level"] == 0.95
-    assert set(res.intervals["metrics"]) == {"pa_mpjpe_mm", "pck2d@0.1"}
+    assert set(res.intervals["metrics"]) == {"pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "pck2d@0.1"}
     for key, interval in res.intervals["metrics"].items():
         assert interval["value"] == pytest.approx(res.metrics[key], rel=1e-12)
         assert interval["low"] < interval["value"] < interval["high"], (key, interval)

@@ -620,7 +620,7 @@ def evaluate(
     bf16: bool = typer.Option(False, "--bf16", help="Evaluate the crop model as `reconstruct --bf16` serves it: on torch under bf16 autocast (CPUs with AVX512-BF16 or AMX)."),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help="A DETECTOR+MODEL pipeline's detector also reads each image as an N x N grid of tiles (reconstruct --tiles)."),
     by: Optional[str] = typer.Option(None, "--by", help="Also score the hands in groups by this meta key of each hand (or its image): pose_kind on synthetic and foreign sets, subset on HInt, serial or sequence on DexYCB, seq on HO3D; a table row per group, and metrics.json's breakdown."),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Also give a 95%% interval of PA-MPJPE and PCK@0.1 (and of each --by group's) from this many bootstrap resamples of the images (>= 100; 1000 is usual; 0: none); metrics.json's intervals."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Also give a 95%% interval of PA-MPJPE, PA-MPVPE, MPJPE and PCK@0.1 (and of each --by group's) from this many bootstrap resamples of the images (>= 100; 1000 is usual; 0: none); metrics.json's intervals."),
 ) -> None:
     """Evaluate a model on a benchmark: official submission file, metrics JSON and a table."""
     # deferred imports: `handrecon --help` starts in 0.2 s instead of 1.9 s (torch)

@@ -129,7 +129,7 @@ def evaluate(
     being given the ground truth's, so that ``side_accuracy`` measures it (a model that finds its
     own hands always reads its sides). by: also score the hands grouped by this key of their meta
     (or their image's; module docstring), into ``result.breakdown``. bootstrap: resamples (>= 100; 0:
-    none) of a 95 % percentile interval of PA-MPJPE and PCK@0.1, the images resampled
+    none) of a 95 % percentile interval of PA-MPJPE, PA-MPVPE, MPJPE and PCK@0.1, the images resampled
     (`eval.bootstrap`), into ``result.intervals`` (and each `by` group's ``intervals``)."""
     dataset = dataset.lower()
     if dataset not in DEFAULT_SPLITS:
@@ -259,7 +259,8 @@ def evaluate(
                 result.metrics[f"dexycb_{name}_auc"] = scores[variant]["auc"]
         if bootstrap:
             images = np.array([index for index, r in per_image for _ in r["gt"]])
-            terms = per_hand_terms(*_hand_sets(P, gt_hands, pred_sides), found_rows)
+            terms = per_hand_terms(*_hand_sets(P, gt_hands, pred_sides), found_rows,
+                                   getattr(predictor, "hand_model", None), gt_hand_model)
             terms = {k: v for k, v in terms.items() if result.metrics.get(k) is not None and v[1].sum() > 0}
 
             def hand_intervals(rows: np.ndarray) -> dict[str, dict[str, float]]:

@@ -98,10 +98,7 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
     xyz_gt = np.asarray(gt.keypoints_3d, np.float64)
     xyz = np.where(found[:, None, None], np.asarray(pred.keypoints_3d, np.float64), 0.0)
     verts_pred = None if pred.vertices is None else np.asarray(pred.vertices, np.float64)
-    same_model = pred_hand_model is None or gt_hand_model is None or pred_hand_model == gt_hand_model
-    same_topology = (gt.vertices is not None and verts_pred is not None and same_model
-                     and verts_pred.shape == np.shape(gt.vertices))
-    if same_topology:
+    if _same_topology(pred, gt, pred_hand_model, gt_hand_model):
         verts = np.where(found[:, None, None], verts_pred, 0.0)
         official = evaluate_freihand(FreihandSet(xyz, verts), FreihandSet(xyz_gt, np.asarray(gt.vertices, np.float64)))
     else:  # joints stand in for both vertex sets; their vertex and F-scores are dropped below
@@ -132,19 +129,39 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
     return metrics, official, notes
 
 
-def per_hand_terms(pred: HandSet, gt: HandSet, found: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _same_topology(pred: HandSet, gt: HandSet, pred_hand_model: str | None, gt_hand_model: str | None) -> bool:
+    """Whether the vertex metrics compare like with like: both sets have vertices of one shape and the
+    hand models, where known, agree (module doc)."""
+    same_model = pred_hand_model is None or gt_hand_model is None or pred_hand_model == gt_hand_model
+    return (gt.vertices is not None and pred.vertices is not None and same_model
+            and np.shape(pred.vertices) == np.shape(gt.vertices))
+
+
+def per_hand_terms(pred: HandSet, gt: HandSet, found: np.ndarray, pred_hand_model: str | None = None,
+                   gt_hand_model: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per hand, the numerator and denominator ((N,) each) whose sums' ratio over any set of hands is
-    `score_hands`' PA-MPJPE (mm; each hand's aligned joint errors over its joints, the official
-    alignment) and PCK@`PCK_2D_THRESHOLD` (hits over valid keypoints), with the same missed-hand
-    convention: what `eval.bootstrap.bootstrap_intervals` resamples. PA-MPJPE only with 3D ground truth."""
+    `score_hands`' number of the same name, with the same missed-hand convention: PCK@`PCK_2D_THRESHOLD`
+    (hits over valid keypoints); with 3D ground truth MPJPE and PA-MPJPE (mm, each hand's joint errors
+    over its joints, unaligned / the official alignment); where the topologies match PA-MPVPE. What
+    `eval.bootstrap.bootstrap_intervals` resamples."""
     found = np.asarray(found, bool)
     uv = np.where(found[:, None, None], np.asarray(pred.keypoints_2d, np.float64), np.inf)
     terms = {"pck2d@0.1": pck_2d_hits(uv, gt.keypoints_2d, gt.boxes, PCK_2D_THRESHOLD, gt.valid)}
-    if gt.keypoints_3d is not None:
-        xyz_gt = np.asarray(gt.keypoints_3d, np.float64)
-        xyz = np.where(found[:, None, None], np.asarray(pred.keypoints_3d, np.float64), 0.0)
-        errors = keypoint_errors(apply_trafo(xyz, procrustes_trafo(xyz, xyz_gt)), xyz_gt)
-        terms["pa_mpjpe_mm"] = (1000.0 * errors.sum(-1), np.full(len(errors), float(errors.shape[-1])))
+    if gt.keypoints_3d is None:
+        return terms
+
+    def mm_per_point(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        errors = keypoint_errors(p, g)
+        return 1000.0 * errors.sum(-1), np.full(len(errors), float(errors.shape[-1]))
+
+    xyz_gt = np.asarray(gt.keypoints_3d, np.float64)
+    xyz = np.where(found[:, None, None], np.asarray(pred.keypoints_3d, np.float64), 0.0)
+    terms["mpjpe_mm"] = mm_per_point(xyz, xyz_gt)
+    terms["pa_mpjpe_mm"] = mm_per_point(apply_trafo(xyz, procrustes_trafo(xyz, xyz_gt)), xyz_gt)
+    if _same_topology(pred, gt, pred_hand_model, gt_hand_model):
+        verts_gt = np.asarray(gt.vertices, np.float64)
+        verts = np.where(found[:, None, None], np.asarray(pred.vertices, np.float64), 0.0)
+        terms["pa_mpvpe_mm"] = mm_per_point(apply_trafo(verts, procrustes_trafo(verts, verts_gt)), verts_gt)
     return terms
 
 
