@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 181, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 182, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -376,6 +376,9 @@ MUTATIONS = [
      "        if card.get(\"architecture\") != first.get(\"architecture\"):", ["tests/test_package_model.py"]),
     ("the bootstrap resamples hands, not images", "src/handrecon/eval/bootstrap.py",
      "    _, image_of = np.unique(labels, return_inverse=True)\n", "    image_of = np.arange(len(labels))\n",
+     ["tests/test_eval_bootstrap.py"]),
+    ("the bootstrap's PA-MPVPE terms left unaligned", "src/handrecon/eval/scoring.py",
+     "mm_per_point(apply_trafo(verts, procrustes_trafo(verts, verts_gt)), verts_gt)", "mm_per_point(verts, verts_gt)",
      ["tests/test_eval_bootstrap.py"]),
     ("a --by group's bootstrap interval drawn from every hand", "src/handrecon/eval/runner.py",
      'group["intervals"] = hand_intervals(np.flatnonzero(labels == value))', 'group["intervals"] = hand_intervals(np.arange(len(images)))',
