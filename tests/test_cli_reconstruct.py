@@ -187,7 +187,8 @@ def test_evaluate_limit(tmp_path, ckpt):
 def test_evaluate_by_prints_a_table_per_group(tmp_path, ckpt):
     """`evaluate --by pose_kind`: a second table, one row per group with its hand count, and the
     groups in metrics.json; a key the set does not carry is a one-line error naming the keys it has.
-    `--bootstrap N`: an interval column beside the metrics it covers, as saved; N < 100 a one-line error."""
+    `--bootstrap N`: an interval column beside the metrics it covers, as saved; N < 100 a one-line error;
+    `compare-evals` of two such folders a table (a model against itself: no clear difference)."""
     from test_eval_runner import write_synthetic
 
     write_synthetic(tmp_path / "syn")
@@ -211,6 +212,12 @@ def test_evaluate_by_prints_a_table_per_group(tmp_path, ckpt):
     assert "95 % interval" in r.output and "200 resamples of the images" in r.output
     _one_line_error(runner.invoke(app, base + ["--out", str(tmp_path / "ev4"), "--bootstrap", "10"]), ">= 100", "10")
     assert not (tmp_path / "ev4").exists()
+    r = runner.invoke(app, ["compare-evals", str(tmp_path / "ev3"), str(tmp_path / "ev3"), "--resamples", "200"])
+    assert r.exit_code == 0, r.output
+    verdicts = {line.split()[1]: line.split()[-2] for line in r.output.splitlines() if line.startswith("│")}
+    assert verdicts == dict.fromkeys(("pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "pck2d@0.1"), "unclear"), r.output
+    _one_line_error(runner.invoke(app, ["compare-evals", str(tmp_path / "ev3"), str(tmp_path / "ev")]),
+                    "per_hand.npz: not found", "--bootstrap")
 
 
 @pytest.mark.parametrize("flag, note", [("--int8", "int8 export"), ("--bf16", "bf16 autocast")])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handrecon.eval.bootstrap import bootstrap_intervals
+from handrecon.eval.bootstrap import bootstrap_intervals, paired_intervals
 from handrecon.eval.scoring import HandSet, per_hand_terms, score_hands
 
 
@@ -92,3 +92,23 @@ def test_per_hand_terms_add_up_to_score_hands_numbers():
     assert "pa_mpvpe_mm" not in per_hand_terms(pred, gt, found, "openhand", "mano")
     gt2d_only = HandSet(gt_2d, None, None, boxes, ["right"] * n, valid)
     assert set(per_hand_terms(pred, gt2d_only, found)) == {"pck2d@0.1"}
+
+
+def test_paired_intervals_cancel_what_the_images_share():
+    """Two models on the same hands: hard images are hard for both, so the interval of B − A is far
+    narrower than either model's own; a model that is worse by exactly 0.5 on every hand gives exactly
+    0.5, and only metrics both scored are compared."""
+    rng = np.random.default_rng(11)
+    hardness = rng.exponential(10.0, 500)
+    a = hardness + rng.normal(0, 0.5, 500)
+    b = hardness + rng.normal(-0.3, 0.5, 500)
+    ones = np.ones(500)
+    out = paired_intervals({"m": (a, ones), "only_a": (a, ones)}, {"m": (b, ones)}, np.arange(500), 1000)
+    assert set(out) == {"m"}
+    r = out["m"]
+    assert r["difference"] == pytest.approx(b.mean() - a.mean(), rel=1e-12)
+    assert r["low"] < r["difference"] < r["high"] < 0  # B is better, and the interval says so
+    alone = bootstrap_intervals({"m": (a, ones)}, np.arange(500), 1000)["m"]
+    assert (r["high"] - r["low"]) < 0.2 * (alone["high"] - alone["low"])
+    shifted = paired_intervals({"m": (a, ones)}, {"m": (a + 0.5, ones)}, np.arange(500), 200)["m"]
+    assert shifted["low"] == pytest.approx(0.5) and shifted["high"] == pytest.approx(0.5)

@@ -240,6 +240,40 @@ def test_bootstrap_gives_intervals_around_the_metrics_for_the_set_and_each_group
     assert counting.batches == 0
 
 
+def test_compare_evaluations_pairs_two_models_on_the_same_hands(tmp_path, tiny):
+    """`compare_evaluations`: two `evaluate(bootstrap=...)` folders of the same images give each metric's
+    A, B and B − A (here the ground-truth oracle against a random model: B − A < 0 in every mm metric,
+    the interval too); a model against itself differs by exactly 0; folders without the per-hand file,
+    of other images, or with a corrupt file are errors that say which folder and what to do."""
+    from handrecon.eval.runner import PER_HAND_FILE, compare_evaluations
+
+    write_synthetic(tmp_path / "syn", n_shards=3)
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+    gt = [(h.vertices.astype(np.float64), h.keypoints_3d.astype(np.float64)) for i in range(len(ds)) for h in ds[i].hands]
+    evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "a", batch_size=4, bootstrap=200)
+    evaluate(Oracle(tiny[1], gt), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "b", batch_size=4,
+             bootstrap=200)
+    rows = compare_evaluations(tmp_path / "a", tmp_path / "b", 200)
+    assert list(rows) == ["pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "pck2d@0.1"]  # METRIC_NAMES' order
+    saved = {k: json.loads((tmp_path / k / "metrics.json").read_text())["metrics"] for k in "ab"}
+    for key, r in rows.items():
+        assert r["a"] == pytest.approx(saved["a"][key], rel=1e-9) and r["b"] == pytest.approx(saved["b"][key], rel=1e-9)
+        assert r["low"] <= r["difference"] <= r["high"]
+        if key.endswith("_mm"):
+            assert r["high"] < 0, (key, r)
+    same = compare_evaluations(tmp_path / "a", tmp_path / "a", 200)
+    assert all(r["difference"] == r["low"] == r["high"] == 0 for r in same.values())
+    with pytest.raises(ValueError, match="per_hand.npz: not found; run `handrecon evaluate .* --bootstrap"):
+        compare_evaluations(tmp_path / "a", tmp_path / "nowhere")
+    evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "c", batch_size=4, limit=2, bootstrap=200)
+    with pytest.raises(ValueError, match="did not score the same hands"):
+        compare_evaluations(tmp_path / "a", tmp_path / "c")
+    for junk in (b"not an npz", b"", b"PK\x03\x04 broken zip"):
+        (tmp_path / "c" / PER_HAND_FILE).write_bytes(junk)
+        with pytest.raises(ValueError, match="not a per-hand file"):
+            compare_evaluations(tmp_path / "a", tmp_path / "c")
+
+
 class ColourOracle(Oracle):
     """An Oracle that reads which evaluation image it got from the image's colour (instead of the
     queue order), so any slip in K, crop or order shows."""

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 182, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 183, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -379,6 +379,10 @@ MUTATIONS = [
      ["tests/test_eval_bootstrap.py"]),
     ("the bootstrap's PA-MPVPE terms left unaligned", "src/handrecon/eval/scoring.py",
      "mm_per_point(apply_trafo(verts, procrustes_trafo(verts, verts_gt)), verts_gt)", "mm_per_point(verts, verts_gt)",
+     ["tests/test_eval_bootstrap.py"]),
+    ("compare-evals pairs each resample of B with another resample of A", "src/handrecon/eval/bootstrap.py",
+     'low, high = _tails(resampled[("b", name)] - resampled[("a", name)], level)',
+     'low, high = _tails(resampled[("b", name)] - np.roll(resampled[("a", name)], 1), level)',
      ["tests/test_eval_bootstrap.py"]),
     ("a --by group's bootstrap interval drawn from every hand", "src/handrecon/eval/runner.py",
      'group["intervals"] = hand_intervals(np.flatnonzero(labels == value))', 'group["intervals"] = hand_intervals(np.arange(len(images)))',

@@ -689,6 +689,40 @@ def evaluate(
         typer.echo(f"{what}: {path}")
 
 
+@app.command("compare-evals")
+def compare_evals(
+    a: Path = typer.Argument(..., help="An `evaluate --bootstrap N --out A` folder (model A)."),
+    b: Path = typer.Argument(..., help="An `evaluate --bootstrap N --out B` folder (model B) on the same dataset."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples of the images (>= 100)."),
+) -> None:
+    """Is model B better than model A? The paired bootstrap of two evaluations of the same hands: per
+    metric A, B, B - A and its 95% interval (both models scored on each resample of the images)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from handrecon.eval.runner import compare_evaluations, format_metric
+
+    try:
+        rows = compare_evaluations(a, b, resamples)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"A: {a}\nB: {b}\npaired bootstrap, {resamples} resamples of the images")
+    table = Table()
+    for column in ("metric", "A", "B", "B - A", "95 % interval", "B is"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, r in rows.items():
+        lower_is_better = key.endswith("_mm")
+        if r["low"] > 0 or r["high"] < 0:  # the interval of B - A leaves 0 out
+            verdict = "better" if (r["high"] < 0) == lower_is_better else "worse"
+        else:
+            verdict = "unclear"
+        diff = f"{r['difference']:+.3f}" if lower_is_better else f"{r['difference']:+.4f}"
+        span = f"[{r['low']:+.3f}, {r['high']:+.3f}]" if lower_is_better else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        table.add_row(key, format_metric(key, r["a"]), format_metric(key, r["b"]), diff, span, verdict)
+    Console().print(table)
+
+
 def _format_interval(key: str, interval: dict[str, float] | None) -> str:
     """`evaluate`'s "low-high" cell of a metric's bootstrap interval ("" without one)."""
     if interval is None:

@@ -37,6 +37,37 @@ def bootstrap_intervals(terms: dict[str, tuple[np.ndarray, np.ndarray]], cluster
     clusters: (N,) the image of each hand (any hashable labels). resamples: how many (>= 100).
     Returns {metric: {"value", "low", "high"}}, ``value`` the metric on the hands as given. The same
     `seed` gives the same intervals; every metric is read off the same resamples."""
+    values, resampled = _resampled(terms, clusters, resamples, level, seed)
+    out = {}
+    for name, value in values.items():
+        low, high = _tails(resampled[name], level)
+        out[name] = {"value": value, "low": low, "high": high}
+    return out
+
+
+def paired_intervals(terms_a: dict[str, tuple[np.ndarray, np.ndarray]], terms_b: dict[str, tuple[np.ndarray, np.ndarray]],
+                     clusters: np.ndarray, resamples: int, level: float = DEFAULT_LEVEL, seed: int = 0
+                     ) -> dict[str, dict[str, float]]:
+    """Intervals of the difference B − A of two models' ratio metrics on the *same* hands (`terms_a`,
+    `terms_b` as `bootstrap_intervals`' terms, hand i the same hand in both): each resample of the images
+    scores both models, so what the images have in common (hard poses, dark photographs) cancels, and
+    the interval is far narrower than the two intervals side by side. Metrics both have only. Returns
+    {metric: {"a", "b", "difference", "low", "high"}}."""
+    names = [name for name in terms_a if name in terms_b]
+    combined = {**{("a", k): terms_a[k] for k in names}, **{("b", k): terms_b[k] for k in names}}
+    values, resampled = _resampled(combined, clusters, resamples, level, seed)
+    out = {}
+    for name in names:
+        low, high = _tails(resampled[("b", name)] - resampled[("a", name)], level)
+        a, b = values[("a", name)], values[("b", name)]
+        out[name] = {"a": a, "b": b, "difference": b - a, "low": low, "high": high}
+    return out
+
+
+def _resampled(terms: dict, clusters: np.ndarray, resamples: int, level: float, seed: int
+               ) -> tuple[dict, dict]:
+    """Each metric's value on the hands as given and its (R,) values on R resamples of the clusters
+    (NaN where a resample holds no weight), every metric on the same resamples."""
     check_resamples(resamples)
     if not 0.0 < level < 1.0:
         raise ValueError(f"bootstrap level must be in (0, 1), e.g. 0.95; got {level!r}")
@@ -55,19 +86,20 @@ def bootstrap_intervals(terms: dict[str, tuple[np.ndarray, np.ndarray]], cluster
             raise ValueError(f"bootstrap: {name} has no weight (its denominators sum to {den.sum()})")
         sums[name] = (np.bincount(image_of, num, n), np.bincount(image_of, den, n))
     rng = np.random.default_rng(seed)
-    values = {name: [] for name in sums}
+    parts = {name: [] for name in sums}
     block = max(1, _BLOCK_CELLS // n)
     for start in range(0, resamples, block):
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(block, resamples - start)).astype(np.float64)
         for name, (num, den) in sums.items():
             weight = counts @ den
-            values[name].append(np.where(weight > 0, counts @ num / np.where(weight > 0, weight, 1.0), np.nan))
-    tails = [(1.0 - level) / 2, (1.0 + level) / 2]
-    out = {}
-    for name, (num, den) in sums.items():
-        low, high = np.nanquantile(np.concatenate(values[name]), tails)
-        out[name] = {"value": float(num.sum() / den.sum()), "low": float(low), "high": float(high)}
-    return out
+            parts[name].append(np.where(weight > 0, counts @ num / np.where(weight > 0, weight, 1.0), np.nan))
+    values = {name: float(num.sum() / den.sum()) for name, (num, den) in sums.items()}
+    return values, {name: np.concatenate(p) for name, p in parts.items()}
 
 
-__all__ = ["DEFAULT_LEVEL", "MIN_RESAMPLES", "bootstrap_intervals", "check_resamples"]
+def _tails(values: np.ndarray, level: float) -> tuple[float, float]:
+    low, high = np.nanquantile(values, [(1.0 - level) / 2, (1.0 + level) / 2])
+    return float(low), float(high)
+
+
+__all__ = ["DEFAULT_LEVEL", "MIN_RESAMPLES", "bootstrap_intervals", "check_resamples", "paired_intervals"]

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,16 +56,17 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples
+from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals
 from handrecon.eval.detection import detection_metrics
 from handrecon.eval.metrics import dexycb_metrics, keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, per_hand_terms, score_hands
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
 from handrecon.geometry.boxes import check_box
 from handrecon.utils.distributed import all_gather_object, current_rank
-from handrecon.utils.io import atomic_write_json
+from handrecon.utils.io import atomic_open, atomic_write_json
 from handrecon.utils.threads import prefetch
 
+PER_HAND_FILE = "per_hand.npz"  # `evaluate(bootstrap=...)`'s per-hand terms, for `compare_evaluations`
 SIDES_GIVEN_NOTE = ("each hand's side was given (the ground truth's), so side_accuracy counts the given sides; "
                     "--read-sides lets the model read them")
 
@@ -162,6 +164,7 @@ def evaluate(
     mine = indices[rank::world]  # under torchrun each rank evaluates its share, rank 0 scores them all
     per_image: list[tuple[int, dict[str, Any]]] = []
     left_out: list[str] = []  # "sample id: why" of ground-truth hands no box can show, in sample order
+    per_hand: dict[str, np.ndarray] = {}  # with bootstrap: the image of each hand and its metrics' terms
 
     def jobs() -> Iterator[tuple[list[int], list]]:
         """(indices, samples) per batch, read here, in order (images are decoded in `predict`)."""
@@ -269,6 +272,8 @@ def evaluate(
 
             result.intervals = {"level": DEFAULT_LEVEL, "resamples": int(bootstrap), "resampled": "images",
                                 "metrics": hand_intervals(np.arange(len(images)))}
+            per_hand = {"image": images, **{f"{part}__{k}": v[i] for k, v in terms.items()
+                                            for i, part in enumerate(("num", "den"))}}
             if result.breakdown is not None:
                 labels = np.array([g for _, r in per_image for g in r["groups"]], dtype=object)
                 for value, group in result.breakdown["groups"].items():
@@ -307,9 +312,42 @@ def evaluate(
         if dataset == "dexycb":
             write_dexycb_results(out / "results.txt", [i for _, r in per_image for i in r["ids"]], P["keypoints_3d"])
             result.files["results"] = str(out / "results.txt")
+        if result.intervals is not None:  # what `compare_evaluations` pairs with another model's
+            with atomic_open(out / PER_HAND_FILE) as f:
+                np.savez(f, **per_hand)
+            result.files["per_hand"] = str(out / PER_HAND_FILE)
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files.update(predictions=str(out / "pred.json"), metrics=str(out / "metrics.json"))
     return result
+
+
+def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, seed: int = 0
+                        ) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of two evaluations of the same hands (`evaluate` output folders, each run with
+    `bootstrap`, so each holds `PER_HAND_FILE`): per metric both have, A's and B's values, B − A and
+    the 95 % interval of B − A (`eval.bootstrap.paired_intervals`). ValueError naming the folder where
+    a file is missing or unreadable, or where the two did not score the same images' hands."""
+    sets = []
+    for folder in (Path(a), Path(b)):
+        path = folder / PER_HAND_FILE
+        if not path.is_file():
+            raise ValueError(f"{path}: not found; run `handrecon evaluate ... --bootstrap 1000 --out {folder}` first")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not a per-hand file of `handrecon evaluate --bootstrap` ({e})") from None
+        if "image" not in arrays:
+            raise ValueError(f"{path}: holds no 'image' array; not a per-hand file of `handrecon evaluate --bootstrap`")
+        names = [k for k in METRIC_NAMES if "num__" + k in arrays and "den__" + k in arrays]
+        sets.append((arrays["image"], {k: (arrays["num__" + k], arrays["den__" + k]) for k in names}))
+    (images_a, terms_a), (images_b, terms_b) = sets
+    if images_a.shape != images_b.shape or not np.array_equal(images_a, images_b):
+        raise ValueError(f"{a} and {b} did not score the same hands ({len(images_a)} and {len(images_b)} hands): "
+                         "evaluate both models on the same dataset, split and --limit")
+    if not set(terms_a) & set(terms_b):
+        raise ValueError(f"{a} and {b} share no metric to compare")
+    return paired_intervals(terms_a, terms_b, images_a, resamples, DEFAULT_LEVEL, seed)
 
 
 def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | None) -> None:
