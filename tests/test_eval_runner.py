@@ -268,6 +268,14 @@ def test_compare_evaluations_pairs_two_models_on_the_same_hands(tmp_path, tiny):
     evaluate(tiny[1], "synthetic", tmp_path / "syn", split="all", out=tmp_path / "c", batch_size=4, limit=2, bootstrap=200)
     with pytest.raises(ValueError, match="did not score the same hands"):
         compare_evaluations(tmp_path / "a", tmp_path / "c")
+    write_synthetic(tmp_path / "other", n_shards=3)  # the same indices, other hands
+    shard = tmp_path / "other" / "shard_00000" / "annotations.json"
+    record = json.loads(shard.read_text())
+    record["images"][0]["hands"][0]["box"][0] += 1.0
+    shard.write_text(json.dumps(record))
+    evaluate(tiny[1], "synthetic", tmp_path / "other", split="all", out=tmp_path / "d", batch_size=4, bootstrap=200)
+    with pytest.raises(ValueError, match="did not score the same hands"):
+        compare_evaluations(tmp_path / "a", tmp_path / "d")
     for junk in (b"not an npz", b"", b"PK\x03\x04 broken zip"):
         (tmp_path / "c" / PER_HAND_FILE).write_bytes(junk)
         with pytest.raises(ValueError, match="not a per-hand file"):

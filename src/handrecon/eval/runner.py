@@ -272,8 +272,8 @@ def evaluate(
 
             result.intervals = {"level": DEFAULT_LEVEL, "resamples": int(bootstrap), "resampled": "images",
                                 "metrics": hand_intervals(np.arange(len(images)))}
-            per_hand = {"image": images, **{f"{part}__{k}": v[i] for k, v in terms.items()
-                                            for i, part in enumerate(("num", "den"))}}
+            per_hand = {"image": images, "gt_box": np.stack([np.asarray(h.box, np.float64) for h in gt_hands]),
+                        **{f"{part}__{k}": v[i] for k, v in terms.items() for i, part in enumerate(("num", "den"))}}
             if result.breakdown is not None:
                 labels = np.array([g for _, r in per_image for g in r["groups"]], dtype=object)
                 for value, group in result.breakdown["groups"].items():
@@ -326,7 +326,8 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
     """Paired bootstrap of two evaluations of the same hands (`evaluate` output folders, each run with
     `bootstrap`, so each holds `PER_HAND_FILE`): per metric both have, A's and B's values, B − A and
     the 95 % interval of B − A (`eval.bootstrap.paired_intervals`). ValueError naming the folder where
-    a file is missing or unreadable, or where the two did not score the same images' hands."""
+    a file is missing or unreadable, or where the two did not score the same hands (the same images
+    and ground-truth boxes)."""
     sets = []
     for folder in (Path(a), Path(b)):
         path = folder / PER_HAND_FILE
@@ -337,14 +338,15 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path}: not a per-hand file of `handrecon evaluate --bootstrap` ({e})") from None
-        if "image" not in arrays:
-            raise ValueError(f"{path}: holds no 'image' array; not a per-hand file of `handrecon evaluate --bootstrap`")
+        if "image" not in arrays or "gt_box" not in arrays:
+            raise ValueError(f"{path}: holds no 'image' or 'gt_box' array; not a per-hand file of "
+                             "`handrecon evaluate --bootstrap`")
         names = [k for k in METRIC_NAMES if "num__" + k in arrays and "den__" + k in arrays]
-        sets.append((arrays["image"], {k: (arrays["num__" + k], arrays["den__" + k]) for k in names}))
-    (images_a, terms_a), (images_b, terms_b) = sets
-    if images_a.shape != images_b.shape or not np.array_equal(images_a, images_b):
-        raise ValueError(f"{a} and {b} did not score the same hands ({len(images_a)} and {len(images_b)} hands): "
-                         "evaluate both models on the same dataset, split and --limit")
+        sets.append((arrays["image"], arrays["gt_box"], {k: (arrays["num__" + k], arrays["den__" + k]) for k in names}))
+    (images_a, boxes_a, terms_a), (images_b, boxes_b, terms_b) = sets
+    if images_a.shape != images_b.shape or not (np.array_equal(images_a, images_b) and np.array_equal(boxes_a, boxes_b)):
+        raise ValueError(f"{a} and {b} did not score the same hands ({len(images_a)} and {len(images_b)} hands, "
+                         "or other ground-truth boxes): evaluate both models on the same dataset, split and --limit")
     if not set(terms_a) & set(terms_b):
         raise ValueError(f"{a} and {b} share no metric to compare")
     return paired_intervals(terms_a, terms_b, images_a, resamples, DEFAULT_LEVEL, seed)
