@@ -52,6 +52,40 @@ def test_detection_metrics_by_pycocotools():
     assert missed["recall50"] == pytest.approx(2 / 3) and missed["ap50"] < 0.7
 
 
+def test_coco_ap50_and_detection_intervals_agree_with_detection_metrics():
+    """`coco_ap50` (pycocotools at IoU 0.5 alone) is `detection_metrics`' ap50 to the last digit, ignored
+    hands and hand-free images included; `detection_intervals` brackets each metric's own value, is the
+    same for the same seed, is a point for a perfect detector, and refuses fewer than 100 resamples."""
+    from handrecon.eval.detection import coco_ap50, detection_intervals
+
+    rng = np.random.default_rng(3)
+    gts, boxes, scores, ignores = [], [], [], []
+    for i in range(60):
+        g = np.tile(rng.uniform(0, 200, (i % 3, 2)), 2) + [0, 0, 30, 40]
+        hit = rng.random(len(g)) < 0.7
+        found = g[hit] + rng.normal(0, 3, (int(hit.sum()), 4))
+        d = np.concatenate([found, np.tile(rng.uniform(0, 200, (2, 2)), 2) + [0, 0, 25, 25]])
+        gts.append(g)
+        boxes.append(d)
+        scores.append(rng.random(len(d)))
+        ignores.append(rng.random(len(g)) < 0.15)
+    full = detection_metrics(gts, boxes, scores, 0.5, ignores)
+    assert coco_ap50(gts, boxes, scores, ignores) == full["ap50"]
+    assert coco_ap50(gts, boxes, scores) == detection_metrics(gts, boxes, scores)["ap50"]
+    out = detection_intervals(gts, boxes, scores, 0.5, ignores, 100)
+    assert set(out) == {"ap50", "recall50_at_threshold", "precision_at_threshold", "no_hand_fp_rate"}
+    for key, interval in out.items():
+        assert interval["value"] == pytest.approx(full[key], rel=1e-12), key
+        assert interval["low"] <= interval["value"] <= interval["high"], (key, interval)
+    assert out["ap50"]["low"] < out["ap50"]["high"]
+    assert detection_intervals(gts, boxes, scores, 0.5, ignores, 100) == out
+    perfect = detection_intervals(gts, gts, [np.ones(len(g)) for g in gts], 0.5, None, 100)
+    assert perfect["ap50"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert perfect["no_hand_fp_rate"]["high"] == 0.0
+    with pytest.raises(ValueError, match=">= 100"):
+        detection_intervals(gts, boxes, scores, 0.5, ignores, 20)
+
+
 def test_train_package_and_detect(tmp_path):
     """Scenes with and without hands -> two engine steps -> a packaged frozen detector that loads
     by name through the registry and detects."""
@@ -87,8 +121,10 @@ def test_train_package_and_detect(tmp_path):
     assert sum(row["hands"] for row in m["recall_by_height"].values()) == m["hands"]
     assert "of the image height:" in r.output and "recall_by_height" not in r.output  # a line per bin, not a dict
     r = runner.invoke(app, ["evaluate-detector", "--root", str(data), "--detector", f"handrecon-hand-detector:{out}",
-                            "--out", str(tmp_path / "flip.json"), "--tta"])
-    assert r.exit_code == 0 and json.loads((tmp_path / "flip.json").read_text())["test_time_flip"] is True
+                            "--out", str(tmp_path / "flip.json"), "--tta", "--bootstrap", "100"])
+    flipped = json.loads((tmp_path / "flip.json").read_text())
+    assert r.exit_code == 0 and flipped["test_time_flip"] is True
+    assert flipped["intervals"]["ap50"]["value"] == flipped["ap50"] and "ap50 " in r.output and "95 % interval" in r.output
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)

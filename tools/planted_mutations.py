@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 183, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 184, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -384,6 +384,9 @@ MUTATIONS = [
      'low, high = _tails(resampled[("b", name)] - resampled[("a", name)], level)',
      'low, high = _tails(resampled[("b", name)] - np.roll(resampled[("a", name)], 1), level)',
      ["tests/test_eval_bootstrap.py"]),
+    ("coco_ap50 reads AP at IoU 0.75", "src/handrecon/eval/detection.py",
+     "ev.params.iouThrs, ev.params.maxDets = np.array([0.5]), [100]", "ev.params.iouThrs, ev.params.maxDets = np.array([0.75]), [100]",
+     ["tests/test_hand_detector.py"]),
     ("a --by group's bootstrap interval drawn from every hand", "src/handrecon/eval/runner.py",
      'group["intervals"] = hand_intervals(np.flatnonzero(labels == value))', 'group["intervals"] = hand_intervals(np.arange(len(images)))',
      ["tests/test_eval_runner.py"]),
