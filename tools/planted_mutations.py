@@ -378,7 +378,7 @@ MUTATIONS = [
      "    _, image_of = np.unique(labels, return_inverse=True)\n", "    image_of = np.arange(len(labels))\n",
      ["tests/test_eval_bootstrap.py"]),
     ("the bootstrap's PA-MPVPE terms left unaligned", "src/handrecon/eval/scoring.py",
-     "mm_per_point(apply_trafo(verts, procrustes_trafo(verts, verts_gt)), verts_gt)", "mm_per_point(verts, verts_gt)",
+     "mm_per_point(procrustes_align(verts, verts_gt), verts_gt)", "mm_per_point(verts, verts_gt)",
      ["tests/test_eval_bootstrap.py"]),
     ("compare-evals pairs each resample of B with another resample of A", "src/handrecon/eval/bootstrap.py",
      'low, high = _tails(resampled[("b", name)] - resampled[("a", name)], level)',

@@ -233,11 +233,12 @@ def evaluate(
             P, gt_hands, found_rows, pred_sides,
             None if whole_crops else num_predictions, getattr(predictor, "hand_model", None), gt_hand_model)
         full_image = not whole_crops and not prompted  # the model found the hands itself: HandOS's protocol
+        hand_sets = _hand_sets(P, gt_hands, pred_sides)  # (prediction, ground truth), every hand stacked once
         if full_image:
             visible, Ks = np.stack([h.visibility > 0.5 for h in gt_hands]), np.stack(hand_Ks)
             det = detection_metrics(*map(list, zip(*image_boxes)))
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
-            result.metrics.update(full_image_scores(*_hand_sets(P, gt_hands, pred_sides), found_rows, Ks, visible))
+            result.metrics.update(full_image_scores(*hand_sets, found_rows, Ks, visible))
 
         def hand_scores(rows: np.ndarray) -> dict[str, float | None]:
             """The per-hand metrics of the hands `rows` (`by`'s groups): `score`, and for a full-image model
@@ -251,8 +252,9 @@ def evaluate(
             return metrics
 
         if by is not None:
-            result.breakdown = _breakdown(by, [g for _, r in per_image for g in r["groups"]], hand_scores, root)
-        gt_joints = _hand_sets(P, gt_hands, pred_sides)[1].keypoints_3d  # None unless every hand has 3D
+            groups = [g for _, r in per_image for g in r["groups"]]
+            result.breakdown = _breakdown(by, groups, hand_scores, root)
+        gt_joints = hand_sets[1].keypoints_3d  # None unless every hand has 3D
         if dataset == "ho3d":
             _ho3d_metrics(result, P["keypoints_3d"], gt_joints)
         if dataset == "dexycb" and gt_joints is not None:
@@ -262,8 +264,7 @@ def evaluate(
                 result.metrics[f"dexycb_{name}_auc"] = scores[variant]["auc"]
         if bootstrap:
             images = np.array([index for index, r in per_image for _ in r["gt"]])
-            terms = per_hand_terms(*_hand_sets(P, gt_hands, pred_sides), found_rows,
-                                   getattr(predictor, "hand_model", None), gt_hand_model)
+            terms = per_hand_terms(*hand_sets, found_rows, getattr(predictor, "hand_model", None), gt_hand_model)
             terms = {k: v for k, v in terms.items() if result.metrics.get(k) is not None and v[1].sum() > 0}
 
             def hand_intervals(rows: np.ndarray) -> dict[str, dict[str, float]]:
@@ -272,10 +273,10 @@ def evaluate(
 
             result.intervals = {"level": DEFAULT_LEVEL, "resamples": int(bootstrap), "resampled": "images",
                                 "metrics": hand_intervals(np.arange(len(images)))}
-            per_hand = {"image": images, "gt_box": np.stack([np.asarray(h.box, np.float64) for h in gt_hands]),
+            per_hand = {"image": images, "gt_box": hand_sets[1].boxes,
                         **{f"{part}__{k}": v[i] for k, v in terms.items() for i, part in enumerate(("num", "den"))}}
             if result.breakdown is not None:
-                labels = np.array([g for _, r in per_image for g in r["groups"]], dtype=object)
+                labels = np.array(groups, dtype=object)
                 for value, group in result.breakdown["groups"].items():
                     group["intervals"] = hand_intervals(np.flatnonzero(labels == value))
     else:

@@ -28,7 +28,7 @@ import numpy as np
 from handrecon.eval.metrics import keypoint_errors, pck_2d, pck_2d_hits, summarize_errors
 from handrecon.eval.submission import FreihandSet, evaluate_freihand
 from handrecon.geometry.boxes import box_iou
-from handrecon.geometry.procrustes import apply_trafo, procrustes_trafo
+from handrecon.geometry.procrustes import procrustes_align
 
 MATCH_IOU = 0.5
 PCK_2D_THRESHOLD = 0.1  # fraction of the ground-truth box's long side
@@ -115,7 +115,7 @@ def score_hands(pred: HandSet, gt: HandSet, found: np.ndarray, num_predictions: 
             notes.append("no vertices to compare: vertex metrics (PA-MPVPE, F-scores) left out")
     auc = official["xyz_al_auc3d"]
     if matched < n:  # a missed hand scores 0 in the AUC, not the AUC of its zero joints
-        errors = keypoint_errors(apply_trafo(xyz, procrustes_trafo(xyz, xyz_gt)), xyz_gt)
+        errors = keypoint_errors(procrustes_align(xyz, xyz_gt), xyz_gt)
         auc = summarize_errors(np.where(found[:, None], errors, np.inf)).auc
     metrics.update({
         "pa_mpjpe_mm": official["xyz_al_mean3d"], "pa_mpvpe_mm": official["mesh_al_mean3d"],
@@ -157,11 +157,11 @@ def per_hand_terms(pred: HandSet, gt: HandSet, found: np.ndarray, pred_hand_mode
     xyz_gt = np.asarray(gt.keypoints_3d, np.float64)
     xyz = np.where(found[:, None, None], np.asarray(pred.keypoints_3d, np.float64), 0.0)
     terms["mpjpe_mm"] = mm_per_point(xyz, xyz_gt)
-    terms["pa_mpjpe_mm"] = mm_per_point(apply_trafo(xyz, procrustes_trafo(xyz, xyz_gt)), xyz_gt)
+    terms["pa_mpjpe_mm"] = mm_per_point(procrustes_align(xyz, xyz_gt), xyz_gt)
     if _same_topology(pred, gt, pred_hand_model, gt_hand_model):
         verts_gt = np.asarray(gt.vertices, np.float64)
         verts = np.where(found[:, None, None], np.asarray(pred.vertices, np.float64), 0.0)
-        terms["pa_mpvpe_mm"] = mm_per_point(apply_trafo(verts, procrustes_trafo(verts, verts_gt)), verts_gt)
+        terms["pa_mpvpe_mm"] = mm_per_point(procrustes_align(verts, verts_gt), verts_gt)
     return terms
 
 
