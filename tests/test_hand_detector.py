@@ -52,23 +52,30 @@ def test_detection_metrics_by_pycocotools():
     assert missed["recall50"] == pytest.approx(2 / 3) and missed["ap50"] < 0.7
 
 
+def _random_detections(seed: int, images: int = 60, hit_rate: float = 0.7, true_score: float = 0.0):
+    """A detector's output on `images` images of 0-2 hands: each hand found (jittered) with probability
+    `hit_rate`, two false boxes an image; scores uniform, plus `true_score` on the found hands."""
+    rng = np.random.default_rng(seed)
+    gts, boxes, scores, ignores = [], [], [], []
+    for i in range(images):
+        g = np.tile(rng.uniform(0, 200, (i % 3, 2)), 2) + [0, 0, 30, 40]
+        hit = rng.random(len(g)) < hit_rate
+        found = g[hit] + rng.normal(0, 3, (int(hit.sum()), 4))
+        d = np.concatenate([found, np.tile(rng.uniform(0, 200, (2, 2)), 2) + [0, 0, 25, 25]])
+        gts.append(g)
+        boxes.append(d)
+        scores.append(np.minimum(rng.random(len(d)) + true_score * (np.arange(len(d)) < len(found)), 1.0))
+        ignores.append(rng.random(len(g)) < 0.15)
+    return gts, boxes, scores, ignores
+
+
 def test_coco_ap50_and_detection_intervals_agree_with_detection_metrics():
     """`coco_ap50` (pycocotools at IoU 0.5 alone) is `detection_metrics`' ap50 to the last digit, ignored
     hands and hand-free images included; `detection_intervals` brackets each metric's own value, is the
     same for the same seed, is a point for a perfect detector, and refuses fewer than 100 resamples."""
     from handrecon.eval.detection import coco_ap50, detection_intervals
 
-    rng = np.random.default_rng(3)
-    gts, boxes, scores, ignores = [], [], [], []
-    for i in range(60):
-        g = np.tile(rng.uniform(0, 200, (i % 3, 2)), 2) + [0, 0, 30, 40]
-        hit = rng.random(len(g)) < 0.7
-        found = g[hit] + rng.normal(0, 3, (int(hit.sum()), 4))
-        d = np.concatenate([found, np.tile(rng.uniform(0, 200, (2, 2)), 2) + [0, 0, 25, 25]])
-        gts.append(g)
-        boxes.append(d)
-        scores.append(rng.random(len(d)))
-        ignores.append(rng.random(len(g)) < 0.15)
+    gts, boxes, scores, ignores = _random_detections(3)
     full = detection_metrics(gts, boxes, scores, 0.5, ignores)
     assert coco_ap50(gts, boxes, scores, ignores) == full["ap50"]
     assert coco_ap50(gts, boxes, scores) == detection_metrics(gts, boxes, scores)["ap50"]
@@ -84,6 +91,78 @@ def test_coco_ap50_and_detection_intervals_agree_with_detection_metrics():
     assert perfect["no_hand_fp_rate"]["high"] == 0.0
     with pytest.raises(ValueError, match=">= 100"):
         detection_intervals(gts, boxes, scores, 0.5, ignores, 20)
+
+
+def test_paired_detection_intervals_tell_a_better_detector_from_noise():
+    """Two detectors on the same images: each one's values are `detection_metrics`', a detector against
+    itself differs by exactly 0, one that scores the hands it finds higher is better beyond the noise in
+    AP50 and precision (the interval of B - A leaves 0 out), and the paired interval is narrower than
+    the two detectors' own intervals side by side."""
+    from handrecon.eval.detection import detection_intervals, paired_detection_intervals
+
+    gts, boxes, scores, ignores = _random_detections(5, images=80)
+    _, _, sharper, _ = _random_detections(5, images=80, true_score=0.6)  # the same boxes, hands scored higher
+    a, b = (boxes, scores, 0.5), (boxes, sharper, 0.5)
+    rows = paired_detection_intervals(gts, ignores, a, b, 200)
+    assert set(rows) == {"ap50", "recall50_at_threshold", "precision_at_threshold", "no_hand_fp_rate"}
+    for key, metrics in (("a", detection_metrics(gts, boxes, scores, 0.5, ignores)),
+                         ("b", detection_metrics(gts, boxes, sharper, 0.5, ignores))):
+        for name, row in rows.items():
+            assert row[key] == pytest.approx(metrics[name], rel=1e-12), (key, name)
+    assert rows["ap50"]["difference"] == rows["ap50"]["b"] - rows["ap50"]["a"] > 0
+    assert rows["ap50"]["low"] > 0 and rows["precision_at_threshold"]["low"] > 0, rows
+    own = [detection_intervals(gts, boxes, s, 0.5, ignores, 200)["ap50"] for s in (scores, sharper)]
+    assert rows["ap50"]["high"] - rows["ap50"]["low"] < sum(i["high"] - i["low"] for i in own)
+    same = paired_detection_intervals(gts, ignores, a, a, 200)
+    assert all(r["difference"] == r["low"] == r["high"] == 0.0 for r in same.values()), same
+    with pytest.raises(ValueError, match=">= 100"):
+        paired_detection_intervals(gts, ignores, a, b, 50)
+
+
+def test_detections_files_round_trip_and_compare_evals(tmp_path):
+    """`save_detections` / `load_detections` give back every image's boxes, scores, ground truth and
+    ignore flags (hand-free and detection-free images too) without pickle; `compare-evals` of two such
+    files is the paired table (fewer false hands on hand-free images is "better"), and a missing,
+    corrupt or mismatched file, or a file beside a folder, is a one-line error naming it."""
+    from typer.testing import CliRunner
+
+    from handrecon.cli import app
+    from handrecon.eval.detection import compare_detector_evaluations, detections_file, load_detections, save_detections
+    from handrecon.eval.runner import compare_evaluations
+
+    gts, boxes, scores, ignores = _random_detections(7, images=80)
+    boxes[4], scores[4] = np.zeros((0, 4)), np.zeros(0)
+    save_detections(tmp_path / "a.detections.npz", gts, ignores, boxes, scores, 0.4)
+    back = load_detections(tmp_path / "a.detections.npz")
+    assert back["threshold"] == 0.4 and len(back["gt_boxes"]) == 80
+    for name, given in (("gt_boxes", gts), ("gt_ignore", ignores), ("pred_boxes", boxes), ("pred_scores", scores)):
+        for x, y in zip(back[name], given):
+            np.testing.assert_array_equal(x, np.asarray(y).reshape(x.shape))
+    assert detections_file(tmp_path / "a.json") == tmp_path / "a.detections.npz"
+    (tmp_path / "a.json").write_text("{}")
+    cleaner = [s * bool((~ig).any()) for ig, s in zip(ignores, scores)]  # no score where no hand is a target
+    save_detections(tmp_path / "b.detections.npz", gts, ignores, boxes, cleaner, 0.4)
+    (tmp_path / "b.json").write_text("{}")
+    rows = compare_evaluations(tmp_path / "a.json", tmp_path / "b.detections.npz", 200)
+    assert rows == compare_detector_evaluations(tmp_path / "a.json", tmp_path / "b.json", 200)
+    assert rows["no_hand_fp_rate"]["b"] == 0.0 < rows["no_hand_fp_rate"]["a"] and rows["no_hand_fp_rate"]["high"] < 0
+    r = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                                 "--resamples", "200"])
+    assert r.exit_code == 0, r.output
+    fp_row = next(line for line in r.output.splitlines() if "no_hand_fp_rate" in line)
+    assert fp_row.rstrip(" │").endswith("better"), r.output
+    ap_row = next(line for line in r.output.splitlines() if "ap50" in line)
+    assert "unclear" in ap_row or "better" in ap_row, r.output
+
+    save_detections(tmp_path / "c.detections.npz", gts[:-1], ignores[:-1], boxes[:-1], scores[:-1], 0.5)
+    (tmp_path / "d.detections.npz").write_bytes(b"not a zip")
+    (tmp_path / "folder").mkdir()
+    for other, message in (("c.detections.npz", "did not read the same images"), ("nowhere.json", "not found"),
+                           ("d.detections.npz", "not a detections file"), ("folder", "is a file")):
+        with pytest.raises(ValueError, match=message):
+            compare_evaluations(tmp_path / "a.json", tmp_path / other, 200)
+        r = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.json"), str(tmp_path / other)])
+        assert r.exit_code == 2 and "Traceback" not in r.output and message in r.output, r.output
 
 
 def test_train_package_and_detect(tmp_path):
@@ -125,6 +204,9 @@ def test_train_package_and_detect(tmp_path):
     flipped = json.loads((tmp_path / "flip.json").read_text())
     assert r.exit_code == 0 and flipped["test_time_flip"] is True
     assert flipped["intervals"]["ap50"]["value"] == flipped["ap50"] and "ap50 " in r.output and "95 % interval" in r.output
+    assert Path(m["detections"]) == tmp_path / "m.detections.npz"
+    r = runner.invoke(app, ["compare-evals", str(tmp_path / "m.json"), str(tmp_path / "flip.json"), "--resamples", "100"])
+    assert r.exit_code == 0 and "ap50" in r.output and "B is" in r.output, r.output
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 184, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 187, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -545,6 +545,15 @@ MUTATIONS = [
     ("models that differ in their loss weights alone count as different models (no average, no init_from)",
      "src/handrecon/card.py", 'TRAINING_ONLY_KWARGS = ("loss_weights",)', "TRAINING_ONLY_KWARGS = ()",
      ["tests/test_package_model.py", "tests/test_train_engine.py"]),
+    ("the paired comparison of two detectors gives the interval of A - B for B - A",
+     "src/handrecon/eval/detection.py", "low, high = _percentiles(aps[:, 1] - aps[:, 0])",
+     "low, high = _percentiles(aps[:, 0] - aps[:, 1])", ["tests/test_hand_detector.py"]),
+    ("compare-evals calls fewer false hands on hand-free images worse",
+     "src/handrecon/cli.py", 'LOWER_IS_BETTER = ("no_hand_fp_rate",)', "LOWER_IS_BETTER = ()",
+     ["tests/test_hand_detector.py"]),
+    ("an evaluation's detections file forgets which hands were ignored",
+     "src/handrecon/eval/detection.py", '"gt_ignore": np.concatenate([np.zeros(0, bool), *gt_ignore]),',
+     '"gt_ignore": np.zeros(sum(len(g) for g in gt_boxes), bool),', ["tests/test_hand_detector.py"]),
 ]
 
 

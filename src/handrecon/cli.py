@@ -561,7 +561,7 @@ def evaluate_detector_cmd(
     threshold: float = typer.Option(DEFAULT_SCORE_THRESHOLD, "--score-threshold", help="Operating point for precision, recall and the no-hand false-positive rate."),
     nms_iou: float = typer.Option(DEFAULT_NMS_IOU, "--nms-iou", help="NMS IoU before AP and the operating point (the default is what `detect` and the pipeline serve)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N images."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here (M.json), and every image's detections beside it (M.detections.npz) for `compare-evals`."),
     tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help=TILES_HELP),
     bootstrap: int = typer.Option(0, "--bootstrap", help="Also give 95%% intervals of AP50, precision, recall and the no-hand rate at the threshold from this many resamples of the images (>= 100; 0: none; AP50 costs a COCO evaluation per resample)."),
@@ -573,7 +573,7 @@ def evaluate_detector_cmd(
     from rich.progress import Progress
 
     from handrecon.data.schema import DatasetError
-    from handrecon.eval.detection import evaluate_detector
+    from handrecon.eval.detection import detections_file, evaluate_detector
     from handrecon.infer.detect import build_detector
     from handrecon.utils.io import atomic_write_json
 
@@ -583,13 +583,13 @@ def evaluate_detector_cmd(
         with Progress(transient=True) as progress:
             task = progress.add_task("evaluating", total=limit)
             metrics = evaluate_detector(model, root, split, threshold, limit, lambda _: progress.advance(task), nms_iou,
-                                        bootstrap)
+                                        bootstrap, detections_file(out) if out is not None else None)
     except (ValueError, DatasetError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if out is not None:
         atomic_write_json(out, {"detector": detector, "test_time_flip": tta, "tiles": tiles, "root": str(root),
-                                "split": split, **metrics})
+                                "split": split, "detections": str(detections_file(out)), **metrics})
     typer.echo("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
                          if not isinstance(v, dict)))
     for label, row in metrics.get("recall_by_height", {}).items():
@@ -602,6 +602,8 @@ def evaluate_detector_cmd(
 
 # the columns of `evaluate --by`'s table (every group's metrics are in metrics.json)
 BREAKDOWN_COLUMNS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "pck2d@0.05", "pck2d@0.1", "pck2d@0.15", "recall")
+# `compare-evals`: metrics where less is better, besides the errors in millimetres
+LOWER_IS_BETTER = ("no_hand_fp_rate",)
 
 
 @app.command()
@@ -696,12 +698,14 @@ def evaluate(
 
 @app.command("compare-evals")
 def compare_evals(
-    a: Path = typer.Argument(..., help="An `evaluate --bootstrap N --out A` folder (model A)."),
-    b: Path = typer.Argument(..., help="An `evaluate --bootstrap N --out B` folder (model B) on the same dataset."),
+    a: Path = typer.Argument(..., help="Model A: an `evaluate --bootstrap N --out A` folder, or an `evaluate-detector --out A.json` file."),
+    b: Path = typer.Argument(..., help="Model B, the same kind, on the same dataset."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples of the images (>= 100)."),
 ) -> None:
-    """Is model B better than model A? The paired bootstrap of two evaluations of the same hands: per
-    metric A, B, B - A and its 95% interval (both models scored on each resample of the images)."""
+    """Is model B better than model A? The paired bootstrap of two evaluations of the same images: per
+    metric A, B, B - A and its 95% interval (both models scored on each resample of the images). Crop
+    models: PA-MPJPE, PA-MPVPE, MPJPE, PCK; detectors: AP50 and, each at its own threshold, precision,
+    recall and the hand-free rate."""
     from rich.console import Console
     from rich.table import Table
 
@@ -717,13 +721,13 @@ def compare_evals(
     for column in ("metric", "A", "B", "B - A", "95 % interval", "B is"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, r in rows.items():
-        lower_is_better = key.endswith("_mm")
+        millimetres = key.endswith("_mm")
         if r["low"] > 0 or r["high"] < 0:  # the interval of B - A leaves 0 out
-            verdict = "better" if (r["high"] < 0) == lower_is_better else "worse"
+            verdict = "better" if (r["high"] < 0) == (millimetres or key in LOWER_IS_BETTER) else "worse"
         else:
             verdict = "unclear"
-        diff = f"{r['difference']:+.3f}" if lower_is_better else f"{r['difference']:+.4f}"
-        span = f"[{r['low']:+.3f}, {r['high']:+.3f}]" if lower_is_better else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        diff = f"{r['difference']:+.3f}" if millimetres else f"{r['difference']:+.4f}"
+        span = f"[{r['low']:+.3f}, {r['high']:+.3f}]" if millimetres else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
         table.add_row(key, format_metric(key, r["a"]), format_metric(key, r["b"]), diff, span, verdict)
     Console().print(table)
 

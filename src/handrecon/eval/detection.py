@@ -17,7 +17,9 @@ IoU 0.5 (at any score and at the threshold) by their height in the image (`recal
 for a detector with a side head
 (`models/handos/side_head.py`) `side_metrics`: the side accuracy of the hands detected at the
 threshold (matched at IoU 0.5) and of the side head on the ground-truth boxes of every target hand.
-`evaluate_detector` measures at the served operating point (`eval.operating_point`) by default.
+`evaluate_detector` measures at the served operating point (`eval.operating_point`) by default,
+and can keep every image's detections (`save_detections`, numpy without pickle) so that two detectors
+evaluated on the same images are compared by the paired bootstrap (`compare_detector_evaluations`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import zipfile
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples
+from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.eval.scoring import match_hands
+from handrecon.utils.io import atomic_open
 
 # `recall_by_height`'s bins: a hand's box height over the image height (the scene sets frame hands at
 # 12-45 % of it, the wide shots at 5-15 %, close-ups up to 90 %)
@@ -174,6 +179,36 @@ def _image_counts(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray], pred_
     return {name: table[:, j] for j, name in enumerate(names)}, per_hand
 
 
+def _ratio_terms(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray], pred_boxes: list[np.ndarray],
+                 pred_scores: list[np.ndarray], threshold: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The operating-point metrics as per-image (numerator, denominator) counts (`_image_counts`), the
+    form `eval.bootstrap` resamples: recall and precision at the threshold, the hand-free rate."""
+    c, _ = _image_counts(gt_boxes, gt_ignore, pred_boxes, pred_scores, threshold)
+    return {"recall50_at_threshold": (c["found_kept"], c["targets"]), "precision_at_threshold": (c["found_kept"], c["kept"]),
+            "no_hand_fp_rate": (c["empty_with_detection"], c["empty"])}
+
+
+def _resampled_ap50(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray],
+                    predictions: list[tuple[list[np.ndarray], list[np.ndarray]]], resamples: int, seed: int
+                    ) -> np.ndarray:
+    """(R, K) `coco_ap50` of K detectors' (boxes, scores) on R resamples of the images, every detector
+    on the same resamples (so that differences are paired)."""
+    rng = np.random.default_rng(seed)
+    n = len(gt_boxes)
+    aps = np.empty((resamples, len(predictions)))
+    for r in range(resamples):
+        idx = rng.integers(0, n, n)
+        gts, ignores = [gt_boxes[i] for i in idx], [gt_ignore[i] for i in idx]
+        for k, (boxes, scores) in enumerate(predictions):
+            aps[r, k] = coco_ap50(gts, [boxes[i] for i in idx], [scores[i] for i in idx], ignores)
+    return aps
+
+
+def _percentiles(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.quantile(values, [(1.0 - DEFAULT_LEVEL) / 2, (1.0 + DEFAULT_LEVEL) / 2])
+    return float(low), float(high)
+
+
 def detection_intervals(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
                         threshold: float, gt_ignore: list[np.ndarray] | None, resamples: int, seed: int = 0
                         ) -> dict[str, dict[str, float]]:
@@ -183,19 +218,108 @@ def detection_intervals(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray]
     "low", "high"}}, each ``value`` the metric of `detection_metrics` on the images as given."""
     check_resamples(resamples)
     gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
-    c, _ = _image_counts(gt_boxes, gt_ignore, pred_boxes, pred_scores, threshold)
-    terms = {"recall50_at_threshold": (c["found_kept"], c["targets"]), "precision_at_threshold": (c["found_kept"], c["kept"]),
-             "no_hand_fp_rate": (c["empty_with_detection"], c["empty"])}
-    n = len(gt_boxes)
-    out = bootstrap_intervals({k: v for k, v in terms.items() if v[1].sum() > 0}, np.arange(n), resamples, seed=seed)
-    rng = np.random.default_rng(seed)
-    aps = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        aps.append(coco_ap50(*([x[i] for i in idx] for x in (gt_boxes, pred_boxes, pred_scores, gt_ignore))))
-    low, high = np.quantile(aps, [(1.0 - DEFAULT_LEVEL) / 2, (1.0 + DEFAULT_LEVEL) / 2])
-    ap50 = {"value": coco_ap50(gt_boxes, pred_boxes, pred_scores, gt_ignore), "low": float(low), "high": float(high)}
+    terms = _ratio_terms(gt_boxes, gt_ignore, pred_boxes, pred_scores, threshold)
+    out = bootstrap_intervals({k: v for k, v in terms.items() if v[1].sum() > 0}, np.arange(len(gt_boxes)), resamples,
+                              seed=seed)
+    low, high = _percentiles(_resampled_ap50(gt_boxes, gt_ignore, [(pred_boxes, pred_scores)], resamples, seed)[:, 0])
+    ap50 = {"value": coco_ap50(gt_boxes, pred_boxes, pred_scores, gt_ignore), "low": low, "high": high}
     return {"ap50": ap50, **out}
+
+
+def paired_detection_intervals(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray] | None,
+                               a: tuple[list[np.ndarray], list[np.ndarray], float],
+                               b: tuple[list[np.ndarray], list[np.ndarray], float], resamples: int, seed: int = 0
+                               ) -> dict[str, dict[str, float]]:
+    """The paired bootstrap of two detectors on the same images: `a` and `b` are each (boxes, scores,
+    threshold) per image as `detection_metrics`' arguments. Each resample of the images scores both, so
+    what the images share (small hands, busy photographs) cancels. Per metric of `detection_intervals`
+    (the ratios where both have a denominator): {"a", "b", "difference" (B − A), "low", "high"}, the
+    95 % interval of B − A."""
+    check_resamples(resamples)
+    gt_boxes, gt_ignore = _prepared(gt_boxes, a[0], a[1], gt_ignore)
+    _prepared(gt_boxes, b[0], b[1], gt_ignore)
+    terms_a, terms_b = (_ratio_terms(gt_boxes, gt_ignore, *p) for p in (a, b))
+    both = [k for k in terms_a if terms_a[k][1].sum() > 0 and terms_b[k][1].sum() > 0]
+    out = paired_intervals({k: terms_a[k] for k in both}, {k: terms_b[k] for k in both}, np.arange(len(gt_boxes)),
+                           resamples, DEFAULT_LEVEL, seed)
+    aps = _resampled_ap50(gt_boxes, gt_ignore, [a[:2], b[:2]], resamples, seed)
+    ap_a, ap_b = (coco_ap50(gt_boxes, *p[:2], gt_ignore) for p in (a, b))
+    low, high = _percentiles(aps[:, 1] - aps[:, 0])
+    return {"ap50": {"a": ap_a, "b": ap_b, "difference": ap_b - ap_a, "low": low, "high": high}, **out}
+
+
+def detections_file(metrics_json: str | os.PathLike) -> Path:
+    """Where `evaluate-detector --out M.json` keeps every image's detections: ``M.detections.npz``."""
+    path = Path(metrics_json)
+    return path.with_name((path.stem if path.suffix == ".json" else path.name) + ".detections.npz")
+
+
+def save_detections(path: str | os.PathLike, gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray],
+                    pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray], threshold: float) -> None:
+    """Write a set of images' ground truth and detections (the arguments of `detection_metrics`) as one
+    .npz of flat arrays (numpy without pickle; atomically): ``gt_image``, ``gt_box``, ``gt_ignore``,
+    ``det_image``, ``det_box``, ``det_score``, ``num_images``, ``threshold``."""
+    gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
+    boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in pred_boxes]
+    scores = [np.asarray(s, np.float64).reshape(-1) for s in pred_scores]
+    if any(len(b) != len(s) for b, s in zip(boxes, scores)):
+        raise ValueError("every image needs one score per detected box")
+    arrays = {"gt_image": np.repeat(np.arange(len(gt_boxes)), [len(g) for g in gt_boxes]),
+              "gt_box": np.concatenate([np.zeros((0, 4)), *gt_boxes]),
+              "gt_ignore": np.concatenate([np.zeros(0, bool), *gt_ignore]),
+              "det_image": np.repeat(np.arange(len(boxes)), [len(b) for b in boxes]),
+              "det_box": np.concatenate([np.zeros((0, 4)), *boxes]), "det_score": np.concatenate([np.zeros(0), *scores]),
+              "num_images": np.array(len(gt_boxes)), "threshold": np.array(float(threshold))}
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
+
+
+def load_detections(path: str | os.PathLike) -> dict[str, Any]:
+    """A `save_detections` file back: {"gt_boxes", "gt_ignore", "pred_boxes", "pred_scores"} (per image)
+    and "threshold". ValueError naming the file where it is missing, unreadable or not such a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: not found; run `handrecon evaluate-detector ... --out "
+                         f"{path.name.replace('.detections.npz', '.json')}` first, which writes it")
+    keys = ("gt_image", "gt_box", "gt_ignore", "det_image", "det_box", "det_score", "num_images", "threshold")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in keys}
+        n = int(arrays["num_images"])
+        split = {}
+        for part in ("gt", "det"):
+            image = arrays[f"{part}_image"].astype(np.int64)
+            if image.ndim != 1 or (len(image) and (image.min() < 0 or image.max() >= n or np.any(np.diff(image) < 0))):
+                raise ValueError(f"{part}_image is not a sorted list of image indices below {n}")
+            split[part] = np.cumsum(np.bincount(image, minlength=n))[:-1]
+        out = {"gt_boxes": np.split(arrays["gt_box"].reshape(-1, 4), split["gt"]),
+               "gt_ignore": np.split(arrays["gt_ignore"].astype(bool).reshape(-1), split["gt"]),
+               "pred_boxes": np.split(arrays["det_box"].reshape(-1, 4), split["det"]),
+               "pred_scores": np.split(arrays["det_score"].reshape(-1), split["det"]),
+               "threshold": float(arrays["threshold"])}
+        if n == 0 or any(len(out[k]) != n for k in ("gt_boxes", "gt_ignore", "pred_boxes", "pred_scores")):
+            raise ValueError(f"holds {n} images but not one entry per image in each array")
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a detections file of `handrecon evaluate-detector --out` ({e})") from None
+    return out
+
+
+def compare_detector_evaluations(a: str | os.PathLike, b: str | os.PathLike, resamples: int = 1000, seed: int = 0
+                                 ) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of two `evaluate-detector --out` runs on the same images (`a`, `b`: their metrics
+    JSON files or the ``.detections.npz`` beside them; each at its own threshold): as
+    `paired_detection_intervals`. ValueError naming the file that is missing or unreadable, or where
+    the two did not read the same images (the same ground-truth boxes in the same order)."""
+    sets = [load_detections(p if str(p).endswith(".npz") else detections_file(p)) for p in (a, b)]
+    first, second = sets
+    if len(first["gt_boxes"]) != len(second["gt_boxes"]) or not all(
+            np.array_equal(x, y) for part in ("gt_boxes", "gt_ignore") for x, y in zip(first[part], second[part])):
+        raise ValueError(f"{a} and {b} did not read the same images ({len(first['gt_boxes'])} and "
+                         f"{len(second['gt_boxes'])} images, or other ground-truth boxes): evaluate both detectors "
+                         "on the same --root, --split and --limit")
+    return paired_detection_intervals(first["gt_boxes"], first["gt_ignore"],
+                                      *((s["pred_boxes"], s["pred_scores"], s["threshold"]) for s in sets),
+                                      resamples=resamples, seed=seed)
 
 
 def detection_metrics(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
@@ -233,13 +357,15 @@ def scene_targets(sample: Any) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all",
                       threshold: float = DEFAULT_SCORE_THRESHOLD, limit: int | None = None,
                       on_progress: Callable[[int], None] | None = None,
-                      nms_iou: float = DEFAULT_NMS_IOU, bootstrap: int = 0) -> dict[str, float]:
+                      nms_iou: float = DEFAULT_NMS_IOU, bootstrap: int = 0,
+                      detections_path: str | os.PathLike | None = None) -> dict[str, float]:
     """`detection_metrics` of `detector` (anything with ``detect(images, score_threshold, nms_iou)``)
     on a dataset in handrecon's synthetic format (`handrecon synth`, the foreign scene set): every
     query scoring > 0.01 enters AP, after NMS at `nms_iou` (the served default); `threshold` sets
     the operating point; hands that are not `detectable` are ignored (module doc), plus
     ``ap50_all_hands``, ``recall_by_height`` and the ``nms_iou`` used; with `bootstrap` resamples
-    (>= 100) ``intervals`` (`detection_intervals`)."""
+    (>= 100) ``intervals`` (`detection_intervals`); with `detections_path` every image's ground truth and
+    detections written there (`save_detections`) for `compare_detector_evaluations`."""
     if bootstrap:
         check_resamples(bootstrap)  # before any image is read
     side_head = getattr(detector, "side_head", None)
@@ -260,6 +386,8 @@ def evaluate_detector(detector: Any, root: str | os.PathLike, split: str = "all"
     if bootstrap:
         metrics["intervals"] = detection_intervals(gts, boxes, scores, threshold, ignores, bootstrap)
     metrics["nms_iou"] = float(nms_iou)
+    if detections_path is not None:
+        save_detections(detections_path, gts, ignores, boxes, scores, threshold)
     if side_head is not None:
         metrics.update(side_metrics(sides))
     return metrics

@@ -57,7 +57,7 @@ import numpy as np
 
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals
-from handrecon.eval.detection import detection_metrics
+from handrecon.eval.detection import compare_detector_evaluations, detection_metrics
 from handrecon.eval.metrics import dexycb_metrics, keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, per_hand_terms, score_hands
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
@@ -328,7 +328,15 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
     `bootstrap`, so each holds `PER_HAND_FILE`): per metric both have, A's and B's values, B − A and
     the 95 % interval of B − A (`eval.bootstrap.paired_intervals`). ValueError naming the folder where
     a file is missing or unreadable, or where the two did not score the same hands (the same images
-    and ground-truth boxes)."""
+    and ground-truth boxes). Two files instead (`evaluate-detector --out` metrics JSON files or their
+    detections) compare two detectors: `eval.detection.compare_detector_evaluations`."""
+    detector = [Path(p).is_file() or Path(p).suffix in (".json", ".npz") for p in (a, b)]
+    if any(detector):
+        file, other = (a, b) if detector[0] else (b, a)
+        if Path(other).is_dir():
+            raise ValueError(f"{file} is a file (a detector evaluation) and {other} a folder: compare two "
+                             "`evaluate --out` folders or two `evaluate-detector --out` files")
+        return compare_detector_evaluations(a, b, resamples, seed)
     sets = []
     for folder in (Path(a), Path(b)):
         path = folder / PER_HAND_FILE
