@@ -149,6 +149,7 @@ def test_detections_files_round_trip_and_compare_evals(tmp_path):
     r = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
                                  "--resamples", "200"])
     assert r.exit_code == 0, r.output
+    assert "recall50_at_threshold" in r.output and "precision_at_threshold" in r.output  # whole rows in a pipe
     fp_row = next(line for line in r.output.splitlines() if "no_hand_fp_rate" in line)
     assert fp_row.rstrip(" │").endswith("better"), r.output
     ap_row = next(line for line in r.output.splitlines() if "ap50" in line)

@@ -729,7 +729,8 @@ def compare_evals(
         diff = f"{r['difference']:+.3f}" if millimetres else f"{r['difference']:+.4f}"
         span = f"[{r['low']:+.3f}, {r['high']:+.3f}]" if millimetres else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
         table.add_row(key, format_metric(key, r["a"]), format_metric(key, r["b"]), diff, span, verdict)
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=120)).print(table)  # a file or pipe gets whole rows
 
 
 def _format_interval(key: str, interval: dict[str, float] | None) -> str:
