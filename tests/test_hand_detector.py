@@ -208,6 +208,7 @@ def test_train_package_and_detect(tmp_path):
     assert Path(m["detections"]) == tmp_path / "m.detections.npz"
     r = runner.invoke(app, ["compare-evals", str(tmp_path / "m.json"), str(tmp_path / "flip.json"), "--resamples", "100"])
     assert r.exit_code == 0 and "ap50" in r.output and "B is" in r.output, r.output
+    assert f"(handrecon-hand-detector:{out} --tta, threshold 0.5)" in r.output.replace("\n", ""), r.output
     r = runner.invoke(app, ["evaluate-detector", "--root", str(tmp_path / "none")])
     assert r.exit_code == 2 and "Traceback" not in r.output
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)

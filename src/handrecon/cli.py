@@ -716,7 +716,8 @@ def compare_evals(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"A: {a}\nB: {b}\npaired bootstrap, {resamples} resamples of the images")
+    typer.echo(f"A: {a}{_detector_settings(a)}\nB: {b}{_detector_settings(b)}\n"
+               f"paired bootstrap, {resamples} resamples of the images")
     table = Table()
     for column in ("metric", "A", "B", "B - A", "95 % interval", "B is"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -731,6 +732,19 @@ def compare_evals(
         table.add_row(key, format_metric(key, r["a"]), format_metric(key, r["b"]), diff, span, verdict)
     console = Console()
     (console if console.is_terminal else Console(width=120)).print(table)  # a file or pipe gets whole rows
+
+
+def _detector_settings(path: Path) -> str:
+    """What an `evaluate-detector --out` JSON file measured, as ' (DETECTOR --tta --tiles N, threshold T)';
+    '' for anything else (a folder, the .npz, an unreadable file: `compare-evals` reports those itself)."""
+    import json
+
+    try:
+        run = json.loads(path.read_text()) if path.suffix == ".json" and path.is_file() else {}
+        flags = " --tta" * bool(run.get("test_time_flip")) + (f" --tiles {run['tiles']}" if run.get("tiles", 1) > 1 else "")
+        return f" ({run['detector']}{flags}, threshold {float(run['threshold']):g})"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return ""
 
 
 def _format_interval(key: str, interval: dict[str, float] | None) -> str:
