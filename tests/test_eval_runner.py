@@ -245,7 +245,7 @@ def test_compare_evaluations_pairs_two_models_on_the_same_hands(tmp_path, tiny):
     A, B and B − A (here the ground-truth oracle against a random model: B − A < 0 in every mm metric,
     the interval too); a model against itself differs by exactly 0; folders without the per-hand file,
     of other images, or with a corrupt file are errors that say which folder and what to do."""
-    from handrecon.eval.runner import PER_HAND_FILE, compare_evaluations
+    from handrecon.eval.runner import DETECTIONS_FILE, PER_HAND_FILE, compare_evaluations
 
     write_synthetic(tmp_path / "syn", n_shards=3)
     ds = build_dataset("synthetic", tmp_path / "syn", "all")
@@ -255,6 +255,7 @@ def test_compare_evaluations_pairs_two_models_on_the_same_hands(tmp_path, tiny):
              bootstrap=200)
     rows = compare_evaluations(tmp_path / "a", tmp_path / "b", 200)
     assert list(rows) == ["pa_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm", "pck2d@0.1"]  # METRIC_NAMES' order
+    assert not (tmp_path / "a" / DETECTIONS_FILE).exists()  # a crop model given the boxes: no boxes of its own
     saved = {k: json.loads((tmp_path / k / "metrics.json").read_text())["metrics"] for k in "ab"}
     for key, r in rows.items():
         assert r["a"] == pytest.approx(saved["a"][key], rel=1e-9) and r["b"] == pytest.approx(saved["b"][key], rel=1e-9)
@@ -588,6 +589,36 @@ def test_dexycb_writes_the_toolkit_result_file_and_its_three_errors(tmp_path, mo
     shifted = run(np.array([0.0, 0.0, 0.01]))
     assert shifted.metrics["dexycb_abs_mpjpe_mm"] == pytest.approx(10.0, abs=1e-3)
     assert shifted.metrics["dexycb_rr_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_compare_evaluations_of_two_detecting_models_pairs_their_boxes_too(tmp_path):
+    """Models that find the hands themselves: `evaluate(bootstrap=..., out=...)` also keeps their boxes
+    (`DETECTIONS_FILE`), and `compare_evaluations` adds the detector's metrics to the per-hand ones: a
+    model that misses hands has the lower AP50 and recall, the same boxes differ by exactly 0; a crop
+    model's folder holds no boxes, and comparing it adds none."""
+    from handrecon.eval.runner import DETECTIONS_FILE, compare_evaluations
+
+    write_synthetic(tmp_path / "syn", n_shards=3)
+    ds = build_dataset("synthetic", tmp_path / "syn", "all")
+
+    def found(keep):  # every hand of every image, given back; `keep(i, j)`: whether hand j of image i is found
+        return GivenHands([[replace(_hand(h.box, h.keypoints_3d, h.vertices, ds[i].K), side=h.side)
+                            for j, h in enumerate(ds[i].hands) if keep(i, j)] for i in range(len(ds))])
+
+    for name, keep in (("all", lambda i, j: True), ("some", lambda i, j: (i + j) % 3 != 0)):
+        res = evaluate(found(keep), "synthetic", tmp_path / "syn", split="all", out=tmp_path / name, batch_size=1,
+                       bootstrap=200)
+        assert res.files["detections"] == str(tmp_path / name / DETECTIONS_FILE)
+    rows = compare_evaluations(tmp_path / "all", tmp_path / "some", 200)
+    assert {"pa_mpjpe_mm", "ap50", "recall50_at_threshold", "precision_at_threshold"} <= set(rows)
+    assert rows["ap50"]["a"] == pytest.approx(1.0) and rows["ap50"]["difference"] < 0
+    assert rows["recall50_at_threshold"]["difference"] < 0 and rows["precision_at_threshold"]["difference"] == 0
+    saved = json.loads((tmp_path / "some" / "metrics.json").read_text())["metrics"]
+    assert rows["ap50"]["b"] == pytest.approx(saved["ap50"], rel=1e-12)
+    same = compare_evaluations(tmp_path / "some", tmp_path / "some", 200)
+    assert all(r["difference"] == r["low"] == r["high"] == 0 for r in same.values())
+    (tmp_path / "all" / DETECTIONS_FILE).unlink()  # one side without boxes: the per-hand metrics alone
+    assert "ap50" not in compare_evaluations(tmp_path / "all", tmp_path / "some", 200)
 
 
 def test_a_detecting_model_is_not_expected_to_find_a_hand_outside_its_image(tmp_path):

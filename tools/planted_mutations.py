@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 187, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 188, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -554,6 +554,10 @@ MUTATIONS = [
     ("an evaluation's detections file forgets which hands were ignored",
      "src/handrecon/eval/detection.py", '"gt_ignore": np.concatenate([np.zeros(0, bool), *gt_ignore]),',
      '"gt_ignore": np.zeros(sum(len(g) for g in gt_boxes), bool),', ["tests/test_hand_detector.py"]),
+    ("compare-evals pairs two detecting models' boxes the wrong way round (A - B for B - A)",
+     "src/handrecon/eval/runner.py",
+     "compare_detector_evaluations(Path(a) / DETECTIONS_FILE, Path(b) / DETECTIONS_FILE,",
+     "compare_detector_evaluations(Path(b) / DETECTIONS_FILE, Path(a) / DETECTIONS_FILE,", ["tests/test_eval_runner.py"]),
 ]
 
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals
-from handrecon.eval.detection import compare_detector_evaluations, detection_metrics
+from handrecon.eval.detection import compare_detector_evaluations, detection_metrics, save_detections
 from handrecon.eval.metrics import dexycb_metrics, keypoint_errors, scale_translation_align
 from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, match_hands, per_hand_terms, score_hands
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
@@ -67,6 +67,7 @@ from handrecon.utils.io import atomic_open, atomic_write_json
 from handrecon.utils.threads import prefetch
 
 PER_HAND_FILE = "per_hand.npz"  # `evaluate(bootstrap=...)`'s per-hand terms, for `compare_evaluations`
+DETECTIONS_FILE = "detections.npz"  # and a model that finds the hands itself: its boxes, for the paired AP50
 SIDES_GIVEN_NOTE = ("each hand's side was given (the ground truth's), so side_accuracy counts the given sides; "
                     "--read-sides lets the model read them")
 
@@ -165,6 +166,7 @@ def evaluate(
     per_image: list[tuple[int, dict[str, Any]]] = []
     left_out: list[str] = []  # "sample id: why" of ground-truth hands no box can show, in sample order
     per_hand: dict[str, np.ndarray] = {}  # with bootstrap: the image of each hand and its metrics' terms
+    detections: tuple | None = None  # with bootstrap, a full-image model: `save_detections`' arguments
 
     def jobs() -> Iterator[tuple[list[int], list]]:
         """(indices, samples) per batch, read here, in order (images are decoded in `predict`)."""
@@ -238,6 +240,9 @@ def evaluate(
             visible, Ks = np.stack([h.visibility > 0.5 for h in gt_hands]), np.stack(hand_Ks)
             det = detection_metrics(*map(list, zip(*image_boxes)))
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
+            if bootstrap:
+                gts, boxes, scores = map(list, zip(*image_boxes))
+                detections = (gts, None, boxes, scores, det["threshold"])
             result.metrics.update(full_image_scores(*hand_sets, found_rows, Ks, visible))
 
         def hand_scores(rows: np.ndarray) -> dict[str, float | None]:
@@ -317,6 +322,9 @@ def evaluate(
             with atomic_open(out / PER_HAND_FILE) as f:
                 np.savez(f, **per_hand)
             result.files["per_hand"] = str(out / PER_HAND_FILE)
+        if detections is not None:
+            save_detections(out / DETECTIONS_FILE, *detections)
+            result.files["detections"] = str(out / DETECTIONS_FILE)
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files.update(predictions=str(out / "pred.json"), metrics=str(out / "metrics.json"))
     return result
@@ -328,8 +336,10 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
     `bootstrap`, so each holds `PER_HAND_FILE`): per metric both have, A's and B's values, B − A and
     the 95 % interval of B − A (`eval.bootstrap.paired_intervals`). ValueError naming the folder where
     a file is missing or unreadable, or where the two did not score the same hands (the same images
-    and ground-truth boxes). Two files instead (`evaluate-detector --out` metrics JSON files or their
-    detections) compare two detectors: `eval.detection.compare_detector_evaluations`."""
+    and ground-truth boxes). Two models that found the hands themselves (both folders hold
+    `DETECTIONS_FILE`) are also compared as detectors: AP50, precision, recall and the hand-free rate
+    (`eval.detection.compare_detector_evaluations`). Two files instead (`evaluate-detector --out`
+    metrics JSON files or their detections) compare two detectors alone."""
     detector = [Path(p).is_file() or Path(p).suffix in (".json", ".npz") for p in (a, b)]
     if any(detector):
         file, other = (a, b) if detector[0] else (b, a)
@@ -358,7 +368,10 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
                          "or other ground-truth boxes): evaluate both models on the same dataset, split and --limit")
     if not set(terms_a) & set(terms_b):
         raise ValueError(f"{a} and {b} share no metric to compare")
-    return paired_intervals(terms_a, terms_b, images_a, resamples, DEFAULT_LEVEL, seed)
+    rows = paired_intervals(terms_a, terms_b, images_a, resamples, DEFAULT_LEVEL, seed)
+    if all((Path(folder) / DETECTIONS_FILE).is_file() for folder in (a, b)):  # two models that found the hands
+        rows.update(compare_detector_evaluations(Path(a) / DETECTIONS_FILE, Path(b) / DETECTIONS_FILE, resamples, seed))
+    return rows
 
 
 def _ho3d_metrics(result: EvalResult, xyz: np.ndarray, gt_joints: np.ndarray | None) -> None:
