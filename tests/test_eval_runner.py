@@ -619,6 +619,10 @@ def test_compare_evaluations_of_two_detecting_models_pairs_their_boxes_too(tmp_p
     assert all(r["difference"] == r["low"] == r["high"] == 0 for r in same.values())
     (tmp_path / "all" / DETECTIONS_FILE).unlink()  # one side without boxes: the per-hand metrics alone
     assert "ap50" not in compare_evaluations(tmp_path / "all", tmp_path / "some", 200)
+    evaluate(found(lambda i, j: True), "synthetic", tmp_path / "syn", split="all", out=tmp_path / "some", batch_size=1)
+    assert not (tmp_path / "some" / DETECTIONS_FILE).exists()  # no bootstrap this time: the last run's files go
+    with pytest.raises(ValueError, match="per_hand.npz: not found"):
+        compare_evaluations(tmp_path / "all", tmp_path / "some", 200)
 
 
 def test_a_detecting_model_is_not_expected_to_find_a_hand_outside_its_image(tmp_path):

@@ -325,6 +325,8 @@ def evaluate(
         if detections is not None:
             save_detections(out / DETECTIONS_FILE, *detections)
             result.files["detections"] = str(out / DETECTIONS_FILE)
+        for name in {PER_HAND_FILE, DETECTIONS_FILE} - {Path(f).name for f in result.files.values()}:
+            (out / name).unlink(missing_ok=True)  # an earlier run's, which `compare_evaluations` would pair
         atomic_write_json(out / "metrics.json", result.to_json())
         result.files.update(predictions=str(out / "pred.json"), metrics=str(out / "metrics.json"))
     return result
