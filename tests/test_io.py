@@ -1,8 +1,9 @@
 import json
 
+import numpy as np
 import pytest
 
-from handrecon.utils.io import atomic_open, atomic_write_json
+from handrecon.utils.io import atomic_open, atomic_write_arrays, atomic_write_json, read_arrays
 
 
 def test_atomic_write_json_roundtrip(tmp_path):
@@ -54,3 +55,22 @@ def test_durable_writes_are_fsynced_and_per_image_outputs_are_not(tmp_path, monk
             f.write(b"half")
             raise RuntimeError("boom")
     assert sorted(q.name for q in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
+def test_arrays_round_trip_without_pickle_and_bad_files_name_themselves(tmp_path):
+    """`atomic_write_arrays` / `read_arrays`: the arrays come back as written; a missing file says what
+    writes it, a corrupt one or one holding objects (which only pickle could read) says what it should be."""
+    p = tmp_path / "sub" / "a.npz"
+    arrays = {"x": np.arange(6.0).reshape(2, 3), "flags": np.array([True, False]), "n": np.array(3)}
+    atomic_write_arrays(p, arrays)
+    back = read_arrays(p, "an array file", "run the tool first")
+    assert set(back) == set(arrays) and all(np.array_equal(back[k], v) for k, v in arrays.items())
+    assert [q.name for q in p.parent.iterdir()] == ["a.npz"]
+    with pytest.raises(ValueError, match=r"nowhere.npz: not found; run the tool first"):
+        read_arrays(tmp_path / "nowhere.npz", "an array file", "run the tool first")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(ValueError, match=r"junk.npz: not an array file \("):
+        read_arrays(tmp_path / "junk.npz", "an array file", "run the tool first")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match=r"objects.npz: not an array file"):
+        read_arrays(tmp_path / "objects.npz", "an array file", "run the tool first")

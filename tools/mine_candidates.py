@@ -22,7 +22,7 @@ import numpy as np
 from handrecon.data.loaders import build_dataset
 from handrecon.infer.detect import build_detector
 from handrecon.models.handos.detections import DetectorError
-from handrecon.utils.io import atomic_open
+from handrecon.utils.io import atomic_write_arrays
 
 CANDIDATE_THRESHOLD, CANDIDATE_NMS_IOU = 0.01, 0.5
 
@@ -61,8 +61,7 @@ def main() -> None:
     detector.side_head = detector.verifier = None  # the detector's own candidates, as the verifier will see them
     arrays = mine(detector, scenes, args.root)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(args.out) as f:
-        np.savez(f, **arrays)
+    atomic_write_arrays(args.out, arrays)
     print(f"{args.out}: {len(arrays['scores'])} candidates on {len(scenes)} images")
 
 

@@ -40,7 +40,7 @@ def bootstrap_intervals(terms: dict[str, tuple[np.ndarray, np.ndarray]], cluster
     values, resampled = _resampled(terms, clusters, resamples, level, seed)
     out = {}
     for name, value in values.items():
-        low, high = _tails(resampled[name], level)
+        low, high = percentile_interval(resampled[name], level)
         out[name] = {"value": value, "low": low, "high": high}
     return out
 
@@ -58,7 +58,7 @@ def paired_intervals(terms_a: dict[str, tuple[np.ndarray, np.ndarray]], terms_b:
     values, resampled = _resampled(combined, clusters, resamples, level, seed)
     out = {}
     for name in names:
-        low, high = _tails(resampled[("b", name)] - resampled[("a", name)], level)
+        low, high = percentile_interval(resampled[("b", name)] - resampled[("a", name)], level)
         a, b = values[("a", name)], values[("b", name)]
         out[name] = {"a": a, "b": b, "difference": b - a, "low": low, "high": high}
     return out
@@ -97,9 +97,11 @@ def _resampled(terms: dict, clusters: np.ndarray, resamples: int, level: float, 
     return values, {name: np.concatenate(p) for name, p in parts.items()}
 
 
-def _tails(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
+    """The central `level` of resampled values (NaN, a resample without weight, left out): (low, high)."""
     low, high = np.nanquantile(values, [(1.0 - level) / 2, (1.0 + level) / 2])
     return float(low), float(high)
 
 
-__all__ = ["DEFAULT_LEVEL", "MIN_RESAMPLES", "bootstrap_intervals", "check_resamples", "paired_intervals"]
+__all__ = ["DEFAULT_LEVEL", "MIN_RESAMPLES", "bootstrap_intervals", "check_resamples", "paired_intervals",
+           "percentile_interval"]

@@ -27,17 +27,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from handrecon.data.loaders import build_dataset
-from handrecon.eval.bootstrap import DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals
+from handrecon.eval.bootstrap import (DEFAULT_LEVEL, bootstrap_intervals, check_resamples, paired_intervals,
+                                      percentile_interval)
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
 from handrecon.eval.scoring import match_hands
-from handrecon.utils.io import atomic_open
+from handrecon.utils.io import atomic_write_arrays, read_arrays
 
 # `recall_by_height`'s bins: a hand's box height over the image height (the scene sets frame hands at
 # 12-45 % of it, the wide shots at 5-15 %, close-ups up to 90 %)
@@ -204,11 +204,6 @@ def _resampled_ap50(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray],
     return aps
 
 
-def _percentiles(values: np.ndarray) -> tuple[float, float]:
-    low, high = np.quantile(values, [(1.0 - DEFAULT_LEVEL) / 2, (1.0 + DEFAULT_LEVEL) / 2])
-    return float(low), float(high)
-
-
 def detection_intervals(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
                         threshold: float, gt_ignore: list[np.ndarray] | None, resamples: int, seed: int = 0
                         ) -> dict[str, dict[str, float]]:
@@ -221,7 +216,7 @@ def detection_intervals(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray]
     terms = _ratio_terms(gt_boxes, gt_ignore, pred_boxes, pred_scores, threshold)
     out = bootstrap_intervals({k: v for k, v in terms.items() if v[1].sum() > 0}, np.arange(len(gt_boxes)), resamples,
                               seed=seed)
-    low, high = _percentiles(_resampled_ap50(gt_boxes, gt_ignore, [(pred_boxes, pred_scores)], resamples, seed)[:, 0])
+    low, high = percentile_interval(_resampled_ap50(gt_boxes, gt_ignore, [(pred_boxes, pred_scores)], resamples, seed)[:, 0])
     ap50 = {"value": coco_ap50(gt_boxes, pred_boxes, pred_scores, gt_ignore), "low": low, "high": high}
     return {"ap50": ap50, **out}
 
@@ -244,7 +239,7 @@ def paired_detection_intervals(gt_boxes: list[np.ndarray], gt_ignore: list[np.nd
                            resamples, DEFAULT_LEVEL, seed)
     aps = _resampled_ap50(gt_boxes, gt_ignore, [a[:2], b[:2]], resamples, seed)
     ap_a, ap_b = (coco_ap50(gt_boxes, *p[:2], gt_ignore) for p in (a, b))
-    low, high = _percentiles(aps[:, 1] - aps[:, 0])
+    low, high = percentile_interval(aps[:, 1] - aps[:, 0])
     return {"ap50": {"a": ap_a, "b": ap_b, "difference": ap_b - ap_a, "low": low, "high": high}, **out}
 
 
@@ -270,21 +265,17 @@ def save_detections(path: str | os.PathLike, gt_boxes: list[np.ndarray], gt_igno
               "det_image": np.repeat(np.arange(len(boxes)), [len(b) for b in boxes]),
               "det_box": np.concatenate([np.zeros((0, 4)), *boxes]), "det_score": np.concatenate([np.zeros(0), *scores]),
               "num_images": np.array(len(gt_boxes)), "threshold": np.array(float(threshold))}
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
+    atomic_write_arrays(path, arrays)
 
 
 def load_detections(path: str | os.PathLike) -> dict[str, Any]:
     """A `save_detections` file back: {"gt_boxes", "gt_ignore", "pred_boxes", "pred_scores"} (per image)
     and "threshold". ValueError naming the file where it is missing, unreadable or not such a file."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: not found; run `handrecon evaluate-detector ... --out "
-                         f"{path.name.replace('.detections.npz', '.json')}` first, which writes it")
-    keys = ("gt_image", "gt_box", "gt_ignore", "det_image", "det_box", "det_score", "num_images", "threshold")
+    what = "a detections file of `handrecon evaluate-detector --out`"
+    arrays = read_arrays(path, what, f"run `handrecon evaluate-detector ... --out "
+                                     f"{path.name.replace('.detections.npz', '.json')}` first, which writes it")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in keys}
         n = int(arrays["num_images"])
         split = {}
         for part in ("gt", "det"):
@@ -299,8 +290,8 @@ def load_detections(path: str | os.PathLike) -> dict[str, Any]:
                "threshold": float(arrays["threshold"])}
         if n == 0 or any(len(out[k]) != n for k in ("gt_boxes", "gt_ignore", "pred_boxes", "pred_scores")):
             raise ValueError(f"holds {n} images but not one entry per image in each array")
-    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a detections file of `handrecon evaluate-detector --out` ({e})") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not {what} ({e})") from None
     return out
 
 

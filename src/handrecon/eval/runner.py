@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,7 +62,7 @@ from handrecon.eval.scoring import METRIC_NAMES, HandSet, full_image_scores, mat
 from handrecon.eval.submission import write_dexycb_results, write_freihand_submission, write_ho3d_submission
 from handrecon.geometry.boxes import check_box
 from handrecon.utils.distributed import all_gather_object, current_rank
-from handrecon.utils.io import atomic_open, atomic_write_json
+from handrecon.utils.io import atomic_write_arrays, atomic_write_json, read_arrays
 from handrecon.utils.threads import prefetch
 
 PER_HAND_FILE = "per_hand.npz"  # `evaluate(bootstrap=...)`'s per-hand terms, for `compare_evaluations`
@@ -238,10 +237,10 @@ def evaluate(
         hand_sets = _hand_sets(P, gt_hands, pred_sides)  # (prediction, ground truth), every hand stacked once
         if full_image:
             visible, Ks = np.stack([h.visibility > 0.5 for h in gt_hands]), np.stack(hand_Ks)
-            det = detection_metrics(*map(list, zip(*image_boxes)))
+            gts, boxes, scores = map(list, zip(*image_boxes))
+            det = detection_metrics(gts, boxes, scores)
             result.metrics.update(ap=det["ap"], ap50=det["ap50"])
             if bootstrap:
-                gts, boxes, scores = map(list, zip(*image_boxes))
                 detections = (gts, None, boxes, scores, det["threshold"])
             result.metrics.update(full_image_scores(*hand_sets, found_rows, Ks, visible))
 
@@ -319,8 +318,7 @@ def evaluate(
             write_dexycb_results(out / "results.txt", [i for _, r in per_image for i in r["ids"]], P["keypoints_3d"])
             result.files["results"] = str(out / "results.txt")
         if result.intervals is not None:  # what `compare_evaluations` pairs with another model's
-            with atomic_open(out / PER_HAND_FILE) as f:
-                np.savez(f, **per_hand)
+            atomic_write_arrays(out / PER_HAND_FILE, per_hand)
             result.files["per_hand"] = str(out / PER_HAND_FILE)
         if detections is not None:
             save_detections(out / DETECTIONS_FILE, *detections)
@@ -352,13 +350,8 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
     sets = []
     for folder in (Path(a), Path(b)):
         path = folder / PER_HAND_FILE
-        if not path.is_file():
-            raise ValueError(f"{path}: not found; run `handrecon evaluate ... --bootstrap 1000 --out {folder}` first")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path}: not a per-hand file of `handrecon evaluate --bootstrap` ({e})") from None
+        arrays = read_arrays(path, "a per-hand file of `handrecon evaluate --bootstrap`",
+                             f"run `handrecon evaluate ... --bootstrap 1000 --out {folder}` first")
         if "image" not in arrays or "gt_box" not in arrays:
             raise ValueError(f"{path}: holds no 'image' or 'gt_box' array; not a per-hand file of "
                              "`handrecon evaluate --bootstrap`")

@@ -1,4 +1,5 @@
-"""File I/O helpers shared by every writer: atomic writes, so nothing half-written is left behind."""
+"""File I/O helpers shared by every writer: atomic writes, so nothing half-written is left behind;
+and the reading of handrecon's own `.npz` files without pickle."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -93,6 +97,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
     """Write `data` to `path` atomically (`atomic_open`)."""
     with atomic_open(path, "wb", durable) as f:
         f.write(data)
+
+
+def atomic_write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` as one uncompressed `.npz` at `path` atomically (`atomic_open`); `read_arrays`
+    reads it back."""
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
+
+
+def read_arrays(path: str | os.PathLike, what: str, how: str) -> dict[str, np.ndarray]:
+    """Every array of the `.npz` at `path`, read without pickle. ValueError naming the file where it is
+    missing ("PATH: not found; HOW", `how` saying what writes it) or not a readable `.npz` ("PATH: not
+    WHAT (why)", `what` saying which file it should be)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: not found; {how}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not {what} ({e})") from None
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
