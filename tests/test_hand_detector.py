@@ -93,6 +93,32 @@ def test_coco_ap50_and_detection_intervals_agree_with_detection_metrics():
         detection_intervals(gts, boxes, scores, 0.5, ignores, 20)
 
 
+def test_resampled_ap50_is_coco_ap50_of_each_resample():
+    """The bootstrap's AP50 (pycocotools' matching once, then its `accumulate` per resample) is, on every
+    resample, the AP50 of the resampled images evaluated from scratch (`detection_metrics`) to the last
+    digit: repeated images, a detector with no detection at all, a perfect one, and resamples with no
+    target hand (AP50 0)."""
+    from handrecon.eval.detection import _resampled_ap50
+
+    gts, boxes, scores, ignores = _random_detections(7, images=30)
+    nothing = ([np.zeros((0, 4))] * len(gts), [np.zeros(0)] * len(gts))
+    perfect = (gts, [np.ones(len(g)) for g in gts])
+    aps = _resampled_ap50(gts, ignores, [(boxes, scores), nothing, perfect], 100, seed=3)
+    idx_of = np.random.default_rng(3)
+    for r in range(100):
+        idx = idx_of.integers(0, len(gts), len(gts))
+        expected = detection_metrics([gts[i] for i in idx], [boxes[i] for i in idx], [scores[i] for i in idx], 0.5,
+                                     [ignores[i] for i in idx])["ap50"]
+        assert aps[r, 0] == pytest.approx(expected, abs=1e-12), r
+    assert aps[:, 1].max() == 0.0 and aps[:, 2].min() == 1.0 and len(np.unique(aps[:, 0])) > 50
+    free = [i for i, (g, ig) in enumerate(zip(gts, ignores)) if not (~ig).any()][:3]
+    hand = next(i for i, ig in enumerate(ignores) if (~ig).any())
+    pick = free + [hand]
+    lone = _resampled_ap50([gts[i] for i in pick], [ignores[i] for i in pick],
+                           [([gts[i] for i in pick], [np.ones(len(gts[i])) for i in pick])], 100, seed=0)
+    assert set(np.round(lone[:, 0], 12)) == {0.0, 1.0}  # resamples of the hand-free images alone score 0, the rest 1
+
+
 def test_paired_detection_intervals_tell_a_better_detector_from_noise():
     """Two detectors on the same images: each one's values are `detection_metrics`', a detector against
     itself differs by exactly 0, one that scores the hands it finds higher is better beyond the noise in

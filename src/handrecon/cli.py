@@ -564,7 +564,7 @@ def evaluate_detector_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Write the metrics JSON here (M.json), and every image's detections beside it (M.detections.npz) for `compare-evals`."),
     tta: bool = typer.Option(False, "--tta", help=TEST_TIME_FLIP_HELP),
     tiles: int = typer.Option(1, "--tiles", min=1, max=8, help=TILES_HELP),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Also give 95%% intervals of AP50, precision, recall and the no-hand rate at the threshold from this many resamples of the images (>= 100; 0: none; AP50 costs a COCO evaluation per resample)."),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Also give 95%% intervals of AP50, precision, recall and the no-hand rate at the threshold from this many resamples of the images (>= 100; 0: none)."),
 ) -> None:
     """COCO box AP / AP50 / AP75 / recall of a hand detector (pycocotools), precision and the
     false-positive rate on images without a hand; with a side head, side accuracy (detected hands

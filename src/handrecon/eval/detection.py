@@ -45,7 +45,7 @@ HEIGHT_EDGES = (0.0, 0.1, 0.2, 0.3, 0.45, float("inf"))
 
 
 def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
-               gt_ignore: list[np.ndarray], ap50_only: bool = False):
+               gt_ignore: list[np.ndarray], ap50_only: bool = False, accumulate: bool = True):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -74,6 +74,9 @@ def _coco_eval(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sc
         else:
             ev.params.maxDets = [1, 10, 100]
         ev.evaluate()
+        if not accumulate:  # the per-image matches alone (`_ap50_matches`), kept for `_accumulated_ap50`
+            ev.all_images = list(ev.evalImgs)
+            return ev
         ev.accumulate()
         if not ap50_only:
             ev.summarize()
@@ -85,10 +88,32 @@ def coco_ap50(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sco
     """COCO's AP at IoU 0.5 alone (all areas, 100 detections an image; the arguments as
     `detection_metrics`'): its ``ap50``, from pycocotools' precision table, in about a tenth of the time."""
     gt_boxes, gt_ignore = _prepared(gt_boxes, pred_boxes, pred_scores, gt_ignore)
+    matches = _ap50_matches(gt_boxes, pred_boxes, pred_scores, gt_ignore)
+    return _accumulated_ap50(matches, np.arange(len(gt_boxes)))
+
+
+def _ap50_matches(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
+                  gt_ignore: list[np.ndarray]) -> Any:
+    """pycocotools' per-image matching at IoU 0.5 (`COCOeval.evaluate` with `coco_ap50`'s parameters:
+    ``evalImgs`` holds one entry per image, in order), or None where no image has a detection."""
     if not sum(int((~ig).sum()) for ig in gt_ignore):
+        return None
+    return _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore, ap50_only=True, accumulate=False)
+
+
+def _accumulated_ap50(matches: Any, images: np.ndarray) -> float:
+    """`coco_ap50` of the images `images` (indices, repeats allowed: a bootstrap resample) from their
+    matching (`_ap50_matches`) by pycocotools' own `COCOeval.accumulate`: the matching of an image does
+    not depend on the others, so this is `coco_ap50` of those images to the last digit, without matching
+    them again."""
+    if matches is None:
         return 0.0
-    ev = _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore, ap50_only=True)
-    precision = ev.eval["precision"][0, :, 0, 0, 0] if ev is not None else np.zeros(0)
+    ids = list(range(len(images)))
+    matches.evalImgs = [matches.all_images[i] for i in images]
+    matches.params.imgIds = matches._paramsEval.imgIds = ids
+    with contextlib.redirect_stdout(io.StringIO()):
+        matches.accumulate()
+    precision = matches.eval["precision"][0, :, 0, 0, 0]
     return float(precision[precision > -1].mean()) if (precision > -1).any() else 0.0
 
 
@@ -192,15 +217,15 @@ def _resampled_ap50(gt_boxes: list[np.ndarray], gt_ignore: list[np.ndarray],
                     predictions: list[tuple[list[np.ndarray], list[np.ndarray]]], resamples: int, seed: int
                     ) -> np.ndarray:
     """(R, K) `coco_ap50` of K detectors' (boxes, scores) on R resamples of the images, every detector
-    on the same resamples (so that differences are paired)."""
+    on the same resamples (so that differences are paired). Each detector's images are matched once by
+    pycocotools and each resample accumulated from those matches (`_accumulated_ap50`)."""
     rng = np.random.default_rng(seed)
     n = len(gt_boxes)
+    matches = [_ap50_matches(gt_boxes, boxes, scores, gt_ignore) for boxes, scores in predictions]
     aps = np.empty((resamples, len(predictions)))
     for r in range(resamples):
         idx = rng.integers(0, n, n)
-        gts, ignores = [gt_boxes[i] for i in idx], [gt_ignore[i] for i in idx]
-        for k, (boxes, scores) in enumerate(predictions):
-            aps[r, k] = coco_ap50(gts, [boxes[i] for i in idx], [scores[i] for i in idx], ignores)
+        aps[r] = [_accumulated_ap50(m, idx) for m in matches]
     return aps
 
 
