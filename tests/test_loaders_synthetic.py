@@ -108,9 +108,12 @@ def test_reader_errors(tmp_path):
     with pytest.raises(DatasetError, match="meta.json: not found"):
         build_dataset("synthetic", tmp_path)
     write_dataset(tmp_path, n_shards=1)
-    (tmp_path / "shard_00000" / "vertices.npz").write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match=r"vertices\.npz: unreadable"):
-        build_dataset("synthetic", tmp_path)[0]
+    vertices = tmp_path / "shard_00000" / "vertices.npz"
+    intact = vertices.read_bytes()
+    for damaged in (b"garbage", b"", intact[: len(intact) // 2]):  # not a zip, empty, cut short in a copy
+        vertices.write_bytes(damaged)
+        with pytest.raises(DatasetError, match=r"vertices\.npz: not a readable vertex file"):
+            build_dataset("synthetic", tmp_path)[0]
     with pytest.raises(DatasetError, match="topology"):
         build_dataset("synthetic", tmp_path, expected_topology_hash="other")
 

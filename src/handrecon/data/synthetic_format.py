@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from handrecon.data.schema import DatasetError, HandAnnotation
-from handrecon.utils.io import atomic_write_bytes, atomic_write_json
+from handrecon.utils.io import atomic_write_arrays, atomic_write_json, read_arrays
 
 FORMAT_NAME = "handrecon-synthetic"
 FORMAT_VERSION = 1
@@ -239,9 +239,7 @@ class ShardWriter:
                 "origin": np.zeros((0, 3), np.float32),
                 "index": np.zeros((0, 2), np.int32),
             }
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(self._tmp / VERTICES_FILE, buf.getvalue())
+        atomic_write_arrays(self._tmp / VERTICES_FILE, arrays)
         doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "shard": self.index, "images": self._records}
         atomic_write_json(self._tmp / ANNOTATIONS_FILE, doc, indent=None)
         os.rename(self._tmp, self.final)  # atomic: the shard appears complete or not at all
@@ -278,13 +276,13 @@ def read_shard_vertices(shard_dir: str | os.PathLike) -> dict[tuple[int, int], n
     """The vertices of a finished shard: {(image, hand): (V,3) float32 metres, camera frame}.
     Reads only vertices.npz; raises DatasetError naming the file on any problem."""
     vpath = Path(shard_dir) / VERTICES_FILE
-    if not vpath.is_file():
-        raise DatasetError(f"{vpath}: not found; the shard is incomplete")
     try:
-        with np.load(vpath, allow_pickle=False) as z:
-            rel, origin, index = z["vertices"], z["origin"], z["index"]
-    except (OSError, ValueError, KeyError) as e:
-        raise DatasetError(f"{vpath}: unreadable vertex file ({e})") from e
+        z = read_arrays(vpath, "a readable vertex file", "the shard is incomplete")
+        rel, origin, index = z["vertices"], z["origin"], z["index"]
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    except KeyError as e:
+        raise DatasetError(f"{vpath}: not a readable vertex file (no {e} array)") from None
     if not (len(rel) == len(origin) == len(index)):
         raise DatasetError(f"{vpath}: vertices ({len(rel)}), origin ({len(origin)}) and index ({len(index)}) counts differ")
     absolute = rel.astype(np.float32) + origin[:, None, :].astype(np.float32)

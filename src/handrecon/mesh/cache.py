@@ -9,7 +9,6 @@ key, or fails its checksum is ignored and rebuilt, never trusted. The directory 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from handrecon.utils.io import atomic_write_bytes, cache_dir
+from handrecon.utils.io import atomic_write_arrays, cache_dir
 
 CACHE_FORMAT = 1
 _META = "__meta__"
@@ -47,9 +46,7 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], key: str) -> None:
     """Write `arrays` and a header (format, key, checksum) atomically to the `.npz` at `path`."""
     meta = {"format": CACHE_FORMAT, "key": key, "checksum": _checksum(arrays)}
-    buf = io.BytesIO()
-    np.savez(buf, **arrays, **{_META: np.array(json.dumps(meta))})
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_arrays(path, {**arrays, _META: np.array(json.dumps(meta))})
 
 
 def load_arrays(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:
