@@ -331,6 +331,17 @@ def test_mined_candidates_give_balanced_labelled_roi_crops(mined):
         np.savez(mined / "shuffled.npz", **{**dict(c), "image": c["image"][::-1].copy()})
     with pytest.raises(ValueError, match="not in image order"):
         HandBoxCandidates(str(mined / "scenes"), str(mined / "shuffled.npz"))
+    intact = (mined / "candidates.npz").read_bytes()
+    for damaged in (b"", intact[: len(intact) // 2]):  # empty, cut short in a copy: one line naming the file
+        (mined / "damaged.npz").write_bytes(damaged)
+        with pytest.raises(ValueError, match=r"damaged\.npz: not a candidates file of tools/mine_candidates\.py"):
+            HandBoxCandidates(str(mined / "scenes"), str(mined / "damaged.npz"))
+    with np.load(mined / "candidates.npz") as c:
+        np.savez(mined / "partial.npz", **{k: v for k, v in c.items() if k != "gt_detectable"})
+    with pytest.raises(ValueError, match=r"partial\.npz: not a candidates file .*no gt_detectable array"):
+        HandBoxCandidates(str(mined / "scenes"), str(mined / "partial.npz"))
+    with pytest.raises(ValueError, match=r"nope\.npz: not found; mine it with tools/mine_candidates\.py"):
+        HandBoxCandidates(str(mined / "scenes"), str(mined / "nope.npz"))
 
 
 def test_a_folder_of_hand_free_scenes_gives_non_hands_only(mined, tmp_path):

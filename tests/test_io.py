@@ -74,3 +74,9 @@ def test_arrays_round_trip_without_pickle_and_bad_files_name_themselves(tmp_path
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match=r"objects.npz: not an array file"):
         read_arrays(tmp_path / "objects.npz", "an array file", "run the tool first")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.npz: not an array file \("):
+        read_arrays(tmp_path / "empty.npz", "an array file", "run the tool first")
+    assert set(read_arrays(p, "an array file", "run the tool first", ("x", "n"))) == set(arrays)
+    with pytest.raises(ValueError, match=r"a.npz: not an array file \(no y, z array\)"):
+        read_arrays(p, "an array file", "run the tool first", ("x", "y", "z"))

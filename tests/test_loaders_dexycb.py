@@ -173,6 +173,13 @@ def test_mano_pca_expansion_left_and_right(dex, tmp_path):
 def test_errors(dex, tmp_path):
     with pytest.raises(DatasetError, match=r"836212060125_640x480\.yml: YAML file not found"):
         build_dataset("dexycb", tmp_path, "s0_train")
+    damaged = tmp_path / "damaged"
+    write_dexycb(damaged, {(0, 0, 0, 1): 1})
+    ds = build_dataset("dexycb", damaged, "s0_train")
+    for label in damaged.rglob("labels_000001.npz"):  # a label file cut short in a copy: one line naming it
+        label.write_bytes(label.read_bytes()[:100])
+    with pytest.raises(DatasetError, match=r"labels_000001\.npz: not a readable DexYCB label file"):
+        ds[1]
     root, _ = dex
     with pytest.raises(DatasetError, match=r"MANO_RIGHT\.pkl: MANO model file not found"):
         build_dataset("dexycb", root, "s0_val", mano_dir=tmp_path)

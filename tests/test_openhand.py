@@ -79,3 +79,7 @@ def test_loader_refuses_pickled_or_incomplete_files(tmp_path):
         load_openhand(partial)
     with pytest.raises(FileNotFoundError, match="OpenHand asset missing"):
         load_openhand(tmp_path / "nope.npz")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(partial.read_bytes()[:60])  # a damaged install: the same advice, not numpy's traceback
+    with pytest.raises(ValueError, match="export_openhand"):
+        load_openhand(cut)

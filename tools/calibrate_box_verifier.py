@@ -37,7 +37,7 @@ from handrecon.checkpoint import CheckpointError
 from handrecon.data.loaders import build_dataset
 from handrecon.eval.detection import threshold_metrics
 from handrecon.eval.operating_point import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
-from handrecon.models.handos.box_verifier import BoxVerifierHead, load_verifier_network
+from handrecon.models.handos.box_verifier import BoxVerifierHead, load_verifier_network, read_candidates
 from handrecon.models.handos.detections import (
     VERIFIER_DIR, VERIFIER_SETTINGS, Detections, VerifierSettings, verified_candidates,
 )
@@ -51,8 +51,7 @@ def _scored(head: BoxVerifierHead, root: str, candidates: str, last: int | None 
     for the last ``last`` images of ``root`` (all when None); ``hand_free``: refuse a folder with
     hands first."""
     scenes = build_dataset("synthetic", root, "all")
-    with np.load(candidates, allow_pickle=False) as c:
-        mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
+    mined = read_candidates(candidates)
     if int(mined["n"]) != len(scenes):
         raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(scenes)}; mine it again")
     if hand_free and len(mined["gt"]):

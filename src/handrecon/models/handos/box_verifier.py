@@ -65,6 +65,7 @@ from handrecon.models.handos.detections import (
     VERIFIER_DIR, VerifierSettings, read_roi_crops, read_verifier_settings, roi_crops,
 )
 from handrecon.utils.image import normalize_images
+from handrecon.utils.io import read_arrays
 
 FOUND_IOU, TARGET_RAMP = 0.5, (0.35, 0.65)
 REFINE_IOU = 0.3  # candidates at least this close to a detectable hand learn to move onto it
@@ -255,16 +256,23 @@ def candidate_box_targets(boxes: np.ndarray, gt: np.ndarray, detectable: np.ndar
     return targets
 
 
+CANDIDATE_ARRAYS = ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")
+
+
+def read_candidates(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The candidates `tools/mine_candidates.py` wrote ({name: array} of `CANDIDATE_ARRAYS`), read without
+    pickle; ValueError naming the file where it is missing, damaged or lacks an array."""
+    arrays = read_arrays(path, "a candidates file of tools/mine_candidates.py", "mine it with tools/mine_candidates.py",
+                         CANDIDATE_ARRAYS)
+    return {k: arrays[k] for k in CANDIDATE_ARRAYS}
+
+
 class _Folder:
     """One scene folder and its mined candidates, split by image: the last `val_images` are validation."""
 
     def __init__(self, root: str, candidates: str, split: str, val_images: int) -> None:
         self.scenes = build_dataset("synthetic", root, "all")
-        try:
-            with np.load(candidates, allow_pickle=False) as c:
-                mined = {k: c[k] for k in ("boxes", "scores", "image", "gt", "gt_image", "gt_detectable", "n")}
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"{candidates}: not a candidates file of tools/mine_candidates.py ({e}); mine it again") from None
+        mined = read_candidates(candidates)
         if int(mined["n"]) != len(self.scenes):
             raise ValueError(f"{candidates}: mined from {int(mined['n'])} images, {root} holds {len(self.scenes)}; "
                              "mine it again with tools/mine_candidates.py")
