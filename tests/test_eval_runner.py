@@ -281,6 +281,9 @@ def test_compare_evaluations_pairs_two_models_on_the_same_hands(tmp_path, tiny):
         (tmp_path / "c" / PER_HAND_FILE).write_bytes(junk)
         with pytest.raises(ValueError, match="not a per-hand file"):
             compare_evaluations(tmp_path / "a", tmp_path / "c")
+    np.savez(tmp_path / "c" / PER_HAND_FILE, image=np.arange(3))  # readable, but not what evaluate writes
+    with pytest.raises(ValueError, match=r"not a per-hand file of `handrecon evaluate --bootstrap` \(no gt_box array\)"):
+        compare_evaluations(tmp_path / "a", tmp_path / "c")
 
 
 class ColourOracle(Oracle):

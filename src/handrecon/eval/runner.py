@@ -351,10 +351,7 @@ def compare_evaluations(a: str | Path, b: str | Path, resamples: int = 1000, see
     for folder in (Path(a), Path(b)):
         path = folder / PER_HAND_FILE
         arrays = read_arrays(path, "a per-hand file of `handrecon evaluate --bootstrap`",
-                             f"run `handrecon evaluate ... --bootstrap 1000 --out {folder}` first")
-        if "image" not in arrays or "gt_box" not in arrays:
-            raise ValueError(f"{path}: holds no 'image' or 'gt_box' array; not a per-hand file of "
-                             "`handrecon evaluate --bootstrap`")
+                             f"run `handrecon evaluate ... --bootstrap 1000 --out {folder}` first", ("image", "gt_box"))
         names = [k for k in METRIC_NAMES if "num__" + k in arrays and "den__" + k in arrays]
         sets.append((arrays["image"], arrays["gt_box"], {k: (arrays["num__" + k], arrays["den__" + k]) for k in names}))
     (images_a, boxes_a, terms_a), (images_b, boxes_b, terms_b) = sets
