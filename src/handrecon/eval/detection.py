@@ -95,7 +95,8 @@ def coco_ap50(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_sco
 def _ap50_matches(gt_boxes: list[np.ndarray], pred_boxes: list[np.ndarray], pred_scores: list[np.ndarray],
                   gt_ignore: list[np.ndarray]) -> Any:
     """pycocotools' per-image matching at IoU 0.5 (`COCOeval.evaluate` with `coco_ap50`'s parameters:
-    ``evalImgs`` holds one entry per image, in order), or None where no image has a detection."""
+    ``evalImgs`` holds one entry per image, in order), or None where the images hold no target hand or no
+    detection (AP50 0 on every resample)."""
     if not sum(int((~ig).sum()) for ig in gt_ignore):
         return None
     return _coco_eval(gt_boxes, pred_boxes, pred_scores, gt_ignore, ap50_only=True, accumulate=False)
