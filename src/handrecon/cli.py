@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -737,8 +738,6 @@ def compare_evals(
 def _detector_settings(path: Path) -> str:
     """What an `evaluate-detector --out` JSON file measured, as ' (DETECTOR --tta --tiles N, threshold T)';
     '' for anything else (a folder, the .npz, an unreadable file: `compare-evals` reports those itself)."""
-    import json
-
     try:
         run = json.loads(path.read_text()) if path.suffix == ".json" and path.is_file() else {}
         flags = " --tta" * bool(run.get("test_time_flip")) + (f" --tiles {run['tiles']}" if run.get("tiles", 1) > 1 else "")

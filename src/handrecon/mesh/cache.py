@@ -12,13 +12,12 @@ import hashlib
 import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from handrecon.utils.io import atomic_write_arrays, cache_dir
+from handrecon.utils.io import atomic_write_arrays, cache_dir, read_arrays
 
 CACHE_FORMAT = 1
 _META = "__meta__"
@@ -51,13 +50,12 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], key: str
 
 def load_arrays(path: str | os.PathLike, key: str) -> dict[str, np.ndarray] | None:
     """Arrays stored at `path` if the file is intact and was written for `key`, else None."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-        meta = json.loads(str(arrays.pop(_META)))
-    except FileNotFoundError:
+    if not Path(path).is_file():
         return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+    try:
+        arrays = read_arrays(path, "a mesh cache file", "", (_META,))
+        meta = json.loads(str(arrays.pop(_META)))
+    except ValueError as e:
         log.warning("ignoring unreadable mesh cache file %s (%s); rebuilding", path, e)
         return None
     if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
