@@ -68,6 +68,8 @@ def test_a_bare_off_is_the_word_off(tmp_path):
         (BASE, ["optim.betas=[0.9, high]"], r"optim.betas\[1\]: expected float"),
         (BASE, ["train.log_every=0"], "command-line override: train.log_every: must be >= 1, got 0"),
         (BASE, ["optim.lr=-1e-3"], "optim.lr: must be positive"),
+        (BASE, ["train.ema_decay=1.0"], "command-line override: train.ema_decay: must lie strictly between 0 and 1"),
+        (BASE, ["train.ema_warmup_steps=-5"], "train.ema_warmup_steps: must be >= 0"),
     ],
 )
 def test_errors_name_key_and_source(tmp_path, raw, overrides, message):

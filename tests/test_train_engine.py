@@ -6,6 +6,7 @@ the config's ``imports`` with ``tests/`` on PYTHONPATH.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from handrecon.registry import ConfigError, register_dataset, register_model
 from handrecon.train import config_from_dict, train
 from handrecon.train.distributed import init_distributed
 from handrecon.train.engine import Trainer
-from handrecon.checkpoint import load_state, read_card
+from handrecon.checkpoint import CheckpointError, load_state, read_card
+from handrecon.train.ema import WeightEMA
 
 TESTS = Path(__file__).parent
 
@@ -123,8 +125,9 @@ def params(path: Path) -> dict[str, torch.Tensor]:
         {"data.num_workers": 2, "optim.schedule": {"name": "cosine", "warmup_epochs": 0.5, "start_epoch": 1}},
         {"data.train": {"name": "toy_stream", "kwargs": {"seed": 5}}, "train.steps_per_epoch": 8,
          "data.num_workers": 2, "train.grad_clip": 0.5},
+        {"train.ema_decay": 0.9, "train.ema_warmup_steps": 4},
     ],
-    ids=["multistep-w0", "cosine-w2", "stream-w2-clip"],
+    ids=["multistep-w0", "cosine-w2", "stream-w2-clip", "ema"],
 )
 def test_exact_resume(tmp_path, over):
     """24 steps straight == 12 steps, checkpoint, resume in a new process state, 12 more steps."""
@@ -143,6 +146,11 @@ def test_exact_resume(tmp_path, over):
     assert not torch.allclose(params(mid)["net.0.weight"], pa["net.0.weight"])
     sa, sb = load_state(tmp_path / "a" / "checkpoints" / "step_00000024"), load_state(tmp_path / "b" / "checkpoints" / "step_00000024")
     torch.testing.assert_close(sa["rng"][0]["torch"], sb["rng"][0]["torch"])
+    assert ("ema" in sa) == ("train.ema_decay" in over)
+    if "ema" in sa:  # the live weights, which the run continues from, resumed exactly too
+        assert sa["ema"]["updates"] == sb["ema"]["updates"] == 24
+        for k, v in sa["ema"]["live_weights"].items():
+            torch.testing.assert_close(sb["ema"]["live_weights"][k], v, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("emulated", [False, True])
@@ -342,3 +350,74 @@ def test_channels_last_trains_the_same_model(tmp_path):
     trainer = Trainer(config_from_dict(_conv_cfg(tmp_path / "probe", channels_last=True)), init_distributed("cpu"))
     trainer.train_step(next(iter(trainer._loader(0, 0))))
     assert trainer.model.layouts == [(True, True)]
+
+
+class _Scaled(nn.Module):
+    """A weight and a BatchNorm (float running statistics, an integer batch counter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.norm = nn.Linear(3, 2), nn.BatchNorm1d(2)
+
+
+def test_weight_ema_follows_its_formula():
+    """avg_n = d_n avg_{n-1} + (1 - d_n) w_n with d_n = decay (1 - exp(-n / warmup)); float buffers
+    averaged, the integer batch counter copied; `applied` lends the average and gives the live weights back."""
+    model = _Scaled()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = WeightEMA(model, decay=0.8, warmup_steps=3)
+    expected = start["lin.weight"].clone()
+    expected_mean = start["norm.running_mean"].clone()
+    for n in range(1, 6):
+        with torch.no_grad():
+            model.lin.weight.add_(torch.randn_like(model.lin.weight))
+            model.norm.running_mean.add_(1.0)
+            model.norm.num_batches_tracked += 2
+        ema.update(model)
+        d = 0.8 * (1 - math.exp(-n / 3))
+        assert ema.decay_at(n) == pytest.approx(d)
+        expected = d * expected + (1 - d) * model.lin.weight.detach()
+        expected_mean = d * expected_mean + (1 - d) * model.norm.running_mean
+        torch.testing.assert_close(ema.tensors["lin.weight"], expected)
+        torch.testing.assert_close(ema.tensors["norm.running_mean"], expected_mean)
+        assert int(ema.tensors["norm.num_batches_tracked"]) == 2 * n
+    assert WeightEMA(model, 0.8).decay_at(1) == 0.8  # no warm-up: the decay itself
+    live = model.lin.weight.detach().clone()
+    with ema.applied(model):
+        torch.testing.assert_close(model.lin.weight.detach(), expected)
+    torch.testing.assert_close(model.lin.weight.detach(), live, rtol=0, atol=0)
+    for decay in (0.0, 1.0):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            WeightEMA(model, decay)
+
+
+def test_an_ema_run_validates_and_saves_the_average(tmp_path):
+    """With train.ema_decay the checkpoint's weights are the average (not the live weights, which sit
+    in the training state), its validation metrics are the average's, and the card says so."""
+    cfg = make_cfg(tmp_path / "run", **{"train.ema_decay": 0.95, "train.max_steps": 12, "train.epochs": None,
+                                        "train.val_every": 12, "data.val.kwargs.n": 16})
+    res = train(config_from_dict(cfg))
+    last = res.last_checkpoint
+    card, state = read_card(last), load_state(last)
+    assert card["ema"] == {"decay": 0.95, "warmup_steps": 0, "updates": 12}
+    model, _ = load_model(last)
+    saved = dict(model.state_dict())
+    live = state["ema"]["live_weights"]
+    assert not torch.allclose(saved["net.0.weight"], live["net.0.weight"])  # the file holds the average
+    val = ToyPoints(n=16, seed=1, jitter=0.0)
+    batch = {"x": torch.stack([val[i]["x"] for i in range(16)]), "y": torch.stack([val[i]["y"] for i in range(16)])}
+    with torch.no_grad():
+        err = (model(batch)["y"] - batch["y"]).norm(dim=-1).mean().item()
+    assert card["metrics"]["mean_err"] == pytest.approx(err, rel=1e-5)  # validated on the average
+    torch.testing.assert_close(res.model.state_dict()["net.0.weight"], live["net.0.weight"])  # training model: live
+
+
+def test_resume_across_an_ema_setting_is_refused(tmp_path):
+    plain = train(config_from_dict(make_cfg(tmp_path / "plain", **{"train.max_steps": 4, "train.epochs": None})))
+    averaged = make_cfg(tmp_path / "avg", **{"train.max_steps": 8, "train.epochs": None, "train.ema_decay": 0.9})
+    with pytest.raises(CheckpointError, match="without a weight average"):
+        train(config_from_dict(averaged), resume=str(plain.last_checkpoint))
+    first = train(config_from_dict(averaged))
+    with pytest.raises(CheckpointError, match="with a weight average .* does not"):
+        train(config_from_dict(make_cfg(tmp_path / "b", **{"train.max_steps": 12, "train.epochs": None})),
+              resume=str(first.last_checkpoint))

@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 189, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 192, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -561,6 +561,14 @@ MUTATIONS = [
     ("the detector bootstrap's AP50 scores every image on every resample (the resample's matches not drawn)",
      "src/handrecon/eval/detection.py", "matches.evalImgs = [matches.all_images[i] for i in images]",
      "matches.evalImgs = [matches.all_images[i] for i in range(len(images))]", ["tests/test_hand_detector.py"]),
+    ("a weight-averaged run validates its live weights instead of the average", "src/handrecon/train/engine.py",
+     "with preserved_rng(), torch.no_grad(), self._averaged(), self._autocast():",
+     "with preserved_rng(), torch.no_grad(), self._autocast():", ["tests/test_train_engine.py"]),
+    ("a resumed weight-averaged run continues from the average instead of its live weights",
+     "src/handrecon/train/engine.py", '            self.model.load_state_dict(state["ema"]["live_weights"])\n', "",
+     ["tests/test_train_engine.py"]),
+    ("the weight average's warm-up counts updates from the resumed run's start", "src/handrecon/train/ema.py",
+     "        self.updates = updates\n", "", ["tests/test_train_engine.py"]),
 ]
 
 

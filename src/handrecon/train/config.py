@@ -79,6 +79,8 @@ class TrainConfig:
     seed: int = 0
     amp: Literal["auto", "off", "fp16", "bf16"] = "auto"
     grad_clip: float | None = None
+    ema_decay: float | None = None
+    ema_warmup_steps: int = 0
     channels_last: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
@@ -154,12 +156,16 @@ def _check_ranges(cfg: Config, source: str, overridden: set[str]) -> None:
         ("train.ckpt_every", None if t.ckpt_every == "epoch" else t.ckpt_every, 1),
         ("train.keep_last", t.keep_last, 0),
         ("train.grad_clip", t.grad_clip, 1e-12),
+        ("train.ema_warmup_steps", t.ema_warmup_steps, 0),
         ("optim.lr", cfg.optim.lr, 1e-300),
     ]
     for key, value, low in rules:
         if value is not None and value < low:
             bound = "positive" if low in (1e-12, 1e-300) else f">= {low}"
             raise ConfigError(f"{_where(key, source, overridden)}: must be {bound}, got {value!r}")
+    if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+        raise ConfigError(f"{_where('train.ema_decay', source, overridden)}: must lie strictly between 0 and 1 "
+                          f"(e.g. 0.999; null: no average), got {t.ema_decay!r}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -30,6 +30,11 @@ Run: ``handrecon train CONFIG.yaml [key=value ...]``, or ``torchrun --nproc_per_
 handrecon.cli train CONFIG.yaml`` for DistributedDataParallel. Only rank 0 writes logs and
 checkpoints; validation runs on rank 0 over the whole validation set while the others wait.
 
+Weight average (``train.ema_decay``): an exponential moving average of the weights follows every
+step (`handrecon.train.ema`); validation, the best pointer and each checkpoint's ``model.safetensors``
+are the average's (what evaluation, packaging and ``init_from`` then read), the live weights travel
+in the training state, and the card says so (``ema``).
+
 Exact resume: the position is the global step; the epoch and the batch within it follow from it,
 the sampler skips the consumed indices, the DataLoader's own generator is seeded per (epoch, rank),
 and the model/optimizer/schedule/scaler/RNG states come back from the checkpoint, so a resumed run
@@ -64,6 +69,7 @@ from handrecon.train.distributed import (
     end_group,
     init_distributed,
 )
+from handrecon.train.ema import WeightEMA
 from handrecon.train.log import RunLogger
 from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 
@@ -228,6 +234,8 @@ class Trainer:
         self.model.to(self.device)
         if cfg.train.channels_last:  # 4-D weights N C H W -> N H W C (a speed lever; same values)
             self.model.to(memory_format=torch.channels_last)
+        self.ema = (WeightEMA(self.model, cfg.train.ema_decay, cfg.train.ema_warmup_steps)
+                    if cfg.train.ema_decay is not None else None)
         if not callable(getattr(self.model, "loss", None)):
             raise ConfigError(f"model {cfg.model.name!r} has no loss(outputs, batch) method (see handrecon.train.engine)")
         # from here on each rank draws its own stream (dropout, augmentation in the main process)
@@ -312,6 +320,10 @@ class Trainer:
         for batch in loader:
             yield to_device(batch, self.device, self.cfg.train.channels_last)
 
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """The model holding the weight average inside the block (live weights without one)."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp is None:
             return contextlib.nullcontext()
@@ -332,6 +344,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "world_size": self.dist.world_size,
             "metrics": self.metrics,
+            **({"ema": self.ema.card()} if self.ema is not None else {}),
         }
 
     def save(self, best: bool = False) -> Path:
@@ -348,7 +361,10 @@ class Trainer:
                 "rng": rngs,
                 "best": self.best,
             }
-            ckpt.save_checkpoint(path, self.model, state, self.card())
+            if self.ema is not None:  # the file's weights are the average; the live ones resume the run
+                state["ema"] = {"updates": self.ema.updates, "live_weights": ckpt.model_tensors(self.model)}
+            with self._averaged():
+                ckpt.save_checkpoint(path, self.model, state, self.card())
             ckpt.write_pointer(self.ckpt_root, "last", path, step=self.step)
             if best:
                 ckpt.write_pointer(self.ckpt_root, "best", path, step=self.step, metric=self.cfg.train.best_metric,
@@ -420,6 +436,13 @@ class Trainer:
             )
         ckpt.load_weights(self.model, d)
         state = ckpt.load_state(d)
+        if ("ema" in state) != (self.ema is not None):
+            raise ckpt.CheckpointError(
+                f"{d}: saved {'with' if 'ema' in state else 'without'} a weight average (train.ema_decay), this "
+                f"config {'sets one' if self.ema is not None else 'does not'}; resume with the same setup")
+        if self.ema is not None:
+            self.ema.restore(self.model.state_dict(), state["ema"]["updates"])
+            self.model.load_state_dict(state["ema"]["live_weights"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
@@ -437,7 +460,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         if self.dist.is_main and self.val_set is not None:
             self.model.eval()
-            with preserved_rng(), torch.no_grad(), self._autocast():
+            with preserved_rng(), torch.no_grad(), self._averaged(), self._autocast():
                 fn = getattr(self.model, "validate", None)
                 raw = fn(self._val_batches()) if callable(fn) else mean_loss_terms(self.model, self._val_batches())
             metrics = {k: float(v) for k, v in raw.items() if v is not None}
@@ -459,6 +482,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return total.detach(), {k: v.detach().float() for k, v in terms.items()}, grad_norm
 
     def fit(self, log: RunLogger) -> TrainResult:

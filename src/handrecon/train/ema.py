@@ -1,0 +1,71 @@
+"""An exponential moving average of a model's weights (``train.ema_decay``).
+
+After every optimizer step the average moves towards the live weights::
+
+    avg <- d_n * avg + (1 - d_n) * w,    d_n = decay * (1 - exp(-n / warmup_steps))
+
+with n the number of updates so far (RT-DETR's ModelEMA: decay 0.9999, 2000 warm-up updates; without a
+warm-up, d_n = decay). Every floating-point tensor of the state_dict is averaged, normalisation
+statistics included; integer ones (BatchNorm's batch counter) follow the live model. A run with an
+average validates and saves the average as its weights (`handrecon.train.engine`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import torch
+
+
+class WeightEMA:
+    """The moving average of ``model``'s state_dict, starting at its current weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, warmup_steps: int = 0):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must lie strictly between 0 and 1, got {decay!r}")
+        if warmup_steps < 0:
+            raise ValueError(f"EMA warm-up must be >= 0 steps, got {warmup_steps!r}")
+        self.decay, self.warmup_steps, self.updates = decay, warmup_steps, 0
+        self.tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._averaged = [k for k, v in self.tensors.items() if v.is_floating_point()]
+        self._copied = [k for k in self.tensors if k not in set(self._averaged)]
+
+    def decay_at(self, updates: int) -> float:
+        """d_n: how much of the average the ``updates``-th update keeps."""
+        if self.warmup_steps == 0:
+            return self.decay
+        return self.decay * (1.0 - math.exp(-updates / self.warmup_steps))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """One step of the average towards ``model``'s current weights."""
+        self.updates += 1
+        weight = 1.0 - self.decay_at(self.updates)
+        live = model.state_dict()
+        torch._foreach_lerp_([self.tensors[k] for k in self._averaged], [live[k].detach() for k in self._averaged], weight)
+        for k in self._copied:
+            self.tensors[k].copy_(live[k])
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """``model`` holding the average inside the block; its live weights back afterwards."""
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.tensors)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(live)
+
+    def restore(self, tensors: dict[str, torch.Tensor], updates: int) -> None:
+        """Continue from a saved average (``tensors``, the same names) after ``updates`` updates."""
+        if tensors.keys() != self.tensors.keys():
+            raise ValueError("the saved average does not hold the model's tensors")
+        with torch.no_grad():
+            for k, v in tensors.items():
+                self.tensors[k].copy_(v)
+        self.updates = updates
+
+    def card(self) -> dict[str, float | int]:
+        return {"decay": self.decay, "warmup_steps": self.warmup_steps, "updates": self.updates}
