@@ -205,7 +205,8 @@ def mean_loss_terms(model: torch.nn.Module, batches: Any) -> dict[str, float]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns on every rank; ``metrics`` (last validation) are filled on rank 0."""
+    """What :func:`train` returns on every rank; ``metrics`` (last validation) are filled on rank 0. With
+    ``train.ema_decay`` ``model`` holds the weight average (the last checkpoint's weights)."""
 
     run_dir: Path
     model: torch.nn.Module
@@ -523,6 +524,8 @@ class Trainer:
                     break
             if self.step == step_before:
                 raise RuntimeError(f"the training DataLoader yielded no batch in epoch {epoch}")
+        if self.ema is not None:  # the run's weights are the average, as its checkpoints' are
+            self.model.load_state_dict(self.ema.tensors)
         return TrainResult(
             self.run_dir, self.model, self.dist.rank, self.step, self.metrics,
             ckpt.read_pointer(self.ckpt_root, "last"), ckpt.read_pointer(self.ckpt_root, "best"),
