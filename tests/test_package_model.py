@@ -144,3 +144,34 @@ def test_average_refuses_checkpoints_of_different_models(tmp_path, capsys):
     assert _tool().main([str(a), str(c), "--average", "--name", "mix", "--out-root", str(tmp_path / "assets")]) == 0
     card = json.loads((tmp_path / "assets" / "mix" / "card.json").read_text())
     assert card["kwargs"] == json.loads((a / "card.json").read_text())["kwargs"]
+
+
+def test_live_weights_of_a_weight_averaged_run(tmp_path, capsys):
+    """--live-weights packages a train.ema_decay run's live weights (its state's) instead of the average its
+    checkpoints hold, and says so in the card; a run without an average is refused with the reason."""
+    import torch
+    from test_train_engine import make_cfg
+
+    from handrecon.checkpoint import load_state, load_tensors
+    from handrecon.train import config_from_dict, train
+
+    over = {"train.max_steps": 6, "train.epochs": None}
+    averaged = train(config_from_dict(make_cfg(tmp_path / "avg", **over, **{"train.ema_decay": 0.9}))).last_checkpoint
+    tool = _tool()
+    for flag, name in (([], "mean"), (["--live-weights"], "live")):
+        assert tool.main([str(averaged), "--name", name, "--out-root", str(tmp_path / "assets"), *flag]) == 0
+    live = load_state(averaged)["ema"]["live_weights"]
+    mean = load_tensors(averaged / "model.safetensors")
+    for name, expected in (("mean", mean), ("live", live)):
+        got = load_tensors(tmp_path / "assets" / name / "model.safetensors")
+        assert got.keys() == expected.keys()
+        for k in got:
+            torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+    assert not torch.equal(live["net.0.weight"], mean["net.0.weight"])
+    cards = {n: json.loads((tmp_path / "assets" / n / "card.json").read_text()) for n in ("mean", "live")}
+    assert cards["mean"]["ema"]["decay"] == 0.9 and "weights" not in cards["mean"]
+    assert "ema" not in cards["live"] and cards["live"]["weights"].startswith("live")
+    plain = train(config_from_dict(make_cfg(tmp_path / "plain", **over))).last_checkpoint
+    capsys.readouterr()
+    assert tool.main([str(plain), "--name", "x", "--out-root", str(tmp_path / "assets"), "--live-weights"]) == 1
+    assert "needs a checkpoint of a run with a weight average" in capsys.readouterr().err

@@ -22,7 +22,9 @@ Several box-verifier checkpoints are packaged as one ``hand_box_verifier_ensembl
 (`ensemble_card`; weights under ``members.I.``). With ``--average``, several checkpoints of one
 architecture are packaged as one model of that architecture whose weights are their uniform average
 (`average_checkpoints`: a "model soup", Wortsman et al. 2022 — runs fine-tuned from the same weights
-average into one model of the same size and speed).
+average into one model of the same size and speed). With ``--live-weights`` a run trained with a weight
+average (``train.ema_decay``, whose checkpoints hold the average) is packaged from its live weights (the
+training state's) instead; the card then says so (``weights``) and drops ``ema``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from handrecon.checkpoint import (
-    CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, load_tensors, quantize_weights_int8, read_card,
+    CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, load_state, load_tensors, quantize_weights_int8, read_card,
     resolve_checkpoint, same_model, seal_card,
 )
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
@@ -55,14 +57,28 @@ def read_json(path: Path | None, what: str) -> dict:
 
 
 ENSEMBLES = {"hand_box_verifier": "hand_box_verifier_ensemble"}  # families whose checkpoints package as one model
+LIVE_WEIGHTS = "live: the training weights of a run with a weight average (train.ema_decay), not the average"
+
+
+def checkpoint_weights(src: Path, live: bool = False) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights: its ``model.safetensors``, or with ``live`` the live weights a weight-averaged
+    run keeps in its training state (CheckpointError for a run without an average)."""
+    if not live:
+        return load_tensors(src / MODEL_FILE)
+    ema = load_state(src).get("ema")
+    if ema is None:
+        raise CheckpointError(f"{src}: --live-weights needs a checkpoint of a run with a weight average "
+                              "(train.ema_decay); this one's weights are already its live weights")
+    return ema["live_weights"]
 
 
 def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: dict, max_mb: float,
-            out_root: Path = ASSETS, int8: bool = False, average: bool = False) -> Path:
+            out_root: Path = ASSETS, int8: bool = False, average: bool = False, live: bool = False) -> Path:
     """Write ``out_root/name/{model.safetensors, card.json}``; returns the directory. Several
     checkpoints (box verifiers: `ENSEMBLES`) are packaged as one ensemble model (`ensemble_card`),
     or with `average` as one model with their mean weights (`average_checkpoints`);
-    `int8`: convolution and linear weights stored in int8 (`checkpoint.quantize_weights_int8`)."""
+    `int8`: convolution and linear weights stored in int8 (`checkpoint.quantize_weights_int8`);
+    `live`: a weight-averaged run's live weights (`checkpoint_weights`)."""
     checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint]
     sources = [resolve_checkpoint(c) for c in checkpoints]
     cards = [read_card(src, verify=True) for src in sources]
@@ -71,13 +87,15 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
             raise CheckpointError(f"{src}: the card has no inference spec (written by the trainer since handrecon "
                                   "0.1.0's model-family layout); re-save the checkpoint before packaging it")
     if len(sources) == 1:
-        card, tensors = cards[0], load_tensors(sources[0] / MODEL_FILE)
+        card, tensors = cards[0], checkpoint_weights(sources[0], live)
     elif average:
-        card, tensors = average_checkpoints(sources, cards)
+        card, tensors = average_checkpoints(sources, cards, live)
     else:
         card = ensemble_card(sources, cards)
         tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources)
-                   for k, v in load_tensors(src / MODEL_FILE).items()}
+                   for k, v in checkpoint_weights(src, live).items()}
+    if live:
+        card = {**{k: v for k, v in card.items() if k != "ema"}, "weights": LIVE_WEIGHTS}
     parameters = int(sum(v.numel() for v in tensors.values() if v.is_floating_point()))
     blob, dtype = st_save(tensors), "float32"
     if int8:
@@ -103,7 +121,7 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
     return out
 
 
-def average_checkpoints(sources: list[Path], cards: list[dict]) -> tuple[dict, dict[str, torch.Tensor]]:
+def average_checkpoints(sources: list[Path], cards: list[dict], live: bool = False) -> tuple[dict, dict[str, torch.Tensor]]:
     """(card, weights) of the uniform average of checkpoints of one model (`same_model`: the same
     architecture and kwargs, loss weights aside) and tensors: floating-point tensors averaged (in
     float64, stored in their own dtype), integer buffers (batch-norm step counts) taken from the
@@ -116,7 +134,7 @@ def average_checkpoints(sources: list[Path], cards: list[dict]) -> tuple[dict, d
             raise CheckpointError(f"{src}: --average needs one architecture with the same kwargs (loss weights aside) as {sources[0]}; "
                                   f"got {card.get('architecture')!r} {card.get('kwargs')} vs "
                                   f"{first.get('architecture')!r} {first.get('kwargs')}")
-    weights = [load_tensors(src / MODEL_FILE) for src in sources]
+    weights = [checkpoint_weights(src, live) for src in sources]
     for src, w in zip(sources[1:], weights[1:]):
         if {k: v.shape for k, v in w.items()} != {k: v.shape for k, v in weights[0].items()}:
             raise CheckpointError(f"{src / MODEL_FILE}: its tensors differ in names or shapes from "
@@ -158,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="several checkpoints of one architecture: package the uniform average of their weights as one model")
     p.add_argument("--int8", action="store_true",
                    help="store convolution and linear weights in int8 with a scale per output channel (loaded as float32)")
+    p.add_argument("--live-weights", action="store_true",
+                   help="a run trained with a weight average (train.ema_decay): package its live weights, not the average")
     a = p.parse_args(argv)
     metrics = {}
     for item in a.metrics:
@@ -167,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics[key] = read_json(Path(path), "metrics")
     try:
         out = package(a.checkpoint, a.name, metrics, read_json(a.training, "training"), a.max_mb, a.out_root, a.int8,
-                      a.average)
+                      a.average, a.live_weights)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
