@@ -30,7 +30,7 @@ class WeightEMA:
         self.decay, self.warmup_steps, self.updates = decay, warmup_steps, 0
         self.tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self._averaged = [k for k, v in self.tensors.items() if v.is_floating_point()]
-        self._copied = [k for k in self.tensors if k not in set(self._averaged)]
+        self._copied = [k for k, v in self.tensors.items() if not v.is_floating_point()]
 
     def decay_at(self, updates: int) -> float:
         """d_n: how much of the average the ``updates``-th update keeps."""
