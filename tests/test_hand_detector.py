@@ -276,6 +276,47 @@ def test_train_package_and_detect(tmp_path):
 
 
 
+def test_package_detector_live_weights(tmp_path):
+    """A detector run with a weight average packages its average by default (the card keeps ``ema``) and its
+    live weights with --live-weights (the card says so); a run without an average is refused with the reason."""
+    import torch
+    from typer.testing import CliRunner
+
+    from handrecon.checkpoint import load_state, load_tensors
+    from handrecon.cli import app
+    from handrecon.models.handos.detector import load_detector
+
+    data = tmp_path / "scenes"
+    r = CliRunner().invoke(app, ["synth", "--preset", "scene", "--num", "4", "--shard-size", "2", "--out", str(data),
+                                 "--image-size", "48x64", "--set", "num_hands=[1, 2]", "--quiet"])
+    assert r.exit_code == 0, r.output
+    runs = {}
+    for name, extra in (("avg", ["train.ema_decay=0.5"]), ("plain", [])):
+        r = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "detector_cpu.yaml"), f"data.train.kwargs.root={data}",
+                                     f"data.val.kwargs.root={data}", *TINY, "train.max_steps=3", "train.ckpt_every=3",
+                                     "train.val_every=3", *extra, "--out", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        runs[name] = tmp_path / name / "checkpoints" / "step_00000003"
+    saved = {"mean": load_tensors(runs["avg"] / "model.safetensors"),
+             "live": load_state(runs["avg"])["ema"]["live_weights"]}
+    for name, flag in (("mean", []), ("live", ["--live-weights"])):
+        done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), str(runs["avg"]),
+                               "--out", str(tmp_path / name), *flag], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        got = load_detector(str(tmp_path / name)).model.state_dict()
+        assert {f"detr.{k}" for k in got} == saved[name].keys()
+        for k, v in got.items():  # the loaded transformers model holds the training model's `detr.` tensors
+            torch.testing.assert_close(v, saved[name][f"detr.{k}"], rtol=0, atol=0)
+    assert any(not torch.equal(saved["mean"][k], saved["live"][k]) for k in saved["mean"])  # they differ
+    cards = {n: json.loads((tmp_path / n / "card.json").read_text()) for n in ("mean", "live")}
+    assert cards["mean"]["ema"]["decay"] == 0.5 and "weights" not in cards["mean"]
+    assert "ema" not in cards["live"] and cards["live"]["weights"].startswith("live")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "package_detector.py"), str(runs["plain"]),
+                           "--out", str(tmp_path / "x"), "--live-weights"], capture_output=True, text=True)
+    assert done.returncode != 0 and "needs a checkpoint of a run with a weight average" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()
+
+
 def test_the_shipped_detector():
     """Packaged in the wheel (<= 25 MB with the heads in its folder), frozen, finds the bundled
     sample's hand (a tight 224x224 crop) as its best detection at the default threshold (0.80 when

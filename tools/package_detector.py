@@ -11,6 +11,8 @@ step, validation metrics) plus ``heldout_metrics`` ({KEY: each ``--metrics KEY=P
 A ``side_head/`` already in the destination (trained apart, ``tools/train_side_head.sh``, on crops
 that do not depend on the detector's weights) is kept. A ``box_verifier/`` is not: it learnt the
 candidates of the detector it replaces (train it again for the new one: ``tools/train_box_verifier.sh``).
+``--live-weights`` packages a weight-averaged run's live weights instead of its average (the card
+says so: ``weights``; an averaged one keeps the run's ``ema``).
 ``--float16`` stores the weights in float16 (half the size; loaded back as float32, scores within
 about 0.002 of the float32 weights'). ``--to-float16 FOLDER`` does that to a packaged folder in place,
 keeping its card (``weights_dtype`` added), side head and box verifier:
@@ -37,6 +39,7 @@ from handrecon.checkpoint import CheckpointError, load_model, read_card, resolve
 from handrecon.models.handos.detections import SIDE_HEAD_DIR, VERIFIER_DIR
 from handrecon.models.handos.detector import DetectorError, load_detector, save_detector
 from handrecon.models.handos.hand_detector import ASSET_DIR
+from handrecon.train.ema import LIVE_WEIGHTS, checkpoint_weights
 from handrecon.utils.io import atomic_write_json
 
 
@@ -47,10 +50,14 @@ def read_json(path: str, what: str) -> dict:
         raise SystemExit(f"{path}: cannot read the {what} JSON ({e})")
 
 
-def package(checkpoint: Path, out: Path, metrics: dict, training: dict, float16: bool = False) -> Path:
+def package(checkpoint: Path, out: Path, metrics: dict, training: dict, float16: bool = False,
+            live: bool = False) -> Path:
+    """``live``: a weight-averaged run's live weights instead of its average (`checkpoint_weights`)."""
     src = resolve_checkpoint(checkpoint)
     card = read_card(src, verify=True)
     model, _ = load_model(src)
+    if live:
+        model.load_state_dict(checkpoint_weights(src, live=True))
     tmp = _fresh(out)
     save_detector(model.frozen(), tmp, float16)
     atomic_write_json(tmp / "card.json", {
@@ -58,6 +65,7 @@ def package(checkpoint: Path, out: Path, metrics: dict, training: dict, float16:
         "step": card.get("step"), "val_metrics": card.get("metrics"), "config": card.get("config"),
         "heldout_metrics": metrics, "training": training, "source_checkpoint": str(src),
         "weights_dtype": "float16" if float16 else "float32",
+        **({"weights": LIVE_WEIGHTS} if live else {"ema": card["ema"]} if "ema" in card else {}),
     })
     if (out / SIDE_HEAD_DIR).is_dir():
         shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)
@@ -116,6 +124,8 @@ def main() -> None:
     ap.add_argument("--metrics", action="append", default=[], help="KEY=PATH of a metrics JSON; repeatable")
     ap.add_argument("--training", help="JSON with data, seeds, wall time")
     ap.add_argument("--float16", action="store_true", help="store the weights in float16 (half the size)")
+    ap.add_argument("--live-weights", action="store_true",
+                    help="a run trained with a weight average (train.ema_decay): package its live weights, not the average")
     ap.add_argument("--to-float16", type=Path, metavar="FOLDER", help="re-store a packaged folder's weights in float16")
     ap.add_argument("--num-queries", nargs=2, metavar=("K", "FOLDER"),
                     help="set how many encoder proposals a packaged folder's decoder refines at inference, in place")
@@ -148,7 +158,7 @@ def main() -> None:
         metrics[key] = read_json(path, "metrics")
     try:
         out = package(args.checkpoint, args.out, metrics, read_json(args.training, "training") if args.training else {},
-                      args.float16)
+                      args.float16, args.live_weights)
     except CheckpointError as e:
         sys.exit(f"error: {e}")
     size = sum(p.stat().st_size for p in out.iterdir()) / 2**20

@@ -39,9 +39,10 @@ import torch
 from safetensors.torch import save as st_save
 
 from handrecon.checkpoint import (
-    CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, load_state, load_tensors, quantize_weights_int8, read_card,
+    CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, quantize_weights_int8, read_card,
     resolve_checkpoint, same_model, seal_card,
 )
+from handrecon.train.ema import LIVE_WEIGHTS, checkpoint_weights
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "handrecon" / "assets" / "models"
@@ -57,19 +58,6 @@ def read_json(path: Path | None, what: str) -> dict:
 
 
 ENSEMBLES = {"hand_box_verifier": "hand_box_verifier_ensemble"}  # families whose checkpoints package as one model
-LIVE_WEIGHTS = "live: the training weights of a run with a weight average (train.ema_decay), not the average"
-
-
-def checkpoint_weights(src: Path, live: bool = False) -> dict[str, torch.Tensor]:
-    """A checkpoint's weights: its ``model.safetensors``, or with ``live`` the live weights a weight-averaged
-    run keeps in its training state (CheckpointError for a run without an average)."""
-    if not live:
-        return load_tensors(src / MODEL_FILE)
-    ema = load_state(src).get("ema")
-    if ema is None:
-        raise CheckpointError(f"{src}: --live-weights needs a checkpoint of a run with a weight average "
-                              "(train.ema_decay); this one's weights are already its live weights")
-    return ema["live_weights"]
 
 
 def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: dict, max_mb: float,

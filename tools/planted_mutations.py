@@ -7,7 +7,7 @@ shadowed) and reports caught / SURVIVED. The working tree is never touched. An e
 no longer found is reported as stale (update it here). The issue's ten bugs are here as 14 edits (each loss term and two
 crop-scale strengths separately).
 
-    .venv/bin/python tools/planted_mutations.py            # all 193, about half an hour on 2 cores
+    .venv/bin/python tools/planted_mutations.py            # all 194, about half an hour on 2 cores
     .venv/bin/python tools/planted_mutations.py hidden ONNX  # only those whose name holds a word given
 """
 
@@ -565,13 +565,17 @@ MUTATIONS = [
      "with preserved_rng(), torch.no_grad(), self._averaged(), self._autocast():",
      "with preserved_rng(), torch.no_grad(), self._autocast():", ["tests/test_train_engine.py"]),
     ("a resumed weight-averaged run continues from the average instead of its live weights",
-     "src/handrecon/train/engine.py", '            self.model.load_state_dict(state["ema"]["live_weights"])\n', "",
+     "src/handrecon/train/ema.py", '        model.load_state_dict(saved["live_weights"])\n', "",
      ["tests/test_train_engine.py"]),
     ("the weight average's warm-up counts updates from the resumed run's start", "src/handrecon/train/ema.py",
      "        self.updates = updates\n", "", ["tests/test_train_engine.py"]),
-    ("package_model --live-weights packages the average anyway", "tools/package_model.py",
-     "    if not live:\n        return load_tensors(src / MODEL_FILE)", "    if True:\n        return load_tensors(src / MODEL_FILE)",
+    ("package_model --live-weights packages the average anyway", "src/handrecon/train/ema.py",
+     "    if not live:\n        return ckpt.load_tensors(src / ckpt.MODEL_FILE)",
+     "    if True:\n        return ckpt.load_tensors(src / ckpt.MODEL_FILE)",
      ["tests/test_package_model.py"]),
+    ("package_detector --live-weights packages the average anyway", "tools/package_detector.py",
+     "        model.load_state_dict(checkpoint_weights(src, live=True))\n", "        pass\n",
+     ["tests/test_hand_detector.py"]),
 ]
 
 

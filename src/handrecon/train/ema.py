@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from handrecon import checkpoint as ckpt
+
+STATE_KEY = "ema"  # a weight-averaged run's entry in its checkpoints' training state (`WeightEMA.saved_state`)
+LIVE_WEIGHTS = "live: the training weights of a run with a weight average (train.ema_decay), not the average"
 
 
 class WeightEMA:
@@ -67,5 +73,28 @@ class WeightEMA:
                 self.tensors[k].copy_(v)
         self.updates = updates
 
+    def saved_state(self, live: dict[str, torch.Tensor]) -> dict:
+        """What a checkpoint's training state keeps of the run under `STATE_KEY` (its weights file holds the
+        average): the number of updates and the ``live`` weights, which resume the run."""
+        return {"updates": self.updates, "live_weights": live}
+
+    def resume(self, model: torch.nn.Module, saved: dict) -> None:
+        """Continue a run from a checkpoint: ``model`` holds its weights file (the average), ``saved`` its
+        `saved_state`; afterwards the average is restored and ``model`` holds the live weights."""
+        self.restore(model.state_dict(), saved["updates"])
+        model.load_state_dict(saved["live_weights"])
+
     def card(self) -> dict[str, float | int]:
         return {"decay": self.decay, "warmup_steps": self.warmup_steps, "updates": self.updates}
+
+
+def checkpoint_weights(src: Path, live: bool = False) -> dict[str, torch.Tensor]:
+    """A checkpoint directory's weights: its ``model.safetensors`` (a weight-averaged run's average), or with
+    ``live`` the live weights that run's training state keeps (CheckpointError for a run without an average)."""
+    if not live:
+        return ckpt.load_tensors(src / ckpt.MODEL_FILE)
+    saved = ckpt.load_state(src).get(STATE_KEY)
+    if saved is None:
+        raise ckpt.CheckpointError(f"{src}: --live-weights needs a checkpoint of a run with a weight average "
+                                   "(train.ema_decay); this one's weights are already its live weights")
+    return saved["live_weights"]

@@ -69,7 +69,7 @@ from handrecon.train.distributed import (
     end_group,
     init_distributed,
 )
-from handrecon.train.ema import WeightEMA
+from handrecon.train.ema import STATE_KEY as EMA_KEY, WeightEMA
 from handrecon.train.log import RunLogger
 from handrecon.utils.cpu_features import cpu_bf16_is_emulated
 
@@ -363,7 +363,7 @@ class Trainer:
                 "best": self.best,
             }
             if self.ema is not None:  # the file's weights are the average; the live ones resume the run
-                state["ema"] = {"updates": self.ema.updates, "live_weights": ckpt.model_tensors(self.model)}
+                state[EMA_KEY] = self.ema.saved_state(ckpt.model_tensors(self.model))
             with self._averaged():
                 ckpt.save_checkpoint(path, self.model, state, self.card())
             ckpt.write_pointer(self.ckpt_root, "last", path, step=self.step)
@@ -437,13 +437,12 @@ class Trainer:
             )
         ckpt.load_weights(self.model, d)
         state = ckpt.load_state(d)
-        if ("ema" in state) != (self.ema is not None):
+        if (EMA_KEY in state) != (self.ema is not None):
             raise ckpt.CheckpointError(
-                f"{d}: saved {'with' if 'ema' in state else 'without'} a weight average (train.ema_decay), this "
+                f"{d}: saved {'with' if EMA_KEY in state else 'without'} a weight average (train.ema_decay), this "
                 f"config {'sets one' if self.ema is not None else 'does not'}; resume with the same setup")
         if self.ema is not None:
-            self.ema.restore(self.model.state_dict(), state["ema"]["updates"])
-            self.model.load_state_dict(state["ema"]["live_weights"])
+            self.ema.resume(self.model, state[EMA_KEY])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
