@@ -7,7 +7,9 @@ After every optimizer step the average moves towards the live weights::
 with n the number of updates so far (RT-DETR's ModelEMA: decay 0.9999, 2000 warm-up updates; without a
 warm-up, d_n = decay). Every floating-point tensor of the state_dict is averaged, normalisation
 statistics included; integer ones (BatchNorm's batch counter) follow the live model. A run with an
-average validates and saves the average as its weights (`handrecon.train.engine`).
+average validates and saves the average as its weights (`handrecon.train.engine`); its checkpoints'
+training state keeps the live weights under `STATE_KEY` (`WeightEMA.saved_state`, `WeightEMA.resume`), and
+`checkpoint_weights` reads either for packaging.
 """
 
 from __future__ import annotations
