@@ -459,6 +459,11 @@ def test_a_packaged_detector_becomes_a_training_checkpoint(tmp_path):
     r = subprocess.run([*tool, str(tmp_path / "bad"), "--input-size", "300"], capture_output=True, text=True)
     assert r.returncode == 2 and "multiple of 32" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
+    from handrecon.train import ConfigError, load_config, train  # init_from the packaged folder itself: told how
+    cfg = load_config(ROOT / "configs" / "detector_cpu_ema.yaml",
+                      [f"train.init_from={ASSET_DIR}", f"output={tmp_path / 'run'}"])
+    with pytest.raises(ConfigError, match="packaged hand detector .*tools/detector_checkpoint.py OUT --detector"):
+        train(cfg)
 
 
 def test_a_deeper_detector_starts_from_the_packaged_weights(tmp_path):

@@ -114,7 +114,10 @@ def read_card(ckpt_dir: str | Path, verify: bool = True, files: tuple[str, ...] 
     except OSError as e:
         raise CheckpointError(f"{card_path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{card_path}: not a handrecon checkpoint card")
+        hint = ("; this is a packaged hand detector (transformers weights): tools/detector_checkpoint.py OUT "
+                f"--detector {d} writes it as a training checkpoint"
+                if isinstance(card, dict) and card.get("architecture") == "hand_detector" else "")
+        raise CheckpointError(f"{card_path}: not a handrecon checkpoint card{hint}")
     if verify:
         if card.get("card_sha256") != card_digest(card):
             raise CheckpointError(f"{card_path}: the card does not match its own digest (card_sha256): it was edited "
