@@ -39,7 +39,7 @@ from handrecon.checkpoint import CheckpointError, load_model, read_card, resolve
 from handrecon.models.handos.detections import SIDE_HEAD_DIR, VERIFIER_DIR
 from handrecon.models.handos.detector import DetectorError, load_detector, save_detector
 from handrecon.models.handos.hand_detector import ASSET_DIR
-from handrecon.train.ema import LIVE_WEIGHTS, checkpoint_weights
+from handrecon.train.ema import checkpoint_weights, live_weights_card
 from handrecon.utils.io import atomic_write_json
 
 
@@ -60,13 +60,13 @@ def package(checkpoint: Path, out: Path, metrics: dict, training: dict, float16:
         model.load_state_dict(checkpoint_weights(src, live=True))
     tmp = _fresh(out)
     save_detector(model.frozen(), tmp, float16)
-    atomic_write_json(tmp / "card.json", {
+    packaged = {
         "name": out.name, "architecture": card.get("architecture"), "kwargs": card.get("kwargs"),
         "step": card.get("step"), "val_metrics": card.get("metrics"), "config": card.get("config"),
         "heldout_metrics": metrics, "training": training, "source_checkpoint": str(src),
-        "weights_dtype": "float16" if float16 else "float32",
-        **({"weights": LIVE_WEIGHTS} if live else {"ema": card["ema"]} if "ema" in card else {}),
-    })
+        "weights_dtype": "float16" if float16 else "float32", **({"ema": card["ema"]} if "ema" in card else {}),
+    }
+    atomic_write_json(tmp / "card.json", live_weights_card(packaged) if live else packaged)
     if (out / SIDE_HEAD_DIR).is_dir():
         shutil.copytree(out / SIDE_HEAD_DIR, tmp / SIDE_HEAD_DIR)
     if (out / VERIFIER_DIR).is_dir():

@@ -42,7 +42,7 @@ from handrecon.checkpoint import (
     CARD_FILE, INT8_FORMAT, MODEL_FILE, CheckpointError, quantize_weights_int8, read_card,
     resolve_checkpoint, same_model, seal_card,
 )
-from handrecon.train.ema import LIVE_WEIGHTS, checkpoint_weights
+from handrecon.train.ema import checkpoint_weights, live_weights_card
 from handrecon.utils.io import atomic_write_bytes, atomic_write_json
 
 ASSETS = Path(__file__).resolve().parent.parent / "src" / "handrecon" / "assets" / "models"
@@ -83,7 +83,7 @@ def package(checkpoint: Path | list[Path], name: str, metrics: dict, training: d
         tensors = {f"members.{i}.{k}": v for i, src in enumerate(sources)
                    for k, v in checkpoint_weights(src, live).items()}
     if live:
-        card = {**{k: v for k, v in card.items() if k != "ema"}, "weights": LIVE_WEIGHTS}
+        card = live_weights_card(card)
     parameters = int(sum(v.numel() for v in tensors.values() if v.is_floating_point()))
     blob, dtype = st_save(tensors), "float32"
     if int8:

@@ -9,7 +9,7 @@ warm-up, d_n = decay). Every floating-point tensor of the state_dict is averaged
 statistics included; integer ones (BatchNorm's batch counter) follow the live model. A run with an
 average validates and saves the average as its weights (`handrecon.train.engine`); its checkpoints'
 training state keeps the live weights under `STATE_KEY` (`WeightEMA.saved_state`, `WeightEMA.resume`), and
-`checkpoint_weights` reads either for packaging.
+`checkpoint_weights` reads either for packaging (`live_weights_card` marks a packaged card that holds them).
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ class WeightEMA:
 
     def card(self) -> dict[str, float | int]:
         return {"decay": self.decay, "warmup_steps": self.warmup_steps, "updates": self.updates}
+
+
+def live_weights_card(card: dict) -> dict:
+    """A packaged model's card when it holds a weight-averaged run's live weights: the run's ``ema`` entry
+    (which describes the average) dropped, ``weights`` saying what it holds instead."""
+    return {**{k: v for k, v in card.items() if k != "ema"}, "weights": LIVE_WEIGHTS}
 
 
 def checkpoint_weights(src: Path, live: bool = False) -> dict[str, torch.Tensor]:
